@@ -1,0 +1,12 @@
+//! Text -> [`Vocab`] -> bit-packed one-hot stream ([`OneHotCorpus`], a file
+//! opened with `memmap2`) -> [`Windows`] (offsets, never copies) -> batches.
+
+mod onehot;
+mod text;
+mod vocab;
+mod windows;
+
+pub use onehot::OneHotCorpus;
+pub use text::{normalize, read_text};
+pub use vocab::Vocab;
+pub use windows::{Windows, epoch_order};

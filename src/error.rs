@@ -1,0 +1,79 @@
+//! The crate's one error type. Every variant names the problem; [`Error::hint`]
+//! names the fix, so the CLI can print both on two short lines.
+
+use std::path::PathBuf;
+
+/// Result alias used across the crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong, from a missing file to a NaN loss.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: not valid UTF-8 (first bad byte at offset {offset})")]
+    InvalidUtf8 { path: PathBuf, offset: usize },
+    #[error("{path}: the text is empty")]
+    EmptyText { path: PathBuf },
+    #[error("the text has {chars} characters, fewer than one window needs ({needed} = maxlen + 1)")]
+    TextTooShort { chars: usize, needed: usize },
+    #[error("{path}: not a valid prepared corpus file: {what}")]
+    CorpusFormat { path: PathBuf, what: String },
+    #[error("{path}: not a valid checkpoint: {what}")]
+    Checkpoint { path: PathBuf, what: String },
+    #[error("invalid value for {name}: {what}")]
+    InvalidArgument { name: &'static str, what: String },
+    #[error("character {ch:?} is not in the model's vocabulary")]
+    UnknownChar { ch: char },
+    #[error("the loss became {value} at epoch {epoch}, batch {batch}")]
+    NonFiniteLoss { epoch: usize, batch: usize, value: f32 },
+    #[error("could not download {url}: {what}")]
+    Download { url: String, what: String },
+    #[error("the {backend} backend is not available: {what}")]
+    BackendUnavailable { backend: &'static str, what: String },
+}
+
+impl Error {
+    /// Wraps an I/O error with the path it concerns.
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io { path: path.into(), source }
+    }
+
+    /// One line telling the user how to fix the problem.
+    pub fn hint(&self) -> String {
+        match self {
+            Error::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
+                "check the path; pass an existing file".into()
+            }
+            Error::Io { .. } => "check the path, its permissions and the free disk space".into(),
+            Error::InvalidUtf8 { .. } => {
+                "pass a UTF-8 text file (convert it with `iconv -t UTF-8`)".into()
+            }
+            Error::EmptyText { .. } => "pass a file that contains text".into(),
+            Error::TextTooShort { .. } => {
+                "pass a longer text or a smaller --maxlen".into()
+            }
+            Error::CorpusFormat { .. } => {
+                "recreate it with `charlstm-cuda prepare TEXT -o FILE`, or pass the text file itself".into()
+            }
+            Error::Checkpoint { .. } => {
+                "pass a .safetensors checkpoint written by `charlstm-cuda train` (an earlier epoch's file may still be good)".into()
+            }
+            Error::InvalidArgument { .. } => "see `charlstm-cuda help` for the allowed values".into(),
+            Error::UnknownChar { .. } => {
+                "use only characters of the training text (see the checkpoint's vocab)".into()
+            }
+            Error::NonFiniteLoss { .. } => {
+                "the last good checkpoint is kept; resume from it with a smaller --lr".into()
+            }
+            Error::Download { .. } => {
+                "when offline, pass the text with --corpus FILE".into()
+            }
+            Error::BackendUnavailable { .. } => "use --device cpu".into(),
+        }
+    }
+}

@@ -1,0 +1,11 @@
+//! Hyper-parameters, parameter layout, initialisation and checkpoints.
+
+mod checkpoint;
+mod hyper;
+mod init;
+mod params;
+
+pub use checkpoint::{Checkpoint, TrainState};
+pub use hyper::Hyper;
+pub use init::init_params;
+pub use params::{GATE_C, GATE_F, GATE_I, GATE_O, Grads, Params, TENSOR_NAMES};

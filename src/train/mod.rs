@@ -1,0 +1,1 @@
+//! The training loop: epochs, shuffling, callbacks, checkpoints and metrics.
