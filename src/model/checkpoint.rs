@@ -1,14 +1,51 @@
 //! Checkpoints as safetensors files.
+//!
+//! Tensors (all f32, little-endian, Keras layout and gate order i, f, c, o):
+//! `lstm.kernel` [V,4H], `lstm.recurrent_kernel` [H,4H], `lstm.bias` [4H],
+//! `dense.kernel` [H,V], `dense.bias` [V], and the RMSprop mean squares as
+//! `rmsprop.<name>` with the same shapes (optional on load: weights imported
+//! from another framework have none, and start from zeros).
+//!
+//! Metadata (safetensors' string map): `format` = `charlstm-cuda`,
+//! `format_version` = `1`, `vocab` (JSON array of one-character strings),
+//! `maxlen`, `step`, `hidden`, `lowercase`, `hyper` (JSON), `state` (JSON)
+//! and `checksum`: CRC32 of every tensor's bytes in file order, so a
+//! bit flip in the data is refused instead of silently trained on.
+//!
+//! Saving writes a temporary file in the target directory, fsyncs it and
+//! renames it over the target: a crash leaves the old file or the new one,
+//! never half of one.
 
-use super::{Hyper, Params};
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::Path;
+
+use safetensors::tensor::{Dtype, SafeTensors, TensorView};
+
+use super::{Hyper, Params, TENSOR_NAMES};
+use crate::error::{Error, Result};
+
+const FORMAT: &str = "charlstm-cuda";
+const FORMAT_VERSION: &str = "1";
 
 /// Where a run stands, saved so that `--resume` continues it exactly.
+///
+/// Data order and every random draw are functions of `(seed, epoch, index)`
+/// (Philox), so these counters are the whole RNG state.
 #[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct TrainState {
     /// Epochs completed.
     pub epoch: usize,
-    /// Optimizer steps taken.
+    /// Batches completed of the epoch in progress (0 at an epoch boundary).
+    pub batch: usize,
+    /// Optimizer steps taken in the whole run.
     pub step: u64,
+    /// Sum of per-batch mean losses weighted by batch size, for the epoch in progress.
+    pub loss_sum: f64,
+    /// Windows seen in the epoch in progress.
+    pub seen: u64,
+    /// Running-mean loss of each completed epoch.
+    pub epoch_losses: Vec<f64>,
 }
 
 /// Everything a checkpoint file holds.
@@ -24,4 +61,191 @@ pub struct Checkpoint {
     pub rmsprop: Params<f32>,
     /// Progress of the run.
     pub state: TrainState,
+}
+
+impl Checkpoint {
+    /// Serialises to safetensors bytes.
+    pub fn to_bytes(&self) -> Result<Vec<u8>> {
+        let (v, h) = (self.params.vocab, self.params.hidden);
+        if self.vocab.len() != v || self.rmsprop.vocab != v || self.rmsprop.hidden != h {
+            return Err(Error::InvalidArgument {
+                name: "checkpoint",
+                what: format!(
+                    "vocab has {} symbols, params are V={v} H={h}, rmsprop V={} H={}",
+                    self.vocab.len(),
+                    self.rmsprop.vocab,
+                    self.rmsprop.hidden
+                ),
+            });
+        }
+        let shapes = self.params.shapes();
+        let mut named: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::with_capacity(10);
+        for (prefix, p) in [("", &self.params), ("rmsprop.", &self.rmsprop)] {
+            for ((name, data), shape) in TENSOR_NAMES.iter().zip(p.tensors()).zip(&shapes) {
+                let bytes = data.iter().flat_map(|x| x.to_le_bytes()).collect();
+                named.push((format!("{prefix}{name}"), shape.clone(), bytes));
+            }
+        }
+        // safetensors lays tensors out sorted by name; hash in that order.
+        named.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut crc = crc32fast::Hasher::new();
+        for (_, _, bytes) in &named {
+            crc.update(bytes);
+        }
+        let mut meta = HashMap::new();
+        meta.insert("format".into(), FORMAT.into());
+        meta.insert("format_version".into(), FORMAT_VERSION.into());
+        let symbols: Vec<String> = self.vocab.iter().map(|c| c.to_string()).collect();
+        meta.insert("vocab".into(), json(&symbols)?);
+        meta.insert("maxlen".into(), self.hyper.maxlen.to_string());
+        meta.insert("step".into(), self.hyper.step.to_string());
+        meta.insert("hidden".into(), self.hyper.hidden.to_string());
+        meta.insert("lowercase".into(), self.hyper.lowercase.to_string());
+        meta.insert("hyper".into(), json(&self.hyper)?);
+        meta.insert("state".into(), json(&self.state)?);
+        meta.insert("checksum".into(), format!("{:08x}", crc.finalize()));
+        let mut views = Vec::with_capacity(named.len());
+        for (name, shape, bytes) in &named {
+            let view = TensorView::new(Dtype::F32, shape.clone(), bytes).map_err(|e| {
+                Error::InvalidArgument { name: "checkpoint", what: e.to_string() }
+            })?;
+            views.push((name.clone(), view));
+        }
+        safetensors::serialize(views, Some(meta))
+            .map_err(|e| Error::InvalidArgument { name: "checkpoint", what: e.to_string() })
+    }
+
+    /// Parses safetensors bytes; `path` only names the file in errors.
+    pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<Self> {
+        let bad = |what: String| Error::Checkpoint { path: path.to_path_buf(), what };
+        let (_, header) = SafeTensors::read_metadata(bytes)
+            .map_err(|e| bad(format!("unreadable safetensors header ({e})")))?;
+        let tensors = SafeTensors::deserialize(bytes)
+            .map_err(|e| bad(format!("unreadable safetensors data ({e})")))?;
+        let empty = HashMap::new();
+        let meta = header.metadata().as_ref().unwrap_or(&empty);
+        let get = |key: &str| {
+            meta.get(key)
+                .ok_or_else(|| bad(format!("metadata `{key}` is missing")))
+        };
+        if get("format")? != FORMAT {
+            return Err(bad(format!("metadata `format` is not `{FORMAT}`")));
+        }
+        let version = get("format_version")?;
+        if version != FORMAT_VERSION {
+            return Err(bad(format!(
+                "format version {version} is not supported (this build reads {FORMAT_VERSION})"
+            )));
+        }
+        let symbols: Vec<String> = serde_json::from_str(get("vocab")?)
+            .map_err(|e| bad(format!("metadata `vocab` is not a JSON array of strings ({e})")))?;
+        let mut vocab = Vec::with_capacity(symbols.len());
+        for s in &symbols {
+            let mut it = s.chars();
+            match (it.next(), it.next()) {
+                (Some(c), None) => vocab.push(c),
+                _ => return Err(bad(format!("vocab entry {s:?} is not one character"))),
+            }
+        }
+        if vocab.is_empty() || vocab.windows(2).any(|w| w[0] >= w[1]) {
+            return Err(bad("vocab is empty or not sorted and unique".into()));
+        }
+        let hyper: Hyper = serde_json::from_str(get("hyper")?)
+            .map_err(|e| bad(format!("metadata `hyper` is invalid ({e})")))?;
+        hyper.validate().map_err(|e| bad(format!("metadata `hyper`: {e}")))?;
+        let state: TrainState = serde_json::from_str(get("state")?)
+            .map_err(|e| bad(format!("metadata `state` is invalid ({e})")))?;
+        for (key, value) in [
+            ("maxlen", hyper.maxlen.to_string()),
+            ("step", hyper.step.to_string()),
+            ("hidden", hyper.hidden.to_string()),
+            ("lowercase", hyper.lowercase.to_string()),
+        ] {
+            if get(key)? != &value {
+                return Err(bad(format!("metadata `{key}` disagrees with `hyper`")));
+            }
+        }
+
+        let (v, h) = (vocab.len(), hyper.hidden);
+        let mut params = Params::<f32>::zeros(v, h);
+        let mut rmsprop = Params::<f32>::zeros(v, h);
+        let shapes = params.shapes();
+        let has_rmsprop = tensors.names().iter().any(|n| n.starts_with("rmsprop."));
+        for (prefix, target) in [("", &mut params), ("rmsprop.", &mut rmsprop)] {
+            if prefix == "rmsprop." && !has_rmsprop {
+                continue;
+            }
+            for ((name, dst), shape) in TENSOR_NAMES.iter().zip(target.tensors_mut()).zip(&shapes) {
+                let full = format!("{prefix}{name}");
+                let view = tensors
+                    .tensor(&full)
+                    .map_err(|_| bad(format!("tensor `{full}` is missing")))?;
+                if view.dtype() != Dtype::F32 {
+                    return Err(bad(format!("tensor `{full}` is {:?}, not F32", view.dtype())));
+                }
+                if view.shape() != shape.as_slice() {
+                    return Err(bad(format!(
+                        "tensor `{full}` has shape {:?}, expected {shape:?} for V={v}, H={h}",
+                        view.shape()
+                    )));
+                }
+                for (d, chunk) in dst.iter_mut().zip(view.data().chunks_exact(4)) {
+                    *d = f32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
+                }
+            }
+        }
+        let expected = get("checksum")?;
+        let mut crc = crc32fast::Hasher::new();
+        let mut names = tensors.names();
+        names.sort();
+        for name in names {
+            if let Ok(view) = tensors.tensor(name) {
+                crc.update(view.data());
+            }
+        }
+        let actual = format!("{:08x}", crc.finalize());
+        if &actual != expected {
+            return Err(bad(format!(
+                "checksum mismatch (stored {expected}, computed {actual}): the file is corrupt"
+            )));
+        }
+        Ok(Checkpoint { vocab, hyper, params, rmsprop, state })
+    }
+
+    /// Writes the checkpoint atomically: temp file, fsync, rename.
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let bytes = self.to_bytes()?;
+        write_atomic(path, &bytes)
+    }
+
+    /// Reads and validates a checkpoint file.
+    pub fn load(path: &Path) -> Result<Self> {
+        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        Self::from_bytes(&bytes, path)
+    }
+}
+
+fn json<T: serde::Serialize>(value: &T) -> Result<String> {
+    serde_json::to_string(value)
+        .map_err(|e| Error::InvalidArgument { name: "checkpoint", what: e.to_string() })
+}
+
+/// Writes `bytes` to `path` through a synced temporary file in the same directory.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".tmp-")
+        .tempfile_in(dir)
+        .map_err(|e| Error::io(dir, e))?;
+    tmp.write_all(bytes).map_err(|e| Error::io(tmp.path(), e))?;
+    tmp.as_file().sync_all().map_err(|e| Error::io(tmp.path(), e))?;
+    tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
+    // The rename is durable only once the directory entry is synced too.
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
 }

@@ -1,0 +1,146 @@
+//! The command line, with the Keras notebook's defaults and Keras' option names.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Train a character-level LSTM (Keras' Deep Learning with Python §8.1) and generate text.
+#[derive(Parser, Debug)]
+#[command(name = "charlstm-cuda", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Encode a text once as the bit-packed one-hot corpus file that `train` reads.
+    Prepare(PrepareArgs),
+    /// Train the model; checkpoints, metrics.jsonl and samples after every epoch.
+    #[command(after_help = "Examples:\n  charlstm-cuda train --epochs 1\n  \
+        charlstm-cuda train --corpus my.txt --out runs/my --epochs 20\n  \
+        charlstm-cuda train --out runs/my --resume --epochs 40")]
+    Train(TrainArgs),
+    /// Generate text from a checkpoint.
+    Generate(GenerateArgs),
+    /// Mean cross-entropy of a checkpoint over every window of a text, as JSON.
+    Eval(EvalArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct PrepareArgs {
+    /// The UTF-8 text to encode.
+    pub text: PathBuf,
+    /// Where to write the prepared corpus.
+    #[arg(short, long)]
+    pub output: PathBuf,
+    /// Keep upper case (Keras lower-cases).
+    #[arg(long)]
+    pub keep_case: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct TrainArgs {
+    /// Text or prepared corpus; default: the Nietzsche corpus, downloaded once.
+    #[arg(long)]
+    pub corpus: Option<PathBuf>,
+    /// Directory for checkpoints and metrics [default: runs/<corpus name>].
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Continue the run saved in --out (same data order and random streams).
+    #[arg(long)]
+    pub resume: bool,
+    /// Epochs in total (with --resume: the new total) [default: 60].
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    /// Windows per batch [default: 128].
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    /// Batches per epoch at most (default: the whole corpus).
+    #[arg(long)]
+    pub steps_per_epoch: Option<usize>,
+    /// Characters per window [default: 60].
+    #[arg(long)]
+    pub maxlen: Option<usize>,
+    /// Distance between window starts [default: 3].
+    #[arg(long)]
+    pub step: Option<usize>,
+    /// LSTM units [default: 128].
+    #[arg(long)]
+    pub hidden: Option<usize>,
+    /// RMSprop learning rate [default: 0.01].
+    #[arg(long)]
+    pub lr: Option<f32>,
+    /// Seed of initialisation, shuffling and sampling [default: 42].
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Temperatures of the after-epoch samples.
+    #[arg(long, value_delimiter = ',', default_value = "0.2,0.5,1.0,1.2")]
+    pub temperatures: Vec<f32>,
+    /// Characters per after-epoch sample; 0 skips sampling.
+    #[arg(long, default_value_t = 400)]
+    pub gen_length: usize,
+    /// Keep upper case (Keras lower-cases).
+    #[arg(long)]
+    pub keep_case: bool,
+    /// Compute backend: auto, cpu, cuda or sim.
+    #[arg(long, default_value = "auto")]
+    pub device: String,
+    /// No progress bar.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StrategyArg {
+    /// Re-weight by temperature, then draw (the notebook).
+    Temperature,
+    /// Always the most probable character.
+    Greedy,
+    /// Every character equally likely.
+    Uniform,
+}
+
+#[derive(Args, Debug)]
+pub struct GenerateArgs {
+    /// A checkpoint written by `train`.
+    #[arg(long)]
+    pub checkpoint: PathBuf,
+    /// Text to start from (default: a random window of --corpus, else a random character).
+    #[arg(long)]
+    pub seed_text: Option<String>,
+    /// Corpus to pick a random seed window from.
+    #[arg(long)]
+    pub corpus: Option<PathBuf>,
+    /// Temperatures, one sample each.
+    #[arg(long = "temperature", value_delimiter = ',', default_value = "0.2,0.5,1.0,1.2")]
+    pub temperatures: Vec<f32>,
+    /// Characters to generate.
+    #[arg(long, default_value_t = 400)]
+    pub length: usize,
+    /// How the next character is picked.
+    #[arg(long, value_enum, default_value = "temperature")]
+    pub strategy: StrategyArg,
+    /// Seed of the draws.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Compute backend: auto, cpu, cuda or sim.
+    #[arg(long, default_value = "auto")]
+    pub device: String,
+}
+
+#[derive(Args, Debug)]
+pub struct EvalArgs {
+    /// A checkpoint written by `train`.
+    #[arg(long)]
+    pub checkpoint: PathBuf,
+    /// Text (or prepared corpus) to evaluate on.
+    #[arg(long)]
+    pub corpus: PathBuf,
+    /// Windows per batch.
+    #[arg(long, default_value_t = 1024)]
+    pub batch_size: usize,
+    /// Compute backend: auto, cpu, cuda or sim.
+    #[arg(long, default_value = "auto")]
+    pub device: String,
+}

@@ -1,0 +1,96 @@
+//! `generate` and `eval`.
+
+use std::process::ExitCode;
+
+use charlstm_cuda::corpus::{OneHotCorpus, Vocab, Windows, read_text};
+use charlstm_cuda::cpu::CpuModel;
+use charlstm_cuda::model::{Checkpoint, Params};
+use charlstm_cuda::sample::{Generator, Purpose, RngStream, Strategy};
+use charlstm_cuda::train::{Device, create_engine};
+use charlstm_cuda::{Error, Result};
+
+use super::args::{EvalArgs, GenerateArgs, StrategyArg};
+use super::printer::{colour_stdout, print_sample};
+
+pub fn generate(a: GenerateArgs) -> Result<ExitCode> {
+    let device: Device = a.device.parse()?;
+    let (backend, notice) = device.resolve()?;
+    if let Some(n) = notice {
+        eprintln!("{n}");
+    }
+    debug_assert_eq!(backend.to_string(), "cpu");
+    let ckpt = Checkpoint::load(&a.checkpoint)?;
+    let vocab = Vocab::from_chars(ckpt.vocab.clone())?;
+    let maxlen = ckpt.hyper.maxlen;
+    let strategies: Vec<Strategy> = match a.strategy {
+        StrategyArg::Temperature => {
+            a.temperatures.iter().map(|&t| Strategy::temperature(t)).collect::<Result<_>>()?
+        }
+        StrategyArg::Greedy => vec![Strategy::Greedy],
+        StrategyArg::Uniform => vec![Strategy::Uniform],
+    };
+    let seed_text = match (&a.seed_text, &a.corpus) {
+        (Some(s), _) if ckpt.hyper.lowercase => s.to_lowercase(),
+        (Some(s), _) => s.clone(),
+        (None, Some(path)) => {
+            let corpus = OneHotCorpus::load(path, ckpt.hyper.lowercase)?;
+            let windows = Windows::new(corpus.rows(), maxlen, 1)?;
+            let start = RngStream::new(a.seed, Purpose::SeedText, u32::MAX).below(windows.count as u64);
+            corpus.text(start as usize, maxlen)
+        }
+        (None, None) => {
+            let i = RngStream::new(a.seed, Purpose::SeedText, u32::MAX).below(vocab.len() as u64);
+            vocab.char_at(i as u32).to_string()
+        }
+    };
+    let mut generator = Generator::new(CpuModel::new(&ckpt.params), &vocab, maxlen);
+    let texts = generator.generate(&seed_text, a.length, &strategies, a.seed, 0)?;
+    let colour = colour_stdout();
+    println!("--- Generating with seed: \"{seed_text}\"");
+    for (s, text) in strategies.iter().zip(texts) {
+        match s {
+            Strategy::Temperature(t) => println!("------ temperature: {t}"),
+            Strategy::Greedy => println!("------ greedy"),
+            Strategy::Uniform => println!("------ uniform"),
+        }
+        print_sample(&seed_text, &text, colour);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn eval(a: EvalArgs) -> Result<ExitCode> {
+    if a.batch_size == 0 {
+        return Err(Error::InvalidArgument { name: "--batch-size", what: "0 (must be at least 1)".into() });
+    }
+    let device: Device = a.device.parse()?;
+    let ckpt = Checkpoint::load(&a.checkpoint)?;
+    let vocab = Vocab::from_chars(ckpt.vocab.clone())?;
+    let corpus = if OneHotCorpus::is_prepared(&a.corpus)? {
+        let c = OneHotCorpus::open(&a.corpus)?;
+        if c.vocab() != &vocab {
+            return Err(Error::InvalidArgument {
+                name: "--corpus",
+                what: "the prepared corpus' vocabulary differs from the checkpoint's; pass the text file".into(),
+            });
+        }
+        c
+    } else {
+        let text = read_text(&a.corpus)?;
+        OneHotCorpus::from_text_with_vocab(&text, &vocab, ckpt.hyper.lowercase)?
+    };
+    let hyper = ckpt.hyper.clone();
+    let windows = Windows::new(corpus.rows(), hyper.maxlen, hyper.step)?;
+    let rmsprop = Params::zeros(ckpt.params.vocab, ckpt.params.hidden);
+    let (mut engine, notice) = create_engine(device, &corpus, &hyper, ckpt.params, rmsprop)?;
+    if let Some(n) = notice {
+        eprintln!("{n}");
+    }
+    let starts: Vec<u32> = (0..windows.count).map(|i| (i * windows.step) as u32).collect();
+    let mut sum = 0.0f64;
+    for chunk in starts.chunks(a.batch_size) {
+        sum += f64::from(engine.eval_batch(chunk)?) * chunk.len() as f64;
+    }
+    let loss = sum / windows.count as f64;
+    println!("{}", serde_json::json!({ "loss": loss, "windows": windows.count }));
+    Ok(ExitCode::SUCCESS)
+}

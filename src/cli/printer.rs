@@ -1,0 +1,83 @@
+//! What `train` shows: a progress bar on stderr (terminals only), one line
+//! per epoch and the notebook's sample block on stdout, coloured like the
+//! notebook when stdout is a terminal and NO_COLOR is unset.
+
+use std::io::IsTerminal;
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use charlstm_cuda::train::{BatchEvent, Control, EpochEvent, Observer};
+
+pub struct Printer {
+    bar: Option<ProgressBar>,
+    quiet: bool,
+    colour: bool,
+}
+
+/// Whether stdout should get ANSI colours.
+pub fn colour_stdout() -> bool {
+    std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
+impl Printer {
+    pub fn new(quiet: bool) -> Self {
+        Printer { bar: None, quiet, colour: colour_stdout() }
+    }
+
+    pub fn finish(&mut self) {
+        if let Some(bar) = self.bar.take() {
+            bar.finish_and_clear();
+        }
+    }
+
+    fn bar(&mut self, epoch: usize, batches: usize) -> &ProgressBar {
+        self.bar.get_or_insert_with(|| {
+            let bar = ProgressBar::with_draw_target(Some(batches as u64), ProgressDrawTarget::stderr());
+            let style = ProgressStyle::with_template(
+                "epoch {prefix} [{bar:30}] {pos}/{len} {msg} ETA {eta}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> ");
+            bar.set_style(style);
+            bar.set_prefix(epoch.to_string());
+            bar
+        })
+    }
+}
+
+impl Observer for Printer {
+    fn on_batch(&mut self, e: &BatchEvent) -> Control {
+        // indicatif hides itself when stderr is not a terminal.
+        if !self.quiet {
+            let bar = self.bar(e.epoch, e.batches);
+            bar.set_position(e.batch as u64);
+            bar.set_message(format!("loss {:.4} {:.0} samples/s", e.running_loss, e.samples_per_s));
+        }
+        Control::Continue
+    }
+
+    fn on_epoch(&mut self, e: &EpochEvent) -> Control {
+        self.finish();
+        println!(
+            "epoch {}/{}: loss {:.4}, {:.1} s, {:.0} samples/s, {} batches",
+            e.epoch, e.epochs, e.loss, e.seconds, e.samples_per_s, e.batches
+        );
+        if let Some(first) = e.samples.first() {
+            println!("--- Generating with seed: \"{}\"", first.seed);
+            for s in &e.samples {
+                println!("------ temperature: {}", s.temperature);
+                print_sample(&s.seed, &s.text, self.colour);
+            }
+        }
+        Control::Continue
+    }
+}
+
+/// Seed and generated text on one line, the generated part highlighted on terminals.
+pub fn print_sample(seed: &str, text: &str, colour: bool) {
+    if colour {
+        println!("\x1b[2m{seed}\x1b[0m\x1b[1;32m{text}\x1b[0m");
+    } else {
+        println!("{seed}{text}");
+    }
+}

@@ -1,0 +1,165 @@
+//! `prepare` and `train`.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+use charlstm_cuda::corpus::{OneHotCorpus, download};
+use charlstm_cuda::model::{Checkpoint, Hyper};
+use charlstm_cuda::train::{Device, LAST_CHECKPOINT, TrainConfig, Trainer};
+use charlstm_cuda::{Error, Result};
+
+use super::args::{PrepareArgs, TrainArgs};
+use super::printer::Printer;
+
+pub fn prepare(a: PrepareArgs) -> Result<ExitCode> {
+    let started = Instant::now();
+    let corpus = OneHotCorpus::prepare(&a.text, &a.output, !a.keep_case)?;
+    println!(
+        "{}: {} characters, {} symbols, {} u64 words per row ({:.3} s)",
+        a.output.display(),
+        corpus.rows(),
+        corpus.vocab().len(),
+        corpus.words_per_row(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Hyper-parameters from the flags, on top of `base` (defaults or a checkpoint's).
+/// On resume, a flag that would change the model or the data is refused.
+fn hyper_from(a: &TrainArgs, base: Hyper, resuming: bool) -> Result<Hyper> {
+    let mut h = base;
+    macro_rules! set {
+        ($field:ident, $flag:literal) => {
+            if let Some(v) = a.$field {
+                if resuming && v != h.$field {
+                    return Err(Error::InvalidArgument {
+                        name: $flag,
+                        what: format!(
+                            "{v} differs from the resumed run's {}; drop the flag or start a new --out",
+                            h.$field
+                        ),
+                    });
+                }
+                h.$field = v;
+            }
+        };
+    }
+    set!(maxlen, "--maxlen");
+    set!(step, "--step");
+    set!(hidden, "--hidden");
+    set!(batch, "--batch-size");
+    set!(lr, "--lr");
+    set!(seed, "--seed");
+    if let Some(e) = a.epochs {
+        h.epochs = e;
+    }
+    if resuming {
+        if a.keep_case && h.lowercase {
+            return Err(Error::InvalidArgument {
+                name: "--keep-case",
+                what: "the resumed run lower-cases its text; drop the flag or start a new --out".into(),
+            });
+        }
+    } else {
+        h.lowercase = !a.keep_case;
+    }
+    h.validate()?;
+    Ok(h)
+}
+
+fn default_out(corpus: &Path) -> PathBuf {
+    let stem = corpus.file_stem().map_or("run".into(), |s| s.to_string_lossy().into_owned());
+    Path::new("runs").join(stem)
+}
+
+pub fn train(a: TrainArgs) -> Result<ExitCode> {
+    let device: Device = a.device.parse()?;
+    let corpus_path = match &a.corpus {
+        Some(p) => p.clone(),
+        None => {
+            eprintln!("no --corpus: using the Keras example's Nietzsche corpus");
+            download::nietzsche(None)?
+        }
+    };
+    let out = a.out.clone().unwrap_or_else(|| default_out(&corpus_path));
+    let last = out.join(LAST_CHECKPOINT);
+    let checkpoint = if a.resume {
+        if !last.exists() {
+            return Err(Error::InvalidArgument {
+                name: "--resume",
+                what: format!("{} does not exist: nothing to resume in {}", last.display(), out.display()),
+            });
+        }
+        Some(Checkpoint::load(&last)?)
+    } else {
+        if last.exists() {
+            return Err(Error::InvalidArgument {
+                name: "--out",
+                what: format!(
+                    "{} already holds a run; pass --resume to continue it, or another --out",
+                    out.display()
+                ),
+            });
+        }
+        None
+    };
+    let base = checkpoint.as_ref().map_or_else(Hyper::default, |c| c.hyper.clone());
+    let hyper = hyper_from(&a, base, checkpoint.is_some())?;
+    let corpus = OneHotCorpus::load(&corpus_path, hyper.lowercase)?;
+    let config = TrainConfig {
+        steps_per_epoch: a.steps_per_epoch,
+        temperatures: a.temperatures.clone(),
+        gen_length: a.gen_length,
+        out: Some(out.clone()),
+    };
+    let (mut trainer, notice) = match checkpoint {
+        Some(mut c) => {
+            c.hyper = hyper;
+            Trainer::resume(&corpus, c, config, device)?
+        }
+        None => Trainer::new(&corpus, hyper, config, device)?,
+    };
+    if let Some(n) = notice {
+        eprintln!("{n}");
+    }
+    let h = trainer.hyper().clone();
+    let st = trainer.state().clone();
+    eprintln!(
+        "{}: {} characters, {} symbols, {} windows; {} batches of {} per epoch; {} epochs{}",
+        corpus_path.display(),
+        corpus.rows(),
+        corpus.vocab().len(),
+        trainer.windows().count,
+        trainer.batches_per_epoch(),
+        h.batch,
+        h.epochs,
+        if a.resume {
+            format!(" (resuming after epoch {}, batch {})", st.epoch, st.batch)
+        } else {
+            String::new()
+        }
+    );
+    let mut printer = Printer::new(a.quiet);
+    match trainer.run(&mut printer) {
+        Ok(summary) => {
+            printer.finish();
+            if summary.stopped {
+                eprintln!("stopped; resume with --resume --out {}", out.display());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e @ Error::NonFiniteLoss { .. }) => {
+            printer.finish();
+            if last.exists() {
+                eprintln!("last good checkpoint: {}", last.display());
+            }
+            Err(e)
+        }
+        Err(e) => {
+            printer.finish();
+            Err(e)
+        }
+    }
+}

@@ -1,0 +1,117 @@
+//! The CPU reference as a training [`Engine`].
+
+use crate::corpus::OneHotCorpus;
+use crate::error::{Error, Result};
+use crate::model::{Grads, Hyper, Params};
+use crate::train::{Backend, Engine};
+
+use super::{RmsProp, Workspace, gather, loss_and_grads_into, predict};
+
+/// Parameters, optimizer state and scratch buffers of a CPU run, allocated once.
+pub struct CpuEngine<'c> {
+    corpus: &'c OneHotCorpus,
+    maxlen: usize,
+    params: Params<f32>,
+    rmsprop: Params<f32>,
+    grads: Grads<f32>,
+    workspace: Workspace<f32>,
+    optimizer: RmsProp,
+}
+
+impl<'c> CpuEngine<'c> {
+    /// An engine over `corpus`, starting from `params` and RMSprop state `rmsprop`.
+    pub fn new(corpus: &'c OneHotCorpus, hyper: &Hyper, params: Params<f32>, rmsprop: Params<f32>) -> Result<Self> {
+        let v = corpus.vocab().len();
+        for (what, p) in [("parameters", &params), ("optimizer state", &rmsprop)] {
+            if p.vocab != v || p.hidden != hyper.hidden {
+                return Err(Error::InvalidArgument {
+                    name: "model",
+                    what: format!(
+                        "{what} are V={} H={}, the corpus and hyper-parameters need V={v} H={}",
+                        p.vocab, p.hidden, hyper.hidden
+                    ),
+                });
+            }
+        }
+        Ok(CpuEngine {
+            corpus,
+            maxlen: hyper.maxlen,
+            grads: Params::zeros(v, hyper.hidden),
+            workspace: Workspace::new(),
+            params,
+            rmsprop,
+            optimizer: RmsProp {
+                lr: f64::from(hyper.lr),
+                rho: f64::from(hyper.rho),
+                eps: f64::from(hyper.eps),
+            },
+        })
+    }
+}
+
+impl Engine for CpuEngine<'_> {
+    fn backend(&self) -> Backend {
+        Backend::Cpu
+    }
+
+    fn train_batch(&mut self, starts: &[u32]) -> Result<f32> {
+        let (x, y) = gather(self.corpus, starts, self.maxlen);
+        let loss = loss_and_grads_into(&self.params, &x, &y, self.maxlen, &mut self.workspace, &mut self.grads);
+        self.optimizer.step(&mut self.params, &mut self.rmsprop, &self.grads);
+        Ok(loss)
+    }
+
+    fn eval_batch(&mut self, starts: &[u32]) -> Result<f32> {
+        let (x, y) = gather(self.corpus, starts, self.maxlen);
+        Ok(super::loss(&self.params, &x, &y, self.maxlen))
+    }
+
+    fn predict(&mut self, x: &[u32], seq_len: usize) -> Result<Vec<f32>> {
+        check_sequences(x, seq_len, self.params.vocab)?;
+        Ok(predict(&self.params, x, seq_len))
+    }
+
+    fn params(&self) -> Result<Params<f32>> {
+        Ok(self.params.clone())
+    }
+
+    fn rmsprop_state(&self) -> Result<Params<f32>> {
+        Ok(self.rmsprop.clone())
+    }
+}
+
+/// Inference only: the CPU reference over borrowed weights, for generation.
+pub struct CpuModel<'p> {
+    params: &'p Params<f32>,
+}
+
+impl<'p> CpuModel<'p> {
+    /// Predicts with `params`.
+    pub fn new(params: &'p Params<f32>) -> Self {
+        CpuModel { params }
+    }
+}
+
+impl crate::sample::Predict for CpuModel<'_> {
+    fn predict(&mut self, x: &[u32], seq_len: usize) -> Result<Vec<f32>> {
+        check_sequences(x, seq_len, self.params.vocab)?;
+        Ok(predict(self.params, x, seq_len))
+    }
+}
+
+/// Rejects input that is not whole sequences of in-vocabulary indices.
+fn check_sequences(x: &[u32], seq_len: usize, vocab: usize) -> Result<()> {
+    if seq_len == 0 || x.is_empty() || x.len() % seq_len != 0 {
+        return Err(Error::InvalidArgument {
+            name: "predict",
+            what: format!("{} indices do not form sequences of length {seq_len}", x.len()),
+        });
+    }
+    if let Some(&bad) = x.iter().find(|&&c| c as usize >= vocab) {
+        return Err(Error::InvalidArgument {
+            name: "predict",
+            what: format!("class index {bad} is outside the vocabulary of {vocab}"),
+        });
+    }
+    Ok(())
+}

@@ -1,0 +1,95 @@
+//! The seam between the training loop and the compute (DESIGN §4).
+
+use std::fmt;
+use std::str::FromStr;
+
+use crate::error::{Error, Result};
+use crate::model::Params;
+
+/// What the training loop needs from a backend. An engine owns the
+/// parameters, the optimizer state and whatever buffers it needs; it is
+/// created over one corpus, so a batch is just its window start rows.
+pub trait Engine {
+    /// Which backend this is.
+    fn backend(&self) -> Backend;
+    /// One RMSprop step on the windows starting at `starts`; returns their mean loss.
+    fn train_batch(&mut self, starts: &[u32]) -> Result<f32>;
+    /// Mean loss of the windows starting at `starts`, without updating anything.
+    fn eval_batch(&mut self, starts: &[u32]) -> Result<f32>;
+    /// Next-character probabilities [B, V] for `x` = [B, seq_len] class indices.
+    fn predict(&mut self, x: &[u32], seq_len: usize) -> Result<Vec<f32>>;
+    /// A copy of the current weights.
+    fn params(&self) -> Result<Params<f32>>;
+    /// A copy of the RMSprop mean squares.
+    fn rmsprop_state(&self) -> Result<Params<f32>>;
+}
+
+/// The compute backends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// The CPU reference.
+    Cpu,
+    /// The CUDA kernels on an NVIDIA GPU.
+    Cuda,
+    /// The CUDA kernels on the PTX simulator.
+    Sim,
+}
+
+impl fmt::Display for Backend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Backend::Cpu => "cpu",
+            Backend::Cuda => "cuda",
+            Backend::Sim => "sim",
+        })
+    }
+}
+
+/// What the user asked for: a backend, or `auto`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Device {
+    /// CUDA when a driver and a GPU are present, else the CPU.
+    Auto,
+    /// A specific backend.
+    Exact(Backend),
+}
+
+impl FromStr for Device {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "auto" => Ok(Device::Auto),
+            "cpu" => Ok(Device::Exact(Backend::Cpu)),
+            "cuda" => Ok(Device::Exact(Backend::Cuda)),
+            "sim" => Ok(Device::Exact(Backend::Sim)),
+            other => Err(Error::InvalidArgument {
+                name: "--device",
+                what: format!("{other:?} (expected auto, cpu, cuda or sim)"),
+            }),
+        }
+    }
+}
+
+impl Device {
+    /// Resolves `auto` to a backend that is usable here; returns the backend
+    /// and, for `auto`, a sentence saying what was picked and why.
+    pub fn resolve(self) -> Result<(Backend, Option<String>)> {
+        match self {
+            Device::Auto => Ok((
+                Backend::Cpu,
+                Some(
+                    "device auto: using cpu (this build has no GPU engine yet; \
+                     the CUDA backend comes with the GPU engine)"
+                        .into(),
+                ),
+            )),
+            Device::Exact(Backend::Cpu) => Ok((Backend::Cpu, None)),
+            Device::Exact(b @ (Backend::Cuda | Backend::Sim)) => Err(Error::BackendUnavailable {
+                backend: if b == Backend::Cuda { "cuda" } else { "sim" },
+                what: "this build has no GPU engine yet (the kernels and the PTX simulator \
+                       are not part of this version)"
+                    .into(),
+            }),
+        }
+    }
+}

@@ -1,0 +1,314 @@
+//! The epoch loop: shuffle, batch, step, checkpoint, sample, report.
+
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use super::engine::{Backend, Device, Engine};
+use super::observer::{BatchEvent, Control, EpochEvent, Observer, Sample};
+use crate::corpus::{OneHotCorpus, Windows, epoch_order};
+use crate::error::{Error, Result};
+use crate::model::{Checkpoint, Hyper, Params, TrainState, init_params};
+use crate::sample::{Generator, Predict, Purpose, RngStream, Strategy};
+
+/// File the latest state is always written to (each epoch, and on a stop).
+pub const LAST_CHECKPOINT: &str = "last.safetensors";
+/// One JSON object per completed epoch.
+pub const METRICS_FILE: &str = "metrics.jsonl";
+
+/// The per-epoch checkpoint's file name.
+pub fn epoch_checkpoint_name(epoch: usize) -> String {
+    format!("epoch-{epoch:03}.safetensors")
+}
+
+/// Run settings that are not model hyper-parameters.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TrainConfig {
+    /// Batches per epoch at most (Keras' `steps_per_epoch`); `None` = all.
+    pub steps_per_epoch: Option<usize>,
+    /// Temperatures of the after-epoch samples.
+    pub temperatures: Vec<f32>,
+    /// Characters generated per sample; 0 skips sampling.
+    pub gen_length: usize,
+    /// Directory for checkpoints and `metrics.jsonl`; `None` keeps everything in memory.
+    pub out: Option<PathBuf>,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        TrainConfig {
+            steps_per_epoch: None,
+            temperatures: vec![0.2, 0.5, 1.0, 1.2],
+            gen_length: 400,
+            out: None,
+        }
+    }
+}
+
+/// How a call to [`Trainer::run`] ended.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RunSummary {
+    /// Where the run stands now.
+    pub state: TrainState,
+    /// True when an observer stopped the run before `hyper.epochs`.
+    pub stopped: bool,
+    /// The last checkpoint written, if any.
+    pub checkpoint: Option<PathBuf>,
+}
+
+/// Trains one model on one corpus with one engine.
+pub struct Trainer<'c> {
+    corpus: &'c OneHotCorpus,
+    hyper: Hyper,
+    config: TrainConfig,
+    windows: Windows,
+    engine: Box<dyn Engine + 'c>,
+    state: TrainState,
+}
+
+impl<'c> Trainer<'c> {
+    /// A fresh run: Keras initialisation from `hyper.seed`.
+    pub fn new(corpus: &'c OneHotCorpus, hyper: Hyper, config: TrainConfig, device: Device) -> Result<(Self, Option<String>)> {
+        hyper.validate()?;
+        let params = init_params(corpus.vocab().len(), hyper.hidden, hyper.seed);
+        let rmsprop = Params::zeros(params.vocab, params.hidden);
+        Self::assemble(corpus, hyper, config, device, params, rmsprop, TrainState::default())
+    }
+
+    /// Continues the run saved in `checkpoint` (same data order and RNG streams).
+    pub fn resume(corpus: &'c OneHotCorpus, checkpoint: Checkpoint, config: TrainConfig, device: Device) -> Result<(Self, Option<String>)> {
+        if checkpoint.vocab != corpus.vocab().chars() {
+            return Err(Error::InvalidArgument {
+                name: "--resume",
+                what: format!(
+                    "the checkpoint's vocabulary ({} symbols) differs from the corpus' ({} symbols); \
+                     resume with the corpus the run started on",
+                    checkpoint.vocab.len(),
+                    corpus.vocab().len()
+                ),
+            });
+        }
+        if checkpoint.hyper.lowercase != corpus.lowercase() {
+            return Err(Error::InvalidArgument {
+                name: "--keep-case",
+                what: "the checkpoint and the corpus disagree on lower-casing".into(),
+            });
+        }
+        Self::assemble(corpus, checkpoint.hyper, config, device, checkpoint.params, checkpoint.rmsprop, checkpoint.state)
+    }
+
+    fn assemble(
+        corpus: &'c OneHotCorpus,
+        hyper: Hyper,
+        config: TrainConfig,
+        device: Device,
+        params: Params<f32>,
+        rmsprop: Params<f32>,
+        state: TrainState,
+    ) -> Result<(Self, Option<String>)> {
+        hyper.validate()?;
+        for &t in &config.temperatures {
+            Strategy::temperature(t)?;
+        }
+        if config.steps_per_epoch == Some(0) {
+            return Err(Error::InvalidArgument { name: "--steps-per-epoch", what: "0 (must be at least 1)".into() });
+        }
+        let windows = Windows::new(corpus.rows(), hyper.maxlen, hyper.step)?;
+        let (engine, notice) = create_engine(device, corpus, &hyper, params, rmsprop)?;
+        Ok((Trainer { corpus, hyper, config, windows, engine, state }, notice))
+    }
+
+    /// Hyper-parameters of the run.
+    pub fn hyper(&self) -> &Hyper {
+        &self.hyper
+    }
+
+    /// Where the run stands.
+    pub fn state(&self) -> &TrainState {
+        &self.state
+    }
+
+    /// The windows of the corpus.
+    pub fn windows(&self) -> Windows {
+        self.windows
+    }
+
+    /// The engine, e.g. to predict or to read the weights.
+    pub fn engine_mut(&mut self) -> &mut dyn Engine {
+        self.engine.as_mut()
+    }
+
+    /// Batches per epoch, after `steps_per_epoch`.
+    pub fn batches_per_epoch(&self) -> usize {
+        let full = self.windows.count.div_ceil(self.hyper.batch);
+        self.config.steps_per_epoch.map_or(full, |s| s.min(full))
+    }
+
+    /// The current weights, optimizer state and progress as a checkpoint.
+    pub fn checkpoint(&self) -> Result<Checkpoint> {
+        Ok(Checkpoint {
+            vocab: self.corpus.vocab().chars().to_vec(),
+            hyper: self.hyper.clone(),
+            params: self.engine.params()?,
+            rmsprop: self.engine.rmsprop_state()?,
+            state: self.state.clone(),
+        })
+    }
+
+    /// Trains until `hyper.epochs` epochs are done or an observer stops.
+    pub fn run(&mut self, observer: &mut dyn Observer) -> Result<RunSummary> {
+        if let Some(dir) = &self.config.out {
+            std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        }
+        let batches = self.batches_per_epoch();
+        let size = self.hyper.batch;
+        let mut last_checkpoint = None;
+        while self.state.epoch < self.hyper.epochs {
+            let epoch = self.state.epoch + 1;
+            let order = epoch_order(&self.windows, self.hyper.seed, self.state.epoch);
+            let started = Instant::now();
+            let mut timed = 0u64;
+            let mut stop = false;
+            for b in self.state.batch..batches {
+                let starts = &order[b * size..((b + 1) * size).min(order.len())];
+                let loss = self.engine.train_batch(starts)?;
+                if !loss.is_finite() {
+                    return Err(Error::NonFiniteLoss { epoch, batch: b + 1, value: loss });
+                }
+                let st = &mut self.state;
+                st.loss_sum += f64::from(loss) * starts.len() as f64;
+                st.seen += starts.len() as u64;
+                st.step += 1;
+                st.batch = b + 1;
+                timed += starts.len() as u64;
+                let event = BatchEvent {
+                    epoch,
+                    batch: b + 1,
+                    batches,
+                    loss,
+                    running_loss: st.loss_sum / st.seen as f64,
+                    samples_per_s: timed as f64 / started.elapsed().as_secs_f64().max(1e-9),
+                };
+                if observer.on_batch(&event) == Control::Stop && b + 1 < batches {
+                    stop = true;
+                    break;
+                }
+            }
+            if stop {
+                let path = self.save_last()?;
+                return Ok(RunSummary { state: self.state.clone(), stopped: true, checkpoint: path });
+            }
+            let seconds = started.elapsed().as_secs_f64();
+            let loss = self.state.loss_sum / self.state.seen.max(1) as f64;
+            self.state.epoch = epoch;
+            self.state.batch = 0;
+            self.state.loss_sum = 0.0;
+            self.state.seen = 0;
+            self.state.epoch_losses.push(loss);
+
+            let checkpoint = match &self.config.out {
+                Some(dir) => {
+                    let ckpt = self.checkpoint()?;
+                    let path = dir.join(epoch_checkpoint_name(epoch));
+                    ckpt.save(&path)?;
+                    ckpt.save(&dir.join(LAST_CHECKPOINT))?;
+                    Some(path)
+                }
+                None => None,
+            };
+            last_checkpoint = checkpoint.clone();
+            let sample_started = Instant::now();
+            let samples = self.epoch_samples(epoch - 1)?;
+            let event = EpochEvent {
+                epoch,
+                epochs: self.hyper.epochs,
+                loss,
+                seconds,
+                samples_per_s: timed as f64 / seconds.max(1e-9),
+                batches,
+                step: self.state.step,
+                checkpoint,
+                sample_seconds: sample_started.elapsed().as_secs_f64(),
+                samples,
+            };
+            if let Some(dir) = &self.config.out {
+                append_metrics(&dir.join(METRICS_FILE), &event)?;
+            }
+            if observer.on_epoch(&event) == Control::Stop {
+                return Ok(RunSummary { state: self.state.clone(), stopped: self.state.epoch < self.hyper.epochs, checkpoint: last_checkpoint });
+            }
+        }
+        Ok(RunSummary { state: self.state.clone(), stopped: false, checkpoint: last_checkpoint })
+    }
+
+    fn save_last(&self) -> Result<Option<PathBuf>> {
+        let Some(dir) = &self.config.out else { return Ok(None) };
+        let path = dir.join(LAST_CHECKPOINT);
+        self.checkpoint()?.save(&path)?;
+        Ok(Some(path))
+    }
+
+    /// The notebook's after-epoch block: a random window of the corpus as
+    /// seed, `gen_length` characters at each temperature, one batch.
+    fn epoch_samples(&mut self, epoch_index: usize) -> Result<Vec<Sample>> {
+        if self.config.gen_length == 0 || self.config.temperatures.is_empty() {
+            return Ok(Vec::new());
+        }
+        let maxlen = self.hyper.maxlen;
+        // random.randint(0, len(text) - maxlen - 1), inclusive both ends.
+        let span = (self.corpus.rows() - maxlen) as u64;
+        let start = RngStream::new(self.hyper.seed, Purpose::SeedText, epoch_index as u32).below(span) as usize;
+        let seed_text = self.corpus.text(start, maxlen);
+        let strategies: Vec<Strategy> = self.config.temperatures.iter().map(|&t| Strategy::Temperature(t)).collect();
+        let vocab = self.corpus.vocab();
+        let mut generator = Generator::new(EnginePredictor(self.engine.as_mut()), vocab, maxlen);
+        let texts = generator.generate(&seed_text, self.config.gen_length, &strategies, self.hyper.seed, sample_stream(epoch_index))?;
+        Ok(self
+            .config
+            .temperatures
+            .iter()
+            .zip(texts)
+            .map(|(&temperature, text)| Sample { temperature, seed: seed_text.clone(), text })
+            .collect())
+    }
+}
+
+/// Philox stream of the after-epoch samples: room for 256 temperatures an epoch.
+pub fn sample_stream(epoch_index: usize) -> u32 {
+    (epoch_index as u32).wrapping_mul(256)
+}
+
+/// Lets the generator run on whatever engine trains.
+pub struct EnginePredictor<'e>(pub &'e mut dyn Engine);
+
+impl Predict for EnginePredictor<'_> {
+    fn predict(&mut self, x: &[u32], seq_len: usize) -> Result<Vec<f32>> {
+        self.0.predict(x, seq_len)
+    }
+}
+
+fn append_metrics(path: &Path, event: &EpochEvent) -> Result<()> {
+    let line = serde_json::to_string(event).map_err(|e| Error::InvalidArgument { name: "metrics", what: e.to_string() })?;
+    let mut f = OpenOptions::new().create(true).append(true).open(path).map_err(|e| Error::io(path, e))?;
+    writeln!(f, "{line}").map_err(|e| Error::io(path, e))?;
+    f.sync_data().map_err(|e| Error::io(path, e))
+}
+
+/// Builds the engine for `device` over `corpus`, starting from the given state.
+pub fn create_engine<'c>(
+    device: Device,
+    corpus: &'c OneHotCorpus,
+    hyper: &Hyper,
+    params: Params<f32>,
+    rmsprop: Params<f32>,
+) -> Result<(Box<dyn Engine + 'c>, Option<String>)> {
+    let (backend, notice) = device.resolve()?;
+    match backend {
+        Backend::Cpu => Ok((Box::new(crate::cpu::CpuEngine::new(corpus, hyper, params, rmsprop)?), notice)),
+        Backend::Cuda | Backend::Sim => Err(Error::BackendUnavailable {
+            backend: if backend == Backend::Cuda { "cuda" } else { "sim" },
+            what: "this build has no GPU engine yet".into(),
+        }),
+    }
+}

@@ -1,0 +1,208 @@
+//! The command line end to end on a small generated text: prepare, train,
+//! resume, generate, eval, and a clear error for every bad input.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn bin() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_charlstm-cuda"));
+    c.env("NO_COLOR", "1");
+    c
+}
+
+fn run(args: &[&str]) -> Output {
+    bin().args(args).output().expect("the binary starts")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn ok(args: &[&str]) -> Output {
+    let o = run(args);
+    assert!(o.status.success(), "{args:?} failed:\n{}\n{}", stdout(&o), stderr(&o));
+    o
+}
+
+/// Fails with a one-line error plus hint, no panic, and stderr mentions `needle`.
+fn fails(args: &[&str], needle: &str) {
+    let o = run(args);
+    let err = stderr(&o);
+    assert!(!o.status.success(), "{args:?} should fail:\n{}", stdout(&o));
+    assert!(!err.contains("panicked"), "{args:?} panicked:\n{err}");
+    assert!(err.contains(needle), "{args:?}: stderr lacks {needle:?}:\n{err}");
+    if o.status.code() == Some(1) {
+        assert!(err.contains("error: ") && err.contains("hint: "), "{args:?}: no error/hint lines:\n{err}");
+    }
+}
+
+/// Deterministic pseudo-English, a few thousand characters.
+fn small_text() -> String {
+    let words = ["the", "will", "to", "power", "is", "truth", "and", "of", "a", "spirit", "Free", "good", "evil"];
+    let mut s = String::new();
+    let mut x: u32 = 12345;
+    for i in 0..900 {
+        x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
+        s.push_str(words[(x >> 16) as usize % words.len()]);
+        s.push(if i % 11 == 10 { '.' } else { ' ' });
+        if i % 37 == 36 {
+            s.push('\n');
+        }
+    }
+    s
+}
+
+struct Dir(tempfile::TempDir);
+impl Dir {
+    fn new() -> Self {
+        Dir(tempfile::tempdir().expect("temp dir"))
+    }
+    fn path(&self, name: &str) -> PathBuf {
+        self.0.path().join(name)
+    }
+    fn s(&self, name: &str) -> String {
+        self.path(name).to_string_lossy().into_owned()
+    }
+    fn write(&self, name: &str, bytes: &[u8]) -> String {
+        std::fs::write(self.path(name), bytes).expect("write");
+        self.s(name)
+    }
+}
+
+const SMALL: &[&str] = &[
+    "--maxlen", "10", "--step", "3", "--hidden", "16", "--batch-size", "32", "--gen-length", "20",
+    "--device", "cpu", "--quiet",
+];
+
+fn train_args<'a>(corpus: &'a str, out: &'a str, epochs: &'a str) -> Vec<&'a str> {
+    let mut v = vec!["train", "--corpus", corpus, "--out", out, "--epochs", epochs];
+    v.extend_from_slice(SMALL);
+    v
+}
+
+fn tensors(path: &Path) -> Vec<u8> {
+    // The checkpoint minus its metadata header: weights and optimizer state.
+    let bytes = std::fs::read(path).expect("checkpoint");
+    let n = u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes")) as usize;
+    bytes[8 + n..].to_vec()
+}
+
+#[test]
+fn prepare_train_resume_generate_eval() {
+    let d = Dir::new();
+    let text = d.write("small.txt", small_text().as_bytes());
+    let prepared = d.s("small.ohc");
+    let o = ok(&["prepare", &text, "-o", &prepared]);
+    assert!(stdout(&o).contains("symbols"), "{}", stdout(&o));
+
+    // Two epochs, then resume to three.
+    let out = d.s("run");
+    let o = ok(&train_args(&prepared, &out, "2"));
+    let s = stdout(&o);
+    assert!(s.contains("epoch 1/2: loss") && s.contains("epoch 2/2: loss"), "{s}");
+    assert!(s.contains("--- Generating with seed: ") && s.contains("------ temperature: 1.2"), "{s}");
+    assert!(d.path("run/epoch-001.safetensors").exists() && d.path("run/epoch-002.safetensors").exists());
+    let metrics = std::fs::read_to_string(d.path("run/metrics.jsonl")).expect("metrics");
+    let lines: Vec<serde_json::Value> = metrics.lines().map(|l| serde_json::from_str(l).expect("json line")).collect();
+    assert_eq!(lines.len(), 2);
+    for (i, l) in lines.iter().enumerate() {
+        assert_eq!(l["epoch"], i + 1);
+        assert!(l["loss"].as_f64().is_some_and(|x| x.is_finite() && x > 0.0), "{l}");
+        assert!(l["seconds"].as_f64().is_some() && l["samples_per_s"].as_f64().is_some(), "{l}");
+        assert_eq!(l["samples"].as_array().map(Vec::len), Some(4), "{l}");
+    }
+    // Training reduces the loss on this very regular text.
+    assert!(lines[1]["loss"].as_f64() < lines[0]["loss"].as_f64(), "{metrics}");
+
+    fails(&train_args(&prepared, &out, "3"), "--resume");
+    let mut resume = train_args(&prepared, &out, "3");
+    resume.push("--resume");
+    let o = ok(&resume);
+    assert!(stdout(&o).contains("epoch 3/3: loss"), "{}", stdout(&o));
+
+    // An uninterrupted three-epoch run (from the text, not the prepared file) ends identical.
+    let straight = d.s("straight");
+    ok(&train_args(&text, &straight, "3"));
+    assert_eq!(
+        tensors(&d.path("run/epoch-003.safetensors")),
+        tensors(&d.path("straight/epoch-003.safetensors")),
+        "resumed and uninterrupted runs differ"
+    );
+
+    let ckpt = d.s("run/last.safetensors");
+    let o = ok(&["generate", "--checkpoint", &ckpt, "--seed-text", "The will to", "--length", "50", "--device", "cpu"]);
+    let s = stdout(&o);
+    assert!(s.contains("--- Generating with seed: \"the will to\""), "{s}");
+    assert_eq!(s.matches("------ temperature:").count(), 4, "{s}");
+    let o = ok(&["generate", "--checkpoint", &ckpt, "--strategy", "greedy", "--corpus", &text, "--length", "30"]);
+    assert!(stdout(&o).contains("------ greedy"), "{}", stdout(&o));
+
+    let o = ok(&["eval", "--checkpoint", &ckpt, "--corpus", &text, "--device", "cpu"]);
+    let v: serde_json::Value = serde_json::from_str(stdout(&o).trim()).expect("eval prints JSON");
+    let loss = v["loss"].as_f64().expect("loss");
+    assert!(loss.is_finite() && loss > 0.0 && loss < 4.0, "{v}");
+    assert!(v["windows"].as_u64().is_some_and(|w| w > 100), "{v}");
+    let o = ok(&["eval", "--checkpoint", &ckpt, "--corpus", &prepared]);
+    let v2: serde_json::Value = serde_json::from_str(stdout(&o).trim()).expect("eval prints JSON");
+    assert_eq!(v["loss"], v2["loss"], "text and prepared corpus give different losses");
+}
+
+#[test]
+fn bad_inputs_get_clear_errors() {
+    let d = Dir::new();
+    let text = d.write("small.txt", small_text().as_bytes());
+    let out = d.s("run");
+    let missing = d.s("missing.txt");
+    fails(&train_args(&missing, &out, "1"), "missing.txt");
+    fails(&train_args(&d.write("empty.txt", b""), &out, "1"), "empty");
+    fails(&train_args(&d.write("latin1.txt", b"caf\xe9 au lait"), &out, "1"), "UTF-8");
+    fails(&train_args(&d.write("binary.bin", &[0u8, 1, 2, 3, 0, 255, 0, 7]), &out, "1"), "");
+    fails(&train_args(&d.write("short.txt", b"too short"), &out, "1"), "maxlen");
+    let bad_corpus = d.write("bad.ohc", b"CHLSTMOH\x01\x00\x00\x00garbage");
+    fails(&train_args(&bad_corpus, &out, "1"), "bad.ohc");
+
+    for (flag, value) in [
+        ("--lr", "-1"),
+        ("--lr", "nan"),
+        ("--batch-size", "0"),
+        ("--hidden", "0"),
+        ("--maxlen", "0"),
+        ("--step", "0"),
+        ("--epochs", "0"),
+        ("--steps-per-epoch", "0"),
+        ("--temperatures", "0"),
+        ("--temperatures", "-0.5"),
+        ("--device", "tpu"),
+    ] {
+        let mut a = train_args(&text, &out, "1");
+        a.extend_from_slice(&[flag, value]);
+        fails(&a, flag);
+    }
+    fails(&["train", "--corpus", &text, "--epochs", "many"], "--epochs");
+    let mut a = train_args(&text, &out, "1");
+    a.push("--resume");
+    fails(&a, "nothing to resume");
+
+    // Checkpoints: missing, truncated, garbage.
+    fails(&["generate", "--checkpoint", &missing], "missing.txt");
+    fails(&["generate", "--checkpoint", &d.write("junk.safetensors", b"not a checkpoint")], "junk.safetensors");
+    ok(&train_args(&text, &out, "1"));
+    let ckpt = std::fs::read(d.path("run/last.safetensors")).expect("checkpoint");
+    for cut in [4, 9, 100, ckpt.len() / 2, ckpt.len() - 1] {
+        let p = d.write("cut.safetensors", &ckpt[..cut]);
+        fails(&["generate", "--checkpoint", &p], "cut.safetensors");
+    }
+    let mut flipped = ckpt.clone();
+    let last = flipped.len() - 3;
+    flipped[last] ^= 0x10;
+    fails(&["generate", "--checkpoint", &d.write("flip.safetensors", &flipped)], "checksum");
+    let ck = d.s("run/last.safetensors");
+    fails(&["generate", "--checkpoint", &ck, "--seed-text", "qqq\u{1F600}"], "vocabulary");
+    fails(&["generate", "--checkpoint", &ck, "--temperature", "0"], "--temperature");
+    fails(&["eval", "--checkpoint", &ck, "--corpus", &d.write("other.txt", "xyzxyzxyzxyzxyzxyzxyz@@".as_bytes())], "vocabulary");
+    fails(&["generate", "--checkpoint", &ck, "--device", "cuda"], "cuda");
+}
