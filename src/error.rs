@@ -35,6 +35,8 @@ pub enum Error {
     Download { url: String, what: String },
     #[error("the {backend} backend is not available: {what}")]
     BackendUnavailable { backend: &'static str, what: String },
+    #[error("{path}: looks like a binary file (NUL byte at offset {offset}), not text")]
+    BinaryText { path: PathBuf, offset: usize },
 }
 
 impl Error {
@@ -74,6 +76,9 @@ impl Error {
                 "when offline, pass the text with --corpus FILE".into()
             }
             Error::BackendUnavailable { .. } => "use --device cpu".into(),
+            Error::BinaryText { .. } => {
+                "pass a UTF-8 text file (UTF-16 text converts with `iconv -f UTF-16 -t UTF-8`)".into()
+            }
         }
     }
 }

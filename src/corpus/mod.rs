@@ -1,6 +1,7 @@
 //! Text -> [`Vocab`] -> bit-packed one-hot stream ([`OneHotCorpus`], a file
 //! opened with `memmap2`) -> [`Windows`] (offsets, never copies) -> batches.
 
+pub mod download;
 mod onehot;
 mod text;
 mod vocab;
@@ -10,3 +11,43 @@ pub use onehot::OneHotCorpus;
 pub use text::{normalize, read_text};
 pub use vocab::Vocab;
 pub use windows::{Windows, epoch_order};
+
+use crate::error::{Error, Result};
+use std::io::{BufWriter, Write};
+use std::path::Path;
+
+/// Writes `path` so that readers see either the old file or the complete new
+/// one, never a torn write: a temp file in the same directory, fsynced, then
+/// renamed over the target. Readers that mapped the old file keep its inode.
+pub(crate) fn write_atomically(
+    path: &Path,
+    write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
+) -> Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(".charlstm-").suffix(".tmp");
+    #[cfg(unix)]
+    {
+        // NamedTempFile defaults to 0600; an output file should get the usual umask mode.
+        use std::os::unix::fs::PermissionsExt;
+        builder.permissions(std::fs::Permissions::from_mode(0o644));
+    }
+    let mut tmp = builder.tempfile_in(dir).map_err(|e| Error::io(dir, e))?;
+    let written = (|| {
+        let mut w = BufWriter::new(tmp.as_file_mut());
+        write(&mut w)?;
+        w.flush()?;
+        drop(w);
+        tmp.as_file().sync_all()
+    })();
+    written.map_err(|e| Error::io(path, e))?;
+    tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
+    // Makes the rename itself durable; not every platform can open a directory.
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}

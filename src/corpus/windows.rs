@@ -1,6 +1,7 @@
 //! Windows as offsets into the one-hot stream, and the per-epoch order.
 
-use crate::error::Result;
+use crate::error::{Error, Result};
+use crate::sample::{Purpose, RngStream};
 
 /// Window i covers rows `[i*step, i*step+maxlen)`, its target is row `i*step+maxlen`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -15,14 +16,65 @@ pub struct Windows {
 
 impl Windows {
     /// Windows over a stream of `rows` rows; errors when not even one fits.
+    ///
+    /// Starts are handed to kernels as `u32`, so `rows` must fit one.
     pub fn new(rows: usize, maxlen: usize, step: usize) -> Result<Self> {
-        let _ = (rows, maxlen, step);
-        todo!()
+        if maxlen == 0 {
+            return Err(Error::InvalidArgument {
+                name: "maxlen",
+                what: "must be at least 1".into(),
+            });
+        }
+        if step == 0 {
+            return Err(Error::InvalidArgument {
+                name: "step",
+                what: "must be at least 1".into(),
+            });
+        }
+        if u32::try_from(rows).is_err() {
+            return Err(Error::InvalidArgument {
+                name: "corpus",
+                what: format!("{rows} characters; at most {} are supported", u32::MAX),
+            });
+        }
+        if rows <= maxlen {
+            return Err(Error::TextTooShort {
+                chars: rows,
+                needed: maxlen.saturating_add(1),
+            });
+        }
+        Ok(Windows {
+            maxlen,
+            step,
+            count: (rows - maxlen).div_ceil(step),
+        })
+    }
+
+    /// First row of window `i`.
+    pub fn start(&self, i: usize) -> usize {
+        i * self.step
+    }
+
+    /// The row holding window `i`'s target character.
+    pub fn target(&self, i: usize) -> usize {
+        i * self.step + self.maxlen
     }
 }
 
 /// The window starts (row offsets) of one epoch, shuffled by Philox from `(seed, epoch)`.
+///
+/// Fisher–Yates from the back with `RngStream::below`, on the stream
+/// `(seed, Shuffle, epoch)`: the GPU trainer and a resumed run reproduce it
+/// from those three numbers alone.
 pub fn epoch_order(windows: &Windows, seed: u64, epoch: usize) -> Vec<u32> {
-    let _ = (windows, seed, epoch);
-    todo!()
+    // `Windows::new` guarantees every start is below `rows <= u32::MAX`.
+    let mut order: Vec<u32> = (0..windows.count)
+        .map(|i| windows.start(i) as u32)
+        .collect();
+    let mut rng = RngStream::new(seed, Purpose::Shuffle, epoch as u32);
+    for i in (1..order.len()).rev() {
+        let j = rng.below(i as u64 + 1) as usize;
+        order.swap(i, j);
+    }
+    order
 }
