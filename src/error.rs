@@ -35,6 +35,8 @@ pub enum Error {
     Download { url: String, what: String },
     #[error("the {backend} backend is not available: {what}")]
     BackendUnavailable { backend: &'static str, what: String },
+    #[error("the model's prediction is unusable: {what}")]
+    BadPrediction { what: String },
 }
 
 impl Error {
@@ -74,6 +76,9 @@ impl Error {
                 "when offline, pass the text with --corpus FILE".into()
             }
             Error::BackendUnavailable { .. } => "use --device cpu".into(),
+            Error::BadPrediction { .. } => {
+                "the checkpoint may hold NaN weights (use an earlier epoch's file), or try --device cpu".into()
+            }
         }
     }
 }
