@@ -37,6 +37,8 @@ pub enum Error {
     BackendUnavailable { backend: &'static str, what: String },
     #[error("{path}: looks like a binary file (NUL byte at offset {offset}), not text")]
     BinaryText { path: PathBuf, offset: usize },
+    #[error("the model's prediction is unusable: {what}")]
+    BadPrediction { what: String },
 }
 
 impl Error {
@@ -78,6 +80,9 @@ impl Error {
             Error::BackendUnavailable { .. } => "use --device cpu".into(),
             Error::BinaryText { .. } => {
                 "pass a UTF-8 text file (UTF-16 text converts with `iconv -f UTF-16 -t UTF-8`)".into()
+            }
+            Error::BadPrediction { .. } => {
+                "the checkpoint may hold NaN weights (use an earlier epoch's file), or try --device cpu".into()
             }
         }
     }

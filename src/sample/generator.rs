@@ -1,34 +1,284 @@
 //! The notebook's generation loop: slide a `maxlen` window over the text,
 //! predict, draw, append.
+//!
+//! ```python
+//! generated_text = text[start_index: start_index + maxlen]
+//! for i in range(400):
+//!     sampled = one_hot(generated_text)          # [1, maxlen, V]
+//!     preds = model.predict(sampled)[0]
+//!     next_char = chars[sample(preds, temperature)]
+//!     generated_text += next_char
+//!     generated_text = generated_text[1:]
+//! ```
+//!
+//! Differences, all deliberate:
+//! - every strategy (the notebook's four temperatures, one after the other)
+//!   is one sequence of a single batch, so each step is one `predict` call of
+//!   batch B = number of strategies: the shape the GPU generator runs;
+//! - the window is the last `min(len, maxlen)` characters, so a seed shorter
+//!   than `maxlen` works (the window grows to `maxlen`, then slides) and a
+//!   longer one is cut to its last `maxlen` characters; the notebook's seed is
+//!   always exactly `maxlen` long, where the two agree;
+//! - the draw of character `k` of sequence `j` uses the uniform
+//!   `Philox::new(seed).uniform_f32(Purpose::Sample, stream + j, k)`
+//!   (`stream + j` wraps around in u32, as it does on the device), so a run
+//!   is reproducible from `(seed, stream)` alone and the GPU can draw the
+//!   same characters without sharing RNG state (see [`super::draw`]).
+//!
+//! Memory is bounded by the window: each sequence keeps a ring of its last
+//! `maxlen` indices, plus its output.
+
+use std::collections::VecDeque;
 
 use crate::corpus::Vocab;
-use crate::error::Result;
+use crate::error::{Error, Result};
 
-use super::Strategy;
+use super::{Philox, Purpose, RngStream, Strategy, draw};
 
 /// Anything that maps a batch of sequences to next-character probabilities.
 pub trait Predict {
-    /// `x` is [B, T] class indices; returns [B, V] probabilities.
+    /// `x` is [B, T] class indices, row-major, `T = seq_len` (so
+    /// `B = x.len() / seq_len`); returns [B, V] probabilities, row-major.
     fn predict(&mut self, x: &[u32], seq_len: usize) -> Result<Vec<f32>>;
+}
+
+/// Lets a caller keep ownership of its model: `Generator::new(&mut model, ..)`.
+impl<P: Predict + ?Sized> Predict for &mut P {
+    fn predict(&mut self, x: &[u32], seq_len: usize) -> Result<Vec<f32>> {
+        (**self).predict(x, seq_len)
+    }
+}
+
+/// The generation loop on class indices: no vocabulary needed, the form the
+/// GPU generator is compared against. [`Generator`] wraps it with text.
+pub struct IndexGenerator<P: Predict> {
+    predictor: P,
+    vocab_size: usize,
+    maxlen: usize,
+}
+
+impl<P: Predict> IndexGenerator<P> {
+    /// A generator over `predictor` for V = `vocab_size` classes and windows
+    /// of at most `maxlen` characters.
+    pub fn new(predictor: P, vocab_size: usize, maxlen: usize) -> Self {
+        IndexGenerator {
+            predictor,
+            vocab_size,
+            maxlen,
+        }
+    }
+
+    /// The predictor, e.g. to inspect a test double.
+    pub fn predictor(&self) -> &P {
+        &self.predictor
+    }
+
+    /// Gives the predictor back.
+    pub fn into_predictor(self) -> P {
+        self.predictor
+    }
+
+    /// `length` new class indices after `seed_indices` for each strategy, in
+    /// the order of `strategies`; see the module doc for the loop and the
+    /// random numbers. `length == 0` or no strategies returns at once without
+    /// calling the predictor (after validating the arguments).
+    ///
+    /// Errors: `maxlen == 0`, an invalid temperature, an empty seed, a seed
+    /// index `>= V` (all `InvalidArgument`); the predictor's own errors; a
+    /// prediction that is not B x V finite, non-negative values with a
+    /// positive one in every row (`BadPrediction`).
+    pub fn generate(
+        &mut self,
+        seed_indices: &[u32],
+        length: usize,
+        strategies: &[Strategy],
+        seed: u64,
+        stream: u32,
+    ) -> Result<Vec<Vec<u32>>> {
+        let (v, maxlen, b) = (self.vocab_size, self.maxlen, strategies.len());
+        if maxlen == 0 {
+            return Err(Error::InvalidArgument {
+                name: "--maxlen",
+                what: "0 (must be at least 1)".into(),
+            });
+        }
+        for s in strategies {
+            s.validate()?;
+        }
+        if seed_indices.is_empty() {
+            return Err(empty_seed());
+        }
+        if let Some(&bad) = seed_indices.iter().find(|&&i| i as usize >= v) {
+            return Err(Error::InvalidArgument {
+                name: "--seed-text",
+                what: format!("class index {bad} is outside the vocabulary of {v} characters"),
+            });
+        }
+
+        // Output grows with `length`; no up-front reservation, so an absurd
+        // length fails as out-of-memory late rather than as a capacity panic.
+        let mut out: Vec<Vec<u32>> = vec![Vec::new(); b];
+        if length == 0 || b == 0 {
+            return Ok(out);
+        }
+        let tail = &seed_indices[seed_indices.len().saturating_sub(maxlen)..];
+        let mut windows: Vec<VecDeque<u32>> = (0..b)
+            .map(|_| {
+                let mut w = VecDeque::with_capacity(maxlen);
+                w.extend(tail.iter().copied());
+                w
+            })
+            .collect();
+        let philox = Philox::new(seed);
+        let mut x = Vec::with_capacity(b * maxlen);
+
+        for k in 0..length {
+            // Every sequence has grown by the same number of characters, so
+            // all windows have the same length T.
+            let seq_len = windows[0].len();
+            x.clear();
+            for w in &windows {
+                x.extend(w.iter().copied());
+            }
+            let probs = self.predictor.predict(&x, seq_len)?;
+            check_prediction(&probs, b, v, k)?;
+            for (j, (row, &strategy)) in probs.chunks_exact(v).zip(strategies).enumerate() {
+                let u =
+                    philox.uniform_f32(Purpose::Sample, stream.wrapping_add(j as u32), k as u64);
+                let next = draw(row, strategy, u) as u32;
+                out[j].push(next);
+                // The notebook's `generated_text = generated_text[1:]`, once
+                // the window is full.
+                if windows[j].len() == maxlen {
+                    windows[j].pop_front();
+                }
+                windows[j].push_back(next);
+            }
+        }
+        Ok(out)
+    }
 }
 
 /// Generates text from a seed, one sequence per strategy, all in one batch.
 pub struct Generator<'a, P: Predict> {
-    predictor: P,
+    inner: IndexGenerator<P>,
     vocab: &'a Vocab,
-    maxlen: usize,
 }
 
 impl<'a, P: Predict> Generator<'a, P> {
     /// A generator over `predictor`, windows of `maxlen` characters.
     pub fn new(predictor: P, vocab: &'a Vocab, maxlen: usize) -> Self {
-        Generator { predictor, vocab, maxlen }
+        Generator {
+            inner: IndexGenerator::new(predictor, vocab.len(), maxlen),
+            vocab,
+        }
     }
 
-    /// `length` new characters after `seed_text` for each strategy; draws come
-    /// from Philox `(seed, Purpose::Sample, stream + strategy index)`.
-    pub fn generate(&mut self, seed_text: &str, length: usize, strategies: &[Strategy], seed: u64, stream: u32) -> Result<Vec<String>> {
-        let _ = (&mut self.predictor, self.vocab, self.maxlen, seed_text, length, strategies, seed, stream);
-        todo!()
+    /// The vocabulary characters are encoded with.
+    pub fn vocab(&self) -> &'a Vocab {
+        self.vocab
     }
+
+    /// The predictor, e.g. to inspect a test double.
+    pub fn predictor(&self) -> &P {
+        self.inner.predictor()
+    }
+
+    /// Gives the predictor back.
+    pub fn into_predictor(self) -> P {
+        self.inner.into_predictor()
+    }
+
+    /// `length` new characters after `seed_text` for each strategy (only the
+    /// new characters, not the seed); draws come from Philox
+    /// `(seed, Purpose::Sample, stream + strategy index)`, index = position of
+    /// the new character. See [`IndexGenerator::generate`].
+    ///
+    /// `seed_text` must already be normalised like the corpus (lower-cased
+    /// when the model was trained lower-cased): a character outside the
+    /// vocabulary is `Error::UnknownChar`, an empty seed `InvalidArgument`.
+    pub fn generate(
+        &mut self,
+        seed_text: &str,
+        length: usize,
+        strategies: &[Strategy],
+        seed: u64,
+        stream: u32,
+    ) -> Result<Vec<String>> {
+        if seed_text.is_empty() {
+            return Err(empty_seed());
+        }
+        let seed_indices = seed_text
+            .chars()
+            .map(|ch| self.vocab.index_of(ch).ok_or(Error::UnknownChar { ch }))
+            .collect::<Result<Vec<u32>>>()?;
+        let out = self
+            .inner
+            .generate(&seed_indices, length, strategies, seed, stream)?;
+        Ok(out
+            .iter()
+            .map(|seq| seq.iter().map(|&i| self.vocab.char_at(i)).collect())
+            .collect())
+    }
+}
+
+/// The start (a character offset) of the seed text for the samples after
+/// epoch `epoch`: the notebook's `random.randint(0, len(text) - maxlen - 1)`,
+/// i.e. uniform over `0..=corpus_len - maxlen - 1`, drawn from
+/// `RngStream::new(seed, Purpose::SeedText, epoch)`. The seed text is the
+/// characters `[start, start + maxlen)`.
+pub fn random_seed_text(corpus_len: usize, maxlen: usize, seed: u64, epoch: u32) -> Result<usize> {
+    if maxlen == 0 {
+        return Err(Error::InvalidArgument {
+            name: "--maxlen",
+            what: "0 (must be at least 1)".into(),
+        });
+    }
+    if corpus_len <= maxlen {
+        return Err(Error::TextTooShort {
+            chars: corpus_len,
+            needed: maxlen.saturating_add(1),
+        });
+    }
+    let choices = (corpus_len - maxlen) as u64;
+    Ok(RngStream::new(seed, Purpose::SeedText, epoch).below(choices) as usize)
+}
+
+fn empty_seed() -> Error {
+    Error::InvalidArgument {
+        name: "--seed-text",
+        what: "it is empty (the model needs at least one character to continue)".into(),
+    }
+}
+
+/// Checks one step's prediction: B x V values, finite, non-negative, and a
+/// positive value in every row (else there is nothing to draw from).
+fn check_prediction(probs: &[f32], b: usize, v: usize, step: usize) -> Result<()> {
+    let bad = |what: String| {
+        Err(Error::BadPrediction {
+            what: format!("at generated character {step}: {what}"),
+        })
+    };
+    if v == 0 || probs.len() != b * v {
+        return bad(format!(
+            "expected {b} x {v} = {} probabilities, got {}",
+            b * v,
+            probs.len()
+        ));
+    }
+    for (j, row) in probs.chunks_exact(v).enumerate() {
+        if let Some((i, p)) = row
+            .iter()
+            .enumerate()
+            .find(|(_, p)| !(p.is_finite() && **p >= 0.0))
+        {
+            return bad(format!("sequence {j}, class {i} has probability {p}"));
+        }
+        if !row.iter().any(|&p| p > 0.0) {
+            return bad(format!(
+                "sequence {j} has no class with a positive probability"
+            ));
+        }
+    }
+    Ok(())
 }
