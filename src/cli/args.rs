@@ -76,7 +76,7 @@ pub struct TrainArgs {
     pub seed: Option<u64>,
     /// Temperatures of the after-epoch samples.
     #[arg(long, value_delimiter = ',', default_value = "0.2,0.5,1.0,1.2")]
-    pub temperatures: Vec<f32>,
+    pub temperatures: Vec<f64>,
     /// Characters per after-epoch sample; 0 skips sampling.
     #[arg(long, default_value_t = 400)]
     pub gen_length: usize,
@@ -114,7 +114,7 @@ pub struct GenerateArgs {
     pub corpus: Option<PathBuf>,
     /// Temperatures, one sample each.
     #[arg(long = "temperature", value_delimiter = ',', default_value = "0.2,0.5,1.0,1.2")]
-    pub temperatures: Vec<f32>,
+    pub temperatures: Vec<f64>,
     /// Characters to generate.
     #[arg(long, default_value_t = 400)]
     pub length: usize,

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use charlstm_cuda::corpus::{OneHotCorpus, Vocab, Windows, read_text};
 use charlstm_cuda::cpu::CpuModel;
 use charlstm_cuda::model::{Checkpoint, Params};
-use charlstm_cuda::sample::{Generator, Purpose, RngStream, Strategy};
+use charlstm_cuda::sample::{Generator, Purpose, RngStream, Strategy, random_seed_text};
 use charlstm_cuda::train::{Device, create_engine};
 use charlstm_cuda::{Error, Result};
 
@@ -34,9 +34,8 @@ pub fn generate(a: GenerateArgs) -> Result<ExitCode> {
         (Some(s), _) => s.clone(),
         (None, Some(path)) => {
             let corpus = OneHotCorpus::load(path, ckpt.hyper.lowercase)?;
-            let windows = Windows::new(corpus.rows(), maxlen, 1)?;
-            let start = RngStream::new(a.seed, Purpose::SeedText, u32::MAX).below(windows.count as u64);
-            corpus.text(start as usize, maxlen)
+            let start = random_seed_text(corpus.rows(), maxlen, a.seed, u32::MAX)?;
+            corpus.text(start, maxlen)
         }
         (None, None) => {
             let i = RngStream::new(a.seed, Purpose::SeedText, u32::MAX).below(vocab.len() as u64);

@@ -106,8 +106,17 @@ pub fn train(a: TrainArgs) -> Result<ExitCode> {
         None
     };
     let base = checkpoint.as_ref().map_or_else(Hyper::default, |c| c.hyper.clone());
-    let hyper = hyper_from(&a, base, checkpoint.is_some())?;
+    let mut hyper = hyper_from(&a, base, checkpoint.is_some())?;
     let corpus = OneHotCorpus::load(&corpus_path, hyper.lowercase)?;
+    if corpus.lowercase() != hyper.lowercase && checkpoint.is_none() {
+        // A prepared corpus was normalised when it was made; its flag wins.
+        eprintln!(
+            "{} was prepared {}; training on it as it is",
+            corpus_path.display(),
+            if corpus.lowercase() { "lower-cased" } else { "keeping case" }
+        );
+        hyper.lowercase = corpus.lowercase();
+    }
     let config = TrainConfig {
         steps_per_epoch: a.steps_per_epoch,
         temperatures: a.temperatures.clone(),

@@ -66,7 +66,23 @@ impl OneHotCorpus {
     pub fn from_text(text: &str, lowercase: bool) -> Result<Self> {
         let text = normalize(text, lowercase);
         let vocab = Vocab::from_text(&text);
-        if vocab.is_empty() {
+        Self::encode(&text, vocab)
+            .map(|c| OneHotCorpus { lowercase, ..c })
+    }
+
+    /// Encodes a text with a given vocabulary (a checkpoint's, to evaluate it
+    /// on another text); a character outside it is an [`Error::UnknownChar`].
+    pub fn from_text_with_vocab(text: &str, vocab: &Vocab, lowercase: bool) -> Result<Self> {
+        let text = normalize(text, lowercase);
+        if let Some(ch) = text.chars().find(|&c| vocab.index_of(c).is_none()) {
+            return Err(Error::UnknownChar { ch });
+        }
+        Self::encode(&text, vocab.clone()).map(|c| OneHotCorpus { lowercase, ..c })
+    }
+
+    /// Encodes normalised text whose every character is in `vocab`.
+    fn encode(text: &str, vocab: Vocab) -> Result<Self> {
+        if vocab.is_empty() || text.is_empty() {
             return Err(Error::InvalidArgument {
                 name: "text",
                 what: "the text is empty".into(),
@@ -89,7 +105,7 @@ impl OneHotCorpus {
             Some(&v) => v,
             None => vocab
                 .index_of(c)
-                .expect("the vocab was built from this very text"),
+                .expect("callers check every character is in the vocab"),
         };
         if wpr == 1 {
             for (w, c) in words.iter_mut().zip(text.chars()) {
@@ -103,7 +119,7 @@ impl OneHotCorpus {
         }
         Ok(OneHotCorpus {
             vocab,
-            lowercase,
+            lowercase: false,
             rows,
             words_per_row: wpr,
             storage: Storage::Owned(words),
@@ -115,15 +131,20 @@ impl OneHotCorpus {
     /// A prepared file was normalised when it was made: its own lower-case
     /// flag wins over `lowercase` (see [`OneHotCorpus::lowercase`]).
     pub fn load(path: &Path, lowercase: bool) -> Result<Self> {
-        let mut head = Vec::with_capacity(MAGIC.len());
-        File::open(path)
-            .and_then(|f| f.take(MAGIC.len() as u64).read_to_end(&mut head))
-            .map_err(|e| Error::io(path, e))?;
-        if head == MAGIC {
+        if Self::is_prepared(path)? {
             Self::open(path)
         } else {
             Self::from_text(&read_text(path)?, lowercase)
         }
+    }
+
+    /// Whether `path` starts with the prepared corpus' magic (else it is text).
+    pub fn is_prepared(path: &Path) -> Result<bool> {
+        let mut head = Vec::with_capacity(MAGIC.len());
+        File::open(path)
+            .and_then(|f| f.take(MAGIC.len() as u64).read_to_end(&mut head))
+            .map_err(|e| Error::io(path, e))?;
+        Ok(head == MAGIC)
     }
 
     /// Reads a text file, encodes it, writes the prepared file and maps it back.

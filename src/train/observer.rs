@@ -33,7 +33,7 @@ pub struct BatchEvent {
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct Sample {
     /// Sampling temperature.
-    pub temperature: f32,
+    pub temperature: f64,
     /// The seed text (one window of the corpus).
     pub seed: String,
     /// The generated characters (without the seed).

@@ -10,7 +10,7 @@ use super::observer::{BatchEvent, Control, EpochEvent, Observer, Sample};
 use crate::corpus::{OneHotCorpus, Windows, epoch_order};
 use crate::error::{Error, Result};
 use crate::model::{Checkpoint, Hyper, Params, TrainState, init_params};
-use crate::sample::{Generator, Predict, Purpose, RngStream, Strategy};
+use crate::sample::{Generator, Predict, Strategy, random_seed_text};
 
 /// File the latest state is always written to (each epoch, and on a stop).
 pub const LAST_CHECKPOINT: &str = "last.safetensors";
@@ -28,7 +28,7 @@ pub struct TrainConfig {
     /// Batches per epoch at most (Keras' `steps_per_epoch`); `None` = all.
     pub steps_per_epoch: Option<usize>,
     /// Temperatures of the after-epoch samples.
-    pub temperatures: Vec<f32>,
+    pub temperatures: Vec<f64>,
     /// Characters generated per sample; 0 skips sampling.
     pub gen_length: usize,
     /// Directory for checkpoints and `metrics.jsonl`; `None` keeps everything in memory.
@@ -256,9 +256,7 @@ impl<'c> Trainer<'c> {
             return Ok(Vec::new());
         }
         let maxlen = self.hyper.maxlen;
-        // random.randint(0, len(text) - maxlen - 1), inclusive both ends.
-        let span = (self.corpus.rows() - maxlen) as u64;
-        let start = RngStream::new(self.hyper.seed, Purpose::SeedText, epoch_index as u32).below(span) as usize;
+        let start = random_seed_text(self.corpus.rows(), maxlen, self.hyper.seed, epoch_index as u32)?;
         let seed_text = self.corpus.text(start, maxlen);
         let strategies: Vec<Strategy> = self.config.temperatures.iter().map(|&t| Strategy::Temperature(t)).collect();
         let vocab = self.corpus.vocab();
