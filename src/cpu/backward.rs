@@ -12,14 +12,14 @@
 //!   dc   = dc * f;   dh = dz @ recurrent_kernel^T   (not needed at t = 0)
 //! ```
 //!
-//! dz overwrites the activated gates in place (`gates`, [B, T, 4H]).
+//! dz overwrites the activated gates in place (`gates`, [T, B, 4H]).
 //! Then, over the whole batch in one fixed order (so the chunking cannot
 //! change a bit of the result), split across threads by output rows:
 //!
 //! ```text
-//! d recurrent_kernel = hprev^T @ dz      [H, B*T] @ [B*T, 4H], one GEMM
+//! d recurrent_kernel = hprev^T @ dz      [H, T*B] @ [T*B, 4H], one GEMM
 //! d kernel[v, :]     = sum of dz rows whose input class is v (scatter-add)
-//! d bias             = sum of all dz rows
+//! d bias             = sum of d kernel's rows (each dz row is in exactly one)
 //! d dense_kernel     = hlast^T @ dlogits [H, B] @ [B, V];  d dense_bias = sum of dlogits rows
 //! ```
 //!
@@ -49,16 +49,8 @@ pub(super) fn recurrence_backward<F: Scalar>(
     }
     gemm(
         (n, v, h),
-        View {
-            data: r.probs,
-            rs: v,
-            cs: 1,
-        },
-        View {
-            data: &p.dense_kernel,
-            rs: 1,
-            cs: v,
-        },
+        View::new(r.probs, v, 1),
+        View::new(&p.dense_kernel, 1, v),
         F::zero(),
         r.dh,
         (h, 1),
@@ -69,16 +61,8 @@ pub(super) fn recurrence_backward<F: Scalar>(
         if t > 0 {
             gemm(
                 (n, g, h),
-                View {
-                    data: &r.gates[t * g..],
-                    rs: d.t * g,
-                    cs: 1,
-                },
-                View {
-                    data: &p.recurrent_kernel,
-                    rs: 1,
-                    cs: g,
-                },
+                View::new(r.gates.get(t), g, 1),
+                View::new(&p.recurrent_kernel, 1, g),
                 F::zero(),
                 r.dh,
                 (h, 1),
@@ -92,18 +76,20 @@ simd_dispatch! {
     /// dc_{t-1}, given dh_t and the forward's tanh(c_t) and c_{t-1}.
     fn cells_backward<F: Scalar>(r: &mut Rows<'_, F>, t: usize, d: Dims) {
         let (h, g, one) = (d.h, 4 * d.h, F::one());
+        // c_{-1} = 0: slot 0 of hprev is h_{-1}, zeros of the right shape.
+        let c_prev_all = if t == 0 { r.hprev.get(0) } else { r.cs.get(t - 1) };
+        debug_assert!(t > 0 || c_prev_all.iter().all(|&c| c == F::zero()));
+        let (z_all, tc_all) = (r.gates.get_mut(t), r.tcs.get(t));
         for b in 0..r.n {
-            let row = b * d.t + t;
-            let z = &mut r.gates[row * g..][..g];
-            let tc = &r.tcs[row * h..][..h];
+            let z = &mut z_all[b * g..][..g];
+            let tc = &tc_all[b * h..][..h];
+            let c_prev = &c_prev_all[b * h..][..h];
             let dh = &r.dh[b * h..][..h];
             let dc = &mut r.dc[b * h..][..h];
             let (zi, rest) = z.split_at_mut(h);
             let (zf, rest) = rest.split_at_mut(h);
             let (zg, zo) = rest.split_at_mut(h);
-            // c_{-1} = 0: hprev's slot 0 is h_{-1}, a row of zeros of the right length.
-            let c_prev = if t == 0 { &r.hprev[row * h..][..h] } else { &r.cs[(row - 1) * h..][..h] };
-            debug_assert!(t > 0 || c_prev.iter().all(|&c| c == F::zero()));
+            // Zipped, not indexed: no bounds checks, so the loop vectorises.
             let gates = zi.iter_mut().zip(zf.iter_mut()).zip(zg.iter_mut()).zip(zo.iter_mut());
             let state = tc.iter().zip(dh).zip(dc.iter_mut()).zip(c_prev);
             for ((((zi, zf), zg), zo), (((&tc, &dh), dc), &c_prev)) in gates.zip(state) {
@@ -121,7 +107,7 @@ simd_dispatch! {
 
 /// The five gradient tensors from the backward's buffers, over all B rows.
 ///
-/// `hprev` [B*T, H], `dz` [B*T, 4H], `hlast` [B, H], `dlogits` [B, V], `x` [B*T].
+/// `hprev` [T*B, H], `dz` [T*B, 4H], `hlast` [B, H], `dlogits` [B, V], `x` [B, T].
 /// Thread i gets rows of d recurrent_kernel (an equal share of the GEMM) and a
 /// range of classes of d kernel holding about 1/threads of the dz rows.
 #[allow(clippy::too_many_arguments)]
@@ -146,24 +132,16 @@ pub(super) fn weight_grads<F: Scalar>(
             let (dk, r2) = dk_rest.split_at_mut((v1 - v0) * g);
             (dr_rest, dk_rest) = (r, r2);
             let mut job = move || {
-                // d recurrent_kernel rows i0..i1: the k = b*T + t order is fixed.
+                // d recurrent_kernel rows i0..i1: the k = t*B + b order is fixed.
                 gemm(
                     (i1 - i0, k, g),
-                    View {
-                        data: &hprev[i0..],
-                        rs: 1,
-                        cs: h,
-                    },
-                    View {
-                        data: dz,
-                        rs: g,
-                        cs: 1,
-                    },
+                    View::new(&hprev[i0..], 1, h),
+                    View::new(dz, g, 1),
                     F::zero(),
                     dr,
                     (g, 1),
                 );
-                scatter_rows(dk, v0..v1, x, dz, g);
+                scatter_rows(dk, v0..v1, x, dz, d);
             };
             if ti + 1 == threads {
                 job()
@@ -173,16 +151,8 @@ pub(super) fn weight_grads<F: Scalar>(
         }
         gemm(
             (h, d.b, v),
-            View {
-                data: hlast,
-                rs: 1,
-                cs: h,
-            },
-            View {
-                data: dlogits,
-                rs: v,
-                cs: 1,
-            },
+            View::new(hlast, 1, h),
+            View::new(dlogits, v, 1),
             F::zero(),
             &mut grads.dense_kernel,
             (v, 1),
@@ -190,13 +160,13 @@ pub(super) fn weight_grads<F: Scalar>(
         sum_rows(&mut grads.dense_bias, dlogits);
     });
     // Every dz row went to exactly one row of d kernel, so d bias is the sum
-    // of d kernel's rows: V rows to add instead of B*T.
+    // of d kernel's rows: V rows to add instead of T*B.
     sum_rows(&mut grads.bias, &grads.kernel);
 }
 
 /// Class ranges, one per thread, each holding about `x.len() / threads` of
 /// the inputs (a frequent class such as the space would otherwise load one
-/// thread). Depends on `x` only, and the result does not depend on it at all.
+/// thread). Only the work split depends on it, never a gradient's value.
 fn split_classes(x: &[u32], v: usize, threads: usize) -> impl Iterator<Item = (usize, usize)> {
     let mut bounds = [v; 64];
     let parts = threads.clamp(1, bounds.len());
@@ -220,14 +190,16 @@ fn split_classes(x: &[u32], v: usize, threads: usize) -> impl Iterator<Item = (u
 }
 
 simd_dispatch! {
-    /// `dk[c - classes.start] = sum of the dz rows whose input class is c`, in row order.
-    fn scatter_rows<F: Scalar>(dk: &mut [F], classes: std::ops::Range<usize>, x: &[u32], dz: &[F], g: usize) {
+    /// `dk[c - classes.start] = sum of the dz rows whose input class is c`,
+    /// in dz row order k = t*B + b (x is [B, T]).
+    fn scatter_rows<F: Scalar>(dk: &mut [F], classes: std::ops::Range<usize>, x: &[u32], dz: &[F], d: Dims) {
+        let g = 4 * d.h;
         dk.fill(F::zero());
-        for (row, &cls) in x.iter().enumerate() {
-            let cls = cls as usize;
+        for (k, src) in dz.chunks_exact(g).enumerate() {
+            let cls = x[(k % d.b) * d.t + k / d.b] as usize;
             if classes.contains(&cls) {
                 let dst = &mut dk[(cls - classes.start) * g..][..g];
-                for (a, &b) in dst.iter_mut().zip(&dz[row * g..][..g]) {
+                for (a, &b) in dst.iter_mut().zip(src) {
                     *a = *a + b;
                 }
             }

@@ -65,7 +65,7 @@ fn for_each_chunk<F: Scalar>(
     let threads = ws.threads_for(d.b);
     let per_thread = d.b.div_ceil(threads);
     let chunk = ws.chunk_for(per_thread);
-    let (xb, all) = ws.rows(d.b);
+    let (xb, all) = ws.rows(d);
     let work = &work;
     std::thread::scope(|scope| {
         let mut rest = all;

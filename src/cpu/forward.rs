@@ -2,7 +2,8 @@
 //! dense + softmax head.
 //!
 //! x: [B, T] class indices (row-major `b*T + t`); rows of a chunk are
-//! `[b0, b0 + n)`. Buffers as in `workspace.rs` ([n, S, 4H] etc.).
+//! `[b0, b0 + n)`. Buffers as in `workspace.rs` ([S, B, 4H] etc.; a chunk
+//! sees its [n, 4H] block of each slot).
 //! Gate order i, f, c(g), o along the 4H axis (Keras):
 //!
 //! ```text
@@ -36,19 +37,11 @@ pub(super) fn recurrence<F: Scalar>(
             // z = h_{t-1} @ recurrent_kernel; `cells` adds xb[x].
             gemm(
                 (r.n, h, g),
-                View {
-                    data: &r.hprev[s * h..],
-                    rs: d.s * h,
-                    cs: 1,
-                },
-                View {
-                    data: &p.recurrent_kernel,
-                    rs: g,
-                    cs: 1,
-                },
+                View::new(r.hprev.get(s), h, 1),
+                View::new(&p.recurrent_kernel, g, 1),
                 F::zero(),
-                &mut r.gates[s * g..],
-                (d.s * g, 1),
+                r.gates.get_mut(s),
+                (g, 1),
             );
         }
         cells(xb, x, r, d, t);
@@ -56,59 +49,52 @@ pub(super) fn recurrence<F: Scalar>(
 }
 
 simd_dispatch! {
-    /// Step `t` of every row after the GEMM: input term, activations, c, tanh(c), h.
+    /// Step `t` of every row after the GEMM:
+    /// z += xb[x]; i, f, o = sigmoid, g = tanh; c = f*c + i*g; h = o*tanh(c).
     fn cells<F: Scalar>(xb: &[F], x: &[u32], r: &mut Rows<'_, F>, d: Dims, t: usize) {
         let (h, g, s) = (d.h, 4 * d.h, t % d.s);
+        let z_all = r.gates.get_mut(s);
+        // Bring c_{t-1} into slot t, then update it in place. With S = 1 it
+        // is already there; at t = 0 it and h_{-1} are zero and there was no GEMM.
+        if t == 0 {
+            z_all.fill(F::zero());
+            r.cs.get_mut(s).fill(F::zero());
+            // Slot 0 of hprev is h_{-1}, read by the weight-gradient GEMM.
+            r.hprev.get_mut(0).fill(F::zero());
+        } else if d.s > 1 {
+            let (prev, cur) = r.cs.pair_mut(s - 1, s);
+            cur.copy_from_slice(prev);
+        }
+        let c_all = r.cs.get_mut(s);
+        let tc_all = r.tcs.get_mut(s);
+        let h_all = if t + 1 < d.t { r.hprev.get_mut((t + 1) % d.s) } else { &mut *r.hlast };
         for b in 0..r.n {
-            let row = b * d.s + s;
             let cls = x[(r.b0 + b) * d.t + t] as usize;
             let xrow = &xb[cls * g..][..g];
-            let z = &mut r.gates[row * g..][..g];
-            if t == 0 {
-                // h_{-1} = 0: no GEMM; hprev slot 0 is read by the weight-gradient GEMM.
-                z.copy_from_slice(xrow);
-                r.hprev[row * h..][..h].fill(F::zero());
-            } else {
-                for (zj, &xj) in z.iter_mut().zip(xrow) {
-                    *zj = *zj + xj;
-                }
+            let z = &mut z_all[b * g..][..g];
+            // One activation per loop: loops with several do not vectorise.
+            let (ifs, rest) = z.split_at_mut(2 * h);
+            let (gs, os) = rest.split_at_mut(h);
+            for (zj, &xj) in ifs.iter_mut().zip(&xrow[..2 * h]) {
+                *zj = (*zj + xj).sigmoid();
             }
-            let (ifg, o) = z.split_at_mut(3 * h);
-            F::sigmoid_in_place(&mut ifg[..2 * h]);
-            F::tanh_in_place(&mut ifg[2 * h..]);
-            F::sigmoid_in_place(o);
-            let (i, rest) = z.split_at(h);
-            let (f, rest) = rest.split_at(h);
-            let (gg, o) = rest.split_at(h);
-            // c_{t-1} lives in slot t-1, before slot t in memory; with S = 1
-            // it is slot t itself, updated in place.
-            if t == 0 {
-                let c = &mut r.cs[row * h..][..h];
-                for ((cj, &ij), &gj) in c.iter_mut().zip(i).zip(gg) {
-                    *cj = ij * gj;
-                }
-            } else if d.s == 1 {
-                let c = &mut r.cs[row * h..][..h];
-                for (((cj, &ij), &gj), &fj) in c.iter_mut().zip(i).zip(gg).zip(f) {
-                    *cj = fj * *cj + ij * gj;
-                }
-            } else {
-                let (before, after) = r.cs.split_at_mut(row * h);
-                let c_prev = &before[(row - 1) * h..][..h];
-                let c = &mut after[..h];
-                for ((((cj, &cp), &ij), &gj), &fj) in c.iter_mut().zip(c_prev).zip(i).zip(gg).zip(f) {
-                    *cj = fj * cp + ij * gj;
-                }
+            for (zj, &xj) in gs.iter_mut().zip(&xrow[2 * h..3 * h]) {
+                *zj = (*zj + xj).tanh_act();
             }
-            let tc = &mut r.tcs[row * h..][..h];
-            tc.copy_from_slice(&r.cs[row * h..][..h]);
-            F::tanh_in_place(tc);
-            let out = if t + 1 < d.t {
-                &mut r.hprev[(b * d.s + (t + 1) % d.s) * h..][..h]
-            } else {
-                &mut r.hlast[b * h..][..h]
-            };
-            for ((hj, &oj), &tj) in out.iter_mut().zip(o).zip(tc.iter()) {
+            for (zj, &xj) in os.iter_mut().zip(&xrow[3 * h..]) {
+                *zj = (*zj + xj).sigmoid();
+            }
+            let (i, f) = ifs.split_at(h);
+            let c = &mut c_all[b * h..][..h];
+            for (((cj, &ij), &fj), &gj) in c.iter_mut().zip(i).zip(f).zip(gs.iter()) {
+                *cj = fj * *cj + ij * gj;
+            }
+            let tc = &mut tc_all[b * h..][..h];
+            for (tj, &cj) in tc.iter_mut().zip(c.iter()) {
+                *tj = cj.tanh_act();
+            }
+            let out = &mut h_all[b * h..][..h];
+            for ((hj, &oj), &tj) in out.iter_mut().zip(os.iter()).zip(tc.iter()) {
                 *hj = oj * tj;
             }
         }
@@ -121,16 +107,8 @@ pub(super) fn head<F: Scalar>(p: &Params<F>, y: Option<&[u32]>, r: &mut Rows<'_,
     let v = d.v;
     gemm(
         (r.n, d.h, v),
-        View {
-            data: r.hlast,
-            rs: d.h,
-            cs: 1,
-        },
-        View {
-            data: &p.dense_kernel,
-            rs: v,
-            cs: 1,
-        },
+        View::new(r.hlast, d.h, 1),
+        View::new(&p.dense_kernel, v, 1),
         F::zero(),
         r.probs,
         (v, 1),

@@ -20,6 +20,7 @@ mod fastmath;
 mod forward;
 mod rmsprop;
 mod scalar;
+mod steps;
 mod workspace;
 
 pub use batch::{loss_and_grads_into, loss_with, predict_into};

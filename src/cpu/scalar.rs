@@ -30,18 +30,16 @@ pub trait Scalar: num_traits::Float + Default + Send + Sync + std::fmt::Debug + 
     /// Widening to f64 (exact for both f32 and f64).
     fn to_f64(self) -> f64;
 
-    /// `xs[i] = 1 / (1 + exp(-xs[i]))`, in place.
-    fn sigmoid_in_place(xs: &mut [Self]) {
-        for x in xs {
-            *x = Self::one() / (Self::one() + (-*x).exp());
-        }
+    /// `1 / (1 + exp(-self))`, as the cell evaluates it (libm here).
+    #[inline(always)]
+    fn sigmoid(self) -> Self {
+        Self::one() / (Self::one() + (-self).exp())
     }
 
-    /// `xs[i] = tanh(xs[i])`, in place.
-    fn tanh_in_place(xs: &mut [Self]) {
-        for x in xs {
-            *x = x.tanh();
-        }
+    /// `tanh(self)`, as the cell evaluates it (libm here).
+    #[inline(always)]
+    fn tanh_act(self) -> Self {
+        self.tanh()
     }
 }
 
@@ -69,13 +67,15 @@ impl Scalar for f32 {
     fn to_f64(self) -> f64 {
         f64::from(self)
     }
+    /// Branch-free polynomial (`fastmath`): vectorises where libm cannot.
     #[inline(always)]
-    fn sigmoid_in_place(xs: &mut [f32]) {
-        super::fastmath::sigmoid_f32(xs);
+    fn sigmoid(self) -> f32 {
+        super::fastmath::sigmoid_f32(self)
     }
+    /// Branch-free polynomial (`fastmath`): vectorises where libm cannot.
     #[inline(always)]
-    fn tanh_in_place(xs: &mut [f32]) {
-        super::fastmath::tanh_f32(xs);
+    fn tanh_act(self) -> f32 {
+        super::fastmath::tanh_f32(self)
     }
 }
 
@@ -111,6 +111,13 @@ pub(crate) struct View<'a, F> {
     pub data: &'a [F],
     pub rs: usize,
     pub cs: usize,
+}
+
+impl<'a, F> View<'a, F> {
+    /// The matrix whose element (r, c) is `data[r * rs + c * cs]`.
+    pub fn new(data: &'a [F], rs: usize, cs: usize) -> Self {
+        View { data, rs, cs }
+    }
 }
 
 /// Index one past the last element a `rows x cols` view with these strides touches.

@@ -7,22 +7,25 @@
 //! | buffer     | shape       | holds                                               |
 //! |------------|-------------|-----------------------------------------------------|
 //! | `xb`       | [V, 4H]     | `kernel + bias`: the input part of z, one row per class |
-//! | `gates`    | [B, S, 4H]  | activated i, f, g, o; backward overwrites them with dz  |
-//! | `cs`       | [B, S, H]   | cell state c_t                                      |
-//! | `tcs`      | [B, S, H]   | tanh(c_t)                                           |
-//! | `hprev`    | [B, S, H]   | h_{t-1} at slot t (zero at t = 0): the GEMM operand |
+//! | `gates`    | [S, B, 4H]  | activated i, f, g, o; backward overwrites them with dz  |
+//! | `cs`       | [S, B, H]   | cell state c_t                                      |
+//! | `tcs`      | [S, B, H]   | tanh(c_t)                                           |
+//! | `hprev`    | [S, B, H]   | h_{t-1} at slot t (zero at t = 0): the GEMM operand |
 //! | `hlast`    | [B, H]      | h_{T-1}, input of the dense head                    |
 //! | `probs`    | [B, V]      | softmax; backward turns it into dlogits             |
 //! | `dh`, `dc` | [B, H]      | backward running gradients of h and c               |
 //! | `row_loss` | [B]         | -log p[b, y[b]]                                     |
 //!
-//! Batch-major ([B, S, ...]) so that a chunk of rows is one contiguous slice
-//! of every buffer (threads get disjoint `&mut` slices, no unsafe), and so
-//! that `hprev` and `gates` flattened to [B*T, H] / [B*T, 4H] are the
-//! operands of the single `recurrent_kernel` gradient GEMM, summed over k =
-//! b*T + t in one fixed order whatever the chunking.
+//! Time-major ([S, B, ...]): one step of a chunk of rows is contiguous, which
+//! is what the per-step GEMM and the cell loops stream through (batch-major
+//! rows T*4H apart cost a third more time in the forward), and `hprev` and
+//! `gates` flattened to [T*B, H] / [T*B, 4H] are the operands of the single
+//! `recurrent_kernel` gradient GEMM, summed over k = t*B + b in one fixed
+//! order whatever the chunking. Threads own row ranges of every slot
+//! through [`Steps`].
 
 use super::Scalar;
+use super::steps::Steps;
 
 /// Below this many rows per thread, splitting a batch costs more than it saves.
 const MIN_ROWS_PER_THREAD: usize = 16;
@@ -61,14 +64,14 @@ pub(super) struct Dims {
     pub v: usize,
 }
 
-/// One contiguous block of batch rows `[b0, b0 + n)` of every per-row buffer.
+/// Batch rows `[b0, b0 + n)` of every per-row buffer.
 pub(super) struct Rows<'a, F> {
     pub b0: usize,
     pub n: usize,
-    pub gates: &'a mut [F],
-    pub cs: &'a mut [F],
-    pub tcs: &'a mut [F],
-    pub hprev: &'a mut [F],
+    pub gates: Steps<'a, F>,
+    pub cs: Steps<'a, F>,
+    pub tcs: Steps<'a, F>,
+    pub hprev: Steps<'a, F>,
     pub hlast: &'a mut [F],
     pub probs: &'a mut [F],
     pub dh: &'a mut [F],
@@ -80,10 +83,10 @@ impl<'a, F> Rows<'a, F> {
     /// The first `k` rows and the rest.
     pub fn split_at(self, k: usize, d: Dims) -> (Rows<'a, F>, Rows<'a, F>) {
         assert!(k <= self.n, "split_at({k}) of {} rows", self.n);
-        let (g0, g1) = self.gates.split_at_mut(k * d.s * 4 * d.h);
-        let (c0, c1) = self.cs.split_at_mut(k * d.s * d.h);
-        let (t0, t1) = self.tcs.split_at_mut(k * d.s * d.h);
-        let (p0, p1) = self.hprev.split_at_mut(k * d.s * d.h);
+        let (g0, g1) = self.gates.split_at(k);
+        let (c0, c1) = self.cs.split_at(k);
+        let (t0, t1) = self.tcs.split_at(k);
+        let (p0, p1) = self.hprev.split_at(k);
         let (l0, l1) = self.hlast.split_at_mut(k * d.h);
         let (q0, q1) = self.probs.split_at_mut(k * d.v);
         let (dh0, dh1) = self.dh.split_at_mut(k * d.h);
@@ -140,8 +143,10 @@ impl<F: Scalar> Workspace<F> {
 
     /// How many threads split a batch of `b` rows.
     pub(super) fn threads_for(&self, b: usize) -> usize {
+        // Asked once per process: on Linux the answer reads cgroup files.
+        static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
         let want = if self.threads == 0 {
-            std::thread::available_parallelism().map_or(1, |n| n.get())
+            *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
         } else {
             self.threads
         };
@@ -182,14 +187,14 @@ impl<F: Scalar> Workspace<F> {
     }
 
     /// All rows of every per-row buffer (after [`prepare`](Self::prepare)).
-    pub(super) fn rows(&mut self, b: usize) -> (&[F], Rows<'_, F>) {
+    pub(super) fn rows(&mut self, d: Dims) -> (&[F], Rows<'_, F>) {
         let rows = Rows {
             b0: 0,
-            n: b,
-            gates: &mut self.gates,
-            cs: &mut self.cs,
-            tcs: &mut self.tcs,
-            hprev: &mut self.hprev,
+            n: d.b,
+            gates: Steps::new(&mut self.gates, d.s, d.b, 4 * d.h),
+            cs: Steps::new(&mut self.cs, d.s, d.b, d.h),
+            tcs: Steps::new(&mut self.tcs, d.s, d.b, d.h),
+            hprev: Steps::new(&mut self.hprev, d.s, d.b, d.h),
             hlast: &mut self.hlast,
             probs: &mut self.probs,
             dh: &mut self.dh,
