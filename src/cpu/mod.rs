@@ -2,14 +2,15 @@
 //! f32 (speed) and f64 (gradient checks). This is the specification every
 //! kernel is checked against.
 //!
-//! Shapes: x [B, T] class indices (row-major `b*T + t`), y [B] targets,
+//! Shapes: x [B, T] class indices (row-major `b*T + t`), y `[B]` targets,
 //! probabilities [B, V]; parameters as in `model::params` (gate order i, f, c, o).
 //! Loss: mean over the batch of `-log softmax(h_T @ dense_kernel + dense_bias)[y]`.
 //!
 //! Files: `forward.rs` / `backward.rs` hold the math of one chunk of rows,
 //! `batch.rs` the threading and fixed-order reductions, `workspace.rs` the
-//! buffers, `scalar.rs` the float trait and GEMM, `fastmath.rs` the f32
-//! activations, `rmsprop.rs` the optimizer.
+//! buffers (`steps.rs`: a thread's rows of a time-major buffer), `scalar.rs`
+//! the float trait and GEMM, `fastmath.rs` the f32 activations, `simd.rs`
+//! the AVX2 dispatch of the element-wise loops, `rmsprop.rs` the optimizer.
 
 #[macro_use]
 mod simd;
@@ -31,7 +32,7 @@ pub use workspace::Workspace;
 use crate::corpus::OneHotCorpus;
 use crate::model::{Grads, Params};
 
-/// Decodes a batch: `x` is [B, T] class indices of the windows, `y` [B] their targets.
+/// Decodes a batch: `x` is [B, T] class indices of the windows, `y` `[B]` their targets.
 ///
 /// `x[b*maxlen + t] = class_at(starts[b] + t)`, `y[b] = class_at(starts[b] + maxlen)`.
 pub fn gather(corpus: &OneHotCorpus, starts: &[u32], maxlen: usize) -> (Vec<u32>, Vec<u32>) {

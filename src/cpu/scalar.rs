@@ -7,11 +7,13 @@
 
 /// Float type the reference runs in (f32 or f64).
 pub trait Scalar: num_traits::Float + Default + Send + Sync + std::fmt::Debug + 'static {
-    /// `C = alpha * A @ B + beta * C` on raw strided matrices (`sgemm` / `dgemm`).
+    /// `C[m, n] = A[m, k] @ B[k, n] + beta * C` on raw strided matrices
+    /// `(pointer, row stride, column stride)`: `sgemm` / `dgemm`.
     ///
     /// # Safety
     /// Every element the strides address must lie inside its allocation, and
-    /// `c` must not alias `a` or `b`. Use the checked [`gemm`] instead.
+    /// `c` must not alias `a` or `b`. The crate calls it only through its
+    /// bounds-checking wrapper.
     #[allow(clippy::too_many_arguments)]
     #[doc(hidden)]
     unsafe fn gemm_raw(
@@ -24,11 +26,8 @@ pub trait Scalar: num_traits::Float + Default + Send + Sync + std::fmt::Debug + 
         c: (*mut Self, isize, isize),
     );
 
-    /// Exact conversion from a small integer or an f64 constant.
+    /// From an f64 (rounded to nearest for f32): batch sizes, hyper-parameters.
     fn of(x: f64) -> Self;
-
-    /// Widening to f64 (exact for both f32 and f64).
-    fn to_f64(self) -> f64;
 
     /// `1 / (1 + exp(-self))`, as the cell evaluates it (libm here).
     #[inline(always)]
@@ -64,9 +63,6 @@ impl Scalar for f32 {
     fn of(x: f64) -> f32 {
         x as f32
     }
-    fn to_f64(self) -> f64 {
-        f64::from(self)
-    }
     /// Branch-free polynomial (`fastmath`): vectorises where libm cannot.
     #[inline(always)]
     fn sigmoid(self) -> f32 {
@@ -99,9 +95,6 @@ impl Scalar for f64 {
     }
     fn of(x: f64) -> f64 {
         x
-    }
-    fn to_f64(self) -> f64 {
-        self
     }
 }
 
