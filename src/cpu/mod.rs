@@ -1,54 +1,72 @@
 //! The CPU reference: forward, full BPTT backward and RMSprop, generic over
 //! f32 (speed) and f64 (gradient checks). This is the specification every
 //! kernel is checked against.
+//!
+//! Shapes: x [B, T] class indices (row-major `b*T + t`), y `[B]` targets,
+//! probabilities [B, V]; parameters as in `model::params` (gate order i, f, c, o).
+//! Loss: mean over the batch of `-log softmax(h_T @ dense_kernel + dense_bias)[y]`.
+//!
+//! Files: `forward.rs` / `backward.rs` hold the math of one chunk of rows,
+//! `batch.rs` the threading and fixed-order reductions, `workspace.rs` the
+//! buffers (`steps.rs`: a thread's rows of a time-major buffer), `scalar.rs`
+//! the float trait and GEMM, `fastmath.rs` the f32 activations, `simd.rs`
+//! the AVX2 dispatch of the element-wise loops, `rmsprop.rs` the optimizer.
+
+#[macro_use]
+mod simd;
+
+mod backward;
+mod batch;
+mod fastmath;
+mod forward;
+mod rmsprop;
+mod scalar;
+mod steps;
+mod workspace;
+
+pub use batch::{loss_and_grads_into, loss_with, predict_into};
+pub use rmsprop::RmsProp;
+pub use scalar::Scalar;
+pub use workspace::Workspace;
 
 use crate::corpus::OneHotCorpus;
 use crate::model::{Grads, Params};
 
-/// Float type the reference runs in (f32 or f64).
-pub trait Scalar: num_traits::Float + Default + Send + Sync + std::fmt::Debug + 'static {}
-impl Scalar for f32 {}
-impl Scalar for f64 {}
-
-/// Decodes a batch: `x` is [B, T] class indices of the windows, `y` [B] their targets.
+/// Decodes a batch: `x` is [B, T] class indices of the windows, `y` `[B]` their targets.
+///
+/// `x[b*maxlen + t] = class_at(starts[b] + t)`, `y[b] = class_at(starts[b] + maxlen)`.
 pub fn gather(corpus: &OneHotCorpus, starts: &[u32], maxlen: usize) -> (Vec<u32>, Vec<u32>) {
-    let _ = (corpus, starts, maxlen);
-    todo!()
+    let mut x = Vec::with_capacity(starts.len() * maxlen);
+    let mut y = Vec::with_capacity(starts.len());
+    for &s in starts {
+        let s = s as usize;
+        x.extend((s..s + maxlen).map(|row| corpus.class_at(row)));
+        y.push(corpus.class_at(s + maxlen));
+    }
+    (x, y)
 }
 
 /// Mean categorical cross-entropy of the batch.
 pub fn loss<F: Scalar>(params: &Params<F>, x: &[u32], y: &[u32], seq_len: usize) -> F {
-    let _ = (params, x, y, seq_len);
-    todo!()
+    loss_with(params, x, y, seq_len, &mut Workspace::new())
 }
 
 /// Mean loss and its gradient with respect to every parameter.
-pub fn loss_and_grads<F: Scalar>(params: &Params<F>, x: &[u32], y: &[u32], seq_len: usize) -> (F, Grads<F>) {
-    let _ = (params, x, y, seq_len);
-    todo!()
+pub fn loss_and_grads<F: Scalar>(
+    params: &Params<F>,
+    x: &[u32],
+    y: &[u32],
+    seq_len: usize,
+) -> (F, Grads<F>) {
+    let mut grads = Grads::zeros(params.vocab, params.hidden);
+    let loss = loss_and_grads_into(params, x, y, seq_len, &mut Workspace::new(), &mut grads);
+    (loss, grads)
 }
 
 /// Softmax probabilities [B, V] of the next character after each sequence.
 pub fn predict<F: Scalar>(params: &Params<F>, x: &[u32], seq_len: usize) -> Vec<F> {
-    let _ = (params, x, seq_len);
-    todo!()
-}
-
-/// RMSprop as DESIGN §1: `ms = rho*ms + (1-rho)*g^2; p -= lr*g/(sqrt(ms)+eps)`.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct RmsProp {
-    /// Learning rate.
-    pub lr: f64,
-    /// Mean-square decay.
-    pub rho: f64,
-    /// Added to `sqrt(ms)`.
-    pub eps: f64,
-}
-
-impl RmsProp {
-    /// One update of every parameter; `ms` is the running mean square.
-    pub fn step<F: Scalar>(&self, params: &mut Params<F>, ms: &mut Params<F>, grads: &Grads<F>) {
-        let _ = (params, ms, grads);
-        todo!()
-    }
+    let b = x.len() / seq_len.max(1);
+    let mut probs = vec![F::zero(); b * params.vocab];
+    predict_into(params, x, seq_len, &mut Workspace::new(), &mut probs);
+    probs
 }

@@ -1,0 +1,218 @@
+//! Backward pass (full BPTT) of the mean cross-entropy.
+//!
+//! Per chunk of rows (in parallel, rows are independent):
+//!
+//! ```text
+//! dlogits = (p - onehot(y)) / B                                  [n, V]
+//! dh_{T-1} = dlogits @ dense_kernel^T;  dc = 0                  [n, H]
+//! for t = T-1 .. 0:
+//!   dc  += dh * o * (1 - tanh(c_t)^2)
+//!   dz_i = dc * g * i(1-i)      dz_f = dc * c_{t-1} * f(1-f)
+//!   dz_c = dc * i * (1-g^2)     dz_o = dh * tanh(c_t) * o(1-o)
+//!   dc   = dc * f;   dh = dz @ recurrent_kernel^T   (not needed at t = 0)
+//! ```
+//!
+//! dz overwrites the activated gates in place (`gates`, [T, B, 4H]).
+//! Then, over the whole batch in one fixed order (so the chunking cannot
+//! change a bit of the result), split across threads by output rows:
+//!
+//! ```text
+//! d recurrent_kernel = hprev^T @ dz      [H, T*B] @ [T*B, 4H], one GEMM
+//! d kernel[v, :]     = sum of dz rows whose input class is v (scatter-add)
+//! d bias             = sum of d kernel's rows (each dz row is in exactly one)
+//! d dense_kernel     = hlast^T @ dlogits [H, B] @ [B, V];  d dense_bias = sum of dlogits rows
+//! ```
+//!
+//! Every gradient tensor is overwritten, not accumulated into.
+
+use super::Scalar;
+use super::scalar::{View, gemm};
+use super::workspace::{Dims, Rows, split_range};
+use crate::model::{Grads, Params};
+
+/// dlogits and the recurrence backward over the chunk's rows; leaves dz in `gates`.
+pub(super) fn recurrence_backward<F: Scalar>(
+    p: &Params<F>,
+    y: &[u32],
+    inv_b: F,
+    r: &mut Rows<'_, F>,
+    d: Dims,
+) {
+    let (h, g, v, n) = (d.h, 4 * d.h, d.v, r.n);
+    assert_eq!(d.s, d.t, "backward needs every time step kept");
+    for b in 0..n {
+        let l = &mut r.probs[b * v..][..v];
+        l[y[r.b0 + b] as usize] = l[y[r.b0 + b] as usize] - F::one();
+        for lj in l.iter_mut() {
+            *lj = *lj * inv_b;
+        }
+    }
+    gemm(
+        (n, v, h),
+        View::new(r.probs, v, 1),
+        View::new(&p.dense_kernel, 1, v),
+        F::zero(),
+        r.dh,
+        (h, 1),
+    );
+    r.dc.fill(F::zero());
+    for t in (0..d.t).rev() {
+        cells_backward(r, t, d);
+        if t > 0 {
+            gemm(
+                (n, g, h),
+                View::new(r.gates.get(t), g, 1),
+                View::new(&p.recurrent_kernel, 1, g),
+                F::zero(),
+                r.dh,
+                (h, 1),
+            );
+        }
+    }
+}
+
+simd_dispatch! {
+    /// Step `t` of every row: turns the activated gates into dz and `dc` into
+    /// dc_{t-1}, given dh_t and the forward's tanh(c_t) and c_{t-1}.
+    fn cells_backward<F: Scalar>(r: &mut Rows<'_, F>, t: usize, d: Dims) {
+        let (h, g, one) = (d.h, 4 * d.h, F::one());
+        // c_{-1} = 0: slot 0 of hprev is h_{-1}, zeros of the right shape.
+        let c_prev_all = if t == 0 { r.hprev.get(0) } else { r.cs.get(t - 1) };
+        debug_assert!(t > 0 || c_prev_all.iter().all(|&c| c == F::zero()));
+        let (z_all, tc_all) = (r.gates.get_mut(t), r.tcs.get(t));
+        for b in 0..r.n {
+            let z = &mut z_all[b * g..][..g];
+            let tc = &tc_all[b * h..][..h];
+            let c_prev = &c_prev_all[b * h..][..h];
+            let dh = &r.dh[b * h..][..h];
+            let dc = &mut r.dc[b * h..][..h];
+            let (zi, rest) = z.split_at_mut(h);
+            let (zf, rest) = rest.split_at_mut(h);
+            let (zg, zo) = rest.split_at_mut(h);
+            // Zipped, not indexed: no bounds checks, so the loop vectorises.
+            let gates = zi.iter_mut().zip(zf.iter_mut()).zip(zg.iter_mut()).zip(zo.iter_mut());
+            let state = tc.iter().zip(dh).zip(dc.iter_mut()).zip(c_prev);
+            for ((((zi, zf), zg), zo), (((&tc, &dh), dc), &c_prev)) in gates.zip(state) {
+                let (i, f, gg, o) = (*zi, *zf, *zg, *zo);
+                let dcj = *dc + dh * o * (one - tc * tc);
+                *dc = dcj * f;
+                *zi = dcj * gg * (i * (one - i));
+                *zf = dcj * c_prev * (f * (one - f));
+                *zg = dcj * i * (one - gg * gg);
+                *zo = dh * tc * (o * (one - o));
+            }
+        }
+    }
+}
+
+/// The five gradient tensors from the backward's buffers, over all B rows.
+///
+/// `hprev` [T*B, H], `dz` [T*B, 4H], `hlast` [B, H], `dlogits` [B, V], `x` [B, T].
+/// Thread i gets rows of d recurrent_kernel (an equal share of the GEMM) and a
+/// range of classes of d kernel holding about 1/threads of the dz rows.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn weight_grads<F: Scalar>(
+    hprev: &[F],
+    dz: &[F],
+    hlast: &[F],
+    dlogits: &[F],
+    x: &[u32],
+    d: Dims,
+    threads: usize,
+    grads: &mut Grads<F>,
+) {
+    let (h, g, v, k) = (d.h, 4 * d.h, d.v, d.b * d.t);
+    std::thread::scope(|scope| {
+        let mut dr_rest = grads.recurrent_kernel.as_mut_slice();
+        let mut dk_rest = grads.kernel.as_mut_slice();
+        let rows = split_range(h, threads, 1);
+        let classes = split_classes(x, v, threads);
+        for (ti, ((i0, i1), (v0, v1))) in rows.zip(classes).enumerate() {
+            let (dr, r) = dr_rest.split_at_mut((i1 - i0) * g);
+            let (dk, r2) = dk_rest.split_at_mut((v1 - v0) * g);
+            (dr_rest, dk_rest) = (r, r2);
+            let mut job = move || {
+                // d recurrent_kernel rows i0..i1: the k = t*B + b order is fixed.
+                gemm(
+                    (i1 - i0, k, g),
+                    View::new(&hprev[i0..], 1, h),
+                    View::new(dz, g, 1),
+                    F::zero(),
+                    dr,
+                    (g, 1),
+                );
+                scatter_rows(dk, v0..v1, x, dz, d);
+            };
+            if ti + 1 == threads {
+                job()
+            } else {
+                scope.spawn(job);
+            }
+        }
+        gemm(
+            (h, d.b, v),
+            View::new(hlast, 1, h),
+            View::new(dlogits, v, 1),
+            F::zero(),
+            &mut grads.dense_kernel,
+            (v, 1),
+        );
+        sum_rows(&mut grads.dense_bias, dlogits);
+    });
+    // Every dz row went to exactly one row of d kernel, so d bias is the sum
+    // of d kernel's rows: V rows to add instead of T*B.
+    sum_rows(&mut grads.bias, &grads.kernel);
+}
+
+/// Class ranges, one per thread, each holding about `x.len() / threads` of
+/// the inputs (a frequent class such as the space would otherwise load one
+/// thread). Only the work split depends on it, never a gradient's value.
+fn split_classes(x: &[u32], v: usize, threads: usize) -> impl Iterator<Item = (usize, usize)> {
+    let mut bounds = [v; 64];
+    let parts = threads.clamp(1, bounds.len());
+    let mut count = vec![0usize; v];
+    x.iter().for_each(|&c| count[c as usize] += 1);
+    let (mut seen, mut part, mut start) = (0usize, 1usize, 0usize);
+    bounds[0] = 0;
+    for (c, &n) in count.iter().enumerate() {
+        seen += n;
+        while part < parts && seen * parts >= part * x.len() {
+            bounds[part] = c + 1;
+            part += 1;
+        }
+    }
+    (0..threads).map(move |i| {
+        let end = if i + 1 >= parts { v } else { bounds[i + 1] };
+        let range = (start.min(end), end);
+        start = end;
+        range
+    })
+}
+
+simd_dispatch! {
+    /// `dk[c - classes.start] = sum of the dz rows whose input class is c`,
+    /// in dz row order k = t*B + b (x is [B, T]).
+    fn scatter_rows<F: Scalar>(dk: &mut [F], classes: std::ops::Range<usize>, x: &[u32], dz: &[F], d: Dims) {
+        let g = 4 * d.h;
+        dk.fill(F::zero());
+        for (k, src) in dz.chunks_exact(g).enumerate() {
+            let cls = x[(k % d.b) * d.t + k / d.b] as usize;
+            if classes.contains(&cls) {
+                let dst = &mut dk[(cls - classes.start) * g..][..g];
+                for (a, &b) in dst.iter_mut().zip(src) {
+                    *a = *a + b;
+                }
+            }
+        }
+    }
+}
+
+/// `out = sum of the rows of `m` ([_, out.len()])`, in row order.
+fn sum_rows<F: Scalar>(out: &mut [F], m: &[F]) {
+    out.fill(F::zero());
+    for row in m.chunks_exact(out.len()) {
+        for (a, &b) in out.iter_mut().zip(row) {
+            *a = *a + b;
+        }
+    }
+}

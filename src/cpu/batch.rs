@@ -1,0 +1,175 @@
+//! Whole-batch drivers: shape checks, the split of batch rows across
+//! threads and chunks, and the fixed-order reductions.
+//!
+//! x: [B, T] class indices, row-major `b*T + t`, T = `seq_len`; y: [B].
+//! Threads own contiguous row ranges; within one, rows go through the
+//! recurrence `chunk` at a time. Nothing summed over rows happens inside a
+//! chunk, so neither knob changes a bit of the result.
+
+use super::workspace::{Dims, Rows};
+use super::{Scalar, Workspace, backward, forward};
+use crate::model::{Grads, Params};
+
+/// Checks shapes and class indices; returns the call's dimensions.
+fn dims<F>(p: &Params<F>, x: &[u32], y: Option<&[u32]>, seq_len: usize, keep: bool) -> Dims {
+    let (h, v) = (p.hidden, p.vocab);
+    assert!(h > 0 && v > 0, "params: empty model (V = {v}, H = {h})");
+    let shapes = [
+        p.kernel.len(),
+        p.recurrent_kernel.len(),
+        p.bias.len(),
+        p.dense_kernel.len(),
+        p.dense_bias.len(),
+    ];
+    assert_eq!(
+        shapes,
+        [v * 4 * h, h * 4 * h, 4 * h, h * v, v],
+        "params: tensor lengths do not match V = {v}, H = {h}"
+    );
+    assert!(seq_len >= 1, "seq_len must be at least 1");
+    assert!(
+        !x.is_empty() && x.len().is_multiple_of(seq_len),
+        "x has {} class indices, not a positive multiple of seq_len = {seq_len}",
+        x.len()
+    );
+    let b = x.len() / seq_len;
+    if let Some(bad) = x.iter().find(|&&c| c as usize >= v) {
+        panic!("x holds class {bad}, outside the vocabulary of {v}");
+    }
+    if let Some(y) = y {
+        assert_eq!(
+            y.len(),
+            b,
+            "y has {} targets for a batch of {b} rows",
+            y.len()
+        );
+        if let Some(bad) = y.iter().find(|&&c| c as usize >= v) {
+            panic!("y holds class {bad}, outside the vocabulary of {v}");
+        }
+    }
+    Dims {
+        b,
+        t: seq_len,
+        s: if keep { seq_len } else { 1 },
+        h,
+        v,
+    }
+}
+
+/// Runs `work` on every chunk of rows, the row ranges of different threads in parallel.
+fn for_each_chunk<F: Scalar>(
+    ws: &mut Workspace<F>,
+    d: Dims,
+    work: impl Fn(&[F], &mut Rows<'_, F>) + Sync,
+) {
+    let threads = ws.threads_for(d.b);
+    let per_thread = d.b.div_ceil(threads);
+    let chunk = ws.chunk_for(per_thread);
+    let (xb, all) = ws.rows(d);
+    let work = &work;
+    std::thread::scope(|scope| {
+        let mut rest = all;
+        for ti in 0..threads {
+            let take = per_thread.min(rest.n);
+            let (mine, tail) = rest.split_at(take, d);
+            rest = tail;
+            let job = move || {
+                let mut rest = mine;
+                while rest.n > 0 {
+                    let take = chunk.min(rest.n);
+                    let (mut c, tail) = rest.split_at(take, d);
+                    work(xb, &mut c);
+                    rest = tail;
+                }
+            };
+            if ti + 1 == threads {
+                job()
+            } else {
+                scope.spawn(job);
+            }
+        }
+    });
+}
+
+/// Mean of the per-row losses, summed in row order.
+fn mean_loss<F: Scalar>(row_loss: &[F]) -> F {
+    let sum = row_loss.iter().fold(F::zero(), |a, &l| a + l);
+    sum / F::of(row_loss.len() as f64)
+}
+
+/// Mean loss and every gradient, with all buffers borrowed from `ws`.
+///
+/// `grads` must have the shapes of `params` (e.g. `Grads::zeros(V, H)`);
+/// every tensor of it is overwritten. Panics with a message on shape errors.
+pub fn loss_and_grads_into<F: Scalar>(
+    params: &Params<F>,
+    x: &[u32],
+    y: &[u32],
+    seq_len: usize,
+    ws: &mut Workspace<F>,
+    grads: &mut Grads<F>,
+) -> F {
+    let d = dims(params, x, Some(y), seq_len, true);
+    assert!(
+        grads.vocab == d.v && grads.hidden == d.h && grads.len() == params.len(),
+        "grads: shape (V = {}, H = {}) differs from the params' (V = {}, H = {})",
+        grads.vocab,
+        grads.hidden,
+        d.v,
+        d.h
+    );
+    ws.prepare(d, &params.kernel, &params.bias);
+    let inv_b = F::one() / F::of(d.b as f64);
+    for_each_chunk(ws, d, |xb, r| {
+        forward::recurrence(params, xb, x, r, d);
+        forward::head(params, Some(y), r, d);
+        backward::recurrence_backward(params, y, inv_b, r, d);
+    });
+    let threads = ws.threads_for(d.b);
+    backward::weight_grads(
+        &ws.hprev, &ws.gates, &ws.hlast, &ws.probs, x, d, threads, grads,
+    );
+    mean_loss(&ws.row_loss)
+}
+
+/// Mean loss only, keeping one time step of state instead of T.
+pub fn loss_with<F: Scalar>(
+    params: &Params<F>,
+    x: &[u32],
+    y: &[u32],
+    seq_len: usize,
+    ws: &mut Workspace<F>,
+) -> F {
+    let d = dims(params, x, Some(y), seq_len, false);
+    ws.prepare(d, &params.kernel, &params.bias);
+    for_each_chunk(ws, d, |xb, r| {
+        forward::recurrence(params, xb, x, r, d);
+        forward::head(params, Some(y), r, d);
+    });
+    mean_loss(&ws.row_loss)
+}
+
+/// Softmax probabilities [B, V] of the next class after each of the B
+/// sequences of `x` ([B, seq_len]), written to `probs`.
+pub fn predict_into<F: Scalar>(
+    params: &Params<F>,
+    x: &[u32],
+    seq_len: usize,
+    ws: &mut Workspace<F>,
+    probs: &mut [F],
+) {
+    let d = dims(params, x, None, seq_len, false);
+    assert_eq!(
+        probs.len(),
+        d.b * d.v,
+        "probs must hold B * V = {} * {} values",
+        d.b,
+        d.v
+    );
+    ws.prepare(d, &params.kernel, &params.bias);
+    for_each_chunk(ws, d, |xb, r| {
+        forward::recurrence(params, xb, x, r, d);
+        forward::head(params, None, r, d);
+    });
+    probs.copy_from_slice(&ws.probs);
+}

@@ -1,0 +1,135 @@
+//! Forward pass of one chunk of batch rows: the LSTM recurrence and the
+//! dense + softmax head.
+//!
+//! x: [B, T] class indices (row-major `b*T + t`); rows of a chunk are
+//! `[b0, b0 + n)`. Buffers as in `workspace.rs` ([S, B, 4H] etc.; a chunk
+//! sees its [n, 4H] block of each slot).
+//! Gate order i, f, c(g), o along the 4H axis (Keras):
+//!
+//! ```text
+//! z   = kernel[x[b,t], :] + bias + h_{t-1} @ recurrent_kernel      [n, 4H]
+//! i, f, o = sigmoid(z_i, z_f, z_o);  g = tanh(z_c)
+//! c_t = f * c_{t-1} + i * g;         h_t = o * tanh(c_t)
+//! logits = h_{T-1} @ dense_kernel + dense_bias;  p = softmax(logits)
+//! ```
+//!
+//! The input term is a row gather (`xb` = kernel + bias, one row per class),
+//! never a one-hot matrix product. h_{-1} = c_{-1} = 0, so step 0 needs no GEMM.
+
+use super::Scalar;
+use super::scalar::{View, gemm};
+use super::workspace::{Dims, Rows};
+use crate::model::Params;
+
+/// Runs the recurrence over the chunk's rows; leaves activated gates, c,
+/// tanh(c) and h_{t-1} of every kept slot, and h_{T-1} in `hlast`.
+pub(super) fn recurrence<F: Scalar>(
+    p: &Params<F>,
+    xb: &[F],
+    x: &[u32],
+    r: &mut Rows<'_, F>,
+    d: Dims,
+) {
+    let (h, g) = (d.h, 4 * d.h);
+    for t in 0..d.t {
+        let s = t % d.s;
+        if t > 0 {
+            // z = h_{t-1} @ recurrent_kernel; `cells` adds xb[x].
+            gemm(
+                (r.n, h, g),
+                View::new(r.hprev.get(s), h, 1),
+                View::new(&p.recurrent_kernel, g, 1),
+                F::zero(),
+                r.gates.get_mut(s),
+                (g, 1),
+            );
+        }
+        cells(xb, x, r, d, t);
+    }
+}
+
+simd_dispatch! {
+    /// Step `t` of every row after the GEMM:
+    /// z += xb[x]; i, f, o = sigmoid, g = tanh; c = f*c + i*g; h = o*tanh(c).
+    fn cells<F: Scalar>(xb: &[F], x: &[u32], r: &mut Rows<'_, F>, d: Dims, t: usize) {
+        let (h, g, s) = (d.h, 4 * d.h, t % d.s);
+        let z_all = r.gates.get_mut(s);
+        // Bring c_{t-1} into slot t, then update it in place. With S = 1 it
+        // is already there; at t = 0 it and h_{-1} are zero and there was no GEMM.
+        if t == 0 {
+            z_all.fill(F::zero());
+            r.cs.get_mut(s).fill(F::zero());
+            // Slot 0 of hprev is h_{-1}, read by the weight-gradient GEMM.
+            r.hprev.get_mut(0).fill(F::zero());
+        } else if d.s > 1 {
+            let (prev, cur) = r.cs.pair_mut(s - 1, s);
+            cur.copy_from_slice(prev);
+        }
+        let c_all = r.cs.get_mut(s);
+        let tc_all = r.tcs.get_mut(s);
+        let h_all = if t + 1 < d.t { r.hprev.get_mut((t + 1) % d.s) } else { &mut *r.hlast };
+        for b in 0..r.n {
+            let cls = x[(r.b0 + b) * d.t + t] as usize;
+            let xrow = &xb[cls * g..][..g];
+            let z = &mut z_all[b * g..][..g];
+            // One activation per loop: loops with several do not vectorise.
+            let (ifs, rest) = z.split_at_mut(2 * h);
+            let (gs, os) = rest.split_at_mut(h);
+            for (zj, &xj) in ifs.iter_mut().zip(&xrow[..2 * h]) {
+                *zj = (*zj + xj).sigmoid();
+            }
+            for (zj, &xj) in gs.iter_mut().zip(&xrow[2 * h..3 * h]) {
+                *zj = (*zj + xj).tanh_act();
+            }
+            for (zj, &xj) in os.iter_mut().zip(&xrow[3 * h..]) {
+                *zj = (*zj + xj).sigmoid();
+            }
+            let (i, f) = ifs.split_at(h);
+            let c = &mut c_all[b * h..][..h];
+            for (((cj, &ij), &fj), &gj) in c.iter_mut().zip(i).zip(f).zip(gs.iter()) {
+                *cj = fj * *cj + ij * gj;
+            }
+            let tc = &mut tc_all[b * h..][..h];
+            for (tj, &cj) in tc.iter_mut().zip(c.iter()) {
+                *tj = cj.tanh_act();
+            }
+            let out = &mut h_all[b * h..][..h];
+            for ((hj, &oj), &tj) in out.iter_mut().zip(os.iter()).zip(tc.iter()) {
+                *hj = oj * tj;
+            }
+        }
+    }
+}
+
+/// Dense head: `probs = softmax(hlast @ dense_kernel + dense_bias)` per row,
+/// and `row_loss = -log p[y]` through a stable log-softmax when `y` is given.
+pub(super) fn head<F: Scalar>(p: &Params<F>, y: Option<&[u32]>, r: &mut Rows<'_, F>, d: Dims) {
+    let v = d.v;
+    gemm(
+        (r.n, d.h, v),
+        View::new(r.hlast, d.h, 1),
+        View::new(&p.dense_kernel, v, 1),
+        F::zero(),
+        r.probs,
+        (v, 1),
+    );
+    for b in 0..r.n {
+        let l = &mut r.probs[b * v..][..v];
+        let mut max = F::neg_infinity();
+        for (lj, &bj) in l.iter_mut().zip(&p.dense_bias) {
+            *lj = *lj + bj;
+            max = max.max(*lj);
+        }
+        let mut sum = F::zero();
+        for lj in l.iter() {
+            sum = sum + (*lj - max).exp();
+        }
+        let log_z = max + sum.ln();
+        if let Some(y) = y {
+            r.row_loss[b] = log_z - l[y[r.b0 + b] as usize];
+        }
+        for lj in l.iter_mut() {
+            *lj = (*lj - log_z).exp();
+        }
+    }
+}

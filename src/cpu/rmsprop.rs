@@ -1,0 +1,76 @@
+//! RMSprop (Keras / TF2 formulation), element-wise over every tensor:
+//!
+//! ```text
+//! ms = rho * ms + (1 - rho) * g^2
+//! p  = p - lr * g / (sqrt(ms) + eps)
+//! ```
+//!
+//! The hyper-parameters are converted to F once and `1 - rho` is computed in
+//! F, as Keras does in f32, so the f32 path is what a kernel taking f32
+//! arguments computes.
+
+use super::Scalar;
+use crate::model::{Grads, Hyper, Params};
+
+/// RMSprop as DESIGN §1: `ms = rho*ms + (1-rho)*g^2; p -= lr*g/(sqrt(ms)+eps)`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RmsProp {
+    /// Learning rate.
+    pub lr: f64,
+    /// Mean-square decay.
+    pub rho: f64,
+    /// Added to `sqrt(ms)`.
+    pub eps: f64,
+}
+
+impl Default for RmsProp {
+    /// The Keras notebook's values: lr 0.01, rho 0.9, eps 1e-7.
+    fn default() -> Self {
+        RmsProp {
+            lr: 0.01,
+            rho: 0.9,
+            eps: 1e-7,
+        }
+    }
+}
+
+impl RmsProp {
+    /// The optimizer of a run's hyper-parameters.
+    pub fn from_hyper(h: &Hyper) -> Self {
+        RmsProp {
+            lr: f64::from(h.lr),
+            rho: f64::from(h.rho),
+            eps: f64::from(h.eps),
+        }
+    }
+
+    /// One update of every parameter; `ms` is the running mean square
+    /// (zeros before the first step, as Keras starts it).
+    pub fn step<F: Scalar>(&self, params: &mut Params<F>, ms: &mut Params<F>, grads: &Grads<F>) {
+        let (lr, rho, eps) = (F::of(self.lr), F::of(self.rho), F::of(self.eps));
+        let one_minus_rho = F::one() - rho;
+        let shapes_match = params.vocab == grads.vocab
+            && params.hidden == grads.hidden
+            && params.vocab == ms.vocab
+            && params.hidden == ms.hidden;
+        assert!(
+            shapes_match,
+            "RmsProp::step: params, mean squares and grads differ in shape"
+        );
+        for ((p, m), g) in params
+            .tensors_mut()
+            .into_iter()
+            .zip(ms.tensors_mut())
+            .zip(grads.tensors())
+        {
+            assert!(
+                p.len() == m.len() && p.len() == g.len(),
+                "RmsProp::step: tensor lengths differ"
+            );
+            for ((p, m), &g) in p.iter_mut().zip(m.iter_mut()).zip(g) {
+                *m = rho * *m + one_minus_rho * (g * g);
+                *p = *p - lr * g / (m.sqrt() + eps);
+            }
+        }
+    }
+}

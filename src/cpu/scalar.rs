@@ -1,0 +1,165 @@
+//! The float type of the reference (f32 for speed, f64 for gradient checks),
+//! its GEMM (the `matrixmultiply` crate) and its activations.
+//!
+//! Matrices are strided views: element (r, c) of a matrix stored in `data`
+//! with row stride `rs` and column stride `cs` is `data[r * rs + c * cs]`, so
+//! a transpose is a swap of the two strides, never a copy.
+
+/// Float type the reference runs in (f32 or f64).
+pub trait Scalar: num_traits::Float + Default + Send + Sync + std::fmt::Debug + 'static {
+    /// `C[m, n] = A[m, k] @ B[k, n] + beta * C` on raw strided matrices
+    /// `(pointer, row stride, column stride)`: `sgemm` / `dgemm`.
+    ///
+    /// # Safety
+    /// Every element the strides address must lie inside its allocation, and
+    /// `c` must not alias `a` or `b`. The crate calls it only through its
+    /// bounds-checking wrapper.
+    #[allow(clippy::too_many_arguments)]
+    #[doc(hidden)]
+    unsafe fn gemm_raw(
+        m: usize,
+        k: usize,
+        n: usize,
+        a: (*const Self, isize, isize),
+        b: (*const Self, isize, isize),
+        beta: Self,
+        c: (*mut Self, isize, isize),
+    );
+
+    /// From an f64 (rounded to nearest for f32): batch sizes, hyper-parameters.
+    fn of(x: f64) -> Self;
+
+    /// `1 / (1 + exp(-self))`, as the cell evaluates it (libm here).
+    #[inline(always)]
+    fn sigmoid(self) -> Self {
+        Self::one() / (Self::one() + (-self).exp())
+    }
+
+    /// `tanh(self)`, as the cell evaluates it (libm here).
+    #[inline(always)]
+    fn tanh_act(self) -> Self {
+        self.tanh()
+    }
+}
+
+impl Scalar for f32 {
+    unsafe fn gemm_raw(
+        m: usize,
+        k: usize,
+        n: usize,
+        a: (*const f32, isize, isize),
+        b: (*const f32, isize, isize),
+        beta: f32,
+        c: (*mut f32, isize, isize),
+    ) {
+        // SAFETY: forwarded verbatim; the caller upholds `gemm_raw`'s contract,
+        // which is `sgemm`'s.
+        unsafe {
+            matrixmultiply::sgemm(
+                m, k, n, 1.0, a.0, a.1, a.2, b.0, b.1, b.2, beta, c.0, c.1, c.2,
+            )
+        }
+    }
+    fn of(x: f64) -> f32 {
+        x as f32
+    }
+    /// Branch-free polynomial (`fastmath`): vectorises where libm cannot.
+    #[inline(always)]
+    fn sigmoid(self) -> f32 {
+        super::fastmath::sigmoid_f32(self)
+    }
+    /// Branch-free polynomial (`fastmath`): vectorises where libm cannot.
+    #[inline(always)]
+    fn tanh_act(self) -> f32 {
+        super::fastmath::tanh_f32(self)
+    }
+}
+
+impl Scalar for f64 {
+    unsafe fn gemm_raw(
+        m: usize,
+        k: usize,
+        n: usize,
+        a: (*const f64, isize, isize),
+        b: (*const f64, isize, isize),
+        beta: f64,
+        c: (*mut f64, isize, isize),
+    ) {
+        // SAFETY: forwarded verbatim; the caller upholds `gemm_raw`'s contract,
+        // which is `dgemm`'s.
+        unsafe {
+            matrixmultiply::dgemm(
+                m, k, n, 1.0, a.0, a.1, a.2, b.0, b.1, b.2, beta, c.0, c.1, c.2,
+            )
+        }
+    }
+    fn of(x: f64) -> f64 {
+        x
+    }
+}
+
+/// A read-only strided matrix: `rows x cols`, element (r, c) at `data[r * rs + c * cs]`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct View<'a, F> {
+    pub data: &'a [F],
+    pub rs: usize,
+    pub cs: usize,
+}
+
+impl<'a, F> View<'a, F> {
+    /// The matrix whose element (r, c) is `data[r * rs + c * cs]`.
+    pub fn new(data: &'a [F], rs: usize, cs: usize) -> Self {
+        View { data, rs, cs }
+    }
+}
+
+/// Index one past the last element a `rows x cols` view with these strides touches.
+fn span(rows: usize, cols: usize, rs: usize, cs: usize) -> usize {
+    if rows == 0 || cols == 0 {
+        0
+    } else {
+        (rows - 1) * rs + (cols - 1) * cs + 1
+    }
+}
+
+/// `C[m, n] = A[m, k] @ B[k, n] + beta * C`, every access bounds-checked up front.
+///
+/// With `beta == 0` C is only written, never read (so it may hold garbage).
+/// Each element of C is the same sequence of fused multiply-adds over k
+/// whatever m and n are, which is what makes a chunked batch bit-identical to
+/// a whole one (checked in tests/cpu_reference.rs).
+pub(crate) fn gemm<F: Scalar>(
+    (m, k, n): (usize, usize, usize),
+    a: View<'_, F>,
+    b: View<'_, F>,
+    beta: F,
+    c: &mut [F],
+    (rsc, csc): (usize, usize),
+) {
+    assert!(
+        span(m, k, a.rs, a.cs) <= a.data.len(),
+        "gemm: A [{m}x{k}] out of bounds"
+    );
+    assert!(
+        span(k, n, b.rs, b.cs) <= b.data.len(),
+        "gemm: B [{k}x{n}] out of bounds"
+    );
+    assert!(
+        span(m, n, rsc, csc) <= c.len(),
+        "gemm: C [{m}x{n}] out of bounds"
+    );
+    let s = |x: usize| isize::try_from(x).expect("gemm: stride overflows isize");
+    // SAFETY: the three asserts above keep every addressed element inside its
+    // slice; `c` is a unique borrow, so it aliases neither `a` nor `b`.
+    unsafe {
+        F::gemm_raw(
+            m,
+            k,
+            n,
+            (a.data.as_ptr(), s(a.rs), s(a.cs)),
+            (b.data.as_ptr(), s(b.rs), s(b.cs)),
+            beta,
+            (c.as_mut_ptr(), s(rsc), s(csc)),
+        )
+    }
+}

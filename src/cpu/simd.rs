@@ -1,0 +1,31 @@
+//! Run-time choice of an AVX2 build for the element-wise loops.
+//!
+//! The crate is compiled for baseline x86-64 (SSE2), so the compiler
+//! vectorises the cell loops 4 wide. `simd_dispatch!` compiles a function
+//! body a second time with AVX2 enabled (8 wide) and picks that copy when the
+//! CPU has it. Both copies give bit-identical results: Rust never contracts
+//! `a * b + c` into an FMA, so AVX2 changes the vector width, not the rounding.
+
+/// Defines `fn $name<F: Scalar>(args)` running `$body`, in an AVX2 build of it
+/// when the CPU supports AVX2, else in the baseline build.
+macro_rules! simd_dispatch {
+    ($(#[$m:meta])* $vis:vis fn $name:ident<F: Scalar>($($a:ident: $t:ty),* $(,)?) $body:block) => {
+        $(#[$m])*
+        $vis fn $name<F: Scalar>($($a: $t),*) {
+            #[inline(always)]
+            fn body<F: Scalar>($($a: $t),*) $body
+            #[cfg(target_arch = "x86_64")]
+            #[target_feature(enable = "avx2")]
+            fn avx2<F: Scalar>($($a: $t),*) {
+                body($($a),*)
+            }
+            #[cfg(target_arch = "x86_64")]
+            if std::arch::is_x86_feature_detected!("avx2") {
+                // SAFETY: `avx2` only requires the AVX2 instructions, which
+                // the CPU was just found to support.
+                return unsafe { avx2($($a),*) };
+            }
+            body($($a),*)
+        }
+    };
+}
