@@ -30,7 +30,11 @@ pub enum Error {
     #[error("character {ch:?} is not in the model's vocabulary")]
     UnknownChar { ch: char },
     #[error("the loss became {value} at epoch {epoch}, batch {batch}")]
-    NonFiniteLoss { epoch: usize, batch: usize, value: f32 },
+    NonFiniteLoss {
+        epoch: usize,
+        batch: usize,
+        value: f32,
+    },
     #[error("could not download {url}: {what}")]
     Download { url: String, what: String },
     #[error("the {backend} backend is not available: {what}")]
@@ -44,7 +48,10 @@ pub enum Error {
 impl Error {
     /// Wraps an I/O error with the path it concerns.
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Error::Io { path: path.into(), source }
+        Error::Io {
+            path: path.into(),
+            source,
+        }
     }
 
     /// One line telling the user how to fix the problem.

@@ -9,12 +9,33 @@ use safetensors::tensor::{Dtype, TensorView};
 
 fn sample() -> Checkpoint {
     let vocab: Vec<char> = " .abcdeé".chars().collect();
-    let hyper = Hyper { hidden: 6, maxlen: 10, ..Hyper::default() };
+    let hyper = Hyper {
+        hidden: 6,
+        maxlen: 10,
+        ..Hyper::default()
+    };
     let params = init_params(vocab.len(), hyper.hidden, 3);
     let mut rmsprop = Params::zeros(vocab.len(), hyper.hidden);
-    rmsprop.bias.iter_mut().enumerate().for_each(|(i, x)| *x = i as f32 * 0.25);
-    let state = TrainState { epoch: 3, batch: 2, step: 99, loss_sum: 1.5, seen: 7, epoch_losses: vec![2.0, 1.8, 1.7] };
-    Checkpoint { vocab, hyper, params, rmsprop, state }
+    rmsprop
+        .bias
+        .iter_mut()
+        .enumerate()
+        .for_each(|(i, x)| *x = i as f32 * 0.25);
+    let state = TrainState {
+        epoch: 3,
+        batch: 2,
+        step: 99,
+        loss_sum: 1.5,
+        seen: 7,
+        epoch_losses: vec![2.0, 1.8, 1.7],
+    };
+    Checkpoint {
+        vocab,
+        hyper,
+        params,
+        rmsprop,
+        state,
+    }
 }
 
 fn expect_refused(bytes: &[u8], needle: &str) {
@@ -22,7 +43,10 @@ fn expect_refused(bytes: &[u8], needle: &str) {
         Err(e @ Error::Checkpoint { .. }) => {
             let msg = e.to_string();
             assert!(msg.contains(needle), "message {msg:?} lacks {needle:?}");
-            assert!(msg.contains("x.safetensors"), "message {msg:?} does not name the file");
+            assert!(
+                msg.contains("x.safetensors"),
+                "message {msg:?} does not name the file"
+            );
         }
         other => panic!("expected a checkpoint error mentioning {needle:?}, got {other:?}"),
     }
@@ -37,7 +61,10 @@ fn round_trip_is_exact() {
     assert_eq!(Checkpoint::load(&path).expect("load"), c);
     // Saving again over it leaves no temporary files behind.
     c.save(&path).expect("save again");
-    let names: Vec<_> = std::fs::read_dir(dir.path()).expect("ls").map(|e| e.expect("entry").file_name()).collect();
+    let names: Vec<_> = std::fs::read_dir(dir.path())
+        .expect("ls")
+        .map(|e| e.expect("entry").file_name())
+        .collect();
     assert_eq!(names, vec![std::ffi::OsString::from("c.safetensors")]);
 }
 
@@ -72,7 +99,10 @@ fn readable_as_plain_safetensors_with_keras_names_and_shapes() {
 fn truncation_at_any_length_is_refused() {
     let bytes = sample().to_bytes().expect("bytes");
     for cut in (0..bytes.len()).step_by(37).chain([bytes.len() - 1]) {
-        assert!(Checkpoint::from_bytes(&bytes[..cut], Path::new("x.safetensors")).is_err(), "cut at {cut} accepted");
+        assert!(
+            Checkpoint::from_bytes(&bytes[..cut], Path::new("x.safetensors")).is_err(),
+            "cut at {cut} accepted"
+        );
     }
 }
 
@@ -88,7 +118,10 @@ fn bit_flips_in_the_data_fail_the_checksum() {
 }
 
 /// Builds a file with chosen tensors and metadata, for the malformed cases.
-fn custom(c: &Checkpoint, edit: impl Fn(&mut HashMap<String, String>, &mut Vec<(String, Vec<usize>, Dtype, Vec<u8>)>)) -> Vec<u8> {
+fn custom(
+    c: &Checkpoint,
+    edit: impl Fn(&mut HashMap<String, String>, &mut Vec<(String, Vec<usize>, Dtype, Vec<u8>)>),
+) -> Vec<u8> {
     let good = c.to_bytes().expect("bytes");
     let st = safetensors::SafeTensors::deserialize(&good).expect("st");
     let (_, meta) = safetensors::SafeTensors::read_metadata(&good).expect("meta");
@@ -109,15 +142,58 @@ fn custom(c: &Checkpoint, edit: impl Fn(&mut HashMap<String, String>, &mut Vec<(
 #[test]
 fn malformed_metadata_and_tensors_are_named() {
     let c = sample();
-    expect_refused(&custom(&c, |m, _| { m.remove("vocab"); }), "`vocab` is missing");
-    expect_refused(&custom(&c, |m, _| { m.insert("format".into(), "other".into()); }), "format");
-    expect_refused(&custom(&c, |m, _| { m.insert("format_version".into(), "9".into()); }), "version 9");
-    expect_refused(&custom(&c, |m, _| { m.insert("vocab".into(), "[\"ab\"]".into()); }), "not one character");
-    expect_refused(&custom(&c, |m, _| { m.insert("vocab".into(), "[\"b\",\"a\"]".into()); }), "sorted");
-    expect_refused(&custom(&c, |m, _| { m.insert("vocab".into(), "nope".into()); }), "vocab");
-    expect_refused(&custom(&c, |m, _| { m.insert("hidden".into(), "7".into()); }), "`hidden` disagrees");
-    expect_refused(&custom(&c, |m, _| { m.insert("state".into(), "{}".into()); }), "state");
-    expect_refused(&custom(&c, |_, t| t.retain(|x| x.0 != "dense.bias")), "`dense.bias` is missing");
+    expect_refused(
+        &custom(&c, |m, _| {
+            m.remove("vocab");
+        }),
+        "`vocab` is missing",
+    );
+    expect_refused(
+        &custom(&c, |m, _| {
+            m.insert("format".into(), "other".into());
+        }),
+        "format",
+    );
+    expect_refused(
+        &custom(&c, |m, _| {
+            m.insert("format_version".into(), "9".into());
+        }),
+        "version 9",
+    );
+    expect_refused(
+        &custom(&c, |m, _| {
+            m.insert("vocab".into(), "[\"ab\"]".into());
+        }),
+        "not one character",
+    );
+    expect_refused(
+        &custom(&c, |m, _| {
+            m.insert("vocab".into(), "[\"b\",\"a\"]".into());
+        }),
+        "sorted",
+    );
+    expect_refused(
+        &custom(&c, |m, _| {
+            m.insert("vocab".into(), "nope".into());
+        }),
+        "vocab",
+    );
+    expect_refused(
+        &custom(&c, |m, _| {
+            m.insert("hidden".into(), "7".into());
+        }),
+        "`hidden` disagrees",
+    );
+    expect_refused(
+        &custom(&c, |m, _| {
+            m.insert("state".into(), "{}".into());
+        }),
+        "state",
+    );
+    expect_refused(
+        &custom(&c, |_, t| t.retain(|x| x.0 != "dense.bias")),
+        "`dense.bias` is missing",
+    );
     expect_refused(
         &custom(&c, |_, t| {
             let b = t.iter_mut().find(|x| x.0 == "lstm.bias").expect("bias");

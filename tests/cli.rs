@@ -24,7 +24,12 @@ fn stderr(o: &Output) -> String {
 
 fn ok(args: &[&str]) -> Output {
     let o = run(args);
-    assert!(o.status.success(), "{args:?} failed:\n{}\n{}", stdout(&o), stderr(&o));
+    assert!(
+        o.status.success(),
+        "{args:?} failed:\n{}\n{}",
+        stdout(&o),
+        stderr(&o)
+    );
     o
 }
 
@@ -34,15 +39,24 @@ fn fails(args: &[&str], needle: &str) {
     let err = stderr(&o);
     assert!(!o.status.success(), "{args:?} should fail:\n{}", stdout(&o));
     assert!(!err.contains("panicked"), "{args:?} panicked:\n{err}");
-    assert!(err.contains(needle), "{args:?}: stderr lacks {needle:?}:\n{err}");
+    assert!(
+        err.contains(needle),
+        "{args:?}: stderr lacks {needle:?}:\n{err}"
+    );
     if o.status.code() == Some(1) {
-        assert!(err.contains("error: ") && err.contains("hint: "), "{args:?}: no error/hint lines:\n{err}");
+        assert!(
+            err.contains("error: ") && err.contains("hint: "),
+            "{args:?}: no error/hint lines:\n{err}"
+        );
     }
 }
 
 /// Deterministic pseudo-English, a few thousand characters.
 fn small_text() -> String {
-    let words = ["the", "will", "to", "power", "is", "truth", "and", "of", "a", "spirit", "Free", "good", "evil"];
+    let words = [
+        "the", "will", "to", "power", "is", "truth", "and", "of", "a", "spirit", "Free", "good",
+        "evil",
+    ];
     let mut s = String::new();
     let mut x: u32 = 12345;
     for i in 0..900 {
@@ -74,12 +88,25 @@ impl Dir {
 }
 
 const SMALL: &[&str] = &[
-    "--maxlen", "10", "--step", "3", "--hidden", "16", "--batch-size", "32", "--gen-length", "20",
-    "--device", "cpu", "--quiet",
+    "--maxlen",
+    "10",
+    "--step",
+    "3",
+    "--hidden",
+    "16",
+    "--batch-size",
+    "32",
+    "--gen-length",
+    "20",
+    "--device",
+    "cpu",
+    "--quiet",
 ];
 
 fn train_args<'a>(corpus: &'a str, out: &'a str, epochs: &'a str) -> Vec<&'a str> {
-    let mut v = vec!["train", "--corpus", corpus, "--out", out, "--epochs", epochs];
+    let mut v = vec![
+        "train", "--corpus", corpus, "--out", out, "--epochs", epochs,
+    ];
     v.extend_from_slice(SMALL);
     v
 }
@@ -103,20 +130,41 @@ fn prepare_train_resume_generate_eval() {
     let out = d.s("run");
     let o = ok(&train_args(&prepared, &out, "2"));
     let s = stdout(&o);
-    assert!(s.contains("epoch 1/2: loss") && s.contains("epoch 2/2: loss"), "{s}");
-    assert!(s.contains("--- Generating with seed: ") && s.contains("------ temperature: 1.2"), "{s}");
-    assert!(d.path("run/epoch-001.safetensors").exists() && d.path("run/epoch-002.safetensors").exists());
+    assert!(
+        s.contains("epoch 1/2: loss") && s.contains("epoch 2/2: loss"),
+        "{s}"
+    );
+    assert!(
+        s.contains("--- Generating with seed: ") && s.contains("------ temperature: 1.2"),
+        "{s}"
+    );
+    assert!(
+        d.path("run/epoch-001.safetensors").exists()
+            && d.path("run/epoch-002.safetensors").exists()
+    );
     let metrics = std::fs::read_to_string(d.path("run/metrics.jsonl")).expect("metrics");
-    let lines: Vec<serde_json::Value> = metrics.lines().map(|l| serde_json::from_str(l).expect("json line")).collect();
+    let lines: Vec<serde_json::Value> = metrics
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json line"))
+        .collect();
     assert_eq!(lines.len(), 2);
     for (i, l) in lines.iter().enumerate() {
         assert_eq!(l["epoch"], i + 1);
-        assert!(l["loss"].as_f64().is_some_and(|x| x.is_finite() && x > 0.0), "{l}");
-        assert!(l["seconds"].as_f64().is_some() && l["samples_per_s"].as_f64().is_some(), "{l}");
+        assert!(
+            l["loss"].as_f64().is_some_and(|x| x.is_finite() && x > 0.0),
+            "{l}"
+        );
+        assert!(
+            l["seconds"].as_f64().is_some() && l["samples_per_s"].as_f64().is_some(),
+            "{l}"
+        );
         assert_eq!(l["samples"].as_array().map(Vec::len), Some(4), "{l}");
     }
     // Training reduces the loss on this very regular text.
-    assert!(lines[1]["loss"].as_f64() < lines[0]["loss"].as_f64(), "{metrics}");
+    assert!(
+        lines[1]["loss"].as_f64() < lines[0]["loss"].as_f64(),
+        "{metrics}"
+    );
 
     fails(&train_args(&prepared, &out, "3"), "--resume");
     let mut resume = train_args(&prepared, &out, "3");
@@ -134,21 +182,55 @@ fn prepare_train_resume_generate_eval() {
     );
 
     let ckpt = d.s("run/last.safetensors");
-    let o = ok(&["generate", "--checkpoint", &ckpt, "--seed-text", "The will to", "--length", "50", "--device", "cpu"]);
+    let o = ok(&[
+        "generate",
+        "--checkpoint",
+        &ckpt,
+        "--seed-text",
+        "The will to",
+        "--length",
+        "50",
+        "--device",
+        "cpu",
+    ]);
     let s = stdout(&o);
-    assert!(s.contains("--- Generating with seed: \"the will to\""), "{s}");
+    assert!(
+        s.contains("--- Generating with seed: \"the will to\""),
+        "{s}"
+    );
     assert_eq!(s.matches("------ temperature:").count(), 4, "{s}");
-    let o = ok(&["generate", "--checkpoint", &ckpt, "--strategy", "greedy", "--corpus", &text, "--length", "30"]);
+    let o = ok(&[
+        "generate",
+        "--checkpoint",
+        &ckpt,
+        "--strategy",
+        "greedy",
+        "--corpus",
+        &text,
+        "--length",
+        "30",
+    ]);
     assert!(stdout(&o).contains("------ greedy"), "{}", stdout(&o));
 
-    let o = ok(&["eval", "--checkpoint", &ckpt, "--corpus", &text, "--device", "cpu"]);
+    let o = ok(&[
+        "eval",
+        "--checkpoint",
+        &ckpt,
+        "--corpus",
+        &text,
+        "--device",
+        "cpu",
+    ]);
     let v: serde_json::Value = serde_json::from_str(stdout(&o).trim()).expect("eval prints JSON");
     let loss = v["loss"].as_f64().expect("loss");
     assert!(loss.is_finite() && loss > 0.0 && loss < 4.0, "{v}");
     assert!(v["windows"].as_u64().is_some_and(|w| w > 100), "{v}");
     let o = ok(&["eval", "--checkpoint", &ckpt, "--corpus", &prepared]);
     let v2: serde_json::Value = serde_json::from_str(stdout(&o).trim()).expect("eval prints JSON");
-    assert_eq!(v["loss"], v2["loss"], "text and prepared corpus give different losses");
+    assert_eq!(
+        v["loss"], v2["loss"],
+        "text and prepared corpus give different losses"
+    );
 }
 
 #[test]
@@ -159,9 +241,22 @@ fn bad_inputs_get_clear_errors() {
     let missing = d.s("missing.txt");
     fails(&train_args(&missing, &out, "1"), "missing.txt");
     fails(&train_args(&d.write("empty.txt", b""), &out, "1"), "empty");
-    fails(&train_args(&d.write("latin1.txt", b"caf\xe9 au lait"), &out, "1"), "UTF-8");
-    fails(&train_args(&d.write("binary.bin", &[0u8, 1, 2, 3, 0, 255, 0, 7]), &out, "1"), "");
-    fails(&train_args(&d.write("short.txt", b"too short"), &out, "1"), "maxlen");
+    fails(
+        &train_args(&d.write("latin1.txt", b"caf\xe9 au lait"), &out, "1"),
+        "UTF-8",
+    );
+    fails(
+        &train_args(
+            &d.write("binary.bin", &[0u8, 1, 2, 3, 0, 255, 0, 7]),
+            &out,
+            "1",
+        ),
+        "",
+    );
+    fails(
+        &train_args(&d.write("short.txt", b"too short"), &out, "1"),
+        "maxlen",
+    );
     let bad_corpus = d.write("bad.ohc", b"CHLSTMOH\x01\x00\x00\x00garbage");
     fails(&train_args(&bad_corpus, &out, "1"), "bad.ohc");
 
@@ -179,17 +274,29 @@ fn bad_inputs_get_clear_errors() {
         ("--device", "tpu"),
     ] {
         let mut a = train_args(&text, &out, "1");
-        a.extend_from_slice(&[flag, value]);
-        fails(&a, flag);
+        let arg = format!("{flag}={value}");
+        a.push(&arg);
+        // Temperatures are validated by the sampler, which calls them --temperature.
+        fails(&a, flag.trim_end_matches('s'));
     }
-    fails(&["train", "--corpus", &text, "--epochs", "many"], "--epochs");
+    fails(
+        &["train", "--corpus", &text, "--epochs", "many"],
+        "--epochs",
+    );
     let mut a = train_args(&text, &out, "1");
     a.push("--resume");
     fails(&a, "nothing to resume");
 
     // Checkpoints: missing, truncated, garbage.
     fails(&["generate", "--checkpoint", &missing], "missing.txt");
-    fails(&["generate", "--checkpoint", &d.write("junk.safetensors", b"not a checkpoint")], "junk.safetensors");
+    fails(
+        &[
+            "generate",
+            "--checkpoint",
+            &d.write("junk.safetensors", b"not a checkpoint"),
+        ],
+        "junk.safetensors",
+    );
     ok(&train_args(&text, &out, "1"));
     let ckpt = std::fs::read(d.path("run/last.safetensors")).expect("checkpoint");
     for cut in [4, 9, 100, ckpt.len() / 2, ckpt.len() - 1] {
@@ -199,10 +306,41 @@ fn bad_inputs_get_clear_errors() {
     let mut flipped = ckpt.clone();
     let last = flipped.len() - 3;
     flipped[last] ^= 0x10;
-    fails(&["generate", "--checkpoint", &d.write("flip.safetensors", &flipped)], "checksum");
+    fails(
+        &[
+            "generate",
+            "--checkpoint",
+            &d.write("flip.safetensors", &flipped),
+        ],
+        "checksum",
+    );
     let ck = d.s("run/last.safetensors");
-    fails(&["generate", "--checkpoint", &ck, "--seed-text", "qqq\u{1F600}"], "vocabulary");
-    fails(&["generate", "--checkpoint", &ck, "--temperature", "0"], "--temperature");
-    fails(&["eval", "--checkpoint", &ck, "--corpus", &d.write("other.txt", "xyzxyzxyzxyzxyzxyzxyz@@".as_bytes())], "vocabulary");
-    fails(&["generate", "--checkpoint", &ck, "--device", "cuda"], "cuda");
+    fails(
+        &[
+            "generate",
+            "--checkpoint",
+            &ck,
+            "--seed-text",
+            "qqq\u{1F600}",
+        ],
+        "vocabulary",
+    );
+    fails(
+        &["generate", "--checkpoint", &ck, "--temperature", "0"],
+        "--temperature",
+    );
+    fails(
+        &[
+            "eval",
+            "--checkpoint",
+            &ck,
+            "--corpus",
+            &d.write("other.txt", "xyzxyzxyzxyzxyzxyzxyz@@".as_bytes()),
+        ],
+        "vocabulary",
+    );
+    fails(
+        &["generate", "--checkpoint", &ck, "--device", "cuda"],
+        "cuda",
+    );
 }

@@ -381,7 +381,6 @@ fn ragged_batch_is_reported() {
 }
 
 #[test]
-#[ignore = "needs OneHotCorpus (corpus branch)"]
 fn gather_decodes_windows_and_targets() {
     let corpus = charlstm_cuda::OneHotCorpus::from_text("abcabd", false).unwrap();
     // vocab a b c d -> 0 1 2 3; windows of 2 at starts 0 and 3.

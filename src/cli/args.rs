@@ -113,7 +113,11 @@ pub struct GenerateArgs {
     #[arg(long)]
     pub corpus: Option<PathBuf>,
     /// Temperatures, one sample each.
-    #[arg(long = "temperature", value_delimiter = ',', default_value = "0.2,0.5,1.0,1.2")]
+    #[arg(
+        long = "temperature",
+        value_delimiter = ',',
+        default_value = "0.2,0.5,1.0,1.2"
+    )]
     pub temperatures: Vec<f64>,
     /// Characters to generate.
     #[arg(long, default_value_t = 400)]

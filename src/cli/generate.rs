@@ -23,9 +23,11 @@ pub fn generate(a: GenerateArgs) -> Result<ExitCode> {
     let vocab = Vocab::from_chars(ckpt.vocab.clone())?;
     let maxlen = ckpt.hyper.maxlen;
     let strategies: Vec<Strategy> = match a.strategy {
-        StrategyArg::Temperature => {
-            a.temperatures.iter().map(|&t| Strategy::temperature(t)).collect::<Result<_>>()?
-        }
+        StrategyArg::Temperature => a
+            .temperatures
+            .iter()
+            .map(|&t| Strategy::temperature(t))
+            .collect::<Result<_>>()?,
         StrategyArg::Greedy => vec![Strategy::Greedy],
         StrategyArg::Uniform => vec![Strategy::Uniform],
     };
@@ -59,7 +61,10 @@ pub fn generate(a: GenerateArgs) -> Result<ExitCode> {
 
 pub fn eval(a: EvalArgs) -> Result<ExitCode> {
     if a.batch_size == 0 {
-        return Err(Error::InvalidArgument { name: "--batch-size", what: "0 (must be at least 1)".into() });
+        return Err(Error::InvalidArgument {
+            name: "--batch-size",
+            what: "0 (must be at least 1)".into(),
+        });
     }
     let device: Device = a.device.parse()?;
     let ckpt = Checkpoint::load(&a.checkpoint)?;
@@ -84,12 +89,17 @@ pub fn eval(a: EvalArgs) -> Result<ExitCode> {
     if let Some(n) = notice {
         eprintln!("{n}");
     }
-    let starts: Vec<u32> = (0..windows.count).map(|i| (i * windows.step) as u32).collect();
+    let starts: Vec<u32> = (0..windows.count)
+        .map(|i| (i * windows.step) as u32)
+        .collect();
     let mut sum = 0.0f64;
     for chunk in starts.chunks(a.batch_size) {
         sum += f64::from(engine.eval_batch(chunk)?) * chunk.len() as f64;
     }
     let loss = sum / windows.count as f64;
-    println!("{}", serde_json::json!({ "loss": loss, "windows": windows.count }));
+    println!(
+        "{}",
+        serde_json::json!({ "loss": loss, "windows": windows.count })
+    );
     Ok(ExitCode::SUCCESS)
 }

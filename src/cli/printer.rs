@@ -21,7 +21,11 @@ pub fn colour_stdout() -> bool {
 
 impl Printer {
     pub fn new(quiet: bool) -> Self {
-        Printer { bar: None, quiet, colour: colour_stdout() }
+        Printer {
+            bar: None,
+            quiet,
+            colour: colour_stdout(),
+        }
     }
 
     pub fn finish(&mut self) {
@@ -32,7 +36,8 @@ impl Printer {
 
     fn bar(&mut self, epoch: usize, batches: usize) -> &ProgressBar {
         self.bar.get_or_insert_with(|| {
-            let bar = ProgressBar::with_draw_target(Some(batches as u64), ProgressDrawTarget::stderr());
+            let bar =
+                ProgressBar::with_draw_target(Some(batches as u64), ProgressDrawTarget::stderr());
             let style = ProgressStyle::with_template(
                 "epoch {prefix} [{bar:30}] {pos}/{len} {msg} ETA {eta}",
             )
@@ -51,7 +56,10 @@ impl Observer for Printer {
         if !self.quiet {
             let bar = self.bar(e.epoch, e.batches);
             bar.set_position(e.batch as u64);
-            bar.set_message(format!("loss {:.4} {:.0} samples/s", e.running_loss, e.samples_per_s));
+            bar.set_message(format!(
+                "loss {:.4} {:.0} samples/s",
+                e.running_loss, e.samples_per_s
+            ));
         }
         Control::Continue
     }

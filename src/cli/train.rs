@@ -31,8 +31,8 @@ pub fn prepare(a: PrepareArgs) -> Result<ExitCode> {
 fn hyper_from(a: &TrainArgs, base: Hyper, resuming: bool) -> Result<Hyper> {
     let mut h = base;
     macro_rules! set {
-        ($field:ident, $flag:literal) => {
-            if let Some(v) = a.$field {
+        ($arg:ident => $field:ident, $flag:literal) => {
+            if let Some(v) = a.$arg {
                 if resuming && v != h.$field {
                     return Err(Error::InvalidArgument {
                         name: $flag,
@@ -46,12 +46,12 @@ fn hyper_from(a: &TrainArgs, base: Hyper, resuming: bool) -> Result<Hyper> {
             }
         };
     }
-    set!(maxlen, "--maxlen");
-    set!(step, "--step");
-    set!(hidden, "--hidden");
-    set!(batch, "--batch-size");
-    set!(lr, "--lr");
-    set!(seed, "--seed");
+    set!(maxlen => maxlen, "--maxlen");
+    set!(step => step, "--step");
+    set!(hidden => hidden, "--hidden");
+    set!(batch_size => batch, "--batch-size");
+    set!(lr => lr, "--lr");
+    set!(seed => seed, "--seed");
     if let Some(e) = a.epochs {
         h.epochs = e;
     }
@@ -59,7 +59,8 @@ fn hyper_from(a: &TrainArgs, base: Hyper, resuming: bool) -> Result<Hyper> {
         if a.keep_case && h.lowercase {
             return Err(Error::InvalidArgument {
                 name: "--keep-case",
-                what: "the resumed run lower-cases its text; drop the flag or start a new --out".into(),
+                what: "the resumed run lower-cases its text; drop the flag or start a new --out"
+                    .into(),
             });
         }
     } else {
@@ -70,7 +71,9 @@ fn hyper_from(a: &TrainArgs, base: Hyper, resuming: bool) -> Result<Hyper> {
 }
 
 fn default_out(corpus: &Path) -> PathBuf {
-    let stem = corpus.file_stem().map_or("run".into(), |s| s.to_string_lossy().into_owned());
+    let stem = corpus
+        .file_stem()
+        .map_or("run".into(), |s| s.to_string_lossy().into_owned());
     Path::new("runs").join(stem)
 }
 
@@ -89,7 +92,11 @@ pub fn train(a: TrainArgs) -> Result<ExitCode> {
         if !last.exists() {
             return Err(Error::InvalidArgument {
                 name: "--resume",
-                what: format!("{} does not exist: nothing to resume in {}", last.display(), out.display()),
+                what: format!(
+                    "{} does not exist: nothing to resume in {}",
+                    last.display(),
+                    out.display()
+                ),
             });
         }
         Some(Checkpoint::load(&last)?)
@@ -105,7 +112,9 @@ pub fn train(a: TrainArgs) -> Result<ExitCode> {
         }
         None
     };
-    let base = checkpoint.as_ref().map_or_else(Hyper::default, |c| c.hyper.clone());
+    let base = checkpoint
+        .as_ref()
+        .map_or_else(Hyper::default, |c| c.hyper.clone());
     let mut hyper = hyper_from(&a, base, checkpoint.is_some())?;
     let corpus = OneHotCorpus::load(&corpus_path, hyper.lowercase)?;
     if corpus.lowercase() != hyper.lowercase && checkpoint.is_none() {
@@ -113,7 +122,11 @@ pub fn train(a: TrainArgs) -> Result<ExitCode> {
         eprintln!(
             "{} was prepared {}; training on it as it is",
             corpus_path.display(),
-            if corpus.lowercase() { "lower-cased" } else { "keeping case" }
+            if corpus.lowercase() {
+                "lower-cased"
+            } else {
+                "keeping case"
+            }
         );
         hyper.lowercase = corpus.lowercase();
     }

@@ -66,8 +66,7 @@ impl OneHotCorpus {
     pub fn from_text(text: &str, lowercase: bool) -> Result<Self> {
         let text = normalize(text, lowercase);
         let vocab = Vocab::from_text(&text);
-        Self::encode(&text, vocab)
-            .map(|c| OneHotCorpus { lowercase, ..c })
+        Self::encode(&text, vocab).map(|c| OneHotCorpus { lowercase, ..c })
     }
 
     /// Encodes a text with a given vocabulary (a checkpoint's, to evaluate it

@@ -5,7 +5,7 @@ use crate::error::{Error, Result};
 use crate::model::{Grads, Hyper, Params};
 use crate::train::{Backend, Engine};
 
-use super::{RmsProp, Workspace, gather, loss_and_grads_into, predict};
+use super::{RmsProp, Workspace, gather, loss_and_grads_into, loss_with, predict, predict_into};
 
 /// Parameters, optimizer state and scratch buffers of a CPU run, allocated once.
 pub struct CpuEngine<'c> {
@@ -20,7 +20,12 @@ pub struct CpuEngine<'c> {
 
 impl<'c> CpuEngine<'c> {
     /// An engine over `corpus`, starting from `params` and RMSprop state `rmsprop`.
-    pub fn new(corpus: &'c OneHotCorpus, hyper: &Hyper, params: Params<f32>, rmsprop: Params<f32>) -> Result<Self> {
+    pub fn new(
+        corpus: &'c OneHotCorpus,
+        hyper: &Hyper,
+        params: Params<f32>,
+        rmsprop: Params<f32>,
+    ) -> Result<Self> {
         let v = corpus.vocab().len();
         for (what, p) in [("parameters", &params), ("optimizer state", &rmsprop)] {
             if p.vocab != v || p.hidden != hyper.hidden {
@@ -56,19 +61,35 @@ impl Engine for CpuEngine<'_> {
 
     fn train_batch(&mut self, starts: &[u32]) -> Result<f32> {
         let (x, y) = gather(self.corpus, starts, self.maxlen);
-        let loss = loss_and_grads_into(&self.params, &x, &y, self.maxlen, &mut self.workspace, &mut self.grads);
-        self.optimizer.step(&mut self.params, &mut self.rmsprop, &self.grads);
+        let loss = loss_and_grads_into(
+            &self.params,
+            &x,
+            &y,
+            self.maxlen,
+            &mut self.workspace,
+            &mut self.grads,
+        );
+        self.optimizer
+            .step(&mut self.params, &mut self.rmsprop, &self.grads);
         Ok(loss)
     }
 
     fn eval_batch(&mut self, starts: &[u32]) -> Result<f32> {
         let (x, y) = gather(self.corpus, starts, self.maxlen);
-        Ok(super::loss(&self.params, &x, &y, self.maxlen))
+        Ok(loss_with(
+            &self.params,
+            &x,
+            &y,
+            self.maxlen,
+            &mut self.workspace,
+        ))
     }
 
     fn predict(&mut self, x: &[u32], seq_len: usize) -> Result<Vec<f32>> {
         check_sequences(x, seq_len, self.params.vocab)?;
-        Ok(predict(&self.params, x, seq_len))
+        let mut probs = vec![0.0; x.len() / seq_len * self.params.vocab];
+        predict_into(&self.params, x, seq_len, &mut self.workspace, &mut probs);
+        Ok(probs)
     }
 
     fn params(&self) -> Result<Params<f32>> {
@@ -101,10 +122,13 @@ impl crate::sample::Predict for CpuModel<'_> {
 
 /// Rejects input that is not whole sequences of in-vocabulary indices.
 fn check_sequences(x: &[u32], seq_len: usize, vocab: usize) -> Result<()> {
-    if seq_len == 0 || x.is_empty() || x.len() % seq_len != 0 {
+    if seq_len == 0 || x.is_empty() || !x.len().is_multiple_of(seq_len) {
         return Err(Error::InvalidArgument {
             name: "predict",
-            what: format!("{} indices do not form sequences of length {seq_len}", x.len()),
+            what: format!(
+                "{} indices do not form sequences of length {seq_len}",
+                x.len()
+            ),
         });
     }
     if let Some(&bad) = x.iter().find(|&&c| c as usize >= vocab) {

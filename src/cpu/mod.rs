@@ -17,6 +17,7 @@ mod simd;
 
 mod backward;
 mod batch;
+mod engine;
 mod fastmath;
 mod forward;
 mod rmsprop;
@@ -25,6 +26,7 @@ mod steps;
 mod workspace;
 
 pub use batch::{loss_and_grads_into, loss_with, predict_into};
+pub use engine::{CpuEngine, CpuModel};
 pub use rmsprop::RmsProp;
 pub use scalar::Scalar;
 pub use workspace::Workspace;

@@ -107,17 +107,25 @@ impl Checkpoint {
         let mut views = Vec::with_capacity(named.len());
         for (name, shape, bytes) in &named {
             let view = TensorView::new(Dtype::F32, shape.clone(), bytes).map_err(|e| {
-                Error::InvalidArgument { name: "checkpoint", what: e.to_string() }
+                Error::InvalidArgument {
+                    name: "checkpoint",
+                    what: e.to_string(),
+                }
             })?;
             views.push((name.clone(), view));
         }
-        safetensors::serialize(views, Some(meta))
-            .map_err(|e| Error::InvalidArgument { name: "checkpoint", what: e.to_string() })
+        safetensors::serialize(views, Some(meta)).map_err(|e| Error::InvalidArgument {
+            name: "checkpoint",
+            what: e.to_string(),
+        })
     }
 
     /// Parses safetensors bytes; `path` only names the file in errors.
     pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<Self> {
-        let bad = |what: String| Error::Checkpoint { path: path.to_path_buf(), what };
+        let bad = |what: String| Error::Checkpoint {
+            path: path.to_path_buf(),
+            what,
+        };
         let (_, header) = SafeTensors::read_metadata(bytes)
             .map_err(|e| bad(format!("unreadable safetensors header ({e})")))?;
         let tensors = SafeTensors::deserialize(bytes)
@@ -137,8 +145,11 @@ impl Checkpoint {
                 "format version {version} is not supported (this build reads {FORMAT_VERSION})"
             )));
         }
-        let symbols: Vec<String> = serde_json::from_str(get("vocab")?)
-            .map_err(|e| bad(format!("metadata `vocab` is not a JSON array of strings ({e})")))?;
+        let symbols: Vec<String> = serde_json::from_str(get("vocab")?).map_err(|e| {
+            bad(format!(
+                "metadata `vocab` is not a JSON array of strings ({e})"
+            ))
+        })?;
         let mut vocab = Vec::with_capacity(symbols.len());
         for s in &symbols {
             let mut it = s.chars();
@@ -152,7 +163,9 @@ impl Checkpoint {
         }
         let hyper: Hyper = serde_json::from_str(get("hyper")?)
             .map_err(|e| bad(format!("metadata `hyper` is invalid ({e})")))?;
-        hyper.validate().map_err(|e| bad(format!("metadata `hyper`: {e}")))?;
+        hyper
+            .validate()
+            .map_err(|e| bad(format!("metadata `hyper`: {e}")))?;
         let state: TrainState = serde_json::from_str(get("state")?)
             .map_err(|e| bad(format!("metadata `state` is invalid ({e})")))?;
         for (key, value) in [
@@ -181,7 +194,10 @@ impl Checkpoint {
                     .tensor(&full)
                     .map_err(|_| bad(format!("tensor `{full}` is missing")))?;
                 if view.dtype() != Dtype::F32 {
-                    return Err(bad(format!("tensor `{full}` is {:?}, not F32", view.dtype())));
+                    return Err(bad(format!(
+                        "tensor `{full}` is {:?}, not F32",
+                        view.dtype()
+                    )));
                 }
                 if view.shape() != shape.as_slice() {
                     return Err(bad(format!(
@@ -209,7 +225,13 @@ impl Checkpoint {
                 "checksum mismatch (stored {expected}, computed {actual}): the file is corrupt"
             )));
         }
-        Ok(Checkpoint { vocab, hyper, params, rmsprop, state })
+        Ok(Checkpoint {
+            vocab,
+            hyper,
+            params,
+            rmsprop,
+            state,
+        })
     }
 
     /// Writes the checkpoint atomically: temp file, fsync, rename.
@@ -226,8 +248,10 @@ impl Checkpoint {
 }
 
 fn json<T: serde::Serialize>(value: &T) -> Result<String> {
-    serde_json::to_string(value)
-        .map_err(|e| Error::InvalidArgument { name: "checkpoint", what: e.to_string() })
+    serde_json::to_string(value).map_err(|e| Error::InvalidArgument {
+        name: "checkpoint",
+        what: e.to_string(),
+    })
 }
 
 /// Writes `bytes` to `path` through a synced temporary file in the same directory.
@@ -241,7 +265,9 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         .tempfile_in(dir)
         .map_err(|e| Error::io(dir, e))?;
     tmp.write_all(bytes).map_err(|e| Error::io(tmp.path(), e))?;
-    tmp.as_file().sync_all().map_err(|e| Error::io(tmp.path(), e))?;
+    tmp.as_file()
+        .sync_all()
+        .map_err(|e| Error::io(tmp.path(), e))?;
     tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
     // The rename is durable only once the directory entry is synced too.
     if let Ok(d) = std::fs::File::open(dir) {

@@ -60,7 +60,10 @@ impl Hyper {
             return bad("--hidden", format!("{} (must be 1..=4096)", self.hidden));
         }
         if self.batch == 0 || self.batch > 65_536 {
-            return bad("--batch-size", format!("{} (must be 1..=65536)", self.batch));
+            return bad(
+                "--batch-size",
+                format!("{} (must be 1..=65536)", self.batch),
+            );
         }
         if !(self.lr.is_finite() && self.lr > 0.0) {
             return bad("--lr", format!("{} (must be a positive number)", self.lr));

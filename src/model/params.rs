@@ -68,7 +68,13 @@ impl<F: Copy + Default> Params<F> {
     /// Shapes of the tensors, in [`TENSOR_NAMES`] order.
     pub fn shapes(&self) -> [Vec<usize>; 5] {
         let (v, h) = (self.vocab, self.hidden);
-        [vec![v, 4 * h], vec![h, 4 * h], vec![4 * h], vec![h, v], vec![v]]
+        [
+            vec![v, 4 * h],
+            vec![h, 4 * h],
+            vec![4 * h],
+            vec![h, v],
+            vec![v],
+        ]
     }
 
     /// The tensors, in [`TENSOR_NAMES`] order.

@@ -37,7 +37,9 @@ pub struct Philox {
 impl Philox {
     /// A generator keyed by a 64-bit seed.
     pub fn new(seed: u64) -> Self {
-        Philox { key: [seed as u32, (seed >> 32) as u32] }
+        Philox {
+            key: [seed as u32, (seed >> 32) as u32],
+        }
     }
 
     /// A generator with an explicit key (for known-answer tests).
@@ -94,7 +96,14 @@ pub struct RngStream {
 impl RngStream {
     /// The stream `(purpose, stream)` of the run seeded with `seed`, from its start.
     pub fn new(seed: u64, purpose: Purpose, stream: u32) -> Self {
-        RngStream { philox: Philox::new(seed), purpose, stream, index: 0, buf: [0; 4], used: 4 }
+        RngStream {
+            philox: Philox::new(seed),
+            purpose,
+            stream,
+            index: 0,
+            buf: [0; 4],
+            used: 4,
+        }
     }
 
     /// Next 32 random bits.
@@ -155,8 +164,12 @@ mod tests {
             [0x408f_276d, 0x41c8_3b0e, 0xa20b_c7c6, 0x6d54_51fd]
         );
         assert_eq!(
-            Philox::with_key([0xa409_3822, 0x299f_31d0])
-                .block([0x243f_6a88, 0x85a3_08d3, 0x1319_8a2e, 0x0370_7344]),
+            Philox::with_key([0xa409_3822, 0x299f_31d0]).block([
+                0x243f_6a88,
+                0x85a3_08d3,
+                0x1319_8a2e,
+                0x0370_7344
+            ]),
             [0xd16c_fe09, 0x94fd_cceb, 0x5001_e420, 0x2412_6ea1]
         );
     }

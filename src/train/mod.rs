@@ -7,6 +7,6 @@ mod trainer;
 pub use engine::{Backend, Device, Engine};
 pub use observer::{BatchEvent, Control, EpochEvent, Observer, Sample, Silent};
 pub use trainer::{
-    EnginePredictor, LAST_CHECKPOINT, METRICS_FILE, RunSummary, TrainConfig, Trainer, create_engine,
-    epoch_checkpoint_name, sample_stream,
+    EnginePredictor, LAST_CHECKPOINT, METRICS_FILE, RunSummary, TrainConfig, Trainer,
+    create_engine, epoch_checkpoint_name, sample_stream,
 };

@@ -69,15 +69,33 @@ pub struct Trainer<'c> {
 
 impl<'c> Trainer<'c> {
     /// A fresh run: Keras initialisation from `hyper.seed`.
-    pub fn new(corpus: &'c OneHotCorpus, hyper: Hyper, config: TrainConfig, device: Device) -> Result<(Self, Option<String>)> {
+    pub fn new(
+        corpus: &'c OneHotCorpus,
+        hyper: Hyper,
+        config: TrainConfig,
+        device: Device,
+    ) -> Result<(Self, Option<String>)> {
         hyper.validate()?;
         let params = init_params(corpus.vocab().len(), hyper.hidden, hyper.seed);
         let rmsprop = Params::zeros(params.vocab, params.hidden);
-        Self::assemble(corpus, hyper, config, device, params, rmsprop, TrainState::default())
+        Self::assemble(
+            corpus,
+            hyper,
+            config,
+            device,
+            params,
+            rmsprop,
+            TrainState::default(),
+        )
     }
 
     /// Continues the run saved in `checkpoint` (same data order and RNG streams).
-    pub fn resume(corpus: &'c OneHotCorpus, checkpoint: Checkpoint, config: TrainConfig, device: Device) -> Result<(Self, Option<String>)> {
+    pub fn resume(
+        corpus: &'c OneHotCorpus,
+        checkpoint: Checkpoint,
+        config: TrainConfig,
+        device: Device,
+    ) -> Result<(Self, Option<String>)> {
         if checkpoint.vocab != corpus.vocab().chars() {
             return Err(Error::InvalidArgument {
                 name: "--resume",
@@ -95,7 +113,15 @@ impl<'c> Trainer<'c> {
                 what: "the checkpoint and the corpus disagree on lower-casing".into(),
             });
         }
-        Self::assemble(corpus, checkpoint.hyper, config, device, checkpoint.params, checkpoint.rmsprop, checkpoint.state)
+        Self::assemble(
+            corpus,
+            checkpoint.hyper,
+            config,
+            device,
+            checkpoint.params,
+            checkpoint.rmsprop,
+            checkpoint.state,
+        )
     }
 
     fn assemble(
@@ -112,11 +138,24 @@ impl<'c> Trainer<'c> {
             Strategy::temperature(t)?;
         }
         if config.steps_per_epoch == Some(0) {
-            return Err(Error::InvalidArgument { name: "--steps-per-epoch", what: "0 (must be at least 1)".into() });
+            return Err(Error::InvalidArgument {
+                name: "--steps-per-epoch",
+                what: "0 (must be at least 1)".into(),
+            });
         }
         let windows = Windows::new(corpus.rows(), hyper.maxlen, hyper.step)?;
         let (engine, notice) = create_engine(device, corpus, &hyper, params, rmsprop)?;
-        Ok((Trainer { corpus, hyper, config, windows, engine, state }, notice))
+        Ok((
+            Trainer {
+                corpus,
+                hyper,
+                config,
+                windows,
+                engine,
+                state,
+            },
+            notice,
+        ))
     }
 
     /// Hyper-parameters of the run.
@@ -174,7 +213,11 @@ impl<'c> Trainer<'c> {
                 let starts = &order[b * size..((b + 1) * size).min(order.len())];
                 let loss = self.engine.train_batch(starts)?;
                 if !loss.is_finite() {
-                    return Err(Error::NonFiniteLoss { epoch, batch: b + 1, value: loss });
+                    return Err(Error::NonFiniteLoss {
+                        epoch,
+                        batch: b + 1,
+                        value: loss,
+                    });
                 }
                 let st = &mut self.state;
                 st.loss_sum += f64::from(loss) * starts.len() as f64;
@@ -197,7 +240,11 @@ impl<'c> Trainer<'c> {
             }
             if stop {
                 let path = self.save_last()?;
-                return Ok(RunSummary { state: self.state.clone(), stopped: true, checkpoint: path });
+                return Ok(RunSummary {
+                    state: self.state.clone(),
+                    stopped: true,
+                    checkpoint: path,
+                });
             }
             let seconds = started.elapsed().as_secs_f64();
             let loss = self.state.loss_sum / self.state.seen.max(1) as f64;
@@ -236,14 +283,24 @@ impl<'c> Trainer<'c> {
                 append_metrics(&dir.join(METRICS_FILE), &event)?;
             }
             if observer.on_epoch(&event) == Control::Stop {
-                return Ok(RunSummary { state: self.state.clone(), stopped: self.state.epoch < self.hyper.epochs, checkpoint: last_checkpoint });
+                return Ok(RunSummary {
+                    state: self.state.clone(),
+                    stopped: self.state.epoch < self.hyper.epochs,
+                    checkpoint: last_checkpoint,
+                });
             }
         }
-        Ok(RunSummary { state: self.state.clone(), stopped: false, checkpoint: last_checkpoint })
+        Ok(RunSummary {
+            state: self.state.clone(),
+            stopped: false,
+            checkpoint: last_checkpoint,
+        })
     }
 
     fn save_last(&self) -> Result<Option<PathBuf>> {
-        let Some(dir) = &self.config.out else { return Ok(None) };
+        let Some(dir) = &self.config.out else {
+            return Ok(None);
+        };
         let path = dir.join(LAST_CHECKPOINT);
         self.checkpoint()?.save(&path)?;
         Ok(Some(path))
@@ -256,18 +313,38 @@ impl<'c> Trainer<'c> {
             return Ok(Vec::new());
         }
         let maxlen = self.hyper.maxlen;
-        let start = random_seed_text(self.corpus.rows(), maxlen, self.hyper.seed, epoch_index as u32)?;
+        let start = random_seed_text(
+            self.corpus.rows(),
+            maxlen,
+            self.hyper.seed,
+            epoch_index as u32,
+        )?;
         let seed_text = self.corpus.text(start, maxlen);
-        let strategies: Vec<Strategy> = self.config.temperatures.iter().map(|&t| Strategy::Temperature(t)).collect();
+        let strategies: Vec<Strategy> = self
+            .config
+            .temperatures
+            .iter()
+            .map(|&t| Strategy::Temperature(t))
+            .collect();
         let vocab = self.corpus.vocab();
         let mut generator = Generator::new(EnginePredictor(self.engine.as_mut()), vocab, maxlen);
-        let texts = generator.generate(&seed_text, self.config.gen_length, &strategies, self.hyper.seed, sample_stream(epoch_index))?;
+        let texts = generator.generate(
+            &seed_text,
+            self.config.gen_length,
+            &strategies,
+            self.hyper.seed,
+            sample_stream(epoch_index),
+        )?;
         Ok(self
             .config
             .temperatures
             .iter()
             .zip(texts)
-            .map(|(&temperature, text)| Sample { temperature, seed: seed_text.clone(), text })
+            .map(|(&temperature, text)| Sample {
+                temperature,
+                seed: seed_text.clone(),
+                text,
+            })
             .collect())
     }
 }
@@ -287,8 +364,15 @@ impl Predict for EnginePredictor<'_> {
 }
 
 fn append_metrics(path: &Path, event: &EpochEvent) -> Result<()> {
-    let line = serde_json::to_string(event).map_err(|e| Error::InvalidArgument { name: "metrics", what: e.to_string() })?;
-    let mut f = OpenOptions::new().create(true).append(true).open(path).map_err(|e| Error::io(path, e))?;
+    let line = serde_json::to_string(event).map_err(|e| Error::InvalidArgument {
+        name: "metrics",
+        what: e.to_string(),
+    })?;
+    let mut f = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|e| Error::io(path, e))?;
     writeln!(f, "{line}").map_err(|e| Error::io(path, e))?;
     f.sync_data().map_err(|e| Error::io(path, e))
 }
@@ -303,9 +387,16 @@ pub fn create_engine<'c>(
 ) -> Result<(Box<dyn Engine + 'c>, Option<String>)> {
     let (backend, notice) = device.resolve()?;
     match backend {
-        Backend::Cpu => Ok((Box::new(crate::cpu::CpuEngine::new(corpus, hyper, params, rmsprop)?), notice)),
+        Backend::Cpu => Ok((
+            Box::new(crate::cpu::CpuEngine::new(corpus, hyper, params, rmsprop)?),
+            notice,
+        )),
         Backend::Cuda | Backend::Sim => Err(Error::BackendUnavailable {
-            backend: if backend == Backend::Cuda { "cuda" } else { "sim" },
+            backend: if backend == Backend::Cuda {
+                "cuda"
+            } else {
+                "sim"
+            },
             what: "this build has no GPU engine yet".into(),
         }),
     }
