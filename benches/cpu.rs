@@ -3,14 +3,17 @@
 //!
 //! - `train_step`: `loss_and_grads_into` + `RmsProp::step`, one batch;
 //! - `forward_loss`: `loss_with` on the same batch (no backward);
-//! - `predict_4x60`: `predict_into` of 4 sequences (the generator's batch).
+//! - `predict_4x60`: `predict_into` of 4 sequences (the generator's batch);
+//! - `generate_4x400`: the notebook's after-epoch block, 400 characters at
+//!   temperatures 0.2 / 0.5 / 1.0 / 1.2 as one batch, sliding 60-char windows.
 //!
 //! An epoch of the Keras job is 1,565 such batches: ms/batch x 1.565 = s/epoch.
 //! Threads: one per available core (results do not depend on it).
 
-use charlstm_cuda::cpu::{self, RmsProp, Workspace};
+use charlstm_cuda::corpus::Vocab;
+use charlstm_cuda::cpu::{self, CpuModel, RmsProp, Workspace};
 use charlstm_cuda::model::{Grads, Params, init_params};
-use charlstm_cuda::sample::{Purpose, RngStream};
+use charlstm_cuda::sample::{Generator, Purpose, RngStream, Strategy};
 use criterion::{Criterion, criterion_group, criterion_main};
 use std::hint::black_box;
 
@@ -54,10 +57,36 @@ fn benches(c: &mut Criterion) {
     });
 }
 
+fn generation(c: &mut Criterion) {
+    let text: String = (0..V as u32)
+        .map(|i| char::from_u32(0x20 + i).unwrap_or('?'))
+        .collect();
+    let vocab = Vocab::from_text(&text);
+    let params = init_params(vocab.len(), H, 42);
+    let seed_text: String = text.chars().cycle().take(T).collect();
+    c.bench_function("generate_4x400", |bench| {
+        bench.iter(|| {
+            let mut generator = Generator::new(CpuModel::new(&params), &vocab, T);
+            black_box(
+                generator
+                    .generate(&seed_text, 400, &Strategy::KERAS, 1, 0)
+                    .expect("generate"),
+            )
+        })
+    });
+}
+
+criterion_group! {
+    name = generation_benches;
+    // One iteration is about a second: the minimum sample count.
+    config = Criterion::default().sample_size(10).warm_up_time(std::time::Duration::from_secs(1));
+    targets = generation
+}
+
 criterion_group! {
     name = cpu_benches;
     // Short runs: the machine is shared; a train step is tens of ms.
     config = Criterion::default().sample_size(20).warm_up_time(std::time::Duration::from_secs(1));
     targets = benches
 }
-criterion_main!(cpu_benches);
+criterion_main!(cpu_benches, generation_benches);

@@ -309,3 +309,62 @@ fn mean_loss_over_all_text_windows_matches_keras_evaluate() {
         windows.count
     );
 }
+
+/// The acceptance check: `charlstm-cuda eval` on a checkpoint whose
+/// weights came from a Keras model gives Keras' `evaluate` loss to 1e-4
+/// (f32 weights and arithmetic, so not the f64 bound above).
+#[test]
+fn eval_command_on_keras_weights_matches_keras_evaluate() {
+    use charlstm_cuda::model::{Checkpoint, Hyper, TrainState};
+    let case = load()["text"].clone();
+    let text = case["text"].as_str().expect("text");
+    let corpus = OneHotCorpus::from_text(text, true).expect("corpus");
+    let (maxlen, step, hidden) = (
+        usize_of(&case["maxlen"]),
+        usize_of(&case["step"]),
+        usize_of(&case["hidden"]),
+    );
+    let v = corpus.vocab().len();
+    let weights = params(&case["weights"], v, hidden).map(|x| x as f32);
+    let ckpt = Checkpoint {
+        vocab: corpus.vocab().chars().to_vec(),
+        hyper: Hyper {
+            maxlen,
+            step,
+            hidden,
+            ..Hyper::default()
+        },
+        rmsprop: Params::zeros(v, hidden),
+        params: weights,
+        state: TrainState::default(),
+    };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let ckpt_path = dir.path().join("keras.safetensors");
+    ckpt.save(&ckpt_path).expect("save");
+    let text_path = dir.path().join("text.txt");
+    std::fs::write(&text_path, text).expect("write text");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_charlstm-cuda"))
+        .args(["eval", "--device", "cpu", "--checkpoint"])
+        .arg(&ckpt_path)
+        .arg("--corpus")
+        .arg(&text_path)
+        .output()
+        .expect("run eval");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json: Value = serde_json::from_slice(&out.stdout).expect("eval prints JSON");
+    let got = json["loss"].as_f64().expect("loss");
+    let want = case["eval_loss"].as_f64().expect("eval_loss");
+    assert_eq!(json["windows"].as_u64(), case["windows"].as_u64());
+    assert!(
+        (got - want).abs() < 1e-4,
+        "eval {got} vs Keras evaluate {want}"
+    );
+    eprintln!(
+        "eval {got} vs Keras {want}: |diff| = {:.2e}",
+        (got - want).abs()
+    );
+}

@@ -50,10 +50,13 @@ fn hyper_from(a: &TrainArgs, base: Hyper, resuming: bool) -> Result<Hyper> {
     set!(step => step, "--step");
     set!(hidden => hidden, "--hidden");
     set!(batch_size => batch, "--batch-size");
-    set!(lr => lr, "--lr");
     set!(seed => seed, "--seed");
+    // These may change on resume: more epochs, or a smaller rate after a NaN.
     if let Some(e) = a.epochs {
         h.epochs = e;
+    }
+    if let Some(lr) = a.lr {
+        h.lr = lr;
     }
     if resuming {
         if a.keep_case && h.lowercase {

@@ -134,6 +134,23 @@ impl<'c> Trainer<'c> {
         state: TrainState,
     ) -> Result<(Self, Option<String>)> {
         hyper.validate()?;
+        let (engine, notice) = create_engine(device, corpus, &hyper, params, rmsprop)?;
+        Ok((
+            Self::with_engine(corpus, hyper, config, engine, state)?,
+            notice,
+        ))
+    }
+
+    /// A run on an engine the caller built (another backend, or a wrapper
+    /// around one), continuing from `state`.
+    pub fn with_engine(
+        corpus: &'c OneHotCorpus,
+        hyper: Hyper,
+        config: TrainConfig,
+        engine: Box<dyn Engine + 'c>,
+        state: TrainState,
+    ) -> Result<Self> {
+        hyper.validate()?;
         for &t in &config.temperatures {
             Strategy::temperature(t)?;
         }
@@ -144,18 +161,14 @@ impl<'c> Trainer<'c> {
             });
         }
         let windows = Windows::new(corpus.rows(), hyper.maxlen, hyper.step)?;
-        let (engine, notice) = create_engine(device, corpus, &hyper, params, rmsprop)?;
-        Ok((
-            Trainer {
-                corpus,
-                hyper,
-                config,
-                windows,
-                engine,
-                state,
-            },
-            notice,
-        ))
+        Ok(Trainer {
+            corpus,
+            hyper,
+            config,
+            windows,
+            engine,
+            state,
+        })
     }
 
     /// Hyper-parameters of the run.

@@ -1,0 +1,203 @@
+//! The training loop as a library: NaN handling, stopping mid-epoch and
+//! resuming bit for bit, observers.
+
+use charlstm_cuda::model::{Checkpoint, Hyper, Params, TrainState, init_params};
+use charlstm_cuda::train::{
+    Backend, BatchEvent, Control, Device, Engine, EpochEvent, LAST_CHECKPOINT, Observer, Silent,
+    TrainConfig, Trainer, create_engine, epoch_checkpoint_name,
+};
+use charlstm_cuda::{Error, OneHotCorpus, Result};
+
+fn text() -> String {
+    let mut s = String::new();
+    let mut x: u32 = 7;
+    for _ in 0..2500 {
+        x = x.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+        s.push(b"abcdefgh ."[(x >> 24) as usize % 10] as char);
+    }
+    s
+}
+
+fn hyper() -> Hyper {
+    Hyper {
+        maxlen: 8,
+        step: 2,
+        hidden: 12,
+        batch: 40,
+        epochs: 3,
+        seed: 9,
+        ..Hyper::default()
+    }
+}
+
+fn config(out: Option<std::path::PathBuf>) -> TrainConfig {
+    TrainConfig {
+        gen_length: 5,
+        out,
+        ..TrainConfig::default()
+    }
+}
+
+/// Passes everything through, but reports a NaN loss at one global step.
+struct NanAt<'c> {
+    inner: Box<dyn Engine + 'c>,
+    step: usize,
+    calls: usize,
+}
+
+impl Engine for NanAt<'_> {
+    fn backend(&self) -> Backend {
+        self.inner.backend()
+    }
+    fn train_batch(&mut self, starts: &[u32]) -> Result<f32> {
+        self.calls += 1;
+        let loss = self.inner.train_batch(starts)?;
+        Ok(if self.calls == self.step {
+            f32::NAN
+        } else {
+            loss
+        })
+    }
+    fn eval_batch(&mut self, starts: &[u32]) -> Result<f32> {
+        self.inner.eval_batch(starts)
+    }
+    fn predict(&mut self, x: &[u32], seq_len: usize) -> Result<Vec<f32>> {
+        self.inner.predict(x, seq_len)
+    }
+    fn params(&self) -> Result<Params<f32>> {
+        self.inner.params()
+    }
+    fn rmsprop_state(&self) -> Result<Params<f32>> {
+        self.inner.rmsprop_state()
+    }
+}
+
+#[test]
+fn nan_loss_stops_with_a_clear_error_and_keeps_the_last_good_checkpoint() {
+    let corpus = OneHotCorpus::from_text(&text(), true).expect("corpus");
+    let dir = tempfile::tempdir().expect("dir");
+    let h = hyper();
+    let params = init_params(corpus.vocab().len(), h.hidden, h.seed);
+    let zeros = Params::zeros(params.vocab, params.hidden);
+    let (inner, _) =
+        create_engine(Device::Exact(Backend::Cpu), &corpus, &h, params, zeros).expect("engine");
+    let windows = charlstm_cuda::Windows::new(corpus.rows(), h.maxlen, h.step).expect("windows");
+    let per_epoch = windows.count.div_ceil(h.batch);
+    // The 3rd batch of epoch 2 reports NaN.
+    let engine = Box::new(NanAt {
+        inner,
+        step: per_epoch + 3,
+        calls: 0,
+    });
+    let out = Some(dir.path().into());
+    let mut trainer = Trainer::with_engine(&corpus, h, config(out), engine, TrainState::default())
+        .expect("trainer");
+    assert_eq!(trainer.batches_per_epoch(), per_epoch);
+    match trainer.run(&mut Silent) {
+        Err(
+            e @ Error::NonFiniteLoss {
+                epoch: 2, batch: 3, ..
+            },
+        ) => {
+            assert!(e.to_string().contains("NaN"), "{e}");
+            assert!(e.hint().contains("last good checkpoint"), "{}", e.hint());
+        }
+        other => panic!("expected NonFiniteLoss at epoch 2 batch 3, got {other:?}"),
+    }
+    let last = Checkpoint::load(&dir.path().join(LAST_CHECKPOINT)).expect("last good checkpoint");
+    assert_eq!(
+        last.state.epoch, 1,
+        "the last checkpoint is the end of epoch 1"
+    );
+    assert!(dir.path().join(epoch_checkpoint_name(1)).exists());
+    assert!(!dir.path().join(epoch_checkpoint_name(2)).exists());
+    assert!(last.params.kernel.iter().all(|x| x.is_finite()));
+}
+
+/// Stops after a given number of batches in total.
+struct StopAfter {
+    batches: usize,
+    seen: usize,
+    epochs: Vec<f64>,
+}
+
+impl Observer for StopAfter {
+    fn on_batch(&mut self, e: &BatchEvent) -> Control {
+        self.seen += 1;
+        assert!(e.running_loss.is_finite() && e.batch <= e.batches);
+        if self.seen == self.batches {
+            Control::Stop
+        } else {
+            Control::Continue
+        }
+    }
+    fn on_epoch(&mut self, e: &EpochEvent) -> Control {
+        assert_eq!(e.samples.len(), 4);
+        assert!(
+            e.samples
+                .iter()
+                .all(|s| s.text.chars().count() == 5 && s.seed.chars().count() == 8)
+        );
+        self.epochs.push(e.loss);
+        Control::Continue
+    }
+}
+
+#[test]
+fn stopped_mid_epoch_and_resumed_equals_uninterrupted() {
+    let corpus = OneHotCorpus::from_text(&text(), true).expect("corpus");
+    let cpu = Device::Exact(Backend::Cpu);
+
+    let straight_dir = tempfile::tempdir().expect("dir");
+    let (mut straight, _) = Trainer::new(
+        &corpus,
+        hyper(),
+        config(Some(straight_dir.path().into())),
+        cpu,
+    )
+    .expect("trainer");
+    let per_epoch = straight.batches_per_epoch();
+    let mut obs = StopAfter {
+        batches: usize::MAX,
+        seen: 0,
+        epochs: vec![],
+    };
+    let summary = straight.run(&mut obs).expect("run");
+    assert!(!summary.stopped);
+    assert_eq!(obs.epochs.len(), 3);
+
+    let dir = tempfile::tempdir().expect("dir");
+    let (mut first, _) =
+        Trainer::new(&corpus, hyper(), config(Some(dir.path().into())), cpu).expect("trainer");
+    let mut stopper = StopAfter {
+        batches: per_epoch + 2,
+        seen: 0,
+        epochs: vec![],
+    };
+    let summary = first.run(&mut stopper).expect("run");
+    assert!(summary.stopped);
+    assert_eq!((summary.state.epoch, summary.state.batch), (1, 2));
+    drop(first);
+
+    let ckpt = Checkpoint::load(&dir.path().join(LAST_CHECKPOINT)).expect("checkpoint");
+    assert_eq!((ckpt.state.epoch, ckpt.state.batch), (1, 2));
+    let (mut resumed, _) =
+        Trainer::resume(&corpus, ckpt, config(Some(dir.path().into())), cpu).expect("resume");
+    let mut obs2 = StopAfter {
+        batches: usize::MAX,
+        seen: 0,
+        epochs: vec![],
+    };
+    resumed.run(&mut obs2).expect("resumed run");
+
+    let a = Checkpoint::load(&straight_dir.path().join(LAST_CHECKPOINT)).expect("a");
+    let b = Checkpoint::load(&dir.path().join(LAST_CHECKPOINT)).expect("b");
+    assert_eq!(
+        a.params, b.params,
+        "weights differ after an interrupted + resumed run"
+    );
+    assert_eq!(a.rmsprop, b.rmsprop);
+    assert_eq!(a.state, b.state, "progress and per-epoch losses differ");
+    // The observer of the resumed run saw epochs 2 and 3 with the same losses.
+    assert_eq!(obs2.epochs, obs.epochs[1..].to_vec());
+}
