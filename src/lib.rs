@@ -5,6 +5,7 @@
 pub mod corpus;
 pub mod cpu;
 pub mod error;
+pub mod gpu;
 pub mod model;
 pub mod sample;
 pub mod train;

@@ -1,0 +1,222 @@
+//! Compiles every `kernels/*.cu` (and the simulator's test kernels in
+//! `tests/kernels/*.cu`) to PTX with nvcc, proves each assembles for sm_90
+//! with ptxas (reporting spills as warnings), and embeds the PTX.
+//!
+//! Without nvcc the crate still builds, CPU only: `gpu::ptx::BUILT_WITH_KERNELS`
+//! is false and the GPU backends answer with a typed error. With
+//! `CHARLSTM_REQUIRE_KERNELS=1` a missing nvcc fails the build instead.
+
+use std::env;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// PTX for compute capability 8.0 runs on Ampere and everything newer;
+/// Hopper-only code is guarded by `__CUDA_ARCH__` in the sources.
+const PTX_ARCH: &str = "compute_80";
+const CHECK_ARCH: &str = "sm_90";
+
+fn main() {
+    for var in [
+        "NVCC",
+        "CUDA_HOME",
+        "CUDA_PATH",
+        "PATH",
+        "CHARLSTM_REQUIRE_KERNELS",
+    ] {
+        println!("cargo:rerun-if-env-changed={var}");
+    }
+    let root =
+        PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
+    // A path that does not exist would make cargo rerun this script on every build.
+    for watched in ["kernels", "tests/kernels", ".cuda/.installed"] {
+        if root.join(watched).exists() {
+            println!("cargo:rerun-if-changed={watched}");
+        }
+    }
+    let out = PathBuf::from(env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
+    let require = env::var("CHARLSTM_REQUIRE_KERNELS").is_ok_and(|v| v == "1");
+    let sources = cu_files(&root.join("kernels"));
+    let test_sources = cu_files(&root.join("tests/kernels"));
+    for f in sources.iter().chain(&test_sources) {
+        println!("cargo:rerun-if-changed={}", f.display());
+    }
+    for f in cu_files_with_ext(&root.join("kernels"), "cuh") {
+        println!("cargo:rerun-if-changed={}", f.display());
+    }
+
+    let Some(nvcc) = find_nvcc(&root) else {
+        let how = "install it with `bash scripts/setup-cuda.sh` (CUDA 13.0 nvcc from PyPI into .cuda/), \
+                   or point NVCC / CUDA_HOME at an existing one";
+        if require {
+            panic!("CHARLSTM_REQUIRE_KERNELS=1 but no nvcc was found; {how}");
+        }
+        println!(
+            "cargo:warning=nvcc not found: building the CPU backend only (no CUDA kernels, no simulator); {how}"
+        );
+        write_registry(&out, false, &[], &[]);
+        return;
+    };
+    let ptxas = nvcc.with_file_name(if cfg!(windows) { "ptxas.exe" } else { "ptxas" });
+
+    let compile = |files: &[PathBuf]| -> Vec<(String, PathBuf)> {
+        files
+            .iter()
+            .map(|src| {
+                let stem = src
+                    .file_stem()
+                    .and_then(|s| s.to_str())
+                    .expect("UTF-8 kernel file name")
+                    .to_string();
+                let ptx = out.join(format!("{stem}.ptx"));
+                run(
+                    Command::new(&nvcc)
+                        .args(["--ptx", "-O3", &format!("-arch={PTX_ARCH}"), "-std=c++17"])
+                        .arg("-I")
+                        .arg(root.join("kernels"))
+                        .arg("-o")
+                        .arg(&ptx)
+                        .arg(src),
+                    &format!("nvcc on {}", src.display()),
+                );
+                if ptxas.exists() {
+                    check_with_ptxas(&ptxas, &ptx, &stem);
+                }
+                (stem, ptx)
+            })
+            .collect()
+    };
+    let modules = compile(&sources);
+    let test_modules = compile(&test_sources);
+    write_registry(&out, true, &modules, &test_modules);
+}
+
+fn cu_files(dir: &Path) -> Vec<PathBuf> {
+    cu_files_with_ext(dir, "cu")
+}
+
+fn cu_files_with_ext(dir: &Path, ext: &str) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == ext))
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+/// `NVCC`, then `CUDA_HOME`/`CUDA_PATH`, then `PATH`, then the project-local install.
+fn find_nvcc(root: &Path) -> Option<PathBuf> {
+    let exe = if cfg!(windows) { "nvcc.exe" } else { "nvcc" };
+    if let Some(p) = env::var_os("NVCC")
+        .map(PathBuf::from)
+        .filter(|p| p.is_file())
+    {
+        return Some(p);
+    }
+    for var in ["CUDA_HOME", "CUDA_PATH"] {
+        if let Some(home) = env::var_os(var) {
+            let p = PathBuf::from(home).join("bin").join(exe);
+            if p.is_file() {
+                return Some(p);
+            }
+        }
+    }
+    if let Some(path) = env::var_os("PATH") {
+        if let Some(p) = env::split_paths(&path)
+            .map(|d| d.join(exe))
+            .find(|p| p.is_file())
+        {
+            return Some(p);
+        }
+    }
+    let lib = root.join(".cuda/venv/lib");
+    let mut pythons: Vec<PathBuf> = fs::read_dir(&lib)
+        .ok()?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
+    pythons.sort();
+    pythons
+        .into_iter()
+        .map(|py| py.join("site-packages/nvidia/cu13/bin").join(exe))
+        .find(|p| p.is_file())
+}
+
+fn run(cmd: &mut Command, what: &str) -> String {
+    let output = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("{what}: cannot start: {e}"));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    if !output.status.success() {
+        panic!("{what} failed:\n{text}");
+    }
+    text
+}
+
+/// Assembles for sm_90; a spilling kernel becomes a cargo warning with its register count.
+fn check_with_ptxas(ptxas: &Path, ptx: &Path, stem: &str) {
+    let log = run(
+        Command::new(ptxas)
+            .args(["-v", &format!("-arch={CHECK_ARCH}"), "-o"])
+            .arg(null_device())
+            .arg(ptx),
+        &format!("ptxas -arch={CHECK_ARCH} on {stem}.ptx"),
+    );
+    let mut function = String::new();
+    for line in log.lines() {
+        if let Some(rest) = line.split("Compiling entry function '").nth(1) {
+            function = rest.split('\'').next().unwrap_or_default().to_string();
+        }
+        if line.contains("spill") {
+            let spills = line
+                .split(|c: char| !c.is_ascii_digit())
+                .filter_map(|n| n.parse::<u64>().ok())
+                .any(|n| n > 0);
+            if spills {
+                println!(
+                    "cargo:warning=kernel {function} ({stem}.cu) spills on {CHECK_ARCH}: {}",
+                    line.trim()
+                );
+            }
+        }
+    }
+}
+
+fn null_device() -> &'static str {
+    if cfg!(windows) { "NUL" } else { "/dev/null" }
+}
+
+fn write_registry(
+    out: &Path,
+    built: bool,
+    modules: &[(String, PathBuf)],
+    tests: &[(String, PathBuf)],
+) {
+    let list = |m: &[(String, PathBuf)]| {
+        m.iter()
+            .map(|(name, path)| {
+                format!(
+                    "    ({name:?}, include_str!({:?})),\n",
+                    path.display().to_string()
+                )
+            })
+            .collect::<String>()
+    };
+    let code = format!(
+        "/// Whether build.rs found nvcc and compiled the kernels.\n\
+         pub const BUILT_WITH_KERNELS: bool = {built};\n\
+         /// `(module name, PTX)` of every `kernels/*.cu`, sorted by name.\n\
+         pub const MODULES: &[(&str, &str)] = &[\n{}];\n\
+         /// `(module name, PTX)` of every `tests/kernels/*.cu`: the simulator's own test kernels.\n\
+         pub const TEST_MODULES: &[(&str, &str)] = &[\n{}];\n",
+        list(modules),
+        list(tests)
+    );
+    fs::write(out.join("kernels.rs"), code).expect("write kernels.rs");
+}

@@ -1,0 +1,3 @@
+//! GPU side: the embedded kernels and (to come) the device seam, launchers and trainer.
+
+pub mod ptx;
