@@ -124,13 +124,12 @@ fn find_nvcc(root: &Path) -> Option<PathBuf> {
             }
         }
     }
-    if let Some(path) = env::var_os("PATH") {
-        if let Some(p) = env::split_paths(&path)
+    if let Some(path) = env::var_os("PATH")
+        && let Some(p) = env::split_paths(&path)
             .map(|d| d.join(exe))
             .find(|p| p.is_file())
-        {
-            return Some(p);
-        }
+    {
+        return Some(p);
     }
     let lib = root.join(".cuda/venv/lib");
     let mut pythons: Vec<PathBuf> = fs::read_dir(&lib)
