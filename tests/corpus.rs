@@ -1,28 +1,15 @@
 //! The corpus pipeline: text reading, vocab, the prepared one-hot file and
 //! every way it can be malformed, windows and the epoch order.
 
+mod common;
+use common::nietzsche_file;
+
 use charlstm_cuda::Error;
 use charlstm_cuda::corpus::{OneHotCorpus, Vocab, Windows, epoch_order, read_text};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 const TEXT: &str = "The quick brown Fox.\nJumps over the lazy dog; THE END.\n";
-
-/// The shared Nietzsche corpus, wherever this checkout sits relative to it.
-fn nietzsche_file() -> Option<PathBuf> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let candidates = [
-        root.join("../shared/corpus/nietzsche.txt"),
-        root.join("../../shared/corpus/nietzsche.txt"),
-        root.join("shared/corpus/nietzsche.txt"),
-        PathBuf::from("/work/shared/corpus/nietzsche.txt"),
-    ];
-    let found = candidates.into_iter().find(|p| p.is_file());
-    if found.is_none() {
-        eprintln!("SKIPPED: shared/corpus/nietzsche.txt not found next to the repository");
-    }
-    found
-}
 
 fn saved(text: &str, lowercase: bool) -> (tempfile::TempDir, PathBuf, Vec<u8>) {
     let dir = tempfile::tempdir().unwrap();

@@ -5,26 +5,11 @@
 //!
 //! Shapes: x [B, T] class indices (row-major), y [B], probabilities [B, V].
 
+mod common;
+use common::{random_batch, random_params};
+
 use charlstm_cuda::cpu::{self, RmsProp, Workspace};
 use charlstm_cuda::model::{GATE_F, Grads, Params, TENSOR_NAMES, init_params};
-use charlstm_cuda::sample::{Purpose, RngStream};
-
-fn random_params(v: usize, h: usize, scale: f64, seed: u64) -> Params<f64> {
-    let mut rng = RngStream::new(seed, Purpose::Sample, 0);
-    let mut p = Params::<f64>::zeros(v, h);
-    for t in p.tensors_mut() {
-        t.iter_mut()
-            .for_each(|x| *x = scale * (2.0 * rng.next_f64() - 1.0));
-    }
-    p
-}
-
-fn random_batch(v: usize, b: usize, t: usize, seed: u64) -> (Vec<u32>, Vec<u32>) {
-    let mut rng = RngStream::new(seed, Purpose::Sample, 1);
-    let x = (0..b * t).map(|_| rng.below(v as u64) as u32).collect();
-    let y = (0..b).map(|_| rng.below(v as u64) as u32).collect();
-    (x, y)
-}
 
 fn sigmoid(z: f64) -> f64 {
     1.0 / (1.0 + (-z).exp())

@@ -1,30 +1,18 @@
 //! `corpus::download` against a tiny local HTTP/1.1 server: success and
 //! caching, wrong bytes, HTTP errors, and an unreachable host.
 
+mod common;
+use common::nietzsche_file;
+
 use charlstm_cuda::Error;
 use charlstm_cuda::corpus::download::{NIETZSCHE_LEN, nietzsche, nietzsche_from};
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
-
-fn nietzsche_file() -> Option<PathBuf> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let candidates = [
-        root.join("../shared/corpus/nietzsche.txt"),
-        root.join("../../shared/corpus/nietzsche.txt"),
-        root.join("shared/corpus/nietzsche.txt"),
-        PathBuf::from("/work/shared/corpus/nietzsche.txt"),
-    ];
-    let found = candidates.into_iter().find(|p| p.is_file());
-    if found.is_none() {
-        eprintln!("SKIPPED: shared/corpus/nietzsche.txt not found next to the repository");
-    }
-    found
-}
 
 /// A server that answers at most `max` requests with `status` and `body`, then
 /// exits; it also gives up after a few seconds so a test never hangs on it.

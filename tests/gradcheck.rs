@@ -9,31 +9,14 @@
 //! non-saturated random parameters: `tolerance_is_tight_enough` checks that
 //! such errors (down to 1e-5 in one element) are caught.
 
+mod common;
+use common::{random_batch, random_params};
+
 use charlstm_cuda::cpu;
 use charlstm_cuda::model::{Params, TENSOR_NAMES};
-use charlstm_cuda::sample::{Purpose, RngStream};
 
 const STEP: f64 = 1e-5;
 const TOL: f64 = 1e-6;
-
-/// Parameters uniform in [-scale, scale): large enough that every gate and
-/// the softmax are far from trivial, small enough that nothing saturates.
-fn random_params(v: usize, h: usize, scale: f64, seed: u64) -> Params<f64> {
-    let mut rng = RngStream::new(seed, Purpose::Sample, 0);
-    let mut p = Params::<f64>::zeros(v, h);
-    for t in p.tensors_mut() {
-        t.iter_mut()
-            .for_each(|x| *x = scale * (2.0 * rng.next_f64() - 1.0));
-    }
-    p
-}
-
-fn random_batch(v: usize, b: usize, t: usize, seed: u64) -> (Vec<u32>, Vec<u32>) {
-    let mut rng = RngStream::new(seed, Purpose::Sample, 1);
-    let x = (0..b * t).map(|_| rng.below(v as u64) as u32).collect();
-    let y = (0..b).map(|_| rng.below(v as u64) as u32).collect();
-    (x, y)
-}
 
 /// Central difference of the loss along element `i` of tensor `ti`.
 fn numeric(p: &Params<f64>, ti: usize, i: usize, x: &[u32], y: &[u32], t: usize) -> f64 {
