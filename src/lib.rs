@@ -6,6 +6,7 @@ pub mod corpus;
 pub mod cpu;
 pub mod error;
 pub mod gpu;
+pub mod io;
 pub mod model;
 pub mod sample;
 pub mod train;

@@ -1,8 +1,8 @@
 //! The Keras example's corpus (Nietzsche, 600,901 bytes), fetched once into a
 //! cache directory and verified by size and SHA-256 on every use.
 
-use super::write_atomically;
 use crate::error::{Error, Result};
+use crate::io::write_atomically;
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::time::Duration;

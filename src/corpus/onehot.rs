@@ -28,8 +28,9 @@
 //! A vocab symbol need not occur in the rows (a corpus may be encoded with a
 //! larger, shared vocab); every row's bit must lie inside the vocab.
 
-use super::{Vocab, normalize, read_text, write_atomically};
+use super::{Vocab, normalize, read_text};
 use crate::error::{Error, Result};
+use crate::io::write_atomically;
 use memmap2::Mmap;
 use std::borrow::Cow;
 use std::fs::File;

@@ -17,7 +17,6 @@
 //! never half of one.
 
 use std::collections::HashMap;
-use std::io::Write;
 use std::path::Path;
 
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
@@ -237,7 +236,7 @@ impl Checkpoint {
     /// Writes the checkpoint atomically: temp file, fsync, rename.
     pub fn save(&self, path: &Path) -> Result<()> {
         let bytes = self.to_bytes()?;
-        write_atomic(path, &bytes)
+        crate::io::write_atomically(path, |w| w.write_all(&bytes))
     }
 
     /// Reads and validates a checkpoint file.
@@ -252,26 +251,4 @@ fn json<T: serde::Serialize>(value: &T) -> Result<String> {
         name: "checkpoint",
         what: e.to_string(),
     })
-}
-
-/// Writes `bytes` to `path` through a synced temporary file in the same directory.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".tmp-")
-        .tempfile_in(dir)
-        .map_err(|e| Error::io(dir, e))?;
-    tmp.write_all(bytes).map_err(|e| Error::io(tmp.path(), e))?;
-    tmp.as_file()
-        .sync_all()
-        .map_err(|e| Error::io(tmp.path(), e))?;
-    tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
-    // The rename is durable only once the directory entry is synced too.
-    if let Ok(d) = std::fs::File::open(dir) {
-        let _ = d.sync_all();
-    }
-    Ok(())
 }
