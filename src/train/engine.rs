@@ -35,6 +35,21 @@ pub enum Backend {
     Sim,
 }
 
+impl Backend {
+    /// The error for a backend this build cannot run.
+    pub fn unavailable(self) -> Error {
+        Error::BackendUnavailable {
+            backend: match self {
+                Backend::Cpu => "cpu",
+                Backend::Cuda => "cuda",
+                Backend::Sim => "sim",
+            },
+            what: "this build has no GPU engine yet (the GPU trainer is not part of this version)"
+                .into(),
+        }
+    }
+}
+
 impl fmt::Display for Backend {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
@@ -84,12 +99,7 @@ impl Device {
                 ),
             )),
             Device::Exact(Backend::Cpu) => Ok((Backend::Cpu, None)),
-            Device::Exact(b @ (Backend::Cuda | Backend::Sim)) => Err(Error::BackendUnavailable {
-                backend: if b == Backend::Cuda { "cuda" } else { "sim" },
-                what: "this build has no GPU engine yet (the kernels and the PTX simulator \
-                       are not part of this version)"
-                    .into(),
-            }),
+            Device::Exact(b @ (Backend::Cuda | Backend::Sim)) => Err(b.unavailable()),
         }
     }
 }

@@ -404,13 +404,6 @@ pub fn create_engine<'c>(
             Box::new(crate::cpu::CpuEngine::new(corpus, hyper, params, rmsprop)?),
             notice,
         )),
-        Backend::Cuda | Backend::Sim => Err(Error::BackendUnavailable {
-            backend: if backend == Backend::Cuda {
-                "cuda"
-            } else {
-                "sim"
-            },
-            what: "this build has no GPU engine yet".into(),
-        }),
+        Backend::Cuda | Backend::Sim => Err(backend.unavailable()),
     }
 }
