@@ -51,7 +51,7 @@ pub fn generate(a: GenerateArgs) -> Result<ExitCode> {
     println!("--- Generating with seed: \"{seed_text}\"");
     for (s, text) in strategies.iter().zip(texts) {
         match s {
-            Strategy::Temperature(t) => println!("------ temperature: {t}"),
+            Strategy::Temperature(t) => println!("------ temperature: {t:?}"),
             Strategy::Greedy => println!("------ greedy"),
             Strategy::Uniform => println!("------ uniform"),
         }

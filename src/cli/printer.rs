@@ -73,7 +73,7 @@ impl Observer for Printer {
         if let Some(first) = e.samples.first() {
             println!("--- Generating with seed: \"{}\"", first.seed);
             for s in &e.samples {
-                println!("------ temperature: {}", s.temperature);
+                println!("------ temperature: {:?}", s.temperature);
                 print_sample(&s.seed, &s.text, self.colour);
             }
         }
