@@ -30,8 +30,8 @@ extern "C" __global__ void rmsprop_update_f32(float* __restrict__ params,
                                               const float* __restrict__ grads,
                                               unsigned n, float lr, float rho, float eps) {
   const float one_minus_rho = __fsub_rn(1.0f, rho);
-  const unsigned stride = gridDim.x * blockDim.x;
-  for (unsigned i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) {
+  const size_t stride = (size_t)gridDim.x * blockDim.x;  // size_t: no wrap near n = 2^32
+  for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) {
     const float g = grads[i];
     const float m = __fadd_rn(__fmul_rn(rho, ms[i]), __fmul_rn(one_minus_rho, __fmul_rn(g, g)));
     ms[i] = m;
