@@ -39,4 +39,7 @@ if [ -z "$nvcc" ]; then
 fi
 "$nvcc" --version | tail -n 2 >&2
 echo "$want" > "$stamp"
+# A build made before nvcc existed watched nothing that changes now; touching
+# build.rs makes cargo rerun it and compile the kernels.
+touch "$root/build.rs"
 echo "$nvcc"

@@ -43,6 +43,8 @@ pub enum Error {
     BinaryText { path: PathBuf, offset: usize },
     #[error("the model's prediction is unusable: {what}")]
     BadPrediction { what: String },
+    #[error(transparent)]
+    Device(#[from] crate::gpu::device::DeviceError),
 }
 
 impl Error {
@@ -91,6 +93,7 @@ impl Error {
             Error::BadPrediction { .. } => {
                 "the checkpoint may hold NaN weights (use an earlier epoch's file), or try --device cpu".into()
             }
+            Error::Device(e) => e.hint().into(),
         }
     }
 }

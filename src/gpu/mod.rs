@@ -1,3 +1,9 @@
-//! GPU side: the embedded kernels and (to come) the device seam, launchers and trainer.
+//! GPU side: the embedded kernels, the device seam and one launcher per kernel
+//! file (`kernels/NAME.cu` <-> `src/gpu/NAME.rs`).
 
+pub mod device;
+pub mod head;
 pub mod ptx;
+pub mod rmsprop;
+
+pub use device::{DeviceError, DevicePtr, GpuDevice, KernelArg, LaunchConfig};

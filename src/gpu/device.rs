@@ -1,0 +1,162 @@
+//! The device seam: everything the GPU trainer asks of a device, implemented
+//! by the `cudarc` backend (a real GPU) and by the PTX simulator.
+//!
+//! Memory is addressed by opaque [`DevicePtr`]s; kernels are launched by
+//! module name (a `kernels/NAME.cu`, see [`super::ptx`]) and `extern "C"`
+//! symbol with raw [`KernelArg`]s. Launching is safe Rust at this level: the
+//! per-kernel launcher types (`super::rmsprop`, `super::head`) own the
+//! argument contract and state it next to each launch.
+
+use crate::error::Result;
+
+/// An opaque device address; `DevicePtr::NULL` is the null pointer a kernel
+/// may accept for an optional buffer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct DevicePtr(pub u64);
+
+impl DevicePtr {
+    /// The null device pointer.
+    pub const NULL: DevicePtr = DevicePtr(0);
+
+    /// `self + bytes`, for a sub-buffer (e.g. one tensor of a flat parameter buffer).
+    pub fn offset(self, bytes: usize) -> DevicePtr {
+        DevicePtr(self.0 + bytes as u64)
+    }
+}
+
+/// One kernel argument, in the kernel's parameter order. Its variant must
+/// match the C type of that parameter: `Ptr` for any pointer, `U32` for
+/// `unsigned`, `I32` for `int`, `U64` for `unsigned long long`/`size_t`,
+/// `F32` for `float`, `F64` for `double`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum KernelArg {
+    Ptr(DevicePtr),
+    U32(u32),
+    I32(i32),
+    U64(u64),
+    F32(f32),
+    F64(f64),
+}
+
+/// Grid and block dimensions (x, y, z) and dynamic shared memory in bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LaunchConfig {
+    pub grid: [u32; 3],
+    pub block: [u32; 3],
+    pub shared_bytes: u32,
+}
+
+impl LaunchConfig {
+    /// A 1-D launch: `grid` blocks of `block` threads.
+    pub fn linear(grid: u32, block: u32, shared_bytes: u32) -> Self {
+        LaunchConfig {
+            grid: [grid, 1, 1],
+            block: [block, 1, 1],
+            shared_bytes,
+        }
+    }
+}
+
+/// What a device backend reports; converted into [`crate::Error::Device`].
+#[derive(Debug, thiserror::Error)]
+pub enum DeviceError {
+    #[error(
+        "kernel {kernel} needs {requested} bytes of dynamic shared memory, the device allows {limit}"
+    )]
+    SharedMemory {
+        kernel: &'static str,
+        requested: usize,
+        limit: u32,
+    },
+    #[error("kernel {kernel}: bad launch arguments: {what}")]
+    BadArguments { kernel: &'static str, what: String },
+    #[error("device {device}: {what}")]
+    Backend { device: String, what: String },
+}
+
+impl DeviceError {
+    /// One line telling the user how to fix it.
+    pub fn hint(&self) -> &'static str {
+        match self {
+            DeviceError::SharedMemory { .. } => {
+                "the model is too large for this kernel on this device; use a smaller --hidden or --device cpu"
+            }
+            DeviceError::BadArguments { .. } => "this is a bug in charlstm-cuda; please report it",
+            DeviceError::Backend { .. } => "check the GPU driver, or use --device cpu",
+        }
+    }
+}
+
+/// A device that can hold buffers and run the embedded kernels.
+pub trait GpuDevice {
+    /// Human-readable name, e.g. "NVIDIA H200" or "simulator (seed 7)".
+    fn name(&self) -> String;
+    /// `bytes` of device memory, contents undefined.
+    fn alloc(&mut self, bytes: usize) -> Result<DevicePtr>;
+    /// `bytes` of device memory, all zero.
+    fn alloc_zeroed(&mut self, bytes: usize) -> Result<DevicePtr>;
+    /// Releases an allocation of `alloc`/`alloc_zeroed`.
+    fn free(&mut self, ptr: DevicePtr) -> Result<()>;
+    /// Copies host bytes to `dst`.
+    fn upload(&mut self, dst: DevicePtr, bytes: &[u8]) -> Result<()>;
+    /// Copies `out.len()` bytes from `src` to the host (waits for prior work).
+    fn download(&mut self, src: DevicePtr, out: &mut [u8]) -> Result<()>;
+    /// Launches `kernel` of `module` (loaded lazily, once). `args` must match
+    /// the kernel's parameters in number, order and type (see [`KernelArg`]).
+    fn launch(
+        &mut self,
+        module: &str,
+        kernel: &str,
+        cfg: LaunchConfig,
+        args: &[KernelArg],
+    ) -> Result<()>;
+    /// Waits until all launched work is done.
+    fn synchronize(&mut self) -> Result<()>;
+    /// Most dynamic shared memory one block may request; launchers check
+    /// their request against it and answer [`DeviceError::SharedMemory`].
+    fn max_shared_bytes(&self) -> u32;
+    /// Seconds between two recorded points on the device's own clock (events
+    /// on CUDA; instruction count based or wall clock on the simulator)
+    /// around `f`.
+    fn time<F: FnOnce(&mut Self) -> Result<()>>(&mut self, f: F) -> Result<f64>
+    where
+        Self: Sized;
+
+    /// `data.len()` f32s copied to a fresh allocation.
+    fn upload_new_f32(&mut self, data: &[f32]) -> Result<DevicePtr> {
+        let ptr = self.alloc(std::mem::size_of_val(data))?;
+        self.upload_f32(ptr, data)?;
+        Ok(ptr)
+    }
+    /// `data.len()` u32s copied to a fresh allocation.
+    fn upload_new_u32(&mut self, data: &[u32]) -> Result<DevicePtr> {
+        let ptr = self.alloc(std::mem::size_of_val(data))?;
+        self.upload_u32(ptr, data)?;
+        Ok(ptr)
+    }
+    /// Copies f32s to `dst`.
+    fn upload_f32(&mut self, dst: DevicePtr, data: &[f32]) -> Result<()> {
+        self.upload(dst, bytemuck::cast_slice(data))
+    }
+    /// Copies u32s to `dst`.
+    fn upload_u32(&mut self, dst: DevicePtr, data: &[u32]) -> Result<()> {
+        self.upload(dst, bytemuck::cast_slice(data))
+    }
+    /// Copies `out.len()` f32s from `src`.
+    fn download_f32(&mut self, src: DevicePtr, out: &mut [f32]) -> Result<()> {
+        self.download(src, bytemuck::cast_slice_mut(out))
+    }
+    /// `n` f32s from `src`, as a new vector.
+    fn download_vec_f32(&mut self, src: DevicePtr, n: usize) -> Result<Vec<f32>> {
+        let mut v = vec![0f32; n];
+        self.download_f32(src, &mut v)?;
+        Ok(v)
+    }
+}
+
+/// Threads per block and blocks to cover `n` elements with a grid-stride
+/// kernel, capped at `max_blocks` (grid-stride loops cover the rest).
+pub(crate) fn blocks_for(n: usize, threads: u32, max_blocks: u32) -> u32 {
+    let blocks = n.div_ceil(threads as usize).max(1);
+    u32::try_from(blocks).unwrap_or(u32::MAX).min(max_blocks)
+}

@@ -1,0 +1,163 @@
+//! Launcher of `kernels/head.cu`: the fused dense + softmax + cross-entropy
+//! head, forward and backward (`head_fwd_bwd_f32`, one block per batch row),
+//! then the dense weight gradients (`head_wgrad_bwd_f32`, a fixed-order
+//! reduction over the batch).
+
+use super::device::{DeviceError, DevicePtr, GpuDevice, KernelArg, LaunchConfig, blocks_for};
+use crate::error::Result;
+
+/// Device buffers of one head launch. Shapes (row-major, Keras layout):
+/// `h` [B, H], `dense_kernel` [H, V], `dense_bias` [V], `targets` [B] u32,
+/// `probs` [B, V] or [`DevicePtr::NULL`], `dlogits` [B, V], `dh` [B, H],
+/// `d_dense_kernel` [H, V], `d_dense_bias` [V], `loss_sum` one f32.
+#[derive(Clone, Copy, Debug)]
+pub struct HeadBuffers {
+    pub h: DevicePtr,
+    pub dense_kernel: DevicePtr,
+    pub dense_bias: DevicePtr,
+    pub targets: DevicePtr,
+    /// Softmax output; `DevicePtr::NULL` skips writing it.
+    pub probs: DevicePtr,
+    /// Scratch the second kernel reads: `(p - onehot(y)) * scale`.
+    pub dlogits: DevicePtr,
+    pub dh: DevicePtr,
+    pub d_dense_kernel: DevicePtr,
+    pub d_dense_bias: DevicePtr,
+    /// Accumulates `scale * loss_b` over the rows (not zeroed here).
+    pub loss_sum: DevicePtr,
+}
+
+/// Sizes of one head launch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HeadDims {
+    /// Batch rows B.
+    pub batch: usize,
+    /// Hidden units H.
+    pub hidden: usize,
+    /// Vocabulary size V.
+    pub vocab: usize,
+}
+
+/// Block sizes of the two head kernels.
+#[derive(Clone, Copy, Debug)]
+pub struct HeadLauncher {
+    /// Threads per block of `head_fwd_bwd_f32` (multiple of 32, at most 1024).
+    pub block: u32,
+    /// Threads per block of `head_wgrad_bwd_f32`.
+    pub wgrad_block: u32,
+}
+
+impl Default for HeadLauncher {
+    fn default() -> Self {
+        HeadLauncher {
+            block: 256,
+            wgrad_block: 256,
+        }
+    }
+}
+
+impl HeadLauncher {
+    const FWD_BWD: &'static str = "head_fwd_bwd_f32";
+    const WGRAD: &'static str = "head_wgrad_bwd_f32";
+
+    /// Dynamic shared memory of `head_fwd_bwd_f32`: the row's h and logits.
+    pub fn shared_bytes(dims: HeadDims) -> usize {
+        (dims.hidden + dims.vocab) * std::mem::size_of::<f32>()
+    }
+
+    /// Both kernels: overwrites `probs` (unless null), `dlogits`, `dh`,
+    /// `d_dense_kernel`, `d_dense_bias`; adds `scale * loss_b` of every row
+    /// to `loss_sum`. `scale` is `1 / B` for the batch mean.
+    pub fn fwd_bwd<D: GpuDevice>(
+        &self,
+        dev: &mut D,
+        dims: HeadDims,
+        bufs: &HeadBuffers,
+        scale: f32,
+    ) -> Result<()> {
+        let HeadDims {
+            batch,
+            hidden,
+            vocab,
+        } = dims;
+        let bad = |what: String| DeviceError::BadArguments {
+            kernel: Self::FWD_BWD,
+            what,
+        };
+        if self.block == 0 || !self.block.is_multiple_of(32) || self.block > 1024 {
+            return Err(bad(format!(
+                "block of {} threads is not a multiple of 32 in 32..=1024",
+                self.block
+            ))
+            .into());
+        }
+        let to_u32 = |x: usize, name: &str| {
+            u32::try_from(x).map_err(|_| bad(format!("{name} = {x} does not fit u32")))
+        };
+        let (b, h, v) = (
+            to_u32(batch, "B")?,
+            to_u32(hidden, "H")?,
+            to_u32(vocab, "V")?,
+        );
+        if b == 0 || v == 0 {
+            return Ok(());
+        }
+        let shared = Self::shared_bytes(dims);
+        let limit = dev.max_shared_bytes();
+        if shared > limit as usize {
+            return Err(DeviceError::SharedMemory {
+                kernel: Self::FWD_BWD,
+                requested: shared,
+                limit,
+            }
+            .into());
+        }
+        // Argument contract (kernels/head.cu):
+        // head_fwd_bwd_f32(const float* h, const float* dense_kernel,
+        //   const float* dense_bias, const unsigned* targets, unsigned B,
+        //   unsigned H, unsigned V, float* probs /*nullable*/, float* dlogits,
+        //   float* dh, float* loss_sum, float scale).
+        // Twelve arguments in that order and type; buffers sized as in
+        // HeadBuffers; grid.x = B (one block per row), dynamic shared memory
+        // (H + V) f32s, checked against the device limit above.
+        dev.launch(
+            "head",
+            Self::FWD_BWD,
+            LaunchConfig::linear(b, self.block, shared as u32),
+            &[
+                KernelArg::Ptr(bufs.h),
+                KernelArg::Ptr(bufs.dense_kernel),
+                KernelArg::Ptr(bufs.dense_bias),
+                KernelArg::Ptr(bufs.targets),
+                KernelArg::U32(b),
+                KernelArg::U32(h),
+                KernelArg::U32(v),
+                KernelArg::Ptr(bufs.probs),
+                KernelArg::Ptr(bufs.dlogits),
+                KernelArg::Ptr(bufs.dh),
+                KernelArg::Ptr(bufs.loss_sum),
+                KernelArg::F32(scale),
+            ],
+        )?;
+        let n = hidden * vocab + vocab;
+        // Argument contract (kernels/head.cu):
+        // head_wgrad_bwd_f32(const float* h, const float* dlogits, unsigned B,
+        //   unsigned H, unsigned V, float* d_dense_kernel, float* d_dense_bias).
+        // Seven arguments in that order and type; reads the dlogits the launch
+        // above wrote (same stream, so ordered); grid-stride over H*V + V.
+        dev.launch(
+            "head",
+            Self::WGRAD,
+            LaunchConfig::linear(blocks_for(n, self.wgrad_block, 65_535), self.wgrad_block, 0),
+            &[
+                KernelArg::Ptr(bufs.h),
+                KernelArg::Ptr(bufs.dlogits),
+                KernelArg::U32(b),
+                KernelArg::U32(h),
+                KernelArg::U32(v),
+                KernelArg::Ptr(bufs.d_dense_kernel),
+                KernelArg::Ptr(bufs.d_dense_bias),
+            ],
+        )
+    }
+}

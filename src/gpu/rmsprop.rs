@@ -1,0 +1,145 @@
+//! Launcher of `kernels/rmsprop.cu`: RMSprop over every parameter in one
+//! launch, and [`ParamLayout`], the flat buffer the parameters, their
+//! gradients and the mean squares live in on the device.
+
+use super::device::{DeviceError, DevicePtr, GpuDevice, KernelArg, LaunchConfig, blocks_for};
+use crate::cpu::RmsProp;
+use crate::error::Result;
+use crate::model::{Params, TENSOR_NAMES};
+use std::ops::Range;
+
+/// The five tensors back to back in one f32 buffer, in [`TENSOR_NAMES`]
+/// order, each in its Keras layout (see `model::params`):
+///
+/// | tensor                  | offset (elements)   | len   |
+/// |-------------------------|---------------------|-------|
+/// | `lstm.kernel`           | 0                   | 4HV   |
+/// | `lstm.recurrent_kernel` | 4HV                 | 4HH   |
+/// | `lstm.bias`             | 4HV + 4HH           | 4H    |
+/// | `dense.kernel`          | 4HV + 4HH + 4H      | HV    |
+/// | `dense.bias`            | 4HV + 4HH + 4H + HV | V     |
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ParamLayout {
+    /// Vocabulary size V.
+    pub vocab: usize,
+    /// Hidden units H.
+    pub hidden: usize,
+}
+
+impl ParamLayout {
+    /// The layout of a V x H model.
+    pub fn new(vocab: usize, hidden: usize) -> Self {
+        ParamLayout { vocab, hidden }
+    }
+
+    /// Element ranges of the tensors, in [`TENSOR_NAMES`] order.
+    pub fn ranges(&self) -> [Range<usize>; 5] {
+        let (v, h) = (self.vocab, self.hidden);
+        let lens = [4 * h * v, 4 * h * h, 4 * h, h * v, v];
+        let mut start = 0;
+        lens.map(|len| {
+            let r = start..start + len;
+            start += len;
+            r
+        })
+    }
+
+    /// The element range of the tensor named `name` (one of [`TENSOR_NAMES`]).
+    pub fn range(&self, name: &str) -> Option<Range<usize>> {
+        let i = TENSOR_NAMES.iter().position(|n| *n == name)?;
+        Some(self.ranges()[i].clone())
+    }
+
+    /// Total elements (= `Params::len()`).
+    pub fn len(&self) -> usize {
+        self.ranges()[4].end
+    }
+
+    /// True for a 0 x 0 model.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The tensors of `p`, concatenated.
+    pub fn flatten(&self, p: &Params<f32>) -> Vec<f32> {
+        assert_eq!((p.vocab, p.hidden), (self.vocab, self.hidden));
+        p.tensors().concat()
+    }
+
+    /// The inverse of [`flatten`](Self::flatten).
+    pub fn unflatten(&self, flat: &[f32]) -> Params<f32> {
+        assert_eq!(
+            flat.len(),
+            self.len(),
+            "ParamLayout::unflatten: wrong length"
+        );
+        let mut p = Params::zeros(self.vocab, self.hidden);
+        for (t, r) in p.tensors_mut().into_iter().zip(self.ranges()) {
+            t.copy_from_slice(&flat[r]);
+        }
+        p
+    }
+}
+
+/// `rmsprop_update_f32` over one flat [`ParamLayout`] buffer triple.
+#[derive(Clone, Copy, Debug)]
+pub struct RmsPropLauncher {
+    /// Threads per block (a multiple of 32).
+    pub block: u32,
+    /// Upper bound on the grid; the kernel's grid-stride loop covers the rest.
+    pub max_blocks: u32,
+}
+
+impl Default for RmsPropLauncher {
+    fn default() -> Self {
+        RmsPropLauncher {
+            block: 256,
+            max_blocks: 4096,
+        }
+    }
+}
+
+impl RmsPropLauncher {
+    const KERNEL: &'static str = "rmsprop_update_f32";
+
+    /// `ms = rho*ms + (1-rho)*g^2; params -= lr*g/(sqrt(ms)+eps)` over `n`
+    /// elements of the three buffers (each at least `n` f32s), in place.
+    pub fn update<D: GpuDevice>(
+        &self,
+        dev: &mut D,
+        opt: &RmsProp,
+        params: DevicePtr,
+        ms: DevicePtr,
+        grads: DevicePtr,
+        n: usize,
+    ) -> Result<()> {
+        let n32 = u32::try_from(n).map_err(|_| DeviceError::BadArguments {
+            kernel: Self::KERNEL,
+            what: format!("{n} parameters do not fit the kernel's u32 count"),
+        })?;
+        if n == 0 {
+            return Ok(());
+        }
+        let cfg = LaunchConfig::linear(blocks_for(n, self.block, self.max_blocks), self.block, 0);
+        // Argument contract (kernels/rmsprop.cu):
+        // rmsprop_update_f32(float* params, float* ms, const float* grads,
+        //                    unsigned n, float lr, float rho, float eps).
+        // Seven arguments in that order and type; the caller guarantees the
+        // three buffers hold n f32s each and do not overlap. The hyper-
+        // parameters are rounded to f32 here exactly as the CPU f32 path does.
+        dev.launch(
+            "rmsprop",
+            Self::KERNEL,
+            cfg,
+            &[
+                KernelArg::Ptr(params),
+                KernelArg::Ptr(ms),
+                KernelArg::Ptr(grads),
+                KernelArg::U32(n32),
+                KernelArg::F32(opt.lr as f32),
+                KernelArg::F32(opt.rho as f32),
+                KernelArg::F32(opt.eps as f32),
+            ],
+        )
+    }
+}
