@@ -43,6 +43,8 @@ pub enum Error {
     BinaryText { path: PathBuf, offset: usize },
     #[error("the model's prediction is unusable: {what}")]
     BadPrediction { what: String },
+    #[error("PTX simulator, kernel {kernel}: {what}")]
+    Sim { kernel: String, what: String },
 }
 
 impl Error {
@@ -90,6 +92,9 @@ impl Error {
             }
             Error::BadPrediction { .. } => {
                 "the checkpoint may hold NaN weights (use an earlier epoch's file), or try --device cpu".into()
+            }
+            Error::Sim { .. } => {
+                "the kernel (or its launch) has a bug the simulator caught: fix it at the PTX line named (compare `nvcc --ptx` output with the .cu source)".into()
             }
         }
     }

@@ -8,6 +8,7 @@ pub mod error;
 pub mod gpu;
 pub mod model;
 pub mod sample;
+pub mod sim;
 pub mod train;
 
 pub use corpus::{OneHotCorpus, Vocab, Windows};
