@@ -581,7 +581,20 @@ impl<'k> Launch<'k> {
             }
             Op::Bin { op, ty, m, d, a, b } => {
                 let (a, b) = (self.rd(t, *a), self.rd(t, *b));
-                let v = self.bin(t, *op, *ty, *m, a, b)?;
+                // Fast path for the common 32/64-bit integer ops.
+                let fast = match (ty.bytes(), ty.is_float() || *ty == Ty::Pred, op) {
+                    (4 | 8, false, Bin::Add) => Some(a.wrapping_add(b)),
+                    (4 | 8, false, Bin::Sub) => Some(a.wrapping_sub(b)),
+                    (4 | 8, false, Bin::MulLo) => Some(a.wrapping_mul(b)),
+                    (4 | 8, false, Bin::And) => Some(a & b),
+                    (4 | 8, false, Bin::Or) => Some(a | b),
+                    (4 | 8, false, Bin::Xor) => Some(a ^ b),
+                    _ => None,
+                };
+                let v = match fast {
+                    Some(v) => mask(*ty, v),
+                    None => self.bin(t, *op, *ty, *m, a, b)?,
+                };
                 self.wr(t, *d, v);
             }
             Op::Un { op, ty, m, d, a } => {
