@@ -45,6 +45,8 @@ pub enum Error {
     BadPrediction { what: String },
     #[error(transparent)]
     Device(#[from] crate::gpu::device::DeviceError),
+    #[error("PTX simulator, kernel {kernel}: {what}")]
+    Sim { kernel: String, what: String },
 }
 
 impl Error {
@@ -94,6 +96,9 @@ impl Error {
                 "the checkpoint may hold NaN weights (use an earlier epoch's file), or try --device cpu".into()
             }
             Error::Device(e) => e.hint().into(),
+            Error::Sim { .. } => {
+                "the kernel (or its launch) has a bug the simulator caught: fix it at the PTX line named (compare `nvcc --ptx` output with the .cu source)".into()
+            }
         }
     }
 }

@@ -9,6 +9,7 @@ pub mod gpu;
 pub mod io;
 pub mod model;
 pub mod sample;
+pub mod sim;
 pub mod train;
 
 pub use corpus::{OneHotCorpus, Vocab, Windows};
