@@ -12,11 +12,9 @@ use charlstm_cuda::gpu::ptx;
 use charlstm_cuda::gpu::rmsprop::{ParamLayout, RmsPropLauncher};
 use charlstm_cuda::model::Params;
 
-/// The simulator as a device, or None where it is not built in.
-// TODO(integrator): once `crate::sim` is merged and `gpu::sim_device` wired,
-// return `Some(charlstm_cuda::gpu::sim_device::SimDevice::new(seed))`.
-fn sim_device(_seed: u64) -> Option<impl GpuDevice> {
-    None::<RecordingDevice>
+/// The simulator as a device, or None in a build without kernels.
+fn sim_device(seed: u64) -> Option<impl GpuDevice> {
+    charlstm_cuda::gpu::ptx::BUILT_WITH_KERNELS.then(|| charlstm_cuda::gpu::SimDevice::new(seed))
 }
 
 // ---------------------------------------------------------------- helpers

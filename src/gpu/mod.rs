@@ -5,5 +5,7 @@ pub mod device;
 pub mod head;
 pub mod ptx;
 pub mod rmsprop;
+pub mod sim_device;
 
 pub use device::{DeviceError, DevicePtr, GpuDevice, KernelArg, LaunchConfig};
+pub use sim_device::SimDevice;

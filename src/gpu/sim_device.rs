@@ -1,21 +1,16 @@
 //! [`GpuDevice`] on the PTX simulator (`crate::sim`).
 //!
-//! NOT YET WIRED: written against the simulator API announced in issue 3
-//! (`Simulator::new(seed)`, `load_module(name, ptx)`, `alloc / alloc_zeroed /
-//! free / write / read`, `launch(kernel, grid, block, shared_bytes,
-//! &[ParamValue])`) before that code was merged. The integrator adds
-//! `pub mod sim_device;` to `gpu/mod.rs` and adjusts the calls marked ADJUST
-//! to the merged signatures (address type, error type, kernel namespacing).
+//! The simulator's own errors (`Error::Sim`, naming kernel, block, thread,
+//! PTX line and address) pass through unchanged.
 //!
 //! Modules are loaded lazily, once, from the embedded PTX (`gpu::ptx`).
 //! `time` is wall-clock time on the host.
 
-use super::device::{DeviceError, DevicePtr, GpuDevice, KernelArg, LaunchConfig};
+use super::device::{DevicePtr, GpuDevice, KernelArg, LaunchConfig};
 use super::ptx;
 use crate::error::Result;
 use crate::sim::{ParamValue, Simulator};
 use std::collections::HashSet;
-use std::fmt::Display;
 
 /// Dynamic shared memory one block may use, as on sm_90 with the opt-in (227 KiB).
 const MAX_SHARED_BYTES: u32 = 227 * 1024;
@@ -41,14 +36,6 @@ impl SimDevice {
     pub fn simulator(&mut self) -> &mut Simulator {
         &mut self.sim
     }
-
-    fn err(&self, e: impl Display) -> crate::Error {
-        DeviceError::Backend {
-            device: self.name(),
-            what: e.to_string(),
-        }
-        .into()
-    }
 }
 
 impl GpuDevice for SimDevice {
@@ -57,30 +44,23 @@ impl GpuDevice for SimDevice {
     }
 
     fn alloc(&mut self, bytes: usize) -> Result<DevicePtr> {
-        // ADJUST: assumes `alloc(usize) -> Result<u64, E: Display>`.
-        match self.sim.alloc(bytes) {
-            Ok(a) => Ok(DevicePtr(a)),
-            Err(e) => Err(self.err(e)),
-        }
+        self.sim.alloc(bytes).map(DevicePtr)
     }
 
     fn alloc_zeroed(&mut self, bytes: usize) -> Result<DevicePtr> {
-        match self.sim.alloc_zeroed(bytes) {
-            Ok(a) => Ok(DevicePtr(a)),
-            Err(e) => Err(self.err(e)),
-        }
+        self.sim.alloc_zeroed(bytes).map(DevicePtr)
     }
 
     fn free(&mut self, ptr: DevicePtr) -> Result<()> {
-        self.sim.free(ptr.0).map_err(|e| self.err(e))
+        self.sim.free(ptr.0)
     }
 
     fn upload(&mut self, dst: DevicePtr, bytes: &[u8]) -> Result<()> {
-        self.sim.write(dst.0, bytes).map_err(|e| self.err(e))
+        self.sim.write(dst.0, bytes)
     }
 
     fn download(&mut self, src: DevicePtr, out: &mut [u8]) -> Result<()> {
-        self.sim.read(src.0, out).map_err(|e| self.err(e))
+        self.sim.read(src.0, out)
     }
 
     fn launch(
@@ -92,9 +72,7 @@ impl GpuDevice for SimDevice {
     ) -> Result<()> {
         if !self.loaded.contains(module) {
             let text = ptx::module(module)?;
-            self.sim
-                .load_module(module, text)
-                .map_err(|e| self.err(e))?;
+            self.sim.load_module(module, text)?;
             self.loaded.insert(module.to_string());
         }
         let params: Vec<ParamValue> = args
@@ -108,11 +86,10 @@ impl GpuDevice for SimDevice {
                 KernelArg::F64(x) => ParamValue::F64(x),
             })
             .collect();
-        // ADJUST: assumes kernels are looked up by symbol across loaded modules.
+        // Kernel symbols are unique across our modules (`{op}_{direction}_{dtype}`).
         self.sim
             .launch(kernel, cfg.grid, cfg.block, cfg.shared_bytes, &params)
             .map(|_| ())
-            .map_err(|e| self.err(e))
     }
 
     fn synchronize(&mut self) -> Result<()> {
