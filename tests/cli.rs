@@ -344,3 +344,38 @@ fn bad_inputs_get_clear_errors() {
         "cuda",
     );
 }
+
+/// `--device sim` runs the kernels that exist (RMSprop) on the PTX simulator,
+/// says what is not on the GPU path yet, and ends with the same weights as
+/// the CPU (the kernel reproduces the CPU's f32 update bit for bit).
+#[test]
+fn device_sim_trains_and_matches_cpu() {
+    if !charlstm_cuda::gpu::ptx::BUILT_WITH_KERNELS {
+        eprintln!("SKIPPED: built without kernels");
+        return;
+    }
+    let d = Dir::new();
+    let text = d.write("small.txt", small_text().as_bytes());
+    let (cpu, sim) = (d.s("cpu"), d.s("sim"));
+    let mut a = train_args(&text, &cpu, "1");
+    a.extend_from_slice(&["--steps-per-epoch", "3"]);
+    ok(&a);
+    let mut b = train_args(&text, &sim, "1");
+    b.extend_from_slice(&["--steps-per-epoch", "3"]);
+    let pos = b
+        .iter()
+        .position(|x| *x == "cpu")
+        .expect("--device cpu in the args");
+    b[pos] = "sim";
+    let o = ok(&b);
+    let err = stderr(&o);
+    assert!(
+        err.contains("PTX simulator") && err.contains("not on the GPU path yet"),
+        "{err}"
+    );
+    assert_eq!(
+        tensors(&d.path("cpu/epoch-001.safetensors")),
+        tensors(&d.path("sim/epoch-001.safetensors")),
+        "sim and cpu runs differ"
+    );
+}

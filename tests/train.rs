@@ -64,10 +64,10 @@ impl Engine for NanAt<'_> {
     fn predict(&mut self, x: &[u32], seq_len: usize) -> Result<Vec<f32>> {
         self.inner.predict(x, seq_len)
     }
-    fn params(&self) -> Result<Params<f32>> {
+    fn params(&mut self) -> Result<Params<f32>> {
         self.inner.params()
     }
-    fn rmsprop_state(&self) -> Result<Params<f32>> {
+    fn rmsprop_state(&mut self) -> Result<Params<f32>> {
         self.inner.rmsprop_state()
     }
 }

@@ -92,11 +92,11 @@ impl Engine for CpuEngine<'_> {
         Ok(probs)
     }
 
-    fn params(&self) -> Result<Params<f32>> {
+    fn params(&mut self) -> Result<Params<f32>> {
         Ok(self.params.clone())
     }
 
-    fn rmsprop_state(&self) -> Result<Params<f32>> {
+    fn rmsprop_state(&mut self) -> Result<Params<f32>> {
         Ok(self.rmsprop.clone())
     }
 }
@@ -121,7 +121,7 @@ impl crate::sample::Predict for CpuModel<'_> {
 }
 
 /// Rejects input that is not whole sequences of in-vocabulary indices.
-fn check_sequences(x: &[u32], seq_len: usize, vocab: usize) -> Result<()> {
+pub(crate) fn check_sequences(x: &[u32], seq_len: usize, vocab: usize) -> Result<()> {
     if seq_len == 0 || x.is_empty() || !x.len().is_multiple_of(seq_len) {
         return Err(Error::InvalidArgument {
             name: "predict",

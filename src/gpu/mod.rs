@@ -2,10 +2,12 @@
 //! file (`kernels/NAME.cu` <-> `src/gpu/NAME.rs`).
 
 pub mod device;
+pub mod engine;
 pub mod head;
 pub mod ptx;
 pub mod rmsprop;
 pub mod sim_device;
 
 pub use device::{DeviceError, DevicePtr, GpuDevice, KernelArg, LaunchConfig};
+pub use engine::{GPU_PATH_NOTICE, GpuEngine};
 pub use sim_device::SimDevice;

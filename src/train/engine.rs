@@ -18,10 +18,10 @@ pub trait Engine {
     fn eval_batch(&mut self, starts: &[u32]) -> Result<f32>;
     /// Next-character probabilities [B, V] for `x` = [B, seq_len] class indices.
     fn predict(&mut self, x: &[u32], seq_len: usize) -> Result<Vec<f32>>;
-    /// A copy of the current weights.
-    fn params(&self) -> Result<Params<f32>>;
+    /// A copy of the current weights (`&mut`: a GPU engine downloads them).
+    fn params(&mut self) -> Result<Params<f32>>;
     /// A copy of the RMSprop mean squares.
-    fn rmsprop_state(&self) -> Result<Params<f32>>;
+    fn rmsprop_state(&mut self) -> Result<Params<f32>>;
 }
 
 /// The compute backends.
@@ -38,25 +38,36 @@ pub enum Backend {
 impl Backend {
     /// The error for a backend this build cannot run.
     pub fn unavailable(self) -> Error {
+        let what = match self {
+            Backend::Cuda => {
+                "the cudarc backend (real GPUs) is not part of this version; \
+                 --device sim runs the kernels that exist on the PTX simulator"
+            }
+            _ if !crate::gpu::ptx::BUILT_WITH_KERNELS => {
+                "this build has no CUDA kernels (nvcc was not found at build time); \
+                 run `bash scripts/setup-cuda.sh` and rebuild"
+            }
+            _ => "not available",
+        };
         Error::BackendUnavailable {
-            backend: match self {
-                Backend::Cpu => "cpu",
-                Backend::Cuda => "cuda",
-                Backend::Sim => "sim",
-            },
-            what: "this build has no GPU engine yet (the GPU trainer is not part of this version)"
-                .into(),
+            backend: self.name(),
+            what: what.into(),
+        }
+    }
+
+    /// The name users type after `--device`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Cpu => "cpu",
+            Backend::Cuda => "cuda",
+            Backend::Sim => "sim",
         }
     }
 }
 
 impl fmt::Display for Backend {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Backend::Cpu => "cpu",
-            Backend::Cuda => "cuda",
-            Backend::Sim => "sim",
-        })
+        f.write_str(self.name())
     }
 }
 
@@ -99,6 +110,13 @@ impl Device {
                 ),
             )),
             Device::Exact(Backend::Cpu) => Ok((Backend::Cpu, None)),
+            Device::Exact(Backend::Sim) if crate::gpu::ptx::BUILT_WITH_KERNELS => Ok((
+                Backend::Sim,
+                Some(format!(
+                    "device sim: the CUDA kernels run on the PTX simulator; {}",
+                    crate::gpu::GPU_PATH_NOTICE
+                )),
+            )),
             Device::Exact(b @ (Backend::Cuda | Backend::Sim)) => Err(b.unavailable()),
         }
     }

@@ -198,7 +198,7 @@ impl<'c> Trainer<'c> {
     }
 
     /// The current weights, optimizer state and progress as a checkpoint.
-    pub fn checkpoint(&self) -> Result<Checkpoint> {
+    pub fn checkpoint(&mut self) -> Result<Checkpoint> {
         Ok(Checkpoint {
             vocab: self.corpus.vocab().chars().to_vec(),
             hyper: self.hyper.clone(),
@@ -267,7 +267,7 @@ impl<'c> Trainer<'c> {
             self.state.seen = 0;
             self.state.epoch_losses.push(loss);
 
-            let checkpoint = match &self.config.out {
+            let checkpoint = match self.config.out.clone() {
                 Some(dir) => {
                     let ckpt = self.checkpoint()?;
                     let path = dir.join(epoch_checkpoint_name(epoch));
@@ -310,8 +310,8 @@ impl<'c> Trainer<'c> {
         })
     }
 
-    fn save_last(&self) -> Result<Option<PathBuf>> {
-        let Some(dir) = &self.config.out else {
+    fn save_last(&mut self) -> Result<Option<PathBuf>> {
+        let Some(dir) = self.config.out.clone() else {
             return Ok(None);
         };
         let path = dir.join(LAST_CHECKPOINT);
@@ -404,6 +404,12 @@ pub fn create_engine<'c>(
             Box::new(crate::cpu::CpuEngine::new(corpus, hyper, params, rmsprop)?),
             notice,
         )),
-        Backend::Cuda | Backend::Sim => Err(backend.unavailable()),
+        Backend::Sim => {
+            let device = crate::gpu::SimDevice::new(hyper.seed);
+            let engine =
+                crate::gpu::GpuEngine::new(device, Backend::Sim, corpus, hyper, params, rmsprop)?;
+            Ok((Box::new(engine), notice))
+        }
+        Backend::Cuda => Err(backend.unavailable()),
     }
 }
