@@ -379,3 +379,55 @@ fn device_sim_trains_and_matches_cpu() {
         "sim and cpu runs differ"
     );
 }
+
+/// `charlstm-cuda train | head -1` ends quietly when the reader goes away.
+#[test]
+fn closed_stdout_does_not_panic() {
+    use std::io::{BufRead, BufReader, Read};
+    use std::process::Stdio;
+    let d = Dir::new();
+    let text = d.write("small.txt", small_text().as_bytes());
+    let out = d.s("run");
+    // More output than a pipe buffers (64 KiB), so the writer must hit the closed pipe.
+    let args = [
+        "train",
+        "--corpus",
+        &text,
+        "--out",
+        &out,
+        "--epochs",
+        "3",
+        "--steps-per-epoch",
+        "2",
+        "--maxlen",
+        "10",
+        "--hidden",
+        "8",
+        "--gen-length",
+        "30000",
+        "--device",
+        "cpu",
+        "--quiet",
+    ];
+    let mut child = bin()
+        .args(&args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut first)
+        .expect("first line");
+    // The reader is dropped here, as `head -1` exits.
+    assert!(first.starts_with("epoch 1/3"), "{first}");
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .expect("stderr")
+        .read_to_string(&mut err)
+        .expect("stderr");
+    child.wait().expect("wait");
+    assert!(!err.contains("panicked"), "{err}");
+}
