@@ -4,6 +4,7 @@
 pub mod device;
 pub mod engine;
 pub mod head;
+pub mod lstm;
 pub mod ptx;
 pub mod rmsprop;
 pub mod sim_device;

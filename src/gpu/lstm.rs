@@ -1,0 +1,368 @@
+//! Launcher of `kernels/lstm.cu`: the LSTM cell one time step per launch,
+//! forward (`lstm_cell_fwd_f32`) and backward (`lstm_cell_bwd_f32` +
+//! `lstm_dh_bwd_f32`), and the three LSTM weight gradients in one pass after
+//! the recurrence (`lstm_wgrad_bwd_f32`).
+//!
+//! Gate order i, f, c(g), o along every 4H axis. The saved state is t-major
+//! (see [`LstmBuffers`]); this type turns a step `t` into the per-step slices
+//! the kernels see.
+
+use super::device::{DeviceError, DevicePtr, GpuDevice, KernelArg, LaunchConfig, blocks_for};
+use crate::error::Result;
+
+const F32: usize = std::mem::size_of::<f32>();
+
+/// Device buffers of the LSTM over one batch. Shapes (row-major, Keras):
+///
+/// | buffer | shape | written by |
+/// |---|---|---|
+/// | `corpus_words` | rows x words_per_row u64 (the packed one-hot stream) | caller |
+/// | `starts` | [B] u32 window starts (row of step t: `starts[b] + t`) | caller |
+/// | `kernel` | [V, 4H] | caller |
+/// | `recurrent_kernel` | [H, 4H] | caller |
+/// | `bias` | [4H] | caller |
+/// | `gates` | [T, B, 4H] activated i, f, g, o | forward |
+/// | `c` | [T, B, H] cell state | forward |
+/// | `h` | [T, B, H] hidden state; `h[T-1]` feeds the head | forward |
+/// | `cls` | [T, B] u32 decoded input classes | forward |
+/// | `dz` | [T, B, 4H] pre-activation gradients | backward |
+/// | `dh` | [B, H]: in, dh_{T-1} from the head; scratch after | caller, backward |
+/// | `dc` | [B, H] scratch | backward |
+/// | `d_kernel`, `d_recurrent_kernel`, `d_bias` | as the parameters | [`LstmLauncher::wgrad`] |
+#[derive(Clone, Copy, Debug)]
+pub struct LstmBuffers {
+    pub corpus_words: DevicePtr,
+    pub starts: DevicePtr,
+    pub kernel: DevicePtr,
+    pub recurrent_kernel: DevicePtr,
+    pub bias: DevicePtr,
+    pub gates: DevicePtr,
+    pub c: DevicePtr,
+    pub h: DevicePtr,
+    pub cls: DevicePtr,
+    pub dz: DevicePtr,
+    pub dh: DevicePtr,
+    pub dc: DevicePtr,
+    pub d_kernel: DevicePtr,
+    pub d_recurrent_kernel: DevicePtr,
+    pub d_bias: DevicePtr,
+}
+
+/// Sizes of one LSTM batch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LstmDims {
+    /// Batch rows B.
+    pub batch: usize,
+    /// Time steps T (`maxlen`).
+    pub seq_len: usize,
+    /// Hidden units H.
+    pub hidden: usize,
+    /// Vocabulary size V.
+    pub vocab: usize,
+    /// u64 words per packed one-hot row, `ceil(V / 64)`.
+    pub words_per_row: usize,
+}
+
+impl LstmDims {
+    /// Bytes from step t to step t+1 in a [T, B, width] f32 buffer.
+    fn step_bytes(&self, width: usize) -> usize {
+        self.batch * width * F32
+    }
+
+    /// Pointer to step `t` of a t-major [T, B, width] f32 buffer.
+    pub fn at(&self, buf: DevicePtr, t: usize, width: usize) -> DevicePtr {
+        buf.offset(t * self.step_bytes(width))
+    }
+}
+
+/// Block sizes of the LSTM kernels (multiples of 32, at most 1024).
+#[derive(Clone, Copy, Debug)]
+pub struct LstmLauncher {
+    /// Threads per block of the per-step kernels (one thread per (b, j)).
+    pub block: u32,
+    /// Threads per block of `lstm_wgrad_bwd_f32`.
+    pub wgrad_block: u32,
+    /// Upper bound on every grid; the kernels' grid-stride loops cover the rest.
+    pub max_blocks: u32,
+}
+
+impl Default for LstmLauncher {
+    fn default() -> Self {
+        LstmLauncher {
+            block: 128,
+            wgrad_block: 256,
+            max_blocks: 65_535,
+        }
+    }
+}
+
+/// The kernel-facing u32 sizes, checked.
+struct Sizes {
+    b: u32,
+    t: u32,
+    h: u32,
+    v: u32,
+    wpr: u32,
+}
+
+impl LstmLauncher {
+    const FWD: &'static str = "lstm_cell_fwd_f32";
+    const BWD: &'static str = "lstm_cell_bwd_f32";
+    const DH: &'static str = "lstm_dh_bwd_f32";
+    const WGRAD: &'static str = "lstm_wgrad_bwd_f32";
+
+    fn sizes(&self, kernel: &'static str, dims: LstmDims) -> Result<Sizes> {
+        let bad = |what: String| DeviceError::BadArguments { kernel, what };
+        for block in [self.block, self.wgrad_block] {
+            if block == 0 || !block.is_multiple_of(32) || block > 1024 {
+                return Err(bad(format!(
+                    "block of {block} threads is not a multiple of 32 in 32..=1024"
+                ))
+                .into());
+            }
+        }
+        let to_u32 = |x: usize, name: &str| {
+            u32::try_from(x).map_err(|_| bad(format!("{name} = {x} does not fit u32")))
+        };
+        let s = Sizes {
+            b: to_u32(dims.batch, "B")?,
+            t: to_u32(dims.seq_len, "T")?,
+            h: to_u32(dims.hidden, "H")?,
+            v: to_u32(dims.vocab, "V")?,
+            wpr: to_u32(dims.words_per_row, "words_per_row")?,
+        };
+        // The kernels index kernel / recurrent_kernel rows with u32 products.
+        to_u32(
+            4 * dims.hidden * dims.vocab.max(dims.hidden),
+            "4H * max(V, H)",
+        )?;
+        if dims.words_per_row != dims.vocab.div_ceil(64) {
+            return Err(bad(format!(
+                "words_per_row = {} but V = {} needs {}",
+                dims.words_per_row,
+                dims.vocab,
+                dims.vocab.div_ceil(64)
+            ))
+            .into());
+        }
+        Ok(s)
+    }
+
+    fn step_grid(&self, dims: LstmDims) -> LaunchConfig {
+        let n = dims.batch * dims.hidden;
+        LaunchConfig::linear(blocks_for(n, self.block, self.max_blocks), self.block, 0)
+    }
+
+    /// Forward step `t` (0-based, `< T`): reads corpus rows `starts[b] + t`,
+    /// `h[t-1]`, `c[t-1]` (zeros at t = 0); overwrites `gates[t]`, `c[t]`,
+    /// `h[t]`, `cls[t]`.
+    pub fn fwd_step<D: GpuDevice>(
+        &self,
+        dev: &mut D,
+        dims: LstmDims,
+        bufs: &LstmBuffers,
+        t: usize,
+    ) -> Result<()> {
+        let s = self.sizes(Self::FWD, dims)?;
+        if t >= dims.seq_len {
+            return Err(DeviceError::BadArguments {
+                kernel: Self::FWD,
+                what: format!("step {t} of T = {}", dims.seq_len),
+            }
+            .into());
+        }
+        if s.b == 0 || s.h == 0 {
+            return Ok(());
+        }
+        let (h, g) = (dims.hidden, 4 * dims.hidden);
+        let prev = |buf: DevicePtr| {
+            if t == 0 {
+                DevicePtr::NULL
+            } else {
+                dims.at(buf, t - 1, h)
+            }
+        };
+        // Argument contract (kernels/lstm.cu):
+        // lstm_cell_fwd_f32(const u64* corpus_words, unsigned words_per_row,
+        //   const unsigned* starts, unsigned t, const float* kernel,
+        //   const float* recurrent_kernel, const float* bias, unsigned B,
+        //   unsigned H, unsigned V, const float* h_prev /*nullable*/,
+        //   const float* c_prev /*nullable*/, float* gates, float* c, float* h,
+        //   unsigned* cls).
+        // Sixteen arguments in that order and type; the per-step pointers are
+        // step t (t-1 for the previous state, null at t = 0) of the t-major
+        // buffers of LstmBuffers; the caller guarantees every starts[b] + t
+        // is a row of the corpus. Grid-stride over B*H.
+        dev.launch(
+            "lstm",
+            Self::FWD,
+            self.step_grid(dims),
+            &[
+                KernelArg::Ptr(bufs.corpus_words),
+                KernelArg::U32(s.wpr),
+                KernelArg::Ptr(bufs.starts),
+                KernelArg::U32(t as u32),
+                KernelArg::Ptr(bufs.kernel),
+                KernelArg::Ptr(bufs.recurrent_kernel),
+                KernelArg::Ptr(bufs.bias),
+                KernelArg::U32(s.b),
+                KernelArg::U32(s.h),
+                KernelArg::U32(s.v),
+                KernelArg::Ptr(prev(bufs.h)),
+                KernelArg::Ptr(prev(bufs.c)),
+                KernelArg::Ptr(dims.at(bufs.gates, t, g)),
+                KernelArg::Ptr(dims.at(bufs.c, t, h)),
+                KernelArg::Ptr(dims.at(bufs.h, t, h)),
+                KernelArg::Ptr(bufs.cls.offset(t * dims.batch * 4)),
+            ],
+        )
+    }
+
+    /// The whole forward recurrence: steps 0..T in order.
+    pub fn forward<D: GpuDevice>(
+        &self,
+        dev: &mut D,
+        dims: LstmDims,
+        bufs: &LstmBuffers,
+    ) -> Result<()> {
+        (0..dims.seq_len).try_for_each(|t| self.fwd_step(dev, dims, bufs, t))
+    }
+
+    /// Backward step `t`, called for t = T-1 down to 0: given `dh` = dh_t
+    /// and `dc` = dc_{t+1} (ignored, taken as zero, at t = T-1), overwrites
+    /// `dz[t]`, `dc` with dc_t-1 and, for t > 0, `dh` with dh_{t-1}.
+    pub fn bwd_step<D: GpuDevice>(
+        &self,
+        dev: &mut D,
+        dims: LstmDims,
+        bufs: &LstmBuffers,
+        t: usize,
+    ) -> Result<()> {
+        let s = self.sizes(Self::BWD, dims)?;
+        if t >= dims.seq_len {
+            return Err(DeviceError::BadArguments {
+                kernel: Self::BWD,
+                what: format!("step {t} of T = {}", dims.seq_len),
+            }
+            .into());
+        }
+        if s.b == 0 || s.h == 0 {
+            return Ok(());
+        }
+        let (h, g) = (dims.hidden, 4 * dims.hidden);
+        let c_prev = if t == 0 {
+            DevicePtr::NULL
+        } else {
+            dims.at(bufs.c, t - 1, h)
+        };
+        let dc_next = if t + 1 == dims.seq_len {
+            DevicePtr::NULL
+        } else {
+            bufs.dc
+        };
+        let dz = dims.at(bufs.dz, t, g);
+        // Argument contract (kernels/lstm.cu):
+        // lstm_cell_bwd_f32(const float* gates, const float* c,
+        //   const float* c_prev /*nullable*/, const float* dh,
+        //   const float* dc_next /*nullable, may alias dc_prev*/, unsigned B,
+        //   unsigned H, float* dz, float* dc_prev).
+        // Nine arguments in that order and type; gates / c / dz are step t of
+        // the t-major buffers, c_prev step t-1 (null at t = 0); dc is read and
+        // written in place by the same thread. Grid-stride over B*H.
+        dev.launch(
+            "lstm",
+            Self::BWD,
+            self.step_grid(dims),
+            &[
+                KernelArg::Ptr(dims.at(bufs.gates, t, g)),
+                KernelArg::Ptr(dims.at(bufs.c, t, h)),
+                KernelArg::Ptr(c_prev),
+                KernelArg::Ptr(bufs.dh),
+                KernelArg::Ptr(dc_next),
+                KernelArg::U32(s.b),
+                KernelArg::U32(s.h),
+                KernelArg::Ptr(dz),
+                KernelArg::Ptr(bufs.dc),
+            ],
+        )?;
+        if t == 0 {
+            return Ok(()); // dh_{-1} is not needed
+        }
+        // Argument contract (kernels/lstm.cu):
+        // lstm_dh_bwd_f32(const float* dz, const float* recurrent_kernel,
+        //   unsigned B, unsigned H, float* dh_prev).
+        // Five arguments in that order and type; reads the dz[t] written just
+        // above (same stream, so ordered) and overwrites dh, which the cell
+        // launch above has finished reading. Grid-stride over B*H.
+        dev.launch(
+            "lstm",
+            Self::DH,
+            self.step_grid(dims),
+            &[
+                KernelArg::Ptr(dz),
+                KernelArg::Ptr(bufs.recurrent_kernel),
+                KernelArg::U32(s.b),
+                KernelArg::U32(s.h),
+                KernelArg::Ptr(bufs.dh),
+            ],
+        )
+    }
+
+    /// The three LSTM weight gradients from `h`, `cls` and `dz` of all T
+    /// steps, overwriting `d_kernel`, `d_recurrent_kernel` and `d_bias`.
+    pub fn wgrad<D: GpuDevice>(
+        &self,
+        dev: &mut D,
+        dims: LstmDims,
+        bufs: &LstmBuffers,
+    ) -> Result<()> {
+        let s = self.sizes(Self::WGRAD, dims)?;
+        let g = 4 * dims.hidden;
+        let n = g * dims.hidden + g * dims.vocab + g;
+        if n == 0 {
+            return Ok(());
+        }
+        // Argument contract (kernels/lstm.cu):
+        // lstm_wgrad_bwd_f32(const float* h, const unsigned* cls,
+        //   const float* dz, unsigned T, unsigned B, unsigned H, unsigned V,
+        //   float* d_kernel, float* d_recurrent_kernel, float* d_bias).
+        // Ten arguments in that order and type; h, cls and dz are the whole
+        // t-major buffers ([T, B, H], [T, B], [T, B, 4H]). Grid-stride over
+        // 4H*H + 4H*V + 4H outputs, one thread each, no atomics.
+        dev.launch(
+            "lstm",
+            Self::WGRAD,
+            LaunchConfig::linear(
+                blocks_for(n, self.wgrad_block, self.max_blocks),
+                self.wgrad_block,
+                0,
+            ),
+            &[
+                KernelArg::Ptr(bufs.h),
+                KernelArg::Ptr(bufs.cls),
+                KernelArg::Ptr(bufs.dz),
+                KernelArg::U32(s.t),
+                KernelArg::U32(s.b),
+                KernelArg::U32(s.h),
+                KernelArg::U32(s.v),
+                KernelArg::Ptr(bufs.d_kernel),
+                KernelArg::Ptr(bufs.d_recurrent_kernel),
+                KernelArg::Ptr(bufs.d_bias),
+            ],
+        )
+    }
+
+    /// The whole backward: steps T-1..0 (`dh` must hold dh_{T-1} from the
+    /// head), then [`wgrad`](Self::wgrad).
+    pub fn backward<D: GpuDevice>(
+        &self,
+        dev: &mut D,
+        dims: LstmDims,
+        bufs: &LstmBuffers,
+    ) -> Result<()> {
+        (0..dims.seq_len)
+            .rev()
+            .try_for_each(|t| self.bwd_step(dev, dims, bufs, t))?;
+        self.wgrad(dev, dims, bufs)
+    }
+}
