@@ -410,7 +410,7 @@ fn closed_stdout_does_not_panic() {
         "--quiet",
     ];
     let mut child = bin()
-        .args(&args)
+        .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
