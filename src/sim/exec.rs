@@ -225,6 +225,8 @@ impl<'k> Launch<'k> {
             op @ Op::St { .. } => self.st(sim, t, op)?,
             op @ Op::Atom { .. } => self.atom(sim, t, op)?,
             Op::Bra { target } => next = *target,
+            Op::Call { func, args, .. } => next = self.call(t, pc as u32, *func, args)?,
+            Op::Ret => next = self.ret(t)?,
             Op::Bar => {
                 let b = self.block_of(t);
                 self.st[t] = TState::Bar;

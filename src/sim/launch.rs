@@ -81,6 +81,7 @@ impl Simulator {
             regs: Vec::new(),
             pc: Vec::new(),
             st: Vec::new(),
+            frames: Vec::new(),
             first: 0,
             blocks: (0..nblocks)
                 .map(|_| BlockSt {

@@ -19,6 +19,7 @@
 //! a grid barrier. Accesses that are all atomic never conflict.
 
 mod arith;
+mod call;
 mod cvt;
 mod exec;
 mod launch;
@@ -139,6 +140,8 @@ struct Launch<'k> {
     regs: Vec<u64>,
     pc: Vec<u32>,
     st: Vec<TState>,
+    /// Per thread: the call stack, (call-site pc, function index) per frame.
+    frames: Vec<Vec<(u32, u16)>>,
     /// First global thread index of the resident window.
     first: u32,
     blocks: Vec<BlockSt>,

@@ -12,6 +12,7 @@ impl<'k> Launch<'k> {
         self.regs = vec![0; n * self.nregs];
         self.pc = vec![0; n];
         self.st = vec![TState::Run; n];
+        self.frames = vec![Vec::new(); n];
         self.shared = (b0..b1)
             .map(|_| Region::new(self.shared_bytes as usize, false))
             .collect();

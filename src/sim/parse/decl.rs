@@ -1,16 +1,17 @@
-//! Module structure: `.entry` headers and parameter layout, module- and
-//! kernel-scope variables (`.shared`, `.local`), register declarations and
-//! labels; instructions are handed to [`Ctx::parse_inst`].
+//! Module structure: `.entry` and `.func` headers with their parameter
+//! layout, module-scope `.shared` variables and function bodies cut out of the
+//! text; [`super::link`] turns each kernel (and the functions it calls) into
+//! instructions.
 
 use std::collections::HashMap;
 
 use super::PResult;
-use super::lex::{statements, strip_comments};
-use super::operands::Ctx;
+use super::lex::strip_comments;
+use super::link::link_kernel;
 use super::types::*;
 
 /// A variable declared with `.shared`/`.local`/`.global`: returns (name, bytes, align); `bytes` 0 for `name[]`.
-fn parse_var(decl: &str) -> PResult<(String, u32, u32)> {
+pub(super) fn parse_var(decl: &str) -> PResult<(String, u32, u32)> {
     let toks: Vec<&str> = decl.split_whitespace().collect();
     let mut align = 0;
     let mut elem = 0;
@@ -56,21 +57,85 @@ fn parse_var(decl: &str) -> PResult<(String, u32, u32)> {
     Ok((name, count * elem, align.max(elem)))
 }
 
-fn align_up(x: u32, a: u32) -> u32 {
+pub(super) fn align_up(x: u32, a: u32) -> u32 {
     x.div_ceil(a.max(1)) * a.max(1)
+}
+
+/// A `.entry` or `.func` definition before decoding.
+pub(super) struct Unit {
+    pub(super) is_func: bool,
+    pub(super) params: Vec<ParamDecl>,
+    pub(super) param_bytes: u32,
+    /// A function's return parameters (`.func (.param .b32 func_retval0) f(...)`).
+    pub(super) rets: Vec<ParamDecl>,
+    pub(super) body: Vec<(u32, String)>,
+}
+
+/// Module-scope shared variables: `(name, offset)`, their total size, and the dynamic (`extern`) one.
+pub(super) struct ModShared {
+    pub(super) vars: Vec<(String, u32)>,
+    pub(super) bytes: u32,
+    pub(super) dynamic: Option<String>,
+}
+
+/// Lays out a `.param` list (`.param .u64 a, .param .align 4 .b8 b[8]`).
+fn param_list(inner: &str, ln: u32) -> PResult<(Vec<ParamDecl>, u32)> {
+    let mut params = Vec::new();
+    let mut off = 0u32;
+    for p in inner.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (pname, size, align) =
+            parse_var(p).map_err(|e| format!("line {ln}: parameter {p:?}: {e}"))?;
+        off = align_up(off, align);
+        let ty = p
+            .split_whitespace()
+            .filter(|t| t.starts_with('.') && *t != ".param" && *t != ".align")
+            .collect::<Vec<_>>()
+            .join(" ");
+        params.push(ParamDecl {
+            name: pname,
+            offset: off,
+            size,
+            align,
+            ty,
+        });
+        off += size;
+    }
+    Ok((params, off))
+}
+
+/// The text inside the first balanced `( ... )` of `s`, and what follows it.
+fn parens(s: &str) -> Option<(&str, &str)> {
+    let open = s.find('(')?;
+    let mut depth = 0;
+    for (i, c) in s[open..].char_indices() {
+        match c {
+            '(' => depth += 1,
+            ')' => {
+                depth -= 1;
+                if depth == 0 {
+                    return Some((&s[open + 1..open + i], &s[open + i + 1..]));
+                }
+            }
+            _ => {}
+        }
+    }
+    None
 }
 
 /// Parses a whole PTX module.
 pub fn parse_module(src: &str) -> PResult<Module> {
     let lines = strip_comments(src);
     let mut module = Module::default();
-    // Module-scope shared variables: (name, offset); laid out before each kernel's own.
-    let mut mod_shared: Vec<(String, u32)> = Vec::new();
-    let mut mod_shared_bytes = 0u32;
-    let mut has_dynamic: Option<String> = None;
+    let mut shared = ModShared {
+        vars: Vec::new(),
+        bytes: 0,
+        dynamic: None,
+    };
+    let mut units: Vec<(String, Unit)> = Vec::new();
     let mut i = 0;
     while i < lines.len() {
         let (ln, raw) = &lines[i];
+        let ln = *ln;
         let line = raw.trim();
         i += 1;
         if line.is_empty()
@@ -84,93 +149,98 @@ pub fn parse_module(src: &str) -> PResult<Module> {
             let (name, bytes, align) =
                 parse_var(line.trim_end_matches(';')).map_err(|e| format!("line {ln}: {e}"))?;
             if line.starts_with(".extern") || bytes == 0 {
-                has_dynamic = Some(name);
+                shared.dynamic = Some(name);
             } else {
-                let off = align_up(mod_shared_bytes, align);
-                mod_shared.push((name, off));
-                mod_shared_bytes = off + bytes;
+                let off = align_up(shared.bytes, align);
+                shared.vars.push((name, off));
+                shared.bytes = off + bytes;
             }
             continue;
         }
-        if line.contains(".entry") {
-            let is_entry = true;
+        let is_func = line.split_whitespace().any(|t| t == ".func");
+        if line.split_whitespace().any(|t| t == ".entry") || is_func {
+            // Header: up to the `)` closing the parameter list (a function's
+            // return list comes first, in its own parentheses).
             let mut header = line.to_string();
-            while !header.contains(')') {
-                let (_, more) = lines.get(i).ok_or("unterminated .entry header")?;
+            let lists = |h: &str| {
+                let has_rets = is_func
+                    && h.split(".func")
+                        .nth(1)
+                        .is_some_and(|r| r.trim_start().starts_with('('));
+                let closed = h.matches(')').count();
+                h.ends_with(';') || closed == h.matches('(').count() && closed > has_rets as usize
+            };
+            while !lists(&header) {
+                let (_, more) = lines.get(i).ok_or("unterminated .entry/.func header")?;
                 header.push(' ');
                 header.push_str(more.trim());
                 i += 1;
             }
-            let _ = is_entry;
-            let after = header.split(".entry").nth(1).unwrap_or("").trim();
-            let name = after.split('(').next().unwrap_or("").trim().to_string();
-            let inner = after.split_once('(').map(|x| x.1).unwrap_or("");
-            let inner = inner.rsplit_once(')').map(|x| x.0).unwrap_or("");
-            let mut params = Vec::new();
-            let mut off = 0u32;
-            for p in inner.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-                let (pname, size, align) =
-                    parse_var(p).map_err(|e| format!("line {ln}: parameter {p:?}: {e}"))?;
-                off = align_up(off, align);
-                let ty = p
-                    .split_whitespace()
-                    .filter(|t| t.starts_with('.') && *t != ".param" && *t != ".align")
-                    .collect::<Vec<_>>()
-                    .join(" ");
-                params.push(ParamDecl {
-                    name: pname,
-                    offset: off,
-                    size,
-                    align,
-                    ty,
-                });
-                off += size;
+            let kw = if is_func { ".func" } else { ".entry" };
+            let mut after = header.split(kw).nth(1).unwrap_or("").trim();
+            let mut rets = (Vec::new(), 0);
+            if is_func && after.starts_with('(') {
+                let (r, rest) = parens(after).ok_or(format!("line {ln}: bad return list"))?;
+                rets = param_list(r, ln)?;
+                after = rest.trim();
             }
-            // Body: from `{` to the matching `}`.
-            let start = i;
+            let name = after
+                .split(|c: char| c == '(' || c == ';' || c.is_whitespace())
+                .next()
+                .unwrap_or("")
+                .to_string();
+            let (inner, rest) = parens(after).unwrap_or(("", after));
+            let (params, param_bytes) = param_list(inner, ln)?;
+            // A prototype (`.func f(...);`) has no body.
+            let mut proto = rest.trim().ends_with(';');
+            if !proto {
+                while let Some((_, l)) = lines.get(i) {
+                    let l = l.trim();
+                    if l.is_empty() {
+                        i += 1;
+                        continue;
+                    }
+                    proto = l == ";";
+                    if proto {
+                        i += 1;
+                    }
+                    break;
+                }
+            }
+            if proto {
+                continue;
+            }
+            // Body: from `{` to the matching `}`; inner braces (call sequences) stay in it.
             let mut depth = 0;
             let mut body = Vec::new();
             while i < lines.len() {
                 let (bl, braw) = &lines[i];
                 i += 1;
                 let t = braw.trim();
-                if t.starts_with('{') && depth == 0 && body.is_empty() && i - 1 == start {
-                    depth = 1;
-                    continue;
-                }
-                if t == "{" && depth == 0 {
-                    depth = 1;
-                    continue;
-                }
-                if t.starts_with('}') {
+                if t.starts_with('{') {
+                    depth += 1;
+                    if depth == 1 {
+                        continue;
+                    }
+                } else if t.starts_with('}') {
                     depth -= 1;
                     if depth == 0 {
                         break;
                     }
-                    continue;
-                }
-                if t.starts_with('{') {
-                    return Err(format!(
-                        "line {bl}: nested block `{{` (a call sequence?) is not supported by the simulator"
-                    ));
                 }
                 body.push((*bl, t.to_string()));
             }
-            let k = parse_body(
-                params,
-                off,
-                &body,
-                &mod_shared,
-                mod_shared_bytes,
-                has_dynamic.as_deref(),
-            )?;
-            module.kernels.insert(name, k);
-            continue;
-        }
-        if line.contains(".func") {
-            return Err(format!(
-                "line {ln}: `.func` (device function calls) is not supported by the simulator yet; mark it __forceinline__"
+            units.push((
+                name,
+                Unit {
+                    is_func,
+                    params,
+                    param_bytes,
+                    rets: rets.0,
+                    body,
+                },
             ));
+            continue;
         }
         if line.starts_with(".global") || line.starts_with(".const") {
             return Err(format!(
@@ -180,107 +250,14 @@ pub fn parse_module(src: &str) -> PResult<Module> {
         }
         return Err(format!("line {ln}: unexpected {line:?}"));
     }
+    let funcs: HashMap<&str, &Unit> = units
+        .iter()
+        .filter(|(_, u)| u.is_func)
+        .map(|(n, u)| (n.as_str(), u))
+        .collect();
+    for (name, u) in units.iter().filter(|(_, u)| !u.is_func) {
+        let k = link_kernel(u, &funcs, &shared)?;
+        module.kernels.insert(name.clone(), k);
+    }
     Ok(module)
-}
-
-fn parse_body(
-    params: Vec<ParamDecl>,
-    param_bytes: u32,
-    body: &[(u32, String)],
-    mod_shared: &[(String, u32)],
-    mut shared_bytes: u32,
-    dynamic: Option<&str>,
-) -> PResult<Kernel> {
-    let mut cx = Ctx {
-        regs: HashMap::new(),
-        reg_names: Vec::new(),
-        syms: HashMap::new(),
-        labels: HashMap::new(),
-    };
-    for p in &params {
-        cx.syms
-            .insert(p.name.clone(), (Space::Param, p.offset as i64));
-    }
-    for (n, off) in mod_shared {
-        cx.syms.insert(n.clone(), (Space::Shared, *off as i64));
-    }
-    let mut local_bytes = 0u32;
-    let stmts = statements(body)?;
-    // Declarations first, labels -> instruction indices.
-    let mut n_inst = 0u32;
-    let mut inst_stmts = Vec::new();
-    for (ln, s) in &stmts {
-        if let Some(l) = s.strip_suffix(':') {
-            cx.labels.insert(l.to_string(), n_inst);
-        } else if let Some(d) = s.strip_prefix(".reg") {
-            let toks: Vec<&str> = d.split_whitespace().collect();
-            for names in toks
-                .iter()
-                .skip(1)
-                .flat_map(|t| t.split(','))
-                .filter(|t| !t.is_empty())
-            {
-                if let Some((base, n)) = names.split_once('<') {
-                    let n: u32 = n
-                        .trim_end_matches('>')
-                        .parse()
-                        .map_err(|_| format!("line {ln}: bad register range {names:?}"))?;
-                    for k in 0..n {
-                        cx.add_reg(format!("{base}{k}"));
-                    }
-                } else {
-                    cx.add_reg(names.to_string());
-                }
-            }
-        } else if s.starts_with(".shared") {
-            let (n, bytes, align) = parse_var(s).map_err(|e| format!("line {ln}: {e}"))?;
-            let off = align_up(shared_bytes, align);
-            cx.syms.insert(n, (Space::Shared, off as i64));
-            shared_bytes = off + bytes;
-        } else if s.starts_with(".local") {
-            let (n, bytes, align) = parse_var(s).map_err(|e| format!("line {ln}: {e}"))?;
-            let off = align_up(local_bytes, align);
-            cx.syms.insert(n, (Space::Local, off as i64));
-            local_bytes = off + bytes;
-        } else if s.starts_with(".pragma")
-            || s.starts_with(".maxntid")
-            || s.starts_with(".reqntid")
-            || s.starts_with(".minnctapersm")
-        {
-        } else if s.starts_with('.') {
-            return Err(format!("line {ln}: unsupported directive {s:?}"));
-        } else {
-            inst_stmts.push((*ln, s.clone()));
-            n_inst += 1;
-        }
-    }
-    let static_shared = align_up(shared_bytes, 16);
-    if let Some(d) = dynamic {
-        cx.syms
-            .insert(d.to_string(), (Space::Shared, static_shared as i64));
-    }
-    let mut insts = Vec::with_capacity(inst_stmts.len() + 1);
-    for (ln, s) in &inst_stmts {
-        let inst = cx
-            .parse_inst(s)
-            .map_err(|e| format!("line {ln}: {e} (in `{s}`)"))?;
-        insts.push(Inst {
-            pred: inst.0,
-            op: inst.1,
-            line: *ln,
-        });
-    }
-    insts.push(Inst {
-        pred: None,
-        op: Op::Exit,
-        line: body.last().map(|b| b.0).unwrap_or(0),
-    });
-    Ok(Kernel {
-        params,
-        param_bytes,
-        insts,
-        nregs: cx.reg_names.len(),
-        static_shared,
-        local_bytes,
-    })
 }

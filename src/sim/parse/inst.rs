@@ -314,7 +314,7 @@ impl Ctx {
                 let _ = asym;
                 let (sym_space, addr) = self.addr(addr_s)?;
                 let space = match (space, sym_space) {
-                    (Space::Generic, Some(s)) => s,
+                    (Space::Generic, Some(s)) | (Space::Param, Some(s @ Space::Local)) => s,
                     (s, _) => s,
                 };
                 if parts[0] == "ld" {
@@ -365,7 +365,7 @@ impl Ctx {
                 };
                 let (sym_space, addr) = self.addr(&ops[o])?;
                 let space = match (space, sym_space) {
-                    (Space::Generic, Some(s)) => s,
+                    (Space::Generic, Some(s)) | (Space::Param, Some(s @ Space::Local)) => s,
                     (s, _) => s,
                 };
                 let b = self.src(&ops[o + 1], ty)?;
@@ -474,7 +474,46 @@ impl Ctx {
             "membar" | "fence" => Op::Fence {
                 gpu: has("gl") || has("sys") || has("gpu"),
             },
+            "ret" if self.in_func => Op::Ret,
             "ret" | "exit" => Op::Exit,
+            "call" => {
+                need(1)?;
+                let (rets, name, args) = if ops[0].starts_with('(') {
+                    need(2)?;
+                    (ops[0].as_str(), ops[1].as_str(), ops.get(2))
+                } else {
+                    ("", ops[0].as_str(), ops.get(1))
+                };
+                let &(func, nparams, nrets) = self
+                    .funcs
+                    .get(name)
+                    .ok_or_else(|| format!("call of unknown function {name:?}"))?;
+                let slots = |list: &str| -> PResult<Vec<u32>> {
+                    list.trim()
+                        .trim_start_matches('(')
+                        .trim_end_matches(')')
+                        .split(',')
+                        .map(str::trim)
+                        .filter(|n| !n.is_empty())
+                        .map(|n| match self.syms.get(n) {
+                            Some((Space::Local, off)) => Ok(*off as u32),
+                            _ => Err(format!(
+                                "call operand {n:?} is not a `.param` of the call sequence"
+                            )),
+                        })
+                        .collect()
+                };
+                let args = slots(args.map_or("", String::as_str))?;
+                let rets = slots(rets)?;
+                if args.len() != nparams || rets.len() != nrets {
+                    return Err(format!(
+                        "call of {name:?} with {} arguments and {} return values; it declares {nparams} and {nrets}",
+                        args.len(),
+                        rets.len()
+                    ));
+                }
+                Op::Call { func, args, rets }
+            }
             _ => return Err(unknown()),
         };
         Ok((pred, op))

@@ -50,6 +50,12 @@ pub(super) fn statements(body: &[(u32, String)]) -> PResult<Vec<(u32, String)>> 
             }
             if acc.is_empty() {
                 acc_line = *ln;
+                // Call-sequence scopes: `{` and `}` are statements of their own.
+                if let Some(b) = rt.get(..1).filter(|b| *b == "{" || *b == "}") {
+                    stmts.push((*ln, b.to_string()));
+                    rest = &rt[1..];
+                    continue;
+                }
                 if let Some(lbl) = rt
                     .strip_suffix(':')
                     .filter(|l| !l.contains(char::is_whitespace))

@@ -1,13 +1,14 @@
 //! PTX text -> pre-decoded kernels: every register a slot index, every label a
 //! program counter, every symbol an offset, so execution does no string work.
 //!
-//! `lex` cuts text into statements, `decl` reads the module's directives and
-//! declarations, `operands` resolves registers, symbols and addresses, and
+//! `lex` cuts text into statements, `decl` reads the module's directives,
+//! `link` a kernel's (and its callees') declarations and body, `operands` resolves registers, symbols and addresses, and
 //! `inst` decodes one instruction into an [`Op`].
 
 mod decl;
 mod inst;
 mod lex;
+mod link;
 mod operands;
 mod types;
 

@@ -9,16 +9,32 @@ use super::types::*;
 
 pub(super) struct Ctx {
     pub(super) regs: HashMap<String, u16>,
-    pub(super) reg_names: Vec<String>,
+    /// The next free register slot (functions of a kernel get disjoint ranges).
+    pub(super) next_reg: usize,
+    /// Callees: name -> (function index, parameter count, return count).
+    pub(super) funcs: HashMap<String, (u16, usize, usize)>,
+    /// Decoding a `.func` (`ret` returns) rather than a kernel (`ret` exits).
+    pub(super) in_func: bool,
     pub(super) syms: HashMap<String, (Space, i64)>,
     pub(super) labels: HashMap<String, u32>,
 }
 
 impl Ctx {
+    pub(super) fn new(first_reg: usize, in_func: bool) -> Ctx {
+        Ctx {
+            regs: HashMap::new(),
+            next_reg: first_reg,
+            funcs: HashMap::new(),
+            in_func,
+            syms: HashMap::new(),
+            labels: HashMap::new(),
+        }
+    }
+
     pub(super) fn add_reg(&mut self, n: String) {
         if !self.regs.contains_key(&n) {
-            self.regs.insert(n.clone(), self.reg_names.len() as u16);
-            self.reg_names.push(n);
+            self.regs.insert(n, self.next_reg as u16);
+            self.next_reg += 1;
         }
     }
 

@@ -353,6 +353,15 @@ pub enum Op {
     Fence {
         gpu: bool,
     },
+    /// `call (rets), f, (args)`: `args`/`rets` are the caller's local slots of
+    /// the call sequence's `.param` variables; `func` indexes [`Kernel::funcs`].
+    Call {
+        func: u16,
+        args: Vec<u32>,
+        rets: Vec<u32>,
+    },
+    /// `ret` in a `.func`.
+    Ret,
     Exit,
 }
 
@@ -381,6 +390,18 @@ pub struct Kernel {
     /// Static shared bytes (kernel + module `.shared`); dynamic shared starts after it (aligned to 16).
     pub static_shared: u32,
     pub local_bytes: u32,
+    /// The `.func`s this kernel calls, their bodies appended to `insts`.
+    pub funcs: Vec<Func>,
+}
+
+/// A linked device function: entry point and the per-thread local slots
+/// `(offset, bytes)` of its parameters and return values.
+#[derive(Clone, Debug)]
+pub struct Func {
+    pub name: String,
+    pub entry: u32,
+    pub params: Vec<(u32, u32)>,
+    pub rets: Vec<(u32, u32)>,
 }
 
 #[derive(Clone, Debug, Default)]
