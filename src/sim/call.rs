@@ -17,6 +17,7 @@ impl<'k> Launch<'k> {
     }
 
     /// Enters function `func` from the call at `pc`; returns the callee's entry.
+    #[inline(never)]
     pub(super) fn call(&mut self, t: usize, pc: u32, func: u16, args: &[u32]) -> Result<u32> {
         let f = &self.k.funcs[func as usize];
         if self.frames[t].iter().any(|&(_, g)| g == func) {
@@ -33,6 +34,7 @@ impl<'k> Launch<'k> {
     }
 
     /// Leaves the current function; returns the instruction after its call.
+    #[inline(never)]
     pub(super) fn ret(&mut self, t: usize) -> Result<u32> {
         let Some((pc, func)) = self.frames[t].pop() else {
             return Err(self.fail(t, "`ret` with no call to return from".into()));
