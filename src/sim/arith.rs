@@ -1,9 +1,9 @@
 //! Integer, predicate, f32 and f64 arithmetic (`add`..`copysign`, unary ops,
 //! `setp`), with rounding, flush-to-zero and saturation modifiers.
 
-use super::Launch;
 use super::num::*;
 use super::parse::{Bin, Cmp, FMod, Rnd, Ty, Un};
+use super::{Launch, half};
 use crate::error::Result;
 
 impl<'k> Launch<'k> {
@@ -61,7 +61,8 @@ impl<'k> Launch<'k> {
             return Ok(r.to_bits());
         }
         if ty.is_float() {
-            return Err(self.fail(t, format!("{op:?} on {ty:?} is not supported")));
+            return half::bin(op, ty, m, a, b)
+                .ok_or_else(|| self.fail(t, format!("{op:?} on {ty:?} is not supported")));
         }
         let bits = ty.bytes() * 8;
         let s = ty.signed();
@@ -175,7 +176,8 @@ impl<'k> Launch<'k> {
             return Ok(r.to_bits());
         }
         if ty.is_float() {
-            return Err(self.fail(t, format!("{op:?} on {ty:?} is not supported")));
+            return half::un(op, ty, m, a)
+                .ok_or_else(|| self.fail(t, format!("{op:?} on {ty:?} is not supported")));
         }
         let bits = ty.bytes() * 8;
         let v = match op {
@@ -195,6 +197,10 @@ pub(super) fn setp(cmp: Cmp, ty: Ty, ftz: bool, a: u64, b: u64) -> bool {
     if ty.is_float() {
         let (x, y) = match ty {
             Ty::F32 => (ftz32(fl32(a), ftz) as f64, ftz32(fl32(b), ftz) as f64),
+            Ty::F16 | Ty::Bf16 => (
+                half::operand(ty, a, ftz).unwrap_or(f64::NAN),
+                half::operand(ty, b, ftz).unwrap_or(f64::NAN),
+            ),
             _ => (fl64(a), fl64(b)),
         };
         let nan = x.is_nan() || y.is_nan();

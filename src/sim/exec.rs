@@ -5,7 +5,7 @@
 use super::arith::setp;
 use super::num::*;
 use super::parse::{Bin, Inst, Op, Rnd, Space, Ty};
-use super::{LOCAL_WIN, Launch, SHARED_WIN, Simulator, TState};
+use super::{LOCAL_WIN, Launch, SHARED_WIN, Simulator, TState, half};
 use crate::error::Result;
 
 impl<'k> Launch<'k> {
@@ -120,7 +120,9 @@ impl<'k> Launch<'k> {
                         }
                         fl64(a).mul_add(fl64(b), fl64(c)).to_bits()
                     }
-                    _ => return Err(self.fail(t, format!("fma/mad on {ty:?} is not supported"))),
+                    _ => half::fma(*ty, *m, a, b, c).ok_or_else(|| {
+                        self.fail(t, format!("fma/mad on {ty:?} ({m:?}) is not supported"))
+                    })?,
                 };
                 self.wr(t, *d, v);
             }

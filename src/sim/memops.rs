@@ -103,7 +103,7 @@ impl<'k> Launch<'k> {
             (AtomOp::Add, Ty::F32) => b32(fl32(old) + fl32(b)),
             (AtomOp::Add, Ty::F64) => (fl64(old) + fl64(b)).to_bits(),
             (AtomOp::Add, _) => old.wrapping_add(b),
-            (AtomOp::Min | AtomOp::Max, Ty::F32 | Ty::F64 | Ty::F16 | Ty::Bf16) => {
+            (AtomOp::Min | AtomOp::Max, Ty::F32 | Ty::F64) => {
                 return Err(self.fail(t, "atomic float min/max is not supported".into()));
             }
             (AtomOp::Min, _) if ty.signed() => sext(*ty, old).min(sext(*ty, b)) as u64,

@@ -17,11 +17,41 @@
 //! accessor's block has executed no gpu-scope fence (`membar.gl`,
 //! `fence.*.gpu`) since — a heuristic that accepts fence-published data behind
 //! a grid barrier. Accesses that are all atomic never conflict.
+//!
+//! Implemented PTX (anything else is a parse error naming the instruction):
+//! - data movement: `mov` (incl. `{a, b}` pack/unpack), `ld`/`st` (global,
+//!   shared static and dynamic, local, param, generic; `.v2`/`.v4`; `.nc`),
+//!   `cvta`(`.to`) global/shared/local, `cvt` between integer and
+//!   f16/bf16/f32/f64 types (`.rni`/`.rzi`/`.rmi`/`.rpi`, `.sat`, `.ftz`);
+//! - integer: `add sub mul(.lo/.hi/.wide) mad(.lo/.hi/.wide) div rem and or
+//!   xor not shl shr min max abs neg popc clz brev bfe bfi selp setp` on
+//!   8-64-bit types, predicate `and/or/xor/not`;
+//! - f32: `add sub mul` (`.rn/.rz/.rm/.rp`, `.ftz`, `.sat`), `fma/mad`, `div`,
+//!   `min max copysign abs neg`, `sqrt rsqrt rcp` and the approximate `ex2 lg2
+//!   tanh sin cos sqrt rcp` (within their documented error), `setp` (ordered
+//!   and unordered, `.ftz`); f64: the same at `.rn`;
+//! - f16/bf16 and packed `.f16x2`/`.bf16x2`: `add sub mul fma` (`.rn`,
+//!   `.ftz`, `.sat`, `.relu`), `neg abs min max`, scalar `setp` (see `half.rs`);
+//! - atomics/reductions `atom`/`red` `add` (integer, f32, f64), `min max exch
+//!   cas and or xor inc dec`; `membar`/`fence`;
+//! - control: `bra`, `@p`/`@!p` predication, `ret`/`exit`, `call` to a
+//!   `.func` (see `call.rs`: scalar `.param` arguments and return values, nested
+//!   calls; the call-sequence `{ }` scopes nvcc emits);
+//! - collectives as rendezvous: `bar.sync`/`barrier.sync` 0,
+//!   `bar.warp.sync`, `shfl.sync` (`up down bfly idx`), `vote.sync` (`all any
+//!   uni ballot`).
+//!
+//! Not supported: recursion and indirect calls, `.shared` inside a `.func`,
+//! module-scope `.global`/`.const` variables, named barriers other than 0,
+//! `setp` combining forms and packed `setp.*x2`, non-`.rn` f64 arithmetic and
+//! float `cvt`, `min/max.NaN`/`.xorsign`, float atomic `min/max`, half
+//! atomics, textures/surfaces, `.v8`, carry (`.cc`) arithmetic.
 
 mod arith;
 mod call;
 mod cvt;
 mod exec;
+mod half;
 mod launch;
 mod memops;
 mod memory;

@@ -78,6 +78,7 @@ pub(super) const FMOD0: FMod = FMod {
     rnd: Rnd::Rn,
     ftz: false,
     sat: false,
+    relu: false,
 };
 
 pub(super) fn sat(x: f32) -> f32 {

@@ -210,14 +210,15 @@ pub fn parse_module(src: &str) -> PResult<Module> {
             if proto {
                 continue;
             }
-            // Body: from `{` to the matching `}`; inner braces (call sequences) stay in it.
+            // Body: from `{` to the matching `}`; inner scopes (call sequences,
+            // one-line `{ ... }` from inline asm) stay in it.
             let mut depth = 0;
             let mut body = Vec::new();
             while i < lines.len() {
                 let (bl, braw) = &lines[i];
                 i += 1;
                 let t = braw.trim();
-                if t.starts_with('{') {
+                if t.starts_with('{') && !(depth > 0 && t.ends_with('}')) {
                     depth += 1;
                     if depth == 1 {
                         continue;

@@ -54,6 +54,7 @@ impl Ctx {
             rnd,
             ftz: has("ftz"),
             sat: has("sat"),
+            relu: has("relu"),
         };
         let unknown = || format!("unsupported instruction `{opcode}`");
         let op = match parts[0] {

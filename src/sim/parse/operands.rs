@@ -91,6 +91,10 @@ impl Ctx {
             }
             return Ok(Src::Imm(v as u64));
         }
+        // Registers named without `%` (inline asm's scoped `.reg .pred p;`).
+        if let Some(&r) = self.regs.get(s) {
+            return Ok(Src::R(r));
+        }
         if let Some((sp, off)) = self.syms.get(s) {
             if *sp == Space::Param {
                 return Err(format!(

@@ -19,6 +19,10 @@ pub enum Ty {
     S64,
     F16,
     Bf16,
+    /// Two f16 in 32 bits, element 0 in the low half.
+    F16x2,
+    /// Two bf16 in 32 bits, element 0 in the low half.
+    Bf16x2,
     F32,
     F64,
     Pred,
@@ -30,7 +34,7 @@ impl Ty {
         match self {
             B8 | U8 | S8 => 1,
             B16 | U16 | S16 | F16 | Bf16 => 2,
-            B32 | U32 | S32 | F32 => 4,
+            B32 | U32 | S32 | F32 | F16x2 | Bf16x2 => 4,
             B64 | U64 | S64 | F64 => 8,
             Pred => 1,
         }
@@ -39,7 +43,10 @@ impl Ty {
         matches!(self, Ty::S8 | Ty::S16 | Ty::S32 | Ty::S64)
     }
     pub fn is_float(self) -> bool {
-        matches!(self, Ty::F16 | Ty::Bf16 | Ty::F32 | Ty::F64)
+        matches!(
+            self,
+            Ty::F16 | Ty::Bf16 | Ty::F16x2 | Ty::Bf16x2 | Ty::F32 | Ty::F64
+        )
     }
     pub(super) fn parse(s: &str) -> Option<Ty> {
         use Ty::*;
@@ -58,6 +65,8 @@ impl Ty {
             "s64" => S64,
             "f16" => F16,
             "bf16" => Bf16,
+            "f16x2" => F16x2,
+            "bf16x2" => Bf16x2,
             "f32" => F32,
             "f64" => F64,
             "pred" => Pred,
@@ -207,6 +216,8 @@ pub struct FMod {
     pub rnd: Rnd,
     pub ftz: bool,
     pub sat: bool,
+    /// `.relu` (f16/bf16 `fma`): negative results become +0, NaN stays NaN.
+    pub relu: bool,
 }
 
 #[derive(Clone, Debug, PartialEq)]
