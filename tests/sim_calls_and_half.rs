@@ -269,3 +269,135 @@ fn half_arithmetic_bit_exact() {
     );
     assert!(inexact < 3 * n, "too few fma results were checkable");
 }
+
+/// sm_90-only bf16 forms (hand-written PTX: the build targets sm_80), and an
+/// fma whose exact value is a hair off a bf16 tie, so rounding the f64 sum
+/// (259 - 2^-100 -> 259) and then to bf16 (-> 260) would be wrong: once, it is 258.
+#[test]
+fn bf16_sm90_forms_and_fma_rounded_once() {
+    if !ptx::BUILT_WITH_KERNELS {
+        eprintln!("SKIPPED: built without kernels");
+        return;
+    }
+    const PTX: &str = "
+.version 9.0
+.target sm_90
+.address_size 64
+.visible .entry bf16_sm90(.param .u64 p_in, .param .u64 p_out)
+{
+	.reg .b16 %rs<5>;
+	.reg .b32 %r<4>;
+	.reg .b64 %rd<3>;
+	ld.param.u64 %rd1, [p_in];
+	ld.param.u64 %rd2, [p_out];
+	ld.global.u16 %rs1, [%rd1];
+	ld.global.u16 %rs2, [%rd1+2];
+	ld.global.u16 %rs3, [%rd1+4];
+	add.rn.bf16 %rs4, %rs1, %rs2;
+	st.global.u16 [%rd2], %rs4;
+	sub.rn.bf16 %rs4, %rs1, %rs2;
+	st.global.u16 [%rd2+2], %rs4;
+	mul.rn.bf16 %rs4, %rs1, %rs2;
+	st.global.u16 [%rd2+4], %rs4;
+	fma.rn.bf16 %rs4, %rs1, %rs2, %rs3;
+	st.global.u16 [%rd2+6], %rs4;
+	ld.global.u32 %r1, [%rd1];
+	ld.global.u32 %r2, [%rd1+4];
+	add.rn.bf16x2 %r3, %r1, %r2;
+	st.global.u32 [%rd2+8], %r3;
+	mul.rn.bf16x2 %r3, %r1, %r2;
+	st.global.u32 [%rd2+12], %r3;
+	ret;
+}
+";
+    use half::bf16;
+    let b = |v: f64| bf16::from_f64(v).to_bits();
+    let f = |x: u16| bf16::from_bits(x).to_f64();
+    let mut s = Simulator::new(0);
+    s.load_module("bf16_sm90", PTX).expect("parse");
+    let tiny = 2f64.powi(-100);
+    let cases = [
+        (7.0, 37.0, -tiny, 0.5),
+        (7.0, 37.0, tiny, -3.0),
+        (1.5, -2.25, 1.0e-3, 100.0),
+        (3.0e20, 1.7e-20, -5.0, 0.1),
+        (-0.0, 0.0, 0.0, -0.0),
+    ];
+    for (x, y, z, w) in cases {
+        let inp = [b(x), b(y), b(z), b(w)];
+        let d_in = up(&mut s, &inp);
+        let d_out = s.alloc(16).unwrap();
+        s.launch(
+            "bf16_sm90",
+            [1, 1, 1],
+            [1, 1, 1],
+            0,
+            &[P::Ptr(d_in), P::Ptr(d_out)],
+        )
+        .unwrap();
+        let got: Vec<u16> = down(&s, d_out, 8);
+        let [x, y, z, w] = inp;
+        let want = [
+            b(f(x) + f(y)),
+            b(f(x) - f(y)),
+            b(f(x) * f(y)),
+            // 259 +- 2^-100: the exact sum is off the tie, decided by z's sign.
+            if x == b(7.0) {
+                b(if f(z) < 0.0 { 258.0 } else { 260.0 })
+            } else {
+                b(f(x) * f(y) + f(z))
+            },
+            b(f(x) + f(z)),
+            b(f(y) + f(w)),
+            b(f(x) * f(z)),
+            b(f(y) * f(w)),
+        ];
+        assert_eq!(got, want, "inputs {inp:04x?}");
+    }
+}
+
+#[test]
+fn recursive_call_is_refused_naming_it() {
+    if !ptx::BUILT_WITH_KERNELS {
+        eprintln!("SKIPPED: built without kernels");
+        return;
+    }
+    const PTX: &str = "
+.version 9.0
+.target sm_80
+.address_size 64
+.func (.param .b32 func_retval0) down(.param .b32 down_param_0)
+{
+	.reg .b32 %r<3>;
+	ld.param.u32 %r1, [down_param_0];
+	{
+	.param .b32 param0;
+	st.param.b32 [param0], %r1;
+	.param .b32 retval0;
+	call.uni (retval0), down, (param0);
+	ld.param.b32 %r2, [retval0];
+	}
+	st.param.b32 [func_retval0], %r2;
+	ret;
+}
+.visible .entry rec()
+{
+	.reg .b32 %r<2>;
+	{
+	.param .b32 param0;
+	st.param.b32 [param0], 3;
+	.param .b32 retval0;
+	call.uni (retval0), down, (param0);
+	ld.param.b32 %r1, [retval0];
+	}
+	ret;
+}
+";
+    let mut s = Simulator::new(0);
+    s.load_module("rec", PTX).expect("parse");
+    let e = s
+        .launch("rec", [1, 1, 1], [1, 1, 1], 0, &[])
+        .expect_err("recursion must be refused")
+        .to_string();
+    assert!(e.contains("recursive call of `down`"), "{e}");
+}
