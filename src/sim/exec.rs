@@ -50,13 +50,18 @@ impl<'k> Launch<'k> {
             Op::Bin { op, ty, m, d, a, b } => {
                 let (a, b) = (self.rd(t, *a), self.rd(t, *b));
                 // Fast path for the common 32/64-bit integer ops.
-                let fast = match (ty.bytes(), ty.is_float() || *ty == Ty::Pred, op) {
+                let w = ty.bytes();
+                let fast = match (w, ty.is_float() || *ty == Ty::Pred, op) {
                     (4 | 8, false, Bin::Add) => Some(a.wrapping_add(b)),
                     (4 | 8, false, Bin::Sub) => Some(a.wrapping_sub(b)),
                     (4 | 8, false, Bin::MulLo) => Some(a.wrapping_mul(b)),
                     (4 | 8, false, Bin::And) => Some(a & b),
                     (4 | 8, false, Bin::Or) => Some(a | b),
                     (4 | 8, false, Bin::Xor) => Some(a ^ b),
+                    (4 | 8, false, Bin::Shl) if (b as u32) < w * 8 => Some(a << b as u32),
+                    (4 | 8, false, Bin::Shr) if !ty.signed() && (b as u32) < w * 8 => {
+                        Some(mask(*ty, a) >> b as u32)
+                    }
                     _ => None,
                 };
                 let v = match fast {
