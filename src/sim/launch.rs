@@ -1,0 +1,182 @@
+//! Launch setup (argument layout into param space, waves of resident blocks)
+//! and the per-thread state accessors every other part of a launch uses.
+
+use std::collections::HashMap;
+
+use super::parse::{Kernel, Src, Sreg};
+use super::{BlockSt, Launch, LaunchStats, ParamValue, RESIDENT_THREADS, Simulator, err};
+use crate::error::{Error, Result};
+
+impl Simulator {
+    pub(super) fn launch_in(
+        &mut self,
+        kernels: &HashMap<String, Kernel>,
+        kernel: &str,
+        grid: [u32; 3],
+        block: [u32; 3],
+        shared_bytes: u32,
+        params: &[ParamValue],
+    ) -> Result<LaunchStats> {
+        let k = kernels
+            .get(kernel)
+            .ok_or_else(|| err(kernel, "no such kernel in the loaded modules".into()))?;
+        if grid.contains(&0) || block.contains(&0) {
+            return Err(err(
+                kernel,
+                format!("empty launch: grid {grid:?}, block {block:?}"),
+            ));
+        }
+        let tpb = block[0] * block[1] * block[2];
+        if tpb > 1024 {
+            return Err(err(
+                kernel,
+                format!("block {block:?} has {tpb} threads, more than 1024"),
+            ));
+        }
+        if params.len() != k.params.len() {
+            return Err(err(
+                kernel,
+                format!(
+                    "{} arguments given, the kernel declares {} parameters",
+                    params.len(),
+                    k.params.len()
+                ),
+            ));
+        }
+        let mut pbuf = vec![0u8; k.param_bytes as usize];
+        for (i, (v, d)) in params.iter().zip(&k.params).enumerate() {
+            let bytes: Vec<u8> = match *v {
+                ParamValue::U32(x) => x.to_le_bytes().to_vec(),
+                ParamValue::I32(x) => x.to_le_bytes().to_vec(),
+                ParamValue::F32(x) => x.to_le_bytes().to_vec(),
+                ParamValue::U64(x) | ParamValue::Ptr(x) => x.to_le_bytes().to_vec(),
+                ParamValue::F64(x) => x.to_le_bytes().to_vec(),
+            };
+            if bytes.len() as u32 != d.size || d.align > bytes.len() as u32 {
+                return Err(err(
+                    kernel,
+                    format!(
+                        "argument {i} is {v:?} ({} bytes) but parameter {} is `{}` ({} bytes, align {})",
+                        bytes.len(),
+                        d.name,
+                        d.ty,
+                        d.size,
+                        d.align
+                    ),
+                ));
+            }
+            pbuf[d.offset as usize..][..bytes.len()].copy_from_slice(&bytes);
+        }
+        self.launch_id += 1;
+        let nblocks = grid[0] as u64 * grid[1] as u64 * grid[2] as u64;
+        let per_wave = (RESIDENT_THREADS / tpb as u64).max(1);
+        let mut l = Launch {
+            k,
+            name: kernel,
+            grid,
+            block,
+            tpb,
+            nregs: k.nregs.max(1),
+            params: pbuf,
+            regs: Vec::new(),
+            pc: Vec::new(),
+            st: Vec::new(),
+            frames: Vec::new(),
+            first: 0,
+            blocks: (0..nblocks)
+                .map(|_| BlockSt {
+                    bar_epoch: 0,
+                    fence_epoch: 0,
+                    at_bar: 0,
+                    done: 0,
+                })
+                .collect(),
+            shared: Vec::new(),
+            first_block: 0,
+            local: Vec::new(),
+            launch_id: self.launch_id,
+            shared_bytes: k.static_shared + shared_bytes,
+            instructions: 0,
+            rng: self.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1,
+        };
+        let mut b0 = 0;
+        while b0 < nblocks {
+            let b1 = (b0 + per_wave).min(nblocks);
+            l.run_wave(self, b0 as u32, b1 as u32)?;
+            b0 = b1;
+        }
+        Ok(LaunchStats {
+            instructions: l.instructions,
+            threads: nblocks * tpb as u64,
+        })
+    }
+}
+
+impl<'k> Launch<'k> {
+    pub(super) fn where_(&self, t: usize) -> String {
+        let g = self.first as usize + t;
+        let b = g as u32 / self.tpb;
+        let tl = g as u32 % self.tpb;
+        let line = self
+            .k
+            .insts
+            .get(self.pc[t] as usize)
+            .map(|i| i.line)
+            .unwrap_or(0);
+        format!(
+            "block ({}, {}, {}), thread ({}, {}, {}), PTX line {line}",
+            b % self.grid[0],
+            b / self.grid[0] % self.grid[1],
+            b / (self.grid[0] * self.grid[1]),
+            tl % self.block[0],
+            tl / self.block[0] % self.block[1],
+            tl / (self.block[0] * self.block[1])
+        )
+    }
+    pub(super) fn who(&self, g: u32) -> String {
+        let b = g / self.tpb;
+        let tl = g % self.tpb;
+        format!(
+            "thread ({}, {}, {}) of block ({}, {}, {})",
+            tl % self.block[0],
+            tl / self.block[0] % self.block[1],
+            tl / (self.block[0] * self.block[1]),
+            b % self.grid[0],
+            b / self.grid[0] % self.grid[1],
+            b / (self.grid[0] * self.grid[1])
+        )
+    }
+    pub(super) fn fail(&self, t: usize, what: String) -> Error {
+        err(self.name, format!("{}: {what}", self.where_(t)))
+    }
+
+    #[inline]
+    pub(super) fn rd(&self, t: usize, s: Src) -> u64 {
+        match s {
+            Src::R(r) => self.regs[t * self.nregs + r as usize],
+            Src::Imm(v) => v,
+            Src::S(sr) => {
+                let g = self.first + t as u32;
+                let b = g / self.tpb;
+                let tl = g % self.tpb;
+                let dim3 = |v: u32, d: [u32; 3], i: u8| match i {
+                    0 => v % d[0],
+                    1 => v / d[0] % d[1],
+                    _ => v / (d[0] * d[1]),
+                } as u64;
+                match sr {
+                    Sreg::Tid(i) => dim3(tl, self.block, i),
+                    Sreg::Ntid(i) => self.block[i as usize] as u64,
+                    Sreg::Ctaid(i) => dim3(b, self.grid, i),
+                    Sreg::Nctaid(i) => self.grid[i as usize] as u64,
+                    Sreg::LaneId => (tl % 32) as u64,
+                    Sreg::WarpId => (tl / 32) as u64,
+                }
+            }
+        }
+    }
+    #[inline]
+    pub(super) fn wr(&mut self, t: usize, d: u16, v: u64) {
+        self.regs[t * self.nregs + d as usize] = v;
+    }
+}

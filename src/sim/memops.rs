@@ -1,0 +1,145 @@
+//! Loads, stores (scalar and vector) and atomics/reductions: alignment
+//! checks, then one checked [`Launch::mem`] access per element.
+
+use super::num::*;
+use super::parse::{AtomOp, Op, Src, Ty};
+use super::{Acc, Launch, Simulator};
+use crate::error::Result;
+
+impl<'k> Launch<'k> {
+    pub(super) fn ld(&mut self, sim: &mut Simulator, t: usize, op: &Op) -> Result<()> {
+        let Op::Ld { space, ty, d, addr } = op else {
+            unreachable!("ld on {op:?}")
+        };
+        let base = addr
+            .base
+            .map(|r| self.rd(t, Src::R(r)))
+            .unwrap_or(0)
+            .wrapping_add(addr.offset as u64);
+        let w = ty.bytes();
+        let total = w * d.len() as u32;
+        if base % total as u64 != 0 {
+            return Err(self.fail(
+                t,
+                format!("misaligned {total}-byte load at address {base:#x} ({space:?})"),
+            ));
+        }
+        for (i, r) in d.iter().enumerate() {
+            let v = self.mem(
+                sim,
+                t,
+                *space,
+                base + (i as u32 * w) as u64,
+                w,
+                Acc::Read,
+                0,
+            )?;
+            let v = if ty.signed() { sext(*ty, v) as u64 } else { v };
+            self.wr(t, *r, v);
+        }
+        Ok(())
+    }
+
+    pub(super) fn st(&mut self, sim: &mut Simulator, t: usize, op: &Op) -> Result<()> {
+        let Op::St { space, ty, s, addr } = op else {
+            unreachable!("st on {op:?}")
+        };
+        let base = addr
+            .base
+            .map(|r| self.rd(t, Src::R(r)))
+            .unwrap_or(0)
+            .wrapping_add(addr.offset as u64);
+        let w = ty.bytes();
+        let total = w * s.len() as u32;
+        if base % total as u64 != 0 {
+            return Err(self.fail(
+                t,
+                format!("misaligned {total}-byte store at address {base:#x} ({space:?})"),
+            ));
+        }
+        for (i, v) in s.iter().enumerate() {
+            let v = mask(*ty, self.rd(t, *v));
+            self.mem(
+                sim,
+                t,
+                *space,
+                base + (i as u32 * w) as u64,
+                w,
+                Acc::Write,
+                v,
+            )?;
+        }
+        Ok(())
+    }
+
+    pub(super) fn atom(&mut self, sim: &mut Simulator, t: usize, op: &Op) -> Result<()> {
+        let Op::Atom {
+            space,
+            op,
+            ty,
+            d,
+            addr,
+            b,
+            c,
+        } = op
+        else {
+            unreachable!("atom on {op:?}")
+        };
+        let base = addr
+            .base
+            .map(|r| self.rd(t, Src::R(r)))
+            .unwrap_or(0)
+            .wrapping_add(addr.offset as u64);
+        let w = ty.bytes();
+        if base % w as u64 != 0 {
+            return Err(self.fail(
+                t,
+                format!("misaligned {w}-byte atomic at address {base:#x}"),
+            ));
+        }
+        let old = self.mem(sim, t, *space, base, w, Acc::AtomicLoad, 0)?;
+        let (b, c) = (self.rd(t, *b), self.rd(t, *c));
+        let new = match (op, ty) {
+            (AtomOp::Add, Ty::F32) => b32(fl32(old) + fl32(b)),
+            (AtomOp::Add, Ty::F64) => (fl64(old) + fl64(b)).to_bits(),
+            (AtomOp::Add, _) => old.wrapping_add(b),
+            (AtomOp::Min | AtomOp::Max, Ty::F32 | Ty::F64) => {
+                return Err(self.fail(t, "atomic float min/max is not supported".into()));
+            }
+            (AtomOp::Min, _) if ty.signed() => sext(*ty, old).min(sext(*ty, b)) as u64,
+            (AtomOp::Max, _) if ty.signed() => sext(*ty, old).max(sext(*ty, b)) as u64,
+            (AtomOp::Min, _) => old.min(mask(*ty, b)),
+            (AtomOp::Max, _) => old.max(mask(*ty, b)),
+            (AtomOp::Exch, _) => b,
+            (AtomOp::Cas, _) => {
+                if old == mask(*ty, b) {
+                    c
+                } else {
+                    old
+                }
+            }
+            (AtomOp::And, _) => old & b,
+            (AtomOp::Or, _) => old | b,
+            (AtomOp::Xor, _) => old ^ b,
+            (AtomOp::Inc, _) => {
+                if old >= mask(*ty, b) {
+                    0
+                } else {
+                    old + 1
+                }
+            }
+            (AtomOp::Dec, _) => {
+                if old == 0 || old > mask(*ty, b) {
+                    mask(*ty, b)
+                } else {
+                    old - 1
+                }
+            }
+        };
+        self.mem(sim, t, *space, base, w, Acc::Atomic, mask(*ty, new))?;
+        if let Some(d) = d {
+            self.wr(t, *d, old);
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,214 @@
+//! One checked scalar memory access: address-space resolution, per-allocation
+//! bounds, uninitialised reads and the race shadow (see the module header).
+
+use super::parse::Space;
+use super::{
+    Acc, BlockSt, LOCAL_WIN, Launch, R_MANY, Region, SHARED_WIN, Sh, Simulator, W_ATOMIC, WIN_SIZE,
+};
+use crate::error::Result;
+
+impl<'k> Launch<'k> {
+    /// One scalar memory access with all checks; returns the loaded value (reads/atomics).
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn mem(
+        &mut self,
+        sim: &mut Simulator,
+        t: usize,
+        space: Space,
+        addr: u64,
+        w: u32,
+        acc: Acc,
+        val: u64,
+    ) -> Result<u64> {
+        let (space, a) = match space {
+            Space::Generic if (SHARED_WIN..SHARED_WIN + WIN_SIZE).contains(&addr) => {
+                (Space::Shared, addr - SHARED_WIN)
+            }
+            Space::Generic if (LOCAL_WIN..LOCAL_WIN + WIN_SIZE).contains(&addr) => {
+                (Space::Local, addr - LOCAL_WIN)
+            }
+            Space::Generic => (Space::Global, addr),
+            s => (s, addr),
+        };
+        if space == Space::Param {
+            if !matches!(acc, Acc::Read) {
+                return Err(self.fail(t, "store to kernel parameter space".into()));
+            }
+            let end = a + w as u64;
+            if end > self.params.len() as u64 {
+                return Err(self.fail(
+                    t,
+                    format!(
+                        "param read at offset {a} past the {} parameter bytes",
+                        self.params.len()
+                    ),
+                ));
+            }
+            let mut v = [0u8; 8];
+            v[..w as usize].copy_from_slice(&self.params[a as usize..end as usize]);
+            return Ok(u64::from_le_bytes(v));
+        }
+        let g = self.first + t as u32;
+        let me_block = (g / self.tpb) as usize;
+        let (region, off, what): (&mut Region, u64, String) = match space {
+            Space::Shared => {
+                let r = &mut self.shared[me_block - self.first_block as usize];
+                if a + w as u64 > r.data.len() as u64 {
+                    let n = r.data.len();
+                    return Err(self.fail(t, format!("out-of-bounds shared-memory access of {w} bytes at shared address {a:#x} (the block has {n} bytes of shared memory)")));
+                }
+                (r, a, "shared".into())
+            }
+            Space::Local => {
+                let Some(r) = self.local.get_mut(t) else {
+                    return Err(self.fail(
+                        t,
+                        format!(
+                            "local-memory access at {a:#x} but the kernel declares no local memory"
+                        ),
+                    ));
+                };
+                if a + w as u64 > r.data.len() as u64 {
+                    let n = r.data.len();
+                    return Err(self.fail(t, format!("out-of-bounds local-memory access at {a:#x} ({n} bytes of local memory)")));
+                }
+                (r, a, "local".into())
+            }
+            Space::Const => {
+                return Err(self.fail(
+                    t,
+                    "const-space access: no module `.const` variables are supported".into(),
+                ));
+            }
+            _ => {
+                let found = sim.allocs.range_mut(..=a).next_back();
+                match found {
+                    Some((b, r)) if a + w as u64 <= b + r.data.len() as u64 => {
+                        let b = *b;
+                        (r, a - b, format!("global {a:#x}"))
+                    }
+                    Some((b, r)) if a < b + r.data.len() as u64 + 256 => {
+                        let (b, n) = (*b, r.data.len());
+                        return Err(self.fail(t, format!("out-of-bounds global access of {w} bytes at {a:#x}: {} bytes past the end of the {n}-byte allocation at {b:#x}", a + w as u64 - (b + n as u64))));
+                    }
+                    _ => {
+                        return Err(self.fail(
+                            t,
+                            format!(
+                                "global access of {w} bytes at {a:#x}, which is in no allocation"
+                            ),
+                        ));
+                    }
+                }
+            }
+        };
+        let o = off as usize;
+        let wu = w as usize;
+        if acc != Acc::Write && region.init[o..o + wu].contains(&0) {
+            let first = o + region.init[o..o + wu]
+                .iter()
+                .position(|&x| x == 0)
+                .unwrap_or(0);
+            let addr_s = format!("{what} (byte offset {first})");
+            return Err(self.fail(t, format!("read of never-written memory at {addr_s}")));
+        }
+        if space != Space::Local && acc != Acc::AtomicLoad {
+            if region.shadow.is_empty() {
+                region.shadow = vec![Sh::default(); region.data.len()];
+            }
+            let lid = self.launch_id;
+            for i in o..o + wu {
+                let e = &mut region.shadow[i];
+                if e.launch != lid {
+                    *e = Sh {
+                        launch: lid,
+                        ..Sh::default()
+                    };
+                }
+                let conflict = |blocks: &[BlockSt], prev: u32, ep: u32, fe: u32| -> bool {
+                    if prev == 0 || prev - 1 == g {
+                        return false;
+                    }
+                    let pb = ((prev - 1) / self.tpb) as usize;
+                    if pb == me_block {
+                        blocks[pb].bar_epoch == ep
+                    } else {
+                        blocks[pb].fence_epoch == fe
+                    }
+                };
+                let my_ep = self.blocks[me_block].bar_epoch;
+                let my_fe = self.blocks[me_block].fence_epoch;
+                let bad = match acc {
+                    Acc::Read | Acc::AtomicLoad => {
+                        let racy = conflict(&self.blocks, e.w, e.w_ep, e.w_fe);
+                        let many = (e.r != 0
+                            && e.r - 1 != g
+                            && conflict(&self.blocks, e.r, e.r_ep, e.r_fe))
+                            || (e.r == g + 1 && e.flags & R_MANY != 0 && e.r_ep == my_ep);
+                        e.flags = (e.flags & !R_MANY) | if many { R_MANY } else { 0 };
+                        e.r = g + 1;
+                        e.r_ep = my_ep;
+                        e.r_fe = my_fe;
+                        racy.then_some((e.w, "write"))
+                    }
+                    Acc::Write | Acc::Atomic => {
+                        let atomic = acc == Acc::Atomic;
+                        let ww = conflict(&self.blocks, e.w, e.w_ep, e.w_fe)
+                            && !(atomic && e.flags & W_ATOMIC != 0);
+                        let rw = !atomic
+                            && (conflict(&self.blocks, e.r, e.r_ep, e.r_fe)
+                                || (e.r == g + 1 && e.flags & R_MANY != 0 && e.r_ep == my_ep));
+                        let out = if ww {
+                            Some((e.w, "write"))
+                        } else if rw {
+                            Some((e.r, "read"))
+                        } else {
+                            None
+                        };
+                        e.w = g + 1;
+                        e.w_ep = my_ep;
+                        e.w_fe = my_fe;
+                        e.flags = if atomic { W_ATOMIC } else { 0 };
+                        if !atomic {
+                            e.r = 0;
+                        }
+                        out
+                    }
+                };
+                if let Some((prev, kind)) = bad {
+                    let verb = match acc {
+                        Acc::Read | Acc::AtomicLoad => "read",
+                        Acc::Write => "write",
+                        Acc::Atomic => "atomic",
+                    };
+                    let other = if prev == g + 1 {
+                        "other threads".to_string()
+                    } else {
+                        self.who(prev - 1)
+                    };
+                    return Err(self.fail(
+                        t,
+                        format!("data race on {what} (byte offset {i}): this {verb} conflicts with a {kind} by {other} with no barrier (bar.sync in a block, gpu-scope fence across blocks) between them"),
+                    ));
+                }
+            }
+        }
+        let region = match space {
+            Space::Shared => &mut self.shared[me_block - self.first_block as usize],
+            Space::Local => &mut self.local[t],
+            _ => sim
+                .allocs
+                .range_mut(..=a)
+                .next_back()
+                .map(|(_, r)| r)
+                .expect("found above"),
+        };
+        let mut old = [0u8; 8];
+        old[..wu].copy_from_slice(&region.data[o..o + wu]);
+        if matches!(acc, Acc::Write | Acc::Atomic) {
+            region.data[o..o + wu].copy_from_slice(&val.to_le_bytes()[..wu]);
+            region.init[o..o + wu].fill(1);
+        }
+        Ok(u64::from_le_bytes(old))
+    }
+}

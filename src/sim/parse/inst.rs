@@ -1,0 +1,536 @@
+//! Instruction decoding: opcode, modifiers and operands -> [`Op`]; an
+//! unknown or unsupported form is an error naming it.
+
+use super::PResult;
+use super::lex::split_operands;
+use super::operands::Ctx;
+use super::types::*;
+
+impl Ctx {
+    pub(super) fn parse_inst(&self, s: &str) -> PResult<(Option<(u16, bool)>, Op)> {
+        let mut s = s.trim();
+        let mut pred = None;
+        if let Some(rest) = s.strip_prefix('@') {
+            let (p, r) = rest
+                .split_once(char::is_whitespace)
+                .ok_or("predicate without instruction")?;
+            let (neg, p) = match p.strip_prefix('!') {
+                Some(q) => (true, q),
+                None => (false, p),
+            };
+            pred = Some((self.reg(p)?, neg));
+            s = r.trim();
+        }
+        let (opcode, rest) = match s.split_once(char::is_whitespace) {
+            Some((o, r)) => (o, r.trim()),
+            None => (s, ""),
+        };
+        let parts: Vec<&str> = opcode.split('.').collect();
+        let mods = &parts[1..];
+        let has = |m: &str| mods.contains(&m);
+        let ty = mods
+            .iter()
+            .rev()
+            .find_map(|m| Ty::parse(m))
+            .unwrap_or(Ty::B32);
+        let ops = split_operands(rest);
+        let need = |n: usize| -> PResult<()> {
+            if ops.len() < n {
+                Err(format!("`{opcode}` needs {n} operands, got {}", ops.len()))
+            } else {
+                Ok(())
+            }
+        };
+        let rnd = if has("rz") {
+            Rnd::Rz
+        } else if has("rm") {
+            Rnd::Rm
+        } else if has("rp") {
+            Rnd::Rp
+        } else {
+            Rnd::Rn
+        };
+        let fm = FMod {
+            rnd,
+            ftz: has("ftz"),
+            sat: has("sat"),
+            relu: has("relu"),
+        };
+        let unknown = || format!("unsupported instruction `{opcode}`");
+        let op = match parts[0] {
+            "mov" => {
+                need(2)?;
+                if ops[0].starts_with('{') {
+                    Op::Unpack {
+                        ds: self.vec_regs(&ops[0])?,
+                        a: self.src(&ops[1], ty)?,
+                        part_bits: ty.bytes() * 8 / ops[0].split(',').count() as u32,
+                    }
+                } else if ops[1].starts_with('{') {
+                    let parts = self.vec_srcs(&ops[1], ty)?;
+                    Op::Pack {
+                        d: self.dst(&ops[0])?,
+                        part_bits: ty.bytes() * 8 / parts.len() as u32,
+                        parts,
+                    }
+                } else {
+                    Op::Mov {
+                        d: self.dst(&ops[0])?,
+                        a: self.src(&ops[1], ty)?,
+                    }
+                }
+            }
+            "add" | "sub" | "mul" | "div" | "rem" | "and" | "or" | "xor" | "shl" | "shr"
+            | "min" | "max" | "copysign" => {
+                need(3)?;
+                let op = match (parts[0], has("hi"), has("wide")) {
+                    ("add", ..) => Bin::Add,
+                    ("sub", ..) => Bin::Sub,
+                    ("mul", true, _) => Bin::MulHi,
+                    ("mul", _, true) => Bin::MulWide,
+                    ("mul", ..) => Bin::MulLo,
+                    ("div", ..) => Bin::Div,
+                    ("rem", ..) => Bin::Rem,
+                    ("and", ..) => Bin::And,
+                    ("or", ..) => Bin::Or,
+                    ("xor", ..) => Bin::Xor,
+                    ("shl", ..) => Bin::Shl,
+                    ("shr", ..) => Bin::Shr,
+                    ("min", ..) => Bin::Min,
+                    ("max", ..) => Bin::Max,
+                    _ => Bin::Copysign,
+                };
+                if has("cc") || has("sat") && !ty.is_float() || has("NaN") || has("xorsign") {
+                    return Err(unknown());
+                }
+                let sty = if matches!(op, Bin::Shl | Bin::Shr) {
+                    Ty::U32
+                } else {
+                    ty
+                };
+                Op::Bin {
+                    op,
+                    ty,
+                    m: fm,
+                    d: self.dst(&ops[0])?,
+                    a: self.src(&ops[1], ty)?,
+                    b: self.src(&ops[2], sty)?,
+                }
+            }
+            "not" | "neg" | "abs" | "popc" | "clz" | "brev" | "sqrt" | "rsqrt" | "rcp" | "ex2"
+            | "lg2" | "tanh" | "sin" | "cos" | "cnot" => {
+                need(2)?;
+                let approx = has("approx");
+                let op = match parts[0] {
+                    "not" => Un::Not,
+                    "neg" => Un::Neg,
+                    "abs" => Un::Abs,
+                    "popc" => Un::Popc,
+                    "clz" => Un::Clz,
+                    "brev" => Un::Brev,
+                    "sqrt" if approx => Un::SqrtApprox,
+                    "sqrt" => Un::Sqrt,
+                    "rsqrt" => Un::Rsqrt,
+                    "rcp" if approx => Un::RcpApprox,
+                    "rcp" => Un::Rcp,
+                    "ex2" => Un::Ex2,
+                    "lg2" => Un::Lg2,
+                    "tanh" => Un::Tanh,
+                    "sin" => Un::Sin,
+                    "cos" => Un::Cos,
+                    _ => return Err(unknown()),
+                };
+                Op::Un {
+                    op,
+                    ty,
+                    m: fm,
+                    d: self.dst(&ops[0])?,
+                    a: self.src(&ops[1], ty)?,
+                }
+            }
+            "mad" | "fma" => {
+                need(4)?;
+                let (d, a, b, c) = (
+                    self.dst(&ops[0])?,
+                    self.src(&ops[1], ty)?,
+                    self.src(&ops[2], ty)?,
+                    self.src(&ops[3], ty)?,
+                );
+                if ty.is_float() {
+                    Op::Fma {
+                        ty,
+                        m: fm,
+                        d,
+                        a,
+                        b,
+                        c,
+                    }
+                } else {
+                    let wide = has("wide");
+                    let cty = if wide {
+                        if ty.signed() { Ty::S64 } else { Ty::U64 }
+                    } else {
+                        ty
+                    };
+                    Op::Mad {
+                        ty,
+                        hi: has("hi"),
+                        wide,
+                        d,
+                        a,
+                        b,
+                        c: self.src(&ops[3], cty)?,
+                    }
+                }
+            }
+            "setp" => {
+                need(3)?;
+                let cmp = match mods[0] {
+                    "eq" => Cmp::Eq,
+                    "ne" => Cmp::Ne,
+                    "lt" => Cmp::Lt,
+                    "le" => Cmp::Le,
+                    "gt" => Cmp::Gt,
+                    "ge" => Cmp::Ge,
+                    "lo" => Cmp::Lo,
+                    "ls" => Cmp::Ls,
+                    "hi" => Cmp::Hi,
+                    "hs" => Cmp::Hs,
+                    "equ" => Cmp::Equ,
+                    "neu" => Cmp::Neu,
+                    "ltu" => Cmp::Ltu,
+                    "leu" => Cmp::Leu,
+                    "gtu" => Cmp::Gtu,
+                    "geu" => Cmp::Geu,
+                    "num" => Cmp::Num,
+                    "nan" => Cmp::Nan,
+                    _ => return Err(unknown()),
+                };
+                if mods.len() > 2 && !(mods.len() == 3 && has("ftz"))
+                    || ops.len() != 3
+                    || ops[0].contains('|')
+                {
+                    return Err(format!("unsupported form of `{opcode}` (combining setp)"));
+                }
+                Op::Setp {
+                    cmp,
+                    ty,
+                    ftz: has("ftz"),
+                    d: self.dst(&ops[0])?,
+                    a: self.src(&ops[1], ty)?,
+                    b: self.src(&ops[2], ty)?,
+                }
+            }
+            "selp" => {
+                need(4)?;
+                Op::Selp {
+                    ty,
+                    d: self.dst(&ops[0])?,
+                    a: self.src(&ops[1], ty)?,
+                    b: self.src(&ops[2], ty)?,
+                    p: self.src(&ops[3], Ty::Pred)?,
+                }
+            }
+            "cvt" => {
+                need(2)?;
+                let tys: Vec<Ty> = mods.iter().filter_map(|m| Ty::parse(m)).collect();
+                if tys.len() != 2 {
+                    return Err(unknown());
+                }
+                let irnd = mods.iter().find_map(|m| match *m {
+                    "rni" => Some(Rnd::Rn),
+                    "rzi" => Some(Rnd::Rz),
+                    "rmi" => Some(Rnd::Rm),
+                    "rpi" => Some(Rnd::Rp),
+                    _ => None,
+                });
+                let frnd = mods.iter().find_map(|m| match *m {
+                    "rn" => Some(Rnd::Rn),
+                    "rz" => Some(Rnd::Rz),
+                    "rm" => Some(Rnd::Rm),
+                    "rp" => Some(Rnd::Rp),
+                    _ => None,
+                });
+                Op::Cvt {
+                    dty: tys[0],
+                    sty: tys[1],
+                    irnd,
+                    rnd: frnd,
+                    ftz: has("ftz"),
+                    sat: has("sat"),
+                    d: self.dst(&ops[0])?,
+                    a: self.src(&ops[1], tys[1])?,
+                }
+            }
+            "cvta" => {
+                need(2)?;
+                let space = if has("global") {
+                    Space::Global
+                } else if has("shared") {
+                    Space::Shared
+                } else if has("local") {
+                    Space::Local
+                } else {
+                    return Err(unknown());
+                };
+                Op::Cvta {
+                    to: has("to"),
+                    space,
+                    d: self.dst(&ops[0])?,
+                    a: self.src(&ops[1], ty)?,
+                }
+            }
+            "bfe" => {
+                need(4)?;
+                Op::Bfe {
+                    ty,
+                    d: self.dst(&ops[0])?,
+                    a: self.src(&ops[1], ty)?,
+                    b: self.src(&ops[2], Ty::U32)?,
+                    c: self.src(&ops[3], Ty::U32)?,
+                }
+            }
+            "bfi" => {
+                need(5)?;
+                Op::Bfi {
+                    ty,
+                    d: self.dst(&ops[0])?,
+                    a: self.src(&ops[1], ty)?,
+                    b: self.src(&ops[2], ty)?,
+                    c: self.src(&ops[3], Ty::U32)?,
+                    e: self.src(&ops[4], Ty::U32)?,
+                }
+            }
+            "ld" | "st" => {
+                need(2)?;
+                let space = space_of(mods);
+                if has("v8") {
+                    return Err(unknown());
+                }
+                let (asym, addr_s, other) = if parts[0] == "ld" {
+                    (1, &ops[1], &ops[0])
+                } else {
+                    (0, &ops[0], &ops[1])
+                };
+                let _ = asym;
+                let (sym_space, addr) = self.addr(addr_s)?;
+                let space = match (space, sym_space) {
+                    (Space::Generic, Some(s)) | (Space::Param, Some(s @ Space::Local)) => s,
+                    (s, _) => s,
+                };
+                if parts[0] == "ld" {
+                    Op::Ld {
+                        space,
+                        ty,
+                        d: self.vec_regs(other)?,
+                        addr,
+                    }
+                } else {
+                    Op::St {
+                        space,
+                        ty,
+                        s: self.vec_srcs(other, ty)?,
+                        addr,
+                    }
+                }
+            }
+            "atom" | "red" => {
+                let space = space_of(mods);
+                let op = mods
+                    .iter()
+                    .find_map(|m| {
+                        Some(match *m {
+                            "add" => AtomOp::Add,
+                            "min" => AtomOp::Min,
+                            "max" => AtomOp::Max,
+                            "exch" => AtomOp::Exch,
+                            "cas" => AtomOp::Cas,
+                            "and" => AtomOp::And,
+                            "or" => AtomOp::Or,
+                            "xor" => AtomOp::Xor,
+                            "inc" => AtomOp::Inc,
+                            "dec" => AtomOp::Dec,
+                            _ => return None,
+                        })
+                    })
+                    .ok_or_else(unknown)?;
+                if has("v2") || has("v4") || has("noftz") && ty != Ty::F32 {
+                    return Err(unknown());
+                }
+                let (d, o) = if parts[0] == "atom" {
+                    need(3)?;
+                    (Some(self.dst(&ops[0])?), 1)
+                } else {
+                    need(2)?;
+                    (None, 0)
+                };
+                let (sym_space, addr) = self.addr(&ops[o])?;
+                let space = match (space, sym_space) {
+                    (Space::Generic, Some(s)) | (Space::Param, Some(s @ Space::Local)) => s,
+                    (s, _) => s,
+                };
+                let b = self.src(&ops[o + 1], ty)?;
+                let c = if op == AtomOp::Cas {
+                    self.src(ops.get(o + 2).ok_or("cas needs 3 operands")?, ty)?
+                } else {
+                    Src::Imm(0)
+                };
+                Op::Atom {
+                    space,
+                    op,
+                    ty,
+                    d,
+                    addr,
+                    b,
+                    c,
+                }
+            }
+            "bra" => {
+                need(1)?;
+                Op::Bra {
+                    target: *self
+                        .labels
+                        .get(ops[0].as_str())
+                        .ok_or_else(|| format!("unknown label {:?}", ops[0]))?,
+                }
+            }
+            "bar" | "barrier" => {
+                if has("warp") {
+                    need(1)?;
+                    Op::WarpSync {
+                        mask: self.src(&ops[0], Ty::B32)?,
+                    }
+                } else if (has("sync") || mods.is_empty() || has("aligned"))
+                    && !has("arrive")
+                    && !has("red")
+                {
+                    if ops.len() != 1 || self.src(&ops[0], Ty::U32)? != Src::Imm(0) {
+                        return Err(format!(
+                            "`{opcode}` with a barrier id other than 0 or a thread count is not supported"
+                        ));
+                    }
+                    Op::Bar
+                } else {
+                    return Err(unknown());
+                }
+            }
+            "shfl" => {
+                need(5)?;
+                if !has("sync") {
+                    return Err(unknown());
+                }
+                let mode = if has("up") {
+                    ShflMode::Up
+                } else if has("down") {
+                    ShflMode::Down
+                } else if has("bfly") {
+                    ShflMode::Bfly
+                } else if has("idx") {
+                    ShflMode::Idx
+                } else {
+                    return Err(unknown());
+                };
+                let (d, p) = match ops[0].split_once('|') {
+                    Some((d, p)) => (self.dst(d)?, Some(self.dst(p)?)),
+                    None => (self.dst(&ops[0])?, None),
+                };
+                Op::Shfl {
+                    mode,
+                    d,
+                    p,
+                    a: self.src(&ops[1], Ty::B32)?,
+                    b: self.src(&ops[2], Ty::B32)?,
+                    c: self.src(&ops[3], Ty::B32)?,
+                    mask: self.src(&ops[4], Ty::B32)?,
+                }
+            }
+            "vote" => {
+                need(3)?;
+                if !has("sync") {
+                    return Err(unknown());
+                }
+                let mode = if has("all") {
+                    VoteMode::All
+                } else if has("any") {
+                    VoteMode::Any
+                } else if has("uni") {
+                    VoteMode::Uni
+                } else if has("ballot") {
+                    VoteMode::Ballot
+                } else {
+                    return Err(unknown());
+                };
+                let (negate, a) = match ops[1].strip_prefix('!') {
+                    Some(r) => (true, r),
+                    None => (false, ops[1].as_str()),
+                };
+                Op::Vote {
+                    mode,
+                    d: self.dst(&ops[0])?,
+                    a: self.src(a, Ty::Pred)?,
+                    negate,
+                    mask: self.src(&ops[2], Ty::B32)?,
+                }
+            }
+            "membar" | "fence" => Op::Fence {
+                gpu: has("gl") || has("sys") || has("gpu"),
+            },
+            "ret" if self.in_func => Op::Ret,
+            "ret" | "exit" => Op::Exit,
+            "call" => {
+                need(1)?;
+                let (rets, name, args) = if ops[0].starts_with('(') {
+                    need(2)?;
+                    (ops[0].as_str(), ops[1].as_str(), ops.get(2))
+                } else {
+                    ("", ops[0].as_str(), ops.get(1))
+                };
+                let &(func, nparams, nrets) = self
+                    .funcs
+                    .get(name)
+                    .ok_or_else(|| format!("call of unknown function {name:?}"))?;
+                let slots = |list: &str| -> PResult<Vec<u32>> {
+                    list.trim()
+                        .trim_start_matches('(')
+                        .trim_end_matches(')')
+                        .split(',')
+                        .map(str::trim)
+                        .filter(|n| !n.is_empty())
+                        .map(|n| match self.syms.get(n) {
+                            Some((Space::Local, off)) => Ok(*off as u32),
+                            _ => Err(format!(
+                                "call operand {n:?} is not a `.param` of the call sequence"
+                            )),
+                        })
+                        .collect()
+                };
+                let args = slots(args.map_or("", String::as_str))?;
+                let rets = slots(rets)?;
+                if args.len() != nparams || rets.len() != nrets {
+                    return Err(format!(
+                        "call of {name:?} with {} arguments and {} return values; it declares {nparams} and {nrets}",
+                        args.len(),
+                        rets.len()
+                    ));
+                }
+                Op::Call { func, args, rets }
+            }
+            _ => return Err(unknown()),
+        };
+        Ok((pred, op))
+    }
+}
+
+fn space_of(mods: &[&str]) -> Space {
+    for m in mods {
+        match *m {
+            "global" => return Space::Global,
+            "shared" => return Space::Shared,
+            "local" => return Space::Local,
+            "param" => return Space::Param,
+            "const" => return Space::Const,
+            _ => {}
+        }
+    }
+    Space::Generic
+}

@@ -1,0 +1,421 @@
+//! The decoded form of PTX: types, operands, instructions, kernels.
+
+use std::collections::HashMap;
+
+/// Scalar types; `Pred` is a 1-bit predicate register.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ty {
+    B8,
+    B16,
+    B32,
+    B64,
+    U8,
+    U16,
+    U32,
+    U64,
+    S8,
+    S16,
+    S32,
+    S64,
+    F16,
+    Bf16,
+    /// Two f16 in 32 bits, element 0 in the low half.
+    F16x2,
+    /// Two bf16 in 32 bits, element 0 in the low half.
+    Bf16x2,
+    F32,
+    F64,
+    Pred,
+}
+
+impl Ty {
+    pub fn bytes(self) -> u32 {
+        use Ty::*;
+        match self {
+            B8 | U8 | S8 => 1,
+            B16 | U16 | S16 | F16 | Bf16 => 2,
+            B32 | U32 | S32 | F32 | F16x2 | Bf16x2 => 4,
+            B64 | U64 | S64 | F64 => 8,
+            Pred => 1,
+        }
+    }
+    pub fn signed(self) -> bool {
+        matches!(self, Ty::S8 | Ty::S16 | Ty::S32 | Ty::S64)
+    }
+    pub fn is_float(self) -> bool {
+        matches!(
+            self,
+            Ty::F16 | Ty::Bf16 | Ty::F16x2 | Ty::Bf16x2 | Ty::F32 | Ty::F64
+        )
+    }
+    pub(super) fn parse(s: &str) -> Option<Ty> {
+        use Ty::*;
+        Some(match s {
+            "b8" => B8,
+            "b16" => B16,
+            "b32" => B32,
+            "b64" => B64,
+            "u8" => U8,
+            "u16" => U16,
+            "u32" => U32,
+            "u64" => U64,
+            "s8" => S8,
+            "s16" => S16,
+            "s32" => S32,
+            "s64" => S64,
+            "f16" => F16,
+            "bf16" => Bf16,
+            "f16x2" => F16x2,
+            "bf16x2" => Bf16x2,
+            "f32" => F32,
+            "f64" => F64,
+            "pred" => Pred,
+            _ => return None,
+        })
+    }
+}
+
+/// Special registers (`%tid.x`, ...).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sreg {
+    Tid(u8),
+    Ntid(u8),
+    Ctaid(u8),
+    Nctaid(u8),
+    LaneId,
+    WarpId,
+}
+
+/// A source operand.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Src {
+    R(u16),
+    Imm(u64),
+    S(Sreg),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Space {
+    Generic,
+    Global,
+    Shared,
+    Local,
+    Param,
+    Const,
+}
+
+/// `[base + offset]`; `base` is a register or nothing (a symbol already folded into `offset`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Addr {
+    pub base: Option<u16>,
+    pub offset: i64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Rnd {
+    Rn,
+    Rz,
+    Rm,
+    Rp,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Bin {
+    Add,
+    Sub,
+    MulLo,
+    MulHi,
+    MulWide,
+    Div,
+    Rem,
+    And,
+    Or,
+    Xor,
+    Shl,
+    Shr,
+    Min,
+    Max,
+    Copysign,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Un {
+    Not,
+    Neg,
+    Abs,
+    Popc,
+    Clz,
+    Brev,
+    Sqrt,
+    SqrtApprox,
+    Rsqrt,
+    Rcp,
+    RcpApprox,
+    Ex2,
+    Lg2,
+    Tanh,
+    Sin,
+    Cos,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Cmp {
+    Eq,
+    Ne,
+    Lt,
+    Le,
+    Gt,
+    Ge,
+    Lo,
+    Ls,
+    Hi,
+    Hs,
+    Equ,
+    Neu,
+    Ltu,
+    Leu,
+    Gtu,
+    Geu,
+    Num,
+    Nan,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AtomOp {
+    Add,
+    Min,
+    Max,
+    Exch,
+    Cas,
+    And,
+    Or,
+    Xor,
+    Inc,
+    Dec,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ShflMode {
+    Up,
+    Down,
+    Bfly,
+    Idx,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VoteMode {
+    All,
+    Any,
+    Uni,
+    Ballot,
+}
+
+/// Which modifiers a float op carries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FMod {
+    pub rnd: Rnd,
+    pub ftz: bool,
+    pub sat: bool,
+    /// `.relu` (f16/bf16 `fma`): negative results become +0, NaN stays NaN.
+    pub relu: bool,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Op {
+    Mov {
+        d: u16,
+        a: Src,
+    },
+    /// `mov.b64 %rd, {%lo, %hi}` / `mov.b32 %r, {%h0, %h1}`.
+    Pack {
+        d: u16,
+        parts: Vec<Src>,
+        part_bits: u32,
+    },
+    /// `mov.b64 {%lo, %hi}, %rd`.
+    Unpack {
+        ds: Vec<u16>,
+        a: Src,
+        part_bits: u32,
+    },
+    Bin {
+        op: Bin,
+        ty: Ty,
+        m: FMod,
+        d: u16,
+        a: Src,
+        b: Src,
+    },
+    Un {
+        op: Un,
+        ty: Ty,
+        m: FMod,
+        d: u16,
+        a: Src,
+    },
+    Mad {
+        ty: Ty,
+        hi: bool,
+        wide: bool,
+        d: u16,
+        a: Src,
+        b: Src,
+        c: Src,
+    },
+    Fma {
+        ty: Ty,
+        m: FMod,
+        d: u16,
+        a: Src,
+        b: Src,
+        c: Src,
+    },
+    Setp {
+        cmp: Cmp,
+        ty: Ty,
+        ftz: bool,
+        d: u16,
+        a: Src,
+        b: Src,
+    },
+    Selp {
+        ty: Ty,
+        d: u16,
+        a: Src,
+        b: Src,
+        p: Src,
+    },
+    Cvt {
+        dty: Ty,
+        sty: Ty,
+        irnd: Option<Rnd>,
+        rnd: Option<Rnd>,
+        ftz: bool,
+        sat: bool,
+        d: u16,
+        a: Src,
+    },
+    Cvta {
+        to: bool,
+        space: Space,
+        d: u16,
+        a: Src,
+    },
+    Bfe {
+        ty: Ty,
+        d: u16,
+        a: Src,
+        b: Src,
+        c: Src,
+    },
+    Bfi {
+        ty: Ty,
+        d: u16,
+        a: Src,
+        b: Src,
+        c: Src,
+        e: Src,
+    },
+    Ld {
+        space: Space,
+        ty: Ty,
+        d: Vec<u16>,
+        addr: Addr,
+    },
+    St {
+        space: Space,
+        ty: Ty,
+        s: Vec<Src>,
+        addr: Addr,
+    },
+    Atom {
+        space: Space,
+        op: AtomOp,
+        ty: Ty,
+        d: Option<u16>,
+        addr: Addr,
+        b: Src,
+        c: Src,
+    },
+    Bra {
+        target: u32,
+    },
+    Bar,
+    WarpSync {
+        mask: Src,
+    },
+    Shfl {
+        mode: ShflMode,
+        d: u16,
+        p: Option<u16>,
+        a: Src,
+        b: Src,
+        c: Src,
+        mask: Src,
+    },
+    Vote {
+        mode: VoteMode,
+        d: u16,
+        a: Src,
+        negate: bool,
+        mask: Src,
+    },
+    /// `membar.gl`/`fence.*.gpu|sys` (`gpu` true) or CTA-scope fences.
+    Fence {
+        gpu: bool,
+    },
+    /// `call (rets), f, (args)`: `args`/`rets` are the caller's local slots of
+    /// the call sequence's `.param` variables; `func` indexes [`Kernel::funcs`].
+    Call {
+        func: u16,
+        args: Vec<u32>,
+        rets: Vec<u32>,
+    },
+    /// `ret` in a `.func`.
+    Ret,
+    Exit,
+}
+
+#[derive(Clone, Debug)]
+pub struct Inst {
+    pub pred: Option<(u16, bool)>,
+    pub op: Op,
+    pub line: u32,
+}
+
+#[derive(Clone, Debug)]
+pub struct ParamDecl {
+    pub name: String,
+    pub offset: u32,
+    pub size: u32,
+    pub align: u32,
+    pub ty: String,
+}
+
+#[derive(Clone, Debug)]
+pub struct Kernel {
+    pub params: Vec<ParamDecl>,
+    pub param_bytes: u32,
+    pub insts: Vec<Inst>,
+    pub nregs: usize,
+    /// Static shared bytes (kernel + module `.shared`); dynamic shared starts after it (aligned to 16).
+    pub static_shared: u32,
+    pub local_bytes: u32,
+    /// The `.func`s this kernel calls, their bodies appended to `insts`.
+    pub funcs: Vec<Func>,
+}
+
+/// A linked device function: entry point and the per-thread local slots
+/// `(offset, bytes)` of its parameters and return values.
+#[derive(Clone, Debug)]
+pub struct Func {
+    pub name: String,
+    pub entry: u32,
+    pub params: Vec<(u32, u32)>,
+    pub rets: Vec<(u32, u32)>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Module {
+    pub kernels: HashMap<String, Kernel>,
+}
