@@ -151,6 +151,7 @@ impl<'k> Launch<'k> {
     }
 
     #[inline]
+    #[inline(always)]
     pub(super) fn rd(&self, t: usize, s: Src) -> u64 {
         match s {
             Src::R(r) => self.regs[t * self.nregs + r as usize],
@@ -176,6 +177,7 @@ impl<'k> Launch<'k> {
         }
     }
     #[inline]
+    #[inline(always)]
     pub(super) fn wr(&mut self, t: usize, d: u16, v: u64) {
         self.regs[t * self.nregs + d as usize] = v;
     }

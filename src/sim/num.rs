@@ -19,6 +19,7 @@ pub(super) fn ftz32(x: f32, on: bool) -> f32 {
         x
     }
 }
+#[inline(always)]
 pub(super) fn mask(ty: Ty, v: u64) -> u64 {
     match ty.bytes() {
         1 => v & 0xff,

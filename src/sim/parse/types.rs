@@ -29,6 +29,7 @@ pub enum Ty {
 }
 
 impl Ty {
+    #[inline(always)]
     pub fn bytes(self) -> u32 {
         use Ty::*;
         match self {
@@ -39,9 +40,11 @@ impl Ty {
             Pred => 1,
         }
     }
+    #[inline(always)]
     pub fn signed(self) -> bool {
         matches!(self, Ty::S8 | Ty::S16 | Ty::S32 | Ty::S64)
     }
+    #[inline(always)]
     pub fn is_float(self) -> bool {
         matches!(
             self,
