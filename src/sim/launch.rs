@@ -150,7 +150,6 @@ impl<'k> Launch<'k> {
         err(self.name, format!("{}: {what}", self.where_(t)))
     }
 
-    #[inline]
     #[inline(always)]
     pub(super) fn rd(&self, t: usize, s: Src) -> u64 {
         match s {
@@ -176,7 +175,6 @@ impl<'k> Launch<'k> {
             }
         }
     }
-    #[inline]
     #[inline(always)]
     pub(super) fn wr(&mut self, t: usize, d: u16, v: u64) {
         self.regs[t * self.nregs + d as usize] = v;
