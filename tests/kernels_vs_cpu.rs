@@ -4,6 +4,9 @@
 //! real GPU run the same checks. Outputs are poisoned with NaN before each
 //! launch; tolerances are `abs + rel * |ref|`, with the worst errors printed.
 
+mod common;
+use common::{Rng, seed};
+
 use charlstm_cuda::Result;
 use charlstm_cuda::cpu::RmsProp;
 use charlstm_cuda::gpu::device::{DeviceError, DevicePtr, GpuDevice, KernelArg, LaunchConfig};
@@ -18,44 +21,6 @@ fn sim_device(seed: u64) -> Option<impl GpuDevice> {
 }
 
 // ---------------------------------------------------------------- helpers
-
-fn seed() -> u64 {
-    let s = std::env::var("CHARLSTM_TEST_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos() as u64)
-                .unwrap_or(1)
-        });
-    println!("seed {s} (replay with CHARLSTM_TEST_SEED={s})");
-    s
-}
-
-/// splitmix64: small, seeded, good enough for test data.
-struct Rng(u64);
-
-impl Rng {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    /// Uniform in [lo, hi).
-    fn range(&mut self, lo: usize, hi: usize) -> usize {
-        lo + (self.next_u64() % (hi - lo) as u64) as usize
-    }
-    /// Uniform in [-a, a).
-    fn f32(&mut self, a: f32) -> f32 {
-        ((self.next_u64() >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0) * a
-    }
-    fn vec(&mut self, n: usize, a: f32) -> Vec<f32> {
-        (0..n).map(|_| self.f32(a)).collect()
-    }
-}
 
 /// Checks `got` against `want` with `|got - want| <= abs + rel * |want|`,
 /// printing the worst absolute and relative errors and a few pairs.

@@ -42,3 +42,42 @@ pub fn random_batch(v: usize, b: usize, t: usize, seed: u64) -> (Vec<u32>, Vec<u
     let y = (0..b).map(|_| rng.below(v as u64) as u32).collect();
     (x, y)
 }
+
+/// A fresh seed per run (printed), or `CHARLSTM_TEST_SEED` to replay one.
+pub fn seed() -> u64 {
+    let s = std::env::var("CHARLSTM_TEST_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or(1)
+        });
+    println!("seed {s} (replay with CHARLSTM_TEST_SEED={s})");
+    s
+}
+
+/// splitmix64: small, seeded, good enough for test data.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    /// Uniform in [lo, hi).
+    pub fn range(&mut self, lo: usize, hi: usize) -> usize {
+        lo + (self.next_u64() % (hi - lo) as u64) as usize
+    }
+    /// Uniform in [-a, a).
+    pub fn f32(&mut self, a: f32) -> f32 {
+        ((self.next_u64() >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0) * a
+    }
+    pub fn vec(&mut self, n: usize, a: f32) -> Vec<f32> {
+        (0..n).map(|_| self.f32(a)).collect()
+    }
+}
