@@ -45,12 +45,32 @@ impl<'c> CpuEngine<'c> {
             workspace: Workspace::new(),
             params,
             rmsprop,
-            optimizer: RmsProp {
-                lr: f64::from(hyper.lr),
-                rho: f64::from(hyper.rho),
-                eps: f64::from(hyper.eps),
-            },
+            optimizer: RmsProp::from_hyper(hyper),
         })
+    }
+
+    /// Mean loss of the batch, its gradients left in [`CpuEngine::grads`];
+    /// no update (a GPU engine applies the optimizer on its device).
+    pub fn loss_and_grads(&mut self, starts: &[u32]) -> f32 {
+        let (x, y) = gather(self.corpus, starts, self.maxlen);
+        loss_and_grads_into(
+            &self.params,
+            &x,
+            &y,
+            self.maxlen,
+            &mut self.workspace,
+            &mut self.grads,
+        )
+    }
+
+    /// Gradients of the last [`CpuEngine::loss_and_grads`].
+    pub fn grads(&self) -> &Grads<f32> {
+        &self.grads
+    }
+
+    /// The weights, for an engine that updates them elsewhere.
+    pub fn params_mut(&mut self) -> &mut Params<f32> {
+        &mut self.params
     }
 }
 
@@ -60,15 +80,7 @@ impl Engine for CpuEngine<'_> {
     }
 
     fn train_batch(&mut self, starts: &[u32]) -> Result<f32> {
-        let (x, y) = gather(self.corpus, starts, self.maxlen);
-        let loss = loss_and_grads_into(
-            &self.params,
-            &x,
-            &y,
-            self.maxlen,
-            &mut self.workspace,
-            &mut self.grads,
-        );
+        let loss = self.loss_and_grads(starts);
         self.optimizer
             .step(&mut self.params, &mut self.rmsprop, &self.grads);
         Ok(loss)
@@ -121,7 +133,7 @@ impl crate::sample::Predict for CpuModel<'_> {
 }
 
 /// Rejects input that is not whole sequences of in-vocabulary indices.
-pub(crate) fn check_sequences(x: &[u32], seq_len: usize, vocab: usize) -> Result<()> {
+fn check_sequences(x: &[u32], seq_len: usize, vocab: usize) -> Result<()> {
     if seq_len == 0 || x.is_empty() || !x.len().is_multiple_of(seq_len) {
         return Err(Error::InvalidArgument {
             name: "predict",

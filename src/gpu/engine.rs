@@ -11,27 +11,24 @@
 use super::device::{DevicePtr, GpuDevice};
 use super::rmsprop::{ParamLayout, RmsPropLauncher};
 use crate::corpus::OneHotCorpus;
-use crate::cpu::{RmsProp, Workspace, gather, loss_and_grads_into, loss_with, predict_into};
-use crate::error::{Error, Result};
-use crate::model::{Grads, Hyper, Params};
+use crate::cpu::{CpuEngine, RmsProp};
+use crate::error::Result;
+use crate::model::{Hyper, Params};
 use crate::train::{Backend, Engine};
 
 /// What runs where, for the notice `--device sim` prints.
 pub const GPU_PATH_NOTICE: &str = "on the device: RMSprop over all parameters (one launch); \
      not on the GPU path yet: the LSTM cell, the head and generation (CPU reference)";
 
-/// Training state on a [`GpuDevice`], with a host mirror of the weights.
+/// Training state on a [`GpuDevice`]; what has no kernel yet runs on the
+/// CPU reference engine it wraps, over a host copy of the weights.
 pub struct GpuEngine<'c, D: GpuDevice> {
     device: D,
     backend: Backend,
-    corpus: &'c OneHotCorpus,
-    maxlen: usize,
+    cpu: CpuEngine<'c>,
     layout: ParamLayout,
     optimizer: RmsProp,
     launcher: RmsPropLauncher,
-    params: Params<f32>,
-    grads: Grads<f32>,
-    workspace: Workspace<f32>,
     flat: Vec<f32>,
     d_params: DevicePtr,
     d_rmsprop: DevicePtr,
@@ -48,34 +45,21 @@ impl<'c, D: GpuDevice> GpuEngine<'c, D> {
         params: Params<f32>,
         rmsprop: Params<f32>,
     ) -> Result<Self> {
-        let v = corpus.vocab().len();
-        for (what, p) in [("parameters", &params), ("optimizer state", &rmsprop)] {
-            if p.vocab != v || p.hidden != hyper.hidden {
-                return Err(Error::InvalidArgument {
-                    name: "model",
-                    what: format!(
-                        "{what} are V={} H={}, the corpus and hyper-parameters need V={v} H={}",
-                        p.vocab, p.hidden, hyper.hidden
-                    ),
-                });
-            }
-        }
-        let layout = ParamLayout::new(v, hyper.hidden);
-        let d_params = device.upload_new_f32(&layout.flatten(&params))?;
-        let d_rmsprop = device.upload_new_f32(&layout.flatten(&rmsprop))?;
+        let layout = ParamLayout::new(corpus.vocab().len(), hyper.hidden);
+        let (flat_params, flat_rmsprop) = (layout.flatten(&params), layout.flatten(&rmsprop));
+        // The CPU engine checks the shapes; its own optimizer state goes unused.
+        let cpu = CpuEngine::new(corpus, hyper, params, rmsprop)?;
+        let d_params = device.upload_new_f32(&flat_params)?;
+        let d_rmsprop = device.upload_new_f32(&flat_rmsprop)?;
         let d_grads = device.alloc(layout.len() * std::mem::size_of::<f32>())?;
         Ok(GpuEngine {
             device,
             backend,
-            corpus,
-            maxlen: hyper.maxlen,
+            cpu,
             layout,
             optimizer: RmsProp::from_hyper(hyper),
             launcher: RmsPropLauncher::default(),
-            grads: Params::zeros(v, hyper.hidden),
-            workspace: Workspace::new(),
             flat: vec![0.0; layout.len()],
-            params,
             d_params,
             d_rmsprop,
             d_grads,
@@ -94,18 +78,10 @@ impl<D: GpuDevice> Engine for GpuEngine<'_, D> {
     }
 
     fn train_batch(&mut self, starts: &[u32]) -> Result<f32> {
-        let (x, y) = gather(self.corpus, starts, self.maxlen);
-        let loss = loss_and_grads_into(
-            &self.params,
-            &x,
-            &y,
-            self.maxlen,
-            &mut self.workspace,
-            &mut self.grads,
-        );
+        let loss = self.cpu.loss_and_grads(starts);
         let n = self.layout.len();
         self.device
-            .upload_f32(self.d_grads, &self.layout.flatten(&self.grads))?;
+            .upload_f32(self.d_grads, &self.layout.flatten(self.cpu.grads()))?;
         self.launcher.update(
             &mut self.device,
             &self.optimizer,
@@ -115,30 +91,20 @@ impl<D: GpuDevice> Engine for GpuEngine<'_, D> {
             n,
         )?;
         self.device.download_f32(self.d_params, &mut self.flat)?;
-        self.params = self.layout.unflatten(&self.flat);
+        *self.cpu.params_mut() = self.layout.unflatten(&self.flat);
         Ok(loss)
     }
 
     fn eval_batch(&mut self, starts: &[u32]) -> Result<f32> {
-        let (x, y) = gather(self.corpus, starts, self.maxlen);
-        Ok(loss_with(
-            &self.params,
-            &x,
-            &y,
-            self.maxlen,
-            &mut self.workspace,
-        ))
+        self.cpu.eval_batch(starts)
     }
 
     fn predict(&mut self, x: &[u32], seq_len: usize) -> Result<Vec<f32>> {
-        crate::cpu::check_sequences(x, seq_len, self.params.vocab)?;
-        let mut probs = vec![0.0; x.len() / seq_len * self.params.vocab];
-        predict_into(&self.params, x, seq_len, &mut self.workspace, &mut probs);
-        Ok(probs)
+        self.cpu.predict(x, seq_len)
     }
 
     fn params(&mut self) -> Result<Params<f32>> {
-        Ok(self.params.clone())
+        self.cpu.params()
     }
 
     fn rmsprop_state(&mut self) -> Result<Params<f32>> {
