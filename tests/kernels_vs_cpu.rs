@@ -15,11 +15,6 @@ use charlstm_cuda::gpu::ptx;
 use charlstm_cuda::gpu::rmsprop::{ParamLayout, RmsPropLauncher};
 use charlstm_cuda::model::Params;
 
-/// The simulator as a device, or None in a build without kernels.
-fn sim_device(seed: u64) -> Option<impl GpuDevice> {
-    charlstm_cuda::gpu::ptx::BUILT_WITH_KERNELS.then(|| charlstm_cuda::gpu::SimDevice::new(seed))
-}
-
 // ---------------------------------------------------------------- helpers
 
 /// Checks `got` against `want` with `|got - want| <= abs + rel * |want|`,
@@ -299,10 +294,7 @@ fn kernels_match_cpu_on_the_simulator() {
         return;
     }
     let seed = seed();
-    let Some(mut dev) = sim_device(seed) else {
-        println!("skipped: the simulator is not in this build yet");
-        return;
-    };
+    let mut dev = charlstm_cuda::gpu::SimDevice::new(seed);
     println!("device: {}", dev.name());
     all_kernels_match_cpu(&mut dev, seed).unwrap();
 }

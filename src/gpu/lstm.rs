@@ -164,13 +164,7 @@ impl LstmLauncher {
         t: usize,
     ) -> Result<()> {
         let s = self.sizes(Self::FWD, dims)?;
-        if t >= dims.seq_len {
-            return Err(DeviceError::BadArguments {
-                kernel: Self::FWD,
-                what: format!("step {t} of T = {}", dims.seq_len),
-            }
-            .into());
-        }
+        check_step(Self::FWD, t, dims)?;
         if s.b == 0 || s.h == 0 {
             return Ok(());
         }
@@ -239,13 +233,7 @@ impl LstmLauncher {
         t: usize,
     ) -> Result<()> {
         let s = self.sizes(Self::BWD, dims)?;
-        if t >= dims.seq_len {
-            return Err(DeviceError::BadArguments {
-                kernel: Self::BWD,
-                what: format!("step {t} of T = {}", dims.seq_len),
-            }
-            .into());
-        }
+        check_step(Self::BWD, t, dims)?;
         if s.b == 0 || s.h == 0 {
             return Ok(());
         }
@@ -365,4 +353,16 @@ impl LstmLauncher {
             .try_for_each(|t| self.bwd_step(dev, dims, bufs, t))?;
         self.wgrad(dev, dims, bufs)
     }
+}
+
+/// A step index must lie inside the sequence.
+fn check_step(kernel: &'static str, t: usize, dims: LstmDims) -> Result<()> {
+    if t >= dims.seq_len {
+        return Err(DeviceError::BadArguments {
+            kernel,
+            what: format!("step {t} of T = {}", dims.seq_len),
+        }
+        .into());
+    }
+    Ok(())
 }
