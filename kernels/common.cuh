@@ -1,5 +1,6 @@
-// Device helpers shared by every kernel in kernels/: activations and
-// warp / block reductions. Header-only; every function is __device__ inline.
+// Device helpers shared by every kernel in kernels/: activations, warp /
+// block reductions and the packed one-hot decode. Header-only; every
+// function is __device__ inline.
 //
 // Warp reductions use the full mask (0xffffffff): callers must have all 32
 // lanes of the warp active, so launchers use block sizes that are multiples
@@ -54,4 +55,17 @@ __device__ __forceinline__ float block_reduce_sum(float x, float* scratch) {
 
 __device__ __forceinline__ float block_reduce_max(float x, float* scratch) {
   return block_reduce<true>(x, scratch);
+}
+
+// Class of one packed one-hot row: the lowest set bit below V, or V if none.
+__device__ __forceinline__ unsigned onehot_class(const unsigned long long* row,
+                                                 unsigned words_per_row, unsigned V) {
+  for (unsigned w = 0; w < words_per_row; ++w) {
+    const unsigned long long word = row[w];
+    if (word != 0ull) {
+      const unsigned v = w * 64u + (63u - (unsigned)__clzll(word & (0ull - word)));
+      return v < V ? v : V;
+    }
+  }
+  return V;
 }

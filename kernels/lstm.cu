@@ -52,19 +52,6 @@
 
 #include "common.cuh"
 
-// Class of one packed one-hot row: the lowest set bit below V, or V if none.
-__device__ __forceinline__ unsigned onehot_class(const unsigned long long* row,
-                                                 unsigned words_per_row, unsigned V) {
-  for (unsigned w = 0; w < words_per_row; ++w) {
-    const unsigned long long word = row[w];
-    if (word != 0ull) {
-      const unsigned v = w * 64u + (63u - (unsigned)__clzll(word & (0ull - word)));
-      return v < V ? v : V;
-    }
-  }
-  return V;
-}
-
 // One step forward. h_prev / c_prev null means zeros (t = 0). Thread (b, j)
 // writes gates[b, q*H + j] for q = 0..3, c[b, j], h[b, j]; thread (b, 0) also
 // writes cls[b].

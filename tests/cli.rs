@@ -370,14 +370,29 @@ fn device_sim_trains_and_matches_cpu() {
     let o = ok(&b);
     let err = stderr(&o);
     assert!(
-        err.contains("PTX simulator") && err.contains("not on the GPU path yet"),
+        err.contains("PTX simulator") && err.contains("the LSTM cell"),
         "{err}"
     );
-    assert_eq!(
-        tensors(&d.path("cpu/epoch-001.safetensors")),
-        tensors(&d.path("sim/epoch-001.safetensors")),
-        "sim and cpu runs differ"
+    // Every kernel runs on the simulator now, so the weights agree to f32
+    // rounding (different summation orders), not bit for bit.
+    let floats = |p: &str| -> Vec<f32> {
+        tensors(&d.path(p))
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes")))
+            .collect()
+    };
+    let (want, got) = (
+        floats("cpu/epoch-001.safetensors"),
+        floats("sim/epoch-001.safetensors"),
     );
+    assert_eq!(want.len(), got.len());
+    let scale = want.iter().fold(0f32, |m, w| m.max(w.abs()));
+    for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+        assert!(
+            (g - w).abs() <= 1e-5 * scale + 1e-4 * w.abs(),
+            "sim and cpu runs differ at float {i}: {g} vs {w}"
+        );
+    }
 }
 
 /// `charlstm-cuda train | head -1` ends quietly when the reader goes away.

@@ -133,7 +133,7 @@ impl crate::sample::Predict for CpuModel<'_> {
 }
 
 /// Rejects input that is not whole sequences of in-vocabulary indices.
-fn check_sequences(x: &[u32], seq_len: usize, vocab: usize) -> Result<()> {
+pub(crate) fn check_sequences(x: &[u32], seq_len: usize, vocab: usize) -> Result<()> {
     if seq_len == 0 || x.is_empty() || !x.len().is_multiple_of(seq_len) {
         return Err(Error::InvalidArgument {
             name: "predict",

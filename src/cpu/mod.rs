@@ -26,6 +26,7 @@ mod steps;
 mod workspace;
 
 pub use batch::{loss_and_grads_into, loss_with, predict_into};
+pub(crate) use engine::check_sequences;
 pub use engine::{CpuEngine, CpuModel};
 pub use rmsprop::RmsProp;
 pub use scalar::Scalar;

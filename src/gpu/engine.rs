@@ -1,74 +1,283 @@
-//! The GPU trainer, written once against [`GpuDevice`] (DESIGN §4), at the
-//! stage the kernels have reached: parameters, RMSprop state and gradients
-//! live in one flat device buffer each ([`ParamLayout`]) and the optimizer
-//! step is the `rmsprop_update_f32` kernel; the LSTM cell, the head and
-//! generation still run on the CPU reference over a host copy of the
-//! weights, until their kernels exist (the GPU engine issue).
+//! The GPU trainer, written once against [`GpuDevice`] (DESIGN §3-§4), so the
+//! simulator and a real GPU run every line of it.
 //!
-//! Because the kernel reproduces the CPU's f32 RMSprop bit for bit, a run
-//! on this engine ends with the same weights as a `--device cpu` run.
+//! Everything lives on the device for the whole run: the packed one-hot
+//! corpus (uploaded once), the parameters, gradients and RMSprop mean squares
+//! (one flat buffer each, [`ParamLayout`]), the activations of one batch
+//! ([`BatchBuffers`]) and the epoch's window order (uploaded once per epoch by
+//! [`Engine::begin_epoch`]). A training step is then launches only:
+//!
+//! 1. `head_targets_u32`: the B targets, decoded from the corpus;
+//! 2. `lstm_cell_fwd_f32` x T: the recurrence, reading the one-hot bits of
+//!    rows `starts[b] + t` straight from the corpus;
+//! 3. `head_fwd_bwd_f32` + `head_wgrad_bwd_f32`: loss (summed on the
+//!    device), dh_{T-1}, the dense gradients;
+//! 4. `lstm_cell_bwd_f32` + `lstm_dh_bwd_f32` x T, `lstm_wgrad_bwd_f32`;
+//! 5. `rmsprop_update_f32` over all parameters.
+//!
+//! The one host round trip per step is the 4-byte loss the trainer reports
+//! (progress bar, NaN guard). Batches whose starts are not the next slice of
+//! the epoch order (eval, library callers) upload their B starts.
 
+use super::buffers::BatchBuffers;
 use super::device::{DevicePtr, GpuDevice};
+use super::head::{HeadBuffers, HeadDims, HeadLauncher};
+use super::lstm::{LstmBuffers, LstmDims, LstmLauncher};
 use super::rmsprop::{ParamLayout, RmsPropLauncher};
 use crate::corpus::OneHotCorpus;
-use crate::cpu::{CpuEngine, RmsProp};
-use crate::error::Result;
+use crate::cpu::RmsProp;
+use crate::error::{Error, Result};
 use crate::model::{Hyper, Params};
 use crate::train::{Backend, Engine};
 
-/// What runs where, for the notice `--device sim` prints.
-pub const GPU_PATH_NOTICE: &str = "on the device: RMSprop over all parameters (one launch); \
-     not on the GPU path yet: the LSTM cell, the head and generation (CPU reference)";
+/// What runs where, for the notice `--device sim` / `cuda` prints.
+pub const GPU_PATH_NOTICE: &str = "on the device: targets, the LSTM cell (forward and backward, \
+     one launch per step), the fused head, the weight gradients and RMSprop";
 
-/// Training state on a [`GpuDevice`]; what has no kernel yet runs on the
-/// CPU reference engine it wraps, over a host copy of the weights.
+/// The epoch's window order on the device, and where the next batch starts.
+struct EpochOrder {
+    host: Vec<u32>,
+    device: DevicePtr,
+    capacity: usize,
+    cursor: usize,
+}
+
+/// Training state on a [`GpuDevice`].
 pub struct GpuEngine<'c, D: GpuDevice> {
     device: D,
     backend: Backend,
-    cpu: CpuEngine<'c>,
+    corpus: &'c OneHotCorpus,
+    maxlen: usize,
     layout: ParamLayout,
     optimizer: RmsProp,
-    launcher: RmsPropLauncher,
-    flat: Vec<f32>,
+    rmsprop: RmsPropLauncher,
+    lstm: LstmLauncher,
+    head: HeadLauncher,
+    d_corpus: DevicePtr,
     d_params: DevicePtr,
     d_rmsprop: DevicePtr,
     d_grads: DevicePtr,
+    batch: BatchBuffers,
+    order: EpochOrder,
+    /// Packed one-hot rows of `predict`'s sequences, and its capacity in rows.
+    d_predict: (DevicePtr, usize),
 }
 
 impl<'c, D: GpuDevice> GpuEngine<'c, D> {
-    /// Uploads `params` and `rmsprop` once and allocates the gradient buffer.
+    /// Uploads the corpus, `params` and `rmsprop` once and allocates the
+    /// gradients and the buffers of one `hyper.batch` x `hyper.maxlen` batch.
     pub fn new(
-        mut device: D,
+        device: D,
         backend: Backend,
         corpus: &'c OneHotCorpus,
         hyper: &Hyper,
         params: Params<f32>,
         rmsprop: Params<f32>,
     ) -> Result<Self> {
-        let layout = ParamLayout::new(corpus.vocab().len(), hyper.hidden);
-        let (flat_params, flat_rmsprop) = (layout.flatten(&params), layout.flatten(&rmsprop));
-        // The CPU engine checks the shapes; its own optimizer state goes unused.
-        let cpu = CpuEngine::new(corpus, hyper, params, rmsprop)?;
-        let d_params = device.upload_new_f32(&flat_params)?;
-        let d_rmsprop = device.upload_new_f32(&flat_rmsprop)?;
-        let d_grads = device.alloc(layout.len() * std::mem::size_of::<f32>())?;
-        Ok(GpuEngine {
+        let v = corpus.vocab().len();
+        hyper.validate()?;
+        for (name, p) in [("params", &params), ("rmsprop", &rmsprop)] {
+            if (p.vocab, p.hidden) != (v, hyper.hidden) {
+                return Err(Error::InvalidArgument {
+                    name: "GpuEngine::new",
+                    what: format!(
+                        "{name} are for V = {}, H = {}, but the corpus has V = {v} and hyper H = {}",
+                        p.vocab, p.hidden, hyper.hidden
+                    ),
+                });
+            }
+        }
+        let layout = ParamLayout::new(v, hyper.hidden);
+        // Build the engine first so Drop frees whatever was allocated if a
+        // later allocation fails.
+        let mut engine = GpuEngine {
             device,
             backend,
-            cpu,
+            corpus,
+            maxlen: hyper.maxlen,
             layout,
             optimizer: RmsProp::from_hyper(hyper),
-            launcher: RmsPropLauncher::default(),
-            flat: vec![0.0; layout.len()],
-            d_params,
-            d_rmsprop,
-            d_grads,
-        })
+            rmsprop: RmsPropLauncher::default(),
+            lstm: LstmLauncher::default(),
+            head: HeadLauncher::default(),
+            d_corpus: DevicePtr::NULL,
+            d_params: DevicePtr::NULL,
+            d_rmsprop: DevicePtr::NULL,
+            d_grads: DevicePtr::NULL,
+            batch: BatchBuffers::empty(),
+            order: EpochOrder {
+                host: Vec::new(),
+                device: DevicePtr::NULL,
+                capacity: 0,
+                cursor: 0,
+            },
+            d_predict: (DevicePtr::NULL, 0),
+        };
+        let dev = &mut engine.device;
+        let words: &[u8] = bytemuck::cast_slice(corpus.words());
+        engine.d_corpus = dev.alloc(words.len().max(1))?;
+        dev.upload(engine.d_corpus, words)?;
+        engine.d_params = dev.upload_new_f32(&layout.flatten(&params))?;
+        engine.d_rmsprop = dev.upload_new_f32(&layout.flatten(&rmsprop))?;
+        engine.d_grads = dev.alloc(layout.len() * std::mem::size_of::<f32>())?;
+        engine
+            .batch
+            .ensure(dev, hyper.batch, hyper.maxlen, hyper.hidden, v)?;
+        Ok(engine)
     }
 
     /// The device underneath.
     pub fn device(&mut self) -> &mut D {
         &mut self.device
+    }
+
+    /// The gradients of the last [`Engine::train_batch`], from the device.
+    pub fn grads(&mut self) -> Result<Params<f32>> {
+        self.download_flat(self.d_grads)
+    }
+
+    fn download_flat(&mut self, ptr: DevicePtr) -> Result<Params<f32>> {
+        let flat = self.device.download_vec_f32(ptr, self.layout.len())?;
+        Ok(self.layout.unflatten(&flat))
+    }
+
+    /// Device pointer of tensor `i` (in `TENSOR_NAMES` order) of a flat buffer.
+    fn tensor(&self, flat: DevicePtr, i: usize) -> DevicePtr {
+        flat.offset(self.layout.ranges()[i].start * std::mem::size_of::<f32>())
+    }
+
+    fn lstm_buffers(&self, corpus: DevicePtr, starts: DevicePtr) -> LstmBuffers {
+        let (p, g, b) = (self.d_params, self.d_grads, &self.batch);
+        LstmBuffers {
+            corpus_words: corpus,
+            starts,
+            kernel: self.tensor(p, 0),
+            recurrent_kernel: self.tensor(p, 1),
+            bias: self.tensor(p, 2),
+            gates: b.gates,
+            c: b.c,
+            h: b.h,
+            cls: b.cls,
+            dz: b.dz,
+            dh: b.dh,
+            dc: b.dc,
+            d_kernel: self.tensor(g, 0),
+            d_recurrent_kernel: self.tensor(g, 1),
+            d_bias: self.tensor(g, 2),
+        }
+    }
+
+    fn head_buffers(&self, dims: LstmDims, probs: DevicePtr) -> HeadBuffers {
+        let (p, g, b) = (self.d_params, self.d_grads, &self.batch);
+        HeadBuffers {
+            h: dims.at(b.h, dims.seq_len - 1, dims.hidden),
+            dense_kernel: self.tensor(p, 3),
+            dense_bias: self.tensor(p, 4),
+            targets: b.targets,
+            probs,
+            dlogits: b.dlogits,
+            dh: b.dh,
+            d_dense_kernel: self.tensor(g, 3),
+            d_dense_bias: self.tensor(g, 4),
+            loss_sum: b.loss,
+        }
+    }
+
+    fn dims(&self, batch: usize, seq_len: usize) -> LstmDims {
+        LstmDims {
+            batch,
+            seq_len,
+            hidden: self.layout.hidden,
+            vocab: self.layout.vocab,
+            words_per_row: self.corpus.words_per_row(),
+        }
+    }
+
+    /// Checks `starts` (every window and its target inside the corpus) and
+    /// returns the device pointer to them: the epoch order's slice when they
+    /// are its next batch, else the staging buffer they are uploaded to.
+    fn starts_on_device(&mut self, starts: &[u32]) -> Result<DevicePtr> {
+        let rows = self.corpus.rows();
+        if let Some(&bad) = starts.iter().find(|&&s| s as usize + self.maxlen >= rows) {
+            return Err(Error::InvalidArgument {
+                name: "starts",
+                what: format!(
+                    "window start {bad} + maxlen {} leaves no target inside the corpus of {rows} characters",
+                    self.maxlen
+                ),
+            });
+        }
+        let o = &mut self.order;
+        let end = o.cursor + starts.len();
+        if end <= o.host.len() && o.host[o.cursor..end] == *starts {
+            let ptr = o.device.offset(o.cursor * std::mem::size_of::<u32>());
+            o.cursor = end;
+            return Ok(ptr);
+        }
+        self.device.upload_u32(self.batch.starts, starts)?;
+        Ok(self.batch.starts)
+    }
+
+    /// Targets + LSTM forward + head (forward and backward) for `starts`;
+    /// leaves the batch's mean loss in `batch.loss` and returns the dims.
+    fn forward_head(&mut self, starts: &[u32]) -> Result<LstmDims> {
+        let (h, v) = (self.layout.hidden, self.layout.vocab);
+        self.batch
+            .ensure(&mut self.device, starts.len(), self.maxlen, h, v)?;
+        let d_starts = self.starts_on_device(starts)?;
+        let dims = self.dims(starts.len(), self.maxlen);
+        let hd = HeadDims {
+            batch: dims.batch,
+            hidden: h,
+            vocab: v,
+        };
+        let dev = &mut self.device;
+        dev.upload_f32(self.batch.loss, &[0.0])?;
+        self.head.targets(
+            dev,
+            self.d_corpus,
+            dims.words_per_row,
+            d_starts,
+            self.maxlen,
+            hd,
+            self.batch.targets,
+        )?;
+        let lstm_bufs = self.lstm_buffers(self.d_corpus, d_starts);
+        self.lstm.forward(&mut self.device, dims, &lstm_bufs)?;
+        let head_bufs = self.head_buffers(dims, DevicePtr::NULL);
+        let scale = 1.0 / dims.batch as f32;
+        self.head.fwd_bwd(&mut self.device, hd, &head_bufs, scale)?;
+        Ok(dims)
+    }
+
+    fn read_loss(&mut self) -> Result<f32> {
+        let mut loss = [0f32];
+        self.device.download_f32(self.batch.loss, &mut loss)?;
+        Ok(loss[0])
+    }
+
+    fn free_all(&mut self) -> Result<()> {
+        self.batch.free(&mut self.device)?;
+        let ptrs = [
+            self.d_corpus,
+            self.d_params,
+            self.d_rmsprop,
+            self.d_grads,
+            self.order.device,
+            self.d_predict.0,
+        ];
+        for p in ptrs {
+            if p != DevicePtr::NULL {
+                self.device.free(p)?;
+            }
+        }
+        self.d_corpus = DevicePtr::NULL;
+        self.d_params = DevicePtr::NULL;
+        self.d_rmsprop = DevicePtr::NULL;
+        self.d_grads = DevicePtr::NULL;
+        self.order.device = DevicePtr::NULL;
+        self.d_predict = (DevicePtr::NULL, 0);
+        Ok(())
     }
 }
 
@@ -77,47 +286,117 @@ impl<D: GpuDevice> Engine for GpuEngine<'_, D> {
         self.backend
     }
 
+    fn begin_epoch(&mut self, order: &[u32], position: usize) -> Result<()> {
+        let o = &mut self.order;
+        if order.len() > o.capacity {
+            if o.device != DevicePtr::NULL {
+                self.device.free(o.device)?;
+                o.device = DevicePtr::NULL;
+                o.capacity = 0;
+            }
+            o.device = self.device.alloc(std::mem::size_of_val(order).max(1))?;
+            o.capacity = order.len();
+        }
+        self.device.upload_u32(o.device, order)?;
+        o.host.clear();
+        o.host.extend_from_slice(order);
+        o.cursor = position.min(order.len());
+        Ok(())
+    }
+
     fn train_batch(&mut self, starts: &[u32]) -> Result<f32> {
-        let loss = self.cpu.loss_and_grads(starts);
-        let n = self.layout.len();
-        self.device
-            .upload_f32(self.d_grads, &self.layout.flatten(self.cpu.grads()))?;
-        self.launcher.update(
+        if starts.is_empty() {
+            return Ok(0.0);
+        }
+        let dims = self.forward_head(starts)?;
+        let bufs = self.lstm_buffers(self.d_corpus, DevicePtr::NULL);
+        // backward reads only h, cls, gates, c, dz, dh, dc and writes grads:
+        // the corpus and starts are not needed again.
+        self.lstm.backward(&mut self.device, dims, &bufs)?;
+        self.rmsprop.update(
             &mut self.device,
             &self.optimizer,
             self.d_params,
             self.d_rmsprop,
             self.d_grads,
-            n,
+            self.layout.len(),
         )?;
-        self.device.download_f32(self.d_params, &mut self.flat)?;
-        *self.cpu.params_mut() = self.layout.unflatten(&self.flat);
-        Ok(loss)
+        self.read_loss()
     }
 
     fn eval_batch(&mut self, starts: &[u32]) -> Result<f32> {
-        self.cpu.eval_batch(starts)
+        if starts.is_empty() {
+            return Ok(0.0);
+        }
+        // The head's backward half runs too (it is fused); its outputs are
+        // scratch here and the parameters are untouched.
+        self.forward_head(starts)?;
+        self.read_loss()
     }
 
     fn predict(&mut self, x: &[u32], seq_len: usize) -> Result<Vec<f32>> {
-        self.cpu.predict(x, seq_len)
+        crate::cpu::check_sequences(x, seq_len, self.layout.vocab)?;
+        let (h, v) = (self.layout.hidden, self.layout.vocab);
+        let b = x.len() / seq_len;
+        // The sequences become a little packed one-hot corpus of b * seq_len
+        // rows plus one spare (the targets kernel reads row start + T), so
+        // the training kernels run unchanged: window b starts at row b * T.
+        let wpr = self.corpus.words_per_row();
+        let rows = x.len() + 1;
+        let mut words = vec![0u64; rows * wpr];
+        for (r, &cls) in x.iter().enumerate() {
+            words[r * wpr + cls as usize / 64] |= 1u64 << (cls % 64);
+        }
+        words[x.len() * wpr] = 1; // class 0: a valid dummy target
+        if rows > self.d_predict.1 {
+            if self.d_predict.0 != DevicePtr::NULL {
+                self.device.free(self.d_predict.0)?;
+                self.d_predict = (DevicePtr::NULL, 0);
+            }
+            self.d_predict = (self.device.alloc(words.len() * 8)?, rows);
+        }
+        self.device
+            .upload(self.d_predict.0, bytemuck::cast_slice(&words))?;
+        self.batch.ensure(&mut self.device, b, seq_len, h, v)?;
+        let starts: Vec<u32> = (0..b).map(|i| (i * seq_len) as u32).collect();
+        self.device.upload_u32(self.batch.starts, &starts)?;
+        self.device.upload_f32(self.batch.loss, &[0.0])?;
+        let dims = self.dims(b, seq_len);
+        let hd = HeadDims {
+            batch: b,
+            hidden: h,
+            vocab: v,
+        };
+        self.head.targets(
+            &mut self.device,
+            self.d_predict.0,
+            wpr,
+            self.batch.starts,
+            seq_len,
+            hd,
+            self.batch.targets,
+        )?;
+        let bufs = self.lstm_buffers(self.d_predict.0, self.batch.starts);
+        self.lstm.forward(&mut self.device, dims, &bufs)?;
+        // The head's gradient outputs land in the gradient buffer, which the
+        // next train_batch overwrites before use.
+        let head_bufs = self.head_buffers(dims, self.batch.probs);
+        self.head.fwd_bwd(&mut self.device, hd, &head_bufs, 1.0)?;
+        self.device.download_vec_f32(self.batch.probs, b * v)
     }
 
     fn params(&mut self) -> Result<Params<f32>> {
-        self.cpu.params()
+        self.download_flat(self.d_params)
     }
 
     fn rmsprop_state(&mut self) -> Result<Params<f32>> {
-        self.device.download_f32(self.d_rmsprop, &mut self.flat)?;
-        Ok(self.layout.unflatten(&self.flat))
+        self.download_flat(self.d_rmsprop)
     }
 }
 
 impl<D: GpuDevice> Drop for GpuEngine<'_, D> {
     fn drop(&mut self) {
         // Nothing to report to at drop time; the device reclaims on exit anyway.
-        for p in [self.d_params, self.d_rmsprop, self.d_grads] {
-            let _ = self.device.free(p);
-        }
+        let _ = self.free_all();
     }
 }

@@ -59,6 +59,7 @@ impl Default for HeadLauncher {
 impl HeadLauncher {
     const FWD_BWD: &'static str = "head_fwd_bwd_f32";
     const WGRAD: &'static str = "head_wgrad_bwd_f32";
+    const TARGETS: &'static str = "head_targets_u32";
 
     /// Dynamic shared memory of `head_fwd_bwd_f32`: the row's h and logits.
     pub fn shared_bytes(dims: HeadDims) -> usize {
@@ -157,6 +158,67 @@ impl HeadLauncher {
                 KernelArg::U32(v),
                 KernelArg::Ptr(bufs.d_dense_kernel),
                 KernelArg::Ptr(bufs.d_dense_bias),
+            ],
+        )
+    }
+
+    /// Decodes the targets of a batch on the device: `targets[b]` = class of
+    /// corpus row `starts[b] + seq_len` (V where that row has no class, which
+    /// the head turns into a NaN loss). The caller guarantees every
+    /// `starts[b] + seq_len` is a row of the corpus.
+    #[allow(clippy::too_many_arguments)]
+    pub fn targets<D: GpuDevice>(
+        &self,
+        dev: &mut D,
+        corpus_words: DevicePtr,
+        words_per_row: usize,
+        starts: DevicePtr,
+        seq_len: usize,
+        dims: HeadDims,
+        targets: DevicePtr,
+    ) -> Result<()> {
+        let bad = |what: String| DeviceError::BadArguments {
+            kernel: Self::TARGETS,
+            what,
+        };
+        let to_u32 = |x: usize, name: &str| {
+            u32::try_from(x).map_err(|_| bad(format!("{name} = {x} does not fit u32")))
+        };
+        let (wpr, t, b, v) = (
+            to_u32(words_per_row, "words_per_row")?,
+            to_u32(seq_len, "T")?,
+            to_u32(dims.batch, "B")?,
+            to_u32(dims.vocab, "V")?,
+        );
+        if words_per_row != dims.vocab.div_ceil(64) {
+            return Err(bad(format!(
+                "words_per_row = {words_per_row} but V = {} needs {}",
+                dims.vocab,
+                dims.vocab.div_ceil(64)
+            ))
+            .into());
+        }
+        if b == 0 {
+            return Ok(());
+        }
+        // Argument contract (kernels/head.cu):
+        // head_targets_u32(const u64* corpus_words, unsigned words_per_row,
+        //   const unsigned* starts, unsigned T, unsigned B, unsigned V,
+        //   unsigned* targets).
+        // Seven arguments in that order and type; starts and targets hold B
+        // u32s; grid-stride over B.
+        dev.launch(
+            "head",
+            Self::TARGETS,
+            LaunchConfig::linear(blocks_for(dims.batch, 128, 65_535), 128, 0),
+            &[
+                KernelArg::Ptr(corpus_words),
+                KernelArg::U32(wpr),
+                KernelArg::Ptr(starts),
+                KernelArg::U32(t),
+                KernelArg::U32(b),
+                KernelArg::U32(v),
+                KernelArg::Ptr(targets),
             ],
         )
     }

@@ -1,6 +1,7 @@
 //! GPU side: the embedded kernels, the device seam and one launcher per kernel
 //! file (`kernels/NAME.cu` <-> `src/gpu/NAME.rs`).
 
+mod buffers;
 pub mod device;
 pub mod engine;
 pub mod head;

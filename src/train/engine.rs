@@ -12,6 +12,15 @@ use crate::model::Params;
 pub trait Engine {
     /// Which backend this is.
     fn backend(&self) -> Backend;
+    /// The trainer calls this at the start of an epoch (and when resuming in
+    /// the middle of one) with the epoch's window order; the batches that
+    /// follow are consecutive slices of `order` from `position`. A device
+    /// engine uploads the order here once instead of every batch's starts.
+    /// Engines that have nothing to upload ignore it.
+    fn begin_epoch(&mut self, order: &[u32], position: usize) -> Result<()> {
+        let _ = (order, position);
+        Ok(())
+    }
     /// One RMSprop step on the windows starting at `starts`; returns their mean loss.
     fn train_batch(&mut self, starts: &[u32]) -> Result<f32>;
     /// Mean loss of the windows starting at `starts`, without updating anything.

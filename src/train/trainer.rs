@@ -222,6 +222,8 @@ impl<'c> Trainer<'c> {
             let started = Instant::now();
             let mut timed = 0u64;
             let mut stop = false;
+            self.engine
+                .begin_epoch(&order, (self.state.batch * size).min(order.len()))?;
             for b in self.state.batch..batches {
                 let starts = &order[b * size..((b + 1) * size).min(order.len())];
                 let loss = self.engine.train_batch(starts)?;

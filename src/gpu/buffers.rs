@@ -1,0 +1,170 @@
+//! The device buffers of one batch (activations the backward needs, the
+//! head's scratch), allocated once for the largest batch and window seen and
+//! grown, never shrunk, when a caller asks for more.
+
+use super::device::{DevicePtr, GpuDevice};
+use crate::error::Result;
+
+const F32: usize = std::mem::size_of::<f32>();
+const U32: usize = std::mem::size_of::<u32>();
+
+/// Activations and scratch for up to `batch` rows of `seq_len` steps.
+/// Shapes as in [`super::lstm::LstmBuffers`] and [`super::head::HeadBuffers`].
+#[derive(Debug)]
+pub(crate) struct BatchBuffers {
+    pub batch: usize,
+    pub seq_len: usize,
+    pub starts: DevicePtr, // [B] u32, staging for starts not in the epoch order
+    pub targets: DevicePtr, // [B] u32
+    pub gates: DevicePtr,  // [T, B, 4H]
+    pub c: DevicePtr,      // [T, B, H]
+    pub h: DevicePtr,      // [T, B, H]
+    pub cls: DevicePtr,    // [T, B] u32
+    pub dz: DevicePtr,     // [T, B, 4H]
+    pub dh: DevicePtr,     // [B, H]
+    pub dc: DevicePtr,     // [B, H]
+    pub dlogits: DevicePtr, // [B, V]
+    pub probs: DevicePtr,  // [B, V]
+    pub loss: DevicePtr,   // one f32
+}
+
+impl BatchBuffers {
+    /// Nothing allocated; the first [`ensure`](Self::ensure) allocates.
+    pub fn empty() -> Self {
+        let n = DevicePtr::NULL;
+        BatchBuffers {
+            batch: 0,
+            seq_len: 0,
+            starts: n,
+            targets: n,
+            gates: n,
+            c: n,
+            h: n,
+            cls: n,
+            dz: n,
+            dh: n,
+            dc: n,
+            dlogits: n,
+            probs: n,
+            loss: n,
+        }
+    }
+
+    fn all(&self) -> [DevicePtr; 12] {
+        [
+            self.starts,
+            self.targets,
+            self.gates,
+            self.c,
+            self.h,
+            self.cls,
+            self.dz,
+            self.dh,
+            self.dc,
+            self.dlogits,
+            self.probs,
+            self.loss,
+        ]
+    }
+
+    /// Makes room for `batch` rows of `seq_len` steps of a V x H model.
+    pub fn ensure<D: GpuDevice>(
+        &mut self,
+        dev: &mut D,
+        batch: usize,
+        seq_len: usize,
+        hidden: usize,
+        vocab: usize,
+    ) -> Result<()> {
+        if batch <= self.batch && seq_len <= self.seq_len {
+            return Ok(());
+        }
+        let (b, t) = (batch.max(self.batch), seq_len.max(self.seq_len));
+        self.free(dev)?;
+        let g = 4 * hidden;
+        // Every size is checked: a corrupt caller must get an error, not a wrap.
+        let bytes = |parts: &[usize]| {
+            parts
+                .iter()
+                .try_fold(1usize, |acc, &p| acc.checked_mul(p))
+                .ok_or_else(|| crate::Error::InvalidArgument {
+                    name: "--batch-size",
+                    what: format!("{b} rows x {t} steps x {hidden} units overflow memory sizes"),
+                })
+        };
+        // Allocate before overwriting any field, so a failure leaves `self`
+        // consistently empty (freed above) rather than half-filled.
+        let sizes = [
+            bytes(&[b, U32])?,
+            bytes(&[b, U32])?,
+            bytes(&[t, b, g, F32])?,
+            bytes(&[t, b, hidden, F32])?,
+            bytes(&[t, b, hidden, F32])?,
+            bytes(&[t, b, U32])?,
+            bytes(&[t, b, g, F32])?,
+            bytes(&[b, hidden, F32])?,
+            bytes(&[b, hidden, F32])?,
+            bytes(&[b, vocab, F32])?,
+            bytes(&[b, vocab, F32])?,
+            F32,
+        ];
+        let mut got = Vec::with_capacity(sizes.len());
+        for size in sizes {
+            match dev.alloc(size.max(1)) {
+                Ok(p) => got.push(p),
+                Err(e) => {
+                    for p in got {
+                        let _ = dev.free(p);
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        let [
+            starts,
+            targets,
+            gates,
+            c,
+            h,
+            cls,
+            dz,
+            dh,
+            dc,
+            dlogits,
+            probs,
+            loss,
+        ] = got[..]
+        else {
+            unreachable!("twelve sizes, twelve allocations")
+        };
+        *self = BatchBuffers {
+            batch: b,
+            seq_len: t,
+            starts,
+            targets,
+            gates,
+            c,
+            h,
+            cls,
+            dz,
+            dh,
+            dc,
+            dlogits,
+            probs,
+            loss,
+        };
+        Ok(())
+    }
+
+    /// Releases everything; `self` becomes empty.
+    pub fn free<D: GpuDevice>(&mut self, dev: &mut D) -> Result<()> {
+        let ptrs = self.all();
+        *self = BatchBuffers::empty();
+        for p in ptrs {
+            if p != DevicePtr::NULL {
+                dev.free(p)?;
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,247 @@
+//! The whole GPU trainer (`GpuEngine`, every kernel wired together) against
+//! the CPU engine on the same corpus, init and batches: three full training
+//! steps (loss, gradients, weights, RMSprop state after each), eval, predict,
+//! the epoch-order path vs uploaded starts, and bad starts. Written once,
+//! generic over `GpuDevice`: the simulator runs it here, a GPU with the same
+//! body. Random text and shapes, fresh every run (seed printed;
+//! CHARLSTM_TEST_SEED replays). Bound `|err| <= 1e-5 max|ref| + 1e-4 |ref|`
+//! per tensor, as in tests/lstm_kernels.rs.
+
+mod common;
+use common::{Rng, seed};
+
+use charlstm_cuda::corpus::OneHotCorpus;
+use charlstm_cuda::cpu::CpuEngine;
+use charlstm_cuda::gpu::{GpuDevice, GpuEngine, SimDevice, ptx};
+use charlstm_cuda::model::{Hyper, Params, TENSOR_NAMES, init_params};
+use charlstm_cuda::train::{Backend, Engine};
+
+fn check(name: &str, got: &[f32], want: &[f32]) {
+    assert_eq!(got.len(), want.len(), "{name}: length");
+    let scale = want.iter().fold(0f64, |m, &w| m.max(f64::from(w).abs()));
+    let (abs, rel) = (1e-5 * scale, 1e-4);
+    let (mut max_rel, mut bad) = (0f64, Vec::new());
+    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
+        let (g, w) = (f64::from(g), f64::from(w));
+        let err = (g - w).abs();
+        if w.abs() > abs {
+            max_rel = max_rel.max(err / w.abs());
+        }
+        if err.is_nan() || err > abs + rel * w.abs() {
+            bad.push((i, g, w));
+        }
+    }
+    println!(
+        "  {name:<28} {:>6} values  max rel err {max_rel:.2e}",
+        got.len()
+    );
+    assert!(
+        bad.is_empty(),
+        "{name}: {} of {} outside bound, first (index, got, want): {:?}",
+        bad.len(),
+        got.len(),
+        &bad[..bad.len().min(5)]
+    );
+}
+
+fn check_params(what: &str, got: &Params<f32>, want: &Params<f32>) {
+    for ((name, g), w) in TENSOR_NAMES.iter().zip(got.tensors()).zip(want.tensors()) {
+        check(&format!("{what} {name}"), g, w);
+    }
+}
+
+/// Random text over `v` symbols (V > 64 gives two words per one-hot row).
+fn random_corpus(rng: &mut Rng, v: usize, len: usize) -> OneHotCorpus {
+    // Private-use code points: never case-folded, so V is exactly `v`.
+    let sym = |i: usize| char::from_u32(0xE000 + i as u32).expect("valid char");
+    let mut text: String = (0..v).map(sym).collect();
+    text.extend((0..len).map(|_| sym(rng.range(0, v))));
+    OneHotCorpus::from_text(&text, true).expect("corpus")
+}
+
+struct Case {
+    v: usize,
+    h: usize,
+    b: usize,
+    t: usize,
+}
+
+fn hyper(c: &Case, seed: u64) -> Hyper {
+    Hyper {
+        maxlen: c.t,
+        step: 1,
+        hidden: c.h,
+        batch: c.b,
+        seed,
+        ..Hyper::default()
+    }
+}
+
+/// Three steps of GpuEngine vs CpuEngine; the batches come from an epoch
+/// order given to `begin_epoch` (the trainer's path).
+fn three_steps<D: GpuDevice>(dev: D, rng: &mut Rng, c: &Case) {
+    println!("V={} H={} B={} T={} on {}", c.v, c.h, c.b, c.t, dev.name());
+    let corpus = random_corpus(rng, c.v, 3 * c.b + c.t + 20);
+    let hy = hyper(c, rng.next_u64());
+    let params = init_params(c.v, c.h, hy.seed);
+    let ms = Params::zeros(c.v, c.h);
+    let mut cpu = CpuEngine::new(&corpus, &hy, params.clone(), ms.clone()).expect("cpu");
+    let mut gpu = GpuEngine::new(dev, Backend::Sim, &corpus, &hy, params, ms).expect("gpu");
+    let windows = (corpus.rows() - c.t) as u32;
+    let order: Vec<u32> = (0..3 * c.b)
+        .map(|_| rng.range(0, windows as usize) as u32)
+        .collect();
+    cpu.begin_epoch(&order, 0).expect("cpu order");
+    gpu.begin_epoch(&order, 0).expect("gpu order");
+    for (step, starts) in order.chunks(c.b).enumerate() {
+        println!(" step {}", step + 1);
+        let want = cpu.train_batch(starts).expect("cpu step");
+        let got = gpu.train_batch(starts).expect("gpu step");
+        check("loss", &[got], &[want]);
+        check_params("grad", &gpu.grads().expect("grads"), cpu.grads());
+        check_params("weight", &gpu.params().unwrap(), &cpu.params().unwrap());
+        check_params(
+            "rmsprop",
+            &gpu.rmsprop_state().unwrap(),
+            &cpu.rmsprop_state().unwrap(),
+        );
+    }
+    // Eval and predict on the trained weights.
+    let starts = &order[..c.b.min(order.len())];
+    let want = cpu.eval_batch(starts).unwrap();
+    check("eval loss", &[gpu.eval_batch(starts).unwrap()], &[want]);
+    let x: Vec<u32> = (0..2 * c.t).map(|_| rng.range(0, c.v) as u32).collect();
+    for seq_len in [c.t, 1, 2 * c.t] {
+        let x = &x[..x.len() / seq_len * seq_len];
+        check(
+            &format!("predict T={seq_len}"),
+            &gpu.predict(x, seq_len).unwrap(),
+            &cpu.predict(x, seq_len).unwrap(),
+        );
+    }
+}
+
+#[test]
+fn gpu_engine_matches_cpu_for_three_steps() {
+    if !ptx::BUILT_WITH_KERNELS {
+        println!("SKIPPED: built without kernels");
+        return;
+    }
+    let seed = seed();
+    let mut rng = Rng(seed);
+    let mut cases = vec![
+        Case {
+            v: 70,
+            h: 5,
+            b: 3,
+            t: 2,
+        },
+        Case {
+            v: 9,
+            h: 33,
+            b: 2,
+            t: 3,
+        },
+    ];
+    cases.push(Case {
+        v: rng.range(2, 40),
+        h: rng.range(1, 20),
+        b: rng.range(1, 6),
+        t: rng.range(1, 6),
+    });
+    for c in &cases {
+        three_steps(SimDevice::new(seed), &mut rng, c);
+    }
+}
+
+/// Batches that are the next slices of the epoch order use the uploaded
+/// order; any other starts are uploaded per batch. Both must give the same
+/// bits, and a resume in mid-epoch (`position > 0`) must too.
+#[test]
+fn epoch_order_and_uploaded_starts_agree_bit_for_bit() {
+    if !ptx::BUILT_WITH_KERNELS {
+        println!("SKIPPED: built without kernels");
+        return;
+    }
+    let seed = seed();
+    let mut rng = Rng(seed);
+    let c = Case {
+        v: 7,
+        h: 4,
+        b: 3,
+        t: 3,
+    };
+    let corpus = random_corpus(&mut rng, c.v, 40);
+    let hy = hyper(&c, seed);
+    let params = init_params(c.v, c.h, seed);
+    let ms = Params::zeros(c.v, c.h);
+    let order: Vec<u32> = (0..9).map(|i| (i * 3 + 1) % 30).collect();
+    let run = |position: Option<usize>, from: usize| {
+        let dev = SimDevice::new(seed);
+        let mut e =
+            GpuEngine::new(dev, Backend::Sim, &corpus, &hy, params.clone(), ms.clone()).unwrap();
+        if let Some(p) = position {
+            e.begin_epoch(&order, p).unwrap();
+        }
+        let losses: Vec<f32> = order[from..]
+            .chunks(c.b)
+            .map(|s| e.train_batch(s).unwrap())
+            .collect();
+        (losses, e.params().unwrap())
+    };
+    let (uploaded, p_uploaded) = run(None, 0);
+    let (ordered, p_ordered) = run(Some(0), 0);
+    assert_eq!(uploaded, ordered);
+    assert_eq!(p_uploaded, p_ordered);
+    // A resume in mid-epoch: the batches after the first.
+    let (uploaded, p_uploaded) = run(None, 3);
+    let (resumed, p_resumed) = run(Some(3), 3);
+    assert_eq!(uploaded, resumed);
+    assert_eq!(p_uploaded, p_resumed);
+}
+
+#[test]
+fn bad_starts_are_an_error_not_a_device_fault() {
+    if !ptx::BUILT_WITH_KERNELS {
+        println!("SKIPPED: built without kernels");
+        return;
+    }
+    let mut rng = Rng(1);
+    let c = Case {
+        v: 5,
+        h: 3,
+        b: 2,
+        t: 4,
+    };
+    let corpus = random_corpus(&mut rng, c.v, 20);
+    let hy = hyper(&c, 1);
+    let mut e = GpuEngine::new(
+        SimDevice::new(1),
+        Backend::Sim,
+        &corpus,
+        &hy,
+        init_params(c.v, c.h, 1),
+        Params::zeros(c.v, c.h),
+    )
+    .unwrap();
+    let last = (corpus.rows() - c.t) as u32; // start + T must be a row
+    let err = e.train_batch(&[0, last]).unwrap_err().to_string();
+    assert!(err.contains("no target inside the corpus"), "{err}");
+    assert!(e.eval_batch(&[last - 1]).is_ok());
+    let err = e.predict(&[0, 9], 2).unwrap_err().to_string();
+    assert!(err.contains("outside the vocabulary"), "{err}");
+    // A wrongly shaped model is refused before anything is uploaded.
+    let wrong = init_params(c.v + 1, c.h, 1);
+    let err = GpuEngine::new(
+        SimDevice::new(1),
+        Backend::Sim,
+        &corpus,
+        &hy,
+        wrong,
+        Params::zeros(c.v, c.h),
+    )
+    .err()
+    .expect("shape mismatch")
+    .to_string();
+    assert!(err.contains("V = 6"), "{err}");
+}
