@@ -2,6 +2,7 @@
 //! with Python* §8.1) trained on hand-written CUDA kernels, with a CPU
 //! reference implementation that checks them.
 
+pub mod bench;
 pub mod corpus;
 pub mod cpu;
 pub mod error;

@@ -446,3 +446,59 @@ fn closed_stdout_does_not_panic() {
     child.wait().expect("wait");
     assert!(!err.contains("panicked"), "{err}");
 }
+
+/// `bench` prints JSON with a measured CPU row and, without a GPU, a cuda
+/// row that says why it is missing.
+#[test]
+fn bench_prints_json_rows_per_backend() {
+    let d = Dir::new();
+    let text = d.write("small.txt", small_text().as_bytes());
+    let o = ok(&[
+        "bench",
+        "--corpus",
+        &text,
+        "--device",
+        "cpu,cuda",
+        "--steps",
+        "2",
+        "--slice-batches",
+        "2",
+        "--gen-length",
+        "3",
+        "--hidden",
+        "8",
+        "--maxlen",
+        "10",
+        "--batch-size",
+        "4",
+    ]);
+    let report: serde_json::Value = serde_json::from_str(&stdout(&o)).expect("JSON on stdout");
+    let rows = report["rows"].as_array().expect("rows");
+    assert_eq!(rows.len(), 2, "{report}");
+    let cpu = &rows[0];
+    assert_eq!(cpu["backend"], "cpu");
+    assert_eq!(cpu["available"], true);
+    for key in [
+        "train_step_s",
+        "epoch_slice_s",
+        "epoch_estimate_s",
+        "generate_s",
+    ] {
+        assert!(cpu[key].as_f64().is_some_and(|s| s > 0.0), "{key}: {cpu}");
+    }
+    assert!(
+        cpu["last_loss"].as_f64().is_some_and(f64::is_finite),
+        "{cpu}"
+    );
+    assert_eq!(rows[1]["backend"], "cuda");
+    if rows[1]["available"] == false {
+        assert!(
+            rows[1]["note"].as_str().is_some_and(|n| !n.is_empty()),
+            "{report}"
+        );
+    }
+    fails(
+        &["bench", "--corpus", &text, "--device", "auto"],
+        "bench compares named backends",
+    );
+}

@@ -25,6 +25,10 @@ pub enum Command {
     Generate(GenerateArgs),
     /// Mean cross-entropy of a checkpoint over every window of a text, as JSON.
     Eval(EvalArgs),
+    /// Time a training step, an epoch slice and generation per backend, as JSON.
+    #[command(after_help = "Examples:\n  charlstm-cuda bench --device cpu,cuda\n  \
+        charlstm-cuda bench --corpus nietzsche.txt --steps 50 --slice-batches 200")]
+    Bench(BenchArgs),
 }
 
 #[derive(Args, Debug)]
@@ -147,4 +151,35 @@ pub struct EvalArgs {
     /// Compute backend: auto, cpu, cuda or sim.
     #[arg(long, default_value = "auto")]
     pub device: String,
+}
+
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// Text or prepared corpus; default: the Nietzsche corpus, downloaded once.
+    #[arg(long)]
+    pub corpus: Option<std::path::PathBuf>,
+    /// Backends to compare, in order: cpu, cuda, sim.
+    #[arg(long, value_delimiter = ',', default_value = "cpu,cuda")]
+    pub device: Vec<String>,
+    /// Timed training steps (median reported).
+    #[arg(long, default_value_t = 10)]
+    pub steps: usize,
+    /// Consecutive batches timed as an epoch slice.
+    #[arg(long, default_value_t = 20)]
+    pub slice_batches: usize,
+    /// Characters generated per temperature.
+    #[arg(long, default_value_t = 400)]
+    pub gen_length: usize,
+    /// Temperatures generated at once.
+    #[arg(long, value_delimiter = ',', default_value = "0.2,0.5,1.0,1.2")]
+    pub temperatures: Vec<f64>,
+    /// Windows per batch.
+    #[arg(long, default_value_t = 128)]
+    pub batch_size: usize,
+    /// LSTM units.
+    #[arg(long, default_value_t = 128)]
+    pub hidden: usize,
+    /// Characters per window.
+    #[arg(long, default_value_t = 60)]
+    pub maxlen: usize,
 }

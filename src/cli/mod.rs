@@ -1,6 +1,7 @@
 //! Argument definitions and dispatch.
 
 mod args;
+mod bench;
 mod generate;
 mod printer;
 mod train;
@@ -21,5 +22,6 @@ pub fn run() -> Result<ExitCode> {
         Command::Train(a) => train::train(a),
         Command::Generate(a) => generate::generate(a),
         Command::Eval(a) => generate::eval(a),
+        Command::Bench(a) => bench::bench(a),
     }
 }

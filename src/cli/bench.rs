@@ -1,0 +1,59 @@
+//! `bench`: the backend comparison of `charlstm_cuda::bench` as JSON.
+
+use std::process::ExitCode;
+
+use charlstm_cuda::bench::{self, BenchConfig};
+use charlstm_cuda::corpus::{OneHotCorpus, download};
+use charlstm_cuda::model::Hyper;
+use charlstm_cuda::train::{Backend, Device};
+use charlstm_cuda::{Error, Result};
+
+use super::args::BenchArgs;
+
+pub fn bench(a: BenchArgs) -> Result<ExitCode> {
+    let path = match &a.corpus {
+        Some(p) => p.clone(),
+        None => {
+            eprintln!("no --corpus: using the Keras example's Nietzsche corpus");
+            download::nietzsche(None)?
+        }
+    };
+    let hyper = Hyper {
+        batch: a.batch_size,
+        hidden: a.hidden,
+        maxlen: a.maxlen,
+        ..Hyper::default()
+    };
+    hyper.validate()?;
+    let corpus = OneHotCorpus::load(&path, hyper.lowercase)?;
+    let mut backends = Vec::new();
+    for name in &a.device {
+        match name.parse::<Device>()? {
+            Device::Exact(b) => backends.push(b),
+            Device::Auto => {
+                return Err(Error::InvalidArgument {
+                    name: "--device",
+                    what: "auto (bench compares named backends: cpu, cuda, sim)".into(),
+                });
+            }
+        }
+    }
+    if backends.contains(&Backend::Sim) {
+        eprintln!(
+            "note: the simulator interprets every thread; at the notebook's shapes a step takes minutes"
+        );
+    }
+    let config = BenchConfig {
+        steps: a.steps,
+        slice_batches: a.slice_batches,
+        gen_length: a.gen_length,
+        temperatures: a.temperatures.clone(),
+    };
+    let report = bench::run(&corpus, &hyper, &config, &backends)?;
+    let json = serde_json::to_string_pretty(&report).map_err(|e| Error::InvalidArgument {
+        name: "bench",
+        what: format!("report does not serialise: {e}"),
+    })?;
+    println!("{json}");
+    Ok(ExitCode::SUCCESS)
+}
