@@ -3,6 +3,7 @@
 mod args;
 mod bench;
 mod generate;
+mod interrupt;
 mod printer;
 mod train;
 

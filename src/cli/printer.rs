@@ -52,6 +52,9 @@ impl Printer {
 
 impl Observer for Printer {
     fn on_batch(&mut self, e: &BatchEvent) -> Control {
+        if super::interrupt::requested() {
+            return Control::Stop;
+        }
         // indicatif hides itself when stderr is not a terminal.
         if !self.quiet {
             let bar = self.bar(e.epoch, e.batches);
@@ -76,6 +79,9 @@ impl Observer for Printer {
                 println!("------ temperature: {:?}", s.temperature);
                 print_sample(&s.seed, &s.text, self.colour);
             }
+        }
+        if super::interrupt::requested() {
+            return Control::Stop;
         }
         Control::Continue
     }

@@ -167,11 +167,28 @@ pub fn train(a: TrainArgs) -> Result<ExitCode> {
         }
     );
     let mut printer = Printer::new(a.quiet);
+    super::interrupt::install();
     match trainer.run(&mut printer) {
         Ok(summary) => {
             printer.finish();
             if summary.stopped {
-                eprintln!("stopped; resume with --resume --out {}", out.display());
+                let st = &summary.state;
+                let at = match &summary.checkpoint {
+                    Some(p) => format!("checkpoint {}", p.display()),
+                    None => "no checkpoint".into(),
+                };
+                let when = if st.batch > 0 {
+                    format!("in epoch {} after batch {}", st.epoch + 1, st.batch)
+                } else {
+                    format!("after epoch {}", st.epoch)
+                };
+                eprintln!(
+                    "stopped {when} ({at}); continue with: charlstm-cuda train --resume --out {}",
+                    out.display()
+                );
+                if super::interrupt::requested() {
+                    return Ok(ExitCode::from(super::interrupt::EXIT_INTERRUPTED));
+                }
             }
             Ok(ExitCode::SUCCESS)
         }

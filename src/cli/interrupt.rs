@@ -1,0 +1,34 @@
+//! Ctrl-C (SIGINT), SIGTERM and SIGHUP during `train`: the first asks the
+//! trainer to stop after the current batch, which then writes
+//! `last.safetensors` (temp file + rename) and says how to resume; a second
+//! one exits at once, keeping the checkpoints already on disk (they are never
+//! half-written).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+static STOP: AtomicBool = AtomicBool::new(false);
+
+/// Exit status of a run stopped by a signal, as shells report SIGINT.
+pub const EXIT_INTERRUPTED: u8 = 130;
+
+/// Installs the handler. Failing to install it is not fatal: training works,
+/// only without the graceful stop, and the user is told.
+pub fn install() {
+    let result = ctrlc::set_handler(|| {
+        if STOP.swap(true, Ordering::SeqCst) {
+            eprintln!("\nsecond interrupt: exiting now; checkpoints already written are complete");
+            std::process::exit(i32::from(EXIT_INTERRUPTED));
+        }
+        eprintln!(
+            "\ninterrupt: finishing the current batch, then writing a checkpoint (again to quit at once)"
+        );
+    });
+    if let Err(e) = result {
+        eprintln!("warning: cannot catch Ctrl-C ({e}); an interrupt will lose the current epoch");
+    }
+}
+
+/// Whether a stop was asked for.
+pub fn requested() -> bool {
+    STOP.load(Ordering::SeqCst)
+}

@@ -1,0 +1,133 @@
+//! Interrupted training loses at most the current batch: SIGINT and SIGTERM
+//! make `train` finish its batch, write `last.safetensors` and exit 130
+//! naming it; `--resume` then ends with the same weights, bit for bit on the
+//! CPU backend, as a run that was never interrupted.
+#![cfg(unix)]
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_charlstm-cuda"))
+}
+
+/// Enough batches (3 epochs x 150) that a signal sent after the first
+/// progress line lands mid-run, small enough to finish in seconds.
+fn args<'a>(corpus: &'a str, out: &'a str) -> Vec<&'a str> {
+    vec![
+        "train",
+        "--corpus",
+        corpus,
+        "--out",
+        out,
+        "--epochs",
+        "3",
+        "--steps-per-epoch",
+        "150",
+        "--maxlen",
+        "20",
+        "--step",
+        "1",
+        "--hidden",
+        "48",
+        "--batch-size",
+        "16",
+        "--gen-length",
+        "5",
+        "--device",
+        "cpu",
+    ]
+}
+
+fn text() -> String {
+    let words = [
+        "the ", "will ", "to ", "power ", "is ", "not ", "what ", "we, ",
+    ];
+    (0..4000)
+        .map(|i| words[(i * 7 + i / 5) % words.len()])
+        .collect()
+}
+
+/// The checkpoint minus its metadata: weights and optimizer state.
+fn tensors(path: &Path) -> Vec<u8> {
+    let bytes = std::fs::read(path).expect("checkpoint");
+    let n = u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes")) as usize;
+    bytes[8 + n..].to_vec()
+}
+
+fn interrupted_then_resumed(signal: libc::c_int, name: &str) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let corpus = dir.path().join("t.txt");
+    std::fs::write(&corpus, text()).expect("write");
+    let corpus = corpus.to_string_lossy().into_owned();
+    let (full, cut) = (dir.path().join("full"), dir.path().join("cut"));
+    let (full_s, cut_s) = (full.to_string_lossy(), cut.to_string_lossy());
+
+    let o = bin().args(args(&corpus, &full_s)).output().expect("run");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+
+    // Interrupted: wait until training has visibly started (the line before
+    // the first batch), then signal.
+    let mut child = bin()
+        .args(args(&corpus, &cut_s))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut stderr = BufReader::new(child.stderr.take().expect("stderr"));
+    let mut log = String::new();
+    while !log.contains("batches of") {
+        let mut line = String::new();
+        if stderr.read_line(&mut line).expect("read") == 0 {
+            panic!("train ended before starting: {log}");
+        }
+        log.push_str(&line);
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    // SAFETY: kill(2) on our own child's pid with a valid signal number.
+    assert_eq!(unsafe { libc::kill(child.id() as libc::pid_t, signal) }, 0);
+    let started = Instant::now();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stderr, &mut rest).expect("read");
+    log.push_str(&rest);
+    let status = child.wait().expect("wait");
+    println!("{name}: stopped in {:?}:\n{log}", started.elapsed());
+    assert_eq!(status.code(), Some(130), "{name}: {log}");
+    assert!(
+        log.contains("finishing the current batch") && log.contains("last.safetensors"),
+        "{name}: the message must name the checkpoint: {log}"
+    );
+    assert!(log.contains("--resume"), "{log}");
+    assert!(!log.contains("panicked"), "{log}");
+    assert!(cut.join("last.safetensors").is_file());
+    // No temp file left behind.
+    for e in std::fs::read_dir(&cut).expect("out dir") {
+        let n = e.expect("entry").file_name().to_string_lossy().into_owned();
+        assert!(
+            n.ends_with(".safetensors") || n == "metrics.jsonl",
+            "{name}: stray file {n}"
+        );
+    }
+
+    let mut resume = args(&corpus, &cut_s);
+    resume.push("--resume");
+    let o = bin().args(resume).output().expect("resume");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        tensors(&full.join("last.safetensors")),
+        tensors(&cut.join("last.safetensors")),
+        "{name}: interrupted + resumed must equal uninterrupted, bit for bit"
+    );
+}
+
+#[test]
+fn sigint_finishes_the_batch_writes_a_checkpoint_and_resume_is_exact() {
+    interrupted_then_resumed(libc::SIGINT, "SIGINT");
+}
+
+#[test]
+fn sigterm_does_the_same() {
+    interrupted_then_resumed(libc::SIGTERM, "SIGTERM");
+}
