@@ -1,6 +1,7 @@
 //! GPU side: the embedded kernels, the device seam and one launcher per kernel
 //! file (`kernels/NAME.cu` <-> `src/gpu/NAME.rs`).
 
+pub mod cuda_device;
 pub mod device;
 pub mod engine;
 pub mod head;
@@ -9,6 +10,7 @@ pub mod ptx;
 pub mod rmsprop;
 pub mod sim_device;
 
+pub use cuda_device::CudaDevice;
 pub use device::{DeviceError, DevicePtr, GpuDevice, KernelArg, LaunchConfig};
 pub use engine::{GPU_PATH_NOTICE, GpuEngine};
 pub use sim_device::SimDevice;
