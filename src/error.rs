@@ -88,6 +88,12 @@ impl Error {
             Error::Download { .. } => {
                 "when offline, pass the text with --corpus FILE".into()
             }
+            // Without kernels the fix is a rebuild, which the message says.
+            Error::BackendUnavailable { backend: "cuda", .. } if crate::gpu::ptx::BUILT_WITH_KERNELS => {
+                "install or update the NVIDIA driver (580 or newer; `nvidia-smi` should list the GPU), \
+                 or use --device cpu (or --device sim to run the kernels on the simulator)"
+                    .into()
+            }
             Error::BackendUnavailable { .. } => "use --device cpu".into(),
             Error::BinaryText { .. } => {
                 "pass a UTF-8 text file (UTF-16 text converts with `iconv -f UTF-16 -t UTF-8`)".into()

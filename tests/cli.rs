@@ -339,10 +339,65 @@ fn bad_inputs_get_clear_errors() {
         ],
         "vocabulary",
     );
-    fails(
-        &["generate", "--checkpoint", &ck, "--device", "cuda"],
-        "cuda",
-    );
+    if charlstm_cuda::gpu::CudaDevice::probe().is_err() {
+        fails(
+            &["generate", "--checkpoint", &ck, "--device", "cuda"],
+            "cuda",
+        );
+    }
+}
+
+/// Without a usable GPU, `--device cuda` is an error naming the cause plus a
+/// hint (exit 1, no panic) and `--device auto` trains on the CPU saying why;
+/// with one, both train on it.
+#[test]
+fn device_cuda_and_auto_follow_the_gpu() {
+    let kernels = charlstm_cuda::gpu::ptx::BUILT_WITH_KERNELS;
+    let probe = charlstm_cuda::gpu::CudaDevice::probe();
+    let d = Dir::new();
+    let text = d.write("small.txt", small_text().as_bytes());
+    let (auto_out, cuda_out) = (d.s("auto"), d.s("cuda"));
+    let on = |out: &str, device: &str| -> Vec<String> {
+        let mut a: Vec<String> = train_args(&text, out, "1")
+            .into_iter()
+            .map(String::from)
+            .collect();
+        a.extend(["--steps-per-epoch".into(), "3".into()]);
+        let pos = a.iter().position(|x| x == "cpu").expect("--device cpu");
+        a[pos] = device.into();
+        a
+    };
+    let auto = on(&auto_out, "auto");
+    let auto: Vec<&str> = auto.iter().map(String::as_str).collect();
+    let cuda = on(&cuda_out, "cuda");
+    let cuda: Vec<&str> = cuda.iter().map(String::as_str).collect();
+
+    let err = stderr(&ok(&auto));
+    assert!(!err.contains("panicked"), "{err}");
+    let expected = match (&probe, kernels) {
+        (_, false) => "device auto: using cpu (this build has no CUDA kernels)".to_string(),
+        (Ok(_), true) => "device auto: using cuda (".to_string(),
+        (Err(why), true) => format!("device auto: using cpu ({why})"),
+    };
+    assert!(err.contains(&expected), "lacks {expected:?}:\n{err}");
+
+    match probe {
+        Ok(gpu) if kernels => {
+            println!("GPU present ({gpu}): --device cuda trains on it");
+            let err = stderr(&ok(&cuda));
+            assert!(err.contains("device cuda: "), "{err}");
+        }
+        probe => {
+            println!("SKIPPED: no GPU ({probe:?}); checking the error instead");
+            let o = run(&cuda);
+            assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+            let needle = if kernels { "NVIDIA" } else { "no CUDA kernels" };
+            fails(&cuda, needle);
+            if kernels {
+                assert!(stderr(&o).contains("hint: install or update the NVIDIA driver"));
+            }
+        }
+    }
 }
 
 /// `--device sim` runs the kernels that exist (RMSprop) on the PTX simulator,

@@ -299,6 +299,23 @@ fn kernels_match_cpu_on_the_simulator() {
     all_kernels_match_cpu(&mut dev, seed).unwrap();
 }
 
+#[test]
+fn kernels_match_cpu_on_cuda() {
+    if !ptx::BUILT_WITH_KERNELS {
+        println!("SKIPPED: built without kernels (run bash scripts/setup-cuda.sh)");
+        return;
+    }
+    let mut dev = match charlstm_cuda::gpu::CudaDevice::new(0) {
+        Ok(dev) => dev,
+        Err(e) => {
+            println!("SKIPPED: no GPU ({e})");
+            return;
+        }
+    };
+    println!("device: {}", dev.name());
+    all_kernels_match_cpu(&mut dev, seed()).unwrap();
+}
+
 // ------------------------------------------- launcher contracts, no device
 
 /// Records launches without running them: checks the launchers' grid and

@@ -16,7 +16,7 @@ use charlstm_cuda::cpu;
 use charlstm_cuda::gpu::device::{DeviceError, DevicePtr, GpuDevice};
 use charlstm_cuda::gpu::head::{HeadBuffers, HeadDims, HeadLauncher};
 use charlstm_cuda::gpu::lstm::{LstmBuffers, LstmDims, LstmLauncher};
-use charlstm_cuda::gpu::{SimDevice, ptx};
+use charlstm_cuda::gpu::{CudaDevice, SimDevice, ptx};
 use charlstm_cuda::model::Params;
 use charlstm_cuda::sim::{ParamValue as P, Simulator};
 
@@ -364,17 +364,10 @@ fn one_case<D: GpuDevice>(
     Ok(())
 }
 
-#[test]
-fn lstm_kernels_match_f64_and_cpu_on_the_simulator() {
-    if !ptx::BUILT_WITH_KERNELS {
-        println!("SKIPPED: built without kernels");
-        return;
-    }
-    let seed = seed();
+/// Fixed edge shapes (one step, one row, V > 64 so two words per row,
+/// B*H across the 128-thread block), then random ones.
+fn all_cases<D: GpuDevice>(dev: &mut D, seed: u64) -> Result<()> {
     let mut rng = Rng(seed);
-    let mut dev = SimDevice::new(seed);
-    // Fixed edge shapes (one step, one row, V > 64 so two words per row,
-    // B*H across the 128-thread block), then random ones.
     let mut cases = vec![(5, 3, 1, 1), (70, 7, 2, 3), (66, 33, 4, 2)];
     for _ in 0..3 {
         cases.push((
@@ -385,8 +378,36 @@ fn lstm_kernels_match_f64_and_cpu_on_the_simulator() {
         ));
     }
     for case in cases {
-        one_case(&mut dev, &mut rng, case).unwrap();
+        one_case(dev, &mut rng, case)?;
     }
+    Ok(())
+}
+
+#[test]
+fn lstm_kernels_match_f64_and_cpu_on_the_simulator() {
+    if !ptx::BUILT_WITH_KERNELS {
+        println!("SKIPPED: built without kernels");
+        return;
+    }
+    let seed = seed();
+    all_cases(&mut SimDevice::new(seed), seed).unwrap();
+}
+
+#[test]
+fn lstm_kernels_match_f64_and_cpu_on_cuda() {
+    if !ptx::BUILT_WITH_KERNELS {
+        println!("SKIPPED: built without kernels");
+        return;
+    }
+    let mut dev = match CudaDevice::new(0) {
+        Ok(dev) => dev,
+        Err(e) => {
+            println!("SKIPPED: no GPU ({e})");
+            return;
+        }
+    };
+    println!("device: {}", dev.name());
+    all_cases(&mut dev, seed()).unwrap();
 }
 
 #[test]

@@ -15,7 +15,8 @@ use super::printer::{colour_stdout, print_sample};
 pub fn generate(a: GenerateArgs) -> Result<ExitCode> {
     let device: Device = a.device.parse()?;
     // Generation runs on the CPU reference; resolving still refuses a
-    // backend this build lacks, and says what `auto` picked.
+    // backend that cannot run here (no kernels, no GPU), and says what
+    // `auto` picked.
     let (_, notice) = device.resolve()?;
     if let Some(n) = notice {
         eprintln!("{n}");

@@ -70,6 +70,12 @@ pub enum DeviceError {
     },
     #[error("kernel {kernel}: bad launch arguments: {what}")]
     BadArguments { kernel: &'static str, what: String },
+    #[error("device {device}: out of memory allocating {requested} bytes ({free} bytes free)")]
+    OutOfMemory {
+        device: String,
+        requested: usize,
+        free: usize,
+    },
     #[error("device {device}: {what}")]
     Backend { device: String, what: String },
 }
@@ -82,6 +88,9 @@ impl DeviceError {
                 "the model is too large for this kernel on this device; use a smaller --hidden or --device cpu"
             }
             DeviceError::BadArguments { .. } => "this is a bug in charlstm-cuda; please report it",
+            DeviceError::OutOfMemory { .. } => {
+                "use a smaller --batch-size or --hidden, free the GPU of other work, or use --device cpu"
+            }
             DeviceError::Backend { .. } => "check the GPU driver, or use --device cpu",
         }
     }

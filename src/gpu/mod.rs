@@ -2,6 +2,7 @@
 //! file (`kernels/NAME.cu` <-> `src/gpu/NAME.rs`).
 
 mod buffers;
+pub mod cuda_device;
 pub mod device;
 pub mod engine;
 pub mod head;
@@ -10,6 +11,7 @@ pub mod ptx;
 pub mod rmsprop;
 pub mod sim_device;
 
+pub use cuda_device::CudaDevice;
 pub use device::{DeviceError, DevicePtr, GpuDevice, KernelArg, LaunchConfig};
 pub use engine::{GPU_PATH_NOTICE, GpuEngine};
 pub use sim_device::SimDevice;

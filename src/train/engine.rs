@@ -45,18 +45,14 @@ pub enum Backend {
 }
 
 impl Backend {
-    /// The error for a backend this build cannot run.
+    /// The error for a backend this build cannot run (built without nvcc).
+    /// A GPU that is missing at run time is `CudaDevice::probe`'s reason.
     pub fn unavailable(self) -> Error {
-        let what = match self {
-            Backend::Cuda => {
-                "the cudarc backend (real GPUs) is not part of this version; \
-                 --device sim runs the kernels that exist on the PTX simulator"
-            }
-            _ if !crate::gpu::ptx::BUILT_WITH_KERNELS => {
-                "this build has no CUDA kernels (nvcc was not found at build time); \
-                 run `bash scripts/setup-cuda.sh` and rebuild"
-            }
-            _ => "not available",
+        let what = if matches!(self, Backend::Cpu) || crate::gpu::ptx::BUILT_WITH_KERNELS {
+            "not available"
+        } else {
+            "this build has no CUDA kernels (nvcc was not found at build time); \
+             run `bash scripts/setup-cuda.sh` and rebuild"
         };
         Error::BackendUnavailable {
             backend: self.name(),
@@ -107,26 +103,44 @@ impl FromStr for Device {
 
 impl Device {
     /// Resolves `auto` to a backend that is usable here; returns the backend
-    /// and, for `auto`, a sentence saying what was picked and why.
+    /// and a sentence saying what was picked and why (none for `cpu`).
     pub fn resolve(self) -> Result<(Backend, Option<String>)> {
+        use crate::gpu::{CudaDevice, GPU_PATH_NOTICE, ptx::BUILT_WITH_KERNELS};
         match self {
-            Device::Auto => Ok((
+            Device::Auto if !BUILT_WITH_KERNELS => Ok((
                 Backend::Cpu,
-                Some(
-                    "device auto: using cpu (this build has no GPU engine yet; \
-                     the CUDA backend comes with the GPU engine)"
-                        .into(),
-                ),
+                Some("device auto: using cpu (this build has no CUDA kernels)".into()),
             )),
+            Device::Auto => match CudaDevice::probe() {
+                Ok(gpu) => Ok((
+                    Backend::Cuda,
+                    Some(format!(
+                        "device auto: using cuda ({gpu}); {GPU_PATH_NOTICE}"
+                    )),
+                )),
+                Err(why) => Ok((
+                    Backend::Cpu,
+                    Some(format!("device auto: using cpu ({why})")),
+                )),
+            },
             Device::Exact(Backend::Cpu) => Ok((Backend::Cpu, None)),
-            Device::Exact(Backend::Sim) if crate::gpu::ptx::BUILT_WITH_KERNELS => Ok((
+            Device::Exact(b) if !BUILT_WITH_KERNELS => Err(b.unavailable()),
+            Device::Exact(Backend::Sim) => Ok((
                 Backend::Sim,
                 Some(format!(
-                    "device sim: the CUDA kernels run on the PTX simulator; {}",
-                    crate::gpu::GPU_PATH_NOTICE
+                    "device sim: the CUDA kernels run on the PTX simulator; {GPU_PATH_NOTICE}"
                 )),
             )),
-            Device::Exact(b @ (Backend::Cuda | Backend::Sim)) => Err(b.unavailable()),
+            Device::Exact(Backend::Cuda) => match CudaDevice::probe() {
+                Ok(gpu) => Ok((
+                    Backend::Cuda,
+                    Some(format!("device cuda: {gpu}; {GPU_PATH_NOTICE}")),
+                )),
+                Err(what) => Err(Error::BackendUnavailable {
+                    backend: "cuda",
+                    what,
+                }),
+            },
         }
     }
 }

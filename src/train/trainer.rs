@@ -412,6 +412,12 @@ pub fn create_engine<'c>(
                 crate::gpu::GpuEngine::new(device, Backend::Sim, corpus, hyper, params, rmsprop)?;
             Ok((Box::new(engine), notice))
         }
-        Backend::Cuda => Err(backend.unavailable()),
+        Backend::Cuda => {
+            // `resolve` probed the first GPU; that is the one used.
+            let device = crate::gpu::CudaDevice::new(0)?;
+            let engine =
+                crate::gpu::GpuEngine::new(device, Backend::Cuda, corpus, hyper, params, rmsprop)?;
+            Ok((Box::new(engine), notice))
+        }
     }
 }
