@@ -225,7 +225,15 @@ fn prepare_train_resume_generate_eval() {
     let loss = v["loss"].as_f64().expect("loss");
     assert!(loss.is_finite() && loss > 0.0 && loss < 4.0, "{v}");
     assert!(v["windows"].as_u64().is_some_and(|w| w > 100), "{v}");
-    let o = ok(&["eval", "--checkpoint", &ckpt, "--corpus", &prepared]);
+    let o = ok(&[
+        "eval",
+        "--checkpoint",
+        &ckpt,
+        "--corpus",
+        &prepared,
+        "--device",
+        "cpu",
+    ]);
     let v2: serde_json::Value = serde_json::from_str(stdout(&o).trim()).expect("eval prints JSON");
     assert_eq!(
         v["loss"], v2["loss"],

@@ -12,7 +12,7 @@ use common::{Rng, seed};
 
 use charlstm_cuda::corpus::OneHotCorpus;
 use charlstm_cuda::cpu::CpuEngine;
-use charlstm_cuda::gpu::{GpuDevice, GpuEngine, SimDevice, ptx};
+use charlstm_cuda::gpu::{CudaDevice, GpuDevice, GpuEngine, SimDevice, ptx};
 use charlstm_cuda::model::{Hyper, Params, TENSOR_NAMES, init_params};
 use charlstm_cuda::train::{Backend, Engine};
 
@@ -79,14 +79,14 @@ fn hyper(c: &Case, seed: u64) -> Hyper {
 
 /// Three steps of GpuEngine vs CpuEngine; the batches come from an epoch
 /// order given to `begin_epoch` (the trainer's path).
-fn three_steps<D: GpuDevice>(dev: D, rng: &mut Rng, c: &Case) {
+fn three_steps<D: GpuDevice>(dev: D, backend: Backend, rng: &mut Rng, c: &Case) {
     println!("V={} H={} B={} T={} on {}", c.v, c.h, c.b, c.t, dev.name());
     let corpus = random_corpus(rng, c.v, 3 * c.b + c.t + 20);
     let hy = hyper(c, rng.next_u64());
     let params = init_params(c.v, c.h, hy.seed);
     let ms = Params::zeros(c.v, c.h);
     let mut cpu = CpuEngine::new(&corpus, &hy, params.clone(), ms.clone()).expect("cpu");
-    let mut gpu = GpuEngine::new(dev, Backend::Sim, &corpus, &hy, params, ms).expect("gpu");
+    let mut gpu = GpuEngine::new(dev, backend, &corpus, &hy, params, ms).expect("gpu");
     let windows = (corpus.rows() - c.t) as u32;
     let order: Vec<u32> = (0..3 * c.b)
         .map(|_| rng.range(0, windows as usize) as u32)
@@ -121,14 +121,9 @@ fn three_steps<D: GpuDevice>(dev: D, rng: &mut Rng, c: &Case) {
     }
 }
 
-#[test]
-fn gpu_engine_matches_cpu_for_three_steps() {
-    if !ptx::BUILT_WITH_KERNELS {
-        println!("SKIPPED: built without kernels");
-        return;
-    }
-    let seed = seed();
-    let mut rng = Rng(seed);
+/// Fixed edge shapes (V > 64: two words per one-hot row; H > 32), then a
+/// random one; on a GPU also the notebook's shapes.
+fn cases(rng: &mut Rng, full: bool) -> Vec<Case> {
     let mut cases = vec![
         Case {
             v: 70,
@@ -142,15 +137,49 @@ fn gpu_engine_matches_cpu_for_three_steps() {
             b: 2,
             t: 3,
         },
+        Case {
+            v: rng.range(2, 40),
+            h: rng.range(1, 20),
+            b: rng.range(1, 6),
+            t: rng.range(1, 6),
+        },
     ];
-    cases.push(Case {
-        v: rng.range(2, 40),
-        h: rng.range(1, 20),
-        b: rng.range(1, 6),
-        t: rng.range(1, 6),
-    });
-    for c in &cases {
-        three_steps(SimDevice::new(seed), &mut rng, c);
+    if full {
+        cases.push(Case {
+            v: 57,
+            h: 128,
+            b: 128,
+            t: 60,
+        });
+    }
+    cases
+}
+
+#[test]
+fn gpu_engine_matches_cpu_for_three_steps() {
+    if !ptx::BUILT_WITH_KERNELS {
+        println!("SKIPPED: built without kernels");
+        return;
+    }
+    let seed = seed();
+    let mut rng = Rng(seed);
+    for c in &cases(&mut rng, false) {
+        three_steps(SimDevice::new(seed), Backend::Sim, &mut rng, c);
+    }
+}
+
+#[test]
+fn cuda_engine_matches_cpu_for_three_steps() {
+    let seed = seed();
+    let mut rng = Rng(seed);
+    for c in &cases(&mut rng, true) {
+        match CudaDevice::new(0) {
+            Ok(dev) => three_steps(dev, Backend::Cuda, &mut rng, c),
+            Err(e) => {
+                println!("SKIPPED: no GPU ({e})");
+                return;
+            }
+        }
     }
 }
 
