@@ -201,3 +201,40 @@ fn stopped_mid_epoch_and_resumed_equals_uninterrupted() {
     // The observer of the resumed run saw epochs 2 and 3 with the same losses.
     assert_eq!(obs2.epochs, obs.epochs[1..].to_vec());
 }
+
+#[test]
+fn keep_checkpoints_keeps_the_newest_n_and_last() {
+    let corpus = OneHotCorpus::from_text(&text(), true).expect("corpus");
+    let dir = tempfile::tempdir().expect("dir");
+    let cfg = TrainConfig {
+        keep_checkpoints: Some(2),
+        ..config(Some(dir.path().into()))
+    };
+    let h = Hyper {
+        epochs: 4,
+        ..hyper()
+    };
+    let (mut t, _) = Trainer::new(&corpus, h.clone(), cfg.clone(), Device::Exact(Backend::Cpu))
+        .expect("trainer");
+    t.run(&mut Silent).expect("run");
+    let exists = |e: usize| dir.path().join(epoch_checkpoint_name(e)).exists();
+    assert_eq!(
+        (1..=4).map(exists).collect::<Vec<_>>(),
+        [false, false, true, true]
+    );
+    assert!(dir.path().join(LAST_CHECKPOINT).exists());
+    // The newest kept one is the same model as last.safetensors.
+    let last = Checkpoint::load(&dir.path().join(LAST_CHECKPOINT)).expect("last");
+    let newest = Checkpoint::load(&dir.path().join(epoch_checkpoint_name(4))).expect("4");
+    assert_eq!(last.params, newest.params);
+
+    let zero = TrainConfig {
+        keep_checkpoints: Some(0),
+        ..cfg
+    };
+    let err = Trainer::new(&corpus, h, zero, Device::Exact(Backend::Cpu))
+        .err()
+        .expect("0 is refused")
+        .to_string();
+    assert!(err.contains("--keep-checkpoints"), "{err}");
+}

@@ -63,6 +63,9 @@ pub struct TrainArgs {
     /// Batches per epoch at most (default: the whole corpus).
     #[arg(long)]
     pub steps_per_epoch: Option<usize>,
+    /// Keep only the newest N epoch checkpoints (default: all; last.safetensors always).
+    #[arg(long, value_name = "N")]
+    pub keep_checkpoints: Option<usize>,
     /// Characters per window [default: 60].
     #[arg(long)]
     pub maxlen: Option<usize>,

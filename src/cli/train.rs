@@ -135,6 +135,7 @@ pub fn train(a: TrainArgs) -> Result<ExitCode> {
     }
     let config = TrainConfig {
         steps_per_epoch: a.steps_per_epoch,
+        keep_checkpoints: a.keep_checkpoints,
         temperatures: a.temperatures.clone(),
         gen_length: a.gen_length,
         out: Some(out.clone()),

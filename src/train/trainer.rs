@@ -22,6 +22,21 @@ pub fn epoch_checkpoint_name(epoch: usize) -> String {
     format!("epoch-{epoch:03}.safetensors")
 }
 
+/// Deletes `epoch-NNN.safetensors` for epochs up to `epoch - keep`, after
+/// the newer ones were written, so at least `keep` good ones always exist.
+/// Missing files are fine (a resumed run, or already pruned).
+fn prune_checkpoints(dir: &Path, epoch: usize, keep: usize) -> Result<()> {
+    for old in 1..=epoch.saturating_sub(keep.max(1)) {
+        let path = dir.join(epoch_checkpoint_name(old));
+        match std::fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io(&path, e)),
+        }
+    }
+    Ok(())
+}
+
 /// Run settings that are not model hyper-parameters.
 #[derive(Clone, Debug, PartialEq)]
 pub struct TrainConfig {
@@ -33,12 +48,17 @@ pub struct TrainConfig {
     pub gen_length: usize,
     /// Directory for checkpoints and `metrics.jsonl`; `None` keeps everything in memory.
     pub out: Option<PathBuf>,
+    /// Keep only the newest N `epoch-NNN.safetensors` (at least 1); `None`
+    /// keeps all, like Keras' `ModelCheckpoint`. `last.safetensors` is
+    /// always kept.
+    pub keep_checkpoints: Option<usize>,
 }
 
 impl Default for TrainConfig {
     fn default() -> Self {
         TrainConfig {
             steps_per_epoch: None,
+            keep_checkpoints: None,
             temperatures: vec![0.2, 0.5, 1.0, 1.2],
             gen_length: 400,
             out: None,
@@ -134,6 +154,12 @@ impl<'c> Trainer<'c> {
         state: TrainState,
     ) -> Result<(Self, Option<String>)> {
         hyper.validate()?;
+        if config.keep_checkpoints == Some(0) {
+            return Err(Error::InvalidArgument {
+                name: "--keep-checkpoints",
+                what: "0 (keep at least 1 epoch checkpoint, or leave it out to keep all)".into(),
+            });
+        }
         let (engine, notice) = create_engine(device, corpus, &hyper, params, rmsprop)?;
         Ok((
             Self::with_engine(corpus, hyper, config, engine, state)?,
@@ -275,6 +301,9 @@ impl<'c> Trainer<'c> {
                     let path = dir.join(epoch_checkpoint_name(epoch));
                     ckpt.save(&path)?;
                     ckpt.save(&dir.join(LAST_CHECKPOINT))?;
+                    if let Some(keep) = self.config.keep_checkpoints {
+                        prune_checkpoints(&dir, epoch, keep)?;
+                    }
                     Some(path)
                 }
                 None => None,
