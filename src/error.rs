@@ -35,6 +35,8 @@ pub enum Error {
         batch: usize,
         value: f32,
     },
+    #[error("training diverged: {what}")]
+    Diverged { what: String },
     #[error("could not download {url}: {what}")]
     Download { url: String, what: String },
     #[error("the {backend} backend is not available: {what}")]
@@ -84,6 +86,11 @@ impl Error {
             }
             Error::NonFiniteLoss { .. } => {
                 "the last good checkpoint is kept; resume from it with a smaller --lr".into()
+            }
+            Error::Diverged { .. } => {
+                "the checkpoints of the good epochs are kept; resume from last.safetensors with a \
+                 smaller --lr, or train with --on-divergence rollback"
+                    .into()
             }
             Error::Download { .. } => {
                 "when offline, pass the text with --corpus FILE".into()

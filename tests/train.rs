@@ -70,6 +70,12 @@ impl Engine for NanAt<'_> {
     fn rmsprop_state(&mut self) -> Result<Params<f32>> {
         self.inner.rmsprop_state()
     }
+    fn set_state(&mut self, params: &Params<f32>, rmsprop: &Params<f32>) -> Result<()> {
+        self.inner.set_state(params, rmsprop)
+    }
+    fn set_learning_rate(&mut self, lr: f32) -> Result<()> {
+        self.inner.set_learning_rate(lr)
+    }
 }
 
 #[test]

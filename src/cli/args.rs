@@ -66,6 +66,12 @@ pub struct TrainArgs {
     /// Keep only the newest N epoch checkpoints (default: all; last.safetensors always).
     #[arg(long, value_name = "N")]
     pub keep_checkpoints: Option<usize>,
+    /// An epoch loss above this factor x the best epoch's counts as divergence (inf: only NaN/inf).
+    #[arg(long, default_value_t = 2.0, value_name = "F")]
+    pub divergence_factor: f64,
+    /// On divergence: stop (keep the good checkpoints) or rollback (best epoch, half the --lr).
+    #[arg(long, default_value = "stop", value_name = "ACTION")]
+    pub on_divergence: String,
     /// Characters per window [default: 60].
     #[arg(long)]
     pub maxlen: Option<usize>,

@@ -6,7 +6,7 @@ use std::io::IsTerminal;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use charlstm_cuda::train::{BatchEvent, Control, EpochEvent, Observer};
+use charlstm_cuda::train::{BatchEvent, Control, EpochEvent, Observer, RollbackEvent};
 
 pub struct Printer {
     bar: Option<ProgressBar>,
@@ -84,6 +84,14 @@ impl Observer for Printer {
             return Control::Stop;
         }
         Control::Continue
+    }
+
+    fn on_rollback(&mut self, e: &RollbackEvent) {
+        self.finish();
+        eprintln!(
+            "diverged ({}): rolled back to the end of epoch {}, learning rate now {} (rollback {})",
+            e.cause, e.to_epoch, e.lr, e.rollbacks
+        );
     }
 }
 

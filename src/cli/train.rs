@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use charlstm_cuda::corpus::{OneHotCorpus, download};
 use charlstm_cuda::model::{Checkpoint, Hyper};
-use charlstm_cuda::train::{Device, LAST_CHECKPOINT, TrainConfig, Trainer};
+use charlstm_cuda::train::{Device, DivergenceGuard, LAST_CHECKPOINT, TrainConfig, Trainer};
 use charlstm_cuda::{Error, Result};
 
 use super::args::{PrepareArgs, TrainArgs};
@@ -119,6 +119,15 @@ pub fn train(a: TrainArgs) -> Result<ExitCode> {
         .as_ref()
         .map_or_else(Hyper::default, |c| c.hyper.clone());
     let mut hyper = hyper_from(&a, base, checkpoint.is_some())?;
+    if a.divergence_factor.is_nan() || a.divergence_factor <= 1.0 {
+        return Err(Error::InvalidArgument {
+            name: "--divergence-factor",
+            what: format!(
+                "{} (must be above 1; `inf` checks only for NaN/inf losses)",
+                a.divergence_factor
+            ),
+        });
+    }
     let corpus = OneHotCorpus::load(&corpus_path, hyper.lowercase)?;
     if corpus.lowercase() != hyper.lowercase && checkpoint.is_none() {
         // A prepared corpus was normalised when it was made; its flag wins.
@@ -136,6 +145,11 @@ pub fn train(a: TrainArgs) -> Result<ExitCode> {
     let config = TrainConfig {
         steps_per_epoch: a.steps_per_epoch,
         keep_checkpoints: a.keep_checkpoints,
+        divergence: Some(DivergenceGuard {
+            factor: a.divergence_factor,
+            action: a.on_divergence.parse()?,
+            ..DivergenceGuard::default()
+        }),
         temperatures: a.temperatures.clone(),
         gen_length: a.gen_length,
         out: Some(out.clone()),

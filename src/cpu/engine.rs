@@ -111,6 +111,28 @@ impl Engine for CpuEngine<'_> {
     fn rmsprop_state(&mut self) -> Result<Params<f32>> {
         Ok(self.rmsprop.clone())
     }
+
+    fn set_state(&mut self, params: &Params<f32>, rmsprop: &Params<f32>) -> Result<()> {
+        for (what, p) in [("parameters", params), ("optimizer state", rmsprop)] {
+            if (p.vocab, p.hidden) != (self.params.vocab, self.params.hidden) {
+                return Err(Error::InvalidArgument {
+                    name: "model",
+                    what: format!(
+                        "{what} are V={} H={}, this engine holds V={} H={}",
+                        p.vocab, p.hidden, self.params.vocab, self.params.hidden
+                    ),
+                });
+            }
+        }
+        self.params.clone_from(params);
+        self.rmsprop.clone_from(rmsprop);
+        Ok(())
+    }
+
+    fn set_learning_rate(&mut self, lr: f32) -> Result<()> {
+        self.optimizer.lr = f64::from(lr);
+        Ok(())
+    }
 }
 
 /// Inference only: the CPU reference over borrowed weights, for generation.

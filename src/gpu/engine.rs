@@ -392,6 +392,28 @@ impl<D: GpuDevice> Engine for GpuEngine<'_, D> {
     fn rmsprop_state(&mut self) -> Result<Params<f32>> {
         self.download_flat(self.d_rmsprop)
     }
+
+    fn set_state(&mut self, params: &Params<f32>, rmsprop: &Params<f32>) -> Result<()> {
+        let l = self.layout;
+        for (name, p) in [("params", params), ("rmsprop", rmsprop)] {
+            if (p.vocab, p.hidden) != (l.vocab, l.hidden) {
+                return Err(Error::InvalidArgument {
+                    name: "GpuEngine::set_state",
+                    what: format!(
+                        "{name} are for V = {}, H = {}, this engine holds V = {}, H = {}",
+                        p.vocab, p.hidden, l.vocab, l.hidden
+                    ),
+                });
+            }
+        }
+        self.device.upload_f32(self.d_params, &l.flatten(params))?;
+        self.device.upload_f32(self.d_rmsprop, &l.flatten(rmsprop))
+    }
+
+    fn set_learning_rate(&mut self, lr: f32) -> Result<()> {
+        self.optimizer.lr = f64::from(lr);
+        Ok(())
+    }
 }
 
 impl<D: GpuDevice> Drop for GpuEngine<'_, D> {

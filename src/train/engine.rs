@@ -31,6 +31,10 @@ pub trait Engine {
     fn params(&mut self) -> Result<Params<f32>>;
     /// A copy of the RMSprop mean squares.
     fn rmsprop_state(&mut self) -> Result<Params<f32>>;
+    /// Replaces the weights and the RMSprop mean squares (a rollback).
+    fn set_state(&mut self, params: &Params<f32>, rmsprop: &Params<f32>) -> Result<()>;
+    /// Changes the RMSprop learning rate from the next step on.
+    fn set_learning_rate(&mut self, lr: f32) -> Result<()>;
 }
 
 /// The compute backends.

@@ -1,11 +1,13 @@
 //! The training loop: epochs, shuffling, callbacks, checkpoints and metrics.
 
 mod engine;
+mod guard;
 mod observer;
 mod trainer;
 
 pub use engine::{Backend, Device, Engine};
-pub use observer::{BatchEvent, Control, EpochEvent, Observer, Sample, Silent};
+pub use guard::{Divergence, DivergenceGuard, OnDivergence};
+pub use observer::{BatchEvent, Control, EpochEvent, Observer, RollbackEvent, Sample, Silent};
 pub use trainer::{
     EnginePredictor, LAST_CHECKPOINT, METRICS_FILE, RunSummary, TrainConfig, Trainer,
     create_engine, epoch_checkpoint_name, sample_stream,

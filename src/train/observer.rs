@@ -65,6 +65,19 @@ pub struct EpochEvent {
     pub samples: Vec<Sample>,
 }
 
+/// Sent when the divergence guard rolled the run back.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct RollbackEvent {
+    /// What diverged.
+    pub cause: super::guard::Divergence,
+    /// The epoch whose end state was restored (0: the start of the run).
+    pub to_epoch: usize,
+    /// The learning rate from now on (halved).
+    pub lr: f32,
+    /// Rollbacks so far in this run.
+    pub rollbacks: usize,
+}
+
 /// Receives the events of a run. Every method has a do-nothing default.
 pub trait Observer {
     /// After every batch.
@@ -75,6 +88,8 @@ pub trait Observer {
     fn on_epoch(&mut self, _event: &EpochEvent) -> Control {
         Control::Continue
     }
+    /// After the divergence guard restored the best epoch.
+    fn on_rollback(&mut self, _event: &RollbackEvent) {}
 }
 
 /// An observer that watches nothing.

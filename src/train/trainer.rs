@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use super::engine::{Backend, Device, Engine};
-use super::observer::{BatchEvent, Control, EpochEvent, Observer, Sample};
+use super::guard::{Best, Divergence, DivergenceGuard, OnDivergence};
+use super::observer::{BatchEvent, Control, EpochEvent, Observer, RollbackEvent, Sample};
 use crate::corpus::{OneHotCorpus, Windows, epoch_order};
 use crate::error::{Error, Result};
 use crate::model::{Checkpoint, Hyper, Params, TrainState, init_params};
@@ -52,6 +53,9 @@ pub struct TrainConfig {
     /// keeps all, like Keras' `ModelCheckpoint`. `last.safetensors` is
     /// always kept.
     pub keep_checkpoints: Option<usize>,
+    /// NaN/inf and loss-jump handling; `None` turns the guard off (a
+    /// non-finite loss is still an error).
+    pub divergence: Option<DivergenceGuard>,
 }
 
 impl Default for TrainConfig {
@@ -59,6 +63,7 @@ impl Default for TrainConfig {
         TrainConfig {
             steps_per_epoch: None,
             keep_checkpoints: None,
+            divergence: Some(DivergenceGuard::default()),
             temperatures: vec![0.2, 0.5, 1.0, 1.2],
             gen_length: 400,
             out: None,
@@ -235,6 +240,8 @@ impl<'c> Trainer<'c> {
     }
 
     /// Trains until `hyper.epochs` epochs are done or an observer stops.
+    /// With a [`DivergenceGuard`] (the default), a NaN/inf batch loss or an
+    /// epoch loss jump stops the run with an error or rolls it back.
     pub fn run(&mut self, observer: &mut dyn Observer) -> Result<RunSummary> {
         if let Some(dir) = &self.config.out {
             std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
@@ -242,7 +249,22 @@ impl<'c> Trainer<'c> {
         let batches = self.batches_per_epoch();
         let size = self.hyper.batch;
         let mut last_checkpoint = None;
-        while self.state.epoch < self.hyper.epochs {
+        // What a rollback returns to: the best epoch so far, or where this
+        // call started (a resumed run knows the losses, not older weights).
+        let mut best = match self.config.divergence {
+            Some(_) => Some(
+                self.snapshot(
+                    self.state
+                        .epoch_losses
+                        .iter()
+                        .copied()
+                        .fold(f64::INFINITY, f64::min),
+                )?,
+            ),
+            None => None,
+        };
+        let mut rollbacks = 0;
+        'epochs: while self.state.epoch < self.hyper.epochs {
             let epoch = self.state.epoch + 1;
             let order = epoch_order(&self.windows, self.hyper.seed, self.state.epoch);
             let started = Instant::now();
@@ -254,11 +276,13 @@ impl<'c> Trainer<'c> {
                 let starts = &order[b * size..((b + 1) * size).min(order.len())];
                 let loss = self.engine.train_batch(starts)?;
                 if !loss.is_finite() {
-                    return Err(Error::NonFiniteLoss {
+                    let cause = Divergence::NonFinite {
                         epoch,
                         batch: b + 1,
                         value: loss,
-                    });
+                    };
+                    self.diverged(cause, best.as_ref(), &mut rollbacks, observer)?;
+                    continue 'epochs;
                 }
                 let st = &mut self.state;
                 st.loss_sum += f64::from(loss) * starts.len() as f64;
@@ -289,6 +313,18 @@ impl<'c> Trainer<'c> {
             }
             let seconds = started.elapsed().as_secs_f64();
             let loss = self.state.loss_sum / self.state.seen.max(1) as f64;
+            if let (Some(guard), Some(b)) = (self.config.divergence, &best)
+                && guard.jumped(loss, b)
+            {
+                let cause = Divergence::Jump {
+                    epoch,
+                    loss,
+                    best_epoch: b.state.epoch,
+                    best_loss: b.loss,
+                };
+                self.diverged(cause, best.as_ref(), &mut rollbacks, observer)?;
+                continue 'epochs;
+            }
             self.state.epoch = epoch;
             self.state.batch = 0;
             self.state.loss_sum = 0.0;
@@ -308,6 +344,9 @@ impl<'c> Trainer<'c> {
                 }
                 None => None,
             };
+            if best.as_ref().is_some_and(|b| loss < b.loss) {
+                best = Some(self.snapshot(loss)?);
+            }
             last_checkpoint = checkpoint.clone();
             let sample_started = Instant::now();
             let samples = self.epoch_samples(epoch - 1)?;
@@ -339,6 +378,64 @@ impl<'c> Trainer<'c> {
             stopped: false,
             checkpoint: last_checkpoint,
         })
+    }
+
+    /// The engine's weights and optimizer state and the progress, now.
+    fn snapshot(&mut self, loss: f64) -> Result<Best> {
+        Ok(Best {
+            loss,
+            params: self.engine.params()?,
+            rmsprop: self.engine.rmsprop_state()?,
+            state: self.state.clone(),
+        })
+    }
+
+    /// The guard fired: an error (stop, or out of rollbacks), or the best
+    /// state restored with half the learning rate.
+    fn diverged(
+        &mut self,
+        cause: Divergence,
+        best: Option<&Best>,
+        rollbacks: &mut usize,
+        observer: &mut dyn Observer,
+    ) -> Result<()> {
+        let stop_error = |cause: Divergence, why: &str| match cause {
+            Divergence::NonFinite {
+                epoch,
+                batch,
+                value,
+            } if why.is_empty() => Error::NonFiniteLoss {
+                epoch,
+                batch,
+                value,
+            },
+            cause => Error::Diverged {
+                what: format!("{cause}{why}"),
+            },
+        };
+        let (Some(guard), Some(best)) = (self.config.divergence, best) else {
+            return Err(stop_error(cause, ""));
+        };
+        match guard.action {
+            OnDivergence::Stop => return Err(stop_error(cause, "")),
+            OnDivergence::Rollback if *rollbacks >= guard.max_rollbacks => {
+                let why = format!(" after {rollbacks} rollbacks");
+                return Err(stop_error(cause, &why));
+            }
+            OnDivergence::Rollback => {}
+        }
+        *rollbacks += 1;
+        self.engine.set_state(&best.params, &best.rmsprop)?;
+        self.hyper.lr *= 0.5;
+        self.engine.set_learning_rate(self.hyper.lr)?;
+        self.state = best.state.clone();
+        observer.on_rollback(&RollbackEvent {
+            cause,
+            to_epoch: best.state.epoch,
+            lr: self.hyper.lr,
+            rollbacks: *rollbacks,
+        });
+        Ok(())
     }
 
     fn save_last(&mut self) -> Result<Option<PathBuf>> {

@@ -1,0 +1,115 @@
+//! The divergence guard: what the notebook lacked when its run blew up at
+//! epoch 56 and printed garbage for the rest.
+//!
+//! A run has diverged when a batch's loss is NaN or infinite, or when an
+//! epoch's mean loss exceeds `factor` times the best epoch's so far. Then,
+//! by the user's choice, the run either stops with
+//! [`Error::Diverged`](crate::Error::Diverged) (the checkpoints of the good
+//! epochs are kept; the diverged epoch's are never written), or rolls back:
+//! the weights, optimizer state and progress of the best epoch are restored,
+//! the learning rate is halved (the same data with the same rate would
+//! diverge again, bit for bit), and training goes on from there, at most
+//! `max_rollbacks` times.
+
+use crate::model::{Params, TrainState};
+
+/// What to do when the run diverges.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OnDivergence {
+    /// End the run with an error; the good checkpoints stay.
+    Stop,
+    /// Go back to the best epoch with half the learning rate.
+    Rollback,
+}
+
+impl std::str::FromStr for OnDivergence {
+    type Err = crate::Error;
+    fn from_str(s: &str) -> crate::Result<Self> {
+        match s {
+            "stop" => Ok(OnDivergence::Stop),
+            "rollback" => Ok(OnDivergence::Rollback),
+            other => Err(crate::Error::InvalidArgument {
+                name: "--on-divergence",
+                what: format!("{other:?} (expected stop or rollback)"),
+            }),
+        }
+    }
+}
+
+/// When a run counts as diverged, and what happens then.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct DivergenceGuard {
+    /// An epoch loss above `factor` x the best epoch loss is divergence
+    /// (`f64::INFINITY`: only NaN/inf losses count).
+    pub factor: f64,
+    /// Stop or roll back.
+    pub action: OnDivergence,
+    /// Rollbacks allowed before the run stops anyway.
+    pub max_rollbacks: usize,
+}
+
+impl Default for DivergenceGuard {
+    /// Stop when an epoch's loss doubles the best one, or on NaN/inf.
+    fn default() -> Self {
+        DivergenceGuard {
+            factor: 2.0,
+            action: OnDivergence::Stop,
+            max_rollbacks: 3,
+        }
+    }
+}
+
+/// Why the guard fired.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub enum Divergence {
+    /// A batch's loss was NaN or infinite.
+    NonFinite {
+        epoch: usize,
+        batch: usize,
+        value: f32,
+    },
+    /// An epoch's loss jumped above `factor` x the best epoch's.
+    Jump {
+        epoch: usize,
+        loss: f64,
+        best_epoch: usize,
+        best_loss: f64,
+    },
+}
+
+impl std::fmt::Display for Divergence {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Divergence::NonFinite {
+                epoch,
+                batch,
+                value,
+            } => write!(f, "loss {value} at epoch {epoch}, batch {batch}"),
+            Divergence::Jump {
+                epoch,
+                loss,
+                best_epoch,
+                best_loss,
+            } => write!(
+                f,
+                "epoch {epoch} loss {loss:.4} is more than the allowed factor above epoch {best_epoch}'s {best_loss:.4}"
+            ),
+        }
+    }
+}
+
+/// The best epoch so far: what a rollback restores.
+#[derive(Clone, Debug)]
+pub(crate) struct Best {
+    pub loss: f64,
+    pub params: Params<f32>,
+    pub rmsprop: Params<f32>,
+    pub state: TrainState,
+}
+
+impl DivergenceGuard {
+    /// Whether an epoch loss of `loss` has diverged from `best`.
+    pub(crate) fn jumped(&self, loss: f64, best: &Best) -> bool {
+        !loss.is_finite() || (best.loss.is_finite() && loss > self.factor * best.loss)
+    }
+}
