@@ -3,6 +3,7 @@
 
 pub mod device;
 pub mod engine;
+pub mod generate;
 pub mod head;
 pub mod lstm;
 pub mod ptx;
