@@ -5,6 +5,7 @@ mod buffers;
 pub mod cuda_device;
 pub mod device;
 pub mod engine;
+pub mod generate;
 pub mod head;
 pub mod lstm;
 pub mod ptx;

@@ -9,7 +9,7 @@
 use super::device::{DevicePtr, GpuDevice, KernelArg, LaunchConfig};
 use super::ptx;
 use crate::error::Result;
-use crate::sim::{ParamValue, Simulator};
+use crate::sim::{LaunchStats, ParamValue, Simulator};
 use std::collections::HashSet;
 
 /// Dynamic shared memory one block may use, as on sm_90 with the opt-in (227 KiB).
@@ -20,6 +20,7 @@ pub struct SimDevice {
     sim: Simulator,
     seed: u64,
     loaded: HashSet<String>,
+    last: Option<LaunchStats>,
 }
 
 impl SimDevice {
@@ -29,12 +30,19 @@ impl SimDevice {
             sim: Simulator::new(seed),
             seed,
             loaded: HashSet::new(),
+            last: None,
         }
     }
 
     /// The simulator itself (statistics, checks).
     pub fn simulator(&mut self) -> &mut Simulator {
         &mut self.sim
+    }
+
+    /// What the most recent launch did (thread-instructions, threads), for
+    /// cost estimates; `None` before the first.
+    pub fn last_launch(&self) -> Option<LaunchStats> {
+        self.last
     }
 }
 
@@ -87,9 +95,11 @@ impl GpuDevice for SimDevice {
             })
             .collect();
         // Kernel symbols are unique across our modules (`{op}_{direction}_{dtype}`).
-        self.sim
-            .launch(kernel, cfg.grid, cfg.block, cfg.shared_bytes, &params)
-            .map(|_| ())
+        let stats = self
+            .sim
+            .launch(kernel, cfg.grid, cfg.block, cfg.shared_bytes, &params)?;
+        self.last = Some(stats);
+        Ok(())
     }
 
     fn synchronize(&mut self) -> Result<()> {

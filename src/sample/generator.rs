@@ -96,24 +96,7 @@ impl<P: Predict> IndexGenerator<P> {
         stream: u32,
     ) -> Result<Vec<Vec<u32>>> {
         let (v, maxlen, b) = (self.vocab_size, self.maxlen, strategies.len());
-        if maxlen == 0 {
-            return Err(Error::InvalidArgument {
-                name: "--maxlen",
-                what: "0 (must be at least 1)".into(),
-            });
-        }
-        for s in strategies {
-            s.validate()?;
-        }
-        if seed_indices.is_empty() {
-            return Err(empty_seed());
-        }
-        if let Some(&bad) = seed_indices.iter().find(|&&i| i as usize >= v) {
-            return Err(Error::InvalidArgument {
-                name: "--seed-text",
-                what: format!("class index {bad} is outside the vocabulary of {v} characters"),
-            });
-        }
+        check_generate_args(v, maxlen, seed_indices, strategies)?;
 
         // Output grows with `length`; no up-front reservation, so an absurd
         // length fails as out-of-memory late rather than as a capacity panic.
@@ -242,6 +225,37 @@ pub fn random_seed_text(corpus_len: usize, maxlen: usize, seed: u64, epoch: u32)
     }
     let choices = (corpus_len - maxlen) as u64;
     Ok(RngStream::new(seed, Purpose::SeedText, epoch).below(choices) as usize)
+}
+
+/// The argument checks of [`IndexGenerator::generate`], shared with the GPU
+/// generator (`gpu::generate`) so that both reject the same input with the
+/// same error: `maxlen == 0`, an invalid temperature, an empty seed, a seed
+/// index `>= vocab_size`.
+pub fn check_generate_args(
+    vocab_size: usize,
+    maxlen: usize,
+    seed_indices: &[u32],
+    strategies: &[Strategy],
+) -> Result<()> {
+    if maxlen == 0 {
+        return Err(Error::InvalidArgument {
+            name: "--maxlen",
+            what: "0 (must be at least 1)".into(),
+        });
+    }
+    for s in strategies {
+        s.validate()?;
+    }
+    if seed_indices.is_empty() {
+        return Err(empty_seed());
+    }
+    if let Some(&bad) = seed_indices.iter().find(|&&i| i as usize >= vocab_size) {
+        return Err(Error::InvalidArgument {
+            name: "--seed-text",
+            what: format!("class index {bad} is outside the vocabulary of {vocab_size} characters"),
+        });
+    }
+    Ok(())
 }
 
 fn empty_seed() -> Error {

@@ -10,6 +10,6 @@ mod generator;
 mod philox;
 mod strategy;
 
-pub use generator::{Generator, IndexGenerator, Predict, random_seed_text};
+pub use generator::{Generator, IndexGenerator, Predict, check_generate_args, random_seed_text};
 pub use philox::{Philox, Purpose, RngStream};
 pub use strategy::{Strategy, draw, reweight};

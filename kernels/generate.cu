@@ -1,0 +1,153 @@
+// Generation: the notebook's whole sampling loop in one launch, the device
+// twin of `IndexGenerator::generate` (src/sample/generator.rs) over the CPU
+// reference's `predict`, drawing the same Philox numbers as the CPU.
+//
+// Sequence j (one per strategy) starts from the seed tail (the last
+// min(len, maxlen) seed indices, length L). For k = 0 .. N-1:
+//   window  = the last T = min(L + k, maxlen) indices of tail ++ out[j, 0..k]
+//   h       = LSTM over the window from zero state (window mode, like the
+//             notebook: no state is carried from one character to the next)
+//   p       = softmax(h @ dense_kernel + dense_bias)                    f32
+//   u       = Philox(seed).uniform_f32(Purpose::Sample, stream + j, k)
+//   out[j,k]= draw(p, strategy_j, u), appended to the window
+// with the LSTM step z = h @ recurrent_kernel + (kernel[x_t] + bias), gate
+// order i, f, c(g), o, and the softmax as src/cpu forward::head computes it:
+// log_z = max + log(sum exp(l - max)), p = exp(l - log_z). The draw is
+// strategy::draw exactly, in f64: Temperature(T) reweights
+// w_v = exp(log(p_v) / T) (0 for p_v <= 0; the max-shifted form if every
+// weight underflows), normalises w_v / sum, and walks the cumulative sum left
+// to right for the first index whose running sum exceeds u, never returning an
+// index of zero weight; Greedy is the first largest p; Uniform floor(u * V)
+// clamped to V - 1.
+//
+// Layouts (row-major, Keras): kernel [V, 4H], recurrent_kernel [H, 4H], bias
+// [4H], dense_kernel [H, V], dense_bias [V]; seed_tail [L] u32 class indices;
+// strategy [S] f64, one code per sequence: T > 0 a temperature, 0 greedy,
+// -1 (any value < 0) uniform; out [S, N] u32 class indices (j*N + k).
+//
+// Decisions:
+// - One block per sequence (grid.x = S): the sequences are independent, and
+//   the characters of one are a dependent chain, so a block loops over all N
+//   characters and all T steps with block barriers in between. The launcher
+//   sizes the block to cover 4H (and V) threads.
+// - Threads over the 4H pre-activations for the recurrent product (each reads
+//   one column of recurrent_kernel, coalesced across the warp), then threads
+//   over the H units for the state update: two barriers per time step.
+// - All state lives in dynamic shared memory (launcher: 8V + 4(6H + V +
+//   maxlen) bytes): w [V] f64 | h [H] | c [H] | gates [4H] | p [V] f32 |
+//   ring [maxlen] u32. The window is a ring of the last maxlen indices: index
+//   number n of tail ++ out sits in ring[n % maxlen], so appending the newest
+//   character overwrites the one that just left the window.
+// - recurrent_kernel and dense_kernel stay in global memory, read through
+//   the read-only cache: at H = 128 recurrent_kernel alone is 256 KiB, more
+//   than a block's shared memory. Window mode costs T steps per character
+//   (24,000 dependent steps for 400 characters at maxlen 60), the price of
+//   matching the notebook's predictions exactly.
+// - The f64 weights exp(log p / T) are computed in parallel; their sum, the
+//   normalisation and the cumulative walk (draw_index in common.cuh, shared
+//   with a test kernel that checks it against strategy::draw) run on thread
+//   0 alone, because the CPU's order of that f64 sum is what makes the two
+//   draw the same index.
+// - The parameters are five pointers, like the other kernels; the launcher
+//   slices them out of the flat ParamLayout buffer (src/gpu/rmsprop.rs), so
+//   the layout is written down in one place only.
+// - Invalid input is the launcher's to reject (empty seed, index >= V, a
+//   temperature that is not finite and > 0). Non-finite parameters are not
+//   detected here (the CPU reports BadPrediction); the draw then follows
+//   strategy::draw's rules for degenerate probabilities and never reads out
+//   of bounds.
+// - Full-precision expf / tanhf / logf and f64 log / exp (no fast math). The
+//   probabilities differ from the CPU's in the last bits (the CPU's f32
+//   activations are ~2 ulp polynomials and its GEMM sums in another order),
+//   so the two pick different characters only when u lies within rounding of
+//   a cumulative boundary (or two probabilities tie, for greedy).
+
+#include "common.cuh"
+
+extern "C" __global__ void generate_fwd_f32(const float* __restrict__ kernel,
+                                            const float* __restrict__ recurrent_kernel,
+                                            const float* __restrict__ bias,
+                                            const float* __restrict__ dense_kernel,
+                                            const float* __restrict__ dense_bias,
+                                            unsigned H, unsigned V,
+                                            const unsigned* __restrict__ seed_tail,
+                                            unsigned L, unsigned maxlen,
+                                            const double* __restrict__ strategy,
+                                            unsigned S, unsigned N,
+                                            unsigned long long seed, unsigned stream,
+                                            unsigned* __restrict__ out) {
+  extern __shared__ double smem[];  // double: 8-byte alignment for w
+  double* w = smem;                              // [V]
+  float* hs = (float*)(w + V);                   // [H]
+  float* cs = hs + H;                            // [H]
+  float* gates = cs + H;                         // [4H] activated i, f, g, o
+  float* p = gates + 4 * H;                      // [V] logits, then probabilities
+  unsigned* ring = (unsigned*)(p + V);           // [maxlen]
+  __shared__ float scratch[32];
+
+  const unsigned j = blockIdx.x;
+  if (j >= S) return;  // uniform per block: safe before the barriers
+  const unsigned tid = threadIdx.x, nt = blockDim.x;
+  const unsigned G = 4 * H;
+  const double code = strategy[j];
+  const unsigned seq_stream = stream + j;  // wraps in u32, as the CPU's wrapping_add
+
+  for (unsigned n = tid; n < L; n += nt) ring[n] = seed_tail[n];
+  __syncthreads();
+
+  for (unsigned k = 0; k < N; ++k) {
+    const unsigned T = min(L + k, maxlen);
+    const unsigned first = L + k - T;  // number (in tail ++ out) of the window's first index
+    for (unsigned t = 0; t < T; ++t) {
+      const unsigned x = ring[(first + t) % maxlen];
+      // h_{-1} = 0: at t = 0 the product is skipped, z = kernel[x] + bias.
+      for (unsigned g = tid; g < G; g += nt) {
+        float acc = 0.0f;
+        if (t > 0) {
+          // Column g of recurrent_kernel, walked by pointer (no index product per term).
+          const float* col = recurrent_kernel + g;
+          for (unsigned i = 0; i < H; ++i, col += G) acc += hs[i] * *col;
+        }
+        const float z = acc + (kernel[(size_t)x * G + g] + bias[g]);
+        gates[g] = (g >= 2 * H && g < 3 * H) ? tanhf(z) : sigmoidf_(z);
+      }
+      __syncthreads();
+      for (unsigned unit = tid; unit < H; unit += nt) {
+        const float c_prev = t > 0 ? cs[unit] : 0.0f;
+        const float c = gates[H + unit] * c_prev + gates[unit] * gates[2 * H + unit];
+        cs[unit] = c;
+        hs[unit] = gates[3 * H + unit] * tanhf(c);
+      }
+      __syncthreads();
+    }
+
+    // Head: logits, stable softmax (as src/cpu forward::head).
+    float local_max = -INFINITY;
+    for (unsigned v = tid; v < V; v += nt) {
+      float acc = 0.0f;
+      const float* col = dense_kernel + v;
+      for (unsigned i = 0; i < H; ++i, col += V) acc += hs[i] * *col;
+      const float l = acc + dense_bias[v];
+      p[v] = l;
+      local_max = fmaxf(local_max, l);
+    }
+    const float max = block_reduce_max(local_max, scratch);
+    float local_sum = 0.0f;
+    for (unsigned v = tid; v < V; v += nt) local_sum += expf(p[v] - max);
+    const float log_z = max + logf(block_reduce_sum(local_sum, scratch));
+    for (unsigned v = tid; v < V; v += nt) {
+      const float pv = expf(p[v] - log_z);
+      p[v] = pv;
+      if (code > 0.0) w[v] = temperature_weight(pv, code);
+    }
+    __syncthreads();
+
+    if (tid == 0) {
+      const float u = philox_uniform_f32(seed, CHARLSTM_PURPOSE_SAMPLE, seq_stream, k);
+      const unsigned next = draw_index(p, w, V, code, u);
+      out[(size_t)j * N + k] = next;
+      ring[(L + k) % maxlen] = next;  // the index that just left the window, if full
+    }
+    __syncthreads();
+  }
+}

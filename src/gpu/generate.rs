@@ -1,0 +1,294 @@
+//! Launcher of `kernels/generate.cu`: the notebook's whole sampling loop
+//! (sliding window, every strategy as one batch, N characters) in one launch
+//! of `generate_fwd_f32`, one block per sequence.
+//!
+//! For the same `(seed, stream)` it draws the same Philox numbers as
+//! [`IndexGenerator::generate`](crate::sample::IndexGenerator::generate) over
+//! the CPU reference, so the two produce the same text except where `u`
+//! falls within rounding of a cumulative boundary (or two probabilities tie,
+//! for greedy): the device's probabilities differ from the CPU's in the last
+//! bits.
+
+use super::device::{DeviceError, DevicePtr, GpuDevice, KernelArg, LaunchConfig};
+use super::rmsprop::ParamLayout;
+use crate::error::Result;
+use crate::sample::{Strategy, check_generate_args};
+
+/// Device buffers of one generation launch. Parameter shapes (row-major,
+/// Keras): `kernel` [V, 4H], `recurrent_kernel` [H, 4H], `bias` [4H],
+/// `dense_kernel` [H, V], `dense_bias` [V]; `seed_tail` [L] u32 class
+/// indices (`L = min(seed length, maxlen)`: the window the first character
+/// sees); `strategy` [S] f64 codes ([`GenerateLauncher::encode`]); `out`
+/// [S, N] u32 class indices, sequence-major (`j * N + k`), overwritten.
+#[derive(Clone, Copy, Debug)]
+pub struct GenerateBuffers {
+    pub kernel: DevicePtr,
+    pub recurrent_kernel: DevicePtr,
+    pub bias: DevicePtr,
+    pub dense_kernel: DevicePtr,
+    pub dense_bias: DevicePtr,
+    pub seed_tail: DevicePtr,
+    pub strategy: DevicePtr,
+    pub out: DevicePtr,
+}
+
+impl GenerateBuffers {
+    /// The five parameter tensors sliced out of one flat [`ParamLayout`]
+    /// buffer (the trainer's `d_params`), plus the other three buffers.
+    pub fn from_flat(
+        params: DevicePtr,
+        layout: ParamLayout,
+        seed_tail: DevicePtr,
+        strategy: DevicePtr,
+        out: DevicePtr,
+    ) -> Self {
+        let at = layout
+            .ranges()
+            .map(|r| params.offset(r.start * std::mem::size_of::<f32>()));
+        GenerateBuffers {
+            kernel: at[0],
+            recurrent_kernel: at[1],
+            bias: at[2],
+            dense_kernel: at[3],
+            dense_bias: at[4],
+            seed_tail,
+            strategy,
+            out,
+        }
+    }
+}
+
+/// Sizes of one generation launch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GenerateDims {
+    /// Vocabulary size V.
+    pub vocab: usize,
+    /// Hidden units H.
+    pub hidden: usize,
+    /// Longest window (the notebook's `maxlen`).
+    pub maxlen: usize,
+    /// Indices in `seed_tail`, 1..=maxlen.
+    pub tail_len: usize,
+    /// Sequences S (strategies); one block each.
+    pub sequences: usize,
+    /// New characters N per sequence.
+    pub length: usize,
+}
+
+/// Block size of `generate_fwd_f32`.
+#[derive(Clone, Copy, Debug)]
+pub struct GenerateLauncher {
+    /// Upper bound on threads per block (a multiple of 32, at most 1024).
+    /// The block covers max(4H, V) threads, rounded up to a warp, up to this;
+    /// the kernel's strided loops cover the rest.
+    pub max_block: u32,
+}
+
+impl Default for GenerateLauncher {
+    fn default() -> Self {
+        GenerateLauncher { max_block: 1024 }
+    }
+}
+
+impl GenerateLauncher {
+    const KERNEL: &'static str = "generate_fwd_f32";
+
+    /// The kernel's strategy codes: a temperature `T` as itself (> 0),
+    /// greedy as 0, uniform as -1.
+    pub fn encode(strategies: &[Strategy]) -> Vec<f64> {
+        strategies
+            .iter()
+            .map(|s| match *s {
+                Strategy::Temperature(t) => t,
+                Strategy::Greedy => 0.0,
+                Strategy::Uniform => -1.0,
+            })
+            .collect()
+    }
+
+    /// Dynamic shared memory of one block: w [V] f64, h [H], c [H],
+    /// gates [4H], p [V] f32 and the window ring [maxlen] u32.
+    pub fn shared_bytes(dims: GenerateDims) -> usize {
+        8 * dims.vocab + 4 * (6 * dims.hidden + dims.vocab + dims.maxlen)
+    }
+
+    /// Threads per block for `dims`.
+    pub fn block_for(&self, dims: GenerateDims) -> u32 {
+        let want = (4 * dims.hidden).max(dims.vocab).div_ceil(32) * 32;
+        u32::try_from(want)
+            .unwrap_or(u32::MAX)
+            .clamp(32, self.max_block)
+    }
+
+    /// One launch: `out[j, k]` for every sequence j < S and character k < N
+    /// (nothing is launched when S or N is 0). The caller fills `seed_tail`
+    /// with in-vocabulary indices and `strategy` with valid codes;
+    /// [`generate`](Self::generate) does all of that.
+    pub fn launch<D: GpuDevice>(
+        &self,
+        dev: &mut D,
+        dims: GenerateDims,
+        bufs: &GenerateBuffers,
+        seed: u64,
+        stream: u32,
+    ) -> Result<()> {
+        let bad = |what: String| DeviceError::BadArguments {
+            kernel: Self::KERNEL,
+            what,
+        };
+        let mb = self.max_block;
+        if mb == 0 || !mb.is_multiple_of(32) || mb > 1024 {
+            return Err(bad(format!(
+                "max_block of {mb} threads is not a multiple of 32 in 32..=1024"
+            ))
+            .into());
+        }
+        let GenerateDims {
+            vocab,
+            hidden,
+            maxlen,
+            tail_len,
+            sequences,
+            length,
+        } = dims;
+        if vocab == 0 || hidden == 0 || maxlen == 0 {
+            return Err(bad(format!(
+                "empty model: V = {vocab}, H = {hidden}, maxlen = {maxlen}"
+            ))
+            .into());
+        }
+        if tail_len == 0 || tail_len > maxlen {
+            return Err(bad(format!(
+                "seed tail of {tail_len} indices, not in 1..=maxlen = {maxlen}"
+            ))
+            .into());
+        }
+        let to_u32 = |x: usize, name: &str| {
+            u32::try_from(x).map_err(|_| bad(format!("{name} = {x} does not fit u32")))
+        };
+        let (v, h, m, l) = (
+            to_u32(vocab, "V")?,
+            to_u32(hidden, "H")?,
+            to_u32(maxlen, "maxlen")?,
+            to_u32(tail_len, "seed tail length")?,
+        );
+        let (s, n) = (to_u32(sequences, "S")?, to_u32(length, "N")?);
+        // The kernel computes 4H and the position L + k of every character in u32.
+        to_u32(4 * hidden, "4H")?;
+        to_u32(tail_len + length, "seed tail + N")?;
+        if s == 0 || n == 0 {
+            return Ok(());
+        }
+        let shared = Self::shared_bytes(dims);
+        let limit = dev.max_shared_bytes();
+        if shared > limit as usize {
+            return Err(DeviceError::SharedMemory {
+                kernel: Self::KERNEL,
+                requested: shared,
+                limit,
+            }
+            .into());
+        }
+        // Argument contract (kernels/generate.cu):
+        // generate_fwd_f32(const float* kernel, const float* recurrent_kernel,
+        //   const float* bias, const float* dense_kernel, const float* dense_bias,
+        //   unsigned H, unsigned V, const unsigned* seed_tail, unsigned L,
+        //   unsigned maxlen, const double* strategy, unsigned S, unsigned N,
+        //   unsigned long long seed, unsigned stream, unsigned* out).
+        // Sixteen arguments in that order and type; buffers sized as in
+        // GenerateBuffers (seed_tail L u32s in 0..V, strategy S valid codes,
+        // out S*N u32s); 1 <= L <= maxlen and L + N fit u32 (checked above).
+        // grid.x = S (one block per sequence), dynamic shared memory
+        // 8V + 4(6H + V + maxlen) bytes, checked against the device limit.
+        dev.launch(
+            "generate",
+            Self::KERNEL,
+            LaunchConfig::linear(s, self.block_for(dims), shared as u32),
+            &[
+                KernelArg::Ptr(bufs.kernel),
+                KernelArg::Ptr(bufs.recurrent_kernel),
+                KernelArg::Ptr(bufs.bias),
+                KernelArg::Ptr(bufs.dense_kernel),
+                KernelArg::Ptr(bufs.dense_bias),
+                KernelArg::U32(h),
+                KernelArg::U32(v),
+                KernelArg::Ptr(bufs.seed_tail),
+                KernelArg::U32(l),
+                KernelArg::U32(m),
+                KernelArg::Ptr(bufs.strategy),
+                KernelArg::U32(s),
+                KernelArg::U32(n),
+                KernelArg::U64(seed),
+                KernelArg::U32(stream),
+                KernelArg::Ptr(bufs.out),
+            ],
+        )
+    }
+
+    /// The device twin of `IndexGenerator::generate`: `length` new class
+    /// indices after `seed_indices` for each strategy, windows of at most
+    /// `maxlen`, draws from Philox `(seed, Purpose::Sample, stream + j)` at
+    /// index k, with the model in the flat [`ParamLayout`] buffer `params`.
+    /// Uploads the seed tail and the strategy codes, launches once, downloads
+    /// `out` and frees what it allocated.
+    ///
+    /// Errors: those of `IndexGenerator::generate` for the same arguments
+    /// (`InvalidArgument`: `maxlen == 0`, an invalid temperature, an empty
+    /// seed, an index `>= V`); `length == 0` or no strategies returns S empty
+    /// sequences without launching; the device's own errors.
+    #[allow(clippy::too_many_arguments)]
+    pub fn generate<D: GpuDevice>(
+        &self,
+        dev: &mut D,
+        params: DevicePtr,
+        layout: ParamLayout,
+        maxlen: usize,
+        seed_indices: &[u32],
+        length: usize,
+        strategies: &[Strategy],
+        seed: u64,
+        stream: u32,
+    ) -> Result<Vec<Vec<u32>>> {
+        check_generate_args(layout.vocab, maxlen, seed_indices, strategies)?;
+        let s = strategies.len();
+        if length == 0 || s == 0 {
+            return Ok(vec![Vec::new(); s]);
+        }
+        let tail = &seed_indices[seed_indices.len().saturating_sub(maxlen)..];
+        let dims = GenerateDims {
+            vocab: layout.vocab,
+            hidden: layout.hidden,
+            maxlen,
+            tail_len: tail.len(),
+            sequences: s,
+            length,
+        };
+        let out_bytes = s
+            .checked_mul(length)
+            .and_then(|x| x.checked_mul(4))
+            .ok_or_else(|| DeviceError::BadArguments {
+                kernel: Self::KERNEL,
+                what: format!("{s} x {length} output indices overflow usize"),
+            })?;
+        let codes = Self::encode(strategies);
+        let d_tail = dev.upload_new_u32(tail)?;
+        let d_codes = dev.alloc(codes.len() * 8)?;
+        let d_out = dev.alloc(out_bytes)?;
+        let run = |dev: &mut D| -> Result<Vec<u32>> {
+            dev.upload(d_codes, bytemuck::cast_slice(&codes))?;
+            let bufs = GenerateBuffers::from_flat(params, layout, d_tail, d_codes, d_out);
+            self.launch(dev, dims, &bufs, seed, stream)?;
+            let mut flat = vec![0u32; s * length];
+            dev.download(d_out, bytemuck::cast_slice_mut(&mut flat))?;
+            Ok(flat)
+        };
+        let result = run(dev);
+        // Free even when the launch failed; report the first error.
+        let freed = [d_tail, d_codes, d_out]
+            .into_iter()
+            .try_for_each(|p| dev.free(p));
+        let flat = result?;
+        freed?;
+        Ok(flat.chunks_exact(length).map(<[u32]>::to_vec).collect())
+    }
+}

@@ -1,0 +1,463 @@
+//! kernels/generate.cu: the whole sampling loop in one launch, against the
+//! CPU `IndexGenerator` over `CpuModel` on random small models (fresh every
+//! run, seed printed; CHARLSTM_TEST_SEED replays). The text must be equal;
+//! where a sequence first differs, the test proves it was a tie within
+//! rounding (the CPU's cumulative boundaries between the two choices lie
+//! within ~1e-5 relative of u, or, for greedy, the two probabilities do) and
+//! stops comparing that sequence. Plus output coverage, the launcher's
+//! argument checks and the tie check itself; tests/generate_forms.rs checks
+//! the device's Philox, draw and f64 math on their own.
+//!
+//! The comparison bodies are generic over `GpuDevice`, so a real GPU can run
+//! them too; here they run on the simulator, whose race / uninitialised-read /
+//! bounds checks fail a launch on their own.
+
+mod common;
+use common::{Rng, seed};
+
+use charlstm_cuda::cpu::{self, CpuModel};
+use charlstm_cuda::gpu::device::{DeviceError, DevicePtr, GpuDevice};
+use charlstm_cuda::gpu::generate::{GenerateBuffers, GenerateDims, GenerateLauncher};
+use charlstm_cuda::gpu::rmsprop::ParamLayout;
+use charlstm_cuda::gpu::{SimDevice, ptx};
+use charlstm_cuda::model::Params;
+use charlstm_cuda::sample::{IndexGenerator, Philox, Purpose, Strategy, reweight};
+use charlstm_cuda::{Error, Result};
+
+/// Relative distance within which two floating-point quantities count as a
+/// tie: the device's probabilities differ from the CPU's by ~1e-6 relative at
+/// the shapes tested here (its activations and GEMM order differ; measured
+/// f32-vs-f64 CPU differences are below 1e-6 for H <= 16, T <= 6 even at
+/// weight scale 2). Long windows of large random weights are chaotic (at
+/// H = 128, T = 60, scale 0.8 the f32 and f64 CPU already differ by 1e-3),
+/// which is why the shapes stay small and the Keras-shape check uses the
+/// real initialisation.
+const TIE_REL: f64 = 1e-5;
+
+/// The six strategies every case generates, as one batch.
+fn strategies() -> Vec<Strategy> {
+    let mut s = Strategy::KERAS.to_vec();
+    s.extend([Strategy::Greedy, Strategy::Uniform]);
+    s
+}
+
+/// One random model and prompt.
+struct Case {
+    params: Params<f32>,
+    maxlen: usize,
+    seed_indices: Vec<u32>,
+    length: usize,
+    strategies: Vec<Strategy>,
+    seed: u64,
+    stream: u32,
+}
+
+/// `(V, H, maxlen, seed length, N)`; the parameters' scale is random too, so
+/// some cases have peaked distributions (low-temperature and greedy draws
+/// matter) and some flat ones.
+fn random_case(
+    rng: &mut Rng,
+    (v, h, maxlen, seed_len, length): (usize, usize, usize, usize, usize),
+) -> Case {
+    let mut params = Params::<f32>::zeros(v, h);
+    let scale = [0.3, 0.8, 2.0][rng.range(0, 3)];
+    for t in params.tensors_mut() {
+        t.iter_mut().for_each(|e| *e = rng.f32(scale));
+    }
+    let mut strategies = strategies();
+    if rng.range(0, 2) == 0 {
+        // So small that every weight underflows: reweight's max-shifted fallback.
+        strategies.push(Strategy::Temperature(1e-3));
+    }
+    Case {
+        params,
+        maxlen,
+        seed_indices: (0..seed_len).map(|_| rng.range(0, v) as u32).collect(),
+        length,
+        strategies,
+        seed: rng.next_u64(),
+        // Near u32::MAX half the time: stream + j must wrap as on the CPU.
+        stream: if rng.range(0, 2) == 0 {
+            u32::MAX - 2
+        } else {
+            rng.next_u64() as u32
+        },
+    }
+}
+
+/// The window the CPU and the device saw before drawing character k of a
+/// sequence whose first k characters were `prefix`.
+fn window(case: &Case, prefix: &[u32]) -> Vec<u32> {
+    let all: Vec<u32> = case.seed_indices.iter().chain(prefix).copied().collect();
+    all[all.len().saturating_sub(case.maxlen)..].to_vec()
+}
+
+/// How close sequence j's draw of character k (device `a`, CPU `b`, after
+/// the common prefix `cpu_prefix`) was to a tie, as (relative distance,
+/// allowed distance). Temperature: the largest relative distance between u
+/// and the CPU's cumulative boundaries between the two choices (all of them
+/// must have moved past u); a weight p^(1/T) carries 1/T times the
+/// probabilities' relative error, so the allowance is TIE_REL / min(T, 1).
+/// Greedy: the relative difference of the two probabilities. Uniform
+/// (floor(u * V) ignores the model): infinitely far.
+fn tie_distance(case: &Case, j: usize, k: usize, cpu_prefix: &[u32], a: u32, b: u32) -> (f64, f64) {
+    let w = window(case, cpu_prefix);
+    let probs = cpu::predict(&case.params, &w, w.len());
+    let u = Philox::new(case.seed).uniform_f32(
+        Purpose::Sample,
+        case.stream.wrapping_add(j as u32),
+        k as u64,
+    );
+    let (lo, hi) = (a.min(b) as usize, a.max(b) as usize);
+    match case.strategies[j] {
+        Strategy::Greedy => {
+            let (pa, pb) = (f64::from(probs[lo]), f64::from(probs[hi]));
+            ((pa - pb).abs() / pa.max(pb), TIE_REL)
+        }
+        Strategy::Temperature(t) => {
+            let mut acc = 0.0;
+            let cum: Vec<f64> = reweight(&probs, t)
+                .into_iter()
+                .map(|x| {
+                    acc += x;
+                    acc
+                })
+                .collect();
+            let u = f64::from(u);
+            let worst = cum[lo..hi]
+                .iter()
+                .map(|&c| (c - u).abs() / c.max(u))
+                .fold(0.0, f64::max);
+            (worst, TIE_REL / t.min(1.0))
+        }
+        Strategy::Uniform => (f64::INFINITY, TIE_REL),
+    }
+}
+
+/// Panics unless sequence j's first difference at character k was a tie
+/// within rounding (see [`tie_distance`]); prints it.
+fn explain_tie(case: &Case, j: usize, k: usize, cpu_prefix: &[u32], a: u32, b: u32) {
+    let (dist, allowed) = tie_distance(case, j, k, cpu_prefix, a, b);
+    let strategy = case.strategies[j];
+    assert!(
+        dist <= allowed,
+        "sequence {j} ({strategy}), character {k}: device drew {a}, CPU {b}; not a tie \
+         (relative distance {dist:e} > {allowed:e}); seed {}, stream {}",
+        case.seed,
+        case.stream
+    );
+    println!(
+        "  tie: sequence {j} ({strategy}), character {k}: device {a}, CPU {b}, relative distance {dist:.2e} <= {allowed:.1e}"
+    );
+}
+
+/// The tie check itself: it accepts an exact tie and rejects draws far
+/// from any boundary (CPU only).
+#[test]
+fn tie_check_accepts_ties_and_rejects_real_differences() {
+    let mut rng = Rng(7);
+    let mut case = random_case(&mut rng, (9, 4, 3, 3, 1));
+    case.strategies = vec![
+        Strategy::Greedy,
+        Strategy::Temperature(1.0),
+        Strategy::Uniform,
+    ];
+    // Classes 2 and 6 get the same dense column and bias: equal probabilities.
+    let (v, h) = (9, 4);
+    for i in 0..h {
+        case.params.dense_kernel[i * v + 6] = case.params.dense_kernel[i * v + 2];
+    }
+    case.params.dense_bias[6] = case.params.dense_bias[2];
+    let (dist, allowed) = tie_distance(&case, 0, 0, &[], 6, 2);
+    assert!(dist <= allowed, "an exact greedy tie: {dist}");
+    let want = IndexGenerator::new(CpuModel::new(&case.params), v, case.maxlen)
+        .generate(
+            &case.seed_indices,
+            1,
+            &case.strategies,
+            case.seed,
+            case.stream,
+        )
+        .unwrap();
+    // Sequences 1 (temperature 1.0) and 2 (uniform): a draw 4 classes away.
+    for (j, seq) in want.iter().enumerate().skip(1) {
+        let b = seq[0];
+        let a = (b + 4) % v as u32;
+        let (dist, allowed) = tie_distance(&case, j, 0, &[], a, b);
+        assert!(
+            dist > allowed,
+            "sequence {j}: {a} vs {b} passed as a tie ({dist})"
+        );
+    }
+}
+
+/// Device vs CPU on one case; returns (characters compared, ties).
+fn compare<D: GpuDevice>(
+    dev: &mut D,
+    launcher: &GenerateLauncher,
+    case: &Case,
+) -> Result<(usize, usize)> {
+    let (v, h) = (case.params.vocab, case.params.hidden);
+    let layout = ParamLayout::new(v, h);
+    let d_params = dev.upload_new_f32(&layout.flatten(&case.params))?;
+    let got = launcher.generate(
+        dev,
+        d_params,
+        layout,
+        case.maxlen,
+        &case.seed_indices,
+        case.length,
+        &case.strategies,
+        case.seed,
+        case.stream,
+    )?;
+    dev.free(d_params)?;
+    let want = IndexGenerator::new(CpuModel::new(&case.params), v, case.maxlen).generate(
+        &case.seed_indices,
+        case.length,
+        &case.strategies,
+        case.seed,
+        case.stream,
+    )?;
+    assert_eq!(got.len(), case.strategies.len());
+    let (mut compared, mut ties) = (0, 0);
+    for (j, (g, w)) in got.iter().zip(&want).enumerate() {
+        assert_eq!(g.len(), case.length, "sequence {j} length");
+        match g.iter().zip(w).position(|(x, y)| x != y) {
+            None => compared += case.length,
+            Some(k) => {
+                explain_tie(case, j, k, &w[..k], g[k], w[k]);
+                compared += k + 1;
+                ties += 1;
+            }
+        }
+    }
+    Ok((compared, ties))
+}
+
+#[test]
+fn generation_matches_the_cpu_generator_on_the_simulator() {
+    if !ptx::BUILT_WITH_KERNELS {
+        println!("SKIPPED: built without kernels (no nvcc at build time)");
+        return;
+    }
+    let seed = seed();
+    let mut rng = Rng(seed);
+    let mut dev = SimDevice::new(seed);
+    let launcher = GenerateLauncher::default();
+    // (V, H, maxlen, seed length, N): fixed edges first (maxlen 1, V > 64,
+    // seed shorter / equal / longer than maxlen, a block smaller than 4H),
+    // then random shapes.
+    let mut shapes = vec![
+        (5, 3, 1, 1, 6),
+        (70, 16, 4, 2, 8),
+        (57, 9, 5, 5, 7),
+        (33, 4, 3, 9, 10),
+    ];
+    for _ in 0..4 {
+        let maxlen = rng.range(1, 7);
+        shapes.push((
+            rng.range(5, 71),
+            rng.range(3, 17),
+            maxlen,
+            rng.range(1, 2 * maxlen + 2),
+            rng.range(5, 21),
+        ));
+    }
+    let (mut compared, mut ties, mut instructions) = (0, 0, 0u64);
+    for (i, shape) in shapes.into_iter().enumerate() {
+        let case = random_case(&mut rng, shape);
+        // Case 1 with blocks narrower than 4H and V: the strided loops.
+        let l = if i == 1 {
+            GenerateLauncher { max_block: 32 }
+        } else {
+            launcher
+        };
+        let (c, t) = compare(&mut dev, &l, &case).unwrap();
+        let stats = dev.last_launch().expect("launched");
+        instructions += stats.instructions;
+        println!(
+            "case (V, H, maxlen, seed, N) = {shape:?}, S = {}, stream {}: {c} characters, {t} ties, \
+             {} thread-instructions ({} threads)",
+            case.strategies.len(),
+            case.stream,
+            stats.instructions,
+            stats.threads
+        );
+        compared += c;
+        ties += t;
+    }
+    println!(
+        "{compared} characters compared, {ties} ties within rounding, {instructions} thread-instructions"
+    );
+}
+
+/// Poisoned output: every (j, k) must be written with an index < V, by a
+/// launch the simulator's race and initialisation checks accept; at two
+/// interleavings (simulator seeds).
+fn writes_everything<D: GpuDevice>(dev: &mut D, rng: &mut Rng) -> Result<()> {
+    let (v, h, maxlen, n) = (66, 5, 3, 9);
+    let case = random_case(rng, (v, h, maxlen, 2, n));
+    let layout = ParamLayout::new(v, h);
+    let s = case.strategies.len();
+    let d_params = dev.upload_new_f32(&layout.flatten(&case.params))?;
+    let d_tail = dev.upload_new_u32(&case.seed_indices)?;
+    let codes = GenerateLauncher::encode(&case.strategies);
+    let d_codes = dev.alloc(8 * s)?;
+    dev.upload(d_codes, bytemuck::cast_slice(&codes))?;
+    let d_out = dev.upload_new_u32(&vec![u32::MAX; s * n])?;
+    let dims = GenerateDims {
+        vocab: v,
+        hidden: h,
+        maxlen,
+        tail_len: case.seed_indices.len(),
+        sequences: s,
+        length: n,
+    };
+    let bufs = GenerateBuffers::from_flat(d_params, layout, d_tail, d_codes, d_out);
+    GenerateLauncher::default().launch(dev, dims, &bufs, case.seed, case.stream)?;
+    let mut out = vec![0u32; s * n];
+    dev.download(d_out, bytemuck::cast_slice_mut(&mut out))?;
+    for (i, &x) in out.iter().enumerate() {
+        assert!(
+            (x as usize) < v,
+            "out[{}, {}] = {x} (poison left, or out of range)",
+            i / n,
+            i % n
+        );
+    }
+    for p in [d_params, d_tail, d_codes, d_out] {
+        dev.free(p)?;
+    }
+    Ok(())
+}
+
+#[test]
+fn every_output_is_written_and_the_checks_stay_silent() {
+    if !ptx::BUILT_WITH_KERNELS {
+        println!("SKIPPED: built without kernels (no nvcc at build time)");
+        return;
+    }
+    let seed = seed();
+    let mut rng = Rng(seed);
+    for sim_seed in [0, seed | 1] {
+        writes_everything(&mut SimDevice::new(sim_seed), &mut rng).unwrap();
+    }
+}
+
+#[test]
+fn launcher_checks_arguments_like_the_cpu_generator() {
+    let mut dev = SimDevice::new(0);
+    let l = GenerateLauncher::default();
+    let layout = ParamLayout::new(4, 2);
+    let p = DevicePtr(64);
+    let run = |dev: &mut SimDevice, maxlen: usize, seed: &[u32], n: usize, s: &[Strategy]| {
+        l.generate(dev, p, layout, maxlen, seed, n, s, 1, 0)
+    };
+    let is_invalid = |r: Result<Vec<Vec<u32>>>, name: &str| match r {
+        Err(Error::InvalidArgument { name: got, .. }) => assert_eq!(got, name),
+        other => panic!("expected InvalidArgument({name}), got {other:?}"),
+    };
+    let ok = [Strategy::Greedy];
+    is_invalid(run(&mut dev, 3, &[], 5, &ok), "--seed-text");
+    is_invalid(run(&mut dev, 3, &[1, 4], 5, &ok), "--seed-text");
+    is_invalid(run(&mut dev, 0, &[1], 5, &ok), "--maxlen");
+    for t in [0.0, -1.0, f64::NAN, f64::INFINITY] {
+        is_invalid(
+            run(&mut dev, 3, &[1], 5, &[Strategy::Temperature(t)]),
+            "--temperature",
+        );
+    }
+    // Nothing to generate: S empty sequences, no launch (the pointer is bogus).
+    assert_eq!(
+        run(&mut dev, 3, &[1], 0, &[Strategy::Greedy, Strategy::Uniform]).unwrap(),
+        vec![Vec::<u32>::new(); 2]
+    );
+    assert!(run(&mut dev, 3, &[1], 5, &[]).unwrap().is_empty());
+
+    // The raw launch: typed BadArguments for dims the kernel cannot take.
+    let dims = GenerateDims {
+        vocab: 4,
+        hidden: 2,
+        maxlen: 3,
+        tail_len: 1,
+        sequences: 1,
+        length: 2,
+    };
+    let bufs = GenerateBuffers::from_flat(p, layout, p, p, p);
+    for bad in [
+        GenerateDims {
+            tail_len: 0,
+            ..dims
+        },
+        GenerateDims {
+            tail_len: 4,
+            ..dims
+        },
+        GenerateDims { hidden: 0, ..dims },
+        GenerateDims { vocab: 0, ..dims },
+        GenerateDims {
+            maxlen: 0,
+            tail_len: 0,
+            ..dims
+        },
+        GenerateDims {
+            length: u32::MAX as usize,
+            ..dims
+        },
+    ] {
+        let err = l.launch(&mut dev, bad, &bufs, 0, 0).unwrap_err();
+        assert!(
+            matches!(err, Error::Device(DeviceError::BadArguments { .. })),
+            "{bad:?}: {err}"
+        );
+    }
+    let err = GenerateLauncher { max_block: 48 }
+        .launch(&mut dev, dims, &bufs, 0, 0)
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::Device(DeviceError::BadArguments { .. })),
+        "{err}"
+    );
+    let huge = GenerateDims {
+        maxlen: 1 << 20,
+        ..dims
+    };
+    let err = l.launch(&mut dev, huge, &bufs, 0, 0).unwrap_err();
+    assert!(
+        matches!(err, Error::Device(DeviceError::SharedMemory { .. })),
+        "{err}"
+    );
+}
+
+/// Thread-instructions of one launch at the Keras shape (V = 57, H = 128,
+/// maxlen = 60, S = 4 temperatures), per generated character, and the same
+/// comparison with the CPU. Slow on the simulator (~10^8
+/// thread-instructions, a minute): run with `--ignored`.
+#[test]
+#[ignore]
+fn simulated_cost_at_the_keras_shape() {
+    if !ptx::BUILT_WITH_KERNELS {
+        println!("SKIPPED: built without kernels (no nvcc at build time)");
+        return;
+    }
+    let mut rng = Rng(1);
+    let (v, h, maxlen, n) = (57, 128, 60, 2);
+    let mut case = random_case(&mut rng, (v, h, maxlen, maxlen, n));
+    case.strategies = Strategy::KERAS.to_vec();
+    // The real initialisation: random weights of this size at this window
+    // length are chaotic (f32 and f64 disagree), see TIE_REL.
+    case.params = charlstm_cuda::model::init_params(v, h, 5);
+    let mut dev = SimDevice::new(0);
+    let start = std::time::Instant::now();
+    let (c, t) = compare(&mut dev, &GenerateLauncher::default(), &case).unwrap();
+    let stats = dev.last_launch().unwrap();
+    println!(
+        "V={v} H={h} maxlen={maxlen} S=4 N={n}: {} thread-instructions, {} per character of the batch \
+         ({} threads, {:.1} s; {c} characters compared, {t} ties)",
+        stats.instructions,
+        stats.instructions / n as u64,
+        stats.threads,
+        start.elapsed().as_secs_f64()
+    );
+}
