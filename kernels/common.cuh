@@ -68,6 +68,7 @@ __device__ __forceinline__ unsigned onehot_class(const unsigned long long* row,
     }
   }
   return V;
+}
 
 // Philox 4x32-10, bit-identical to src/sample/philox.rs (Salmon et al.,
 // Random123's known-answer vectors hold for both). Counter-based: a draw is a
