@@ -3,8 +3,10 @@
 //! the same way on every backend asked for, in one run.
 //!
 //! Timing is host wall-clock around calls that end synchronised (every
-//! `train_batch` returns its loss, which a device engine must download), so
-//! it includes launch overhead, as a user of the trainer sees it. Medians of
+//! `train_batch` returns its loss, which a device engine must download;
+//! `generate` returns the characters), so it includes launch overhead, as a
+//! user of the trainer sees it. Generation is `Engine::generate`: the
+//! device's one-launch kernel on a GPU, the predict loop on the CPU. Medians of
 //! repeated steps; a warm-up step first (module load, first allocations).
 
 use std::time::Instant;
@@ -14,7 +16,7 @@ use serde::Serialize;
 use crate::corpus::{OneHotCorpus, Windows, epoch_order};
 use crate::error::Result;
 use crate::model::{Hyper, Params, init_params};
-use crate::sample::{IndexGenerator, Predict, Strategy};
+use crate::sample::Strategy;
 use crate::train::{Backend, Device, Engine, create_engine};
 
 /// What to measure.
@@ -201,12 +203,17 @@ fn measure(
     let epoch_slice_s = t.elapsed().as_secs_f64();
     // Generation: every temperature as one batch, window mode.
     let seed: Vec<u32> = (0..hyper.maxlen).map(|i| corpus.class_at(i)).collect();
-    let v = corpus.vocab().len();
     let t = Instant::now();
-    let mut generator = IndexGenerator::new(EnginePredict(engine), v, hyper.maxlen);
-    generator.generate(&seed, config.gen_length, strategies, hyper.seed, 0)?;
+    engine.generate(
+        &seed,
+        hyper.maxlen,
+        config.gen_length,
+        strategies,
+        hyper.seed,
+        0,
+    )?;
     let generate_s = t.elapsed().as_secs_f64();
-    let backend = generator.into_predictor().0.backend();
+    let backend = engine.backend();
     Ok(BenchRow {
         backend: backend.name().into(),
         available: true,
@@ -217,14 +224,6 @@ fn measure(
         generate_s: Some(generate_s),
         last_loss,
     })
-}
-
-struct EnginePredict<'a>(&'a mut dyn Engine);
-
-impl Predict for EnginePredict<'_> {
-    fn predict(&mut self, x: &[u32], seq_len: usize) -> Result<Vec<f32>> {
-        self.0.predict(x, seq_len)
-    }
 }
 
 impl std::fmt::Display for BenchReport {

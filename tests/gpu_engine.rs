@@ -14,6 +14,7 @@ use charlstm_cuda::corpus::OneHotCorpus;
 use charlstm_cuda::cpu::CpuEngine;
 use charlstm_cuda::gpu::{CudaDevice, GpuDevice, GpuEngine, SimDevice, ptx};
 use charlstm_cuda::model::{Hyper, Params, TENSOR_NAMES, init_params};
+use charlstm_cuda::sample::Strategy;
 use charlstm_cuda::train::{Backend, Engine};
 
 fn check(name: &str, got: &[f32], want: &[f32]) {
@@ -111,6 +112,26 @@ fn three_steps<D: GpuDevice>(dev: D, backend: Backend, rng: &mut Rng, c: &Case) 
     let want = cpu.eval_batch(starts).unwrap();
     check("eval loss", &[gpu.eval_batch(starts).unwrap()], &[want]);
     let x: Vec<u32> = (0..2 * c.t).map(|_| rng.range(0, c.v) as u32).collect();
+    // Generation through the engine (the device kernel) from the CPU's
+    // weights, loaded with set_state. The uniform strategy ignores the
+    // probabilities, so it must match exactly; the kernel's agreement on
+    // temperatures (up to ties) is tests/generate_kernel.rs's job.
+    gpu.set_state(&cpu.params().unwrap(), &cpu.rmsprop_state().unwrap())
+        .unwrap();
+    check_params("set_state", &gpu.params().unwrap(), &cpu.params().unwrap());
+    let strategies = [
+        Strategy::Uniform,
+        Strategy::Temperature(0.5),
+        Strategy::Greedy,
+    ];
+    let seed_text = &x[..c.t];
+    let got = gpu.generate(seed_text, c.t, 7, &strategies, 11, 3).unwrap();
+    let want = cpu.generate(seed_text, c.t, 7, &strategies, 11, 3).unwrap();
+    assert_eq!(got[0], want[0], "uniform draws differ");
+    for seq in &got {
+        assert_eq!(seq.len(), 7);
+        assert!(seq.iter().all(|&i| (i as usize) < c.v));
+    }
     for seq_len in [c.t, 1, 2 * c.t] {
         let x = &x[..x.len() / seq_len * seq_len];
         check(

@@ -15,12 +15,16 @@
 //! 4. `lstm_cell_bwd_f32` + `lstm_dh_bwd_f32` x T, `lstm_wgrad_bwd_f32`;
 //! 5. `rmsprop_update_f32` over all parameters.
 //!
+//! Generation (the after-epoch samples) is `generate_fwd_f32`, one launch
+//! for every character of every temperature, reading the same parameters.
+//!
 //! The one host round trip per step is the 4-byte loss the trainer reports
 //! (progress bar, NaN guard). Batches whose starts are not the next slice of
 //! the epoch order (eval, library callers) upload their B starts.
 
 use super::buffers::BatchBuffers;
 use super::device::{DevicePtr, GpuDevice};
+use super::generate::GenerateLauncher;
 use super::head::{HeadBuffers, HeadDims, HeadLauncher};
 use super::lstm::{LstmBuffers, LstmDims, LstmLauncher};
 use super::rmsprop::{ParamLayout, RmsPropLauncher};
@@ -28,11 +32,13 @@ use crate::corpus::OneHotCorpus;
 use crate::cpu::RmsProp;
 use crate::error::{Error, Result};
 use crate::model::{Hyper, Params};
+use crate::sample::Strategy;
 use crate::train::{Backend, Engine};
 
 /// What runs where, for the notice `--device sim` / `cuda` prints.
 pub const GPU_PATH_NOTICE: &str = "on the device: targets, the LSTM cell (forward and backward, \
-     one launch per step), the fused head, the weight gradients and RMSprop";
+     one launch per step), the fused head, the weight gradients, RMSprop and generation \
+     (one launch for all samples)";
 
 /// The epoch's window order on the device, and where the next batch starts.
 struct EpochOrder {
@@ -413,6 +419,28 @@ impl<D: GpuDevice> Engine for GpuEngine<'_, D> {
     fn set_learning_rate(&mut self, lr: f32) -> Result<()> {
         self.optimizer.lr = f64::from(lr);
         Ok(())
+    }
+
+    fn generate(
+        &mut self,
+        seed_indices: &[u32],
+        maxlen: usize,
+        length: usize,
+        strategies: &[Strategy],
+        seed: u64,
+        stream: u32,
+    ) -> Result<Vec<Vec<u32>>> {
+        GenerateLauncher::default().generate(
+            &mut self.device,
+            self.d_params,
+            self.layout,
+            maxlen,
+            seed_indices,
+            length,
+            strategies,
+            seed,
+            stream,
+        )
     }
 }
 

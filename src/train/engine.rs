@@ -5,6 +5,16 @@ use std::str::FromStr;
 
 use crate::error::{Error, Result};
 use crate::model::Params;
+use crate::sample::{IndexGenerator, Predict, Strategy};
+
+/// Any engine as the generator's predictor.
+struct PredictWith<'e, E: Engine + ?Sized>(&'e mut E);
+
+impl<E: Engine + ?Sized> Predict for PredictWith<'_, E> {
+    fn predict(&mut self, x: &[u32], seq_len: usize) -> Result<Vec<f32>> {
+        self.0.predict(x, seq_len)
+    }
+}
 
 /// What the training loop needs from a backend. An engine owns the
 /// parameters, the optimizer state and whatever buffers it needs; it is
@@ -35,6 +45,29 @@ pub trait Engine {
     fn set_state(&mut self, params: &Params<f32>, rmsprop: &Params<f32>) -> Result<()>;
     /// Changes the RMSprop learning rate from the next step on.
     fn set_learning_rate(&mut self, lr: f32) -> Result<()>;
+    /// The notebook's sampling loop: `length` new class indices after
+    /// `seed_indices` for each strategy, windows of at most `maxlen`, draw k
+    /// of sequence j from Philox `(seed, Sample, stream + j, k)` (see
+    /// [`IndexGenerator::generate`]). The default runs that loop over
+    /// [`predict`](Self::predict); a GPU engine runs it in one launch.
+    fn generate(
+        &mut self,
+        seed_indices: &[u32],
+        maxlen: usize,
+        length: usize,
+        strategies: &[Strategy],
+        seed: u64,
+        stream: u32,
+    ) -> Result<Vec<Vec<u32>>> {
+        let v = self.params()?.vocab;
+        IndexGenerator::new(PredictWith(self), v, maxlen).generate(
+            seed_indices,
+            length,
+            strategies,
+            seed,
+            stream,
+        )
+    }
 }
 
 /// The compute backends.

@@ -11,7 +11,7 @@ use super::observer::{BatchEvent, Control, EpochEvent, Observer, RollbackEvent, 
 use crate::corpus::{OneHotCorpus, Windows, epoch_order};
 use crate::error::{Error, Result};
 use crate::model::{Checkpoint, Hyper, Params, TrainState, init_params};
-use crate::sample::{Generator, Predict, Strategy, random_seed_text};
+use crate::sample::{Predict, Strategy, random_seed_text};
 
 /// File the latest state is always written to (each epoch, and on a stop).
 pub const LAST_CHECKPOINT: &str = "last.safetensors";
@@ -468,14 +468,21 @@ impl<'c> Trainer<'c> {
             .map(|&t| Strategy::Temperature(t))
             .collect();
         let vocab = self.corpus.vocab();
-        let mut generator = Generator::new(EnginePredictor(self.engine.as_mut()), vocab, maxlen);
-        let texts = generator.generate(
-            &seed_text,
-            self.config.gen_length,
-            &strategies,
-            self.hyper.seed,
-            sample_stream(epoch_index),
-        )?;
+        let seed_indices: Vec<u32> = (start..start + maxlen)
+            .map(|i| self.corpus.class_at(i))
+            .collect();
+        let texts = self
+            .engine
+            .generate(
+                &seed_indices,
+                maxlen,
+                self.config.gen_length,
+                &strategies,
+                self.hyper.seed,
+                sample_stream(epoch_index),
+            )?
+            .into_iter()
+            .map(|seq| seq.iter().map(|&i| vocab.char_at(i)).collect::<String>());
         Ok(self
             .config
             .temperatures
