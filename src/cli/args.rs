@@ -25,6 +25,11 @@ pub enum Command {
     Generate(GenerateArgs),
     /// Mean cross-entropy of a checkpoint over every window of a text, as JSON.
     Eval(EvalArgs),
+    /// Check every kernel, and a few training steps, against the CPU reference on a device.
+    #[command(after_help = "Exits 0 only if every check passes. Inputs are random, \
+        drawn from a fresh seed each run (printed); --seed replays one.\n\nExamples:\n  \
+        charlstm-cuda selftest\n  charlstm-cuda selftest --device sim --seed 42 --json")]
+    Selftest(SelftestArgs),
 }
 
 #[derive(Args, Debug)]
@@ -147,4 +152,17 @@ pub struct EvalArgs {
     /// Compute backend: auto, cpu, cuda or sim.
     #[arg(long, default_value = "auto")]
     pub device: String,
+}
+
+#[derive(Args, Debug)]
+pub struct SelftestArgs {
+    /// Device to check: cuda or sim [default: cuda when a GPU is usable, else sim].
+    #[arg(long)]
+    pub device: Option<String>,
+    /// Seed of the random inputs (default: a fresh one, printed).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Print the report as one JSON object instead of the table.
+    #[arg(long)]
+    pub json: bool,
 }

@@ -3,6 +3,7 @@
 mod args;
 mod generate;
 mod printer;
+mod selftest;
 mod train;
 
 use std::process::ExitCode;
@@ -21,5 +22,6 @@ pub fn run() -> Result<ExitCode> {
         Command::Train(a) => train::train(a),
         Command::Generate(a) => generate::generate(a),
         Command::Eval(a) => generate::eval(a),
+        Command::Selftest(a) => selftest::selftest(a),
     }
 }
