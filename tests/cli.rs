@@ -458,6 +458,46 @@ fn device_sim_trains_and_matches_cpu() {
     }
 }
 
+/// `selftest --device sim`: exit 0, the seed and a table naming every
+/// kernel; `--json` is one object; a device it cannot check is a clear error.
+#[test]
+fn selftest_runs_every_kernel_on_the_simulator() {
+    fails(&["selftest", "--device", "cpu"], "--device");
+    fails(&["selftest", "--device", "tpu"], "--device");
+    // No GPU backend in this build (or no GPU here): an error, not a panic.
+    fails(&["selftest", "--device", "cuda"], "cuda");
+    if !charlstm_cuda::gpu::ptx::BUILT_WITH_KERNELS {
+        fails(&["selftest", "--device", "sim"], "kernels");
+        eprintln!("SKIPPED: built without kernels");
+        return;
+    }
+    let out = stdout(&ok(&["selftest", "--device", "sim"]));
+    assert!(
+        out.contains("seed: ") && out.contains("PTX simulator"),
+        "{out}"
+    );
+    let kernels = charlstm_cuda::gpu::selftest::KERNELS;
+    for kernel in kernels.iter().chain(&["GpuEngine"]) {
+        assert!(out.contains(kernel), "the table lacks {kernel}:\n{out}");
+    }
+    assert!(
+        out.contains("checks passed") && !out.contains("FAIL"),
+        "{out}"
+    );
+
+    let o = ok(&["selftest", "--seed", "7", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(stdout(&o).trim()).expect("one JSON object");
+    assert_eq!(v["seed"], 7);
+    assert_eq!(v["passed"], true);
+    assert_eq!(v["failed"], 0);
+    let rows = v["rows"].as_array().expect("rows");
+    assert!(rows.len() > 10, "{v}");
+    assert!(
+        rows.iter()
+            .all(|r| r["pass"] == true && r["rel_err"].is_number())
+    );
+}
+
 /// `charlstm-cuda train | head -1` ends quietly when the reader goes away.
 #[test]
 fn closed_stdout_does_not_panic() {

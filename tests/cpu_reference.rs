@@ -131,6 +131,52 @@ fn f32_agrees_with_f64() {
     assert!(err < 1e-6);
 }
 
+/// `cpu::trace` (what the selftest compares kernels with) is the reference's
+/// own run: the same loss and gradients bit for bit, a forward that ends in
+/// the logits of the naive loops, and intermediates that obey the cell's
+/// and the head's equations.
+#[test]
+fn trace_is_the_reference_run_laid_out_t_major() {
+    let (v, h, b, t) = (9, 5, 3, 4);
+    let p = random_params(v, h, 0.7, 31);
+    let (x, y) = random_batch(v, b, t, 32);
+    let tr = cpu::trace(&p, &x, &y, t);
+    let (loss, grads) = cpu::loss_and_grads(&p, &x, &y, t);
+    assert_eq!(tr.loss, loss);
+    assert_eq!(tr.grads, grads);
+    assert_eq!(
+        (tr.gates.len(), tr.c.len(), tr.h.len(), tr.dz.len()),
+        (t * b * 4 * h, t * b * h, t * b * h, t * b * 4 * h)
+    );
+    let close = |a: f64, e: f64, what: &str| assert!((a - e).abs() < 1e-12, "{what}: {a} vs {e}");
+    let probs = softmax_rows(&naive_logits(&p, &x, t), v);
+    for (i, (&a, &e)) in tr.probs.iter().zip(&probs).enumerate() {
+        close(a, e, &format!("probs[{i}]"));
+        let onehot = if i % v == y[i / v] as usize { 1.0 } else { 0.0 };
+        close(
+            tr.dlogits[i],
+            (e - onehot) / b as f64,
+            &format!("dlogits[{i}]"),
+        );
+    }
+    for s in 0..t * b {
+        for j in 0..h {
+            let gate = |q: usize| tr.gates[s * 4 * h + q * h + j];
+            let c_prev = if s < b { 0.0 } else { tr.c[(s - b) * h + j] };
+            close(tr.c[s * h + j], gate(1) * c_prev + gate(0) * gate(2), "c");
+            close(tr.h[s * h + j], gate(3) * tr.c[s * h + j].tanh(), "h");
+        }
+    }
+    for bi in 0..b {
+        for j in 0..h {
+            let dh: f64 = (0..v)
+                .map(|c| tr.dlogits[bi * v + c] * p.dense_kernel[j * v + c])
+                .sum();
+            close(tr.dh_last[bi * h + j], dh, "dh_last");
+        }
+    }
+}
+
 #[test]
 fn loss_at_init_is_about_ln_v() {
     let (v, h, t, b) = (57, 128, 60, 16);

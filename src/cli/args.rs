@@ -29,6 +29,11 @@ pub enum Command {
     #[command(after_help = "Examples:\n  charlstm-cuda bench --device cpu,cuda\n  \
         charlstm-cuda bench --corpus nietzsche.txt --steps 50 --slice-batches 200")]
     Bench(BenchArgs),
+    /// Check every kernel, and a few training steps, against the CPU reference on a device.
+    #[command(after_help = "Exits 0 only if every check passes. Inputs are random, \
+        drawn from a fresh seed each run (printed); --seed replays one.\n\nExamples:\n  \
+        charlstm-cuda selftest\n  charlstm-cuda selftest --device sim --seed 42 --json")]
+    Selftest(SelftestArgs),
 }
 
 #[derive(Args, Debug)]
@@ -191,4 +196,17 @@ pub struct BenchArgs {
     /// Characters per window.
     #[arg(long, default_value_t = 60)]
     pub maxlen: usize,
+}
+
+#[derive(Args, Debug)]
+pub struct SelftestArgs {
+    /// Device to check: cuda or sim [default: cuda when a GPU is usable, else sim].
+    #[arg(long)]
+    pub device: Option<String>,
+    /// Seed of the random inputs (default: a fresh one, printed).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Print the report as one JSON object instead of the table.
+    #[arg(long)]
+    pub json: bool,
 }

@@ -5,6 +5,7 @@ mod bench;
 mod generate;
 mod interrupt;
 mod printer;
+mod selftest;
 mod train;
 
 use std::process::ExitCode;
@@ -24,5 +25,6 @@ pub fn run() -> Result<ExitCode> {
         Command::Generate(a) => generate::generate(a),
         Command::Eval(a) => generate::eval(a),
         Command::Bench(a) => bench::bench(a),
+        Command::Selftest(a) => selftest::selftest(a),
     }
 }

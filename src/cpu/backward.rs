@@ -47,14 +47,7 @@ pub(super) fn recurrence_backward<F: Scalar>(
             *lj = *lj * inv_b;
         }
     }
-    gemm(
-        (n, v, h),
-        View::new(r.probs, v, 1),
-        View::new(&p.dense_kernel, 1, v),
-        F::zero(),
-        r.dh,
-        (h, 1),
-    );
+    head_dh(r.probs, &p.dense_kernel, (n, h, v), r.dh);
     r.dc.fill(F::zero());
     for t in (0..d.t).rev() {
         cells_backward(r, t, d);
@@ -69,6 +62,24 @@ pub(super) fn recurrence_backward<F: Scalar>(
             );
         }
     }
+}
+
+/// `dh = dlogits @ dense_kernel^T` ([n, V] @ [V, H]; `dense_kernel` is
+/// [H, V]): the gradient the head hands the recurrence, dh_{T-1}.
+pub(super) fn head_dh<F: Scalar>(
+    dlogits: &[F],
+    dense_kernel: &[F],
+    (n, h, v): (usize, usize, usize),
+    dh: &mut [F],
+) {
+    gemm(
+        (n, v, h),
+        View::new(dlogits, v, 1),
+        View::new(dense_kernel, 1, v),
+        F::zero(),
+        dh,
+        (h, 1),
+    );
 }
 
 simd_dispatch! {

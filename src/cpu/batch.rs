@@ -11,7 +11,13 @@ use super::{Scalar, Workspace, backward, forward};
 use crate::model::{Grads, Params};
 
 /// Checks shapes and class indices; returns the call's dimensions.
-fn dims<F>(p: &Params<F>, x: &[u32], y: Option<&[u32]>, seq_len: usize, keep: bool) -> Dims {
+pub(super) fn dims<F>(
+    p: &Params<F>,
+    x: &[u32],
+    y: Option<&[u32]>,
+    seq_len: usize,
+    keep: bool,
+) -> Dims {
     let (h, v) = (p.hidden, p.vocab);
     assert!(h > 0 && v > 0, "params: empty model (V = {v}, H = {h})");
     let shapes = [
@@ -57,7 +63,7 @@ fn dims<F>(p: &Params<F>, x: &[u32], y: Option<&[u32]>, seq_len: usize, keep: bo
 }
 
 /// Runs `work` on every chunk of rows, the row ranges of different threads in parallel.
-fn for_each_chunk<F: Scalar>(
+pub(super) fn for_each_chunk<F: Scalar>(
     ws: &mut Workspace<F>,
     d: Dims,
     work: impl Fn(&[F], &mut Rows<'_, F>) + Sync,

@@ -10,7 +10,8 @@
 //! `batch.rs` the threading and fixed-order reductions, `workspace.rs` the
 //! buffers (`steps.rs`: a thread's rows of a time-major buffer), `scalar.rs`
 //! the float trait and GEMM, `fastmath.rs` the f32 activations, `simd.rs`
-//! the AVX2 dispatch of the element-wise loops, `rmsprop.rs` the optimizer.
+//! the AVX2 dispatch of the element-wise loops, `rmsprop.rs` the optimizer,
+//! `trace.rs` the intermediate tensors the kernel checks compare against.
 
 #[macro_use]
 mod simd;
@@ -23,6 +24,7 @@ mod forward;
 mod rmsprop;
 mod scalar;
 mod steps;
+mod trace;
 mod workspace;
 
 pub use batch::{loss_and_grads_into, loss_with, predict_into};
@@ -30,6 +32,7 @@ pub(crate) use engine::check_sequences;
 pub use engine::{CpuEngine, CpuModel};
 pub use rmsprop::RmsProp;
 pub use scalar::Scalar;
+pub use trace::{Trace, trace};
 pub use workspace::Workspace;
 
 use crate::corpus::OneHotCorpus;

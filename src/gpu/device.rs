@@ -163,6 +163,55 @@ pub trait GpuDevice {
     }
 }
 
+/// A borrowed device is a device, so that an owner of a device (the
+/// `selftest`, a test) can lend it to a [`super::GpuEngine`], which takes
+/// its device by value, and keep using it afterwards.
+impl<D: GpuDevice> GpuDevice for &mut D {
+    fn name(&self) -> String {
+        (**self).name()
+    }
+    fn alloc(&mut self, bytes: usize) -> Result<DevicePtr> {
+        (**self).alloc(bytes)
+    }
+    fn alloc_zeroed(&mut self, bytes: usize) -> Result<DevicePtr> {
+        (**self).alloc_zeroed(bytes)
+    }
+    fn free(&mut self, ptr: DevicePtr) -> Result<()> {
+        (**self).free(ptr)
+    }
+    fn upload(&mut self, dst: DevicePtr, bytes: &[u8]) -> Result<()> {
+        (**self).upload(dst, bytes)
+    }
+    fn download(&mut self, src: DevicePtr, out: &mut [u8]) -> Result<()> {
+        (**self).download(src, out)
+    }
+    fn launch(
+        &mut self,
+        module: &str,
+        kernel: &str,
+        cfg: LaunchConfig,
+        args: &[KernelArg],
+    ) -> Result<()> {
+        (**self).launch(module, kernel, cfg, args)
+    }
+    fn synchronize(&mut self) -> Result<()> {
+        (**self).synchronize()
+    }
+    fn max_shared_bytes(&self) -> u32 {
+        (**self).max_shared_bytes()
+    }
+    /// Host wall clock between two synchronisations: `f` wants `&mut &mut D`
+    /// with the outer lifetime, which the inner device's `time` cannot lend
+    /// it, so the device's own clock is out of reach here.
+    fn time<F: FnOnce(&mut Self) -> Result<()>>(&mut self, f: F) -> Result<f64> {
+        self.synchronize()?;
+        let start = std::time::Instant::now();
+        f(self)?;
+        self.synchronize()?;
+        Ok(start.elapsed().as_secs_f64())
+    }
+}
+
 /// Threads per block and blocks to cover `n` elements with a grid-stride
 /// kernel, capped at `max_blocks` (grid-stride loops cover the rest).
 pub(crate) fn blocks_for(n: usize, threads: u32, max_blocks: u32) -> u32 {

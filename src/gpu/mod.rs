@@ -10,6 +10,7 @@ pub mod head;
 pub mod lstm;
 pub mod ptx;
 pub mod rmsprop;
+pub mod selftest;
 pub mod sim_device;
 
 pub use cuda_device::CudaDevice;

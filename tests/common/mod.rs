@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
+use charlstm_cuda::gpu::selftest::{SelftestReport, SelftestRow};
 use charlstm_cuda::model::Params;
 use charlstm_cuda::sample::{Purpose, RngStream};
 
@@ -80,4 +81,15 @@ impl Rng {
     pub fn vec(&mut self, n: usize, a: f32) -> Vec<f32> {
         (0..n).map(|_| self.f32(a)).collect()
     }
+}
+
+/// Prints `rows` as the selftest's table; fails unless every row passed.
+pub fn assert_all_pass(rows: Vec<SelftestRow>) {
+    let report = SelftestReport { rows };
+    print!("{report}");
+    assert!(
+        report.all_passed(),
+        "{} checks failed:\n{report}",
+        report.failed()
+    );
 }

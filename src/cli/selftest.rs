@@ -1,0 +1,124 @@
+//! `selftest`: every kernel, and a few training steps, against the CPU
+//! reference on a device, from the binary a user runs (DESIGN §7).
+
+use std::process::ExitCode;
+use std::time::Instant;
+
+use charlstm_cuda::gpu::selftest::{self, SelftestShapes};
+use charlstm_cuda::gpu::{CudaDevice, GpuDevice, SimDevice};
+use charlstm_cuda::train::{Backend, Device};
+use charlstm_cuda::{Error, Result};
+
+use super::args::SelftestArgs;
+
+pub fn selftest(a: SelftestArgs) -> Result<ExitCode> {
+    match checks(a) {
+        // The generic hint ("use --device cpu") would be wrong here: the
+        // selftest has no CPU device.
+        Err(e @ Error::BackendUnavailable { backend, .. }) => {
+            eprintln!("error: {e}");
+            eprintln!(
+                "  hint: {}",
+                if backend == "cuda" {
+                    "`--device sim` runs the same checks on the PTX simulator"
+                } else {
+                    "install nvcc with `bash scripts/setup-cuda.sh` and rebuild"
+                }
+            );
+            Ok(ExitCode::FAILURE)
+        }
+        result => result,
+    }
+}
+
+fn checks(a: SelftestArgs) -> Result<ExitCode> {
+    let backend = pick(a.device.as_deref())?;
+    let seed = a.seed.unwrap_or_else(fresh_seed);
+    // One arm per device kind; the checks themselves are the same code for all.
+    match backend {
+        Backend::Sim => report(SimDevice::new(seed), SelftestShapes::small(), seed, a.json),
+        Backend::Cuda => report(CudaDevice::new(0)?, SelftestShapes::full(), seed, a.json),
+        Backend::Cpu => Err(cpu_refused()),
+    }
+}
+
+/// The device to check: `--device`, else CUDA when `auto` finds a usable
+/// GPU, else the simulator. Refuses what this build or machine cannot run.
+fn pick(device: Option<&str>) -> Result<Backend> {
+    match device {
+        None | Some("auto") => match Device::Auto.resolve() {
+            Ok((Backend::Cuda, _)) => Ok(Backend::Cuda),
+            _ => Device::Exact(Backend::Sim).resolve().map(|(b, _)| b),
+        },
+        Some(name) => match name.parse::<Device>()? {
+            Device::Exact(Backend::Cpu) => Err(cpu_refused()),
+            d => d.resolve().map(|(b, _)| b),
+        },
+    }
+}
+
+fn cpu_refused() -> Error {
+    Error::InvalidArgument {
+        name: "--device",
+        what: "cpu: the selftest checks a device against the CPU reference; use cuda or sim".into(),
+    }
+}
+
+/// Nanoseconds of the clock: a different seed every run.
+fn fresh_seed() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(1, |d| d.as_nanos() as u64)
+}
+
+/// Runs the checks on `dev` and prints the table (or JSON); exit 1 when any fails.
+fn report<D: GpuDevice>(
+    mut dev: D,
+    shapes: SelftestShapes,
+    seed: u64,
+    json: bool,
+) -> Result<ExitCode> {
+    let name = dev.name();
+    if !json {
+        println!("device: {name}");
+        println!("seed: {seed} (replay with --seed {seed})");
+        println!(
+            "shapes: kernels {}; training {}, {} steps",
+            shapes.kernels, shapes.training, shapes.steps
+        );
+        println!();
+    }
+    let started = Instant::now();
+    let report = selftest::run(&mut dev, shapes, seed)?;
+    let seconds = started.elapsed().as_secs_f64();
+    let (failed, total) = (report.failed(), report.rows.len());
+    if json {
+        let out = serde_json::json!({
+            "device": name,
+            "seed": seed,
+            "shapes": shapes,
+            "seconds": seconds,
+            "passed": report.all_passed(),
+            "failed": failed,
+            "rows": report.rows,
+        });
+        println!("{out}");
+    } else {
+        print!("{report}");
+        println!();
+        if report.all_passed() {
+            println!("all {total} checks passed ({seconds:.1} s)");
+        } else {
+            println!("{failed} of {total} checks FAILED ({seconds:.1} s)");
+        }
+    }
+    if report.all_passed() {
+        return Ok(ExitCode::SUCCESS);
+    }
+    eprintln!("error: {failed} of {total} selftest checks failed");
+    eprintln!(
+        "  hint: each FAIL row names the kernel and output that disagree with the CPU reference; \
+         replay with --seed {seed}"
+    );
+    Ok(ExitCode::FAILURE)
+}

@@ -1,0 +1,384 @@
+//! The per-kernel checks. Each runs its kernels on inputs the reference
+//! also saw and compares every output tensor with the reference's:
+//!
+//! | check | kernels | reference |
+//! |---|---|---|
+//! | [`check_rmsprop`] | `rmsprop_update_f32` | `RmsProp::step::<f32>` |
+//! | [`check_head`] | `head_fwd_bwd_f32`, `head_wgrad_bwd_f32` | `cpu::trace::<f64>` |
+//! | [`check_lstm_forward`] | `lstm_cell_fwd_f32` over T steps | `cpu::trace::<f64>` |
+//! | [`check_lstm_backward`] | `lstm_cell_bwd_f32`, `lstm_dh_bwd_f32`, `lstm_wgrad_bwd_f32` | `cpu::trace::<f64>` |
+//!
+//! The head and the backward are fed the reference's own inputs (h_{T-1};
+//! the forward state and dh_{T-1}), rounded to f32, not the device's
+//! forward output: a failing row then names the kernel at fault instead of
+//! everything downstream of it. The chain of them is what the training
+//! check exercises.
+
+use super::{
+    BOUND_EXACT, BOUND_F32_KERNEL, BOUND_RMSPROP, Buffers, SelftestRow, Shape, download, uniform,
+};
+use crate::corpus::OneHotCorpus;
+use crate::cpu::{self, RmsProp, Trace};
+use crate::error::{Error, Result};
+use crate::gpu::device::{DevicePtr, GpuDevice};
+use crate::gpu::head::{HeadBuffers, HeadDims, HeadLauncher};
+use crate::gpu::lstm::{LstmBuffers, LstmDims, LstmLauncher};
+use crate::gpu::rmsprop::{ParamLayout, RmsPropLauncher};
+use crate::model::{Params, TENSOR_NAMES};
+use crate::sample::RngStream;
+
+/// One random model, corpus and batch, and the reference's trace of it:
+/// the inputs and the expected outputs of the head and LSTM checks.
+pub struct Case {
+    /// The sizes.
+    pub shape: Shape,
+    /// A random text over exactly V symbols, one-hot encoded.
+    pub corpus: OneHotCorpus,
+    /// Window start rows, `[B]`.
+    pub starts: Vec<u32>,
+    /// Input classes of the windows, [B, T] (`cpu::gather`).
+    pub x: Vec<u32>,
+    /// Targets, `[B]`.
+    pub y: Vec<u32>,
+    /// The weights, random: gates and softmax neither trivial nor saturated
+    /// (`random_params`).
+    pub params: Params<f32>,
+    /// The reference in f64 on exactly these (f32) weights.
+    pub want: Trace<f64>,
+}
+
+impl Case {
+    /// A case of `shape`, drawn from `rng`.
+    pub fn random(shape: Shape, rng: &mut RngStream) -> Result<Case> {
+        let (v, h, b, t) = shape.vhbt();
+        if v < 2 || h == 0 || b == 0 || t == 0 {
+            return Err(Error::InvalidArgument {
+                name: "selftest shape",
+                what: format!("{shape} (needs V >= 2 and H, B, T >= 1)"),
+            });
+        }
+        let corpus = OneHotCorpus::from_text(&random_text(rng, v, v + t + 64), false)?;
+        let starts = random_starts(rng, &corpus, b, t);
+        let (x, y) = cpu::gather(&corpus, &starts, t);
+        let params = random_params(v, h, rng);
+        let want = cpu::trace(&params.map(f64::from), &x, &y, t);
+        Ok(Case {
+            shape,
+            corpus,
+            starts,
+            x,
+            y,
+            params,
+            want,
+        })
+    }
+
+    /// The input classes t-major, [T, B]: what `lstm_cell_fwd_f32` decodes into `cls`.
+    fn cls(&self) -> Vec<u32> {
+        let (b, t) = (self.shape.batch, self.shape.seq_len);
+        (0..t * b).map(|s| self.x[(s % b) * t + s / b]).collect()
+    }
+
+    fn lstm_dims(&self) -> LstmDims {
+        LstmDims {
+            batch: self.shape.batch,
+            seq_len: self.shape.seq_len,
+            hidden: self.shape.hidden,
+            vocab: self.shape.vocab,
+            words_per_row: self.corpus.words_per_row(),
+        }
+    }
+}
+
+/// A random text over exactly `v` distinct symbols (printable ASCII, then
+/// CJK ideographs, which have no case), at least `len` long, every symbol
+/// at least once.
+pub(crate) fn random_text(rng: &mut RngStream, v: usize, len: usize) -> String {
+    let pool: Vec<char> = ('!'..='~').chain('\u{4e00}'..).take(v).collect();
+    let mut text = pool.clone();
+    while text.len() < len {
+        text.push(pool[rng.below(v as u64) as usize]);
+    }
+    // Shuffle so the guaranteed occurrences are not all at the start.
+    for i in (1..text.len()).rev() {
+        text.swap(i, rng.below(i as u64 + 1) as usize);
+    }
+    text.into_iter().collect()
+}
+
+/// `b` window starts, each with its `t` inputs and its target inside the corpus.
+pub(crate) fn random_starts(
+    rng: &mut RngStream,
+    corpus: &OneHotCorpus,
+    b: usize,
+    t: usize,
+) -> Vec<u32> {
+    let starts = (corpus.rows() - t) as u64; // start + t must be a row
+    (0..b).map(|_| rng.below(starts) as u32).collect()
+}
+
+/// Weights that keep the gates and the softmax far from trivial and away
+/// from saturation: the gathered input row and the biases uniform in
+/// ±0.6; the two kernels whose products sum over H terms scaled by
+/// sqrt(32 / H), so their spread does not grow with H.
+fn random_params(v: usize, h: usize, rng: &mut RngStream) -> Params<f32> {
+    let summed = 0.6 * (32.0 / h as f64).sqrt().min(1.0);
+    let mut p = Params::zeros(v, h);
+    for (t, a) in p
+        .tensors_mut()
+        .into_iter()
+        .zip([0.6, summed, 0.6, summed, 0.6])
+    {
+        t.iter_mut().for_each(|e| *e = uniform(rng, a) as f32);
+    }
+    p
+}
+
+/// One RMSprop step over a random V x H model, against `RmsProp::step::<f32>`.
+/// Some mean squares are zero (a first step), some gradients zero.
+pub fn check_rmsprop<D: GpuDevice>(
+    dev: &mut D,
+    vocab: usize,
+    hidden: usize,
+    rng: &mut RngStream,
+) -> Result<Vec<SelftestRow>> {
+    let layout = ParamLayout::new(vocab, hidden);
+    let n = layout.len();
+    let opt = RmsProp {
+        lr: 10f64.powi(-1 - rng.below(3) as i32),
+        ..RmsProp::default()
+    };
+    let mut draw = |a: f64, zero: fn(usize) -> bool| -> Vec<f32> {
+        (0..n)
+            .map(|i| {
+                let x = uniform(rng, a) as f32;
+                if zero(i) { 0.0 } else { x }
+            })
+            .collect()
+    };
+    let params = draw(1.0, |_| false);
+    let ms: Vec<f32> = draw(1.0, |i| i % 3 == 0).iter().map(|x| x.abs()).collect();
+    let grads = draw(2.0, |i| i % 7 == 0);
+    let (mut want_p, mut want_ms) = (layout.unflatten(&params), layout.unflatten(&ms));
+    opt.step(&mut want_p, &mut want_ms, &layout.unflatten(&grads));
+    let shape = format!("n={n} (V={vocab} H={hidden})");
+    Buffers::scope(dev, |dev, bufs| {
+        let (d_p, d_ms, d_g) = (
+            bufs.f32s(dev, &params)?,
+            bufs.f32s(dev, &ms)?,
+            bufs.f32s(dev, &grads)?,
+        );
+        RmsPropLauncher::default().update(dev, &opt, d_p, d_ms, d_g, n)?;
+        dev.synchronize()?;
+        let row = |output: &str, got: &[f64], want: &Params<f32>| {
+            let want: Vec<f64> = layout.flatten(want).into_iter().map(f64::from).collect();
+            SelftestRow::compare(
+                "rmsprop_update_f32",
+                output,
+                &shape,
+                got,
+                &want,
+                BOUND_RMSPROP,
+            )
+        };
+        Ok(vec![
+            row("params", &download(dev, d_p, n)?, &want_p),
+            row("ms", &download(dev, d_ms, n)?, &want_ms),
+        ])
+    })
+}
+
+/// The head on the reference's h_{T-1}: loss, probabilities (when
+/// `with_probs`; training passes none), dlogits, dh_{T-1}, and the dense
+/// weight gradients.
+pub fn check_head<D: GpuDevice>(
+    dev: &mut D,
+    case: &Case,
+    with_probs: bool,
+) -> Result<Vec<SelftestRow>> {
+    let (v, h, b, t) = case.shape.vhbt();
+    let w = &case.want;
+    // loss_sum accumulates; starting it off zero checks that it adds.
+    const LOSS_START: f32 = 0.25;
+    let shape = format!("B={b} H={h} V={v}");
+    Buffers::scope(dev, |dev, bufs| {
+        let hb = HeadBuffers {
+            h: bufs.f64s(dev, &w.h[(t - 1) * b * h..])?,
+            dense_kernel: bufs.f32s(dev, &case.params.dense_kernel)?,
+            dense_bias: bufs.f32s(dev, &case.params.dense_bias)?,
+            targets: bufs.u32s(dev, &case.y)?,
+            probs: if with_probs {
+                bufs.poisoned(dev, b * v)?
+            } else {
+                DevicePtr::NULL
+            },
+            dlogits: bufs.poisoned(dev, b * v)?,
+            dh: bufs.poisoned(dev, b * h)?,
+            d_dense_kernel: bufs.poisoned(dev, h * v)?,
+            d_dense_bias: bufs.poisoned(dev, v)?,
+            loss_sum: bufs.f32s(dev, &[LOSS_START])?,
+        };
+        let dims = HeadDims {
+            batch: b,
+            hidden: h,
+            vocab: v,
+        };
+        HeadLauncher::default().fwd_bwd(dev, dims, &hb, 1.0 / b as f32)?;
+        dev.synchronize()?;
+        let fwd = |output: &str, got: &[f64], want: &[f64]| {
+            SelftestRow::compare(
+                "head_fwd_bwd_f32",
+                output,
+                &shape,
+                got,
+                want,
+                BOUND_F32_KERNEL,
+            )
+        };
+        let loss = download(dev, hb.loss_sum, 1)?[0] - f64::from(LOSS_START);
+        let mut rows = vec![fwd("loss", &[loss], &[w.loss])];
+        if with_probs {
+            rows.push(fwd("probs", &download(dev, hb.probs, b * v)?, &w.probs));
+        }
+        rows.push(fwd(
+            "dlogits",
+            &download(dev, hb.dlogits, b * v)?,
+            &w.dlogits,
+        ));
+        rows.push(fwd("dh", &download(dev, hb.dh, b * h)?, &w.dh_last));
+        let wgrad = |output: &str, got: &[f64], want: &[f64]| {
+            SelftestRow::compare(
+                "head_wgrad_bwd_f32",
+                output,
+                &shape,
+                got,
+                want,
+                BOUND_F32_KERNEL,
+            )
+        };
+        rows.push(wgrad(
+            "d dense.kernel",
+            &download(dev, hb.d_dense_kernel, h * v)?,
+            &w.grads.dense_kernel,
+        ));
+        rows.push(wgrad(
+            "d dense.bias",
+            &download(dev, hb.d_dense_bias, v)?,
+            &w.grads.dense_bias,
+        ));
+        Ok(rows)
+    })
+}
+
+/// The forward recurrence, T launches, from the one-hot corpus on the
+/// device: the activated gates, c, h and the decoded classes of every step.
+pub fn check_lstm_forward<D: GpuDevice>(dev: &mut D, case: &Case) -> Result<Vec<SelftestRow>> {
+    let (_, h, b, t) = case.shape.vhbt();
+    let (w, p) = (&case.want, &case.params);
+    let shape = case.shape.to_string();
+    Buffers::scope(dev, |dev, bufs| {
+        let lb = LstmBuffers {
+            corpus_words: bufs.bytes(dev, bytemuck::cast_slice(case.corpus.words()))?,
+            starts: bufs.u32s(dev, &case.starts)?,
+            kernel: bufs.f32s(dev, &p.kernel)?,
+            recurrent_kernel: bufs.f32s(dev, &p.recurrent_kernel)?,
+            bias: bufs.f32s(dev, &p.bias)?,
+            gates: bufs.poisoned(dev, t * b * 4 * h)?,
+            c: bufs.poisoned(dev, t * b * h)?,
+            h: bufs.poisoned(dev, t * b * h)?,
+            cls: bufs.u32s(dev, &vec![u32::MAX; t * b])?,
+            // The backward's buffers: not touched by the forward.
+            dz: DevicePtr::NULL,
+            dh: DevicePtr::NULL,
+            dc: DevicePtr::NULL,
+            d_kernel: DevicePtr::NULL,
+            d_recurrent_kernel: DevicePtr::NULL,
+            d_bias: DevicePtr::NULL,
+        };
+        LstmLauncher::default().forward(dev, case.lstm_dims(), &lb)?;
+        dev.synchronize()?;
+        let mut cls = vec![0u32; t * b];
+        dev.download(lb.cls, bytemuck::cast_slice_mut(&mut cls))?;
+        let widen = |v: Vec<u32>| v.into_iter().map(f64::from).collect::<Vec<f64>>();
+        let row = |output: &str, got: &[f64], want: &[f64], bound| {
+            SelftestRow::compare("lstm_cell_fwd_f32", output, &shape, got, want, bound)
+        };
+        Ok(vec![
+            row(
+                "gates",
+                &download(dev, lb.gates, t * b * 4 * h)?,
+                &w.gates,
+                BOUND_F32_KERNEL,
+            ),
+            row(
+                "c",
+                &download(dev, lb.c, t * b * h)?,
+                &w.c,
+                BOUND_F32_KERNEL,
+            ),
+            row(
+                "h",
+                &download(dev, lb.h, t * b * h)?,
+                &w.h,
+                BOUND_F32_KERNEL,
+            ),
+            row("cls", &widen(cls), &widen(case.cls()), BOUND_EXACT),
+        ])
+    })
+}
+
+/// The backward recurrence, T steps from dh_{T-1}, then the three LSTM
+/// weight gradients: dz of every step and d kernel, d recurrent_kernel,
+/// d bias.
+pub fn check_lstm_backward<D: GpuDevice>(dev: &mut D, case: &Case) -> Result<Vec<SelftestRow>> {
+    let (v, h, b, t) = case.shape.vhbt();
+    let g = 4 * h;
+    let w = &case.want;
+    let shape = case.shape.to_string();
+    Buffers::scope(dev, |dev, bufs| {
+        let lb = LstmBuffers {
+            // The forward's inputs: not read by the backward.
+            corpus_words: DevicePtr::NULL,
+            starts: DevicePtr::NULL,
+            kernel: DevicePtr::NULL,
+            bias: DevicePtr::NULL,
+            recurrent_kernel: bufs.f32s(dev, &case.params.recurrent_kernel)?,
+            gates: bufs.f64s(dev, &w.gates)?,
+            c: bufs.f64s(dev, &w.c)?,
+            h: bufs.f64s(dev, &w.h)?,
+            cls: bufs.u32s(dev, &case.cls())?,
+            dz: bufs.poisoned(dev, t * b * g)?,
+            dh: bufs.f64s(dev, &w.dh_last)?,
+            dc: bufs.poisoned(dev, b * h)?,
+            d_kernel: bufs.poisoned(dev, v * g)?,
+            d_recurrent_kernel: bufs.poisoned(dev, h * g)?,
+            d_bias: bufs.poisoned(dev, g)?,
+        };
+        LstmLauncher::default().backward(dev, case.lstm_dims(), &lb)?;
+        dev.synchronize()?;
+        let mut rows = vec![SelftestRow::compare(
+            "lstm_cell_bwd_f32 + lstm_dh_bwd_f32",
+            "dz",
+            &shape,
+            &download(dev, lb.dz, t * b * g)?,
+            &w.dz,
+            BOUND_F32_KERNEL,
+        )];
+        let grads = [
+            (lb.d_kernel, v * g, &w.grads.kernel),
+            (lb.d_recurrent_kernel, h * g, &w.grads.recurrent_kernel),
+            (lb.d_bias, g, &w.grads.bias),
+        ];
+        for ((ptr, n, want), name) in grads.into_iter().zip(TENSOR_NAMES) {
+            rows.push(SelftestRow::compare(
+                "lstm_wgrad_bwd_f32",
+                &format!("d {name}"),
+                &shape,
+                &download(dev, ptr, n)?,
+                want,
+                BOUND_F32_KERNEL,
+            ));
+        }
+        Ok(rows)
+    })
+}

@@ -1,0 +1,308 @@
+//! `selftest`: every kernel against the CPU reference on a device, plus a
+//! short training run of the GPU engine against the CPU engine (DESIGN §7).
+//!
+//! Written once, generic over [`GpuDevice`], so the simulator and a real GPU
+//! run identical code. Inputs are random, drawn from a seed (fresh per run
+//! in the CLI, printed, replayable). Every output buffer is filled with NaN
+//! before the launches that should write it, so an element a kernel leaves
+//! unwritten shows up as a non-finite value and fails its row (RMSprop
+//! updates in place: its outputs start as its inputs, which it must change).
+//!
+//! Each check gives one [`SelftestRow`] per output tensor. Error metric, per
+//! tensor, with `want` from the CPU reference and `floor = 0.1 * max|want|`:
+//!
+//! ```text
+//! max rel err = max_i |got_i - want_i| / (|want_i| + floor)      pass: <= bound
+//! ```
+//!
+//! which is exactly `|got - want| <= abs + bound * |want|` with
+//! `abs = bound * floor` (for the f32 kernels' bound 1e-4, `abs = 1e-5 *
+//! max|want|`): elements far above the floor are held to the plain relative
+//! error, and elements that cancel to nearly zero, whose relative error
+//! means nothing, to a small absolute error. The weights after the training
+//! steps are compared as whole tensors instead, `||got - want|| / ||want||`
+//! ([`Metric::RelL2`]; `training.rs` says why).
+//!
+//! Files: `kernels.rs` the per-kernel checks (RMSprop, head, LSTM forward
+//! and backward), `training.rs` the engine-vs-engine steps, `report.rs` the
+//! rows and the table.
+
+mod kernels;
+mod report;
+mod training;
+
+pub use kernels::{Case, check_head, check_lstm_backward, check_lstm_forward, check_rmsprop};
+pub use report::{Bound, Metric, SelftestReport, SelftestRow};
+pub use training::check_training;
+
+use std::fmt;
+
+use super::device::{DevicePtr, GpuDevice};
+use crate::error::{Error, Result};
+use crate::sample::{Purpose, RngStream};
+
+/// Bound of the f32 kernels with reductions and transcendentals (f32 vs
+/// the f64 reference: summation order and `expf`/`tanhf` differ by a few
+/// ulp per operation; 1e-4 leaves room for sums over T x B terms).
+pub const BOUND_F32_KERNEL: Bound = Bound::max_rel(1e-4);
+/// Bound of `rmsprop_update_f32` against `RmsProp::step::<f32>`: the same
+/// element-wise IEEE operations on both sides, so at most an ulp or two
+/// (an FMA contraction); 1e-6 is about 8 ulp.
+pub const BOUND_RMSPROP: Bound = Bound::max_rel(1e-6);
+/// Bound of the losses of the training steps: each step's gradients carry
+/// the kernels' errors (up to 1e-4), RMSprop divides them by their running
+/// scale so they pass into the update nearly one to one, and 20 steps
+/// compound them. Two correct references (f32 and f64 CPU, Keras job) agree
+/// to 1e-6.
+pub const BOUND_TRAINING_LOSS: Bound = Bound::max_rel(1e-3);
+/// Bound of the weights after the training steps, as whole tensors (see
+/// `training.rs` for why not element-wise); the two references: below 1e-4.
+pub const BOUND_TRAINING_WEIGHTS: Bound = Bound::rel_l2(1e-3);
+/// Exact: the decoded input classes.
+pub const BOUND_EXACT: Bound = Bound::max_rel(0.0);
+/// Every kernel of `kernels/`, each covered by a check below. A test
+/// (tests/selftest.rs) fails when the embedded PTX has an entry this list
+/// lacks, so a new kernel cannot join the build unchecked.
+pub const KERNELS: [&str; 7] = [
+    "rmsprop_update_f32",
+    "head_fwd_bwd_f32",
+    "head_wgrad_bwd_f32",
+    "lstm_cell_fwd_f32",
+    "lstm_cell_bwd_f32",
+    "lstm_dh_bwd_f32",
+    "lstm_wgrad_bwd_f32",
+];
+
+/// Elements below this fraction of a tensor's largest |want| are measured
+/// against it instead of their own magnitude (see the module docs).
+pub const FLOOR: f64 = 0.1;
+
+/// Sizes of one model and batch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Shape {
+    /// Vocabulary size V.
+    pub vocab: usize,
+    /// Hidden units H.
+    pub hidden: usize,
+    /// Batch rows B.
+    pub batch: usize,
+    /// Time steps T (`maxlen`).
+    pub seq_len: usize,
+}
+
+impl fmt::Display for Shape {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "V={} H={} B={} T={}",
+            self.vocab, self.hidden, self.batch, self.seq_len
+        )
+    }
+}
+
+impl Shape {
+    /// `(V, H, B, T)`.
+    pub fn vhbt(&self) -> (usize, usize, usize, usize) {
+        (self.vocab, self.hidden, self.batch, self.seq_len)
+    }
+}
+
+/// What the selftest runs at.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct SelftestShapes {
+    /// The kernel checks (RMSprop over a V x H model, head, LSTM).
+    pub kernels: Shape,
+    /// The engine-vs-engine training run.
+    pub training: Shape,
+    /// Training steps compared.
+    pub steps: usize,
+}
+
+impl SelftestShapes {
+    /// The Keras job (V=57, H=128, B=128, T=60) everywhere: for a real GPU.
+    pub fn full() -> Self {
+        let keras = Shape {
+            vocab: 57,
+            hidden: 128,
+            batch: 128,
+            seq_len: 60,
+        };
+        SelftestShapes {
+            kernels: keras,
+            training: keras,
+            steps: 20,
+        }
+    }
+
+    /// Small enough for the simulator (a few seconds in a release build),
+    /// still crossing what the kernels' indexing depends on: V > 64 (two
+    /// u64 words per one-hot row), B*H and 4H above the 128-thread block,
+    /// H above the 32-lane warp.
+    pub fn small() -> Self {
+        SelftestShapes {
+            kernels: Shape {
+                vocab: 70,
+                hidden: 33,
+                batch: 4,
+                seq_len: 3,
+            },
+            training: Shape {
+                vocab: 20,
+                hidden: 16,
+                batch: 8,
+                seq_len: 6,
+            },
+            steps: 20,
+        }
+    }
+}
+
+/// Runs every check on `dev`, inputs drawn from `seed`.
+///
+/// A check that fails to run (a launch the device refuses, a fault the
+/// simulator catches) becomes a failing row carrying the error, and the
+/// other checks still run; only a device that cannot run kernels at all
+/// ([`Error::BackendUnavailable`]) ends the selftest with an error.
+pub fn run<D: GpuDevice>(dev: &mut D, shapes: SelftestShapes, seed: u64) -> Result<SelftestReport> {
+    let mut report = SelftestReport::default();
+    let mut record = |kernel: &str, shape: &dyn fmt::Display, rows: Result<Vec<SelftestRow>>| {
+        match rows {
+            Ok(rows) => report.rows.extend(rows),
+            Err(e @ Error::BackendUnavailable { .. }) => return Err(e),
+            Err(e) => report
+                .rows
+                .push(SelftestRow::error(kernel, &shape.to_string(), &e)),
+        }
+        Ok(())
+    };
+    let k = shapes.kernels;
+    let mut rng = RngStream::new(seed, Purpose::Sample, STREAM_KERNELS);
+    let case = Case::random(k, &mut rng)?;
+    let rmsprop = check_rmsprop(dev, k.vocab, k.hidden, &mut rng);
+    record("rmsprop_update_f32", &k, rmsprop)?;
+    record("head_fwd_bwd_f32", &k, check_head(dev, &case, true))?;
+    record("lstm_cell_fwd_f32", &k, check_lstm_forward(dev, &case))?;
+    record("lstm_cell_bwd_f32", &k, check_lstm_backward(dev, &case))?;
+    let (t, steps) = (shapes.training, shapes.steps);
+    record("GpuEngine", &t, check_training(dev, t, steps, seed))?;
+    Ok(report)
+}
+
+/// Philox stream of the kernel checks' inputs (the training check uses its own).
+const STREAM_KERNELS: u32 = 0x5e1f_7e57;
+
+/// Worst relative error of `got` against `want` (module docs) and how many
+/// `got` are not finite (NaN: most likely never written).
+pub(crate) fn max_rel_err(got: &[f64], want: &[f64]) -> (f64, usize) {
+    assert_eq!(got.len(), want.len(), "selftest: compared lengths differ");
+    let floor = FLOOR * want.iter().fold(0f64, |m, w| m.max(w.abs()));
+    let mut worst = 0f64;
+    let mut non_finite = 0;
+    for (&g, &w) in got.iter().zip(want) {
+        if !g.is_finite() {
+            non_finite += 1;
+            continue;
+        }
+        let err = (g - w).abs();
+        let denom = w.abs() + floor;
+        // An all-zero reference has no scale: only an exact match passes.
+        let e = if denom > 0.0 {
+            err / denom
+        } else if err == 0.0 {
+            0.0
+        } else {
+            f64::INFINITY
+        };
+        worst = worst.max(e);
+    }
+    if non_finite > 0 {
+        worst = f64::INFINITY;
+    }
+    (worst, non_finite)
+}
+
+/// Relative L2 error `||got - want|| / ||want||` and how many `got` are not
+/// finite.
+pub(crate) fn rel_l2_err(got: &[f64], want: &[f64]) -> (f64, usize) {
+    assert_eq!(got.len(), want.len(), "selftest: compared lengths differ");
+    let non_finite = got.iter().filter(|g| !g.is_finite()).count();
+    let diff: f64 = got.iter().zip(want).map(|(g, w)| (g - w).powi(2)).sum();
+    let norm: f64 = want.iter().map(|w| w * w).sum();
+    let err = match (non_finite, norm > 0.0) {
+        (0, true) => (diff / norm).sqrt(),
+        (0, false) if diff == 0.0 => 0.0,
+        _ => f64::INFINITY,
+    };
+    (err, non_finite)
+}
+
+/// The buffers of one check: uploads, NaN-poisoned outputs, and one place
+/// that frees them all.
+pub(crate) struct Buffers(Vec<DevicePtr>);
+
+impl Buffers {
+    fn keep(&mut self, p: DevicePtr) -> DevicePtr {
+        self.0.push(p);
+        p
+    }
+
+    /// A fresh buffer holding `data`.
+    pub(crate) fn f32s<D: GpuDevice>(&mut self, dev: &mut D, data: &[f32]) -> Result<DevicePtr> {
+        // A zero-length allocation would be a null pointer some kernels read as "absent".
+        let p = dev.alloc(std::mem::size_of_val(data).max(4))?;
+        dev.upload_f32(p, data)?;
+        Ok(self.keep(p))
+    }
+
+    /// A fresh buffer holding `data`.
+    pub(crate) fn bytes<D: GpuDevice>(&mut self, dev: &mut D, data: &[u8]) -> Result<DevicePtr> {
+        let p = dev.alloc(data.len().max(4))?;
+        dev.upload(p, data)?;
+        Ok(self.keep(p))
+    }
+
+    /// A fresh buffer holding `data`, f64 rounded to f32.
+    pub(crate) fn f64s<D: GpuDevice>(&mut self, dev: &mut D, data: &[f64]) -> Result<DevicePtr> {
+        let v: Vec<f32> = data.iter().map(|&x| x as f32).collect();
+        self.f32s(dev, &v)
+    }
+
+    /// A fresh buffer holding `data`.
+    pub(crate) fn u32s<D: GpuDevice>(&mut self, dev: &mut D, data: &[u32]) -> Result<DevicePtr> {
+        let p = dev.alloc(std::mem::size_of_val(data).max(4))?;
+        dev.upload_u32(p, data)?;
+        Ok(self.keep(p))
+    }
+
+    /// `n` f32 NaNs: an output whose every element the kernel must write.
+    pub(crate) fn poisoned<D: GpuDevice>(&mut self, dev: &mut D, n: usize) -> Result<DevicePtr> {
+        self.f32s(dev, &vec![f32::NAN; n])
+    }
+
+    /// Runs `check` with a fresh set of buffers and frees them all after it,
+    /// also when it fails (a failed check must not leak into the next).
+    pub(crate) fn scope<D: GpuDevice, T>(
+        dev: &mut D,
+        check: impl FnOnce(&mut D, &mut Buffers) -> Result<T>,
+    ) -> Result<T> {
+        let mut bufs = Buffers(Vec::new());
+        let out = check(dev, &mut bufs);
+        let freed = bufs.0.into_iter().try_for_each(|p| dev.free(p));
+        let out = out?;
+        freed.map(|()| out)
+    }
+}
+
+/// `n` f32s from `src`, widened for the comparison.
+pub(crate) fn download<D: GpuDevice>(dev: &mut D, src: DevicePtr, n: usize) -> Result<Vec<f64>> {
+    Ok(dev
+        .download_vec_f32(src, n)?
+        .into_iter()
+        .map(f64::from)
+        .collect())
+}
+
+/// Uniform in [-a, a).
+pub(crate) fn uniform(rng: &mut RngStream, a: f64) -> f64 {
+    a * (2.0 * rng.next_f64() - 1.0)
+}
