@@ -15,24 +15,14 @@
 mod common;
 use common::{Rng, seed};
 
-use charlstm_cuda::cpu::{self, CpuModel};
+use charlstm_cuda::cpu::CpuModel;
 use charlstm_cuda::gpu::device::{DeviceError, DevicePtr, GpuDevice};
 use charlstm_cuda::gpu::generate::{GenerateBuffers, GenerateDims, GenerateLauncher};
 use charlstm_cuda::gpu::rmsprop::ParamLayout;
-use charlstm_cuda::gpu::{SimDevice, ptx};
+use charlstm_cuda::gpu::{SimDevice, ptx, selftest};
 use charlstm_cuda::model::Params;
-use charlstm_cuda::sample::{IndexGenerator, Philox, Purpose, Strategy, reweight};
+use charlstm_cuda::sample::{IndexGenerator, Strategy};
 use charlstm_cuda::{Error, Result};
-
-/// Relative distance within which two floating-point quantities count as a
-/// tie: the device's probabilities differ from the CPU's by ~1e-6 relative at
-/// the shapes tested here (its activations and GEMM order differ; measured
-/// f32-vs-f64 CPU differences are below 1e-6 for H <= 16, T <= 6 even at
-/// weight scale 2). Long windows of large random weights are chaotic (at
-/// H = 128, T = 60, scale 0.8 the f32 and f64 CPU already differ by 1e-3),
-/// which is why the shapes stay small and the Keras-shape check uses the
-/// real initialisation.
-const TIE_REL: f64 = 1e-5;
 
 /// The six strategies every case generates, as one batch.
 fn strategies() -> Vec<Strategy> {
@@ -85,53 +75,21 @@ fn random_case(
     }
 }
 
-/// The window the CPU and the device saw before drawing character k of a
-/// sequence whose first k characters were `prefix`.
-fn window(case: &Case, prefix: &[u32]) -> Vec<u32> {
-    let all: Vec<u32> = case.seed_indices.iter().chain(prefix).copied().collect();
-    all[all.len().saturating_sub(case.maxlen)..].to_vec()
-}
-
 /// How close sequence j's draw of character k (device `a`, CPU `b`, after
 /// the common prefix `cpu_prefix`) was to a tie, as (relative distance,
-/// allowed distance). Temperature: the largest relative distance between u
-/// and the CPU's cumulative boundaries between the two choices (all of them
-/// must have moved past u); a weight p^(1/T) carries 1/T times the
-/// probabilities' relative error, so the allowance is TIE_REL / min(T, 1).
-/// Greedy: the relative difference of the two probabilities. Uniform
-/// (floor(u * V) ignores the model): infinitely far.
+/// allowed distance): the selftest's rule (`gpu::selftest::tie_distance`).
 fn tie_distance(case: &Case, j: usize, k: usize, cpu_prefix: &[u32], a: u32, b: u32) -> (f64, f64) {
-    let w = window(case, cpu_prefix);
-    let probs = cpu::predict(&case.params, &w, w.len());
-    let u = Philox::new(case.seed).uniform_f32(
-        Purpose::Sample,
+    selftest::tie_distance(
+        &case.params,
+        case.maxlen,
+        &case.seed_indices,
+        case.strategies[j],
+        case.seed,
         case.stream.wrapping_add(j as u32),
-        k as u64,
-    );
-    let (lo, hi) = (a.min(b) as usize, a.max(b) as usize);
-    match case.strategies[j] {
-        Strategy::Greedy => {
-            let (pa, pb) = (f64::from(probs[lo]), f64::from(probs[hi]));
-            ((pa - pb).abs() / pa.max(pb), TIE_REL)
-        }
-        Strategy::Temperature(t) => {
-            let mut acc = 0.0;
-            let cum: Vec<f64> = reweight(&probs, t)
-                .into_iter()
-                .map(|x| {
-                    acc += x;
-                    acc
-                })
-                .collect();
-            let u = f64::from(u);
-            let worst = cum[lo..hi]
-                .iter()
-                .map(|&c| (c - u).abs() / c.max(u))
-                .fold(0.0, f64::max);
-            (worst, TIE_REL / t.min(1.0))
-        }
-        Strategy::Uniform => (f64::INFINITY, TIE_REL),
-    }
+        k,
+        cpu_prefix,
+        (a, b),
+    )
 }
 
 /// Panics unless sequence j's first difference at character k was a tie
@@ -446,7 +404,7 @@ fn simulated_cost_at_the_keras_shape() {
     let mut case = random_case(&mut rng, (v, h, maxlen, maxlen, n));
     case.strategies = Strategy::KERAS.to_vec();
     // The real initialisation: random weights of this size at this window
-    // length are chaotic (f32 and f64 disagree), see TIE_REL.
+    // length are chaotic (f32 and f64 disagree), see gpu::selftest::TIE_REL.
     case.params = charlstm_cuda::model::init_params(v, h, 5);
     let mut dev = SimDevice::new(0);
     let start = std::time::Instant::now();

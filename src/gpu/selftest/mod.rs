@@ -27,10 +27,12 @@
 //! and backward), `training.rs` the engine-vs-engine steps, `report.rs` the
 //! rows and the table.
 
+mod generate;
 mod kernels;
 mod report;
 mod training;
 
+pub use generate::{TIE_REL, check_generate, check_targets, strategies, tie_distance};
 pub use kernels::{Case, check_head, check_lstm_backward, check_lstm_forward, check_rmsprop};
 pub use report::{Bound, Metric, SelftestReport, SelftestRow};
 pub use training::check_training;
@@ -63,10 +65,12 @@ pub const BOUND_EXACT: Bound = Bound::max_rel(0.0);
 /// Every kernel of `kernels/`, each covered by a check below. A test
 /// (tests/selftest.rs) fails when the embedded PTX has an entry this list
 /// lacks, so a new kernel cannot join the build unchecked.
-pub const KERNELS: [&str; 7] = [
+pub const KERNELS: [&str; 9] = [
     "rmsprop_update_f32",
     "head_fwd_bwd_f32",
     "head_wgrad_bwd_f32",
+    "head_targets_u32",
+    "generate_fwd_f32",
     "lstm_cell_fwd_f32",
     "lstm_cell_bwd_f32",
     "lstm_dh_bwd_f32",
@@ -116,6 +120,8 @@ pub struct SelftestShapes {
     pub training: Shape,
     /// Training steps compared.
     pub steps: usize,
+    /// Characters generated per strategy (from the kernel checks' model).
+    pub gen_length: usize,
 }
 
 impl SelftestShapes {
@@ -131,6 +137,7 @@ impl SelftestShapes {
             kernels: keras,
             training: keras,
             steps: 20,
+            gen_length: 400,
         }
     }
 
@@ -153,6 +160,7 @@ impl SelftestShapes {
                 seq_len: 6,
             },
             steps: 20,
+            gen_length: 12,
         }
     }
 }
@@ -183,6 +191,9 @@ pub fn run<D: GpuDevice>(dev: &mut D, shapes: SelftestShapes, seed: u64) -> Resu
     record("head_fwd_bwd_f32", &k, check_head(dev, &case, true))?;
     record("lstm_cell_fwd_f32", &k, check_lstm_forward(dev, &case))?;
     record("lstm_cell_bwd_f32", &k, check_lstm_backward(dev, &case))?;
+    record("head_targets_u32", &k, check_targets(dev, &case))?;
+    let generate = check_generate(dev, &case, shapes.gen_length, seed);
+    record("generate_fwd_f32", &k, generate)?;
     let (t, steps) = (shapes.training, shapes.steps);
     record("GpuEngine", &t, check_training(dev, t, steps, seed))?;
     Ok(report)

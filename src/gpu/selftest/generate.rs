@@ -1,0 +1,208 @@
+//! The two kernels outside the training step's chain: the targets decode
+//! (`head_targets_u32`, exact) and generation (`generate_fwd_f32`) against
+//! the CPU generator, equal text except where a draw was a tie within
+//! rounding (the device's and the CPU's probabilities differ in the last
+//! bits, so a uniform number that lands on a cumulative boundary may pick
+//! either side).
+
+use super::kernels::Case;
+use super::report::{Metric, SelftestRow};
+use super::{BOUND_EXACT, Shape};
+use crate::cpu::{self, CpuModel};
+use crate::error::Result;
+use crate::gpu::device::GpuDevice;
+use crate::gpu::generate::GenerateLauncher;
+use crate::gpu::head::{HeadDims, HeadLauncher};
+use crate::gpu::rmsprop::ParamLayout;
+use crate::model::Params;
+use crate::sample::{IndexGenerator, Philox, Purpose, Strategy, reweight};
+
+/// Relative distance to a cumulative boundary below which two draws count
+/// as a tie (f32 probabilities agree to ~1e-6 relative; see `tie_distance`).
+pub const TIE_REL: f64 = 1e-5;
+
+/// `head_targets_u32` on the case's windows: exactly the CPU's targets.
+pub fn check_targets<D: GpuDevice>(dev: &mut D, case: &Case) -> Result<Vec<SelftestRow>> {
+    let (v, h, b, t) = case.shape.vhbt();
+    let words: &[u8] = bytemuck::cast_slice(case.corpus.words());
+    let d_words = dev.alloc(words.len())?;
+    dev.upload(d_words, words)?;
+    let d_starts = dev.upload_new_u32(&case.starts)?;
+    let d_targets = dev.upload_new_u32(&vec![u32::MAX; b])?; // poisoned
+    let dims = HeadDims {
+        batch: b,
+        hidden: h,
+        vocab: v,
+    };
+    HeadLauncher::default().targets(
+        dev,
+        d_words,
+        case.corpus.words_per_row(),
+        d_starts,
+        t,
+        dims,
+        d_targets,
+    )?;
+    let mut got = vec![0u32; b];
+    dev.download(d_targets, bytemuck::cast_slice_mut(&mut got))?;
+    for p in [d_words, d_starts, d_targets] {
+        dev.free(p)?;
+    }
+    let as_f64 = |x: &[u32]| x.iter().map(|&c| f64::from(c)).collect::<Vec<_>>();
+    Ok(vec![SelftestRow::compare(
+        "head_targets_u32",
+        "targets",
+        &case.shape.to_string(),
+        &as_f64(&got),
+        &as_f64(&case.y),
+        BOUND_EXACT,
+    )])
+}
+
+/// The strategies generation is checked with: the notebook's temperatures,
+/// greedy and uniform.
+pub fn strategies() -> Vec<Strategy> {
+    vec![
+        Strategy::Temperature(0.2),
+        Strategy::Temperature(0.5),
+        Strategy::Temperature(1.0),
+        Strategy::Temperature(1.2),
+        Strategy::Greedy,
+        Strategy::Uniform,
+    ]
+}
+
+/// `generate_fwd_f32` vs `IndexGenerator` over the CPU model, `length`
+/// characters per strategy from the first window of the case. One row per
+/// strategy: error 0 when equal, or equal up to a first difference that was
+/// a tie (the note says where; comparing stops there); the relative distance
+/// from the nearest tie otherwise.
+pub fn check_generate<D: GpuDevice>(
+    dev: &mut D,
+    case: &Case,
+    length: usize,
+    seed: u64,
+) -> Result<Vec<SelftestRow>> {
+    let (v, h, _, t) = case.shape.vhbt();
+    let layout = ParamLayout::new(v, h);
+    let seed_indices = &case.x[..t];
+    let strategies = strategies();
+    let stream = (seed >> 32) as u32;
+    let d_params = dev.upload_new_f32(&layout.flatten(&case.params))?;
+    let got = GenerateLauncher::default().generate(
+        dev,
+        d_params,
+        layout,
+        t,
+        seed_indices,
+        length,
+        &strategies,
+        seed,
+        stream,
+    );
+    dev.free(d_params)?;
+    let got = got?;
+    let want = IndexGenerator::new(CpuModel::new(&case.params), v, t).generate(
+        seed_indices,
+        length,
+        &strategies,
+        seed,
+        stream,
+    )?;
+    let shape = Shape {
+        seq_len: t,
+        batch: strategies.len(),
+        ..case.shape
+    };
+    let mut rows = Vec::new();
+    for (j, ((g, w), &strategy)) in got.iter().zip(&want).zip(&strategies).enumerate() {
+        let (mut err, mut note, mut bound) = (0.0, None, 0.0);
+        if g.len() != w.len() {
+            err = f64::INFINITY;
+            note = Some(format!("{} characters, expected {}", g.len(), w.len()));
+        } else if let Some(k) = g.iter().zip(w).position(|(a, b)| a != b) {
+            let (dist, allowed) = tie_distance(
+                &case.params,
+                t,
+                seed_indices,
+                strategy,
+                seed,
+                stream.wrapping_add(j as u32),
+                k,
+                &w[..k],
+                (g[k], w[k]),
+            );
+            bound = allowed;
+            err = dist;
+            note = Some(format!(
+                "first difference at character {k} (device {}, CPU {}): {}",
+                g[k],
+                w[k],
+                if dist <= allowed {
+                    "a tie within rounding"
+                } else {
+                    "NOT a tie"
+                }
+            ));
+        }
+        rows.push(SelftestRow {
+            kernel: "generate_fwd_f32".into(),
+            output: format!("{length} chars, {strategy}"),
+            shape: format!("{shape} (window {t})"),
+            metric: Metric::MaxRel,
+            rel_err: err,
+            bound,
+            pass: err <= bound,
+            note,
+        });
+    }
+    Ok(rows)
+}
+
+/// How close the draw of character `k` (device and CPU choices `ab`, after
+/// the common prefix `cpu_prefix`) was to a tie, as (relative distance,
+/// allowed distance). Temperature: the largest relative distance between u
+/// and the CPU's cumulative boundaries between the two choices; a weight
+/// p^(1/T) carries 1/T times the probabilities' relative error, so the
+/// allowance is `TIE_REL / min(T, 1)`. Greedy: the relative difference of
+/// the two probabilities. Uniform (floor(u V) ignores the model): never a tie.
+#[allow(clippy::too_many_arguments)]
+pub fn tie_distance(
+    params: &Params<f32>,
+    maxlen: usize,
+    seed_indices: &[u32],
+    strategy: Strategy,
+    seed: u64,
+    stream: u32,
+    k: usize,
+    cpu_prefix: &[u32],
+    ab: (u32, u32),
+) -> (f64, f64) {
+    let all: Vec<u32> = seed_indices.iter().chain(cpu_prefix).copied().collect();
+    let window = &all[all.len().saturating_sub(maxlen)..];
+    let probs = cpu::predict(params, window, window.len());
+    let u = f64::from(Philox::new(seed).uniform_f32(Purpose::Sample, stream, k as u64));
+    let (lo, hi) = (ab.0.min(ab.1) as usize, ab.0.max(ab.1) as usize);
+    match strategy {
+        Strategy::Greedy => {
+            let (pa, pb) = (f64::from(probs[lo]), f64::from(probs[hi]));
+            ((pa - pb).abs() / pa.max(pb), TIE_REL)
+        }
+        Strategy::Temperature(t) => {
+            let mut acc = 0.0;
+            let cum: Vec<f64> = reweight(&probs, t)
+                .into_iter()
+                .map(|x| {
+                    acc += x;
+                    acc
+                })
+                .collect();
+            let worst = cum[lo..hi]
+                .iter()
+                .map(|&c| (c - u).abs() / c.max(u))
+                .fold(0.0, f64::max);
+            (worst, TIE_REL / t.min(1.0))
+        }
+        Strategy::Uniform => (f64::INFINITY, TIE_REL),
+    }
+}
