@@ -6,12 +6,15 @@
 //! with `rollback` it returns to the best epoch at half the rate until it
 //! trains again. Also a NaN batch rolled back, and the CLI flags.
 
+mod common;
+use common::NanAt;
+
 use charlstm_cuda::model::{Checkpoint, Hyper, Params, TrainState, init_params};
 use charlstm_cuda::train::{
-    Backend, Device, Divergence, DivergenceGuard, Engine, LAST_CHECKPOINT, Observer, OnDivergence,
+    Backend, Device, Divergence, DivergenceGuard, LAST_CHECKPOINT, Observer, OnDivergence,
     RollbackEvent, Silent, TrainConfig, Trainer, create_engine, epoch_checkpoint_name,
 };
-use charlstm_cuda::{Error, OneHotCorpus, Result};
+use charlstm_cuda::{Error, OneHotCorpus};
 
 fn text() -> String {
     let words = [
@@ -146,46 +149,6 @@ fn rollback_halves_the_rate_until_the_run_trains_again() {
     // The halved rate is part of the saved run, so --resume keeps it.
     let last = Checkpoint::load(&dir.path().join(LAST_CHECKPOINT)).expect("last");
     assert_eq!(last.hyper.lr, final_lr);
-}
-
-/// Reports NaN at one global step, like an overflow would.
-struct NanAt<'c> {
-    inner: Box<dyn Engine + 'c>,
-    step: usize,
-    calls: usize,
-}
-
-impl Engine for NanAt<'_> {
-    fn backend(&self) -> Backend {
-        self.inner.backend()
-    }
-    fn train_batch(&mut self, starts: &[u32]) -> Result<f32> {
-        self.calls += 1;
-        let loss = self.inner.train_batch(starts)?;
-        Ok(if self.calls == self.step {
-            f32::NAN
-        } else {
-            loss
-        })
-    }
-    fn eval_batch(&mut self, starts: &[u32]) -> Result<f32> {
-        self.inner.eval_batch(starts)
-    }
-    fn predict(&mut self, x: &[u32], seq_len: usize) -> Result<Vec<f32>> {
-        self.inner.predict(x, seq_len)
-    }
-    fn params(&mut self) -> Result<Params<f32>> {
-        self.inner.params()
-    }
-    fn rmsprop_state(&mut self) -> Result<Params<f32>> {
-        self.inner.rmsprop_state()
-    }
-    fn set_state(&mut self, params: &Params<f32>, rmsprop: &Params<f32>) -> Result<()> {
-        self.inner.set_state(params, rmsprop)
-    }
-    fn set_learning_rate(&mut self, lr: f32) -> Result<()> {
-        self.inner.set_learning_rate(lr)
-    }
 }
 
 #[test]

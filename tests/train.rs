@@ -1,12 +1,15 @@
 //! The training loop as a library: NaN handling, stopping mid-epoch and
 //! resuming bit for bit, observers.
 
+mod common;
+use common::NanAt;
+
 use charlstm_cuda::model::{Checkpoint, Hyper, Params, TrainState, init_params};
 use charlstm_cuda::train::{
-    Backend, BatchEvent, Control, Device, Engine, EpochEvent, LAST_CHECKPOINT, Observer, Silent,
+    Backend, BatchEvent, Control, Device, EpochEvent, LAST_CHECKPOINT, Observer, Silent,
     TrainConfig, Trainer, create_engine, epoch_checkpoint_name,
 };
-use charlstm_cuda::{Error, OneHotCorpus, Result};
+use charlstm_cuda::{Error, OneHotCorpus};
 
 fn text() -> String {
     let mut s = String::new();
@@ -35,46 +38,6 @@ fn config(out: Option<std::path::PathBuf>) -> TrainConfig {
         gen_length: 5,
         out,
         ..TrainConfig::default()
-    }
-}
-
-/// Passes everything through, but reports a NaN loss at one global step.
-struct NanAt<'c> {
-    inner: Box<dyn Engine + 'c>,
-    step: usize,
-    calls: usize,
-}
-
-impl Engine for NanAt<'_> {
-    fn backend(&self) -> Backend {
-        self.inner.backend()
-    }
-    fn train_batch(&mut self, starts: &[u32]) -> Result<f32> {
-        self.calls += 1;
-        let loss = self.inner.train_batch(starts)?;
-        Ok(if self.calls == self.step {
-            f32::NAN
-        } else {
-            loss
-        })
-    }
-    fn eval_batch(&mut self, starts: &[u32]) -> Result<f32> {
-        self.inner.eval_batch(starts)
-    }
-    fn predict(&mut self, x: &[u32], seq_len: usize) -> Result<Vec<f32>> {
-        self.inner.predict(x, seq_len)
-    }
-    fn params(&mut self) -> Result<Params<f32>> {
-        self.inner.params()
-    }
-    fn rmsprop_state(&mut self) -> Result<Params<f32>> {
-        self.inner.rmsprop_state()
-    }
-    fn set_state(&mut self, params: &Params<f32>, rmsprop: &Params<f32>) -> Result<()> {
-        self.inner.set_state(params, rmsprop)
-    }
-    fn set_learning_rate(&mut self, lr: f32) -> Result<()> {
-        self.inner.set_learning_rate(lr)
     }
 }
 

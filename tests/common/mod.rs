@@ -3,9 +3,11 @@
 
 use std::path::{Path, PathBuf};
 
+use charlstm_cuda::Result;
 use charlstm_cuda::gpu::selftest::{SelftestReport, SelftestRow};
 use charlstm_cuda::model::Params;
 use charlstm_cuda::sample::{Purpose, RngStream};
+use charlstm_cuda::train::{Backend, Engine};
 
 /// The shared Nietzsche corpus, wherever this checkout sits relative to it;
 /// `None` (after saying SKIPPED) when it is absent.
@@ -92,4 +94,44 @@ pub fn assert_all_pass(rows: Vec<SelftestRow>) {
         "{} checks failed:\n{report}",
         report.failed()
     );
+}
+
+/// Reports NaN at one global step, like an overflow would.
+pub struct NanAt<'c> {
+    pub inner: Box<dyn Engine + 'c>,
+    pub step: usize,
+    pub calls: usize,
+}
+
+impl Engine for NanAt<'_> {
+    fn backend(&self) -> Backend {
+        self.inner.backend()
+    }
+    fn train_batch(&mut self, starts: &[u32]) -> Result<f32> {
+        self.calls += 1;
+        let loss = self.inner.train_batch(starts)?;
+        Ok(if self.calls == self.step {
+            f32::NAN
+        } else {
+            loss
+        })
+    }
+    fn eval_batch(&mut self, starts: &[u32]) -> Result<f32> {
+        self.inner.eval_batch(starts)
+    }
+    fn predict(&mut self, x: &[u32], seq_len: usize) -> Result<Vec<f32>> {
+        self.inner.predict(x, seq_len)
+    }
+    fn params(&mut self) -> Result<Params<f32>> {
+        self.inner.params()
+    }
+    fn rmsprop_state(&mut self) -> Result<Params<f32>> {
+        self.inner.rmsprop_state()
+    }
+    fn set_state(&mut self, params: &Params<f32>, rmsprop: &Params<f32>) -> Result<()> {
+        self.inner.set_state(params, rmsprop)
+    }
+    fn set_learning_rate(&mut self, lr: f32) -> Result<()> {
+        self.inner.set_learning_rate(lr)
+    }
 }
