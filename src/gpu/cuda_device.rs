@@ -246,6 +246,19 @@ impl GpuDevice for CudaDevice {
         self.sync_stream()
     }
 
+    fn zero(&mut self, dst: DevicePtr, bytes: usize) -> Result<()> {
+        if bytes == 0 {
+            return Ok(());
+        }
+        self.check_span(dst, bytes, "zero")?;
+        self.bind()?;
+        // SAFETY: `[dst, dst + bytes)` is inside one live allocation
+        // (check_span); no host memory is involved, so nothing must outlive a
+        // borrow and the memset can stay queued behind the kernels.
+        unsafe { result::memset_d8_async(dst.0, 0, bytes, self.stream.cu_stream()) }
+            .map_err(|e| self.backend_error(format!("zeroing {bytes} bytes"), e))
+    }
+
     fn download(&mut self, src: DevicePtr, out: &mut [u8]) -> Result<()> {
         if out.is_empty() {
             return self.sync_stream();

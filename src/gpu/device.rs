@@ -110,6 +110,12 @@ pub trait GpuDevice {
     fn upload(&mut self, dst: DevicePtr, bytes: &[u8]) -> Result<()>;
     /// Copies `out.len()` bytes from `src` to the host (waits for prior work).
     fn download(&mut self, src: DevicePtr, out: &mut [u8]) -> Result<()>;
+    /// Sets `bytes` bytes at `dst` to zero, ordered with the launches. A
+    /// device overrides it to stay asynchronous (CUDA: a memset on the
+    /// stream, where an upload from host memory waits for the stream).
+    fn zero(&mut self, dst: DevicePtr, bytes: usize) -> Result<()> {
+        self.upload(dst, &vec![0u8; bytes])
+    }
     /// Launches `kernel` of `module` (loaded lazily, once). `args` must match
     /// the kernel's parameters in number, order and type (see [`KernelArg`]).
     fn launch(
@@ -184,6 +190,9 @@ impl<D: GpuDevice> GpuDevice for &mut D {
     }
     fn download(&mut self, src: DevicePtr, out: &mut [u8]) -> Result<()> {
         (**self).download(src, out)
+    }
+    fn zero(&mut self, dst: DevicePtr, bytes: usize) -> Result<()> {
+        (**self).zero(dst, bytes)
     }
     fn launch(
         &mut self,

@@ -19,7 +19,8 @@
 //! for every character of every temperature, reading the same parameters.
 //!
 //! The one host round trip per step is the 4-byte loss the trainer reports
-//! (progress bar, NaN guard). Batches whose starts are not the next slice of
+//! (progress bar, NaN guard); the loss sum is zeroed on the device (a
+//! memset on CUDA's stream, no wait). Batches whose starts are not the next slice of
 //! the epoch order (eval, library callers) upload their B starts.
 
 use super::buffers::BatchBuffers;
@@ -238,7 +239,7 @@ impl<'c, D: GpuDevice> GpuEngine<'c, D> {
             vocab: v,
         };
         let dev = &mut self.device;
-        dev.upload_f32(self.batch.loss, &[0.0])?;
+        dev.zero(self.batch.loss, std::mem::size_of::<f32>())?;
         self.head.targets(
             dev,
             self.d_corpus,
@@ -366,7 +367,7 @@ impl<D: GpuDevice> Engine for GpuEngine<'_, D> {
         self.batch.ensure(&mut self.device, b, seq_len, h, v)?;
         let starts: Vec<u32> = (0..b).map(|i| (i * seq_len) as u32).collect();
         self.device.upload_u32(self.batch.starts, &starts)?;
-        self.device.upload_f32(self.batch.loss, &[0.0])?;
+        self.device.zero(self.batch.loss, std::mem::size_of::<f32>())?;
         let dims = self.dims(b, seq_len);
         let hd = HeadDims {
             batch: b,
