@@ -199,6 +199,24 @@ fn prepare_train_resume_generate_eval() {
         "{s}"
     );
     assert_eq!(s.matches("------ temperature:").count(), 4, "{s}");
+    // The same samples from the generation kernel on the simulator (one
+    // launch); only a draw landing within rounding of a cumulative boundary
+    // could differ, which tests/generate_kernel.rs handles and which is
+    // vanishingly unlikely in 4 x 50 draws.
+    if charlstm_cuda::gpu::ptx::BUILT_WITH_KERNELS {
+        let sim = ok(&[
+            "generate",
+            "--checkpoint",
+            &ckpt,
+            "--seed-text",
+            "The will to",
+            "--length",
+            "50",
+            "--device",
+            "sim",
+        ]);
+        assert_eq!(stdout(&sim), s, "generate --device sim differs from cpu");
+    }
     let o = ok(&[
         "generate",
         "--checkpoint",

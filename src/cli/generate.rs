@@ -4,9 +4,11 @@ use std::process::ExitCode;
 
 use charlstm_cuda::corpus::{OneHotCorpus, Vocab, Windows, read_text};
 use charlstm_cuda::cpu::CpuModel;
+use charlstm_cuda::gpu::generate::generate_from_params;
+use charlstm_cuda::gpu::{CudaDevice, SimDevice};
 use charlstm_cuda::model::{Checkpoint, Params};
 use charlstm_cuda::sample::{Generator, Purpose, RngStream, Strategy, random_seed_text};
-use charlstm_cuda::train::{Device, create_engine};
+use charlstm_cuda::train::{Backend, Device, create_engine};
 use charlstm_cuda::{Error, Result};
 
 use super::args::{EvalArgs, GenerateArgs, StrategyArg};
@@ -14,10 +16,9 @@ use super::printer::{colour_stdout, print_sample};
 
 pub fn generate(a: GenerateArgs) -> Result<ExitCode> {
     let device: Device = a.device.parse()?;
-    // Generation runs on the CPU reference; resolving still refuses a
-    // backend that cannot run here (no kernels, no GPU), and says what
-    // `auto` picked.
-    let (_, notice) = device.resolve()?;
+    // Resolving refuses a backend that cannot run here (no kernels, no
+    // GPU), and says what `auto` picked.
+    let (backend, notice) = device.resolve()?;
     if let Some(n) = notice {
         eprintln!("{n}");
     }
@@ -46,8 +47,48 @@ pub fn generate(a: GenerateArgs) -> Result<ExitCode> {
             vocab.char_at(i as u32).to_string()
         }
     };
-    let mut generator = Generator::new(CpuModel::new(&ckpt.params), &vocab, maxlen);
-    let texts = generator.generate(&seed_text, a.length, &strategies, a.seed, 0)?;
+    let texts = match backend {
+        Backend::Cpu => Generator::new(CpuModel::new(&ckpt.params), &vocab, maxlen).generate(
+            &seed_text,
+            a.length,
+            &strategies,
+            a.seed,
+            0,
+        )?,
+        // The whole sampling loop is one kernel launch on a device.
+        Backend::Sim | Backend::Cuda => {
+            let seed_indices = seed_text
+                .chars()
+                .map(|ch| vocab.index_of(ch).ok_or(Error::UnknownChar { ch }))
+                .collect::<Result<Vec<u32>>>()?;
+            let (p, len) = (&ckpt.params, a.length);
+            let out = match backend {
+                Backend::Sim => generate_from_params(
+                    &mut SimDevice::new(a.seed),
+                    p,
+                    maxlen,
+                    &seed_indices,
+                    len,
+                    &strategies,
+                    a.seed,
+                    0,
+                ),
+                _ => generate_from_params(
+                    &mut CudaDevice::new(0)?,
+                    p,
+                    maxlen,
+                    &seed_indices,
+                    len,
+                    &strategies,
+                    a.seed,
+                    0,
+                ),
+            }?;
+            out.iter()
+                .map(|seq| seq.iter().map(|&i| vocab.char_at(i)).collect())
+                .collect()
+        }
+    };
     let colour = colour_stdout();
     println!("--- Generating with seed: \"{seed_text}\"");
     for (s, text) in strategies.iter().zip(texts) {

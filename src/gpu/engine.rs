@@ -367,7 +367,8 @@ impl<D: GpuDevice> Engine for GpuEngine<'_, D> {
         self.batch.ensure(&mut self.device, b, seq_len, h, v)?;
         let starts: Vec<u32> = (0..b).map(|i| (i * seq_len) as u32).collect();
         self.device.upload_u32(self.batch.starts, &starts)?;
-        self.device.zero(self.batch.loss, std::mem::size_of::<f32>())?;
+        self.device
+            .zero(self.batch.loss, std::mem::size_of::<f32>())?;
         let dims = self.dims(b, seq_len);
         let hd = HeadDims {
             batch: b,
