@@ -38,3 +38,55 @@ extern "C" __global__ void rmsprop_update_f32(float* __restrict__ params,
     params[i] = __fsub_rn(params[i], __fdiv_rn(__fmul_rn(lr, g), __fadd_rn(__fsqrt_rn(m), eps)));
   }
 }
+
+// Global gradient-norm clipping (PyTorch clip_grad_norm_, Keras
+// global_clipnorm), run before rmsprop_update_f32 when --clip-norm is set;
+// the device twin of cpu::clip_grad_norm:
+//
+//   norm = sqrt(sum_i grads[i]^2)        over all n = Params::len() scalars
+//   if (norm > max_norm) grads[i] *= (float)(max_norm / norm)
+//
+// Layout: grads is the flat ParamLayout buffer above; in place. norm_out,
+// when not null, receives the norm before clipping as one f32.
+//
+// ONE block of GRAD_CLIP_MAX_BLOCK or fewer threads (a power of two; the
+// launcher checks): thread t sums the squares of elements t, t + blockDim,
+// ... in f64 (a square of an f32 is exact in f64), then a fixed shared-memory
+// tree adds the per-thread sums. The order depends only on blockDim, so the
+// result is the same on every run; it differs from the CPU's sequential f64
+// sum by a few f64 ulp, far below the f32 rounding of the scale. One block
+// because the norm must be complete before any element is scaled: one block
+// needs neither a grid-wide barrier nor a second launch, and the Keras model
+// has only ~100k parameters (0.4 MB) to read twice. (Not yet timed on a GPU;
+// a model of millions of parameters would want a multi-block first pass.)
+
+#define GRAD_CLIP_MAX_BLOCK 1024
+
+extern "C" __global__ void grad_norm_clip_f32(float* __restrict__ grads, unsigned n,
+                                              float max_norm, float* __restrict__ norm_out) {
+  __shared__ double partial[GRAD_CLIP_MAX_BLOCK];
+  __shared__ float scale;
+  const unsigned tid = threadIdx.x;
+  double sum = 0.0;
+  // size_t: no wrap near n = 2^32, as in rmsprop_update_f32.
+  for (size_t i = tid; i < n; i += blockDim.x) {
+    const double g = (double)grads[i];
+    sum = __dadd_rn(sum, __dmul_rn(g, g));
+  }
+  partial[tid] = sum;
+  __syncthreads();
+  for (unsigned s = blockDim.x / 2; s > 0; s >>= 1) {
+    if (tid < s) partial[tid] = __dadd_rn(partial[tid], partial[tid + s]);
+    __syncthreads();
+  }
+  if (tid == 0) {
+    const double norm = __dsqrt_rn(partial[0]);
+    if (norm_out != nullptr) *norm_out = (float)norm;
+    // A NaN norm compares false: no scaling, as on the CPU.
+    scale = norm > (double)max_norm ? (float)__ddiv_rn((double)max_norm, norm) : 1.0f;
+  }
+  __syncthreads();
+  const float k = scale;
+  if (k == 1.0f) return;  // nothing to clip: no writes
+  for (size_t i = tid; i < n; i += blockDim.x) grads[i] = __fmul_rn(grads[i], k);
+}

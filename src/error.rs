@@ -66,6 +66,18 @@ impl Error {
             Error::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
                 "check the path; pass an existing file".into()
             }
+            Error::Io { source, .. }
+                if matches!(
+                    source.kind(),
+                    std::io::ErrorKind::StorageFull
+                        | std::io::ErrorKind::QuotaExceeded
+                        | std::io::ErrorKind::FileTooLarge
+                ) =>
+            {
+                "free disk space (or write elsewhere with --out) and resume; files are written to a \
+                 temporary file and renamed into place, so the ones written before are intact"
+                    .into()
+            }
             Error::Io { .. } => "check the path, its permissions and the free disk space".into(),
             Error::InvalidUtf8 { .. } => {
                 "pass a UTF-8 text file (convert it with `iconv -t UTF-8`)".into()

@@ -1,5 +1,6 @@
 //! Every instruction form the real kernels use is exercised by a test kernel
-//! whose results are computed independently, and the coverage kernel itself.
+//! whose results are computed independently, the coverage kernel itself, and
+//! the explicitly rounded f64 forms of the gradient-clipping kernel.
 
 use std::collections::BTreeSet;
 
@@ -123,5 +124,61 @@ fn coverage_kernel_matches_rust() {
             (p as i64).wrapping_sub(q as i64) as u64,
         ];
         assert_eq!(&r[i * 4..i * 4 + 4], &want, "thread {i}, integer results");
+    }
+}
+
+/// `mul.rn.f64` (unfused, even next to an add) and `cvt.rn.f32.f64`, bit for
+/// bit against Rust (which never fuses and narrows to nearest even).
+#[test]
+fn rounded_f64_products_and_narrowing_match_rust() {
+    if !ptx::BUILT_WITH_KERNELS {
+        eprintln!("SKIPPED: built without kernels");
+        return;
+    }
+    let mut s = Simulator::new(5);
+    s.load_module("f64_cvt", ptx::test_module("f64_cvt").expect("module"))
+        .expect("parse");
+    let n = 300usize;
+    let a: Vec<f64> = (0..n)
+        .map(|i| (i as f64 - 150.3) * 1.000_000_123_4)
+        .collect();
+    let b: Vec<f64> = (0..n).map(|i| 0.1 + (i as f64).sqrt() * 3.7e-3).collect();
+    let up = |s: &mut Simulator, v: &[f64]| {
+        let p = s.alloc(v.len() * 8).expect("alloc");
+        s.write(p, bytemuck::cast_slice(v)).expect("write");
+        p
+    };
+    let (da, db) = (up(&mut s, &a), up(&mut s, &b));
+    let (out, narrowed) = (
+        s.alloc(n * 16).expect("alloc"),
+        s.alloc(n * 4).expect("alloc"),
+    );
+    let args = [
+        P::Ptr(da),
+        P::Ptr(db),
+        P::Ptr(out),
+        P::Ptr(narrowed),
+        P::U32(n as u32),
+    ];
+    s.launch("f64_rn_ops", [3, 1, 1], [128, 1, 1], 0, &args)
+        .expect("launch");
+    let mut r = vec![0f64; 2 * n];
+    let mut f = vec![0f32; n];
+    s.read(out, bytemuck::cast_slice_mut(&mut r)).expect("read");
+    s.read(narrowed, bytemuck::cast_slice_mut(&mut f))
+        .expect("read");
+    for i in 0..n {
+        let (x, y) = (a[i], b[i]);
+        assert_eq!(r[2 * i].to_bits(), (x * y).to_bits(), "x*y, element {i}");
+        assert_eq!(
+            r[2 * i + 1].to_bits(),
+            (x * x + y).to_bits(),
+            "x*x+y, element {i}"
+        );
+        assert_eq!(
+            f[i].to_bits(),
+            ((x / y) as f32).to_bits(),
+            "(float)(x/y), element {i}"
+        );
     }
 }

@@ -92,6 +92,10 @@ pub struct TrainArgs {
     /// Seed of initialisation, shuffling and sampling [default: 42].
     #[arg(long)]
     pub seed: Option<u64>,
+    /// Scale the gradients down to this global L2 norm when it is exceeded
+    /// (PyTorch's clip_grad_norm_); default: never clip; inf turns it off on --resume.
+    #[arg(long, value_name = "C")]
+    pub clip_norm: Option<f32>,
     /// Temperatures of the after-epoch samples.
     #[arg(long, value_delimiter = ',', default_value = "0.2,0.5,1.0,1.2")]
     pub temperatures: Vec<f64>,

@@ -58,6 +58,10 @@ fn hyper_from(a: &TrainArgs, base: Hyper, resuming: bool) -> Result<Hyper> {
     if let Some(lr) = a.lr {
         h.lr = lr;
     }
+    // Clipping may start, change or (with inf) stop on resume, like the rate.
+    if let Some(c) = a.clip_norm {
+        h.clip_norm = (c != f32::INFINITY).then_some(c);
+    }
     if resuming {
         if a.keep_case && h.lowercase {
             return Err(Error::InvalidArgument {
@@ -167,7 +171,7 @@ pub fn train(a: TrainArgs) -> Result<ExitCode> {
     let h = trainer.hyper().clone();
     let st = trainer.state().clone();
     eprintln!(
-        "{}: {} characters, {} symbols, {} windows; {} batches of {} per epoch; {} epochs{}",
+        "{}: {} characters, {} symbols, {} windows; {} batches of {} per epoch; {} epochs{}{}",
         corpus_path.display(),
         corpus.rows(),
         corpus.vocab().len(),
@@ -175,6 +179,9 @@ pub fn train(a: TrainArgs) -> Result<ExitCode> {
         trainer.batches_per_epoch(),
         h.batch,
         h.epochs,
+        h.clip_norm.map_or(String::new(), |c| format!(
+            "; gradients clipped to norm {c}"
+        )),
         if a.resume {
             format!(" (resuming after epoch {}, batch {})", st.epoch, st.batch)
         } else {

@@ -5,7 +5,10 @@ use crate::error::{Error, Result};
 use crate::model::{Grads, Hyper, Params};
 use crate::train::{Backend, Engine};
 
-use super::{RmsProp, Workspace, gather, loss_and_grads_into, loss_with, predict, predict_into};
+use super::{
+    RmsProp, Workspace, clip_grad_norm, gather, loss_and_grads_into, loss_with, predict,
+    predict_into,
+};
 
 /// Parameters, optimizer state and scratch buffers of a CPU run, allocated once.
 pub struct CpuEngine<'c> {
@@ -16,6 +19,8 @@ pub struct CpuEngine<'c> {
     grads: Grads<f32>,
     workspace: Workspace<f32>,
     optimizer: RmsProp,
+    /// `Hyper::clip_norm`: the gradients are clipped to it before each step.
+    clip_norm: Option<f64>,
 }
 
 impl<'c> CpuEngine<'c> {
@@ -46,6 +51,7 @@ impl<'c> CpuEngine<'c> {
             params,
             rmsprop,
             optimizer: RmsProp::from_hyper(hyper),
+            clip_norm: hyper.clip_norm.map(f64::from),
         })
     }
 
@@ -63,7 +69,8 @@ impl<'c> CpuEngine<'c> {
         )
     }
 
-    /// Gradients of the last [`CpuEngine::loss_and_grads`].
+    /// Gradients of the last [`CpuEngine::loss_and_grads`] (after
+    /// [`Engine::train_batch`]: as clipped for the step).
     pub fn grads(&self) -> &Grads<f32> {
         &self.grads
     }
@@ -81,6 +88,9 @@ impl Engine for CpuEngine<'_> {
 
     fn train_batch(&mut self, starts: &[u32]) -> Result<f32> {
         let loss = self.loss_and_grads(starts);
+        if let Some(max_norm) = self.clip_norm {
+            clip_grad_norm(&mut self.grads, max_norm);
+        }
         self.optimizer
             .step(&mut self.params, &mut self.rmsprop, &self.grads);
         Ok(loss)

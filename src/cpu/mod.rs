@@ -30,7 +30,7 @@ mod workspace;
 pub use batch::{loss_and_grads_into, loss_with, predict_into};
 pub(crate) use engine::check_sequences;
 pub use engine::{CpuEngine, CpuModel};
-pub use rmsprop::RmsProp;
+pub use rmsprop::{RmsProp, clip_grad_norm};
 pub use scalar::Scalar;
 pub use trace::{Trace, trace};
 pub use workspace::Workspace;

@@ -74,3 +74,41 @@ impl RmsProp {
         }
     }
 }
+
+/// Global gradient-norm clipping, the reference of `grad_norm_clip_f32`
+/// (PyTorch's `clip_grad_norm_`, TensorFlow's `clip_by_global_norm`, without
+/// PyTorch's 1e-6 in the denominator):
+///
+/// ```text
+/// norm = sqrt(sum of g^2 over all five tensors)
+/// if norm > max_norm: g = g * (max_norm / norm)
+/// ```
+///
+/// The sum is taken in f64, tensor by tensor in [`TENSOR_NAMES`] order and
+/// element by element, so it is deterministic (and, for f32 gradients, every
+/// square is exact). The scale `max_norm / norm` is computed in f64 and
+/// rounded to F once; every gradient is multiplied by that one F value, as
+/// the kernel does. A NaN norm compares false and leaves the gradients as
+/// they are (the loss guard catches the NaN). Returns the norm before
+/// clipping.
+///
+/// [`TENSOR_NAMES`]: crate::model::TENSOR_NAMES
+pub fn clip_grad_norm<F: Scalar>(grads: &mut Grads<F>, max_norm: f64) -> f64 {
+    let mut sum = 0f64;
+    for t in grads.tensors() {
+        for &g in t {
+            let g = g.to_f64().unwrap_or(f64::NAN);
+            sum += g * g;
+        }
+    }
+    let norm = sum.sqrt();
+    if norm > max_norm {
+        let scale = F::of(max_norm / norm);
+        for t in grads.tensors_mut() {
+            for g in t.iter_mut() {
+                *g = *g * scale;
+            }
+        }
+    }
+    norm
+}

@@ -76,6 +76,26 @@ pub enum DeviceError {
         requested: usize,
         free: usize,
     },
+    #[error(
+        "device {device}: the one-hot corpus ({bytes} bytes) does not fit in device memory \
+         ({free} bytes free); the GPU engine uploads the whole corpus (streaming it in chunks \
+         is not implemented)"
+    )]
+    CorpusTooLarge {
+        device: String,
+        bytes: usize,
+        free: usize,
+    },
+    #[error(
+        "a vocabulary of {vocab} symbols with {hidden} units is too large for the kernels on \
+         device {device}: {what}"
+    )]
+    VocabTooLarge {
+        device: String,
+        vocab: usize,
+        hidden: usize,
+        what: String,
+    },
     #[error("device {device}: {what}")]
     Backend { device: String, what: String },
 }
@@ -90,6 +110,13 @@ impl DeviceError {
             DeviceError::BadArguments { .. } => "this is a bug in charlstm-cuda; please report it",
             DeviceError::OutOfMemory { .. } => {
                 "use a smaller --batch-size or --hidden, free the GPU of other work, or use --device cpu"
+            }
+            DeviceError::CorpusTooLarge { .. } => {
+                "use --device cpu (it maps the corpus file and reads only each batch's rows), or a shorter text"
+            }
+            DeviceError::VocabTooLarge { .. } => {
+                "use --device cpu (no limit on the vocabulary), a smaller --hidden, or a text with \
+                 fewer distinct characters (lower-cased, rare symbols removed)"
             }
             DeviceError::Backend { .. } => "check the GPU driver, or use --device cpu",
         }
@@ -137,16 +164,23 @@ pub trait GpuDevice {
     where
         Self: Sized;
 
-    /// `data.len()` f32s copied to a fresh allocation.
+    /// `data.len()` f32s copied to a fresh allocation (freed again if the
+    /// copy fails).
     fn upload_new_f32(&mut self, data: &[f32]) -> Result<DevicePtr> {
-        let ptr = self.alloc(std::mem::size_of_val(data))?;
-        self.upload_f32(ptr, data)?;
-        Ok(ptr)
+        self.upload_new(bytemuck::cast_slice(data))
     }
-    /// `data.len()` u32s copied to a fresh allocation.
+    /// `data.len()` u32s copied to a fresh allocation (freed again if the
+    /// copy fails).
     fn upload_new_u32(&mut self, data: &[u32]) -> Result<DevicePtr> {
-        let ptr = self.alloc(std::mem::size_of_val(data))?;
-        self.upload_u32(ptr, data)?;
+        self.upload_new(bytemuck::cast_slice(data))
+    }
+    /// `bytes` copied to a fresh allocation (freed again if the copy fails).
+    fn upload_new(&mut self, bytes: &[u8]) -> Result<DevicePtr> {
+        let ptr = self.alloc(bytes.len())?;
+        if let Err(e) = self.upload(ptr, bytes) {
+            let _ = self.free(ptr);
+            return Err(e);
+        }
         Ok(ptr)
     }
     /// Copies f32s to `dst`.

@@ -13,10 +13,23 @@
 //! 3. `head_fwd_bwd_f32` + `head_wgrad_bwd_f32`: loss (summed on the
 //!    device), dh_{T-1}, the dense gradients;
 //! 4. `lstm_cell_bwd_f32` + `lstm_dh_bwd_f32` x T, `lstm_wgrad_bwd_f32`;
-//! 5. `rmsprop_update_f32` over all parameters.
+//! 5. with `--clip-norm`, `grad_norm_clip_f32` (one block: the global norm,
+//!    then the scaling, in place); without it, nothing is launched;
+//! 6. `rmsprop_update_f32` over all parameters.
 //!
 //! Generation (the after-epoch samples) is `generate_fwd_f32`, one launch
-//! for every character of every temperature, reading the same parameters.
+//! for every character of every temperature, reading the same parameters;
+//! where its shared memory (12V + 24H + 4 maxlen bytes) exceeds the device's,
+//! the sampling loop runs over `predict` instead, one launch chain per
+//! character.
+//!
+//! Limits, checked in [`GpuEngine::new`] before anything is allocated
+//! ([`DeviceError::VocabTooLarge`]): `head_fwd_bwd_f32` holds a row's h and
+//! logits in shared memory, `(H + V) * 4` bytes, so V <= max_shared / 4 - H
+//! (57,984 symbols at H = 128 with sm_90's 227 KiB); the LSTM kernels index
+//! rows with u32 products, so 4H * max(V, H) < 2^32. The whole packed
+//! corpus (`rows * ceil(V/64) * 8` bytes) is uploaded once; one that does
+//! not fit is [`DeviceError::CorpusTooLarge`] (no streaming).
 //!
 //! The one host round trip per step is the 4-byte loss the trainer reports
 //! (progress bar, NaN guard); the loss sum is zeroed on the device (a
@@ -24,22 +37,22 @@
 //! the epoch order (eval, library callers) upload their B starts.
 
 use super::buffers::BatchBuffers;
-use super::device::{DevicePtr, GpuDevice};
-use super::generate::GenerateLauncher;
+use super::device::{DeviceError, DevicePtr, GpuDevice};
+use super::generate::{GenerateDims, GenerateLauncher};
 use super::head::{HeadBuffers, HeadDims, HeadLauncher};
 use super::lstm::{LstmBuffers, LstmDims, LstmLauncher};
-use super::rmsprop::{ParamLayout, RmsPropLauncher};
+use super::rmsprop::{GradClipLauncher, ParamLayout, RmsPropLauncher};
 use crate::corpus::OneHotCorpus;
 use crate::cpu::RmsProp;
 use crate::error::{Error, Result};
 use crate::model::{Hyper, Params};
 use crate::sample::Strategy;
-use crate::train::{Backend, Engine};
+use crate::train::{Backend, Engine, generate_by_predict};
 
 /// What runs where, for the notice `--device sim` / `cuda` prints.
 pub const GPU_PATH_NOTICE: &str = "on the device: targets, the LSTM cell (forward and backward, \
-     one launch per step), the fused head, the weight gradients, RMSprop and generation \
-     (one launch for all samples)";
+     one launch per step), the fused head, the weight gradients, gradient clipping (with \
+     --clip-norm), RMSprop and generation (one launch for all samples)";
 
 /// The epoch's window order on the device, and where the next batch starts.
 struct EpochOrder {
@@ -57,6 +70,9 @@ pub struct GpuEngine<'c, D: GpuDevice> {
     maxlen: usize,
     layout: ParamLayout,
     optimizer: RmsProp,
+    /// `Hyper::clip_norm`; `None` launches no clipping kernel.
+    clip_norm: Option<f32>,
+    grad_clip: GradClipLauncher,
     rmsprop: RmsPropLauncher,
     lstm: LstmLauncher,
     head: HeadLauncher,
@@ -94,6 +110,7 @@ impl<'c, D: GpuDevice> GpuEngine<'c, D> {
                 });
             }
         }
+        check_model_fits(&device, v, hyper.hidden)?;
         let layout = ParamLayout::new(v, hyper.hidden);
         // Build the engine first so Drop frees whatever was allocated if a
         // later allocation fails.
@@ -104,6 +121,8 @@ impl<'c, D: GpuDevice> GpuEngine<'c, D> {
             maxlen: hyper.maxlen,
             layout,
             optimizer: RmsProp::from_hyper(hyper),
+            clip_norm: hyper.clip_norm,
+            grad_clip: GradClipLauncher::default(),
             rmsprop: RmsPropLauncher::default(),
             lstm: LstmLauncher::default(),
             head: HeadLauncher::default(),
@@ -122,7 +141,18 @@ impl<'c, D: GpuDevice> GpuEngine<'c, D> {
         };
         let dev = &mut engine.device;
         let words: &[u8] = bytemuck::cast_slice(corpus.words());
-        engine.d_corpus = dev.alloc(words.len().max(1))?;
+        engine.d_corpus = match dev.alloc(words.len().max(1)) {
+            Ok(p) => p,
+            Err(Error::Device(DeviceError::OutOfMemory { device, free, .. })) => {
+                return Err(DeviceError::CorpusTooLarge {
+                    device,
+                    bytes: words.len(),
+                    free,
+                }
+                .into());
+            }
+            Err(e) => return Err(e),
+        };
         dev.upload(engine.d_corpus, words)?;
         engine.d_params = dev.upload_new_f32(&layout.flatten(&params))?;
         engine.d_rmsprop = dev.upload_new_f32(&layout.flatten(&rmsprop))?;
@@ -320,6 +350,13 @@ impl<D: GpuDevice> Engine for GpuEngine<'_, D> {
         // backward reads only h, cls, gates, c, dz, dh, dc and writes grads:
         // the corpus and starts are not needed again.
         self.lstm.backward(&mut self.device, dims, &bufs)?;
+        if let Some(max_norm) = self.clip_norm {
+            let (n, grads) = (self.layout.len(), self.d_grads);
+            // No norm written back: nothing on the host needs it.
+            let norm_out = DevicePtr::NULL;
+            self.grad_clip
+                .clip(&mut self.device, grads, n, max_norm, norm_out)?;
+        }
         self.rmsprop.update(
             &mut self.device,
             &self.optimizer,
@@ -432,6 +469,31 @@ impl<D: GpuDevice> Engine for GpuEngine<'_, D> {
         seed: u64,
         stream: u32,
     ) -> Result<Vec<Vec<u32>>> {
+        let dims = GenerateDims {
+            vocab: self.layout.vocab,
+            hidden: self.layout.hidden,
+            maxlen,
+            tail_len: maxlen,
+            sequences: strategies.len(),
+            length,
+        };
+        if GenerateLauncher::shared_bytes(dims) > self.device.max_shared_bytes() as usize {
+            // The one-launch kernel keeps a block's whole model state in
+            // shared memory; too large here, so the same loop (the same
+            // Philox draws) runs over predict, whose head kernel fits (new
+            // checked it).
+            let v = self.layout.vocab;
+            return generate_by_predict(
+                self,
+                v,
+                seed_indices,
+                maxlen,
+                length,
+                strategies,
+                seed,
+                stream,
+            );
+        }
         GenerateLauncher::default().generate(
             &mut self.device,
             self.d_params,
@@ -444,6 +506,45 @@ impl<D: GpuDevice> Engine for GpuEngine<'_, D> {
             stream,
         )
     }
+}
+
+/// Refuses, before anything is allocated, a model the kernels cannot run on
+/// `dev` (see the module docs): the head's shared memory and the LSTM
+/// kernels' u32 row products.
+fn check_model_fits<D: GpuDevice>(dev: &D, vocab: usize, hidden: usize) -> Result<()> {
+    let too_large = |what: String| DeviceError::VocabTooLarge {
+        device: dev.name(),
+        vocab,
+        hidden,
+        what,
+    };
+    let limit = dev.max_shared_bytes();
+    // The batch size does not enter the head's shared memory.
+    let head = HeadLauncher::shared_bytes(HeadDims {
+        batch: 1,
+        hidden,
+        vocab,
+    });
+    if head > limit as usize {
+        let f32s = std::mem::size_of::<f32>();
+        return Err(too_large(format!(
+            "head_fwd_bwd_f32 keeps a row's h and logits in shared memory, (H + V) x {f32s} = \
+             {head} bytes, and the device allows {limit} bytes per block: at most {} symbols \
+             at {hidden} units",
+            (limit as usize / f32s).saturating_sub(hidden)
+        ))
+        .into());
+    }
+    let product = 4u64 * hidden as u64 * vocab.max(hidden) as u64;
+    if product > u64::from(u32::MAX) {
+        return Err(too_large(format!(
+            "the LSTM kernels index parameter rows with 32-bit products, and 4H x max(V, H) = \
+             {product} exceeds {}",
+            u32::MAX
+        ))
+        .into());
+    }
+    Ok(())
 }
 
 impl<D: GpuDevice> Drop for GpuEngine<'_, D> {

@@ -272,10 +272,25 @@ impl GenerateLauncher {
                 what: format!("{s} x {length} output indices overflow usize"),
             })?;
         let codes = Self::encode(strategies);
-        let d_tail = dev.upload_new_u32(tail)?;
-        let d_codes = dev.alloc(codes.len() * 8)?;
-        let d_out = dev.alloc(out_bytes)?;
+        // Allocate all three or none: an allocation that fails (out of
+        // device memory) frees the ones before it.
+        let mut ptrs = Vec::with_capacity(3);
+        for bytes in [std::mem::size_of_val(tail), codes.len() * 8, out_bytes] {
+            match dev.alloc(bytes) {
+                Ok(p) => ptrs.push(p),
+                Err(e) => {
+                    for p in ptrs {
+                        let _ = dev.free(p);
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        let [d_tail, d_codes, d_out] = ptrs[..] else {
+            unreachable!("three sizes, three allocations")
+        };
         let run = |dev: &mut D| -> Result<Vec<u32>> {
+            dev.upload_u32(d_tail, tail)?;
             dev.upload(d_codes, bytemuck::cast_slice(&codes))?;
             let bufs = GenerateBuffers::from_flat(params, layout, d_tail, d_codes, d_out);
             self.launch(dev, dims, &bufs, seed, stream)?;

@@ -25,6 +25,15 @@ pub struct Hyper {
     pub seed: u64,
     /// Lower-case the text before building the vocabulary (Keras does).
     pub lowercase: bool,
+    /// Global gradient-norm clipping (PyTorch's `clip_grad_norm_`, Keras'
+    /// `global_clipnorm`): when the L2 norm of all five gradient tensors
+    /// together exceeds this, every gradient is scaled by `clip / norm`
+    /// before the RMSprop step. `None` (the notebook) never clips.
+    /// Checkpoints written before this field existed load as `None`; a run
+    /// without clipping writes no `clip_norm` key, so its checkpoint stays
+    /// readable by older builds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clip_norm: Option<f32>,
 }
 
 impl Default for Hyper {
@@ -40,6 +49,7 @@ impl Default for Hyper {
             epochs: 60,
             seed: 42,
             lowercase: true,
+            clip_norm: None,
         }
     }
 }
@@ -73,6 +83,16 @@ impl Hyper {
         }
         if !(self.eps.is_finite() && self.eps > 0.0) {
             return bad("--eps", format!("{} (must be a positive number)", self.eps));
+        }
+        if let Some(c) = self.clip_norm
+            && !(c.is_finite() && c > 0.0)
+        {
+            return bad(
+                "--clip-norm",
+                format!(
+                    "{c} (must be a positive, finite gradient norm; leave it out to never clip)"
+                ),
+            );
         }
         if self.epochs == 0 {
             return bad("--epochs", "0 (must be at least 1)".into());

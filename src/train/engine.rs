@@ -60,14 +60,41 @@ pub trait Engine {
         stream: u32,
     ) -> Result<Vec<Vec<u32>>> {
         let v = self.params()?.vocab;
-        IndexGenerator::new(PredictWith(self), v, maxlen).generate(
+        generate_by_predict(
+            self,
+            v,
             seed_indices,
+            maxlen,
             length,
             strategies,
             seed,
             stream,
         )
     }
+}
+
+/// The sampling loop of [`Engine::generate`] run over `engine`'s
+/// [`predict`](Engine::predict), one call per character, for a model of
+/// `vocab` symbols: what the default `generate` does, and what a device
+/// engine falls back to when its one-launch kernel does not fit the device.
+#[allow(clippy::too_many_arguments)]
+pub fn generate_by_predict<E: Engine + ?Sized>(
+    engine: &mut E,
+    vocab: usize,
+    seed_indices: &[u32],
+    maxlen: usize,
+    length: usize,
+    strategies: &[Strategy],
+    seed: u64,
+    stream: u32,
+) -> Result<Vec<Vec<u32>>> {
+    IndexGenerator::new(PredictWith(engine), vocab, maxlen).generate(
+        seed_indices,
+        length,
+        strategies,
+        seed,
+        stream,
+    )
 }
 
 /// The compute backends.

@@ -5,7 +5,7 @@ mod guard;
 mod observer;
 mod trainer;
 
-pub use engine::{Backend, Device, Engine};
+pub use engine::{Backend, Device, Engine, generate_by_predict};
 pub use guard::{Divergence, DivergenceGuard, OnDivergence};
 pub use observer::{BatchEvent, Control, EpochEvent, Observer, RollbackEvent, Sample, Silent};
 pub use trainer::{

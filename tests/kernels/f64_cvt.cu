@@ -30,3 +30,15 @@ extern "C" __global__ void cvt_ops(const float* a, unsigned short* h, unsigned s
   ints[3 * i + 2] = (int)floorf(x);
   d[i] = (double)x * 3.0;
 }
+// Explicitly rounded f64 products (__dmul_rn: mul.rn.f64, never fused into
+// an FMA) and the f64 -> f32 narrowing (cvt.rn.f32.f64), as
+// grad_norm_clip_f32 uses them.
+extern "C" __global__ void f64_rn_ops(const double* a, const double* b, double* out, float* narrowed,
+                                      unsigned n) {
+  unsigned i = blockIdx.x * blockDim.x + threadIdx.x;
+  if (i >= n) return;
+  const double x = a[i], y = b[i];
+  out[2 * i] = __dmul_rn(x, y);
+  out[2 * i + 1] = __dadd_rn(__dmul_rn(x, x), y);
+  narrowed[i] = (float)__ddiv_rn(x, y);
+}

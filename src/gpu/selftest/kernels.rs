@@ -4,6 +4,7 @@
 //! | check | kernels | reference |
 //! |---|---|---|
 //! | [`check_rmsprop`] | `rmsprop_update_f32` | `RmsProp::step::<f32>` |
+//! | [`check_grad_clip`] | `grad_norm_clip_f32` | `cpu::clip_grad_norm::<f32>` |
 //! | [`check_head`] | `head_fwd_bwd_f32`, `head_wgrad_bwd_f32` | `cpu::trace::<f64>` |
 //! | [`check_lstm_forward`] | `lstm_cell_fwd_f32` over T steps | `cpu::trace::<f64>` |
 //! | [`check_lstm_backward`] | `lstm_cell_bwd_f32`, `lstm_dh_bwd_f32`, `lstm_wgrad_bwd_f32` | `cpu::trace::<f64>` |
@@ -15,7 +16,8 @@
 //! check exercises.
 
 use super::{
-    BOUND_EXACT, BOUND_F32_KERNEL, BOUND_RMSPROP, Buffers, SelftestRow, Shape, download, uniform,
+    BOUND_CLIP, BOUND_EXACT, BOUND_F32_KERNEL, BOUND_RMSPROP, Buffers, SelftestRow, Shape,
+    download, uniform,
 };
 use crate::corpus::OneHotCorpus;
 use crate::cpu::{self, RmsProp, Trace};
@@ -23,7 +25,7 @@ use crate::error::{Error, Result};
 use crate::gpu::device::{DevicePtr, GpuDevice};
 use crate::gpu::head::{HeadBuffers, HeadDims, HeadLauncher};
 use crate::gpu::lstm::{LstmBuffers, LstmDims, LstmLauncher};
-use crate::gpu::rmsprop::{ParamLayout, RmsPropLauncher};
+use crate::gpu::rmsprop::{GradClipLauncher, ParamLayout, RmsPropLauncher};
 use crate::model::{Params, TENSOR_NAMES};
 use crate::sample::RngStream;
 
@@ -186,6 +188,71 @@ pub fn check_rmsprop<D: GpuDevice>(
             row("ms", &download(dev, d_ms, n)?, &want_ms),
         ])
     })
+}
+
+/// Global gradient-norm clipping of random V x H gradients, against
+/// `cpu::clip_grad_norm::<f32>`: once with a bound below their norm (every
+/// gradient scaled), once above it (nothing may change, exactly).
+pub fn check_grad_clip<D: GpuDevice>(
+    dev: &mut D,
+    vocab: usize,
+    hidden: usize,
+    rng: &mut RngStream,
+) -> Result<Vec<SelftestRow>> {
+    let layout = ParamLayout::new(vocab, hidden);
+    let n = layout.len();
+    let grads: Vec<f32> = (0..n)
+        .map(|i| {
+            if i % 5 == 0 {
+                0.0
+            } else {
+                uniform(rng, 1.0) as f32
+            }
+        })
+        .collect();
+    let norm = f64::from(
+        grads
+            .iter()
+            .map(|&g| f64::from(g).powi(2))
+            .sum::<f64>()
+            .sqrt() as f32,
+    );
+    let shape = format!("n={n} (V={vocab} H={hidden})");
+    let mut rows = Vec::new();
+    // 0.2..0.8 of the norm: clipped; 2x: untouched.
+    let below = (0.2 + 0.6 * rng.next_f64()) * norm;
+    for (max_norm, what, bound, clipped) in [
+        (below as f32, "grads (clipped)", BOUND_CLIP, true),
+        (
+            (2.0 * norm) as f32,
+            "grads (below the bound)",
+            BOUND_EXACT,
+            false,
+        ),
+    ] {
+        let mut want = layout.unflatten(&grads);
+        let want_norm = cpu::clip_grad_norm(&mut want, f64::from(max_norm));
+        let want: Vec<f64> = layout.flatten(&want).into_iter().map(f64::from).collect();
+        let (got, got_norm) = Buffers::scope(dev, |dev, bufs| {
+            let d_g = bufs.f32s(dev, &grads)?;
+            let d_norm = bufs.poisoned(dev, 1)?;
+            GradClipLauncher::default().clip(dev, d_g, n, max_norm, d_norm)?;
+            dev.synchronize()?;
+            Ok((download(dev, d_g, n)?, download(dev, d_norm, 1)?))
+        })?;
+        let kernel = "grad_norm_clip_f32";
+        rows.push(SelftestRow::compare(
+            kernel, what, &shape, &got, &want, bound,
+        ));
+        if clipped {
+            // The norm is written as f32: compare with the reference's, rounded so.
+            let want_norm = [f64::from(want_norm as f32)];
+            rows.push(SelftestRow::compare(
+                kernel, "norm", &shape, &got_norm, &want_norm, BOUND_CLIP,
+            ));
+        }
+    }
+    Ok(rows)
 }
 
 /// The head on the reference's h_{T-1}: loss, probabilities (when

@@ -5,8 +5,9 @@
 //! run identical code. Inputs are random, drawn from a seed (fresh per run
 //! in the CLI, printed, replayable). Every output buffer is filled with NaN
 //! before the launches that should write it, so an element a kernel leaves
-//! unwritten shows up as a non-finite value and fails its row (RMSprop
-//! updates in place: its outputs start as its inputs, which it must change).
+//! unwritten shows up as a non-finite value and fails its row (RMSprop and
+//! gradient clipping update in place: their outputs start as their inputs,
+//! which they must change).
 //!
 //! Each check gives one [`SelftestRow`] per output tensor. Error metric, per
 //! tensor, with `want` from the CPU reference and `floor = 0.1 * max|want|`:
@@ -23,7 +24,7 @@
 //! steps are compared as whole tensors instead, `||got - want|| / ||want||`
 //! ([`Metric::RelL2`]; `training.rs` says why).
 //!
-//! Files: `kernels.rs` the per-kernel checks (RMSprop, head, LSTM forward
+//! Files: `kernels.rs` the per-kernel checks (RMSprop, gradient clipping, head, LSTM forward
 //! and backward), `training.rs` the engine-vs-engine steps, `report.rs` the
 //! rows and the table.
 
@@ -33,7 +34,9 @@ mod report;
 mod training;
 
 pub use generate::{TIE_REL, check_generate, check_targets, strategies, tie_distance};
-pub use kernels::{Case, check_head, check_lstm_backward, check_lstm_forward, check_rmsprop};
+pub use kernels::{
+    Case, check_grad_clip, check_head, check_lstm_backward, check_lstm_forward, check_rmsprop,
+};
 pub use report::{Bound, Metric, SelftestReport, SelftestRow};
 pub use training::check_training;
 
@@ -60,13 +63,18 @@ pub const BOUND_TRAINING_LOSS: Bound = Bound::max_rel(1e-3);
 /// Bound of the weights after the training steps, as whole tensors (see
 /// `training.rs` for why not element-wise); the two references: below 1e-4.
 pub const BOUND_TRAINING_WEIGHTS: Bound = Bound::rel_l2(1e-3);
+/// Bound of `grad_norm_clip_f32` against `cpu::clip_grad_norm::<f32>`: the
+/// norm is summed in f64 on both sides, in another order, so the scale
+/// (rounded to f32) and every clipped gradient differ by at most an ulp.
+pub const BOUND_CLIP: Bound = Bound::max_rel(1e-6);
 /// Exact: the decoded input classes.
 pub const BOUND_EXACT: Bound = Bound::max_rel(0.0);
 /// Every kernel of `kernels/`, each covered by a check below. A test
 /// (tests/selftest.rs) fails when the embedded PTX has an entry this list
 /// lacks, so a new kernel cannot join the build unchecked.
-pub const KERNELS: [&str; 9] = [
+pub const KERNELS: [&str; 10] = [
     "rmsprop_update_f32",
+    "grad_norm_clip_f32",
     "head_fwd_bwd_f32",
     "head_wgrad_bwd_f32",
     "head_targets_u32",
@@ -188,6 +196,8 @@ pub fn run<D: GpuDevice>(dev: &mut D, shapes: SelftestShapes, seed: u64) -> Resu
     let case = Case::random(k, &mut rng)?;
     let rmsprop = check_rmsprop(dev, k.vocab, k.hidden, &mut rng);
     record("rmsprop_update_f32", &k, rmsprop)?;
+    let clip = check_grad_clip(dev, k.vocab, k.hidden, &mut rng);
+    record("grad_norm_clip_f32", &k, clip)?;
     record("head_fwd_bwd_f32", &k, check_head(dev, &case, true))?;
     record("lstm_cell_fwd_f32", &k, check_lstm_forward(dev, &case))?;
     record("lstm_cell_bwd_f32", &k, check_lstm_backward(dev, &case))?;
