@@ -9,6 +9,7 @@ pub mod error;
 pub mod gpu;
 pub mod io;
 pub mod model;
+pub mod report;
 pub mod sample;
 pub mod sim;
 pub mod train;

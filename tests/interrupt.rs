@@ -106,7 +106,7 @@ fn interrupted_then_resumed(signal: libc::c_int, name: &str) {
     for e in std::fs::read_dir(&cut).expect("out dir") {
         let n = e.expect("entry").file_name().to_string_lossy().into_owned();
         assert!(
-            n.ends_with(".safetensors") || n == "metrics.jsonl",
+            n.ends_with(".safetensors") || n.ends_with(".jsonl") || n == "loss.svg",
             "{name}: stray file {n}"
         );
     }
@@ -119,6 +119,14 @@ fn interrupted_then_resumed(signal: libc::c_int, name: &str) {
         tensors(&full.join("last.safetensors")),
         tensors(&cut.join("last.safetensors")),
         "{name}: interrupted + resumed must equal uninterrupted, bit for bit"
+    );
+    // The per-batch log has no timings, so it must match line for line too:
+    // the batches before the stop were flushed, none twice.
+    let batches = |d: &std::path::Path| std::fs::read_to_string(d.join("batches.jsonl"));
+    assert_eq!(
+        batches(&full).expect("full run's batches.jsonl"),
+        batches(&cut).expect("cut run's batches.jsonl"),
+        "{name}: batches.jsonl"
     );
 }
 

@@ -15,16 +15,41 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Encode a text once as the bit-packed one-hot corpus file that `train` reads.
+    #[command(
+        after_help = "Examples:\n  charlstm-cuda prepare nietzsche.txt -o nietzsche.ohc\n  \
+        charlstm-cuda train --corpus nietzsche.ohc --out runs/n"
+    )]
     Prepare(PrepareArgs),
     /// Train the model; checkpoints, metrics.jsonl and samples after every epoch.
     #[command(after_help = "Examples:\n  charlstm-cuda train --epochs 1\n  \
         charlstm-cuda train --corpus my.txt --out runs/my --epochs 20\n  \
-        charlstm-cuda train --out runs/my --resume --epochs 40")]
+        charlstm-cuda train --out runs/my --resume --epochs 40\n  \
+        charlstm-cuda train --config run.toml --epochs 5    (flags override the file)\n  \
+        charlstm-cuda train --corpus my.txt --json | jq .loss")]
     Train(TrainArgs),
     /// Generate text from a checkpoint.
+    #[command(after_help = "Examples:\n  \
+        charlstm-cuda generate --checkpoint runs/n/last.safetensors --corpus nietzsche.txt\n  \
+        charlstm-cuda generate --checkpoint runs/n/last.safetensors --seed-text \"the will to power\" \\\n    \
+        --temperature 0.5 --length 400\n  \
+        charlstm-cuda generate --checkpoint runs/n/epoch-010.safetensors --strategy greedy")]
     Generate(GenerateArgs),
     /// Mean cross-entropy of a checkpoint over every window of a text, as JSON.
+    #[command(after_help = "Examples:\n  \
+        charlstm-cuda eval --checkpoint runs/n/last.safetensors --corpus nietzsche.txt\n  \
+        charlstm-cuda eval --checkpoint runs/n/last.safetensors --corpus held-out.txt --device cuda")]
     Eval(EvalArgs),
+    /// One self-contained HTML page about a run: loss chart, hyper-parameters, throughput, samples.
+    #[command(after_help = "Examples:\n  charlstm-cuda report --out runs/n\n  \
+        charlstm-cuda report --out runs/n -o /tmp/n.html")]
+    Report(super::report::ReportArgs),
+    /// Print a shell completion script to stdout.
+    #[command(after_help = "Examples:\n  \
+        charlstm-cuda completions bash > ~/.local/share/bash-completion/completions/charlstm-cuda\n  \
+        charlstm-cuda completions zsh > ~/.zfunc/_charlstm-cuda\n  \
+        charlstm-cuda completions fish > ~/.config/fish/completions/charlstm-cuda.fish\n  \
+        charlstm-cuda completions powershell >> $PROFILE")]
+    Completions(super::report::CompletionsArgs),
     /// Time a training step, an epoch slice and generation per backend, as JSON.
     #[command(after_help = "Examples:\n  charlstm-cuda bench --device cpu,cuda\n  \
         charlstm-cuda bench --corpus nietzsche.txt --steps 50 --slice-batches 200")]
@@ -50,6 +75,9 @@ pub struct PrepareArgs {
 
 #[derive(Args, Debug)]
 pub struct TrainArgs {
+    /// TOML file of train options, keys named like the flags (batch_size = 64); flags override it.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
     /// Text or prepared corpus; default: the Nietzsche corpus, downloaded once.
     #[arg(long)]
     pub corpus: Option<PathBuf>,
@@ -111,6 +139,9 @@ pub struct TrainArgs {
     /// No progress bar.
     #[arg(long, short)]
     pub quiet: bool,
+    /// One JSON object per epoch on stdout (the fields of metrics.jsonl) instead of text; no progress bar.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -153,6 +184,9 @@ pub struct GenerateArgs {
     /// Compute backend: auto, cpu, cuda or sim.
     #[arg(long, default_value = "auto")]
     pub device: String,
+    /// No progress bar (generate shows none; accepted as on train and eval).
+    #[arg(long, short)]
+    pub quiet: bool,
 }
 
 #[derive(Args, Debug)]
@@ -169,6 +203,9 @@ pub struct EvalArgs {
     /// Compute backend: auto, cpu, cuda or sim.
     #[arg(long, default_value = "auto")]
     pub device: String,
+    /// No progress bar.
+    #[arg(long, short)]
+    pub quiet: bool,
 }
 
 #[derive(Args, Debug)]

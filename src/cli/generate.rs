@@ -2,6 +2,8 @@
 
 use std::process::ExitCode;
 
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
 use charlstm_cuda::corpus::{OneHotCorpus, Vocab, Windows, read_text};
 use charlstm_cuda::cpu::CpuModel;
 use charlstm_cuda::gpu::generate::generate_from_params;
@@ -135,10 +137,25 @@ pub fn eval(a: EvalArgs) -> Result<ExitCode> {
     let starts: Vec<u32> = (0..windows.count)
         .map(|i| (i * windows.step) as u32)
         .collect();
+    let chunks = starts.len().div_ceil(a.batch_size);
+    // A whole corpus can take a while on the CPU; indicatif draws nothing
+    // when stderr is not a terminal, and --quiet turns it off.
+    let bar = if a.quiet {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::with_draw_target(Some(chunks as u64), ProgressDrawTarget::stderr())
+    };
+    bar.set_style(
+        ProgressStyle::with_template("eval [{bar:30}] {pos}/{len} batches ETA {eta}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
     let mut sum = 0.0f64;
     for chunk in starts.chunks(a.batch_size) {
         sum += f64::from(engine.eval_batch(chunk)?) * chunk.len() as f64;
+        bar.inc(1);
     }
+    bar.finish_and_clear();
     let loss = sum / windows.count as f64;
     println!(
         "{}",

@@ -2,15 +2,17 @@
 
 mod args;
 mod bench;
+mod config;
 mod generate;
 mod interrupt;
 mod printer;
+mod report;
 mod selftest;
 mod train;
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
 
 use charlstm_cuda::Result;
 
@@ -18,13 +20,23 @@ pub use args::{Cli, Command};
 
 /// Parses the command line and runs the command.
 pub fn run() -> Result<ExitCode> {
-    let cli = Cli::parse();
+    // Parsed in two steps so that `train --config` can tell a flag typed on
+    // the command line from a default (flags override the file).
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     match cli.command {
         Command::Prepare(a) => train::prepare(a),
-        Command::Train(a) => train::train(a),
+        Command::Train(mut a) => {
+            if let Some((_, sub)) = matches.subcommand() {
+                config::apply(&mut a, sub)?;
+            }
+            train::train(a)
+        }
         Command::Generate(a) => generate::generate(a),
         Command::Eval(a) => generate::eval(a),
         Command::Bench(a) => bench::bench(a),
         Command::Selftest(a) => selftest::selftest(a),
+        Command::Report(a) => report::report(a),
+        Command::Completions(a) => report::completions(a),
     }
 }

@@ -1,6 +1,7 @@
 //! What `train` shows: a progress bar on stderr (terminals only), one line
 //! per epoch and the notebook's sample block on stdout, coloured like the
-//! notebook when stdout is a terminal and NO_COLOR is unset.
+//! notebook when stdout is a terminal and NO_COLOR is unset. With `--json`,
+//! one JSON object per epoch instead (the fields of metrics.jsonl).
 
 use std::io::IsTerminal;
 
@@ -12,6 +13,7 @@ pub struct Printer {
     bar: Option<ProgressBar>,
     quiet: bool,
     colour: bool,
+    json: bool,
 }
 
 /// Whether stdout should get ANSI colours.
@@ -25,12 +27,27 @@ impl Printer {
             bar: None,
             quiet,
             colour: colour_stdout(),
+            json: false,
         }
+    }
+
+    /// Epochs as JSON lines on stdout instead of text.
+    pub fn json(mut self, json: bool) -> Self {
+        self.json = json;
+        self
     }
 
     pub fn finish(&mut self) {
         if let Some(bar) = self.bar.take() {
             bar.finish_and_clear();
+        }
+    }
+
+    fn control_after_epoch(&self) -> Control {
+        if super::interrupt::requested() {
+            Control::Stop
+        } else {
+            Control::Continue
         }
     }
 
@@ -69,6 +86,14 @@ impl Observer for Printer {
 
     fn on_epoch(&mut self, e: &EpochEvent) -> Control {
         self.finish();
+        if self.json {
+            // The same serialisation as the trainer's metrics.jsonl line.
+            match serde_json::to_string(e) {
+                Ok(line) => println!("{line}"),
+                Err(err) => eprintln!("warning: epoch {} as JSON: {err}", e.epoch),
+            }
+            return self.control_after_epoch();
+        }
         println!(
             "epoch {}/{}: loss {:.4}, {:.1} s, {:.0} samples/s, {} batches",
             e.epoch, e.epochs, e.loss, e.seconds, e.samples_per_s, e.batches
@@ -80,10 +105,7 @@ impl Observer for Printer {
                 print_sample(&s.seed, &s.text, self.colour);
             }
         }
-        if super::interrupt::requested() {
-            return Control::Stop;
-        }
-        Control::Continue
+        self.control_after_epoch()
     }
 
     fn on_rollback(&mut self, e: &RollbackEvent) {

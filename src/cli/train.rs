@@ -188,7 +188,7 @@ pub fn train(a: TrainArgs) -> Result<ExitCode> {
             String::new()
         }
     );
-    let mut printer = Printer::new(a.quiet);
+    let mut printer = Printer::new(a.quiet || a.json).json(a.json);
     super::interrupt::install();
     match trainer.run(&mut printer) {
         Ok(summary) => {

@@ -11,6 +11,7 @@ use super::observer::{BatchEvent, Control, EpochEvent, Observer, RollbackEvent, 
 use crate::corpus::{OneHotCorpus, Windows, epoch_order};
 use crate::error::{Error, Result};
 use crate::model::{Checkpoint, Hyper, Params, TrainState, init_params};
+use crate::report::{BATCHES_FILE, BatchRow, append_batches, batch_logged, write_loss_chart};
 use crate::sample::{Predict, Strategy, random_seed_text};
 
 /// File the latest state is always written to (each epoch, and on a stop).
@@ -90,6 +91,9 @@ pub struct Trainer<'c> {
     windows: Windows,
     engine: Box<dyn Engine + 'c>,
     state: TrainState,
+    /// Logged batches not yet appended to `batches.jsonl` (written with
+    /// the epoch's metrics line, or on a stop).
+    batch_log: Vec<BatchRow>,
 }
 
 impl<'c> Trainer<'c> {
@@ -199,6 +203,7 @@ impl<'c> Trainer<'c> {
             windows,
             engine,
             state,
+            batch_log: Vec::new(),
         })
     }
 
@@ -298,6 +303,16 @@ impl<'c> Trainer<'c> {
                     running_loss: st.loss_sum / st.seen as f64,
                     samples_per_s: timed as f64 / started.elapsed().as_secs_f64().max(1e-9),
                 };
+                if self.config.out.is_some() && batch_logged(b + 1, batches) {
+                    self.batch_log.push(BatchRow {
+                        epoch,
+                        batch: b + 1,
+                        batches,
+                        step: self.state.step,
+                        loss: f64::from(loss),
+                        running_loss: event.running_loss,
+                    });
+                }
                 if observer.on_batch(&event) == Control::Stop && b + 1 < batches {
                     stop = true;
                     break;
@@ -363,7 +378,10 @@ impl<'c> Trainer<'c> {
                 samples,
             };
             if let Some(dir) = &self.config.out {
+                append_batches(&dir.join(BATCHES_FILE), &self.batch_log)?;
+                self.batch_log.clear();
                 append_metrics(&dir.join(METRICS_FILE), &event)?;
+                write_loss_chart(dir)?;
             }
             if observer.on_epoch(&event) == Control::Stop {
                 return Ok(RunSummary {
@@ -429,6 +447,8 @@ impl<'c> Trainer<'c> {
         self.hyper.lr *= 0.5;
         self.engine.set_learning_rate(self.hyper.lr)?;
         self.state = best.state.clone();
+        // The rolled-back batches are not part of the run any more.
+        self.batch_log.clear();
         observer.on_rollback(&RollbackEvent {
             cause,
             to_epoch: best.state.epoch,
@@ -444,6 +464,8 @@ impl<'c> Trainer<'c> {
         };
         let path = dir.join(LAST_CHECKPOINT);
         self.checkpoint()?.save(&path)?;
+        append_batches(&dir.join(BATCHES_FILE), &self.batch_log)?;
+        self.batch_log.clear();
         Ok(Some(path))
     }
 

@@ -1,0 +1,140 @@
+//! `train --config FILE.toml`: the train flags as a file.
+//!
+//! Keys are the flags' names with underscores (`batch_size = 64`; the
+//! dashed spelling is accepted too). A flag given on the command line wins
+//! over the file, so one file can hold a setup and a flag can vary it; clap
+//! tells the two apart by each value's source. Unknown keys are an error
+//! naming the key, so a typo never silently trains with a default.
+//! Relative paths (`corpus`, `out`) are relative to the file's directory,
+//! like Cargo's, so a run file works from wherever it is launched.
+
+use std::path::{Path, PathBuf};
+
+use clap::ArgMatches;
+use clap::parser::ValueSource;
+
+use charlstm_cuda::{Error, Result};
+
+use super::args::TrainArgs;
+
+/// Every key a config file may hold: the train flags except `--config`.
+#[derive(serde::Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+struct TrainFile {
+    corpus: Option<PathBuf>,
+    out: Option<PathBuf>,
+    resume: Option<bool>,
+    epochs: Option<usize>,
+    #[serde(alias = "batch-size")]
+    batch_size: Option<usize>,
+    #[serde(alias = "steps-per-epoch")]
+    steps_per_epoch: Option<usize>,
+    #[serde(alias = "keep-checkpoints")]
+    keep_checkpoints: Option<usize>,
+    #[serde(alias = "divergence-factor")]
+    divergence_factor: Option<f64>,
+    #[serde(alias = "on-divergence")]
+    on_divergence: Option<String>,
+    #[serde(alias = "clip-norm")]
+    clip_norm: Option<f32>,
+    maxlen: Option<usize>,
+    step: Option<usize>,
+    hidden: Option<usize>,
+    lr: Option<f32>,
+    seed: Option<u64>,
+    temperatures: Option<Vec<f64>>,
+    #[serde(alias = "gen-length")]
+    gen_length: Option<usize>,
+    #[serde(alias = "keep-case")]
+    keep_case: Option<bool>,
+    device: Option<String>,
+    quiet: Option<bool>,
+    json: Option<bool>,
+}
+
+/// Fills `a` from its `--config` file, where no flag on the command line
+/// (`matches`, the train subcommand's) set the value already.
+pub fn apply(a: &mut TrainArgs, matches: &ArgMatches) -> Result<()> {
+    let Some(path) = a.config.clone() else {
+        return Ok(());
+    };
+    let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+    let file: TrainFile = toml::from_str(&text).map_err(|e| {
+        let line = e
+            .span()
+            .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
+        Error::InvalidArgument {
+            name: "--config",
+            what: format!(
+                "{}{}: {}",
+                path.display(),
+                line.map_or(String::new(), |l| format!(" line {l}")),
+                shorter(e.message().trim_end())
+            ),
+        }
+    })?;
+    let base = path.parent().unwrap_or(Path::new("")).to_path_buf();
+    let relative = |p: PathBuf| if p.is_relative() { base.join(p) } else { p };
+    let flag = |id: &str| matches.value_source(id) == Some(ValueSource::CommandLine);
+    // `$field` is both the TOML key and clap's id of the flag.
+    macro_rules! take {
+        ($field:ident) => {
+            if let Some(v) = file.$field
+                && !flag(stringify!($field))
+            {
+                a.$field = v;
+            }
+        };
+        ($field:ident, some) => {
+            if let Some(v) = file.$field
+                && !flag(stringify!($field))
+            {
+                a.$field = Some(v);
+            }
+        };
+    }
+    take!(resume);
+    take!(epochs, some);
+    take!(batch_size, some);
+    take!(steps_per_epoch, some);
+    take!(keep_checkpoints, some);
+    take!(divergence_factor);
+    take!(on_divergence);
+    take!(clip_norm, some);
+    take!(maxlen, some);
+    take!(step, some);
+    take!(hidden, some);
+    take!(lr, some);
+    take!(seed, some);
+    take!(temperatures);
+    take!(gen_length);
+    take!(keep_case);
+    take!(device);
+    take!(quiet);
+    take!(json);
+    if let Some(p) = file.corpus
+        && !flag("corpus")
+    {
+        a.corpus = Some(relative(p));
+    }
+    if let Some(p) = file.out
+        && !flag("out")
+    {
+        a.out = Some(relative(p));
+    }
+    Ok(())
+}
+
+/// serde lists every accepted key, each dashed alias too; the underscored
+/// names are enough to see the typo.
+fn shorter(message: &str) -> String {
+    let Some((head, keys)) = message.split_once(", expected one of ") else {
+        return message.to_string();
+    };
+    let keys: Vec<&str> = keys
+        .split(", ")
+        .map(|k| k.trim_matches('`'))
+        .filter(|k| !k.contains('-'))
+        .collect();
+    format!("{head}; the keys are {}", keys.join(", "))
+}

@@ -1,0 +1,132 @@
+//! The loss chart as SVG: epoch loss against epoch, with the per-batch
+//! running loss behind it.
+//!
+//! `plotters` draws the axes, grid, lines and legend. The epoch points are
+//! ours, added on top: a `<circle>` per epoch carrying `data-epoch` and
+//! `data-loss` attributes and a `<title>` tooltip with the loss as the CLI
+//! prints it, so a reader (or a test) finds every value without parsing
+//! path coordinates back into numbers.
+
+use plotters::prelude::*;
+
+use super::format_loss;
+use super::html::escape;
+use super::metrics::RunHistory;
+use crate::error::{Error, Result};
+
+/// Chart size in pixels.
+pub const CHART_SIZE: (u32, u32) = (800, 450);
+
+const EPOCH_COLOUR: RGBColor = RGBColor(31, 119, 180);
+const BATCH_COLOUR: RGBColor = RGBColor(255, 127, 14);
+
+/// The loss chart of `history` as a standalone SVG document.
+pub fn loss_chart(history: &RunHistory) -> Result<String> {
+    let epochs: Vec<(f64, f64)> = history
+        .epochs
+        .iter()
+        .filter(|r| r.loss.is_finite())
+        .map(|r| (r.epoch as f64, r.loss))
+        .collect();
+    let batches: Vec<(usize, f64, f64)> = history
+        .batches
+        .iter()
+        .filter(|r| r.running_loss.is_finite())
+        .map(|r| (r.epoch, r.x(), r.running_loss))
+        .collect();
+    let all = || {
+        epochs
+            .iter()
+            .copied()
+            .chain(batches.iter().map(|&(_, x, y)| (x, y)))
+    };
+    let x_max = all().map(|p| p.0).fold(1.0f64, f64::max).ceil();
+    let (lo, hi) = all().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), p| {
+        (lo.min(p.1), hi.max(p.1))
+    });
+    let (y_min, y_max) = if lo.is_finite() {
+        let pad = ((hi - lo) * 0.05).max(0.01);
+        ((lo - pad).max(0.0), hi + pad)
+    } else {
+        (0.0, 1.0)
+    };
+
+    let mut svg = String::new();
+    let mut points = String::new();
+    // plotters' errors carry the backend's; with a String target drawing
+    // cannot fail for I/O reasons, so any error is reported as "other".
+    let draw = |svg: &mut String, points: &mut String| -> std::result::Result<(), String> {
+        let root = SVGBackend::with_string(svg, CHART_SIZE).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| e.to_string())?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption("Loss per epoch", ("sans-serif", 22))
+            .margin(16)
+            .x_label_area_size(44)
+            .y_label_area_size(64)
+            .build_cartesian_2d(0.0..x_max, y_min..y_max)
+            .map_err(|e| e.to_string())?;
+        chart
+            .configure_mesh()
+            .x_desc("epoch")
+            .y_desc("loss")
+            .y_label_formatter(&|y| format!("{y:.2}"))
+            .x_label_formatter(&|x| format!("{x}"))
+            .draw()
+            .map_err(|e| e.to_string())?;
+        // One line per epoch: the running mean restarts with each epoch,
+        // and joining the epochs would draw a cliff that is not a loss.
+        for (i, run) in batches.chunk_by(|a, b| a.0 == b.0).enumerate() {
+            let series = chart
+                .draw_series(LineSeries::new(
+                    run.iter().map(|&(_, x, y)| (x, y)),
+                    BATCH_COLOUR.mix(0.7).stroke_width(1),
+                ))
+                .map_err(|e| e.to_string())?;
+            if i == 0 {
+                series
+                    .label("running loss (per batch)")
+                    .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BATCH_COLOUR));
+            }
+        }
+        chart
+            .draw_series(LineSeries::new(
+                epochs.iter().copied(),
+                EPOCH_COLOUR.stroke_width(2),
+            ))
+            .map_err(|e| e.to_string())?
+            .label("epoch loss")
+            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], EPOCH_COLOUR));
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .draw()
+            .map_err(|e| e.to_string())?;
+        points.push_str("<g class=\"epoch-losses\">\n");
+        for row in history.epochs.iter().filter(|r| r.loss.is_finite()) {
+            let (cx, cy) = chart.backend_coord(&(row.epoch as f64, row.loss));
+            let loss = format_loss(row.loss);
+            points.push_str(&format!(
+                "<circle cx=\"{cx}\" cy=\"{cy}\" r=\"4\" fill=\"#1f77b4\" data-epoch=\"{}\" \
+                 data-loss=\"{loss}\"><title>{}</title></circle>\n",
+                row.epoch,
+                escape(&format!("epoch {}: loss {loss}", row.epoch)),
+            ));
+        }
+        points.push_str("</g>\n");
+        root.present().map_err(|e| e.to_string())
+    };
+    draw(&mut svg, &mut points)
+        .map_err(|e| Error::io("loss.svg", std::io::Error::other(format!("plotting: {e}"))))?;
+    // The overlay goes last so the points sit above the lines.
+    match svg.rfind("</svg>") {
+        Some(end) => svg.insert_str(end, &points),
+        None => {
+            return Err(Error::io(
+                "loss.svg",
+                std::io::Error::other("plotting produced no closing </svg>"),
+            ));
+        }
+    }
+    Ok(svg)
+}
