@@ -3,6 +3,7 @@
 mod args;
 mod bench;
 mod generate;
+mod interop;
 mod interrupt;
 mod printer;
 mod selftest;
@@ -26,5 +27,7 @@ pub fn run() -> Result<ExitCode> {
         Command::Eval(a) => generate::eval(a),
         Command::Bench(a) => bench::bench(a),
         Command::Selftest(a) => selftest::selftest(a),
+        Command::Export(a) => interop::export(a),
+        Command::Import(a) => interop::import(a),
     }
 }

@@ -90,6 +90,8 @@ pub struct Trainer<'c> {
     windows: Windows,
     engine: Box<dyn Engine + 'c>,
     state: TrainState,
+    /// What `Device::resolve` said about the backend (the builder keeps it).
+    notice: Option<String>,
 }
 
 impl<'c> Trainer<'c> {
@@ -199,7 +201,26 @@ impl<'c> Trainer<'c> {
             windows,
             engine,
             state,
+            notice: None,
         })
+    }
+
+    /// Keeps the backend notice of the constructor that made `self`.
+    pub(super) fn with_notice(mut self, notice: Option<String>) -> Self {
+        self.notice = notice;
+        self
+    }
+
+    /// What device resolution said when the trainer was built by
+    /// [`Trainer::builder`] (e.g. "device auto: using cpu (no NVIDIA
+    /// driver found)"); the library never prints it, the caller may.
+    pub fn notice(&self) -> Option<&str> {
+        self.notice.as_deref()
+    }
+
+    /// The backend the engine runs on.
+    pub fn backend(&self) -> Backend {
+        self.engine.backend()
     }
 
     /// Hyper-parameters of the run.
