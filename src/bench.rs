@@ -84,12 +84,15 @@ impl BenchRow {
 pub struct BenchReport {
     /// Vocabulary size V.
     pub vocab: usize,
-    /// Hidden units H, batch B, window T.
+    /// Hidden units H.
     pub hidden: usize,
+    /// Windows per batch B.
     pub batch: usize,
+    /// Window length T.
     pub maxlen: usize,
-    /// Windows and batches of one epoch.
+    /// Windows of one epoch.
     pub windows: usize,
+    /// Batches of one epoch.
     pub batches_per_epoch: usize,
     /// What was measured.
     pub config: BenchConfig,

@@ -7,48 +7,139 @@ use std::path::PathBuf;
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Everything that can go wrong, from a missing file to a NaN loss.
+///
+/// `path` fields name the file concerned; `what` fields say what is wrong
+/// in words meant for the user.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// Reading or writing a file failed.
     #[error("{path}: {source}")]
     Io {
+        /// The file.
         path: PathBuf,
+        /// The operating system's error.
         #[source]
         source: std::io::Error,
     },
+    /// A text file is not UTF-8.
     #[error("{path}: not valid UTF-8 (first bad byte at offset {offset})")]
-    InvalidUtf8 { path: PathBuf, offset: usize },
+    InvalidUtf8 {
+        /// The file.
+        path: PathBuf,
+        /// Byte offset of the first invalid sequence.
+        offset: usize,
+    },
+    /// A text file holds no characters.
     #[error("{path}: the text is empty")]
-    EmptyText { path: PathBuf },
+    EmptyText {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The text cannot make one window.
     #[error("the text has {chars} characters, fewer than one window needs ({needed} = maxlen + 1)")]
-    TextTooShort { chars: usize, needed: usize },
+    TextTooShort {
+        /// Characters in the text.
+        chars: usize,
+        /// Characters one window and its target need.
+        needed: usize,
+    },
+    /// A prepared corpus file is malformed.
     #[error("{path}: not a valid prepared corpus file: {what}")]
-    CorpusFormat { path: PathBuf, what: String },
+    CorpusFormat {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        what: String,
+    },
+    /// A checkpoint file is malformed or corrupt.
     #[error("{path}: not a valid checkpoint: {what}")]
-    Checkpoint { path: PathBuf, what: String },
+    Checkpoint {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        what: String,
+    },
+    /// An argument (a CLI flag or its library counterpart) is out of range.
     #[error("invalid value for {name}: {what}")]
-    InvalidArgument { name: &'static str, what: String },
+    InvalidArgument {
+        /// The flag or parameter.
+        name: &'static str,
+        /// The value and what is allowed.
+        what: String,
+    },
+    /// Text to encode holds a character the model does not know.
     #[error("character {ch:?} is not in the model's vocabulary")]
-    UnknownChar { ch: char },
+    UnknownChar {
+        /// The character.
+        ch: char,
+    },
+    /// A batch's loss was NaN or infinite.
     #[error("the loss became {value} at epoch {epoch}, batch {batch}")]
     NonFiniteLoss {
+        /// Epoch, 1-based.
         epoch: usize,
+        /// Batch within the epoch, 1-based.
         batch: usize,
+        /// The loss.
         value: f32,
     },
+    /// The divergence guard stopped the run.
     #[error("training diverged: {what}")]
-    Diverged { what: String },
+    Diverged {
+        /// What diverged, and how often the run was rolled back.
+        what: String,
+    },
+    /// Fetching the corpus failed or gave the wrong file.
     #[error("could not download {url}: {what}")]
-    Download { url: String, what: String },
+    Download {
+        /// Where from.
+        url: String,
+        /// What went wrong.
+        what: String,
+    },
+    /// A backend cannot run in this build or on this machine.
     #[error("the {backend} backend is not available: {what}")]
-    BackendUnavailable { backend: &'static str, what: String },
+    BackendUnavailable {
+        /// `cpu`, `cuda` or `sim`.
+        backend: &'static str,
+        /// Why not.
+        what: String,
+    },
+    /// A "text" file looks binary.
     #[error("{path}: looks like a binary file (NUL byte at offset {offset}), not text")]
-    BinaryText { path: PathBuf, offset: usize },
+    BinaryText {
+        /// The file.
+        path: PathBuf,
+        /// Byte offset of the first NUL.
+        offset: usize,
+    },
+    /// Probabilities that cannot be sampled (NaN, negative, all zero).
     #[error("the model's prediction is unusable: {what}")]
-    BadPrediction { what: String },
+    BadPrediction {
+        /// Which row and value.
+        what: String,
+    },
+    /// The GPU (or the simulated one) failed.
     #[error(transparent)]
     Device(#[from] crate::gpu::device::DeviceError),
+    /// The PTX simulator caught a kernel bug.
     #[error("PTX simulator, kernel {kernel}: {what}")]
-    Sim { kernel: String, what: String },
+    Sim {
+        /// The kernel.
+        kernel: String,
+        /// The bug, with block, thread, PTX line and address.
+        what: String,
+    },
+    /// A Keras or PyTorch weight file cannot be imported (or exported).
+    #[error("{path}: not a usable {format} weight file: {what}")]
+    Interop {
+        /// The file.
+        path: PathBuf,
+        /// `keras` or `pytorch`.
+        format: &'static str,
+        /// What is wrong with it.
+        what: String,
+    },
 }
 
 impl Error {
@@ -121,6 +212,16 @@ impl Error {
                 "the checkpoint may hold NaN weights (use an earlier epoch's file), or try --device cpu".into()
             }
             Error::Device(e) => e.hint().into(),
+            Error::Interop { format: "keras", .. } => {
+                "pass an .npz from `charlstm-cuda export --format keras`, or from Keras with \
+                 np.savez(path, *model.get_weights())"
+                    .into()
+            }
+            Error::Interop { .. } => {
+                "pass a .safetensors from `charlstm-cuda export --format pytorch`, or from PyTorch \
+                 with safetensors.torch.save_file(model.state_dict(), path)"
+                    .into()
+            }
             Error::Sim { .. } => {
                 "the kernel (or its launch) has a bug the simulator caught: fix it at the PTX line named (compare `nvcc --ptx` output with the .cu source)".into()
             }

@@ -59,6 +59,68 @@ pub enum Command {
         drawn from a fresh seed each run (printed); --seed replays one.\n\nExamples:\n  \
         charlstm-cuda selftest\n  charlstm-cuda selftest --device sim --seed 42 --json")]
     Selftest(SelftestArgs),
+    /// Write a checkpoint's weights for Keras (.npz) or PyTorch (.safetensors).
+    #[command(
+        after_help = "The file carries the vocabulary and maxlen too; the README shows \
+        the few lines of Python that load it.\n\nExamples:\n  \
+        charlstm-cuda export --checkpoint runs/n/last.safetensors -o n.npz\n  \
+        charlstm-cuda export --checkpoint runs/n/last.safetensors --format pytorch -o n.pt.safetensors"
+    )]
+    Export(ExportArgs),
+    /// Make a checkpoint from Keras (.npz) or PyTorch (.safetensors) weights.
+    #[command(
+        after_help = "A file from `export` needs nothing else. Weights saved by Keras \
+        (np.savez(path, *model.get_weights())) or PyTorch \
+        (safetensors.torch.save_file(model.state_dict(), path)) need the vocabulary: \
+        --vocab-from the training text, a prepared corpus or a checkpoint.\n\nExamples:\n  \
+        charlstm-cuda import n.npz -o runs/k/last.safetensors\n  \
+        charlstm-cuda import --format pytorch torch.safetensors --vocab-from nietzsche.txt -o t.safetensors"
+    )]
+    Import(ImportArgs),
+}
+
+/// The framework of `export` / `import`.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FormatArg {
+    /// Keras 3: an .npz of the arrays `model.set_weights()` takes.
+    Keras,
+    /// PyTorch: a safetensors state dict of `lstm` (nn.LSTM) and `fc` (nn.Linear).
+    Pytorch,
+}
+
+#[derive(Args, Debug)]
+pub struct ExportArgs {
+    /// A checkpoint written by `train` or `import`.
+    #[arg(long)]
+    pub checkpoint: PathBuf,
+    /// keras or pytorch [default: from the output's extension, .npz or .safetensors].
+    #[arg(long, value_enum)]
+    pub format: Option<FormatArg>,
+    /// Where to write the weights.
+    #[arg(short, long)]
+    pub output: PathBuf,
+}
+
+#[derive(Args, Debug)]
+pub struct ImportArgs {
+    /// The weights: an .npz (keras) or a .safetensors (pytorch).
+    pub file: PathBuf,
+    /// keras or pytorch [default: from the file's extension].
+    #[arg(long, value_enum)]
+    pub format: Option<FormatArg>,
+    /// Vocabulary source when the file has none: a checkpoint (.safetensors, also gives
+    /// maxlen and case), a prepared corpus or the training text.
+    #[arg(long, value_name = "PATH")]
+    pub vocab_from: Option<PathBuf>,
+    /// Window length [default: the file's, else --vocab-from's checkpoint's, else 60].
+    #[arg(long)]
+    pub maxlen: Option<usize>,
+    /// The model was trained on text that kept its case (Keras lower-cases).
+    #[arg(long)]
+    pub keep_case: bool,
+    /// The checkpoint to write.
+    #[arg(short, long)]
+    pub output: PathBuf,
 }
 
 #[derive(Args, Debug)]

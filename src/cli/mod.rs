@@ -4,6 +4,7 @@ mod args;
 mod bench;
 mod config;
 mod generate;
+mod interop;
 mod interrupt;
 mod printer;
 mod report;
@@ -38,5 +39,7 @@ pub fn run() -> Result<ExitCode> {
         Command::Selftest(a) => selftest::selftest(a),
         Command::Report(a) => report::report(a),
         Command::Completions(a) => report::completions(a),
+        Command::Export(a) => interop::export(a),
+        Command::Import(a) => interop::import(a),
     }
 }

@@ -1,11 +1,14 @@
-//! Hyper-parameters, parameter layout, initialisation and checkpoints.
+//! Hyper-parameters, parameter layout, initialisation, checkpoints and the
+//! trained [`Model`].
 
 mod checkpoint;
 mod hyper;
 mod init;
 mod params;
+mod trained;
 
 pub use checkpoint::{Checkpoint, TrainState};
 pub use hyper::Hyper;
 pub use init::init_params;
 pub use params::{GATE_C, GATE_F, GATE_I, GATE_O, Grads, Params, TENSOR_NAMES};
+pub use trained::Model;

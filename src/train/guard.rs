@@ -64,15 +64,22 @@ impl Default for DivergenceGuard {
 pub enum Divergence {
     /// A batch's loss was NaN or infinite.
     NonFinite {
+        /// Epoch, 1-based.
         epoch: usize,
+        /// Batch within the epoch, 1-based.
         batch: usize,
+        /// The loss.
         value: f32,
     },
     /// An epoch's loss jumped above `factor` x the best epoch's.
     Jump {
+        /// The epoch that jumped, 1-based.
         epoch: usize,
+        /// Its loss.
         loss: f64,
+        /// The best epoch so far (0: the start of the run).
         best_epoch: usize,
+        /// The best epoch's loss.
         best_loss: f64,
     },
 }

@@ -1,10 +1,12 @@
 //! The training loop: epochs, shuffling, callbacks, checkpoints and metrics.
 
+mod builder;
 mod engine;
 mod guard;
 mod observer;
 mod trainer;
 
+pub use builder::TrainerBuilder;
 pub use engine::{Backend, Device, Engine, generate_by_predict};
 pub use guard::{Divergence, DivergenceGuard, OnDivergence};
 pub use observer::{BatchEvent, Control, EpochEvent, Observer, RollbackEvent, Sample, Silent};

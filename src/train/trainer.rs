@@ -94,6 +94,8 @@ pub struct Trainer<'c> {
     /// Logged batches not yet appended to `batches.jsonl` (written with
     /// the epoch's metrics line, or on a stop).
     batch_log: Vec<BatchRow>,
+    /// What `Device::resolve` said about the backend (the builder keeps it).
+    notice: Option<String>,
 }
 
 impl<'c> Trainer<'c> {
@@ -204,7 +206,26 @@ impl<'c> Trainer<'c> {
             engine,
             state,
             batch_log: Vec::new(),
+            notice: None,
         })
+    }
+
+    /// Keeps the backend notice of the constructor that made `self`.
+    pub(super) fn with_notice(mut self, notice: Option<String>) -> Self {
+        self.notice = notice;
+        self
+    }
+
+    /// What device resolution said when the trainer was built by
+    /// [`Trainer::builder`] (e.g. "device auto: using cpu (no NVIDIA
+    /// driver found)"); the library never prints it, the caller may.
+    pub fn notice(&self) -> Option<&str> {
+        self.notice.as_deref()
+    }
+
+    /// The backend the engine runs on.
+    pub fn backend(&self) -> Backend {
+        self.engine.backend()
     }
 
     /// Hyper-parameters of the run.

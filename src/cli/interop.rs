@@ -1,0 +1,101 @@
+//! `export` and `import`: a checkpoint's weights to and from Keras / PyTorch.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use charlstm_cuda::corpus::{OneHotCorpus, Vocab, normalize, read_text};
+use charlstm_cuda::interop::{self, ImportOptions};
+use charlstm_cuda::{Checkpoint, Error, Format, Model, Result};
+
+use super::args::{ExportArgs, FormatArg, ImportArgs};
+
+/// `--format`, else what the file name says.
+fn format_of(arg: Option<FormatArg>, path: &Path) -> Result<Format> {
+    if let Some(f) = arg {
+        return Ok(match f {
+            FormatArg::Keras => Format::Keras,
+            FormatArg::Pytorch => Format::Pytorch,
+        });
+    }
+    Format::from_path(path).ok_or_else(|| Error::InvalidArgument {
+        name: "--format",
+        what: format!(
+            "missing, and {} does not end in .npz (keras) or .safetensors (pytorch)",
+            path.display()
+        ),
+    })
+}
+
+pub fn export(a: ExportArgs) -> Result<ExitCode> {
+    let format = format_of(a.format, &a.output)?;
+    let model = Model::load(&a.checkpoint)?;
+    create_parent(&a.output)?;
+    interop::export(&model, format, &a.output)?;
+    println!(
+        "{}: {format} weights, V={} H={} maxlen={}{}",
+        a.output.display(),
+        model.vocab().len(),
+        model.hidden(),
+        model.maxlen(),
+        if model.lowercase() {
+            ", lower-cased input"
+        } else {
+            ""
+        }
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn import(a: ImportArgs) -> Result<ExitCode> {
+    let format = format_of(a.format, &a.file)?;
+    let mut options = ImportOptions {
+        maxlen: a.maxlen,
+        lowercase: a.keep_case.then_some(false),
+        ..ImportOptions::default()
+    };
+    if let Some(from) = &a.vocab_from {
+        let (vocab, maxlen, lowercase) = vocab_from(from, !a.keep_case)?;
+        options.vocab = Some(vocab);
+        options.maxlen = options.maxlen.or(maxlen);
+        options.lowercase = options.lowercase.or(Some(lowercase));
+    }
+    let model = interop::import(&a.file, format, &options)?;
+    create_parent(&a.output)?;
+    model.save(&a.output)?;
+    println!(
+        "{}: checkpoint from {format} weights {}, V={} H={} maxlen={}",
+        a.output.display(),
+        a.file.display(),
+        model.vocab().len(),
+        model.hidden(),
+        model.maxlen()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The vocabulary (and, from a checkpoint, maxlen) of a checkpoint, a
+/// prepared corpus or a text; lower-casing as the source says, or as asked
+/// for a text.
+fn vocab_from(path: &Path, lowercase: bool) -> Result<(Vocab, Option<usize>, bool)> {
+    if path.extension().is_some_and(|e| e == "safetensors") {
+        let c = Checkpoint::load(path)?;
+        let lowercase = c.hyper.lowercase;
+        return Ok((Vocab::from_chars(c.vocab)?, Some(c.hyper.maxlen), lowercase));
+    }
+    if OneHotCorpus::is_prepared(path)? {
+        let c = OneHotCorpus::open(path)?;
+        return Ok((c.vocab().clone(), None, c.lowercase()));
+    }
+    let text = normalize(&read_text(path)?, lowercase);
+    Ok((Vocab::from_text(&text), None, lowercase))
+}
+
+/// `import -o runs/new/last.safetensors` should not need a `mkdir` first.
+fn create_parent(path: &Path) -> Result<()> {
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => {
+            std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))
+        }
+        _ => Ok(()),
+    }
+}

@@ -1,0 +1,110 @@
+//! Keras: `.npz` arrays in `model.set_weights()` order.
+//!
+//! Our layout *is* Keras' (DESIGN §1), so the weights go out as they are.
+//! Read back: our own names, or `arr_0` .. `arr_4`, which is what
+//! `np.savez(path, *model.get_weights())` writes from a Keras model.
+
+use super::npz::{Array, Data, read_npz, write_npz};
+use super::{Found, dims, expect_shape};
+use crate::model::{Model, Params, TENSOR_NAMES};
+
+/// Names of the metadata arrays next to the weights.
+const VOCAB: &str = "vocab";
+const MAXLEN: &str = "maxlen";
+const LOWERCASE: &str = "lowercase";
+
+pub(super) fn to_bytes(model: &Model) -> Result<Vec<u8>, String> {
+    let p = model.params();
+    let mut arrays: Vec<Array> = TENSOR_NAMES
+        .iter()
+        .zip(p.tensors())
+        .zip(p.shapes())
+        .map(|((name, data), shape)| Array {
+            name: name.to_string(),
+            shape,
+            data: Data::F32(data.to_vec()),
+        })
+        .collect();
+    let chars = model.vocab().chars().to_vec();
+    arrays.push(Array {
+        name: VOCAB.into(),
+        shape: vec![chars.len()],
+        data: Data::Chars(chars),
+    });
+    arrays.push(Array {
+        name: MAXLEN.into(),
+        shape: vec![],
+        data: Data::Int(vec![model.maxlen() as i64]),
+    });
+    arrays.push(Array {
+        name: LOWERCASE.into(),
+        shape: vec![],
+        data: Data::Bool(vec![model.lowercase()]),
+    });
+    write_npz(&arrays)
+}
+
+pub(super) fn from_bytes(bytes: &[u8]) -> Result<Found, String> {
+    if bytes.starts_with(b"\x89HDF") {
+        return Err("this is HDF5 (Keras' .weights.h5), not .npz: in Python, \
+             np.savez(path, *model.get_weights()) writes what this reads"
+            .into());
+    }
+    let arrays = read_npz(bytes)?;
+    let find = |name: &str| arrays.iter().find(|a| a.name == name);
+    // Our names, else np.savez's positional ones.
+    let weights: Vec<&Array> = if TENSOR_NAMES.iter().all(|n| find(n).is_some()) {
+        TENSOR_NAMES.iter().filter_map(|n| find(n)).collect()
+    } else if let Some(w) = (0..5)
+        .map(|i| find(&format!("arr_{i}")))
+        .collect::<Option<Vec<_>>>()
+    {
+        w
+    } else {
+        let names: Vec<&str> = arrays.iter().map(|a| a.name.as_str()).collect();
+        return Err(format!(
+            "expected arrays {} (or arr_0 .. arr_4 from np.savez(path, *model.get_weights())); \
+             it has {names:?}",
+            TENSOR_NAMES.join(", ")
+        ));
+    };
+    let kernel = weights[0];
+    let (v, h) = match kernel.shape.as_slice() {
+        [v, h4] => dims(&kernel.name, *v, *h4)?,
+        other => {
+            return Err(format!(
+                "`{}` has shape {other:?}, expected [V, 4H]",
+                kernel.name
+            ));
+        }
+    };
+    let mut params = Params::<f32>::zeros(v, h);
+    let shapes = params.shapes();
+    for ((a, dst), shape) in weights.iter().zip(params.tensors_mut()).zip(&shapes) {
+        expect_shape(&a.name, &a.shape, shape)?;
+        *dst = a
+            .to_f32()
+            .ok_or_else(|| format!("`{}` is not float32 or float64", a.name))?;
+    }
+    let vocab = match find(VOCAB).map(|a| &a.data) {
+        Some(Data::Chars(c)) => Some(c.clone()),
+        Some(_) => return Err(format!("`{VOCAB}` is not an array of characters (<U1)")),
+        None => None,
+    };
+    let maxlen = match find(MAXLEN).map(|a| &a.data) {
+        Some(Data::Int(n)) if n.len() == 1 && n[0] > 0 => Some(n[0] as usize),
+        Some(_) => return Err(format!("`{MAXLEN}` is not one positive integer")),
+        None => None,
+    };
+    let lowercase = match find(LOWERCASE).map(|a| &a.data) {
+        Some(Data::Bool(b)) if b.len() == 1 => Some(b[0]),
+        Some(_) => return Err(format!("`{LOWERCASE}` is not one boolean")),
+        None => None,
+    };
+    Ok(Found {
+        params,
+        vocab,
+        maxlen,
+        lowercase,
+    })
+}

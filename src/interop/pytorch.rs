@@ -1,0 +1,211 @@
+//! PyTorch: a safetensors state dict of `lstm = nn.LSTM(V, H, batch_first=True)`
+//! and `fc = nn.Linear(H, V)`, loadable with
+//! `model.load_state_dict(safetensors.torch.load_file(path))`.
+//!
+//! PyTorch stores `x @ W^T`-style weights: `weight_ih_l0` is `kernel^T`,
+//! `weight_hh_l0` is `recurrent_kernel^T`, `fc.weight` is `dense.kernel^T`.
+//! Its gates are i, f, g, o along the 4H axis, the same order as Keras'.
+//!
+//! Import accepts any module names as long as the LSTM is found by its
+//! suffixes (`weight_ih_l0`, ...) and the linear layer is `fc`, or the one
+//! other `*.weight` / `*.bias` pair. Multi-layer, bidirectional and projected
+//! LSTMs are refused by name: this model has none of them.
+
+use std::collections::HashMap;
+
+use safetensors::tensor::{Dtype, SafeTensors, TensorView};
+
+use super::{Found, dims, expect_shape, transpose};
+use crate::model::{Model, Params};
+
+const W_IH: &str = "lstm.weight_ih_l0";
+const W_HH: &str = "lstm.weight_hh_l0";
+const B_IH: &str = "lstm.bias_ih_l0";
+const B_HH: &str = "lstm.bias_hh_l0";
+const FC_W: &str = "fc.weight";
+const FC_B: &str = "fc.bias";
+
+pub(super) fn to_bytes(model: &Model) -> Result<Vec<u8>, String> {
+    let p = model.params();
+    let (v, h) = (p.vocab, p.hidden);
+    let tensors: [(&str, Vec<usize>, Vec<f32>); 6] = [
+        (W_IH, vec![4 * h, v], transpose(&p.kernel, v, 4 * h)),
+        (
+            W_HH,
+            vec![4 * h, h],
+            transpose(&p.recurrent_kernel, h, 4 * h),
+        ),
+        (B_IH, vec![4 * h], p.bias.clone()),
+        // PyTorch adds both biases; one carries Keras' bias, the other nothing.
+        (B_HH, vec![4 * h], vec![0.0; 4 * h]),
+        (FC_W, vec![v, h], transpose(&p.dense_kernel, h, v)),
+        (FC_B, vec![v], p.dense_bias.clone()),
+    ];
+    let bytes: Vec<Vec<u8>> = tensors
+        .iter()
+        .map(|(_, _, data)| data.iter().flat_map(|x| x.to_le_bytes()).collect())
+        .collect();
+    let mut views = Vec::with_capacity(tensors.len());
+    for ((name, shape, _), data) in tensors.iter().zip(&bytes) {
+        let view = TensorView::new(Dtype::F32, shape.clone(), data).map_err(|e| e.to_string())?;
+        views.push((name.to_string(), view));
+    }
+    let symbols: Vec<String> = model
+        .vocab()
+        .chars()
+        .iter()
+        .map(|c| c.to_string())
+        .collect();
+    let mut meta = HashMap::new();
+    // `format: pt` is what safetensors.torch.save_file writes; tools check it.
+    meta.insert("format".to_string(), "pt".to_string());
+    meta.insert(
+        "vocab".to_string(),
+        serde_json::to_string(&symbols).map_err(|e| e.to_string())?,
+    );
+    meta.insert("maxlen".to_string(), model.maxlen().to_string());
+    meta.insert("lowercase".to_string(), model.lowercase().to_string());
+    safetensors::serialize(views, Some(meta)).map_err(|e| e.to_string())
+}
+
+pub(super) fn from_bytes(bytes: &[u8]) -> Result<Found, String> {
+    let (_, header) =
+        SafeTensors::read_metadata(bytes).map_err(|e| format!("not a safetensors file ({e})"))?;
+    let st =
+        SafeTensors::deserialize(bytes).map_err(|e| format!("not a safetensors file ({e})"))?;
+    let names: Vec<String> = st.names().into_iter().map(String::from).collect();
+    let listed = || {
+        let mut n = names.clone();
+        n.sort();
+        format!("it has {n:?}")
+    };
+    for bad in ["_l1", "_reverse", "weight_hr_l0"] {
+        if let Some(n) = names.iter().find(|n| n.contains(bad)) {
+            return Err(format!(
+                "`{n}`: only a single-layer, unidirectional nn.LSTM without proj_size fits this model"
+            ));
+        }
+    }
+    let one = |suffix: &str| -> Result<String, String> {
+        let found: Vec<&String> = names.iter().filter(|n| n.ends_with(suffix)).collect();
+        match found.as_slice() {
+            [n] => Ok((*n).clone()),
+            [] => Err(format!("no tensor `*{suffix}`; {}", listed())),
+            _ => Err(format!("several tensors `*{suffix}`: {found:?}")),
+        }
+    };
+    let w_ih = one("weight_ih_l0")?;
+    let w_hh = one("weight_hh_l0")?;
+    let b_ih = one("bias_ih_l0")?;
+    let b_hh = one("bias_hh_l0")?;
+    let (fc_w, fc_b) = if names.iter().any(|n| n == FC_W) {
+        (FC_W.to_string(), FC_B.to_string())
+    } else {
+        let lstm = [&w_ih, &w_hh, &b_ih, &b_hh];
+        let rest: Vec<&String> = names.iter().filter(|n| !lstm.contains(n)).collect();
+        let w: Vec<&&String> = rest.iter().filter(|n| n.ends_with(".weight")).collect();
+        match w.as_slice() {
+            [w] => (
+                w.to_string(),
+                format!("{}.bias", w.trim_end_matches(".weight")),
+            ),
+            _ => {
+                return Err(format!(
+                    "cannot tell the linear layer (`fc.weight`); {}",
+                    listed()
+                ));
+            }
+        }
+    };
+    let get = |name: &str| -> Result<(Vec<usize>, Vec<f32>), String> {
+        let t = st
+            .tensor(name)
+            .map_err(|_| format!("no tensor `{name}`; {}", listed()))?;
+        Ok((t.shape().to_vec(), floats(name, t.dtype(), t.data())?))
+    };
+    let (shape, w_ih_data) = get(&w_ih)?;
+    let (v, h) = match shape.as_slice() {
+        [h4, v] => dims(&w_ih, *v, *h4)?,
+        other => return Err(format!("`{w_ih}` has shape {other:?}, expected [4H, V]")),
+    };
+    let mut params = Params::<f32>::zeros(v, h);
+    params.kernel = transpose(&w_ih_data, 4 * h, v);
+    let (shape, data) = get(&w_hh)?;
+    expect_shape(&w_hh, &shape, &[4 * h, h])?;
+    params.recurrent_kernel = transpose(&data, 4 * h, h);
+    let (shape, ih) = get(&b_ih)?;
+    expect_shape(&b_ih, &shape, &[4 * h])?;
+    let (shape, hh) = get(&b_hh)?;
+    expect_shape(&b_hh, &shape, &[4 * h])?;
+    // The cell computes x W_ih^T + b_ih + h W_hh^T + b_hh: one bias is their sum.
+    params.bias = ih.iter().zip(&hh).map(|(a, b)| a + b).collect();
+    let (shape, data) = get(&fc_w)?;
+    expect_shape(&fc_w, &shape, &[v, h])?;
+    params.dense_kernel = transpose(&data, v, h);
+    let (shape, data) = get(&fc_b)?;
+    expect_shape(&fc_b, &shape, &[v])?;
+    params.dense_bias = data;
+
+    let meta = header.metadata().clone().unwrap_or_default();
+    let vocab = match meta.get("vocab") {
+        Some(json) => {
+            let symbols: Vec<String> = serde_json::from_str(json)
+                .map_err(|e| format!("metadata `vocab` is not a JSON array of strings ({e})"))?;
+            let mut chars = Vec::with_capacity(symbols.len());
+            for s in symbols {
+                let mut it = s.chars();
+                match (it.next(), it.next()) {
+                    (Some(c), None) => chars.push(c),
+                    _ => return Err(format!("metadata `vocab` entry {s:?} is not one character")),
+                }
+            }
+            Some(chars)
+        }
+        None => None,
+    };
+    let maxlen = match meta.get("maxlen") {
+        Some(s) => Some(
+            s.parse::<usize>()
+                .ok()
+                .filter(|&n| n > 0)
+                .ok_or_else(|| format!("metadata `maxlen` = {s:?} is not a positive integer"))?,
+        ),
+        None => None,
+    };
+    let lowercase = match meta.get("lowercase").map(String::as_str) {
+        Some("true") => Some(true),
+        Some("false") => Some(false),
+        Some(s) => return Err(format!("metadata `lowercase` = {s:?} is not true or false")),
+        None => None,
+    };
+    Ok(Found {
+        params,
+        vocab,
+        maxlen,
+        lowercase,
+    })
+}
+
+/// A tensor's elements as f32: float32 as is, float64 / float16 / bfloat16
+/// converted (a model saved with `.double()` or `.half()` still imports).
+fn floats(name: &str, dtype: Dtype, data: &[u8]) -> Result<Vec<f32>, String> {
+    Ok(match dtype {
+        Dtype::F32 => data
+            .chunks_exact(4)
+            .map(|w| f32::from_le_bytes([w[0], w[1], w[2], w[3]]))
+            .collect(),
+        Dtype::F64 => data
+            .chunks_exact(8)
+            .map(|w| f64::from_le_bytes(w.try_into().expect("8 bytes")) as f32)
+            .collect(),
+        Dtype::F16 => data
+            .chunks_exact(2)
+            .map(|w| half::f16::from_le_bytes([w[0], w[1]]).to_f32())
+            .collect(),
+        Dtype::BF16 => data
+            .chunks_exact(2)
+            .map(|w| half::bf16::from_le_bytes([w[0], w[1]]).to_f32())
+            .collect(),
+        other => return Err(format!("`{name}` is {other:?}, not a float type")),
+    })
+}

@@ -1,0 +1,215 @@
+//! [`TrainerBuilder`]: the one way in for other crates — a corpus, then
+//! whatever differs from the notebook, then `build()`.
+//!
+//! The constructors it calls ([`Trainer::new`], [`Trainer::resume`]) stay
+//! public for callers that already use them; the builder adds the checks
+//! that mixing their arguments by hand would skip (a resumed run's shape, an
+//! imported model's H and vocabulary against the corpus).
+
+use std::path::PathBuf;
+
+use super::engine::{Backend, Device};
+use super::trainer::{TrainConfig, Trainer};
+use crate::corpus::OneHotCorpus;
+use crate::error::{Error, Result};
+use crate::model::{Checkpoint, Hyper, Model};
+
+/// What the run starts from.
+enum Start {
+    /// Keras initialisation from the seed.
+    Fresh,
+    /// A saved run, continued exactly.
+    Resume(Box<Checkpoint>),
+    /// Given weights (a loaded or imported model), fresh optimizer state.
+    Weights(Box<Model>),
+}
+
+/// Configures a [`Trainer`]; made by [`Trainer::builder`].
+///
+/// Defaults: the notebook's [`Hyper`] and [`TrainConfig`] (no output
+/// directory: nothing is written to disk) and `Device::Auto` (CUDA when a
+/// usable GPU is found, else the CPU; [`Trainer::notice`] says which).
+///
+/// ```
+/// use charlstm_cuda::{Backend, Hyper, OneHotCorpus, Silent, TrainConfig, Trainer};
+///
+/// let text = "the will to power is the will to truth. ".repeat(20);
+/// let corpus = OneHotCorpus::from_text(&text, true)?;
+/// let mut trainer = Trainer::builder(&corpus)
+///     .hyper(Hyper { maxlen: 10, hidden: 16, batch: 32, epochs: 1, ..Hyper::default() })
+///     .config(TrainConfig { steps_per_epoch: Some(2), gen_length: 0, ..TrainConfig::default() })
+///     .backend(Backend::Cpu)
+///     .build()?;
+/// let summary = trainer.run(&mut Silent)?;
+/// assert_eq!(summary.state.epoch, 1);
+/// let model = trainer.model()?;
+/// assert_eq!(model.vocab(), corpus.vocab());
+/// # Ok::<(), charlstm_cuda::Error>(())
+/// ```
+pub struct TrainerBuilder<'c> {
+    corpus: &'c OneHotCorpus,
+    hyper: Option<Hyper>,
+    epochs: Option<usize>,
+    config: TrainConfig,
+    device: Device,
+    start: Start,
+}
+
+impl<'c> Trainer<'c> {
+    /// A builder for a run on `corpus`; see [`TrainerBuilder`].
+    pub fn builder(corpus: &'c OneHotCorpus) -> TrainerBuilder<'c> {
+        TrainerBuilder {
+            corpus,
+            hyper: None,
+            epochs: None,
+            config: TrainConfig::default(),
+            device: Device::Auto,
+            start: Start::Fresh,
+        }
+    }
+
+    /// The trained weights now, with the corpus' vocabulary and the run's
+    /// hyper-parameters: what to keep for prediction and generation.
+    pub fn model(&mut self) -> Result<Model> {
+        Model::from_checkpoint(self.checkpoint()?)
+    }
+}
+
+impl<'c> TrainerBuilder<'c> {
+    /// All hyper-parameters at once. `lowercase` is taken from the corpus,
+    /// which was normalised when it was made. With [`resume`](Self::resume)
+    /// only `epochs` and `lr` may differ from the checkpoint's.
+    pub fn hyper(mut self, hyper: Hyper) -> Self {
+        self.hyper = Some(hyper);
+        self
+    }
+
+    /// Run settings: steps per epoch, samples, output directory, divergence guard.
+    pub fn config(mut self, config: TrainConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Where to compute: a backend, or `Device::Auto`.
+    pub fn device(mut self, device: Device) -> Self {
+        self.device = device;
+        self
+    }
+
+    /// Shorthand for `device(Device::Exact(backend))`.
+    pub fn backend(self, backend: Backend) -> Self {
+        self.device(Device::Exact(backend))
+    }
+
+    /// Epochs in total (with [`resume`](Self::resume): the new total);
+    /// wins over the `epochs` of [`hyper`](Self::hyper), whatever the order.
+    pub fn epochs(mut self, epochs: usize) -> Self {
+        self.epochs = Some(epochs);
+        self
+    }
+
+    /// Batches per epoch at most (Keras' `steps_per_epoch`).
+    pub fn steps_per_epoch(mut self, steps: usize) -> Self {
+        self.config.steps_per_epoch = Some(steps);
+        self
+    }
+
+    /// Directory for checkpoints and `metrics.jsonl` (none by default).
+    pub fn out(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.config.out = Some(dir.into());
+        self
+    }
+
+    /// Continues the run saved in `checkpoint`: same data order and random
+    /// streams; the corpus must be the one it started on.
+    pub fn resume(mut self, checkpoint: Checkpoint) -> Self {
+        self.start = Start::Resume(Box::new(checkpoint));
+        self
+    }
+
+    /// Starts from `model`'s weights (e.g. imported from Keras or PyTorch)
+    /// with a fresh optimizer: fine-tuning. Its vocabulary must be the
+    /// corpus'; without [`hyper`](Self::hyper) the model's own are used.
+    pub fn weights(mut self, model: Model) -> Self {
+        self.start = Start::Weights(Box::new(model));
+        self
+    }
+
+    /// Checks everything and creates the engine (for `cuda`, the device
+    /// buffers; for `auto`, the GPU probe).
+    pub fn build(self) -> Result<Trainer<'c>> {
+        let corpus = self.corpus;
+        let epochs = |mut h: Hyper| {
+            if let Some(e) = self.epochs {
+                h.epochs = e;
+            }
+            h
+        };
+        let (trainer, notice) = match self.start {
+            Start::Fresh => {
+                let mut hyper = epochs(self.hyper.unwrap_or_default());
+                hyper.lowercase = corpus.lowercase();
+                Trainer::new(corpus, hyper, self.config, self.device)?
+            }
+            Start::Resume(mut checkpoint) => {
+                if let Some(hyper) = &self.hyper {
+                    same_run(&checkpoint.hyper, hyper)?;
+                    checkpoint.hyper.epochs = hyper.epochs;
+                    checkpoint.hyper.lr = hyper.lr;
+                }
+                checkpoint.hyper = epochs(checkpoint.hyper);
+                Trainer::resume(corpus, *checkpoint, self.config, self.device)?
+            }
+            Start::Weights(model) => {
+                let mut hyper = epochs(self.hyper.unwrap_or_else(|| model.hyper().clone()));
+                if hyper.hidden != model.hidden() {
+                    return Err(Error::InvalidArgument {
+                        name: "hidden",
+                        what: format!(
+                            "{} differs from the model's H={}; leave it at the model's",
+                            hyper.hidden,
+                            model.hidden()
+                        ),
+                    });
+                }
+                hyper.lowercase = corpus.lowercase();
+                let mut checkpoint = model.to_checkpoint();
+                checkpoint.hyper = hyper;
+                // `resume` checks the vocabulary and lower-casing against
+                // the corpus; the state is a fresh run's.
+                Trainer::resume(corpus, checkpoint, self.config, self.device)?
+            }
+        };
+        Ok(trainer.with_notice(notice))
+    }
+}
+
+/// A resumed run keeps its data order and model: only `epochs` and `lr` may change.
+fn same_run(saved: &Hyper, asked: &Hyper) -> Result<()> {
+    let fields = [
+        ("maxlen", saved.maxlen as u64, asked.maxlen as u64),
+        ("step", saved.step as u64, asked.step as u64),
+        ("hidden", saved.hidden as u64, asked.hidden as u64),
+        ("batch", saved.batch as u64, asked.batch as u64),
+        ("seed", saved.seed, asked.seed),
+    ];
+    for (name, was, now) in fields {
+        if was != now {
+            return Err(Error::InvalidArgument {
+                name: "hyper",
+                what: format!(
+                    "{name} = {now} differs from the resumed run's {was} (only epochs and lr may change)"
+                ),
+            });
+        }
+    }
+    let same_float = |a: f32, b: f32| a.to_bits() == b.to_bits();
+    if !same_float(saved.rho, asked.rho) || !same_float(saved.eps, asked.eps) {
+        return Err(Error::InvalidArgument {
+            name: "hyper",
+            what: "rho or eps differs from the resumed run's (only epochs and lr may change)"
+                .into(),
+        });
+    }
+    Ok(())
+}
