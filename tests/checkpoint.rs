@@ -190,6 +190,22 @@ fn malformed_metadata_and_tensors_are_named() {
         }),
         "state",
     );
+    // Counters no run reaches would overflow when training continues.
+    for (field, value) in [
+        ("batch", "18446744073709551615"),
+        ("seen", "4294967296"),
+        ("epoch", "4294967296"),
+        ("step", "18446744073709551615"),
+    ] {
+        let mut state = serde_json::to_value(&c.state).expect("state json");
+        state[field] = serde_json::from_str(value).expect("number");
+        expect_refused(
+            &custom(&c, |m, _| {
+                m.insert("state".into(), state.to_string());
+            }),
+            &format!("`{field}` is {value}"),
+        );
+    }
     expect_refused(
         &custom(&c, |_, t| t.retain(|x| x.0 != "dense.bias")),
         "`dense.bias` is missing",

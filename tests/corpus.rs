@@ -5,7 +5,9 @@ mod common;
 use common::nietzsche_file;
 
 use charlstm_cuda::Error;
-use charlstm_cuda::corpus::{OneHotCorpus, Vocab, Windows, epoch_order, read_text};
+use charlstm_cuda::corpus::{
+    OneHotCorpus, Vocab, Windows, epoch_order, read_text, text_from_bytes,
+};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -377,3 +379,48 @@ fn nietzsche_counts_and_prepare_time() {
         40 + 64 + 600_893 * 8
     );
 }
+
+#[test]
+fn from_bytes_agrees_with_open_and_names_the_source() {
+    let (_dir, path, bytes) = saved(TEXT, true);
+    let disk = OneHotCorpus::open(&path).unwrap();
+    let mem = OneHotCorpus::from_bytes(&bytes, Path::new("mem.onehot")).unwrap();
+    assert_eq!(mem.words(), disk.words());
+    assert_eq!(mem.vocab(), disk.vocab());
+    assert_eq!(mem.lowercase(), disk.lowercase());
+    assert_eq!(mem.rows(), disk.rows());
+    let mut bad = bytes.clone();
+    bad[HEADER_END] ^= 1;
+    match OneHotCorpus::from_bytes(&bad, Path::new("mem.onehot")) {
+        Err(e @ Error::CorpusFormat { .. }) => {
+            let msg = e.to_string();
+            assert_has(&msg, "mem.onehot");
+            assert_has(&msg, "checksum");
+        }
+        other => panic!("expected CorpusFormat, got {:?}", other.err()),
+    }
+}
+
+#[test]
+fn text_from_bytes_is_read_text_without_the_file() {
+    let name = Path::new("mem.txt");
+    assert_eq!(
+        text_from_bytes(b"\xef\xbb\xbfa\r\nb\rc".to_vec(), name).unwrap(),
+        "a\nb\nc"
+    );
+    match text_from_bytes(b"ab\xffc".to_vec(), name) {
+        Err(Error::InvalidUtf8 { path, offset: 2 }) => assert_eq!(path, name),
+        other => panic!("expected InvalidUtf8 at 2, got {other:?}"),
+    }
+    assert!(matches!(
+        text_from_bytes(b"a\0".to_vec(), name),
+        Err(Error::BinaryText { offset: 1, .. })
+    ));
+    assert!(matches!(
+        text_from_bytes(b"\xef\xbb\xbf".to_vec(), name),
+        Err(Error::EmptyText { .. })
+    ));
+}
+
+/// First byte after the fixed header (the vocab's first byte).
+const HEADER_END: usize = 40;

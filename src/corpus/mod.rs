@@ -9,6 +9,6 @@ mod vocab;
 mod windows;
 
 pub use onehot::OneHotCorpus;
-pub use text::{normalize, read_text};
+pub use text::{normalize, read_text, text_from_bytes};
 pub use vocab::Vocab;
 pub use windows::{Windows, epoch_order};

@@ -194,6 +194,31 @@ impl OneHotCorpus {
         Ok(corpus)
     }
 
+    /// Parses a prepared corpus file held in memory (copying the rows), with
+    /// the same checks as [`OneHotCorpus::open`]; `path` only names the
+    /// source in errors.
+    pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<Self> {
+        let bad = |what: String| Error::CorpusFormat {
+            path: path.into(),
+            what,
+        };
+        let layout = check_layout(bytes).map_err(bad)?;
+        // `check_layout` proved the data runs from the offset to the end, in whole words.
+        let words = bytes[layout.data_offset..]
+            .chunks_exact(8)
+            .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")))
+            .collect();
+        let corpus = OneHotCorpus {
+            vocab: layout.vocab,
+            lowercase: layout.lowercase,
+            rows: layout.rows,
+            words_per_row: layout.words_per_row,
+            storage: Storage::Owned(words),
+        };
+        check_rows(corpus.words(), corpus.words_per_row, corpus.vocab.len()).map_err(bad)?;
+        Ok(corpus)
+    }
+
     /// Writes the prepared corpus file (temp file + rename).
     pub fn save(&self, path: &Path) -> Result<()> {
         let vocab: String = self.vocab.chars().iter().collect();

@@ -20,6 +20,11 @@ use std::path::Path;
 /// Whichever problem comes first in the file is the one reported.
 pub fn read_text(path: &Path) -> Result<String> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    text_from_bytes(bytes, path)
+}
+
+/// [`read_text`] for bytes already in memory; `path` only names the source in errors.
+pub fn text_from_bytes(bytes: Vec<u8>, path: &Path) -> Result<String> {
     let text = decode(path, bytes)?;
     let text = text
         .strip_prefix('\u{feff}')

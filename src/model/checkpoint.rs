@@ -47,6 +47,27 @@ pub struct TrainState {
     pub epoch_losses: Vec<f64>,
 }
 
+impl TrainState {
+    /// Checks the counters are ones a run can reach, so that continuing from
+    /// them cannot overflow: an epoch has at most `u32::MAX` windows (see
+    /// [`crate::Windows::new`]), hence as many batches, and Philox streams
+    /// are indexed by a `u32` epoch. The error names the field.
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        const MAX: u64 = u32::MAX as u64;
+        for (name, value, max) in [
+            ("epoch", self.epoch as u64, MAX),
+            ("batch", self.batch as u64, MAX),
+            ("seen", self.seen, MAX),
+            ("step", self.step, u64::MAX / 2),
+        ] {
+            if value > max {
+                return Err(format!("`{name}` is {value}, but no run gets past {max}"));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Everything a checkpoint file holds.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Checkpoint {
@@ -167,6 +188,9 @@ impl Checkpoint {
             .map_err(|e| bad(format!("metadata `hyper`: {e}")))?;
         let state: TrainState = serde_json::from_str(get("state")?)
             .map_err(|e| bad(format!("metadata `state` is invalid ({e})")))?;
+        state
+            .validate()
+            .map_err(|e| bad(format!("metadata `state`: {e}")))?;
         for (key, value) in [
             ("maxlen", hyper.maxlen.to_string()),
             ("step", hyper.step.to_string()),
@@ -178,16 +202,14 @@ impl Checkpoint {
             }
         }
 
+        // Every tensor's dtype and shape is checked before anything is
+        // allocated, so the sizes below are bounded by the file's length
+        // (safetensors checked each tensor's bytes lie inside the file).
         let (v, h) = (vocab.len(), hyper.hidden);
-        let mut params = Params::<f32>::zeros(v, h);
-        let mut rmsprop = Params::<f32>::zeros(v, h);
-        let shapes = params.shapes();
-        let has_rmsprop = tensors.names().iter().any(|n| n.starts_with("rmsprop."));
-        for (prefix, target) in [("", &mut params), ("rmsprop.", &mut rmsprop)] {
-            if prefix == "rmsprop." && !has_rmsprop {
-                continue;
-            }
-            for ((name, dst), shape) in TENSOR_NAMES.iter().zip(target.tensors_mut()).zip(&shapes) {
+        let shapes = Params::<f32>::shapes_for(v, h);
+        let load = |prefix: &str| -> Result<Params<f32>> {
+            let mut views = Vec::with_capacity(TENSOR_NAMES.len());
+            for (name, shape) in TENSOR_NAMES.iter().zip(&shapes) {
                 let full = format!("{prefix}{name}");
                 let view = tensors
                     .tensor(&full)
@@ -204,11 +226,43 @@ impl Checkpoint {
                         view.shape()
                     )));
                 }
-                for (d, chunk) in dst.iter_mut().zip(view.data().chunks_exact(4)) {
-                    *d = f32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
+                let want = shape.iter().product::<usize>() * 4;
+                if view.data().len() != want {
+                    return Err(bad(format!(
+                        "tensor `{full}` holds {} bytes, its shape needs {want}",
+                        view.data().len()
+                    )));
                 }
+                views.push(view);
             }
-        }
+            let data: Vec<Vec<f32>> = views
+                .iter()
+                .map(|view| {
+                    view.data()
+                        .chunks_exact(4)
+                        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                        .collect()
+                })
+                .collect();
+            let [kernel, recurrent_kernel, bias, dense_kernel, dense_bias]: [Vec<f32>; 5] =
+                data.try_into().expect("one view per tensor name");
+            Ok(Params {
+                vocab: v,
+                hidden: h,
+                kernel,
+                recurrent_kernel,
+                bias,
+                dense_kernel,
+                dense_bias,
+            })
+        };
+        let params = load("")?;
+        let has_rmsprop = tensors.names().iter().any(|n| n.starts_with("rmsprop."));
+        let rmsprop = if has_rmsprop {
+            load("rmsprop.")?
+        } else {
+            Params::zeros(v, h)
+        };
         let expected = get("checksum")?;
         let mut crc = crc32fast::Hasher::new();
         let mut names = tensors.names();

@@ -67,7 +67,12 @@ impl<F: Copy + Default> Params<F> {
 
     /// Shapes of the tensors, in [`TENSOR_NAMES`] order.
     pub fn shapes(&self) -> [Vec<usize>; 5] {
-        let (v, h) = (self.vocab, self.hidden);
+        Self::shapes_for(self.vocab, self.hidden)
+    }
+
+    /// Shapes of the tensors for `V = vocab`, `H = hidden`, in [`TENSOR_NAMES`] order.
+    pub fn shapes_for(vocab: usize, hidden: usize) -> [Vec<usize>; 5] {
+        let (v, h) = (vocab, hidden);
         [
             vec![v, 4 * h],
             vec![h, 4 * h],
