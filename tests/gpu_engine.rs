@@ -5,7 +5,9 @@
 //! generic over `GpuDevice`: the simulator runs it here, a GPU with the same
 //! body. Random text and shapes, fresh every run (seed printed;
 //! CHARLSTM_TEST_SEED replays). Bound `|err| <= 1e-5 max|ref| + 1e-4 |ref|`
-//! per tensor, as in tests/lstm_kernels.rs.
+//! per tensor, as in tests/lstm_kernels.rs; for the weights and RMSprop
+//! state after a step the absolute part is 1e-4 max|ref| (`WEIGHT_FLOOR`
+//! says why).
 
 mod common;
 use common::{Rng, seed};
@@ -18,13 +20,19 @@ use charlstm_cuda::sample::Strategy;
 use charlstm_cuda::train::{Backend, Engine};
 
 fn check(name: &str, got: &[f32], want: &[f32]) {
+    check_with(name, got, want, 1e-5);
+}
+
+/// `|err| <= floor * max|ref| + 1e-4 |ref|` element-wise.
+fn check_with(name: &str, got: &[f32], want: &[f32], floor: f64) {
     assert_eq!(got.len(), want.len(), "{name}: length");
     let scale = want.iter().fold(0f64, |m, &w| m.max(f64::from(w).abs()));
-    let (abs, rel) = (1e-5 * scale, 1e-4);
-    let (mut max_rel, mut bad) = (0f64, Vec::new());
+    let (abs, rel) = (floor * scale, 1e-4);
+    let (mut max_rel, mut max_abs, mut bad) = (0f64, 0f64, Vec::new());
     for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
         let (g, w) = (f64::from(g), f64::from(w));
         let err = (g - w).abs();
+        max_abs = max_abs.max(err);
         if w.abs() > abs {
             max_rel = max_rel.max(err / w.abs());
         }
@@ -33,8 +41,9 @@ fn check(name: &str, got: &[f32], want: &[f32]) {
         }
     }
     println!(
-        "  {name:<28} {:>6} values  max rel err {max_rel:.2e}",
-        got.len()
+        "  {name:<28} {:>6} values  max rel err {max_rel:.2e}  max err / max|ref| {:.1e}",
+        got.len(),
+        if scale > 0.0 { max_abs / scale } else { max_abs }
     );
     assert!(
         bad.is_empty(),
@@ -46,10 +55,28 @@ fn check(name: &str, got: &[f32], want: &[f32]) {
 }
 
 fn check_params(what: &str, got: &Params<f32>, want: &Params<f32>) {
+    check_params_with(what, got, want, 1e-5);
+}
+
+fn check_params_with(what: &str, got: &Params<f32>, want: &Params<f32>, floor: f64) {
     for ((name, g), w) in TENSOR_NAMES.iter().zip(got.tensors()).zip(want.tensors()) {
-        check(&format!("{what} {name}"), g, w);
+        check_with(&format!("{what} {name}"), g, w, floor);
     }
 }
+
+/// The absolute floor of the weights and RMSprop state after a step, as a
+/// fraction of the tensor's largest element: 1e-4, ten times the
+/// gradients'. RMSprop divides each gradient element by its own running
+/// scale, so an element whose gradients nearly cancel carries its absolute
+/// error (held to 1e-5 of the gradient tensor's largest element, above)
+/// into the weight amplified by the ratio of the two (at the first step,
+/// where the running scale is the gradient itself, an element whose
+/// gradient is ~eps moves by up to lr). The persistent backward sums dh in
+/// another order than the CPU; seen on the simulator: up to 1.4e-5 of the
+/// largest weight (H = 32, persistent), 2.3e-6 (H = 33, per-step). The
+/// RMSprop kernel itself is held to 1e-6 against the CPU in
+/// tests/kernels_vs_cpu.rs.
+const WEIGHT_FLOOR: f64 = 1e-4;
 
 /// Random text over `v` symbols (V > 64 gives two words per one-hot row).
 fn random_corpus(rng: &mut Rng, v: usize, len: usize) -> OneHotCorpus {
@@ -100,11 +127,13 @@ fn three_steps<D: GpuDevice>(dev: D, backend: Backend, rng: &mut Rng, c: &Case) 
         let got = gpu.train_batch(starts).expect("gpu step");
         check("loss", &[got], &[want]);
         check_params("grad", &gpu.grads().expect("grads"), cpu.grads());
-        check_params("weight", &gpu.params().unwrap(), &cpu.params().unwrap());
-        check_params(
+        let (gw, cw) = (gpu.params().unwrap(), cpu.params().unwrap());
+        check_params_with("weight", &gw, &cw, WEIGHT_FLOOR);
+        check_params_with(
             "rmsprop",
             &gpu.rmsprop_state().unwrap(),
             &cpu.rmsprop_state().unwrap(),
+            WEIGHT_FLOOR,
         );
     }
     // Eval and predict on the trained weights.
@@ -142,8 +171,9 @@ fn three_steps<D: GpuDevice>(dev: D, backend: Backend, rng: &mut Rng, c: &Case) 
     }
 }
 
-/// Fixed edge shapes (V > 64: two words per one-hot row; H > 32), then a
-/// random one; on a GPU also the notebook's shapes.
+/// Fixed edge shapes (V > 64: two words per one-hot row; H > 32; H = 24 and
+/// 32 run the persistent LSTM kernels, the others the per-step ones), then
+/// a random one; on a GPU also the notebook's shapes.
 fn cases(rng: &mut Rng, full: bool) -> Vec<Case> {
     let mut cases = vec![
         Case {
@@ -156,6 +186,20 @@ fn cases(rng: &mut Rng, full: bool) -> Vec<Case> {
             v: 9,
             h: 33,
             b: 2,
+            t: 3,
+        },
+        // The persistent LSTM kernels (H a multiple of 8): weights all in
+        // registers, then split between shared memory and registers.
+        Case {
+            v: 12,
+            h: 24,
+            b: 5,
+            t: 4,
+        },
+        Case {
+            v: 66,
+            h: 32,
+            b: 3,
             t: 3,
         },
         Case {

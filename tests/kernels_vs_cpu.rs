@@ -126,6 +126,9 @@ impl GpuDevice for RecordingDevice {
     fn max_shared_bytes(&self) -> u32 {
         self.max_shared
     }
+    fn multiprocessors(&self) -> u32 {
+        2
+    }
     fn time<F: FnOnce(&mut Self) -> Result<()>>(&mut self, f: F) -> Result<f64> {
         f(self).map(|()| 0.0)
     }

@@ -250,6 +250,9 @@ impl GpuDevice for Limited {
     fn max_shared_bytes(&self) -> u32 {
         self.max_shared
     }
+    fn multiprocessors(&self) -> u32 {
+        self.inner.multiprocessors()
+    }
     fn time<F: FnOnce(&mut Self) -> Result<()>>(&mut self, f: F) -> Result<f64> {
         f(self).map(|()| 0.0)
     }

@@ -95,6 +95,9 @@ impl GpuDevice for Faulty {
     fn max_shared_bytes(&self) -> u32 {
         self.inner.max_shared_bytes()
     }
+    fn multiprocessors(&self) -> u32 {
+        self.inner.multiprocessors()
+    }
     fn time<F: FnOnce(&mut Self) -> Result<()>>(&mut self, f: F) -> Result<f64> {
         let start = std::time::Instant::now();
         f(self)?;

@@ -52,6 +52,7 @@ pub struct CudaDevice {
     stream: Arc<CudaStream>,
     name: String,
     max_shared: u32,
+    multiprocessors: u32,
     modules: HashMap<String, Arc<CudaModule>>,
     /// Keyed by symbol: symbols are unique across our modules (`{op}_{direction}_{dtype}`).
     kernels: HashMap<String, Kernel>,
@@ -79,11 +80,15 @@ impl CudaDevice {
         let stream = ctx.new_stream().map_err(describe)?;
         let optin = CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN;
         let max_shared = ctx.attribute(optin).map_err(describe)?;
+        let sms = ctx
+            .attribute(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)
+            .map_err(describe)?;
         Ok(CudaDevice {
             ctx,
             stream,
             name,
             max_shared: u32::try_from(max_shared).unwrap_or(DEFAULT_SHARED_BYTES),
+            multiprocessors: u32::try_from(sms).unwrap_or(1).max(1),
             modules: HashMap::new(),
             kernels: HashMap::new(),
             allocations: BTreeMap::new(),
@@ -336,6 +341,10 @@ impl GpuDevice for CudaDevice {
 
     fn max_shared_bytes(&self) -> u32 {
         self.max_shared
+    }
+
+    fn multiprocessors(&self) -> u32 {
+        self.multiprocessors
     }
 
     fn time<F: FnOnce(&mut Self) -> Result<()>>(&mut self, f: F) -> Result<f64> {

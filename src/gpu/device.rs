@@ -157,6 +157,9 @@ pub trait GpuDevice {
     /// Most dynamic shared memory one block may request; launchers check
     /// their request against it and answer [`DeviceError::SharedMemory`].
     fn max_shared_bytes(&self) -> u32;
+    /// Streaming multiprocessors: the persistent LSTM kernels spread a
+    /// batch over them, one block each.
+    fn multiprocessors(&self) -> u32;
     /// Seconds between two recorded points on the device's own clock (events
     /// on CUDA; instruction count based or wall clock on the simulator)
     /// around `f`.
@@ -242,6 +245,9 @@ impl<D: GpuDevice> GpuDevice for &mut D {
     }
     fn max_shared_bytes(&self) -> u32 {
         (**self).max_shared_bytes()
+    }
+    fn multiprocessors(&self) -> u32 {
+        (**self).multiprocessors()
     }
     /// Host wall clock between two synchronisations: `f` wants `&mut &mut D`
     /// with the outer lifetime, which the inner device's `time` cannot lend

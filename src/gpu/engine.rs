@@ -8,11 +8,14 @@
 //! [`Engine::begin_epoch`]). A training step is then launches only:
 //!
 //! 1. `head_targets_u32`: the B targets, decoded from the corpus;
-//! 2. `lstm_cell_fwd_f32` x T: the recurrence, reading the one-hot bits of
-//!    rows `starts[b] + t` straight from the corpus;
+//! 2. the recurrence, reading the one-hot bits of rows `starts[b] + t`
+//!    straight from the corpus: `lstm_fwd_persistent_f32` once (all T steps,
+//!    weights on chip) where the shape fits, else `lstm_cell_fwd_f32` x T
+//!    (see [`super::lstm::LstmPath`]);
 //! 3. `head_fwd_bwd_f32` + `head_wgrad_bwd_f32`: loss (summed on the
 //!    device), dh_{T-1}, the dense gradients;
-//! 4. `lstm_cell_bwd_f32` + `lstm_dh_bwd_f32` x T, `lstm_wgrad_bwd_f32`;
+//! 4. `lstm_bwd_persistent_f32` once, or `lstm_cell_bwd_f32` +
+//!    `lstm_dh_bwd_f32` x T; then the weight gradients;
 //! 5. with `--clip-norm`, `grad_norm_clip_f32` (one block: the global norm,
 //!    then the scaling, in place); without it, nothing is launched;
 //! 6. `rmsprop_update_f32` over all parameters.
@@ -50,8 +53,9 @@ use crate::sample::Strategy;
 use crate::train::{Backend, Engine, generate_by_predict};
 
 /// What runs where, for the notice `--device sim` / `cuda` prints.
-pub const GPU_PATH_NOTICE: &str = "on the device: targets, the LSTM cell (forward and backward, \
-     one launch per step), the fused head, the weight gradients, gradient clipping (with \
+pub const GPU_PATH_NOTICE: &str = "on the device: targets, the LSTM recurrence (forward and \
+     backward, one persistent launch each where H is a multiple of 8 up to 128, else one launch \
+     per step), the fused head, the weight gradients, gradient clipping (with \
      --clip-norm), RMSprop and generation (one launch for all samples)";
 
 /// The epoch's window order on the device, and where the next batch starts.

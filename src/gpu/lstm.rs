@@ -8,6 +8,7 @@
 //! the kernels see.
 
 use super::device::{DeviceError, DevicePtr, GpuDevice, KernelArg, LaunchConfig, blocks_for};
+use super::lstm_persistent::PersistentPlan;
 use crate::error::Result;
 
 const F32: usize = std::mem::size_of::<f32>();
@@ -75,9 +76,27 @@ impl LstmDims {
     }
 }
 
+/// Which kernels run the recurrence.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum LstmPath {
+    /// The persistent kernels where the shape fits (see
+    /// [`PersistentPlan::new`]), else the per-step kernels.
+    #[default]
+    Auto,
+    /// The per-step kernels: T launches forward, 2T backward.
+    PerStep,
+    /// The persistent kernels, or an error naming why the shape does not fit.
+    Persistent,
+}
+
 /// Block sizes of the LSTM kernels (multiples of 32, at most 1024).
 #[derive(Clone, Copy, Debug)]
 pub struct LstmLauncher {
+    /// Persistent or per-step recurrence.
+    pub path: LstmPath,
+    /// Batch rows per block of the persistent kernels; `None`: spread the
+    /// batch over the device's multiprocessors.
+    pub rows_per_block: Option<usize>,
     /// Threads per block of the per-step kernels (one thread per (b, j)).
     pub block: u32,
     /// Threads per block of `lstm_wgrad_bwd_f32`.
@@ -89,6 +108,8 @@ pub struct LstmLauncher {
 impl Default for LstmLauncher {
     fn default() -> Self {
         LstmLauncher {
+            path: LstmPath::Auto,
+            rows_per_block: None,
             block: 128,
             wgrad_block: 256,
             max_blocks: 65_535,
@@ -212,13 +233,38 @@ impl LstmLauncher {
         )
     }
 
-    /// The whole forward recurrence: steps 0..T in order.
+    /// The persistent kernels' plan for `dims` on `dev`, or `None` when the
+    /// per-step kernels run it (chosen, or the shape does not fit `Auto`).
+    pub fn plan<D: GpuDevice>(&self, dev: &D, dims: LstmDims) -> Result<Option<PersistentPlan>> {
+        if self.path == LstmPath::PerStep || dims.batch == 0 || dims.seq_len == 0 {
+            return Ok(None);
+        }
+        let rows = self
+            .rows_per_block
+            .unwrap_or_else(|| PersistentPlan::rows_for(dims.batch, dev.multiprocessors()));
+        match PersistentPlan::new(dims, dev.max_shared_bytes(), rows) {
+            Ok(plan) => Ok(Some(plan)),
+            Err(_) if self.path == LstmPath::Auto => Ok(None),
+            Err(what) => Err(DeviceError::BadArguments {
+                kernel: "lstm_fwd_persistent_f32",
+                what,
+            }
+            .into()),
+        }
+    }
+
+    /// The whole forward recurrence: steps 0..T in order, one persistent
+    /// launch or T per-step launches (see [`LstmPath`]).
     pub fn forward<D: GpuDevice>(
         &self,
         dev: &mut D,
         dims: LstmDims,
         bufs: &LstmBuffers,
     ) -> Result<()> {
+        self.sizes(Self::FWD, dims)?;
+        if let Some(plan) = self.plan(dev, dims)? {
+            return plan.forward(dev, dims, bufs);
+        }
         (0..dims.seq_len).try_for_each(|t| self.fwd_step(dev, dims, bufs, t))
     }
 
@@ -341,16 +387,22 @@ impl LstmLauncher {
     }
 
     /// The whole backward: steps T-1..0 (`dh` must hold dh_{T-1} from the
-    /// head), then [`wgrad`](Self::wgrad).
+    /// head), one persistent launch or 2T - 1 per-step launches, then
+    /// [`wgrad`](Self::wgrad). The per-step path leaves scratch in `dh` and
+    /// `dc`; the persistent one leaves them as they were.
     pub fn backward<D: GpuDevice>(
         &self,
         dev: &mut D,
         dims: LstmDims,
         bufs: &LstmBuffers,
     ) -> Result<()> {
-        (0..dims.seq_len)
-            .rev()
-            .try_for_each(|t| self.bwd_step(dev, dims, bufs, t))?;
+        self.sizes(Self::BWD, dims)?;
+        match self.plan(dev, dims)? {
+            Some(plan) => plan.backward(dev, dims, bufs)?,
+            None => (0..dims.seq_len)
+                .rev()
+                .try_for_each(|t| self.bwd_step(dev, dims, bufs, t))?,
+        }
         self.wgrad(dev, dims, bufs)
     }
 }

@@ -8,6 +8,7 @@ pub mod engine;
 pub mod generate;
 pub mod head;
 pub mod lstm;
+pub mod lstm_persistent;
 pub mod ptx;
 pub mod rmsprop;
 pub mod selftest;

@@ -15,6 +15,10 @@ use std::collections::HashSet;
 /// Dynamic shared memory one block may use, as on sm_90 with the opt-in (227 KiB).
 const MAX_SHARED_BYTES: u32 = 227 * 1024;
 
+/// Multiprocessors the simulator reports: a small GPU, so that the
+/// simulator's batches of a few rows put several rows in a block.
+const MULTIPROCESSORS: u32 = 2;
+
 /// The simulator behind the device seam.
 pub struct SimDevice {
     sim: Simulator,
@@ -108,6 +112,10 @@ impl GpuDevice for SimDevice {
 
     fn max_shared_bytes(&self) -> u32 {
         MAX_SHARED_BYTES
+    }
+
+    fn multiprocessors(&self) -> u32 {
+        MULTIPROCESSORS
     }
 
     fn time<F: FnOnce(&mut Self) -> Result<()>>(&mut self, f: F) -> Result<f64> {

@@ -24,7 +24,7 @@ use crate::cpu::{self, RmsProp, Trace};
 use crate::error::{Error, Result};
 use crate::gpu::device::{DevicePtr, GpuDevice};
 use crate::gpu::head::{HeadBuffers, HeadDims, HeadLauncher};
-use crate::gpu::lstm::{LstmBuffers, LstmDims, LstmLauncher};
+use crate::gpu::lstm::{LstmBuffers, LstmDims, LstmLauncher, LstmPath};
 use crate::gpu::rmsprop::{GradClipLauncher, ParamLayout, RmsPropLauncher};
 use crate::model::{Params, TENSOR_NAMES};
 use crate::sample::RngStream;
@@ -81,7 +81,8 @@ impl Case {
         (0..t * b).map(|s| self.x[(s % b) * t + s / b]).collect()
     }
 
-    fn lstm_dims(&self) -> LstmDims {
+    /// The LSTM launchers' sizes of this case.
+    pub fn lstm_dims(&self) -> LstmDims {
         LstmDims {
             batch: self.shape.batch,
             seq_len: self.shape.seq_len,
@@ -340,7 +341,38 @@ pub fn check_head<D: GpuDevice>(
 /// The forward recurrence, T launches, from the one-hot corpus on the
 /// device: the activated gates, c, h and the decoded classes of every step.
 pub fn check_lstm_forward<D: GpuDevice>(dev: &mut D, case: &Case) -> Result<Vec<SelftestRow>> {
+    check_lstm_forward_with(dev, case, per_step())
+}
+
+/// The per-step kernels, whatever the shape.
+fn per_step() -> LstmLauncher {
+    LstmLauncher {
+        path: LstmPath::PerStep,
+        ..LstmLauncher::default()
+    }
+}
+
+/// Rows' kernel name: what `launcher` runs for this case's shape.
+fn lstm_kernel_names<D: GpuDevice>(
+    dev: &D,
+    launcher: &LstmLauncher,
+    dims: LstmDims,
+) -> Result<(&'static str, &'static str)> {
+    Ok(match launcher.plan(dev, dims)? {
+        Some(plan) => plan.kernels(),
+        None => ("lstm_cell_fwd_f32", "lstm_cell_bwd_f32 + lstm_dh_bwd_f32"),
+    })
+}
+
+/// [`check_lstm_forward`] through `launcher` (the persistent kernel where
+/// it runs this shape), rows named by the kernel that ran.
+pub fn check_lstm_forward_with<D: GpuDevice>(
+    dev: &mut D,
+    case: &Case,
+    launcher: LstmLauncher,
+) -> Result<Vec<SelftestRow>> {
     let (_, h, b, t) = case.shape.vhbt();
+    let (kernel, _) = lstm_kernel_names(dev, &launcher, case.lstm_dims())?;
     let (w, p) = (&case.want, &case.params);
     let shape = case.shape.to_string();
     Buffers::scope(dev, |dev, bufs| {
@@ -362,13 +394,13 @@ pub fn check_lstm_forward<D: GpuDevice>(dev: &mut D, case: &Case) -> Result<Vec<
             d_recurrent_kernel: DevicePtr::NULL,
             d_bias: DevicePtr::NULL,
         };
-        LstmLauncher::default().forward(dev, case.lstm_dims(), &lb)?;
+        launcher.forward(dev, case.lstm_dims(), &lb)?;
         dev.synchronize()?;
         let mut cls = vec![0u32; t * b];
         dev.download(lb.cls, bytemuck::cast_slice_mut(&mut cls))?;
         let widen = |v: Vec<u32>| v.into_iter().map(f64::from).collect::<Vec<f64>>();
         let row = |output: &str, got: &[f64], want: &[f64], bound| {
-            SelftestRow::compare("lstm_cell_fwd_f32", output, &shape, got, want, bound)
+            SelftestRow::compare(kernel, output, &shape, got, want, bound)
         };
         Ok(vec![
             row(
@@ -398,7 +430,17 @@ pub fn check_lstm_forward<D: GpuDevice>(dev: &mut D, case: &Case) -> Result<Vec<
 /// weight gradients: dz of every step and d kernel, d recurrent_kernel,
 /// d bias.
 pub fn check_lstm_backward<D: GpuDevice>(dev: &mut D, case: &Case) -> Result<Vec<SelftestRow>> {
+    check_lstm_backward_with(dev, case, per_step())
+}
+
+/// [`check_lstm_backward`] through `launcher`, rows named by the kernel that ran.
+pub fn check_lstm_backward_with<D: GpuDevice>(
+    dev: &mut D,
+    case: &Case,
+    launcher: LstmLauncher,
+) -> Result<Vec<SelftestRow>> {
     let (v, h, b, t) = case.shape.vhbt();
+    let (_, kernel) = lstm_kernel_names(dev, &launcher, case.lstm_dims())?;
     let g = 4 * h;
     let w = &case.want;
     let shape = case.shape.to_string();
@@ -421,10 +463,10 @@ pub fn check_lstm_backward<D: GpuDevice>(dev: &mut D, case: &Case) -> Result<Vec
             d_recurrent_kernel: bufs.poisoned(dev, h * g)?,
             d_bias: bufs.poisoned(dev, g)?,
         };
-        LstmLauncher::default().backward(dev, case.lstm_dims(), &lb)?;
+        launcher.backward(dev, case.lstm_dims(), &lb)?;
         dev.synchronize()?;
         let mut rows = vec![SelftestRow::compare(
-            "lstm_cell_bwd_f32 + lstm_dh_bwd_f32",
+            kernel,
             "dz",
             &shape,
             &download(dev, lb.dz, t * b * g)?,

@@ -35,7 +35,8 @@ mod training;
 
 pub use generate::{TIE_REL, check_generate, check_targets, strategies, tie_distance};
 pub use kernels::{
-    Case, check_grad_clip, check_head, check_lstm_backward, check_lstm_forward, check_rmsprop,
+    Case, check_grad_clip, check_head, check_lstm_backward, check_lstm_backward_with,
+    check_lstm_forward, check_lstm_forward_with, check_rmsprop,
 };
 pub use report::{Bound, Metric, SelftestReport, SelftestRow};
 pub use training::check_training;
@@ -43,6 +44,7 @@ pub use training::check_training;
 use std::fmt;
 
 use super::device::{DevicePtr, GpuDevice};
+use super::lstm::{LstmLauncher, LstmPath};
 use crate::error::{Error, Result};
 use crate::sample::{Purpose, RngStream};
 
@@ -72,7 +74,7 @@ pub const BOUND_EXACT: Bound = Bound::max_rel(0.0);
 /// Every kernel of `kernels/`, each covered by a check below. A test
 /// (tests/selftest.rs) fails when the embedded PTX has an entry this list
 /// lacks, so a new kernel cannot join the build unchecked.
-pub const KERNELS: [&str; 10] = [
+pub const KERNELS: [&str; 14] = [
     "rmsprop_update_f32",
     "grad_norm_clip_f32",
     "head_fwd_bwd_f32",
@@ -83,6 +85,10 @@ pub const KERNELS: [&str; 10] = [
     "lstm_cell_bwd_f32",
     "lstm_dh_bwd_f32",
     "lstm_wgrad_bwd_f32",
+    "lstm_fwd_persistent_f32",
+    "lstm_bwd_persistent_f32",
+    "lstm_fwd_persistent_h128_f32",
+    "lstm_bwd_persistent_h128_f32",
 ];
 
 /// Elements below this fraction of a tensor's largest |want| are measured
@@ -202,6 +208,37 @@ pub fn run<D: GpuDevice>(dev: &mut D, shapes: SelftestShapes, seed: u64) -> Resu
     record("lstm_cell_fwd_f32", &k, check_lstm_forward(dev, &case))?;
     record("lstm_cell_bwd_f32", &k, check_lstm_backward(dev, &case))?;
     record("head_targets_u32", &k, check_targets(dev, &case))?;
+    // The persistent kernels need H a multiple of 8: the same job at the
+    // nearest such H below, and at H = 128 (their own build; the full
+    // shape's H already) on two rows and three steps.
+    let persistent = LstmLauncher {
+        path: LstmPath::Persistent,
+        ..LstmLauncher::default()
+    };
+    let h128 = Shape {
+        hidden: 128,
+        batch: k.batch.min(2),
+        seq_len: k.seq_len.min(3),
+        ..k
+    };
+    let mut persistent_shapes = vec![Shape {
+        hidden: (k.hidden / 8 * 8).max(8),
+        ..k
+    }];
+    if k.hidden != 128 {
+        persistent_shapes.push(h128);
+    }
+    for p in persistent_shapes {
+        let pcase = Case::random(p, &mut rng)?;
+        let (fwd_name, bwd_name) = match persistent.plan(dev, pcase.lstm_dims()) {
+            Ok(Some(plan)) => plan.kernels(),
+            _ => ("lstm_fwd_persistent_f32", "lstm_bwd_persistent_f32"),
+        };
+        let fwd = check_lstm_forward_with(dev, &pcase, persistent);
+        record(fwd_name, &p, fwd)?;
+        let bwd = check_lstm_backward_with(dev, &pcase, persistent);
+        record(bwd_name, &p, bwd)?;
+    }
     let generate = check_generate(dev, &case, shapes.gen_length, seed);
     record("generate_fwd_f32", &k, generate)?;
     let (t, steps) = (shapes.training, shapes.steps);

@@ -196,7 +196,11 @@ pub fn parse_module(src: &str) -> PResult<Module> {
             if !proto {
                 while let Some((_, l)) = lines.get(i) {
                     let l = l.trim();
-                    if l.is_empty() {
+                    // Performance directives between the parameter list and
+                    // the body (`__launch_bounds__` emits `.maxntid` and
+                    // `.minnctapersm`) tell the simulator nothing.
+                    let perf = [".maxntid", ".reqntid", ".minnctapersm", ".maxnreg"];
+                    if l.is_empty() || perf.iter().any(|d| l.starts_with(d)) {
                         i += 1;
                         continue;
                     }

@@ -1,0 +1,325 @@
+// The persistent LSTM recurrence: ONE launch per direction per batch, looping
+// over all T steps inside the kernel with the recurrent weights held on chip
+// for the whole sequence. Same math, layouts and saved state as the per-step
+// kernels in lstm.cu (read its header first); those stay the reference these
+// are checked against (bit for bit in the forward, see below).
+//
+// Why this shape (DESIGN §5, §8): the job is latency-bound, 60 + 60 dependent
+// steps per batch. Batch rows are independent in the recurrence, so a block
+// owns `rows` (1..4) batch rows and the WHOLE recurrent_kernel, and never
+// talks to another block: a step costs two __syncthreads, no cluster barrier,
+// no grid barrier, no global-memory round trip on the critical path. fp32
+// recurrent_kernel is 4H*H*4 bytes = 256 KiB at H = 128, more than the 227
+// KiB of shared memory a block may have, so it is split: the first `ms`
+// rows (forward) / the first `ms` columns of each gate (backward) live in
+// shared memory and the last KREG in registers of the thread that uses them
+// (KREG floats per thread, 4H threads: 112 KiB of registers at H = 128). The
+// alternatives — splitting the weights across a thread-block cluster and
+// exchanging h through distributed shared memory, or across co-resident
+// blocks with a grid barrier — put an inter-SM synchronisation (cluster
+// barrier: hundreds of ns; grid barrier over global atomics: ~1 µs) on every
+// one of the 120 steps; with B = 128 the batch already fills 128 SMs with
+// one row each, so nothing is gained by splitting a row's work. (Chosen by
+// that structure; the GPU measurement is scripts/gpu-check.sh's.)
+//
+// Launch: blockDim.x = 4H (a multiple of 32, at most 512: H % 8 == 0,
+// H <= 128), gridDim.x = ceil(B / rows), dynamic shared memory as
+// src/gpu/lstm_persistent.rs computes it. ms = max(H - KREG, 0), a multiple
+// of 4 (H % 8 == 0 and KREG % 4 == 0).
+//
+// Forward, thread col = q*H + j owns gate column col: it accumulates
+// z[col] = sum_k h[k] * R[k, col] for each of its block's rows, in k order
+// 0..H-1 exactly as lstm_cell_fwd_f32 does (rows k < ms from shared memory,
+// then k >= ms from its registers), adds kernel[x, col] + bias[col] the same
+// way, applies the gate's activation and writes gates[t, b, col]; after a
+// barrier, thread j < H updates c and h of unit j (c in a register for the
+// whole sequence). Same operations in the same order as the per-step
+// kernel, so the results are the same bits (tests/lstm_persistent.rs checks
+// it).
+//
+// Backward, thread (p, k), p = tid / H, k = tid % H: after threads j < H
+// have computed dz[t, b, 4 gates of j] (exactly lstm_cell_bwd_f32's
+// arithmetic, dc carried in a register), thread (p, k) sums
+// dz[p*H + m] * R[k, p*H + m] over m (m < ms from shared memory, laid out
+// transposed so a warp reads consecutive k, then m >= ms from registers);
+// after a barrier thread k adds the four partial sums into dh_{t-1}[k]. The
+// sum runs in another order than lstm_dh_bwd_f32's (four partial sums), so
+// the backward agrees with the per-step kernels to rounding, not bit for bit.
+
+#include "common.cuh"
+
+// Rows (forward) / columns per gate (backward) of recurrent_kernel kept in
+// registers by each thread: at H = 128, 56 of its 128 weights, so a step
+// loads 72 weights from shared memory per thread instead of 128. 56 is the
+// most that leaves the backward (which also carries the next step's saved
+// state in registers) without spills at 128 registers (ptxas, sm_90).
+#define KREG 56
+// Most batch rows one block carries (the backward's prefetch registers).
+#define MAX_ROWS 4
+
+// H compile-time (HT > 0: the Keras job's 128) or a launch argument (HT =
+// 0). A constant H lets ptxas fold every shared-memory offset into the
+// load instruction: about 2.25 instructions per weight instead of 4.5
+// (SASS of the inner loop, sm_90).
+template <unsigned HT>
+__device__ __forceinline__ void lstm_fwd_persistent(
+    const unsigned long long* __restrict__ corpus_words, unsigned words_per_row,
+    const unsigned* __restrict__ starts, const float* __restrict__ kernel,
+    const float* __restrict__ recurrent_kernel, const float* __restrict__ bias, unsigned B,
+    unsigned T, unsigned H_arg, unsigned V, unsigned rows, unsigned ms_arg,
+    float* __restrict__ gates, float* __restrict__ c, float* __restrict__ h,
+    unsigned* __restrict__ cls) {
+  const unsigned H = HT ? HT : H_arg;
+  const unsigned ms = HT ? (HT > KREG ? HT - KREG : 0) : ms_arg;
+  extern __shared__ float smem[];
+  const unsigned G = 4 * H, col = threadIdx.x;
+  const unsigned b0 = blockIdx.x * rows;
+  const unsigned nrows = min(rows, B - b0);
+  float* rs = smem;                             // [ms][G]
+  float* hs = rs + (size_t)ms * G;              // [rows][H]   h_{t-1}
+  float* gs = hs + rows * H;                    // [rows][G]   activated gates
+  unsigned* xs = (unsigned*)(gs + rows * G);    // [T][rows]   input classes
+
+  for (unsigned i = col; i < ms * G; i += G) rs[i] = recurrent_kernel[i];
+  float wreg[KREG];
+#pragma unroll
+  for (unsigned i = 0; i < KREG; ++i)
+    wreg[i] = ms + i < H ? recurrent_kernel[(size_t)(ms + i) * G + col] : 0.0f;
+  const float bcol = bias[col];
+  // Every step's classes up front, so no corpus read is on a step's path.
+  for (unsigned i = col; i < T * nrows; i += G) {
+    const unsigned t = i / nrows, r = i % nrows;
+    const size_t row = (size_t)starts[b0 + r] + t;
+    const unsigned x = onehot_class(corpus_words + row * words_per_row, words_per_row, V);
+    xs[t * rows + r] = x;
+    cls[(size_t)t * B + b0 + r] = x;
+  }
+  float creg[MAX_ROWS];  // thread j < H: c of unit j, per row
+#pragma unroll
+  for (unsigned r = 0; r < MAX_ROWS; ++r) creg[r] = 0.0f;
+  __syncthreads();
+
+  const unsigned q = col / H;
+  for (unsigned t = 0; t < T; ++t) {
+    for (unsigned r = 0; r < nrows; ++r) {
+      const unsigned xr = xs[t * rows + r];
+      // Issued before the sum, whose ~H FMAs hide its latency.
+      const float xk = xr < V ? kernel[(size_t)xr * G + col] : 0.0f;
+      float acc = 0.0f;
+      if (t > 0) {  // h_{-1} = 0: lstm_cell_fwd_f32 skips the sum at t = 0 too
+        const float* hr = hs + r * H;
+#pragma unroll(HT ? 32 : 4)
+        for (unsigned k = 0; k < ms; k += 4) {
+          const float4 hv = *(const float4*)(hr + k);
+          acc += hv.x * rs[(size_t)k * G + col];
+          acc += hv.y * rs[(size_t)(k + 1) * G + col];
+          acc += hv.z * rs[(size_t)(k + 2) * G + col];
+          acc += hv.w * rs[(size_t)(k + 3) * G + col];
+        }
+#pragma unroll
+        for (unsigned i = 0; i < KREG; i += 4) {
+          if (ms + i < H) {
+            const float4 hv = *(const float4*)(hr + ms + i);
+            acc += hv.x * wreg[i];
+            acc += hv.y * wreg[i + 1];
+            acc += hv.z * wreg[i + 2];
+            acc += hv.w * wreg[i + 3];
+          }
+        }
+      }
+      const float xb = xr < V ? xk + bcol : NAN;
+      const float z = acc + xb;
+      const float a = q == 2 ? tanhf(z) : sigmoidf_(z);
+      gs[r * G + col] = a;
+      gates[((size_t)t * B + b0 + r) * G + col] = a;
+    }
+    __syncthreads();
+    if (col < H) {
+#pragma unroll
+      for (unsigned r = 0; r < MAX_ROWS; ++r) {
+        if (r < nrows) {
+          const float* g = gs + r * G;
+          const float gi = g[col], gf = g[H + col], gg = g[2 * H + col], go = g[3 * H + col];
+          const float cn = gf * creg[r] + gi * gg;
+          creg[r] = cn;
+          const float hn = go * tanhf(cn);
+          const size_t o = ((size_t)t * B + b0 + r) * H + col;
+          c[o] = cn;
+          h[o] = hn;
+          hs[r * H + col] = hn;
+        }
+      }
+    }
+    __syncthreads();
+  }
+}
+
+template <unsigned HT>
+__device__ __forceinline__ void lstm_bwd_persistent(
+    const float* __restrict__ gates, const float* __restrict__ c,
+    const float* __restrict__ dh_last, const float* __restrict__ recurrent_kernel, unsigned B,
+    unsigned T, unsigned H_arg, unsigned rows, unsigned ms_arg, float* __restrict__ dz) {
+  const unsigned H = HT ? HT : H_arg;
+  const unsigned ms = HT ? (HT > KREG ? HT - KREG : 0) : ms_arg;
+  extern __shared__ float smem[];
+  const unsigned G = 4 * H, tid = threadIdx.x;
+  const unsigned p = tid / H, k = tid % H;
+  const unsigned b0 = blockIdx.x * rows;
+  const unsigned nrows = min(rows, B - b0);
+  // rt[(p*ms + m)*HP + k] = R[k, p*H + m]; the row stride HP = H + 1 makes
+  // the transposing stores below conflict-free (the reads are anyway).
+  const unsigned HP = H + 1;
+  float* rt = smem;                          // [4][ms][HP]
+  float* dhs = rt + (size_t)4 * ms * HP;     // [rows][H]   dh_t (16-byte aligned: ms % 4 == 0)
+  float* dzs = dhs + rows * H;               // [rows][G]
+  float* part = dzs + rows * G;              // [rows][4][H] partial sums of dh_{t-1}
+
+  // Coalesced global reads (consecutive threads, consecutive columns).
+  for (unsigned i = tid; i < H * G; i += G) {
+    const unsigned kk = i / G, cc = i % G, pp = cc / H, m = cc % H;
+    if (m < ms) rt[(size_t)(pp * ms + m) * HP + kk] = recurrent_kernel[i];
+  }
+  float wreg[KREG];
+#pragma unroll
+  for (unsigned i = 0; i < KREG; ++i)
+    wreg[i] = ms + i < H ? recurrent_kernel[(size_t)k * G + p * H + ms + i] : 0.0f;
+
+  // Threads j < H carry unit j: dc, and the saved gates and cells of the
+  // NEXT step to run, loaded one step ahead so the loads' latency hides
+  // behind the current step's sum.
+  float dcreg[MAX_ROWS], ni[MAX_ROWS], nf[MAX_ROWS], ng[MAX_ROWS], no[MAX_ROWS];
+  float nc[MAX_ROWS], ncp[MAX_ROWS];
+  const unsigned j = tid;
+  if (tid < H) {
+#pragma unroll
+    for (unsigned r = 0; r < MAX_ROWS; ++r) {
+      dcreg[r] = 0.0f;
+      if (r < nrows) {
+        dhs[r * H + j] = dh_last[(size_t)(b0 + r) * H + j];
+        const size_t bg = (size_t)(T - 1) * B + b0 + r;
+        const float* gr = gates + bg * G;
+        ni[r] = gr[j];
+        nf[r] = gr[H + j];
+        ng[r] = gr[2 * H + j];
+        no[r] = gr[3 * H + j];
+        nc[r] = c[bg * H + j];
+        ncp[r] = T > 1 ? c[(bg - B) * H + j] : 0.0f;
+      }
+    }
+  }
+  // No barrier needed here: thread j < H alone reads dhs[., j], which it wrote.
+
+  for (unsigned t = T; t-- > 0;) {
+    if (tid < H) {
+#pragma unroll
+      for (unsigned r = 0; r < MAX_ROWS; ++r) {
+        if (r < nrows) {
+          const size_t bg = (size_t)t * B + b0 + r;
+          const float gi = ni[r], gf = nf[r], gg = ng[r], go = no[r];
+          const float tc = tanhf(nc[r]);
+          const float cp = ncp[r];
+          const float dht = dhs[r * H + j];
+          const float dc = dcreg[r] + dht * go * (1.0f - tc * tc);
+          const float zi = dc * gg * (gi * (1.0f - gi));
+          const float zf = dc * cp * (gf * (1.0f - gf));
+          const float zg = dc * gi * (1.0f - gg * gg);
+          const float zo = dht * tc * (go * (1.0f - go));
+          float* dzr = dz + bg * G;
+          dzr[j] = zi;
+          dzr[H + j] = zf;
+          dzr[2 * H + j] = zg;
+          dzr[3 * H + j] = zo;
+          float* ds = dzs + r * G;
+          ds[j] = zi;
+          ds[H + j] = zf;
+          ds[2 * H + j] = zg;
+          ds[3 * H + j] = zo;
+          dcreg[r] = dc * gf;
+          if (t > 0) {
+            const float* gr = gates + (bg - B) * G;
+            ni[r] = gr[j];
+            nf[r] = gr[H + j];
+            ng[r] = gr[2 * H + j];
+            no[r] = gr[3 * H + j];
+            nc[r] = cp;
+            ncp[r] = t > 1 ? c[(bg - 2 * (size_t)B) * H + j] : 0.0f;
+          }
+        }
+      }
+    }
+    if (t == 0) break;  // dh_{-1} is not needed
+    __syncthreads();
+    for (unsigned r = 0; r < nrows; ++r) {
+      const float* dr = dzs + r * G + p * H;
+      const float* rp = rt + (size_t)p * ms * HP + k;
+      float acc = 0.0f;
+#pragma unroll(HT ? 32 : 4)
+      for (unsigned m = 0; m < ms; m += 4) {
+        const float4 d = *(const float4*)(dr + m);
+        acc += d.x * rp[(size_t)m * HP];
+        acc += d.y * rp[(size_t)(m + 1) * HP];
+        acc += d.z * rp[(size_t)(m + 2) * HP];
+        acc += d.w * rp[(size_t)(m + 3) * HP];
+      }
+#pragma unroll
+      for (unsigned i = 0; i < KREG; i += 4) {
+        if (ms + i < H) {
+          const float4 d = *(const float4*)(dr + ms + i);
+          acc += d.x * wreg[i];
+          acc += d.y * wreg[i + 1];
+          acc += d.z * wreg[i + 2];
+          acc += d.w * wreg[i + 3];
+        }
+      }
+      part[(r * 4 + p) * H + k] = acc;
+    }
+    __syncthreads();
+    if (tid < H) {
+      for (unsigned r = 0; r < nrows; ++r) {
+        const float* pr = part + r * 4 * H + tid;
+        dhs[r * H + tid] = ((pr[0] + pr[H]) + pr[2 * H]) + pr[3 * H];
+      }
+    }
+    // The next step's first phase reads dhs[., j] in thread j, which wrote
+    // it, and writes dzs, which every thread finished reading before the
+    // barrier above; part is next written after the next step's barrier.
+  }
+}
+
+// The entry points: any H (a launch argument) and H = 128 (compile time).
+// Forward: see the header. The launcher passes ms = max(H - KREG, 0).
+#define LSTM_FWD_PARAMS                                                                        \
+  const unsigned long long *__restrict__ corpus_words, unsigned words_per_row,                 \
+      const unsigned *__restrict__ starts, const float *__restrict__ kernel,                   \
+      const float *__restrict__ recurrent_kernel, const float *__restrict__ bias, unsigned B,  \
+      unsigned T, unsigned H, unsigned V, unsigned rows, unsigned ms,                          \
+      float *__restrict__ gates, float *__restrict__ c, float *__restrict__ h,                 \
+      unsigned *__restrict__ cls
+#define LSTM_FWD_ARGS \
+  corpus_words, words_per_row, starts, kernel, recurrent_kernel, bias, B, T, H, V, rows, ms, gates, c, h, cls
+
+extern "C" __global__ void __launch_bounds__(512, 1) lstm_fwd_persistent_f32(LSTM_FWD_PARAMS) {
+  lstm_fwd_persistent<0>(LSTM_FWD_ARGS);
+}
+
+extern "C" __global__ void __launch_bounds__(512, 1)
+    lstm_fwd_persistent_h128_f32(LSTM_FWD_PARAMS) {
+  lstm_fwd_persistent<128>(LSTM_FWD_ARGS);
+}
+
+// Backward through all T steps. dh_last [B, H] is dh_{T-1} (from the head);
+// writes dz [T, B, 4H] (overwritten) for the weight-gradient kernels.
+#define LSTM_BWD_PARAMS                                                                     \
+  const float *__restrict__ gates, const float *__restrict__ c,                             \
+      const float *__restrict__ dh_last, const float *__restrict__ recurrent_kernel,        \
+      unsigned B, unsigned T, unsigned H, unsigned rows, unsigned ms, float *__restrict__ dz
+#define LSTM_BWD_ARGS gates, c, dh_last, recurrent_kernel, B, T, H, rows, ms, dz
+
+extern "C" __global__ void __launch_bounds__(512, 1) lstm_bwd_persistent_f32(LSTM_BWD_PARAMS) {
+  lstm_bwd_persistent<0>(LSTM_BWD_ARGS);
+}
+
+extern "C" __global__ void __launch_bounds__(512, 1)
+    lstm_bwd_persistent_h128_f32(LSTM_BWD_PARAMS) {
+  lstm_bwd_persistent<128>(LSTM_BWD_ARGS);
+}

@@ -1,0 +1,236 @@
+//! Launcher of `kernels/lstm_persistent.cu`: the whole forward recurrence
+//! (`lstm_fwd_persistent_f32`) and the whole backward recurrence
+//! (`lstm_bwd_persistent_f32`) in one launch each, the recurrent weights on
+//! chip for all T steps. Read the kernel file's header for the why.
+//!
+//! [`PersistentPlan::new`] decides whether a shape fits and how many batch
+//! rows a block carries; [`super::lstm::LstmLauncher`] falls back to the
+//! per-step kernels when it does not fit (H not a multiple of 8, H > 128,
+//! or the weights' share of shared memory over the device's limit).
+
+use super::device::{DeviceError, GpuDevice, KernelArg, LaunchConfig};
+use super::lstm::{LstmBuffers, LstmDims};
+use crate::error::Result;
+
+/// Floats of `recurrent_kernel` per thread kept in registers (`KREG` in the kernel).
+pub const KREG: usize = 56;
+/// Most batch rows one block carries (`MAX_ROWS` in the kernel).
+pub const MAX_ROWS: usize = 4;
+/// Largest hidden size: the block has 4H threads and `__launch_bounds__(512)`.
+pub const MAX_HIDDEN: usize = 128;
+
+const F32: usize = std::mem::size_of::<f32>();
+
+/// How a batch maps onto the persistent kernels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PersistentPlan {
+    /// Batch rows per block (1..=[`MAX_ROWS`]).
+    pub rows: usize,
+    /// Rows (forward) / columns per gate (backward) of `recurrent_kernel` in
+    /// shared memory; the other `H - ms` are in registers.
+    pub ms: usize,
+    /// Blocks: `ceil(B / rows)`.
+    pub blocks: usize,
+    /// Dynamic shared memory of the forward kernel, bytes.
+    pub fwd_shared: usize,
+    /// Dynamic shared memory of the backward kernel, bytes.
+    pub bwd_shared: usize,
+    /// H = [`SPECIALIZED_HIDDEN`]: the kernels compiled for that H.
+    pub specialized: bool,
+}
+
+/// The hidden size with kernels compiled for it (the Keras job's): a
+/// constant H lets ptxas fold the shared-memory offsets into the loads,
+/// about half the instructions per weight (see the kernel file).
+pub const SPECIALIZED_HIDDEN: usize = 128;
+
+impl PersistentPlan {
+    /// Forward shared memory: the weights' rows, h and the gates of each row,
+    /// every step's input classes.
+    pub fn fwd_shared_bytes(hidden: usize, rows: usize, seq_len: usize) -> usize {
+        let (ms, g) = (hidden.saturating_sub(KREG), 4 * hidden);
+        F32 * (ms * g + rows * hidden + rows * g) + 4 * seq_len * rows
+    }
+
+    /// Backward shared memory: the weights transposed (row stride H + 1),
+    /// dh, dz and four partial sums of each row.
+    pub fn bwd_shared_bytes(hidden: usize, rows: usize) -> usize {
+        let ms = hidden.saturating_sub(KREG);
+        F32 * (4 * ms * (hidden + 1) + rows * 9 * hidden)
+    }
+
+    /// The plan for `dims` on a device with `max_shared` bytes of shared
+    /// memory per block, carrying at most `rows_wanted` rows per block; or
+    /// why the persistent kernels cannot run this shape.
+    pub fn new(
+        dims: LstmDims,
+        max_shared: u32,
+        rows_wanted: usize,
+    ) -> std::result::Result<Self, String> {
+        let h = dims.hidden;
+        if h == 0 || !h.is_multiple_of(8) || h > MAX_HIDDEN {
+            return Err(format!(
+                "H = {h}: the persistent kernels need H a multiple of 8 in 8..={MAX_HIDDEN} \
+                 (4H threads per block)"
+            ));
+        }
+        if dims.batch == 0 || dims.seq_len == 0 {
+            return Err("empty batch".into());
+        }
+        // The kernels index with u32 products (4 * seq_len * rows fits too).
+        if 4 * h * h > u32::MAX as usize || dims.seq_len > u32::MAX as usize / 16 {
+            return Err(format!("T = {} is too long", dims.seq_len));
+        }
+        let limit = max_shared as usize;
+        let fits = |r: usize| {
+            Self::fwd_shared_bytes(h, r, dims.seq_len) <= limit
+                && Self::bwd_shared_bytes(h, r) <= limit
+        };
+        let rows = (1..=rows_wanted.clamp(1, MAX_ROWS).min(dims.batch))
+            .rev()
+            .find(|&r| fits(r))
+            .ok_or_else(|| {
+                format!(
+                    "H = {h}: the weights' share of shared memory ({} bytes forward, {} \
+                     backward) exceeds the device's {limit} bytes per block",
+                    Self::fwd_shared_bytes(h, 1, dims.seq_len),
+                    Self::bwd_shared_bytes(h, 1)
+                )
+            })?;
+        Ok(PersistentPlan {
+            rows,
+            ms: h.saturating_sub(KREG),
+            blocks: dims.batch.div_ceil(rows),
+            fwd_shared: Self::fwd_shared_bytes(h, rows, dims.seq_len),
+            bwd_shared: Self::bwd_shared_bytes(h, rows),
+            specialized: h == SPECIALIZED_HIDDEN,
+        })
+    }
+
+    /// Rows per block that spread `batch` over `multiprocessors` SMs, one
+    /// block per SM (more rows per block only when the batch exceeds them).
+    pub fn rows_for(batch: usize, multiprocessors: u32) -> usize {
+        batch
+            .div_ceil(multiprocessors.max(1) as usize)
+            .clamp(1, MAX_ROWS)
+    }
+
+    /// The (forward, backward) kernels this plan launches.
+    pub fn kernels(&self) -> (&'static str, &'static str) {
+        if self.specialized {
+            ("lstm_fwd_persistent_h128_f32", "lstm_bwd_persistent_h128_f32")
+        } else {
+            ("lstm_fwd_persistent_f32", "lstm_bwd_persistent_f32")
+        }
+    }
+
+    fn u32s(
+        &self,
+        kernel: &'static str,
+        dims: LstmDims,
+    ) -> Result<(u32, u32, u32, u32, u32, u32, u32)> {
+        let c = |x: usize, name: &str| {
+            u32::try_from(x).map_err(|_| DeviceError::BadArguments {
+                kernel,
+                what: format!("{name} = {x} does not fit u32"),
+            })
+        };
+        Ok((
+            c(dims.batch, "B")?,
+            c(dims.seq_len, "T")?,
+            c(dims.hidden, "H")?,
+            c(dims.vocab, "V")?,
+            c(self.rows, "rows")?,
+            c(self.ms, "ms")?,
+            c(self.blocks, "blocks")?,
+        ))
+    }
+
+    /// The whole forward: reads corpus rows `starts[b] + t`, overwrites
+    /// `gates`, `c`, `h`, `cls` for all T steps (as the per-step kernel's T
+    /// launches do, to the same bits).
+    pub fn forward<D: GpuDevice>(
+        &self,
+        dev: &mut D,
+        dims: LstmDims,
+        bufs: &LstmBuffers,
+    ) -> Result<()> {
+        let (name, _) = self.kernels();
+        let (b, t, h, v, rows, ms, blocks) = self.u32s(name, dims)?;
+        let wpr = u32::try_from(dims.words_per_row).map_err(|_| DeviceError::BadArguments {
+            kernel: name,
+            what: "words_per_row does not fit u32".into(),
+        })?;
+        // Argument contract (kernels/lstm_persistent.cu):
+        // lstm_fwd_persistent_f32 and _h128_f32 (the latter ignores H and
+        // ms, compiled in; plan() only picks it at H = 128, ms = 72):
+        // (const u64* corpus_words, unsigned
+        //   words_per_row, const unsigned* starts, const float* kernel,
+        //   const float* recurrent_kernel, const float* bias, unsigned B,
+        //   unsigned T, unsigned H, unsigned V, unsigned rows, unsigned ms,
+        //   float* gates, float* c, float* h, unsigned* cls).
+        // Sixteen arguments in that order and type; the whole t-major
+        // buffers; blockDim 4H, grid ceil(B / rows), the plan's shared bytes;
+        // the caller guarantees every starts[b] + T - 1 is a corpus row.
+        dev.launch(
+            "lstm_persistent",
+            name,
+            LaunchConfig::linear(blocks, 4 * h, self.fwd_shared as u32),
+            &[
+                KernelArg::Ptr(bufs.corpus_words),
+                KernelArg::U32(wpr),
+                KernelArg::Ptr(bufs.starts),
+                KernelArg::Ptr(bufs.kernel),
+                KernelArg::Ptr(bufs.recurrent_kernel),
+                KernelArg::Ptr(bufs.bias),
+                KernelArg::U32(b),
+                KernelArg::U32(t),
+                KernelArg::U32(h),
+                KernelArg::U32(v),
+                KernelArg::U32(rows),
+                KernelArg::U32(ms),
+                KernelArg::Ptr(bufs.gates),
+                KernelArg::Ptr(bufs.c),
+                KernelArg::Ptr(bufs.h),
+                KernelArg::Ptr(bufs.cls),
+            ],
+        )
+    }
+
+    /// The whole backward recurrence from `dh` = dh_{T-1}: overwrites `dz`
+    /// for all T steps (`dh` and `dc` are left as they were).
+    pub fn backward<D: GpuDevice>(
+        &self,
+        dev: &mut D,
+        dims: LstmDims,
+        bufs: &LstmBuffers,
+    ) -> Result<()> {
+        let (_, name) = self.kernels();
+        let (b, t, h, _, rows, ms, blocks) = self.u32s(name, dims)?;
+        // Argument contract (kernels/lstm_persistent.cu):
+        // lstm_bwd_persistent_f32 and _h128_f32 (as the forward's):
+        // (const float* gates, const float* c,
+        //   const float* dh_last, const float* recurrent_kernel, unsigned B,
+        //   unsigned T, unsigned H, unsigned rows, unsigned ms, float* dz).
+        // Ten arguments in that order and type; gates, c, dz the whole
+        // t-major buffers, dh_last [B, H]; blockDim 4H, grid ceil(B / rows),
+        // the plan's shared bytes.
+        dev.launch(
+            "lstm_persistent",
+            name,
+            LaunchConfig::linear(blocks, 4 * h, self.bwd_shared as u32),
+            &[
+                KernelArg::Ptr(bufs.gates),
+                KernelArg::Ptr(bufs.c),
+                KernelArg::Ptr(bufs.dh),
+                KernelArg::Ptr(bufs.recurrent_kernel),
+                KernelArg::U32(b),
+                KernelArg::U32(t),
+                KernelArg::U32(h),
+                KernelArg::U32(rows),
+                KernelArg::U32(ms),
+                KernelArg::Ptr(bufs.dz),
+            ],
+        )
+    }
+}
