@@ -38,11 +38,19 @@
 //   ring [maxlen] u32. The window is a ring of the last maxlen indices: index
 //   number n of tail ++ out sits in ring[n % maxlen], so appending the newest
 //   character overwrites the one that just left the window.
-// - recurrent_kernel and dense_kernel stay in global memory, read through
-//   the read-only cache: at H = 128 recurrent_kernel alone is 256 KiB, more
-//   than a block's shared memory. Window mode costs T steps per character
-//   (24,000 dependent steps for 400 characters at maxlen 60), the price of
-//   matching the notebook's predictions exactly.
+// - recurrent_kernel is held on chip for the whole launch, as in the
+//   persistent training kernels (lstm_persistent.cu): its first `ms` rows in
+//   shared memory after the state above, the next `kr` (<= KREG_GEN) in
+//   registers of the thread owning that column (only when the block covers
+//   all 4H columns, one each), any rest read from global memory (a model
+//   too large for shared memory). The launcher picks ms and kr. At H = 128
+//   that is 108 rows in shared memory (216 KiB) and 20 in registers: a step
+//   reads no weight from L2, where reading all 256 KiB from L2 per step per
+//   block bounded the kernel. The sum still runs over k = 0..H-1 in order,
+//   so the bits are those of the all-global version. dense_kernel stays in
+//   global memory (read once per character). Window mode costs T steps per
+//   character (24,000 dependent steps for 400 characters at maxlen 60), the
+//   price of matching the notebook's predictions exactly.
 // - The f64 weights exp(log p / T) are computed in parallel; their sum, the
 //   normalisation and the cumulative walk (draw_index in common.cuh, shared
 //   with a test kernel that checks it against strategy::draw) run on thread
@@ -64,7 +72,12 @@
 
 #include "common.cuh"
 
-extern "C" __global__ void generate_fwd_f32(const float* __restrict__ kernel,
+// Rows of recurrent_kernel per thread in registers; 20 keeps the kernel
+// within 64 registers without spills (ptxas, sm_90), so blocks of up to
+// 1024 threads (V > 512) launch.
+#define KREG_GEN 20
+
+extern "C" __global__ void __launch_bounds__(1024) generate_fwd_f32(const float* __restrict__ kernel,
                                             const float* __restrict__ recurrent_kernel,
                                             const float* __restrict__ bias,
                                             const float* __restrict__ dense_kernel,
@@ -75,6 +88,7 @@ extern "C" __global__ void generate_fwd_f32(const float* __restrict__ kernel,
                                             const double* __restrict__ strategy,
                                             unsigned S, unsigned N,
                                             unsigned long long seed, unsigned stream,
+                                            unsigned ms, unsigned kr,
                                             unsigned* __restrict__ out) {
   extern __shared__ double smem[];  // double: 8-byte alignment for w
   double* w = smem;                              // [V]
@@ -83,6 +97,7 @@ extern "C" __global__ void generate_fwd_f32(const float* __restrict__ kernel,
   float* gates = cs + H;                         // [4H] activated i, f, g, o
   float* p = gates + 4 * H;                      // [V] logits, then probabilities
   unsigned* ring = (unsigned*)(p + V);           // [maxlen]
+  float* rs = (float*)(ring + maxlen);           // [ms][4H] rows 0..ms-1 of recurrent_kernel
   __shared__ float scratch[32];
 
   const unsigned j = blockIdx.x;
@@ -93,6 +108,12 @@ extern "C" __global__ void generate_fwd_f32(const float* __restrict__ kernel,
   const unsigned seq_stream = stream + j;  // wraps in u32, as the CPU's wrapping_add
 
   for (unsigned n = tid; n < L; n += nt) ring[n] = seed_tail[n];
+  for (unsigned i = tid; i < ms * G; i += nt) rs[i] = recurrent_kernel[i];
+  // kr > 0 only when nt >= G (the launcher): thread g < G owns column g.
+  float wreg[KREG_GEN];
+#pragma unroll
+  for (unsigned r = 0; r < KREG_GEN; ++r)
+    wreg[r] = r < kr && tid < G ? recurrent_kernel[(size_t)(ms + r) * G + tid] : 0.0f;
   __syncthreads();
 
   for (unsigned k = 0; k < N; ++k) {
@@ -104,9 +125,19 @@ extern "C" __global__ void generate_fwd_f32(const float* __restrict__ kernel,
       for (unsigned g = tid; g < G; g += nt) {
         float acc = 0.0f;
         if (t > 0) {
-          // Column g of recurrent_kernel, walked by pointer (no index product per term).
-          const float* col = recurrent_kernel + g;
-          for (unsigned i = 0; i < H; ++i, col += G) acc += hs[i] * *col;
+          // Column g: shared rows, register rows (g == tid: this thread's
+          // own column), global rows, in row order.
+          unsigned i = 0;
+          const float* sc = rs + g;
+          for (; i < ms; ++i, sc += G) acc += hs[i] * *sc;
+          if (g == tid) {
+#pragma unroll
+            for (unsigned r = 0; r < KREG_GEN; ++r)
+              if (r < kr) acc += hs[ms + r] * wreg[r];
+            i += kr;
+          }
+          const float* col = recurrent_kernel + (size_t)i * G + g;
+          for (; i < H; ++i, col += G) acc += hs[i] * *col;
         }
         const float z = acc + (kernel[(size_t)x * G + g] + bias[g]);
         gates[g] = (g >= 2 * H && g < 3 * H) ? tanhf(z) : sigmoidf_(z);

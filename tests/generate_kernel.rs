@@ -205,12 +205,18 @@ fn generation_matches_the_cpu_generator_on_the_simulator() {
     let launcher = GenerateLauncher::default();
     // (V, H, maxlen, seed length, N): fixed edges first (maxlen 1, V > 64,
     // seed shorter / equal / longer than maxlen, a block smaller than 4H),
-    // then random shapes.
+    // then where recurrent_kernel lives: H = 28 puts 8 rows in shared
+    // memory and 20 in registers; case 5 caps shared memory at 3 rows (5
+    // from global memory); case 6 has a block narrower than 4H (no
+    // register rows, all 28 shared); then random shapes.
     let mut shapes = vec![
         (5, 3, 1, 1, 6),
         (70, 16, 4, 2, 8),
         (57, 9, 5, 5, 7),
         (33, 4, 3, 9, 10),
+        (20, 28, 4, 3, 6),
+        (40, 28, 3, 2, 5),
+        (12, 28, 3, 3, 5),
     ];
     for _ in 0..4 {
         let maxlen = rng.range(1, 7);
@@ -226,11 +232,32 @@ fn generation_matches_the_cpu_generator_on_the_simulator() {
     for (i, shape) in shapes.into_iter().enumerate() {
         let case = random_case(&mut rng, shape);
         // Case 1 with blocks narrower than 4H and V: the strided loops.
-        let l = if i == 1 {
-            GenerateLauncher { max_block: 32 }
-        } else {
-            launcher
+        let l = match i {
+            1 | 6 => GenerateLauncher {
+                max_block: 32,
+                ..GenerateLauncher::default()
+            },
+            5 => GenerateLauncher {
+                max_shared_rows: Some(3),
+                ..GenerateLauncher::default()
+            },
+            _ => launcher,
         };
+        let dims = GenerateDims {
+            vocab: case.params.vocab,
+            hidden: case.params.hidden,
+            maxlen: case.maxlen,
+            tail_len: case.maxlen,
+            sequences: 1,
+            length: 1,
+        };
+        let on_chip = l.weights_on_chip(dims, dev.max_shared_bytes());
+        match i {
+            4 => assert_eq!(on_chip, (8, 20)),
+            5 => assert_eq!(on_chip, (3, 20)),
+            6 => assert_eq!(on_chip, (28, 0)),
+            _ => {}
+        }
         let (c, t) = compare(&mut dev, &l, &case).unwrap();
         let stats = dev.last_launch().expect("launched");
         instructions += stats.instructions;
@@ -370,7 +397,10 @@ fn launcher_checks_arguments_like_the_cpu_generator() {
             "{bad:?}: {err}"
         );
     }
-    let err = GenerateLauncher { max_block: 48 }
+    let err = GenerateLauncher {
+        max_block: 48,
+        ..GenerateLauncher::default()
+    }
         .launch(&mut dev, dims, &bufs, 0, 0)
         .unwrap_err();
     assert!(

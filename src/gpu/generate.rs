@@ -15,6 +15,9 @@ use crate::error::Result;
 use crate::model::Params;
 use crate::sample::{Strategy, check_generate_args};
 
+/// Rows of `recurrent_kernel` per thread in registers (`KREG_GEN` in kernels/generate.cu).
+pub const KREG_GEN: usize = 20;
+
 /// Device buffers of one generation launch. Parameter shapes (row-major,
 /// Keras): `kernel` [V, 4H], `recurrent_kernel` [H, 4H], `bias` [4H],
 /// `dense_kernel` [H, V], `dense_bias` [V]; `seed_tail` [L] u32 class
@@ -83,11 +86,18 @@ pub struct GenerateLauncher {
     /// The block covers max(4H, V) threads, rounded up to a warp, up to this;
     /// the kernel's strided loops cover the rest.
     pub max_block: u32,
+    /// At most this many rows of `recurrent_kernel` in shared memory (`None`:
+    /// as many as fit); the rest beyond the register rows is read from
+    /// global memory. For tests of that path on a device with room to spare.
+    pub max_shared_rows: Option<usize>,
 }
 
 impl Default for GenerateLauncher {
     fn default() -> Self {
-        GenerateLauncher { max_block: 1024 }
+        GenerateLauncher {
+            max_block: 1024,
+            max_shared_rows: None,
+        }
     }
 }
 
@@ -111,6 +121,22 @@ impl GenerateLauncher {
     /// gates [4H], p [V] f32 and the window ring [maxlen] u32.
     pub fn shared_bytes(dims: GenerateDims) -> usize {
         8 * dims.vocab + 4 * (6 * dims.hidden + dims.vocab + dims.maxlen)
+    }
+
+    /// Rows of `recurrent_kernel` the kernel keeps on chip, `(ms, kr)`: the
+    /// first `ms` in shared memory (as many as fit after the state, up to
+    /// H - kr), the next `kr` in registers (only when the block covers all
+    /// 4H columns, one thread each); any rest stays in global memory.
+    pub fn weights_on_chip(&self, dims: GenerateDims, max_shared: u32) -> (usize, usize) {
+        let (h, g) = (dims.hidden, 4 * dims.hidden);
+        let kr = if self.block_for(dims) as usize >= g {
+            KREG_GEN.min(h)
+        } else {
+            0
+        };
+        let room = (max_shared as usize).saturating_sub(Self::shared_bytes(dims)) / (4 * g).max(1);
+        let cap = self.max_shared_rows.unwrap_or(usize::MAX);
+        ((h - kr).min(room).min(cap), kr)
     }
 
     /// Threads per block for `dims`.
@@ -180,8 +206,9 @@ impl GenerateLauncher {
         if s == 0 || n == 0 {
             return Ok(());
         }
-        let shared = Self::shared_bytes(dims);
         let limit = dev.max_shared_bytes();
+        let (ms, kr) = self.weights_on_chip(dims, limit);
+        let shared = Self::shared_bytes(dims) + 4 * ms * 4 * hidden;
         if shared > limit as usize {
             return Err(DeviceError::SharedMemory {
                 kernel: Self::KERNEL,
@@ -195,12 +222,15 @@ impl GenerateLauncher {
         //   const float* bias, const float* dense_kernel, const float* dense_bias,
         //   unsigned H, unsigned V, const unsigned* seed_tail, unsigned L,
         //   unsigned maxlen, const double* strategy, unsigned S, unsigned N,
-        //   unsigned long long seed, unsigned stream, unsigned* out).
-        // Sixteen arguments in that order and type; buffers sized as in
+        //   unsigned long long seed, unsigned stream, unsigned ms,
+        //   unsigned kr, unsigned* out).
+        // Eighteen arguments in that order and type; buffers sized as in
         // GenerateBuffers (seed_tail L u32s in 0..V, strategy S valid codes,
         // out S*N u32s); 1 <= L <= maxlen and L + N fit u32 (checked above).
         // grid.x = S (one block per sequence), dynamic shared memory
-        // 8V + 4(6H + V + maxlen) bytes, checked against the device limit.
+        // 8V + 4(6H + V + maxlen) + 16 ms H bytes, checked against the device
+        // limit; kr > 0 only with a block of at least 4H threads
+        // (weights_on_chip), ms + kr <= H.
         dev.launch(
             "generate",
             Self::KERNEL,
@@ -221,6 +251,8 @@ impl GenerateLauncher {
                 KernelArg::U32(n),
                 KernelArg::U64(seed),
                 KernelArg::U32(stream),
+                KernelArg::U32(ms as u32),
+                KernelArg::U32(kr as u32),
                 KernelArg::Ptr(bufs.out),
             ],
         )
