@@ -34,7 +34,7 @@
 //   one column of recurrent_kernel, coalesced across the warp), then threads
 //   over the H units for the state update: two barriers per time step.
 // - All state lives in dynamic shared memory (launcher: 8V + 4(6H + V +
-//   maxlen) bytes): w [V] f64 | h [H] | c [H] | gates [4H] | p [V] f32 |
+//   maxlen) bytes): h [H] | c [H] | gates [4H] | w [V] f64 | p [V] f32 |
 //   ring [maxlen] u32. The window is a ring of the last maxlen indices: index
 //   number n of tail ++ out sits in ring[n % maxlen], so appending the newest
 //   character overwrites the one that just left the window.
@@ -44,7 +44,7 @@
 //   registers of the thread owning that column (only when the block covers
 //   all 4H columns, one each), any rest read from global memory (a model
 //   too large for shared memory). The launcher picks ms and kr. At H = 128
-//   that is 108 rows in shared memory (216 KiB) and 20 in registers: a step
+//   that is 72 rows in shared memory (144 KiB) and 56 in registers: a step
 //   reads no weight from L2, where reading all 256 KiB from L2 per step per
 //   block bounded the kernel. The sum still runs over k = 0..H-1 in order,
 //   so the bits are those of the all-global version. dense_kernel stays in
@@ -72,12 +72,12 @@
 
 #include "common.cuh"
 
-// Rows of recurrent_kernel per thread in registers; 20 keeps the kernel
-// within 64 registers without spills (ptxas, sm_90), so blocks of up to
-// 1024 threads (V > 512) launch.
-#define KREG_GEN 20
+// Rows of recurrent_kernel per thread in registers, as the training
+// kernels; blocks of at most 512 threads (V > 512 runs the strided loops)
+// leave 128 registers, and 56 rows fit in them without spills (ptxas, sm_90).
+#define KREG_GEN 56
 
-extern "C" __global__ void __launch_bounds__(1024) generate_fwd_f32(const float* __restrict__ kernel,
+extern "C" __global__ void __launch_bounds__(512, 1) generate_fwd_f32(const float* __restrict__ kernel,
                                             const float* __restrict__ recurrent_kernel,
                                             const float* __restrict__ bias,
                                             const float* __restrict__ dense_kernel,
@@ -90,12 +90,14 @@ extern "C" __global__ void __launch_bounds__(1024) generate_fwd_f32(const float*
                                             unsigned long long seed, unsigned stream,
                                             unsigned ms, unsigned kr,
                                             unsigned* __restrict__ out) {
-  extern __shared__ double smem[];  // double: 8-byte alignment for w
-  double* w = smem;                              // [V]
-  float* hs = (float*)(w + V);                   // [H]
+  // h first: the base is 16-byte aligned, so h[i..i+4] loads as a float4
+  // for i % 4 == 0; 24H bytes before w keep it 8-byte aligned.
+  extern __shared__ double smem[];
+  float* hs = (float*)smem;                      // [H]
   float* cs = hs + H;                            // [H]
   float* gates = cs + H;                         // [4H] activated i, f, g, o
-  float* p = gates + 4 * H;                      // [V] logits, then probabilities
+  double* w = (double*)(gates + 4 * H);          // [V]
+  float* p = (float*)(w + V);                    // [V] logits, then probabilities
   unsigned* ring = (unsigned*)(p + V);           // [maxlen]
   float* rs = (float*)(ring + maxlen);           // [ms][4H] rows 0..ms-1 of recurrent_kernel
   __shared__ float scratch[32];
@@ -129,6 +131,14 @@ extern "C" __global__ void __launch_bounds__(1024) generate_fwd_f32(const float*
           // own column), global rows, in row order.
           unsigned i = 0;
           const float* sc = rs + g;
+          // Four rows per h load; the same sequential sum.
+          for (; i + 4 <= ms; i += 4, sc += 4 * G) {
+            const float4 hv = *(const float4*)(hs + i);
+            acc += hv.x * sc[0];
+            acc += hv.y * sc[G];
+            acc += hv.z * sc[2 * G];
+            acc += hv.w * sc[3 * G];
+          }
           for (; i < ms; ++i, sc += G) acc += hs[i] * *sc;
           if (g == tid) {
 #pragma unroll

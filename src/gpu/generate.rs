@@ -16,7 +16,7 @@ use crate::model::Params;
 use crate::sample::{Strategy, check_generate_args};
 
 /// Rows of `recurrent_kernel` per thread in registers (`KREG_GEN` in kernels/generate.cu).
-pub const KREG_GEN: usize = 20;
+pub const KREG_GEN: usize = 56;
 
 /// Device buffers of one generation launch. Parameter shapes (row-major,
 /// Keras): `kernel` [V, 4H], `recurrent_kernel` [H, 4H], `bias` [4H],
@@ -82,7 +82,9 @@ pub struct GenerateDims {
 /// Block size of `generate_fwd_f32`.
 #[derive(Clone, Copy, Debug)]
 pub struct GenerateLauncher {
-    /// Upper bound on threads per block (a multiple of 32, at most 1024).
+    /// Upper bound on threads per block (a multiple of 32, at most 512: the
+    /// kernel's `__launch_bounds__`, which leaves it 128 registers for the
+    /// weights it keeps in registers).
     /// The block covers max(4H, V) threads, rounded up to a warp, up to this;
     /// the kernel's strided loops cover the rest.
     pub max_block: u32,
@@ -95,7 +97,7 @@ pub struct GenerateLauncher {
 impl Default for GenerateLauncher {
     fn default() -> Self {
         GenerateLauncher {
-            max_block: 1024,
+            max_block: 512,
             max_shared_rows: None,
         }
     }
@@ -117,8 +119,8 @@ impl GenerateLauncher {
             .collect()
     }
 
-    /// Dynamic shared memory of one block: w [V] f64, h [H], c [H],
-    /// gates [4H], p [V] f32 and the window ring [maxlen] u32.
+    /// Dynamic shared memory of one block: h [H], c [H], gates [4H], w [V]
+    /// f64, p [V] f32 and the window ring [maxlen] u32.
     pub fn shared_bytes(dims: GenerateDims) -> usize {
         8 * dims.vocab + 4 * (6 * dims.hidden + dims.vocab + dims.maxlen)
     }
@@ -164,9 +166,9 @@ impl GenerateLauncher {
             what,
         };
         let mb = self.max_block;
-        if mb == 0 || !mb.is_multiple_of(32) || mb > 1024 {
+        if mb == 0 || !mb.is_multiple_of(32) || mb > 512 {
             return Err(bad(format!(
-                "max_block of {mb} threads is not a multiple of 32 in 32..=1024"
+                "max_block of {mb} threads is not a multiple of 32 in 32..=512"
             ))
             .into());
         }
