@@ -1,7 +1,8 @@
 //! Launcher of `kernels/lstm.cu`: the LSTM cell one time step per launch,
 //! forward (`lstm_cell_fwd_f32`) and backward (`lstm_cell_bwd_f32` +
 //! `lstm_dh_bwd_f32`), and the three LSTM weight gradients in one pass after
-//! the recurrence (`lstm_wgrad_bwd_f32`).
+//! the recurrence (`lstm_wgrad_bwd_f32`, the reference; the fast path is
+//! src/gpu/wgrad.rs when `LstmBuffers::wgrad_scratch` is set).
 //!
 //! Gate order i, f, c(g), o along every 4H axis. The saved state is t-major
 //! (see [`LstmBuffers`]); this type turns a step `t` into the per-step slices
