@@ -169,11 +169,15 @@ extern "C" __global__ void wgrad_reduce_f32(const float* __restrict__ rk_partial
   const size_t stride = (size_t)gridDim.x * blockDim.x;
   for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) {
     float acc = 0.0f;
+    // Unrolled so several independent partial loads are in flight; the adds
+    // still run in split order.
     if (i < n_rk) {
+#pragma unroll 8
       for (unsigned p = 0; p < rk_splits; ++p) acc += rk_partial[p * n_rk + i];
       d_recurrent_kernel[i] = acc;
     } else {
       const size_t e = i - n_rk;
+#pragma unroll 8
       for (unsigned p = 0; p < cls_splits; ++p) acc += cls_partial[p * n_cls + e];
       if (e < n_k)
         d_kernel[e] = acc;

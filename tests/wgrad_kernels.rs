@@ -236,9 +236,44 @@ fn fast_wgrad_matches_reference_and_cpu_on_the_simulator() {
 #[test]
 fn fast_wgrad_matches_reference_and_cpu_on_cuda() {
     match CudaDevice::new(0) {
-        Ok(mut dev) => all_cases(&mut dev, seed(), true),
+        Ok(mut dev) => {
+            let seed = seed();
+            all_cases(&mut dev, seed, true);
+            time_notebook(&mut dev, seed);
+        }
         Err(e) => println!("SKIPPED: no GPU ({e})"),
     }
+}
+
+/// Device time of the reference and the fast path at the notebook's shape
+/// (V=57, H=128, B=128, T=60), printed; the fast path must be the faster.
+fn time_notebook<D: GpuDevice>(dev: &mut D, seed: u64) {
+    let s = shape(57, 128, 128, 60);
+    let case = Case::random(s, &mut RngStream::new(seed, Purpose::Sample, 10)).unwrap();
+    let w = Wgrad::new(dev, &case);
+    let launcher = LstmLauncher::default();
+    const REPS: usize = 20;
+    let mut secs = [0f64; 2];
+    for (fast, t) in [false, true].into_iter().zip(&mut secs) {
+        let bufs = LstmBuffers {
+            wgrad_scratch: if fast { w.scratch } else { DevicePtr::NULL },
+            ..w.bufs
+        };
+        launcher.wgrad(dev, w.dims, &bufs).unwrap(); // warm-up (module load)
+        *t = dev
+            .time(|dev| (0..REPS).try_for_each(|_| launcher.wgrad(dev, w.dims, &bufs)))
+            .unwrap()
+            / REPS as f64;
+    }
+    w.free(dev);
+    println!(
+        "{s} on {}: lstm_wgrad_bwd_f32 {:.1} us, fast path {:.1} us per call ({:.1}x)",
+        dev.name(),
+        secs[0] * 1e6,
+        secs[1] * 1e6,
+        secs[0] / secs[1]
+    );
+    assert!(secs[1] < secs[0], "the fast path is not faster: {secs:?}");
 }
 
 #[test]
