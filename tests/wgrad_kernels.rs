@@ -219,6 +219,63 @@ fn huge_vocab<D: GpuDevice>(dev: &mut D, seed: u64) {
     }
 }
 
+/// With one split the fast path adds every sum in the reference's order (s
+/// ascending, FMA for the products, +0 start), so it must give the
+/// reference's very bits: a check with no tolerance at all, the 64-wide
+/// tiles, the column tiles and the padding included.
+fn one_split_is_the_reference_to_the_bit<D: GpuDevice>(dev: &mut D, seed: u64, full: bool) {
+    let mut stream = RngStream::new(seed, Purpose::Sample, 11);
+    let mut shapes = vec![
+        shape(66, 33, 4, 2),
+        shape(9, 20, 16, 12),
+        shape(3, 65, 5, 3),
+    ];
+    if full {
+        shapes.push(shape(57, 128, 128, 60));
+    }
+    let reference = LstmLauncher::default();
+    let one = LstmLauncher {
+        fast_wgrad: WgradLauncher {
+            target_blocks: 1,
+            ..WgradLauncher::default()
+        },
+        ..reference
+    };
+    for s in shapes {
+        let case = Case::random(s, &mut stream).unwrap();
+        let w = Wgrad::new(dev, &case);
+        let plan = one.fast_wgrad.plan(w.dims, dev.max_shared_bytes()).unwrap();
+        assert_eq!((plan.rk_splits, plan.cls_splits), (1, 1), "{s}");
+        let want = w.run(dev, &reference, false);
+        let got = w.run(dev, &one, true);
+        w.free(dev);
+        for i in 0..3 {
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<u32>>();
+            assert_eq!(
+                bits(&got[i]),
+                bits(&want[i]),
+                "d {} at {s}",
+                TENSOR_NAMES[i]
+            );
+        }
+        println!("{s}: one split = lstm_wgrad_bwd_f32 bit for bit");
+    }
+}
+
+#[test]
+fn one_split_is_the_reference_to_the_bit_on_the_simulator() {
+    let Some(seed) = sim_seed() else { return };
+    one_split_is_the_reference_to_the_bit(&mut SimDevice::new(seed), seed, false);
+}
+
+#[test]
+fn one_split_is_the_reference_to_the_bit_on_cuda() {
+    match CudaDevice::new(0) {
+        Ok(mut dev) => one_split_is_the_reference_to_the_bit(&mut dev, seed(), true),
+        Err(e) => println!("SKIPPED: no GPU ({e})"),
+    }
+}
+
 fn sim_seed() -> Option<u64> {
     if !ptx::BUILT_WITH_KERNELS {
         println!("SKIPPED: built without kernels");
