@@ -47,7 +47,8 @@
 // - The weight gradients are one kernel after the recurrence with one thread
 //   per output element summing over (t, b) in the CPU's order k = t*B + b:
 //   deterministic and race-free, no atomics (d_kernel is a gather by class
-//   over the saved cls, not a scatter).
+//   over the saved cls, not a scatter). It is the reference: the trainer
+//   runs the split, tiled kernels/wgrad.cu, checked against it.
 // - Full-precision expf / tanhf (no fast math).
 
 #include "common.cuh"

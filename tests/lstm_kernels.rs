@@ -99,6 +99,7 @@ fn launcher_rejects_bad_dims() {
         d_kernel: p,
         d_recurrent_kernel: p,
         d_bias: p,
+        wgrad_scratch: DevicePtr::NULL,
     };
     let l = LstmLauncher::default();
     let err = l.fwd_step(&mut dev, dims, &bufs, 0).unwrap_err();

@@ -55,6 +55,7 @@ fn forward_bits<D: GpuDevice>(dev: &mut D, case: &Case, l: LstmLauncher) -> Vec<
         d_kernel: DevicePtr::NULL,
         d_recurrent_kernel: DevicePtr::NULL,
         d_bias: DevicePtr::NULL,
+        wgrad_scratch: DevicePtr::NULL,
     };
     l.forward(dev, case.lstm_dims(), &bufs).unwrap();
     let mut out = Vec::new();

@@ -3,6 +3,8 @@
 //! grown, never shrunk, when a caller asks for more.
 
 use super::device::{DevicePtr, GpuDevice};
+use super::lstm::LstmDims;
+use super::wgrad::WgradLauncher;
 use crate::error::Result;
 
 const F32: usize = std::mem::size_of::<f32>();
@@ -26,6 +28,8 @@ pub(crate) struct BatchBuffers {
     pub dlogits: DevicePtr, // [B, V]
     pub probs: DevicePtr,  // [B, V]
     pub loss: DevicePtr,   // one f32
+    /// The fast weight gradients' split partials, `WgradLauncher::scratch_len` f32s.
+    pub wgrad_scratch: DevicePtr,
 }
 
 impl BatchBuffers {
@@ -47,10 +51,11 @@ impl BatchBuffers {
             dlogits: n,
             probs: n,
             loss: n,
+            wgrad_scratch: n,
         }
     }
 
-    fn all(&self) -> [DevicePtr; 12] {
+    fn all(&self) -> [DevicePtr; 13] {
         [
             self.starts,
             self.targets,
@@ -64,6 +69,7 @@ impl BatchBuffers {
             self.dlogits,
             self.probs,
             self.loss,
+            self.wgrad_scratch,
         ]
     }
 
@@ -82,6 +88,13 @@ impl BatchBuffers {
         let (b, t) = (batch.max(self.batch), seq_len.max(self.seq_len));
         self.free(dev)?;
         let g = 4 * hidden;
+        let scratch = WgradLauncher::scratch_len(LstmDims {
+            batch: b,
+            seq_len: t,
+            hidden,
+            vocab,
+            words_per_row: vocab.div_ceil(64),
+        });
         // Every size is checked: a corrupt caller must get an error, not a wrap.
         let bytes = |parts: &[usize]| {
             parts
@@ -107,6 +120,7 @@ impl BatchBuffers {
             bytes(&[b, vocab, F32])?,
             bytes(&[b, vocab, F32])?,
             F32,
+            bytes(&[scratch, F32])?,
         ];
         let mut got = Vec::with_capacity(sizes.len());
         for size in sizes {
@@ -133,9 +147,10 @@ impl BatchBuffers {
             dlogits,
             probs,
             loss,
+            wgrad_scratch,
         ] = got[..]
         else {
-            unreachable!("twelve sizes, twelve allocations")
+            unreachable!("thirteen sizes, thirteen allocations")
         };
         *self = BatchBuffers {
             batch: b,
@@ -152,6 +167,7 @@ impl BatchBuffers {
             dlogits,
             probs,
             loss,
+            wgrad_scratch,
         };
         Ok(())
     }

@@ -205,6 +205,7 @@ impl<'c, D: GpuDevice> GpuEngine<'c, D> {
             d_kernel: self.tensor(g, 0),
             d_recurrent_kernel: self.tensor(g, 1),
             d_bias: self.tensor(g, 2),
+            wgrad_scratch: b.wgrad_scratch,
         }
     }
 

@@ -1,7 +1,8 @@
 //! Launcher of `kernels/lstm.cu`: the LSTM cell one time step per launch,
 //! forward (`lstm_cell_fwd_f32`) and backward (`lstm_cell_bwd_f32` +
 //! `lstm_dh_bwd_f32`), and the three LSTM weight gradients in one pass after
-//! the recurrence (`lstm_wgrad_bwd_f32`).
+//! the recurrence (`lstm_wgrad_bwd_f32`, the reference; the fast path is
+//! src/gpu/wgrad.rs when `LstmBuffers::wgrad_scratch` is set).
 //!
 //! Gate order i, f, c(g), o along every 4H axis. The saved state is t-major
 //! (see [`LstmBuffers`]); this type turns a step `t` into the per-step slices
@@ -9,6 +10,7 @@
 
 use super::device::{DeviceError, DevicePtr, GpuDevice, KernelArg, LaunchConfig, blocks_for};
 use super::lstm_persistent::PersistentPlan;
+use super::wgrad::WgradLauncher;
 use crate::error::Result;
 
 const F32: usize = std::mem::size_of::<f32>();
@@ -30,6 +32,7 @@ const F32: usize = std::mem::size_of::<f32>();
 /// | `dh` | [B, H]: in, dh_{T-1} from the head; scratch after | caller, backward |
 /// | `dc` | [B, H] scratch | backward |
 /// | `d_kernel`, `d_recurrent_kernel`, `d_bias` | as the parameters | [`LstmLauncher::wgrad`] |
+/// | `wgrad_scratch` | [`WgradLauncher::scratch_len`] f32s, or NULL (then the reference `lstm_wgrad_bwd_f32` runs) | [`LstmLauncher::wgrad`] |
 #[derive(Clone, Copy, Debug)]
 pub struct LstmBuffers {
     pub corpus_words: DevicePtr,
@@ -47,6 +50,7 @@ pub struct LstmBuffers {
     pub d_kernel: DevicePtr,
     pub d_recurrent_kernel: DevicePtr,
     pub d_bias: DevicePtr,
+    pub wgrad_scratch: DevicePtr,
 }
 
 /// Sizes of one LSTM batch.
@@ -103,6 +107,9 @@ pub struct LstmLauncher {
     pub wgrad_block: u32,
     /// Upper bound on every grid; the kernels' grid-stride loops cover the rest.
     pub max_blocks: u32,
+    /// The fast weight gradients (kernels/wgrad.cu), used when
+    /// `LstmBuffers::wgrad_scratch` is set and the shape fits.
+    pub fast_wgrad: WgradLauncher,
 }
 
 impl Default for LstmLauncher {
@@ -113,6 +120,7 @@ impl Default for LstmLauncher {
             block: 128,
             wgrad_block: 256,
             max_blocks: 65_535,
+            fast_wgrad: WgradLauncher::default(),
         }
     }
 }
@@ -343,7 +351,9 @@ impl LstmLauncher {
     }
 
     /// The three LSTM weight gradients from `h`, `cls` and `dz` of all T
-    /// steps, overwriting `d_kernel`, `d_recurrent_kernel` and `d_bias`.
+    /// steps, overwriting `d_kernel`, `d_recurrent_kernel` and `d_bias`:
+    /// the fast path (src/gpu/wgrad.rs) when `wgrad_scratch` is set and the
+    /// shape fits it, else the reference `lstm_wgrad_bwd_f32`.
     pub fn wgrad<D: GpuDevice>(
         &self,
         dev: &mut D,
@@ -351,6 +361,34 @@ impl LstmLauncher {
         bufs: &LstmBuffers,
     ) -> Result<()> {
         let s = self.sizes(Self::WGRAD, dims)?;
+        if bufs.wgrad_scratch != DevicePtr::NULL {
+            let ran = self.fast_wgrad.run(
+                dev,
+                dims,
+                bufs.h,
+                bufs.cls,
+                bufs.dz,
+                bufs.wgrad_scratch,
+                bufs.d_kernel,
+                bufs.d_recurrent_kernel,
+                bufs.d_bias,
+            )?;
+            if ran {
+                return Ok(());
+            }
+        }
+        self.reference_wgrad(dev, dims, bufs, s)
+    }
+
+    /// `lstm_wgrad_bwd_f32`: one thread per output, each summing all T*B
+    /// rows in order.
+    fn reference_wgrad<D: GpuDevice>(
+        &self,
+        dev: &mut D,
+        dims: LstmDims,
+        bufs: &LstmBuffers,
+        s: Sizes,
+    ) -> Result<()> {
         let g = 4 * dims.hidden;
         let n = g * dims.hidden + g * dims.vocab + g;
         if n == 0 {

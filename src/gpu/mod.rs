@@ -13,6 +13,7 @@ pub mod ptx;
 pub mod rmsprop;
 pub mod selftest;
 pub mod sim_device;
+pub mod wgrad;
 
 pub use cuda_device::CudaDevice;
 pub use device::{DeviceError, DevicePtr, GpuDevice, KernelArg, LaunchConfig};

@@ -7,7 +7,7 @@
 //! | [`check_grad_clip`] | `grad_norm_clip_f32` | `cpu::clip_grad_norm::<f32>` |
 //! | [`check_head`] | `head_fwd_bwd_f32`, `head_wgrad_bwd_f32` | `cpu::trace::<f64>` |
 //! | [`check_lstm_forward`] | `lstm_cell_fwd_f32` over T steps | `cpu::trace::<f64>` |
-//! | [`check_lstm_backward`] | `lstm_cell_bwd_f32`, `lstm_dh_bwd_f32`, `lstm_wgrad_bwd_f32` | `cpu::trace::<f64>` |
+//! | [`check_lstm_backward`] | `lstm_cell_bwd_f32`, `lstm_dh_bwd_f32`, `lstm_wgrad_bwd_f32`, `wgrad_{rk,cls}_partial_f32`, `wgrad_reduce_f32` | `cpu::trace::<f64>` |
 //!
 //! The head and the backward are fed the reference's own inputs (h_{T-1};
 //! the forward state and dh_{T-1}), rounded to f32, not the device's
@@ -26,6 +26,7 @@ use crate::gpu::device::{DevicePtr, GpuDevice};
 use crate::gpu::head::{HeadBuffers, HeadDims, HeadLauncher};
 use crate::gpu::lstm::{LstmBuffers, LstmDims, LstmLauncher, LstmPath};
 use crate::gpu::rmsprop::{GradClipLauncher, ParamLayout, RmsPropLauncher};
+use crate::gpu::wgrad::WgradLauncher;
 use crate::model::{Params, TENSOR_NAMES};
 use crate::sample::RngStream;
 
@@ -393,6 +394,7 @@ pub fn check_lstm_forward_with<D: GpuDevice>(
             d_kernel: DevicePtr::NULL,
             d_recurrent_kernel: DevicePtr::NULL,
             d_bias: DevicePtr::NULL,
+            wgrad_scratch: DevicePtr::NULL,
         };
         launcher.forward(dev, case.lstm_dims(), &lb)?;
         dev.synchronize()?;
@@ -428,7 +430,9 @@ pub fn check_lstm_forward_with<D: GpuDevice>(
 
 /// The backward recurrence, T steps from dh_{T-1}, then the three LSTM
 /// weight gradients: dz of every step and d kernel, d recurrent_kernel,
-/// d bias.
+/// d bias, by the reference `lstm_wgrad_bwd_f32` and again by the fast path
+/// (kernels/wgrad.cu) on the same dz, outputs and scratch re-poisoned; the
+/// fast path also twice more, which must give the same bits.
 pub fn check_lstm_backward<D: GpuDevice>(dev: &mut D, case: &Case) -> Result<Vec<SelftestRow>> {
     check_lstm_backward_with(dev, case, per_step())
 }
@@ -462,6 +466,8 @@ pub fn check_lstm_backward_with<D: GpuDevice>(
             d_kernel: bufs.poisoned(dev, v * g)?,
             d_recurrent_kernel: bufs.poisoned(dev, h * g)?,
             d_bias: bufs.poisoned(dev, g)?,
+            // The reference weight gradients first; the fast path below.
+            wgrad_scratch: DevicePtr::NULL,
         };
         launcher.backward(dev, case.lstm_dims(), &lb)?;
         dev.synchronize()?;
@@ -486,6 +492,65 @@ pub fn check_lstm_backward_with<D: GpuDevice>(
                 &download(dev, ptr, n)?,
                 want,
                 BOUND_F32_KERNEL,
+            ));
+        }
+        let dims = case.lstm_dims();
+        let scratch_len = WgradLauncher::scratch_len(dims);
+        let scratch = bufs.poisoned(dev, scratch_len)?;
+        let fast = LstmLauncher::default().fast_wgrad;
+        let mut runs = Vec::new();
+        for _ in 0..2 {
+            for &(ptr, n, _) in &grads {
+                dev.upload_f32(ptr, &vec![f32::NAN; n])?;
+            }
+            let (lb, s) = (&lb, scratch);
+            if !fast.run(
+                dev,
+                dims,
+                lb.h,
+                lb.cls,
+                lb.dz,
+                s,
+                lb.d_kernel,
+                lb.d_recurrent_kernel,
+                lb.d_bias,
+            )? {
+                // Too large a V for the fast path: the reference rows above
+                // cover what LstmLauncher::wgrad runs at this shape.
+                return Ok(rows);
+            }
+            dev.synchronize()?;
+            let mut got = Vec::new();
+            for &(ptr, n, _) in &grads {
+                got.push(download(dev, ptr, n)?);
+            }
+            runs.push(got);
+            dev.upload_f32(scratch, &vec![f32::NAN; scratch_len])?;
+        }
+        let fast_kernels = [
+            "wgrad_cls_partial_f32 + wgrad_reduce_f32",
+            "wgrad_rk_partial_f32 + wgrad_reduce_f32",
+            "wgrad_cls_partial_f32 + wgrad_reduce_f32",
+        ];
+        for (i, ((_, _, want), name)) in grads.iter().zip(TENSOR_NAMES).enumerate() {
+            let (kernel, output) = (fast_kernels[i], format!("d {name}"));
+            let (first, second) = (&runs[0][i], &runs[1][i]);
+            rows.push(SelftestRow::compare(
+                kernel,
+                &output,
+                &shape,
+                first,
+                want,
+                BOUND_F32_KERNEL,
+            ));
+            // Bits: f32 -> f64 is exact, so equal f64s are equal f32s.
+            rows.push(SelftestRow::compare(
+                kernel,
+                &format!("{output} (second run, bits)"),
+                &shape,
+                second,
+                first,
+                BOUND_EXACT,
             ));
         }
         Ok(rows)

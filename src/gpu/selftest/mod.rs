@@ -74,7 +74,7 @@ pub const BOUND_EXACT: Bound = Bound::max_rel(0.0);
 /// Every kernel of `kernels/`, each covered by a check below. A test
 /// (tests/selftest.rs) fails when the embedded PTX has an entry this list
 /// lacks, so a new kernel cannot join the build unchecked.
-pub const KERNELS: [&str; 14] = [
+pub const KERNELS: [&str; 17] = [
     "rmsprop_update_f32",
     "grad_norm_clip_f32",
     "head_fwd_bwd_f32",
@@ -89,6 +89,9 @@ pub const KERNELS: [&str; 14] = [
     "lstm_bwd_persistent_f32",
     "lstm_fwd_persistent_h128_f32",
     "lstm_bwd_persistent_h128_f32",
+    "wgrad_rk_partial_f32",
+    "wgrad_cls_partial_f32",
+    "wgrad_reduce_f32",
 ];
 
 /// Elements below this fraction of a tensor's largest |want| are measured
