@@ -1,7 +1,9 @@
-//! `cargo bench --bench compare`: a training step, an epoch slice and
-//! generation on the CPU reference and the CUDA backend, in one run (the
+//! `cargo bench --bench compare`: a training step (and its µs per
+//! recurrent step, train step / 2T, against the 1 µs budget), an epoch slice
+//! and generation on the CPU reference and the CUDA backend, in one run (the
 //! CUDA row says why it is missing on a machine without a GPU). The same
-//! numbers as JSON: `charlstm-cuda bench`.
+//! numbers as JSON, with PyTorch's next to them and whole epochs:
+//! `charlstm-cuda bench --pytorch FILE --full-epoch`.
 //!
 //! Corpus: the shared Nietzsche text when present next to the checkout,
 //! else a synthetic text of the same length and alphabet size (timings
@@ -38,8 +40,9 @@ fn corpus() -> OneHotCorpus {
 }
 
 fn main() {
-    // `cargo test --benches` runs bench targets with --test: stay quick there.
-    let quick = std::env::args().any(|a| a == "--test");
+    // Only `cargo bench` passes --bench; `cargo test --benches` (no
+    // argument, or --test) only checks that this runs: stay quick there.
+    let quick = !std::env::args().any(|a| a == "--bench");
     let config = if quick {
         BenchConfig {
             steps: 1,

@@ -6,10 +6,14 @@ timed with CUDA events, so the ratio to this crate is measured on the same
 GPU in one run (scripts/gpu-check.sh runs both).
 
 Prints one JSON object with the keys of `charlstm-cuda bench`'s rows:
-train_step_s (median), epoch_slice_s, epoch_estimate_s, generate_s
+train_step_s (median), step_latency_us (train_step_s / (2 maxlen): one of
+the maxlen forward + maxlen backward dependent recurrent steps, against the
+1 us budget, step_budget_us), epoch_slice_s, epoch_estimate_s, generate_s
 (4 temperatures x 400 chars, window mode like the notebook, sampled on the
 device), last_loss; with --full-epoch also epoch_s and epoch_loss (one whole
-shuffled epoch, Keras' running mean).
+shuffled epoch, Keras' running mean). The job's shapes (vocab, hidden,
+batch, maxlen, step, batches_per_epoch, gen_length, temperatures) come
+along: `charlstm-cuda bench --pytorch FILE` refuses a file of another job.
 
 Inputs are one-hot windows built on the device from the corpus indices
 (F.one_hot of a gather), the usual PyTorch port of the Keras example. The
@@ -18,16 +22,26 @@ not charged a host sync per step; charlstm-cuda does read its loss every
 step.
 
 Usage: python3 scripts/bench_pytorch.py [--corpus nietzsche.txt] [--device cuda]
-       [--steps 10] [--slice-batches 20] [--full-epoch]
+       [--steps 10] [--slice-batches 20] [--full-epoch] [--out pt.json]
+Runs on the CPU too (--device cpu; no cuDNN then, and the row says so).
 """
 
 import argparse
 import json
 import statistics
+import sys
 import time
 
-import torch
-import torch.nn.functional as F
+try:
+    import torch
+    import torch.nn.functional as F
+except ImportError as e:
+    sys.exit(f"bench_pytorch.py needs PyTorch ({e}): pip install torch (its CUDA build on a GPU "
+             "machine; scripts/setup-interop.sh makes a CPU one in .venv-interop/)")
+
+
+TEMPERATURES = [0.2, 0.5, 1.0, 1.2]
+STEP_BUDGET_US = 1.0
 
 
 def load_text(path, n_synthetic=600_901):
@@ -89,7 +103,11 @@ def main():
     ap.add_argument("--hidden", type=int, default=128)
     ap.add_argument("--maxlen", type=int, default=60)
     ap.add_argument("--step", type=int, default=3)
+    ap.add_argument("--out", help="also write the JSON to this file")
     a = ap.parse_args()
+    if a.device.startswith("cuda") and not torch.cuda.is_available():
+        sys.exit(f"bench_pytorch.py: --device {a.device} but torch {torch.__version__} sees no "
+                 "CUDA GPU (a CPU-only build, or no driver); use --device cpu to time the CPU")
 
     dev = torch.device(a.device)
     torch.manual_seed(42)
@@ -142,7 +160,7 @@ def main():
 
     # Generation: the notebook's loop, all temperatures as one batch of
     # windows, sampling on the device (no host sync per character).
-    temps = torch.tensor([0.2, 0.5, 1.0, 1.2], device=dev)[:, None]
+    temps = torch.tensor(TEMPERATURES, device=dev)[:, None]
     window = classes[: a.maxlen].repeat(len(temps), 1)
     out = []
     model.eval()
@@ -166,8 +184,14 @@ def main():
         "hidden": a.hidden,
         "batch": b,
         "maxlen": a.maxlen,
+        "step": a.step,
         "batches_per_epoch": batches_per_epoch,
+        "gen_length": a.gen_length,
+        "temperatures": TEMPERATURES,
+        "recurrent_steps_per_batch": 2 * a.maxlen,
+        "step_budget_us": STEP_BUDGET_US,
         "train_step_s": statistics.median(steps),
+        "step_latency_us": statistics.median(steps) * 1e6 / (2 * a.maxlen),
         "epoch_slice_s": slice_s,
         "slice_batches": slice_n,
         "epoch_estimate_s": slice_s / slice_n * batches_per_epoch,
@@ -187,7 +211,11 @@ def main():
                 total += train_step(s).detach() * len(s)
         result["epoch_s"] = t.seconds
         result["epoch_loss"] = (total / len(order)).item()
-    print(json.dumps(result, indent=2))
+    text = json.dumps(result, indent=2)
+    print(text)
+    if a.out:
+        with open(a.out, "w", encoding="utf-8") as f:
+            f.write(text + "\n")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,14 @@
 //! The backend comparison behind `charlstm-cuda bench` and `cargo bench
-//! --bench compare`: a training step, an epoch slice and generation, timed
-//! the same way on every backend asked for, in one run.
+//! --bench compare`: a training step, an epoch slice and generation (and,
+//! asked for, one whole epoch through the trainer), timed the same way on
+//! every backend asked for, in one run; optionally next to PyTorch's numbers
+//! for the same job from `scripts/bench_pytorch.py` ([`pytorch`]).
+//!
+//! Per-recurrent-step latency: a training step of windows of T characters
+//! runs T dependent forward steps and T dependent backward steps, so
+//! `train_step_s / (2 T)` is the time one recurrent step costs, against the
+//! project's budget of [`STEP_BUDGET_US`] (DESIGN: the recurrence is the
+//! part no batch size hides).
 //!
 //! Timing is host wall-clock around calls that end synchronised (every
 //! `train_batch` returns its loss, which a device engine must download;
@@ -14,10 +22,20 @@ use std::time::Instant;
 use serde::Serialize;
 
 use crate::corpus::{OneHotCorpus, Windows, epoch_order};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::model::{Hyper, Params, init_params};
 use crate::sample::Strategy;
-use crate::train::{Backend, Device, Engine, create_engine};
+use crate::train::{
+    Backend, Control, Device, Engine, EpochEvent, Observer, TrainConfig, Trainer, create_engine,
+};
+
+pub mod pytorch;
+mod table;
+
+pub use pytorch::Comparison;
+
+/// The latency budget of one recurrent step (forward or backward), in µs.
+pub const STEP_BUDGET_US: f64 = 1.0;
 
 /// What to measure.
 #[derive(Clone, Debug, Serialize)]
@@ -30,6 +48,11 @@ pub struct BenchConfig {
     pub gen_length: usize,
     /// Temperatures generated at once (the notebook's four by default).
     pub temperatures: Vec<f64>,
+    /// Also train one whole shuffled epoch (a fresh model, the trainer's
+    /// loop as `train --epochs 1` runs it, no checkpoints or samples) and
+    /// report its time and mean loss.
+    #[serde(default)]
+    pub full_epoch: bool,
 }
 
 impl Default for BenchConfig {
@@ -39,6 +62,7 @@ impl Default for BenchConfig {
             slice_batches: 20,
             gen_length: 400,
             temperatures: vec![0.2, 0.5, 1.0, 1.2],
+            full_epoch: false,
         }
     }
 }
@@ -62,6 +86,13 @@ pub struct BenchRow {
     pub generate_s: Option<f64>,
     /// Mean loss of the slice's last batch (a sanity check, not a benchmark).
     pub last_loss: Option<f32>,
+    /// `train_step_s / (2 T)` in µs: one dependent recurrent step (forward
+    /// or backward), against [`STEP_BUDGET_US`].
+    pub step_latency_us: Option<f64>,
+    /// Seconds of one whole epoch (`full_epoch`).
+    pub epoch_s: Option<f64>,
+    /// Mean loss over that epoch, Keras' running mean (`full_epoch`).
+    pub epoch_loss: Option<f64>,
 }
 
 impl BenchRow {
@@ -75,8 +106,21 @@ impl BenchRow {
             epoch_estimate_s: None,
             generate_s: None,
             last_loss: None,
+            step_latency_us: None,
+            epoch_s: None,
+            epoch_loss: None,
         }
     }
+
+    /// The epoch time to compare: the whole epoch when measured, else the estimate.
+    pub fn epoch_time(&self) -> Option<f64> {
+        self.epoch_s.or(self.epoch_estimate_s)
+    }
+}
+
+/// µs per dependent recurrent step of a training step over windows of `maxlen`.
+pub fn step_latency_us(train_step_s: f64, maxlen: usize) -> f64 {
+    train_step_s * 1e6 / (2 * maxlen.max(1)) as f64
 }
 
 /// The whole comparison.
@@ -96,8 +140,17 @@ pub struct BenchReport {
     pub batches_per_epoch: usize,
     /// What was measured.
     pub config: BenchConfig,
-    /// One row per backend, in the order asked for.
+    /// One row per backend, in the order asked for; then `pytorch` when
+    /// its numbers were given.
     pub rows: Vec<BenchRow>,
+    /// Dependent recurrent steps per training step: T forward + T backward.
+    pub recurrent_steps_per_batch: usize,
+    /// [`STEP_BUDGET_US`].
+    pub step_budget_us: f64,
+    /// The file PyTorch's numbers came from (`--pytorch`).
+    pub pytorch_file: Option<String>,
+    /// PyTorch against each of our backends (empty without `--pytorch`).
+    pub comparisons: Vec<Comparison>,
 }
 
 impl BenchReport {
@@ -154,10 +207,19 @@ pub fn run(
             config,
             &strategies,
         )?;
+        drop(engine);
         row.note = note;
+        // The slice may be the whole (short) epoch: scale by what it ran.
+        let slice = config.slice_batches.min(batches_per_epoch).max(1);
         row.epoch_estimate_s = row
             .epoch_slice_s
-            .map(|s| s / config.slice_batches.max(1) as f64 * batches_per_epoch as f64);
+            .map(|s| s / slice as f64 * batches_per_epoch as f64);
+        row.step_latency_us = row.train_step_s.map(|s| step_latency_us(s, hyper.maxlen));
+        if config.full_epoch {
+            let (seconds, loss) = whole_epoch(corpus, hyper, backend)?;
+            row.epoch_s = Some(seconds);
+            row.epoch_loss = Some(loss);
+        }
         rows.push(row);
     }
     Ok(BenchReport {
@@ -169,6 +231,44 @@ pub fn run(
         batches_per_epoch,
         config: config.clone(),
         rows,
+        recurrent_steps_per_batch: 2 * hyper.maxlen,
+        step_budget_us: STEP_BUDGET_US,
+        pytorch_file: None,
+        comparisons: Vec::new(),
+    })
+}
+
+/// One epoch of a fresh model through [`Trainer::run`], the loop `train`
+/// runs (so whatever it does to keep the device busy counts here too),
+/// without an output directory or after-epoch samples: (seconds, mean loss)
+/// as its epoch event reports them.
+fn whole_epoch(corpus: &OneHotCorpus, hyper: &Hyper, backend: Backend) -> Result<(f64, f64)> {
+    struct LastEpoch(Option<(f64, f64)>);
+    impl Observer for LastEpoch {
+        fn on_epoch(&mut self, e: &EpochEvent) -> Control {
+            self.0 = Some((e.seconds, e.loss));
+            Control::Continue
+        }
+    }
+    let mut trainer = Trainer::builder(corpus)
+        .hyper(Hyper {
+            epochs: 1,
+            ..hyper.clone()
+        })
+        .config(TrainConfig {
+            gen_length: 0,
+            ..TrainConfig::default()
+        })
+        .backend(backend)
+        .build()?;
+    let mut last = LastEpoch(None);
+    trainer.run(&mut last)?;
+    last.0.ok_or_else(|| Error::InvalidArgument {
+        name: "--full-epoch",
+        what: format!(
+            "the {} run ended without finishing its epoch",
+            backend.name()
+        ),
     })
 }
 
@@ -226,70 +326,8 @@ fn measure(
         epoch_estimate_s: None,
         generate_s: Some(generate_s),
         last_loss,
+        step_latency_us: None,
+        epoch_s: None,
+        epoch_loss: None,
     })
-}
-
-impl std::fmt::Display for BenchReport {
-    /// A table, one row per backend, then the ratios to the first available one.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        writeln!(
-            f,
-            "V={} H={} B={} T={}; {} windows, {} batches/epoch; {} steps, slice of {} batches, {} x {} chars",
-            self.vocab,
-            self.hidden,
-            self.batch,
-            self.maxlen,
-            self.windows,
-            self.batches_per_epoch,
-            self.config.steps,
-            self.config.slice_batches,
-            self.config.temperatures.len(),
-            self.config.gen_length
-        )?;
-        writeln!(
-            f,
-            "{:<8} {:>14} {:>16} {:>14} {:>10}  note",
-            "backend", "step (ms)", "epoch est (s)", "generate (s)", "loss"
-        )?;
-        let num =
-            |x: Option<f64>, scale: f64| x.map_or("-".into(), |x| format!("{:.3}", x * scale));
-        for r in &self.rows {
-            let note = if r.available {
-                r.note.clone().unwrap_or_default()
-            } else {
-                format!(
-                    "no GPU / unavailable: {}",
-                    r.note.clone().unwrap_or_default()
-                )
-            };
-            writeln!(
-                f,
-                "{:<8} {:>14} {:>16} {:>14} {:>10}  {}",
-                r.backend,
-                num(r.train_step_s, 1e3),
-                num(r.epoch_estimate_s, 1.0),
-                num(r.generate_s, 1.0),
-                r.last_loss.map_or("-".into(), |l| format!("{l:.4}")),
-                note
-            )?;
-        }
-        let base = self.rows.iter().find(|r| r.available);
-        for r in self.rows.iter().filter(|r| r.available) {
-            if let Some(b) = base.filter(|b| b.backend != r.backend) {
-                let step = self.ratio(|x| x.train_step_s, &b.backend, &r.backend);
-                let epoch = self.ratio(|x| x.epoch_estimate_s, &b.backend, &r.backend);
-                let generate = self.ratio(|x| x.generate_s, &b.backend, &r.backend);
-                writeln!(
-                    f,
-                    "{} vs {}: step {}x, epoch {}x, generate {}x faster",
-                    r.backend,
-                    b.backend,
-                    num(step, 1.0),
-                    num(epoch, 1.0),
-                    num(generate, 1.0)
-                )?;
-            }
-        }
-        Ok(())
-    }
 }

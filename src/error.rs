@@ -140,6 +140,14 @@ pub enum Error {
         /// What is wrong with it.
         what: String,
     },
+    /// The PyTorch numbers given to `bench --pytorch` cannot be used.
+    #[error("{path}: not a usable PyTorch bench result: {what}")]
+    BenchInput {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        what: String,
+    },
 }
 
 impl Error {
@@ -220,6 +228,12 @@ impl Error {
             Error::Interop { .. } => {
                 "pass a .safetensors from `charlstm-cuda export --format pytorch`, or from PyTorch \
                  with safetensors.torch.save_file(model.state_dict(), path)"
+                    .into()
+            }
+            Error::BenchInput { .. } => {
+                "make it with `python3 scripts/bench_pytorch.py --corpus TEXT > FILE` on the same \
+                 text and shapes (--hidden, --batch-size, --maxlen, --gen-length) as this bench, \
+                 or leave out --pytorch"
                     .into()
             }
             Error::Sim { .. } => {

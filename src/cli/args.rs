@@ -51,8 +51,14 @@ pub enum Command {
         charlstm-cuda completions powershell >> $PROFILE")]
     Completions(super::report::CompletionsArgs),
     /// Time a training step, an epoch slice and generation per backend, as JSON.
-    #[command(after_help = "Examples:\n  charlstm-cuda bench --device cpu,cuda\n  \
-        charlstm-cuda bench --corpus nietzsche.txt --steps 50 --slice-batches 200")]
+    #[command(
+        after_help = "Prints the JSON report on stdout and the same as a table, \
+        with per-recurrent-step latencies and ratios, on stderr.\n\nExamples:\n  \
+        charlstm-cuda bench --device cpu,cuda\n  \
+        charlstm-cuda bench --corpus nietzsche.txt --steps 50 --slice-batches 200\n  \
+        python3 scripts/bench_pytorch.py --corpus nietzsche.txt --full-epoch > pt.json\n  \
+        charlstm-cuda bench --device cuda --corpus nietzsche.txt --pytorch pt.json --full-epoch"
+    )]
     Bench(BenchArgs),
     /// Check every kernel, and a few training steps, against the CPU reference on a device.
     #[command(after_help = "Exits 0 only if every check passes. Inputs are random, \
@@ -299,6 +305,14 @@ pub struct BenchArgs {
     /// Characters per window.
     #[arg(long, default_value_t = 60)]
     pub maxlen: usize,
+    /// Also train one whole shuffled epoch per backend (a fresh model, as
+    /// `train --epochs 1`): its time and mean loss.
+    #[arg(long)]
+    pub full_epoch: bool,
+    /// PyTorch's numbers for the same job (the JSON scripts/bench_pytorch.py
+    /// prints): adds a pytorch row and PyTorch / ours ratios.
+    #[arg(long, value_name = "FILE")]
+    pub pytorch: Option<std::path::PathBuf>,
 }
 
 #[derive(Args, Debug)]

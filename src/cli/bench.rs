@@ -1,4 +1,5 @@
-//! `bench`: the backend comparison of `charlstm_cuda::bench` as JSON.
+//! `bench`: the backend comparison of `charlstm_cuda::bench` as JSON on
+//! stdout (what scripts read) and as a table on stderr (what people read).
 
 use std::process::ExitCode;
 
@@ -48,12 +49,24 @@ pub fn bench(a: BenchArgs) -> Result<ExitCode> {
         slice_batches: a.slice_batches,
         gen_length: a.gen_length,
         temperatures: a.temperatures.clone(),
+        full_epoch: a.full_epoch,
     };
-    let report = bench::run(&corpus, &hyper, &config, &backends)?;
+    // Read before the (long) measurement, so that a bad file fails at once;
+    // whether it ran the same job needs the report, so that check runs after.
+    let pytorch = match &a.pytorch {
+        Some(file) => Some((bench::pytorch::read(file)?, file)),
+        None => None,
+    };
+    let mut report = bench::run(&corpus, &hyper, &config, &backends)?;
+    if let Some((numbers, file)) = pytorch {
+        let reference = bench::pytorch::check(numbers, file, &report)?;
+        report.add_pytorch(reference, file);
+    }
     let json = serde_json::to_string_pretty(&report).map_err(|e| Error::InvalidArgument {
         name: "bench",
         what: format!("report does not serialise: {e}"),
     })?;
     println!("{json}");
+    eprint!("{report}");
     Ok(ExitCode::SUCCESS)
 }

@@ -1,0 +1,250 @@
+//! PyTorch's numbers for the same job next to ours: `bench --pytorch FILE`
+//! reads the JSON `scripts/bench_pytorch.py` printed (nn.LSTM + Linear,
+//! cuDNN on a GPU), checks that it ran the same job (V, H, B, T, the epoch's
+//! batches, the generation asked for), adds it as a `pytorch` row and
+//! computes PyTorch / ours for every one of our rows.
+//!
+//! Ratios are PyTorch's time over ours, so above 1 means we are faster; the
+//! epoch goal is [`EPOCH_GOAL`]x. The loss after one epoch is compared
+//! loosely ([`LOSS_TOLERANCE`]): the two start from different random
+//! initialisations and shuffle the windows differently, so the same model
+//! and optimizer land near each other, not on the same number.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use super::{BenchReport, BenchRow, step_latency_us};
+use crate::error::{Error, Result};
+
+/// PyTorch epoch time over ours that the project aims for.
+pub const EPOCH_GOAL: f64 = 5.0;
+/// Relative difference of the losses after one epoch still called "close".
+pub const LOSS_TOLERANCE: f64 = 0.10;
+
+/// PyTorch against one of our backends, from numbers measured in one run.
+#[derive(Clone, Debug, Serialize)]
+pub struct Comparison {
+    /// Our backend (`cpu`, `cuda`, `sim`).
+    pub backend: String,
+    /// `pytorch (cuDNN)` or `pytorch (cpu)`: where PyTorch ran.
+    pub reference: String,
+    /// Why there are no ratios (our backend unavailable), else `None`.
+    pub unavailable: Option<String>,
+    /// PyTorch epoch time / ours.
+    pub epoch_ratio: Option<f64>,
+    /// `whole epoch` when both trained one, else `estimate` (from the slices).
+    pub epoch_basis: Option<String>,
+    /// [`EPOCH_GOAL`].
+    pub epoch_goal: f64,
+    /// `epoch_ratio >= epoch_goal`.
+    pub epoch_goal_met: Option<bool>,
+    /// PyTorch training step / ours (the same as the per-recurrent-step ratio).
+    pub step_ratio: Option<f64>,
+    /// PyTorch generation time / ours.
+    pub generate_ratio: Option<f64>,
+    /// Our mean loss over one whole epoch.
+    pub loss_ours: Option<f64>,
+    /// PyTorch's mean loss over one whole epoch.
+    pub loss_reference: Option<f64>,
+    /// `(ours - pytorch) / pytorch`.
+    pub loss_rel_diff: Option<f64>,
+    /// [`LOSS_TOLERANCE`].
+    pub loss_tolerance: f64,
+    /// `|loss_rel_diff| <= loss_tolerance`.
+    pub loss_within_tolerance: Option<bool>,
+}
+
+/// PyTorch's row and what to call it.
+#[derive(Clone, Debug)]
+pub struct Reference {
+    /// The numbers, as a row like ours (`backend` is `pytorch`).
+    pub row: BenchRow,
+    /// `pytorch (cuDNN)` on a GPU, else `pytorch (DEVICE)`.
+    pub label: String,
+}
+
+/// The keys of `bench_pytorch.py`'s output this reads; others are ignored.
+#[derive(Clone, Debug, Deserialize)]
+pub struct PytorchJson {
+    device: Option<String>,
+    torch: Option<String>,
+    cudnn: Option<serde_json::Value>,
+    vocab: usize,
+    hidden: usize,
+    batch: usize,
+    maxlen: usize,
+    batches_per_epoch: Option<usize>,
+    gen_length: Option<usize>,
+    temperatures: Option<Vec<f64>>,
+    train_step_s: f64,
+    epoch_slice_s: Option<f64>,
+    epoch_estimate_s: f64,
+    generate_s: f64,
+    last_loss: Option<f64>,
+    epoch_s: Option<f64>,
+    epoch_loss: Option<f64>,
+}
+
+fn bad(path: &Path, what: String) -> Error {
+    Error::BenchInput {
+        path: path.to_path_buf(),
+        what,
+    }
+}
+
+/// Reads `path` and checks its numbers (before a long measurement, so a bad
+/// file fails at once).
+pub fn read(path: &Path) -> Result<PytorchJson> {
+    let text =
+        std::fs::read_to_string(path).map_err(|e| bad(path, format!("cannot read it: {e}")))?;
+    let p: PytorchJson = serde_json::from_str(&text).map_err(|e| {
+        bad(
+            path,
+            format!("not the JSON object bench_pytorch.py prints: {e}"),
+        )
+    })?;
+    let times = [
+        ("train_step_s", Some(p.train_step_s)),
+        ("epoch_estimate_s", Some(p.epoch_estimate_s)),
+        ("generate_s", Some(p.generate_s)),
+        ("epoch_slice_s", p.epoch_slice_s),
+        ("epoch_s", p.epoch_s),
+    ];
+    for (key, x) in times {
+        if let Some(x) = x.filter(|x| !(x.is_finite() && *x > 0.0)) {
+            return Err(bad(
+                path,
+                format!("{key} is {x}, not a positive number of seconds"),
+            ));
+        }
+    }
+    for (key, x) in [("last_loss", p.last_loss), ("epoch_loss", p.epoch_loss)] {
+        if let Some(x) = x.filter(|x| !x.is_finite()) {
+            return Err(bad(path, format!("{key} is {x}")));
+        }
+    }
+    Ok(p)
+}
+
+/// Reads `path` ([`read`]) and checks that it ran `report`'s job.
+pub fn load(path: &Path, report: &BenchReport) -> Result<Reference> {
+    check(read(path)?, path, report)
+}
+
+/// Checks that `p` (read from `path`) ran `report`'s job.
+pub fn check(p: PytorchJson, path: &Path, report: &BenchReport) -> Result<Reference> {
+    let bad = |what: String| bad(path, what);
+    let theirs = (p.vocab, p.hidden, p.batch, p.maxlen);
+    let ours = (report.vocab, report.hidden, report.batch, report.maxlen);
+    if theirs != ours {
+        return Err(bad(format!(
+            "not the same job: PyTorch ran V={} H={} B={} T={}, this bench V={} H={} B={} T={}",
+            p.vocab,
+            p.hidden,
+            p.batch,
+            p.maxlen,
+            report.vocab,
+            report.hidden,
+            report.batch,
+            report.maxlen
+        )));
+    }
+    if let Some(n) = p
+        .batches_per_epoch
+        .filter(|&n| n != report.batches_per_epoch)
+    {
+        return Err(bad(format!(
+            "not the same corpus: {n} batches per epoch there, {} here",
+            report.batches_per_epoch
+        )));
+    }
+    let gen_length = p.gen_length.unwrap_or(report.config.gen_length);
+    let temperatures = p.temperatures.as_ref().map_or(4, Vec::len);
+    if (gen_length, temperatures) != (report.config.gen_length, report.config.temperatures.len()) {
+        return Err(bad(format!(
+            "not the same generation: {temperatures} x {gen_length} characters there, {} x {} here",
+            report.config.temperatures.len(),
+            report.config.gen_length
+        )));
+    }
+    let device = p.device.unwrap_or_else(|| "an unnamed device".into());
+    let cudnn = p.cudnn.filter(|c| !c.is_null());
+    let label = match cudnn {
+        Some(_) => "pytorch (cuDNN)".into(),
+        None => format!("pytorch ({device})"),
+    };
+    let cudnn = cudnn.map_or("no cuDNN".into(), |c| format!("cuDNN {c}"));
+    let row = BenchRow {
+        backend: "pytorch".into(),
+        available: true,
+        note: Some(format!(
+            "nn.LSTM on {device}, torch {}, {cudnn}",
+            p.torch.as_deref().unwrap_or("?")
+        )),
+        train_step_s: Some(p.train_step_s),
+        epoch_slice_s: p.epoch_slice_s,
+        epoch_estimate_s: Some(p.epoch_estimate_s),
+        generate_s: Some(p.generate_s),
+        last_loss: p.last_loss.map(|l| l as f32),
+        step_latency_us: Some(step_latency_us(p.train_step_s, p.maxlen)),
+        epoch_s: p.epoch_s,
+        epoch_loss: p.epoch_loss,
+    };
+    Ok(Reference { row, label })
+}
+
+impl BenchReport {
+    /// Adds PyTorch's row (from [`load`]) and its comparison with each of ours.
+    pub fn add_pytorch(&mut self, reference: Reference, file: &Path) {
+        let Reference { row, label } = reference;
+        let reference = label;
+        self.comparisons = self
+            .rows
+            .iter()
+            .filter(|r| r.backend != "pytorch")
+            .map(|ours| compare(ours, &row, &reference))
+            .collect();
+        self.rows.retain(|r| r.backend != "pytorch");
+        self.rows.push(row);
+        self.pytorch_file = Some(file.display().to_string());
+    }
+
+    /// What the PyTorch row is called in tables.
+    pub fn label(&self, row: &BenchRow) -> String {
+        match self.comparisons.first() {
+            Some(c) if row.backend == "pytorch" => c.reference.clone(),
+            _ => row.backend.clone(),
+        }
+    }
+}
+
+fn compare(ours: &BenchRow, theirs: &BenchRow, reference: &str) -> Comparison {
+    let div = |a: Option<f64>, b: Option<f64>| Some(a? / b?);
+    let whole = ours.epoch_s.is_some() && theirs.epoch_s.is_some();
+    let (epoch_ratio, basis) = if whole {
+        (div(theirs.epoch_s, ours.epoch_s), "whole epoch")
+    } else {
+        (
+            div(theirs.epoch_estimate_s, ours.epoch_estimate_s),
+            "estimate",
+        )
+    };
+    let loss_rel_diff = div(ours.epoch_loss, theirs.epoch_loss).map(|r| r - 1.0);
+    Comparison {
+        backend: ours.backend.clone(),
+        reference: reference.into(),
+        unavailable: (!ours.available).then(|| ours.note.clone().unwrap_or_default()),
+        epoch_ratio,
+        epoch_basis: epoch_ratio.map(|_| basis.into()),
+        epoch_goal: EPOCH_GOAL,
+        epoch_goal_met: epoch_ratio.map(|r| r >= EPOCH_GOAL),
+        step_ratio: div(theirs.train_step_s, ours.train_step_s),
+        generate_ratio: div(theirs.generate_s, ours.generate_s),
+        loss_ours: ours.epoch_loss,
+        loss_reference: theirs.epoch_loss,
+        loss_rel_diff,
+        loss_tolerance: LOSS_TOLERANCE,
+        loss_within_tolerance: loss_rel_diff.map(|d| d.abs() <= LOSS_TOLERANCE),
+    }
+}

@@ -1,0 +1,323 @@
+//! `charlstm-cuda bench` end to end on a small generated text: the JSON rows
+//! per backend with the per-recurrent-step latency, `--full-epoch`, PyTorch's
+//! numbers from `--pytorch FILE` (a fake file here: the ratios must be the
+//! ones its numbers and ours give), and a clear error for a bad file.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::process::{Command, Output};
+
+use serde_json::{Value, json};
+
+fn run(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_charlstm-cuda"))
+        .env("NO_COLOR", "1")
+        .args(args)
+        .output()
+        .expect("the binary starts")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Runs `bench` at tiny shapes (H=8, T=10, B=4) plus `extra`; the JSON
+/// report and the table on stderr.
+fn bench(text: &Path, extra: &[&str]) -> (Value, String) {
+    let mut args = vec![
+        "bench",
+        "--corpus",
+        text.to_str().expect("utf-8 path"),
+        "--steps",
+        "2",
+        "--slice-batches",
+        "2",
+        "--gen-length",
+        "3",
+        "--hidden",
+        "8",
+        "--maxlen",
+        "10",
+        "--batch-size",
+        "4",
+    ];
+    args.extend_from_slice(extra);
+    let o = run(&args);
+    assert!(
+        o.status.success(),
+        "{args:?} failed:\n{}\n{}",
+        stdout(&o),
+        stderr(&o)
+    );
+    let report = serde_json::from_str(&stdout(&o)).expect("JSON on stdout");
+    (report, stderr(&o))
+}
+
+/// Fails with a one-line error plus hint, and stderr mentions every needle.
+fn fails(args: &[&str], needles: &[&str]) {
+    let o = run(args);
+    let err = stderr(&o);
+    assert!(!o.status.success(), "{args:?} should fail:\n{}", stdout(&o));
+    assert!(!err.contains("panicked"), "{args:?} panicked:\n{err}");
+    assert!(
+        err.contains("error: ") && err.contains("hint: "),
+        "{args:?}: no error/hint lines:\n{err}"
+    );
+    for needle in needles {
+        assert!(
+            err.contains(needle),
+            "{args:?}: stderr lacks {needle:?}:\n{err}"
+        );
+    }
+}
+
+/// Deterministic pseudo-English, a few thousand characters.
+fn small_text() -> String {
+    let words = [
+        "the", "will", "to", "power", "is", "truth", "and", "of", "a", "spirit", "Free", "good",
+        "evil",
+    ];
+    let mut s = String::new();
+    let mut x: u32 = 12345;
+    for i in 0..900 {
+        x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
+        s.push_str(words[(x >> 16) as usize % words.len()]);
+        s.push(if i % 11 == 10 { '.' } else { ' ' });
+        if i % 37 == 36 {
+            s.push('\n');
+        }
+    }
+    s
+}
+
+fn f(v: &Value) -> f64 {
+    v.as_f64().unwrap_or_else(|| panic!("not a number: {v}"))
+}
+
+/// `bench` prints JSON with a measured CPU row (its per-recurrent-step
+/// latency is train step / 2T) and, without a GPU, a cuda row that says
+/// why it is missing; the table on stderr has the latency line.
+#[test]
+fn bench_prints_json_rows_per_backend() {
+    let d = tempfile::tempdir().expect("temp dir");
+    let text = d.path().join("small.txt");
+    std::fs::write(&text, small_text()).expect("write");
+    let (report, table) = bench(&text, &["--device", "cpu,cuda"]);
+    let rows = report["rows"].as_array().expect("rows");
+    assert_eq!(rows.len(), 2, "{report}");
+    let cpu = &rows[0];
+    assert_eq!(cpu["backend"], "cpu");
+    assert_eq!(cpu["available"], true);
+    for key in [
+        "train_step_s",
+        "epoch_slice_s",
+        "epoch_estimate_s",
+        "generate_s",
+        "step_latency_us",
+    ] {
+        assert!(cpu[key].as_f64().is_some_and(|s| s > 0.0), "{key}: {cpu}");
+    }
+    assert!(
+        cpu["last_loss"].as_f64().is_some_and(f64::is_finite),
+        "{cpu}"
+    );
+    let latency = f(&cpu["train_step_s"]) * 1e6 / 20.0;
+    assert!(
+        (f(&cpu["step_latency_us"]) - latency).abs() <= 1e-9 * latency,
+        "{cpu}"
+    );
+    assert_eq!(report["recurrent_steps_per_batch"], 20);
+    assert_eq!(report["step_budget_us"], 1.0);
+    assert_eq!(cpu["epoch_s"], Value::Null, "no --full-epoch: {cpu}");
+    assert_eq!(report["comparisons"], json!([]));
+    assert_eq!(report["pytorch_file"], Value::Null);
+    assert_eq!(rows[1]["backend"], "cuda");
+    if rows[1]["available"] == false {
+        assert!(
+            rows[1]["note"].as_str().is_some_and(|n| !n.is_empty()),
+            "{report}"
+        );
+        assert!(table.contains("no GPU / unavailable: "), "{table}");
+    }
+    assert!(
+        table.contains("µs/rec.step")
+            && table.contains("per recurrent step = train step / 20 (10 forward + 10 backward")
+            && table.contains(&format!("cpu {latency:.3} µs = {:.2}x the budget", latency)),
+        "{table}"
+    );
+    fails(
+        &[
+            "bench",
+            "--corpus",
+            text.to_str().unwrap(),
+            "--device",
+            "auto",
+        ],
+        &["bench compares named backends"],
+    );
+}
+
+/// PyTorch's numbers of the same job, as bench_pytorch.py writes them (made up).
+fn fake_pytorch(vocab: usize) -> Value {
+    json!({
+        "backend": "pytorch", "device": "NVIDIA Fake", "torch": "2.15.0", "cudnn": 91002,
+        "vocab": vocab, "hidden": 8, "batch": 4, "maxlen": 10, "step": 3,
+        "gen_length": 3, "temperatures": [0.2, 0.5, 1.0, 1.2],
+        "train_step_s": 0.5, "step_latency_us": 25000.0, "epoch_slice_s": 1.0,
+        "slice_batches": 2, "epoch_estimate_s": 40.0, "generate_s": 2.0,
+        "last_loss": 2.9, "epoch_s": 30.0, "epoch_loss": 2.5
+    })
+}
+
+/// `--pytorch FILE --full-epoch`: a pytorch row, and PyTorch / ours for the
+/// epoch (whole epochs), the step, generation and the loss after one epoch,
+/// computed from the file's numbers and the ones measured in this run, in
+/// the JSON and in the table.
+#[test]
+fn bench_pytorch_file_gives_the_ratios() {
+    let d = tempfile::tempdir().expect("temp dir");
+    let text = d.path().join("small.txt");
+    std::fs::write(&text, small_text()).expect("write");
+    let vocab = small_text()
+        .to_lowercase()
+        .chars()
+        .collect::<BTreeSet<_>>()
+        .len();
+    let pt = d.path().join("pt.json");
+    std::fs::write(&pt, fake_pytorch(vocab).to_string()).expect("write");
+    let pt_arg = pt.to_str().unwrap();
+    let (report, table) = bench(
+        &text,
+        &["--device", "cpu", "--pytorch", pt_arg, "--full-epoch"],
+    );
+    let rows = report["rows"].as_array().expect("rows");
+    assert_eq!(rows.len(), 2, "{report}");
+    let (cpu, torch) = (&rows[0], &rows[1]);
+    assert_eq!(torch["backend"], "pytorch");
+    assert_eq!(f(&torch["step_latency_us"]), 25000.0);
+    assert_eq!(report["pytorch_file"], pt_arg);
+    let epoch_s = f(&cpu["epoch_s"]);
+    let loss = f(&cpu["epoch_loss"]);
+    assert!(epoch_s > 0.0 && loss.is_finite() && loss > 0.0, "{cpu}");
+    let c = &report["comparisons"][0];
+    assert_eq!(c["backend"], "cpu");
+    assert_eq!(c["reference"], "pytorch (cuDNN)");
+    assert_eq!(c["epoch_basis"], "whole epoch");
+    let epoch = 30.0 / epoch_s;
+    let step = 0.5 / f(&cpu["train_step_s"]);
+    let generate = 2.0 / f(&cpu["generate_s"]);
+    let diff = loss / 2.5 - 1.0;
+    assert_eq!(f(&c["epoch_ratio"]), epoch, "{c}");
+    assert_eq!(f(&c["step_ratio"]), step, "{c}");
+    assert_eq!(f(&c["generate_ratio"]), generate, "{c}");
+    assert_eq!(f(&c["loss_rel_diff"]), diff, "{c}");
+    assert_eq!(c["epoch_goal_met"], epoch >= 5.0);
+    assert_eq!(c["loss_within_tolerance"], diff.abs() <= 0.1);
+    for line in [
+        "pytorch (cuDNN) / cpu, measured in this run".to_string(),
+        format!("(a) epoch {epoch:.2}x (whole epoch; goal >= 5x: "),
+        format!("(b) step {step:.2}x: "),
+        "25000.000 µs per recurrent step (budget 1 µs)".into(),
+        format!("(c) generation of 4 x 3 chars {generate:.2}x"),
+        format!(
+            "(d) loss after one epoch: cpu {loss:.4}, pytorch 2.5000 ({:+.1}%",
+            diff * 100.0
+        ),
+        "only a loose check".into(),
+    ] {
+        assert!(table.contains(&line), "table lacks {line:?}:\n{table}");
+    }
+
+    // Without --full-epoch: the epoch ratio is the estimates', (d) says
+    // what is missing; an unavailable backend gets no ratios.
+    let (report, table) = bench(&text, &["--device", "cpu,cuda", "--pytorch", pt_arg]);
+    let c = &report["comparisons"][0];
+    assert_eq!(c["epoch_basis"], "estimate");
+    let cpu = &report["rows"][0];
+    assert_eq!(
+        f(&c["epoch_ratio"]),
+        40.0 / f(&cpu["epoch_estimate_s"]),
+        "{c}"
+    );
+    assert_eq!(c["loss_rel_diff"], Value::Null);
+    assert!(
+        table.contains("(d) loss after one epoch: not measured: no whole epoch from this bench (add --full-epoch)"),
+        "{table}"
+    );
+    let cuda = &report["comparisons"][1];
+    assert_eq!(cuda["backend"], "cuda");
+    if report["rows"][1]["available"] == false {
+        assert_eq!(cuda["epoch_ratio"], Value::Null, "{cuda}");
+        assert!(
+            table.contains("pytorch (cuDNN) / cuda: no ratios, cuda unavailable: "),
+            "{table}"
+        );
+    }
+}
+
+/// A missing, malformed or foreign PyTorch file is a one-line error naming
+/// the file, with a hint saying how to make a good one.
+#[test]
+fn bench_rejects_a_bad_pytorch_file() {
+    let d = tempfile::tempdir().expect("temp dir");
+    let text = d.path().join("small.txt");
+    std::fs::write(&text, small_text()).expect("write");
+    let vocab = small_text()
+        .to_lowercase()
+        .chars()
+        .collect::<BTreeSet<_>>()
+        .len();
+    let text = text.to_str().unwrap();
+    let pt = d.path().join("pt.json");
+    let pt_arg = pt.to_str().unwrap();
+    let args = [
+        "bench",
+        "--corpus",
+        text,
+        "--device",
+        "cpu",
+        "--steps",
+        "1",
+        "--slice-batches",
+        "1",
+        "--gen-length",
+        "3",
+        "--hidden",
+        "8",
+        "--maxlen",
+        "10",
+        "--batch-size",
+        "4",
+        "--pytorch",
+        pt_arg,
+    ];
+    let hint = "scripts/bench_pytorch.py";
+    fails(&args, &[pt_arg, "cannot read it", hint]);
+    let mut cases = vec![
+        (
+            json!({"train_step_s": "fast"}),
+            "not the JSON object bench_pytorch.py prints",
+        ),
+        (json!({"hidden": 128}), "not the same job: PyTorch ran V="),
+        (json!({"train_step_s": -1.0}), "train_step_s is -1"),
+        (json!({"gen_length": 400}), "not the same generation"),
+    ];
+    cases.push((json!({"batches_per_epoch": 1}), "not the same corpus"));
+    for (patch, needle) in cases {
+        let mut v = fake_pytorch(vocab);
+        for (k, x) in patch.as_object().unwrap() {
+            v[k] = x.clone();
+        }
+        std::fs::write(&pt, v.to_string()).expect("write");
+        fails(
+            &args,
+            &[pt_arg, "not a usable PyTorch bench result", needle, hint],
+        );
+    }
+    std::fs::write(&pt, "{ not json").expect("write");
+    fails(&args, &[pt_arg, "not the JSON object", hint]);
+}
