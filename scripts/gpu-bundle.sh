@@ -13,7 +13,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DEST=${1:-target/gpu-bundle}
-TESTS=(kernels_vs_cpu lstm_kernels gpu_engine generate_kernel wgrad_kernels)
+TESTS=(kernels_vs_cpu lstm_kernels gpu_engine generate_kernel wgrad_kernels lstm_persistent)
 
 bash scripts/setup-cuda.sh >/dev/null
 export CHARLSTM_REQUIRE_KERNELS=1
