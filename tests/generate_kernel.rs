@@ -401,8 +401,8 @@ fn launcher_checks_arguments_like_the_cpu_generator() {
         max_block: 48,
         ..GenerateLauncher::default()
     }
-        .launch(&mut dev, dims, &bufs, 0, 0)
-        .unwrap_err();
+    .launch(&mut dev, dims, &bufs, 0, 0)
+    .unwrap_err();
     assert!(
         matches!(err, Error::Device(DeviceError::BadArguments { .. })),
         "{err}"

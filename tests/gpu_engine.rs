@@ -43,7 +43,11 @@ fn check_with(name: &str, got: &[f32], want: &[f32], floor: f64) {
     println!(
         "  {name:<28} {:>6} values  max rel err {max_rel:.2e}  max err / max|ref| {:.1e}",
         got.len(),
-        if scale > 0.0 { max_abs / scale } else { max_abs }
+        if scale > 0.0 {
+            max_abs / scale
+        } else {
+            max_abs
+        }
     );
     assert!(
         bad.is_empty(),

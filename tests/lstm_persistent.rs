@@ -156,7 +156,10 @@ fn against_cpu<D: GpuDevice>(dev: &mut D, seed: u64, full: bool) {
         let l = launcher(LstmPath::Persistent, rows);
         let mut out = check_lstm_forward_with(dev, &case, l).unwrap();
         out.extend(check_lstm_backward_with(dev, &case, l).unwrap());
-        assert!(out.iter().any(|r| r.kernel.starts_with("lstm_bwd_persistent")));
+        assert!(
+            out.iter()
+                .any(|r| r.kernel.starts_with("lstm_bwd_persistent"))
+        );
         assert_all_pass(out);
     }
 }
@@ -244,7 +247,12 @@ fn shapes_the_persistent_kernels_cannot_run_fall_back_or_fail_clearly() {
     // Per-step when asked, whatever fits.
     let per_step = launcher(LstmPath::PerStep, None);
     assert_eq!(per_step.plan(&dev, dims(32, 4)).unwrap(), None);
-    assert!(LstmLauncher::default().plan(&dev, dims(32, 4)).unwrap().is_some());
+    assert!(
+        LstmLauncher::default()
+            .plan(&dev, dims(32, 4))
+            .unwrap()
+            .is_some()
+    );
 }
 
 /// The simulator's instruction counts of one block of the persistent

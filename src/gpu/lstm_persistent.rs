@@ -118,7 +118,10 @@ impl PersistentPlan {
     /// The (forward, backward) kernels this plan launches.
     pub fn kernels(&self) -> (&'static str, &'static str) {
         if self.specialized {
-            ("lstm_fwd_persistent_h128_f32", "lstm_bwd_persistent_h128_f32")
+            (
+                "lstm_fwd_persistent_h128_f32",
+                "lstm_bwd_persistent_h128_f32",
+            )
         } else {
             ("lstm_fwd_persistent_f32", "lstm_bwd_persistent_f32")
         }
