@@ -50,7 +50,7 @@ impl BatchBuffers {
         }
     }
 
-    fn all(&self) -> [DevicePtr; 12] {
+    pub fn all(&self) -> [DevicePtr; 12] {
         [
             self.starts,
             self.targets,

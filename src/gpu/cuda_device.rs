@@ -14,6 +14,17 @@
 //! them before the driver sees it. All work goes on one stream, in order;
 //! `download` and `upload` wait for it, so host buffers are never in use
 //! after they return.
+//!
+//! Graphs: `begin_capture` starts stream capture on that stream in
+//! *relaxed* mode, `end_capture` instantiates the captured graph, `replay`
+//! launches it on the stream. Relaxed, not thread-local or global: this
+//! type refuses by itself, before the driver sees them, every call that
+//! would break the capture (a copy, a wait, a free, `alloc_zeroed`'s
+//! memset; see [`GpuDevice::begin_capture`]); what the stricter modes add
+//! is refusing "potentially unsafe" calls that do not touch the stream,
+//! such as `cuMemAlloc` or a lazy module load, which a launcher may make
+//! mid-step and which are harmless here. One thread drives the device
+//! (`&mut self`), so relaxing it for other threads changes nothing.
 
 use std::cell::Cell;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -22,11 +33,14 @@ use std::sync::{Arc, Mutex, Once, OnceLock, PoisonError};
 
 use cudarc::driver::sys::{self, CUdevice_attribute, CUevent_flags, CUfunction_attribute};
 use cudarc::driver::{
-    CudaContext, CudaFunction, CudaModule, CudaStream, DriverError, PushKernelArg, result,
+    CudaContext, CudaFunction, CudaGraph, CudaModule, CudaStream, DriverError, PushKernelArg,
+    result,
 };
 use cudarc::nvrtc::Ptx;
 
-use super::device::{DeviceError, DevicePtr, GpuDevice, KernelArg, LaunchConfig};
+use super::device::{
+    DeviceError, DevicePtr, GpuDevice, GraphId, KernelArg, LaunchConfig, refused_while_capturing,
+};
 use super::ptx;
 use crate::error::{Error, Result};
 
@@ -57,6 +71,11 @@ pub struct CudaDevice {
     kernels: HashMap<String, Kernel>,
     /// Base address -> size in bytes of every live allocation.
     allocations: BTreeMap<u64, usize>,
+    /// True between `begin_capture` and `end_capture`.
+    capturing: bool,
+    /// The instantiated graphs, by `GraphId`.
+    graphs: HashMap<u64, CudaGraph>,
+    next_graph: u64,
 }
 
 impl CudaDevice {
@@ -87,6 +106,9 @@ impl CudaDevice {
             modules: HashMap::new(),
             kernels: HashMap::new(),
             allocations: BTreeMap::new(),
+            capturing: false,
+            graphs: HashMap::new(),
+            next_graph: 1,
         })
     }
 
@@ -106,7 +128,24 @@ impl CudaDevice {
             .map_err(|e| self.backend_error("binding the context", e))
     }
 
+    /// Refuses `op` while capturing (see the module docs).
+    fn not_capturing(&self, op: &str) -> Result<()> {
+        if self.capturing {
+            return Err(refused_while_capturing(self.name.clone(), op));
+        }
+        Ok(())
+    }
+
+    fn capture_error(&self, what: String) -> Error {
+        DeviceError::Capture {
+            device: self.name.clone(),
+            what,
+        }
+        .into()
+    }
+
     fn sync_stream(&self) -> Result<()> {
+        self.not_capturing("a wait for the device")?;
         self.stream
             .synchronize()
             .map_err(|e| self.backend_error("waiting for the device", e))
@@ -203,6 +242,8 @@ impl GpuDevice for CudaDevice {
     }
 
     fn alloc_zeroed(&mut self, bytes: usize) -> Result<DevicePtr> {
+        // The memset below would be recorded into the graph, not run.
+        self.not_capturing("alloc_zeroed")?;
         let ptr = self.alloc(bytes)?;
         // SAFETY: `ptr` is a live allocation of at least `bytes` bytes made
         // just above in our (current) context; the memset is ordered on our
@@ -213,6 +254,7 @@ impl GpuDevice for CudaDevice {
     }
 
     fn free(&mut self, ptr: DevicePtr) -> Result<()> {
+        self.not_capturing("free")?;
         if self.allocations.remove(&ptr.0).is_none() {
             return Err(DeviceError::BadArguments {
                 kernel: "free",
@@ -231,6 +273,7 @@ impl GpuDevice for CudaDevice {
     }
 
     fn upload(&mut self, dst: DevicePtr, bytes: &[u8]) -> Result<()> {
+        self.not_capturing("upload")?;
         if bytes.is_empty() {
             return Ok(());
         }
@@ -260,6 +303,7 @@ impl GpuDevice for CudaDevice {
     }
 
     fn download(&mut self, src: DevicePtr, out: &mut [u8]) -> Result<()> {
+        self.not_capturing("download")?;
         if out.is_empty() {
             return self.sync_stream();
         }
@@ -331,7 +375,63 @@ impl GpuDevice for CudaDevice {
     }
 
     fn synchronize(&mut self) -> Result<()> {
+        self.not_capturing("synchronize")?;
         self.sync_stream()
+    }
+
+    fn can_capture(&self) -> bool {
+        true
+    }
+
+    fn begin_capture(&mut self) -> Result<()> {
+        if self.capturing {
+            return Err(self.capture_error("begin_capture while already capturing".into()));
+        }
+        let mode = sys::CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_RELAXED;
+        self.stream
+            .begin_capture(mode)
+            .map_err(|e| self.backend_error("beginning stream capture", e))?;
+        self.capturing = true;
+        Ok(())
+    }
+
+    fn end_capture(&mut self) -> Result<GraphId> {
+        if !self.capturing {
+            return Err(self.capture_error("end_capture without begin_capture".into()));
+        }
+        // The stream leaves capture mode whatever instantiation answers.
+        self.capturing = false;
+        let graph = self
+            .stream
+            .end_capture(sys::CUgraphInstantiate_flags(0))
+            .map_err(|e| self.backend_error("ending stream capture", e))?
+            .ok_or_else(|| self.capture_error("the capture recorded no graph".into()))?;
+        let id = self.next_graph;
+        self.next_graph += 1;
+        self.graphs.insert(id, graph);
+        Ok(GraphId(id))
+    }
+
+    fn replay(&mut self, graph: GraphId) -> Result<()> {
+        self.not_capturing("replay")?;
+        let Some(g) = self.graphs.get(&graph.0) else {
+            return Err(self.capture_error(format!("replay of unknown graph {}", graph.0)));
+        };
+        // The graph's kernels took their arguments (device addresses and
+        // sizes) at capture time; the engine recaptures whenever one of
+        // them would change (GpuEngine's graph key).
+        g.launch()
+            .map_err(|e| self.backend_error(format!("replaying graph {}", graph.0), e))
+    }
+
+    fn drop_graph(&mut self, graph: GraphId) -> Result<()> {
+        self.not_capturing("drop_graph")?;
+        // Queued replays may still run it; cuGraphExecDestroy does not wait.
+        self.sync_stream()?;
+        match self.graphs.remove(&graph.0) {
+            Some(_) => Ok(()), // CudaGraph's drop destroys the exec and the graph
+            None => Err(self.capture_error(format!("drop of unknown graph {}", graph.0))),
+        }
     }
 
     fn max_shared_bytes(&self) -> u32 {
@@ -339,6 +439,7 @@ impl GpuDevice for CudaDevice {
     }
 
     fn time<F: FnOnce(&mut Self) -> Result<()>>(&mut self, f: F) -> Result<f64> {
+        self.not_capturing("time")?;
         let timed = Some(CUevent_flags::CU_EVENT_DEFAULT);
         let start = self
             .stream
@@ -359,7 +460,13 @@ impl GpuDevice for CudaDevice {
 impl Drop for CudaDevice {
     fn drop(&mut self) {
         // Nothing to report to at drop time; the context is released next anyway.
+        if self.capturing {
+            // An error mid-capture: leave capture mode so the stream can drain.
+            self.capturing = false;
+            let _ = self.stream.end_capture(sys::CUgraphInstantiate_flags(0));
+        }
         let _ = self.sync_stream();
+        self.graphs.clear();
         if self.bind().is_err() {
             return;
         }

@@ -25,12 +25,13 @@
 //! ([`Metric::RelL2`]; `training.rs` says why).
 //!
 //! Files: `kernels.rs` the per-kernel checks (RMSprop, gradient clipping, head, LSTM forward
-//! and backward), `training.rs` the engine-vs-engine steps, `report.rs` the
+//! and backward), `step.rs` the captured step's bookkeeping kernels, `training.rs` the engine-vs-engine steps, `report.rs` the
 //! rows and the table.
 
 mod generate;
 mod kernels;
 mod report;
+mod step;
 mod training;
 
 pub use generate::{TIE_REL, check_generate, check_targets, strategies, tie_distance};
@@ -38,6 +39,7 @@ pub use kernels::{
     Case, check_grad_clip, check_head, check_lstm_backward, check_lstm_forward, check_rmsprop,
 };
 pub use report::{Bound, Metric, SelftestReport, SelftestRow};
+pub use step::{check_batch_select, check_loss_log};
 pub use training::check_training;
 
 use std::fmt;
@@ -72,7 +74,7 @@ pub const BOUND_EXACT: Bound = Bound::max_rel(0.0);
 /// Every kernel of `kernels/`, each covered by a check below. A test
 /// (tests/selftest.rs) fails when the embedded PTX has an entry this list
 /// lacks, so a new kernel cannot join the build unchecked.
-pub const KERNELS: [&str; 10] = [
+pub const KERNELS: [&str; 12] = [
     "rmsprop_update_f32",
     "grad_norm_clip_f32",
     "head_fwd_bwd_f32",
@@ -83,6 +85,8 @@ pub const KERNELS: [&str; 10] = [
     "lstm_cell_bwd_f32",
     "lstm_dh_bwd_f32",
     "lstm_wgrad_bwd_f32",
+    "batch_select_u32",
+    "loss_log_append_f32",
 ];
 
 /// Elements below this fraction of a tensor's largest |want| are measured
@@ -204,6 +208,8 @@ pub fn run<D: GpuDevice>(dev: &mut D, shapes: SelftestShapes, seed: u64) -> Resu
     record("head_targets_u32", &k, check_targets(dev, &case))?;
     let generate = check_generate(dev, &case, shapes.gen_length, seed);
     record("generate_fwd_f32", &k, generate)?;
+    record("batch_select_u32", &"", check_batch_select(dev, &mut rng))?;
+    record("loss_log_append_f32", &"", check_loss_log(dev, &mut rng))?;
     let (t, steps) = (shapes.training, shapes.steps);
     record("GpuEngine", &t, check_training(dev, t, steps, seed))?;
     Ok(report)

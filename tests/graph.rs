@@ -1,0 +1,541 @@
+//! One training step = one captured graph, replayed; the loss read back only
+//! when reported.
+//!
+//! On the simulator: the same steps with graph replay and launched one by
+//! one give bit-identical losses, weights and RMSprop state, across an
+//! epoch boundary, a mid-epoch resume, a learning-rate change and a batch
+//! regrowth (both recapture), a partial last batch, off-order batches and
+//! eval in between; a capture refuses host transfers with a clear error;
+//! a recorded list replays in order and runs nothing while recorded. The
+//! `cuda_` variants run the same bodies on a GPU (SKIPPED without one).
+//! The trainer's deferred reporting is checked on the CPU with an engine
+//! that defers its losses: the same batches.jsonl, weights, rollbacks and
+//! errors as reporting every batch at once.
+
+mod common;
+use common::{NanAt, Rng, seed};
+
+use charlstm_cuda::corpus::{OneHotCorpus, Windows, epoch_order};
+use charlstm_cuda::gpu::engine::GraphStats;
+use charlstm_cuda::gpu::step::StepLauncher;
+use charlstm_cuda::gpu::{CudaDevice, GpuDevice, GpuEngine, SimDevice, ptx};
+use charlstm_cuda::model::{Checkpoint, Hyper, Params, TrainState, init_params};
+use charlstm_cuda::train::{
+    Backend, Control, Device, DivergenceGuard, Engine, LAST_CHECKPOINT, LOSS_READBACK_EVERY,
+    Observer, OnDivergence, RollbackEvent, TrainConfig, Trainer, create_engine,
+};
+use charlstm_cuda::{Error, Result};
+
+const V: usize = 12;
+const H: usize = 8;
+const B: usize = 4;
+const T: usize = 4;
+
+fn kernels_built() -> bool {
+    if !ptx::BUILT_WITH_KERNELS {
+        println!("SKIPPED: built without kernels");
+    }
+    ptx::BUILT_WITH_KERNELS
+}
+
+/// A GPU, or `None` after saying SKIPPED.
+fn gpu() -> Option<CudaDevice> {
+    if !kernels_built() {
+        return None;
+    }
+    match CudaDevice::new(0) {
+        Ok(d) => Some(d),
+        Err(e) => {
+            println!("SKIPPED: no GPU: {e}");
+            None
+        }
+    }
+}
+
+/// Random text over exactly V symbols whose windows (step 1) make four full
+/// batches of B and a partial one of 2.
+fn corpus(rng: &mut Rng) -> OneHotCorpus {
+    let sym = |i: usize| char::from_u32(0xE000 + i as u32).expect("valid char");
+    let mut text: String = (0..V).map(sym).collect();
+    let len = 4 * B + 2 + T;
+    text.extend((V..len).map(|_| sym(rng.range(0, V))));
+    OneHotCorpus::from_text(&text, true).expect("corpus")
+}
+
+fn hyper(seed: u64) -> Hyper {
+    Hyper {
+        maxlen: T,
+        step: 1,
+        hidden: H,
+        batch: B,
+        seed,
+        clip_norm: Some(0.5),
+        ..Hyper::default()
+    }
+}
+
+/// Everything a run produced, as bits.
+#[derive(Debug, PartialEq)]
+struct Outcome {
+    losses: Vec<u32>,
+    params: Vec<u32>,
+    rmsprop: Vec<u32>,
+}
+
+fn bits(p: &Params<f32>) -> Vec<u32> {
+    p.tensors().concat().iter().map(|x| x.to_bits()).collect()
+}
+
+/// The script both runs follow: epoch 0 queued whole; epoch 1 with a
+/// `train_batch`, an eval, an off-order step and a learning-rate change in
+/// the middle; a predict that regrows the batch buffers; epoch 2 resumed
+/// at its third batch. Every epoch ends with the partial batch.
+fn script<D: GpuDevice>(dev: D, graphs: bool, seed: u64) -> (Outcome, GraphStats) {
+    let mut rng = Rng(seed);
+    let corpus = corpus(&mut rng);
+    let hy = hyper(seed);
+    let windows = Windows::new(corpus.rows(), T, 1).expect("windows");
+    assert_eq!(windows.count, 4 * B + 2, "the corpus must give 4.5 batches");
+    let (p, ms) = (init_params(V, H, seed), Params::zeros(V, H));
+    let mut e = GpuEngine::new(dev, Backend::Sim, &corpus, &hy, p, ms).expect("engine");
+    e.set_graphs(graphs).expect("graphs");
+    let mut losses = Vec::new();
+    let queue = |e: &mut GpuEngine<'_, D>, starts: &[u32]| {
+        assert_eq!(e.queue_train_batch(starts).expect("queued"), None);
+    };
+    for epoch in 0..3 {
+        let order = epoch_order(&windows, seed, epoch);
+        let from = if epoch == 2 { 2 } else { 0 };
+        e.begin_epoch(&order, from * B).expect("begin_epoch");
+        for (i, starts) in order.chunks(B).enumerate().skip(from) {
+            if epoch == 1 && i == 0 {
+                losses.push(e.train_batch(starts).expect("train_batch"));
+                continue;
+            }
+            if epoch == 1 && i == 2 {
+                e.set_learning_rate(hy.lr * 0.5).expect("lr");
+            }
+            queue(&mut e, starts);
+            if epoch == 1 && i == 2 {
+                // Never the order's next batch: windows appear once in it.
+                losses.push(e.eval_batch(&[0; B]).expect("eval"));
+                queue(&mut e, &[1, 1, 2, 2]);
+            }
+        }
+        losses.extend(e.collect_losses().expect("collect"));
+        if epoch == 1 {
+            let x: Vec<u32> = (0..2 * B * T).map(|i| (i % V) as u32).collect();
+            e.predict(&x, T).expect("predict");
+        }
+    }
+    assert!(e.collect_losses().expect("empty").is_empty());
+    assert_eq!(losses.len(), 5 + 7 + 3);
+    let outcome = Outcome {
+        losses: losses.iter().map(|x| x.to_bits()).collect(),
+        params: bits(&e.params().expect("params")),
+        rmsprop: bits(&e.rmsprop_state().expect("rmsprop")),
+    };
+    (outcome, e.graph_stats())
+}
+
+/// `exact_losses`: the head sums the rows' losses with one float
+/// atomicAdd per row, so on a GPU the loss's last bit depends on the order
+/// the rows land in; the simulator's interleaving is fixed by its seed.
+/// Everything else (weights, RMSprop state) has no atomics and must match
+/// bit for bit everywhere.
+fn replay_matches_launches<D: GpuDevice>(with: D, without: D, seed: u64, exact_losses: bool) {
+    let (replayed, stats) = script(with, true, seed);
+    let (launched, off) = script(without, false, seed);
+    println!("graph: {stats:?}");
+    assert_eq!(off, GraphStats::default(), "graphs off captured something");
+    assert_eq!(stats.failed, None);
+    // Epoch 0: batch 1 warms up, 2 is captured, 2-4 replay. Epoch 1: 1, 2
+    // replay; the new rate makes 3 a warm-up, 4 is captured and replays.
+    // The predict regrew the buffers: in epoch 2, 3 warms up, 4 is captured.
+    assert_eq!((stats.captures, stats.replays), (3, 7), "{stats:?}");
+    assert!(
+        replayed
+            .losses
+            .iter()
+            .all(|&l| f32::from_bits(l).is_finite())
+    );
+    if exact_losses {
+        assert_eq!(replayed.losses, launched.losses, "losses");
+    } else {
+        for (a, b) in replayed.losses.iter().zip(&launched.losses) {
+            assert!(
+                a.abs_diff(*b) <= 4,
+                "losses {a:#x} vs {b:#x}: more than 4 ulp apart"
+            );
+        }
+    }
+    assert_eq!(replayed.params, launched.params, "weights");
+    assert_eq!(replayed.rmsprop, launched.rmsprop, "RMSprop state");
+}
+
+#[test]
+fn graph_replay_equals_launches_bit_for_bit() {
+    if !kernels_built() {
+        return;
+    }
+    let seed = seed();
+    // The same interleaving seed on both: each launch's interleaving
+    // depends only on it, so the loss's atomicAdd order is the same.
+    replay_matches_launches(SimDevice::new(seed), SimDevice::new(seed), seed, true);
+}
+
+#[test]
+fn cuda_graph_replay_equals_launches_bit_for_bit() {
+    let (Some(a), Some(b)) = (gpu(), gpu()) else {
+        return;
+    };
+    replay_matches_launches(a, b, seed(), false);
+}
+
+/// A recorded list: select B starts, append the loss, zero the count,
+/// append again. Nothing runs while recording; each replay runs it all, in
+/// order (the count ends at 1 only in that order).
+fn recorded_list_replays_in_order<D: GpuDevice>(mut dev: D) -> Result<()> {
+    assert!(dev.can_capture());
+    let order: Vec<u32> = (10..10 + 3 * B as u32).collect();
+    let d_order = dev.upload_new_u32(&order)?;
+    let d_cursor = dev.upload_new_u32(&[0])?;
+    let d_starts = dev.upload_new_u32(&[u32::MAX; B])?;
+    let d_loss = dev.upload_new_f32(&[1.5])?;
+    let d_log = dev.upload_new_f32(&[f32::NAN; 4])?;
+    let d_count = dev.upload_new_u32(&[0])?;
+    let step = StepLauncher::default();
+    dev.begin_capture()?;
+    step.select(&mut dev, d_order, d_cursor, B, d_starts)?;
+    step.append_loss(&mut dev, d_loss, d_log, d_count, 4)?;
+    dev.zero(d_count, 4)?;
+    step.append_loss(&mut dev, d_loss, d_log, d_count, 4)?;
+    let graph = dev.end_capture()?;
+    let u32s = |dev: &mut D, p, n| -> Result<Vec<u32>> {
+        let mut v = vec![0u32; n];
+        dev.download(p, bytemuck::cast_slice_mut(&mut v))?;
+        Ok(v)
+    };
+    assert_eq!(u32s(&mut dev, d_cursor, 1)?, [0], "ran while recording");
+    assert_eq!(u32s(&mut dev, d_count, 1)?, [0], "ran while recording");
+    assert_eq!(u32s(&mut dev, d_starts, B)?, [u32::MAX; B]);
+    for round in 1..=2 {
+        dev.replay(graph)?;
+        assert_eq!(u32s(&mut dev, d_cursor, 1)?, [(round * B) as u32]);
+        assert_eq!(
+            u32s(&mut dev, d_starts, B)?,
+            order[(round - 1) * B..round * B]
+        );
+        assert_eq!(u32s(&mut dev, d_count, 1)?, [1], "out of order");
+        assert_eq!(dev.download_vec_f32(d_log, 1)?, [1.5]);
+    }
+    dev.drop_graph(graph)?;
+    let err = dev.replay(graph).expect_err("a dropped graph");
+    assert!(err.to_string().contains("unknown graph"), "{err}");
+    for p in [d_order, d_cursor, d_starts, d_loss, d_log, d_count] {
+        dev.free(p)?;
+    }
+    Ok(())
+}
+
+#[test]
+fn a_recorded_list_replays_in_order() {
+    if kernels_built() {
+        recorded_list_replays_in_order(SimDevice::new(3)).expect("replay");
+    }
+}
+
+#[test]
+fn cuda_a_recorded_list_replays_in_order() {
+    if let Some(dev) = gpu() {
+        recorded_list_replays_in_order(dev).expect("replay");
+    }
+}
+
+/// While capturing, every host transfer, wait and free is refused, naming
+/// the operation and the capture; the capture itself survives the refusals.
+fn capture_refuses_host_work<D: GpuDevice>(mut dev: D) -> Result<()> {
+    let buf = dev.upload_new_f32(&[2.0; 4])?;
+    dev.begin_capture()?;
+    let mut out = [0u8; 4];
+    let refused: Vec<(&str, Result<()>)> = vec![
+        ("upload", dev.upload(buf, &[0; 4])),
+        ("download", dev.download(buf, &mut out)),
+        ("synchronize", dev.synchronize()),
+        ("free", dev.free(buf)),
+        ("alloc_zeroed", dev.alloc_zeroed(8).map(drop)),
+        ("begin_capture", dev.begin_capture()),
+    ];
+    dev.zero(buf, 8)?;
+    let graph = dev.end_capture()?;
+    for (op, r) in refused {
+        let err = r.expect_err(op);
+        let text = err.to_string();
+        println!("{op}: {text}\n  hint: {}", err.hint());
+        assert!(text.contains(op) && text.contains("captur"), "{text}");
+        assert!(matches!(
+            err,
+            Error::Device(charlstm_cuda::gpu::DeviceError::Capture { .. })
+        ));
+    }
+    assert_eq!(
+        dev.download_vec_f32(buf, 4)?,
+        [2.0; 4],
+        "the zero ran early"
+    );
+    dev.replay(graph)?;
+    assert_eq!(dev.download_vec_f32(buf, 4)?, [0.0, 0.0, 2.0, 2.0]);
+    assert!(dev.end_capture().is_err(), "end_capture without a capture");
+    dev.drop_graph(graph)?;
+    dev.free(buf)
+}
+
+#[test]
+fn capture_refuses_host_transfers_with_a_clear_error() {
+    if kernels_built() {
+        capture_refuses_host_work(SimDevice::new(4)).expect("capture");
+    }
+}
+
+#[test]
+fn cuda_capture_refuses_host_transfers_with_a_clear_error() {
+    if let Some(dev) = gpu() {
+        capture_refuses_host_work(dev).expect("capture");
+    }
+}
+
+/// An engine that computes at once but reports like a device engine: every
+/// loss deferred to `collect_losses`, one of them replaced by NaN.
+struct Deferring<'c> {
+    inner: NanAt<'c>,
+    held: Vec<f32>,
+}
+
+impl<'c> Deferring<'c> {
+    fn new(inner: Box<dyn Engine + 'c>, nan_at: usize) -> Self {
+        let inner = NanAt {
+            inner,
+            step: nan_at,
+            calls: 0,
+        };
+        Deferring {
+            inner,
+            held: Vec::new(),
+        }
+    }
+}
+
+impl Engine for Deferring<'_> {
+    fn backend(&self) -> Backend {
+        self.inner.backend()
+    }
+    fn train_batch(&mut self, starts: &[u32]) -> Result<f32> {
+        self.inner.train_batch(starts)
+    }
+    fn queue_train_batch(&mut self, starts: &[u32]) -> Result<Option<f32>> {
+        let loss = self.inner.train_batch(starts)?;
+        self.held.push(loss);
+        Ok(None)
+    }
+    fn collect_losses(&mut self) -> Result<Vec<f32>> {
+        Ok(std::mem::take(&mut self.held))
+    }
+    fn eval_batch(&mut self, starts: &[u32]) -> Result<f32> {
+        self.inner.eval_batch(starts)
+    }
+    fn predict(&mut self, x: &[u32], seq_len: usize) -> Result<Vec<f32>> {
+        self.inner.predict(x, seq_len)
+    }
+    fn params(&mut self) -> Result<Params<f32>> {
+        self.inner.params()
+    }
+    fn rmsprop_state(&mut self) -> Result<Params<f32>> {
+        self.inner.rmsprop_state()
+    }
+    fn set_state(&mut self, params: &Params<f32>, rmsprop: &Params<f32>) -> Result<()> {
+        self.inner.set_state(params, rmsprop)
+    }
+    fn set_learning_rate(&mut self, lr: f32) -> Result<()> {
+        self.inner.set_learning_rate(lr)
+    }
+}
+
+fn text() -> String {
+    let words = ["the ", "will ", "to ", "power ", "is ", "not "];
+    (0..400)
+        .map(|i| words[(i * 7 + i / 5) % words.len()])
+        .collect()
+}
+
+fn train_hyper() -> Hyper {
+    Hyper {
+        maxlen: 6,
+        step: 3,
+        hidden: 8,
+        batch: 4,
+        epochs: 3,
+        seed: 9,
+        ..Hyper::default()
+    }
+}
+
+#[derive(Default)]
+struct Seen {
+    rollbacks: Vec<RollbackEvent>,
+    batches: usize,
+    stop_after: Option<usize>,
+}
+
+impl Observer for Seen {
+    fn on_batch(&mut self, _: &charlstm_cuda::train::BatchEvent) -> Control {
+        self.batches += 1;
+        match self.stop_after {
+            Some(n) if self.batches >= n => Control::Stop,
+            _ => Control::Continue,
+        }
+    }
+    fn on_rollback(&mut self, e: &RollbackEvent) {
+        self.rollbacks.push(e.clone());
+    }
+}
+
+/// What a trainer run leaves: the result (or its error), the rollbacks, the
+/// final weights and batches.jsonl.
+type RunResult = (String, Vec<String>, Vec<u32>, String);
+
+/// Trains on the CPU from `state` (a fresh run when default), the engine
+/// deferring its losses or not, with a NaN at global step `nan_at` (0:
+/// none); `stop_after` stops the run after that many reported batches.
+fn train(
+    dir: &std::path::Path,
+    deferred: bool,
+    nan_at: usize,
+    action: OnDivergence,
+    stop_after: Option<usize>,
+    from: Option<Checkpoint>,
+) -> RunResult {
+    let corpus = OneHotCorpus::from_text(&text(), true).expect("corpus");
+    let hy = train_hyper();
+    let v = corpus.vocab().len();
+    let (params, ms, state) = match from {
+        Some(c) => (c.params, c.rmsprop, c.state),
+        None => (
+            init_params(v, hy.hidden, hy.seed),
+            Params::zeros(v, hy.hidden),
+            TrainState::default(),
+        ),
+    };
+    let cpu = Device::Exact(Backend::Cpu);
+    let (engine, _) = create_engine(cpu, &corpus, &hy, params, ms).expect("engine");
+    let engine: Box<dyn Engine> = match deferred {
+        true => Box::new(Deferring::new(engine, nan_at)),
+        false => Box::new(NanAt {
+            inner: engine,
+            step: nan_at,
+            calls: 0,
+        }),
+    };
+    let config = TrainConfig {
+        gen_length: 0,
+        out: Some(dir.into()),
+        divergence: Some(DivergenceGuard {
+            action,
+            ..DivergenceGuard::default()
+        }),
+        ..TrainConfig::default()
+    };
+    let mut t = Trainer::with_engine(&corpus, hy, config, engine, state).expect("trainer");
+    let mut seen = Seen {
+        stop_after,
+        ..Seen::default()
+    };
+    let result = match t.run(&mut seen) {
+        Ok(s) => format!(
+            "stopped {} at {}/{}",
+            s.stopped, s.state.epoch, s.state.batch
+        ),
+        Err(e) => format!("error: {e}"),
+    };
+    let rollbacks = seen
+        .rollbacks
+        .iter()
+        .map(|r| format!("{} -> {} at lr {}", r.cause, r.to_epoch, r.lr))
+        .collect();
+    // After an error the engine holds whatever ran (a deferred run trained
+    // past the NaN): what the user keeps is the last checkpoint.
+    let weights = match result.starts_with("error") {
+        true => {
+            Checkpoint::load(&dir.join(LAST_CHECKPOINT)).map_or(Vec::new(), |c| bits(&c.params))
+        }
+        false => bits(&t.engine_mut().params().expect("params")),
+    };
+    let log = std::fs::read_to_string(dir.join("batches.jsonl")).unwrap_or_default();
+    (result, rollbacks, weights, log)
+}
+
+fn same_run(nan_at: usize, action: OnDivergence) -> RunResult {
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let at_once = train(a.path(), false, nan_at, action, None, None);
+    let deferred = train(b.path(), true, nan_at, action, None, None);
+    println!("{} {:?}", at_once.0, at_once.1);
+    assert_eq!(deferred.0, at_once.0, "outcome");
+    assert_eq!(deferred.1, at_once.1, "rollbacks");
+    assert_eq!(deferred.2, at_once.2, "weights");
+    assert_eq!(deferred.3, at_once.3, "batches.jsonl");
+    at_once
+}
+
+fn batches_per_epoch() -> usize {
+    let corpus = OneHotCorpus::from_text(&text(), true).expect("corpus");
+    let h = train_hyper();
+    let windows = Windows::new(corpus.rows(), h.maxlen, h.step).expect("windows");
+    windows.count.div_ceil(h.batch)
+}
+
+#[test]
+fn deferred_losses_report_exactly_what_immediate_ones_do() {
+    let batches = batches_per_epoch();
+    println!("{batches} batches an epoch");
+    // More than one read-back window per epoch, and a partial last one.
+    assert!(batches > LOSS_READBACK_EVERY && !batches.is_multiple_of(LOSS_READBACK_EVERY));
+    let run = same_run(0, OnDivergence::Stop);
+    assert!(run.0.starts_with("stopped false at 3/0"), "{}", run.0);
+    assert!(!run.3.is_empty());
+}
+
+#[test]
+fn a_deferred_nan_rolls_back_like_an_immediate_one() {
+    // In epoch 2, mid read-back window: noticed up to 32 batches late, but
+    // rolled back to the same epoch with the same rate.
+    let run = same_run(batches_per_epoch() + 40, OnDivergence::Rollback);
+    assert_eq!(run.1.len(), 1, "{:?}", run.1);
+    assert!(run.1[0].contains("epoch 2, batch 40 -> 1"), "{:?}", run.1);
+}
+
+#[test]
+fn a_deferred_nan_stops_with_the_same_error() {
+    // Epoch 1's checkpoint is what both runs leave behind.
+    let run = same_run(batches_per_epoch() + 5, OnDivergence::Stop);
+    assert!(run.0.contains("epoch 2, batch 5"), "{}", run.0);
+    assert!(!run.2.is_empty(), "no checkpoint compared");
+}
+
+/// A stop request is answered at the end of the read-back window: every
+/// batch trained is in the checkpoint and the log, and resuming ends where
+/// an uninterrupted run does, bit for bit.
+#[test]
+fn a_deferred_stop_keeps_every_trained_batch_and_resumes_exactly() {
+    let (full, cut) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let whole = train(full.path(), true, 0, OnDivergence::Stop, None, None);
+    let stopped = train(cut.path(), true, 0, OnDivergence::Stop, Some(5), None);
+    assert_eq!(
+        stopped.0,
+        format!("stopped true at 0/{LOSS_READBACK_EVERY}"),
+        "the whole window is kept"
+    );
+    let ckpt = Checkpoint::load(&cut.path().join(LAST_CHECKPOINT)).expect("checkpoint");
+    assert_eq!(ckpt.state.batch, LOSS_READBACK_EVERY);
+    let resumed = train(cut.path(), true, 0, OnDivergence::Stop, None, Some(ckpt));
+    assert_eq!(resumed.2, whole.2, "weights after the resume");
+    assert_eq!(resumed.3, whole.3, "batches.jsonl");
+}
