@@ -192,6 +192,46 @@ fn cuda_graph_replay_equals_launches_bit_for_bit() {
     replay_matches_launches(a, b, seed(), false);
 }
 
+/// More queued steps than the device log holds (256): the engine reads the
+/// full log back into host memory and keeps logging, so one collect still
+/// returns every loss, in order, the same bits `train_batch` reports step
+/// by step (a second engine, the same seed and steps).
+#[test]
+fn a_queue_longer_than_the_device_log_loses_nothing() {
+    if !kernels_built() {
+        return;
+    }
+    let seed = seed();
+    let mut rng = Rng(seed);
+    let corpus = corpus(&mut rng);
+    let hy = hyper(seed);
+    let windows = Windows::new(corpus.rows(), T, 1).expect("windows");
+    let new = || {
+        let (p, ms) = (init_params(V, H, seed), Params::zeros(V, H));
+        GpuEngine::new(SimDevice::new(seed), Backend::Sim, &corpus, &hy, p, ms).expect("engine")
+    };
+    let (mut queued, mut stepped) = (new(), new());
+    let mut want = Vec::new();
+    for epoch in 0..52 {
+        let order = epoch_order(&windows, seed, epoch);
+        queued.begin_epoch(&order, 0).expect("order");
+        stepped.begin_epoch(&order, 0).expect("order");
+        for starts in order.chunks(B) {
+            assert_eq!(queued.queue_train_batch(starts).expect("queue"), None);
+            want.push(stepped.train_batch(starts).expect("step").to_bits());
+        }
+    }
+    let got: Vec<u32> = queued
+        .collect_losses()
+        .expect("collect")
+        .iter()
+        .map(|x| x.to_bits())
+        .collect();
+    assert_eq!(want.len(), 52 * 5);
+    assert_eq!(got, want);
+    assert_eq!(queued.graph_stats().replays, stepped.graph_stats().replays);
+}
+
 /// A recorded list: select B starts, append the loss, zero the count,
 /// append again. Nothing runs while recording; each replay runs it all, in
 /// order (the count ends at 1 only in that order).

@@ -75,17 +75,6 @@ impl SimDevice {
         self.last
     }
 
-    /// Live graphs (captured and not dropped), for tests of their lifetime.
-    pub fn graphs(&self) -> usize {
-        self.graphs.len()
-    }
-
-    /// Operations recorded in `graph` (launches and zeroings), or `None`
-    /// for an unknown graph.
-    pub fn graph_len(&self, graph: GraphId) -> Option<usize> {
-        self.graphs.get(&graph.0).map(Vec::len)
-    }
-
     /// Refuses `op` while capturing.
     fn not_capturing(&self, op: &str) -> Result<()> {
         match self.capturing {

@@ -3,6 +3,7 @@
 mod builder;
 mod deferred;
 mod engine;
+mod files;
 mod guard;
 mod observer;
 mod trainer;

@@ -1,12 +1,11 @@
 //! The epoch loop: shuffle, batch, step, checkpoint, sample, report.
 
-use std::fs::OpenOptions;
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 use super::deferred::LossQueue;
 use super::engine::{Backend, Device, Engine};
+use super::files::{append_metrics, prune_checkpoints};
 use super::guard::{Best, Divergence, DivergenceGuard, OnDivergence};
 use super::observer::{BatchEvent, Control, EpochEvent, Observer, RollbackEvent, Sample};
 use crate::corpus::{OneHotCorpus, Windows, epoch_order};
@@ -23,21 +22,6 @@ pub const METRICS_FILE: &str = "metrics.jsonl";
 /// The per-epoch checkpoint's file name.
 pub fn epoch_checkpoint_name(epoch: usize) -> String {
     format!("epoch-{epoch:03}.safetensors")
-}
-
-/// Deletes `epoch-NNN.safetensors` for epochs up to `epoch - keep`, after
-/// the newer ones were written, so at least `keep` good ones always exist.
-/// Missing files are fine (a resumed run, or already pruned).
-fn prune_checkpoints(dir: &Path, epoch: usize, keep: usize) -> Result<()> {
-    for old in 1..=epoch.saturating_sub(keep.max(1)) {
-        let path = dir.join(epoch_checkpoint_name(old));
-        match std::fs::remove_file(&path) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(Error::io(&path, e)),
-        }
-    }
-    Ok(())
 }
 
 /// Run settings that are not model hyper-parameters.
@@ -358,6 +342,9 @@ impl<'c> Trainer<'c> {
                         stop = true;
                     }
                 }
+                // A stop asked for inside the queue takes effect after it;
+                // one whose queue reached the epoch's end is ignored, as a
+                // stop at the last batch always was.
                 if stop && self.state.batch < batches {
                     break;
                 }
@@ -576,20 +563,6 @@ impl Predict for EnginePredictor<'_> {
     fn predict(&mut self, x: &[u32], seq_len: usize) -> Result<Vec<f32>> {
         self.0.predict(x, seq_len)
     }
-}
-
-fn append_metrics(path: &Path, event: &EpochEvent) -> Result<()> {
-    let line = serde_json::to_string(event).map_err(|e| Error::InvalidArgument {
-        name: "metrics",
-        what: e.to_string(),
-    })?;
-    let mut f = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .map_err(|e| Error::io(path, e))?;
-    writeln!(f, "{line}").map_err(|e| Error::io(path, e))?;
-    f.sync_data().map_err(|e| Error::io(path, e))
 }
 
 /// Builds the engine for `device` over `corpus`, starting from the given state.
