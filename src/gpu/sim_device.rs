@@ -232,6 +232,7 @@ impl GpuDevice for SimDevice {
     }
 
     fn drop_graph(&mut self, graph: GraphId) -> Result<()> {
+        self.not_capturing("drop_graph")?; // as on CUDA, which must wait for replays
         match self.graphs.remove(&graph.0) {
             Some(_) => Ok(()),
             None => Err(self.capture_error(format!("drop of unknown graph {}", graph.0))),
