@@ -20,7 +20,8 @@ pub fn install() {
             std::process::exit(i32::from(EXIT_INTERRUPTED));
         }
         eprintln!(
-            "\ninterrupt: finishing the current batch, then writing a checkpoint (again to quit at once)"
+            "\ninterrupt: finishing the current batch (on a GPU, the batches already queued: up to 32), \
+             then writing a checkpoint (again to quit at once)"
         );
     });
     if let Err(e) = result {

@@ -55,7 +55,7 @@ impl BatchBuffers {
         }
     }
 
-    fn all(&self) -> [DevicePtr; 13] {
+    pub fn all(&self) -> [DevicePtr; 13] {
         [
             self.starts,
             self.targets,

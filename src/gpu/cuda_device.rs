@@ -14,6 +14,8 @@
 //! them before the driver sees it. All work goes on one stream, in order;
 //! `download` and `upload` wait for it, so host buffers are never in use
 //! after they return.
+//!
+//! Graphs (stream capture, instantiated graphs) are in `graph.rs`.
 
 use std::cell::Cell;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -22,13 +24,16 @@ use std::sync::{Arc, Mutex, Once, OnceLock, PoisonError};
 
 use cudarc::driver::sys::{self, CUdevice_attribute, CUevent_flags, CUfunction_attribute};
 use cudarc::driver::{
-    CudaContext, CudaFunction, CudaModule, CudaStream, DriverError, PushKernelArg, result,
+    CudaContext, CudaFunction, CudaGraph, CudaModule, CudaStream, DriverError, PushKernelArg,
+    result,
 };
 use cudarc::nvrtc::Ptx;
 
-use super::device::{DeviceError, DevicePtr, GpuDevice, KernelArg, LaunchConfig};
+use super::device::{DeviceError, DevicePtr, GpuDevice, GraphId, KernelArg, LaunchConfig};
 use super::ptx;
 use crate::error::{Error, Result};
+
+mod graph;
 
 /// Dynamic shared memory a kernel may use without opting in.
 const DEFAULT_SHARED_BYTES: u32 = 48 * 1024;
@@ -58,6 +63,11 @@ pub struct CudaDevice {
     kernels: HashMap<String, Kernel>,
     /// Base address -> size in bytes of every live allocation.
     allocations: BTreeMap<u64, usize>,
+    /// True between `begin_capture` and `end_capture`.
+    capturing: bool,
+    /// The instantiated graphs, by `GraphId`.
+    graphs: HashMap<u64, CudaGraph>,
+    next_graph: u64,
 }
 
 impl CudaDevice {
@@ -92,6 +102,9 @@ impl CudaDevice {
             modules: HashMap::new(),
             kernels: HashMap::new(),
             allocations: BTreeMap::new(),
+            capturing: false,
+            graphs: HashMap::new(),
+            next_graph: 1,
         })
     }
 
@@ -112,6 +125,7 @@ impl CudaDevice {
     }
 
     fn sync_stream(&self) -> Result<()> {
+        self.not_capturing("a wait for the device")?;
         self.stream
             .synchronize()
             .map_err(|e| self.backend_error("waiting for the device", e))
@@ -208,6 +222,8 @@ impl GpuDevice for CudaDevice {
     }
 
     fn alloc_zeroed(&mut self, bytes: usize) -> Result<DevicePtr> {
+        // The memset below would be recorded into the graph, not run.
+        self.not_capturing("alloc_zeroed")?;
         let ptr = self.alloc(bytes)?;
         // SAFETY: `ptr` is a live allocation of at least `bytes` bytes made
         // just above in our (current) context; the memset is ordered on our
@@ -218,6 +234,7 @@ impl GpuDevice for CudaDevice {
     }
 
     fn free(&mut self, ptr: DevicePtr) -> Result<()> {
+        self.not_capturing("free")?;
         if self.allocations.remove(&ptr.0).is_none() {
             return Err(DeviceError::BadArguments {
                 kernel: "free",
@@ -236,6 +253,7 @@ impl GpuDevice for CudaDevice {
     }
 
     fn upload(&mut self, dst: DevicePtr, bytes: &[u8]) -> Result<()> {
+        self.not_capturing("upload")?;
         if bytes.is_empty() {
             return Ok(());
         }
@@ -265,6 +283,7 @@ impl GpuDevice for CudaDevice {
     }
 
     fn download(&mut self, src: DevicePtr, out: &mut [u8]) -> Result<()> {
+        self.not_capturing("download")?;
         if out.is_empty() {
             return self.sync_stream();
         }
@@ -336,7 +355,28 @@ impl GpuDevice for CudaDevice {
     }
 
     fn synchronize(&mut self) -> Result<()> {
+        self.not_capturing("synchronize")?;
         self.sync_stream()
+    }
+
+    fn can_capture(&self) -> bool {
+        true
+    }
+
+    fn begin_capture(&mut self) -> Result<()> {
+        self.capture_begin()
+    }
+
+    fn end_capture(&mut self) -> Result<GraphId> {
+        self.capture_end()
+    }
+
+    fn replay(&mut self, graph: GraphId) -> Result<()> {
+        self.graph_replay(graph)
+    }
+
+    fn drop_graph(&mut self, graph: GraphId) -> Result<()> {
+        self.graph_drop(graph)
     }
 
     fn max_shared_bytes(&self) -> u32 {
@@ -348,6 +388,7 @@ impl GpuDevice for CudaDevice {
     }
 
     fn time<F: FnOnce(&mut Self) -> Result<()>>(&mut self, f: F) -> Result<f64> {
+        self.not_capturing("time")?;
         let timed = Some(CUevent_flags::CU_EVENT_DEFAULT);
         let start = self
             .stream
@@ -368,7 +409,13 @@ impl GpuDevice for CudaDevice {
 impl Drop for CudaDevice {
     fn drop(&mut self) {
         // Nothing to report to at drop time; the context is released next anyway.
+        if self.capturing {
+            // An error mid-capture: leave capture mode so the stream can drain.
+            self.capturing = false;
+            let _ = self.stream.end_capture(sys::CUgraphInstantiate_flags(0));
+        }
         let _ = self.sync_stream();
+        self.graphs.clear();
         if self.bind().is_err() {
             return;
         }

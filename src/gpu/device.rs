@@ -9,6 +9,11 @@
 
 use crate::error::Result;
 
+/// A captured graph of a device ([`GpuDevice::end_capture`]), replayed by
+/// [`GpuDevice::replay`] until [`GpuDevice::drop_graph`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct GraphId(pub u64);
+
 /// An opaque device address; `DevicePtr::NULL` is the null pointer a kernel
 /// may accept for an optional buffer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -98,6 +103,11 @@ pub enum DeviceError {
     },
     #[error("device {device}: {what}")]
     Backend { device: String, what: String },
+    /// A graph capture was misused: a host transfer, a synchronisation or
+    /// a free while capturing, a replay of an unknown graph, or a device
+    /// that cannot capture at all.
+    #[error("device {device}: graph capture: {what}")]
+    Capture { device: String, what: String },
 }
 
 impl DeviceError {
@@ -119,6 +129,7 @@ impl DeviceError {
                  fewer distinct characters (lower-cased, rare symbols removed)"
             }
             DeviceError::Backend { .. } => "check the GPU driver, or use --device cpu",
+            DeviceError::Capture { .. } => "this is a bug in charlstm-cuda; please report it",
         }
     }
 }
@@ -160,6 +171,35 @@ pub trait GpuDevice {
     /// Streaming multiprocessors: the persistent LSTM kernels spread a
     /// batch over them, one block each.
     fn multiprocessors(&self) -> u32;
+    /// Whether [`begin_capture`](Self::begin_capture) works on this device.
+    /// The default (a device that cannot capture) is `false`, and the GPU
+    /// engine then launches every step.
+    fn can_capture(&self) -> bool {
+        false
+    }
+    /// Starts recording instead of running, like CUDA stream capture: from
+    /// now until [`end_capture`](Self::end_capture), `launch` and `zero`
+    /// are recorded, not run, and `upload`, `download`, `synchronize`,
+    /// `free`, `alloc_zeroed` and `time` are refused with
+    /// [`DeviceError::Capture`] (CUDA forbids host transfers and waits on a
+    /// capturing stream). `alloc` still allocates at once.
+    fn begin_capture(&mut self) -> Result<()> {
+        Err(no_capture(self.name()))
+    }
+    /// Ends the recording begun by `begin_capture` and returns it as a graph.
+    fn end_capture(&mut self) -> Result<GraphId> {
+        Err(no_capture(self.name()))
+    }
+    /// Runs the recorded work of `graph` again, in order, as if launched now.
+    fn replay(&mut self, graph: GraphId) -> Result<()> {
+        let _ = graph;
+        Err(no_capture(self.name()))
+    }
+    /// Releases `graph`.
+    fn drop_graph(&mut self, graph: GraphId) -> Result<()> {
+        let _ = graph;
+        Err(no_capture(self.name()))
+    }
     /// Seconds between two recorded points on the device's own clock (events
     /// on CUDA; instruction count based or wall clock on the simulator)
     /// around `f`.
@@ -249,6 +289,21 @@ impl<D: GpuDevice> GpuDevice for &mut D {
     fn multiprocessors(&self) -> u32 {
         (**self).multiprocessors()
     }
+    fn can_capture(&self) -> bool {
+        (**self).can_capture()
+    }
+    fn begin_capture(&mut self) -> Result<()> {
+        (**self).begin_capture()
+    }
+    fn end_capture(&mut self) -> Result<GraphId> {
+        (**self).end_capture()
+    }
+    fn replay(&mut self, graph: GraphId) -> Result<()> {
+        (**self).replay(graph)
+    }
+    fn drop_graph(&mut self, graph: GraphId) -> Result<()> {
+        (**self).drop_graph(graph)
+    }
     /// Host wall clock between two synchronisations: `f` wants `&mut &mut D`
     /// with the outer lifetime, which the inner device's `time` cannot lend
     /// it, so the device's own clock is out of reach here.
@@ -259,6 +314,27 @@ impl<D: GpuDevice> GpuDevice for &mut D {
         self.synchronize()?;
         Ok(start.elapsed().as_secs_f64())
     }
+}
+
+/// What a device that cannot capture answers to the capture calls.
+fn no_capture(device: String) -> crate::Error {
+    DeviceError::Capture {
+        device,
+        what: "this device cannot capture graphs (can_capture is false)".into(),
+    }
+    .into()
+}
+
+/// The error of an operation a device refuses while capturing.
+pub(crate) fn refused_while_capturing(device: String, op: &str) -> crate::Error {
+    DeviceError::Capture {
+        device,
+        what: format!(
+            "{op} while a graph is being captured: a captured step may only launch kernels \
+             and zero memory (host transfers and waits cannot be recorded)"
+        ),
+    }
+    .into()
 }
 
 /// Threads per block and blocks to cover `n` elements with a grid-stride

@@ -7,7 +7,8 @@
 //! ([`BatchBuffers`]) and the epoch's window order (uploaded once per epoch by
 //! [`Engine::begin_epoch`]). A training step is then launches only:
 //!
-//! 1. `head_targets_u32`: the B targets, decoded from the corpus;
+//! 1. `head_targets_u32`: the B targets, decoded from the corpus (after
+//!    `batch_select_u32` copied the B starts, see below);
 //! 2. the recurrence, reading the one-hot bits of rows `starts[b] + t`
 //!    straight from the corpus: `lstm_fwd_persistent_f32` once (all T steps,
 //!    weights on chip) where the shape fits, else `lstm_cell_fwd_f32` x T
@@ -18,7 +19,15 @@
 //!    `lstm_dh_bwd_f32` x T; then the weight gradients;
 //! 5. with `--clip-norm`, `grad_norm_clip_f32` (one block: the global norm,
 //!    then the scaling, in place); without it, nothing is launched;
-//! 6. `rmsprop_update_f32` over all parameters.
+//! 6. `rmsprop_update_f32` over all parameters;
+//! 7. `loss_log_append_f32`: the loss sum appended to the device loss log.
+//!
+//! A step of a full batch that is the next slice of the epoch order, the
+//! common case, runs all of that as one graph captured once and replayed
+//! every step (`graph.rs` says what varies and what forces a recapture);
+//! other steps (off-order starts, the partial last batch, graphs off or a
+//! device that cannot capture) launch the same kernels one by one, reading
+//! their starts from the order or from an upload, as eval and predict do.
 //!
 //! Generation (the after-epoch samples) is `generate_fwd_f32`, one launch
 //! for every character of every temperature, reading the same parameters;
@@ -34,17 +43,21 @@
 //! corpus (`rows * ceil(V/64) * 8` bytes) is uploaded once; one that does
 //! not fit is [`DeviceError::CorpusTooLarge`] (no streaming).
 //!
-//! The one host round trip per step is the 4-byte loss the trainer reports
-//! (progress bar, NaN guard); the loss sum is zeroed on the device (a
-//! memset on CUDA's stream, no wait). Batches whose starts are not the next slice of
+//! No step waits for the host: [`Engine::queue_train_batch`] leaves the
+//! loss in the device log and [`Engine::collect_losses`] reads the log back
+//! in one copy (one host round trip for however many steps the trainer
+//! collects at once); [`Engine::train_batch`] is the two in a row, one
+//! round trip per step. The loss sum is zeroed on the device (a memset on
+//! CUDA's stream, no wait). Batches whose starts are not the next slice of
 //! the epoch order (eval, library callers) upload their B starts.
 
 use super::buffers::BatchBuffers;
 use super::device::{DeviceError, DevicePtr, GpuDevice};
 use super::generate::{GenerateDims, GenerateLauncher};
-use super::head::{HeadBuffers, HeadDims, HeadLauncher};
-use super::lstm::{LstmBuffers, LstmDims, LstmLauncher};
+use super::head::{HeadDims, HeadLauncher};
+use super::lstm::LstmLauncher;
 use super::rmsprop::{GradClipLauncher, ParamLayout, RmsPropLauncher};
+use super::step::StepLauncher;
 use crate::corpus::OneHotCorpus;
 use crate::cpu::RmsProp;
 use crate::error::{Error, Result};
@@ -52,11 +65,21 @@ use crate::model::{Hyper, Params};
 use crate::sample::Strategy;
 use crate::train::{Backend, Engine, generate_by_predict};
 
+mod batch;
+mod graph;
+pub use graph::GraphStats;
+use graph::StepGraph;
+
+/// Steps whose losses the device log holds; a longer queue is read back
+/// into host memory when the log is full (one wait per this many steps).
+const LOG_CAPACITY: usize = 256;
+
 /// What runs where, for the notice `--device sim` / `cuda` prints.
 pub const GPU_PATH_NOTICE: &str = "on the device: targets, the LSTM recurrence (forward and \
      backward, one persistent launch each where H is a multiple of 8 up to 128, else one launch \
      per step), the fused head, the weight gradients, gradient clipping (with \
-     --clip-norm), RMSprop and generation (one launch for all samples)";
+     --clip-norm), RMSprop and generation (one launch for all samples); a training step is one \
+     CUDA graph, replayed, and losses are read back every 32 batches";
 
 /// The epoch's window order on the device, and where the next batch starts.
 struct EpochOrder {
@@ -88,6 +111,20 @@ pub struct GpuEngine<'c, D: GpuDevice> {
     order: EpochOrder,
     /// Packed one-hot rows of `predict`'s sequences, and its capacity in rows.
     d_predict: (DevicePtr, usize),
+    /// `Hyper::batch`: the batch size a captured step is for.
+    batch_size: usize,
+    step: StepLauncher,
+    /// The device cursor into the epoch order, the loss log's count and
+    /// the log (`graph.rs`: `CURSOR_AT`, `COUNT_AT`, `LOG_AT`).
+    d_step: DevicePtr,
+    /// The device cursor's value once the queued work is done; `None`:
+    /// unknown, uploaded before it is used.
+    dev_cursor: Option<usize>,
+    /// Steps whose loss is in the device log, not yet read back.
+    logged: usize,
+    /// Losses read back and not yet handed out by `collect_losses`.
+    collected: Vec<f32>,
+    graph: StepGraph,
 }
 
 impl<'c, D: GpuDevice> GpuEngine<'c, D> {
@@ -142,6 +179,13 @@ impl<'c, D: GpuDevice> GpuEngine<'c, D> {
                 cursor: 0,
             },
             d_predict: (DevicePtr::NULL, 0),
+            batch_size: hyper.batch,
+            step: StepLauncher::default(),
+            d_step: DevicePtr::NULL,
+            dev_cursor: Some(0),
+            logged: 0,
+            collected: Vec::new(),
+            graph: StepGraph::default(),
         };
         let dev = &mut engine.device;
         let words: &[u8] = bytemuck::cast_slice(corpus.words());
@@ -161,6 +205,7 @@ impl<'c, D: GpuDevice> GpuEngine<'c, D> {
         engine.d_params = dev.upload_new_f32(&layout.flatten(&params))?;
         engine.d_rmsprop = dev.upload_new_f32(&layout.flatten(&rmsprop))?;
         engine.d_grads = dev.alloc(layout.len() * std::mem::size_of::<f32>())?;
+        engine.d_step = Self::alloc_step_state(dev)?;
         engine
             .batch
             .ensure(dev, hyper.batch, hyper.maxlen, hyper.hidden, v)?;
@@ -182,125 +227,11 @@ impl<'c, D: GpuDevice> GpuEngine<'c, D> {
         Ok(self.layout.unflatten(&flat))
     }
 
-    /// Device pointer of tensor `i` (in `TENSOR_NAMES` order) of a flat buffer.
-    fn tensor(&self, flat: DevicePtr, i: usize) -> DevicePtr {
-        flat.offset(self.layout.ranges()[i].start * std::mem::size_of::<f32>())
-    }
-
-    fn lstm_buffers(&self, corpus: DevicePtr, starts: DevicePtr) -> LstmBuffers {
-        let (p, g, b) = (self.d_params, self.d_grads, &self.batch);
-        LstmBuffers {
-            corpus_words: corpus,
-            starts,
-            kernel: self.tensor(p, 0),
-            recurrent_kernel: self.tensor(p, 1),
-            bias: self.tensor(p, 2),
-            gates: b.gates,
-            c: b.c,
-            h: b.h,
-            cls: b.cls,
-            dz: b.dz,
-            dh: b.dh,
-            dc: b.dc,
-            d_kernel: self.tensor(g, 0),
-            d_recurrent_kernel: self.tensor(g, 1),
-            d_bias: self.tensor(g, 2),
-            wgrad_scratch: b.wgrad_scratch,
-        }
-    }
-
-    fn head_buffers(&self, dims: LstmDims, probs: DevicePtr) -> HeadBuffers {
-        let (p, g, b) = (self.d_params, self.d_grads, &self.batch);
-        HeadBuffers {
-            h: dims.at(b.h, dims.seq_len - 1, dims.hidden),
-            dense_kernel: self.tensor(p, 3),
-            dense_bias: self.tensor(p, 4),
-            targets: b.targets,
-            probs,
-            dlogits: b.dlogits,
-            dh: b.dh,
-            d_dense_kernel: self.tensor(g, 3),
-            d_dense_bias: self.tensor(g, 4),
-            loss_sum: b.loss,
-        }
-    }
-
-    fn dims(&self, batch: usize, seq_len: usize) -> LstmDims {
-        LstmDims {
-            batch,
-            seq_len,
-            hidden: self.layout.hidden,
-            vocab: self.layout.vocab,
-            words_per_row: self.corpus.words_per_row(),
-        }
-    }
-
-    /// Checks `starts` (every window and its target inside the corpus) and
-    /// returns the device pointer to them: the epoch order's slice when they
-    /// are its next batch, else the staging buffer they are uploaded to.
-    fn starts_on_device(&mut self, starts: &[u32]) -> Result<DevicePtr> {
-        let rows = self.corpus.rows();
-        if let Some(&bad) = starts.iter().find(|&&s| s as usize + self.maxlen >= rows) {
-            return Err(Error::InvalidArgument {
-                name: "starts",
-                what: format!(
-                    "window start {bad} + maxlen {} leaves no target inside the corpus of {rows} characters",
-                    self.maxlen
-                ),
-            });
-        }
-        let o = &mut self.order;
-        let end = o.cursor + starts.len();
-        if end <= o.host.len() && o.host[o.cursor..end] == *starts {
-            let ptr = o.device.offset(o.cursor * std::mem::size_of::<u32>());
-            o.cursor = end;
-            return Ok(ptr);
-        }
-        self.device.upload_u32(self.batch.starts, starts)?;
-        Ok(self.batch.starts)
-    }
-
-    /// Targets + LSTM forward + head (forward and backward) for `starts`;
-    /// leaves the batch's mean loss in `batch.loss` and returns the dims.
-    fn forward_head(&mut self, starts: &[u32]) -> Result<LstmDims> {
-        let (h, v) = (self.layout.hidden, self.layout.vocab);
-        self.batch
-            .ensure(&mut self.device, starts.len(), self.maxlen, h, v)?;
-        let d_starts = self.starts_on_device(starts)?;
-        let dims = self.dims(starts.len(), self.maxlen);
-        let hd = HeadDims {
-            batch: dims.batch,
-            hidden: h,
-            vocab: v,
-        };
-        let dev = &mut self.device;
-        dev.zero(self.batch.loss, std::mem::size_of::<f32>())?;
-        self.head.targets(
-            dev,
-            self.d_corpus,
-            dims.words_per_row,
-            d_starts,
-            self.maxlen,
-            hd,
-            self.batch.targets,
-        )?;
-        let lstm_bufs = self.lstm_buffers(self.d_corpus, d_starts);
-        self.lstm.forward(&mut self.device, dims, &lstm_bufs)?;
-        let head_bufs = self.head_buffers(dims, DevicePtr::NULL);
-        let scale = 1.0 / dims.batch as f32;
-        self.head.fwd_bwd(&mut self.device, hd, &head_bufs, scale)?;
-        Ok(dims)
-    }
-
-    fn read_loss(&mut self) -> Result<f32> {
-        let mut loss = [0f32];
-        self.device.download_f32(self.batch.loss, &mut loss)?;
-        Ok(loss[0])
-    }
-
     fn free_all(&mut self) -> Result<()> {
+        self.drop_step_graph()?;
         self.batch.free(&mut self.device)?;
         let ptrs = [
+            self.d_step,
             self.d_corpus,
             self.d_params,
             self.d_rmsprop,
@@ -319,6 +250,7 @@ impl<'c, D: GpuDevice> GpuEngine<'c, D> {
         self.d_grads = DevicePtr::NULL;
         self.order.device = DevicePtr::NULL;
         self.d_predict = (DevicePtr::NULL, 0);
+        self.d_step = DevicePtr::NULL;
         Ok(())
     }
 }
@@ -343,6 +275,11 @@ impl<D: GpuDevice> Engine for GpuEngine<'_, D> {
         o.host.clear();
         o.host.extend_from_slice(order);
         o.cursor = position.min(order.len());
+        // The captured step reads the order at the device's cursor.
+        let cursor = o.cursor;
+        self.device
+            .upload_u32(self.d_step.offset(graph::CURSOR_AT), &[cursor as u32])?;
+        self.dev_cursor = Some(cursor);
         Ok(())
     }
 
@@ -350,27 +287,45 @@ impl<D: GpuDevice> Engine for GpuEngine<'_, D> {
         if starts.is_empty() {
             return Ok(0.0);
         }
-        let dims = self.forward_head(starts)?;
-        let bufs = self.lstm_buffers(self.d_corpus, DevicePtr::NULL);
-        // backward reads only h, cls, gates, c, dz, dh, dc and writes grads:
-        // the corpus and starts are not needed again.
-        self.lstm.backward(&mut self.device, dims, &bufs)?;
-        if let Some(max_norm) = self.clip_norm {
-            let (n, grads) = (self.layout.len(), self.d_grads);
-            // No norm written back: nothing on the host needs it.
-            let norm_out = DevicePtr::NULL;
-            self.grad_clip
-                .clip(&mut self.device, grads, n, max_norm, norm_out)?;
+        self.queue_train_batch(starts)?;
+        self.drain_log()?;
+        Ok(self
+            .collected
+            .pop()
+            .expect("the step just queued was read back"))
+    }
+
+    /// The step, its loss left in the device log: the captured graph for an
+    /// in-order full batch, else the launches one by one.
+    fn queue_train_batch(&mut self, starts: &[u32]) -> Result<Option<f32>> {
+        if starts.is_empty() {
+            return Ok(Some(0.0));
         }
-        self.rmsprop.update(
-            &mut self.device,
-            &self.optimizer,
-            self.d_params,
-            self.d_rmsprop,
-            self.d_grads,
-            self.layout.len(),
-        )?;
-        self.read_loss()
+        self.check_starts(starts)?;
+        self.ensure_batch(starts.len())?;
+        let in_order = match self.graph_eligible(starts.len()) {
+            true => self.take_in_order(starts),
+            false => None,
+        };
+        match in_order {
+            Some(pos) => self.graph_step(pos, starts.len())?,
+            None => {
+                let d_starts = self.starts_on_device(starts)?;
+                let dims = self.forward_head_at(d_starts, starts.len())?;
+                self.backward_update(dims)?;
+                self.append_loss()?;
+            }
+        }
+        self.logged += 1;
+        if self.logged == LOG_CAPACITY {
+            self.drain_log()?;
+        }
+        Ok(None)
+    }
+
+    fn collect_losses(&mut self) -> Result<Vec<f32>> {
+        self.drain_log()?;
+        Ok(std::mem::take(&mut self.collected))
     }
 
     fn eval_batch(&mut self, starts: &[u32]) -> Result<f32> {

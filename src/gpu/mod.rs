@@ -13,9 +13,10 @@ pub mod ptx;
 pub mod rmsprop;
 pub mod selftest;
 pub mod sim_device;
+pub mod step;
 pub mod wgrad;
 
 pub use cuda_device::CudaDevice;
-pub use device::{DeviceError, DevicePtr, GpuDevice, KernelArg, LaunchConfig};
+pub use device::{DeviceError, DevicePtr, GpuDevice, GraphId, KernelArg, LaunchConfig};
 pub use engine::{GPU_PATH_NOTICE, GpuEngine};
 pub use sim_device::SimDevice;

@@ -5,12 +5,35 @@
 //!
 //! Modules are loaded lazily, once, from the embedded PTX (`gpu::ptx`).
 //! `time` is wall-clock time on the host.
+//!
+//! Graph capture works like CUDA stream capture: between `begin_capture`
+//! and `end_capture` every `launch` and `zero` is recorded (its arguments
+//! copied), not run, and host transfers, waits and frees are refused;
+//! `replay` runs the recorded list in order through the same paths an
+//! uncaptured launch takes.
 
-use super::device::{DevicePtr, GpuDevice, KernelArg, LaunchConfig};
+use super::device::{
+    DevicePtr, GpuDevice, GraphId, KernelArg, LaunchConfig, refused_while_capturing,
+};
 use super::ptx;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::sim::{LaunchStats, ParamValue, Simulator};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+
+/// One recorded operation of a captured graph.
+#[derive(Clone, Debug)]
+enum Recorded {
+    Launch {
+        module: String,
+        kernel: String,
+        cfg: LaunchConfig,
+        args: Vec<KernelArg>,
+    },
+    Zero {
+        dst: DevicePtr,
+        bytes: usize,
+    },
+}
 
 /// Dynamic shared memory one block may use, as on sm_90 with the opt-in (227 KiB).
 const MAX_SHARED_BYTES: u32 = 227 * 1024;
@@ -25,6 +48,10 @@ pub struct SimDevice {
     seed: u64,
     loaded: HashSet<String>,
     last: Option<LaunchStats>,
+    /// The operations recorded so far while capturing; `None` when not.
+    capturing: Option<Vec<Recorded>>,
+    graphs: HashMap<u64, Vec<Recorded>>,
+    next_graph: u64,
 }
 
 impl SimDevice {
@@ -35,6 +62,9 @@ impl SimDevice {
             seed,
             loaded: HashSet::new(),
             last: None,
+            capturing: None,
+            graphs: HashMap::new(),
+            next_graph: 1,
         }
     }
 
@@ -48,34 +78,24 @@ impl SimDevice {
     pub fn last_launch(&self) -> Option<LaunchStats> {
         self.last
     }
-}
 
-impl GpuDevice for SimDevice {
-    fn name(&self) -> String {
-        format!("PTX simulator (seed {})", self.seed)
+    /// Refuses `op` while capturing.
+    fn not_capturing(&self, op: &str) -> Result<()> {
+        match self.capturing {
+            Some(_) => Err(refused_while_capturing(self.name(), op)),
+            None => Ok(()),
+        }
     }
 
-    fn alloc(&mut self, bytes: usize) -> Result<DevicePtr> {
-        self.sim.alloc(bytes).map(DevicePtr)
+    fn capture_error(&self, what: String) -> Error {
+        super::device::DeviceError::Capture {
+            device: self.name(),
+            what,
+        }
+        .into()
     }
 
-    fn alloc_zeroed(&mut self, bytes: usize) -> Result<DevicePtr> {
-        self.sim.alloc_zeroed(bytes).map(DevicePtr)
-    }
-
-    fn free(&mut self, ptr: DevicePtr) -> Result<()> {
-        self.sim.free(ptr.0)
-    }
-
-    fn upload(&mut self, dst: DevicePtr, bytes: &[u8]) -> Result<()> {
-        self.sim.write(dst.0, bytes)
-    }
-
-    fn download(&mut self, src: DevicePtr, out: &mut [u8]) -> Result<()> {
-        self.sim.read(src.0, out)
-    }
-
-    fn launch(
+    fn run(
         &mut self,
         module: &str,
         kernel: &str,
@@ -105,9 +125,122 @@ impl GpuDevice for SimDevice {
         self.last = Some(stats);
         Ok(())
     }
+}
+
+impl GpuDevice for SimDevice {
+    fn name(&self) -> String {
+        format!("PTX simulator (seed {})", self.seed)
+    }
+
+    fn alloc(&mut self, bytes: usize) -> Result<DevicePtr> {
+        self.sim.alloc(bytes).map(DevicePtr)
+    }
+
+    fn alloc_zeroed(&mut self, bytes: usize) -> Result<DevicePtr> {
+        // CUDA zeroes with a memset on the stream, which a capture would
+        // record instead of running: refused on both devices alike.
+        self.not_capturing("alloc_zeroed")?;
+        self.sim.alloc_zeroed(bytes).map(DevicePtr)
+    }
+
+    fn free(&mut self, ptr: DevicePtr) -> Result<()> {
+        self.not_capturing("free")?;
+        self.sim.free(ptr.0)
+    }
+
+    fn upload(&mut self, dst: DevicePtr, bytes: &[u8]) -> Result<()> {
+        self.not_capturing("upload")?;
+        self.sim.write(dst.0, bytes)
+    }
+
+    fn download(&mut self, src: DevicePtr, out: &mut [u8]) -> Result<()> {
+        self.not_capturing("download")?;
+        self.sim.read(src.0, out)
+    }
+
+    fn zero(&mut self, dst: DevicePtr, bytes: usize) -> Result<()> {
+        match &mut self.capturing {
+            Some(ops) => {
+                ops.push(Recorded::Zero { dst, bytes });
+                Ok(())
+            }
+            None => self.sim.write(dst.0, &vec![0u8; bytes]),
+        }
+    }
+
+    fn launch(
+        &mut self,
+        module: &str,
+        kernel: &str,
+        cfg: LaunchConfig,
+        args: &[KernelArg],
+    ) -> Result<()> {
+        match &mut self.capturing {
+            Some(ops) => {
+                ops.push(Recorded::Launch {
+                    module: module.to_string(),
+                    kernel: kernel.to_string(),
+                    cfg,
+                    args: args.to_vec(),
+                });
+                Ok(())
+            }
+            None => self.run(module, kernel, cfg, args),
+        }
+    }
 
     fn synchronize(&mut self) -> Result<()> {
+        self.not_capturing("synchronize")?;
         Ok(()) // launches run to completion before `launch` returns
+    }
+
+    fn can_capture(&self) -> bool {
+        true
+    }
+
+    fn begin_capture(&mut self) -> Result<()> {
+        if self.capturing.is_some() {
+            return Err(self.capture_error("begin_capture while already capturing".into()));
+        }
+        self.capturing = Some(Vec::new());
+        Ok(())
+    }
+
+    fn end_capture(&mut self) -> Result<GraphId> {
+        let Some(ops) = self.capturing.take() else {
+            return Err(self.capture_error("end_capture without begin_capture".into()));
+        };
+        let id = self.next_graph;
+        self.next_graph += 1;
+        self.graphs.insert(id, ops);
+        Ok(GraphId(id))
+    }
+
+    fn replay(&mut self, graph: GraphId) -> Result<()> {
+        self.not_capturing("replay")?;
+        let Some(ops) = self.graphs.get(&graph.0).cloned() else {
+            return Err(self.capture_error(format!("replay of unknown graph {}", graph.0)));
+        };
+        for op in &ops {
+            match op {
+                Recorded::Launch {
+                    module,
+                    kernel,
+                    cfg,
+                    args,
+                } => self.run(module, kernel, *cfg, args)?,
+                Recorded::Zero { dst, bytes } => self.zero(*dst, *bytes)?,
+            }
+        }
+        Ok(())
+    }
+
+    fn drop_graph(&mut self, graph: GraphId) -> Result<()> {
+        self.not_capturing("drop_graph")?; // as on CUDA, which must wait for replays
+        match self.graphs.remove(&graph.0) {
+            Some(_) => Ok(()),
+            None => Err(self.capture_error(format!("drop of unknown graph {}", graph.0))),
+        }
     }
 
     fn max_shared_bytes(&self) -> u32 {
@@ -119,6 +252,7 @@ impl GpuDevice for SimDevice {
     }
 
     fn time<F: FnOnce(&mut Self) -> Result<()>>(&mut self, f: F) -> Result<f64> {
+        self.not_capturing("time")?;
         let start = std::time::Instant::now();
         f(self)?;
         Ok(start.elapsed().as_secs_f64())

@@ -33,6 +33,20 @@ pub trait Engine {
     }
     /// One RMSprop step on the windows starting at `starts`; returns their mean loss.
     fn train_batch(&mut self, starts: &[u32]) -> Result<f32>;
+    /// [`train_batch`](Self::train_batch) without waiting for its loss:
+    /// `Some(loss)` when the engine computed it at once (the default, which
+    /// calls `train_batch`), `None` when the loss is kept for
+    /// [`collect_losses`](Self::collect_losses). A device engine queues the
+    /// step and its loss stays on the device, so a step costs no host wait.
+    fn queue_train_batch(&mut self, starts: &[u32]) -> Result<Option<f32>> {
+        self.train_batch(starts).map(Some)
+    }
+    /// The losses of the steps [`queue_train_batch`](Self::queue_train_batch)
+    /// answered `None` to since the last call, oldest first (one host round
+    /// trip on a device engine); the default has none.
+    fn collect_losses(&mut self) -> Result<Vec<f32>> {
+        Ok(Vec::new())
+    }
     /// Mean loss of the windows starting at `starts`, without updating anything.
     fn eval_batch(&mut self, starts: &[u32]) -> Result<f32>;
     /// Next-character probabilities [B, V] for `x` = [B, seq_len] class indices.

@@ -1,12 +1,15 @@
 //! The training loop: epochs, shuffling, callbacks, checkpoints and metrics.
 
 mod builder;
+mod deferred;
 mod engine;
+mod files;
 mod guard;
 mod observer;
 mod trainer;
 
 pub use builder::TrainerBuilder;
+pub use deferred::LOSS_READBACK_EVERY;
 pub use engine::{Backend, Device, Engine, generate_by_predict};
 pub use guard::{Divergence, DivergenceGuard, OnDivergence};
 pub use observer::{BatchEvent, Control, EpochEvent, Observer, RollbackEvent, Sample, Silent};

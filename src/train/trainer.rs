@@ -1,11 +1,11 @@
 //! The epoch loop: shuffle, batch, step, checkpoint, sample, report.
 
-use std::fs::OpenOptions;
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
+use super::deferred::LossQueue;
 use super::engine::{Backend, Device, Engine};
+use super::files::{append_metrics, prune_checkpoints};
 use super::guard::{Best, Divergence, DivergenceGuard, OnDivergence};
 use super::observer::{BatchEvent, Control, EpochEvent, Observer, RollbackEvent, Sample};
 use crate::corpus::{OneHotCorpus, Windows, epoch_order};
@@ -22,21 +22,6 @@ pub const METRICS_FILE: &str = "metrics.jsonl";
 /// The per-epoch checkpoint's file name.
 pub fn epoch_checkpoint_name(epoch: usize) -> String {
     format!("epoch-{epoch:03}.safetensors")
-}
-
-/// Deletes `epoch-NNN.safetensors` for epochs up to `epoch - keep`, after
-/// the newer ones were written, so at least `keep` good ones always exist.
-/// Missing files are fine (a resumed run, or already pruned).
-fn prune_checkpoints(dir: &Path, epoch: usize, keep: usize) -> Result<()> {
-    for old in 1..=epoch.saturating_sub(keep.max(1)) {
-        let path = dir.join(epoch_checkpoint_name(old));
-        match std::fs::remove_file(&path) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(Error::io(&path, e)),
-        }
-    }
-    Ok(())
 }
 
 /// Run settings that are not model hyper-parameters.
@@ -268,6 +253,15 @@ impl<'c> Trainer<'c> {
     /// Trains until `hyper.epochs` epochs are done or an observer stops.
     /// With a [`DivergenceGuard`] (the default), a NaN/inf batch loss or an
     /// epoch loss jump stops the run with an error or rolls it back.
+    ///
+    /// Steps are queued ([`Engine::queue_train_batch`]) and reported, in
+    /// order, once their losses are back: at once on the CPU, every
+    /// [`LOSS_READBACK_EVERY`](super::LOSS_READBACK_EVERY) batches and at
+    /// the epoch's end on a device. So on a device a NaN is noticed, and a
+    /// stop request answered, up to that many batches late: the guard's
+    /// outcome is the same (the rollback restores the best epoch, the error
+    /// names the batch that made the NaN), and a stop keeps every batch
+    /// trained so far, reported and in the checkpoint.
     pub fn run(&mut self, observer: &mut dyn Observer) -> Result<RunSummary> {
         if let Some(dir) = &self.config.out {
             std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
@@ -290,6 +284,10 @@ impl<'c> Trainer<'c> {
             None => None,
         };
         let mut rollbacks = 0;
+        // Losses an earlier run left queued (it ended in an error) belong
+        // to no batch of this one.
+        self.engine.collect_losses()?;
+        let mut queue = LossQueue::default();
         'epochs: while self.state.epoch < self.hyper.epochs {
             let epoch = self.state.epoch + 1;
             let order = epoch_order(&self.windows, self.hyper.seed, self.state.epoch);
@@ -300,44 +298,57 @@ impl<'c> Trainer<'c> {
                 .begin_epoch(&order, (self.state.batch * size).min(order.len()))?;
             for b in self.state.batch..batches {
                 let starts = &order[b * size..((b + 1) * size).min(order.len())];
-                let loss = self.engine.train_batch(starts)?;
-                if !loss.is_finite() {
-                    let cause = Divergence::NonFinite {
-                        epoch,
-                        batch: b + 1,
-                        value: loss,
-                    };
-                    self.diverged(cause, best.as_ref(), &mut rollbacks, observer)?;
-                    continue 'epochs;
+                let queued = self.engine.queue_train_batch(starts)?;
+                queue.push(b, starts.len(), queued);
+                if !queue.due() && b + 1 < batches {
+                    continue;
                 }
-                let st = &mut self.state;
-                st.loss_sum += f64::from(loss) * starts.len() as f64;
-                st.seen += starts.len() as u64;
-                st.step += 1;
-                st.batch = b + 1;
-                timed += starts.len() as u64;
-                let event = BatchEvent {
-                    epoch,
-                    batch: b + 1,
-                    batches,
-                    loss,
-                    running_loss: st.loss_sum / st.seen as f64,
-                    samples_per_s: timed as f64 / started.elapsed().as_secs_f64().max(1e-9),
-                };
-                if self.config.out.is_some() && batch_logged(b + 1, batches) {
-                    self.batch_log.push(BatchRow {
+                for (b, rows, loss) in queue.drain(self.engine.as_mut())? {
+                    if !loss.is_finite() {
+                        let cause = Divergence::NonFinite {
+                            epoch,
+                            batch: b + 1,
+                            value: loss,
+                        };
+                        self.diverged(cause, best.as_ref(), &mut rollbacks, observer)?;
+                        continue 'epochs;
+                    }
+                    let st = &mut self.state;
+                    st.loss_sum += f64::from(loss) * rows as f64;
+                    st.seen += rows as u64;
+                    st.step += 1;
+                    st.batch = b + 1;
+                    timed += rows as u64;
+                    let event = BatchEvent {
                         epoch,
                         batch: b + 1,
                         batches,
-                        step: self.state.step,
-                        loss: f64::from(loss),
-                        running_loss: event.running_loss,
-                    });
+                        loss,
+                        running_loss: st.loss_sum / st.seen as f64,
+                        samples_per_s: timed as f64 / started.elapsed().as_secs_f64().max(1e-9),
+                    };
+                    if self.config.out.is_some() && batch_logged(b + 1, batches) {
+                        self.batch_log.push(BatchRow {
+                            epoch,
+                            batch: b + 1,
+                            batches,
+                            step: self.state.step,
+                            loss: f64::from(loss),
+                            running_loss: event.running_loss,
+                        });
+                    }
+                    // The rest of the queue is trained already: reported too.
+                    if observer.on_batch(&event) == Control::Stop && b + 1 < batches {
+                        stop = true;
+                    }
                 }
-                if observer.on_batch(&event) == Control::Stop && b + 1 < batches {
-                    stop = true;
+                // A stop asked for inside the queue takes effect after it;
+                // one whose queue reached the epoch's end is ignored, as a
+                // stop at the last batch always was.
+                if stop && self.state.batch < batches {
                     break;
                 }
+                stop = false;
             }
             if stop {
                 let path = self.save_last()?;
@@ -552,20 +563,6 @@ impl Predict for EnginePredictor<'_> {
     fn predict(&mut self, x: &[u32], seq_len: usize) -> Result<Vec<f32>> {
         self.0.predict(x, seq_len)
     }
-}
-
-fn append_metrics(path: &Path, event: &EpochEvent) -> Result<()> {
-    let line = serde_json::to_string(event).map_err(|e| Error::InvalidArgument {
-        name: "metrics",
-        what: e.to_string(),
-    })?;
-    let mut f = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .map_err(|e| Error::io(path, e))?;
-    writeln!(f, "{line}").map_err(|e| Error::io(path, e))?;
-    f.sync_data().map_err(|e| Error::io(path, e))
 }
 
 /// Builds the engine for `device` over `corpus`, starting from the given state.

@@ -25,12 +25,13 @@
 //! ([`Metric::RelL2`]; `training.rs` says why).
 //!
 //! Files: `kernels.rs` the per-kernel checks (RMSprop, gradient clipping, head, LSTM forward
-//! and backward), `training.rs` the engine-vs-engine steps, `report.rs` the
+//! and backward), `step.rs` the captured step's bookkeeping kernels, `training.rs` the engine-vs-engine steps, `report.rs` the
 //! rows and the table.
 
 mod generate;
 mod kernels;
 mod report;
+mod step;
 mod training;
 
 pub use generate::{TIE_REL, check_generate, check_targets, strategies, tie_distance};
@@ -39,6 +40,7 @@ pub use kernels::{
     check_lstm_forward, check_lstm_forward_with, check_rmsprop,
 };
 pub use report::{Bound, Metric, SelftestReport, SelftestRow};
+pub use step::{check_batch_select, check_loss_log};
 pub use training::check_training;
 
 use std::fmt;
@@ -74,7 +76,7 @@ pub const BOUND_EXACT: Bound = Bound::max_rel(0.0);
 /// Every kernel of `kernels/`, each covered by a check below. A test
 /// (tests/selftest.rs) fails when the embedded PTX has an entry this list
 /// lacks, so a new kernel cannot join the build unchecked.
-pub const KERNELS: [&str; 17] = [
+pub const KERNELS: [&str; 19] = [
     "rmsprop_update_f32",
     "grad_norm_clip_f32",
     "head_fwd_bwd_f32",
@@ -92,6 +94,8 @@ pub const KERNELS: [&str; 17] = [
     "wgrad_rk_partial_f32",
     "wgrad_cls_partial_f32",
     "wgrad_reduce_f32",
+    "batch_select_u32",
+    "loss_log_append_f32",
 ];
 
 /// Elements below this fraction of a tensor's largest |want| are measured
@@ -244,6 +248,8 @@ pub fn run<D: GpuDevice>(dev: &mut D, shapes: SelftestShapes, seed: u64) -> Resu
     }
     let generate = check_generate(dev, &case, shapes.gen_length, seed);
     record("generate_fwd_f32", &k, generate)?;
+    record("batch_select_u32", &"", check_batch_select(dev, &mut rng))?;
+    record("loss_log_append_f32", &"", check_loss_log(dev, &mut rng))?;
     let (t, steps) = (shapes.training, shapes.steps);
     record("GpuEngine", &t, check_training(dev, t, steps, seed))?;
     Ok(report)

@@ -1,0 +1,98 @@
+//! Launcher of `kernels/step.cu`: the two kernels that let a training step
+//! be captured once and replayed ([`super::GpuEngine`]): the batch's window
+//! starts selected on the device at a device-side cursor, and the step's
+//! loss appended to a device loss log.
+
+use super::device::{DeviceError, DevicePtr, GpuDevice, KernelArg, LaunchConfig};
+use crate::error::Result;
+
+/// `batch_select_u32` and `loss_log_append_f32`.
+#[derive(Clone, Copy, Debug)]
+pub struct StepLauncher {
+    /// Threads of `batch_select_u32`'s one block (a multiple of 32, at most 1024).
+    pub block: u32,
+}
+
+impl Default for StepLauncher {
+    fn default() -> Self {
+        StepLauncher { block: 128 }
+    }
+}
+
+impl StepLauncher {
+    const SELECT: &'static str = "batch_select_u32";
+    const APPEND: &'static str = "loss_log_append_f32";
+
+    /// `starts[i] = order[*cursor + i]` for `i < n`, then `*cursor += n`.
+    /// The caller guarantees `*cursor + n` is within `order` and `starts`
+    /// holds `n` u32s.
+    pub fn select<D: GpuDevice>(
+        &self,
+        dev: &mut D,
+        order: DevicePtr,
+        cursor: DevicePtr,
+        n: usize,
+        starts: DevicePtr,
+    ) -> Result<()> {
+        let bad = |what: String| DeviceError::BadArguments {
+            kernel: Self::SELECT,
+            what,
+        };
+        if self.block == 0 || !self.block.is_multiple_of(32) || self.block > 1024 {
+            return Err(bad(format!(
+                "block of {} threads is not a multiple of 32 in 32..=1024",
+                self.block
+            ))
+            .into());
+        }
+        let n32 = u32::try_from(n).map_err(|_| bad(format!("n = {n} does not fit u32")))?;
+        // Argument contract (kernels/step.cu):
+        // batch_select_u32(const unsigned* order, unsigned* cursor,
+        //                  unsigned n, unsigned* starts).
+        // Four arguments in that order and type; exactly ONE block (the
+        // kernel orders the cursor's reads before its write with a block
+        // barrier). cursor is one u32, not inside order or starts.
+        dev.launch(
+            "step",
+            Self::SELECT,
+            LaunchConfig::linear(1, self.block, 0),
+            &[
+                KernelArg::Ptr(order),
+                KernelArg::Ptr(cursor),
+                KernelArg::U32(n32),
+                KernelArg::Ptr(starts),
+            ],
+        )
+    }
+
+    /// `log[*count] = *loss` (when `*count < capacity`), then `*count += 1`.
+    pub fn append_loss<D: GpuDevice>(
+        &self,
+        dev: &mut D,
+        loss: DevicePtr,
+        log: DevicePtr,
+        count: DevicePtr,
+        capacity: usize,
+    ) -> Result<()> {
+        let cap = u32::try_from(capacity).map_err(|_| DeviceError::BadArguments {
+            kernel: Self::APPEND,
+            what: format!("capacity {capacity} does not fit u32"),
+        })?;
+        // Argument contract (kernels/step.cu):
+        // loss_log_append_f32(const float* loss, float* log, unsigned* count,
+        //                     unsigned capacity).
+        // Four arguments in that order and type; log holds capacity f32s,
+        // loss and count one element each. One thread.
+        dev.launch(
+            "step",
+            Self::APPEND,
+            LaunchConfig::linear(1, 1, 0),
+            &[
+                KernelArg::Ptr(loss),
+                KernelArg::Ptr(log),
+                KernelArg::Ptr(count),
+                KernelArg::U32(cap),
+            ],
+        )
+    }
+}
