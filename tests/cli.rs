@@ -451,7 +451,7 @@ fn device_sim_trains_and_matches_cpu() {
     let o = ok(&b);
     let err = stderr(&o);
     assert!(
-        err.contains("PTX simulator") && err.contains("the LSTM cell"),
+        err.contains("PTX simulator") && err.contains("the LSTM recurrence"),
         "{err}"
     );
     // Every kernel runs on the simulator now, so the weights agree to f32
