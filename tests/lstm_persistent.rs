@@ -362,3 +362,75 @@ impl GpuDevice for Counting<'_> {
         Ok(t.elapsed().as_secs_f64())
     }
 }
+
+/// The instruction forms the new kernels added (tests/kernels/persistent_forms.cu),
+/// checked against Rust; tests/sim_coverage.rs requires every form of
+/// kernels/ to have such a check.
+#[test]
+fn new_instruction_forms_match_rust() {
+    if !ptx::BUILT_WITH_KERNELS {
+        println!("SKIPPED: built without kernels");
+        return;
+    }
+    use charlstm_cuda::sim::{ParamValue as P, Simulator};
+    let mut s = Simulator::new(9);
+    s.load_module(
+        "persistent_forms",
+        ptx::test_module("persistent_forms").unwrap(),
+    )
+    .unwrap();
+    let n = 96usize;
+    let mut a = Vec::new();
+    let mut w = Vec::new();
+    for i in 0..n as u32 {
+        let x = i.wrapping_mul(2_654_435_761);
+        // Equal, smaller, larger and low-byte-equal pairs.
+        let y = match i % 4 {
+            0 => x,
+            1 => x.wrapping_sub(i + 1),
+            2 => x.wrapping_add(i * 7 + 1),
+            _ => x & 0xff,
+        };
+        a.extend([x, y]);
+        let p = u64::from(i).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        w.extend([p, if i % 3 == 0 { p } else { p.rotate_left(i) }]);
+    }
+    let up = |s: &mut Simulator, b: &[u8]| {
+        let p = s.alloc(b.len()).unwrap();
+        s.write(p, b).unwrap();
+        p
+    };
+    let (da, dw) = (
+        up(&mut s, bytemuck::cast_slice(&a)),
+        up(&mut s, bytemuck::cast_slice(&w)),
+    );
+    let (o32, o64) = (s.alloc(n * 5 * 4).unwrap(), s.alloc(n * 2 * 8).unwrap());
+    let args = [
+        P::Ptr(da),
+        P::Ptr(dw),
+        P::Ptr(o32),
+        P::Ptr(o64),
+        P::U32(n as u32),
+    ];
+    s.launch("persistent_forms", [3, 1, 1], [32, 1, 1], 0, &args)
+        .unwrap();
+    let mut r32 = vec![0u32; n * 5];
+    let mut r64 = vec![0u64; n * 2];
+    s.read(o32, bytemuck::cast_slice_mut(&mut r32)).unwrap();
+    s.read(o64, bytemuck::cast_slice_mut(&mut r64)).unwrap();
+    for i in 0..n {
+        let (x, y) = (a[2 * i], a[2 * i + 1]);
+        let (p, q) = (w[2 * i], w[2 * i + 1]);
+        let le = x <= y;
+        let eq = x == (x & 0xff);
+        let want32 = [
+            x.max(y),
+            u32::from(le),
+            u32::from(eq),
+            u32::from(le ^ eq),
+            u32::from(!(le ^ eq)),
+        ];
+        assert_eq!(&r32[5 * i..5 * i + 5], &want32, "thread {i}: {x} {y}");
+        assert_eq!(&r64[2 * i..2 * i + 2], &[p.min(q), !p], "thread {i}");
+    }
+}
