@@ -77,19 +77,21 @@
 // leave 128 registers, and 56 rows fit in them without spills (ptxas, sm_90).
 #define KREG_GEN 56
 
-extern "C" __global__ void __launch_bounds__(512, 1) generate_fwd_f32(const float* __restrict__ kernel,
-                                            const float* __restrict__ recurrent_kernel,
-                                            const float* __restrict__ bias,
-                                            const float* __restrict__ dense_kernel,
-                                            const float* __restrict__ dense_bias,
-                                            unsigned H, unsigned V,
-                                            const unsigned* __restrict__ seed_tail,
-                                            unsigned L, unsigned maxlen,
-                                            const double* __restrict__ strategy,
-                                            unsigned S, unsigned N,
-                                            unsigned long long seed, unsigned stream,
-                                            unsigned ms, unsigned kr,
-                                            unsigned* __restrict__ out) {
+// H compile-time (HT = 128, the Keras job, with ms = 72 and kr = 56: the
+// launcher picks this build only then) or launch arguments (HT = 0). A
+// constant H folds every shared-memory offset into the loads, as in
+// lstm_persistent.cu.
+template <unsigned HT>
+__device__ __forceinline__ void generate_fwd(
+    const float* __restrict__ kernel, const float* __restrict__ recurrent_kernel,
+    const float* __restrict__ bias, const float* __restrict__ dense_kernel,
+    const float* __restrict__ dense_bias, unsigned H_arg, unsigned V,
+    const unsigned* __restrict__ seed_tail, unsigned L, unsigned maxlen,
+    const double* __restrict__ strategy, unsigned S, unsigned N, unsigned long long seed,
+    unsigned stream, unsigned ms_arg, unsigned kr_arg, unsigned* __restrict__ out) {
+  const unsigned H = HT ? HT : H_arg;
+  const unsigned ms = HT ? HT - KREG_GEN : ms_arg;
+  const unsigned kr = HT ? KREG_GEN : kr_arg;
   // h first: the base is 16-byte aligned, so h[i..i+4] loads as a float4
   // for i % 4 == 0; 24H bytes before w keep it 8-byte aligned.
   extern __shared__ double smem[];
@@ -132,6 +134,7 @@ extern "C" __global__ void __launch_bounds__(512, 1) generate_fwd_f32(const floa
           unsigned i = 0;
           const float* sc = rs + g;
           // Four rows per h load; the same sequential sum.
+#pragma unroll(HT ? 32 : 1)
           for (; i + 4 <= ms; i += 4, sc += 4 * G) {
             const float4 hv = *(const float4*)(hs + i);
             acc += hv.x * sc[0];
@@ -141,9 +144,20 @@ extern "C" __global__ void __launch_bounds__(512, 1) generate_fwd_f32(const floa
           }
           for (; i < ms; ++i, sc += G) acc += hs[i] * *sc;
           if (g == tid) {
+            if (HT) {  // ms % 4 == 0: h four rows at a time
 #pragma unroll
-            for (unsigned r = 0; r < KREG_GEN; ++r)
-              if (r < kr) acc += hs[ms + r] * wreg[r];
+              for (unsigned r = 0; r < KREG_GEN; r += 4) {
+                const float4 hv = *(const float4*)(hs + ms + r);
+                acc += hv.x * wreg[r];
+                acc += hv.y * wreg[r + 1];
+                acc += hv.z * wreg[r + 2];
+                acc += hv.w * wreg[r + 3];
+              }
+            } else {
+#pragma unroll
+              for (unsigned r = 0; r < KREG_GEN; ++r)
+                if (r < kr) acc += hs[ms + r] * wreg[r];
+            }
             i += kr;
           }
           const float* col = recurrent_kernel + (size_t)i * G + g;
@@ -191,4 +205,22 @@ extern "C" __global__ void __launch_bounds__(512, 1) generate_fwd_f32(const floa
     }
     __syncthreads();
   }
+}
+
+#define GENERATE_PARAMS                                                                        \
+  const float *__restrict__ kernel, const float *__restrict__ recurrent_kernel,                \
+      const float *__restrict__ bias, const float *__restrict__ dense_kernel,                  \
+      const float *__restrict__ dense_bias, unsigned H, unsigned V,                            \
+      const unsigned *__restrict__ seed_tail, unsigned L, unsigned maxlen,                     \
+      const double *__restrict__ strategy, unsigned S, unsigned N, unsigned long long seed,     \
+      unsigned stream, unsigned ms, unsigned kr, unsigned *__restrict__ out
+#define GENERATE_ARGS \
+  kernel, recurrent_kernel, bias, dense_kernel, dense_bias, H, V, seed_tail, L, maxlen, strategy, S, N, seed, stream, ms, kr, out
+
+extern "C" __global__ void __launch_bounds__(512, 1) generate_fwd_f32(GENERATE_PARAMS) {
+  generate_fwd<0>(GENERATE_ARGS);
+}
+
+extern "C" __global__ void __launch_bounds__(512, 1) generate_fwd_h128_f32(GENERATE_PARAMS) {
+  generate_fwd<128>(GENERATE_ARGS);
 }

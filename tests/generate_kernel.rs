@@ -208,7 +208,8 @@ fn generation_matches_the_cpu_generator_on_the_simulator() {
     // then where recurrent_kernel lives: H = 64 puts 8 rows in shared
     // memory and 56 in registers; case 5 caps shared memory at 3 rows (5
     // from global memory); case 6 has a block narrower than 4H (no
-    // register rows, all 28 shared); then random shapes.
+    // register rows, all 28 shared); case 7 runs the H = 128 build; then
+    // random shapes (H <= 16).
     let mut shapes = vec![
         (5, 3, 1, 1, 6),
         (70, 16, 4, 2, 8),
@@ -217,6 +218,7 @@ fn generation_matches_the_cpu_generator_on_the_simulator() {
         (20, 64, 4, 3, 6),
         (40, 64, 3, 2, 5),
         (12, 28, 3, 3, 5),
+        (20, 128, 3, 3, 4),
     ];
     for _ in 0..4 {
         let maxlen = rng.range(1, 7);
@@ -258,6 +260,13 @@ fn generation_matches_the_cpu_generator_on_the_simulator() {
             6 => assert_eq!(on_chip, (28, 0)),
             _ => {}
         }
+        // Case 7: the H = 128 build (compile-time offsets), the Keras job's.
+        let kernel = l.kernel_for(dims, dev.max_shared_bytes());
+        assert_eq!(
+            kernel == "generate_fwd_h128_f32",
+            i == 7,
+            "case {i}: {kernel}"
+        );
         let (c, t) = compare(&mut dev, &l, &case).unwrap();
         let stats = dev.last_launch().expect("launched");
         instructions += stats.instructions;

@@ -105,6 +105,20 @@ impl Default for GenerateLauncher {
 
 impl GenerateLauncher {
     const KERNEL: &'static str = "generate_fwd_f32";
+    const KERNEL_H128: &'static str = "generate_fwd_h128_f32";
+
+    /// The kernel a launch of `dims` runs on a device with `max_shared`
+    /// bytes per block: the H = 128 build when H is 128 and its weights sit
+    /// as that build assumes (72 rows shared, 56 in registers), else the
+    /// general one.
+    pub fn kernel_for(&self, dims: GenerateDims, max_shared: u32) -> &'static str {
+        let on_chip = self.weights_on_chip(dims, max_shared);
+        if dims.hidden == 128 && on_chip == (128 - KREG_GEN, KREG_GEN) {
+            Self::KERNEL_H128
+        } else {
+            Self::KERNEL
+        }
+    }
 
     /// The kernel's strategy codes: a temperature `T` as itself (> 0),
     /// greedy as 0, uniform as -1.
@@ -219,8 +233,10 @@ impl GenerateLauncher {
             }
             .into());
         }
-        // Argument contract (kernels/generate.cu):
-        // generate_fwd_f32(const float* kernel, const float* recurrent_kernel,
+        // Argument contract (kernels/generate.cu), generate_fwd_f32 and
+        // generate_fwd_h128_f32 alike (the latter only where kernel_for
+        // picks it: H = 128, ms = 72, kr = 56, which it has compiled in):
+        // (const float* kernel, const float* recurrent_kernel,
         //   const float* bias, const float* dense_kernel, const float* dense_bias,
         //   unsigned H, unsigned V, const unsigned* seed_tail, unsigned L,
         //   unsigned maxlen, const double* strategy, unsigned S, unsigned N,
@@ -235,7 +251,7 @@ impl GenerateLauncher {
         // (weights_on_chip), ms + kr <= H.
         dev.launch(
             "generate",
-            Self::KERNEL,
+            self.kernel_for(dims, limit),
             LaunchConfig::linear(s, self.block_for(dims), shared as u32),
             &[
                 KernelArg::Ptr(bufs.kernel),

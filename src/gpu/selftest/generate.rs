@@ -11,7 +11,7 @@ use super::{BOUND_EXACT, Shape};
 use crate::cpu::{self, CpuModel};
 use crate::error::Result;
 use crate::gpu::device::GpuDevice;
-use crate::gpu::generate::GenerateLauncher;
+use crate::gpu::generate::{GenerateDims, GenerateLauncher};
 use crate::gpu::head::{HeadDims, HeadLauncher};
 use crate::gpu::rmsprop::ParamLayout;
 use crate::model::Params;
@@ -89,7 +89,19 @@ pub fn check_generate<D: GpuDevice>(
     let strategies = strategies();
     let stream = (seed >> 32) as u32;
     let d_params = dev.upload_new_f32(&layout.flatten(&case.params))?;
-    let got = GenerateLauncher::default().generate(
+    let launcher = GenerateLauncher::default();
+    let kernel = launcher.kernel_for(
+        GenerateDims {
+            vocab: v,
+            hidden: h,
+            maxlen: t,
+            tail_len: t,
+            sequences: strategies.len(),
+            length,
+        },
+        dev.max_shared_bytes(),
+    );
+    let got = launcher.generate(
         dev,
         d_params,
         layout,
@@ -146,7 +158,7 @@ pub fn check_generate<D: GpuDevice>(
             ));
         }
         rows.push(SelftestRow {
-            kernel: "generate_fwd_f32".into(),
+            kernel: kernel.into(),
             output: format!("{length} chars, {strategy}"),
             shape: format!("{shape} (window {t})"),
             metric: Metric::MaxRel,

@@ -76,13 +76,14 @@ pub const BOUND_EXACT: Bound = Bound::max_rel(0.0);
 /// Every kernel of `kernels/`, each covered by a check below. A test
 /// (tests/selftest.rs) fails when the embedded PTX has an entry this list
 /// lacks, so a new kernel cannot join the build unchecked.
-pub const KERNELS: [&str; 19] = [
+pub const KERNELS: [&str; 20] = [
     "rmsprop_update_f32",
     "grad_norm_clip_f32",
     "head_fwd_bwd_f32",
     "head_wgrad_bwd_f32",
     "head_targets_u32",
     "generate_fwd_f32",
+    "generate_fwd_h128_f32",
     "lstm_cell_fwd_f32",
     "lstm_cell_bwd_f32",
     "lstm_dh_bwd_f32",
@@ -245,6 +246,12 @@ pub fn run<D: GpuDevice>(dev: &mut D, shapes: SelftestShapes, seed: u64) -> Resu
         record(fwd_name, &p, fwd)?;
         let bwd = check_lstm_backward_with(dev, &pcase, persistent);
         record(bwd_name, &p, bwd)?;
+        if p == h128 {
+            // Generation's own H = 128 build (the full shape's check above
+            // already is one).
+            let generate = check_generate(dev, &pcase, shapes.gen_length, seed);
+            record("generate_fwd_h128_f32", &p, generate)?;
+        }
     }
     let generate = check_generate(dev, &case, shapes.gen_length, seed);
     record("generate_fwd_f32", &k, generate)?;
