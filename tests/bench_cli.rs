@@ -3,27 +3,13 @@
 //! numbers from `--pytorch FILE` (a fake file here: the ratios must be the
 //! ones its numbers and ours give), and a clear error for a bad file.
 
+mod common;
+use common::cli::{run, small_text, stderr, stdout};
+
 use std::collections::BTreeSet;
 use std::path::Path;
-use std::process::{Command, Output};
 
 use serde_json::{Value, json};
-
-fn run(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_charlstm-cuda"))
-        .env("NO_COLOR", "1")
-        .args(args)
-        .output()
-        .expect("the binary starts")
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
 
 /// Runs `bench` at tiny shapes (H=8, T=10, B=4) plus `extra`; the JSON
 /// report and the table on stderr.
@@ -73,25 +59,6 @@ fn fails(args: &[&str], needles: &[&str]) {
             "{args:?}: stderr lacks {needle:?}:\n{err}"
         );
     }
-}
-
-/// Deterministic pseudo-English, a few thousand characters.
-fn small_text() -> String {
-    let words = [
-        "the", "will", "to", "power", "is", "truth", "and", "of", "a", "spirit", "Free", "good",
-        "evil",
-    ];
-    let mut s = String::new();
-    let mut x: u32 = 12345;
-    for i in 0..900 {
-        x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
-        s.push_str(words[(x >> 16) as usize % words.len()]);
-        s.push(if i % 11 == 10 { '.' } else { ' ' });
-        if i % 37 == 36 {
-            s.push('\n');
-        }
-    }
-    s
 }
 
 fn f(v: &Value) -> f64 {

@@ -1,37 +1,10 @@
 //! The command line end to end on a small generated text: prepare, train,
 //! resume, generate, eval, and a clear error for every bad input.
 
+mod common;
+use common::cli::{bin, ok, run, small_text, stderr, stdout};
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-fn bin() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_charlstm-cuda"));
-    c.env("NO_COLOR", "1");
-    c
-}
-
-fn run(args: &[&str]) -> Output {
-    bin().args(args).output().expect("the binary starts")
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn ok(args: &[&str]) -> Output {
-    let o = run(args);
-    assert!(
-        o.status.success(),
-        "{args:?} failed:\n{}\n{}",
-        stdout(&o),
-        stderr(&o)
-    );
-    o
-}
 
 /// Fails with a one-line error plus hint, no panic, and stderr mentions `needle`.
 fn fails(args: &[&str], needle: &str) {
@@ -49,25 +22,6 @@ fn fails(args: &[&str], needle: &str) {
             "{args:?}: no error/hint lines:\n{err}"
         );
     }
-}
-
-/// Deterministic pseudo-English, a few thousand characters.
-fn small_text() -> String {
-    let words = [
-        "the", "will", "to", "power", "is", "truth", "and", "of", "a", "spirit", "Free", "good",
-        "evil",
-    ];
-    let mut s = String::new();
-    let mut x: u32 = 12345;
-    for i in 0..900 {
-        x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
-        s.push_str(words[(x >> 16) as usize % words.len()]);
-        s.push(if i % 11 == 10 { '.' } else { ' ' });
-        if i % 37 == 36 {
-            s.push('\n');
-        }
-    }
-    s
 }
 
 struct Dir(tempfile::TempDir);

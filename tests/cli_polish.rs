@@ -2,31 +2,11 @@
 //! `--help`, `train --json`, `train --config FILE.toml` (flags win) and
 //! `--quiet` on every command that runs a model.
 
+mod common;
+use common::cli::{ok, run, stdout};
+
 use std::path::Path;
-use std::process::{Command, Output};
-
-fn run(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_charlstm-cuda"))
-        .env("NO_COLOR", "1")
-        .args(args)
-        .output()
-        .expect("the binary starts")
-}
-
-fn ok(args: &[&str]) -> Output {
-    let o = run(args);
-    assert!(
-        o.status.success(),
-        "{args:?} failed:\n{}\n{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    o
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
+use std::process::Command;
 
 /// A few thousand characters of pseudo-English.
 fn write_text(path: &Path) {

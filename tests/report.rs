@@ -3,29 +3,12 @@
 //! every epoch's loss, the hyper-parameters and the samples escaped (the
 //! corpus is full of `<` and `&`).
 
+mod common;
+use common::cli::{ok, run};
+
 use std::path::Path;
-use std::process::{Command, Output};
 
 use charlstm_cuda::report::{EpochRow, RunHistory, format_loss};
-
-fn run(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_charlstm-cuda"))
-        .env("NO_COLOR", "1")
-        .args(args)
-        .output()
-        .expect("the binary starts")
-}
-
-fn ok(args: &[&str]) -> Output {
-    let o = run(args);
-    assert!(
-        o.status.success(),
-        "{args:?} failed:\n{}\n{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    o
-}
 
 /// Pseudo-text where markup characters are as common as letters, so the
 /// seeds and samples hold them too.

@@ -1,6 +1,9 @@
 //! Helpers shared by the integration tests (each test binary uses a subset).
 #![allow(dead_code)]
 
+#[cfg(feature = "cli")]
+pub mod cli;
+
 use std::path::{Path, PathBuf};
 
 use charlstm_cuda::Result;

@@ -1,0 +1,55 @@
+//! Running the `charlstm-cuda` binary from the CLI tests (tests/cli.rs,
+//! cli_polish.rs, report.rs, bench_cli.rs): colour off, output captured.
+
+use std::process::{Command, Output};
+
+/// The binary under test, `NO_COLOR` set.
+pub fn bin() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_charlstm-cuda"));
+    c.env("NO_COLOR", "1");
+    c
+}
+
+/// Runs it with `args`, output captured.
+pub fn run(args: &[&str]) -> Output {
+    bin().args(args).output().expect("the binary starts")
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Runs it and asserts success, showing both streams otherwise.
+pub fn ok(args: &[&str]) -> Output {
+    let o = run(args);
+    assert!(
+        o.status.success(),
+        "{args:?} failed:\n{}\n{}",
+        stdout(&o),
+        stderr(&o)
+    );
+    o
+}
+
+/// Deterministic pseudo-English, a few thousand characters.
+pub fn small_text() -> String {
+    let words = [
+        "the", "will", "to", "power", "is", "truth", "and", "of", "a", "spirit", "Free", "good",
+        "evil",
+    ];
+    let mut s = String::new();
+    let mut x: u32 = 12345;
+    for i in 0..900 {
+        x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
+        s.push_str(words[(x >> 16) as usize % words.len()]);
+        s.push(if i % 11 == 10 { '.' } else { ' ' });
+        if i % 37 == 36 {
+            s.push('\n');
+        }
+    }
+    s
+}
