@@ -32,14 +32,16 @@ fn launcher(path: LstmPath, rows: Option<usize>) -> LstmLauncher {
     }
 }
 
-/// gates, c, h (as bits) and cls after `launcher`'s forward over `case`,
-/// outputs poisoned with NaN first.
-fn forward_bits<D: GpuDevice>(dev: &mut D, case: &Case, l: LstmLauncher) -> Vec<Vec<u32>> {
+/// The case's inputs on the device, the forward's outputs poisoned (NaN,
+/// u32::MAX) and dh_{T-1} from the CPU reference for the backward, whose
+/// dz is poisoned too.
+fn upload<D: GpuDevice>(dev: &mut D, case: &Case) -> LstmBuffers {
     let (_, h, b, t) = case.shape.vhbt();
     let f32s = |dev: &mut D, data: &[f32]| dev.upload_new_f32(data).unwrap();
     let nan = |n: usize| vec![f32::NAN; n];
+    let dh_last: Vec<f32> = case.want.dh_last.iter().map(|&x| x as f32).collect();
     let words: &[u8] = bytemuck::cast_slice(case.corpus.words());
-    let bufs = LstmBuffers {
+    LstmBuffers {
         corpus_words: dev.upload_new(words).unwrap(),
         starts: dev.upload_new_u32(&case.starts).unwrap(),
         kernel: f32s(dev, &case.params.kernel),
@@ -49,14 +51,40 @@ fn forward_bits<D: GpuDevice>(dev: &mut D, case: &Case, l: LstmLauncher) -> Vec<
         c: f32s(dev, &nan(t * b * h)),
         h: f32s(dev, &nan(t * b * h)),
         cls: dev.upload_new_u32(&vec![u32::MAX; t * b]).unwrap(),
-        dz: DevicePtr::NULL,
-        dh: DevicePtr::NULL,
+        dz: f32s(dev, &nan(t * b * 4 * h)),
+        dh: f32s(dev, &dh_last),
         dc: DevicePtr::NULL,
         d_kernel: DevicePtr::NULL,
         d_recurrent_kernel: DevicePtr::NULL,
         d_bias: DevicePtr::NULL,
         wgrad_scratch: DevicePtr::NULL,
-    };
+    }
+}
+
+/// Frees what [`upload`] allocated.
+fn free<D: GpuDevice>(dev: &mut D, bufs: &LstmBuffers) {
+    for p in [
+        bufs.corpus_words,
+        bufs.starts,
+        bufs.kernel,
+        bufs.recurrent_kernel,
+        bufs.bias,
+        bufs.gates,
+        bufs.c,
+        bufs.h,
+        bufs.cls,
+        bufs.dz,
+        bufs.dh,
+    ] {
+        dev.free(p).unwrap();
+    }
+}
+
+/// gates, c, h (as bits) and cls after `launcher`'s forward over `case`,
+/// outputs poisoned with NaN first.
+fn forward_bits<D: GpuDevice>(dev: &mut D, case: &Case, l: LstmLauncher) -> Vec<Vec<u32>> {
+    let (_, h, b, t) = case.shape.vhbt();
+    let bufs = upload(dev, case);
     l.forward(dev, case.lstm_dims(), &bufs).unwrap();
     let mut out = Vec::new();
     for (p, n) in [
@@ -71,19 +99,7 @@ fn forward_bits<D: GpuDevice>(dev: &mut D, case: &Case, l: LstmLauncher) -> Vec<
     dev.download(bufs.cls, bytemuck::cast_slice_mut(&mut cls))
         .unwrap();
     out.push(cls);
-    for p in [
-        bufs.corpus_words,
-        bufs.starts,
-        bufs.kernel,
-        bufs.recurrent_kernel,
-        bufs.bias,
-        bufs.gates,
-        bufs.c,
-        bufs.h,
-        bufs.cls,
-    ] {
-        dev.free(p).unwrap();
-    }
+    free(dev, &bufs);
     out
 }
 
@@ -279,17 +295,17 @@ fn simulated_cost_per_step_at_the_keras_shape() {
             seq_len: t,
         };
         let case = Case::random(shape, &mut stream).unwrap();
-        let l = launcher(LstmPath::Persistent, Some(1));
-        check_lstm_forward_with(&mut dev, &case, l).unwrap();
+        let plan = launcher(LstmPath::Persistent, Some(1))
+            .plan(&dev, case.lstm_dims())
+            .unwrap()
+            .expect("H = 128 runs persistent");
+        let bufs = upload(&mut dev, &case);
+        plan.forward(&mut dev, case.lstm_dims(), &bufs).unwrap();
         let fwd = dev.last_launch().unwrap();
-        // check_lstm_backward_with launches the backward, then the weight
-        // gradients: count the backward alone.
-        let mut counting = Counting {
-            inner: &mut dev,
-            bwd: None,
-        };
-        check_lstm_backward_with(&mut counting, &case, l).unwrap();
-        per_t.push((fwd.instructions, counting.bwd.unwrap(), fwd.threads));
+        plan.backward(&mut dev, case.lstm_dims(), &bufs).unwrap();
+        let bwd = dev.last_launch().unwrap();
+        free(&mut dev, &bufs);
+        per_t.push((fwd.instructions, bwd.instructions, fwd.threads));
     }
     let (f2, b2, threads) = per_t[0];
     let (f3, b3, _) = per_t[1];
@@ -303,63 +319,6 @@ fn simulated_cost_per_step_at_the_keras_shape() {
             step / 32 / 4,
             a - 2 * step
         );
-    }
-}
-
-/// Records the instruction count of the persistent backward launch.
-struct Counting<'a> {
-    inner: &'a mut SimDevice,
-    bwd: Option<u64>,
-}
-
-impl GpuDevice for Counting<'_> {
-    fn name(&self) -> String {
-        self.inner.name()
-    }
-    fn alloc(&mut self, bytes: usize) -> charlstm_cuda::Result<DevicePtr> {
-        self.inner.alloc(bytes)
-    }
-    fn alloc_zeroed(&mut self, bytes: usize) -> charlstm_cuda::Result<DevicePtr> {
-        self.inner.alloc_zeroed(bytes)
-    }
-    fn free(&mut self, p: DevicePtr) -> charlstm_cuda::Result<()> {
-        self.inner.free(p)
-    }
-    fn upload(&mut self, d: DevicePtr, b: &[u8]) -> charlstm_cuda::Result<()> {
-        self.inner.upload(d, b)
-    }
-    fn download(&mut self, s: DevicePtr, o: &mut [u8]) -> charlstm_cuda::Result<()> {
-        self.inner.download(s, o)
-    }
-    fn launch(
-        &mut self,
-        module: &str,
-        kernel: &str,
-        cfg: charlstm_cuda::gpu::LaunchConfig,
-        args: &[charlstm_cuda::gpu::KernelArg],
-    ) -> charlstm_cuda::Result<()> {
-        self.inner.launch(module, kernel, cfg, args)?;
-        if kernel.starts_with("lstm_bwd_persistent") {
-            self.bwd = self.inner.last_launch().map(|s| s.instructions);
-        }
-        Ok(())
-    }
-    fn synchronize(&mut self) -> charlstm_cuda::Result<()> {
-        self.inner.synchronize()
-    }
-    fn max_shared_bytes(&self) -> u32 {
-        self.inner.max_shared_bytes()
-    }
-    fn multiprocessors(&self) -> u32 {
-        self.inner.multiprocessors()
-    }
-    fn time<F: FnOnce(&mut Self) -> charlstm_cuda::Result<()>>(
-        &mut self,
-        f: F,
-    ) -> charlstm_cuda::Result<f64> {
-        let t = std::time::Instant::now();
-        f(self)?;
-        Ok(t.elapsed().as_secs_f64())
     }
 }
 
