@@ -112,7 +112,11 @@ impl GenerateLauncher {
     /// as that build assumes (72 rows shared, 56 in registers), else the
     /// general one.
     pub fn kernel_for(&self, dims: GenerateDims, max_shared: u32) -> &'static str {
-        let on_chip = self.weights_on_chip(dims, max_shared);
+        Self::kernel_of(dims, self.weights_on_chip(dims, max_shared))
+    }
+
+    /// [`kernel_for`](Self::kernel_for) given `weights_on_chip`'s answer.
+    fn kernel_of(dims: GenerateDims, on_chip: (usize, usize)) -> &'static str {
         if dims.hidden == 128 && on_chip == (128 - KREG_GEN, KREG_GEN) {
             Self::KERNEL_H128
         } else {
@@ -251,7 +255,7 @@ impl GenerateLauncher {
         // (weights_on_chip), ms + kr <= H.
         dev.launch(
             "generate",
-            self.kernel_for(dims, limit),
+            Self::kernel_of(dims, (ms, kr)),
             LaunchConfig::linear(s, self.block_for(dims), shared as u32),
             &[
                 KernelArg::Ptr(bufs.kernel),
