@@ -7,7 +7,7 @@ mod common;
 use common::cli::{run, small_text, stderr, stdout};
 
 use std::collections::BTreeSet;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
 
@@ -65,14 +65,26 @@ fn f(v: &Value) -> f64 {
     v.as_f64().unwrap_or_else(|| panic!("not a number: {v}"))
 }
 
+/// `small.txt` in `dir`, and its vocabulary size (lower-cased, as `bench`
+/// reads it).
+fn small_corpus(dir: &Path) -> (PathBuf, usize) {
+    let text = dir.join("small.txt");
+    std::fs::write(&text, small_text()).expect("write");
+    let vocab = small_text()
+        .to_lowercase()
+        .chars()
+        .collect::<BTreeSet<_>>()
+        .len();
+    (text, vocab)
+}
+
 /// `bench` prints JSON with a measured CPU row (its per-recurrent-step
 /// latency is train step / 2T) and, without a GPU, a cuda row that says
 /// why it is missing; the table on stderr has the latency line.
 #[test]
 fn bench_prints_json_rows_per_backend() {
     let d = tempfile::tempdir().expect("temp dir");
-    let text = d.path().join("small.txt");
-    std::fs::write(&text, small_text()).expect("write");
+    let (text, _) = small_corpus(d.path());
     let (report, table) = bench(&text, &["--device", "cpu,cuda"]);
     let rows = report["rows"].as_array().expect("rows");
     assert_eq!(rows.len(), 2, "{report}");
@@ -147,13 +159,7 @@ fn fake_pytorch(vocab: usize) -> Value {
 #[test]
 fn bench_pytorch_file_gives_the_ratios() {
     let d = tempfile::tempdir().expect("temp dir");
-    let text = d.path().join("small.txt");
-    std::fs::write(&text, small_text()).expect("write");
-    let vocab = small_text()
-        .to_lowercase()
-        .chars()
-        .collect::<BTreeSet<_>>()
-        .len();
+    let (text, vocab) = small_corpus(d.path());
     let pt = d.path().join("pt.json");
     std::fs::write(&pt, fake_pytorch(vocab).to_string()).expect("write");
     let pt_arg = pt.to_str().unwrap();
@@ -231,13 +237,7 @@ fn bench_pytorch_file_gives_the_ratios() {
 #[test]
 fn bench_rejects_a_bad_pytorch_file() {
     let d = tempfile::tempdir().expect("temp dir");
-    let text = d.path().join("small.txt");
-    std::fs::write(&text, small_text()).expect("write");
-    let vocab = small_text()
-        .to_lowercase()
-        .chars()
-        .collect::<BTreeSet<_>>()
-        .len();
+    let (text, vocab) = small_corpus(d.path());
     let text = text.to_str().unwrap();
     let pt = d.path().join("pt.json");
     let pt_arg = pt.to_str().unwrap();
