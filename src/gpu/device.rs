@@ -337,6 +337,24 @@ pub(crate) fn refused_while_capturing(device: String, op: &str) -> crate::Error 
     .into()
 }
 
+/// Refuses a launcher's thread count (`what`: "block", "max_block", ...)
+/// that is not a multiple of 32 in 32..=`max`: the kernels' warp
+/// collectives need whole warps.
+pub(crate) fn check_whole_warps(
+    kernel: &'static str,
+    what: &str,
+    threads: u32,
+    max: u32,
+) -> std::result::Result<(), DeviceError> {
+    if threads == 0 || !threads.is_multiple_of(32) || threads > max {
+        return Err(DeviceError::BadArguments {
+            kernel,
+            what: format!("{what} of {threads} threads is not a multiple of 32 in 32..={max}"),
+        });
+    }
+    Ok(())
+}
+
 /// Threads per block and blocks to cover `n` elements with a grid-stride
 /// kernel, capped at `max_blocks` (grid-stride loops cover the rest).
 pub(crate) fn blocks_for(n: usize, threads: u32, max_blocks: u32) -> u32 {

@@ -9,7 +9,9 @@
 //! for greedy): the device's probabilities differ from the CPU's in the last
 //! bits.
 
-use super::device::{DeviceError, DevicePtr, GpuDevice, KernelArg, LaunchConfig};
+use super::device::{
+    DeviceError, DevicePtr, GpuDevice, KernelArg, LaunchConfig, check_whole_warps,
+};
 use super::rmsprop::ParamLayout;
 use crate::error::Result;
 use crate::model::Params;
@@ -183,13 +185,7 @@ impl GenerateLauncher {
             kernel: Self::KERNEL,
             what,
         };
-        let mb = self.max_block;
-        if mb == 0 || !mb.is_multiple_of(32) || mb > 512 {
-            return Err(bad(format!(
-                "max_block of {mb} threads is not a multiple of 32 in 32..=512"
-            ))
-            .into());
-        }
+        check_whole_warps(Self::KERNEL, "max_block", self.max_block, 512)?;
         let GenerateDims {
             vocab,
             hidden,

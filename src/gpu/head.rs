@@ -3,7 +3,9 @@
 //! then the dense weight gradients (`head_wgrad_bwd_f32`, a fixed-order
 //! reduction over the batch).
 
-use super::device::{DeviceError, DevicePtr, GpuDevice, KernelArg, LaunchConfig, blocks_for};
+use super::device::{
+    DeviceError, DevicePtr, GpuDevice, KernelArg, LaunchConfig, blocks_for, check_whole_warps,
+};
 use crate::error::Result;
 
 /// Device buffers of one head launch. Shapes (row-major, Keras layout):
@@ -85,13 +87,7 @@ impl HeadLauncher {
             kernel: Self::FWD_BWD,
             what,
         };
-        if self.block == 0 || !self.block.is_multiple_of(32) || self.block > 1024 {
-            return Err(bad(format!(
-                "block of {} threads is not a multiple of 32 in 32..=1024",
-                self.block
-            ))
-            .into());
-        }
+        check_whole_warps(Self::FWD_BWD, "block", self.block, 1024)?;
         let to_u32 = |x: usize, name: &str| {
             u32::try_from(x).map_err(|_| bad(format!("{name} = {x} does not fit u32")))
         };

@@ -8,7 +8,9 @@
 //! (see [`LstmBuffers`]); this type turns a step `t` into the per-step slices
 //! the kernels see.
 
-use super::device::{DeviceError, DevicePtr, GpuDevice, KernelArg, LaunchConfig, blocks_for};
+use super::device::{
+    DeviceError, DevicePtr, GpuDevice, KernelArg, LaunchConfig, blocks_for, check_whole_warps,
+};
 use super::lstm_persistent::PersistentPlan;
 use super::wgrad::WgradLauncher;
 use crate::error::Result;
@@ -143,12 +145,7 @@ impl LstmLauncher {
     fn sizes(&self, kernel: &'static str, dims: LstmDims) -> Result<Sizes> {
         let bad = |what: String| DeviceError::BadArguments { kernel, what };
         for block in [self.block, self.wgrad_block] {
-            if block == 0 || !block.is_multiple_of(32) || block > 1024 {
-                return Err(bad(format!(
-                    "block of {block} threads is not a multiple of 32 in 32..=1024"
-                ))
-                .into());
-            }
+            check_whole_warps(kernel, "block", block, 1024)?;
         }
         let to_u32 = |x: usize, name: &str| {
             u32::try_from(x).map_err(|_| bad(format!("{name} = {x} does not fit u32")))

@@ -3,7 +3,9 @@
 //! starts selected on the device at a device-side cursor, and the step's
 //! loss appended to a device loss log.
 
-use super::device::{DeviceError, DevicePtr, GpuDevice, KernelArg, LaunchConfig};
+use super::device::{
+    DeviceError, DevicePtr, GpuDevice, KernelArg, LaunchConfig, check_whole_warps,
+};
 use crate::error::Result;
 
 /// `batch_select_u32` and `loss_log_append_f32`.
@@ -38,13 +40,7 @@ impl StepLauncher {
             kernel: Self::SELECT,
             what,
         };
-        if self.block == 0 || !self.block.is_multiple_of(32) || self.block > 1024 {
-            return Err(bad(format!(
-                "block of {} threads is not a multiple of 32 in 32..=1024",
-                self.block
-            ))
-            .into());
-        }
+        check_whole_warps(Self::SELECT, "block", self.block, 1024)?;
         let n32 = u32::try_from(n).map_err(|_| bad(format!("n = {n} does not fit u32")))?;
         // Argument contract (kernels/step.cu):
         // batch_select_u32(const unsigned* order, unsigned* cursor,

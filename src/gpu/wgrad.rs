@@ -10,7 +10,9 @@
 //! d_bias partials, one thread per column with a shared [V][columns]
 //! accumulator) and `wgrad_reduce_f32` (the fixed-order sum over splits).
 
-use super::device::{DeviceError, DevicePtr, GpuDevice, KernelArg, LaunchConfig, blocks_for};
+use super::device::{
+    DeviceError, DevicePtr, GpuDevice, KernelArg, LaunchConfig, blocks_for, check_whole_warps,
+};
 use super::lstm::LstmDims;
 use crate::error::Result;
 
@@ -179,18 +181,8 @@ impl WgradLauncher {
         d_bias: DevicePtr,
     ) -> Result<bool> {
         let bad = |kernel, what: String| DeviceError::BadArguments { kernel, what };
-        if self.reduce_block == 0
-            || !self.reduce_block.is_multiple_of(32)
-            || self.reduce_block > 1024
-        {
-            let what = format!("block of {} threads", self.reduce_block);
-            return Err(bad(Self::REDUCE, what).into());
-        }
-        if self.cls_columns == 0 || !self.cls_columns.is_multiple_of(32) || self.cls_columns > 1024
-        {
-            let what = format!("column tile of {} threads", self.cls_columns);
-            return Err(bad(Self::CLS, what).into());
-        }
+        check_whole_warps(Self::REDUCE, "block", self.reduce_block, 1024)?;
+        check_whole_warps(Self::CLS, "column tile", self.cls_columns, 1024)?;
         let Some(plan) = self.plan(dims, dev.max_shared_bytes()) else {
             return Ok(false);
         };
