@@ -162,13 +162,17 @@ fn f32_exact_ops_bit_exact() {
     let Some(mut s) = sim("f32_ops", 0) else {
         return;
     };
-    let n = 256;
-    let (a, b) = inputs_f32(n);
+    let (mut a, mut b) = inputs_f32(256);
+    // Zeros of opposite signs, both ways: PTX min/max order -0 below +0
+    // (Rust's f32::min does not; the H200 showed the difference).
+    a.extend([0.0, -0.0, -0.0, 0.0]);
+    b.extend([-0.0, 0.0, -0.0, 0.0]);
+    let n = a.len();
     let (da, db) = (up(&mut s, &a), up(&mut s, &b));
     let o = s.alloc(n * 10 * 4).unwrap();
     s.launch(
         "f32_exact",
-        [2, 1, 1],
+        [n.div_ceil(128) as u32, 1, 1],
         [128, 1, 1],
         0,
         &[P::Ptr(da), P::Ptr(db), P::Ptr(o), P::U32(n as u32)],
@@ -184,8 +188,8 @@ fn f32_exact_ops_bit_exact() {
             x.mul_add(y, 1.5),
             x / y,
             x.abs().sqrt(),
-            x.min(y),
-            x.max(y),
+            ptx_min_max(x, y, false),
+            ptx_min_max(x, y, true),
             -y.abs(),
             (x as i32) as f32 + (y.abs() as u32) as f32 + if x < y { 1.0 } else { 0.0 },
         ];
@@ -199,6 +203,17 @@ fn f32_exact_ops_bit_exact() {
             );
         }
     }
+}
+
+/// PTX `min`/`max` on f32: NaN loses to a number, -0 is below +0.
+fn ptx_min_max(x: f32, y: f32, max: bool) -> f32 {
+    if x.is_nan() || y.is_nan() {
+        return if x.is_nan() { y } else { x };
+    }
+    if x == 0.0 && y == 0.0 {
+        return if x.is_sign_negative() != max { x } else { y };
+    }
+    if max { x.max(y) } else { x.min(y) }
 }
 
 #[test]

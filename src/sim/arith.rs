@@ -32,8 +32,7 @@ impl<'k> Launch<'k> {
                 Bin::Sub => x - y,
                 Bin::MulLo => x * y,
                 Bin::Div => x / y,
-                Bin::Min => x.min(y),
-                Bin::Max => x.max(y),
+                Bin::Min | Bin::Max => min_max_float(x, y, op == Bin::Max),
                 Bin::Copysign => y.copysign(x),
                 _ => return Err(self.fail(t, format!("{op:?} on f32 is not supported"))),
             };
@@ -53,8 +52,7 @@ impl<'k> Launch<'k> {
                 Bin::Sub => x - y,
                 Bin::MulLo => x * y,
                 Bin::Div => x / y,
-                Bin::Min => x.min(y),
-                Bin::Max => x.max(y),
+                Bin::Min | Bin::Max => min_max_float(x, y, op == Bin::Max),
                 Bin::Copysign => y.copysign(x),
                 _ => return Err(self.fail(t, format!("{op:?} on f64 is not supported"))),
             };

@@ -19,6 +19,24 @@ pub(super) fn ftz32(x: f32, on: bool) -> f32 {
         x
     }
 }
+/// PTX `min`/`max` on f32 and f64 (PTX ISA, min/max): a NaN operand yields
+/// the other operand (NaN only when both are); `-0.0` counts as less than
+/// `+0.0`. Rust's `f32::min` treats the two zeros as equal and may return
+/// either, which the H200 does not.
+pub(super) fn min_max_float<F: num_traits::Float>(x: F, y: F, max: bool) -> F {
+    if x.is_nan() {
+        return y;
+    }
+    if y.is_nan() {
+        return x;
+    }
+    if x == y && x.is_zero() {
+        // +0 and -0 (or equal zeros): the sign decides.
+        let x_neg = x.is_sign_negative();
+        return if x_neg != max { x } else { y };
+    }
+    if (x < y) != max { x } else { y }
+}
 #[inline(always)]
 pub(super) fn mask(ty: Ty, v: u64) -> u64 {
     match ty.bytes() {
