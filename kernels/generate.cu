@@ -34,8 +34,10 @@
 //   one column of recurrent_kernel, coalesced across the warp), then threads
 //   over the H units for the state update: two barriers per time step.
 // - All state lives in dynamic shared memory (launcher: 8V + 4(6H + V +
-//   maxlen) bytes): h [H] | c [H] | gates [4H] | w [V] f64 | p [V] f32 |
-//   ring [maxlen] u32. The window is a ring of the last maxlen indices: index
+//   maxlen + 32) bytes): scratch [32] f32 (block reductions) | h [H] | c [H] |
+//   gates [4H] | w [V] f64 | p [V] f32 | ring [maxlen] u32. No static
+//   shared memory: the launcher's request is the block's whole footprint,
+//   which is what the driver checks against the opt-in limit. The window is a ring of the last maxlen indices: index
 //   number n of tail ++ out sits in ring[n % maxlen], so appending the newest
 //   character overwrites the one that just left the window.
 // - recurrent_kernel is held on chip for the whole launch, as in the
@@ -92,17 +94,19 @@ __device__ __forceinline__ void generate_fwd(
   const unsigned H = HT ? HT : H_arg;
   const unsigned ms = HT ? HT - KREG_GEN : ms_arg;
   const unsigned kr = HT ? KREG_GEN : kr_arg;
-  // h first: the base is 16-byte aligned, so h[i..i+4] loads as a float4
-  // for i % 4 == 0; 24H bytes before w keep it 8-byte aligned.
+  // The base is 16-byte aligned and scratch is 128 bytes, so h[i..i+4]
+  // loads as a float4 for i % 4 == 0; 128 + 24H bytes before w keep it
+  // 8-byte aligned. scratch first keeps every offset of the H = 128 build
+  // a compile-time constant (one live pointer fewer in the loop).
   extern __shared__ double smem[];
-  float* hs = (float*)smem;                      // [H]
+  float* scratch = (float*)smem;                 // [32] block reductions
+  float* hs = scratch + 32;                      // [H]
   float* cs = hs + H;                            // [H]
   float* gates = cs + H;                         // [4H] activated i, f, g, o
   double* w = (double*)(gates + 4 * H);          // [V]
   float* p = (float*)(w + V);                    // [V] logits, then probabilities
   unsigned* ring = (unsigned*)(p + V);           // [maxlen]
   float* rs = (float*)(ring + maxlen);           // [ms][4H] rows 0..ms-1 of recurrent_kernel
-  __shared__ float scratch[32];
 
   const unsigned j = blockIdx.x;
   if (j >= S) return;  // uniform per block: safe before the barriers

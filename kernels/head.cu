@@ -16,8 +16,12 @@
 // [B, V] (b*V + v), dh [B, H].
 //
 // Decisions:
-// - head_fwd_bwd_f32: one block per row; the row's h and logits live in
-//   dynamic shared memory ((H + V) floats). probs, dlogits and dh are
+// - head_fwd_bwd_f32: one block per row; the row's h and logits and the
+//   reductions' scratch live in dynamic shared memory ((H + V + 32) floats)
+//   and the kernel declares no static shared memory, so the launcher's
+//   request is the block's whole footprint: the driver refuses static +
+//   dynamic above the opt-in limit, and a budget that forgot a static
+//   array would pass the fit check and fail the launch. probs, dlogits and dh are
 //   OVERWRITTEN (probs may be null: then it is not written). loss_sum
 //   ACCUMULATES scale * loss_b with one atomicAdd per row: the caller zeroes
 //   it when it wants a fresh sum (after one launch it holds the batch mean).
@@ -43,9 +47,9 @@ extern "C" __global__ void head_fwd_bwd_f32(const float* __restrict__ h,
                                             float* __restrict__ loss_sum,
                                             float scale) {
   extern __shared__ float smem[];
-  float* hs = smem;           // [H]
-  float* logits = smem + H;   // [V], later dlogits
-  __shared__ float scratch[32];
+  float* hs = smem;                // [H]
+  float* logits = smem + H;        // [V], later dlogits
+  float* scratch = logits + V;     // [32] block reductions
   const unsigned b = blockIdx.x;
   if (b >= B) return;  // uniform per block: safe before the barriers
   const unsigned tid = threadIdx.x, nthreads = blockDim.x;

@@ -19,7 +19,7 @@ use charlstm_cuda::cpu::CpuModel;
 use charlstm_cuda::gpu::device::{DeviceError, DevicePtr, GpuDevice};
 use charlstm_cuda::gpu::generate::{GenerateBuffers, GenerateDims, GenerateLauncher};
 use charlstm_cuda::gpu::rmsprop::ParamLayout;
-use charlstm_cuda::gpu::{SimDevice, ptx, selftest};
+use charlstm_cuda::gpu::{CudaDevice, SimDevice, ptx, selftest};
 use charlstm_cuda::model::Params;
 use charlstm_cuda::sample::{IndexGenerator, Strategy};
 use charlstm_cuda::{Error, Result};
@@ -193,24 +193,28 @@ fn compare<D: GpuDevice>(
     Ok((compared, ties))
 }
 
-#[test]
-fn generation_matches_the_cpu_generator_on_the_simulator() {
-    if !ptx::BUILT_WITH_KERNELS {
-        println!("SKIPPED: built without kernels (no nvcc at build time)");
-        return;
-    }
-    let seed = seed();
-    let mut rng = Rng(seed);
-    let mut dev = SimDevice::new(seed);
+type Shape = (usize, usize, usize, usize, usize);
+
+/// Every case of [`compare`] on `dev`, `after` called once per case (the
+/// simulator reports its instruction counts there). `(V, H, maxlen, seed
+/// length, N)`: fixed edges first (maxlen 1, V > 64, seed shorter / equal /
+/// longer than maxlen, a block smaller than 4H), then where
+/// recurrent_kernel lives: H = 64 puts 8 rows in shared memory and 56 in
+/// registers; case 5 caps shared memory at 3 rows (5 from global memory);
+/// case 6 has a block narrower than 4H (no register rows, all 28 shared);
+/// case 7 runs the H = 128 build; case 8 is H = 256 at maxlen 60, where
+/// the block's state plus the rows that fit fill shared memory to within a
+/// few hundred bytes of the limit (a budget that misses any byte the
+/// kernel uses fails the launch there); then `extra`, then random shapes
+/// (H <= 16). Returns (characters compared, ties).
+fn generation_cases<D: GpuDevice>(
+    dev: &mut D,
+    rng: &mut Rng,
+    extra: &[Shape],
+    mut after: impl FnMut(&mut D, &Shape, &Case),
+) -> (usize, usize) {
     let launcher = GenerateLauncher::default();
-    // (V, H, maxlen, seed length, N): fixed edges first (maxlen 1, V > 64,
-    // seed shorter / equal / longer than maxlen, a block smaller than 4H),
-    // then where recurrent_kernel lives: H = 64 puts 8 rows in shared
-    // memory and 56 in registers; case 5 caps shared memory at 3 rows (5
-    // from global memory); case 6 has a block narrower than 4H (no
-    // register rows, all 28 shared); case 7 runs the H = 128 build; then
-    // random shapes (H <= 16).
-    let mut shapes = vec![
+    let mut shapes: Vec<Shape> = vec![
         (5, 3, 1, 1, 6),
         (70, 16, 4, 2, 8),
         (57, 9, 5, 5, 7),
@@ -219,7 +223,9 @@ fn generation_matches_the_cpu_generator_on_the_simulator() {
         (40, 64, 3, 2, 5),
         (12, 28, 3, 3, 5),
         (20, 128, 3, 3, 4),
+        (57, 256, 60, 2, 1),
     ];
+    shapes.extend_from_slice(extra);
     for _ in 0..4 {
         let maxlen = rng.range(1, 7);
         shapes.push((
@@ -230,9 +236,9 @@ fn generation_matches_the_cpu_generator_on_the_simulator() {
             rng.range(5, 21),
         ));
     }
-    let (mut compared, mut ties, mut instructions) = (0, 0, 0u64);
+    let (mut compared, mut ties) = (0, 0);
     for (i, shape) in shapes.into_iter().enumerate() {
-        let case = random_case(&mut rng, shape);
+        let case = random_case(rng, shape);
         // Case 1 with blocks narrower than 4H and V: the strided loops.
         let l = match i {
             1 | 6 => GenerateLauncher {
@@ -253,37 +259,83 @@ fn generation_matches_the_cpu_generator_on_the_simulator() {
             sequences: 1,
             length: 1,
         };
-        let on_chip = l.weights_on_chip(dims, dev.max_shared_bytes());
+        let limit = dev.max_shared_bytes();
+        let on_chip = l.weights_on_chip(dims, limit);
         match i {
             4 => assert_eq!(on_chip, (8, 56)),
             5 => assert_eq!(on_chip, (3, 56)),
             6 => assert_eq!(on_chip, (28, 0)),
+            8 => {
+                // The fit check's request is what the launch uses.
+                let request = GenerateLauncher::shared_bytes(dims) + 16 * on_chip.0 * dims.hidden;
+                assert!(request <= limit as usize, "{request} > {limit}");
+                assert!(
+                    limit as usize - request < 16 * dims.hidden,
+                    "case 8 should fill shared memory to within one row: {request} of {limit}"
+                );
+            }
             _ => {}
         }
-        // Case 7: the H = 128 build (compile-time offsets), the Keras job's.
-        let kernel = l.kernel_for(dims, dev.max_shared_bytes());
+        // H = 128 (case 7, the Keras job's): the build with compile-time offsets.
+        let kernel = l.kernel_for(dims, limit);
         assert_eq!(
             kernel == "generate_fwd_h128_f32",
-            i == 7,
+            shape.1 == 128,
             "case {i}: {kernel}"
         );
-        let (c, t) = compare(&mut dev, &l, &case).unwrap();
-        let stats = dev.last_launch().expect("launched");
-        instructions += stats.instructions;
+        let (c, t) = compare(dev, &l, &case).unwrap();
+        after(dev, &shape, &case);
         println!(
-            "case (V, H, maxlen, seed, N) = {shape:?}, S = {}, stream {}: {c} characters, {t} ties, \
-             {} thread-instructions ({} threads)",
+            "case (V, H, maxlen, seed, N) = {shape:?}, S = {}, stream {}: {c} characters, {t} ties",
             case.strategies.len(),
             case.stream,
-            stats.instructions,
-            stats.threads
         );
         compared += c;
         ties += t;
     }
-    println!(
-        "{compared} characters compared, {ties} ties within rounding, {instructions} thread-instructions"
-    );
+    println!("{compared} characters compared, {ties} ties within rounding");
+    (compared, ties)
+}
+
+#[test]
+fn generation_matches_the_cpu_generator_on_the_simulator() {
+    if !ptx::BUILT_WITH_KERNELS {
+        println!("SKIPPED: built without kernels (no nvcc at build time)");
+        return;
+    }
+    let seed = seed();
+    let mut rng = Rng(seed);
+    let mut dev = SimDevice::new(seed);
+    let mut instructions = 0u64;
+    generation_cases(&mut dev, &mut rng, &[], |dev, _, _| {
+        let stats = dev.last_launch().expect("launched");
+        println!(
+            "  {} thread-instructions ({} threads)",
+            stats.instructions, stats.threads
+        );
+        instructions += stats.instructions;
+    });
+    println!("{instructions} thread-instructions in all");
+}
+
+/// The same cases on a GPU, plus the Keras job's shape (V = 57, H = 128,
+/// maxlen 60, a 60-character seed) for 100 characters and H = 256 at
+/// maxlen 60 for 20.
+#[test]
+fn generation_matches_the_cpu_generator_on_cuda() {
+    let dev = match CudaDevice::new(0) {
+        Ok(dev) => dev,
+        Err(e) => {
+            println!("SKIPPED: no GPU ({e})");
+            return;
+        }
+    };
+    let mut dev = dev;
+    let seed = seed();
+    let mut rng = Rng(seed);
+    let extra = [(57, 128, 60, 60, 100), (57, 256, 60, 60, 20)];
+    let (compared, _) = generation_cases(&mut dev, &mut rng, &extra, |_, _, _| {});
+    assert!(compared > 0);
 }
 
 /// Poisoned output: every (j, k) must be written with an index < V, by a

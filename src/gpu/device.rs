@@ -9,6 +9,11 @@
 
 use crate::error::Result;
 
+/// Floats of the block reductions' scratch (`block_reduce` in
+/// kernels/common.cuh: one per warp, at most 32 warps), which the kernels
+/// that reduce keep in their dynamic shared memory, never in a static array.
+pub const SCRATCH_FLOATS: usize = 32;
+
 /// A captured graph of a device ([`GpuDevice::end_capture`]), replayed by
 /// [`GpuDevice::replay`] until [`GpuDevice::drop_graph`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -66,7 +71,8 @@ impl LaunchConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum DeviceError {
     #[error(
-        "kernel {kernel} needs {requested} bytes of dynamic shared memory, the device allows {limit}"
+        "kernel {kernel} needs {requested} bytes of shared memory per block (static + dynamic), \
+         the device allows {limit}"
     )]
     SharedMemory {
         kernel: &'static str,
@@ -165,8 +171,11 @@ pub trait GpuDevice {
     ) -> Result<()>;
     /// Waits until all launched work is done.
     fn synchronize(&mut self) -> Result<()>;
-    /// Most dynamic shared memory one block may request; launchers check
-    /// their request against it and answer [`DeviceError::SharedMemory`].
+    /// Most shared memory one block may use, static and dynamic together
+    /// (the opt-in limit; the device refuses a launch above it). Launchers
+    /// check their kernel's whole footprint against it and answer
+    /// [`DeviceError::SharedMemory`]; the kernels that take dynamic shared
+    /// memory declare no static arrays, so that footprint is their request.
     fn max_shared_bytes(&self) -> u32;
     /// Streaming multiprocessors: the persistent LSTM kernels spread a
     /// batch over them, one block each.

@@ -52,7 +52,7 @@
 //! the epoch order (eval, library callers) upload their B starts.
 
 use super::buffers::BatchBuffers;
-use super::device::{DeviceError, DevicePtr, GpuDevice};
+use super::device::{DeviceError, DevicePtr, GpuDevice, SCRATCH_FLOATS};
 use super::generate::{GenerateDims, GenerateLauncher};
 use super::head::{HeadDims, HeadLauncher};
 use super::lstm::LstmLauncher;
@@ -488,10 +488,10 @@ fn check_model_fits<D: GpuDevice>(dev: &D, vocab: usize, hidden: usize) -> Resul
     if head > limit as usize {
         let f32s = std::mem::size_of::<f32>();
         return Err(too_large(format!(
-            "head_fwd_bwd_f32 keeps a row's h and logits in shared memory, (H + V) x {f32s} = \
-             {head} bytes, and the device allows {limit} bytes per block: at most {} symbols \
-             at {hidden} units",
-            (limit as usize / f32s).saturating_sub(hidden)
+            "head_fwd_bwd_f32 keeps a row's h and logits and a {SCRATCH_FLOATS}-float scratch \
+             in shared memory, (H + V + {SCRATCH_FLOATS}) x {f32s} = {head} bytes, and the \
+             device allows {limit} bytes per block: at most {} symbols at {hidden} units",
+            (limit as usize / f32s).saturating_sub(hidden + SCRATCH_FLOATS)
         ))
         .into());
     }

@@ -10,7 +10,7 @@
 //! bits.
 
 use super::device::{
-    DeviceError, DevicePtr, GpuDevice, KernelArg, LaunchConfig, check_whole_warps,
+    DeviceError, DevicePtr, GpuDevice, KernelArg, LaunchConfig, SCRATCH_FLOATS, check_whole_warps,
 };
 use super::rmsprop::ParamLayout;
 use crate::error::Result;
@@ -139,10 +139,12 @@ impl GenerateLauncher {
             .collect()
     }
 
-    /// Dynamic shared memory of one block: h [H], c [H], gates [4H], w [V]
-    /// f64, p [V] f32 and the window ring [maxlen] u32.
+    /// Dynamic shared memory of one block before the weight rows: the
+    /// reductions' scratch [32] f32, h [H], c [H], gates [4H], w [V] f64,
+    /// p [V] f32 and the window ring [maxlen] u32. The kernel declares no
+    /// static shared memory, so this plus the rows is its whole footprint.
     pub fn shared_bytes(dims: GenerateDims) -> usize {
-        8 * dims.vocab + 4 * (6 * dims.hidden + dims.vocab + dims.maxlen)
+        8 * dims.vocab + 4 * (6 * dims.hidden + dims.vocab + dims.maxlen + SCRATCH_FLOATS)
     }
 
     /// Rows of `recurrent_kernel` the kernel keeps on chip, `(ms, kr)`: the
@@ -246,7 +248,7 @@ impl GenerateLauncher {
         // GenerateBuffers (seed_tail L u32s in 0..V, strategy S valid codes,
         // out S*N u32s); 1 <= L <= maxlen and L + N fit u32 (checked above).
         // grid.x = S (one block per sequence), dynamic shared memory
-        // 8V + 4(6H + V + maxlen) + 16 ms H bytes, checked against the device
+        // 8V + 4(6H + V + maxlen + 32) + 16 ms H bytes, checked against the device
         // limit; kr > 0 only with a block of at least 4H threads
         // (weights_on_chip), ms + kr <= H.
         dev.launch(

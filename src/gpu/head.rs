@@ -4,7 +4,8 @@
 //! reduction over the batch).
 
 use super::device::{
-    DeviceError, DevicePtr, GpuDevice, KernelArg, LaunchConfig, blocks_for, check_whole_warps,
+    DeviceError, DevicePtr, GpuDevice, KernelArg, LaunchConfig, SCRATCH_FLOATS, blocks_for,
+    check_whole_warps,
 };
 use crate::error::Result;
 
@@ -63,9 +64,11 @@ impl HeadLauncher {
     const WGRAD: &'static str = "head_wgrad_bwd_f32";
     const TARGETS: &'static str = "head_targets_u32";
 
-    /// Dynamic shared memory of `head_fwd_bwd_f32`: the row's h and logits.
+    /// Dynamic shared memory of `head_fwd_bwd_f32`: the row's h and logits
+    /// and the reductions' scratch. The kernel declares no static shared
+    /// memory, so this is its whole footprint.
     pub fn shared_bytes(dims: HeadDims) -> usize {
-        (dims.hidden + dims.vocab) * std::mem::size_of::<f32>()
+        (dims.hidden + dims.vocab + SCRATCH_FLOATS) * std::mem::size_of::<f32>()
     }
 
     /// Both kernels: overwrites `probs` (unless null), `dlogits`, `dh`,
@@ -116,7 +119,7 @@ impl HeadLauncher {
         //   float* dh, float* loss_sum, float scale).
         // Twelve arguments in that order and type; buffers sized as in
         // HeadBuffers; grid.x = B (one block per row), dynamic shared memory
-        // (H + V) f32s, checked against the device limit above.
+        // (H + V + 32) f32s, checked against the device limit above.
         dev.launch(
             "head",
             Self::FWD_BWD,

@@ -35,8 +35,9 @@ enum Recorded {
     },
 }
 
-/// Dynamic shared memory one block may use, as on sm_90 with the opt-in (227 KiB).
-const MAX_SHARED_BYTES: u32 = 227 * 1024;
+/// Shared memory one block may use (static + dynamic), as on sm_90 with the
+/// opt-in; the simulator refuses a launch above it, as the driver does.
+const MAX_SHARED_BYTES: u32 = crate::sim::MAX_SHARED_PER_BLOCK;
 
 /// Multiprocessors the simulator reports: a small GPU, so that the
 /// simulator's batches of a few rows put several rows in a block.
@@ -103,7 +104,7 @@ impl SimDevice {
         args: &[KernelArg],
     ) -> Result<()> {
         if !self.loaded.contains(module) {
-            let text = ptx::module(module)?;
+            let text = ptx::resolve(module)?.ptx;
             self.sim.load_module(module, text)?;
             self.loaded.insert(module.to_string());
         }

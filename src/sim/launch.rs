@@ -4,7 +4,10 @@
 use std::collections::HashMap;
 
 use super::parse::{Kernel, Src, Sreg};
-use super::{BlockSt, Launch, LaunchStats, ParamValue, RESIDENT_THREADS, Simulator, err};
+use super::{
+    BlockSt, Launch, LaunchStats, MAX_SHARED_PER_BLOCK, ParamValue, RESIDENT_THREADS, Simulator,
+    err,
+};
 use crate::error::{Error, Result};
 
 impl Simulator {
@@ -31,6 +34,17 @@ impl Simulator {
             return Err(err(
                 kernel,
                 format!("block {block:?} has {tpb} threads, more than 1024"),
+            ));
+        }
+        let shared_total = u64::from(k.static_shared) + u64::from(shared_bytes);
+        if shared_total > u64::from(MAX_SHARED_PER_BLOCK) {
+            return Err(err(
+                kernel,
+                format!(
+                    "{} bytes of static + {shared_bytes} of dynamic shared memory exceed the \
+                     {MAX_SHARED_PER_BLOCK} bytes a block may use (the driver refuses this launch)",
+                    k.static_shared
+                ),
             ));
         }
         if params.len() != k.params.len() {

@@ -69,6 +69,10 @@ use parse::Kernel;
 pub const SLICE: u32 = 32;
 /// Threads resident at once (all blocks of a grid up to this size).
 pub const RESIDENT_THREADS: u64 = 1 << 16;
+/// Shared memory one block may use, static and dynamic together: sm_90's
+/// opt-in limit (227 KiB). The driver refuses a launch above it however
+/// the two parts are split, so the simulator does too.
+pub const MAX_SHARED_PER_BLOCK: u32 = 227 * 1024;
 const GLOBAL_BASE: u64 = 0x1_0000_0000;
 const SHARED_WIN: u64 = 0x7e00_0000_0000;
 const LOCAL_WIN: u64 = 0x7f00_0000_0000;
