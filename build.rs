@@ -1,6 +1,10 @@
 //! Compiles every `kernels/*.cu` (and the simulator's test kernels in
-//! `tests/kernels/*.cu`) to PTX with nvcc, proves each assembles for sm_90
-//! with ptxas (reporting spills as warnings), and embeds the PTX.
+//! `tests/kernels/*.cu`) to PTX with nvcc, assembles that PTX for sm_90 with
+//! ptxas (reporting spills as warnings), and embeds both: the PTX as text
+//! (the simulator runs it) and a fatbin of sm_90 SASS + that same compute_80
+//! PTX (the GPU loads it: the driver takes the SASS on an H100/H200 and
+//! JIT-compiles the PTX on any other GPU, so no process on a Hopper pays
+//! for JIT-compiling ~380 KB of unrolled PTX at start).
 //!
 //! Without nvcc the crate still builds, CPU only: `gpu::ptx::BUILT_WITH_KERNELS`
 //! is false and the GPU backends answer with a typed error. With
@@ -57,9 +61,10 @@ fn main() {
         write_registry(&out, false, &[], &[]);
         return;
     };
-    let ptxas = nvcc.with_file_name(if cfg!(windows) { "ptxas.exe" } else { "ptxas" });
+    let exe = |name: &str| nvcc.with_file_name(format!("{name}{}", env::consts::EXE_SUFFIX));
+    let (ptxas, fatbinary) = (exe("ptxas"), exe("fatbinary"));
 
-    let compile = |files: &[PathBuf]| -> Vec<(String, PathBuf)> {
+    let compile = |files: &[PathBuf]| -> Vec<Module> {
         files
             .iter()
             .map(|src| {
@@ -79,16 +84,54 @@ fn main() {
                         .arg(src),
                     &format!("nvcc on {}", src.display()),
                 );
-                if ptxas.exists() {
-                    check_with_ptxas(&ptxas, &ptx, &stem);
+                let fatbin = ptxas.exists().then(|| {
+                    let cubin = out.join(format!("{stem}.{CHECK_ARCH}.cubin"));
+                    assemble(&ptxas, &ptx, &cubin, &stem);
+                    fatbinary.exists().then(|| {
+                        let fatbin = out.join(format!("{stem}.fatbin"));
+                        run(
+                            Command::new(&fatbinary)
+                                .arg("--64")
+                                .arg(format!("--create={}", fatbin.display()))
+                                .arg(format!(
+                                    "--image3=kind=elf,sm={},file={}",
+                                    sm_number(CHECK_ARCH),
+                                    cubin.display()
+                                ))
+                                .arg(format!(
+                                    "--image3=kind=ptx,sm={},file={}",
+                                    sm_number(PTX_ARCH),
+                                    ptx.display()
+                                )),
+                            &format!("fatbinary on {stem}"),
+                        );
+                        fatbin
+                    })
+                });
+                Module {
+                    name: stem,
+                    ptx,
+                    fatbin: fatbin.flatten(),
                 }
-                (stem, ptx)
             })
             .collect()
     };
     let modules = compile(&sources);
     let test_modules = compile(&test_sources);
     write_registry(&out, true, &modules, &test_modules);
+}
+
+/// One compiled `.cu`: its PTX, and the fatbin when ptxas and fatbinary
+/// are next to nvcc (the PyPI package and every CUDA toolkit have both).
+struct Module {
+    name: String,
+    ptx: PathBuf,
+    fatbin: Option<PathBuf>,
+}
+
+/// `"sm_90"` / `"compute_80"` -> `"90"` / `"80"`, as fatbinary's `sm=` wants it.
+fn sm_number(arch: &str) -> &str {
+    arch.rsplit('_').next().unwrap_or(arch)
 }
 
 fn cu_files(dir: &Path) -> Vec<PathBuf> {
@@ -158,12 +201,13 @@ fn run(cmd: &mut Command, what: &str) -> String {
     text
 }
 
-/// Assembles for sm_90; a spilling kernel becomes a cargo warning with its register count.
-fn check_with_ptxas(ptxas: &Path, ptx: &Path, stem: &str) {
+/// Assembles for sm_90 into `cubin`; a spilling kernel becomes a cargo
+/// warning with its register count.
+fn assemble(ptxas: &Path, ptx: &Path, cubin: &Path, stem: &str) {
     let log = run(
         Command::new(ptxas)
             .args(["-v", &format!("-arch={CHECK_ARCH}"), "-o"])
-            .arg(null_device())
+            .arg(cubin)
             .arg(ptx),
         &format!("ptxas -arch={CHECK_ARCH} on {stem}.ptx"),
     );
@@ -187,22 +231,18 @@ fn check_with_ptxas(ptxas: &Path, ptx: &Path, stem: &str) {
     }
 }
 
-fn null_device() -> &'static str {
-    if cfg!(windows) { "NUL" } else { "/dev/null" }
-}
-
-fn write_registry(
-    out: &Path,
-    built: bool,
-    modules: &[(String, PathBuf)],
-    tests: &[(String, PathBuf)],
-) {
-    let list = |m: &[(String, PathBuf)]| {
+fn write_registry(out: &Path, built: bool, modules: &[Module], tests: &[Module]) {
+    let list = |m: &[Module]| {
         m.iter()
-            .map(|(name, path)| {
+            .map(|m| {
+                let fatbin = match &m.fatbin {
+                    Some(f) => format!("Some(include_bytes!({:?}))", f.display().to_string()),
+                    None => "None".into(),
+                };
                 format!(
-                    "    ({name:?}, include_str!({:?})),\n",
-                    path.display().to_string()
+                    "    Module {{ name: {:?}, ptx: include_str!({:?}), fatbin: {fatbin} }},\n",
+                    m.name,
+                    m.ptx.display().to_string()
                 )
             })
             .collect::<String>()
@@ -210,10 +250,10 @@ fn write_registry(
     let code = format!(
         "/// Whether build.rs found nvcc and compiled the kernels.\n\
          pub const BUILT_WITH_KERNELS: bool = {built};\n\
-         /// `(module name, PTX)` of every `kernels/*.cu`, sorted by name.\n\
-         pub const MODULES: &[(&str, &str)] = &[\n{}];\n\
-         /// `(module name, PTX)` of every `tests/kernels/*.cu`: the simulator's own test kernels.\n\
-         pub const TEST_MODULES: &[(&str, &str)] = &[\n{}];\n",
+         /// Every `kernels/*.cu`, sorted by name.\n\
+         pub const MODULES: &[Module] = &[\n{}];\n\
+         /// Every `tests/kernels/*.cu`: the simulator's own test kernels.\n\
+         pub const TEST_MODULES: &[Module] = &[\n{}];\n",
         list(modules),
         list(tests)
     );

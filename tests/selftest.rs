@@ -218,8 +218,9 @@ fn a_skipped_fast_wgrad_launch_fails_only_its_rows() {
 /// Every `.entry` of the embedded kernel modules is in `selftest::KERNELS`.
 #[test]
 fn every_kernel_in_the_build_is_listed() {
-    for (module, text) in ptx::MODULES {
-        for line in text.lines().filter(|l| l.contains(".entry ")) {
+    for m in ptx::MODULES {
+        let module = m.name;
+        for line in m.ptx.lines().filter(|l| l.contains(".entry ")) {
             let name = line
                 .split(".entry ")
                 .nth(1)

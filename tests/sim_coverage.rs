@@ -32,10 +32,10 @@ fn every_form_used_by_the_kernels_has_a_test_kernel() {
         eprintln!("SKIPPED: built without kernels");
         return;
     }
-    let used: BTreeSet<String> = ptx::MODULES.iter().flat_map(|(_, p)| forms(p)).collect();
+    let used: BTreeSet<String> = ptx::MODULES.iter().flat_map(|m| forms(m.ptx)).collect();
     let tested: BTreeSet<String> = ptx::TEST_MODULES
         .iter()
-        .flat_map(|(_, p)| forms(p))
+        .flat_map(|m| forms(m.ptx))
         .collect();
     assert!(
         used.len() > 20,

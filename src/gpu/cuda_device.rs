@@ -42,12 +42,16 @@ const DEFAULT_SHARED_BYTES: u32 = 48 * 1024;
 /// symbol (cudarc would panic on the first missing one).
 const MIN_DRIVER_VERSION: i32 = 13000;
 
-/// One kernel, loaded once; `shared_opt_in` is the dynamic shared memory
-/// it was last allowed beyond the default.
+/// One kernel, loaded once. `static_shared` is what the kernel declares
+/// itself (`CU_FUNC_ATTRIBUTE_SHARED_SIZE_BYTES`); `shared_opt_in` the
+/// dynamic shared memory it may request now: 48 KiB less the static part
+/// until a launch raised it. The driver holds static + dynamic to both
+/// limits, so both are counted here, never the dynamic part alone.
 struct Kernel {
     module: String,
     name: &'static str,
     func: CudaFunction,
+    static_shared: u32,
     shared_opt_in: u32,
 }
 
@@ -168,6 +172,26 @@ impl CudaDevice {
         .into()
     }
 
+    /// Loads `module`'s fatbin (the driver picks the sm_90 SASS on a
+    /// Hopper GPU and JIT-compiles the PTX in it elsewhere), or its PTX when
+    /// the build made no fatbin or the driver refuses it.
+    fn load_module(&self, module: &str) -> Result<Arc<CudaModule>> {
+        let m = ptx::resolve(module)?;
+        let fatbin_refused = match m.fatbin {
+            Some(image) => match self.ctx.load_module(Ptx::from_binary(image.to_vec())) {
+                Ok(loaded) => return Ok(loaded),
+                Err(e) => Some(describe(e)),
+            },
+            None => None,
+        };
+        self.ctx.load_module(Ptx::from_src(m.ptx)).map_err(|e| {
+            let also = fatbin_refused
+                .map(|f| format!(" (after its fatbin was refused: {f})"))
+                .unwrap_or_default();
+            self.backend_error(format!("loading module {module} from PTX{also}"), e)
+        })
+    }
+
     /// Loads `kernel` of `module` on first use.
     fn load(&mut self, module: &str, kernel: &str) -> Result<()> {
         if let Some(k) = self.kernels.get(kernel) {
@@ -181,23 +205,25 @@ impl CudaDevice {
             .into());
         }
         if !self.modules.contains_key(module) {
-            let text = ptx::module(module)?;
-            let m = self
-                .ctx
-                .load_module(Ptx::from_src(text))
-                .map_err(|e| self.backend_error(format!("loading module {module}"), e))?;
+            let m = self.load_module(module)?;
             self.modules.insert(module.to_string(), m);
         }
         let func = self.modules[module]
             .load_function(kernel)
             .map_err(|e| self.backend_error(format!("kernel {kernel} of module {module}"), e))?;
+        let attr = CUfunction_attribute::CU_FUNC_ATTRIBUTE_SHARED_SIZE_BYTES;
+        let static_shared = func
+            .get_attribute(attr)
+            .map_err(|e| self.backend_error(format!("static shared memory of {kernel}"), e))?;
+        let static_shared = u32::try_from(static_shared).unwrap_or(0);
         self.kernels.insert(
             kernel.to_string(),
             Kernel {
                 module: module.to_string(),
                 name: intern(kernel),
                 func,
-                shared_opt_in: DEFAULT_SHARED_BYTES,
+                static_shared,
+                shared_opt_in: DEFAULT_SHARED_BYTES.saturating_sub(static_shared),
             },
         );
         Ok(())
@@ -309,12 +335,13 @@ impl GpuDevice for CudaDevice {
         self.bind()?;
         let k = self.kernels.get_mut(kernel).expect("loaded just above");
         if cfg.shared_bytes > k.shared_opt_in {
+            let total = u64::from(k.static_shared) + u64::from(cfg.shared_bytes);
             let refused = DeviceError::SharedMemory {
                 kernel: k.name,
-                requested: cfg.shared_bytes as usize,
+                requested: total as usize,
                 limit: self.max_shared,
             };
-            if cfg.shared_bytes > self.max_shared {
+            if total > u64::from(self.max_shared) {
                 return Err(refused.into());
             }
             let attr = CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES;
