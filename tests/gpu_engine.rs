@@ -109,9 +109,40 @@ fn hyper(c: &Case, seed: u64) -> Hyper {
     }
 }
 
+/// Relative L2 error `|got - want| / |want|` of a whole tensor, at most `bound`.
+fn check_l2(name: &str, got: &[f32], want: &[f32], bound: f64) {
+    assert_eq!(got.len(), want.len(), "{name}: length");
+    let (mut diff, mut norm) = (0f64, 0f64);
+    for (&g, &w) in got.iter().zip(want) {
+        diff += (f64::from(g) - f64::from(w)).powi(2);
+        norm += f64::from(w).powi(2);
+    }
+    let rel = diff.sqrt() / norm.sqrt().max(f64::MIN_POSITIVE);
+    println!(
+        "  {name:<28} {:>6} values  rel L2 err {rel:.2e} (bound {bound:.0e})",
+        got.len()
+    );
+    assert!(
+        rel <= bound,
+        "{name}: relative L2 error {rel:.3e} above {bound:.0e}"
+    );
+}
+
+/// Tensor-wise relative L2 bound of the full-shape comparison (the Keras
+/// job on a GPU) after optimizer steps: selftest's BOUND_TRAINING_WEIGHTS.
+/// Element-wise, weights after RMSprop steps are ill-conditioned (see
+/// WEIGHT_FLOOR, and src/gpu/selftest/training.rs: even the f32 and f64 CPU
+/// references differ per element by up to 1e-2 relative after 20 steps),
+/// and on hardware ptxas contracts some multiply-adds the simulator rounds
+/// twice, so no element-wise bound recorded on the simulator transfers.
+const FULL_SHAPE_L2: f64 = 1e-3;
+
 /// Three steps of GpuEngine vs CpuEngine; the batches come from an epoch
-/// order given to `begin_epoch` (the trainer's path).
+/// order given to `begin_epoch` (the trainer's path). The full shape
+/// compares whole tensors (relative L2) wherever an optimizer step came
+/// before: the weights and RMSprop state, and the gradients after step 1.
 fn three_steps<D: GpuDevice>(dev: D, backend: Backend, rng: &mut Rng, c: &Case) {
+    let full = c.h >= 128 && c.b >= 128;
     println!("V={} H={} B={} T={} on {}", c.v, c.h, c.b, c.t, dev.name());
     let corpus = random_corpus(rng, c.v, 3 * c.b + c.t + 20);
     let hy = hyper(c, rng.next_u64());
@@ -130,20 +161,51 @@ fn three_steps<D: GpuDevice>(dev: D, backend: Backend, rng: &mut Rng, c: &Case) 
         let want = cpu.train_batch(starts).expect("cpu step");
         let got = gpu.train_batch(starts).expect("gpu step");
         check("loss", &[got], &[want]);
-        check_params("grad", &gpu.grads().expect("grads"), cpu.grads());
         let (gw, cw) = (gpu.params().unwrap(), cpu.params().unwrap());
-        check_params_with("weight", &gw, &cw, WEIGHT_FLOOR);
-        check_params_with(
-            "rmsprop",
-            &gpu.rmsprop_state().unwrap(),
-            &cpu.rmsprop_state().unwrap(),
-            WEIGHT_FLOOR,
-        );
+        let (gm, cm) = (gpu.rmsprop_state().unwrap(), cpu.rmsprop_state().unwrap());
+        if full {
+            let gg = gpu.grads().expect("grads");
+            for (i, name) in TENSOR_NAMES.iter().enumerate() {
+                let pick = |p: &Params<f32>| p.tensors()[i].to_vec();
+                if step == 0 {
+                    check(&format!("grad {name}"), &pick(&gg), &pick(cpu.grads()));
+                } else {
+                    check_l2(
+                        &format!("grad {name}"),
+                        &pick(&gg),
+                        &pick(cpu.grads()),
+                        FULL_SHAPE_L2,
+                    );
+                }
+                check_l2(
+                    &format!("weight {name}"),
+                    &pick(&gw),
+                    &pick(&cw),
+                    FULL_SHAPE_L2,
+                );
+                check_l2(
+                    &format!("rmsprop {name}"),
+                    &pick(&gm),
+                    &pick(&cm),
+                    FULL_SHAPE_L2,
+                );
+            }
+        } else {
+            check_params("grad", &gpu.grads().expect("grads"), cpu.grads());
+            check_params_with("weight", &gw, &cw, WEIGHT_FLOOR);
+            check_params_with("rmsprop", &gm, &cm, WEIGHT_FLOOR);
+        }
     }
     // Eval and predict on the trained weights.
     let starts = &order[..c.b.min(order.len())];
     let want = cpu.eval_batch(starts).unwrap();
-    check("eval loss", &[gpu.eval_batch(starts).unwrap()], &[want]);
+    let got = gpu.eval_batch(starts).unwrap();
+    if full {
+        // The weights differ as the L2 bound above allows.
+        check_l2("eval loss", &[got], &[want], FULL_SHAPE_L2);
+    } else {
+        check("eval loss", &[got], &[want]);
+    }
     let x: Vec<u32> = (0..2 * c.t).map(|_| rng.range(0, c.v) as u32).collect();
     // Generation through the engine (the device kernel) from the CPU's
     // weights, loaded with set_state. The uniform strategy ignores the
