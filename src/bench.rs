@@ -32,7 +32,7 @@ use crate::train::{
 pub mod pytorch;
 mod table;
 
-pub use pytorch::Comparison;
+pub use pytorch::{Comparison, PytorchVariant};
 
 /// The latency budget of one recurrent step (forward or backward), in µs.
 pub const STEP_BUDGET_US: f64 = 1.0;
@@ -151,6 +151,10 @@ pub struct BenchReport {
     pub pytorch_file: Option<String>,
     /// PyTorch against each of our backends (empty without `--pytorch`).
     pub comparisons: Vec<Comparison>,
+    /// Every variant PyTorch ran (strict fp32 and TF32, eager and CUDA-graph
+    /// loops), each against our rows; empty without `--pytorch` or for a
+    /// file from before variants.
+    pub pytorch_variants: Vec<PytorchVariant>,
 }
 
 impl BenchReport {
@@ -235,6 +239,7 @@ pub fn run(
         step_budget_us: STEP_BUDGET_US,
         pytorch_file: None,
         comparisons: Vec::new(),
+        pytorch_variants: Vec::new(),
     })
 }
 

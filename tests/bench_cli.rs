@@ -1,7 +1,9 @@
 //! `charlstm-cuda bench` end to end on a small generated text: the JSON rows
 //! per backend with the per-recurrent-step latency, `--full-epoch`, PyTorch's
 //! numbers from `--pytorch FILE` (a fake file here: the ratios must be the
-//! ones its numbers and ours give), and a clear error for a bad file.
+//! ones its numbers and ours give), in the older format and with the
+//! variants (strict fp32 / TF32, eager / CUDA-graph loop, one that failed),
+//! and a clear error for a bad file.
 
 mod common;
 use common::cli::{run, small_text, stderr, stdout};
@@ -178,7 +180,12 @@ fn bench_pytorch_file_gives_the_ratios() {
     assert!(epoch_s > 0.0 && loss.is_finite() && loss > 0.0, "{cpu}");
     let c = &report["comparisons"][0];
     assert_eq!(c["backend"], "cpu");
-    assert_eq!(c["reference"], "pytorch (cuDNN)");
+    assert_eq!(
+        c["reference"], "pytorch (cuDNN)",
+        "a file without precision/loop"
+    );
+    assert_eq!(report["pytorch_variants"], json!([]), "{report}");
+    assert!(!table.contains("PyTorch variants"), "{table}");
     assert_eq!(c["epoch_basis"], "whole epoch");
     let epoch = 30.0 / epoch_s;
     let step = 0.5 / f(&cpu["train_step_s"]);
@@ -232,6 +239,188 @@ fn bench_pytorch_file_gives_the_ratios() {
     }
 }
 
+/// A bench_pytorch.py file with variants (made up): the headline (the
+/// top-level numbers) is strict fp32 with the graph loop; TF32 eager ran,
+/// TF32 graph failed to capture.
+fn fake_pytorch_variants(vocab: usize) -> Value {
+    let mut v = fake_pytorch(vocab);
+    let head = json!({
+        "precision": "fp32", "loop": "graph", "allow_tf32": false,
+        "loop_chosen_by": "epoch_s",
+        "train_step_s": 0.4, "step_latency_us": 20000.0, "epoch_slice_s": 0.8,
+        "epoch_estimate_s": 32.0, "last_loss": 2.9, "epoch_s": 24.0, "epoch_loss": 2.5,
+        "variants": [
+            {"precision": "fp32", "loop": "eager", "allow_tf32": false,
+             "flags": {"cudnn.allow_tf32": false},
+             "train_step_s": 0.5, "step_latency_us": 25000.0, "epoch_slice_s": 1.0,
+             "slice_batches": 2, "epoch_estimate_s": 40.0, "last_loss": 2.9,
+             "epoch_s": 30.0, "epoch_loss": 2.5},
+            {"precision": "fp32", "loop": "graph", "allow_tf32": false,
+             "train_step_s": 0.4, "step_latency_us": 20000.0, "epoch_slice_s": 0.8,
+             "slice_batches": 2, "epoch_estimate_s": 32.0, "last_loss": 2.9,
+             "epoch_s": 24.0, "epoch_loss": 2.5},
+            {"precision": "tf32", "loop": "eager", "allow_tf32": true,
+             "train_step_s": 0.3, "step_latency_us": 15000.0, "epoch_slice_s": 0.6,
+             "slice_batches": 2, "epoch_estimate_s": 24.0, "last_loss": 2.9,
+             "epoch_s": 18.0, "epoch_loss": 2.6},
+            {"precision": "tf32", "loop": "graph", "allow_tf32": true,
+             "error": "RuntimeError: CUDA error: operation not permitted when stream is capturing\nCUDA kernel errors might be asynchronously reported"}
+        ]
+    });
+    for (k, x) in head.as_object().unwrap() {
+        v[k] = x.clone();
+    }
+    v
+}
+
+/// A file with variants: the comparison is against the headline (strict
+/// fp32, the faster loop) and its label says so; the report carries every
+/// variant with its ratios to our rows; the table prints one line per
+/// variant after the ratios, TF32 beside strict fp32, the failed one as an
+/// error.
+#[test]
+fn bench_pytorch_variants_are_read_and_printed() {
+    let d = tempfile::tempdir().expect("temp dir");
+    let (text, vocab) = small_corpus(d.path());
+    let pt = d.path().join("pt.json");
+    std::fs::write(&pt, fake_pytorch_variants(vocab).to_string()).expect("write");
+    let pt_arg = pt.to_str().unwrap();
+    let (report, table) = bench(
+        &text,
+        &["--device", "cpu", "--pytorch", pt_arg, "--full-epoch"],
+    );
+    let cpu = &report["rows"][0];
+    let c = &report["comparisons"][0];
+    assert_eq!(c["reference"], "pytorch (cuDNN, fp32, graph)", "{c}");
+    let epoch_s = f(&cpu["epoch_s"]);
+    let step_s = f(&cpu["train_step_s"]);
+    assert_eq!(f(&c["epoch_ratio"]), 24.0 / epoch_s, "{c}");
+    assert_eq!(f(&c["step_ratio"]), 0.4 / step_s, "{c}");
+    assert!(
+        report["rows"][1]["note"]
+            .as_str()
+            .is_some_and(|n| n.contains("allow_tf32 false")),
+        "{report}"
+    );
+
+    let vs = report["pytorch_variants"].as_array().expect("variants");
+    assert_eq!(vs.len(), 4, "{report}");
+    let names: Vec<(String, String, bool)> = vs
+        .iter()
+        .map(|v| {
+            (
+                v["precision"].as_str().unwrap().to_string(),
+                v["loop"].as_str().unwrap().to_string(),
+                v["headline"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        names,
+        [
+            ("fp32".into(), "eager".into(), false),
+            ("fp32".into(), "graph".into(), true),
+            ("tf32".into(), "eager".into(), false),
+            ("tf32".into(), "graph".into(), false),
+        ]
+    );
+    for (v, (epoch, step)) in vs.iter().zip([(30.0, 0.5), (24.0, 0.4), (18.0, 0.3)]) {
+        let r = &v["ratios"][0];
+        assert_eq!(r["backend"], "cpu");
+        assert_eq!(r["epoch_basis"], "whole epoch");
+        assert_eq!(f(&r["epoch_ratio"]), epoch / epoch_s, "{v}");
+        assert_eq!(f(&r["step_ratio"]), step / step_s, "{v}");
+        assert_eq!(f(&v["step_latency_us"]), step * 1e6 / 20.0, "{v}");
+    }
+    assert!(
+        vs[3]["error"]
+            .as_str()
+            .is_some_and(|e| e.starts_with("RuntimeError: CUDA error")),
+        "{}",
+        vs[3]
+    );
+    assert_eq!(vs[3]["ratios"][0]["epoch_ratio"], Value::Null);
+
+    let ratios = table
+        .find("pytorch (cuDNN, fp32, graph) / cpu, measured in this run")
+        .unwrap_or_else(|| panic!("no comparison with the headline:\n{table}"));
+    let section = table
+        .find("PyTorch variants, PyTorch epoch / ours")
+        .unwrap_or_else(|| panic!("no variants section:\n{table}"));
+    assert!(
+        ratios < section,
+        "the variants come after the ratios:\n{table}"
+    );
+    let lines: Vec<&str> = table[section..].lines().collect();
+    assert!(
+        lines[1].contains("precision") && lines[1].contains("µs/rec.step"),
+        "{table}"
+    );
+    assert!(lines[1].ends_with("vs cpu"), "{table}");
+    for (line, prefix, numbers) in [
+        (
+            2,
+            "  fp32      eager",
+            ["500000.000", "25000.000", "30.000", "2.5000"],
+        ),
+        (
+            3,
+            "* fp32      graph",
+            ["400000.000", "20000.000", "24.000", "2.5000"],
+        ),
+        (
+            4,
+            "  tf32      eager",
+            ["300000.000", "15000.000", "18.000", "2.6000"],
+        ),
+    ] {
+        let epoch = [30.0, 24.0, 18.0][line - 2];
+        assert!(lines[line].starts_with(prefix), "{prefix:?}:\n{table}");
+        for n in numbers {
+            assert!(
+                lines[line].contains(n),
+                "{n} in {:?}:\n{table}",
+                lines[line]
+            );
+        }
+        let ratio = format!("{:.2}x", epoch / epoch_s);
+        assert!(lines[line].ends_with(&ratio), "{ratio}:\n{table}");
+    }
+    assert_eq!(
+        lines[5],
+        "  tf32      graph  error: RuntimeError: CUDA error: operation not permitted when \
+         stream is capturing ...",
+        "{table}"
+    );
+
+    // Without --full-epoch the ratios are the estimates', marked so; a
+    // backend with no numbers gets none; a variant not applicable says why.
+    let mut v = fake_pytorch_variants(vocab);
+    v["variants"][3] = json!({"precision": "tf32", "loop": "graph", "allow_tf32": true,
+        "not_applicable": "CUDA graphs need a CUDA device, this is cpu"});
+    std::fs::write(&pt, v.to_string()).expect("write");
+    let (report, table) = bench(&text, &["--device", "cpu,cuda", "--pytorch", pt_arg]);
+    let cpu = &report["rows"][0];
+    let vs = &report["pytorch_variants"];
+    let r = &vs[0]["ratios"][0];
+    assert_eq!(r["epoch_basis"], "estimate");
+    assert_eq!(f(&r["epoch_ratio"]), 40.0 / f(&cpu["epoch_estimate_s"]));
+    assert!(
+        table.contains(&format!("{:.2}x est", 40.0 / f(&cpu["epoch_estimate_s"]))),
+        "{table}"
+    );
+    assert!(table.contains("vs cpu      vs cuda"), "{table}");
+    if report["rows"][1]["available"] == false {
+        assert_eq!(vs[0]["ratios"][1]["epoch_ratio"], Value::Null);
+    }
+    assert!(
+        table.contains(
+            "  tf32      graph  not applicable: CUDA graphs need a CUDA device, this is cpu"
+        ),
+        "{table}"
+    );
+}
+
 /// A missing, malformed or foreign PyTorch file is a one-line error naming
 /// the file, with a hint saying how to make a good one.
 #[test]
@@ -274,6 +463,14 @@ fn bench_rejects_a_bad_pytorch_file() {
         (json!({"gen_length": 400}), "not the same generation"),
     ];
     cases.push((json!({"batches_per_epoch": 1}), "not the same corpus"));
+    cases.push((
+        json!({"variants": [{"precision": "fp32", "loop": "eager", "epoch_s": -1.0}]}),
+        "variants[0].epoch_s is -1",
+    ));
+    cases.push((
+        json!({"variants": [{"precision": "fp32", "train_step_s": "fast"}]}),
+        "not the JSON object bench_pytorch.py prints",
+    ));
     for (patch, needle) in cases {
         let mut v = fake_pytorch(vocab);
         for (k, x) in patch.as_object().unwrap() {

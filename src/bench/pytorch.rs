@@ -4,6 +4,13 @@
 //! batches, the generation asked for), adds it as a `pytorch` row and
 //! computes PyTorch / ours for every one of our rows.
 //!
+//! The file's top-level numbers are its headline, the one compared: strict
+//! fp32 (no TF32) and the faster of its eager and CUDA-graph loops, named by
+//! its `precision` and `loop` keys (files from before those keys are read as
+//! they are). Its `variants` (every precision x loop it ran, or why one has
+//! no numbers) become [`PytorchVariant`]s, each with its epoch and step
+//! ratios to our rows, so TF32 shows beside strict fp32.
+//!
 //! Ratios are PyTorch's time over ours, so above 1 means we are faster; the
 //! epoch goal is [`EPOCH_GOAL`]x. The loss after one epoch is compared
 //! loosely ([`LOSS_TOLERANCE`]): the two start from different random
@@ -27,7 +34,9 @@ pub const LOSS_TOLERANCE: f64 = 0.10;
 pub struct Comparison {
     /// Our backend (`cpu`, `cuda`, `sim`).
     pub backend: String,
-    /// `pytorch (cuDNN)` or `pytorch (cpu)`: where PyTorch ran.
+    /// Where PyTorch ran and, when the file says, the headline's precision
+    /// and loop: `pytorch (cuDNN, fp32, graph)`, `pytorch (cpu, fp32, eager)`;
+    /// `pytorch (cuDNN)` for a file without them.
     pub reference: String,
     /// Why there are no ratios (our backend unavailable), else `None`.
     pub unavailable: Option<String>,
@@ -60,8 +69,57 @@ pub struct Comparison {
 pub struct Reference {
     /// The numbers, as a row like ours (`backend` is `pytorch`).
     pub row: BenchRow,
-    /// `pytorch (cuDNN)` on a GPU, else `pytorch (DEVICE)`.
+    /// `pytorch (cuDNN, PRECISION, LOOP)` on a GPU, else `pytorch (DEVICE,
+    /// PRECISION, LOOP)`; without the precision and loop for an older file.
     pub label: String,
+    /// The file's variants (empty for an older file), ratios not yet filled in.
+    pub variants: Vec<PytorchVariant>,
+}
+
+/// One of PyTorch's variants: a precision (`fp32` strict, `tf32`) and a loop
+/// (`eager`, `graph`), its numbers or why it has none, and PyTorch / ours.
+#[derive(Clone, Debug, Serialize)]
+pub struct PytorchVariant {
+    /// `fp32` (strict IEEE fp32) or `tf32`.
+    pub precision: String,
+    /// `eager` or `graph` (one CUDA graph per train step, replayed).
+    #[serde(rename = "loop")]
+    pub loop_kind: String,
+    /// Whether cuDNN and cuBLAS were allowed TF32.
+    pub allow_tf32: Option<bool>,
+    /// The variant the top-level numbers (the compared row) come from.
+    pub headline: bool,
+    /// Median seconds of one training step.
+    pub train_step_s: Option<f64>,
+    /// `train_step_s / (2 T)` in µs.
+    pub step_latency_us: Option<f64>,
+    /// The epoch slice scaled to a whole epoch.
+    pub epoch_estimate_s: Option<f64>,
+    /// Seconds of one whole epoch (`--full-epoch`).
+    pub epoch_s: Option<f64>,
+    /// Mean loss over that epoch.
+    pub epoch_loss: Option<f64>,
+    /// Why it failed (a CUDA-graph capture refused, say).
+    pub error: Option<String>,
+    /// Why it does not apply (graphs or TF32 on the CPU).
+    pub not_applicable: Option<String>,
+    /// What else bench_pytorch.py said about it.
+    pub note: Option<String>,
+    /// PyTorch / ours against each of our rows, in their order.
+    pub ratios: Vec<VariantRatio>,
+}
+
+/// A [`PytorchVariant`] against one of our backends.
+#[derive(Clone, Debug, Serialize)]
+pub struct VariantRatio {
+    /// Our backend.
+    pub backend: String,
+    /// The variant's epoch time / ours (`None` when either is missing).
+    pub epoch_ratio: Option<f64>,
+    /// `whole epoch` or `estimate`, as [`Comparison::epoch_basis`].
+    pub epoch_basis: Option<String>,
+    /// The variant's training step / ours.
+    pub step_ratio: Option<f64>,
 }
 
 /// The keys of `bench_pytorch.py`'s output this reads; others are ignored.
@@ -84,6 +142,28 @@ pub struct PytorchJson {
     last_loss: Option<f64>,
     epoch_s: Option<f64>,
     epoch_loss: Option<f64>,
+    precision: Option<String>,
+    #[serde(rename = "loop")]
+    loop_kind: Option<String>,
+    allow_tf32: Option<bool>,
+    #[serde(default)]
+    variants: Vec<VariantJson>,
+}
+
+/// One entry of the file's `variants`.
+#[derive(Clone, Debug, Deserialize)]
+struct VariantJson {
+    precision: Option<String>,
+    #[serde(rename = "loop")]
+    loop_kind: Option<String>,
+    allow_tf32: Option<bool>,
+    train_step_s: Option<f64>,
+    epoch_estimate_s: Option<f64>,
+    epoch_s: Option<f64>,
+    epoch_loss: Option<f64>,
+    error: Option<String>,
+    not_applicable: Option<String>,
+    note: Option<String>,
 }
 
 fn bad(path: &Path, what: String) -> Error {
@@ -111,20 +191,41 @@ pub fn read(path: &Path) -> Result<PytorchJson> {
         ("epoch_slice_s", p.epoch_slice_s),
         ("epoch_s", p.epoch_s),
     ];
-    for (key, x) in times {
+    let losses = [("last_loss", p.last_loss), ("epoch_loss", p.epoch_loss)];
+    check_numbers(path, "", &times, &losses)?;
+    for (i, v) in p.variants.iter().enumerate() {
+        let times = [
+            ("train_step_s", v.train_step_s),
+            ("epoch_estimate_s", v.epoch_estimate_s),
+            ("epoch_s", v.epoch_s),
+        ];
+        let losses = [("epoch_loss", v.epoch_loss)];
+        check_numbers(path, &format!("variants[{i}]."), &times, &losses)?;
+    }
+    Ok(p)
+}
+
+/// Times must be positive seconds, losses finite (`prefix` names where).
+fn check_numbers(
+    path: &Path,
+    prefix: &str,
+    times: &[(&str, Option<f64>)],
+    losses: &[(&str, Option<f64>)],
+) -> Result<()> {
+    for &(key, x) in times {
         if let Some(x) = x.filter(|x| !(x.is_finite() && *x > 0.0)) {
             return Err(bad(
                 path,
-                format!("{key} is {x}, not a positive number of seconds"),
+                format!("{prefix}{key} is {x}, not a positive number of seconds"),
             ));
         }
     }
-    for (key, x) in [("last_loss", p.last_loss), ("epoch_loss", p.epoch_loss)] {
+    for &(key, x) in losses {
         if let Some(x) = x.filter(|x| !x.is_finite()) {
-            return Err(bad(path, format!("{key} is {x}")));
+            return Err(bad(path, format!("{prefix}{key} is {x}")));
         }
     }
-    Ok(p)
+    Ok(())
 }
 
 /// Reads `path` ([`read`]) and checks that it ran `report`'s job.
@@ -170,16 +271,50 @@ pub fn check(p: PytorchJson, path: &Path, report: &BenchReport) -> Result<Refere
     }
     let device = p.device.unwrap_or_else(|| "an unnamed device".into());
     let cudnn = p.cudnn.filter(|c| !c.is_null());
-    let label = match cudnn {
-        Some(_) => "pytorch (cuDNN)".into(),
-        None => format!("pytorch ({device})"),
+    let place = match cudnn {
+        Some(_) => "cuDNN".to_string(),
+        None => device.clone(),
+    };
+    let label = match (&p.precision, &p.loop_kind) {
+        (Some(precision), Some(loop_kind)) => {
+            format!("pytorch ({place}, {precision}, {loop_kind})")
+        }
+        (Some(only), None) | (None, Some(only)) => format!("pytorch ({place}, {only})"),
+        (None, None) => format!("pytorch ({place})"),
     };
     let cudnn = cudnn.map_or("no cuDNN".into(), |c| format!("cuDNN {c}"));
+    let tf32 = p
+        .allow_tf32
+        .map_or(String::new(), |t| format!(", allow_tf32 {t}"));
+    let headline = (p.precision.as_deref(), p.loop_kind.as_deref());
+    let variants = p
+        .variants
+        .iter()
+        .map(|v| {
+            let precision = v.precision.clone().unwrap_or_else(|| "?".into());
+            let loop_kind = v.loop_kind.clone().unwrap_or_else(|| "?".into());
+            PytorchVariant {
+                headline: headline == (Some(precision.as_str()), Some(loop_kind.as_str())),
+                precision,
+                loop_kind,
+                allow_tf32: v.allow_tf32,
+                train_step_s: v.train_step_s,
+                step_latency_us: v.train_step_s.map(|s| step_latency_us(s, p.maxlen)),
+                epoch_estimate_s: v.epoch_estimate_s,
+                epoch_s: v.epoch_s,
+                epoch_loss: v.epoch_loss,
+                error: v.error.clone(),
+                not_applicable: v.not_applicable.clone(),
+                note: v.note.clone(),
+                ratios: Vec::new(),
+            }
+        })
+        .collect();
     let row = BenchRow {
         backend: "pytorch".into(),
         available: true,
         note: Some(format!(
-            "nn.LSTM on {device}, torch {}, {cudnn}",
+            "nn.LSTM on {device}, torch {}, {cudnn}{tf32}",
             p.torch.as_deref().unwrap_or("?")
         )),
         train_step_s: Some(p.train_step_s),
@@ -191,21 +326,32 @@ pub fn check(p: PytorchJson, path: &Path, report: &BenchReport) -> Result<Refere
         epoch_s: p.epoch_s,
         epoch_loss: p.epoch_loss,
     };
-    Ok(Reference { row, label })
+    Ok(Reference {
+        row,
+        label,
+        variants,
+    })
 }
 
 impl BenchReport {
     /// Adds PyTorch's row (from [`load`]) and its comparison with each of ours.
     pub fn add_pytorch(&mut self, reference: Reference, file: &Path) {
-        let Reference { row, label } = reference;
+        let Reference {
+            row,
+            label,
+            mut variants,
+        } = reference;
         let reference = label;
+        self.rows.retain(|r| r.backend != "pytorch");
         self.comparisons = self
             .rows
             .iter()
-            .filter(|r| r.backend != "pytorch")
             .map(|ours| compare(ours, &row, &reference))
             .collect();
-        self.rows.retain(|r| r.backend != "pytorch");
+        for v in &mut variants {
+            v.ratios = self.rows.iter().map(|ours| v.against(ours)).collect();
+        }
+        self.pytorch_variants = variants;
         self.rows.push(row);
         self.pytorch_file = Some(file.display().to_string());
     }
@@ -219,17 +365,43 @@ impl BenchReport {
     }
 }
 
-fn compare(ours: &BenchRow, theirs: &BenchRow, reference: &str) -> Comparison {
-    let div = |a: Option<f64>, b: Option<f64>| Some(a? / b?);
-    let whole = ours.epoch_s.is_some() && theirs.epoch_s.is_some();
-    let (epoch_ratio, basis) = if whole {
-        (div(theirs.epoch_s, ours.epoch_s), "whole epoch")
+impl PytorchVariant {
+    fn against(&self, ours: &BenchRow) -> VariantRatio {
+        let (epoch_ratio, basis) = epoch_ratio(
+            (ours.epoch_s, ours.epoch_estimate_s),
+            (self.epoch_s, self.epoch_estimate_s),
+        );
+        VariantRatio {
+            backend: ours.backend.clone(),
+            epoch_ratio,
+            epoch_basis: epoch_ratio.map(|_| basis.into()),
+            step_ratio: div(self.train_step_s, ours.train_step_s),
+        }
+    }
+}
+
+fn div(a: Option<f64>, b: Option<f64>) -> Option<f64> {
+    Some(a? / b?)
+}
+
+/// Their epoch / ours from (whole epoch, estimate) pairs: whole epochs when
+/// both have one, else the estimates; and which it was.
+fn epoch_ratio(
+    ours: (Option<f64>, Option<f64>),
+    theirs: (Option<f64>, Option<f64>),
+) -> (Option<f64>, &'static str) {
+    if ours.0.is_some() && theirs.0.is_some() {
+        (div(theirs.0, ours.0), "whole epoch")
     } else {
-        (
-            div(theirs.epoch_estimate_s, ours.epoch_estimate_s),
-            "estimate",
-        )
-    };
+        (div(theirs.1, ours.1), "estimate")
+    }
+}
+
+fn compare(ours: &BenchRow, theirs: &BenchRow, reference: &str) -> Comparison {
+    let (epoch_ratio, basis) = epoch_ratio(
+        (ours.epoch_s, ours.epoch_estimate_s),
+        (theirs.epoch_s, theirs.epoch_estimate_s),
+    );
     let loss_rel_diff = div(ours.epoch_loss, theirs.epoch_loss).map(|r| r - 1.0);
     Comparison {
         backend: ours.backend.clone(),

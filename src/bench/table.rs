@@ -1,11 +1,13 @@
 //! [`BenchReport`] as a table: one row per backend (PyTorch last), the
 //! per-recurrent-step latencies against the budget, the ratios between our
 //! backends, then PyTorch / ours for (a) the epoch, (b) the step, (c)
-//! generation and (d) the loss after one epoch.
+//! generation and (d) the loss after one epoch, and last one line per
+//! PyTorch variant (strict fp32 / TF32, eager / CUDA-graph loop) with its
+//! epoch ratio to each of ours.
 
 use std::fmt;
 
-use super::{BenchReport, BenchRow, Comparison};
+use super::{BenchReport, BenchRow, Comparison, PytorchVariant};
 
 fn num(x: Option<f64>, scale: f64) -> String {
     x.map_or("-".into(), |x| format!("{:.3}", x * scale))
@@ -36,9 +38,15 @@ impl fmt::Display for BenchReport {
                 ""
             }
         )?;
+        // The PyTorch label (`pytorch (cuDNN, fp32, graph)`) may be wider.
+        let w = self
+            .rows
+            .iter()
+            .map(|r| self.label(r).chars().count())
+            .fold(16, usize::max);
         writeln!(
             f,
-            "{:<16} {:>10} {:>12} {:>13} {:>10} {:>12} {:>8} {:>10}  note",
+            "{:<w$} {:>10} {:>12} {:>13} {:>10} {:>12} {:>8} {:>10}  note",
             "backend",
             "step (ms)",
             "µs/rec.step",
@@ -59,7 +67,7 @@ impl fmt::Display for BenchReport {
             };
             writeln!(
                 f,
-                "{:<16} {:>10} {:>12} {:>13} {:>10} {:>12} {:>8} {:>10}  {}",
+                "{:<w$} {:>10} {:>12} {:>13} {:>10} {:>12} {:>8} {:>10}  {}",
                 self.label(r),
                 num(r.train_step_s, 1e3),
                 num(r.step_latency_us, 1.0),
@@ -93,11 +101,47 @@ impl fmt::Display for BenchReport {
         for c in &self.comparisons {
             self.fmt_comparison(f, c)?;
         }
-        Ok(())
+        self.fmt_variants(f)
+    }
+}
+
+/// The first line of `text`, at most `max` characters.
+fn first_line(text: &str, max: usize) -> String {
+    let line = text.lines().next().unwrap_or("");
+    if line.chars().count() <= max && !text.trim_end().contains('\n') {
+        line.into()
+    } else {
+        format!("{} ...", line.chars().take(max).collect::<String>())
     }
 }
 
 impl BenchReport {
+    /// One line per PyTorch variant: its step, µs per recurrent step, epoch,
+    /// epoch loss (eager and graph started alike, so they should agree) and
+    /// epoch ratio to each of our rows; or why it has no numbers.
+    fn fmt_variants(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Some(first) = self.pytorch_variants.first() else {
+            return Ok(());
+        };
+        writeln!(
+            f,
+            "PyTorch variants, PyTorch epoch / ours (above 1x: ours is faster; est = from the \
+             epoch slices; * = the row compared above, strict fp32 and the faster loop):"
+        )?;
+        let mut header = format!(
+            "  {:<9} {:<6} {:>12} {:>12} {:>13} {:>10}",
+            "precision", "loop", "step (µs)", "µs/rec.step", "epoch (s)", "epoch loss"
+        );
+        for r in &first.ratios {
+            header += &format!(" {:>12}", format!("vs {}", r.backend));
+        }
+        writeln!(f, "{}", header.trim_end())?;
+        for v in &self.pytorch_variants {
+            writeln!(f, "{}", variant_line(v))?;
+        }
+        Ok(())
+    }
+
     fn fmt_latency(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let measured: Vec<String> = self
             .rows
@@ -198,4 +242,38 @@ impl BenchReport {
             }
         }
     }
+}
+
+fn variant_line(v: &PytorchVariant) -> String {
+    let mark = if v.headline { '*' } else { ' ' };
+    let head = format!("{mark} {:<9} {:<6}", v.precision, v.loop_kind);
+    if let Some(e) = &v.error {
+        return format!("{head} error: {}", first_line(e, 160));
+    }
+    if let Some(why) = &v.not_applicable {
+        return format!("{head} not applicable: {}", first_line(why, 160));
+    }
+    let epoch = match (v.epoch_s, v.epoch_estimate_s) {
+        (Some(s), _) => format!("{s:.3}"),
+        (None, Some(s)) => format!("{s:.3} est"),
+        (None, None) => "-".into(),
+    };
+    let mut line = format!(
+        "{head} {:>12} {:>12} {:>13} {:>10}",
+        num(v.train_step_s, 1e6),
+        num(v.step_latency_us, 1.0),
+        epoch,
+        v.epoch_loss.map_or("-".into(), |l| format!("{l:.4}"))
+    );
+    for r in &v.ratios {
+        let ratio = match (r.epoch_ratio, r.epoch_basis.as_deref()) {
+            (Some(x), Some("estimate")) => format!("{x:.2}x est"),
+            (x, _) => times(x),
+        };
+        line += &format!(" {ratio:>12}");
+    }
+    if let Some(note) = &v.note {
+        line += &format!("  ({})", first_line(note, 120));
+    }
+    line
 }
