@@ -1,83 +1,203 @@
 #!/usr/bin/env bash
-# The GPU check: run on a machine with an NVIDIA GPU, from a bundle made by
-# scripts/gpu-bundle.sh (no Rust needed there). Parts, each with a time
-# limit so the whole stays under 10 minutes on an H200:
-#   1. charlstm-cuda selftest --device cuda  (every kernel vs the CPU reference)
-#   2. the GPU test suite: every bundled test binary, its tests named *cuda*
-#   3. bench_pytorch.py --device cuda --full-epoch: nn.LSTM + cuDNN on the
-#      Keras job (V from the corpus, H=128, B=128, T=60, step 3, RMSprop
-#      0.01) -> $OUT/pytorch.json
-#   4. charlstm-cuda bench --device cuda --full-epoch --pytorch pytorch.json:
-#      the same job on our engine right after, and the ratios PyTorch / ours
-#      computed from the two -> $OUT/bench.json (JSON), bench.err (table)
-# It ends with that table: (a) epoch time and ratio (goal >= 5x), (b) µs per
-# recurrent step (train step / 2T) against the 1 µs budget, (c) 4 x 400
-# chars of generation, (d) the loss after one whole epoch (a loose match:
-# different inits and window orders), and the command lines behind them.
-# Writes everything to $OUT (default ./gpu-check-out): gpu-check.log, the
-# JSON reports, NAME.out / NAME.err of every part. Exit code 0 only if every
-# part passed; a missing part (no binary: exit 2 at once; no
-# bench_pytorch.py, no torch, no GPU) is named in the summary and the table.
+# The GPU check: everything this project claims about a GPU, in one command
+# that fits one call of the device machine (bounded at GPU_CHECK_BUDGET
+# seconds, 420 by default; at most 6 files written to $OUT). Runs from a
+# bundle made by scripts/gpu-bundle.sh (no Rust needed on the GPU machine):
 #
-#   bash gpu-check.sh [BUNDLE]          # BUNDLE defaults to this script's folder
-#   GPU_CHECK_QUICK=1 bash gpu-check.sh # small bench sizes, no whole epochs
-# Also: PYTHON (default python3, with torch); GPU_CHECK_TORCH_DEVICE
-# (default cuda; cpu only to try the plumbing without a GPU);
-# GPU_CHECK_CORPUS (default BUNDLE/nietzsche.txt, else a synthetic text of
-# the same size and alphabet is written to $OUT and used by both sides).
+#   bash scripts/gpu-bundle.sh              # here: builds ./gpu-bundle
+#   bash gpu-bundle/gpu-check.sh            # there, from the repository root
+#
+# Parts, in order, each with its own time limit, cut to what is left of the
+# budget (a part that gets no time is a failure, named in the summary):
+#   selftest   charlstm-cuda selftest --device cuda --json: every kernel vs the
+#              CPU reference at the Keras job's shapes, 20 training steps,
+#              generation
+#   tests      every bundled test binary, its tests named *cuda* (the same
+#              bodies the simulator runs in CI); a binary whose filter matches
+#              nothing or that prints SKIPPED fails. Among them
+#              sim_vs_hardware: the simulator's own instruction test kernels
+#              (tests/kernels/*.cu) on the GPU vs on the simulator
+#   pytorch    bench_pytorch.py: nn.LSTM + cuDNN on the same job, strict fp32
+#              and TF32, eager and CUDA-graph loops, whole epochs
+#   bench      charlstm-cuda bench --device cuda --full-epoch --pytorch ...:
+#              our engine on the same job right after, the ratios computed
+#              from both sides' numbers of this run
+#   profile    ncu (--clock-control none) over one training step's kernels,
+#              when ncu is there and time is left; informational, never fails
+#              the check
+#
+# Writes to $OUT (the device tool sets it; default ./gpu-check-out):
+#   summary.txt      the table: every part and every cuda test with pass/fail
+#                    and seconds, the simulator-vs-hardware lines, the
+#                    selftest's table, the bench's ratios, the commands
+#   gpu-check.tgz    every part's full stdout/stderr, the JSON reports
+#   selftest.json  pytorch.json  bench.json  profile.txt (when made)
+# and prints summary.txt last. Exit 0 only if every non-informational part
+# passed.
+#
+# GPU_CHECK_PARTS=selftest,tests,pytorch,bench,profile (default all) runs a
+# subset; GPU_CHECK_TESTS=name,name limits the test binaries;
+# GPU_CHECK_QUICK=1: small bench sizes, no whole epochs (to try the plumbing);
+# PYTHON (default python3, with torch); GPU_CHECK_TORCH_DEVICE (default
+# cuda; cpu only to try the plumbing without a GPU); GPU_CHECK_CORPUS
+# (default BUNDLE/nietzsche.txt, else a synthetic text of the same size).
 set -uo pipefail
 BUNDLE=$(cd "${1:-$(dirname "$0")}" && pwd)
 OUT=${OUT:-$PWD/gpu-check-out}
 mkdir -p "$OUT"
-LOG=$OUT/gpu-check.log
-: >"$LOG"
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/gpu-check.XXXXXX")
+BUDGET=${GPU_CHECK_BUDGET:-420}
+PARTS=",${GPU_CHECK_PARTS:-selftest,tests,pytorch,bench,profile},"
+ONLY_TESTS=${GPU_CHECK_TESTS:-}
 BIN=$BUNDLE/charlstm-cuda
 PY=${PYTHON:-python3}
 TORCH_DEVICE=${GPU_CHECK_TORCH_DEVICE:-cuda}
 CORPUS=${GPU_CHECK_CORPUS:-$BUNDLE/nietzsche.txt}
 QUICK=${GPU_CHECK_QUICK:-}
 if [[ -n $QUICK ]]; then STEPS=3 SLICE=5; else STEPS=50 SLICE=200; fi
+LOG=$WORK/gpu-check.log
+SUMMARY=$WORK/summary.txt
+: >"$LOG"
+T0=$SECONDS
+# Seconds kept back from the last part for packing the results.
+RESERVE=8
 
 say() { echo "$*" | tee -a "$LOG"; }
-# run NAME LIMIT CMD...: runs CMD with a time limit, stdout to $OUT/NAME.out
-# and stderr to $OUT/NAME.err (so a JSON report stays parseable), both to
-# the log; records pass/fail, seconds and the command line.
-declare -A RESULT SECONDS_OF CMDLINE
+want() { [[ $PARTS == *",$1,"* ]]; }
+left() { echo $((BUDGET - RESERVE - (SECONDS - T0))); }
+
+# run NAME LIMIT CMD...: CMD with a time limit (cut to what is left of the
+# budget), stdout to $WORK/NAME.out and stderr to $WORK/NAME.err (so a JSON
+# report stays parseable); records the result, seconds and command line.
+declare -A RESULT SECS CMDLINE
+ORDER=()
 run() {
   local name=$1 limit=$2
   shift 2
+  ORDER+=("$name")
   CMDLINE[$name]="$*"
-  say "=== $name: $*"
+  local remaining
+  remaining=$(left)
+  ((limit > remaining)) && limit=$remaining
+  if ((limit < 5)); then
+    RESULT[$name]="FAIL (no time left in the ${BUDGET}s budget)" SECS[$name]=0
+    say "--- $name: ${RESULT[$name]}"
+    return 1
+  fi
+  say "=== $name (limit ${limit}s): $*"
   local t0=$SECONDS
-  timeout "$limit" "$@" >"$OUT/$name.out" 2>"$OUT/$name.err"
+  timeout --kill-after=5 "$limit" "$@" >"$WORK/$name.out" 2>"$WORK/$name.err"
   local rc=$?
-  cat "$OUT/$name.out" "$OUT/$name.err" >>"$LOG"
-  SECONDS_OF[$name]=$((SECONDS - t0))
+  SECS[$name]=$((SECONDS - t0))
   if [[ $rc -eq 0 ]]; then RESULT[$name]=pass; else RESULT[$name]="FAIL (exit $rc)"; fi
-  [[ $rc -eq 124 ]] && RESULT[$name]="FAIL (timed out after ${limit}s)"
-  say "--- $name: ${RESULT[$name]} in ${SECONDS_OF[$name]} s"
+  [[ $rc -eq 124 || $rc -eq 137 ]] && RESULT[$name]="FAIL (timed out after ${limit}s)"
+  say "--- $name: ${RESULT[$name]} in ${SECS[$name]} s"
+  return $rc
 }
 
-say "gpu-check $(date -u +%FT%TZ) bundle=$BUNDLE"
-nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm --format=csv 2>&1 | tee -a "$LOG" \
-  || say "nvidia-smi failed: is there an NVIDIA GPU and driver?"
-[[ -x $BIN ]] || { say "no charlstm-cuda binary in $BUNDLE (make one with scripts/gpu-bundle.sh)"; exit 2; }
+finish() {
+  {
+    echo "== gpu-check summary ($(date -u +%FT%TZ), $((SECONDS - T0)) s of a ${BUDGET} s budget) =="
+    echo "bundle: $(head -n 1 "$BUNDLE/MANIFEST" 2>/dev/null || echo "no MANIFEST")"
+    echo "gpu: $GPU"
+    printf '%-44s %-44s %6s\n' part result seconds
+    for k in "${ORDER[@]}"; do printf '%-44s %-44s %6s\n' "$k" "${RESULT[$k]:-}" "${SECS[$k]:-}"; done
+    if [[ -n ${TESTLINES:-} ]]; then
+      echo
+      echo "== every cuda test (binary: test ... result) =="
+      echo "$TESTLINES"
+    fi
+    if [[ -s $WORK/simhw.txt ]]; then
+      echo
+      echo "== simulator vs hardware (tests/kernels/*.cu, sim_vs_hardware) =="
+      cat "$WORK/simhw.txt"
+    fi
+    if [[ -s $WORK/selftest.err ]]; then
+      echo
+      echo "== selftest (charlstm-cuda selftest --device cuda) =="
+      cat "$WORK/selftest.err"
+    fi
+    if [[ -s $WORK/bench.err ]]; then
+      echo
+      echo "== ours (charlstm-cuda, cuda) vs PyTorch (nn.LSTM + cuDNN), one run =="
+      grep -v '^note: ' "$WORK/bench.err"
+    fi
+    [[ -n $QUICK ]] && echo "(GPU_CHECK_QUICK: no whole epochs; the epoch ratio uses the slice estimates)"
+    for m in "${MISSING[@]}"; do echo "MISSING: $m"; done
+    if [[ -s $WORK/profile.txt ]]; then
+      echo
+      echo "== profile (ncu, informational): see profile.txt =="
+      head -n 40 "$WORK/profile.txt"
+    fi
+    echo
+    echo "commands (bundle $BUNDLE, outputs in $OUT):"
+    for k in "${ORDER[@]}"; do [[ $k == test-* ]] || echo "  $k: ${CMDLINE[$k]:-}"; done
+    echo "  tests: BIN cuda --nocapture --test-threads 1, for each of $BUNDLE/tests/*"
+  } >"$SUMMARY" 2>&1
+  for f in selftest.json pytorch.json bench.json profile.txt summary.txt; do
+    [[ -s $WORK/$f ]] && cp "$WORK/$f" "$OUT/$f"
+  done
+  tar -czf "$OUT/gpu-check.tgz" -C "$WORK" . 2>/dev/null
+  cat "$SUMMARY"
+  local fail=0
+  for k in "${ORDER[@]}"; do
+    [[ $k == profile ]] && continue
+    [[ ${RESULT[$k]} == pass ]] || fail=1
+  done
+  exit $fail
+}
 
-run selftest 180 "$BIN" selftest --device cuda
-for t in "$BUNDLE"/tests/*; do
-  [[ -x $t ]] || continue
-  name="test-$(basename "$t")"
-  run "$name" 180 "$t" cuda --nocapture --test-threads 1
-  # A binary whose filter matched nothing "passes" having checked nothing.
-  if grep -q "running 0 tests" "$OUT/$name".{out,err}; then RESULT[$name]="FAIL (no cuda tests)"; fi
-  if grep -q "SKIPPED" "$OUT/$name".{out,err}; then RESULT[$name]="FAIL (skipped: no GPU?)"; fi
-done
+MISSING=()
+say "gpu-check $(date -u +%FT%TZ) bundle=$BUNDLE budget=${BUDGET}s parts=$PARTS"
+GPU=$(nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.max.sm --format=csv,noheader 2>&1 | head -n 1)
+say "gpu: $GPU"
+if [[ ! -x $BIN ]]; then
+  say "no charlstm-cuda binary in $BUNDLE (make one with scripts/gpu-bundle.sh)"
+  RESULT[bundle]="FAIL (no binary)" SECS[bundle]=0 ORDER+=(bundle)
+  finish
+fi
+
+if want selftest; then
+  run selftest 90 "$BIN" selftest --device cuda --json
+  cp "$WORK/selftest.out" "$WORK/selftest.json"
+fi
+
+TESTLINES=""
+if want tests; then
+  export CHARLSTM_BIN=$BIN # tests/cli.rs runs the bundle's binary
+  for t in "$BUNDLE"/tests/*; do
+    [[ -x $t ]] || continue
+    base=$(basename "$t")
+    if [[ -n $ONLY_TESTS && ",$ONLY_TESTS," != *",$base,"* ]]; then continue; fi
+    name="test-$base"
+    run "$name" 120 "$t" cuda --nocapture --test-threads 1
+    # A binary whose filter matched nothing "passes" having checked nothing.
+    if grep -q "running 0 tests" "$WORK/$name.out"; then RESULT[$name]="FAIL (no cuda tests)"; fi
+    if grep -q "SKIPPED" "$WORK/$name".{out,err}; then RESULT[$name]="FAIL (skipped: no GPU?)"; fi
+    # One line per test: with --nocapture its own output splits libtest's
+    # "test NAME ... ok" line, so the verdict comes from the list of
+    # failures libtest prints at the end (none: all passed).
+    finished=$(grep -c '^test result:' "$WORK/$name.out")
+    while read -r tname; do
+      [[ -n $tname ]] || continue
+      if ((finished == 0)); then verdict="did not finish (${RESULT[$name]})"
+      elif sed -n '/^failures:$/,$p' "$WORK/$name.out" | grep -q -x "    $tname"; then verdict=FAILED
+      else verdict=ok; fi
+      TESTLINES+="$base: $tname ... $verdict"$'\n'
+    done < <("$t" cuda --list 2>/dev/null | sed -n 's/: test$//p')
+    if [[ $base == sim_vs_hardware ]]; then
+      # Its own lines: one per kernel output compared, then the verdict.
+      grep -v -E '^(running [0-9]+ test|test |$|successes:|failures:|---- )' "$WORK/$name.out" \
+        >"$WORK/simhw.txt"
+    fi
+  done
+fi
 
 # Both sides train on the same text: the bundle's corpus, else a synthetic
-# one written here (the GPU machine may have no network to download one).
+# one written here (the GPU machine has no network to download one).
 if [[ ! -f $CORPUS ]]; then
   say "no corpus at $CORPUS: writing a synthetic text of the same size and alphabet"
-  CORPUS=$OUT/synthetic.txt
+  CORPUS=$WORK/synthetic.txt
   "$PY" -c 'import random, sys
 a = "abcdefghijklmnopqrstuvwxyz0123456789 .,;:!?\x27\"()-\n=[]_&*+"
 r = random.Random(12345)
@@ -87,47 +207,48 @@ fi
 common=(--corpus "$CORPUS" --steps "$STEPS" --slice-batches "$SLICE")
 epoch_args=()
 [[ -z $QUICK ]] && epoch_args=(--full-epoch)
-rm -f "$OUT/pytorch.json" "$OUT/bench.json"
-missing=()
-if [[ -f $BUNDLE/bench_pytorch.py ]]; then
-  run pytorch 300 "$PY" "$BUNDLE/bench_pytorch.py" --device "$TORCH_DEVICE" "${common[@]}" \
-    "${epoch_args[@]}" --out "$OUT/pytorch.json"
-  if [[ ${RESULT[pytorch]} != pass ]]; then
-    rm -f "$OUT/pytorch.json"
-    missing+=("pytorch: ${RESULT[pytorch]}: $(tail -n 1 "$OUT/pytorch.err")")
+
+if want pytorch; then
+  if [[ -f $BUNDLE/bench_pytorch.py ]]; then
+    run pytorch 150 "$PY" "$BUNDLE/bench_pytorch.py" --device "$TORCH_DEVICE" "${common[@]}" \
+      "${epoch_args[@]}" --out "$WORK/pytorch.json"
+    if [[ ${RESULT[pytorch]} != pass ]]; then
+      rm -f "$WORK/pytorch.json"
+      MISSING+=("pytorch: ${RESULT[pytorch]}: $(tail -n 1 "$WORK/pytorch.err")")
+    fi
+  else
+    ORDER+=(pytorch)
+    RESULT[pytorch]="FAIL (no bench_pytorch.py)" SECS[pytorch]=0
+    MISSING+=("pytorch: no bench_pytorch.py in $BUNDLE (scripts/gpu-bundle.sh copies it)")
   fi
-else
-  RESULT[pytorch]="FAIL (no bench_pytorch.py)" SECONDS_OF[pytorch]=0
-  missing+=("pytorch: no bench_pytorch.py in $BUNDLE (scripts/gpu-bundle.sh copies it)")
-  say "--- pytorch: ${RESULT[pytorch]}"
-fi
-pt_args=()
-[[ -f $OUT/pytorch.json ]] && pt_args=(--pytorch "$OUT/pytorch.json")
-run bench 300 "$BIN" bench --device cuda "${common[@]}" "${epoch_args[@]}" "${pt_args[@]}"
-cp "$OUT/bench.out" "$OUT/bench.json"
-if [[ ${RESULT[bench]} != pass ]]; then
-  missing+=("bench: ${RESULT[bench]}: $(tail -n 2 "$OUT/bench.err" | tr '\n' ' ')")
-elif grep -q '"available": false' "$OUT/bench.json"; then
-  # A bench without a usable GPU exits 0 with an unavailable row: not a pass here.
-  RESULT[bench]="FAIL (cuda unavailable)"
-  missing+=("cuda: unavailable (the bench's cuda row says why, above): no GPU numbers, no ratios")
 fi
 
-# The table: pass/fail, then the bench's own table (ours vs PyTorch, the
-# ratios computed by charlstm-cuda from both sides' numbers of this run).
-{
-  echo
-  echo "== gpu-check summary =="
-  for k in "${!RESULT[@]}"; do printf '%-28s %-40s %5s s\n' "$k" "${RESULT[$k]}" "${SECONDS_OF[$k]}"; done | sort
-  echo
-  echo "== ours (charlstm-cuda, cuda) vs PyTorch (nn.LSTM + cuDNN), one run =="
-  [[ -s $OUT/bench.err ]] && grep -v '^note: ' "$OUT/bench.err"
-  [[ -n $QUICK ]] && echo "(d) GPU_CHECK_QUICK: no whole epochs, so no loss after one epoch; (a) uses the slice estimates"
-  for m in "${missing[@]}"; do echo "MISSING: $m"; done
-  echo "commands (from $OUT):"
-  for k in pytorch bench; do [[ -n ${CMDLINE[$k]:-} ]] && echo "  ${CMDLINE[$k]}"; done
-} 2>&1 | tee -a "$LOG"
+if want bench; then
+  pt_args=()
+  [[ -f $WORK/pytorch.json ]] && pt_args=(--pytorch "$WORK/pytorch.json")
+  run bench 90 "$BIN" bench --device cuda "${common[@]}" "${epoch_args[@]}" "${pt_args[@]}"
+  cp "$WORK/bench.out" "$WORK/bench.json"
+  if [[ ${RESULT[bench]} != pass ]]; then
+    MISSING+=("bench: ${RESULT[bench]}: $(tail -n 2 "$WORK/bench.err" | tr '\n' ' ')")
+  elif grep -q '"available": false' "$WORK/bench.json"; then
+    # A bench without a usable GPU exits 0 with an unavailable row: not a pass here.
+    RESULT[bench]="FAIL (cuda unavailable)"
+    MISSING+=("cuda: unavailable (the bench's cuda row says why): no GPU numbers, no ratios")
+  fi
+fi
 
-fail=0
-for k in "${!RESULT[@]}"; do [[ ${RESULT[$k]} == pass ]] || fail=1; done
-exit $fail
+if want profile; then
+  if command -v ncu >/dev/null; then
+    # One training step's kernels, a few steps in (after capture and
+    # warm-up), each kernel's duration and the chip's speed-of-light.
+    run profile 60 ncu --clock-control none --launch-skip 40 --launch-count 24 \
+      --section SpeedOfLight --section LaunchStats --csv --page details \
+      "$BIN" bench --device cuda --corpus "$CORPUS" --steps 3 --slice-batches 2
+    cp "$WORK/profile.out" "$WORK/profile.txt"
+  else
+    ORDER+=(profile)
+    RESULT[profile]="not run (no ncu)" SECS[profile]=0
+  fi
+fi
+
+finish

@@ -3,9 +3,13 @@
 
 use std::process::{Command, Output};
 
-/// The binary under test, `NO_COLOR` set.
+/// The binary under test, `NO_COLOR` set: the one cargo built next to this
+/// test, or `CHARLSTM_BIN` where the test binary runs without its build
+/// tree (scripts/gpu-check.sh points it at the GPU bundle's binary).
 pub fn bin() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_charlstm-cuda"));
+    let path = std::env::var_os("CHARLSTM_BIN")
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_charlstm-cuda").into());
+    let mut c = Command::new(path);
     c.env("NO_COLOR", "1");
     c
 }
