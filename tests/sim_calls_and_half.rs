@@ -95,7 +95,8 @@ impl Fmt {
     }
     fn sat(self, r: u16) -> u16 {
         let v = self.f(r);
-        if v.is_nan() || v < 0.0 {
+        // NaN, negatives and -0 become +0 (-0 as an H200 does).
+        if v.is_nan() || v <= 0.0 {
             0
         } else if v > 1.0 {
             self.enc(1.0)
@@ -104,7 +105,8 @@ impl Fmt {
         }
     }
     fn relu(self, r: u16) -> u16 {
-        if self.f(r) < 0.0 { 0 } else { r }
+        // -0 becomes +0, as an H200 does.
+        if self.f(r) <= 0.0 { 0 } else { r }
     }
     fn min_max(self, max: bool, x: u16, y: u16) -> u16 {
         let (a, b) = (self.f(x), self.f(y));

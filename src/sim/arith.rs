@@ -134,6 +134,9 @@ impl<'k> Launch<'k> {
         if ty == Ty::F32 {
             let x = ftz32(fl32(a), m.ftz);
             let r = match op {
+                // A NaN comes back unchanged, sign included: PTX leaves the
+                // NaN unspecified, and an H200 returned the input's bits.
+                Un::Neg if x.is_nan() => x,
                 Un::Neg => -x,
                 Un::Abs => x.abs(),
                 Un::Sqrt | Un::SqrtApprox => x.sqrt(),
@@ -158,6 +161,7 @@ impl<'k> Launch<'k> {
         if ty == Ty::F64 {
             let x = fl64(a);
             let r = match op {
+                Un::Neg if x.is_nan() => x, // as for f32, above
                 Un::Neg => -x,
                 Un::Abs => x.abs(),
                 Un::Sqrt if m.rnd == Rnd::Rn => x.sqrt(),

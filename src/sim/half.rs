@@ -85,14 +85,16 @@ fn finish(h: H, r: u16, m: FMod) -> u16 {
         if v.is_nan() {
             return 0;
         }
-        if v < 0.0 {
+        // -0 too: an H200 returns +0 for mul.rn.sat.f16 of a negative zero.
+        if v <= 0.0 {
             return 0;
         }
         if v > 1.0 {
             return from_f64(h, 1.0);
         }
     }
-    if m.relu && v < 0.0 {
+    // -0 too: an H200 returns +0 for fma.rn.relu.{f16,bf16} of a negative zero.
+    if m.relu && v <= 0.0 {
         return 0;
     }
     r

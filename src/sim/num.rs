@@ -100,6 +100,8 @@ pub(super) const FMOD0: FMod = FMod {
     relu: false,
 };
 
+/// `.sat`: clamps to [+0, 1]; NaN and -0 become +0 (PTX ISA; -0 -> +0 as
+/// an H200 does for the half forms, which share the rule).
 pub(super) fn sat(x: f32) -> f32 {
-    if x.is_nan() { 0.0 } else { x.clamp(0.0, 1.0) }
+    if x > 0.0 { x.min(1.0) } else { 0.0 }
 }
