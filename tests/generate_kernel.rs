@@ -51,8 +51,22 @@ fn random_case(
 ) -> Case {
     let mut params = Params::<f32>::zeros(v, h);
     let scale = [0.3, 0.8, 2.0][rng.range(0, 3)];
-    for t in params.tensors_mut() {
-        t.iter_mut().for_each(|e| *e = rng.f32(scale));
+    // Long windows (maxlen > 8) get the selftest's conditioning instead:
+    // inputs and biases in ±0.6, the two products over H terms scaled by
+    // sqrt(32 / H). With weights of O(1) over 60 steps the recurrence is
+    // chaotic: seen at V = 57, H = 128 (scale 0.8), the f32 and the f64 CPU
+    // references themselves drew different characters (p = 0.99 vs 1e-8),
+    // so no implementation could be checked against either.
+    let long = maxlen > 8;
+    let narrow = 0.6 * (32.0 / h as f32).sqrt();
+    for (i, t) in params.tensors_mut().into_iter().enumerate() {
+        // Keras order: kernel, recurrent_kernel, bias, dense.kernel, dense.bias.
+        let s = match (long, i) {
+            (false, _) => scale,
+            (true, 1 | 3) => narrow,
+            (true, _) => 0.6,
+        };
+        t.iter_mut().for_each(|e| *e = rng.f32(s));
     }
     let mut strategies = strategies();
     if rng.range(0, 2) == 0 {
