@@ -1,21 +1,32 @@
 //! The training check: a [`GpuEngine`] and a [`CpuEngine`] from the same
-//! Keras initialisation take the same batches for a number of steps; the
-//! loss of every step and the weights after the last must agree.
+//! Keras initialisation take the same batches for a number of steps. Before
+//! every step the GPU engine is given the CPU engine's weights and RMSprop
+//! state ([`Engine::set_state`]), so each step is checked from one shared
+//! state: its loss, and the weights and RMSprop state it leaves.
 //!
 //! It talks to the GPU engine only through the [`Engine`] trait and its
 //! constructor, so it checks whatever the engine runs on the device (the
-//! chain forward -> head -> backward -> RMSprop and the state it keeps on
-//! the device between steps), not one kernel.
+//! chain forward -> head -> backward -> RMSprop, the CUDA graph of a step,
+//! the state it keeps on the device), not one kernel.
 //!
-//! The losses are compared element-wise, the weights as whole tensors
-//! (relative L2 error). Element-wise, weights after a few RMSprop steps are
-//! ill-conditioned: RMSprop divides each gradient element by its own running
-//! RMS, so an element whose gradient is within rounding of zero moves by up
-//! to `lr / sqrt(1 - rho)` in a direction set by rounding. Two correct
-//! implementations show it: the f32 and the f64 CPU reference, 20 steps of
-//! the Keras job from the same init and batches, differ per element by up
-//! to 1e-2 relative (tens of elements past 1e-3), while every tensor's
-//! relative L2 error stays below 1e-4 and the losses agree to 1e-6.
+//! Why each step from a shared state, not 20 steps run apart and compared
+//! at the end: training at lr 0.01 amplifies differences in the last bits
+//! without bound. Measured on the CPU alone (the f32 engine twice, the
+//! second from an init moved by one ulp per weight, the Keras shapes on this
+//! check's random text): the weights' relative L2 difference grows from
+//! 1e-6 after step 1 to 1e-4 after step 11 and 5e-3 after step 20. Two
+//! correct implementations that round differently (the GPU's FMAs and
+//! summation orders) therefore drift apart by more than any bound a wrong
+//! kernel would exceed; an H200 drifted to 6e-2 over 20 steps while every
+//! step from a shared state agreed to ~1e-6. Within one step the errors do
+//! not compound, so the bound can stay tight.
+//!
+//! The losses are compared element-wise, the weights and RMSprop state as
+//! whole tensors (relative L2 error; the worst step is the row).
+//! Element-wise, weights after an RMSprop step are ill-conditioned: RMSprop
+//! divides each gradient element by its own running RMS, so an element
+//! whose gradient is within rounding of zero moves by up to
+//! `lr / sqrt(1 - rho)` in a direction set by rounding.
 
 use super::kernels::{random_starts, random_text};
 use super::{BOUND_TRAINING_LOSS, BOUND_TRAINING_WEIGHTS, SelftestRow, Shape};
@@ -57,35 +68,48 @@ pub fn check_training<D: GpuDevice>(
     // The label only answers `Engine::backend`, which nothing here asks.
     let mut gpu = GpuEngine::new(&mut *dev, Backend::Cuda, &corpus, &hyper, params, rmsprop)?;
     let (mut got, mut want) = (Vec::with_capacity(steps), Vec::with_capacity(steps));
-    for _ in 0..steps {
+    let shape = shape.to_string();
+    let widen = |t: &[f32]| t.iter().map(|&x| f64::from(x)).collect::<Vec<f64>>();
+    // The worst step of each tensor: (weights, RMSprop state) rows.
+    let mut worst: Vec<Option<SelftestRow>> = vec![None; 2 * TENSOR_NAMES.len()];
+    for step in 1..=steps {
         let starts = random_starts(&mut rng, &corpus, b, t);
+        gpu.set_state(&cpu.params()?, &cpu.rmsprop_state()?)?;
         want.push(f64::from(cpu.train_batch(&starts)?));
         got.push(f64::from(gpu.train_batch(&starts)?));
+        let pairs = [
+            (gpu.params()?, cpu.params()?, "weights"),
+            (gpu.rmsprop_state()?, cpu.rmsprop_state()?, "RMSprop state"),
+        ];
+        for (k, (g, w, what)) in pairs.iter().enumerate() {
+            for (i, (name, (g, w))) in TENSOR_NAMES
+                .iter()
+                .zip(g.tensors().iter().zip(w.tensors()))
+                .enumerate()
+            {
+                let row = SelftestRow::compare(
+                    "GpuEngine",
+                    &format!("{name} {what} after one step (worst of {steps}; at step {step})"),
+                    &shape,
+                    &widen(g),
+                    &widen(w),
+                    BOUND_TRAINING_WEIGHTS,
+                );
+                let slot = &mut worst[k * TENSOR_NAMES.len() + i];
+                if slot.as_ref().is_none_or(|r| !(r.rel_err >= row.rel_err)) {
+                    *slot = Some(row);
+                }
+            }
+        }
     }
-    let shape = shape.to_string();
     let mut rows = vec![SelftestRow::compare(
         "GpuEngine",
-        &format!("loss, steps 1-{steps}"),
+        &format!("loss, steps 1-{steps} (each from the CPU's state)"),
         &shape,
         &got,
         &want,
         BOUND_TRAINING_LOSS,
     )];
-    let (got_p, want_p) = (gpu.params()?, cpu.params()?);
-    let widen = |t: &[f32]| t.iter().map(|&x| f64::from(x)).collect::<Vec<f64>>();
-    for ((name, g), w) in TENSOR_NAMES
-        .iter()
-        .zip(got_p.tensors())
-        .zip(want_p.tensors())
-    {
-        rows.push(SelftestRow::compare(
-            "GpuEngine",
-            &format!("{name} after step {steps}"),
-            &shape,
-            &widen(g),
-            &widen(w),
-            BOUND_TRAINING_WEIGHTS,
-        ));
-    }
+    rows.extend(worst.into_iter().flatten());
     Ok(rows)
 }
