@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The GPU check: everything this project claims about a GPU, in one command
 # that fits one call of the device machine (bounded at GPU_CHECK_BUDGET
-# seconds, 420 by default; at most 6 files written to $OUT). Runs from a
+# seconds, 420 by default; at most 7 files written to $OUT). Runs from a
 # bundle made by scripts/gpu-bundle.sh (no Rust needed on the GPU machine):
 #
 #   bash scripts/gpu-bundle.sh              # here: builds ./gpu-bundle
@@ -31,7 +31,8 @@
 #                    and seconds, the simulator-vs-hardware lines, the
 #                    selftest's table, the bench's ratios, the commands
 #   gpu-check.tgz    every part's full stdout/stderr, the JSON reports
-#   selftest.json  pytorch.json  bench.json  profile.txt (when made)
+#   selftest.json  pytorch.json  bench.json  profile.txt profile-persistent.txt
+#   (when made): at most 7 files
 # and prints summary.txt last. Exit 0 only if every non-informational part
 # passed.
 #
@@ -112,9 +113,17 @@ finish() {
       echo "== simulator vs hardware (tests/kernels/*.cu, sim_vs_hardware) =="
       cat "$WORK/simhw.txt"
     fi
-    if [[ -s $WORK/selftest.err ]]; then
+    if [[ -s $WORK/selftest.json || -s $WORK/selftest.err ]]; then
       echo
-      echo "== selftest (charlstm-cuda selftest --device cuda) =="
+      echo "== selftest (charlstm-cuda selftest --device cuda --json, its rows) =="
+      "$PY" -c 'import json, sys
+d = json.load(open(sys.argv[1]))
+ok = "all passed" if d["passed"] else "%d FAILED" % d["failed"]
+print(d["device"] + ": " + ok + ", seed %s, %.1f s" % (d["seed"], d["seconds"]))
+for r in d["rows"]:
+    print("%-4s %-30.30s %-60.60s %-26.26s %-7s %9.2e <= %.0e" % ("pass" if r["pass"] else "FAIL",
+          r["kernel"], r["output"], r["shape"], r["metric"], r["rel_err"], r["bound"]))
+' "$WORK/selftest.json" 2>/dev/null || echo "(no JSON report)"
       cat "$WORK/selftest.err"
     fi
     if [[ -s $WORK/bench.err ]]; then
@@ -126,22 +135,32 @@ finish() {
     for m in "${MISSING[@]}"; do echo "MISSING: $m"; done
     if [[ -s $WORK/profile.txt ]]; then
       echo
-      echo "== profile (ncu, informational): see profile.txt =="
-      head -n 40 "$WORK/profile.txt"
+      echo "== profile (ncu --clock-control none, informational; full CSV in profile.txt) =="
+      "$PY" -c 'import csv, sys
+rows = [r for r in csv.reader(open(sys.argv[1])) if len(r) > 14 and r[0].isdigit()]
+seen = {}
+for r in rows:
+    seen.setdefault((int(r[0]), r[4], r[8], r[7]), {})[r[12]] = r[14]
+print("%3s %-34s %12s %12s %8s %8s" % ("id", "kernel", "grid", "block", "us", "SM%/mem%"))
+for (i, k, g, b), m in sorted(seen.items()):
+    us = float(m.get("Duration", "nan").replace(",", "")) / 1e3
+    print("%3d %-34.34s %12s %12s %8.1f %4s/%s" % (i, k, g, b, us,
+          m.get("Compute (SM) Throughput", "?"), m.get("Memory Throughput", "?")))
+' "$WORK/profile.txt" 2>/dev/null || echo "(could not read the CSV)"
     fi
     echo
     echo "commands (bundle $BUNDLE, outputs in $OUT):"
     for k in "${ORDER[@]}"; do [[ $k == test-* ]] || echo "  $k: ${CMDLINE[$k]:-}"; done
     echo "  tests: BIN cuda --nocapture --test-threads 1, for each of $BUNDLE/tests/*"
   } >"$SUMMARY" 2>&1
-  for f in selftest.json pytorch.json bench.json profile.txt summary.txt; do
+  for f in selftest.json pytorch.json bench.json profile.txt profile-persistent.txt summary.txt; do
     [[ -s $WORK/$f ]] && cp "$WORK/$f" "$OUT/$f"
   done
   tar -czf "$OUT/gpu-check.tgz" -C "$WORK" . 2>/dev/null
   cat "$SUMMARY"
   local fail=0
   for k in "${ORDER[@]}"; do
-    [[ $k == profile ]] && continue
+    [[ $k == profile* ]] && continue
     [[ ${RESULT[$k]} == pass ]] || fail=1
   done
   exit $fail
@@ -245,6 +264,13 @@ if want profile; then
       --section SpeedOfLight --section LaunchStats --csv --page details \
       "$BIN" bench --device cuda --corpus "$CORPUS" --steps 3 --slice-batches 2
     cp "$WORK/profile.out" "$WORK/profile.txt"
+    # Where a recurrent step's time goes: warp stall reasons, issue
+    # activity and shared-memory traffic of the two persistent kernels.
+    run profile-persistent 60 ncu --clock-control none --kernel-name regex:persistent \
+      --launch-skip 2 --launch-count 2 --section WarpStateStats --section SchedulerStats \
+      --section MemoryWorkloadAnalysis_Tables --section ComputeWorkloadAnalysis --page details \
+      "$BIN" bench --device cuda --corpus "$CORPUS" --steps 3 --slice-batches 2
+    grep -v '^ *[{}"\[]' "$WORK/profile-persistent.out" >"$WORK/profile-persistent.txt"
   else
     ORDER+=(profile)
     RESULT[profile]="not run (no ncu)" SECS[profile]=0
