@@ -72,14 +72,45 @@ impl Fmt {
             half::f16::from_bits(x).to_f64()
         }
     }
+    /// `v` rounded once to nearest even. Not `half`'s `from_f64` alone: it
+    /// rounds from the upper 32 bits of the f64 and so misplaces ties that
+    /// have bits below (an H200's fma.rn.bf16 showed it); its answer is
+    /// only the starting point, and the nearest of it and its two
+    /// neighbours wins, by exact f64 distances (an infinity counting as
+    /// the power of two past the largest finite value, IEEE's overflow rule).
     fn enc(self, v: f64) -> u16 {
         if v.is_nan() {
-            0x7fff
-        } else if self.bf {
+            return 0x7fff;
+        }
+        let start = if self.bf {
             half::bf16::from_f64(v).to_bits()
         } else {
             half::f16::from_f64(v).to_bits()
+        };
+        let (inf, past_max) = if self.bf {
+            (0x7f80u16, 2f64.powi(128))
+        } else {
+            (0x7c00u16, 2f64.powi(16))
+        };
+        let sign = start & 0x8000;
+        let value = |m: u16| {
+            let mag = if m == inf { past_max } else { self.f(m).abs() };
+            if sign != 0 { -mag } else { mag }
+        };
+        let m = start & 0x7fff;
+        let candidates = [m.checked_sub(1), Some(m), (m < inf).then_some(m + 1)];
+        let mut best: Option<(f64, u16)> = None;
+        for c in candidates.into_iter().flatten().filter(|&c| c <= inf) {
+            let d = (value(c) - v).abs();
+            let better = match best {
+                None => true,
+                Some((bd, bc)) => d < bd || (d == bd && c & 1 == 0 && bc & 1 == 1),
+            };
+            if better {
+                best = Some((d, c));
+            }
         }
+        sign | best.expect("a candidate").1
     }
     fn ftz(self, x: u16) -> u16 {
         let (e, m) = if self.bf {
@@ -130,9 +161,26 @@ impl Fmt {
         let (p, c) = (self.f(x) * self.f(y), self.f(z));
         let s = p + c;
         let bb = s - p;
-        let exact = !s.is_finite() || (p - (s - bb)) + (c - bb) == 0.0; // two-sum error
-
-        exact.then(|| self.enc(s))
+        if !s.is_finite() {
+            return Some(self.enc(s));
+        }
+        // The exact sum is s + e (two-sum). Rounded to a half type it is
+        // enc(s), unless s is a midpoint between two half values: then the
+        // sign of e picks the side. (Midpoints are f64 numbers, so the
+        // exact sum cannot lie across one from its f64 rounding s.)
+        let e = (p - (s - bb)) + (c - bb);
+        let r = self.enc(s);
+        if e == 0.0 {
+            return Some(r);
+        }
+        let d = self.f(r) - s;
+        let toward = |n: u16| (self.f(n) - s == -d).then_some(n);
+        let other = toward(r.wrapping_add(1)).or_else(|| toward(r.wrapping_sub(1)));
+        Some(match other {
+            // A midpoint: the neighbour on e's side.
+            Some(n) if d != 0.0 && (self.f(n) - s > 0.0) == (e > 0.0) => n,
+            _ => r,
+        })
     }
 }
 
