@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The GPU check: everything this project claims about a GPU, in one command
 # that fits one call of the device machine (bounded at GPU_CHECK_BUDGET
-# seconds, 420 by default; at most 7 files written to $OUT). Runs from a
+# seconds, 420 by default; at most 8 files written to $OUT). Runs from a
 # bundle made by scripts/gpu-bundle.sh (no Rust needed on the GPU machine):
 #
 #   bash scripts/gpu-bundle.sh              # here: builds ./gpu-bundle
@@ -31,8 +31,8 @@
 #                    and seconds, the simulator-vs-hardware lines, the
 #                    selftest's table, the bench's ratios, the commands
 #   gpu-check.tgz    every part's full stdout/stderr, the JSON reports
-#   selftest.json  pytorch.json  bench.json  profile.txt profile-persistent.txt
-#   (when made): at most 7 files
+#   selftest.json  pytorch.json  bench.json, and profile.txt,
+#   profile-persistent.txt, profile-pytorch.txt when ncu is there: at most 8
 # and prints summary.txt last. Exit 0 only if every non-informational part
 # passed.
 #
@@ -133,27 +133,29 @@ for r in d["rows"]:
     fi
     [[ -n $QUICK ]] && echo "(GPU_CHECK_QUICK: no whole epochs; the epoch ratio uses the slice estimates)"
     for m in "${MISSING[@]}"; do echo "MISSING: $m"; done
-    if [[ -s $WORK/profile.txt ]]; then
+    for prof in profile profile-pytorch; do
+      [[ -s $WORK/$prof.txt ]] || continue
       echo
-      echo "== profile (ncu --clock-control none, informational; full CSV in profile.txt) =="
+      echo "== $prof (ncu --clock-control none, informational; full CSV in $prof.txt) =="
       "$PY" -c 'import csv, sys
 rows = [r for r in csv.reader(open(sys.argv[1])) if len(r) > 14 and r[0].isdigit()]
 seen = {}
 for r in rows:
     seen.setdefault((int(r[0]), r[4], r[8], r[7]), {})[r[12]] = r[14]
-print("%3s %-34s %12s %12s %8s %8s" % ("id", "kernel", "grid", "block", "us", "SM%/mem%"))
+print("%3s %-40s %12s %12s %8s %8s" % ("id", "kernel", "grid", "block", "us", "SM%/mem%"))
 for (i, k, g, b), m in sorted(seen.items()):
     us = float(m.get("Duration", "nan").replace(",", "")) / 1e3
-    print("%3d %-34.34s %12s %12s %8.1f %4s/%s" % (i, k, g, b, us,
+    print("%3d %-40.40s %12s %12s %8.1f %4s/%s" % (i, k, g, b, us,
           m.get("Compute (SM) Throughput", "?"), m.get("Memory Throughput", "?")))
-' "$WORK/profile.txt" 2>/dev/null || echo "(could not read the CSV)"
-    fi
+' "$WORK/$prof.txt" 2>/dev/null || echo "(could not read the CSV)"
+    done
     echo
     echo "commands (bundle $BUNDLE, outputs in $OUT):"
     for k in "${ORDER[@]}"; do [[ $k == test-* ]] || echo "  $k: ${CMDLINE[$k]:-}"; done
     echo "  tests: BIN cuda --nocapture --test-threads 1, for each of $BUNDLE/tests/*"
   } >"$SUMMARY" 2>&1
-  for f in selftest.json pytorch.json bench.json profile.txt profile-persistent.txt summary.txt; do
+  for f in selftest.json pytorch.json bench.json profile.txt profile-persistent.txt \
+    profile-pytorch.txt summary.txt; do
     [[ -s $WORK/$f ]] && cp "$WORK/$f" "$OUT/$f"
   done
   tar -czf "$OUT/gpu-check.tgz" -C "$WORK" . 2>/dev/null
@@ -271,6 +273,15 @@ if want profile; then
       --section MemoryWorkloadAnalysis_Tables --section ComputeWorkloadAnalysis --page details \
       "$BIN" bench --device cuda --corpus "$CORPUS" --steps 3 --slice-batches 2
     grep -v '^ *[{}"\[]' "$WORK/profile-persistent.out" >"$WORK/profile-persistent.txt"
+    # Which cuDNN kernels nn.LSTM runs here (persistent or not) and what
+    # one PyTorch training step costs, kernel by kernel (strict fp32, eager).
+    if [[ -f $BUNDLE/bench_pytorch.py ]]; then
+      run profile-pytorch 60 ncu --clock-control none --launch-skip 150 --launch-count 60 \
+        --section SpeedOfLight --section LaunchStats --csv --page details \
+        "$PY" "$BUNDLE/bench_pytorch.py" --device "$TORCH_DEVICE" --corpus "$CORPUS" --steps 5 \
+        --slice-batches 5 --gen-length 2 --variants fp32-eager
+      cp "$WORK/profile-pytorch.out" "$WORK/profile-pytorch.txt"
+    fi
   else
     ORDER+=(profile)
     RESULT[profile]="not run (no ncu)" SECS[profile]=0

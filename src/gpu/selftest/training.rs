@@ -96,7 +96,11 @@ pub fn check_training<D: GpuDevice>(
                     BOUND_TRAINING_WEIGHTS,
                 );
                 let slot = &mut worst[k * TENSOR_NAMES.len() + i];
-                if slot.as_ref().is_none_or(|r| !(r.rel_err >= row.rel_err)) {
+                // A NaN error (never written) is the worst and stays.
+                let worse = |r: &SelftestRow| {
+                    !r.rel_err.is_nan() && (row.rel_err.is_nan() || row.rel_err > r.rel_err)
+                };
+                if slot.as_ref().is_none_or(worse) {
                     *slot = Some(row);
                 }
             }
