@@ -4,10 +4,11 @@
 //! the epoch-order path vs uploaded starts, and bad starts. Written once,
 //! generic over `GpuDevice`: the simulator runs it here, a GPU with the same
 //! body. Random text and shapes, fresh every run (seed printed;
-//! CHARLSTM_TEST_SEED replays). Bound `|err| <= 1e-5 max|ref| + 1e-4 |ref|`
-//! per tensor, as in tests/lstm_kernels.rs; for the weights and RMSprop
-//! state after a step the absolute part is 1e-4 max|ref| (`WEIGHT_FLOOR`
-//! says why).
+//! CHARLSTM_TEST_SEED replays). Each step starts from the CPU engine's
+//! state (`set_state`), so rounding differences do not compound across
+//! steps. Bound `|err| <= 1e-5 max|ref| + 1e-4 |ref|` per element for the
+//! loss and gradients, as in tests/lstm_kernels.rs; the weights and RMSprop
+//! state after a step as whole tensors (`WEIGHT_L2` says why).
 
 mod common;
 use common::{Rng, seed};
@@ -68,19 +69,16 @@ fn check_params_with(what: &str, got: &Params<f32>, want: &Params<f32>, floor: f
     }
 }
 
-/// The absolute floor of the weights and RMSprop state after a step, as a
-/// fraction of the tensor's largest element: 1e-4, ten times the
-/// gradients'. RMSprop divides each gradient element by its own running
-/// scale, so an element whose gradients nearly cancel carries its absolute
-/// error (held to 1e-5 of the gradient tensor's largest element, above)
-/// into the weight amplified by the ratio of the two (at the first step,
-/// where the running scale is the gradient itself, an element whose
-/// gradient is ~eps moves by up to lr). The persistent backward sums dh in
-/// another order than the CPU; seen on the simulator: up to 1.4e-5 of the
-/// largest weight (H = 32, persistent), 2.3e-6 (H = 33, per-step). The
-/// RMSprop kernel itself is held to 1e-6 against the CPU in
-/// tests/kernels_vs_cpu.rs.
-const WEIGHT_FLOOR: f64 = 1e-4;
+/// Relative L2 bound of the weights and RMSprop state after one step from
+/// a shared state, per tensor. Element-wise they are ill-conditioned:
+/// RMSprop divides each gradient element by its own running scale, so an
+/// element whose gradient sums nearly cancel (its absolute error, ~1e-7 of
+/// the tensor's largest gradient, is then a large part of it) carries that
+/// error into the weight amplified up to `lr / sqrt(1 - rho)`. Seen on the
+/// simulator (H = 24, step 2): one weight 7.9e-5 off, 1.6e-4 of the
+/// tensor's largest; the tensor's relative L2 error stays ~1e-6 (1e-6 on an
+/// H200 at the Keras shape), and a wrong kernel is far above 1e-4.
+const WEIGHT_L2: f64 = 1e-4;
 
 /// Random text over `v` symbols (V > 64 gives two words per one-hot row).
 fn random_corpus(rng: &mut Rng, v: usize, len: usize) -> OneHotCorpus {
@@ -128,21 +126,14 @@ fn check_l2(name: &str, got: &[f32], want: &[f32], bound: f64) {
     );
 }
 
-/// Tensor-wise relative L2 bound of the full-shape comparison (the Keras
-/// job on a GPU) after optimizer steps: selftest's BOUND_TRAINING_WEIGHTS.
-/// Element-wise, weights after RMSprop steps are ill-conditioned (see
-/// WEIGHT_FLOOR, and src/gpu/selftest/training.rs: even the f32 and f64 CPU
-/// references differ per element by up to 1e-2 relative after 20 steps),
-/// and on hardware ptxas contracts some multiply-adds the simulator rounds
-/// twice, so no element-wise bound recorded on the simulator transfers.
-const FULL_SHAPE_L2: f64 = 1e-3;
-
 /// Three steps of GpuEngine vs CpuEngine; the batches come from an epoch
-/// order given to `begin_epoch` (the trainer's path). The full shape
-/// compares whole tensors (relative L2) wherever an optimizer step came
-/// before: the weights and RMSprop state, and the gradients after step 1.
+/// order given to `begin_epoch` (the trainer's path). Before steps 2 and 3
+/// the GPU engine takes the CPU engine's state (`set_state`): each step is
+/// checked from one shared state, as the selftest does (see
+/// src/gpu/selftest/training.rs for why steps run apart drift without
+/// bound). The engine's own state across steps is what tests/graph.rs and
+/// tests/deferred_losses.rs check, bit for bit.
 fn three_steps<D: GpuDevice>(dev: D, backend: Backend, rng: &mut Rng, c: &Case) {
-    let full = c.h >= 128 && c.b >= 128;
     println!("V={} H={} B={} T={} on {}", c.v, c.h, c.b, c.t, dev.name());
     let corpus = random_corpus(rng, c.v, 3 * c.b + c.t + 20);
     let hy = hyper(c, rng.next_u64());
@@ -158,54 +149,32 @@ fn three_steps<D: GpuDevice>(dev: D, backend: Backend, rng: &mut Rng, c: &Case) 
     gpu.begin_epoch(&order, 0).expect("gpu order");
     for (step, starts) in order.chunks(c.b).enumerate() {
         println!(" step {}", step + 1);
+        if step > 0 {
+            gpu.set_state(&cpu.params().unwrap(), &cpu.rmsprop_state().unwrap())
+                .unwrap();
+        }
         let want = cpu.train_batch(starts).expect("cpu step");
         let got = gpu.train_batch(starts).expect("gpu step");
         check("loss", &[got], &[want]);
-        let (gw, cw) = (gpu.params().unwrap(), cpu.params().unwrap());
-        let (gm, cm) = (gpu.rmsprop_state().unwrap(), cpu.rmsprop_state().unwrap());
-        if full {
-            let gg = gpu.grads().expect("grads");
-            for (i, name) in TENSOR_NAMES.iter().enumerate() {
-                let pick = |p: &Params<f32>| p.tensors()[i].to_vec();
-                if step == 0 {
-                    check(&format!("grad {name}"), &pick(&gg), &pick(cpu.grads()));
-                } else {
-                    check_l2(
-                        &format!("grad {name}"),
-                        &pick(&gg),
-                        &pick(cpu.grads()),
-                        FULL_SHAPE_L2,
-                    );
-                }
-                check_l2(
-                    &format!("weight {name}"),
-                    &pick(&gw),
-                    &pick(&cw),
-                    FULL_SHAPE_L2,
-                );
-                check_l2(
-                    &format!("rmsprop {name}"),
-                    &pick(&gm),
-                    &pick(&cm),
-                    FULL_SHAPE_L2,
-                );
+        check_params("grad", &gpu.grads().expect("grads"), cpu.grads());
+        let pairs = [
+            ("weight", gpu.params().unwrap(), cpu.params().unwrap()),
+            (
+                "rmsprop",
+                gpu.rmsprop_state().unwrap(),
+                cpu.rmsprop_state().unwrap(),
+            ),
+        ];
+        for (what, g, w) in &pairs {
+            for ((name, g), w) in TENSOR_NAMES.iter().zip(g.tensors()).zip(w.tensors()) {
+                check_l2(&format!("{what} {name}"), g, w, WEIGHT_L2);
             }
-        } else {
-            check_params("grad", &gpu.grads().expect("grads"), cpu.grads());
-            check_params_with("weight", &gw, &cw, WEIGHT_FLOOR);
-            check_params_with("rmsprop", &gm, &cm, WEIGHT_FLOOR);
         }
     }
     // Eval and predict on the trained weights.
     let starts = &order[..c.b.min(order.len())];
     let want = cpu.eval_batch(starts).unwrap();
-    let got = gpu.eval_batch(starts).unwrap();
-    if full {
-        // The weights differ as the L2 bound above allows.
-        check_l2("eval loss", &[got], &[want], FULL_SHAPE_L2);
-    } else {
-        check("eval loss", &[got], &[want]);
-    }
+    check("eval loss", &[gpu.eval_batch(starts).unwrap()], &[want]);
     let x: Vec<u32> = (0..2 * c.t).map(|_| rng.range(0, c.v) as u32).collect();
     // Generation through the engine (the device kernel) from the CPU's
     // weights, loaded with set_state. The uniform strategy ignores the
