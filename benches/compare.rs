@@ -11,10 +11,10 @@
 
 use std::path::Path;
 
+use charlstm_cuda::Backend;
 use charlstm_cuda::bench::{self, BenchConfig};
 use charlstm_cuda::corpus::OneHotCorpus;
 use charlstm_cuda::model::Hyper;
-use charlstm_cuda::train::Backend;
 
 fn corpus() -> OneHotCorpus {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));

@@ -22,12 +22,12 @@ use std::time::Instant;
 use serde::Serialize;
 
 use crate::corpus::{OneHotCorpus, Windows, epoch_order};
+use crate::device::Device;
+use crate::engine::{Backend, Engine};
 use crate::error::{Error, Result};
 use crate::model::{Hyper, Params, init_params};
 use crate::sample::Strategy;
-use crate::train::{
-    Backend, Control, Device, Engine, EpochEvent, Observer, TrainConfig, Trainer, create_engine,
-};
+use crate::train::{Control, EpochEvent, Observer, TrainConfig, Trainer};
 
 pub mod pytorch;
 mod table;
@@ -195,7 +195,7 @@ pub fn run(
     for &backend in backends {
         let params = init_params(v, hyper.hidden, hyper.seed);
         let ms = Params::zeros(v, hyper.hidden);
-        let made = create_engine(Device::Exact(backend), corpus, hyper, params, ms);
+        let made = Device::Exact(backend).open_engine(corpus, hyper, params, ms);
         let (mut engine, note) = match made {
             Ok(e) => e,
             Err(e) => {

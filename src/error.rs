@@ -105,6 +105,15 @@ pub enum Error {
         /// Why not.
         what: String,
     },
+    /// A GPU backend asked of a build compiled without nvcc.
+    #[error(
+        "the {backend} backend is not available: this build has no CUDA kernels (nvcc was not \
+         found at build time); run `bash scripts/setup-cuda.sh` and rebuild"
+    )]
+    NoKernels {
+        /// `cuda` or `sim`.
+        backend: &'static str,
+    },
     /// A "text" file looks binary.
     #[error("{path}: looks like a binary file (NUL byte at offset {offset}), not text")]
     BinaryText {
@@ -121,7 +130,7 @@ pub enum Error {
     },
     /// The GPU (or the simulated one) failed.
     #[error(transparent)]
-    Device(#[from] crate::gpu::device::DeviceError),
+    Device(#[from] DeviceError),
     /// The PTX simulator caught a kernel bug.
     #[error("PTX simulator, kernel {kernel}: {what}")]
     Sim {
@@ -206,13 +215,14 @@ impl Error {
             Error::Download { .. } => {
                 "when offline, pass the text with --corpus FILE".into()
             }
-            // Without kernels the fix is a rebuild, which the message says.
-            Error::BackendUnavailable { backend: "cuda", .. } if crate::gpu::ptx::BUILT_WITH_KERNELS => {
+            Error::BackendUnavailable { backend: "cuda", .. } => {
                 "install or update the NVIDIA driver (580 or newer; `nvidia-smi` should list the GPU), \
                  or use --device cpu (or --device sim to run the kernels on the simulator)"
                     .into()
             }
-            Error::BackendUnavailable { .. } => "use --device cpu".into(),
+            // The fix for the build is in the message (rebuild with nvcc);
+            // what works now is the CPU.
+            Error::BackendUnavailable { .. } | Error::NoKernels { .. } => "use --device cpu".into(),
             Error::BinaryText { .. } => {
                 "pass a UTF-8 text file (UTF-16 text converts with `iconv -f UTF-16 -t UTF-8`)".into()
             }
@@ -239,6 +249,115 @@ impl Error {
             Error::Sim { .. } => {
                 "the kernel (or its launch) has a bug the simulator caught: fix it at the PTX line named (compare `nvcc --ptx` output with the .cu source)".into()
             }
+        }
+    }
+}
+
+/// What a device backend (the simulator or a GPU) reports; converted into
+/// [`Error::Device`]. Defined here, not in `gpu`, so that the crate's error
+/// type depends on nothing above it; `gpu::device` re-exports it.
+#[derive(Debug, thiserror::Error)]
+pub enum DeviceError {
+    /// A launch asks for more shared memory per block than the device has.
+    #[error(
+        "kernel {kernel} needs {requested} bytes of shared memory per block (static + dynamic), \
+         the device allows {limit}"
+    )]
+    SharedMemory {
+        /// The kernel.
+        kernel: &'static str,
+        /// Bytes asked for, static and dynamic together.
+        requested: usize,
+        /// The device's opt-in limit per block.
+        limit: u32,
+    },
+    /// A launcher was called with arguments its kernel cannot take (a bug).
+    #[error("kernel {kernel}: bad launch arguments: {what}")]
+    BadArguments {
+        /// The kernel (or device operation).
+        kernel: &'static str,
+        /// What is wrong.
+        what: String,
+    },
+    /// An allocation failed.
+    #[error("device {device}: out of memory allocating {requested} bytes ({free} bytes free)")]
+    OutOfMemory {
+        /// The device's name.
+        device: String,
+        /// Bytes asked for.
+        requested: usize,
+        /// Bytes the device said were free.
+        free: usize,
+    },
+    /// The packed corpus does not fit in device memory.
+    #[error(
+        "device {device}: the one-hot corpus ({bytes} bytes) does not fit in device memory \
+         ({free} bytes free); the GPU engine uploads the whole corpus (streaming it in chunks \
+         is not implemented)"
+    )]
+    CorpusTooLarge {
+        /// The device's name.
+        device: String,
+        /// The packed corpus's size.
+        bytes: usize,
+        /// Bytes the device said were free.
+        free: usize,
+    },
+    /// The model's shape exceeds what the kernels can run on this device.
+    #[error(
+        "a vocabulary of {vocab} symbols with {hidden} units is too large for the kernels on \
+         device {device}: {what}"
+    )]
+    VocabTooLarge {
+        /// The device's name.
+        device: String,
+        /// V.
+        vocab: usize,
+        /// H.
+        hidden: usize,
+        /// Which limit, and the largest V that fits.
+        what: String,
+    },
+    /// The driver (or the simulator) failed an operation.
+    #[error("device {device}: {what}")]
+    Backend {
+        /// The device's name.
+        device: String,
+        /// The operation and the driver's error.
+        what: String,
+    },
+    /// A graph capture was misused: a host transfer, a synchronisation or
+    /// a free while capturing, a replay of an unknown graph, or a device
+    /// that cannot capture at all.
+    #[error("device {device}: graph capture: {what}")]
+    Capture {
+        /// The device's name.
+        device: String,
+        /// The misuse.
+        what: String,
+    },
+}
+
+impl DeviceError {
+    /// One line telling the user how to fix it.
+    pub fn hint(&self) -> &'static str {
+        match self {
+            DeviceError::SharedMemory { .. } => {
+                "the model is too large for this kernel on this device; use a smaller --hidden or --device cpu"
+            }
+            DeviceError::BadArguments { .. } => "this is a bug in charlstm-cuda; please report it",
+            DeviceError::OutOfMemory { .. } => {
+                "use a smaller --batch-size or --hidden, free the GPU of other work, or use --device cpu"
+            }
+            DeviceError::CorpusTooLarge { .. } => {
+                "use --device cpu (it maps the corpus file and reads only each batch's rows), or a shorter text"
+            }
+            DeviceError::VocabTooLarge { .. } => {
+                "use --device cpu (no limit on the vocabulary), a smaller --hidden, or a text with \
+                 fewer distinct characters (lower-cased, rare symbols removed)"
+            }
+            DeviceError::Backend { .. } => "check the GPU driver, or use --device cpu",
+            DeviceError::Capture { .. } => "this is a bug in charlstm-cuda; please report it",
         }
     }
 }

@@ -49,7 +49,10 @@
 pub mod bench;
 pub mod corpus;
 pub mod cpu;
+pub mod device;
+pub mod engine;
 pub mod error;
+pub mod inference;
 // The kernel-argument structs and device errors of `gpu` and the
 // simulator's internals mirror `kernels/*.cu` and PTX, documented there;
 // their field-by-field docs are still to write, so the lint is off for
@@ -60,17 +63,21 @@ pub mod interop;
 pub mod io;
 pub mod model;
 pub mod report;
+pub mod rng;
 pub mod sample;
 #[allow(missing_docs)]
 pub mod sim;
 pub mod train;
 
 pub use corpus::{OneHotCorpus, Vocab, Windows};
+pub use device::Device;
+pub use engine::{Backend, Engine};
 pub use error::{Error, Result};
+pub use inference::Model;
 pub use interop::Format;
-pub use model::{Checkpoint, Grads, Hyper, Model, Params};
+pub use model::{Checkpoint, Grads, Hyper, Params};
 pub use sample::{Generator, Strategy};
 pub use train::{
-    Backend, BatchEvent, Control, Device, EpochEvent, Observer, RunSummary, Silent, TrainConfig,
-    Trainer, TrainerBuilder,
+    BatchEvent, Control, EpochEvent, Observer, RunSummary, Silent, TrainConfig, Trainer,
+    TrainerBuilder,
 };

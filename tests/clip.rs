@@ -11,7 +11,7 @@ use charlstm_cuda::cpu::{CpuEngine, RmsProp, clip_grad_norm};
 use charlstm_cuda::gpu::rmsprop::{GradClipLauncher, ParamLayout};
 use charlstm_cuda::gpu::{DevicePtr, GpuDevice, GpuEngine, SimDevice, ptx};
 use charlstm_cuda::model::{Checkpoint, Grads, Hyper, Params, TENSOR_NAMES, init_params};
-use charlstm_cuda::train::{Backend, Engine};
+use charlstm_cuda::{Backend, Engine};
 use charlstm_cuda::{Error, OneHotCorpus};
 
 fn text() -> String {

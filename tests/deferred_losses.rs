@@ -11,9 +11,10 @@ use charlstm_cuda::Result;
 use charlstm_cuda::corpus::{OneHotCorpus, Windows};
 use charlstm_cuda::model::{Checkpoint, Hyper, Params, TrainState, init_params};
 use charlstm_cuda::train::{
-    Backend, Control, Device, DivergenceGuard, Engine, LAST_CHECKPOINT, LOSS_READBACK_EVERY,
-    Observer, OnDivergence, RollbackEvent, TrainConfig, Trainer, create_engine,
+    Control, DivergenceGuard, LAST_CHECKPOINT, LOSS_READBACK_EVERY, Observer, OnDivergence,
+    RollbackEvent, TrainConfig, Trainer,
 };
+use charlstm_cuda::{Backend, Device, Engine};
 
 fn bits(p: &Params<f32>) -> Vec<u32> {
     p.tensors().concat().iter().map(|x| x.to_bits()).collect()
@@ -141,7 +142,7 @@ fn train(
         ),
     };
     let cpu = Device::Exact(Backend::Cpu);
-    let (engine, _) = create_engine(cpu, &corpus, &hy, params, ms).expect("engine");
+    let (engine, _) = cpu.open_engine(&corpus, &hy, params, ms).expect("engine");
     let engine: Box<dyn Engine> = match deferred {
         true => Box::new(Deferring::new(engine, nan_at)),
         false => Box::new(NanAt {

@@ -11,9 +11,10 @@ use common::NanAt;
 
 use charlstm_cuda::model::{Checkpoint, Hyper, Params, TrainState, init_params};
 use charlstm_cuda::train::{
-    Backend, Device, Divergence, DivergenceGuard, LAST_CHECKPOINT, Observer, OnDivergence,
-    RollbackEvent, Silent, TrainConfig, Trainer, create_engine, epoch_checkpoint_name,
+    Divergence, DivergenceGuard, LAST_CHECKPOINT, Observer, OnDivergence, RollbackEvent, Silent,
+    TrainConfig, Trainer, epoch_checkpoint_name,
 };
+use charlstm_cuda::{Backend, Device};
 use charlstm_cuda::{Error, OneHotCorpus};
 
 fn text() -> String {
@@ -158,8 +159,9 @@ fn a_nan_batch_rolls_back_to_the_best_epoch() {
     let h = hyper(3);
     let params = init_params(corpus.vocab().len(), h.hidden, h.seed);
     let zeros = Params::zeros(params.vocab, params.hidden);
-    let (inner, _) =
-        create_engine(Device::Exact(Backend::Cpu), &corpus, &h, params, zeros).expect("engine");
+    let (inner, _) = (Device::Exact(Backend::Cpu))
+        .open_engine(&corpus, &h, params, zeros)
+        .expect("engine");
     let windows = charlstm_cuda::Windows::new(corpus.rows(), h.maxlen, h.step).expect("windows");
     let per_epoch = windows.count.div_ceil(h.batch);
     let engine = Box::new(NanAt {

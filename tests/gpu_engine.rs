@@ -18,7 +18,7 @@ use charlstm_cuda::cpu::CpuEngine;
 use charlstm_cuda::gpu::{CudaDevice, GpuDevice, GpuEngine, SimDevice, ptx};
 use charlstm_cuda::model::{Hyper, Params, TENSOR_NAMES, init_params};
 use charlstm_cuda::sample::Strategy;
-use charlstm_cuda::train::{Backend, Engine};
+use charlstm_cuda::{Backend, Engine};
 
 fn check(name: &str, got: &[f32], want: &[f32]) {
     check_with(name, got, want, 1e-5);

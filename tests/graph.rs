@@ -23,7 +23,7 @@ use charlstm_cuda::gpu::{
     SimDevice, ptx,
 };
 use charlstm_cuda::model::{Hyper, Params, init_params};
-use charlstm_cuda::train::{Backend, Engine};
+use charlstm_cuda::{Backend, Engine};
 use charlstm_cuda::{Error, Result};
 
 const V: usize = 12;

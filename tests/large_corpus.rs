@@ -16,10 +16,10 @@
 use std::io::{BufWriter, Write};
 use std::path::Path;
 
+use charlstm_cuda::Engine;
 use charlstm_cuda::corpus::{OneHotCorpus, Windows, epoch_order};
 use charlstm_cuda::cpu::CpuEngine;
 use charlstm_cuda::model::{Hyper, Params, init_params};
-use charlstm_cuda::train::Engine;
 
 const MIB: f64 = 1024.0 * 1024.0;
 

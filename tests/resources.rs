@@ -10,11 +10,14 @@ use std::path::Path;
 use std::process::Command;
 
 use charlstm_cuda::cpu::CpuEngine;
-use charlstm_cuda::gpu::{DeviceError, DevicePtr, GpuDevice, GpuEngine, KernelArg, LaunchConfig};
+use charlstm_cuda::device;
+use charlstm_cuda::gpu::{
+    DeviceError, DevicePtr, GpuDevice, GpuEngine, GpuModel, KernelArg, LaunchConfig,
+};
 use charlstm_cuda::gpu::{SimDevice, ptx};
 use charlstm_cuda::model::{Checkpoint, Hyper, Params, init_params};
 use charlstm_cuda::sample::Strategy;
-use charlstm_cuda::train::{Backend, Engine};
+use charlstm_cuda::{Backend, Engine};
 use charlstm_cuda::{Error, OneHotCorpus, Result};
 
 /// Accepts `room` bytes, then answers every write as a full disk does.
@@ -431,4 +434,35 @@ fn generation_falls_back_when_its_kernel_does_not_fit() {
     assert!(dev.launched.iter().any(|k| k == "head_fwd_bwd_f32"));
     assert!(!dev.launched.iter().any(|k| k == "generate_fwd_f32"));
     assert!(dev.live.is_empty());
+}
+
+/// The same fallback for a model given by its weights alone (the `generate`
+/// command's path, `GpuModel`): it used to launch the kernel and fail where
+/// the after-epoch samples fell back. Same draws as the CPU reference, and
+/// `device::generate` on the simulator agrees with the CPU where the
+/// kernel does fit.
+#[test]
+fn generation_from_weights_falls_back_too() {
+    if !ptx::BUILT_WITH_KERNELS {
+        eprintln!("SKIPPED: built without kernels");
+        return;
+    }
+    let p = init_params(300, 16, 9);
+    let strategies = [Strategy::Temperature(1.0), Strategy::Uniform];
+    let seed = [5, 17, 250, 3];
+    let want = device::generate(Backend::Cpu, &p, 3, &seed, 6, &strategies, 11, 2).unwrap();
+    let mut dev = Limited {
+        max_shared: 2048,
+        ..Limited::new()
+    };
+    let got = {
+        let mut model = GpuModel::new(&mut dev, Backend::Sim, &p).unwrap();
+        model.generate(&seed, 3, 6, &strategies, 11, 2).unwrap()
+    };
+    assert_eq!(got, want);
+    assert!(dev.launched.iter().any(|k| k == "head_fwd_bwd_f32"));
+    assert!(!dev.launched.iter().any(|k| k == "generate_fwd_f32"));
+    assert!(dev.live.is_empty());
+    let sim = device::generate(Backend::Sim, &p, 3, &seed, 6, &strategies, 11, 2).unwrap();
+    assert_eq!(sim, want);
 }

@@ -6,9 +6,10 @@ use common::NanAt;
 
 use charlstm_cuda::model::{Checkpoint, Hyper, Params, TrainState, init_params};
 use charlstm_cuda::train::{
-    Backend, BatchEvent, Control, Device, EpochEvent, LAST_CHECKPOINT, Observer, Silent,
-    TrainConfig, Trainer, create_engine, epoch_checkpoint_name,
+    BatchEvent, Control, EpochEvent, LAST_CHECKPOINT, Observer, Silent, TrainConfig, Trainer,
+    epoch_checkpoint_name,
 };
+use charlstm_cuda::{Backend, Device};
 use charlstm_cuda::{Error, OneHotCorpus};
 
 fn text() -> String {
@@ -48,8 +49,9 @@ fn nan_loss_stops_with_a_clear_error_and_keeps_the_last_good_checkpoint() {
     let h = hyper();
     let params = init_params(corpus.vocab().len(), h.hidden, h.seed);
     let zeros = Params::zeros(params.vocab, params.hidden);
-    let (inner, _) =
-        create_engine(Device::Exact(Backend::Cpu), &corpus, &h, params, zeros).expect("engine");
+    let (inner, _) = (Device::Exact(Backend::Cpu))
+        .open_engine(&corpus, &h, params, zeros)
+        .expect("engine");
     let windows = charlstm_cuda::Windows::new(corpus.rows(), h.maxlen, h.step).expect("windows");
     let per_epoch = windows.count.div_ceil(h.batch);
     // The 3rd batch of epoch 2 reports NaN.

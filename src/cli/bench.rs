@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use charlstm_cuda::bench::{self, BenchConfig};
 use charlstm_cuda::corpus::{OneHotCorpus, download};
 use charlstm_cuda::model::Hyper;
-use charlstm_cuda::train::{Backend, Device};
+use charlstm_cuda::{Backend, Device};
 use charlstm_cuda::{Error, Result};
 
 use super::args::BenchArgs;

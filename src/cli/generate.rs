@@ -4,13 +4,11 @@ use std::process::ExitCode;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
+use charlstm_cuda::Device;
 use charlstm_cuda::corpus::{OneHotCorpus, Vocab, Windows, read_text};
-use charlstm_cuda::cpu::CpuModel;
-use charlstm_cuda::gpu::generate::generate_from_params;
-use charlstm_cuda::gpu::{CudaDevice, SimDevice};
+use charlstm_cuda::device;
 use charlstm_cuda::model::{Checkpoint, Params};
-use charlstm_cuda::sample::{Generator, Purpose, RngStream, Strategy, random_seed_text};
-use charlstm_cuda::train::{Backend, Device, create_engine};
+use charlstm_cuda::sample::{Purpose, RngStream, Strategy, random_seed_text};
 use charlstm_cuda::{Error, Result};
 
 use super::args::{EvalArgs, GenerateArgs, StrategyArg};
@@ -49,48 +47,20 @@ pub fn generate(a: GenerateArgs) -> Result<ExitCode> {
             vocab.char_at(i as u32).to_string()
         }
     };
-    let texts = match backend {
-        Backend::Cpu => Generator::new(CpuModel::new(&ckpt.params), &vocab, maxlen).generate(
-            &seed_text,
-            a.length,
-            &strategies,
-            a.seed,
-            0,
-        )?,
-        // The whole sampling loop is one kernel launch on a device.
-        Backend::Sim | Backend::Cuda => {
-            let seed_indices = seed_text
-                .chars()
-                .map(|ch| vocab.index_of(ch).ok_or(Error::UnknownChar { ch }))
-                .collect::<Result<Vec<u32>>>()?;
-            let (p, len) = (&ckpt.params, a.length);
-            let out = match backend {
-                Backend::Sim => generate_from_params(
-                    &mut SimDevice::new(a.seed),
-                    p,
-                    maxlen,
-                    &seed_indices,
-                    len,
-                    &strategies,
-                    a.seed,
-                    0,
-                ),
-                _ => generate_from_params(
-                    &mut CudaDevice::new(0)?,
-                    p,
-                    maxlen,
-                    &seed_indices,
-                    len,
-                    &strategies,
-                    a.seed,
-                    0,
-                ),
-            }?;
-            out.iter()
-                .map(|seq| seq.iter().map(|&i| vocab.char_at(i)).collect())
-                .collect()
-        }
-    };
+    // One path for every backend: on a device the whole sampling loop is
+    // one kernel launch (or the same loop over the device's predict where
+    // that does not fit), on the CPU the reference predictor.
+    let texts = device::generate_text(
+        backend,
+        &ckpt.params,
+        &vocab,
+        maxlen,
+        &seed_text,
+        a.length,
+        &strategies,
+        a.seed,
+        0,
+    )?;
     let colour = colour_stdout();
     println!("--- Generating with seed: \"{seed_text}\"");
     for (s, text) in strategies.iter().zip(texts) {
@@ -130,7 +100,7 @@ pub fn eval(a: EvalArgs) -> Result<ExitCode> {
     let hyper = ckpt.hyper.clone();
     let windows = Windows::new(corpus.rows(), hyper.maxlen, hyper.step)?;
     let rmsprop = Params::zeros(ckpt.params.vocab, ckpt.params.hidden);
-    let (mut engine, notice) = create_engine(device, &corpus, &hyper, ckpt.params, rmsprop)?;
+    let (mut engine, notice) = device.open_engine(&corpus, &hyper, ckpt.params, rmsprop)?;
     if let Some(n) = notice {
         eprintln!("{n}");
     }

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use charlstm_cuda::gpu::selftest::{self, SelftestShapes};
 use charlstm_cuda::gpu::{CudaDevice, GpuDevice, SimDevice};
-use charlstm_cuda::train::{Backend, Device};
+use charlstm_cuda::{Backend, Device};
 use charlstm_cuda::{Error, Result};
 
 use super::args::SelftestArgs;
@@ -15,16 +15,18 @@ pub fn selftest(a: SelftestArgs) -> Result<ExitCode> {
     match checks(a) {
         // The generic hint ("use --device cpu") would be wrong here: the
         // selftest has no CPU device.
-        Err(e @ Error::BackendUnavailable { backend, .. }) => {
+        Err(
+            e @ Error::BackendUnavailable {
+                backend: "cuda", ..
+            },
+        ) => {
             eprintln!("error: {e}");
-            eprintln!(
-                "  hint: {}",
-                if backend == "cuda" {
-                    "`--device sim` runs the same checks on the PTX simulator"
-                } else {
-                    "install nvcc with `bash scripts/setup-cuda.sh` and rebuild"
-                }
-            );
+            eprintln!("  hint: `--device sim` runs the same checks on the PTX simulator");
+            Ok(ExitCode::FAILURE)
+        }
+        Err(e @ (Error::BackendUnavailable { .. } | Error::NoKernels { .. })) => {
+            eprintln!("error: {e}");
+            eprintln!("  hint: install nvcc with `bash scripts/setup-cuda.sh` and rebuild");
             Ok(ExitCode::FAILURE)
         }
         result => result,

@@ -4,9 +4,10 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
+use charlstm_cuda::Device;
 use charlstm_cuda::corpus::{OneHotCorpus, download};
 use charlstm_cuda::model::{Checkpoint, Hyper};
-use charlstm_cuda::train::{Device, DivergenceGuard, LAST_CHECKPOINT, TrainConfig, Trainer};
+use charlstm_cuda::train::{DivergenceGuard, LAST_CHECKPOINT, TrainConfig, Trainer};
 use charlstm_cuda::{Error, Result};
 
 use super::args::{PrepareArgs, TrainArgs};

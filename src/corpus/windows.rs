@@ -1,7 +1,7 @@
 //! Windows as offsets into the one-hot stream, and the per-epoch order.
 
 use crate::error::{Error, Result};
-use crate::sample::{Purpose, RngStream};
+use crate::rng::{Purpose, RngStream};
 
 /// Window i covers rows `[i*step, i*step+maxlen)`, its target is row `i*step+maxlen`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

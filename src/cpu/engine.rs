@@ -1,9 +1,9 @@
 //! The CPU reference as a training [`Engine`].
 
 use crate::corpus::OneHotCorpus;
+use crate::engine::{Backend, Engine};
 use crate::error::{Error, Result};
 use crate::model::{Grads, Hyper, Params};
-use crate::train::{Backend, Engine};
 
 use super::{
     RmsProp, Workspace, clip_grad_norm, gather, loss_and_grads_into, loss_with, predict,

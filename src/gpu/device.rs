@@ -67,78 +67,7 @@ impl LaunchConfig {
     }
 }
 
-/// What a device backend reports; converted into [`crate::Error::Device`].
-#[derive(Debug, thiserror::Error)]
-pub enum DeviceError {
-    #[error(
-        "kernel {kernel} needs {requested} bytes of shared memory per block (static + dynamic), \
-         the device allows {limit}"
-    )]
-    SharedMemory {
-        kernel: &'static str,
-        requested: usize,
-        limit: u32,
-    },
-    #[error("kernel {kernel}: bad launch arguments: {what}")]
-    BadArguments { kernel: &'static str, what: String },
-    #[error("device {device}: out of memory allocating {requested} bytes ({free} bytes free)")]
-    OutOfMemory {
-        device: String,
-        requested: usize,
-        free: usize,
-    },
-    #[error(
-        "device {device}: the one-hot corpus ({bytes} bytes) does not fit in device memory \
-         ({free} bytes free); the GPU engine uploads the whole corpus (streaming it in chunks \
-         is not implemented)"
-    )]
-    CorpusTooLarge {
-        device: String,
-        bytes: usize,
-        free: usize,
-    },
-    #[error(
-        "a vocabulary of {vocab} symbols with {hidden} units is too large for the kernels on \
-         device {device}: {what}"
-    )]
-    VocabTooLarge {
-        device: String,
-        vocab: usize,
-        hidden: usize,
-        what: String,
-    },
-    #[error("device {device}: {what}")]
-    Backend { device: String, what: String },
-    /// A graph capture was misused: a host transfer, a synchronisation or
-    /// a free while capturing, a replay of an unknown graph, or a device
-    /// that cannot capture at all.
-    #[error("device {device}: graph capture: {what}")]
-    Capture { device: String, what: String },
-}
-
-impl DeviceError {
-    /// One line telling the user how to fix it.
-    pub fn hint(&self) -> &'static str {
-        match self {
-            DeviceError::SharedMemory { .. } => {
-                "the model is too large for this kernel on this device; use a smaller --hidden or --device cpu"
-            }
-            DeviceError::BadArguments { .. } => "this is a bug in charlstm-cuda; please report it",
-            DeviceError::OutOfMemory { .. } => {
-                "use a smaller --batch-size or --hidden, free the GPU of other work, or use --device cpu"
-            }
-            DeviceError::CorpusTooLarge { .. } => {
-                "use --device cpu (it maps the corpus file and reads only each batch's rows), or a shorter text"
-            }
-            DeviceError::VocabTooLarge { .. } => {
-                "use --device cpu (no limit on the vocabulary), a smaller --hidden, or a text with \
-                 fewer distinct characters (lower-cased, rare symbols removed)"
-            }
-            DeviceError::Backend { .. } => "check the GPU driver, or use --device cpu",
-            DeviceError::Capture { .. } => "this is a bug in charlstm-cuda; please report it",
-        }
-    }
-}
+pub use crate::error::DeviceError;
 
 /// A device that can hold buffers and run the embedded kernels.
 pub trait GpuDevice {

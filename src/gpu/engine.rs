@@ -1,10 +1,13 @@
 //! The GPU trainer, written once against [`GpuDevice`] (DESIGN §3-§4), so the
-//! simulator and a real GPU run every line of it.
+//! simulator and a real GPU run every line of it. It is a [`GpuModel`] (the
+//! weights, the gradients, one batch's buffers and the forward chain, which
+//! `predict` and `generate` use alone) plus what training over a corpus
+//! needs.
 //!
 //! Everything lives on the device for the whole run: the packed one-hot
 //! corpus (uploaded once), the parameters, gradients and RMSprop mean squares
-//! (one flat buffer each, [`ParamLayout`]), the activations of one batch
-//! ([`BatchBuffers`]) and the epoch's window order (uploaded once per epoch by
+//! (one flat buffer each, `ParamLayout`), the activations of one batch
+//! (`BatchBuffers`) and the epoch's window order (uploaded once per epoch by
 //! [`Engine::begin_epoch`]). A training step is then launches only:
 //!
 //! 1. `head_targets_u32`: the B targets, decoded from the corpus (after
@@ -29,19 +32,11 @@
 //! device that cannot capture) launch the same kernels one by one, reading
 //! their starts from the order or from an upload, as eval and predict do.
 //!
-//! Generation (the after-epoch samples) is `generate_fwd_f32`, one launch
-//! for every character of every temperature, reading the same parameters;
-//! where its shared memory (12V + 24H + 4 maxlen bytes) exceeds the device's,
-//! the sampling loop runs over `predict` instead, one launch chain per
-//! character.
-//!
-//! Limits, checked in [`GpuEngine::new`] before anything is allocated
-//! ([`DeviceError::VocabTooLarge`]): `head_fwd_bwd_f32` holds a row's h and
-//! logits in shared memory, `(H + V) * 4` bytes, so V <= max_shared / 4 - H
-//! (57,984 symbols at H = 128 with sm_90's 227 KiB); the LSTM kernels index
-//! rows with u32 products, so 4H * max(V, H) < 2^32. The whole packed
-//! corpus (`rows * ceil(V/64) * 8` bytes) is uploaded once; one that does
-//! not fit is [`DeviceError::CorpusTooLarge`] (no streaming).
+//! Generation (the after-epoch samples) and `predict` are the model's
+//! (`super::model`, which also holds the kernels' limits on V and H). The
+//! whole packed corpus (`rows * ceil(V/64) * 8` bytes) is uploaded once,
+//! the first allocation; one that does not fit is
+//! [`DeviceError::CorpusTooLarge`] (no streaming).
 //!
 //! No step waits for the host: [`Engine::queue_train_batch`] leaves the
 //! loss in the device log and [`Engine::collect_losses`] reads the log back
@@ -51,19 +46,16 @@
 //! CUDA's stream, no wait). Batches whose starts are not the next slice of
 //! the epoch order (eval, library callers) upload their B starts.
 
-use super::buffers::BatchBuffers;
-use super::device::{DeviceError, DevicePtr, GpuDevice, SCRATCH_FLOATS};
-use super::generate::{GenerateDims, GenerateLauncher};
-use super::head::{HeadDims, HeadLauncher};
-use super::lstm::LstmLauncher;
-use super::rmsprop::{GradClipLauncher, ParamLayout, RmsPropLauncher};
+use super::device::{DeviceError, DevicePtr, GpuDevice};
+use super::model::GpuModel;
+use super::rmsprop::{GradClipLauncher, RmsPropLauncher};
 use super::step::StepLauncher;
 use crate::corpus::OneHotCorpus;
 use crate::cpu::RmsProp;
+use crate::engine::{Backend, Engine};
 use crate::error::{Error, Result};
 use crate::model::{Hyper, Params};
 use crate::sample::Strategy;
-use crate::train::{Backend, Engine, generate_by_predict};
 
 mod batch;
 mod graph;
@@ -89,28 +81,21 @@ struct EpochOrder {
     cursor: usize,
 }
 
-/// Training state on a [`GpuDevice`].
+/// Training state on a [`GpuDevice`]: a [`GpuModel`] (weights, batch
+/// buffers, the forward chain) plus the corpus, the RMSprop state, the
+/// epoch order and the captured step.
 pub struct GpuEngine<'c, D: GpuDevice> {
-    device: D,
-    backend: Backend,
+    model: GpuModel<D>,
     corpus: &'c OneHotCorpus,
     maxlen: usize,
-    layout: ParamLayout,
     optimizer: RmsProp,
     /// `Hyper::clip_norm`; `None` launches no clipping kernel.
     clip_norm: Option<f32>,
     grad_clip: GradClipLauncher,
     rmsprop: RmsPropLauncher,
-    lstm: LstmLauncher,
-    head: HeadLauncher,
     d_corpus: DevicePtr,
-    d_params: DevicePtr,
     d_rmsprop: DevicePtr,
-    d_grads: DevicePtr,
-    batch: BatchBuffers,
     order: EpochOrder,
-    /// Packed one-hot rows of `predict`'s sequences, and its capacity in rows.
-    d_predict: (DevicePtr, usize),
     /// `Hyper::batch`: the batch size a captured step is for.
     batch_size: usize,
     step: StepLauncher,
@@ -151,34 +136,27 @@ impl<'c, D: GpuDevice> GpuEngine<'c, D> {
                 });
             }
         }
-        check_model_fits(&device, v, hyper.hidden)?;
-        let layout = ParamLayout::new(v, hyper.hidden);
-        // Build the engine first so Drop frees whatever was allocated if a
-        // later allocation fails.
+        // The model first: it refuses a model the kernels cannot run before
+        // anything is allocated. Built before any allocation so Drop frees
+        // whatever was allocated if a later one fails; the corpus comes
+        // first, so that one too large for the device says so.
+        let model = GpuModel::unloaded(device, backend, v, hyper.hidden)?;
         let mut engine = GpuEngine {
-            device,
-            backend,
+            model,
             corpus,
             maxlen: hyper.maxlen,
-            layout,
             optimizer: RmsProp::from_hyper(hyper),
             clip_norm: hyper.clip_norm,
             grad_clip: GradClipLauncher::default(),
             rmsprop: RmsPropLauncher::default(),
-            lstm: LstmLauncher::default(),
-            head: HeadLauncher::default(),
             d_corpus: DevicePtr::NULL,
-            d_params: DevicePtr::NULL,
             d_rmsprop: DevicePtr::NULL,
-            d_grads: DevicePtr::NULL,
-            batch: BatchBuffers::empty(),
             order: EpochOrder {
                 host: Vec::new(),
                 device: DevicePtr::NULL,
                 capacity: 0,
                 cursor: 0,
             },
-            d_predict: (DevicePtr::NULL, 0),
             batch_size: hyper.batch,
             step: StepLauncher::default(),
             d_step: DevicePtr::NULL,
@@ -187,7 +165,8 @@ impl<'c, D: GpuDevice> GpuEngine<'c, D> {
             collected: Vec::new(),
             graph: StepGraph::default(),
         };
-        let dev = &mut engine.device;
+        let layout = engine.model.layout;
+        let dev = &mut engine.model.device;
         let words: &[u8] = bytemuck::cast_slice(corpus.words());
         engine.d_corpus = match dev.alloc(words.len().max(1)) {
             Ok(p) => p,
@@ -202,11 +181,12 @@ impl<'c, D: GpuDevice> GpuEngine<'c, D> {
             Err(e) => return Err(e),
         };
         dev.upload(engine.d_corpus, words)?;
-        engine.d_params = dev.upload_new_f32(&layout.flatten(&params))?;
+        engine.model.load(&params)?;
+        let dev = &mut engine.model.device;
         engine.d_rmsprop = dev.upload_new_f32(&layout.flatten(&rmsprop))?;
-        engine.d_grads = dev.alloc(layout.len() * std::mem::size_of::<f32>())?;
         engine.d_step = Self::alloc_step_state(dev)?;
         engine
+            .model
             .batch
             .ensure(dev, hyper.batch, hyper.maxlen, hyper.hidden, v)?;
         Ok(engine)
@@ -214,42 +194,32 @@ impl<'c, D: GpuDevice> GpuEngine<'c, D> {
 
     /// The device underneath.
     pub fn device(&mut self) -> &mut D {
-        &mut self.device
+        self.model.device()
     }
 
     /// The gradients of the last [`Engine::train_batch`], from the device.
     pub fn grads(&mut self) -> Result<Params<f32>> {
-        self.download_flat(self.d_grads)
+        let d_grads = self.model.d_grads;
+        self.model.download_flat(d_grads)
     }
 
-    fn download_flat(&mut self, ptr: DevicePtr) -> Result<Params<f32>> {
-        let flat = self.device.download_vec_f32(ptr, self.layout.len())?;
-        Ok(self.layout.unflatten(&flat))
-    }
-
+    /// Frees the training buffers (the model frees its own when dropped).
     fn free_all(&mut self) -> Result<()> {
         self.drop_step_graph()?;
-        self.batch.free(&mut self.device)?;
         let ptrs = [
             self.d_step,
             self.d_corpus,
-            self.d_params,
             self.d_rmsprop,
-            self.d_grads,
             self.order.device,
-            self.d_predict.0,
         ];
         for p in ptrs {
             if p != DevicePtr::NULL {
-                self.device.free(p)?;
+                self.model.device.free(p)?;
             }
         }
         self.d_corpus = DevicePtr::NULL;
-        self.d_params = DevicePtr::NULL;
         self.d_rmsprop = DevicePtr::NULL;
-        self.d_grads = DevicePtr::NULL;
         self.order.device = DevicePtr::NULL;
-        self.d_predict = (DevicePtr::NULL, 0);
         self.d_step = DevicePtr::NULL;
         Ok(())
     }
@@ -257,27 +227,31 @@ impl<'c, D: GpuDevice> GpuEngine<'c, D> {
 
 impl<D: GpuDevice> Engine for GpuEngine<'_, D> {
     fn backend(&self) -> Backend {
-        self.backend
+        self.model.backend
     }
 
     fn begin_epoch(&mut self, order: &[u32], position: usize) -> Result<()> {
         let o = &mut self.order;
         if order.len() > o.capacity {
             if o.device != DevicePtr::NULL {
-                self.device.free(o.device)?;
+                self.model.device.free(o.device)?;
                 o.device = DevicePtr::NULL;
                 o.capacity = 0;
             }
-            o.device = self.device.alloc(std::mem::size_of_val(order).max(1))?;
+            o.device = self
+                .model
+                .device
+                .alloc(std::mem::size_of_val(order).max(1))?;
             o.capacity = order.len();
         }
-        self.device.upload_u32(o.device, order)?;
+        self.model.device.upload_u32(o.device, order)?;
         o.host.clear();
         o.host.extend_from_slice(order);
         o.cursor = position.min(order.len());
         // The captured step reads the order at the device's cursor.
         let cursor = o.cursor;
-        self.device
+        self.model
+            .device
             .upload_u32(self.d_step.offset(graph::CURSOR_AT), &[cursor as u32])?;
         self.dev_cursor = Some(cursor);
         Ok(())
@@ -339,80 +313,23 @@ impl<D: GpuDevice> Engine for GpuEngine<'_, D> {
     }
 
     fn predict(&mut self, x: &[u32], seq_len: usize) -> Result<Vec<f32>> {
-        crate::cpu::check_sequences(x, seq_len, self.layout.vocab)?;
-        let (h, v) = (self.layout.hidden, self.layout.vocab);
-        let b = x.len() / seq_len;
-        // The sequences become a little packed one-hot corpus of b * seq_len
-        // rows plus one spare (the targets kernel reads row start + T), so
-        // the training kernels run unchanged: window b starts at row b * T.
-        let wpr = self.corpus.words_per_row();
-        let rows = x.len() + 1;
-        let mut words = vec![0u64; rows * wpr];
-        for (r, &cls) in x.iter().enumerate() {
-            words[r * wpr + cls as usize / 64] |= 1u64 << (cls % 64);
-        }
-        words[x.len() * wpr] = 1; // class 0: a valid dummy target
-        if rows > self.d_predict.1 {
-            if self.d_predict.0 != DevicePtr::NULL {
-                self.device.free(self.d_predict.0)?;
-                self.d_predict = (DevicePtr::NULL, 0);
-            }
-            self.d_predict = (self.device.alloc(words.len() * 8)?, rows);
-        }
-        self.device
-            .upload(self.d_predict.0, bytemuck::cast_slice(&words))?;
-        self.batch.ensure(&mut self.device, b, seq_len, h, v)?;
-        let starts: Vec<u32> = (0..b).map(|i| (i * seq_len) as u32).collect();
-        self.device.upload_u32(self.batch.starts, &starts)?;
-        self.device
-            .zero(self.batch.loss, std::mem::size_of::<f32>())?;
-        let dims = self.dims(b, seq_len);
-        let hd = HeadDims {
-            batch: b,
-            hidden: h,
-            vocab: v,
-        };
-        self.head.targets(
-            &mut self.device,
-            self.d_predict.0,
-            wpr,
-            self.batch.starts,
-            seq_len,
-            hd,
-            self.batch.targets,
-        )?;
-        let bufs = self.lstm_buffers(self.d_predict.0, self.batch.starts);
-        self.lstm.forward(&mut self.device, dims, &bufs)?;
-        // The head's gradient outputs land in the gradient buffer, which the
-        // next train_batch overwrites before use.
-        let head_bufs = self.head_buffers(dims, self.batch.probs);
-        self.head.fwd_bwd(&mut self.device, hd, &head_bufs, 1.0)?;
-        self.device.download_vec_f32(self.batch.probs, b * v)
+        self.model.predict(x, seq_len)
     }
 
     fn params(&mut self) -> Result<Params<f32>> {
-        self.download_flat(self.d_params)
+        self.model.params()
     }
 
     fn rmsprop_state(&mut self) -> Result<Params<f32>> {
-        self.download_flat(self.d_rmsprop)
+        let d_rmsprop = self.d_rmsprop;
+        self.model.download_flat(d_rmsprop)
     }
 
     fn set_state(&mut self, params: &Params<f32>, rmsprop: &Params<f32>) -> Result<()> {
-        let l = self.layout;
-        for (name, p) in [("params", params), ("rmsprop", rmsprop)] {
-            if (p.vocab, p.hidden) != (l.vocab, l.hidden) {
-                return Err(Error::InvalidArgument {
-                    name: "GpuEngine::set_state",
-                    what: format!(
-                        "{name} are for V = {}, H = {}, this engine holds V = {}, H = {}",
-                        p.vocab, p.hidden, l.vocab, l.hidden
-                    ),
-                });
-            }
-        }
-        self.device.upload_f32(self.d_params, &l.flatten(params))?;
-        self.device.upload_f32(self.d_rmsprop, &l.flatten(rmsprop))
+        self.model.check_shape("rmsprop", rmsprop)?;
+        self.model.set_params(params)?;
+        let flat = self.model.layout.flatten(rmsprop);
+        self.model.device.upload_f32(self.d_rmsprop, &flat)
     }
 
     fn set_learning_rate(&mut self, lr: f32) -> Result<()> {
@@ -429,82 +346,9 @@ impl<D: GpuDevice> Engine for GpuEngine<'_, D> {
         seed: u64,
         stream: u32,
     ) -> Result<Vec<Vec<u32>>> {
-        let dims = GenerateDims {
-            vocab: self.layout.vocab,
-            hidden: self.layout.hidden,
-            maxlen,
-            tail_len: maxlen,
-            sequences: strategies.len(),
-            length,
-        };
-        if GenerateLauncher::shared_bytes(dims) > self.device.max_shared_bytes() as usize {
-            // The one-launch kernel keeps a block's whole model state in
-            // shared memory; too large here, so the same loop (the same
-            // Philox draws) runs over predict, whose head kernel fits (new
-            // checked it).
-            let v = self.layout.vocab;
-            return generate_by_predict(
-                self,
-                v,
-                seed_indices,
-                maxlen,
-                length,
-                strategies,
-                seed,
-                stream,
-            );
-        }
-        GenerateLauncher::default().generate(
-            &mut self.device,
-            self.d_params,
-            self.layout,
-            maxlen,
-            seed_indices,
-            length,
-            strategies,
-            seed,
-            stream,
-        )
+        self.model
+            .generate(seed_indices, maxlen, length, strategies, seed, stream)
     }
-}
-
-/// Refuses, before anything is allocated, a model the kernels cannot run on
-/// `dev` (see the module docs): the head's shared memory and the LSTM
-/// kernels' u32 row products.
-fn check_model_fits<D: GpuDevice>(dev: &D, vocab: usize, hidden: usize) -> Result<()> {
-    let too_large = |what: String| DeviceError::VocabTooLarge {
-        device: dev.name(),
-        vocab,
-        hidden,
-        what,
-    };
-    let limit = dev.max_shared_bytes();
-    // The batch size does not enter the head's shared memory.
-    let head = HeadLauncher::shared_bytes(HeadDims {
-        batch: 1,
-        hidden,
-        vocab,
-    });
-    if head > limit as usize {
-        let f32s = std::mem::size_of::<f32>();
-        return Err(too_large(format!(
-            "head_fwd_bwd_f32 keeps a row's h and logits and a {SCRATCH_FLOATS}-float scratch \
-             in shared memory, (H + V + {SCRATCH_FLOATS}) x {f32s} = {head} bytes, and the \
-             device allows {limit} bytes per block: at most {} symbols at {hidden} units",
-            (limit as usize / f32s).saturating_sub(hidden + SCRATCH_FLOATS)
-        ))
-        .into());
-    }
-    let product = 4u64 * hidden as u64 * vocab.max(hidden) as u64;
-    if product > u64::from(u32::MAX) {
-        return Err(too_large(format!(
-            "the LSTM kernels index parameter rows with 32-bit products, and 4H x max(V, H) = \
-             {product} exceeds {}",
-            u32::MAX
-        ))
-        .into());
-    }
-    Ok(())
 }
 
 impl<D: GpuDevice> Drop for GpuEngine<'_, D> {

@@ -14,7 +14,6 @@ use super::device::{
 };
 use super::rmsprop::ParamLayout;
 use crate::error::Result;
-use crate::model::Params;
 use crate::sample::{Strategy, check_generate_args};
 
 /// Rows of `recurrent_kernel` per thread in registers (`KREG_GEN` in kernels/generate.cu).
@@ -359,35 +358,4 @@ impl GenerateLauncher {
         freed?;
         Ok(flat.chunks_exact(length).map(<[u32]>::to_vec).collect())
     }
-}
-
-/// [`GenerateLauncher::generate`] from host weights: uploads `params` to
-/// `dev`, runs the one launch, frees them again. For callers that hold a
-/// checkpoint rather than a training engine (the `generate` command).
-#[allow(clippy::too_many_arguments)]
-pub fn generate_from_params<D: GpuDevice>(
-    dev: &mut D,
-    params: &Params<f32>,
-    maxlen: usize,
-    seed_indices: &[u32],
-    length: usize,
-    strategies: &[Strategy],
-    seed: u64,
-    stream: u32,
-) -> Result<Vec<Vec<u32>>> {
-    let layout = ParamLayout::new(params.vocab, params.hidden);
-    let d_params = dev.upload_new_f32(&layout.flatten(params))?;
-    let out = GenerateLauncher::default().generate(
-        dev,
-        d_params,
-        layout,
-        maxlen,
-        seed_indices,
-        length,
-        strategies,
-        seed,
-        stream,
-    );
-    dev.free(d_params)?;
-    out
 }

@@ -47,12 +47,7 @@ pub fn resolve(name: &str) -> Result<Module> {
 
 fn lookup(list: &[Module], name: &str) -> Result<Module> {
     if !BUILT_WITH_KERNELS {
-        return Err(Error::BackendUnavailable {
-            backend: "gpu",
-            what: "this build has no CUDA kernels (nvcc was not found at build time); \
-                   run `bash scripts/setup-cuda.sh` and rebuild"
-                .into(),
-        });
+        return Err(Error::NoKernels { backend: "gpu" });
     }
     list.iter()
         .find(|m| m.name == name)

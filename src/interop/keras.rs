@@ -6,7 +6,8 @@
 
 use super::npz::{Array, Data, read_npz, write_npz};
 use super::{Found, dims, expect_shape};
-use crate::model::{Model, Params, TENSOR_NAMES};
+use crate::inference::Model;
+use crate::model::{Params, TENSOR_NAMES};
 
 /// Names of the metadata arrays next to the weights.
 const VOCAB: &str = "vocab";

@@ -41,7 +41,8 @@ use std::str::FromStr;
 
 use crate::corpus::Vocab;
 use crate::error::{Error, Result};
-use crate::model::{Hyper, Model, Params};
+use crate::inference::Model;
+use crate::model::{Hyper, Params};
 
 /// A framework's weight file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

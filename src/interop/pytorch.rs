@@ -16,7 +16,8 @@ use std::collections::HashMap;
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 
 use super::{Found, dims, expect_shape, transpose};
-use crate::model::{Model, Params};
+use crate::inference::Model;
+use crate::model::Params;
 
 const W_IH: &str = "lstm.weight_ih_l0";
 const W_HH: &str = "lstm.weight_hh_l0";

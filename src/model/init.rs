@@ -14,7 +14,7 @@
 //! Everything is computed in f64 and rounded to f32 once.
 
 use super::{GATE_F, Params};
-use crate::sample::{Purpose, RngStream};
+use crate::rng::{Purpose, RngStream};
 
 /// Fresh parameters drawn from Philox with `seed`, exactly as Keras initialises them.
 pub fn init_params(vocab: usize, hidden: usize, seed: u64) -> Params<f32> {

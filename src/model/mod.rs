@@ -5,10 +5,8 @@ mod checkpoint;
 mod hyper;
 mod init;
 mod params;
-mod trained;
 
 pub use checkpoint::{Checkpoint, TrainState};
 pub use hyper::Hyper;
 pub use init::init_params;
 pub use params::{GATE_C, GATE_F, GATE_I, GATE_O, Grads, Params, TENSOR_NAMES};
-pub use trained::Model;

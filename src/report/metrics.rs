@@ -19,6 +19,10 @@ use crate::error::{Error, Result};
 
 /// File of the logged batches, next to `metrics.jsonl`.
 pub const BATCHES_FILE: &str = "batches.jsonl";
+/// One JSON object per completed epoch.
+pub const METRICS_FILE: &str = "metrics.jsonl";
+/// File the latest state is always written to (each epoch, and on a stop).
+pub const LAST_CHECKPOINT: &str = "last.safetensors";
 
 /// Batches logged per epoch at most (evenly spaced, the last always).
 pub const MAX_BATCH_ROWS_PER_EPOCH: usize = 100;

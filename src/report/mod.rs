@@ -13,12 +13,11 @@ use std::path::{Path, PathBuf};
 
 use crate::error::Result;
 use crate::model::Checkpoint;
-use crate::train::{LAST_CHECKPOINT, METRICS_FILE};
 
 pub use html::{escape, report_page};
 pub use metrics::{
-    BATCHES_FILE, BatchRow, EpochRow, MAX_BATCH_ROWS_PER_EPOCH, RunHistory, SampleRow, SkippedLine,
-    append_batches, batch_logged,
+    BATCHES_FILE, BatchRow, EpochRow, LAST_CHECKPOINT, MAX_BATCH_ROWS_PER_EPOCH, METRICS_FILE,
+    RunHistory, SampleRow, SkippedLine, append_batches, batch_logged,
 };
 pub use svg::loss_chart;
 

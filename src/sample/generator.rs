@@ -188,21 +188,32 @@ impl<'a, P: Predict> Generator<'a, P> {
         seed: u64,
         stream: u32,
     ) -> Result<Vec<String>> {
-        if seed_text.is_empty() {
-            return Err(empty_seed());
-        }
-        let seed_indices = seed_text
-            .chars()
-            .map(|ch| self.vocab.index_of(ch).ok_or(Error::UnknownChar { ch }))
-            .collect::<Result<Vec<u32>>>()?;
+        let seed_indices = encode_seed(self.vocab, seed_text)?;
         let out = self
             .inner
             .generate(&seed_indices, length, strategies, seed, stream)?;
-        Ok(out
-            .iter()
-            .map(|seq| seq.iter().map(|&i| self.vocab.char_at(i)).collect())
-            .collect())
+        Ok(decode(self.vocab, &out))
     }
+}
+
+/// The class indices of a (normalised) seed text: an empty seed is
+/// `InvalidArgument`, a character outside `vocab` `Error::UnknownChar`.
+pub fn encode_seed(vocab: &Vocab, seed_text: &str) -> Result<Vec<u32>> {
+    if seed_text.is_empty() {
+        return Err(empty_seed());
+    }
+    seed_text
+        .chars()
+        .map(|ch| vocab.index_of(ch).ok_or(Error::UnknownChar { ch }))
+        .collect()
+}
+
+/// Generated class indices as text, one string per sequence.
+pub fn decode(vocab: &Vocab, sequences: &[Vec<u32>]) -> Vec<String> {
+    sequences
+        .iter()
+        .map(|seq| seq.iter().map(|&i| vocab.char_at(i)).collect())
+        .collect()
 }
 
 /// The start (a character offset) of the seed text for the samples after

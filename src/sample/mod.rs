@@ -1,5 +1,6 @@
-//! Sampling: the Philox counter-based RNG, temperature re-weighting and
-//! strategies, and the window-sliding [`Generator`].
+//! Sampling: temperature re-weighting and strategies, and the
+//! window-sliding [`Generator`]; the Philox counter-based RNG they draw from
+//! is `crate::rng` (re-exported here).
 //!
 //! Every random number of generation comes from
 //! `Philox::uniform_f32(Purpose::Sample, stream + j, k)` (sequence `j`,
@@ -7,9 +8,10 @@
 //! that number, so the GPU generator can reproduce the CPU's output.
 
 mod generator;
-mod philox;
 mod strategy;
 
-pub use generator::{Generator, IndexGenerator, Predict, check_generate_args, random_seed_text};
-pub use philox::{Philox, Purpose, RngStream};
+pub use crate::rng::{Philox, Purpose, RngStream};
+pub use generator::{
+    Generator, IndexGenerator, Predict, check_generate_args, decode, encode_seed, random_seed_text,
+};
 pub use strategy::{Strategy, draw, reweight};

@@ -8,11 +8,13 @@
 
 use std::path::PathBuf;
 
-use super::engine::{Backend, Device};
 use super::trainer::{TrainConfig, Trainer};
 use crate::corpus::OneHotCorpus;
+use crate::device::Device;
+use crate::engine::Backend;
 use crate::error::{Error, Result};
-use crate::model::{Checkpoint, Hyper, Model};
+use crate::inference::Model;
+use crate::model::{Checkpoint, Hyper};
 
 /// What the run starts from.
 enum Start {

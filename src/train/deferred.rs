@@ -4,7 +4,7 @@
 //! host every step. An engine that computes the loss at once (the CPU)
 //! answers it straight away and every batch is reported as it happens.
 
-use super::engine::Engine;
+use crate::engine::Engine;
 use crate::error::{Error, Result};
 
 /// Most batches queued before their losses are read back and reported

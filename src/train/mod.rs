@@ -2,7 +2,6 @@
 
 mod builder;
 mod deferred;
-mod engine;
 mod files;
 mod guard;
 mod observer;
@@ -10,10 +9,9 @@ mod trainer;
 
 pub use builder::TrainerBuilder;
 pub use deferred::LOSS_READBACK_EVERY;
-pub use engine::{Backend, Device, Engine, generate_by_predict};
 pub use guard::{Divergence, DivergenceGuard, OnDivergence};
 pub use observer::{BatchEvent, Control, EpochEvent, Observer, RollbackEvent, Sample, Silent};
 pub use trainer::{
     EnginePredictor, LAST_CHECKPOINT, METRICS_FILE, RunSummary, TrainConfig, Trainer,
-    create_engine, epoch_checkpoint_name, sample_stream,
+    epoch_checkpoint_name, sample_stream,
 };

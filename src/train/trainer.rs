@@ -4,20 +4,18 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use super::deferred::LossQueue;
-use super::engine::{Backend, Device, Engine};
 use super::files::{append_metrics, prune_checkpoints};
 use super::guard::{Best, Divergence, DivergenceGuard, OnDivergence};
 use super::observer::{BatchEvent, Control, EpochEvent, Observer, RollbackEvent, Sample};
 use crate::corpus::{OneHotCorpus, Windows, epoch_order};
+use crate::device::Device;
+use crate::engine::{Backend, Engine};
 use crate::error::{Error, Result};
 use crate::model::{Checkpoint, Hyper, Params, TrainState, init_params};
 use crate::report::{BATCHES_FILE, BatchRow, append_batches, batch_logged, write_loss_chart};
 use crate::sample::{Predict, Strategy, random_seed_text};
 
-/// File the latest state is always written to (each epoch, and on a stop).
-pub const LAST_CHECKPOINT: &str = "last.safetensors";
-/// One JSON object per completed epoch.
-pub const METRICS_FILE: &str = "metrics.jsonl";
+pub use crate::report::{LAST_CHECKPOINT, METRICS_FILE};
 
 /// The per-epoch checkpoint's file name.
 pub fn epoch_checkpoint_name(epoch: usize) -> String {
@@ -156,7 +154,7 @@ impl<'c> Trainer<'c> {
                 what: "0 (keep at least 1 epoch checkpoint, or leave it out to keep all)".into(),
             });
         }
-        let (engine, notice) = create_engine(device, corpus, &hyper, params, rmsprop)?;
+        let (engine, notice) = device.open_engine(corpus, &hyper, params, rmsprop)?;
         Ok((
             Self::with_engine(corpus, hyper, config, engine, state)?,
             notice,
@@ -562,35 +560,5 @@ pub struct EnginePredictor<'e>(pub &'e mut dyn Engine);
 impl Predict for EnginePredictor<'_> {
     fn predict(&mut self, x: &[u32], seq_len: usize) -> Result<Vec<f32>> {
         self.0.predict(x, seq_len)
-    }
-}
-
-/// Builds the engine for `device` over `corpus`, starting from the given state.
-pub fn create_engine<'c>(
-    device: Device,
-    corpus: &'c OneHotCorpus,
-    hyper: &Hyper,
-    params: Params<f32>,
-    rmsprop: Params<f32>,
-) -> Result<(Box<dyn Engine + 'c>, Option<String>)> {
-    let (backend, notice) = device.resolve()?;
-    match backend {
-        Backend::Cpu => Ok((
-            Box::new(crate::cpu::CpuEngine::new(corpus, hyper, params, rmsprop)?),
-            notice,
-        )),
-        Backend::Sim => {
-            let device = crate::gpu::SimDevice::new(hyper.seed);
-            let engine =
-                crate::gpu::GpuEngine::new(device, Backend::Sim, corpus, hyper, params, rmsprop)?;
-            Ok((Box::new(engine), notice))
-        }
-        Backend::Cuda => {
-            // `resolve` probed the first GPU; that is the one used.
-            let device = crate::gpu::CudaDevice::new(0)?;
-            let engine =
-                crate::gpu::GpuEngine::new(device, Backend::Cuda, corpus, hyper, params, rmsprop)?;
-            Ok((Box::new(engine), notice))
-        }
     }
 }

@@ -10,7 +10,7 @@ use charlstm_cuda::Result;
 use charlstm_cuda::gpu::selftest::{SelftestReport, SelftestRow};
 use charlstm_cuda::model::Params;
 use charlstm_cuda::sample::{Purpose, RngStream};
-use charlstm_cuda::train::{Backend, Engine};
+use charlstm_cuda::{Backend, Engine};
 
 /// The shared Nietzsche corpus, wherever this checkout sits relative to it;
 /// `None` (after saying SKIPPED) when it is absent.

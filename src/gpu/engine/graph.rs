@@ -89,7 +89,7 @@ impl<D: GpuDevice> GpuEngine<'_, D> {
 
     pub(super) fn drop_step_graph(&mut self) -> Result<()> {
         if let Some((id, _)) = self.graph.captured.take() {
-            self.device.drop_graph(id)?;
+            self.model.device.drop_graph(id)?;
         }
         Ok(())
     }
@@ -99,13 +99,13 @@ impl<D: GpuDevice> GpuEngine<'_, D> {
         !self.graph.disabled
             && self.graph.failed.is_none()
             && batch == self.batch_size
-            && self.device.can_capture()
+            && self.model.device.can_capture()
     }
 
     fn key(&self, batch: usize) -> GraphKey {
         let lr = self.optimizer.lr.to_bits();
         let clip = self.clip_norm.map_or(u64::MAX, |c| u64::from(c.to_bits()));
-        let (b, o) = (&self.batch, &self.order);
+        let (b, o) = (&self.model.batch, &self.order);
         let mut key = vec![batch as u64, self.maxlen as u64, lr, clip, o.device.0];
         key.extend([b.batch as u64, b.seq_len as u64, self.d_step.0]);
         key.extend(b.all().iter().map(|p| p.0));
@@ -118,7 +118,7 @@ impl<D: GpuDevice> GpuEngine<'_, D> {
     pub(super) fn graph_step(&mut self, pos: usize, batch: usize) -> Result<()> {
         if self.dev_cursor != Some(pos) {
             let cursor = self.d_step.offset(CURSOR_AT);
-            self.device.upload_u32(cursor, &[pos as u32])?;
+            self.model.device.upload_u32(cursor, &[pos as u32])?;
         }
         self.dev_cursor = Some(pos + batch);
         let key = self.key(batch);
@@ -127,21 +127,21 @@ impl<D: GpuDevice> GpuEngine<'_, D> {
         }
         if let Some((id, _)) = &self.graph.captured {
             self.graph.replays += 1;
-            return self.device.replay(*id);
+            return self.model.device.replay(*id);
         }
         if self.graph.warm.as_ref() != Some(&key) {
             self.graph.warm = Some(key);
             return self.step_body(batch);
         }
-        self.device.begin_capture()?;
+        self.model.device.begin_capture()?;
         let body = self.step_body(batch);
-        let ended = self.device.end_capture();
+        let ended = self.model.device.end_capture();
         match (body, ended) {
             (Ok(()), Ok(id)) => {
                 self.graph.captured = Some((id, key));
                 self.graph.captures += 1;
                 self.graph.replays += 1;
-                self.device.replay(id)
+                self.model.device.replay(id)
             }
             (body, ended) => {
                 // Nothing recorded ran: give capturing up, say why, and run
@@ -149,7 +149,7 @@ impl<D: GpuDevice> GpuEngine<'_, D> {
                 let why = match (body, ended) {
                     (Err(e), ended) => {
                         if let Ok(id) = ended {
-                            self.device.drop_graph(id)?;
+                            self.model.device.drop_graph(id)?;
                         }
                         e.to_string()
                     }
@@ -166,9 +166,14 @@ impl<D: GpuDevice> GpuEngine<'_, D> {
     /// launches an uncaptured step makes, then append the loss to the log.
     fn step_body(&mut self, batch: usize) -> Result<()> {
         let cursor = self.d_step.offset(CURSOR_AT);
-        let starts = self.batch.starts;
-        self.step
-            .select(&mut self.device, self.order.device, cursor, batch, starts)?;
+        let starts = self.model.batch.starts;
+        self.step.select(
+            &mut self.model.device,
+            self.order.device,
+            cursor,
+            batch,
+            starts,
+        )?;
         let dims = self.forward_head_at(starts, batch)?;
         self.backward_update(dims)?;
         self.append_loss()
@@ -177,8 +182,13 @@ impl<D: GpuDevice> GpuEngine<'_, D> {
     /// Appends the step's loss sum (`batch.loss`) to the device log.
     pub(super) fn append_loss(&mut self) -> Result<()> {
         let (log, count) = (self.d_step.offset(LOG_AT), self.d_step.offset(COUNT_AT));
-        self.step
-            .append_loss(&mut self.device, self.batch.loss, log, count, LOG_CAPACITY)
+        self.step.append_loss(
+            &mut self.model.device,
+            self.model.batch.loss,
+            log,
+            count,
+            LOG_CAPACITY,
+        )
     }
 
     /// Reads the losses of the logged steps back (one download, which also
@@ -190,7 +200,8 @@ impl<D: GpuDevice> GpuEngine<'_, D> {
             return Ok(());
         }
         let mut words = vec![0u32; LOG_AT / U32 + n];
-        self.device
+        self.model
+            .device
             .download(self.d_step, bytemuck::cast_slice_mut(&mut words))?;
         let (cursor, count) = (words[CURSOR_AT / U32], words[COUNT_AT / U32]);
         let bug = |what: String| {
@@ -214,7 +225,7 @@ impl<D: GpuDevice> GpuEngine<'_, D> {
         self.collected
             .extend(words[LOG_AT / U32..].iter().map(|&w| f32::from_bits(w)));
         self.logged = 0;
-        self.device.zero(self.d_step.offset(COUNT_AT), U32)
+        self.model.device.zero(self.d_step.offset(COUNT_AT), U32)
     }
 
     /// A fresh step-state buffer: cursor 0, empty log.

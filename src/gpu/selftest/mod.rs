@@ -190,13 +190,14 @@ impl SelftestShapes {
 /// A check that fails to run (a launch the device refuses, a fault the
 /// simulator catches) becomes a failing row carrying the error, and the
 /// other checks still run; only a device that cannot run kernels at all
-/// ([`Error::BackendUnavailable`]) ends the selftest with an error.
+/// ([`Error::BackendUnavailable`], [`Error::NoKernels`]) ends the selftest
+/// with an error.
 pub fn run<D: GpuDevice>(dev: &mut D, shapes: SelftestShapes, seed: u64) -> Result<SelftestReport> {
     let mut report = SelftestReport::default();
     let mut record = |kernel: &str, shape: &dyn fmt::Display, rows: Result<Vec<SelftestRow>>| {
         match rows {
             Ok(rows) => report.rows.extend(rows),
-            Err(e @ Error::BackendUnavailable { .. }) => return Err(e),
+            Err(e @ (Error::BackendUnavailable { .. } | Error::NoKernels { .. })) => return Err(e),
             Err(e) => report
                 .rows
                 .push(SelftestRow::error(kernel, &shape.to_string(), &e)),

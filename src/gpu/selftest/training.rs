@@ -32,12 +32,12 @@ use super::kernels::{random_starts, random_text};
 use super::{BOUND_TRAINING_LOSS, BOUND_TRAINING_WEIGHTS, SelftestRow, Shape};
 use crate::corpus::OneHotCorpus;
 use crate::cpu::CpuEngine;
+use crate::engine::{Backend, Engine};
 use crate::error::Result;
 use crate::gpu::GpuEngine;
 use crate::gpu::device::GpuDevice;
 use crate::model::{Hyper, Params, TENSOR_NAMES, init_params};
 use crate::sample::{Purpose, RngStream};
-use crate::train::{Backend, Engine};
 
 /// Philox stream of the training check's text and batches.
 const STREAM_TRAINING: u32 = 0x7a1d_57e9;

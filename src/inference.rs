@@ -9,10 +9,11 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use super::{Checkpoint, Hyper, Params, TrainState};
 use crate::corpus::{Vocab, normalize};
 use crate::cpu::{CpuModel, check_sequences, predict};
+use crate::engine::Backend;
 use crate::error::{Error, Result};
+use crate::model::{Checkpoint, Hyper, Params, TrainState};
 use crate::sample::{Generator, Strategy};
 
 /// Weights, vocabulary and hyper-parameters of a trained model.
@@ -199,11 +200,35 @@ impl Model {
         strategy: Strategy,
         seed: u64,
     ) -> Result<String> {
+        self.generate_on(Backend::Cpu, seed_text, length, &[strategy], seed)
+            .map(|mut texts| texts.pop().unwrap_or_default())
+    }
+
+    /// [`generate`](Self::generate) for several strategies at once on
+    /// `backend` (resolve `--device auto` with [`crate::Device::resolve`]):
+    /// on a device the whole loop is one kernel launch, with the same
+    /// draws as the CPU (up to ties within rounding, see
+    /// `tests/generate_kernel.rs`).
+    pub fn generate_on(
+        &self,
+        backend: Backend,
+        seed_text: &str,
+        length: usize,
+        strategies: &[Strategy],
+        seed: u64,
+    ) -> Result<Vec<String>> {
         let seed_text = normalize(seed_text, self.hyper.lowercase);
-        let mut texts = self
-            .generator()
-            .generate(&seed_text, length, &[strategy], seed, 0)?;
-        Ok(texts.pop().unwrap_or_default())
+        crate::device::generate_text(
+            backend,
+            &self.params,
+            &self.vocab,
+            self.hyper.maxlen,
+            &seed_text,
+            length,
+            strategies,
+            seed,
+            0,
+        )
     }
 }
 

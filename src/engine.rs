@@ -1,18 +1,20 @@
-//! The seam between the training loop and the compute (DESIGN §4).
+//! The seam between what runs a model and what computes it (DESIGN §4):
+//! the [`Backend`]s and the [`Engine`] trait they implement. It sits below
+//! `cpu`, `gpu`, `train` and the CLI and imports none of them; which engine
+//! a `--device` opens is `crate::device`'s one decision.
 
 use std::fmt;
-use std::str::FromStr;
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::model::Params;
 use crate::sample::{IndexGenerator, Predict, Strategy};
 
-/// Any engine as the generator's predictor.
-struct PredictWith<'e, E: Engine + ?Sized>(&'e mut E);
+/// A prediction function as the generator's predictor.
+struct PredictFn<F>(F);
 
-impl<E: Engine + ?Sized> Predict for PredictWith<'_, E> {
+impl<F: FnMut(&[u32], usize) -> Result<Vec<f32>>> Predict for PredictFn<F> {
     fn predict(&mut self, x: &[u32], seq_len: usize) -> Result<Vec<f32>> {
-        self.0.predict(x, seq_len)
+        (self.0)(x, seq_len)
     }
 }
 
@@ -102,7 +104,32 @@ pub fn generate_by_predict<E: Engine + ?Sized>(
     seed: u64,
     stream: u32,
 ) -> Result<Vec<Vec<u32>>> {
-    IndexGenerator::new(PredictWith(engine), vocab, maxlen).generate(
+    generate_by_predict_with(
+        |x, seq_len| engine.predict(x, seq_len),
+        vocab,
+        seed_indices,
+        maxlen,
+        length,
+        strategies,
+        seed,
+        stream,
+    )
+}
+
+/// [`generate_by_predict`] over any prediction function
+/// (`x` = [B, seq_len] class indices -> [B, V] probabilities).
+#[allow(clippy::too_many_arguments)]
+pub fn generate_by_predict_with(
+    predict: impl FnMut(&[u32], usize) -> Result<Vec<f32>>,
+    vocab: usize,
+    seed_indices: &[u32],
+    maxlen: usize,
+    length: usize,
+    strategies: &[Strategy],
+    seed: u64,
+    stream: u32,
+) -> Result<Vec<Vec<u32>>> {
+    IndexGenerator::new(PredictFn(predict), vocab, maxlen).generate(
         seed_indices,
         length,
         strategies,
@@ -123,21 +150,6 @@ pub enum Backend {
 }
 
 impl Backend {
-    /// The error for a backend this build cannot run (built without nvcc).
-    /// A GPU that is missing at run time is `CudaDevice::probe`'s reason.
-    pub fn unavailable(self) -> Error {
-        let what = if matches!(self, Backend::Cpu) || crate::gpu::ptx::BUILT_WITH_KERNELS {
-            "not available"
-        } else {
-            "this build has no CUDA kernels (nvcc was not found at build time); \
-             run `bash scripts/setup-cuda.sh` and rebuild"
-        };
-        Error::BackendUnavailable {
-            backend: self.name(),
-            what: what.into(),
-        }
-    }
-
     /// The name users type after `--device`.
     pub fn name(self) -> &'static str {
         match self {
@@ -151,74 +163,5 @@ impl Backend {
 impl fmt::Display for Backend {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
-    }
-}
-
-/// What the user asked for: a backend, or `auto`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Device {
-    /// CUDA when a driver and a GPU are present, else the CPU.
-    Auto,
-    /// A specific backend.
-    Exact(Backend),
-}
-
-impl FromStr for Device {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Self> {
-        match s {
-            "auto" => Ok(Device::Auto),
-            "cpu" => Ok(Device::Exact(Backend::Cpu)),
-            "cuda" => Ok(Device::Exact(Backend::Cuda)),
-            "sim" => Ok(Device::Exact(Backend::Sim)),
-            other => Err(Error::InvalidArgument {
-                name: "--device",
-                what: format!("{other:?} (expected auto, cpu, cuda or sim)"),
-            }),
-        }
-    }
-}
-
-impl Device {
-    /// Resolves `auto` to a backend that is usable here; returns the backend
-    /// and a sentence saying what was picked and why (none for `cpu`).
-    pub fn resolve(self) -> Result<(Backend, Option<String>)> {
-        use crate::gpu::{CudaDevice, GPU_PATH_NOTICE, ptx::BUILT_WITH_KERNELS};
-        match self {
-            Device::Auto if !BUILT_WITH_KERNELS => Ok((
-                Backend::Cpu,
-                Some("device auto: using cpu (this build has no CUDA kernels)".into()),
-            )),
-            Device::Auto => match CudaDevice::probe() {
-                Ok(gpu) => Ok((
-                    Backend::Cuda,
-                    Some(format!(
-                        "device auto: using cuda ({gpu}); {GPU_PATH_NOTICE}"
-                    )),
-                )),
-                Err(why) => Ok((
-                    Backend::Cpu,
-                    Some(format!("device auto: using cpu ({why})")),
-                )),
-            },
-            Device::Exact(Backend::Cpu) => Ok((Backend::Cpu, None)),
-            Device::Exact(b) if !BUILT_WITH_KERNELS => Err(b.unavailable()),
-            Device::Exact(Backend::Sim) => Ok((
-                Backend::Sim,
-                Some(format!(
-                    "device sim: the CUDA kernels run on the PTX simulator; {GPU_PATH_NOTICE}"
-                )),
-            )),
-            Device::Exact(Backend::Cuda) => match CudaDevice::probe() {
-                Ok(gpu) => Ok((
-                    Backend::Cuda,
-                    Some(format!("device cuda: {gpu}; {GPU_PATH_NOTICE}")),
-                )),
-                Err(what) => Err(Error::BackendUnavailable {
-                    backend: "cuda",
-                    what,
-                }),
-            },
-        }
     }
 }

@@ -1,0 +1,202 @@
+//! Which compute a run gets: `--device auto|cpu|cuda|sim` resolved once, and
+//! the engines opened over it (DESIGN §4). The one place that names the
+//! concrete backends: it sits above `cpu` and `gpu` and below `train`, the
+//! CLI, `bench` and `Model`, which all open engines here, so they share one
+//! rule for `auto` and one fallback policy:
+//!
+//! - `auto` is `cuda` when the driver loads and sees a GPU (probed without
+//!   a panic: see `gpu::cuda_device`) and the build has kernels, else `cpu`,
+//!   and says which and why;
+//! - an explicit device that cannot run here is an error naming why, never
+//!   a silent switch to another backend;
+//! - on a device, generation is one kernel launch; where that kernel does
+//!   not fit the device, the same sampling loop (the same Philox draws) runs
+//!   over the device's `predict` instead (`Engine::generate`, and
+//!   [`generate`] here for a model without a corpus).
+
+use std::str::FromStr;
+
+use crate::corpus::OneHotCorpus;
+use crate::corpus::Vocab;
+use crate::cpu::{CpuEngine, CpuModel};
+use crate::engine::{Backend, Engine};
+use crate::error::{Error, Result};
+use crate::gpu::{CudaDevice, GPU_PATH_NOTICE, GpuModel, SimDevice, ptx::BUILT_WITH_KERNELS};
+use crate::model::{Hyper, Params};
+use crate::sample::{IndexGenerator, Strategy, decode, encode_seed};
+
+/// What the user asked for: a backend, or `auto`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Device {
+    /// CUDA when a driver and a GPU are present, else the CPU.
+    Auto,
+    /// A specific backend.
+    Exact(Backend),
+}
+
+impl FromStr for Device {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "auto" => Ok(Device::Auto),
+            "cpu" => Ok(Device::Exact(Backend::Cpu)),
+            "cuda" => Ok(Device::Exact(Backend::Cuda)),
+            "sim" => Ok(Device::Exact(Backend::Sim)),
+            other => Err(Error::InvalidArgument {
+                name: "--device",
+                what: format!("{other:?} (expected auto, cpu, cuda or sim)"),
+            }),
+        }
+    }
+}
+
+impl Device {
+    /// Resolves `auto` to a backend that is usable here; returns the backend
+    /// and a sentence saying what was picked and why (none for `cpu`).
+    pub fn resolve(self) -> Result<(Backend, Option<String>)> {
+        match self {
+            Device::Auto if !BUILT_WITH_KERNELS => Ok((
+                Backend::Cpu,
+                Some("device auto: using cpu (this build has no CUDA kernels)".into()),
+            )),
+            Device::Auto => match CudaDevice::probe() {
+                Ok(gpu) => Ok((
+                    Backend::Cuda,
+                    Some(format!(
+                        "device auto: using cuda ({gpu}); {GPU_PATH_NOTICE}"
+                    )),
+                )),
+                Err(why) => Ok((
+                    Backend::Cpu,
+                    Some(format!("device auto: using cpu ({why})")),
+                )),
+            },
+            Device::Exact(Backend::Cpu) => Ok((Backend::Cpu, None)),
+            Device::Exact(b) if !BUILT_WITH_KERNELS => Err(Error::NoKernels { backend: b.name() }),
+            Device::Exact(Backend::Sim) => Ok((
+                Backend::Sim,
+                Some(format!(
+                    "device sim: the CUDA kernels run on the PTX simulator; {GPU_PATH_NOTICE}"
+                )),
+            )),
+            Device::Exact(Backend::Cuda) => match CudaDevice::probe() {
+                Ok(gpu) => Ok((
+                    Backend::Cuda,
+                    Some(format!("device cuda: {gpu}; {GPU_PATH_NOTICE}")),
+                )),
+                Err(what) => Err(Error::BackendUnavailable {
+                    backend: "cuda",
+                    what,
+                }),
+            },
+        }
+    }
+
+    /// The training engine for this device over `corpus`, starting from the
+    /// given weights and RMSprop state, and what [`resolve`](Self::resolve)
+    /// said. The simulator's thread interleaving is shuffled by `hyper.seed`.
+    pub fn open_engine<'c>(
+        self,
+        corpus: &'c OneHotCorpus,
+        hyper: &Hyper,
+        params: Params<f32>,
+        rmsprop: Params<f32>,
+    ) -> Result<(Box<dyn Engine + 'c>, Option<String>)> {
+        let (backend, notice) = self.resolve()?;
+        let engine: Box<dyn Engine + 'c> = match backend {
+            Backend::Cpu => Box::new(CpuEngine::new(corpus, hyper, params, rmsprop)?),
+            Backend::Sim => {
+                let device = SimDevice::new(hyper.seed);
+                Box::new(crate::gpu::GpuEngine::new(
+                    device, backend, corpus, hyper, params, rmsprop,
+                )?)
+            }
+            // `resolve` probed the first GPU; that is the one used.
+            Backend::Cuda => Box::new(crate::gpu::GpuEngine::new(
+                CudaDevice::new(0)?,
+                backend,
+                corpus,
+                hyper,
+                params,
+                rmsprop,
+            )?),
+        };
+        Ok((engine, notice))
+    }
+}
+
+/// The notebook's sampling loop for a model given by its weights alone (no
+/// corpus, no optimizer): `length` new class indices after `seed_indices`
+/// for each strategy, windows of at most `maxlen`, draw k of sequence j from
+/// Philox `(seed, Sample, stream + j, k)`, on `backend` (resolved). The same
+/// indices as [`Engine::generate`] on the same backend.
+///
+/// On the CPU: the reference predictor. On a device: the one-launch kernel,
+/// or, where it does not fit the device, the same loop over the device's
+/// predict (the module's fallback policy).
+#[allow(clippy::too_many_arguments)]
+pub fn generate(
+    backend: Backend,
+    params: &Params<f32>,
+    maxlen: usize,
+    seed_indices: &[u32],
+    length: usize,
+    strategies: &[Strategy],
+    seed: u64,
+    stream: u32,
+) -> Result<Vec<Vec<u32>>> {
+    match backend {
+        Backend::Cpu => IndexGenerator::new(CpuModel::new(params), params.vocab, maxlen).generate(
+            seed_indices,
+            length,
+            strategies,
+            seed,
+            stream,
+        ),
+        Backend::Sim => GpuModel::new(SimDevice::new(seed), backend, params)?.generate(
+            seed_indices,
+            maxlen,
+            length,
+            strategies,
+            seed,
+            stream,
+        ),
+        Backend::Cuda => GpuModel::new(CudaDevice::new(0)?, backend, params)?.generate(
+            seed_indices,
+            maxlen,
+            length,
+            strategies,
+            seed,
+            stream,
+        ),
+    }
+}
+
+/// [`generate`] on text: `length` new characters after `seed_text` (already
+/// normalised like the corpus) for each strategy, as the `generate` command,
+/// the after-epoch samples and [`crate::Model::generate`] draw them.
+#[allow(clippy::too_many_arguments)]
+pub fn generate_text(
+    backend: Backend,
+    params: &Params<f32>,
+    vocab: &Vocab,
+    maxlen: usize,
+    seed_text: &str,
+    length: usize,
+    strategies: &[Strategy],
+    seed: u64,
+    stream: u32,
+) -> Result<Vec<String>> {
+    let seed_indices = encode_seed(vocab, seed_text)?;
+    let out = generate(
+        backend,
+        params,
+        maxlen,
+        &seed_indices,
+        length,
+        strategies,
+        seed,
+        stream,
+    )?;
+    Ok(decode(vocab, &out))
+}

@@ -1,0 +1,355 @@
+//! A model on a device: the weights uploaded once as one flat buffer
+//! ([`ParamLayout`]), next-character prediction and the notebook's sampling
+//! loop, with no corpus and no optimizer state. [`super::GpuEngine`] is this
+//! plus what training over a corpus needs; `crate::device::generate` uses it
+//! alone to sample from a checkpoint.
+//!
+//! `predict` runs the training kernels unchanged: the sequences become a
+//! small packed one-hot corpus (window b starts at row b * T, plus one spare
+//! row the targets kernel reads), so there is one forward chain to trust.
+//! `generate` is `generate_fwd_f32`, one launch for every character of every
+//! strategy; where its shared memory exceeds the device's, the same loop
+//! (the same Philox draws) runs over `predict` (`crate::device`'s fallback
+//! policy).
+//!
+//! Limits, checked in [`GpuModel::new`] before anything is allocated
+//! ([`DeviceError::VocabTooLarge`]): `head_fwd_bwd_f32` holds a row's h,
+//! logits and reduction scratch in shared memory, `(H + V + 32) * 4` bytes,
+//! so V <= max_shared / 4 - H - 32 (57,952 symbols at H = 128 with sm_90's
+//! 227 KiB); the LSTM kernels index rows with u32 products, so
+//! 4H * max(V, H) < 2^32.
+
+use super::buffers::BatchBuffers;
+use super::device::{DeviceError, DevicePtr, GpuDevice, SCRATCH_FLOATS};
+use super::generate::{GenerateDims, GenerateLauncher};
+use super::head::{HeadBuffers, HeadDims, HeadLauncher};
+use super::lstm::{LstmBuffers, LstmDims, LstmLauncher};
+use super::rmsprop::ParamLayout;
+use crate::engine::{Backend, generate_by_predict_with};
+use crate::error::{Error, Result};
+use crate::model::Params;
+use crate::sample::Strategy;
+
+/// Weights and batch buffers on a [`GpuDevice`].
+pub struct GpuModel<D: GpuDevice> {
+    pub(super) device: D,
+    pub(super) backend: Backend,
+    pub(super) layout: ParamLayout,
+    pub(super) lstm: LstmLauncher,
+    pub(super) head: HeadLauncher,
+    pub(super) d_params: DevicePtr,
+    /// The gradients of a training step; for inference, the scratch the
+    /// fused head's backward half writes (its outputs are not read).
+    pub(super) d_grads: DevicePtr,
+    pub(super) batch: BatchBuffers,
+    /// Packed one-hot rows of `predict`'s sequences, and its capacity in rows.
+    d_predict: (DevicePtr, usize),
+}
+
+impl<D: GpuDevice> GpuModel<D> {
+    /// Uploads `params` (checked against the kernels' limits first) and
+    /// allocates a gradient buffer of the same size. `backend` only labels
+    /// the model (`Sim` or `Cuda`).
+    pub fn new(device: D, backend: Backend, params: &Params<f32>) -> Result<Self> {
+        let mut model = Self::unloaded(device, backend, params.vocab, params.hidden)?;
+        model.load(params)?;
+        Ok(model)
+    }
+
+    /// A model of V x H checked against the kernels' limits on `device`,
+    /// nothing allocated yet: [`load`](Self::load) does that. The training
+    /// engine allocates its corpus in between, so that a corpus too large
+    /// for the device is the first allocation to fail.
+    pub(super) fn unloaded(
+        device: D,
+        backend: Backend,
+        vocab: usize,
+        hidden: usize,
+    ) -> Result<Self> {
+        check_model_fits(&device, vocab, hidden)?;
+        Ok(GpuModel {
+            device,
+            backend,
+            layout: ParamLayout::new(vocab, hidden),
+            lstm: LstmLauncher::default(),
+            head: HeadLauncher::default(),
+            d_params: DevicePtr::NULL,
+            d_grads: DevicePtr::NULL,
+            batch: BatchBuffers::empty(),
+            d_predict: (DevicePtr::NULL, 0),
+        })
+    }
+
+    /// Uploads `params` and allocates the gradients (once; Drop frees them
+    /// however far this got).
+    pub(super) fn load(&mut self, params: &Params<f32>) -> Result<()> {
+        self.check_shape("params", params)?;
+        let layout = self.layout;
+        self.d_params = self.device.upload_new_f32(&layout.flatten(params))?;
+        self.d_grads = self
+            .device
+            .alloc(layout.len() * std::mem::size_of::<f32>())?;
+        Ok(())
+    }
+
+    /// The device underneath.
+    pub fn device(&mut self) -> &mut D {
+        &mut self.device
+    }
+
+    /// Which backend this is (`Sim` or `Cuda`).
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// A copy of the weights.
+    pub fn params(&mut self) -> Result<Params<f32>> {
+        self.download_flat(self.d_params)
+    }
+
+    /// Replaces the weights (same V and H).
+    pub fn set_params(&mut self, params: &Params<f32>) -> Result<()> {
+        self.check_shape("params", params)?;
+        let flat = self.layout.flatten(params);
+        self.device.upload_f32(self.d_params, &flat)
+    }
+
+    pub(super) fn check_shape(&self, name: &str, p: &Params<f32>) -> Result<()> {
+        let l = self.layout;
+        if (p.vocab, p.hidden) == (l.vocab, l.hidden) {
+            return Ok(());
+        }
+        Err(Error::InvalidArgument {
+            name: "GpuModel",
+            what: format!(
+                "{name} are for V = {}, H = {}, this model holds V = {}, H = {}",
+                p.vocab, p.hidden, l.vocab, l.hidden
+            ),
+        })
+    }
+
+    pub(super) fn download_flat(&mut self, ptr: DevicePtr) -> Result<Params<f32>> {
+        let flat = self.device.download_vec_f32(ptr, self.layout.len())?;
+        Ok(self.layout.unflatten(&flat))
+    }
+
+    /// Device pointer of tensor `i` (in `TENSOR_NAMES` order) of a flat buffer.
+    pub(super) fn tensor(&self, flat: DevicePtr, i: usize) -> DevicePtr {
+        flat.offset(self.layout.ranges()[i].start * std::mem::size_of::<f32>())
+    }
+
+    /// The LSTM launch's buffers over `corpus` rows from `starts`.
+    pub(super) fn lstm_buffers(&self, corpus: DevicePtr, starts: DevicePtr) -> LstmBuffers {
+        let (p, g, b) = (self.d_params, self.d_grads, &self.batch);
+        LstmBuffers {
+            corpus_words: corpus,
+            starts,
+            kernel: self.tensor(p, 0),
+            recurrent_kernel: self.tensor(p, 1),
+            bias: self.tensor(p, 2),
+            gates: b.gates,
+            c: b.c,
+            h: b.h,
+            cls: b.cls,
+            dz: b.dz,
+            dh: b.dh,
+            dc: b.dc,
+            d_kernel: self.tensor(g, 0),
+            d_recurrent_kernel: self.tensor(g, 1),
+            d_bias: self.tensor(g, 2),
+            wgrad_scratch: b.wgrad_scratch,
+        }
+    }
+
+    /// The head launch's buffers after an LSTM forward of `dims`.
+    pub(super) fn head_buffers(&self, dims: LstmDims, probs: DevicePtr) -> HeadBuffers {
+        let (p, g, b) = (self.d_params, self.d_grads, &self.batch);
+        HeadBuffers {
+            h: dims.at(b.h, dims.seq_len - 1, dims.hidden),
+            dense_kernel: self.tensor(p, 3),
+            dense_bias: self.tensor(p, 4),
+            targets: b.targets,
+            probs,
+            dlogits: b.dlogits,
+            dh: b.dh,
+            d_dense_kernel: self.tensor(g, 3),
+            d_dense_bias: self.tensor(g, 4),
+            loss_sum: b.loss,
+        }
+    }
+
+    /// Sizes of a batch of `batch` windows of `seq_len` characters; a
+    /// one-hot row is ceil(V / 64) words, the corpus's and predict's alike.
+    pub(super) fn dims(&self, batch: usize, seq_len: usize) -> LstmDims {
+        LstmDims {
+            batch,
+            seq_len,
+            hidden: self.layout.hidden,
+            vocab: self.layout.vocab,
+            words_per_row: self.layout.vocab.div_ceil(64),
+        }
+    }
+
+    /// Next-character probabilities [B, V] for `x` = [B, seq_len] class indices.
+    pub fn predict(&mut self, x: &[u32], seq_len: usize) -> Result<Vec<f32>> {
+        crate::cpu::check_sequences(x, seq_len, self.layout.vocab)?;
+        let (h, v) = (self.layout.hidden, self.layout.vocab);
+        let b = x.len() / seq_len;
+        // The sequences become a little packed one-hot corpus of b * seq_len
+        // rows plus one spare (the targets kernel reads row start + T), so
+        // the training kernels run unchanged: window b starts at row b * T.
+        let wpr = v.div_ceil(64);
+        let rows = x.len() + 1;
+        let mut words = vec![0u64; rows * wpr];
+        for (r, &cls) in x.iter().enumerate() {
+            words[r * wpr + cls as usize / 64] |= 1u64 << (cls % 64);
+        }
+        words[x.len() * wpr] = 1; // class 0: a valid dummy target
+        if rows > self.d_predict.1 {
+            if self.d_predict.0 != DevicePtr::NULL {
+                self.device.free(self.d_predict.0)?;
+                self.d_predict = (DevicePtr::NULL, 0);
+            }
+            self.d_predict = (self.device.alloc(words.len() * 8)?, rows);
+        }
+        self.device
+            .upload(self.d_predict.0, bytemuck::cast_slice(&words))?;
+        self.batch.ensure(&mut self.device, b, seq_len, h, v)?;
+        let starts: Vec<u32> = (0..b).map(|i| (i * seq_len) as u32).collect();
+        self.device.upload_u32(self.batch.starts, &starts)?;
+        self.device
+            .zero(self.batch.loss, std::mem::size_of::<f32>())?;
+        let dims = self.dims(b, seq_len);
+        let hd = HeadDims {
+            batch: b,
+            hidden: h,
+            vocab: v,
+        };
+        self.head.targets(
+            &mut self.device,
+            self.d_predict.0,
+            wpr,
+            self.batch.starts,
+            seq_len,
+            hd,
+            self.batch.targets,
+        )?;
+        let bufs = self.lstm_buffers(self.d_predict.0, self.batch.starts);
+        self.lstm.forward(&mut self.device, dims, &bufs)?;
+        // The head's gradient outputs land in the gradient buffer: scratch
+        // for inference, and a training step overwrites it before use.
+        let head_bufs = self.head_buffers(dims, self.batch.probs);
+        self.head.fwd_bwd(&mut self.device, hd, &head_bufs, 1.0)?;
+        self.device.download_vec_f32(self.batch.probs, b * v)
+    }
+
+    /// The notebook's sampling loop (see `Engine::generate`): one launch of
+    /// `generate_fwd_f32`, or the same loop over [`predict`](Self::predict)
+    /// where that kernel's shared memory does not fit the device.
+    pub fn generate(
+        &mut self,
+        seed_indices: &[u32],
+        maxlen: usize,
+        length: usize,
+        strategies: &[Strategy],
+        seed: u64,
+        stream: u32,
+    ) -> Result<Vec<Vec<u32>>> {
+        let dims = GenerateDims {
+            vocab: self.layout.vocab,
+            hidden: self.layout.hidden,
+            maxlen,
+            tail_len: maxlen,
+            sequences: strategies.len(),
+            length,
+        };
+        if GenerateLauncher::shared_bytes(dims) > self.device.max_shared_bytes() as usize {
+            // The one-launch kernel keeps a block's whole model state in
+            // shared memory; too large here, so the same loop (the same
+            // Philox draws) runs over predict, whose head kernel fits (new
+            // checked it).
+            let v = self.layout.vocab;
+            return generate_by_predict_with(
+                |x, t| self.predict(x, t),
+                v,
+                seed_indices,
+                maxlen,
+                length,
+                strategies,
+                seed,
+                stream,
+            );
+        }
+        GenerateLauncher::default().generate(
+            &mut self.device,
+            self.d_params,
+            self.layout,
+            maxlen,
+            seed_indices,
+            length,
+            strategies,
+            seed,
+            stream,
+        )
+    }
+
+    /// Frees every buffer (the model is unusable afterwards).
+    pub(super) fn free_all(&mut self) -> Result<()> {
+        self.batch.free(&mut self.device)?;
+        for p in [self.d_params, self.d_grads, self.d_predict.0] {
+            if p != DevicePtr::NULL {
+                self.device.free(p)?;
+            }
+        }
+        self.d_params = DevicePtr::NULL;
+        self.d_grads = DevicePtr::NULL;
+        self.d_predict = (DevicePtr::NULL, 0);
+        Ok(())
+    }
+}
+
+impl<D: GpuDevice> Drop for GpuModel<D> {
+    fn drop(&mut self) {
+        // Nothing to report to at drop time; the device reclaims on exit anyway.
+        let _ = self.free_all();
+    }
+}
+
+/// Refuses, before anything is allocated, a model the kernels cannot run on
+/// `dev` (see the module docs): the head's shared memory and the LSTM
+/// kernels' u32 row products.
+fn check_model_fits<D: GpuDevice>(dev: &D, vocab: usize, hidden: usize) -> Result<()> {
+    let too_large = |what: String| DeviceError::VocabTooLarge {
+        device: dev.name(),
+        vocab,
+        hidden,
+        what,
+    };
+    let limit = dev.max_shared_bytes();
+    // The batch size does not enter the head's shared memory.
+    let head = HeadLauncher::shared_bytes(HeadDims {
+        batch: 1,
+        hidden,
+        vocab,
+    });
+    if head > limit as usize {
+        let f32s = std::mem::size_of::<f32>();
+        return Err(too_large(format!(
+            "head_fwd_bwd_f32 keeps a row's h and logits and a {SCRATCH_FLOATS}-float scratch \
+             in shared memory, (H + V + {SCRATCH_FLOATS}) x {f32s} = {head} bytes, and the \
+             device allows {limit} bytes per block: at most {} symbols at {hidden} units",
+            (limit as usize / f32s).saturating_sub(hidden + SCRATCH_FLOATS)
+        ))
+        .into());
+    }
+    let product = 4u64 * hidden as u64 * vocab.max(hidden) as u64;
+    if product > u64::from(u32::MAX) {
+        return Err(too_large(format!(
+            "the LSTM kernels index parameter rows with 32-bit products, and 4H x max(V, H) = \
+             {product} exceeds {}",
+            u32::MAX
+        ))
+        .into());
+    }
+    Ok(())
+}
