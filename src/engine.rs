@@ -76,8 +76,8 @@ pub trait Engine {
         stream: u32,
     ) -> Result<Vec<Vec<u32>>> {
         let v = self.params()?.vocab;
-        generate_by_predict(
-            self,
+        generate_by_predict_with(
+            |x, seq_len| self.predict(x, seq_len),
             v,
             seed_indices,
             maxlen,
@@ -89,35 +89,11 @@ pub trait Engine {
     }
 }
 
-/// The sampling loop of [`Engine::generate`] run over `engine`'s
-/// [`predict`](Engine::predict), one call per character, for a model of
-/// `vocab` symbols: what the default `generate` does, and what a device
-/// engine falls back to when its one-launch kernel does not fit the device.
-#[allow(clippy::too_many_arguments)]
-pub fn generate_by_predict<E: Engine + ?Sized>(
-    engine: &mut E,
-    vocab: usize,
-    seed_indices: &[u32],
-    maxlen: usize,
-    length: usize,
-    strategies: &[Strategy],
-    seed: u64,
-    stream: u32,
-) -> Result<Vec<Vec<u32>>> {
-    generate_by_predict_with(
-        |x, seq_len| engine.predict(x, seq_len),
-        vocab,
-        seed_indices,
-        maxlen,
-        length,
-        strategies,
-        seed,
-        stream,
-    )
-}
-
-/// [`generate_by_predict`] over any prediction function
-/// (`x` = [B, seq_len] class indices -> [B, V] probabilities).
+/// The sampling loop of [`Engine::generate`] over any prediction function
+/// (`x` = [B, seq_len] class indices -> [B, V] probabilities), one call per
+/// character, for a model of `vocab` symbols: what the default `generate`
+/// does, and what a device falls back to when its one-launch kernel does
+/// not fit.
 #[allow(clippy::too_many_arguments)]
 pub fn generate_by_predict_with(
     predict: impl FnMut(&[u32], usize) -> Result<Vec<f32>>,
