@@ -5,7 +5,7 @@
 
 use std::fmt;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::model::Params;
 use crate::sample::{IndexGenerator, Predict, Strategy};
 
@@ -18,34 +18,100 @@ impl<F: FnMut(&[u32], usize) -> Result<Vec<f32>>> Predict for PredictFn<F> {
     }
 }
 
+/// Which windows a training step takes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Batch<'a> {
+    /// The next `rows` windows of the epoch order given to
+    /// [`Engine::begin_epoch`]: the trainer's batches. A device engine reads
+    /// them from the order it uploaded once, at a cursor it keeps, and can
+    /// replay one captured graph for every full batch.
+    Next(usize),
+    /// These window start rows, as given (library callers, eval-like
+    /// uses): uploaded with the step, never taken from the epoch order.
+    Starts(&'a [u32]),
+}
+
+/// The epoch's window order as an engine keeps it: [`Engine::begin_epoch`]
+/// sets it, each [`Batch::Next`] takes the next slice.
+#[derive(Clone, Debug, Default)]
+pub struct EpochOrder {
+    order: Vec<u32>,
+    cursor: usize,
+}
+
+impl EpochOrder {
+    /// A new epoch: `order`, the next batch starting at `position`.
+    pub fn begin(&mut self, order: &[u32], position: usize) {
+        self.order.clear();
+        self.order.extend_from_slice(order);
+        self.cursor = position.min(order.len());
+    }
+
+    /// Where the next batch starts in the order.
+    pub fn cursor(&self) -> usize {
+        self.cursor
+    }
+
+    /// The order.
+    pub fn order(&self) -> &[u32] {
+        &self.order
+    }
+
+    /// The next `rows` windows: their position in the order and their
+    /// starts; the cursor moves past them. Asking beyond the end of the
+    /// epoch (or before `begin`) is an error.
+    pub fn take(&mut self, rows: usize) -> Result<(usize, &[u32])> {
+        let (pos, end) = (self.cursor, self.cursor + rows);
+        if rows == 0 || end > self.order.len() {
+            return Err(Error::InvalidArgument {
+                name: "Batch::Next",
+                what: format!(
+                    "{rows} windows at position {pos} of an epoch order of {} (call \
+                     begin_epoch with the epoch's order first)",
+                    self.order.len()
+                ),
+            });
+        }
+        self.cursor = end;
+        Ok((pos, &self.order[pos..end]))
+    }
+}
+
 /// What the training loop needs from a backend. An engine owns the
 /// parameters, the optimizer state and whatever buffers it needs; it is
-/// created over one corpus, so a batch is just its window start rows.
+/// created over one corpus, so a batch is window start rows: the next ones
+/// of the epoch's order ([`Batch::Next`]) or given ones ([`Batch::Starts`]).
 pub trait Engine {
     /// Which backend this is.
     fn backend(&self) -> Backend;
-    /// The trainer calls this at the start of an epoch (and when resuming in
-    /// the middle of one) with the epoch's window order; the batches that
-    /// follow are consecutive slices of `order` from `position`. A device
-    /// engine uploads the order here once instead of every batch's starts.
-    /// Engines that have nothing to upload ignore it.
-    fn begin_epoch(&mut self, order: &[u32], position: usize) -> Result<()> {
-        let _ = (order, position);
-        Ok(())
+    /// The start of an epoch (or a resume in the middle of one): its window
+    /// order, the next [`Batch::Next`] starting at `position`. A device
+    /// engine uploads the order here, once per epoch.
+    fn begin_epoch(&mut self, order: &[u32], position: usize) -> Result<()>;
+    /// One RMSprop step on `batch` without waiting for its loss: `Some(loss)`
+    /// when the engine computed it at once (the CPU), `None` when the loss is
+    /// kept for [`collect_losses`](Self::collect_losses) (a device engine
+    /// queues the step and the loss stays on the device, so a step costs no
+    /// host wait).
+    fn queue_train(&mut self, batch: Batch<'_>) -> Result<Option<f32>>;
+    /// One RMSprop step on `batch`; returns its mean loss (losses queued
+    /// before it stay for [`collect_losses`](Self::collect_losses)). The
+    /// default is for engines whose [`queue_train`](Self::queue_train)
+    /// answers at once.
+    fn train(&mut self, batch: Batch<'_>) -> Result<f32> {
+        self.queue_train(batch)?
+            .ok_or_else(|| Error::InvalidArgument {
+                name: "Engine::train",
+                what: "this engine defers its losses, so it must implement train itself".into(),
+            })
     }
-    /// One RMSprop step on the windows starting at `starts`; returns their mean loss.
-    fn train_batch(&mut self, starts: &[u32]) -> Result<f32>;
-    /// [`train_batch`](Self::train_batch) without waiting for its loss:
-    /// `Some(loss)` when the engine computed it at once (the default, which
-    /// calls `train_batch`), `None` when the loss is kept for
-    /// [`collect_losses`](Self::collect_losses). A device engine queues the
-    /// step and its loss stays on the device, so a step costs no host wait.
-    fn queue_train_batch(&mut self, starts: &[u32]) -> Result<Option<f32>> {
-        self.train_batch(starts).map(Some)
+    /// [`train`](Self::train) on the windows starting at `starts`.
+    fn train_batch(&mut self, starts: &[u32]) -> Result<f32> {
+        self.train(Batch::Starts(starts))
     }
-    /// The losses of the steps [`queue_train_batch`](Self::queue_train_batch)
-    /// answered `None` to since the last call, oldest first (one host round
-    /// trip on a device engine); the default has none.
+    /// The losses of the steps [`queue_train`](Self::queue_train) answered
+    /// `None` to since the last call, oldest first (one host round trip on
+    /// a device engine); the default has none.
     fn collect_losses(&mut self) -> Result<Vec<f32>> {
         Ok(Vec::new())
     }

@@ -1,4 +1,4 @@
-//! The trainer's deferred loss reporting (`Engine::queue_train_batch` /
+//! The trainer's deferred loss reporting (`Engine::queue_train` /
 //! `collect_losses`, read back every `LOSS_READBACK_EVERY` batches), on the
 //! CPU with an engine that defers its losses like a device engine: the same
 //! batches.jsonl, weights, rollbacks and errors as reporting every batch at
@@ -9,6 +9,7 @@ use common::NanAt;
 
 use charlstm_cuda::Result;
 use charlstm_cuda::corpus::{OneHotCorpus, Windows};
+use charlstm_cuda::engine::Batch;
 use charlstm_cuda::model::{Checkpoint, Hyper, Params, TrainState, init_params};
 use charlstm_cuda::train::{
     Control, DivergenceGuard, LAST_CHECKPOINT, LOSS_READBACK_EVERY, Observer, OnDivergence,
@@ -45,11 +46,14 @@ impl Engine for Deferring<'_> {
     fn backend(&self) -> Backend {
         self.inner.backend()
     }
-    fn train_batch(&mut self, starts: &[u32]) -> Result<f32> {
-        self.inner.train_batch(starts)
+    fn begin_epoch(&mut self, order: &[u32], position: usize) -> Result<()> {
+        self.inner.begin_epoch(order, position)
     }
-    fn queue_train_batch(&mut self, starts: &[u32]) -> Result<Option<f32>> {
-        let loss = self.inner.train_batch(starts)?;
+    fn train(&mut self, batch: Batch<'_>) -> Result<f32> {
+        self.inner.train(batch)
+    }
+    fn queue_train(&mut self, batch: Batch<'_>) -> Result<Option<f32>> {
+        let loss = self.inner.train(batch)?;
         self.held.push(loss);
         Ok(None)
     }

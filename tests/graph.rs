@@ -16,6 +16,7 @@ mod common;
 use common::{Rng, seed};
 
 use charlstm_cuda::corpus::{OneHotCorpus, Windows, epoch_order};
+use charlstm_cuda::engine::Batch;
 use charlstm_cuda::gpu::engine::GraphStats;
 use charlstm_cuda::gpu::step::StepLauncher;
 use charlstm_cuda::gpu::{
@@ -100,8 +101,8 @@ fn script<D: GpuDevice>(dev: D, graphs: bool, seed: u64) -> (Outcome, GraphStats
     let mut e = GpuEngine::new(dev, Backend::Sim, &corpus, &hy, p, ms).expect("engine");
     e.set_graphs(graphs).expect("graphs");
     let mut losses = Vec::new();
-    let queue = |e: &mut GpuEngine<'_, D>, starts: &[u32]| {
-        assert_eq!(e.queue_train_batch(starts).expect("queued"), None);
+    let queue = |e: &mut GpuEngine<'_, D>, batch: Batch<'_>| {
+        assert_eq!(e.queue_train(batch).expect("queued"), None);
     };
     for epoch in 0..3 {
         let order = epoch_order(&windows, seed, epoch);
@@ -109,17 +110,17 @@ fn script<D: GpuDevice>(dev: D, graphs: bool, seed: u64) -> (Outcome, GraphStats
         e.begin_epoch(&order, from * B).expect("begin_epoch");
         for (i, starts) in order.chunks(B).enumerate().skip(from) {
             if epoch == 1 && i == 0 {
-                losses.push(e.train_batch(starts).expect("train_batch"));
+                losses.push(e.train(Batch::Next(starts.len())).expect("train"));
                 continue;
             }
             if epoch == 1 && i == 2 {
                 e.set_learning_rate(hy.lr * 0.5).expect("lr");
             }
-            queue(&mut e, starts);
+            queue(&mut e, Batch::Next(starts.len()));
             if epoch == 1 && i == 2 {
                 // Never the order's next batch: windows appear once in it.
                 losses.push(e.eval_batch(&[0; B]).expect("eval"));
-                queue(&mut e, &[1, 1, 2, 2]);
+                queue(&mut e, Batch::Starts(&[1, 1, 2, 2]));
             }
         }
         losses.extend(e.collect_losses().expect("collect"));
@@ -297,8 +298,9 @@ fn a_queue_longer_than_the_device_log_loses_nothing() {
         queued.begin_epoch(&order, 0).expect("order");
         stepped.begin_epoch(&order, 0).expect("order");
         for starts in order.chunks(B) {
-            assert_eq!(queued.queue_train_batch(starts).expect("queue"), None);
-            want.push(stepped.train_batch(starts).expect("step").to_bits());
+            let next = Batch::Next(starts.len());
+            assert_eq!(queued.queue_train(next).expect("queue"), None);
+            want.push(stepped.train(next).expect("step").to_bits());
         }
     }
     let got: Vec<u32> = queued

@@ -11,6 +11,7 @@ use std::process::Command;
 
 use charlstm_cuda::cpu::CpuEngine;
 use charlstm_cuda::device;
+use charlstm_cuda::engine::Batch;
 use charlstm_cuda::gpu::{
     DeviceError, DevicePtr, GpuDevice, GpuEngine, GpuModel, KernelArg, LaunchConfig,
 };
@@ -288,8 +289,8 @@ fn workflow<D: GpuDevice>(dev: D, corpus: &OneHotCorpus, hy: &Hyper) -> Result<(
     let mut e = GpuEngine::new(dev, Backend::Sim, corpus, hy, params, ms)?;
     let order: Vec<u32> = (0..8).map(|i| i * 3).collect();
     e.begin_epoch(&order, 0)?;
-    e.train_batch(&order[..4])?;
-    e.train_batch(&order[4..])?;
+    e.train(Batch::Next(4))?;
+    e.train(Batch::Next(order.len() - 4))?;
     e.eval_batch(&[1, 2, 3, 4, 5, 6])?;
     e.predict(&[0, 1, 2, 3, 4, 0, 1, 2], 4)?;
     e.generate(&[0, 1, 2], 3, 2, &[Strategy::Temperature(1.0)], 1, 0)?;

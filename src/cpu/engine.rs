@@ -1,7 +1,7 @@
 //! The CPU reference as a training [`Engine`].
 
 use crate::corpus::OneHotCorpus;
-use crate::engine::{Backend, Engine};
+use crate::engine::{Backend, Batch, Engine, EpochOrder};
 use crate::error::{Error, Result};
 use crate::model::{Grads, Hyper, Params};
 
@@ -21,6 +21,7 @@ pub struct CpuEngine<'c> {
     optimizer: RmsProp,
     /// `Hyper::clip_norm`: the gradients are clipped to it before each step.
     clip_norm: Option<f64>,
+    epoch: EpochOrder,
 }
 
 impl<'c> CpuEngine<'c> {
@@ -52,6 +53,7 @@ impl<'c> CpuEngine<'c> {
             rmsprop,
             optimizer: RmsProp::from_hyper(hyper),
             clip_norm: hyper.clip_norm.map(f64::from),
+            epoch: EpochOrder::default(),
         })
     }
 
@@ -70,7 +72,7 @@ impl<'c> CpuEngine<'c> {
     }
 
     /// Gradients of the last [`CpuEngine::loss_and_grads`] (after
-    /// [`Engine::train_batch`]: as clipped for the step).
+    /// a training step: as clipped for the step).
     pub fn grads(&self) -> &Grads<f32> {
         &self.grads
     }
@@ -86,14 +88,26 @@ impl Engine for CpuEngine<'_> {
         Backend::Cpu
     }
 
-    fn train_batch(&mut self, starts: &[u32]) -> Result<f32> {
-        let loss = self.loss_and_grads(starts);
+    fn begin_epoch(&mut self, order: &[u32], position: usize) -> Result<()> {
+        self.epoch.begin(order, position);
+        Ok(())
+    }
+
+    fn queue_train(&mut self, batch: Batch<'_>) -> Result<Option<f32>> {
+        let loss = match batch {
+            Batch::Starts(starts) => self.loss_and_grads(starts),
+            Batch::Next(rows) => {
+                // The slice borrows the order while the step needs &mut self.
+                let starts = self.epoch.take(rows)?.1.to_vec();
+                self.loss_and_grads(&starts)
+            }
+        };
         if let Some(max_norm) = self.clip_norm {
             clip_grad_norm(&mut self.grads, max_norm);
         }
         self.optimizer
             .step(&mut self.params, &mut self.rmsprop, &self.grads);
-        Ok(loss)
+        Ok(Some(loss))
     }
 
     fn eval_batch(&mut self, starts: &[u32]) -> Result<f32> {

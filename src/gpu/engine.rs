@@ -25,12 +25,12 @@
 //! 6. `rmsprop_update_f32` over all parameters;
 //! 7. `loss_log_append_f32`: the loss sum appended to the device loss log.
 //!
-//! A step of a full batch that is the next slice of the epoch order, the
-//! common case, runs all of that as one graph captured once and replayed
-//! every step (`graph.rs` says what varies and what forces a recapture);
-//! other steps (off-order starts, the partial last batch, graphs off or a
-//! device that cannot capture) launch the same kernels one by one, reading
-//! their starts from the order or from an upload, as eval and predict do.
+//! A full [`Batch::Next`] step, the trainer's common case, runs all of that
+//! as one graph captured once and replayed every step (`graph.rs` says what
+//! varies and what forces a recapture); other steps (given starts, the
+//! partial last batch, graphs off or a device that cannot capture) launch
+//! the same kernels one by one, reading their starts from the order or
+//! from an upload, as eval and predict do.
 //!
 //! Generation (the after-epoch samples) and `predict` are the model's
 //! (`super::model`, which also holds the kernels' limits on V and H). The
@@ -38,13 +38,15 @@
 //! the first allocation; one that does not fit is
 //! [`DeviceError::CorpusTooLarge`] (no streaming).
 //!
-//! No step waits for the host: [`Engine::queue_train_batch`] leaves the
-//! loss in the device log and [`Engine::collect_losses`] reads the log back
-//! in one copy (one host round trip for however many steps the trainer
-//! collects at once); [`Engine::train_batch`] is the two in a row, one
-//! round trip per step. The loss sum is zeroed on the device (a memset on
-//! CUDA's stream, no wait). Batches whose starts are not the next slice of
-//! the epoch order (eval, library callers) upload their B starts.
+//! No step waits for the host: [`Engine::queue_train`] leaves the loss in
+//! the device log and [`Engine::collect_losses`] reads the log back in one
+//! copy (one host round trip for however many steps the trainer collects at
+//! once); [`Engine::train`] is the two in a row, one round trip per step.
+//! The loss sum is zeroed on the device (a memset on CUDA's stream, no
+//! wait). The trainer's batches are [`Batch::Next`]: read from the order
+//! uploaded by `begin_epoch` (whose windows are checked there, once), the
+//! full ones replayed as the captured graph. Given starts
+//! ([`Batch::Starts`], eval) are checked and uploaded with the step.
 
 use super::device::{DeviceError, DevicePtr, GpuDevice};
 use super::model::GpuModel;
@@ -52,7 +54,7 @@ use super::rmsprop::{GradClipLauncher, RmsPropLauncher};
 use super::step::StepLauncher;
 use crate::corpus::OneHotCorpus;
 use crate::cpu::RmsProp;
-use crate::engine::{Backend, Engine};
+use crate::engine::{Backend, Batch, Engine, EpochOrder};
 use crate::error::{Error, Result};
 use crate::model::{Hyper, Params};
 use crate::sample::Strategy;
@@ -73,14 +75,6 @@ pub const GPU_PATH_NOTICE: &str = "on the device: targets, the LSTM recurrence (
      --clip-norm), RMSprop and generation (one launch for all samples); a training step is one \
      CUDA graph, replayed, and losses are read back every 32 batches";
 
-/// The epoch's window order on the device, and where the next batch starts.
-struct EpochOrder {
-    host: Vec<u32>,
-    device: DevicePtr,
-    capacity: usize,
-    cursor: usize,
-}
-
 /// Training state on a [`GpuDevice`]: a [`GpuModel`] (weights, batch
 /// buffers, the forward chain) plus the corpus, the RMSprop state, the
 /// epoch order and the captured step.
@@ -95,7 +89,10 @@ pub struct GpuEngine<'c, D: GpuDevice> {
     rmsprop: RmsPropLauncher,
     d_corpus: DevicePtr,
     d_rmsprop: DevicePtr,
-    order: EpochOrder,
+    /// The epoch's order (host copy and cursor) and its upload.
+    epoch: EpochOrder,
+    d_order: DevicePtr,
+    d_order_capacity: usize,
     /// `Hyper::batch`: the batch size a captured step is for.
     batch_size: usize,
     step: StepLauncher,
@@ -151,12 +148,9 @@ impl<'c, D: GpuDevice> GpuEngine<'c, D> {
             rmsprop: RmsPropLauncher::default(),
             d_corpus: DevicePtr::NULL,
             d_rmsprop: DevicePtr::NULL,
-            order: EpochOrder {
-                host: Vec::new(),
-                device: DevicePtr::NULL,
-                capacity: 0,
-                cursor: 0,
-            },
+            epoch: EpochOrder::default(),
+            d_order: DevicePtr::NULL,
+            d_order_capacity: 0,
             batch_size: hyper.batch,
             step: StepLauncher::default(),
             d_step: DevicePtr::NULL,
@@ -197,7 +191,7 @@ impl<'c, D: GpuDevice> GpuEngine<'c, D> {
         self.model.device()
     }
 
-    /// The gradients of the last [`Engine::train_batch`], from the device.
+    /// The gradients of the last training step, from the device.
     pub fn grads(&mut self) -> Result<Params<f32>> {
         let d_grads = self.model.d_grads;
         self.model.download_flat(d_grads)
@@ -206,12 +200,7 @@ impl<'c, D: GpuDevice> GpuEngine<'c, D> {
     /// Frees the training buffers (the model frees its own when dropped).
     fn free_all(&mut self) -> Result<()> {
         self.drop_step_graph()?;
-        let ptrs = [
-            self.d_step,
-            self.d_corpus,
-            self.d_rmsprop,
-            self.order.device,
-        ];
+        let ptrs = [self.d_step, self.d_corpus, self.d_rmsprop, self.d_order];
         for p in ptrs {
             if p != DevicePtr::NULL {
                 self.model.device.free(p)?;
@@ -219,7 +208,8 @@ impl<'c, D: GpuDevice> GpuEngine<'c, D> {
         }
         self.d_corpus = DevicePtr::NULL;
         self.d_rmsprop = DevicePtr::NULL;
-        self.order.device = DevicePtr::NULL;
+        self.d_order = DevicePtr::NULL;
+        self.d_order_capacity = 0;
         self.d_step = DevicePtr::NULL;
         Ok(())
     }
@@ -230,38 +220,35 @@ impl<D: GpuDevice> Engine for GpuEngine<'_, D> {
         self.model.backend
     }
 
+    /// Checks every window of `order` once (each window and its target
+    /// inside the corpus), uploads it and puts the device cursor at
+    /// `position`.
     fn begin_epoch(&mut self, order: &[u32], position: usize) -> Result<()> {
-        let o = &mut self.order;
-        if order.len() > o.capacity {
-            if o.device != DevicePtr::NULL {
-                self.model.device.free(o.device)?;
-                o.device = DevicePtr::NULL;
-                o.capacity = 0;
+        self.check_starts(order)?;
+        let dev = &mut self.model.device;
+        if order.len() > self.d_order_capacity {
+            if self.d_order != DevicePtr::NULL {
+                dev.free(self.d_order)?;
+                self.d_order = DevicePtr::NULL;
+                self.d_order_capacity = 0;
             }
-            o.device = self
-                .model
-                .device
-                .alloc(std::mem::size_of_val(order).max(1))?;
-            o.capacity = order.len();
+            self.d_order = dev.alloc(std::mem::size_of_val(order).max(1))?;
+            self.d_order_capacity = order.len();
         }
-        self.model.device.upload_u32(o.device, order)?;
-        o.host.clear();
-        o.host.extend_from_slice(order);
-        o.cursor = position.min(order.len());
+        dev.upload_u32(self.d_order, order)?;
+        self.epoch.begin(order, position);
         // The captured step reads the order at the device's cursor.
-        let cursor = o.cursor;
-        self.model
-            .device
-            .upload_u32(self.d_step.offset(graph::CURSOR_AT), &[cursor as u32])?;
+        let cursor = self.epoch.cursor();
+        dev.upload_u32(self.d_step.offset(graph::CURSOR_AT), &[cursor as u32])?;
         self.dev_cursor = Some(cursor);
         Ok(())
     }
 
-    fn train_batch(&mut self, starts: &[u32]) -> Result<f32> {
-        if starts.is_empty() {
+    fn train(&mut self, batch: Batch<'_>) -> Result<f32> {
+        if batch == Batch::Starts(&[]) {
             return Ok(0.0);
         }
-        self.queue_train_batch(starts)?;
+        self.queue_train(batch)?;
         self.drain_log()?;
         Ok(self
             .collected
@@ -269,25 +256,27 @@ impl<D: GpuDevice> Engine for GpuEngine<'_, D> {
             .expect("the step just queued was read back"))
     }
 
-    /// The step, its loss left in the device log: the captured graph for an
-    /// in-order full batch, else the launches one by one.
-    fn queue_train_batch(&mut self, starts: &[u32]) -> Result<Option<f32>> {
-        if starts.is_empty() {
-            return Ok(Some(0.0));
-        }
-        self.check_starts(starts)?;
-        self.ensure_batch(starts.len())?;
-        let in_order = match self.graph_eligible(starts.len()) {
-            true => self.take_in_order(starts),
-            false => None,
-        };
-        match in_order {
-            Some(pos) => self.graph_step(pos, starts.len())?,
-            None => {
-                let d_starts = self.starts_on_device(starts)?;
-                let dims = self.forward_head_at(d_starts, starts.len())?;
-                self.backward_update(dims)?;
-                self.append_loss()?;
+    /// The step, its loss left in the device log: for the next full batch
+    /// of the epoch the captured graph, else the launches one by one,
+    /// reading the starts from the uploaded order or from an upload of
+    /// their own.
+    fn queue_train(&mut self, batch: Batch<'_>) -> Result<Option<f32>> {
+        match batch {
+            Batch::Starts([]) => return Ok(Some(0.0)),
+            Batch::Next(rows) => {
+                let (pos, _) = self.epoch.take(rows)?;
+                self.ensure_batch(rows)?;
+                if self.graph_eligible(rows) {
+                    self.graph_step(pos, rows)?;
+                } else {
+                    let d_starts = self.d_order.offset(pos * std::mem::size_of::<u32>());
+                    self.step_at(d_starts, rows)?;
+                }
+            }
+            Batch::Starts(starts) => {
+                self.ensure_batch(starts.len())?;
+                let d_starts = self.upload_starts(starts)?;
+                self.step_at(d_starts, starts.len())?;
             }
         }
         self.logged += 1;

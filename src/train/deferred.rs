@@ -1,5 +1,5 @@
 //! Batches trained but not yet reported: the trainer queues steps with
-//! [`Engine::queue_train_batch`] and reads their losses back in one go
+//! [`Engine::queue_train`] and reads their losses back in one go
 //! ([`Engine::collect_losses`]), so a device engine does not wait for the
 //! host every step. An engine that computes the loss at once (the CPU)
 //! answers it straight away and every batch is reported as it happens.
@@ -30,7 +30,7 @@ pub(super) struct LossQueue {
 
 impl LossQueue {
     /// Batch `batch` (0-based) of `rows` windows was queued; `loss` is what
-    /// `queue_train_batch` answered.
+    /// `queue_train` answered.
     pub fn push(&mut self, batch: usize, rows: usize, loss: Option<f32>) {
         self.items.push(Queued { batch, rows, loss });
     }

@@ -9,7 +9,7 @@ use super::guard::{Best, Divergence, DivergenceGuard, OnDivergence};
 use super::observer::{BatchEvent, Control, EpochEvent, Observer, RollbackEvent, Sample};
 use crate::corpus::{OneHotCorpus, Windows, epoch_order};
 use crate::device::Device;
-use crate::engine::{Backend, Engine};
+use crate::engine::{Backend, Batch, Engine};
 use crate::error::{Error, Result};
 use crate::model::{Checkpoint, Hyper, Params, TrainState, init_params};
 use crate::report::{BATCHES_FILE, BatchRow, append_batches, batch_logged, write_loss_chart};
@@ -252,7 +252,7 @@ impl<'c> Trainer<'c> {
     /// With a [`DivergenceGuard`] (the default), a NaN/inf batch loss or an
     /// epoch loss jump stops the run with an error or rolls it back.
     ///
-    /// Steps are queued ([`Engine::queue_train_batch`]) and reported, in
+    /// Steps are queued ([`Engine::queue_train`]) and reported, in
     /// order, once their losses are back: at once on the CPU, every
     /// [`LOSS_READBACK_EVERY`](super::LOSS_READBACK_EVERY) batches and at
     /// the epoch's end on a device. So on a device a NaN is noticed, and a
@@ -295,9 +295,9 @@ impl<'c> Trainer<'c> {
             self.engine
                 .begin_epoch(&order, (self.state.batch * size).min(order.len()))?;
             for b in self.state.batch..batches {
-                let starts = &order[b * size..((b + 1) * size).min(order.len())];
-                let queued = self.engine.queue_train_batch(starts)?;
-                queue.push(b, starts.len(), queued);
+                let rows = size.min(order.len() - b * size);
+                let queued = self.engine.queue_train(Batch::Next(rows))?;
+                queue.push(b, rows, queued);
                 if !queue.due() && b + 1 < batches {
                     continue;
                 }

@@ -7,6 +7,7 @@ pub mod cli;
 use std::path::{Path, PathBuf};
 
 use charlstm_cuda::Result;
+use charlstm_cuda::engine::Batch;
 use charlstm_cuda::gpu::selftest::{SelftestReport, SelftestRow};
 use charlstm_cuda::model::Params;
 use charlstm_cuda::sample::{Purpose, RngStream};
@@ -110,14 +111,17 @@ impl Engine for NanAt<'_> {
     fn backend(&self) -> Backend {
         self.inner.backend()
     }
-    fn train_batch(&mut self, starts: &[u32]) -> Result<f32> {
+    fn begin_epoch(&mut self, order: &[u32], position: usize) -> Result<()> {
+        self.inner.begin_epoch(order, position)
+    }
+    fn queue_train(&mut self, batch: Batch<'_>) -> Result<Option<f32>> {
         self.calls += 1;
-        let loss = self.inner.train_batch(starts)?;
-        Ok(if self.calls == self.step {
+        let loss = self.inner.train(batch)?;
+        Ok(Some(if self.calls == self.step {
             f32::NAN
         } else {
             loss
-        })
+        }))
     }
     fn eval_batch(&mut self, starts: &[u32]) -> Result<f32> {
         self.inner.eval_batch(starts)

@@ -25,30 +25,21 @@ impl<D: GpuDevice> GpuEngine<'_, D> {
         Ok(())
     }
 
-    /// When `starts` are the epoch order's next batch: moves the host
-    /// cursor past them and returns where they began.
-    pub(super) fn take_in_order(&mut self, starts: &[u32]) -> Option<usize> {
-        let o = &mut self.order;
-        let (pos, end) = (o.cursor, o.cursor + starts.len());
-        if end <= o.host.len() && o.host[pos..end] == *starts {
-            o.cursor = end;
-            return Some(pos);
-        }
-        None
+    /// Checks `starts` and uploads them to the batch's staging buffer
+    /// (sized by `ensure_batch`); returns where they are.
+    pub(super) fn upload_starts(&mut self, starts: &[u32]) -> Result<DevicePtr> {
+        self.check_starts(starts)?;
+        let staging = self.model.batch.starts;
+        self.model.device.upload_u32(staging, starts)?;
+        Ok(staging)
     }
 
-    /// Checks `starts` and returns the device pointer to them: the epoch
-    /// order's slice when they are its next batch, else the staging buffer
-    /// they are uploaded to.
-    pub(super) fn starts_on_device(&mut self, starts: &[u32]) -> Result<DevicePtr> {
-        self.check_starts(starts)?;
-        if let Some(pos) = self.take_in_order(starts) {
-            return Ok(self.order.device.offset(pos * std::mem::size_of::<u32>()));
-        }
-        self.model
-            .device
-            .upload_u32(self.model.batch.starts, starts)?;
-        Ok(self.model.batch.starts)
+    /// One whole step (forward, head, backward, update, loss appended to
+    /// the log) of `batch` windows whose starts are at `d_starts`.
+    pub(super) fn step_at(&mut self, d_starts: DevicePtr, batch: usize) -> Result<()> {
+        let dims = self.forward_head_at(d_starts, batch)?;
+        self.backward_update(dims)?;
+        self.append_loss()
     }
 
     /// Room for a batch of `rows` windows.
@@ -63,7 +54,7 @@ impl<D: GpuDevice> GpuEngine<'_, D> {
     /// leaves the batch's mean loss in `batch.loss` and returns the dims.
     pub(super) fn forward_head(&mut self, starts: &[u32]) -> Result<LstmDims> {
         self.ensure_batch(starts.len())?;
-        let d_starts = self.starts_on_device(starts)?;
+        let d_starts = self.upload_starts(starts)?;
         self.forward_head_at(d_starts, starts.len())
     }
 

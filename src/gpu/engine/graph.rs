@@ -1,7 +1,7 @@
 //! The training step as one captured graph, and the device loss log.
 //!
-//! A step whose starts are the next slice of the epoch order and whose
-//! batch is full-sized runs as a graph captured once and replayed every
+//! A [`Batch::Next`](crate::engine::Batch::Next) step (the next windows of
+//! the epoch order) whose batch is full-sized runs as a graph captured once and replayed every
 //! step. A graph repeats its launches with the arguments they had at
 //! capture, so everything that varies per step lives in device memory:
 //! `batch_select_u32` at its head copies the next B starts from the epoch
@@ -38,7 +38,7 @@ pub(super) struct StepGraph {
     pub disabled: bool,
     /// The captured step and the key it was captured under.
     pub captured: Option<(GraphId, GraphKey)>,
-    /// The key of the last uncaptured in-order step: the next with this
+    /// The key of the last uncaptured `Batch::Next` step: the next with this
     /// key is captured.
     pub warm: Option<GraphKey>,
     /// Why capturing was given up for good, if it was.
@@ -66,7 +66,7 @@ pub(super) const COUNT_AT: usize = U32;
 pub(super) const LOG_AT: usize = 2 * U32;
 
 impl<D: GpuDevice> GpuEngine<'_, D> {
-    /// Turns graph capture of in-order full batches on (the default, where
+    /// Turns graph capture of full `Batch::Next` steps on (the default, where
     /// the device can capture) or off; off drops the captured graph and
     /// every step is launched as an uncaptured chain of kernels.
     pub fn set_graphs(&mut self, on: bool) -> Result<()> {
@@ -105,14 +105,14 @@ impl<D: GpuDevice> GpuEngine<'_, D> {
     fn key(&self, batch: usize) -> GraphKey {
         let lr = self.optimizer.lr.to_bits();
         let clip = self.clip_norm.map_or(u64::MAX, |c| u64::from(c.to_bits()));
-        let (b, o) = (&self.model.batch, &self.order);
-        let mut key = vec![batch as u64, self.maxlen as u64, lr, clip, o.device.0];
+        let b = &self.model.batch;
+        let mut key = vec![batch as u64, self.maxlen as u64, lr, clip, self.d_order.0];
         key.extend([b.batch as u64, b.seq_len as u64, self.d_step.0]);
         key.extend(b.all().iter().map(|p| p.0));
         key
     }
 
-    /// One in-order full step of `batch` rows starting at order position
+    /// The next full batch of the epoch, `batch` rows at order position
     /// `pos` (the host cursor already moved past it): replays the captured
     /// graph, capturing or warming up first when the key changed.
     pub(super) fn graph_step(&mut self, pos: usize, batch: usize) -> Result<()> {
@@ -167,16 +167,9 @@ impl<D: GpuDevice> GpuEngine<'_, D> {
     fn step_body(&mut self, batch: usize) -> Result<()> {
         let cursor = self.d_step.offset(CURSOR_AT);
         let starts = self.model.batch.starts;
-        self.step.select(
-            &mut self.model.device,
-            self.order.device,
-            cursor,
-            batch,
-            starts,
-        )?;
-        let dims = self.forward_head_at(starts, batch)?;
-        self.backward_update(dims)?;
-        self.append_loss()
+        self.step
+            .select(&mut self.model.device, self.d_order, cursor, batch, starts)?;
+        self.step_at(starts, batch)
     }
 
     /// Appends the step's loss sum (`batch.loss`) to the device log.
