@@ -59,7 +59,7 @@ use crate::error::{Error, Result};
 use crate::model::{Hyper, Params};
 use crate::sample::Strategy;
 
-mod batch;
+mod chain;
 mod graph;
 pub use graph::GraphStats;
 use graph::StepGraph;

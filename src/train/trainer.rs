@@ -3,9 +3,9 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use super::deferred::LossQueue;
 use super::files::{append_metrics, prune_checkpoints};
 use super::guard::{Best, Divergence, DivergenceGuard, OnDivergence};
+use super::loss_queue::LossQueue;
 use super::observer::{BatchEvent, Control, EpochEvent, Observer, RollbackEvent, Sample};
 use crate::corpus::{OneHotCorpus, Windows, epoch_order};
 use crate::device::Device;

@@ -1,7 +1,7 @@
-//! The launches of one batch, shared by training (captured or not), eval
-//! and predict: the per-kernel buffers the engine's flat parameter and
-//! batch buffers make, where a batch's starts come from, and the forward
-//! (targets, LSTM, head) and backward (LSTM, clipping, RMSprop) chains.
+//! The launch chain of one training step, shared by the captured graph,
+//! uncaptured steps and eval: where a batch's starts come from, the forward
+//! (targets, LSTM, head) and the backward (LSTM, clipping, RMSprop). The
+//! per-kernel buffers are the model's (`super::super::model`).
 
 use super::GpuEngine;
 use crate::error::{Error, Result};
