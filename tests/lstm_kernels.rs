@@ -130,19 +130,7 @@ fn lstm_instruction_forms_match_rust() {
     s.load_module("lstm_forms", ptx::test_module("lstm_forms").unwrap())
         .unwrap();
     let n = 100usize;
-    let mut w = Vec::new();
-    for i in 0..n as u64 {
-        w.push(if i % 9 == 0 {
-            0
-        } else {
-            i.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (i % 64)
-        });
-        w.push(if i % 5 == 0 {
-            w[w.len() - 1]
-        } else {
-            i << (i % 50)
-        });
-    }
+    let w = common::lstm_forms_words(n);
     let a: Vec<f32> = (0..n).map(|i| (i as f32 - 50.5) * 0.731).collect();
     let u: Vec<u32> = (0..2 * n as u32)
         .map(|i| i.wrapping_mul(2_654_435_761))

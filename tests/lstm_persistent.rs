@@ -339,21 +339,7 @@ fn new_instruction_forms_match_rust() {
     )
     .unwrap();
     let n = 96usize;
-    let mut a = Vec::new();
-    let mut w = Vec::new();
-    for i in 0..n as u32 {
-        let x = i.wrapping_mul(2_654_435_761);
-        // Equal, smaller, larger and low-byte-equal pairs.
-        let y = match i % 4 {
-            0 => x,
-            1 => x.wrapping_sub(i + 1),
-            2 => x.wrapping_add(i * 7 + 1),
-            _ => x & 0xff,
-        };
-        a.extend([x, y]);
-        let p = u64::from(i).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        w.extend([p, if i % 3 == 0 { p } else { p.rotate_left(i) }]);
-    }
+    let (a, w) = common::persistent_forms_inputs(n);
     let up = |s: &mut Simulator, b: &[u8]| {
         let p = s.alloc(b.len()).unwrap();
         s.write(p, b).unwrap();

@@ -35,6 +35,8 @@
 //! a NaN against a number, or either side still holding the 0xFF poison, is
 //! a mismatch under every rule.
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::fmt;
 use std::path::Path;
@@ -994,19 +996,7 @@ fn cases() -> Vec<Case> {
     // lstm_forms: clz.b64, neg.s64, 64-bit compares, or.pred, rcp.rn.f32
     // (correctly rounded: exact, subnormal results included), min.u32.
     let n = 100;
-    let mut w = Vec::new();
-    for i in 0..n as u64 {
-        w.push(if i % 9 == 0 {
-            0
-        } else {
-            i.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (i % 64)
-        });
-        w.push(if i % 5 == 0 {
-            w[w.len() - 1]
-        } else {
-            i << (i % 50)
-        });
-    }
+    let w = common::lstm_forms_words(n);
     let a = f32s(n, 19, &F32_EDGES, -120, 120);
     let u = u32s(2 * n, 20);
     v.push(Case {
@@ -1029,19 +1019,7 @@ fn cases() -> Vec<Case> {
     // persistent_forms: max.u32, min.u64, not.b64, setp.le.u32, setp.eq.b32,
     // xor.pred, not.pred; equal / smaller / larger / low-byte-equal pairs.
     let n = 96;
-    let (mut a, mut w) = (Vec::new(), Vec::new());
-    for i in 0..n as u32 {
-        let x = i.wrapping_mul(2_654_435_761);
-        let y = match i % 4 {
-            0 => x,
-            1 => x.wrapping_sub(i + 1),
-            2 => x.wrapping_add(i * 7 + 1),
-            _ => x & 0xff,
-        };
-        a.extend([x, y]);
-        let p = u64::from(i).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        w.extend([p, if i % 3 == 0 { p } else { p.rotate_left(i) }]);
-    }
+    let (a, w) = common::persistent_forms_inputs(n);
     v.push(Case {
         module: "persistent_forms",
         kernel: "persistent_forms",

@@ -142,3 +142,43 @@ impl Engine for NanAt<'_> {
         self.inner.set_learning_rate(lr)
     }
 }
+
+/// The u64 words tests/kernels/lstm_forms.cu reads: `n` pairs with zeros,
+/// equal pairs and shifts across the whole width (for clz and the 64-bit
+/// compares). The simulator's test and the hardware comparison share them.
+pub fn lstm_forms_words(n: usize) -> Vec<u64> {
+    let mut w = Vec::with_capacity(2 * n);
+    for i in 0..n as u64 {
+        w.push(if i % 9 == 0 {
+            0
+        } else {
+            i.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (i % 64)
+        });
+        w.push(if i % 5 == 0 {
+            w[w.len() - 1]
+        } else {
+            i << (i % 50)
+        });
+    }
+    w
+}
+
+/// The inputs of tests/kernels/persistent_forms.cu: `n` u32 pairs (equal,
+/// smaller, larger and low-byte-equal) and `n` u64 pairs (equal or
+/// rotated). The simulator's test and the hardware comparison share them.
+pub fn persistent_forms_inputs(n: usize) -> (Vec<u32>, Vec<u64>) {
+    let (mut a, mut w) = (Vec::with_capacity(2 * n), Vec::with_capacity(2 * n));
+    for i in 0..n as u32 {
+        let x = i.wrapping_mul(2_654_435_761);
+        let y = match i % 4 {
+            0 => x,
+            1 => x.wrapping_sub(i + 1),
+            2 => x.wrapping_add(i * 7 + 1),
+            _ => x & 0xff,
+        };
+        a.extend([x, y]);
+        let p = u64::from(i).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        w.extend([p, if i % 3 == 0 { p } else { p.rotate_left(i) }]);
+    }
+    (a, w)
+}
