@@ -16,8 +16,7 @@
 
 use std::str::FromStr;
 
-use crate::corpus::OneHotCorpus;
-use crate::corpus::Vocab;
+use crate::corpus::{OneHotCorpus, Vocab};
 use crate::cpu::{CpuEngine, CpuModel};
 use crate::engine::{Backend, Engine};
 use crate::error::{Error, Result};

@@ -72,6 +72,23 @@ pub fn strategies() -> Vec<Strategy> {
     ]
 }
 
+/// The generation build [`check_generate`] runs for `shape` on `dev`
+/// (the launcher's own choice), which names its rows.
+pub fn generate_kernel<D: GpuDevice>(dev: &D, shape: Shape, length: usize) -> &'static str {
+    let (v, h, _, t) = shape.vhbt();
+    GenerateLauncher::default().kernel_for(
+        GenerateDims {
+            vocab: v,
+            hidden: h,
+            maxlen: t,
+            tail_len: t,
+            sequences: strategies().len(),
+            length,
+        },
+        dev.max_shared_bytes(),
+    )
+}
+
 /// `generate_fwd_f32` vs `IndexGenerator` over the CPU model, `length`
 /// characters per strategy from the first window of the case. One row per
 /// strategy: error 0 when equal, or equal up to a first difference that was
@@ -90,17 +107,7 @@ pub fn check_generate<D: GpuDevice>(
     let stream = (seed >> 32) as u32;
     let d_params = dev.upload_new_f32(&layout.flatten(&case.params))?;
     let launcher = GenerateLauncher::default();
-    let kernel = launcher.kernel_for(
-        GenerateDims {
-            vocab: v,
-            hidden: h,
-            maxlen: t,
-            tail_len: t,
-            sequences: strategies.len(),
-            length,
-        },
-        dev.max_shared_bytes(),
-    );
+    let kernel = generate_kernel(dev, case.shape, length);
     let got = launcher.generate(
         dev,
         d_params,

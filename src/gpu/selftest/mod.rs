@@ -34,7 +34,9 @@ mod report;
 mod step;
 mod training;
 
-pub use generate::{TIE_REL, check_generate, check_targets, strategies, tie_distance};
+pub use generate::{
+    TIE_REL, check_generate, check_targets, generate_kernel, strategies, tie_distance,
+};
 pub use kernels::{
     Case, check_grad_clip, check_head, check_lstm_backward, check_lstm_backward_with,
     check_lstm_forward, check_lstm_forward_with, check_rmsprop,
@@ -240,12 +242,6 @@ pub fn run<D: GpuDevice>(dev: &mut D, shapes: SelftestShapes, seed: u64) -> Resu
             ..k
         },
     };
-    // Generation's build follows H (the launcher picks the H = 128 one
-    // wherever its 72 shared rows fit, as on every GPU with 227 KiB).
-    let generate_name = |s: &Shape| match s.hidden {
-        128 => "generate_fwd_h128_f32",
-        _ => "generate_fwd_f32",
-    };
     for p in [generic, h128] {
         let fresh;
         let pcase = if p == k {
@@ -264,11 +260,11 @@ pub fn run<D: GpuDevice>(dev: &mut D, shapes: SelftestShapes, seed: u64) -> Resu
         record(bwd_name, &p, bwd)?;
         if p != k {
             let generate = check_generate(dev, pcase, shapes.gen_length, seed);
-            record(generate_name(&p), &p, generate)?;
+            record(generate_kernel(dev, p, shapes.gen_length), &p, generate)?;
         }
     }
     let generate = check_generate(dev, &case, shapes.gen_length, seed);
-    record(generate_name(&k), &k, generate)?;
+    record(generate_kernel(dev, k, shapes.gen_length), &k, generate)?;
     record("batch_select_u32", &"", check_batch_select(dev, &mut rng))?;
     record("loss_log_append_f32", &"", check_loss_log(dev, &mut rng))?;
     let (t, steps) = (shapes.training, shapes.steps);
