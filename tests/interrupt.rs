@@ -7,14 +7,14 @@
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_charlstm-cuda"))
 }
 
 /// Enough batches (3 epochs x 150) that a signal sent after the first
-/// progress line lands mid-run, small enough to finish in seconds.
+/// epoch lands mid-run, small enough to finish in seconds.
 fn args<'a>(corpus: &'a str, out: &'a str) -> Vec<&'a str> {
     vec![
         "train",
@@ -68,24 +68,35 @@ fn interrupted_then_resumed(signal: libc::c_int, name: &str) {
     let o = bin().args(args(&corpus, &full_s)).output().expect("run");
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 
-    // Interrupted: wait until training has visibly started (the line before
-    // the first batch), then signal.
+    // Interrupted in the middle of epoch 2 of 3, however fast the build (a
+    // fixed 300 ms sleep after the start line outlasted the whole run in a
+    // release build): wait for the first epoch's line on stdout, then half
+    // as long again as that took, then signal.
     let mut child = bin()
         .args(args(&corpus, &cut_s))
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn");
+    let spawned = Instant::now();
+    let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
     let mut stderr = BufReader::new(child.stderr.take().expect("stderr"));
-    let mut log = String::new();
-    while !log.contains("batches of") {
+    let mut progress = String::new();
+    while !progress.contains("epoch 1/3:") {
         let mut line = String::new();
-        if stderr.read_line(&mut line).expect("read") == 0 {
-            panic!("train ended before starting: {log}");
+        if stdout.read_line(&mut line).expect("read") == 0 {
+            panic!("train ended before its first epoch: {progress}");
         }
-        log.push_str(&line);
+        progress.push_str(&line);
     }
-    std::thread::sleep(Duration::from_millis(300));
+    // The rest of stdout (samples, progress) is drained so the child never
+    // blocks on a full pipe.
+    let drain = std::thread::spawn(move || {
+        let mut rest = String::new();
+        std::io::Read::read_to_string(&mut stdout, &mut rest).map(|_| rest)
+    });
+    std::thread::sleep(spawned.elapsed() / 2);
+    let mut log = String::new();
     // SAFETY: kill(2) on our own child's pid with a valid signal number.
     assert_eq!(unsafe { libc::kill(child.id() as libc::pid_t, signal) }, 0);
     let started = Instant::now();
@@ -93,6 +104,7 @@ fn interrupted_then_resumed(signal: libc::c_int, name: &str) {
     std::io::Read::read_to_string(&mut stderr, &mut rest).expect("read");
     log.push_str(&rest);
     let status = child.wait().expect("wait");
+    drain.join().expect("stdout reader").expect("read stdout");
     println!("{name}: stopped in {:?}:\n{log}", started.elapsed());
     assert_eq!(status.code(), Some(130), "{name}: {log}");
     assert!(
