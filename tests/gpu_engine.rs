@@ -379,3 +379,44 @@ fn bad_starts_are_an_error_not_a_device_fault() {
     .to_string();
     assert!(err.contains("V = 6"), "{err}");
 }
+
+/// `Batch::Next` asks for windows of the epoch order: before any
+/// `begin_epoch`, or past the order's end, it is a clear error on both
+/// engines (nothing trained), and an order with a window that leaves no
+/// target is refused by `begin_epoch` on the device, where it is checked.
+#[test]
+fn next_batch_outside_the_epoch_order_is_an_error() {
+    if !ptx::BUILT_WITH_KERNELS {
+        println!("SKIPPED: built without kernels");
+        return;
+    }
+    let mut rng = Rng(3);
+    let c = Case {
+        v: 5,
+        h: 3,
+        b: 2,
+        t: 4,
+    };
+    let corpus = random_corpus(&mut rng, c.v, 20);
+    let hy = hyper(&c, 3);
+    let (p, ms) = (init_params(c.v, c.h, 3), Params::zeros(c.v, c.h));
+    let mut cpu = CpuEngine::new(&corpus, &hy, p.clone(), ms.clone()).unwrap();
+    let mut gpu = GpuEngine::new(SimDevice::new(3), Backend::Sim, &corpus, &hy, p, ms).unwrap();
+    let engines: [&mut dyn Engine; 2] = [&mut cpu, &mut gpu];
+    for e in engines {
+        let before = e.params().unwrap();
+        let err = e.train(Batch::Next(2)).unwrap_err().to_string();
+        assert!(err.contains("call begin_epoch"), "{err}");
+        e.begin_epoch(&[0, 1, 2], 0).unwrap();
+        e.train(Batch::Next(2)).unwrap();
+        let err = e.train(Batch::Next(2)).unwrap_err().to_string();
+        assert!(
+            err.contains("2 windows at position 2 of an epoch order of 3"),
+            "{err}"
+        );
+        assert_ne!(e.params().unwrap(), before, "the one valid step trained");
+    }
+    let last = (corpus.rows() - c.t) as u32; // start + T must be a row
+    let err = gpu.begin_epoch(&[0, last], 0).unwrap_err().to_string();
+    assert!(err.contains("no target inside the corpus"), "{err}");
+}
