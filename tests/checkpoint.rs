@@ -1,5 +1,6 @@
 //! Checkpoint files: round trip, atomic writes, and every malformed file refused.
 
+use charlstm_cuda::model::Tensor;
 use std::collections::HashMap;
 use std::path::Path;
 
@@ -16,8 +17,7 @@ fn sample() -> Checkpoint {
     };
     let params = init_params(vocab.len(), hyper.hidden, 3);
     let mut rmsprop = Params::zeros(vocab.len(), hyper.hidden);
-    rmsprop
-        .bias
+    rmsprop[Tensor::Bias]
         .iter_mut()
         .enumerate()
         .for_each(|(i, x)| *x = i as f32 * 0.25);

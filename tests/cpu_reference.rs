@@ -6,6 +6,7 @@
 //! Shapes: x [B, T] class indices (row-major), y [B], probabilities [B, V].
 
 mod common;
+use charlstm_cuda::model::Tensor;
 use common::{random_batch, random_params};
 
 use charlstm_cuda::cpu::{self, RmsProp, Workspace};
@@ -24,8 +25,10 @@ fn naive_logits(p: &Params<f64>, x: &[u32], t_len: usize) -> Vec<f64> {
         for &cls in seq {
             let z: Vec<f64> = (0..g)
                 .map(|j| {
-                    let rec: f64 = (0..h).map(|k| hs[k] * p.recurrent_kernel[k * g + j]).sum();
-                    p.kernel[cls as usize * g + j] + p.bias[j] + rec
+                    let rec: f64 = (0..h)
+                        .map(|k| hs[k] * p[Tensor::RecurrentKernel][k * g + j])
+                        .sum();
+                    p[Tensor::Kernel][cls as usize * g + j] + p[Tensor::Bias][j] + rec
                 })
                 .collect();
             for j in 0..h {
@@ -36,9 +39,9 @@ fn naive_logits(p: &Params<f64>, x: &[u32], t_len: usize) -> Vec<f64> {
             }
         }
         logits.extend((0..v).map(|c| {
-            p.dense_bias[c]
+            p[Tensor::DenseBias][c]
                 + (0..h)
-                    .map(|j| hs[j] * p.dense_kernel[j * v + c])
+                    .map(|j| hs[j] * p[Tensor::DenseKernel][j * v + c])
                     .sum::<f64>()
         }));
     }
@@ -170,7 +173,7 @@ fn trace_is_the_reference_run_laid_out_t_major() {
     for bi in 0..b {
         for j in 0..h {
             let dh: f64 = (0..v)
-                .map(|c| tr.dlogits[bi * v + c] * p.dense_kernel[j * v + c])
+                .map(|c| tr.dlogits[bi * v + c] * p[Tensor::DenseKernel][j * v + c])
                 .sum();
             close(tr.dh_last[bi * h + j], dh, "dh_last");
         }
@@ -205,18 +208,34 @@ fn rmsprop_one_step_by_hand() {
     let mut g = p.clone();
     // kernel holds cases 0..4, dense_bias case 4.
     for (i, &(p0, m0, g0, _, _)) in cases[..4].iter().enumerate() {
-        (p.kernel[i], ms.kernel[i], g.kernel[i]) = (p0, m0, g0);
+        (
+            p[Tensor::Kernel][i],
+            ms[Tensor::Kernel][i],
+            g[Tensor::Kernel][i],
+        ) = (p0, m0, g0);
     }
-    (p.dense_bias[0], ms.dense_bias[0], g.dense_bias[0]) = (cases[4].0, cases[4].1, cases[4].2);
+    (
+        p[Tensor::DenseBias][0],
+        ms[Tensor::DenseBias][0],
+        g[Tensor::DenseBias][0],
+    ) = (cases[4].0, cases[4].1, cases[4].2);
     let mut p32 = p.map(|x| x as f32);
     let mut ms32 = ms.map(|x| x as f32);
     RmsProp::default().step(&mut p, &mut ms, &g);
     RmsProp::default().step(&mut p32, &mut ms32, &g.map(|x| x as f32));
     for (i, &(_, _, _, want_ms, want_p)) in cases.iter().enumerate() {
         let (got_p, got_ms, got_p32) = if i < 4 {
-            (p.kernel[i], ms.kernel[i], p32.kernel[i])
+            (
+                p[Tensor::Kernel][i],
+                ms[Tensor::Kernel][i],
+                p32[Tensor::Kernel][i],
+            )
         } else {
-            (p.dense_bias[0], ms.dense_bias[0], p32.dense_bias[0])
+            (
+                p[Tensor::DenseBias][0],
+                ms[Tensor::DenseBias][0],
+                p32[Tensor::DenseBias][0],
+            )
         };
         assert!(
             (got_ms - want_ms).abs() <= 1e-15 * want_ms.abs(),
@@ -232,8 +251,8 @@ fn rmsprop_one_step_by_hand() {
         );
     }
     // Untouched elements (p = ms = g = 0) stay 0.
-    assert_eq!(p.bias, vec![0.0; 4]);
-    assert_eq!(ms.recurrent_kernel, vec![0.0; 4]);
+    assert_eq!(p[Tensor::Bias], vec![0.0; 4]);
+    assert_eq!(ms[Tensor::RecurrentKernel], vec![0.0; 4]);
 }
 
 #[test]
@@ -242,7 +261,7 @@ fn init_follows_keras() {
     let p = init_params(v, h, 42);
     let g = 4 * h;
     // recurrent_kernel [H, 4H]: orthonormal rows, U U^T = I.
-    let u = &p.recurrent_kernel;
+    let u = &p[Tensor::RecurrentKernel];
     let mut worst = 0.0f64;
     for i in 0..h {
         for j in 0..h {
@@ -256,8 +275,8 @@ fn init_follows_keras() {
     assert!(worst < 1e-5);
     // Glorot uniform: inside (-l, l), variance l^2 / 3, flat histogram.
     for (name, w, fan_in, fan_out) in [
-        ("kernel", &p.kernel, v, g),
-        ("dense_kernel", &p.dense_kernel, h, v),
+        ("kernel", &p[Tensor::Kernel], v, g),
+        ("dense_kernel", &p[Tensor::DenseKernel], h, v),
     ] {
         let limit = (6.0 / (fan_in + fan_out) as f64).sqrt();
         let n = w.len() as f64;
@@ -282,17 +301,17 @@ fn init_follows_keras() {
         );
     }
     // Bias: the forget slice is 1 (unit_forget_bias), the rest 0; dense bias 0.
-    for (j, &b) in p.bias.iter().enumerate() {
+    for (j, &b) in p[Tensor::Bias].iter().enumerate() {
         assert_eq!(b, if j / h == GATE_F { 1.0 } else { 0.0 }, "bias[{j}]");
     }
-    assert!(p.dense_bias.iter().all(|&b| b == 0.0));
+    assert!(p[Tensor::DenseBias].iter().all(|&b| b == 0.0));
     // Deterministic in the seed, and the seed matters.
     assert_eq!(p, init_params(v, h, 42));
     let q = init_params(v, h, 43);
     assert!(
-        p.kernel != q.kernel
-            && p.recurrent_kernel != q.recurrent_kernel
-            && p.dense_kernel != q.dense_kernel
+        p[Tensor::Kernel] != q[Tensor::Kernel]
+            && p[Tensor::RecurrentKernel] != q[Tensor::RecurrentKernel]
+            && p[Tensor::DenseKernel] != q[Tensor::DenseKernel]
     );
 }
 

@@ -7,6 +7,7 @@
 #[path = "fuzz/checks.rs"]
 mod checks;
 
+use charlstm_cuda::model::Tensor;
 use charlstm_cuda::model::{Checkpoint, Hyper, Params, TrainState, init_params};
 use charlstm_cuda::{Error, OneHotCorpus};
 use checks::Outcome;
@@ -196,7 +197,7 @@ fn checkpoint_with(vocab: &str, hidden: usize) -> Checkpoint {
     };
     let params = init_params(vocab.len(), hidden, 7);
     let mut rmsprop = Params::zeros(vocab.len(), hidden);
-    rmsprop.bias.iter_mut().for_each(|x| *x = 0.5);
+    rmsprop[Tensor::Bias].iter_mut().for_each(|x| *x = 0.5);
     Checkpoint {
         vocab,
         hyper,

@@ -13,13 +13,14 @@
 //! bounds checks fail a launch on their own.
 
 mod common;
+use charlstm_cuda::model::Tensor;
 use common::{Rng, seed};
 
 use charlstm_cuda::cpu::CpuModel;
 use charlstm_cuda::gpu::device::{DeviceError, DevicePtr, GpuDevice};
 use charlstm_cuda::gpu::generate::{GenerateBuffers, GenerateDims, GenerateLauncher};
-use charlstm_cuda::gpu::rmsprop::ParamLayout;
 use charlstm_cuda::gpu::{CudaDevice, SimDevice, ptx, selftest};
+use charlstm_cuda::model::ParamLayout;
 use charlstm_cuda::model::Params;
 use charlstm_cuda::sample::{IndexGenerator, Strategy};
 use charlstm_cuda::{Error, Result};
@@ -137,9 +138,9 @@ fn tie_check_accepts_ties_and_rejects_real_differences() {
     // Classes 2 and 6 get the same dense column and bias: equal probabilities.
     let (v, h) = (9, 4);
     for i in 0..h {
-        case.params.dense_kernel[i * v + 6] = case.params.dense_kernel[i * v + 2];
+        case.params[Tensor::DenseKernel][i * v + 6] = case.params[Tensor::DenseKernel][i * v + 2];
     }
-    case.params.dense_bias[6] = case.params.dense_bias[2];
+    case.params[Tensor::DenseBias][6] = case.params[Tensor::DenseBias][2];
     let (dist, allowed) = tie_distance(&case, 0, 0, &[], 6, 2);
     assert!(dist <= allowed, "an exact greedy tie: {dist}");
     let want = IndexGenerator::new(CpuModel::new(&case.params), v, case.maxlen)
@@ -171,7 +172,7 @@ fn compare<D: GpuDevice>(
 ) -> Result<(usize, usize)> {
     let (v, h) = (case.params.vocab, case.params.hidden);
     let layout = ParamLayout::new(v, h);
-    let d_params = dev.upload_new_f32(&layout.flatten(&case.params))?;
+    let d_params = dev.upload_new_f32(case.params.flat())?;
     let got = launcher.generate(
         dev,
         d_params,
@@ -360,7 +361,7 @@ fn writes_everything<D: GpuDevice>(dev: &mut D, rng: &mut Rng) -> Result<()> {
     let case = random_case(rng, (v, h, maxlen, 2, n));
     let layout = ParamLayout::new(v, h);
     let s = case.strategies.len();
-    let d_params = dev.upload_new_f32(&layout.flatten(&case.params))?;
+    let d_params = dev.upload_new_f32(case.params.flat())?;
     let d_tail = dev.upload_new_u32(&case.seed_indices)?;
     let codes = GenerateLauncher::encode(&case.strategies);
     let d_codes = dev.alloc(8 * s)?;

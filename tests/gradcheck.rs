@@ -10,6 +10,7 @@
 //! such errors (down to 1e-5 in one element) are caught.
 
 mod common;
+use charlstm_cuda::model::Tensor;
 use common::{random_batch, random_params};
 
 use charlstm_cuda::cpu;
@@ -109,7 +110,7 @@ fn single_step_and_single_row() {
     let p = random_params(v, h, 0.7, 31);
     let (x, y) = random_batch(v, 1, 1, 32);
     let (_, grads) = cpu::loss_and_grads(&p, &x, &y, 1);
-    assert!(grads.recurrent_kernel.iter().all(|&g| g == 0.0));
+    assert!(grads[Tensor::RecurrentKernel].iter().all(|&g| g == 0.0));
     check("T=1 B=1, all elements", &p, &x, &y, 1, |_, n| {
         (0..n).collect()
     });
@@ -136,8 +137,8 @@ fn tolerance_is_tight_enough() {
     // Truncated BPTT (only the last step) differs far beyond the tolerance.
     let x_last: Vec<u32> = x.chunks(t).map(|row| row[t - 1]).collect();
     let (_, last_only) = cpu::loss_and_grads(&p, &x_last, &y, 1);
-    let worst = (0..grads.kernel.len())
-        .map(|i| err(last_only.kernel[i], numeric(&p, 0, i, &x, &y, t)))
+    let worst = (0..grads[Tensor::Kernel].len())
+        .map(|i| err(last_only[Tensor::Kernel][i], numeric(&p, 0, i, &x, &y, t)))
         .fold(0.0, f64::max);
     println!("last-step-only kernel gradient: max scaled error {worst:.3e}");
     assert!(worst > 1e3 * TOL);

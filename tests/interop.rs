@@ -10,6 +10,7 @@
 
 mod common;
 
+use charlstm_cuda::model::Tensor;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
@@ -65,27 +66,27 @@ fn foreign_torch_file(path: &Path, m: &Model, extra: Option<&str>) {
             .flat_map(|j| (0..r).map(move |i| x[i * c + j]))
             .collect()
     };
-    let half: Vec<f32> = p.bias.iter().map(|b| b * 0.25).collect();
-    let rest: Vec<f32> = p.bias.iter().map(|b| b * 0.75).collect();
+    let half: Vec<f32> = p[Tensor::Bias].iter().map(|b| b * 0.25).collect();
+    let rest: Vec<f32> = p[Tensor::Bias].iter().map(|b| b * 0.75).collect();
     let mut named = vec![
         (
             "rnn.weight_ih_l0",
             vec![4 * h, v],
-            le_f64(&t(&p.kernel, v, 4 * h)),
+            le_f64(&t(&p[Tensor::Kernel], v, 4 * h)),
         ),
         (
             "rnn.weight_hh_l0",
             vec![4 * h, h],
-            le_f64(&t(&p.recurrent_kernel, h, 4 * h)),
+            le_f64(&t(&p[Tensor::RecurrentKernel], h, 4 * h)),
         ),
         ("rnn.bias_ih_l0", vec![4 * h], le_f64(&half)),
         ("rnn.bias_hh_l0", vec![4 * h], le_f64(&rest)),
         (
             "decoder.weight",
             vec![v, h],
-            le_f64(&t(&p.dense_kernel, h, v)),
+            le_f64(&t(&p[Tensor::DenseKernel], h, v)),
         ),
-        ("decoder.bias", vec![v], le_f64(&p.dense_bias)),
+        ("decoder.bias", vec![v], le_f64(&p[Tensor::DenseBias])),
     ];
     if let Some(name) = extra {
         named.push((name, vec![4 * h], le_f64(&half)));
@@ -125,9 +126,16 @@ fn pytorch_import_reads_state_dicts_and_sums_the_biases() {
     assert_eq!(back.maxlen(), 60);
     assert!(back.lowercase());
     // bias = 0.25 b + 0.75 b, in f32: equal to rounding.
-    assert!(close(&back.params().bias, &m.params().bias, 1e-6));
-    assert_eq!(back.params().kernel, m.params().kernel);
-    assert_eq!(back.params().dense_kernel, m.params().dense_kernel);
+    assert!(close(
+        &back.params()[Tensor::Bias],
+        &m.params()[Tensor::Bias],
+        1e-6
+    ));
+    assert_eq!(back.params()[Tensor::Kernel], m.params()[Tensor::Kernel]);
+    assert_eq!(
+        back.params()[Tensor::DenseKernel],
+        m.params()[Tensor::DenseKernel]
+    );
 
     foreign_torch_file(&path, &m, Some("rnn.bias_ih_l1"));
     let err = interop::import(&path, Format::Pytorch, &options).unwrap_err();

@@ -82,7 +82,7 @@ fn params(named: &Value, vocab: usize, hidden: usize) -> Params<f64> {
             src.len(),
             dst.len()
         );
-        *dst = src;
+        dst.copy_from_slice(&src);
     }
     p
 }

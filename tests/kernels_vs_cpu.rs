@@ -7,6 +7,7 @@
 //! and argument arithmetic on a device that records instead of running.
 
 mod common;
+use charlstm_cuda::model::Tensor;
 use common::{Rng, assert_all_pass, seed};
 
 use charlstm_cuda::Result;
@@ -14,8 +15,9 @@ use charlstm_cuda::cpu::RmsProp;
 use charlstm_cuda::gpu::device::{DeviceError, DevicePtr, GpuDevice, KernelArg, LaunchConfig};
 use charlstm_cuda::gpu::head::{HeadBuffers, HeadDims, HeadLauncher};
 use charlstm_cuda::gpu::ptx;
-use charlstm_cuda::gpu::rmsprop::{ParamLayout, RmsPropLauncher};
+use charlstm_cuda::gpu::rmsprop::RmsPropLauncher;
 use charlstm_cuda::gpu::selftest::{Case, Shape, check_head, check_rmsprop};
+use charlstm_cuda::model::ParamLayout;
 use charlstm_cuda::model::Params;
 use charlstm_cuda::sample::{Purpose, RngStream};
 
@@ -212,11 +214,11 @@ fn param_layout_offsets_and_round_trip() {
     let r = layout.ranges();
     assert_eq!(r.map(|r| r.start), [0, 60, 96, 108, 123]);
     assert_eq!(layout.len(), 128);
-    assert_eq!(layout.range("dense.kernel"), Some(108..123));
+    assert_eq!(layout.range(Tensor::DenseKernel), 108..123);
     let mut rng = Rng(seed());
     let flat = rng.vec(layout.len(), 1.0);
-    let p: Params<f32> = layout.unflatten(&flat);
+    let p: Params<f32> = Params::from_flat(layout, flat.clone());
     assert_eq!(p.len(), layout.len());
-    assert_eq!(p.dense_bias, flat[123..]);
-    assert_eq!(layout.flatten(&p), flat);
+    assert_eq!(p[Tensor::DenseBias], flat[123..]);
+    assert_eq!(p.flat(), &flat[..]);
 }

@@ -13,6 +13,7 @@
 //! replays).
 
 mod common;
+use charlstm_cuda::model::Tensor;
 use common::{Rng, assert_all_pass, seed};
 
 use charlstm_cuda::gpu::device::{DevicePtr, GpuDevice};
@@ -44,9 +45,9 @@ fn upload<D: GpuDevice>(dev: &mut D, case: &Case) -> LstmBuffers {
     LstmBuffers {
         corpus_words: dev.upload_new(words).unwrap(),
         starts: dev.upload_new_u32(&case.starts).unwrap(),
-        kernel: f32s(dev, &case.params.kernel),
-        recurrent_kernel: f32s(dev, &case.params.recurrent_kernel),
-        bias: f32s(dev, &case.params.bias),
+        kernel: f32s(dev, &case.params[Tensor::Kernel]),
+        recurrent_kernel: f32s(dev, &case.params[Tensor::RecurrentKernel]),
+        bias: f32s(dev, &case.params[Tensor::Bias]),
         gates: f32s(dev, &nan(t * b * 4 * h)),
         c: f32s(dev, &nan(t * b * h)),
         h: f32s(dev, &nan(t * b * h)),

@@ -2,6 +2,7 @@
 //! resuming bit for bit, observers.
 
 mod common;
+use charlstm_cuda::model::Tensor;
 use common::NanAt;
 
 use charlstm_cuda::model::{Checkpoint, Hyper, Params, TrainState, init_params};
@@ -82,7 +83,7 @@ fn nan_loss_stops_with_a_clear_error_and_keeps_the_last_good_checkpoint() {
     );
     assert!(dir.path().join(epoch_checkpoint_name(1)).exists());
     assert!(!dir.path().join(epoch_checkpoint_name(2)).exists());
-    assert!(last.params.kernel.iter().all(|x| x.is_finite()));
+    assert!(last.params[Tensor::Kernel].iter().all(|x| x.is_finite()));
 }
 
 /// Stops after a given number of batches in total.

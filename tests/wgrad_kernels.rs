@@ -11,6 +11,7 @@
 //! which also runs the notebook's shape.
 
 mod common;
+use charlstm_cuda::model::Tensor;
 use common::{Rng, assert_all_pass, seed};
 
 use charlstm_cuda::Result;
@@ -137,9 +138,9 @@ fn check_case<D: GpuDevice>(dev: &mut D, shape: Shape, rng: &mut RngStream, expe
     let again = w.run(dev, &launcher, true);
     w.free(dev);
     let want = [
-        &case.want.grads.kernel,
-        &case.want.grads.recurrent_kernel,
-        &case.want.grads.bias,
+        &case.want.grads[Tensor::Kernel],
+        &case.want.grads[Tensor::RecurrentKernel],
+        &case.want.grads[Tensor::Bias],
     ];
     let label = shape.to_string();
     let fast_name = if expect_fast {

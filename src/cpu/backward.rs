@@ -28,6 +28,7 @@
 use super::Scalar;
 use super::scalar::{View, gemm};
 use super::workspace::{Dims, Rows, split_range};
+use crate::model::Tensor;
 use crate::model::{Grads, Params};
 
 /// dlogits and the recurrence backward over the chunk's rows; leaves dz in `gates`.
@@ -47,7 +48,7 @@ pub(super) fn recurrence_backward<F: Scalar>(
             *lj = *lj * inv_b;
         }
     }
-    head_dh(r.probs, &p.dense_kernel, (n, h, v), r.dh);
+    head_dh(r.probs, &p[Tensor::DenseKernel], (n, h, v), r.dh);
     r.dc.fill(F::zero());
     for t in (0..d.t).rev() {
         cells_backward(r, t, d);
@@ -55,7 +56,7 @@ pub(super) fn recurrence_backward<F: Scalar>(
             gemm(
                 (n, g, h),
                 View::new(r.gates.get(t), g, 1),
-                View::new(&p.recurrent_kernel, 1, g),
+                View::new(&p[Tensor::RecurrentKernel], 1, g),
                 F::zero(),
                 r.dh,
                 (h, 1),
@@ -133,9 +134,8 @@ pub(super) fn weight_grads<F: Scalar>(
     grads: &mut Grads<F>,
 ) {
     let (h, g, v, k) = (d.h, 4 * d.h, d.v, d.b * d.t);
+    let [mut dk_rest, mut dr_rest, _, d_dense_kernel, d_dense_bias] = grads.tensors_mut();
     std::thread::scope(|scope| {
-        let mut dr_rest = grads.recurrent_kernel.as_mut_slice();
-        let mut dk_rest = grads.kernel.as_mut_slice();
         let rows = split_range(h, threads, 1);
         let classes = split_classes(x, v, threads);
         for (ti, ((i0, i1), (v0, v1))) in rows.zip(classes).enumerate() {
@@ -165,14 +165,15 @@ pub(super) fn weight_grads<F: Scalar>(
             View::new(hlast, 1, h),
             View::new(dlogits, v, 1),
             F::zero(),
-            &mut grads.dense_kernel,
+            d_dense_kernel,
             (v, 1),
         );
-        sum_rows(&mut grads.dense_bias, dlogits);
+        sum_rows(d_dense_bias, dlogits);
     });
     // Every dz row went to exactly one row of d kernel, so d bias is the sum
     // of d kernel's rows: V rows to add instead of T*B.
-    sum_rows(&mut grads.bias, &grads.kernel);
+    let [d_kernel, _, d_bias, _, _] = grads.tensors_mut();
+    sum_rows(d_bias, d_kernel);
 }
 
 /// Class ranges, one per thread, each holding about `x.len() / threads` of

@@ -8,6 +8,7 @@
 
 use super::workspace::{Dims, Rows};
 use super::{Scalar, Workspace, backward, forward};
+use crate::model::Tensor;
 use crate::model::{Grads, Params};
 
 /// Checks shapes and class indices; returns the call's dimensions.
@@ -21,11 +22,11 @@ pub(super) fn dims<F>(
     let (h, v) = (p.hidden, p.vocab);
     assert!(h > 0 && v > 0, "params: empty model (V = {v}, H = {h})");
     let shapes = [
-        p.kernel.len(),
-        p.recurrent_kernel.len(),
-        p.bias.len(),
-        p.dense_kernel.len(),
-        p.dense_bias.len(),
+        p[Tensor::Kernel].len(),
+        p[Tensor::RecurrentKernel].len(),
+        p[Tensor::Bias].len(),
+        p[Tensor::DenseKernel].len(),
+        p[Tensor::DenseBias].len(),
     ];
     assert_eq!(
         shapes,
@@ -124,7 +125,7 @@ pub fn loss_and_grads_into<F: Scalar>(
         d.v,
         d.h
     );
-    ws.prepare(d, &params.kernel, &params.bias);
+    ws.prepare(d, &params[Tensor::Kernel], &params[Tensor::Bias]);
     let inv_b = F::one() / F::of(d.b as f64);
     for_each_chunk(ws, d, |xb, r| {
         forward::recurrence(params, xb, x, r, d);
@@ -147,7 +148,7 @@ pub fn loss_with<F: Scalar>(
     ws: &mut Workspace<F>,
 ) -> F {
     let d = dims(params, x, Some(y), seq_len, false);
-    ws.prepare(d, &params.kernel, &params.bias);
+    ws.prepare(d, &params[Tensor::Kernel], &params[Tensor::Bias]);
     for_each_chunk(ws, d, |xb, r| {
         forward::recurrence(params, xb, x, r, d);
         forward::head(params, Some(y), r, d);
@@ -172,7 +173,7 @@ pub fn predict_into<F: Scalar>(
         d.b,
         d.v
     );
-    ws.prepare(d, &params.kernel, &params.bias);
+    ws.prepare(d, &params[Tensor::Kernel], &params[Tensor::Bias]);
     for_each_chunk(ws, d, |xb, r| {
         forward::recurrence(params, xb, x, r, d);
         forward::head(params, None, r, d);

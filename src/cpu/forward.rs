@@ -20,6 +20,7 @@ use super::Scalar;
 use super::scalar::{View, gemm};
 use super::workspace::{Dims, Rows};
 use crate::model::Params;
+use crate::model::Tensor;
 
 /// Runs the recurrence over the chunk's rows; leaves activated gates, c,
 /// tanh(c) and h_{t-1} of every kept slot, and h_{T-1} in `hlast`.
@@ -38,7 +39,7 @@ pub(super) fn recurrence<F: Scalar>(
             gemm(
                 (r.n, h, g),
                 View::new(r.hprev.get(s), h, 1),
-                View::new(&p.recurrent_kernel, g, 1),
+                View::new(&p[Tensor::RecurrentKernel], g, 1),
                 F::zero(),
                 r.gates.get_mut(s),
                 (g, 1),
@@ -108,7 +109,7 @@ pub(super) fn head<F: Scalar>(p: &Params<F>, y: Option<&[u32]>, r: &mut Rows<'_,
     gemm(
         (r.n, d.h, v),
         View::new(r.hlast, d.h, 1),
-        View::new(&p.dense_kernel, v, 1),
+        View::new(&p[Tensor::DenseKernel], v, 1),
         F::zero(),
         r.probs,
         (v, 1),
@@ -116,7 +117,7 @@ pub(super) fn head<F: Scalar>(p: &Params<F>, y: Option<&[u32]>, r: &mut Rows<'_,
     for b in 0..r.n {
         let l = &mut r.probs[b * v..][..v];
         let mut max = F::neg_infinity();
-        for (lj, &bj) in l.iter_mut().zip(&p.dense_bias) {
+        for (lj, &bj) in l.iter_mut().zip(&p[Tensor::DenseBias]) {
             *lj = *lj + bj;
             max = max.max(*lj);
         }

@@ -57,20 +57,10 @@ impl RmsProp {
             shapes_match,
             "RmsProp::step: params, mean squares and grads differ in shape"
         );
-        for ((p, m), g) in params
-            .tensors_mut()
-            .into_iter()
-            .zip(ms.tensors_mut())
-            .zip(grads.tensors())
-        {
-            assert!(
-                p.len() == m.len() && p.len() == g.len(),
-                "RmsProp::step: tensor lengths differ"
-            );
-            for ((p, m), &g) in p.iter_mut().zip(m.iter_mut()).zip(g) {
-                *m = rho * *m + one_minus_rho * (g * g);
-                *p = *p - lr * g / (m.sqrt() + eps);
-            }
+        let (p, m) = (params.flat_mut(), ms.flat_mut());
+        for ((p, m), &g) in p.iter_mut().zip(m.iter_mut()).zip(grads.flat()) {
+            *m = rho * *m + one_minus_rho * (g * g);
+            *p = *p - lr * g / (m.sqrt() + eps);
         }
     }
 }
@@ -84,31 +74,23 @@ impl RmsProp {
 /// if norm > max_norm: g = g * (max_norm / norm)
 /// ```
 ///
-/// The sum is taken in f64, tensor by tensor in [`TENSOR_NAMES`] order and
-/// element by element, so it is deterministic (and, for f32 gradients, every
+/// `grads` is a [`Grads`] or any flat buffer in its layout. The sum is taken
+/// in f64, element by element in layout order, so it is deterministic (and, for f32 gradients, every
 /// square is exact). The scale `max_norm / norm` is computed in f64 and
 /// rounded to F once; every gradient is multiplied by that one F value, as
 /// the kernel does. A NaN norm compares false and leaves the gradients as
 /// they are (the loss guard catches the NaN). Returns the norm before
 /// clipping.
-///
-/// [`TENSOR_NAMES`]: crate::model::TENSOR_NAMES
-pub fn clip_grad_norm<F: Scalar>(grads: &mut Grads<F>, max_norm: f64) -> f64 {
-    let mut sum = 0f64;
-    for t in grads.tensors() {
-        for &g in t {
-            let g = g.to_f64().unwrap_or(f64::NAN);
-            sum += g * g;
-        }
-    }
+pub fn clip_grad_norm<F: Scalar>(grads: &mut (impl AsMut<[F]> + ?Sized), max_norm: f64) -> f64 {
+    let grads = grads.as_mut();
+    let sum = grads.iter().fold(0f64, |sum, g| {
+        let g = g.to_f64().unwrap_or(f64::NAN);
+        sum + g * g
+    });
     let norm = sum.sqrt();
     if norm > max_norm {
         let scale = F::of(max_norm / norm);
-        for t in grads.tensors_mut() {
-            for g in t.iter_mut() {
-                *g = *g * scale;
-            }
-        }
+        grads.iter_mut().for_each(|g| *g = *g * scale);
     }
     norm
 }

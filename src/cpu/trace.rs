@@ -10,6 +10,7 @@
 
 use super::batch::{dims, for_each_chunk};
 use super::{Scalar, Workspace, backward, forward, loss_and_grads_into};
+use crate::model::Tensor;
 use crate::model::{Grads, Params};
 
 /// Everything the kernels produce for one batch, as the reference computes
@@ -43,7 +44,7 @@ pub struct Trace<F> {
 pub fn trace<F: Scalar>(params: &Params<F>, x: &[u32], y: &[u32], seq_len: usize) -> Trace<F> {
     let d = dims(params, x, Some(y), seq_len, true);
     let mut ws = Workspace::new();
-    ws.prepare(d, &params.kernel, &params.bias);
+    ws.prepare(d, &params[Tensor::Kernel], &params[Tensor::Bias]);
     for_each_chunk(&mut ws, d, |xb, r| {
         forward::recurrence(params, xb, x, r, d);
         forward::head(params, Some(y), r, d);
@@ -62,7 +63,7 @@ pub fn trace<F: Scalar>(params: &Params<F>, x: &[u32], y: &[u32], seq_len: usize
     let mut dh_last = vec![F::zero(); d.b * d.h];
     backward::head_dh(
         &ws.probs,
-        &params.dense_kernel,
+        &params[Tensor::DenseKernel],
         (d.b, d.h, d.v),
         &mut dh_last,
     );

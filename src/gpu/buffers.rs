@@ -12,7 +12,11 @@ const U32: usize = std::mem::size_of::<u32>();
 
 /// Activations and scratch for up to `batch` rows of `seq_len` steps.
 /// Shapes as in [`super::lstm::LstmBuffers`] and [`super::head::HeadBuffers`].
-#[derive(Debug)]
+///
+/// One allocation per buffer rather than one carved into thirteen: the
+/// simulator checks bounds per allocation, so an overrun from `gates` into
+/// `c` is an error there instead of a silent write.
+#[derive(Debug, Default)]
 pub(crate) struct BatchBuffers {
     pub batch: usize,
     pub seq_len: usize,
@@ -33,44 +37,29 @@ pub(crate) struct BatchBuffers {
 }
 
 impl BatchBuffers {
-    /// Nothing allocated; the first [`ensure`](Self::ensure) allocates.
-    pub fn empty() -> Self {
-        let n = DevicePtr::NULL;
-        BatchBuffers {
-            batch: 0,
-            seq_len: 0,
-            starts: n,
-            targets: n,
-            gates: n,
-            c: n,
-            h: n,
-            cls: n,
-            dz: n,
-            dh: n,
-            dc: n,
-            dlogits: n,
-            probs: n,
-            loss: n,
-            wgrad_scratch: n,
-        }
+    /// The buffers, in field order (the order of the sizes in `ensure`).
+    fn slots(&mut self) -> [&mut DevicePtr; 13] {
+        [
+            &mut self.starts,
+            &mut self.targets,
+            &mut self.gates,
+            &mut self.c,
+            &mut self.h,
+            &mut self.cls,
+            &mut self.dz,
+            &mut self.dh,
+            &mut self.dc,
+            &mut self.dlogits,
+            &mut self.probs,
+            &mut self.loss,
+            &mut self.wgrad_scratch,
+        ]
     }
 
+    /// Every buffer's address, in field order.
     pub fn all(&self) -> [DevicePtr; 13] {
-        [
-            self.starts,
-            self.targets,
-            self.gates,
-            self.c,
-            self.h,
-            self.cls,
-            self.dz,
-            self.dh,
-            self.dc,
-            self.dlogits,
-            self.probs,
-            self.loss,
-            self.wgrad_scratch,
-        ]
+        let mut copy = BatchBuffers { ..*self };
+        copy.slots().map(|p| *p)
     }
 
     /// Makes room for `batch` rows of `seq_len` steps of a V x H model.
@@ -106,7 +95,8 @@ impl BatchBuffers {
                 })
         };
         // Allocate before overwriting any field, so a failure leaves `self`
-        // consistently empty (freed above) rather than half-filled.
+        // consistently empty (freed above) rather than half-filled. In
+        // field order:
         let sizes = [
             bytes(&[b, U32])?,
             bytes(&[b, U32])?,
@@ -134,49 +124,18 @@ impl BatchBuffers {
                 }
             }
         }
-        let [
-            starts,
-            targets,
-            gates,
-            c,
-            h,
-            cls,
-            dz,
-            dh,
-            dc,
-            dlogits,
-            probs,
-            loss,
-            wgrad_scratch,
-        ] = got[..]
-        else {
-            unreachable!("thirteen sizes, thirteen allocations")
-        };
-        *self = BatchBuffers {
-            batch: b,
-            seq_len: t,
-            starts,
-            targets,
-            gates,
-            c,
-            h,
-            cls,
-            dz,
-            dh,
-            dc,
-            dlogits,
-            probs,
-            loss,
-            wgrad_scratch,
-        };
+        for (slot, p) in self.slots().into_iter().zip(got) {
+            *slot = p;
+        }
+        (self.batch, self.seq_len) = (b, t);
         Ok(())
     }
 
     /// Releases everything; `self` becomes empty.
     pub fn free<D: GpuDevice>(&mut self, dev: &mut D) -> Result<()> {
-        let ptrs = self.all();
-        *self = BatchBuffers::empty();
-        for p in ptrs {
+        (self.batch, self.seq_len) = (0, 0);
+        for slot in self.slots() {
+            let p = std::mem::take(slot);
             if p != DevicePtr::NULL {
                 dev.free(p)?;
             }

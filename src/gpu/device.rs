@@ -20,8 +20,8 @@ pub const SCRATCH_FLOATS: usize = 32;
 pub struct GraphId(pub u64);
 
 /// An opaque device address; `DevicePtr::NULL` is the null pointer a kernel
-/// may accept for an optional buffer.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+/// may accept for an optional buffer (and the default).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct DevicePtr(pub u64);
 
 impl DevicePtr {

@@ -159,7 +159,6 @@ impl<'c, D: GpuDevice> GpuEngine<'c, D> {
             collected: Vec::new(),
             graph: StepGraph::default(),
         };
-        let layout = engine.model.layout;
         let dev = &mut engine.model.device;
         let words: &[u8] = bytemuck::cast_slice(corpus.words());
         engine.d_corpus = match dev.alloc(words.len().max(1)) {
@@ -177,7 +176,7 @@ impl<'c, D: GpuDevice> GpuEngine<'c, D> {
         dev.upload(engine.d_corpus, words)?;
         engine.model.load(&params)?;
         let dev = &mut engine.model.device;
-        engine.d_rmsprop = dev.upload_new_f32(&layout.flatten(&rmsprop))?;
+        engine.d_rmsprop = dev.upload_new_f32(rmsprop.flat())?;
         engine.d_step = Self::alloc_step_state(dev)?;
         engine
             .model
@@ -317,8 +316,7 @@ impl<D: GpuDevice> Engine for GpuEngine<'_, D> {
     fn set_state(&mut self, params: &Params<f32>, rmsprop: &Params<f32>) -> Result<()> {
         self.model.check_shape("rmsprop", rmsprop)?;
         self.model.set_params(params)?;
-        let flat = self.model.layout.flatten(rmsprop);
-        self.model.device.upload_f32(self.d_rmsprop, &flat)
+        self.model.device.upload_f32(self.d_rmsprop, rmsprop.flat())
     }
 
     fn set_learning_rate(&mut self, lr: f32) -> Result<()> {

@@ -12,8 +12,8 @@
 use super::device::{
     DeviceError, DevicePtr, GpuDevice, KernelArg, LaunchConfig, SCRATCH_FLOATS, check_whole_warps,
 };
-use super::rmsprop::ParamLayout;
 use crate::error::Result;
+use crate::model::ParamLayout;
 use crate::sample::{Strategy, check_generate_args};
 
 /// Rows of `recurrent_kernel` per thread in registers (`KREG_GEN` in kernels/generate.cu).

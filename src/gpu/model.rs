@@ -24,10 +24,10 @@ use super::device::{DeviceError, DevicePtr, GpuDevice, SCRATCH_FLOATS};
 use super::generate::{GenerateDims, GenerateLauncher};
 use super::head::{HeadBuffers, HeadDims, HeadLauncher};
 use super::lstm::{LstmBuffers, LstmDims, LstmLauncher};
-use super::rmsprop::ParamLayout;
 use crate::engine::{Backend, generate_by_predict_with};
 use crate::error::{Error, Result};
 use crate::model::Params;
+use crate::model::{ParamLayout, Tensor};
 use crate::sample::Strategy;
 
 /// Weights and batch buffers on a [`GpuDevice`].
@@ -75,7 +75,7 @@ impl<D: GpuDevice> GpuModel<D> {
             head: HeadLauncher::default(),
             d_params: DevicePtr::NULL,
             d_grads: DevicePtr::NULL,
-            batch: BatchBuffers::empty(),
+            batch: BatchBuffers::default(),
             d_predict: (DevicePtr::NULL, 0),
         })
     }
@@ -85,7 +85,7 @@ impl<D: GpuDevice> GpuModel<D> {
     pub(super) fn load(&mut self, params: &Params<f32>) -> Result<()> {
         self.check_shape("params", params)?;
         let layout = self.layout;
-        self.d_params = self.device.upload_new_f32(&layout.flatten(params))?;
+        self.d_params = self.device.upload_new_f32(params.flat())?;
         self.d_grads = self
             .device
             .alloc(layout.len() * std::mem::size_of::<f32>())?;
@@ -110,8 +110,7 @@ impl<D: GpuDevice> GpuModel<D> {
     /// Replaces the weights (same V and H).
     pub fn set_params(&mut self, params: &Params<f32>) -> Result<()> {
         self.check_shape("params", params)?;
-        let flat = self.layout.flatten(params);
-        self.device.upload_f32(self.d_params, &flat)
+        self.device.upload_f32(self.d_params, params.flat())
     }
 
     pub(super) fn check_shape(&self, name: &str, p: &Params<f32>) -> Result<()> {
@@ -130,12 +129,12 @@ impl<D: GpuDevice> GpuModel<D> {
 
     pub(super) fn download_flat(&mut self, ptr: DevicePtr) -> Result<Params<f32>> {
         let flat = self.device.download_vec_f32(ptr, self.layout.len())?;
-        Ok(self.layout.unflatten(&flat))
+        Ok(Params::from_flat(self.layout, flat))
     }
 
-    /// Device pointer of tensor `i` (in `TENSOR_NAMES` order) of a flat buffer.
-    pub(super) fn tensor(&self, flat: DevicePtr, i: usize) -> DevicePtr {
-        flat.offset(self.layout.ranges()[i].start * std::mem::size_of::<f32>())
+    /// Device pointer of tensor `t` of a flat buffer.
+    pub(super) fn tensor(&self, flat: DevicePtr, t: Tensor) -> DevicePtr {
+        flat.offset(self.layout.range(t).start * std::mem::size_of::<f32>())
     }
 
     /// The LSTM launch's buffers over `corpus` rows from `starts`.
@@ -144,9 +143,9 @@ impl<D: GpuDevice> GpuModel<D> {
         LstmBuffers {
             corpus_words: corpus,
             starts,
-            kernel: self.tensor(p, 0),
-            recurrent_kernel: self.tensor(p, 1),
-            bias: self.tensor(p, 2),
+            kernel: self.tensor(p, Tensor::Kernel),
+            recurrent_kernel: self.tensor(p, Tensor::RecurrentKernel),
+            bias: self.tensor(p, Tensor::Bias),
             gates: b.gates,
             c: b.c,
             h: b.h,
@@ -154,9 +153,9 @@ impl<D: GpuDevice> GpuModel<D> {
             dz: b.dz,
             dh: b.dh,
             dc: b.dc,
-            d_kernel: self.tensor(g, 0),
-            d_recurrent_kernel: self.tensor(g, 1),
-            d_bias: self.tensor(g, 2),
+            d_kernel: self.tensor(g, Tensor::Kernel),
+            d_recurrent_kernel: self.tensor(g, Tensor::RecurrentKernel),
+            d_bias: self.tensor(g, Tensor::Bias),
             wgrad_scratch: b.wgrad_scratch,
         }
     }
@@ -166,14 +165,14 @@ impl<D: GpuDevice> GpuModel<D> {
         let (p, g, b) = (self.d_params, self.d_grads, &self.batch);
         HeadBuffers {
             h: dims.at(b.h, dims.seq_len - 1, dims.hidden),
-            dense_kernel: self.tensor(p, 3),
-            dense_bias: self.tensor(p, 4),
+            dense_kernel: self.tensor(p, Tensor::DenseKernel),
+            dense_bias: self.tensor(p, Tensor::DenseBias),
             targets: b.targets,
             probs,
             dlogits: b.dlogits,
             dh: b.dh,
-            d_dense_kernel: self.tensor(g, 3),
-            d_dense_bias: self.tensor(g, 4),
+            d_dense_kernel: self.tensor(g, Tensor::DenseKernel),
+            d_dense_bias: self.tensor(g, Tensor::DenseBias),
             loss_sum: b.loss,
         }
     }

@@ -1,88 +1,13 @@
 //! Launcher of `kernels/rmsprop.cu`: RMSprop over every parameter in one
-//! launch, global gradient-norm clipping before it ([`GradClipLauncher`]),
-//! and [`ParamLayout`], the flat buffer the parameters, their
-//! gradients and the mean squares live in on the device.
+//! launch, and global gradient-norm clipping before it ([`GradClipLauncher`]),
+//! over the flat [`ParamLayout`](crate::model::ParamLayout) buffers the parameters, their gradients and
+//! the mean squares live in on the device.
 
 use super::device::{DeviceError, DevicePtr, GpuDevice, KernelArg, LaunchConfig, blocks_for};
 use crate::cpu::RmsProp;
 use crate::error::Result;
-use crate::model::{Params, TENSOR_NAMES};
-use std::ops::Range;
 
-/// The five tensors back to back in one f32 buffer, in [`TENSOR_NAMES`]
-/// order, each in its Keras layout (see `model::params`):
-///
-/// | tensor                  | offset (elements)   | len   |
-/// |-------------------------|---------------------|-------|
-/// | `lstm.kernel`           | 0                   | 4HV   |
-/// | `lstm.recurrent_kernel` | 4HV                 | 4HH   |
-/// | `lstm.bias`             | 4HV + 4HH           | 4H    |
-/// | `dense.kernel`          | 4HV + 4HH + 4H      | HV    |
-/// | `dense.bias`            | 4HV + 4HH + 4H + HV | V     |
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ParamLayout {
-    /// Vocabulary size V.
-    pub vocab: usize,
-    /// Hidden units H.
-    pub hidden: usize,
-}
-
-impl ParamLayout {
-    /// The layout of a V x H model.
-    pub fn new(vocab: usize, hidden: usize) -> Self {
-        ParamLayout { vocab, hidden }
-    }
-
-    /// Element ranges of the tensors, in [`TENSOR_NAMES`] order.
-    pub fn ranges(&self) -> [Range<usize>; 5] {
-        let (v, h) = (self.vocab, self.hidden);
-        let lens = [4 * h * v, 4 * h * h, 4 * h, h * v, v];
-        let mut start = 0;
-        lens.map(|len| {
-            let r = start..start + len;
-            start += len;
-            r
-        })
-    }
-
-    /// The element range of the tensor named `name` (one of [`TENSOR_NAMES`]).
-    pub fn range(&self, name: &str) -> Option<Range<usize>> {
-        let i = TENSOR_NAMES.iter().position(|n| *n == name)?;
-        Some(self.ranges()[i].clone())
-    }
-
-    /// Total elements (= `Params::len()`).
-    pub fn len(&self) -> usize {
-        self.ranges()[4].end
-    }
-
-    /// True for a 0 x 0 model.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// The tensors of `p`, concatenated.
-    pub fn flatten(&self, p: &Params<f32>) -> Vec<f32> {
-        assert_eq!((p.vocab, p.hidden), (self.vocab, self.hidden));
-        p.tensors().concat()
-    }
-
-    /// The inverse of [`flatten`](Self::flatten).
-    pub fn unflatten(&self, flat: &[f32]) -> Params<f32> {
-        assert_eq!(
-            flat.len(),
-            self.len(),
-            "ParamLayout::unflatten: wrong length"
-        );
-        let mut p = Params::zeros(self.vocab, self.hidden);
-        for (t, r) in p.tensors_mut().into_iter().zip(self.ranges()) {
-            t.copy_from_slice(&flat[r]);
-        }
-        p
-    }
-}
-
-/// `rmsprop_update_f32` over one flat [`ParamLayout`] buffer triple.
+/// `rmsprop_update_f32` over one flat [`ParamLayout`](crate::model::ParamLayout) buffer triple.
 #[derive(Clone, Copy, Debug)]
 pub struct RmsPropLauncher {
     /// Threads per block (a multiple of 32).
@@ -146,7 +71,7 @@ impl RmsPropLauncher {
 }
 
 /// `grad_norm_clip_f32`: global gradient-norm clipping of one flat
-/// [`ParamLayout`] gradient buffer, in place, in one single-block launch.
+/// [`ParamLayout`](crate::model::ParamLayout) gradient buffer, in place, in one single-block launch.
 #[derive(Clone, Copy, Debug)]
 pub struct GradClipLauncher {
     /// Threads of the one block: a power of two, at most

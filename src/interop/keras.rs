@@ -83,9 +83,10 @@ pub(super) fn from_bytes(bytes: &[u8]) -> Result<Found, String> {
     let shapes = params.shapes();
     for ((a, dst), shape) in weights.iter().zip(params.tensors_mut()).zip(&shapes) {
         expect_shape(&a.name, &a.shape, shape)?;
-        *dst = a
-            .to_f32()
-            .ok_or_else(|| format!("`{}` is not float32 or float64", a.name))?;
+        let data = a.to_f32();
+        dst.copy_from_slice(
+            &data.ok_or_else(|| format!("`{}` is not float32 or float64", a.name))?,
+        );
     }
     let vocab = match find(VOCAB).map(|a| &a.data) {
         Some(Data::Chars(c)) => Some(c.clone()),

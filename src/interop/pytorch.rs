@@ -11,6 +11,7 @@
 //! other `*.weight` / `*.bias` pair. Multi-layer, bidirectional and projected
 //! LSTMs are refused by name: this model has none of them.
 
+use crate::model::Tensor;
 use std::collections::HashMap;
 
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
@@ -30,17 +31,21 @@ pub(super) fn to_bytes(model: &Model) -> Result<Vec<u8>, String> {
     let p = model.params();
     let (v, h) = (p.vocab, p.hidden);
     let tensors: [(&str, Vec<usize>, Vec<f32>); 6] = [
-        (W_IH, vec![4 * h, v], transpose(&p.kernel, v, 4 * h)),
+        (
+            W_IH,
+            vec![4 * h, v],
+            transpose(&p[Tensor::Kernel], v, 4 * h),
+        ),
         (
             W_HH,
             vec![4 * h, h],
-            transpose(&p.recurrent_kernel, h, 4 * h),
+            transpose(&p[Tensor::RecurrentKernel], h, 4 * h),
         ),
-        (B_IH, vec![4 * h], p.bias.clone()),
+        (B_IH, vec![4 * h], p[Tensor::Bias].to_vec()),
         // PyTorch adds both biases; one carries Keras' bias, the other nothing.
         (B_HH, vec![4 * h], vec![0.0; 4 * h]),
-        (FC_W, vec![v, h], transpose(&p.dense_kernel, h, v)),
-        (FC_B, vec![v], p.dense_bias.clone()),
+        (FC_W, vec![v, h], transpose(&p[Tensor::DenseKernel], h, v)),
+        (FC_B, vec![v], p[Tensor::DenseBias].to_vec()),
     ];
     let bytes: Vec<Vec<u8>> = tensors
         .iter()
@@ -130,22 +135,23 @@ pub(super) fn from_bytes(bytes: &[u8]) -> Result<Found, String> {
         other => return Err(format!("`{w_ih}` has shape {other:?}, expected [4H, V]")),
     };
     let mut params = Params::<f32>::zeros(v, h);
-    params.kernel = transpose(&w_ih_data, 4 * h, v);
+    params[Tensor::Kernel].copy_from_slice(&transpose(&w_ih_data, 4 * h, v));
     let (shape, data) = get(&w_hh)?;
     expect_shape(&w_hh, &shape, &[4 * h, h])?;
-    params.recurrent_kernel = transpose(&data, 4 * h, h);
+    params[Tensor::RecurrentKernel].copy_from_slice(&transpose(&data, 4 * h, h));
     let (shape, ih) = get(&b_ih)?;
     expect_shape(&b_ih, &shape, &[4 * h])?;
     let (shape, hh) = get(&b_hh)?;
     expect_shape(&b_hh, &shape, &[4 * h])?;
     // The cell computes x W_ih^T + b_ih + h W_hh^T + b_hh: one bias is their sum.
-    params.bias = ih.iter().zip(&hh).map(|(a, b)| a + b).collect();
+    params[Tensor::Bias]
+        .copy_from_slice(&ih.iter().zip(&hh).map(|(a, b)| a + b).collect::<Vec<f32>>());
     let (shape, data) = get(&fc_w)?;
     expect_shape(&fc_w, &shape, &[v, h])?;
-    params.dense_kernel = transpose(&data, v, h);
+    params[Tensor::DenseKernel].copy_from_slice(&transpose(&data, v, h));
     let (shape, data) = get(&fc_b)?;
     expect_shape(&fc_b, &shape, &[v])?;
-    params.dense_bias = data;
+    params[Tensor::DenseBias].copy_from_slice(&data);
 
     let meta = header.metadata().clone().unwrap_or_default();
     let vocab = match meta.get("vocab") {

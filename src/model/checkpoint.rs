@@ -21,7 +21,7 @@ use std::path::Path;
 
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 
-use super::{Hyper, Params, TENSOR_NAMES};
+use super::{Hyper, ParamLayout, Params, TENSOR_NAMES};
 use crate::error::{Error, Result};
 
 const FORMAT: &str = "charlstm-cuda";
@@ -235,26 +235,12 @@ impl Checkpoint {
                 }
                 views.push(view);
             }
-            let data: Vec<Vec<f32>> = views
+            let data = views
                 .iter()
-                .map(|view| {
-                    view.data()
-                        .chunks_exact(4)
-                        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                        .collect()
-                })
+                .flat_map(|view| view.data().chunks_exact(4))
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
                 .collect();
-            let [kernel, recurrent_kernel, bias, dense_kernel, dense_bias]: [Vec<f32>; 5] =
-                data.try_into().expect("one view per tensor name");
-            Ok(Params {
-                vocab: v,
-                hidden: h,
-                kernel,
-                recurrent_kernel,
-                bias,
-                dense_kernel,
-                dense_bias,
-            })
+            Ok(Params::from_flat(ParamLayout::new(v, h), data))
         };
         let params = load("")?;
         let has_rmsprop = tensors.names().iter().any(|n| n.starts_with("rmsprop."));

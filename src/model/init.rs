@@ -13,17 +13,17 @@
 //! tensor index)`, row-major, so a tensor's values depend on nothing else.
 //! Everything is computed in f64 and rounded to f32 once.
 
-use super::{GATE_F, Params};
+use super::{GATE_F, Params, Tensor};
 use crate::rng::{Purpose, RngStream};
 
 /// Fresh parameters drawn from Philox with `seed`, exactly as Keras initialises them.
 pub fn init_params(vocab: usize, hidden: usize, seed: u64) -> Params<f32> {
     let g = 4 * hidden;
     let mut p = Params::zeros(vocab, hidden);
-    p.kernel = glorot_uniform(vocab, g, seed, 0);
-    p.recurrent_kernel = orthogonal(hidden, g, seed, 1);
-    p.bias[GATE_F * hidden..(GATE_F + 1) * hidden].fill(1.0);
-    p.dense_kernel = glorot_uniform(hidden, vocab, seed, 3);
+    p[Tensor::Kernel].copy_from_slice(&glorot_uniform(vocab, g, seed, 0));
+    p[Tensor::RecurrentKernel].copy_from_slice(&orthogonal(hidden, g, seed, 1));
+    p[Tensor::Bias][GATE_F * hidden..(GATE_F + 1) * hidden].fill(1.0);
+    p[Tensor::DenseKernel].copy_from_slice(&glorot_uniform(hidden, vocab, seed, 3));
     p
 }
 

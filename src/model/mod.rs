@@ -9,4 +9,6 @@ mod params;
 pub use checkpoint::{Checkpoint, TrainState};
 pub use hyper::Hyper;
 pub use init::init_params;
-pub use params::{GATE_C, GATE_F, GATE_I, GATE_O, Grads, Params, TENSOR_NAMES};
+pub use params::{
+    GATE_C, GATE_F, GATE_I, GATE_O, Grads, ParamLayout, Params, TENSOR_NAMES, Tensor,
+};

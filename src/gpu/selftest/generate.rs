@@ -13,7 +13,7 @@ use crate::error::Result;
 use crate::gpu::device::GpuDevice;
 use crate::gpu::generate::{GenerateDims, GenerateLauncher};
 use crate::gpu::head::{HeadDims, HeadLauncher};
-use crate::gpu::rmsprop::ParamLayout;
+use crate::model::ParamLayout;
 use crate::model::Params;
 use crate::sample::{IndexGenerator, Philox, Purpose, Strategy, reweight};
 
@@ -105,7 +105,7 @@ pub fn check_generate<D: GpuDevice>(
     let seed_indices = &case.x[..t];
     let strategies = strategies();
     let stream = (seed >> 32) as u32;
-    let d_params = dev.upload_new_f32(&layout.flatten(&case.params))?;
+    let d_params = dev.upload_new_f32(case.params.flat())?;
     let launcher = GenerateLauncher::default();
     let kernel = generate_kernel(dev, case.shape, length);
     let got = launcher.generate(

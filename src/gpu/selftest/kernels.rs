@@ -25,8 +25,10 @@ use crate::error::{Error, Result};
 use crate::gpu::device::{DevicePtr, GpuDevice};
 use crate::gpu::head::{HeadBuffers, HeadDims, HeadLauncher};
 use crate::gpu::lstm::{LstmBuffers, LstmDims, LstmLauncher, LstmPath};
-use crate::gpu::rmsprop::{GradClipLauncher, ParamLayout, RmsPropLauncher};
+use crate::gpu::rmsprop::{GradClipLauncher, RmsPropLauncher};
 use crate::gpu::wgrad::WgradLauncher;
+use crate::model::ParamLayout;
+use crate::model::Tensor;
 use crate::model::{Params, TENSOR_NAMES};
 use crate::sample::RngStream;
 
@@ -163,8 +165,15 @@ pub fn check_rmsprop<D: GpuDevice>(
     let params = draw(1.0, |_| false);
     let ms: Vec<f32> = draw(1.0, |i| i % 3 == 0).iter().map(|x| x.abs()).collect();
     let grads = draw(2.0, |i| i % 7 == 0);
-    let (mut want_p, mut want_ms) = (layout.unflatten(&params), layout.unflatten(&ms));
-    opt.step(&mut want_p, &mut want_ms, &layout.unflatten(&grads));
+    let (mut want_p, mut want_ms) = (
+        Params::from_flat(layout, params.clone()),
+        Params::from_flat(layout, ms.clone()),
+    );
+    opt.step(
+        &mut want_p,
+        &mut want_ms,
+        &Params::from_flat(layout, grads.clone()),
+    );
     let shape = format!("n={n} (V={vocab} H={hidden})");
     Buffers::scope(dev, |dev, bufs| {
         let (d_p, d_ms, d_g) = (
@@ -175,7 +184,7 @@ pub fn check_rmsprop<D: GpuDevice>(
         RmsPropLauncher::default().update(dev, &opt, d_p, d_ms, d_g, n)?;
         dev.synchronize()?;
         let row = |output: &str, got: &[f64], want: &Params<f32>| {
-            let want: Vec<f64> = layout.flatten(want).into_iter().map(f64::from).collect();
+            let want: Vec<f64> = want.flat().iter().copied().map(f64::from).collect();
             SelftestRow::compare(
                 "rmsprop_update_f32",
                 output,
@@ -232,9 +241,9 @@ pub fn check_grad_clip<D: GpuDevice>(
             false,
         ),
     ] {
-        let mut want = layout.unflatten(&grads);
+        let mut want = Params::from_flat(layout, grads.clone());
         let want_norm = cpu::clip_grad_norm(&mut want, f64::from(max_norm));
-        let want: Vec<f64> = layout.flatten(&want).into_iter().map(f64::from).collect();
+        let want: Vec<f64> = want.flat().iter().copied().map(f64::from).collect();
         let (got, got_norm) = Buffers::scope(dev, |dev, bufs| {
             let d_g = bufs.f32s(dev, &grads)?;
             let d_norm = bufs.poisoned(dev, 1)?;
@@ -273,8 +282,8 @@ pub fn check_head<D: GpuDevice>(
     Buffers::scope(dev, |dev, bufs| {
         let hb = HeadBuffers {
             h: bufs.f64s(dev, &w.h[(t - 1) * b * h..])?,
-            dense_kernel: bufs.f32s(dev, &case.params.dense_kernel)?,
-            dense_bias: bufs.f32s(dev, &case.params.dense_bias)?,
+            dense_kernel: bufs.f32s(dev, &case.params[Tensor::DenseKernel])?,
+            dense_bias: bufs.f32s(dev, &case.params[Tensor::DenseBias])?,
             targets: bufs.u32s(dev, &case.y)?,
             probs: if with_probs {
                 bufs.poisoned(dev, b * v)?
@@ -328,12 +337,12 @@ pub fn check_head<D: GpuDevice>(
         rows.push(wgrad(
             "d dense.kernel",
             &download(dev, hb.d_dense_kernel, h * v)?,
-            &w.grads.dense_kernel,
+            &w.grads[Tensor::DenseKernel],
         ));
         rows.push(wgrad(
             "d dense.bias",
             &download(dev, hb.d_dense_bias, v)?,
-            &w.grads.dense_bias,
+            &w.grads[Tensor::DenseBias],
         ));
         Ok(rows)
     })
@@ -380,9 +389,9 @@ pub fn check_lstm_forward_with<D: GpuDevice>(
         let lb = LstmBuffers {
             corpus_words: bufs.bytes(dev, bytemuck::cast_slice(case.corpus.words()))?,
             starts: bufs.u32s(dev, &case.starts)?,
-            kernel: bufs.f32s(dev, &p.kernel)?,
-            recurrent_kernel: bufs.f32s(dev, &p.recurrent_kernel)?,
-            bias: bufs.f32s(dev, &p.bias)?,
+            kernel: bufs.f32s(dev, &p[Tensor::Kernel])?,
+            recurrent_kernel: bufs.f32s(dev, &p[Tensor::RecurrentKernel])?,
+            bias: bufs.f32s(dev, &p[Tensor::Bias])?,
             gates: bufs.poisoned(dev, t * b * 4 * h)?,
             c: bufs.poisoned(dev, t * b * h)?,
             h: bufs.poisoned(dev, t * b * h)?,
@@ -455,7 +464,7 @@ pub fn check_lstm_backward_with<D: GpuDevice>(
             starts: DevicePtr::NULL,
             kernel: DevicePtr::NULL,
             bias: DevicePtr::NULL,
-            recurrent_kernel: bufs.f32s(dev, &case.params.recurrent_kernel)?,
+            recurrent_kernel: bufs.f32s(dev, &case.params[Tensor::RecurrentKernel])?,
             gates: bufs.f64s(dev, &w.gates)?,
             c: bufs.f64s(dev, &w.c)?,
             h: bufs.f64s(dev, &w.h)?,
@@ -480,9 +489,13 @@ pub fn check_lstm_backward_with<D: GpuDevice>(
             BOUND_F32_KERNEL,
         )];
         let grads = [
-            (lb.d_kernel, v * g, &w.grads.kernel),
-            (lb.d_recurrent_kernel, h * g, &w.grads.recurrent_kernel),
-            (lb.d_bias, g, &w.grads.bias),
+            (lb.d_kernel, v * g, &w.grads[Tensor::Kernel]),
+            (
+                lb.d_recurrent_kernel,
+                h * g,
+                &w.grads[Tensor::RecurrentKernel],
+            ),
+            (lb.d_bias, g, &w.grads[Tensor::Bias]),
         ];
         for ((ptr, n, want), name) in grads.into_iter().zip(TENSOR_NAMES) {
             rows.push(SelftestRow::compare(
