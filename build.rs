@@ -1,10 +1,16 @@
-//! Compiles every `kernels/*.cu` (and the simulator's test kernels in
-//! `tests/kernels/*.cu`) to PTX with nvcc, assembles that PTX for sm_90 with
+//! Compiles every `kernels/*.cu` (and, with the `test-kernels` feature the
+//! tests turn on, the simulator's test kernels in `tests/kernels/*.cu`) to
+//! PTX with nvcc, assembles that PTX for sm_90 with
 //! ptxas (reporting spills as warnings), and embeds both: the PTX as text
 //! (the simulator runs it) and a fatbin of sm_90 SASS + that same compute_80
 //! PTX (the GPU loads it: the driver takes the SASS on an H100/H200 and
 //! JIT-compiles the PTX on any other GPU, so no process on a Hopper pays
 //! for JIT-compiling ~380 KB of unrolled PTX at start).
+//!
+//! It also writes `contract.rs` from the sources alone (no nvcc needed): per
+//! `extern "C" __global__` signature, a struct of its arguments in order and
+//! type, and every numeric `#define`, so a launcher that disagrees with a
+//! kernel's signature or constant does not compile (see `gpu::contract`).
 //!
 //! Without nvcc the crate still builds, CPU only: `gpu::ptx::BUILT_WITH_KERNELS`
 //! is false and the GPU backends answer with a typed error. With
@@ -41,13 +47,33 @@ fn main() {
     let out = PathBuf::from(env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
     let require = env::var("CHARLSTM_REQUIRE_KERNELS").is_ok_and(|v| v == "1");
     let sources = cu_files(&root.join("kernels"));
-    let test_sources = cu_files(&root.join("tests/kernels"));
+    // Test kernels only for the tests (feature `test-kernels`, which the
+    // crate's dev-dependency on itself turns on).
+    let test_sources = if env::var_os("CARGO_FEATURE_TEST_KERNELS").is_some() {
+        cu_files(&root.join("tests/kernels"))
+    } else {
+        Vec::new()
+    };
     for f in sources.iter().chain(&test_sources) {
         println!("cargo:rerun-if-changed={}", f.display());
     }
     for f in cu_files_with_ext(&root.join("kernels"), "cuh") {
         println!("cargo:rerun-if-changed={}", f.display());
     }
+
+    let (mut contract, mut kernels) = (String::new(), Vec::new());
+    for f in cu_files_with_ext(&root.join("kernels"), "cuh")
+        .iter()
+        .chain(&sources)
+    {
+        let (code, names) = contract_of(f);
+        contract.push_str(&code);
+        kernels.extend(names);
+    }
+    contract.push_str(&format!(
+        "/// Every kernel of `kernels/*.cu`, by file, in source order.\npub const KERNELS: &[&str] = &{kernels:?};\n"
+    ));
+    fs::write(out.join("contract.rs"), contract).expect("write contract.rs");
 
     let Some(nvcc) = find_nvcc(&root) else {
         let how = "install it with `bash scripts/setup-cuda.sh` (CUDA 13.0 nvcc from PyPI into .cuda/), \
@@ -252,10 +278,159 @@ fn write_registry(out: &Path, built: bool, modules: &[Module], tests: &[Module])
          pub const BUILT_WITH_KERNELS: bool = {built};\n\
          /// Every `kernels/*.cu`, sorted by name.\n\
          pub const MODULES: &[Module] = &[\n{}];\n\
-         /// Every `tests/kernels/*.cu`: the simulator's own test kernels.\n\
+         /// Every `tests/kernels/*.cu` (the simulator's own test kernels) when built with the `test-kernels` feature, else none.\n\
          pub const TEST_MODULES: &[Module] = &[\n{}];\n",
         list(modules),
         list(tests)
     );
     fs::write(out.join("kernels.rs"), code).expect("write kernels.rs");
+}
+
+/// The Rust side of one `.cu` file's contract (see the module doc): a module
+/// named after the file holding its numeric `#define`s and, per distinct
+/// kernel signature, a struct of the arguments with `MODULE`, `KERNELS` (the
+/// kernels sharing that signature) and `args()` in parameter order.
+fn contract_of(path: &Path) -> (String, Vec<String>) {
+    let text = fs::read_to_string(path).expect("read kernel source");
+    let code = strip_comments(&text).replace("\\\n", " ");
+    let stem = path
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .expect("UTF-8 name");
+    let mut defines = Vec::new();
+    let mut out = format!(
+        "/// From `kernels/{}`.\npub mod {stem} {{\n",
+        path.file_name().and_then(|s| s.to_str()).unwrap_or(stem)
+    );
+    out.push_str("#[allow(unused_imports)]\nuse crate::gpu::device::{DevicePtr, KernelArg};\n");
+    for line in code.lines() {
+        let Some(rest) = line.trim().strip_prefix("#define ") else {
+            continue;
+        };
+        let (name, body) = rest.split_once(char::is_whitespace).unwrap_or((rest, ""));
+        let body = body.trim();
+        defines.push((name.to_string(), body.to_string()));
+        let digits = body.trim_end_matches(['u', 'U']);
+        let value = match digits.strip_prefix("0x") {
+            Some(hex) => u32::from_str_radix(hex, 16).ok(),
+            None => digits.parse::<u32>().ok(),
+        };
+        if let Some(v) = value {
+            out.push_str(&format!(
+                "/// `#define {name} {body}`\npub const {name}: u32 = {v};\n"
+            ));
+        }
+    }
+    // Kernels in source order, grouped by identical parameter lists.
+    type Params = Vec<(String, String)>; // (name, KernelArg variant)
+    let mut groups: Vec<(Params, Vec<String>)> = Vec::new();
+    let mut rest = code.as_str();
+    while let Some(at) = rest.find("extern \"C\" __global__ void") {
+        rest = &rest[at + "extern \"C\" __global__ void".len()..];
+        let open = rest.find('(').expect("kernel parameter list");
+        let mut head = rest[..open].trim();
+        if head.starts_with("__launch_bounds__") {
+            // `__launch_bounds__(a, b) name(`: skip the bounds' parentheses.
+            let close = rest.find(')').expect("launch bounds");
+            rest = &rest[close + 1..];
+            let open2 = rest.find('(').expect("kernel parameter list");
+            head = rest[..open2].trim();
+            rest = &rest[open2..];
+        } else {
+            rest = &rest[open..];
+        }
+        let name = head.to_string();
+        let close = rest.find(')').expect("end of kernel parameters");
+        let mut params = rest[1..close].trim().to_string();
+        rest = &rest[close..];
+        if let Some((_, body)) = defines.iter().find(|(n, _)| *n == params) {
+            params = body.clone();
+        }
+        let params: Vec<(String, String)> = params
+            .split(',')
+            .map(|p| {
+                let p = p.replace('*', " * ");
+                let words: Vec<&str> = p
+                    .split_whitespace()
+                    .filter(|w| *w != "__restrict__" && *w != "const")
+                    .collect();
+                let (field, ty) = words.split_last().expect("a parameter has a name");
+                let variant = match ty.join(" ").as_str() {
+                    t if t.ends_with('*') => "Ptr",
+                    "unsigned" | "unsigned int" => "U32",
+                    "int" => "I32",
+                    "unsigned long long" | "size_t" => "U64",
+                    "float" => "F32",
+                    "double" => "F64",
+                    other => panic!(
+                        "{}: kernel {name}: no KernelArg for parameter type `{other}`",
+                        path.display()
+                    ),
+                };
+                (field.to_string(), variant.to_string())
+            })
+            .collect();
+        match groups.iter_mut().find(|(p, _)| *p == params) {
+            Some((_, names)) => names.push(name),
+            None => groups.push((params, vec![name])),
+        }
+    }
+    let mut all = Vec::new();
+    for (params, names) in groups {
+        let camel: String = names[0]
+            .split('_')
+            .map(|w| w[..1].to_uppercase() + &w[1..])
+            .collect();
+        let rust_ty = |v: &str| match v {
+            "Ptr" => "DevicePtr",
+            "U32" => "u32",
+            "I32" => "i32",
+            "U64" => "u64",
+            "F32" => "f32",
+            _ => "f64",
+        };
+        out.push_str(&format!(
+            "/// The arguments of `{}`, in parameter order.\n#[allow(non_snake_case)]\n#[derive(Clone, Copy, Debug)]\npub struct {camel} {{\n",
+            names.join("`, `")
+        ));
+        for (f, v) in &params {
+            out.push_str(&format!("    pub {f}: {},\n", rust_ty(v)));
+        }
+        out.push_str(&format!(
+            "}}\nimpl {camel} {{\n    /// The `.cu` file's stem, as `GpuDevice::launch` takes it.\n    pub const MODULE: &'static str = {stem:?};\n    /// The kernels with this signature.\n    pub const KERNELS: &'static [&'static str] = &{names:?};\n    /// The launch's argument list.\n    pub fn args(&self) -> [KernelArg; {}] {{\n        [{}]\n    }}\n}}\n",
+            params.len(),
+            params.iter().map(|(f, v)| format!("KernelArg::{v}(self.{f})")).collect::<Vec<_>>().join(", ")
+        ));
+        all.extend(names);
+    }
+    out.push_str("}\n");
+    (out, all)
+}
+
+/// `text` without `//` and `/* */` comments (kernels have no comment
+/// markers inside string literals).
+fn strip_comments(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    loop {
+        let line = rest.find("//");
+        let block = rest.find("/*");
+        match (line, block) {
+            (Some(l), b) if b.is_none_or(|b| l < b) => {
+                out.push_str(&rest[..l]);
+                rest = &rest[l..];
+                rest = &rest[rest.find('\n').unwrap_or(rest.len())..];
+            }
+            (_, Some(b)) => {
+                out.push_str(&rest[..b]);
+                let end = rest[b..].find("*/").map_or(rest.len(), |e| b + e + 2);
+                out.push(' ');
+                rest = &rest[end..];
+            }
+            _ => {
+                out.push_str(rest);
+                return out;
+            }
+        }
+    }
 }

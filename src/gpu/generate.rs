@@ -9,15 +9,16 @@
 //! for greedy): the device's probabilities differ from the CPU's in the last
 //! bits.
 
+use super::contract::generate::{self as contract, GenerateFwdF32};
 use super::device::{
-    DeviceError, DevicePtr, GpuDevice, KernelArg, LaunchConfig, SCRATCH_FLOATS, check_whole_warps,
+    DeviceError, DevicePtr, GpuDevice, LaunchConfig, SCRATCH_FLOATS, check_whole_warps,
 };
 use crate::error::Result;
 use crate::model::ParamLayout;
 use crate::sample::{Strategy, check_generate_args};
 
-/// Rows of `recurrent_kernel` per thread in registers (`KREG_GEN` in kernels/generate.cu).
-pub const KREG_GEN: usize = 56;
+/// Rows of `recurrent_kernel` per thread in registers.
+pub const KREG_GEN: usize = contract::KREG_GEN as usize;
 
 /// Device buffers of one generation launch. Parameter shapes (row-major,
 /// Keras): `kernel` [V, 4H], `recurrent_kernel` [H, 4H], `bias` [4H],
@@ -234,46 +235,37 @@ impl GenerateLauncher {
             }
             .into());
         }
-        // Argument contract (kernels/generate.cu), generate_fwd_f32 and
-        // generate_fwd_h128_f32 alike (the latter only where kernel_for
-        // picks it: H = 128, ms = 72, kr = 56, which it has compiled in):
-        // (const float* kernel, const float* recurrent_kernel,
-        //   const float* bias, const float* dense_kernel, const float* dense_bias,
-        //   unsigned H, unsigned V, const unsigned* seed_tail, unsigned L,
-        //   unsigned maxlen, const double* strategy, unsigned S, unsigned N,
-        //   unsigned long long seed, unsigned stream, unsigned ms,
-        //   unsigned kr, unsigned* out).
-        // Eighteen arguments in that order and type; buffers sized as in
-        // GenerateBuffers (seed_tail L u32s in 0..V, strategy S valid codes,
-        // out S*N u32s); 1 <= L <= maxlen and L + N fit u32 (checked above).
-        // grid.x = S (one block per sequence), dynamic shared memory
-        // 8V + 4(6H + V + maxlen + 32) + 16 ms H bytes, checked against the device
-        // limit; kr > 0 only with a block of at least 4H threads
-        // (weights_on_chip), ms + kr <= H.
+        // generate_fwd_h128_f32 only where kernel_for picks it: H = 128, ms = 72, kr = 56, which it
+        // has compiled in. Buffers sized as in GenerateBuffers (seed_tail L u32s in 0..V, strategy
+        // S valid codes, out S*N u32s); 1 <= L <= maxlen and L + N fit u32 (checked above). grid.x
+        // = S (one block per sequence), dynamic shared memory 8V + 4(6H + V + maxlen + 32) + 16 ms
+        // H bytes, checked against the device limit; kr > 0 only with a block of at least 4H
+        // threads (weights_on_chip), ms + kr <= H.
+        let args = GenerateFwdF32 {
+            kernel: bufs.kernel,
+            recurrent_kernel: bufs.recurrent_kernel,
+            bias: bufs.bias,
+            dense_kernel: bufs.dense_kernel,
+            dense_bias: bufs.dense_bias,
+            H: h,
+            V: v,
+            seed_tail: bufs.seed_tail,
+            L: l,
+            maxlen: m,
+            strategy: bufs.strategy,
+            S: s,
+            N: n,
+            seed,
+            stream,
+            ms: ms as u32,
+            kr: kr as u32,
+            out: bufs.out,
+        };
         dev.launch(
-            "generate",
+            GenerateFwdF32::MODULE,
             Self::kernel_of(dims, (ms, kr)),
             LaunchConfig::linear(s, self.block_for(dims), shared as u32),
-            &[
-                KernelArg::Ptr(bufs.kernel),
-                KernelArg::Ptr(bufs.recurrent_kernel),
-                KernelArg::Ptr(bufs.bias),
-                KernelArg::Ptr(bufs.dense_kernel),
-                KernelArg::Ptr(bufs.dense_bias),
-                KernelArg::U32(h),
-                KernelArg::U32(v),
-                KernelArg::Ptr(bufs.seed_tail),
-                KernelArg::U32(l),
-                KernelArg::U32(m),
-                KernelArg::Ptr(bufs.strategy),
-                KernelArg::U32(s),
-                KernelArg::U32(n),
-                KernelArg::U64(seed),
-                KernelArg::U32(stream),
-                KernelArg::U32(ms as u32),
-                KernelArg::U32(kr as u32),
-                KernelArg::Ptr(bufs.out),
-            ],
+            &args.args(),
         )
     }
 

@@ -3,9 +3,9 @@
 //! then the dense weight gradients (`head_wgrad_bwd_f32`, a fixed-order
 //! reduction over the batch).
 
+use super::contract::head::{HeadFwdBwdF32, HeadTargetsU32, HeadWgradBwdF32};
 use super::device::{
-    DeviceError, DevicePtr, GpuDevice, KernelArg, LaunchConfig, SCRATCH_FLOATS, blocks_for,
-    check_whole_warps,
+    DeviceError, DevicePtr, GpuDevice, LaunchConfig, SCRATCH_FLOATS, blocks_for, check_whole_warps,
 };
 use crate::error::Result;
 
@@ -112,52 +112,45 @@ impl HeadLauncher {
             }
             .into());
         }
-        // Argument contract (kernels/head.cu):
-        // head_fwd_bwd_f32(const float* h, const float* dense_kernel,
-        //   const float* dense_bias, const unsigned* targets, unsigned B,
-        //   unsigned H, unsigned V, float* probs /*nullable*/, float* dlogits,
-        //   float* dh, float* loss_sum, float scale).
-        // Twelve arguments in that order and type; buffers sized as in
-        // HeadBuffers; grid.x = B (one block per row), dynamic shared memory
-        // (H + V + 32) f32s, checked against the device limit above.
+        // Buffers sized as in HeadBuffers; grid.x = B (one block per row),
+        // dynamic shared memory (H + V + 32) f32s, checked above.
+        let args = HeadFwdBwdF32 {
+            h: bufs.h,
+            dense_kernel: bufs.dense_kernel,
+            dense_bias: bufs.dense_bias,
+            targets: bufs.targets,
+            B: b,
+            H: h,
+            V: v,
+            probs: bufs.probs,
+            dlogits: bufs.dlogits,
+            dh: bufs.dh,
+            loss_sum: bufs.loss_sum,
+            scale,
+        };
         dev.launch(
-            "head",
+            HeadFwdBwdF32::MODULE,
             Self::FWD_BWD,
             LaunchConfig::linear(b, self.block, shared as u32),
-            &[
-                KernelArg::Ptr(bufs.h),
-                KernelArg::Ptr(bufs.dense_kernel),
-                KernelArg::Ptr(bufs.dense_bias),
-                KernelArg::Ptr(bufs.targets),
-                KernelArg::U32(b),
-                KernelArg::U32(h),
-                KernelArg::U32(v),
-                KernelArg::Ptr(bufs.probs),
-                KernelArg::Ptr(bufs.dlogits),
-                KernelArg::Ptr(bufs.dh),
-                KernelArg::Ptr(bufs.loss_sum),
-                KernelArg::F32(scale),
-            ],
+            &args.args(),
         )?;
         let n = hidden * vocab + vocab;
-        // Argument contract (kernels/head.cu):
-        // head_wgrad_bwd_f32(const float* h, const float* dlogits, unsigned B,
-        //   unsigned H, unsigned V, float* d_dense_kernel, float* d_dense_bias).
-        // Seven arguments in that order and type; reads the dlogits the launch
-        // above wrote (same stream, so ordered); grid-stride over H*V + V.
+        // Reads the dlogits the launch above wrote (same stream, so
+        // ordered); grid-stride over H*V + V.
+        let args = HeadWgradBwdF32 {
+            h: bufs.h,
+            dlogits: bufs.dlogits,
+            B: b,
+            H: h,
+            V: v,
+            d_dense_kernel: bufs.d_dense_kernel,
+            d_dense_bias: bufs.d_dense_bias,
+        };
         dev.launch(
-            "head",
+            HeadWgradBwdF32::MODULE,
             Self::WGRAD,
             LaunchConfig::linear(blocks_for(n, self.wgrad_block, 65_535), self.wgrad_block, 0),
-            &[
-                KernelArg::Ptr(bufs.h),
-                KernelArg::Ptr(bufs.dlogits),
-                KernelArg::U32(b),
-                KernelArg::U32(h),
-                KernelArg::U32(v),
-                KernelArg::Ptr(bufs.d_dense_kernel),
-                KernelArg::Ptr(bufs.d_dense_bias),
-            ],
+            &args.args(),
         )
     }
 
@@ -200,25 +193,21 @@ impl HeadLauncher {
         if b == 0 {
             return Ok(());
         }
-        // Argument contract (kernels/head.cu):
-        // head_targets_u32(const u64* corpus_words, unsigned words_per_row,
-        //   const unsigned* starts, unsigned T, unsigned B, unsigned V,
-        //   unsigned* targets).
-        // Seven arguments in that order and type; starts and targets hold B
-        // u32s; grid-stride over B.
+        // `starts` and `targets` hold B u32s; grid-stride over B.
+        let args = HeadTargetsU32 {
+            corpus_words,
+            words_per_row: wpr,
+            starts,
+            T: t,
+            B: b,
+            V: v,
+            targets,
+        };
         dev.launch(
-            "head",
+            HeadTargetsU32::MODULE,
             Self::TARGETS,
             LaunchConfig::linear(blocks_for(dims.batch, 128, 65_535), 128, 0),
-            &[
-                KernelArg::Ptr(corpus_words),
-                KernelArg::U32(wpr),
-                KernelArg::Ptr(starts),
-                KernelArg::U32(t),
-                KernelArg::U32(b),
-                KernelArg::U32(v),
-                KernelArg::Ptr(targets),
-            ],
+            &args.args(),
         )
     }
 }

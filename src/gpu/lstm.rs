@@ -8,8 +8,9 @@
 //! (see [`LstmBuffers`]); this type turns a step `t` into the per-step slices
 //! the kernels see.
 
+use super::contract::lstm::{LstmCellBwdF32, LstmCellFwdF32, LstmDhBwdF32, LstmWgradBwdF32};
 use super::device::{
-    DeviceError, DevicePtr, GpuDevice, KernelArg, LaunchConfig, blocks_for, check_whole_warps,
+    DeviceError, DevicePtr, GpuDevice, LaunchConfig, blocks_for, check_whole_warps,
 };
 use super::lstm_persistent::PersistentPlan;
 use super::wgrad::WgradLauncher;
@@ -202,39 +203,32 @@ impl LstmLauncher {
                 dims.at(buf, t - 1, h)
             }
         };
-        // Argument contract (kernels/lstm.cu):
-        // lstm_cell_fwd_f32(const u64* corpus_words, unsigned words_per_row,
-        //   const unsigned* starts, unsigned t, const float* kernel,
-        //   const float* recurrent_kernel, const float* bias, unsigned B,
-        //   unsigned H, unsigned V, const float* h_prev /*nullable*/,
-        //   const float* c_prev /*nullable*/, float* gates, float* c, float* h,
-        //   unsigned* cls).
-        // Sixteen arguments in that order and type; the per-step pointers are
-        // step t (t-1 for the previous state, null at t = 0) of the t-major
-        // buffers of LstmBuffers; the caller guarantees every starts[b] + t
-        // is a row of the corpus. Grid-stride over B*H.
+        // The per-step pointers are step t (t-1 for the previous state, null at t = 0) of the
+        // t-major buffers of LstmBuffers; the caller guarantees every starts[b] + t is a row of the
+        // corpus. Grid-stride over B*H.
+        let args = LstmCellFwdF32 {
+            corpus_words: bufs.corpus_words,
+            words_per_row: s.wpr,
+            starts: bufs.starts,
+            t: t as u32,
+            kernel: bufs.kernel,
+            recurrent_kernel: bufs.recurrent_kernel,
+            bias: bufs.bias,
+            B: s.b,
+            H: s.h,
+            V: s.v,
+            h_prev: prev(bufs.h),
+            c_prev: prev(bufs.c),
+            gates: dims.at(bufs.gates, t, g),
+            c: dims.at(bufs.c, t, h),
+            h: dims.at(bufs.h, t, h),
+            cls: bufs.cls.offset(t * dims.batch * 4),
+        };
         dev.launch(
-            "lstm",
+            LstmCellFwdF32::MODULE,
             Self::FWD,
             self.step_grid(dims),
-            &[
-                KernelArg::Ptr(bufs.corpus_words),
-                KernelArg::U32(s.wpr),
-                KernelArg::Ptr(bufs.starts),
-                KernelArg::U32(t as u32),
-                KernelArg::Ptr(bufs.kernel),
-                KernelArg::Ptr(bufs.recurrent_kernel),
-                KernelArg::Ptr(bufs.bias),
-                KernelArg::U32(s.b),
-                KernelArg::U32(s.h),
-                KernelArg::U32(s.v),
-                KernelArg::Ptr(prev(bufs.h)),
-                KernelArg::Ptr(prev(bufs.c)),
-                KernelArg::Ptr(dims.at(bufs.gates, t, g)),
-                KernelArg::Ptr(dims.at(bufs.c, t, h)),
-                KernelArg::Ptr(dims.at(bufs.h, t, h)),
-                KernelArg::Ptr(bufs.cls.offset(t * dims.batch * 4)),
-            ],
+            &args.args(),
         )
     }
 
@@ -300,50 +294,42 @@ impl LstmLauncher {
             bufs.dc
         };
         let dz = dims.at(bufs.dz, t, g);
-        // Argument contract (kernels/lstm.cu):
-        // lstm_cell_bwd_f32(const float* gates, const float* c,
-        //   const float* c_prev /*nullable*/, const float* dh,
-        //   const float* dc_next /*nullable, may alias dc_prev*/, unsigned B,
-        //   unsigned H, float* dz, float* dc_prev).
-        // Nine arguments in that order and type; gates / c / dz are step t of
-        // the t-major buffers, c_prev step t-1 (null at t = 0); dc is read and
-        // written in place by the same thread. Grid-stride over B*H.
+        // `gates` / `c` / `dz` are step t of the t-major buffers, c_prev step t-1 (null at t = 0);
+        // dc is read and written in place by the same thread. Grid-stride over B*H.
+        let args = LstmCellBwdF32 {
+            gates: dims.at(bufs.gates, t, g),
+            c: dims.at(bufs.c, t, h),
+            c_prev,
+            dh: bufs.dh,
+            dc_next,
+            B: s.b,
+            H: s.h,
+            dz,
+            dc_prev: bufs.dc,
+        };
         dev.launch(
-            "lstm",
+            LstmCellBwdF32::MODULE,
             Self::BWD,
             self.step_grid(dims),
-            &[
-                KernelArg::Ptr(dims.at(bufs.gates, t, g)),
-                KernelArg::Ptr(dims.at(bufs.c, t, h)),
-                KernelArg::Ptr(c_prev),
-                KernelArg::Ptr(bufs.dh),
-                KernelArg::Ptr(dc_next),
-                KernelArg::U32(s.b),
-                KernelArg::U32(s.h),
-                KernelArg::Ptr(dz),
-                KernelArg::Ptr(bufs.dc),
-            ],
+            &args.args(),
         )?;
         if t == 0 {
             return Ok(()); // dh_{-1} is not needed
         }
-        // Argument contract (kernels/lstm.cu):
-        // lstm_dh_bwd_f32(const float* dz, const float* recurrent_kernel,
-        //   unsigned B, unsigned H, float* dh_prev).
-        // Five arguments in that order and type; reads the dz[t] written just
-        // above (same stream, so ordered) and overwrites dh, which the cell
-        // launch above has finished reading. Grid-stride over B*H.
+        // Reads the dz[t] written just above (same stream, so ordered) and overwrites dh, which the
+        // cell launch above has finished reading. Grid-stride over B*H.
+        let args = LstmDhBwdF32 {
+            dz,
+            recurrent_kernel: bufs.recurrent_kernel,
+            B: s.b,
+            H: s.h,
+            dh_prev: bufs.dh,
+        };
         dev.launch(
-            "lstm",
+            LstmDhBwdF32::MODULE,
             Self::DH,
             self.step_grid(dims),
-            &[
-                KernelArg::Ptr(dz),
-                KernelArg::Ptr(bufs.recurrent_kernel),
-                KernelArg::U32(s.b),
-                KernelArg::U32(s.h),
-                KernelArg::Ptr(bufs.dh),
-            ],
+            &args.args(),
         )
     }
 
@@ -391,33 +377,29 @@ impl LstmLauncher {
         if n == 0 {
             return Ok(());
         }
-        // Argument contract (kernels/lstm.cu):
-        // lstm_wgrad_bwd_f32(const float* h, const unsigned* cls,
-        //   const float* dz, unsigned T, unsigned B, unsigned H, unsigned V,
-        //   float* d_kernel, float* d_recurrent_kernel, float* d_bias).
-        // Ten arguments in that order and type; h, cls and dz are the whole
-        // t-major buffers ([T, B, H], [T, B], [T, B, 4H]). Grid-stride over
-        // 4H*H + 4H*V + 4H outputs, one thread each, no atomics.
+        // `h`, `cls` and `dz` are the whole t-major buffers ([T, B, H], [T, B], [T, B, 4H]).
+        // Grid-stride over 4H*H + 4H*V + 4H outputs, one thread each, no atomics.
+        let args = LstmWgradBwdF32 {
+            h: bufs.h,
+            cls: bufs.cls,
+            dz: bufs.dz,
+            T: s.t,
+            B: s.b,
+            H: s.h,
+            V: s.v,
+            d_kernel: bufs.d_kernel,
+            d_recurrent_kernel: bufs.d_recurrent_kernel,
+            d_bias: bufs.d_bias,
+        };
         dev.launch(
-            "lstm",
+            LstmWgradBwdF32::MODULE,
             Self::WGRAD,
             LaunchConfig::linear(
                 blocks_for(n, self.wgrad_block, self.max_blocks),
                 self.wgrad_block,
                 0,
             ),
-            &[
-                KernelArg::Ptr(bufs.h),
-                KernelArg::Ptr(bufs.cls),
-                KernelArg::Ptr(bufs.dz),
-                KernelArg::U32(s.t),
-                KernelArg::U32(s.b),
-                KernelArg::U32(s.h),
-                KernelArg::U32(s.v),
-                KernelArg::Ptr(bufs.d_kernel),
-                KernelArg::Ptr(bufs.d_recurrent_kernel),
-                KernelArg::Ptr(bufs.d_bias),
-            ],
+            &args.args(),
         )
     }
 

@@ -8,14 +8,17 @@
 //! per-step kernels when it does not fit (H not a multiple of 8, H > 128,
 //! or the weights' share of shared memory over the device's limit).
 
-use super::device::{DeviceError, GpuDevice, KernelArg, LaunchConfig};
+use super::contract::lstm_persistent::{
+    self as contract, LstmBwdPersistentF32, LstmFwdPersistentF32,
+};
+use super::device::{DeviceError, GpuDevice, LaunchConfig};
 use super::lstm::{LstmBuffers, LstmDims};
 use crate::error::Result;
 
-/// Floats of `recurrent_kernel` per thread kept in registers (`KREG` in the kernel).
-pub const KREG: usize = 56;
-/// Most batch rows one block carries (`MAX_ROWS` in the kernel).
-pub const MAX_ROWS: usize = 4;
+/// Floats of `recurrent_kernel` per thread kept in registers.
+pub const KREG: usize = contract::KREG as usize;
+/// Most batch rows one block carries.
+pub const MAX_ROWS: usize = contract::MAX_ROWS as usize;
 /// Largest hidden size: the block has 4H threads and `__launch_bounds__(512)`.
 pub const MAX_HIDDEN: usize = 128;
 
@@ -164,39 +167,32 @@ impl PersistentPlan {
             kernel: name,
             what: "words_per_row does not fit u32".into(),
         })?;
-        // Argument contract (kernels/lstm_persistent.cu):
-        // lstm_fwd_persistent_f32 and _h128_f32 (the latter ignores H and
-        // ms, compiled in; plan() only picks it at H = 128, ms = 72):
-        // (const u64* corpus_words, unsigned
-        //   words_per_row, const unsigned* starts, const float* kernel,
-        //   const float* recurrent_kernel, const float* bias, unsigned B,
-        //   unsigned T, unsigned H, unsigned V, unsigned rows, unsigned ms,
-        //   float* gates, float* c, float* h, unsigned* cls).
-        // Sixteen arguments in that order and type; the whole t-major
-        // buffers; blockDim 4H, grid ceil(B / rows), the plan's shared bytes;
+        // The _h128 kernel ignores H and ms (compiled in); plan() picks it only at H = 128, ms =
+        // 72. The whole t-major buffers; blockDim 4H, grid ceil(B / rows), the plan's shared bytes;
         // the caller guarantees every starts[b] + T - 1 is a corpus row.
+        let args = LstmFwdPersistentF32 {
+            corpus_words: bufs.corpus_words,
+            words_per_row: wpr,
+            starts: bufs.starts,
+            kernel: bufs.kernel,
+            recurrent_kernel: bufs.recurrent_kernel,
+            bias: bufs.bias,
+            B: b,
+            T: t,
+            H: h,
+            V: v,
+            rows,
+            ms,
+            gates: bufs.gates,
+            c: bufs.c,
+            h: bufs.h,
+            cls: bufs.cls,
+        };
         dev.launch(
-            "lstm_persistent",
+            LstmFwdPersistentF32::MODULE,
             name,
             LaunchConfig::linear(blocks, 4 * h, self.fwd_shared as u32),
-            &[
-                KernelArg::Ptr(bufs.corpus_words),
-                KernelArg::U32(wpr),
-                KernelArg::Ptr(bufs.starts),
-                KernelArg::Ptr(bufs.kernel),
-                KernelArg::Ptr(bufs.recurrent_kernel),
-                KernelArg::Ptr(bufs.bias),
-                KernelArg::U32(b),
-                KernelArg::U32(t),
-                KernelArg::U32(h),
-                KernelArg::U32(v),
-                KernelArg::U32(rows),
-                KernelArg::U32(ms),
-                KernelArg::Ptr(bufs.gates),
-                KernelArg::Ptr(bufs.c),
-                KernelArg::Ptr(bufs.h),
-                KernelArg::Ptr(bufs.cls),
-            ],
+            &args.args(),
         )
     }
 
@@ -210,30 +206,25 @@ impl PersistentPlan {
     ) -> Result<()> {
         let (_, name) = self.kernels();
         let (b, t, h, _, rows, ms, blocks) = self.u32s(name, dims)?;
-        // Argument contract (kernels/lstm_persistent.cu):
-        // lstm_bwd_persistent_f32 and _h128_f32 (as the forward's):
-        // (const float* gates, const float* c,
-        //   const float* dh_last, const float* recurrent_kernel, unsigned B,
-        //   unsigned T, unsigned H, unsigned rows, unsigned ms, float* dz).
-        // Ten arguments in that order and type; gates, c, dz the whole
-        // t-major buffers, dh_last [B, H]; blockDim 4H, grid ceil(B / rows),
-        // the plan's shared bytes.
+        // As the forward's: `gates`, `c`, `dz` the whole t-major buffers, dh_last [B, H]; blockDim
+        // 4H, grid ceil(B / rows), the plan's shared bytes.
+        let args = LstmBwdPersistentF32 {
+            gates: bufs.gates,
+            c: bufs.c,
+            dh_last: bufs.dh,
+            recurrent_kernel: bufs.recurrent_kernel,
+            B: b,
+            T: t,
+            H: h,
+            rows,
+            ms,
+            dz: bufs.dz,
+        };
         dev.launch(
-            "lstm_persistent",
+            LstmBwdPersistentF32::MODULE,
             name,
             LaunchConfig::linear(blocks, 4 * h, self.bwd_shared as u32),
-            &[
-                KernelArg::Ptr(bufs.gates),
-                KernelArg::Ptr(bufs.c),
-                KernelArg::Ptr(bufs.dh),
-                KernelArg::Ptr(bufs.recurrent_kernel),
-                KernelArg::U32(b),
-                KernelArg::U32(t),
-                KernelArg::U32(h),
-                KernelArg::U32(rows),
-                KernelArg::U32(ms),
-                KernelArg::Ptr(bufs.dz),
-            ],
+            &args.args(),
         )
     }
 }

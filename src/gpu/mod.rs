@@ -2,6 +2,7 @@
 //! file (`kernels/NAME.cu` <-> `src/gpu/NAME.rs`).
 
 mod buffers;
+pub mod contract;
 pub mod cuda_device;
 pub mod device;
 pub mod engine;

@@ -3,7 +3,8 @@
 //! over the flat [`ParamLayout`](crate::model::ParamLayout) buffers the parameters, their gradients and
 //! the mean squares live in on the device.
 
-use super::device::{DeviceError, DevicePtr, GpuDevice, KernelArg, LaunchConfig, blocks_for};
+use super::contract::rmsprop::{GRAD_CLIP_MAX_BLOCK, GradNormClipF32, RmspropUpdateF32};
+use super::device::{DeviceError, DevicePtr, GpuDevice, LaunchConfig, blocks_for};
 use crate::cpu::RmsProp;
 use crate::error::Result;
 
@@ -26,7 +27,7 @@ impl Default for RmsPropLauncher {
 }
 
 impl RmsPropLauncher {
-    const KERNEL: &'static str = "rmsprop_update_f32";
+    const KERNEL: &'static str = RmspropUpdateF32::KERNELS[0];
 
     /// `ms = rho*ms + (1-rho)*g^2; params -= lr*g/(sqrt(ms)+eps)` over `n`
     /// elements of the three buffers (each at least `n` f32s), in place.
@@ -47,26 +48,18 @@ impl RmsPropLauncher {
             return Ok(());
         }
         let cfg = LaunchConfig::linear(blocks_for(n, self.block, self.max_blocks), self.block, 0);
-        // Argument contract (kernels/rmsprop.cu):
-        // rmsprop_update_f32(float* params, float* ms, const float* grads,
-        //                    unsigned n, float lr, float rho, float eps).
-        // Seven arguments in that order and type; the caller guarantees the
-        // three buffers hold n f32s each and do not overlap. The hyper-
-        // parameters are rounded to f32 here exactly as the CPU f32 path does.
-        dev.launch(
-            "rmsprop",
-            Self::KERNEL,
-            cfg,
-            &[
-                KernelArg::Ptr(params),
-                KernelArg::Ptr(ms),
-                KernelArg::Ptr(grads),
-                KernelArg::U32(n32),
-                KernelArg::F32(opt.lr as f32),
-                KernelArg::F32(opt.rho as f32),
-                KernelArg::F32(opt.eps as f32),
-            ],
-        )
+        // The hyper-parameters are rounded to f32 here exactly as the CPU f32 path does; the three
+        // buffers hold n f32s each, not overlapping.
+        let args = RmspropUpdateF32 {
+            params,
+            ms,
+            grads,
+            n: n32,
+            lr: opt.lr as f32,
+            rho: opt.rho as f32,
+            eps: opt.eps as f32,
+        };
+        dev.launch(RmspropUpdateF32::MODULE, Self::KERNEL, cfg, &args.args())
     }
 }
 
@@ -88,9 +81,9 @@ impl Default for GradClipLauncher {
 }
 
 impl GradClipLauncher {
-    const KERNEL: &'static str = "grad_norm_clip_f32";
+    const KERNEL: &'static str = GradNormClipF32::KERNELS[0];
     /// `GRAD_CLIP_MAX_BLOCK` of `kernels/rmsprop.cu`.
-    pub const MAX_BLOCK: u32 = 1024;
+    pub const MAX_BLOCK: u32 = GRAD_CLIP_MAX_BLOCK;
 
     /// Scales the `n` gradients at `grads` by `max_norm / norm` when their
     /// global L2 norm exceeds `max_norm` (see `cpu::clip_grad_norm`, the
@@ -121,23 +114,19 @@ impl GradClipLauncher {
         }
         let n32 = u32::try_from(n)
             .map_err(|_| bad(format!("{n} parameters do not fit the kernel's u32 count")))?;
-        // Argument contract (kernels/rmsprop.cu):
-        // grad_norm_clip_f32(float* grads, unsigned n, float max_norm,
-        //                    float* norm_out /*nullable*/).
-        // Four arguments in that order and type; grads holds n f32s, norm_out
-        // is null or one f32 not inside grads. One block (the kernel reduces
-        // within it), a power of two up to GRAD_CLIP_MAX_BLOCK threads
-        // (checked above); its shared memory is static.
+        // grads holds n f32s; norm_out is null or one f32 outside them.
+        let args = GradNormClipF32 {
+            grads,
+            n: n32,
+            max_norm,
+            norm_out,
+        };
+        let one_block = LaunchConfig::linear(1, self.block, 0);
         dev.launch(
-            "rmsprop",
+            GradNormClipF32::MODULE,
             Self::KERNEL,
-            LaunchConfig::linear(1, self.block, 0),
-            &[
-                KernelArg::Ptr(grads),
-                KernelArg::U32(n32),
-                KernelArg::F32(max_norm),
-                KernelArg::Ptr(norm_out),
-            ],
+            one_block,
+            &args.args(),
         )
     }
 }

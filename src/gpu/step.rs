@@ -3,9 +3,8 @@
 //! starts selected on the device at a device-side cursor, and the step's
 //! loss appended to a device loss log.
 
-use super::device::{
-    DeviceError, DevicePtr, GpuDevice, KernelArg, LaunchConfig, check_whole_warps,
-};
+use super::contract::step::{BatchSelectU32, LossLogAppendF32};
+use super::device::{DeviceError, DevicePtr, GpuDevice, LaunchConfig, check_whole_warps};
 use crate::error::Result;
 
 /// `batch_select_u32` and `loss_log_append_f32`.
@@ -22,8 +21,8 @@ impl Default for StepLauncher {
 }
 
 impl StepLauncher {
-    const SELECT: &'static str = "batch_select_u32";
-    const APPEND: &'static str = "loss_log_append_f32";
+    const SELECT: &'static str = BatchSelectU32::KERNELS[0];
+    const APPEND: &'static str = LossLogAppendF32::KERNELS[0];
 
     /// `starts[i] = order[*cursor + i]` for `i < n`, then `*cursor += n`.
     /// The caller guarantees `*cursor + n` is within `order` and `starts`
@@ -42,22 +41,20 @@ impl StepLauncher {
         };
         check_whole_warps(Self::SELECT, "block", self.block, 1024)?;
         let n32 = u32::try_from(n).map_err(|_| bad(format!("n = {n} does not fit u32")))?;
-        // Argument contract (kernels/step.cu):
-        // batch_select_u32(const unsigned* order, unsigned* cursor,
-        //                  unsigned n, unsigned* starts).
-        // Four arguments in that order and type; exactly ONE block (the
-        // kernel orders the cursor's reads before its write with a block
-        // barrier). cursor is one u32, not inside order or starts.
+        // Exactly ONE block: the kernel orders the cursor's reads before its write with a block
+        // barrier. cursor is one u32 outside order, starts.
+        let args = BatchSelectU32 {
+            order,
+            cursor,
+            n: n32,
+            starts,
+        };
+        let one_block = LaunchConfig::linear(1, self.block, 0);
         dev.launch(
-            "step",
+            BatchSelectU32::MODULE,
             Self::SELECT,
-            LaunchConfig::linear(1, self.block, 0),
-            &[
-                KernelArg::Ptr(order),
-                KernelArg::Ptr(cursor),
-                KernelArg::U32(n32),
-                KernelArg::Ptr(starts),
-            ],
+            one_block,
+            &args.args(),
         )
     }
 
@@ -74,21 +71,19 @@ impl StepLauncher {
             kernel: Self::APPEND,
             what: format!("capacity {capacity} does not fit u32"),
         })?;
-        // Argument contract (kernels/step.cu):
-        // loss_log_append_f32(const float* loss, float* log, unsigned* count,
-        //                     unsigned capacity).
-        // Four arguments in that order and type; log holds capacity f32s,
-        // loss and count one element each. One thread.
+        // log holds capacity f32s, loss and count one element each.
+        let args = LossLogAppendF32 {
+            loss,
+            log,
+            count,
+            capacity: cap,
+        };
+        let one_thread = LaunchConfig::linear(1, 1, 0);
         dev.launch(
-            "step",
+            LossLogAppendF32::MODULE,
             Self::APPEND,
-            LaunchConfig::linear(1, 1, 0),
-            &[
-                KernelArg::Ptr(loss),
-                KernelArg::Ptr(log),
-                KernelArg::Ptr(count),
-                KernelArg::U32(cap),
-            ],
+            one_thread,
+            &args.args(),
         )
     }
 }

@@ -10,21 +10,24 @@
 //! d_bias partials, one thread per column with a shared [V][columns]
 //! accumulator) and `wgrad_reduce_f32` (the fixed-order sum over splits).
 
+use super::contract::wgrad::{
+    WG_KT, WG_THREADS, WG_TM, WG_TN, WgradClsPartialF32, WgradReduceF32, WgradRkPartialF32,
+};
 use super::device::{
-    DeviceError, DevicePtr, GpuDevice, KernelArg, LaunchConfig, blocks_for, check_whole_warps,
+    DeviceError, DevicePtr, GpuDevice, LaunchConfig, blocks_for, check_whole_warps,
 };
 use super::lstm::LstmDims;
 use crate::error::Result;
 
 const F32: usize = std::mem::size_of::<f32>();
 
-/// Tile of `wgrad_rk_partial_f32`: 64 x 64 outputs (`WG_TM`, `WG_TN`).
-const TILE: usize = 64;
-/// Rows staged per shared-memory chunk of `wgrad_rk_partial_f32` (`WG_KT`).
-const CHUNK: usize = 16;
-/// Threads per block of `wgrad_rk_partial_f32`: fixed by the kernel (4 x 4
-/// outputs per thread).
-const RK_THREADS: u32 = 256;
+/// Tile of `wgrad_rk_partial_f32`: square, `WG_TM` x `WG_TN` outputs.
+const TILE: usize = WG_TM as usize;
+const _: () = assert!(WG_TM == WG_TN, "the split plan assumes square tiles");
+/// Rows staged per shared-memory chunk of `wgrad_rk_partial_f32`.
+const CHUNK: usize = WG_KT as usize;
+/// Threads per block of `wgrad_rk_partial_f32`: fixed by the kernel.
+const RK_THREADS: u32 = WG_THREADS;
 /// At least this many rows per split of the GEMM (four chunks), so a split
 /// is not mostly prologue and epilogue.
 const MIN_RK_ROWS: usize = 4 * CHUNK;
@@ -100,9 +103,9 @@ impl WgradLauncher {
     /// (see [`scratch_len`](Self::scratch_len)) whatever `target_blocks` is.
     pub const MAX_SPLITS: usize = 64;
 
-    const RK: &'static str = "wgrad_rk_partial_f32";
-    const CLS: &'static str = "wgrad_cls_partial_f32";
-    const REDUCE: &'static str = "wgrad_reduce_f32";
+    const RK: &'static str = WgradRkPartialF32::KERNELS[0];
+    const CLS: &'static str = WgradClsPartialF32::KERNELS[0];
+    const REDUCE: &'static str = WgradReduceF32::KERNELS[0];
 
     /// GEMM rows S = (T-1)*B and class rows T*B.
     fn rows(dims: LstmDims) -> (usize, usize) {
@@ -207,27 +210,18 @@ impl WgradLauncher {
                 block: [RK_THREADS, 1, 1],
                 shared_bytes: 0,
             };
-            // Argument contract (kernels/wgrad.cu):
-            // wgrad_rk_partial_f32(const float* h, const float* dz_next,
-            //   unsigned S, unsigned H, unsigned rows_per_split, float* partial).
-            // Six arguments in that order and type; h is the whole t-major
-            // [T, B, H] buffer, dz_next = dz + B*4H (step 1 on), S = (T-1)*B;
-            // grid x = ceil(H/64) * ceil(4H/64) tiles, y = splits, exactly
-            // 256 threads; overwrites partial[0..splits] of [splits, H, 4H]
-            // at the start of scratch.
-            dev.launch(
-                "wgrad",
-                Self::RK,
-                cfg,
-                &[
-                    KernelArg::Ptr(h),
-                    KernelArg::Ptr(dz.offset(dims.batch * g * F32)),
-                    KernelArg::U32(to_u32(s_rk, "S")?),
-                    KernelArg::U32(u_h),
-                    KernelArg::U32(to_u32(plan.rk_rows, "rows per split")?),
-                    KernelArg::Ptr(rk_part),
-                ],
-            )?;
+            // `h` is the whole t-major [T, B, H] buffer, dz_next = dz + B*4H (step 1 on), S =
+            // (T-1)*B; grid x = ceil(H/64) * ceil(4H/64) tiles, y = splits, exactly 256 threads;
+            // overwrites partial[0..splits] of [splits, H, 4H] at the start of scratch.
+            let args = WgradRkPartialF32 {
+                h,
+                dz_next: dz.offset(dims.batch * g * F32),
+                S: to_u32(s_rk, "S")?,
+                H: u_h,
+                rows_per_split: to_u32(plan.rk_rows, "rows per split")?,
+                partial: rk_part,
+            };
+            dev.launch(WgradRkPartialF32::MODULE, Self::RK, cfg, &args.args())?;
         }
         if plan.cls_splits > 0 {
             let cols = plan.cls_columns;
@@ -240,57 +234,43 @@ impl WgradLauncher {
                 block: [cols, 1, 1],
                 shared_bytes: plan.cls_shared_bytes(dims) as u32,
             };
-            // Argument contract (kernels/wgrad.cu):
-            // wgrad_cls_partial_f32(const unsigned* cls, const float* dz,
-            //   unsigned S, unsigned H, unsigned V, unsigned rows_per_split,
-            //   float* partial).
-            // Seven arguments in that order and type; cls [T*B] and dz
-            // [T*B, 4H] whole, S = T*B; grid x = ceil(4H / columns), y =
-            // splits, blockDim = columns, dynamic shared V x columns f32s
-            // (checked against the device by `plan`); overwrites
-            // partial[0..splits] of [splits, V+1, 4H] right after the GEMM's.
-            dev.launch(
-                "wgrad",
-                Self::CLS,
-                cfg,
-                &[
-                    KernelArg::Ptr(cls),
-                    KernelArg::Ptr(dz),
-                    KernelArg::U32(to_u32(s_cls, "T*B")?),
-                    KernelArg::U32(u_h),
-                    KernelArg::U32(u_v),
-                    KernelArg::U32(to_u32(plan.cls_rows, "rows per split")?),
-                    KernelArg::Ptr(cls_part),
-                ],
-            )?;
+            // `cls` [T*B] and `dz` [T*B, 4H] whole, S = T*B; grid x = ceil(4H / columns), y =
+            // splits, blockDim = columns, dynamic shared V x columns f32s (checked against the
+            // device by `plan`); overwrites partial[0..splits] of [splits, V+1, 4H] right after the
+            // GEMM's.
+            let args = WgradClsPartialF32 {
+                cls,
+                dz,
+                S: to_u32(s_cls, "T*B")?,
+                H: u_h,
+                V: u_v,
+                rows_per_split: to_u32(plan.cls_rows, "rows per split")?,
+                partial: cls_part,
+            };
+            dev.launch(WgradClsPartialF32::MODULE, Self::CLS, cfg, &args.args())?;
         }
-        // Argument contract (kernels/wgrad.cu):
-        // wgrad_reduce_f32(const float* rk_partial, unsigned rk_splits,
-        //   const float* cls_partial, unsigned cls_splits, unsigned H,
-        //   unsigned V, float* d_kernel, float* d_recurrent_kernel,
-        //   float* d_bias).
-        // Nine arguments in that order and type; the partials as the two
-        // launches above wrote them (same stream, so ordered; zero splits =
+        // The partials as the two launches above wrote them (same stream, so ordered; zero splits =
         // nothing read, zeros written). Grid-stride over 4H*H + 4H*V + 4H.
+        let args = WgradReduceF32 {
+            rk_partial: rk_part,
+            rk_splits: plan.rk_splits as u32,
+            cls_partial: cls_part,
+            cls_splits: plan.cls_splits as u32,
+            H: u_h,
+            V: u_v,
+            d_kernel,
+            d_recurrent_kernel,
+            d_bias,
+        };
         dev.launch(
-            "wgrad",
+            WgradReduceF32::MODULE,
             Self::REDUCE,
             LaunchConfig::linear(
                 blocks_for(n, self.reduce_block, self.max_blocks),
                 self.reduce_block,
                 0,
             ),
-            &[
-                KernelArg::Ptr(rk_part),
-                KernelArg::U32(plan.rk_splits as u32),
-                KernelArg::Ptr(cls_part),
-                KernelArg::U32(plan.cls_splits as u32),
-                KernelArg::U32(u_h),
-                KernelArg::U32(u_v),
-                KernelArg::Ptr(d_kernel),
-                KernelArg::Ptr(d_recurrent_kernel),
-                KernelArg::Ptr(d_bias),
-            ],
+            &args.args(),
         )?;
         Ok(true)
     }

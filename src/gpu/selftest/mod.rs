@@ -73,31 +73,10 @@ pub const BOUND_TRAINING_WEIGHTS: Bound = Bound::rel_l2(1e-4);
 pub const BOUND_CLIP: Bound = Bound::max_rel(1e-6);
 /// Exact: the decoded input classes.
 pub const BOUND_EXACT: Bound = Bound::max_rel(0.0);
-/// Every kernel of `kernels/`, each covered by a check below. A test
-/// (tests/selftest.rs) fails when the embedded PTX has an entry this list
-/// lacks, so a new kernel cannot join the build unchecked.
-pub const KERNELS: [&str; 20] = [
-    "rmsprop_update_f32",
-    "grad_norm_clip_f32",
-    "head_fwd_bwd_f32",
-    "head_wgrad_bwd_f32",
-    "head_targets_u32",
-    "generate_fwd_f32",
-    "generate_fwd_h128_f32",
-    "lstm_cell_fwd_f32",
-    "lstm_cell_bwd_f32",
-    "lstm_dh_bwd_f32",
-    "lstm_wgrad_bwd_f32",
-    "lstm_fwd_persistent_f32",
-    "lstm_bwd_persistent_f32",
-    "lstm_fwd_persistent_h128_f32",
-    "lstm_bwd_persistent_h128_f32",
-    "wgrad_rk_partial_f32",
-    "wgrad_cls_partial_f32",
-    "wgrad_reduce_f32",
-    "batch_select_u32",
-    "loss_log_append_f32",
-];
+/// Every kernel of `kernels/` (the generated contract's list), each covered
+/// by a check below: tests/selftest.rs fails when the report has no row for
+/// one, so a new kernel cannot join the build unchecked.
+pub const KERNELS: &[&str] = crate::gpu::contract::KERNELS;
 
 /// Elements below this fraction of a tensor's largest |want| are measured
 /// against it instead of their own magnitude (see the module docs).
