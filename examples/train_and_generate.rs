@@ -6,7 +6,7 @@
 //! ```
 
 use charlstm_cuda::{
-    Backend, BatchEvent, Control, EpochEvent, Hyper, Observer, OneHotCorpus, Strategy, TrainConfig,
+    Backend, BatchEvent, Control, EpochRow, Hyper, Observer, OneHotCorpus, Strategy, TrainConfig,
     Trainer,
 };
 
@@ -33,7 +33,7 @@ impl Observer for Progress {
         Control::Continue
     }
 
-    fn on_epoch(&mut self, e: &EpochEvent) -> Control {
+    fn on_epoch(&mut self, e: &EpochRow) -> Control {
         println!(
             "epoch {} done: loss {:.3} in {:.2} s",
             e.epoch, e.loss, e.seconds

@@ -26,8 +26,9 @@ use crate::device::Device;
 use crate::engine::{Backend, Engine};
 use crate::error::{Error, Result};
 use crate::model::{Hyper, Params, init_params};
+use crate::rundir::EpochRow;
 use crate::sample::Strategy;
-use crate::train::{Control, EpochEvent, Observer, TrainConfig, Trainer};
+use crate::train::{Control, Observer, TrainConfig, Trainer};
 
 pub mod pytorch;
 mod table;
@@ -250,7 +251,7 @@ pub fn run(
 fn whole_epoch(corpus: &OneHotCorpus, hyper: &Hyper, backend: Backend) -> Result<(f64, f64)> {
     struct LastEpoch(Option<(f64, f64)>);
     impl Observer for LastEpoch {
-        fn on_epoch(&mut self, e: &EpochEvent) -> Control {
+        fn on_epoch(&mut self, e: &EpochRow) -> Control {
             self.0 = Some((e.seconds, e.loss));
             Control::Continue
         }

@@ -64,6 +64,7 @@ pub mod io;
 pub mod model;
 pub mod report;
 pub mod rng;
+pub mod rundir;
 pub mod sample;
 #[allow(missing_docs)]
 pub mod sim;
@@ -76,8 +77,8 @@ pub use error::{Error, Result};
 pub use inference::Model;
 pub use interop::Format;
 pub use model::{Checkpoint, Grads, Hyper, Params};
+pub use rundir::EpochRow;
 pub use sample::{Generator, Strategy};
 pub use train::{
-    BatchEvent, Control, EpochEvent, Observer, RunSummary, Silent, TrainConfig, Trainer,
-    TrainerBuilder,
+    BatchEvent, Control, Observer, RunSummary, Silent, TrainConfig, Trainer, TrainerBuilder,
 };

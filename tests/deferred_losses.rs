@@ -11,9 +11,10 @@ use charlstm_cuda::Result;
 use charlstm_cuda::corpus::{OneHotCorpus, Windows};
 use charlstm_cuda::engine::Batch;
 use charlstm_cuda::model::{Checkpoint, Hyper, Params, TrainState, init_params};
+use charlstm_cuda::rundir::LAST_CHECKPOINT;
 use charlstm_cuda::train::{
-    Control, DivergenceGuard, LAST_CHECKPOINT, LOSS_READBACK_EVERY, Observer, OnDivergence,
-    RollbackEvent, TrainConfig, Trainer,
+    Control, DivergenceGuard, LOSS_READBACK_EVERY, Observer, OnDivergence, RollbackEvent,
+    TrainConfig, Trainer,
 };
 use charlstm_cuda::{Backend, Device, Engine};
 
@@ -164,7 +165,12 @@ fn train(
         }),
         ..TrainConfig::default()
     };
-    let mut t = Trainer::with_engine(&corpus, hy, config, engine, state).expect("trainer");
+    let mut t = Trainer::builder(&corpus)
+        .hyper(hy)
+        .config(config)
+        .engine(engine, state)
+        .build()
+        .expect("trainer");
     let mut seen = Seen {
         stop_after,
         ..Seen::default()

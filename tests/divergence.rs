@@ -9,10 +9,11 @@
 mod common;
 use common::NanAt;
 
-use charlstm_cuda::model::{Checkpoint, Hyper, Params, TrainState, init_params};
+use charlstm_cuda::model::{Checkpoint, Hyper, TrainState};
+use charlstm_cuda::rundir::{LAST_CHECKPOINT, epoch_checkpoint_name};
 use charlstm_cuda::train::{
-    Divergence, DivergenceGuard, LAST_CHECKPOINT, Observer, OnDivergence, RollbackEvent, Silent,
-    TrainConfig, Trainer, epoch_checkpoint_name,
+    Divergence, DivergenceGuard, Observer, OnDivergence, RollbackEvent, Silent, TrainConfig,
+    Trainer,
 };
 use charlstm_cuda::{Backend, Device};
 use charlstm_cuda::{Error, OneHotCorpus};
@@ -66,8 +67,12 @@ impl Observer for Rollbacks {
 /// Three good epochs at the notebook's rate; returns the last checkpoint.
 fn trained(corpus: &OneHotCorpus, dir: &std::path::Path) -> Checkpoint {
     let cpu = Device::Exact(Backend::Cpu);
-    let (mut t, _) =
-        Trainer::new(corpus, hyper(3), config(dir, OnDivergence::Stop), cpu).expect("trainer");
+    let mut t = Trainer::builder(corpus)
+        .hyper(hyper(3))
+        .config(config(dir, OnDivergence::Stop))
+        .device(cpu)
+        .build()
+        .expect("trainer");
     t.run(&mut Silent).expect("three sane epochs");
     let c = Checkpoint::load(&dir.join(LAST_CHECKPOINT)).expect("checkpoint");
     println!("losses at lr 0.01: {:?}", c.state.epoch_losses);
@@ -82,13 +87,12 @@ fn a_loss_jump_stops_the_run_and_keeps_the_good_checkpoints() {
     good.hyper.lr = 2.0;
     good.hyper.epochs = 6;
     let cpu = Device::Exact(Backend::Cpu);
-    let (mut t, _) = Trainer::resume(
-        &corpus,
-        good.clone(),
-        config(dir.path(), OnDivergence::Stop),
-        cpu,
-    )
-    .expect("resume");
+    let mut t = Trainer::builder(&corpus)
+        .resume(good.clone())
+        .config(config(dir.path(), OnDivergence::Stop))
+        .device(cpu)
+        .build()
+        .expect("resume");
     match t.run(&mut Silent) {
         Err(e @ Error::Diverged { .. }) => {
             println!("{e}\n  hint: {}", e.hint());
@@ -122,13 +126,12 @@ fn rollback_halves_the_rate_until_the_run_trains_again() {
     good.hyper.lr = 0.5;
     good.hyper.epochs = 6;
     let cpu = Device::Exact(Backend::Cpu);
-    let (mut t, _) = Trainer::resume(
-        &corpus,
-        good,
-        config(dir.path(), OnDivergence::Rollback),
-        cpu,
-    )
-    .expect("resume");
+    let mut t = Trainer::builder(&corpus)
+        .resume(good)
+        .config(config(dir.path(), OnDivergence::Rollback))
+        .device(cpu)
+        .build()
+        .expect("resume");
     let mut seen = Rollbacks::default();
     let summary = t.run(&mut seen).expect("rolled back and finished");
     assert!(
@@ -157,21 +160,14 @@ fn a_nan_batch_rolls_back_to_the_best_epoch() {
     let corpus = OneHotCorpus::from_text(&text(), true).expect("corpus");
     let dir = tempfile::tempdir().expect("dir");
     let h = hyper(3);
-    let params = init_params(corpus.vocab().len(), h.hidden, h.seed);
-    let zeros = Params::zeros(params.vocab, params.hidden);
-    let (inner, _) = (Device::Exact(Backend::Cpu))
-        .open_engine(&corpus, &h, params, zeros)
-        .expect("engine");
-    let windows = charlstm_cuda::Windows::new(corpus.rows(), h.maxlen, h.step).expect("windows");
-    let per_epoch = windows.count.div_ceil(h.batch);
-    let engine = Box::new(NanAt {
-        inner,
-        step: per_epoch + 3, // 3rd batch of epoch 2
-        calls: 0,
-    });
+    let (engine, _) = NanAt::in_epoch_2(&corpus, &h);
     let cfg = config(dir.path(), OnDivergence::Rollback);
-    let mut t =
-        Trainer::with_engine(&corpus, h, cfg, engine, TrainState::default()).expect("trainer");
+    let mut t = Trainer::builder(&corpus)
+        .hyper(h)
+        .config(cfg)
+        .engine(Box::new(engine), TrainState::default())
+        .build()
+        .expect("trainer");
     let mut seen = Rollbacks::default();
     let summary = t.run(&mut seen).expect("finished after the rollback");
     assert_eq!(seen.0.len(), 1);

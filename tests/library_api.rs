@@ -40,7 +40,18 @@ fn builder_trains_like_the_constructor() {
         .build()
         .unwrap();
     assert_eq!(built.backend(), Backend::Cpu);
-    let (mut direct, _) = Trainer::new(&c, small(), quiet(), "cpu".parse().unwrap()).unwrap();
+    // The same run on an engine opened by hand.
+    let params = init_params(c.vocab().len(), small().hidden, small().seed);
+    let rmsprop = charlstm_cuda::Params::zeros(params.vocab, params.hidden);
+    let (engine, _) = charlstm_cuda::Device::Exact(Backend::Cpu)
+        .open_engine(&c, &small(), params, rmsprop)
+        .unwrap();
+    let mut direct = Trainer::builder(&c)
+        .hyper(small())
+        .config(quiet())
+        .engine(engine, Default::default())
+        .build()
+        .unwrap();
     let a = built.run(&mut Silent).unwrap();
     let b = direct.run(&mut Silent).unwrap();
     assert_eq!(a.state.epoch_losses, b.state.epoch_losses);

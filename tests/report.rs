@@ -8,7 +8,7 @@ use common::cli::{ok, run};
 
 use std::path::Path;
 
-use charlstm_cuda::report::{EpochRow, RunHistory, format_loss};
+use charlstm_cuda::rundir::{EpochRow, RunHistory, format_loss};
 
 /// Pseudo-text where markup characters are as common as letters, so the
 /// seeds and samples hold them too.
@@ -248,7 +248,7 @@ fn history_skips_torn_lines_and_keeps_the_latest_epochs() {
     assert_eq!(losses, [(1, 2.0), (2, 1.4), (3, 1.3)]);
     assert_eq!(h.skipped.len(), 1);
     assert_eq!(h.skipped[0].line, 6);
-    let svg = charlstm_cuda::report::loss_chart(&h).expect("chart");
+    let svg = charlstm_cuda::rundir::loss_chart(&h).expect("chart");
     parse(&svg);
     assert!(!svg.contains("9.0000"), "the rolled-back epoch is gone");
 }

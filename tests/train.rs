@@ -5,11 +5,9 @@ mod common;
 use charlstm_cuda::model::Tensor;
 use common::NanAt;
 
-use charlstm_cuda::model::{Checkpoint, Hyper, Params, TrainState, init_params};
-use charlstm_cuda::train::{
-    BatchEvent, Control, EpochEvent, LAST_CHECKPOINT, Observer, Silent, TrainConfig, Trainer,
-    epoch_checkpoint_name,
-};
+use charlstm_cuda::model::{Checkpoint, Hyper, TrainState};
+use charlstm_cuda::rundir::{EpochRow, LAST_CHECKPOINT, epoch_checkpoint_name};
+use charlstm_cuda::train::{BatchEvent, Control, Observer, Silent, TrainConfig, Trainer};
 use charlstm_cuda::{Backend, Device};
 use charlstm_cuda::{Error, OneHotCorpus};
 
@@ -48,21 +46,13 @@ fn nan_loss_stops_with_a_clear_error_and_keeps_the_last_good_checkpoint() {
     let corpus = OneHotCorpus::from_text(&text(), true).expect("corpus");
     let dir = tempfile::tempdir().expect("dir");
     let h = hyper();
-    let params = init_params(corpus.vocab().len(), h.hidden, h.seed);
-    let zeros = Params::zeros(params.vocab, params.hidden);
-    let (inner, _) = (Device::Exact(Backend::Cpu))
-        .open_engine(&corpus, &h, params, zeros)
-        .expect("engine");
-    let windows = charlstm_cuda::Windows::new(corpus.rows(), h.maxlen, h.step).expect("windows");
-    let per_epoch = windows.count.div_ceil(h.batch);
-    // The 3rd batch of epoch 2 reports NaN.
-    let engine = Box::new(NanAt {
-        inner,
-        step: per_epoch + 3,
-        calls: 0,
-    });
+    let (engine, per_epoch) = NanAt::in_epoch_2(&corpus, &h);
     let out = Some(dir.path().into());
-    let mut trainer = Trainer::with_engine(&corpus, h, config(out), engine, TrainState::default())
+    let mut trainer = Trainer::builder(&corpus)
+        .hyper(h)
+        .config(config(out))
+        .engine(Box::new(engine), TrainState::default())
+        .build()
         .expect("trainer");
     assert_eq!(trainer.batches_per_epoch(), per_epoch);
     match trainer.run(&mut Silent) {
@@ -103,7 +93,7 @@ impl Observer for StopAfter {
             Control::Continue
         }
     }
-    fn on_epoch(&mut self, e: &EpochEvent) -> Control {
+    fn on_epoch(&mut self, e: &EpochRow) -> Control {
         assert_eq!(e.samples.len(), 4);
         assert!(
             e.samples
@@ -115,19 +105,23 @@ impl Observer for StopAfter {
     }
 }
 
+/// A fresh run of `hyper()` on the CPU writing to `dir`.
+fn fresh<'c>(corpus: &'c OneHotCorpus, dir: &std::path::Path) -> Trainer<'c> {
+    Trainer::builder(corpus)
+        .hyper(hyper())
+        .config(config(Some(dir.into())))
+        .backend(Backend::Cpu)
+        .build()
+        .expect("trainer")
+}
+
 #[test]
 fn stopped_mid_epoch_and_resumed_equals_uninterrupted() {
     let corpus = OneHotCorpus::from_text(&text(), true).expect("corpus");
     let cpu = Device::Exact(Backend::Cpu);
 
     let straight_dir = tempfile::tempdir().expect("dir");
-    let (mut straight, _) = Trainer::new(
-        &corpus,
-        hyper(),
-        config(Some(straight_dir.path().into())),
-        cpu,
-    )
-    .expect("trainer");
+    let mut straight = fresh(&corpus, straight_dir.path());
     let per_epoch = straight.batches_per_epoch();
     let mut obs = StopAfter {
         batches: usize::MAX,
@@ -139,8 +133,7 @@ fn stopped_mid_epoch_and_resumed_equals_uninterrupted() {
     assert_eq!(obs.epochs.len(), 3);
 
     let dir = tempfile::tempdir().expect("dir");
-    let (mut first, _) =
-        Trainer::new(&corpus, hyper(), config(Some(dir.path().into())), cpu).expect("trainer");
+    let mut first = fresh(&corpus, dir.path());
     let mut stopper = StopAfter {
         batches: per_epoch + 2,
         seen: 0,
@@ -153,8 +146,12 @@ fn stopped_mid_epoch_and_resumed_equals_uninterrupted() {
 
     let ckpt = Checkpoint::load(&dir.path().join(LAST_CHECKPOINT)).expect("checkpoint");
     assert_eq!((ckpt.state.epoch, ckpt.state.batch), (1, 2));
-    let (mut resumed, _) =
-        Trainer::resume(&corpus, ckpt, config(Some(dir.path().into())), cpu).expect("resume");
+    let mut resumed = Trainer::builder(&corpus)
+        .resume(ckpt)
+        .config(config(Some(dir.path().into())))
+        .device(cpu)
+        .build()
+        .expect("resume");
     let mut obs2 = StopAfter {
         batches: usize::MAX,
         seen: 0,
@@ -186,7 +183,11 @@ fn keep_checkpoints_keeps_the_newest_n_and_last() {
         epochs: 4,
         ..hyper()
     };
-    let (mut t, _) = Trainer::new(&corpus, h.clone(), cfg.clone(), Device::Exact(Backend::Cpu))
+    let mut t = Trainer::builder(&corpus)
+        .hyper(h.clone())
+        .config(cfg.clone())
+        .backend(Backend::Cpu)
+        .build()
         .expect("trainer");
     t.run(&mut Silent).expect("run");
     let exists = |e: usize| dir.path().join(epoch_checkpoint_name(e)).exists();
@@ -204,7 +205,11 @@ fn keep_checkpoints_keeps_the_newest_n_and_last() {
         keep_checkpoints: Some(0),
         ..cfg
     };
-    let err = Trainer::new(&corpus, h, zero, Device::Exact(Backend::Cpu))
+    let err = Trainer::builder(&corpus)
+        .hyper(h)
+        .config(zero)
+        .backend(Backend::Cpu)
+        .build()
         .err()
         .expect("0 is refused")
         .to_string();

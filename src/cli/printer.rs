@@ -7,7 +7,8 @@ use std::io::IsTerminal;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use charlstm_cuda::train::{BatchEvent, Control, EpochEvent, Observer, RollbackEvent};
+use charlstm_cuda::EpochRow;
+use charlstm_cuda::train::{BatchEvent, Control, Observer, RollbackEvent};
 
 pub struct Printer {
     bar: Option<ProgressBar>,
@@ -84,7 +85,7 @@ impl Observer for Printer {
         Control::Continue
     }
 
-    fn on_epoch(&mut self, e: &EpochEvent) -> Control {
+    fn on_epoch(&mut self, e: &EpochRow) -> Control {
         self.finish();
         if self.json {
             // The same serialisation as the trainer's metrics.jsonl line.

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use clap::{Args, CommandFactory};
 
 use charlstm_cuda::report::{REPORT_FILE, Report};
-use charlstm_cuda::train::METRICS_FILE;
+use charlstm_cuda::rundir::METRICS_FILE;
 use charlstm_cuda::{Error, Result};
 
 /// `report`: the run directory and where the page goes.

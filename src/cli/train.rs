@@ -7,7 +7,8 @@ use std::time::Instant;
 use charlstm_cuda::Device;
 use charlstm_cuda::corpus::{OneHotCorpus, download};
 use charlstm_cuda::model::{Checkpoint, Hyper};
-use charlstm_cuda::train::{DivergenceGuard, LAST_CHECKPOINT, TrainConfig, Trainer};
+use charlstm_cuda::rundir::LAST_CHECKPOINT;
+use charlstm_cuda::train::{DivergenceGuard, TrainConfig, Trainer};
 use charlstm_cuda::{Error, Result};
 
 use super::args::{PrepareArgs, TrainArgs};
@@ -159,14 +160,14 @@ pub fn train(a: TrainArgs) -> Result<ExitCode> {
         gen_length: a.gen_length,
         out: Some(out.clone()),
     };
-    let (mut trainer, notice) = match checkpoint {
-        Some(mut c) => {
-            c.hyper = hyper;
-            Trainer::resume(&corpus, c, config, device)?
-        }
-        None => Trainer::new(&corpus, hyper, config, device)?,
-    };
-    if let Some(n) = notice {
+    let builder = Trainer::builder(&corpus).config(config).device(device);
+    let mut trainer = match checkpoint {
+        // The flags were checked against the run above; clipping may change too.
+        Some(c) => builder.resume(Checkpoint { hyper, ..c }),
+        None => builder.hyper(hyper),
+    }
+    .build()?;
+    if let Some(n) = trainer.notice() {
         eprintln!("{n}");
     }
     let h = trainer.hyper().clone();

@@ -7,32 +7,8 @@
 
 use std::fmt::Write as _;
 
-use super::format_loss;
-use super::metrics::{EpochRow, RunHistory};
 use crate::model::Checkpoint;
-
-/// Text made safe for an XML/HTML text node or a quoted attribute value.
-///
-/// Control characters other than tab and newline are not allowed in XML
-/// 1.0 at all, even as references, so they show as their Unicode "control
-/// picture" (U+2400 block), e.g. a form feed as `␌`.
-pub fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            '\t' | '\n' => out.push(c),
-            c if (c as u32) < 0x20 => out.push(char::from_u32(0x2400 + c as u32).unwrap_or('?')),
-            '\u{7f}' => out.push('\u{2421}'),
-            c => out.push(c),
-        }
-    }
-    out
-}
+use crate::rundir::{EpochRow, RunHistory, escape, format_loss};
 
 /// Like [`escape`], and whitespace made visible too, for one-line cells
 /// (the vocabulary, where a newline or a space is a symbol of its own).

@@ -1,29 +1,30 @@
-//! [`TrainerBuilder`]: the one way in for other crates — a corpus, then
-//! whatever differs from the notebook, then `build()`.
-//!
-//! The constructors it calls ([`Trainer::new`], [`Trainer::resume`]) stay
-//! public for callers that already use them; the builder adds the checks
-//! that mixing their arguments by hand would skip (a resumed run's shape, an
-//! imported model's H and vocabulary against the corpus).
+//! [`TrainerBuilder`]: the one way to make a [`Trainer`] — a corpus, then
+//! whatever differs from the notebook, then `build()`, which checks
+//! everything once (the hyper-parameters, the run settings, a resumed run's
+//! shape, an imported model's H and vocabulary against the corpus).
 
 use std::path::PathBuf;
 
 use super::trainer::{TrainConfig, Trainer};
-use crate::corpus::OneHotCorpus;
+use crate::corpus::{OneHotCorpus, Windows};
 use crate::device::Device;
-use crate::engine::Backend;
+use crate::engine::{Backend, Engine};
 use crate::error::{Error, Result};
 use crate::inference::Model;
-use crate::model::{Checkpoint, Hyper};
+use crate::model::{Checkpoint, Hyper, Params, TrainState, init_params};
+use crate::rundir::RunDir;
+use crate::sample::Strategy;
 
 /// What the run starts from.
-enum Start {
+enum Start<'c> {
     /// Keras initialisation from the seed.
     Fresh,
     /// A saved run, continued exactly.
     Resume(Box<Checkpoint>),
     /// Given weights (a loaded or imported model), fresh optimizer state.
     Weights(Box<Model>),
+    /// An engine the caller opened, continuing from the progress given.
+    Engine(Box<dyn Engine + 'c>, TrainState),
 }
 
 /// Configures a [`Trainer`]; made by [`Trainer::builder`].
@@ -54,7 +55,7 @@ pub struct TrainerBuilder<'c> {
     epochs: Option<usize>,
     config: TrainConfig,
     device: Device,
-    start: Start,
+    start: Start<'c>,
 }
 
 impl<'c> Trainer<'c> {
@@ -137,6 +138,14 @@ impl<'c> TrainerBuilder<'c> {
         self
     }
 
+    /// Trains on an engine the caller opened (another backend, or a wrapper
+    /// around one) that holds the run's weights, continuing from `state`;
+    /// [`device`](Self::device) is not used.
+    pub fn engine(mut self, engine: Box<dyn Engine + 'c>, state: TrainState) -> Self {
+        self.start = Start::Engine(engine, state);
+        self
+    }
+
     /// Checks everything and creates the engine (for `cuda`, the device
     /// buffers; for `auto`, the GPU probe).
     pub fn build(self) -> Result<Trainer<'c>> {
@@ -147,23 +156,18 @@ impl<'c> TrainerBuilder<'c> {
             }
             h
         };
-        let (trainer, notice) = match self.start {
-            Start::Fresh => {
-                let mut hyper = epochs(self.hyper.unwrap_or_default());
-                hyper.lowercase = corpus.lowercase();
-                Trainer::new(corpus, hyper, self.config, self.device)?
-            }
-            Start::Resume(mut checkpoint) => {
-                if let Some(hyper) = &self.hyper {
-                    same_run(&checkpoint.hyper, hyper)?;
-                    checkpoint.hyper.epochs = hyper.epochs;
-                    checkpoint.hyper.lr = hyper.lr;
+        let (mut hyper, start) = match self.start {
+            Start::Resume(checkpoint) => {
+                let mut hyper = checkpoint.hyper.clone();
+                if let Some(asked) = &self.hyper {
+                    same_run(&hyper, asked)?;
+                    hyper.epochs = asked.epochs;
+                    hyper.lr = asked.lr;
                 }
-                checkpoint.hyper = epochs(checkpoint.hyper);
-                Trainer::resume(corpus, *checkpoint, self.config, self.device)?
+                (epochs(hyper), Start::Resume(checkpoint))
             }
             Start::Weights(model) => {
-                let mut hyper = epochs(self.hyper.unwrap_or_else(|| model.hyper().clone()));
+                let hyper = epochs(self.hyper.unwrap_or_else(|| model.hyper().clone()));
                 if hyper.hidden != model.hidden() {
                     return Err(Error::InvalidArgument {
                         name: "hidden",
@@ -174,16 +178,88 @@ impl<'c> TrainerBuilder<'c> {
                         ),
                     });
                 }
-                hyper.lowercase = corpus.lowercase();
-                let mut checkpoint = model.to_checkpoint();
-                checkpoint.hyper = hyper;
-                // `resume` checks the vocabulary and lower-casing against
-                // the corpus; the state is a fresh run's.
-                Trainer::resume(corpus, checkpoint, self.config, self.device)?
+                (hyper, Start::Weights(model))
+            }
+            start => (epochs(self.hyper.unwrap_or_default()), start),
+        };
+        // A resumed run keeps its own lower-casing (checked below); any
+        // other takes the corpus', which was normalised when it was made.
+        if !matches!(start, Start::Resume(_)) {
+            hyper.lowercase = corpus.lowercase();
+        }
+        let config = self.config;
+        hyper.validate()?;
+        for &t in &config.temperatures {
+            Strategy::temperature(t)?;
+        }
+        if config.steps_per_epoch == Some(0) {
+            return Err(Error::InvalidArgument {
+                name: "--steps-per-epoch",
+                what: "0 (must be at least 1)".into(),
+            });
+        }
+        if config.keep_checkpoints == Some(0) {
+            return Err(Error::InvalidArgument {
+                name: "--keep-checkpoints",
+                what: "0 (keep at least 1 epoch checkpoint, or leave it out to keep all)".into(),
+            });
+        }
+        let windows = Windows::new(corpus.rows(), hyper.maxlen, hyper.step)?;
+        let open = |c: Checkpoint| {
+            same_corpus(&c, &hyper, corpus)?;
+            let (engine, notice) = self
+                .device
+                .open_engine(corpus, &hyper, c.params, c.rmsprop)?;
+            Ok::<_, Error>((engine, c.state, notice))
+        };
+        let (engine, state, notice) = match start {
+            Start::Engine(engine, state) => (engine, state, None),
+            Start::Resume(checkpoint) => open(*checkpoint)?,
+            Start::Weights(model) => open(model.to_checkpoint())?,
+            Start::Fresh => {
+                let params = init_params(corpus.vocab().len(), hyper.hidden, hyper.seed);
+                open(Checkpoint {
+                    vocab: corpus.vocab().chars().to_vec(),
+                    hyper: hyper.clone(),
+                    rmsprop: Params::zeros(params.vocab, params.hidden),
+                    params,
+                    state: TrainState::default(),
+                })?
             }
         };
-        Ok(trainer.with_notice(notice))
+        Ok(Trainer {
+            corpus,
+            rundir: config.out.clone().map(RunDir::new),
+            hyper,
+            config,
+            windows,
+            engine,
+            state,
+            notice,
+        })
     }
+}
+
+/// A saved run (or model) goes on only on its own vocabulary and lower-casing.
+fn same_corpus(checkpoint: &Checkpoint, hyper: &Hyper, corpus: &OneHotCorpus) -> Result<()> {
+    if checkpoint.vocab != corpus.vocab().chars() {
+        return Err(Error::InvalidArgument {
+            name: "--resume",
+            what: format!(
+                "the checkpoint's vocabulary ({} symbols) differs from the corpus' ({} symbols); \
+                 resume with the corpus the run started on",
+                checkpoint.vocab.len(),
+                corpus.vocab().len()
+            ),
+        });
+    }
+    if hyper.lowercase != corpus.lowercase() {
+        return Err(Error::InvalidArgument {
+            name: "--keep-case",
+            what: "the checkpoint and the corpus disagree on lower-casing".into(),
+        });
+    }
+    Ok(())
 }
 
 /// A resumed run keeps its data order and model: only `epochs` and `lr` may change.

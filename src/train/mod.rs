@@ -1,7 +1,6 @@
 //! The training loop: epochs, shuffling, callbacks, checkpoints and metrics.
 
 mod builder;
-mod files;
 mod guard;
 mod loss_queue;
 mod observer;
@@ -10,8 +9,5 @@ mod trainer;
 pub use builder::TrainerBuilder;
 pub use guard::{Divergence, DivergenceGuard, OnDivergence};
 pub use loss_queue::LOSS_READBACK_EVERY;
-pub use observer::{BatchEvent, Control, EpochEvent, Observer, RollbackEvent, Sample, Silent};
-pub use trainer::{
-    EnginePredictor, LAST_CHECKPOINT, METRICS_FILE, RunSummary, TrainConfig, Trainer,
-    epoch_checkpoint_name, sample_stream,
-};
+pub use observer::{BatchEvent, Control, Observer, RollbackEvent, Silent};
+pub use trainer::{EnginePredictor, RunSummary, TrainConfig, Trainer, sample_stream};

@@ -1,7 +1,7 @@
 //! Callbacks: how the caller (the CLI, another crate) watches and steers a run.
 //! The library never prints; everything it would say arrives here.
 
-use std::path::PathBuf;
+use crate::rundir::EpochRow;
 
 /// What an observer wants the loop to do next.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -29,42 +29,6 @@ pub struct BatchEvent {
     pub samples_per_s: f64,
 }
 
-/// One generated sample.
-#[derive(Clone, Debug, serde::Serialize)]
-pub struct Sample {
-    /// Sampling temperature.
-    pub temperature: f64,
-    /// The seed text (one window of the corpus).
-    pub seed: String,
-    /// The generated characters (without the seed).
-    pub text: String,
-}
-
-/// Sent after every epoch, once its checkpoint is on disk.
-#[derive(Clone, Debug, serde::Serialize)]
-pub struct EpochEvent {
-    /// Epoch just completed, 1-based.
-    pub epoch: usize,
-    /// Epochs planned.
-    pub epochs: usize,
-    /// Running-mean loss of the epoch.
-    pub loss: f64,
-    /// Wall time of the epoch's training (sampling excluded).
-    pub seconds: f64,
-    /// Windows per second.
-    pub samples_per_s: f64,
-    /// Batches in the epoch.
-    pub batches: usize,
-    /// Optimizer steps in the whole run so far.
-    pub step: u64,
-    /// The epoch's checkpoint, when an output directory was given.
-    pub checkpoint: Option<PathBuf>,
-    /// Seconds spent generating the samples.
-    pub sample_seconds: f64,
-    /// The after-epoch samples (empty with `gen_length` 0).
-    pub samples: Vec<Sample>,
-}
-
 /// Sent when the divergence guard rolled the run back.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct RollbackEvent {
@@ -84,8 +48,8 @@ pub trait Observer {
     fn on_batch(&mut self, _event: &BatchEvent) -> Control {
         Control::Continue
     }
-    /// After every epoch.
-    fn on_epoch(&mut self, _event: &EpochEvent) -> Control {
+    /// After every epoch, with the row appended to `metrics.jsonl`.
+    fn on_epoch(&mut self, _event: &EpochRow) -> Control {
         Control::Continue
     }
     /// After the divergence guard restored the best epoch.

@@ -3,24 +3,15 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use super::files::{append_metrics, prune_checkpoints};
 use super::guard::{Best, Divergence, DivergenceGuard, OnDivergence};
 use super::loss_queue::LossQueue;
-use super::observer::{BatchEvent, Control, EpochEvent, Observer, RollbackEvent, Sample};
+use super::observer::{BatchEvent, Control, Observer, RollbackEvent};
 use crate::corpus::{OneHotCorpus, Windows, epoch_order};
-use crate::device::Device;
 use crate::engine::{Backend, Batch, Engine};
 use crate::error::{Error, Result};
-use crate::model::{Checkpoint, Hyper, Params, TrainState, init_params};
-use crate::report::{BATCHES_FILE, BatchRow, append_batches, batch_logged, write_loss_chart};
+use crate::model::{Checkpoint, Hyper, TrainState};
+use crate::rundir::{BatchRow, EpochRow, RunDir, SampleRow};
 use crate::sample::{Predict, Strategy, random_seed_text};
-
-pub use crate::report::{LAST_CHECKPOINT, METRICS_FILE};
-
-/// The per-epoch checkpoint's file name.
-pub fn epoch_checkpoint_name(epoch: usize) -> String {
-    format!("epoch-{epoch:03}.safetensors")
-}
 
 /// Run settings that are not model hyper-parameters.
 #[derive(Clone, Debug, PartialEq)]
@@ -66,139 +57,21 @@ pub struct RunSummary {
     pub checkpoint: Option<PathBuf>,
 }
 
-/// Trains one model on one corpus with one engine.
+/// Trains one model on one corpus with one engine; made by [`Trainer::builder`].
 pub struct Trainer<'c> {
-    corpus: &'c OneHotCorpus,
-    hyper: Hyper,
-    config: TrainConfig,
-    windows: Windows,
-    engine: Box<dyn Engine + 'c>,
-    state: TrainState,
-    /// Logged batches not yet appended to `batches.jsonl` (written with
-    /// the epoch's metrics line, or on a stop).
-    batch_log: Vec<BatchRow>,
-    /// What `Device::resolve` said about the backend (the builder keeps it).
-    notice: Option<String>,
+    pub(super) corpus: &'c OneHotCorpus,
+    pub(super) hyper: Hyper,
+    pub(super) config: TrainConfig,
+    pub(super) windows: Windows,
+    pub(super) engine: Box<dyn Engine + 'c>,
+    pub(super) state: TrainState,
+    /// Where the run's files go (`config.out`), when it has a directory.
+    pub(super) rundir: Option<RunDir>,
+    /// What `Device::resolve` said about the backend.
+    pub(super) notice: Option<String>,
 }
 
 impl<'c> Trainer<'c> {
-    /// A fresh run: Keras initialisation from `hyper.seed`.
-    pub fn new(
-        corpus: &'c OneHotCorpus,
-        hyper: Hyper,
-        config: TrainConfig,
-        device: Device,
-    ) -> Result<(Self, Option<String>)> {
-        hyper.validate()?;
-        let params = init_params(corpus.vocab().len(), hyper.hidden, hyper.seed);
-        let rmsprop = Params::zeros(params.vocab, params.hidden);
-        Self::assemble(
-            corpus,
-            hyper,
-            config,
-            device,
-            params,
-            rmsprop,
-            TrainState::default(),
-        )
-    }
-
-    /// Continues the run saved in `checkpoint` (same data order and RNG streams).
-    pub fn resume(
-        corpus: &'c OneHotCorpus,
-        checkpoint: Checkpoint,
-        config: TrainConfig,
-        device: Device,
-    ) -> Result<(Self, Option<String>)> {
-        if checkpoint.vocab != corpus.vocab().chars() {
-            return Err(Error::InvalidArgument {
-                name: "--resume",
-                what: format!(
-                    "the checkpoint's vocabulary ({} symbols) differs from the corpus' ({} symbols); \
-                     resume with the corpus the run started on",
-                    checkpoint.vocab.len(),
-                    corpus.vocab().len()
-                ),
-            });
-        }
-        if checkpoint.hyper.lowercase != corpus.lowercase() {
-            return Err(Error::InvalidArgument {
-                name: "--keep-case",
-                what: "the checkpoint and the corpus disagree on lower-casing".into(),
-            });
-        }
-        Self::assemble(
-            corpus,
-            checkpoint.hyper,
-            config,
-            device,
-            checkpoint.params,
-            checkpoint.rmsprop,
-            checkpoint.state,
-        )
-    }
-
-    fn assemble(
-        corpus: &'c OneHotCorpus,
-        hyper: Hyper,
-        config: TrainConfig,
-        device: Device,
-        params: Params<f32>,
-        rmsprop: Params<f32>,
-        state: TrainState,
-    ) -> Result<(Self, Option<String>)> {
-        hyper.validate()?;
-        if config.keep_checkpoints == Some(0) {
-            return Err(Error::InvalidArgument {
-                name: "--keep-checkpoints",
-                what: "0 (keep at least 1 epoch checkpoint, or leave it out to keep all)".into(),
-            });
-        }
-        let (engine, notice) = device.open_engine(corpus, &hyper, params, rmsprop)?;
-        Ok((
-            Self::with_engine(corpus, hyper, config, engine, state)?,
-            notice,
-        ))
-    }
-
-    /// A run on an engine the caller built (another backend, or a wrapper
-    /// around one), continuing from `state`.
-    pub fn with_engine(
-        corpus: &'c OneHotCorpus,
-        hyper: Hyper,
-        config: TrainConfig,
-        engine: Box<dyn Engine + 'c>,
-        state: TrainState,
-    ) -> Result<Self> {
-        hyper.validate()?;
-        for &t in &config.temperatures {
-            Strategy::temperature(t)?;
-        }
-        if config.steps_per_epoch == Some(0) {
-            return Err(Error::InvalidArgument {
-                name: "--steps-per-epoch",
-                what: "0 (must be at least 1)".into(),
-            });
-        }
-        let windows = Windows::new(corpus.rows(), hyper.maxlen, hyper.step)?;
-        Ok(Trainer {
-            corpus,
-            hyper,
-            config,
-            windows,
-            engine,
-            state,
-            batch_log: Vec::new(),
-            notice: None,
-        })
-    }
-
-    /// Keeps the backend notice of the constructor that made `self`.
-    pub(super) fn with_notice(mut self, notice: Option<String>) -> Self {
-        self.notice = notice;
-        self
-    }
-
     /// What device resolution said when the trainer was built by
     /// [`Trainer::builder`] (e.g. "device auto: using cpu (no NVIDIA
     /// driver found)"); the library never prints it, the caller may.
@@ -239,13 +112,7 @@ impl<'c> Trainer<'c> {
 
     /// The current weights, optimizer state and progress as a checkpoint.
     pub fn checkpoint(&mut self) -> Result<Checkpoint> {
-        Ok(Checkpoint {
-            vocab: self.corpus.vocab().chars().to_vec(),
-            hyper: self.hyper.clone(),
-            params: self.engine.params()?,
-            rmsprop: self.engine.rmsprop_state()?,
-            state: self.state.clone(),
-        })
+        checkpoint_of(self.corpus, &self.hyper, self.engine.as_mut(), &self.state)
     }
 
     /// Trains until `hyper.epochs` epochs are done or an observer stops.
@@ -261,8 +128,8 @@ impl<'c> Trainer<'c> {
     /// names the batch that made the NaN), and a stop keeps every batch
     /// trained so far, reported and in the checkpoint.
     pub fn run(&mut self, observer: &mut dyn Observer) -> Result<RunSummary> {
-        if let Some(dir) = &self.config.out {
-            std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        if let Some(dir) = &self.rundir {
+            dir.create()?;
         }
         let batches = self.batches_per_epoch();
         let size = self.hyper.batch;
@@ -325,8 +192,8 @@ impl<'c> Trainer<'c> {
                         running_loss: st.loss_sum / st.seen as f64,
                         samples_per_s: timed as f64 / started.elapsed().as_secs_f64().max(1e-9),
                     };
-                    if self.config.out.is_some() && batch_logged(b + 1, batches) {
-                        self.batch_log.push(BatchRow {
+                    if let Some(dir) = &mut self.rundir {
+                        dir.log_batch(BatchRow {
                             epoch,
                             batch: b + 1,
                             batches,
@@ -349,11 +216,10 @@ impl<'c> Trainer<'c> {
                 stop = false;
             }
             if stop {
-                let path = self.save_last()?;
                 return Ok(RunSummary {
+                    checkpoint: self.save(None)?,
                     state: self.state.clone(),
                     stopped: true,
-                    checkpoint: path,
                 });
             }
             let seconds = started.elapsed().as_secs_f64();
@@ -376,26 +242,14 @@ impl<'c> Trainer<'c> {
             self.state.seen = 0;
             self.state.epoch_losses.push(loss);
 
-            let checkpoint = match self.config.out.clone() {
-                Some(dir) => {
-                    let ckpt = self.checkpoint()?;
-                    let path = dir.join(epoch_checkpoint_name(epoch));
-                    ckpt.save(&path)?;
-                    ckpt.save(&dir.join(LAST_CHECKPOINT))?;
-                    if let Some(keep) = self.config.keep_checkpoints {
-                        prune_checkpoints(&dir, epoch, keep)?;
-                    }
-                    Some(path)
-                }
-                None => None,
-            };
+            let checkpoint = self.save(Some(epoch))?;
             if best.as_ref().is_some_and(|b| loss < b.loss) {
                 best = Some(self.snapshot(loss)?);
             }
             last_checkpoint = checkpoint.clone();
             let sample_started = Instant::now();
             let samples = self.epoch_samples(epoch - 1)?;
-            let event = EpochEvent {
+            let row = EpochRow {
                 epoch,
                 epochs: self.hyper.epochs,
                 loss,
@@ -407,13 +261,10 @@ impl<'c> Trainer<'c> {
                 sample_seconds: sample_started.elapsed().as_secs_f64(),
                 samples,
             };
-            if let Some(dir) = &self.config.out {
-                append_batches(&dir.join(BATCHES_FILE), &self.batch_log)?;
-                self.batch_log.clear();
-                append_metrics(&dir.join(METRICS_FILE), &event)?;
-                write_loss_chart(dir)?;
+            if let Some(dir) = &mut self.rundir {
+                dir.end_epoch(&row)?;
             }
-            if observer.on_epoch(&event) == Control::Stop {
+            if observer.on_epoch(&row) == Control::Stop {
                 return Ok(RunSummary {
                     state: self.state.clone(),
                     stopped: self.state.epoch < self.hyper.epochs,
@@ -478,7 +329,9 @@ impl<'c> Trainer<'c> {
         self.engine.set_learning_rate(self.hyper.lr)?;
         self.state = best.state.clone();
         // The rolled-back batches are not part of the run any more.
-        self.batch_log.clear();
+        if let Some(dir) = &mut self.rundir {
+            dir.discard_batches();
+        }
         observer.on_rollback(&RollbackEvent {
             cause,
             to_epoch: best.state.epoch,
@@ -488,20 +341,23 @@ impl<'c> Trainer<'c> {
         Ok(())
     }
 
-    fn save_last(&mut self) -> Result<Option<PathBuf>> {
-        let Some(dir) = self.config.out.clone() else {
+    /// Saves the state now in the run directory, if any: the epoch's
+    /// checkpoint, or on a stop (`None`) `last.safetensors` and the batches.
+    fn save(&mut self, epoch: Option<usize>) -> Result<Option<PathBuf>> {
+        let Some(dir) = &mut self.rundir else {
             return Ok(None);
         };
-        let path = dir.join(LAST_CHECKPOINT);
-        self.checkpoint()?.save(&path)?;
-        append_batches(&dir.join(BATCHES_FILE), &self.batch_log)?;
-        self.batch_log.clear();
-        Ok(Some(path))
+        let ckpt = checkpoint_of(self.corpus, &self.hyper, self.engine.as_mut(), &self.state)?;
+        match epoch {
+            Some(epoch) => dir.save_epoch(&ckpt, epoch, self.config.keep_checkpoints),
+            None => dir.save_last(&ckpt),
+        }
+        .map(Some)
     }
 
     /// The notebook's after-epoch block: a random window of the corpus as
     /// seed, `gen_length` characters at each temperature, one batch.
-    fn epoch_samples(&mut self, epoch_index: usize) -> Result<Vec<Sample>> {
+    fn epoch_samples(&mut self, epoch_index: usize) -> Result<Vec<SampleRow>> {
         if self.config.gen_length == 0 || self.config.temperatures.is_empty() {
             return Ok(Vec::new());
         }
@@ -540,13 +396,29 @@ impl<'c> Trainer<'c> {
             .temperatures
             .iter()
             .zip(texts)
-            .map(|(&temperature, text)| Sample {
+            .map(|(&temperature, text)| SampleRow {
                 temperature,
                 seed: seed_text.clone(),
                 text,
             })
             .collect())
     }
+}
+
+/// The weights, optimizer state and progress of a run as a checkpoint.
+fn checkpoint_of(
+    corpus: &OneHotCorpus,
+    hyper: &Hyper,
+    engine: &mut dyn Engine,
+    state: &TrainState,
+) -> Result<Checkpoint> {
+    Ok(Checkpoint {
+        vocab: corpus.vocab().chars().to_vec(),
+        hyper: hyper.clone(),
+        params: engine.params()?,
+        rmsprop: engine.rmsprop_state()?,
+        state: state.clone(),
+    })
 }
 
 /// Philox stream of the after-epoch samples: room for 256 temperatures an epoch.

@@ -9,9 +9,9 @@ use std::path::{Path, PathBuf};
 use charlstm_cuda::Result;
 use charlstm_cuda::engine::Batch;
 use charlstm_cuda::gpu::selftest::{SelftestReport, SelftestRow};
-use charlstm_cuda::model::Params;
+use charlstm_cuda::model::{Hyper, Params, init_params};
 use charlstm_cuda::sample::{Purpose, RngStream};
-use charlstm_cuda::{Backend, Engine};
+use charlstm_cuda::{Backend, Device, Engine, OneHotCorpus, Windows};
 
 /// The shared Nietzsche corpus, wherever this checkout sits relative to it;
 /// `None` (after saying SKIPPED) when it is absent.
@@ -105,6 +105,29 @@ pub struct NanAt<'c> {
     pub inner: Box<dyn Engine + 'c>,
     pub step: usize,
     pub calls: usize,
+}
+
+impl<'c> NanAt<'c> {
+    /// A CPU engine at Keras initialisation that reports NaN at the 3rd
+    /// batch of epoch 2; and the batches per epoch.
+    pub fn in_epoch_2(corpus: &'c OneHotCorpus, hyper: &Hyper) -> (Self, usize) {
+        let params = init_params(corpus.vocab().len(), hyper.hidden, hyper.seed);
+        let zeros = Params::zeros(params.vocab, params.hidden);
+        let (inner, _) = (Device::Exact(Backend::Cpu))
+            .open_engine(corpus, hyper, params, zeros)
+            .expect("engine");
+        let windows = Windows::new(corpus.rows(), hyper.maxlen, hyper.step).expect("windows");
+        let per_epoch = windows.count.div_ceil(hyper.batch);
+        let step = per_epoch + 3;
+        (
+            NanAt {
+                inner,
+                step,
+                calls: 0,
+            },
+            per_epoch,
+        )
+    }
 }
 
 impl Engine for NanAt<'_> {

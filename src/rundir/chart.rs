@@ -9,9 +9,7 @@
 
 use plotters::prelude::*;
 
-use super::format_loss;
-use super::html::escape;
-use super::metrics::RunHistory;
+use super::RunHistory;
 use crate::error::{Error, Result};
 
 /// Chart size in pixels.
@@ -129,4 +127,33 @@ pub fn loss_chart(history: &RunHistory) -> Result<String> {
         }
     }
     Ok(svg)
+}
+
+/// Text made safe for an XML/HTML text node or a quoted attribute value.
+///
+/// Control characters other than tab and newline are not allowed in XML
+/// 1.0 at all, even as references, so they show as their Unicode "control
+/// picture" (U+2400 block), e.g. a form feed as `␌`.
+pub fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            '\t' | '\n' => out.push(c),
+            c if (c as u32) < 0x20 => out.push(char::from_u32(0x2400 + c as u32).unwrap_or('?')),
+            '\u{7f}' => out.push('\u{2421}'),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// A loss as the CLI prints it (`epoch 3/60: loss 1.4321`); the chart and
+/// the report use the same digits so a value can be found in each.
+pub fn format_loss(loss: f64) -> String {
+    format!("{loss:.4}")
 }

@@ -1,9 +1,10 @@
-//! The run's JSON-lines logs as typed rows.
+//! The run's JSON-lines logs as typed rows, written and read back as the
+//! same types.
 //!
-//! `metrics.jsonl`: one object per completed epoch (written by the trainer
-//! from [`crate::train::EpochEvent`]). `batches.jsonl`: one object per logged
-//! batch, at most [`MAX_BATCH_ROWS_PER_EPOCH`] an epoch, so a 60-epoch run of
-//! the Keras job stays near a megabyte. Every numeric field is a top-level
+//! `metrics.jsonl`: one [`EpochRow`] per completed epoch (the row the
+//! observers get too). `batches.jsonl`: one [`BatchRow`] per logged batch,
+//! at most [`MAX_BATCH_ROWS_PER_EPOCH`] an epoch, so a 60-epoch run of the
+//! Keras job stays near a megabyte. Every numeric field is a top-level
 //! number so that spreadsheet and dashboard tools read the files as columns.
 //!
 //! Both files only grow. A rollback (divergence guard) or a resume from an
@@ -11,23 +12,17 @@
 //! twice: [`RunHistory`] keeps the latest history, dropping rows that a later
 //! row rewound past, the way TensorBoard drops "orphaned" steps.
 
-use std::fs::OpenOptions;
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 
+use super::BATCHES_FILE;
 use crate::error::{Error, Result};
-
-/// File of the logged batches, next to `metrics.jsonl`.
-pub const BATCHES_FILE: &str = "batches.jsonl";
-/// One JSON object per completed epoch.
-pub const METRICS_FILE: &str = "metrics.jsonl";
-/// File the latest state is always written to (each epoch, and on a stop).
-pub const LAST_CHECKPOINT: &str = "last.safetensors";
 
 /// Batches logged per epoch at most (evenly spaced, the last always).
 pub const MAX_BATCH_ROWS_PER_EPOCH: usize = 100;
 
-/// One line of `metrics.jsonl`: a completed epoch.
+/// One line of `metrics.jsonl`: a completed epoch, sent to the observers
+/// once its checkpoint is on disk.
 #[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(default)]
 pub struct EpochRow {
@@ -45,21 +40,21 @@ pub struct EpochRow {
     pub batches: usize,
     /// Optimizer steps in the whole run so far.
     pub step: u64,
-    /// The epoch's checkpoint file, when one was written.
+    /// The epoch's checkpoint file, when the run has an output directory.
     pub checkpoint: Option<PathBuf>,
     /// Seconds spent generating the samples.
     pub sample_seconds: f64,
-    /// The after-epoch samples.
+    /// The after-epoch samples (empty with `gen_length` 0).
     pub samples: Vec<SampleRow>,
 }
 
-/// One after-epoch sample in `metrics.jsonl`.
+/// One after-epoch sample.
 #[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(default)]
 pub struct SampleRow {
     /// Sampling temperature.
     pub temperature: f64,
-    /// The seed window.
+    /// The seed text (one window of the corpus).
     pub seed: String,
     /// The generated characters, without the seed.
     pub text: String,
@@ -95,30 +90,6 @@ impl BatchRow {
 pub fn batch_logged(batch: usize, batches: usize) -> bool {
     let every = batches.div_ceil(MAX_BATCH_ROWS_PER_EPOCH).max(1);
     batch.is_multiple_of(every) || batch == batches
-}
-
-/// Appends `rows` to `path` (created if missing) and syncs it, like the
-/// trainer's `metrics.jsonl` lines.
-pub fn append_batches(path: &Path, rows: &[BatchRow]) -> Result<()> {
-    if rows.is_empty() {
-        return Ok(());
-    }
-    let mut text = String::new();
-    for row in rows {
-        let line = serde_json::to_string(row).map_err(|e| Error::io(path, e.into()))?;
-        text.push_str(&line);
-        text.push('\n');
-    }
-    let mut f = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .map_err(|e| Error::io(path, e))?;
-    // One write: a crash leaves whole lines, or one torn last line that
-    // the reader skips.
-    f.write_all(text.as_bytes())
-        .map_err(|e| Error::io(path, e))?;
-    f.sync_data().map_err(|e| Error::io(path, e))
 }
 
 /// A line that did not parse (a torn write after a crash, or a hand edit).

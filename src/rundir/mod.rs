@@ -1,0 +1,156 @@
+//! The run directory: every file a training run writes (through [`RunDir`])
+//! and a report reads back (as [`RunHistory`]), in one place.
+//!
+//! | file | what |
+//! | --- | --- |
+//! | `metrics.jsonl` | one [`EpochRow`] per completed epoch |
+//! | `batches.jsonl` | one [`BatchRow`] per logged batch |
+//! | `epoch-NNN.safetensors` | each epoch's checkpoint ([`epoch_checkpoint_name`]) |
+//! | `last.safetensors` | the latest state: each epoch, and on a stop |
+//! | `loss.svg` | the loss chart, redrawn after every epoch |
+//!
+//! Nothing here prints. Data flows one way: `train` writes, `report` reads.
+
+mod chart;
+mod rows;
+
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+pub use chart::{escape, format_loss, loss_chart};
+pub use rows::{
+    BatchRow, EpochRow, MAX_BATCH_ROWS_PER_EPOCH, RunHistory, SampleRow, SkippedLine, batch_logged,
+};
+
+use crate::error::{Error, Result};
+use crate::model::Checkpoint;
+
+/// File of the logged batches, next to `metrics.jsonl`.
+pub const BATCHES_FILE: &str = "batches.jsonl";
+/// One JSON object per completed epoch.
+pub const METRICS_FILE: &str = "metrics.jsonl";
+/// File the latest state is always written to (each epoch, and on a stop).
+pub const LAST_CHECKPOINT: &str = "last.safetensors";
+/// File name of the loss chart in a run directory.
+pub const LOSS_CHART: &str = "loss.svg";
+
+/// The per-epoch checkpoint's file name.
+pub fn epoch_checkpoint_name(epoch: usize) -> String {
+    format!("epoch-{epoch:03}.safetensors")
+}
+
+/// A training run's output directory, as the trainer writes it.
+#[derive(Clone, Debug)]
+pub struct RunDir {
+    dir: PathBuf,
+    /// Logged batches not yet appended to `batches.jsonl` (written with
+    /// the epoch's metrics line, or on a stop).
+    batches: Vec<BatchRow>,
+}
+
+impl RunDir {
+    /// The run directory at `dir`; nothing is touched until [`create`](Self::create).
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        RunDir {
+            dir: dir.into(),
+            batches: Vec::new(),
+        }
+    }
+
+    /// Creates the directory (and its parents) if missing.
+    pub fn create(&self) -> Result<()> {
+        std::fs::create_dir_all(&self.dir).map_err(|e| Error::io(&self.dir, e))
+    }
+
+    /// Keeps `row` for `batches.jsonl` when [`batch_logged`] picks it.
+    pub fn log_batch(&mut self, row: BatchRow) {
+        if batch_logged(row.batch, row.batches) {
+            self.batches.push(row);
+        }
+    }
+
+    /// Forgets the batches not yet written (a rollback trains them again).
+    pub fn discard_batches(&mut self) {
+        self.batches.clear();
+    }
+
+    /// Writes `epoch-NNN.safetensors` and `last.safetensors` (each atomically),
+    /// then, with `keep`, deletes the epoch checkpoints older than the newest
+    /// `keep`, so at least `keep` good ones always exist. Returns the epoch's.
+    pub fn save_epoch(
+        &mut self,
+        checkpoint: &Checkpoint,
+        epoch: usize,
+        keep: Option<usize>,
+    ) -> Result<PathBuf> {
+        let path = self.dir.join(epoch_checkpoint_name(epoch));
+        checkpoint.save(&path)?;
+        checkpoint.save(&self.dir.join(LAST_CHECKPOINT))?;
+        let Some(keep) = keep else {
+            return Ok(path);
+        };
+        // Missing files are fine (a resumed run, or already pruned).
+        for old in 1..=epoch.saturating_sub(keep.max(1)) {
+            let old = self.dir.join(epoch_checkpoint_name(old));
+            match std::fs::remove_file(&old) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(Error::io(&old, e)),
+            }
+        }
+        Ok(path)
+    }
+
+    /// A stop: `last.safetensors` and the batches logged so far.
+    pub fn save_last(&mut self, checkpoint: &Checkpoint) -> Result<PathBuf> {
+        let path = self.dir.join(LAST_CHECKPOINT);
+        checkpoint.save(&path)?;
+        self.flush_batches()?;
+        Ok(path)
+    }
+
+    /// An epoch's end: its logged batches, its `metrics.jsonl` line, and
+    /// `loss.svg` redrawn from the files (readers see the previous chart or
+    /// the new one, never half of one).
+    pub fn end_epoch(&mut self, row: &EpochRow) -> Result<()> {
+        self.flush_batches()?;
+        append_lines(&self.dir.join(METRICS_FILE), std::slice::from_ref(row))?;
+        let svg = loss_chart(&self.history()?)?;
+        crate::io::write_atomically(&self.dir.join(LOSS_CHART), |w| w.write_all(svg.as_bytes()))
+    }
+
+    /// `metrics.jsonl` and `batches.jsonl` read back; see [`RunHistory::load`].
+    pub fn history(&self) -> Result<RunHistory> {
+        RunHistory::load(&self.dir.join(METRICS_FILE))
+    }
+
+    fn flush_batches(&mut self) -> Result<()> {
+        append_lines(&self.dir.join(BATCHES_FILE), &self.batches)?;
+        self.batches.clear();
+        Ok(())
+    }
+}
+
+/// Appends `rows` as JSON lines to `path` (created if missing) in one
+/// write, and syncs it: a crash leaves whole lines, or one torn last line
+/// that [`RunHistory::load`] skips.
+fn append_lines<T: serde::Serialize>(path: &Path, rows: &[T]) -> Result<()> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let mut text = String::new();
+    for row in rows {
+        let line = serde_json::to_string(row).map_err(|e| Error::io(path, e.into()))?;
+        text.push_str(&line);
+        text.push('\n');
+    }
+    let mut f = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|e| Error::io(path, e))?;
+    f.write_all(text.as_bytes())
+        .map_err(|e| Error::io(path, e))?;
+    f.sync_data().map_err(|e| Error::io(path, e))
+}
