@@ -27,7 +27,7 @@ use crate::engine::{Backend, Engine};
 use crate::error::{Error, Result};
 use crate::model::{Hyper, Params, init_params};
 use crate::rundir::EpochRow;
-use crate::sample::Strategy;
+use crate::sample::{GenerateRequest, Strategy};
 use crate::train::{Control, Observer, TrainConfig, Trainer};
 
 pub mod pytorch;
@@ -313,14 +313,14 @@ fn measure(
     // Generation: every temperature as one batch, window mode.
     let seed: Vec<u32> = (0..hyper.maxlen).map(|i| corpus.class_at(i)).collect();
     let t = Instant::now();
-    engine.generate(
-        &seed,
-        hyper.maxlen,
-        config.gen_length,
+    engine.generate(&GenerateRequest {
+        seed_indices: &seed,
+        maxlen: hyper.maxlen,
+        length: config.gen_length,
         strategies,
-        hyper.seed,
-        0,
-    )?;
+        seed: hyper.seed,
+        stream: 0,
+    })?;
     let generate_s = t.elapsed().as_secs_f64();
     let backend = engine.backend();
     Ok(BenchRow {

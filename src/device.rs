@@ -22,7 +22,7 @@ use crate::engine::{Backend, Engine};
 use crate::error::{Error, Result};
 use crate::gpu::{CudaDevice, GPU_PATH_NOTICE, GpuModel, SimDevice, ptx::BUILT_WITH_KERNELS};
 use crate::model::{Hyper, Params};
-use crate::sample::{IndexGenerator, Strategy, decode, encode_seed};
+use crate::sample::{GenerateRequest, Strategy, decode, encode_seed};
 
 /// What the user asked for: a backend, or `auto`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -133,41 +133,15 @@ impl Device {
 /// On the CPU: the reference predictor. On a device: the one-launch kernel,
 /// or, where it does not fit the device, the same loop over the device's
 /// predict (the module's fallback policy).
-#[allow(clippy::too_many_arguments)]
 pub fn generate(
     backend: Backend,
     params: &Params<f32>,
-    maxlen: usize,
-    seed_indices: &[u32],
-    length: usize,
-    strategies: &[Strategy],
-    seed: u64,
-    stream: u32,
+    req: &GenerateRequest,
 ) -> Result<Vec<Vec<u32>>> {
     match backend {
-        Backend::Cpu => IndexGenerator::new(CpuModel::new(params), params.vocab, maxlen).generate(
-            seed_indices,
-            length,
-            strategies,
-            seed,
-            stream,
-        ),
-        Backend::Sim => GpuModel::new(SimDevice::new(seed), backend, params)?.generate(
-            seed_indices,
-            maxlen,
-            length,
-            strategies,
-            seed,
-            stream,
-        ),
-        Backend::Cuda => GpuModel::new(CudaDevice::new(0)?, backend, params)?.generate(
-            seed_indices,
-            maxlen,
-            length,
-            strategies,
-            seed,
-            stream,
-        ),
+        Backend::Cpu => req.run_on(CpuModel::new(params), params.vocab),
+        Backend::Sim => GpuModel::new(SimDevice::new(req.seed), backend, params)?.generate(req),
+        Backend::Cuda => GpuModel::new(CudaDevice::new(0)?, backend, params)?.generate(req),
     }
 }
 
@@ -187,15 +161,14 @@ pub fn generate_text(
     stream: u32,
 ) -> Result<Vec<String>> {
     let seed_indices = encode_seed(vocab, seed_text)?;
-    let out = generate(
-        backend,
-        params,
+    let req = GenerateRequest {
+        seed_indices: &seed_indices,
         maxlen,
-        &seed_indices,
         length,
         strategies,
         seed,
         stream,
-    )?;
+    };
+    let out = generate(backend, params, &req)?;
     Ok(decode(vocab, &out))
 }

@@ -7,16 +7,7 @@ use std::fmt;
 
 use crate::error::{Error, Result};
 use crate::model::Params;
-use crate::sample::{IndexGenerator, Predict, Strategy};
-
-/// A prediction function as the generator's predictor.
-struct PredictFn<F>(F);
-
-impl<F: FnMut(&[u32], usize) -> Result<Vec<f32>>> Predict for PredictFn<F> {
-    fn predict(&mut self, x: &[u32], seq_len: usize) -> Result<Vec<f32>> {
-        (self.0)(x, seq_len)
-    }
-}
+use crate::sample::{GenerateRequest, PredictFn};
 
 /// Which windows a training step takes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -127,57 +118,13 @@ pub trait Engine {
     fn set_state(&mut self, params: &Params<f32>, rmsprop: &Params<f32>) -> Result<()>;
     /// Changes the RMSprop learning rate from the next step on.
     fn set_learning_rate(&mut self, lr: f32) -> Result<()>;
-    /// The notebook's sampling loop: `length` new class indices after
-    /// `seed_indices` for each strategy, windows of at most `maxlen`, draw k
-    /// of sequence j from Philox `(seed, Sample, stream + j, k)` (see
-    /// [`IndexGenerator::generate`]). The default runs that loop over
-    /// [`predict`](Self::predict); a GPU engine runs it in one launch.
-    fn generate(
-        &mut self,
-        seed_indices: &[u32],
-        maxlen: usize,
-        length: usize,
-        strategies: &[Strategy],
-        seed: u64,
-        stream: u32,
-    ) -> Result<Vec<Vec<u32>>> {
+    /// The notebook's sampling loop (see [`GenerateRequest`]). The default
+    /// runs it over [`predict`](Self::predict); a GPU engine runs it in one
+    /// launch.
+    fn generate(&mut self, req: &GenerateRequest) -> Result<Vec<Vec<u32>>> {
         let v = self.params()?.vocab;
-        generate_by_predict_with(
-            |x, seq_len| self.predict(x, seq_len),
-            v,
-            seed_indices,
-            maxlen,
-            length,
-            strategies,
-            seed,
-            stream,
-        )
+        req.run_on(PredictFn(|x: &[u32], t| self.predict(x, t)), v)
     }
-}
-
-/// The sampling loop of [`Engine::generate`] over any prediction function
-/// (`x` = [B, seq_len] class indices -> [B, V] probabilities), one call per
-/// character, for a model of `vocab` symbols: what the default `generate`
-/// does, and what a device falls back to when its one-launch kernel does
-/// not fit.
-#[allow(clippy::too_many_arguments)]
-pub fn generate_by_predict_with(
-    predict: impl FnMut(&[u32], usize) -> Result<Vec<f32>>,
-    vocab: usize,
-    seed_indices: &[u32],
-    maxlen: usize,
-    length: usize,
-    strategies: &[Strategy],
-    seed: u64,
-    stream: u32,
-) -> Result<Vec<Vec<u32>>> {
-    IndexGenerator::new(PredictFn(predict), vocab, maxlen).generate(
-        seed_indices,
-        length,
-        strategies,
-        seed,
-        stream,
-    )
 }
 
 /// The compute backends.

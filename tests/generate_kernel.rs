@@ -14,6 +14,7 @@
 
 mod common;
 use charlstm_cuda::model::Tensor;
+use charlstm_cuda::sample::GenerateRequest;
 use common::{Rng, seed};
 
 use charlstm_cuda::cpu::CpuModel;
@@ -177,12 +178,14 @@ fn compare<D: GpuDevice>(
         dev,
         d_params,
         layout,
-        case.maxlen,
-        &case.seed_indices,
-        case.length,
-        &case.strategies,
-        case.seed,
-        case.stream,
+        &GenerateRequest {
+            seed_indices: &case.seed_indices,
+            maxlen: case.maxlen,
+            length: case.length,
+            strategies: &case.strategies,
+            seed: case.seed,
+            stream: case.stream,
+        },
     )?;
     dev.free(d_params)?;
     let want = IndexGenerator::new(CpuModel::new(&case.params), v, case.maxlen).generate(
@@ -413,7 +416,19 @@ fn launcher_checks_arguments_like_the_cpu_generator() {
     let layout = ParamLayout::new(4, 2);
     let p = DevicePtr(64);
     let run = |dev: &mut SimDevice, maxlen: usize, seed: &[u32], n: usize, s: &[Strategy]| {
-        l.generate(dev, p, layout, maxlen, seed, n, s, 1, 0)
+        l.generate(
+            dev,
+            p,
+            layout,
+            &GenerateRequest {
+                seed_indices: seed,
+                maxlen,
+                length: n,
+                strategies: s,
+                seed: 1,
+                stream: 0,
+            },
+        )
     };
     let is_invalid = |r: Result<Vec<Vec<u32>>>, name: &str| match r {
         Err(Error::InvalidArgument { name: got, .. }) => assert_eq!(got, name),

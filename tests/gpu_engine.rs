@@ -11,6 +11,7 @@
 //! state after a step as whole tensors (`WEIGHT_L2` says why).
 
 mod common;
+use charlstm_cuda::sample::GenerateRequest;
 use common::{Rng, seed};
 
 use charlstm_cuda::corpus::OneHotCorpus;
@@ -191,8 +192,26 @@ fn three_steps<D: GpuDevice>(dev: D, backend: Backend, rng: &mut Rng, c: &Case) 
         Strategy::Greedy,
     ];
     let seed_text = &x[..c.t];
-    let got = gpu.generate(seed_text, c.t, 7, &strategies, 11, 3).unwrap();
-    let want = cpu.generate(seed_text, c.t, 7, &strategies, 11, 3).unwrap();
+    let got = gpu
+        .generate(&GenerateRequest {
+            seed_indices: seed_text,
+            maxlen: c.t,
+            length: 7,
+            strategies: &strategies,
+            seed: 11,
+            stream: 3,
+        })
+        .unwrap();
+    let want = cpu
+        .generate(&GenerateRequest {
+            seed_indices: seed_text,
+            maxlen: c.t,
+            length: 7,
+            strategies: &strategies,
+            seed: 11,
+            stream: 3,
+        })
+        .unwrap();
     assert_eq!(got[0], want[0], "uniform draws differ");
     for seq in &got {
         assert_eq!(seq.len(), 7);

@@ -4,6 +4,7 @@
 //! the kernels' shared memory (a wrapper with a small limit). Each is a
 //! clear error, or a working fallback, and leaves nothing behind.
 
+use charlstm_cuda::sample::GenerateRequest;
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::Path;
@@ -293,7 +294,14 @@ fn workflow<D: GpuDevice>(dev: D, corpus: &OneHotCorpus, hy: &Hyper) -> Result<(
     e.train(Batch::Next(order.len() - 4))?;
     e.eval_batch(&[1, 2, 3, 4, 5, 6])?;
     e.predict(&[0, 1, 2, 3, 4, 0, 1, 2], 4)?;
-    e.generate(&[0, 1, 2], 3, 2, &[Strategy::Temperature(1.0)], 1, 0)?;
+    e.generate(&GenerateRequest {
+        seed_indices: &[0, 1, 2],
+        maxlen: 3,
+        length: 2,
+        strategies: &[Strategy::Temperature(1.0)],
+        seed: 1,
+        stream: 0,
+    })?;
     Ok(())
 }
 
@@ -426,10 +434,18 @@ fn generation_falls_back_when_its_kernel_does_not_fit() {
     let mut cpu = CpuEngine::new(&corpus, &hy, p.clone(), ms.clone()).unwrap();
     let strategies = [Strategy::Temperature(1.0), Strategy::Uniform];
     let seed = [5, 17, 250, 3];
-    let want = cpu.generate(&seed, 3, 6, &strategies, 11, 2).unwrap();
+    let req = GenerateRequest {
+        seed_indices: &seed,
+        maxlen: 3,
+        length: 6,
+        strategies: &strategies,
+        seed: 11,
+        stream: 2,
+    };
+    let want = cpu.generate(&req).unwrap();
     let got = {
         let mut gpu = GpuEngine::new(&mut dev, Backend::Sim, &corpus, &hy, p, ms).unwrap();
-        gpu.generate(&seed, 3, 6, &strategies, 11, 2).unwrap()
+        gpu.generate(&req).unwrap()
     };
     assert_eq!(got, want);
     assert!(dev.launched.iter().any(|k| k == "head_fwd_bwd_f32"));
@@ -451,19 +467,27 @@ fn generation_from_weights_falls_back_too() {
     let p = init_params(300, 16, 9);
     let strategies = [Strategy::Temperature(1.0), Strategy::Uniform];
     let seed = [5, 17, 250, 3];
-    let want = device::generate(Backend::Cpu, &p, 3, &seed, 6, &strategies, 11, 2).unwrap();
+    let req = GenerateRequest {
+        seed_indices: &seed,
+        maxlen: 3,
+        length: 6,
+        strategies: &strategies,
+        seed: 11,
+        stream: 2,
+    };
+    let want = device::generate(Backend::Cpu, &p, &req).unwrap();
     let mut dev = Limited {
         max_shared: 2048,
         ..Limited::new()
     };
     let got = {
         let mut model = GpuModel::new(&mut dev, Backend::Sim, &p).unwrap();
-        model.generate(&seed, 3, 6, &strategies, 11, 2).unwrap()
+        model.generate(&req).unwrap()
     };
     assert_eq!(got, want);
     assert!(dev.launched.iter().any(|k| k == "head_fwd_bwd_f32"));
     assert!(!dev.launched.iter().any(|k| k == "generate_fwd_f32"));
     assert!(dev.live.is_empty());
-    let sim = device::generate(Backend::Sim, &p, 3, &seed, 6, &strategies, 11, 2).unwrap();
+    let sim = device::generate(Backend::Sim, &p, &req).unwrap();
     assert_eq!(sim, want);
 }

@@ -57,7 +57,7 @@ use crate::cpu::RmsProp;
 use crate::engine::{Backend, Batch, Engine, EpochOrder};
 use crate::error::{Error, Result};
 use crate::model::{Hyper, Params};
-use crate::sample::Strategy;
+use crate::sample::GenerateRequest;
 
 mod chain;
 mod graph;
@@ -324,17 +324,8 @@ impl<D: GpuDevice> Engine for GpuEngine<'_, D> {
         Ok(())
     }
 
-    fn generate(
-        &mut self,
-        seed_indices: &[u32],
-        maxlen: usize,
-        length: usize,
-        strategies: &[Strategy],
-        seed: u64,
-        stream: u32,
-    ) -> Result<Vec<Vec<u32>>> {
-        self.model
-            .generate(seed_indices, maxlen, length, strategies, seed, stream)
+    fn generate(&mut self, req: &GenerateRequest) -> Result<Vec<Vec<u32>>> {
+        self.model.generate(req)
     }
 }
 

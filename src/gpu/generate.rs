@@ -15,7 +15,7 @@ use super::device::{
 };
 use crate::error::Result;
 use crate::model::ParamLayout;
-use crate::sample::{Strategy, check_generate_args};
+use crate::sample::{GenerateRequest, Strategy, check_generate_args};
 
 /// Rows of `recurrent_kernel` per thread in registers.
 pub const KREG_GEN: usize = contract::KREG_GEN as usize;
@@ -269,10 +269,8 @@ impl GenerateLauncher {
         )
     }
 
-    /// The device twin of `IndexGenerator::generate`: `length` new class
-    /// indices after `seed_indices` for each strategy, windows of at most
-    /// `maxlen`, draws from Philox `(seed, Purpose::Sample, stream + j)` at
-    /// index k, with the model in the flat [`ParamLayout`] buffer `params`.
+    /// The device twin of [`GenerateRequest::run_on`], with the model in the
+    /// flat [`ParamLayout`] buffer `params`.
     /// Uploads the seed tail and the strategy codes, launches once, downloads
     /// `out` and frees what it allocated.
     ///
@@ -280,19 +278,21 @@ impl GenerateLauncher {
     /// (`InvalidArgument`: `maxlen == 0`, an invalid temperature, an empty
     /// seed, an index `>= V`); `length == 0` or no strategies returns S empty
     /// sequences without launching; the device's own errors.
-    #[allow(clippy::too_many_arguments)]
     pub fn generate<D: GpuDevice>(
         &self,
         dev: &mut D,
         params: DevicePtr,
         layout: ParamLayout,
-        maxlen: usize,
-        seed_indices: &[u32],
-        length: usize,
-        strategies: &[Strategy],
-        seed: u64,
-        stream: u32,
+        req: &GenerateRequest,
     ) -> Result<Vec<Vec<u32>>> {
+        let GenerateRequest {
+            seed_indices,
+            maxlen,
+            length,
+            strategies,
+            seed,
+            stream,
+        } = *req;
         check_generate_args(layout.vocab, maxlen, seed_indices, strategies)?;
         let s = strategies.len();
         if length == 0 || s == 0 {

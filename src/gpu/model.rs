@@ -24,11 +24,10 @@ use super::device::{DeviceError, DevicePtr, GpuDevice, SCRATCH_FLOATS};
 use super::generate::{GenerateDims, GenerateLauncher};
 use super::head::{HeadBuffers, HeadDims, HeadLauncher};
 use super::lstm::{LstmBuffers, LstmDims, LstmLauncher};
-use crate::engine::{Backend, generate_by_predict_with};
+use crate::engine::Backend;
 use crate::error::{Error, Result};
-use crate::model::Params;
-use crate::model::{ParamLayout, Tensor};
-use crate::sample::Strategy;
+use crate::model::{ParamLayout, Params, Tensor};
+use crate::sample::{GenerateRequest, PredictFn};
 
 /// Weights and batch buffers on a [`GpuDevice`].
 pub struct GpuModel<D: GpuDevice> {
@@ -245,22 +244,14 @@ impl<D: GpuDevice> GpuModel<D> {
     /// The notebook's sampling loop (see `Engine::generate`): one launch of
     /// `generate_fwd_f32`, or the same loop over [`predict`](Self::predict)
     /// where that kernel's shared memory does not fit the device.
-    pub fn generate(
-        &mut self,
-        seed_indices: &[u32],
-        maxlen: usize,
-        length: usize,
-        strategies: &[Strategy],
-        seed: u64,
-        stream: u32,
-    ) -> Result<Vec<Vec<u32>>> {
+    pub fn generate(&mut self, req: &GenerateRequest) -> Result<Vec<Vec<u32>>> {
         let dims = GenerateDims {
             vocab: self.layout.vocab,
             hidden: self.layout.hidden,
-            maxlen,
-            tail_len: maxlen,
-            sequences: strategies.len(),
-            length,
+            maxlen: req.maxlen,
+            tail_len: req.maxlen,
+            sequences: req.strategies.len(),
+            length: req.length,
         };
         if GenerateLauncher::shared_bytes(dims) > self.device.max_shared_bytes() as usize {
             // The one-launch kernel keeps a block's whole model state in
@@ -268,28 +259,9 @@ impl<D: GpuDevice> GpuModel<D> {
             // Philox draws) runs over predict, whose head kernel fits (new
             // checked it).
             let v = self.layout.vocab;
-            return generate_by_predict_with(
-                |x, t| self.predict(x, t),
-                v,
-                seed_indices,
-                maxlen,
-                length,
-                strategies,
-                seed,
-                stream,
-            );
+            return req.run_on(PredictFn(|x: &[u32], t| self.predict(x, t)), v);
         }
-        GenerateLauncher::default().generate(
-            &mut self.device,
-            self.d_params,
-            self.layout,
-            maxlen,
-            seed_indices,
-            length,
-            strategies,
-            seed,
-            stream,
-        )
+        GenerateLauncher::default().generate(&mut self.device, self.d_params, self.layout, req)
     }
 
     /// Frees every buffer (the model is unusable afterwards).

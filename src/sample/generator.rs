@@ -238,6 +238,51 @@ pub fn random_seed_text(corpus_len: usize, maxlen: usize, seed: u64, epoch: u32)
     Ok(RngStream::new(seed, Purpose::SeedText, epoch).below(choices) as usize)
 }
 
+/// A prediction function (`x` = [B, seq_len] class indices -> [B, V]
+/// probabilities) as a generator's predictor.
+pub struct PredictFn<F>(pub F);
+
+impl<F: FnMut(&[u32], usize) -> Result<Vec<f32>>> Predict for PredictFn<F> {
+    fn predict(&mut self, x: &[u32], seq_len: usize) -> Result<Vec<f32>> {
+        (self.0)(x, seq_len)
+    }
+}
+
+/// One call of the notebook's sampling loop: `length` new class indices
+/// after `seed_indices` for each strategy, windows of at most `maxlen`,
+/// draw k of sequence j from Philox `(seed, Sample, stream + j, k)` (see
+/// [`IndexGenerator::generate`]). What every generator takes: the engines,
+/// the device kernel and `device::generate`.
+#[derive(Clone, Copy, Debug)]
+pub struct GenerateRequest<'a> {
+    /// The seed text's class indices (only the last `maxlen` are used).
+    pub seed_indices: &'a [u32],
+    /// Longest window the model sees.
+    pub maxlen: usize,
+    /// New indices per sequence.
+    pub length: usize,
+    /// One sequence per strategy.
+    pub strategies: &'a [Strategy],
+    /// Philox key.
+    pub seed: u64,
+    /// Philox stream of sequence 0.
+    pub stream: u32,
+}
+
+impl GenerateRequest<'_> {
+    /// The request run by the reference loop over `predictor`, a model of
+    /// `vocab` symbols.
+    pub fn run_on<P: Predict>(&self, predictor: P, vocab: usize) -> Result<Vec<Vec<u32>>> {
+        IndexGenerator::new(predictor, vocab, self.maxlen).generate(
+            self.seed_indices,
+            self.length,
+            self.strategies,
+            self.seed,
+            self.stream,
+        )
+    }
+}
+
 /// The argument checks of [`IndexGenerator::generate`], shared with the GPU
 /// generator (`gpu::generate`) so that both reject the same input with the
 /// same error: `maxlen == 0`, an invalid temperature, an empty seed, a seed

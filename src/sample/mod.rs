@@ -12,6 +12,7 @@ mod strategy;
 
 pub use crate::rng::{Philox, Purpose, RngStream};
 pub use generator::{
-    Generator, IndexGenerator, Predict, check_generate_args, decode, encode_seed, random_seed_text,
+    GenerateRequest, Generator, IndexGenerator, Predict, PredictFn, check_generate_args, decode,
+    encode_seed, random_seed_text,
 };
 pub use strategy::{Strategy, draw, reweight};

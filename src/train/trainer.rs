@@ -11,7 +11,7 @@ use crate::engine::{Backend, Batch, Engine};
 use crate::error::{Error, Result};
 use crate::model::{Checkpoint, Hyper, TrainState};
 use crate::rundir::{BatchRow, EpochRow, RunDir, SampleRow};
-use crate::sample::{Predict, Strategy, random_seed_text};
+use crate::sample::{GenerateRequest, Predict, Strategy, random_seed_text};
 
 /// Run settings that are not model hyper-parameters.
 #[derive(Clone, Debug, PartialEq)]
@@ -381,14 +381,14 @@ impl<'c> Trainer<'c> {
             .collect();
         let texts = self
             .engine
-            .generate(
-                &seed_indices,
+            .generate(&GenerateRequest {
+                seed_indices: &seed_indices,
                 maxlen,
-                self.config.gen_length,
-                &strategies,
-                self.hyper.seed,
-                sample_stream(epoch_index),
-            )?
+                length: self.config.gen_length,
+                strategies: &strategies,
+                seed: self.hyper.seed,
+                stream: sample_stream(epoch_index),
+            })?
             .into_iter()
             .map(|seq| seq.iter().map(|&i| vocab.char_at(i)).collect::<String>());
         Ok(self

@@ -15,7 +15,7 @@ use crate::gpu::generate::{GenerateDims, GenerateLauncher};
 use crate::gpu::head::{HeadDims, HeadLauncher};
 use crate::model::ParamLayout;
 use crate::model::Params;
-use crate::sample::{IndexGenerator, Philox, Purpose, Strategy, reweight};
+use crate::sample::{GenerateRequest, Philox, Purpose, Strategy, reweight};
 
 /// Relative distance to a cumulative boundary below which two draws count
 /// as a tie (f32 probabilities agree to ~1e-6 relative; see `tie_distance`).
@@ -108,26 +108,18 @@ pub fn check_generate<D: GpuDevice>(
     let d_params = dev.upload_new_f32(case.params.flat())?;
     let launcher = GenerateLauncher::default();
     let kernel = generate_kernel(dev, case.shape, length);
-    let got = launcher.generate(
-        dev,
-        d_params,
-        layout,
-        t,
+    let req = GenerateRequest {
         seed_indices,
+        maxlen: t,
         length,
-        &strategies,
+        strategies: &strategies,
         seed,
         stream,
-    );
+    };
+    let got = launcher.generate(dev, d_params, layout, &req);
     dev.free(d_params)?;
     let got = got?;
-    let want = IndexGenerator::new(CpuModel::new(&case.params), v, t).generate(
-        seed_indices,
-        length,
-        &strategies,
-        seed,
-        stream,
-    )?;
+    let want = req.run_on(CpuModel::new(&case.params), v)?;
     let shape = Shape {
         seq_len: t,
         batch: strategies.len(),
