@@ -2,28 +2,42 @@
 //! checks, then one checked [`Launch::mem`] access per element.
 
 use super::num::*;
-use super::parse::{AtomOp, Op, Src, Ty};
+use super::parse::{Addr, AtomOp, Op, Src, Ty};
 use super::{Acc, Launch, Simulator};
 use crate::error::Result;
 
 impl<'k> Launch<'k> {
-    pub(super) fn ld(&mut self, sim: &mut Simulator, t: usize, op: &Op) -> Result<()> {
-        let Op::Ld { space, ty, d, addr } = op else {
-            unreachable!("ld on {op:?}")
-        };
+    /// Thread `t`'s address `addr`, refused unless `align`-byte aligned (the
+    /// error names the access `kind`, then `detail()`).
+    fn address(
+        &self,
+        t: usize,
+        addr: &Addr,
+        align: u32,
+        kind: &str,
+        detail: impl Fn() -> String,
+    ) -> Result<u64> {
         let base = addr
             .base
             .map(|r| self.rd(t, Src::R(r)))
             .unwrap_or(0)
             .wrapping_add(addr.offset as u64);
-        let w = ty.bytes();
-        let total = w * d.len() as u32;
-        if base % total as u64 != 0 {
-            return Err(self.fail(
-                t,
-                format!("misaligned {total}-byte load at address {base:#x} ({space:?})"),
-            ));
+        if !base.is_multiple_of(u64::from(align)) {
+            let what = format!(
+                "misaligned {align}-byte {kind} at address {base:#x}{}",
+                detail()
+            );
+            return Err(self.fail(t, what));
         }
+        Ok(base)
+    }
+
+    pub(super) fn ld(&mut self, sim: &mut Simulator, t: usize, op: &Op) -> Result<()> {
+        let Op::Ld { space, ty, d, addr } = op else {
+            unreachable!("ld on {op:?}")
+        };
+        let (w, total) = (ty.bytes(), ty.bytes() * d.len() as u32);
+        let base = self.address(t, addr, total, "load", || format!(" ({space:?})"))?;
         for (i, r) in d.iter().enumerate() {
             let v = self.mem(
                 sim,
@@ -44,19 +58,8 @@ impl<'k> Launch<'k> {
         let Op::St { space, ty, s, addr } = op else {
             unreachable!("st on {op:?}")
         };
-        let base = addr
-            .base
-            .map(|r| self.rd(t, Src::R(r)))
-            .unwrap_or(0)
-            .wrapping_add(addr.offset as u64);
-        let w = ty.bytes();
-        let total = w * s.len() as u32;
-        if base % total as u64 != 0 {
-            return Err(self.fail(
-                t,
-                format!("misaligned {total}-byte store at address {base:#x} ({space:?})"),
-            ));
-        }
+        let (w, total) = (ty.bytes(), ty.bytes() * s.len() as u32);
+        let base = self.address(t, addr, total, "store", || format!(" ({space:?})"))?;
         for (i, v) in s.iter().enumerate() {
             let v = mask(*ty, self.rd(t, *v));
             self.mem(
@@ -85,18 +88,8 @@ impl<'k> Launch<'k> {
         else {
             unreachable!("atom on {op:?}")
         };
-        let base = addr
-            .base
-            .map(|r| self.rd(t, Src::R(r)))
-            .unwrap_or(0)
-            .wrapping_add(addr.offset as u64);
         let w = ty.bytes();
-        if base % w as u64 != 0 {
-            return Err(self.fail(
-                t,
-                format!("misaligned {w}-byte atomic at address {base:#x}"),
-            ));
-        }
+        let base = self.address(t, addr, w, "atomic", String::new)?;
         let old = self.mem(sim, t, *space, base, w, Acc::AtomicLoad, 0)?;
         let (b, c) = (self.rd(t, *b), self.rd(t, *c));
         let new = match (op, ty) {
