@@ -59,7 +59,7 @@
 //   0 alone, because the CPU's order of that f64 sum is what makes the two
 //   draw the same index.
 // - The parameters are five pointers, like the other kernels; the launcher
-//   slices them out of the flat ParamLayout buffer (src/gpu/rmsprop.rs), so
+//   slices them out of the flat ParamLayout buffer (src/model/params.rs), so
 //   the layout is written down in one place only.
 // - Invalid input is the launcher's to reject (empty seed, index >= V, a
 //   temperature that is not finite and > 0). Non-finite parameters are not

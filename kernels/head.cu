@@ -119,20 +119,3 @@ extern "C" __global__ void head_wgrad_bwd_f32(const float* __restrict__ h,
     }
   }
 }
-
-// The head's targets of one batch, decoded from the packed one-hot corpus:
-// targets[b] = class of corpus row starts[b] + T (the character after the
-// window), or V if that row has no bit below V (the head then reports a NaN
-// loss). One thread per row, grid-stride over B. OVERWRITES targets. This
-// keeps a batch on the device down to its B window starts.
-extern "C" __global__ void head_targets_u32(const unsigned long long* __restrict__ corpus_words,
-                                            unsigned words_per_row,
-                                            const unsigned* __restrict__ starts,
-                                            unsigned T, unsigned B, unsigned V,
-                                            unsigned* __restrict__ targets) {
-  const unsigned stride = gridDim.x * blockDim.x;
-  for (unsigned b = blockIdx.x * blockDim.x + threadIdx.x; b < B; b += stride) {
-    const size_t row = (size_t)starts[b] + T;
-    targets[b] = onehot_class(corpus_words + row * words_per_row, words_per_row, V);
-  }
-}

@@ -36,7 +36,7 @@
 //                     bit below V: then that row's z, c, h are NaN)
 // Backward buffers: dz [T, B, 4H] pre-activation gradients, dh [B, H],
 // dc [B, H] (one step's worth, carried between launches).
-// The launcher (src/gpu/lstm.rs) passes per-step pointers (gates + t*B*4H...),
+// The launcher (src/gpu/lstm/cell.rs) passes per-step pointers (gates + t*B*4H...),
 // so each kernel sees one step's [B, ...] slices.
 //
 // Decisions:

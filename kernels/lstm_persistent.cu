@@ -24,7 +24,7 @@
 //
 // Launch: blockDim.x = 4H (a multiple of 32, at most 512: H % 8 == 0,
 // H <= 128), gridDim.x = ceil(B / rows), dynamic shared memory as
-// src/gpu/lstm_persistent.rs computes it. ms = max(H - KREG, 0), a multiple
+// src/gpu/lstm/persistent.rs computes it. ms = max(H - KREG, 0), a multiple
 // of 4 (H % 8 == 0 and KREG % 4 == 0).
 //
 // Forward, thread col = q*H + j owns gate column col: it accumulates
@@ -298,12 +298,12 @@ __device__ __forceinline__ void lstm_bwd_persistent(
 #define LSTM_FWD_ARGS \
   corpus_words, words_per_row, starts, kernel, recurrent_kernel, bias, B, T, H, V, rows, ms, gates, c, h, cls
 
-extern "C" __global__ void __launch_bounds__(512, 1) lstm_fwd_persistent_f32(LSTM_FWD_PARAMS) {
+extern "C" __global__ void __launch_bounds__(512, 1) lstm_persistent_fwd_f32(LSTM_FWD_PARAMS) {
   lstm_fwd_persistent<0>(LSTM_FWD_ARGS);
 }
 
 extern "C" __global__ void __launch_bounds__(512, 1)
-    lstm_fwd_persistent_h128_f32(LSTM_FWD_PARAMS) {
+    lstm_persistent_h128_fwd_f32(LSTM_FWD_PARAMS) {
   lstm_fwd_persistent<128>(LSTM_FWD_ARGS);
 }
 
@@ -315,11 +315,11 @@ extern "C" __global__ void __launch_bounds__(512, 1)
       unsigned B, unsigned T, unsigned H, unsigned rows, unsigned ms, float *__restrict__ dz
 #define LSTM_BWD_ARGS gates, c, dh_last, recurrent_kernel, B, T, H, rows, ms, dz
 
-extern "C" __global__ void __launch_bounds__(512, 1) lstm_bwd_persistent_f32(LSTM_BWD_PARAMS) {
+extern "C" __global__ void __launch_bounds__(512, 1) lstm_persistent_bwd_f32(LSTM_BWD_PARAMS) {
   lstm_bwd_persistent<0>(LSTM_BWD_ARGS);
 }
 
 extern "C" __global__ void __launch_bounds__(512, 1)
-    lstm_bwd_persistent_h128_f32(LSTM_BWD_PARAMS) {
+    lstm_persistent_h128_bwd_f32(LSTM_BWD_PARAMS) {
   lstm_bwd_persistent<128>(LSTM_BWD_ARGS);
 }

@@ -6,7 +6,7 @@
 //
 // Layout: params, ms and grads are each ONE contiguous f32 buffer of
 // n = Params::len() scalars holding the five tensors back to back in
-// TENSOR_NAMES order (src/gpu/rmsprop.rs, `ParamLayout`, owns the offsets):
+// layout order (src/model/params.rs, `ParamLayout`, owns the offsets):
 //
 //   lstm.kernel            [V, 4H]  at 0
 //   lstm.recurrent_kernel  [H, 4H]  at 4HV

@@ -1,7 +1,7 @@
 // The LSTM weight gradients, fast: the same three sums as lstm_wgrad_bwd_f32
 // (kernels/lstm.cu, the obviously-right reference they are checked against),
 // split over the T*B (t, b) pairs so the whole GPU works on them, then summed
-// over the splits in a fixed order. Launcher: src/gpu/wgrad.rs.
+// over the splits in a fixed order. Launcher: src/gpu/lstm/wgrad.rs.
 //
 // With s = t*B + b (the t-major row of h, cls, dz) and G = 4H:
 //   d_recurrent_kernel[k, c] = sum_{s=B}^{TB-1} h[(s-B)*H + k] * dz[s*G + c]

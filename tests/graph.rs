@@ -17,8 +17,8 @@ use common::{Rng, seed};
 
 use charlstm_cuda::corpus::{OneHotCorpus, Windows, epoch_order};
 use charlstm_cuda::engine::Batch;
+use charlstm_cuda::gpu::batch::BatchLauncher;
 use charlstm_cuda::gpu::engine::GraphStats;
-use charlstm_cuda::gpu::step::StepLauncher;
 use charlstm_cuda::gpu::{
     CudaDevice, DeviceError, DevicePtr, GpuDevice, GpuEngine, GraphId, KernelArg, LaunchConfig,
     SimDevice, ptx,
@@ -326,7 +326,7 @@ fn recorded_list_replays_in_order<D: GpuDevice>(mut dev: D) -> Result<()> {
     let d_loss = dev.upload_new_f32(&[1.5])?;
     let d_log = dev.upload_new_f32(&[f32::NAN; 4])?;
     let d_count = dev.upload_new_u32(&[0])?;
-    let step = StepLauncher::default();
+    let step = BatchLauncher::default();
     dev.begin_capture()?;
     step.select(&mut dev, d_order, d_cursor, B, d_starts)?;
     step.append_loss(&mut dev, d_loss, d_log, d_count, 4)?;

@@ -17,8 +17,8 @@ use charlstm_cuda::model::Tensor;
 use common::{Rng, assert_all_pass, seed};
 
 use charlstm_cuda::gpu::device::{DevicePtr, GpuDevice};
+use charlstm_cuda::gpu::lstm::persistent::{KREG, PersistentPlan};
 use charlstm_cuda::gpu::lstm::{LstmBuffers, LstmDims, LstmLauncher, LstmPath};
-use charlstm_cuda::gpu::lstm_persistent::{KREG, PersistentPlan};
 use charlstm_cuda::gpu::selftest::{
     Case, Shape, check_lstm_backward_with, check_lstm_forward_with,
 };
@@ -175,7 +175,7 @@ fn against_cpu<D: GpuDevice>(dev: &mut D, seed: u64, full: bool) {
         out.extend(check_lstm_backward_with(dev, &case, l).unwrap());
         assert!(
             out.iter()
-                .any(|r| r.kernel.starts_with("lstm_bwd_persistent"))
+                .any(|r| r.kernel.starts_with("lstm_persistent") && r.kernel.contains("_bwd_"))
         );
         assert_all_pass(out);
     }

@@ -16,9 +16,9 @@ use common::{Rng, assert_all_pass, seed};
 
 use charlstm_cuda::Result;
 use charlstm_cuda::gpu::device::{DevicePtr, GpuDevice, KernelArg, LaunchConfig};
+use charlstm_cuda::gpu::lstm::wgrad::WgradLauncher;
 use charlstm_cuda::gpu::lstm::{LstmBuffers, LstmDims, LstmLauncher};
 use charlstm_cuda::gpu::selftest::{BOUND_F32_KERNEL, Case, SelftestRow, Shape};
-use charlstm_cuda::gpu::wgrad::WgradLauncher;
 use charlstm_cuda::gpu::{CudaDevice, SimDevice, ptx};
 use charlstm_cuda::model::TENSOR_NAMES;
 use charlstm_cuda::sample::{Purpose, RngStream};

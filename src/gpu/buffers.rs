@@ -4,7 +4,7 @@
 
 use super::device::{DevicePtr, GpuDevice};
 use super::lstm::LstmDims;
-use super::wgrad::WgradLauncher;
+use super::lstm::wgrad::WgradLauncher;
 use crate::error::Result;
 
 const F32: usize = std::mem::size_of::<f32>();

@@ -10,15 +10,15 @@
 //! (`BatchBuffers`) and the epoch's window order (uploaded once per epoch by
 //! [`Engine::begin_epoch`]). A training step is then launches only:
 //!
-//! 1. `head_targets_u32`: the B targets, decoded from the corpus (after
+//! 1. `batch_targets_u32`: the B targets, decoded from the corpus (after
 //!    `batch_select_u32` copied the B starts, see below);
 //! 2. the recurrence, reading the one-hot bits of rows `starts[b] + t`
-//!    straight from the corpus: `lstm_fwd_persistent_f32` once (all T steps,
+//!    straight from the corpus: `lstm_persistent_fwd_f32` once (all T steps,
 //!    weights on chip) where the shape fits, else `lstm_cell_fwd_f32` x T
 //!    (see [`super::lstm::LstmPath`]);
 //! 3. `head_fwd_bwd_f32` + `head_wgrad_bwd_f32`: loss (summed on the
 //!    device), dh_{T-1}, the dense gradients;
-//! 4. `lstm_bwd_persistent_f32` once, or `lstm_cell_bwd_f32` +
+//! 4. `lstm_persistent_bwd_f32` once, or `lstm_cell_bwd_f32` +
 //!    `lstm_dh_bwd_f32` x T; then the weight gradients;
 //! 5. with `--clip-norm`, `grad_norm_clip_f32` (one block: the global norm,
 //!    then the scaling, in place); without it, nothing is launched;
@@ -48,10 +48,10 @@
 //! full ones replayed as the captured graph. Given starts
 //! ([`Batch::Starts`], eval) are checked and uploaded with the step.
 
+use super::batch::BatchLauncher;
 use super::device::{DeviceError, DevicePtr, GpuDevice};
 use super::model::GpuModel;
 use super::rmsprop::{GradClipLauncher, RmsPropLauncher};
-use super::step::StepLauncher;
 use crate::corpus::OneHotCorpus;
 use crate::cpu::RmsProp;
 use crate::engine::{Backend, Batch, Engine, EpochOrder};
@@ -95,7 +95,7 @@ pub struct GpuEngine<'c, D: GpuDevice> {
     d_order_capacity: usize,
     /// `Hyper::batch`: the batch size a captured step is for.
     batch_size: usize,
-    step: StepLauncher,
+    batch_kernels: BatchLauncher,
     /// The device cursor into the epoch order, the loss log's count and
     /// the log (`graph.rs`: `CURSOR_AT`, `COUNT_AT`, `LOG_AT`).
     d_step: DevicePtr,
@@ -152,7 +152,7 @@ impl<'c, D: GpuDevice> GpuEngine<'c, D> {
             d_order: DevicePtr::NULL,
             d_order_capacity: 0,
             batch_size: hyper.batch,
-            step: StepLauncher::default(),
+            batch_kernels: BatchLauncher::default(),
             d_step: DevicePtr::NULL,
             dev_cursor: Some(0),
             logged: 0,

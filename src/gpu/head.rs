@@ -3,7 +3,7 @@
 //! then the dense weight gradients (`head_wgrad_bwd_f32`, a fixed-order
 //! reduction over the batch).
 
-use super::contract::head::{HeadFwdBwdF32, HeadTargetsU32, HeadWgradBwdF32};
+use super::contract::head::{HeadFwdBwdF32, HeadWgradBwdF32};
 use super::device::{
     DeviceError, DevicePtr, GpuDevice, LaunchConfig, SCRATCH_FLOATS, blocks_for, check_whole_warps,
 };
@@ -62,7 +62,6 @@ impl Default for HeadLauncher {
 impl HeadLauncher {
     const FWD_BWD: &'static str = "head_fwd_bwd_f32";
     const WGRAD: &'static str = "head_wgrad_bwd_f32";
-    const TARGETS: &'static str = "head_targets_u32";
 
     /// Dynamic shared memory of `head_fwd_bwd_f32`: the row's h and logits
     /// and the reductions' scratch. The kernel declares no static shared
@@ -150,63 +149,6 @@ impl HeadLauncher {
             HeadWgradBwdF32::MODULE,
             Self::WGRAD,
             LaunchConfig::linear(blocks_for(n, self.wgrad_block, 65_535), self.wgrad_block, 0),
-            &args.args(),
-        )
-    }
-
-    /// Decodes the targets of a batch on the device: `targets[b]` = class of
-    /// corpus row `starts[b] + seq_len` (V where that row has no class, which
-    /// the head turns into a NaN loss). The caller guarantees every
-    /// `starts[b] + seq_len` is a row of the corpus.
-    #[allow(clippy::too_many_arguments)]
-    pub fn targets<D: GpuDevice>(
-        &self,
-        dev: &mut D,
-        corpus_words: DevicePtr,
-        words_per_row: usize,
-        starts: DevicePtr,
-        seq_len: usize,
-        dims: HeadDims,
-        targets: DevicePtr,
-    ) -> Result<()> {
-        let bad = |what: String| DeviceError::BadArguments {
-            kernel: Self::TARGETS,
-            what,
-        };
-        let to_u32 = |x: usize, name: &str| {
-            u32::try_from(x).map_err(|_| bad(format!("{name} = {x} does not fit u32")))
-        };
-        let (wpr, t, b, v) = (
-            to_u32(words_per_row, "words_per_row")?,
-            to_u32(seq_len, "T")?,
-            to_u32(dims.batch, "B")?,
-            to_u32(dims.vocab, "V")?,
-        );
-        if words_per_row != dims.vocab.div_ceil(64) {
-            return Err(bad(format!(
-                "words_per_row = {words_per_row} but V = {} needs {}",
-                dims.vocab,
-                dims.vocab.div_ceil(64)
-            ))
-            .into());
-        }
-        if b == 0 {
-            return Ok(());
-        }
-        // `starts` and `targets` hold B u32s; grid-stride over B.
-        let args = HeadTargetsU32 {
-            corpus_words,
-            words_per_row: wpr,
-            starts,
-            T: t,
-            B: b,
-            V: v,
-            targets,
-        };
-        dev.launch(
-            HeadTargetsU32::MODULE,
-            Self::TARGETS,
-            LaunchConfig::linear(blocks_for(dims.batch, 128, 65_535), 128, 0),
             &args.args(),
         )
     }

@@ -1,6 +1,9 @@
-//! GPU side: the embedded kernels, the device seam and one launcher per kernel
-//! file (`kernels/NAME.cu` <-> `src/gpu/NAME.rs`).
+//! GPU side: the embedded kernels, their generated contract, the device seam
+//! and one launcher per kernel file (`kernels/NAME.cu` <-> `src/gpu/NAME.rs`;
+//! the LSTM's three, `lstm.cu`, `lstm_persistent.cu` and `wgrad.cu`, under
+//! `src/gpu/lstm/` as `cell.rs`, `persistent.rs` and `wgrad.rs`).
 
+pub mod batch;
 mod buffers;
 pub mod contract;
 pub mod cuda_device;
@@ -9,14 +12,11 @@ pub mod engine;
 pub mod generate;
 pub mod head;
 pub mod lstm;
-pub mod lstm_persistent;
 pub mod model;
 pub mod ptx;
 pub mod rmsprop;
 pub mod selftest;
 pub mod sim_device;
-pub mod step;
-pub mod wgrad;
 
 pub use cuda_device::CudaDevice;
 pub use device::{DeviceError, DevicePtr, GpuDevice, GraphId, KernelArg, LaunchConfig};

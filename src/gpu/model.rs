@@ -19,6 +19,7 @@
 //! 227 KiB); the LSTM kernels index rows with u32 products, so
 //! 4H * max(V, H) < 2^32.
 
+use super::batch::BatchLauncher;
 use super::buffers::BatchBuffers;
 use super::device::{DeviceError, DevicePtr, GpuDevice, SCRATCH_FLOATS};
 use super::generate::{GenerateDims, GenerateLauncher};
@@ -223,7 +224,7 @@ impl<D: GpuDevice> GpuModel<D> {
             hidden: h,
             vocab: v,
         };
-        self.head.targets(
+        BatchLauncher::default().targets(
             &mut self.device,
             self.d_predict.0,
             wpr,

@@ -74,7 +74,7 @@ impl<D: GpuDevice> GpuEngine<'_, D> {
         };
         let dev = &mut self.model.device;
         dev.zero(self.model.batch.loss, std::mem::size_of::<f32>())?;
-        self.model.head.targets(
+        self.batch_kernels.targets(
             dev,
             self.d_corpus,
             dims.words_per_row,

@@ -167,7 +167,7 @@ impl<D: GpuDevice> GpuEngine<'_, D> {
     fn step_body(&mut self, batch: usize) -> Result<()> {
         let cursor = self.d_step.offset(CURSOR_AT);
         let starts = self.model.batch.starts;
-        self.step
+        self.batch_kernels
             .select(&mut self.model.device, self.d_order, cursor, batch, starts)?;
         self.step_at(starts, batch)
     }
@@ -175,7 +175,7 @@ impl<D: GpuDevice> GpuEngine<'_, D> {
     /// Appends the step's loss sum (`batch.loss`) to the device log.
     pub(super) fn append_loss(&mut self) -> Result<()> {
         let (log, count) = (self.d_step.offset(LOG_AT), self.d_step.offset(COUNT_AT));
-        self.step.append_loss(
+        self.batch_kernels.append_loss(
             &mut self.model.device,
             self.model.batch.loss,
             log,

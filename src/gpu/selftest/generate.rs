@@ -1,5 +1,5 @@
 //! The two kernels outside the training step's chain: the targets decode
-//! (`head_targets_u32`, exact) and generation (`generate_fwd_f32`) against
+//! (`batch_targets_u32`, exact) and generation (`generate_fwd_f32`) against
 //! the CPU generator, equal text except where a draw was a tie within
 //! rounding (the device's and the CPU's probabilities differ in the last
 //! bits, so a uniform number that lands on a cumulative boundary may pick
@@ -10,9 +10,10 @@ use super::report::{Metric, SelftestRow};
 use super::{BOUND_EXACT, Shape};
 use crate::cpu::{self, CpuModel};
 use crate::error::Result;
+use crate::gpu::batch::BatchLauncher;
 use crate::gpu::device::GpuDevice;
 use crate::gpu::generate::{GenerateDims, GenerateLauncher};
-use crate::gpu::head::{HeadDims, HeadLauncher};
+use crate::gpu::head::HeadDims;
 use crate::model::ParamLayout;
 use crate::model::Params;
 use crate::sample::{GenerateRequest, Philox, Purpose, Strategy, reweight};
@@ -21,7 +22,7 @@ use crate::sample::{GenerateRequest, Philox, Purpose, Strategy, reweight};
 /// as a tie (f32 probabilities agree to ~1e-6 relative; see `tie_distance`).
 pub const TIE_REL: f64 = 1e-5;
 
-/// `head_targets_u32` on the case's windows: exactly the CPU's targets.
+/// `batch_targets_u32` on the case's windows: exactly the CPU's targets.
 pub fn check_targets<D: GpuDevice>(dev: &mut D, case: &Case) -> Result<Vec<SelftestRow>> {
     let (v, h, b, t) = case.shape.vhbt();
     let words: &[u8] = bytemuck::cast_slice(case.corpus.words());
@@ -34,7 +35,7 @@ pub fn check_targets<D: GpuDevice>(dev: &mut D, case: &Case) -> Result<Vec<Selft
         hidden: h,
         vocab: v,
     };
-    HeadLauncher::default().targets(
+    BatchLauncher::default().targets(
         dev,
         d_words,
         case.corpus.words_per_row(),
@@ -50,7 +51,7 @@ pub fn check_targets<D: GpuDevice>(dev: &mut D, case: &Case) -> Result<Vec<Selft
     }
     let as_f64 = |x: &[u32]| x.iter().map(|&c| f64::from(c)).collect::<Vec<_>>();
     Ok(vec![SelftestRow::compare(
-        "head_targets_u32",
+        "batch_targets_u32",
         "targets",
         &case.shape.to_string(),
         &as_f64(&got),

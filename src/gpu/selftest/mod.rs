@@ -25,15 +25,16 @@
 //! ([`Metric::RelL2`]; `training.rs` says why).
 //!
 //! Files: `kernels.rs` the per-kernel checks (RMSprop, gradient clipping, head, LSTM forward
-//! and backward), `step.rs` the captured step's bookkeeping kernels, `training.rs` the engine-vs-engine steps, `report.rs` the
+//! and backward), `batch.rs` the captured step's bookkeeping kernels, `training.rs` the engine-vs-engine steps, `report.rs` the
 //! rows and the table.
 
+mod batch;
 mod generate;
 mod kernels;
 mod report;
-mod step;
 mod training;
 
+pub use batch::{check_batch_select, check_loss_log};
 pub use generate::{
     TIE_REL, check_generate, check_targets, generate_kernel, strategies, tie_distance,
 };
@@ -42,7 +43,6 @@ pub use kernels::{
     check_lstm_forward, check_lstm_forward_with, check_rmsprop,
 };
 pub use report::{Bound, Metric, SelftestReport, SelftestRow};
-pub use step::{check_batch_select, check_loss_log};
 pub use training::check_training;
 
 use std::fmt;
@@ -195,7 +195,7 @@ pub fn run<D: GpuDevice>(dev: &mut D, shapes: SelftestShapes, seed: u64) -> Resu
     record("head_fwd_bwd_f32", &k, check_head(dev, &case, true))?;
     record("lstm_cell_fwd_f32", &k, check_lstm_forward(dev, &case))?;
     record("lstm_cell_bwd_f32", &k, check_lstm_backward(dev, &case))?;
-    record("head_targets_u32", &k, check_targets(dev, &case))?;
+    record("batch_targets_u32", &k, check_targets(dev, &case))?;
     // The persistent kernels need H a multiple of 8, and H = 128 has its own
     // builds (forward, backward, generation): the job at the nearest H
     // below that is a multiple of 8 (64 when that is 128, so a GPU run at
@@ -231,7 +231,7 @@ pub fn run<D: GpuDevice>(dev: &mut D, shapes: SelftestShapes, seed: u64) -> Resu
         };
         let (fwd_name, bwd_name) = match persistent.plan(dev, pcase.lstm_dims()) {
             Ok(Some(plan)) => plan.kernels(),
-            _ => ("lstm_fwd_persistent_f32", "lstm_bwd_persistent_f32"),
+            _ => ("lstm_persistent_fwd_f32", "lstm_persistent_bwd_f32"),
         };
         let fwd = check_lstm_forward_with(dev, pcase, persistent);
         record(fwd_name, &p, fwd)?;

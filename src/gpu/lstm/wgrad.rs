@@ -10,14 +10,14 @@
 //! d_bias partials, one thread per column with a shared [V][columns]
 //! accumulator) and `wgrad_reduce_f32` (the fixed-order sum over splits).
 
-use super::contract::wgrad::{
+use super::LstmDims;
+use crate::error::Result;
+use crate::gpu::contract::wgrad::{
     WG_KT, WG_THREADS, WG_TM, WG_TN, WgradClsPartialF32, WgradReduceF32, WgradRkPartialF32,
 };
-use super::device::{
+use crate::gpu::device::{
     DeviceError, DevicePtr, GpuDevice, LaunchConfig, blocks_for, check_whole_warps,
 };
-use super::lstm::LstmDims;
-use crate::error::Result;
 
 const F32: usize = std::mem::size_of::<f32>();
 

@@ -1,4 +1,4 @@
-//! The captured step's two bookkeeping kernels (`kernels/step.cu`), both
+//! The captured step's two bookkeeping kernels (`kernels/batch.cu`), both
 //! exact copies, checked exactly against what they must copy: the batch's
 //! starts selected at a device cursor (`batch_select_u32`) and the loss log
 //! (`loss_log_append_f32`), including a full log's overflow.
@@ -6,8 +6,8 @@
 use super::report::SelftestRow;
 use super::{BOUND_EXACT, Buffers};
 use crate::error::Result;
+use crate::gpu::batch::BatchLauncher;
 use crate::gpu::device::GpuDevice;
-use crate::gpu::step::StepLauncher;
 use crate::sample::RngStream;
 
 /// Window starts selected: more than two blocks' worth, so the kernel's
@@ -33,7 +33,7 @@ pub fn check_batch_select<D: GpuDevice>(
         let d_order = bufs.u32s(dev, &order)?;
         let d_cursor = bufs.u32s(dev, &[cursor as u32])?;
         let d_starts = bufs.u32s(dev, &[u32::MAX; SELECT_N])?; // poisoned
-        StepLauncher::default().select(dev, d_order, d_cursor, SELECT_N, d_starts)?;
+        BatchLauncher::default().select(dev, d_order, d_cursor, SELECT_N, d_starts)?;
         let mut got = vec![0u32; SELECT_N];
         dev.download(d_starts, bytemuck::cast_slice_mut(&mut got))?;
         let mut moved = [0u32];
@@ -73,7 +73,7 @@ pub fn check_loss_log<D: GpuDevice>(dev: &mut D, rng: &mut RngStream) -> Result<
         let d_loss = bufs.f32s(dev, &[0.0])?;
         let d_log = bufs.poisoned(dev, LOG_CAPACITY)?;
         let d_count = bufs.u32s(dev, &[0])?;
-        let launcher = StepLauncher::default();
+        let launcher = BatchLauncher::default();
         for &loss in &losses {
             dev.upload_f32(d_loss, &[loss])?;
             launcher.append_loss(dev, d_loss, d_log, d_count, LOG_CAPACITY)?;

@@ -1,20 +1,26 @@
-//! Launcher of `kernels/lstm.cu`: the LSTM cell one time step per launch,
-//! forward (`lstm_cell_fwd_f32`) and backward (`lstm_cell_bwd_f32` +
-//! `lstm_dh_bwd_f32`), and the three LSTM weight gradients in one pass after
-//! the recurrence (`lstm_wgrad_bwd_f32`, the reference; the fast path is
-//! src/gpu/wgrad.rs when `LstmBuffers::wgrad_scratch` is set).
+//! The LSTM on a device: its buffers ([`LstmBuffers`]) and sizes
+//! ([`LstmDims`]), and the choice of path ([`LstmLauncher`]) between the
+//! leaves that launch it:
+//!
+//! - [`persistent`]: the whole recurrence in one launch per direction
+//!   (`kernels/lstm_persistent.cu`), where the shape fits;
+//! - [`cell`]: one launch per time step (`kernels/lstm.cu`), the path the
+//!   persistent kernels are checked against and the fallback;
+//! - [`wgrad`]: the three weight gradients after the recurrence
+//!   (`kernels/wgrad.cu`) when `LstmBuffers::wgrad_scratch` is set, else the
+//!   reference `lstm_wgrad_bwd_f32` of [`cell`].
 //!
 //! Gate order i, f, c(g), o along every 4H axis. The saved state is t-major
-//! (see [`LstmBuffers`]); this type turns a step `t` into the per-step slices
-//! the kernels see.
+//! (see [`LstmBuffers`]).
 
-use super::contract::lstm::{LstmCellBwdF32, LstmCellFwdF32, LstmDhBwdF32, LstmWgradBwdF32};
-use super::device::{
-    DeviceError, DevicePtr, GpuDevice, LaunchConfig, blocks_for, check_whole_warps,
-};
-use super::lstm_persistent::PersistentPlan;
-use super::wgrad::WgradLauncher;
+pub mod cell;
+pub mod persistent;
+pub mod wgrad;
+
+use super::device::{DeviceError, DevicePtr, GpuDevice, check_whole_warps};
 use crate::error::Result;
+use persistent::PersistentPlan;
+use wgrad::WgradLauncher;
 
 const F32: usize = std::mem::size_of::<f32>();
 
@@ -175,63 +181,6 @@ impl LstmLauncher {
         Ok(s)
     }
 
-    fn step_grid(&self, dims: LstmDims) -> LaunchConfig {
-        let n = dims.batch * dims.hidden;
-        LaunchConfig::linear(blocks_for(n, self.block, self.max_blocks), self.block, 0)
-    }
-
-    /// Forward step `t` (0-based, `< T`): reads corpus rows `starts[b] + t`,
-    /// `h[t-1]`, `c[t-1]` (zeros at t = 0); overwrites `gates[t]`, `c[t]`,
-    /// `h[t]`, `cls[t]`.
-    pub fn fwd_step<D: GpuDevice>(
-        &self,
-        dev: &mut D,
-        dims: LstmDims,
-        bufs: &LstmBuffers,
-        t: usize,
-    ) -> Result<()> {
-        let s = self.sizes(Self::FWD, dims)?;
-        check_step(Self::FWD, t, dims)?;
-        if s.b == 0 || s.h == 0 {
-            return Ok(());
-        }
-        let (h, g) = (dims.hidden, 4 * dims.hidden);
-        let prev = |buf: DevicePtr| {
-            if t == 0 {
-                DevicePtr::NULL
-            } else {
-                dims.at(buf, t - 1, h)
-            }
-        };
-        // The per-step pointers are step t (t-1 for the previous state, null at t = 0) of the
-        // t-major buffers of LstmBuffers; the caller guarantees every starts[b] + t is a row of the
-        // corpus. Grid-stride over B*H.
-        let args = LstmCellFwdF32 {
-            corpus_words: bufs.corpus_words,
-            words_per_row: s.wpr,
-            starts: bufs.starts,
-            t: t as u32,
-            kernel: bufs.kernel,
-            recurrent_kernel: bufs.recurrent_kernel,
-            bias: bufs.bias,
-            B: s.b,
-            H: s.h,
-            V: s.v,
-            h_prev: prev(bufs.h),
-            c_prev: prev(bufs.c),
-            gates: dims.at(bufs.gates, t, g),
-            c: dims.at(bufs.c, t, h),
-            h: dims.at(bufs.h, t, h),
-            cls: bufs.cls.offset(t * dims.batch * 4),
-        };
-        dev.launch(
-            LstmCellFwdF32::MODULE,
-            Self::FWD,
-            self.step_grid(dims),
-            &args.args(),
-        )
-    }
-
     /// The persistent kernels' plan for `dims` on `dev`, or `None` when the
     /// per-step kernels run it (chosen, or the shape does not fit `Auto`).
     pub fn plan<D: GpuDevice>(&self, dev: &D, dims: LstmDims) -> Result<Option<PersistentPlan>> {
@@ -245,7 +194,7 @@ impl LstmLauncher {
             Ok(plan) => Ok(Some(plan)),
             Err(_) if self.path == LstmPath::Auto => Ok(None),
             Err(what) => Err(DeviceError::BadArguments {
-                kernel: "lstm_fwd_persistent_f32",
+                kernel: "lstm_persistent_fwd_f32",
                 what,
             }
             .into()),
@@ -267,75 +216,9 @@ impl LstmLauncher {
         (0..dims.seq_len).try_for_each(|t| self.fwd_step(dev, dims, bufs, t))
     }
 
-    /// Backward step `t`, called for t = T-1 down to 0: given `dh` = dh_t
-    /// and `dc` = dc_{t+1} (ignored, taken as zero, at t = T-1), overwrites
-    /// `dz[t]`, `dc` with dc_t-1 and, for t > 0, `dh` with dh_{t-1}.
-    pub fn bwd_step<D: GpuDevice>(
-        &self,
-        dev: &mut D,
-        dims: LstmDims,
-        bufs: &LstmBuffers,
-        t: usize,
-    ) -> Result<()> {
-        let s = self.sizes(Self::BWD, dims)?;
-        check_step(Self::BWD, t, dims)?;
-        if s.b == 0 || s.h == 0 {
-            return Ok(());
-        }
-        let (h, g) = (dims.hidden, 4 * dims.hidden);
-        let c_prev = if t == 0 {
-            DevicePtr::NULL
-        } else {
-            dims.at(bufs.c, t - 1, h)
-        };
-        let dc_next = if t + 1 == dims.seq_len {
-            DevicePtr::NULL
-        } else {
-            bufs.dc
-        };
-        let dz = dims.at(bufs.dz, t, g);
-        // `gates` / `c` / `dz` are step t of the t-major buffers, c_prev step t-1 (null at t = 0);
-        // dc is read and written in place by the same thread. Grid-stride over B*H.
-        let args = LstmCellBwdF32 {
-            gates: dims.at(bufs.gates, t, g),
-            c: dims.at(bufs.c, t, h),
-            c_prev,
-            dh: bufs.dh,
-            dc_next,
-            B: s.b,
-            H: s.h,
-            dz,
-            dc_prev: bufs.dc,
-        };
-        dev.launch(
-            LstmCellBwdF32::MODULE,
-            Self::BWD,
-            self.step_grid(dims),
-            &args.args(),
-        )?;
-        if t == 0 {
-            return Ok(()); // dh_{-1} is not needed
-        }
-        // Reads the dz[t] written just above (same stream, so ordered) and overwrites dh, which the
-        // cell launch above has finished reading. Grid-stride over B*H.
-        let args = LstmDhBwdF32 {
-            dz,
-            recurrent_kernel: bufs.recurrent_kernel,
-            B: s.b,
-            H: s.h,
-            dh_prev: bufs.dh,
-        };
-        dev.launch(
-            LstmDhBwdF32::MODULE,
-            Self::DH,
-            self.step_grid(dims),
-            &args.args(),
-        )
-    }
-
     /// The three LSTM weight gradients from `h`, `cls` and `dz` of all T
     /// steps, overwriting `d_kernel`, `d_recurrent_kernel` and `d_bias`:
-    /// the fast path (src/gpu/wgrad.rs) when `wgrad_scratch` is set and the
+    /// the fast path ([`wgrad`]) when `wgrad_scratch` is set and the
     /// shape fits it, else the reference `lstm_wgrad_bwd_f32`.
     pub fn wgrad<D: GpuDevice>(
         &self,
@@ -361,46 +244,6 @@ impl LstmLauncher {
             }
         }
         self.reference_wgrad(dev, dims, bufs, s)
-    }
-
-    /// `lstm_wgrad_bwd_f32`: one thread per output, each summing all T*B
-    /// rows in order.
-    fn reference_wgrad<D: GpuDevice>(
-        &self,
-        dev: &mut D,
-        dims: LstmDims,
-        bufs: &LstmBuffers,
-        s: Sizes,
-    ) -> Result<()> {
-        let g = 4 * dims.hidden;
-        let n = g * dims.hidden + g * dims.vocab + g;
-        if n == 0 {
-            return Ok(());
-        }
-        // `h`, `cls` and `dz` are the whole t-major buffers ([T, B, H], [T, B], [T, B, 4H]).
-        // Grid-stride over 4H*H + 4H*V + 4H outputs, one thread each, no atomics.
-        let args = LstmWgradBwdF32 {
-            h: bufs.h,
-            cls: bufs.cls,
-            dz: bufs.dz,
-            T: s.t,
-            B: s.b,
-            H: s.h,
-            V: s.v,
-            d_kernel: bufs.d_kernel,
-            d_recurrent_kernel: bufs.d_recurrent_kernel,
-            d_bias: bufs.d_bias,
-        };
-        dev.launch(
-            LstmWgradBwdF32::MODULE,
-            Self::WGRAD,
-            LaunchConfig::linear(
-                blocks_for(n, self.wgrad_block, self.max_blocks),
-                self.wgrad_block,
-                0,
-            ),
-            &args.args(),
-        )
     }
 
     /// The whole backward: steps T-1..0 (`dh` must hold dh_{T-1} from the

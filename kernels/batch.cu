@@ -1,23 +1,28 @@
-// The two small kernels that make a training step replayable as one CUDA
-// graph (src/gpu/engine.rs, `GpuEngine`): a captured graph repeats the same
-// launches with the same arguments every time, so whatever changes from one
-// step to the next must live in device memory and be advanced by the graph
-// itself.
+// One training batch on the device, around the model: its window starts,
+// its targets and its loss. The first and last make a training step
+// replayable as one CUDA graph (src/gpu/engine.rs, `GpuEngine`): a captured
+// graph repeats the same launches with the same arguments every time, so
+// whatever changes from one step to the next must live in device memory and
+// be advanced by the graph itself.
 //
 //   batch_select_u32     at the head of the step: the next B window starts
 //                        of the epoch order, at a device-side cursor, into
 //                        the fixed starts buffer the step's kernels read;
 //                        advances the cursor by B.
+//   batch_targets_u32    the B targets, decoded from the packed corpus at
+//                        those starts, so a batch on the device is its starts.
 //   loss_log_append_f32  at the tail: appends the step's loss sum to a
 //                        device loss log, so the host reads many steps'
 //                        losses back in one copy instead of one per step.
 //
-// Both are exact copies (no arithmetic on floats), so a replayed step sees
+// All three are exact (no arithmetic on floats), so a replayed step sees
 // bit for bit what an uncaptured one does.
+
+#include "common.cuh"
 
 // starts[i] = order[*cursor + i] for i < n, then *cursor += n.
 //
-// ONE block (the launcher, src/gpu/step.rs, launches exactly one): every
+// ONE block (the launcher, src/gpu/batch.rs, launches exactly one): every
 // thread reads the cursor, the barrier orders those reads before thread 0
 // writes the new value, and a single block needs no grid-wide ordering.
 // Grid-stride within the block covers any n. The host guarantees
@@ -30,6 +35,23 @@ extern "C" __global__ void batch_select_u32(const unsigned* __restrict__ order,
   for (unsigned i = threadIdx.x; i < n; i += blockDim.x) starts[i] = order[base + i];
   __syncthreads();
   if (threadIdx.x == 0) *cursor = base + n;
+}
+
+// The targets of one batch, decoded from the packed one-hot corpus:
+// targets[b] = class of corpus row starts[b] + T (the character after the
+// window), or V if that row has no bit below V (the head then reports a NaN
+// loss). One thread per row, grid-stride over B. OVERWRITES targets. This
+// keeps a batch on the device down to its B window starts.
+extern "C" __global__ void batch_targets_u32(const unsigned long long* __restrict__ corpus_words,
+                                             unsigned words_per_row,
+                                            const unsigned* __restrict__ starts,
+                                            unsigned T, unsigned B, unsigned V,
+                                            unsigned* __restrict__ targets) {
+  const unsigned stride = gridDim.x * blockDim.x;
+  for (unsigned b = blockIdx.x * blockDim.x + threadIdx.x; b < B; b += stride) {
+    const size_t row = (size_t)starts[b] + T;
+    targets[b] = onehot_class(corpus_words + row * words_per_row, words_per_row, V);
+  }
 }
 
 // log[*count] = *loss, then *count += 1; when the log is full (*count >=

@@ -1,6 +1,6 @@
 //! Launcher of `kernels/lstm_persistent.cu`: the whole forward recurrence
-//! (`lstm_fwd_persistent_f32`) and the whole backward recurrence
-//! (`lstm_bwd_persistent_f32`) in one launch each, the recurrent weights on
+//! (`lstm_persistent_fwd_f32`) and the whole backward recurrence
+//! (`lstm_persistent_bwd_f32`) in one launch each, the recurrent weights on
 //! chip for all T steps. Read the kernel file's header for the why.
 //!
 //! [`PersistentPlan::new`] decides whether a shape fits and how many batch
@@ -8,12 +8,12 @@
 //! per-step kernels when it does not fit (H not a multiple of 8, H > 128,
 //! or the weights' share of shared memory over the device's limit).
 
-use super::contract::lstm_persistent::{
-    self as contract, LstmBwdPersistentF32, LstmFwdPersistentF32,
-};
-use super::device::{DeviceError, GpuDevice, LaunchConfig};
-use super::lstm::{LstmBuffers, LstmDims};
+use super::{LstmBuffers, LstmDims};
 use crate::error::Result;
+use crate::gpu::contract::lstm_persistent::{
+    self as contract, LstmPersistentBwdF32, LstmPersistentFwdF32,
+};
+use crate::gpu::device::{DeviceError, GpuDevice, LaunchConfig};
 
 /// Floats of `recurrent_kernel` per thread kept in registers.
 pub const KREG: usize = contract::KREG as usize;
@@ -122,11 +122,11 @@ impl PersistentPlan {
     pub fn kernels(&self) -> (&'static str, &'static str) {
         if self.specialized {
             (
-                "lstm_fwd_persistent_h128_f32",
-                "lstm_bwd_persistent_h128_f32",
+                "lstm_persistent_h128_fwd_f32",
+                "lstm_persistent_h128_bwd_f32",
             )
         } else {
-            ("lstm_fwd_persistent_f32", "lstm_bwd_persistent_f32")
+            ("lstm_persistent_fwd_f32", "lstm_persistent_bwd_f32")
         }
     }
 
@@ -170,7 +170,7 @@ impl PersistentPlan {
         // The _h128 kernel ignores H and ms (compiled in); plan() picks it only at H = 128, ms =
         // 72. The whole t-major buffers; blockDim 4H, grid ceil(B / rows), the plan's shared bytes;
         // the caller guarantees every starts[b] + T - 1 is a corpus row.
-        let args = LstmFwdPersistentF32 {
+        let args = LstmPersistentFwdF32 {
             corpus_words: bufs.corpus_words,
             words_per_row: wpr,
             starts: bufs.starts,
@@ -189,7 +189,7 @@ impl PersistentPlan {
             cls: bufs.cls,
         };
         dev.launch(
-            LstmFwdPersistentF32::MODULE,
+            LstmPersistentFwdF32::MODULE,
             name,
             LaunchConfig::linear(blocks, 4 * h, self.fwd_shared as u32),
             &args.args(),
@@ -208,7 +208,7 @@ impl PersistentPlan {
         let (b, t, h, _, rows, ms, blocks) = self.u32s(name, dims)?;
         // As the forward's: `gates`, `c`, `dz` the whole t-major buffers, dh_last [B, H]; blockDim
         // 4H, grid ceil(B / rows), the plan's shared bytes.
-        let args = LstmBwdPersistentF32 {
+        let args = LstmPersistentBwdF32 {
             gates: bufs.gates,
             c: bufs.c,
             dh_last: bufs.dh,
@@ -221,7 +221,7 @@ impl PersistentPlan {
             dz: bufs.dz,
         };
         dev.launch(
-            LstmBwdPersistentF32::MODULE,
+            LstmPersistentBwdF32::MODULE,
             name,
             LaunchConfig::linear(blocks, 4 * h, self.bwd_shared as u32),
             &args.args(),

@@ -1,0 +1,151 @@
+//! Launcher of `kernels/batch.cu`: one training batch on the device around
+//! the model: its window starts selected at a device-side cursor, its
+//! targets decoded from the corpus, its loss appended to a device loss log.
+//! The first and last let a training step be captured once and replayed
+//! ([`super::GpuEngine`]).
+
+use super::contract::batch::{BatchSelectU32, BatchTargetsU32, LossLogAppendF32};
+use super::device::{
+    DeviceError, DevicePtr, GpuDevice, LaunchConfig, blocks_for, check_whole_warps,
+};
+use super::head::HeadDims;
+use crate::error::Result;
+
+/// `batch_select_u32`, `batch_targets_u32` and `loss_log_append_f32`.
+#[derive(Clone, Copy, Debug)]
+pub struct BatchLauncher {
+    /// Threads of `batch_select_u32`'s one block (a multiple of 32, at most 1024).
+    pub block: u32,
+}
+
+impl Default for BatchLauncher {
+    fn default() -> Self {
+        BatchLauncher { block: 128 }
+    }
+}
+
+impl BatchLauncher {
+    const SELECT: &'static str = BatchSelectU32::KERNELS[0];
+    const APPEND: &'static str = LossLogAppendF32::KERNELS[0];
+    const TARGETS: &'static str = BatchTargetsU32::KERNELS[0];
+
+    /// `starts[i] = order[*cursor + i]` for `i < n`, then `*cursor += n`.
+    /// The caller guarantees `*cursor + n` is within `order` and `starts`
+    /// holds `n` u32s.
+    pub fn select<D: GpuDevice>(
+        &self,
+        dev: &mut D,
+        order: DevicePtr,
+        cursor: DevicePtr,
+        n: usize,
+        starts: DevicePtr,
+    ) -> Result<()> {
+        let bad = |what: String| DeviceError::BadArguments {
+            kernel: Self::SELECT,
+            what,
+        };
+        check_whole_warps(Self::SELECT, "block", self.block, 1024)?;
+        let n32 = u32::try_from(n).map_err(|_| bad(format!("n = {n} does not fit u32")))?;
+        // Exactly ONE block: the kernel orders the cursor's reads before its write with a block
+        // barrier. cursor is one u32 outside order, starts.
+        let args = BatchSelectU32 {
+            order,
+            cursor,
+            n: n32,
+            starts,
+        };
+        let one_block = LaunchConfig::linear(1, self.block, 0);
+        dev.launch(
+            BatchSelectU32::MODULE,
+            Self::SELECT,
+            one_block,
+            &args.args(),
+        )
+    }
+
+    /// `log[*count] = *loss` (when `*count < capacity`), then `*count += 1`.
+    pub fn append_loss<D: GpuDevice>(
+        &self,
+        dev: &mut D,
+        loss: DevicePtr,
+        log: DevicePtr,
+        count: DevicePtr,
+        capacity: usize,
+    ) -> Result<()> {
+        let cap = u32::try_from(capacity).map_err(|_| DeviceError::BadArguments {
+            kernel: Self::APPEND,
+            what: format!("capacity {capacity} does not fit u32"),
+        })?;
+        // log holds capacity f32s, loss and count one element each.
+        let args = LossLogAppendF32 {
+            loss,
+            log,
+            count,
+            capacity: cap,
+        };
+        let one_thread = LaunchConfig::linear(1, 1, 0);
+        dev.launch(
+            LossLogAppendF32::MODULE,
+            Self::APPEND,
+            one_thread,
+            &args.args(),
+        )
+    }
+
+    /// Decodes the targets of a batch on the device: `targets[b]` = class of
+    /// corpus row `starts[b] + seq_len` (V where that row has no class, which
+    /// the head turns into a NaN loss). The caller guarantees every
+    /// `starts[b] + seq_len` is a row of the corpus.
+    #[allow(clippy::too_many_arguments)]
+    pub fn targets<D: GpuDevice>(
+        &self,
+        dev: &mut D,
+        corpus_words: DevicePtr,
+        words_per_row: usize,
+        starts: DevicePtr,
+        seq_len: usize,
+        dims: HeadDims,
+        targets: DevicePtr,
+    ) -> Result<()> {
+        let bad = |what: String| DeviceError::BadArguments {
+            kernel: Self::TARGETS,
+            what,
+        };
+        let to_u32 = |x: usize, name: &str| {
+            u32::try_from(x).map_err(|_| bad(format!("{name} = {x} does not fit u32")))
+        };
+        let (wpr, t, b, v) = (
+            to_u32(words_per_row, "words_per_row")?,
+            to_u32(seq_len, "T")?,
+            to_u32(dims.batch, "B")?,
+            to_u32(dims.vocab, "V")?,
+        );
+        if words_per_row != dims.vocab.div_ceil(64) {
+            return Err(bad(format!(
+                "words_per_row = {words_per_row} but V = {} needs {}",
+                dims.vocab,
+                dims.vocab.div_ceil(64)
+            ))
+            .into());
+        }
+        if b == 0 {
+            return Ok(());
+        }
+        // `starts` and `targets` hold B u32s; grid-stride over B.
+        let args = BatchTargetsU32 {
+            corpus_words,
+            words_per_row: wpr,
+            starts,
+            T: t,
+            B: b,
+            V: v,
+            targets,
+        };
+        dev.launch(
+            BatchTargetsU32::MODULE,
+            Self::TARGETS,
+            LaunchConfig::linear(blocks_for(dims.batch, 128, 65_535), 128, 0),
+            &args.args(),
+        )
+    }
+}
