@@ -112,11 +112,6 @@ impl BenchRow {
             epoch_loss: None,
         }
     }
-
-    /// The epoch time to compare: the whole epoch when measured, else the estimate.
-    pub fn epoch_time(&self) -> Option<f64> {
-        self.epoch_s.or(self.epoch_estimate_s)
-    }
 }
 
 /// µs per dependent recurrent step of a training step over windows of `maxlen`.

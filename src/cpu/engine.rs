@@ -76,11 +76,6 @@ impl<'c> CpuEngine<'c> {
     pub fn grads(&self) -> &Grads<f32> {
         &self.grads
     }
-
-    /// The weights, for an engine that updates them elsewhere.
-    pub fn params_mut(&mut self) -> &mut Params<f32> {
-        &mut self.params
-    }
 }
 
 impl Engine for CpuEngine<'_> {

@@ -6,7 +6,7 @@
 
 use super::contract::batch::{BatchSelectU32, BatchTargetsU32, LossLogAppendF32};
 use super::device::{
-    DeviceError, DevicePtr, GpuDevice, LaunchConfig, blocks_for, check_whole_warps,
+    DeviceError, DevicePtr, GpuDevice, LaunchConfig, blocks_for, check_whole_warps, kernel_u32,
 };
 use super::head::HeadDims;
 use crate::error::Result;
@@ -40,12 +40,8 @@ impl BatchLauncher {
         n: usize,
         starts: DevicePtr,
     ) -> Result<()> {
-        let bad = |what: String| DeviceError::BadArguments {
-            kernel: Self::SELECT,
-            what,
-        };
         check_whole_warps(Self::SELECT, "block", self.block, 1024)?;
-        let n32 = u32::try_from(n).map_err(|_| bad(format!("n = {n} does not fit u32")))?;
+        let n32 = kernel_u32(Self::SELECT, "n", n)?;
         // Exactly ONE block: the kernel orders the cursor's reads before its write with a block
         // barrier. cursor is one u32 outside order, starts.
         let args = BatchSelectU32 {
@@ -72,10 +68,7 @@ impl BatchLauncher {
         count: DevicePtr,
         capacity: usize,
     ) -> Result<()> {
-        let cap = u32::try_from(capacity).map_err(|_| DeviceError::BadArguments {
-            kernel: Self::APPEND,
-            what: format!("capacity {capacity} does not fit u32"),
-        })?;
+        let cap = kernel_u32(Self::APPEND, "capacity", capacity)?;
         // log holds capacity f32s, loss and count one element each.
         let args = LossLogAppendF32 {
             loss,
@@ -111,9 +104,7 @@ impl BatchLauncher {
             kernel: Self::TARGETS,
             what,
         };
-        let to_u32 = |x: usize, name: &str| {
-            u32::try_from(x).map_err(|_| bad(format!("{name} = {x} does not fit u32")))
-        };
+        let to_u32 = |x: usize, name: &str| kernel_u32(Self::TARGETS, name, x);
         let (wpr, t, b, v) = (
             to_u32(words_per_row, "words_per_row")?,
             to_u32(seq_len, "T")?,

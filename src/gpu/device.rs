@@ -293,6 +293,18 @@ pub(crate) fn check_whole_warps(
     Ok(())
 }
 
+/// `x` as the `unsigned` a kernel takes, or `BadArguments` naming `name`.
+pub(crate) fn kernel_u32(
+    kernel: &'static str,
+    name: &str,
+    x: usize,
+) -> std::result::Result<u32, DeviceError> {
+    u32::try_from(x).map_err(|_| DeviceError::BadArguments {
+        kernel,
+        what: format!("{name} = {x} does not fit u32"),
+    })
+}
+
 /// Threads per block and blocks to cover `n` elements with a grid-stride
 /// kernel, capped at `max_blocks` (grid-stride loops cover the rest).
 pub(crate) fn blocks_for(n: usize, threads: u32, max_blocks: u32) -> u32 {

@@ -11,7 +11,7 @@
 
 use super::contract::generate::{self as contract, GenerateFwdF32};
 use super::device::{
-    DeviceError, DevicePtr, GpuDevice, LaunchConfig, SCRATCH_FLOATS, check_whole_warps,
+    DeviceError, DevicePtr, GpuDevice, LaunchConfig, SCRATCH_FLOATS, check_whole_warps, kernel_u32,
 };
 use crate::error::Result;
 use crate::model::ParamLayout;
@@ -208,9 +208,7 @@ impl GenerateLauncher {
             ))
             .into());
         }
-        let to_u32 = |x: usize, name: &str| {
-            u32::try_from(x).map_err(|_| bad(format!("{name} = {x} does not fit u32")))
-        };
+        let to_u32 = |x: usize, name: &str| kernel_u32(Self::KERNEL, name, x);
         let (v, h, m, l) = (
             to_u32(vocab, "V")?,
             to_u32(hidden, "H")?,

@@ -6,6 +6,7 @@
 use super::contract::head::{HeadFwdBwdF32, HeadWgradBwdF32};
 use super::device::{
     DeviceError, DevicePtr, GpuDevice, LaunchConfig, SCRATCH_FLOATS, blocks_for, check_whole_warps,
+    kernel_u32,
 };
 use crate::error::Result;
 
@@ -85,14 +86,8 @@ impl HeadLauncher {
             hidden,
             vocab,
         } = dims;
-        let bad = |what: String| DeviceError::BadArguments {
-            kernel: Self::FWD_BWD,
-            what,
-        };
         check_whole_warps(Self::FWD_BWD, "block", self.block, 1024)?;
-        let to_u32 = |x: usize, name: &str| {
-            u32::try_from(x).map_err(|_| bad(format!("{name} = {x} does not fit u32")))
-        };
+        let to_u32 = |x: usize, name: &str| kernel_u32(Self::FWD_BWD, name, x);
         let (b, h, v) = (
             to_u32(batch, "B")?,
             to_u32(hidden, "H")?,

@@ -17,7 +17,7 @@ pub mod cell;
 pub mod persistent;
 pub mod wgrad;
 
-use super::device::{DeviceError, DevicePtr, GpuDevice, check_whole_warps};
+use super::device::{DeviceError, DevicePtr, GpuDevice, check_whole_warps, kernel_u32};
 use crate::error::Result;
 use persistent::PersistentPlan;
 use wgrad::WgradLauncher;
@@ -154,9 +154,7 @@ impl LstmLauncher {
         for block in [self.block, self.wgrad_block] {
             check_whole_warps(kernel, "block", block, 1024)?;
         }
-        let to_u32 = |x: usize, name: &str| {
-            u32::try_from(x).map_err(|_| bad(format!("{name} = {x} does not fit u32")))
-        };
+        let to_u32 = |x: usize, name: &str| kernel_u32(kernel, name, x);
         let s = Sizes {
             b: to_u32(dims.batch, "B")?,
             t: to_u32(dims.seq_len, "T")?,

@@ -13,7 +13,7 @@ use crate::error::Result;
 use crate::gpu::contract::lstm_persistent::{
     self as contract, LstmPersistentBwdF32, LstmPersistentFwdF32,
 };
-use crate::gpu::device::{DeviceError, GpuDevice, LaunchConfig};
+use crate::gpu::device::{GpuDevice, LaunchConfig, kernel_u32};
 
 /// Floats of `recurrent_kernel` per thread kept in registers.
 pub const KREG: usize = contract::KREG as usize;
@@ -135,12 +135,7 @@ impl PersistentPlan {
         kernel: &'static str,
         dims: LstmDims,
     ) -> Result<(u32, u32, u32, u32, u32, u32, u32)> {
-        let c = |x: usize, name: &str| {
-            u32::try_from(x).map_err(|_| DeviceError::BadArguments {
-                kernel,
-                what: format!("{name} = {x} does not fit u32"),
-            })
-        };
+        let c = |x: usize, name: &str| kernel_u32(kernel, name, x);
         Ok((
             c(dims.batch, "B")?,
             c(dims.seq_len, "T")?,
@@ -163,10 +158,7 @@ impl PersistentPlan {
     ) -> Result<()> {
         let (name, _) = self.kernels();
         let (b, t, h, v, rows, ms, blocks) = self.u32s(name, dims)?;
-        let wpr = u32::try_from(dims.words_per_row).map_err(|_| DeviceError::BadArguments {
-            kernel: name,
-            what: "words_per_row does not fit u32".into(),
-        })?;
+        let wpr = kernel_u32(name, "words_per_row", dims.words_per_row)?;
         // The _h128 kernel ignores H and ms (compiled in); plan() picks it only at H = 128, ms =
         // 72. The whole t-major buffers; blockDim 4H, grid ceil(B / rows), the plan's shared bytes;
         // the caller guarantees every starts[b] + T - 1 is a corpus row.

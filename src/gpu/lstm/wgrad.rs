@@ -16,7 +16,7 @@ use crate::gpu::contract::wgrad::{
     WG_KT, WG_THREADS, WG_TM, WG_TN, WgradClsPartialF32, WgradReduceF32, WgradRkPartialF32,
 };
 use crate::gpu::device::{
-    DeviceError, DevicePtr, GpuDevice, LaunchConfig, blocks_for, check_whole_warps,
+    DevicePtr, GpuDevice, LaunchConfig, blocks_for, check_whole_warps, kernel_u32,
 };
 
 const F32: usize = std::mem::size_of::<f32>();
@@ -183,7 +183,6 @@ impl WgradLauncher {
         d_recurrent_kernel: DevicePtr,
         d_bias: DevicePtr,
     ) -> Result<bool> {
-        let bad = |kernel, what: String| DeviceError::BadArguments { kernel, what };
         check_whole_warps(Self::REDUCE, "block", self.reduce_block, 1024)?;
         check_whole_warps(Self::CLS, "column tile", self.cls_columns, 1024)?;
         let Some(plan) = self.plan(dims, dev.max_shared_bytes()) else {
@@ -194,9 +193,7 @@ impl WgradLauncher {
         if n == 0 {
             return Ok(true);
         }
-        let to_u32 = |x: usize, name: &str| {
-            u32::try_from(x).map_err(|_| bad(Self::RK, format!("{name} = {x} does not fit u32")))
-        };
+        let to_u32 = |x: usize, name: &str| kernel_u32(Self::RK, name, x);
         let (s_rk, s_cls) = Self::rows(dims);
         // The kernels index a row with u32 products up to S x 4H.
         to_u32(s_cls * g, "T*B*4H")?;
