@@ -89,14 +89,6 @@ pub enum Error {
         /// What diverged, and how often the run was rolled back.
         what: String,
     },
-    /// Fetching the corpus failed or gave the wrong file.
-    #[error("could not download {url}: {what}")]
-    Download {
-        /// Where from.
-        url: String,
-        /// What went wrong.
-        what: String,
-    },
     /// A backend cannot run in this build or on this machine.
     #[error("the {backend} backend is not available: {what}")]
     BackendUnavailable {
@@ -211,9 +203,6 @@ impl Error {
                 "the checkpoints of the good epochs are kept; resume from last.safetensors with a \
                  smaller --lr, or train with --on-divergence rollback"
                     .into()
-            }
-            Error::Download { .. } => {
-                "when offline, pass the text with --corpus FILE".into()
             }
             Error::BackendUnavailable { backend: "cuda", .. } => {
                 "install or update the NVIDIA driver (580 or newer; `nvidia-smi` should list the GPU), \

@@ -36,13 +36,13 @@
 //! # Cargo features
 //!
 //! - `cli` (default): the `charlstm-cuda` binary and its dependencies
-//!   (clap, indicatif, ctrlc); implies `download`. A library user can turn
-//!   it off: `default-features = false`.
-//! - `download` (default): [`corpus::download`], the verified Nietzsche
-//!   corpus fetched over HTTPS (ureq, rustls) into the cache directory.
+//!   (clap, indicatif, ctrlc). A library user can turn it off:
+//!   `default-features = false`.
+//! - `test-kernels`: the simulator's own test kernels, for the crate's tests.
 //!
-//! Without either, the library still trains on every backend, generates,
-//! and reads and writes checkpoints and the Keras / PyTorch formats.
+//! Without `cli`, the library still trains on every backend, generates,
+//! and reads and writes checkpoints and the Keras / PyTorch formats; the
+//! Keras example's corpus is always built in ([`corpus::embedded`]).
 
 #![warn(missing_docs)]
 

@@ -213,6 +213,54 @@ fn prepare_train_resume_generate_eval() {
     );
 }
 
+/// Without `--corpus`, `train` uses the built-in Keras text, offline, and
+/// trains exactly as `--corpus nietzsche.txt` does: the same loss and the
+/// same weights, bit for bit, after a few steps.
+#[test]
+fn train_without_corpus_uses_the_built_in_text() {
+    let d = Dir::new();
+    let (a, b) = (d.s("built_in"), d.s("file"));
+    let steps = [
+        "--epochs",
+        "1",
+        "--steps-per-epoch",
+        "2",
+        "--gen-length",
+        "0",
+        "--device",
+        "cpu",
+        "--quiet",
+        "--hidden",
+        "16",
+    ];
+    let mut args = vec!["train", "--out", &a];
+    args.extend_from_slice(&steps);
+    let o = ok(&args);
+    assert!(
+        stderr(&o).contains("built in"),
+        "no word of the built-in text:\n{}",
+        stderr(&o)
+    );
+    let loss = |dir: &str| {
+        let m = std::fs::read_to_string(Path::new(dir).join("metrics.jsonl")).expect("metrics");
+        let row: serde_json::Value = serde_json::from_str(m.trim()).expect("one JSON line");
+        row["loss"].as_f64().expect("a loss")
+    };
+    let weights = |dir: &str| tensors(&Path::new(dir).join("last.safetensors"));
+    let Some(txt) = common::nietzsche_file() else {
+        eprintln!(
+            "SKIPPED (the comparison with --corpus): ../shared/corpus/nietzsche.txt not found"
+        );
+        return;
+    };
+    let txt = txt.to_string_lossy().into_owned();
+    let mut args = vec!["train", "--corpus", &txt, "--out", &b];
+    args.extend_from_slice(&steps);
+    ok(&args);
+    assert_eq!(loss(&a).to_bits(), loss(&b).to_bits());
+    assert!(weights(&a) == weights(&b), "the weights differ");
+}
+
 #[test]
 fn bad_inputs_get_clear_errors() {
     let d = Dir::new();

@@ -424,3 +424,28 @@ fn text_from_bytes_is_read_text_without_the_file() {
 
 /// First byte after the fixed header (the vocab's first byte).
 const HEADER_END: usize = 40;
+
+/// The built-in text is the exact file Keras downloads: its length and
+/// SHA-256, and (where the file is here) the same bytes, so a run without
+/// `--corpus` trains on what `--corpus nietzsche.txt` does.
+#[test]
+fn the_built_in_corpus_is_the_keras_file() {
+    use charlstm_cuda::corpus::embedded::{NIETZSCHE_LEN, NIETZSCHE_SHA256, nietzsche};
+    use sha2::{Digest, Sha256};
+    let text = nietzsche();
+    assert_eq!(text.len(), NIETZSCHE_LEN);
+    let hex: String = Sha256::digest(text.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(hex, NIETZSCHE_SHA256);
+    let c = OneHotCorpus::from_text(&text, true).unwrap();
+    assert_eq!((c.rows(), c.vocab().len()), (600_893, 57));
+    let Some(txt) = nietzsche_file() else {
+        eprintln!(
+            "SKIPPED (the comparison with the file): ../shared/corpus/nietzsche.txt not found"
+        );
+        return;
+    };
+    assert_eq!(std::fs::read(txt).unwrap(), text.as_bytes());
+}

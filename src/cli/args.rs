@@ -146,7 +146,7 @@ pub struct TrainArgs {
     /// TOML file of train options, keys named like the flags (batch_size = 64); flags override it.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// Text or prepared corpus; default: the Nietzsche corpus, downloaded once.
+    /// Text or prepared corpus; default: the Keras example's Nietzsche text, built in.
     #[arg(long)]
     pub corpus: Option<PathBuf>,
     /// Directory for checkpoints and metrics [default: runs/<corpus name>].
@@ -278,7 +278,7 @@ pub struct EvalArgs {
 
 #[derive(Args, Debug)]
 pub struct BenchArgs {
-    /// Text or prepared corpus; default: the Nietzsche corpus, downloaded once.
+    /// Text or prepared corpus; default: the Keras example's Nietzsche text, built in.
     #[arg(long)]
     pub corpus: Option<std::path::PathBuf>,
     /// Backends to compare, in order: cpu, cuda, sim.

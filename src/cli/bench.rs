@@ -4,7 +4,6 @@
 use std::process::ExitCode;
 
 use charlstm_cuda::bench::{self, BenchConfig};
-use charlstm_cuda::corpus::{OneHotCorpus, download};
 use charlstm_cuda::model::Hyper;
 use charlstm_cuda::{Backend, Device};
 use charlstm_cuda::{Error, Result};
@@ -12,13 +11,6 @@ use charlstm_cuda::{Error, Result};
 use super::args::BenchArgs;
 
 pub fn bench(a: BenchArgs) -> Result<ExitCode> {
-    let path = match &a.corpus {
-        Some(p) => p.clone(),
-        None => {
-            eprintln!("no --corpus: using the Keras example's Nietzsche corpus");
-            download::nietzsche(None)?
-        }
-    };
     let hyper = Hyper {
         batch: a.batch_size,
         hidden: a.hidden,
@@ -26,7 +18,7 @@ pub fn bench(a: BenchArgs) -> Result<ExitCode> {
         ..Hyper::default()
     };
     hyper.validate()?;
-    let corpus = OneHotCorpus::load(&path, hyper.lowercase)?;
+    let corpus = super::train::load_corpus(a.corpus.as_deref(), hyper.lowercase)?;
     let mut backends = Vec::new();
     for name in &a.device {
         match name.parse::<Device>()? {

@@ -5,7 +5,8 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use charlstm_cuda::Device;
-use charlstm_cuda::corpus::{OneHotCorpus, download};
+use charlstm_cuda::corpus::OneHotCorpus;
+use charlstm_cuda::corpus::embedded::{self, NIETZSCHE_NAME};
 use charlstm_cuda::model::{Checkpoint, Hyper};
 use charlstm_cuda::rundir::LAST_CHECKPOINT;
 use charlstm_cuda::train::{DivergenceGuard, TrainConfig, Trainer};
@@ -79,6 +80,18 @@ fn hyper_from(a: &TrainArgs, base: Hyper, resuming: bool) -> Result<Hyper> {
     Ok(h)
 }
 
+/// The corpus at `path`, or, without one, the Keras example's Nietzsche
+/// text embedded in the binary (saying so on stderr).
+pub(super) fn load_corpus(path: Option<&Path>, lowercase: bool) -> Result<OneHotCorpus> {
+    match path {
+        Some(p) => OneHotCorpus::load(p, lowercase),
+        None => {
+            eprintln!("no --corpus: using the Keras example's Nietzsche text (built in)");
+            OneHotCorpus::from_text(&embedded::nietzsche(), lowercase)
+        }
+    }
+}
+
 fn default_out(corpus: &Path) -> PathBuf {
     let stem = corpus
         .file_stem()
@@ -88,13 +101,7 @@ fn default_out(corpus: &Path) -> PathBuf {
 
 pub fn train(a: TrainArgs) -> Result<ExitCode> {
     let device: Device = a.device.parse()?;
-    let corpus_path = match &a.corpus {
-        Some(p) => p.clone(),
-        None => {
-            eprintln!("no --corpus: using the Keras example's Nietzsche corpus");
-            download::nietzsche(None)?
-        }
-    };
+    let corpus_path = a.corpus.clone().unwrap_or_else(|| NIETZSCHE_NAME.into());
     let out = a.out.clone().unwrap_or_else(|| default_out(&corpus_path));
     let last = out.join(LAST_CHECKPOINT);
     let checkpoint = if a.resume {
@@ -134,7 +141,7 @@ pub fn train(a: TrainArgs) -> Result<ExitCode> {
             ),
         });
     }
-    let corpus = OneHotCorpus::load(&corpus_path, hyper.lowercase)?;
+    let corpus = load_corpus(a.corpus.as_deref(), hyper.lowercase)?;
     if corpus.lowercase() != hyper.lowercase && checkpoint.is_none() {
         // A prepared corpus was normalised when it was made; its flag wins.
         eprintln!(

@@ -1,8 +1,7 @@
 //! Text -> [`Vocab`] -> bit-packed one-hot stream ([`OneHotCorpus`], a file
 //! opened with `memmap2`) -> [`Windows`] (offsets, never copies) -> batches.
 
-#[cfg(feature = "download")]
-pub mod download;
+pub mod embedded;
 mod onehot;
 mod text;
 mod vocab;
