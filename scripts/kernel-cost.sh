@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The static cost of the kernels on sm_90 (H100/H200), without a GPU: ptxas
 # registers/spills per kernel and the SASS (machine code) of the persistent
-# LSTM kernels, from which README's per-step prediction is read off (the
+# LSTM kernels, from which docs/measured.md's per-step prediction is read off (the
 # instructions between the step loop's barriers). The dynamic PTX count per
 # step comes from the simulator:
 #   cargo test --release --test lstm_persistent -- --ignored --nocapture
