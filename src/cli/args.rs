@@ -67,8 +67,8 @@ pub enum Command {
     Selftest(SelftestArgs),
     /// Write a checkpoint's weights for Keras (.npz) or PyTorch (.safetensors).
     #[command(
-        after_help = "The file carries the vocabulary and maxlen too; the README shows \
-        the few lines of Python that load it.\n\nExamples:\n  \
+        after_help = "The file carries the vocabulary and maxlen too; docs/interop.md \
+        shows the few lines of Python that load it.\n\nExamples:\n  \
         charlstm-cuda export --checkpoint runs/n/last.safetensors -o n.npz\n  \
         charlstm-cuda export --checkpoint runs/n/last.safetensors --format pytorch -o n.pt.safetensors"
     )]
