@@ -12,9 +12,14 @@
 //! type, and every numeric `#define`, so a launcher that disagrees with a
 //! kernel's signature or constant does not compile (see `gpu::contract`).
 //!
-//! Without nvcc the crate still builds, CPU only: `gpu::ptx::BUILT_WITH_KERNELS`
-//! is false and the GPU backends answer with a typed error. With
-//! `CHARLSTM_REQUIRE_KERNELS=1` a missing nvcc fails the build instead.
+//! Without nvcc (or with `CHARLSTM_KERNELS=prebuilt`) it embeds the files
+//! committed in `kernels/prebuilt/` instead, after checking that the sources
+//! are the ones they were made from (`SOURCES`; a changed kernel without
+//! nvcc is a build error naming it), so every build has the cuda and sim
+//! backends; `scripts/build-kernels.sh` remakes them, and CI checks they
+//! match what nvcc makes of the sources. `gpu::ptx::KERNELS_FROM` says which
+//! path a build took. With `CHARLSTM_REQUIRE_KERNELS=1` a missing nvcc fails
+//! the build (CI and kernel developers).
 
 use std::env;
 use std::fs;
@@ -33,6 +38,7 @@ fn main() {
         "CUDA_PATH",
         "PATH",
         "CHARLSTM_REQUIRE_KERNELS",
+        "CHARLSTM_KERNELS",
     ] {
         println!("cargo:rerun-if-env-changed={var}");
     }
@@ -75,18 +81,42 @@ fn main() {
     ));
     fs::write(out.join("contract.rs"), contract).expect("write contract.rs");
 
-    let Some(nvcc) = find_nvcc(&root) else {
+    let stale = prebuilt_stale(&root);
+    // CHARLSTM_KERNELS=prebuilt skips nvcc even where it is installed: how
+    // CI builds the path every machine without a CUDA toolkit takes.
+    let force_prebuilt = env::var("CHARLSTM_KERNELS").is_ok_and(|v| v == "prebuilt");
+    let Some(nvcc) = find_nvcc(&root).filter(|_| !force_prebuilt) else {
         let how = "install it with `bash scripts/setup-cuda.sh` (CUDA 13.0 nvcc from PyPI into .cuda/), \
                    or point NVCC / CUDA_HOME at an existing one";
-        if require {
+        if require && !force_prebuilt {
             panic!("CHARLSTM_REQUIRE_KERNELS=1 but no nvcc was found; {how}");
         }
+        if let Some(why) = stale {
+            panic!(
+                "nvcc not found, and the prebuilt kernels cannot stand in: {why}. Either {how} \
+                 (build.rs then compiles kernels/ itself), or undo the kernel change"
+            );
+        }
+        let why = if force_prebuilt {
+            "CHARLSTM_KERNELS=prebuilt"
+        } else {
+            "nvcc not found"
+        };
         println!(
-            "cargo:warning=nvcc not found: building the CPU backend only (no CUDA kernels, no simulator); {how}"
+            "cargo:warning={why}: embedding the prebuilt kernels of {PREBUILT} \
+             (scripts/build-kernels.sh made them from these very sources with CUDA 13.0 nvcc)"
         );
-        write_registry(&out, false, &[], &[]);
+        let modules = prebuilt_modules(&root, &sources, PREBUILT);
+        let tests = prebuilt_modules(&root, &test_sources, TEST_PREBUILT);
+        write_registry(&out, "prebuilt", &modules, &tests);
         return;
     };
+    if let Some(why) = stale {
+        println!(
+            "cargo:warning={why}: run `bash scripts/build-kernels.sh` before committing \
+             (CI fails on stale prebuilt kernels)"
+        );
+    }
     let exe = |name: &str| nvcc.with_file_name(format!("{name}{}", env::consts::EXE_SUFFIX));
     let (ptxas, fatbinary) = (exe("ptxas"), exe("fatbinary"));
 
@@ -144,7 +174,100 @@ fn main() {
     };
     let modules = compile(&sources);
     let test_modules = compile(&test_sources);
-    write_registry(&out, true, &modules, &test_modules);
+    write_registry(&out, "nvcc", &modules, &test_modules);
+}
+
+/// Where scripts/build-kernels.sh commits the compiled kernels: `NAME.ptx`
+/// and `NAME.fatbin` per `kernels/NAME.cu`, and `SOURCES`, the SHA-256 of
+/// every source they were made from (`sha256sum` format).
+const PREBUILT: &str = "kernels/prebuilt";
+/// The same for the simulator's test kernels (`tests/kernels/NAME.cu`).
+const TEST_PREBUILT: &str = "tests/kernels/prebuilt";
+
+/// Every kernel source, as `SOURCES` names them: `kernels/*.cu`,
+/// `kernels/*.cuh`, `tests/kernels/*.cu`.
+fn kernel_sources(root: &Path) -> Vec<String> {
+    let mut all: Vec<PathBuf> = cu_files(&root.join("kernels"));
+    all.extend(cu_files_with_ext(&root.join("kernels"), "cuh"));
+    all.extend(cu_files(&root.join("tests/kernels")));
+    let mut names: Vec<String> = all
+        .iter()
+        .map(|p| {
+            p.strip_prefix(root)
+                .expect("under the root")
+                .to_string_lossy()
+                .replace('\\', "/")
+        })
+        .collect();
+    names.sort();
+    names
+}
+
+/// Why the prebuilt kernels do not match the sources, or `None` when every
+/// source's SHA-256 is the one `SOURCES` recorded.
+fn prebuilt_stale(root: &Path) -> Option<String> {
+    use sha2::{Digest, Sha256};
+    let listed = root.join(PREBUILT).join("SOURCES");
+    println!("cargo:rerun-if-changed={PREBUILT}/SOURCES");
+    let Ok(text) = fs::read_to_string(&listed) else {
+        return Some(format!("{PREBUILT}/SOURCES is missing"));
+    };
+    let recorded: Vec<(&str, &str)> = text
+        .lines()
+        .filter_map(|l| l.split_once("  "))
+        .map(|(hash, name)| (name, hash))
+        .collect();
+    let sources = kernel_sources(root);
+    for name in &sources {
+        let bytes = fs::read(root.join(name)).expect("read kernel source");
+        let hash: String = Sha256::digest(&bytes)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        match recorded.iter().find(|(n, _)| n == name) {
+            Some((_, h)) if *h == hash => {}
+            Some(_) => {
+                return Some(format!(
+                    "{name} changed since its prebuilt kernels were made"
+                ));
+            }
+            None => return Some(format!("{name} has no prebuilt kernels")),
+        }
+    }
+    if let Some((gone, _)) = recorded
+        .iter()
+        .find(|(n, _)| !sources.iter().any(|s| s == n))
+    {
+        return Some(format!(
+            "{PREBUILT} still holds the kernels of {gone}, which is gone"
+        ));
+    }
+    None
+}
+
+/// The committed `DIR/NAME.ptx` and `DIR/NAME.fatbin` of each source.
+fn prebuilt_modules(root: &Path, sources: &[PathBuf], dir: &str) -> Vec<Module> {
+    sources
+        .iter()
+        .map(|src| {
+            let stem = src
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .expect("UTF-8 name");
+            let file = |ext: &str| root.join(dir).join(format!("{stem}.{ext}"));
+            let (ptx, fatbin) = (file("ptx"), file("fatbin"));
+            assert!(
+                ptx.is_file() && fatbin.is_file(),
+                "{} or its .fatbin is missing: run `bash scripts/build-kernels.sh`",
+                ptx.display()
+            );
+            Module {
+                name: stem.to_string(),
+                ptx,
+                fatbin: Some(fatbin),
+            }
+        })
+        .collect()
 }
 
 /// One compiled `.cu`: its PTX, and the fatbin when ptxas and fatbinary
@@ -257,7 +380,8 @@ fn assemble(ptxas: &Path, ptx: &Path, cubin: &Path, stem: &str) {
     }
 }
 
-fn write_registry(out: &Path, built: bool, modules: &[Module], tests: &[Module]) {
+/// `from`: "nvcc" (compiled from `kernels/` now) or "prebuilt".
+fn write_registry(out: &Path, from: &str, modules: &[Module], tests: &[Module]) {
     let list = |m: &[Module]| {
         m.iter()
             .map(|m| {
@@ -274,8 +398,11 @@ fn write_registry(out: &Path, built: bool, modules: &[Module], tests: &[Module])
             .collect::<String>()
     };
     let code = format!(
-        "/// Whether build.rs found nvcc and compiled the kernels.\n\
-         pub const BUILT_WITH_KERNELS: bool = {built};\n\
+        "/// Whether the kernels are embedded (every build has them: compiled, or prebuilt).\n\
+         pub const BUILT_WITH_KERNELS: bool = true;\n\
+         /// Where they came from: `nvcc` (compiled from `kernels/` by this build) or\n\
+         /// `prebuilt` (`kernels/prebuilt/`, made by scripts/build-kernels.sh).\n\
+         pub const KERNELS_FROM: &str = {from:?};\n\
          /// Every `kernels/*.cu`, sorted by name.\n\
          pub const MODULES: &[Module] = &[\n{}];\n\
          /// Every `tests/kernels/*.cu` (the simulator's own test kernels) when built with the `test-kernels` feature, else none.\n\

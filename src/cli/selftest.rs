@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use charlstm_cuda::gpu::selftest::{self, SelftestShapes};
-use charlstm_cuda::gpu::{CudaDevice, GpuDevice, SimDevice};
+use charlstm_cuda::gpu::{CudaDevice, GpuDevice, SimDevice, ptx};
 use charlstm_cuda::{Backend, Device};
 use charlstm_cuda::{Error, Result};
 
@@ -66,6 +66,14 @@ fn cpu_refused() -> Error {
     }
 }
 
+/// Which kernels this binary embeds, in words.
+fn kernels_from() -> &'static str {
+    match ptx::KERNELS_FROM {
+        "nvcc" => "compiled by nvcc from kernels/ when this binary was built",
+        _ => "the prebuilt ones of kernels/prebuilt/ (no nvcc at build time)",
+    }
+}
+
 /// Nanoseconds of the clock: a different seed every run.
 fn fresh_seed() -> u64 {
     std::time::SystemTime::now()
@@ -83,6 +91,7 @@ fn report<D: GpuDevice>(
     let name = dev.name();
     if !json {
         println!("device: {name}");
+        println!("kernels: {}", kernels_from());
         println!("seed: {seed} (replay with --seed {seed})");
         println!(
             "shapes: kernels {}; training {}, {} steps",
@@ -97,6 +106,7 @@ fn report<D: GpuDevice>(
     if json {
         let out = serde_json::json!({
             "device": name,
+            "kernels": ptx::KERNELS_FROM,
             "seed": seed,
             "shapes": shapes,
             "seconds": seconds,
