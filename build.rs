@@ -449,7 +449,7 @@ fn contract_of(path: &Path) -> (String, Vec<String>) {
         }
     }
     // Kernels in source order, grouped by identical parameter lists.
-    type Params = Vec<(String, String)>; // (name, KernelArg variant)
+    type Params = Vec<(String, String, String)>; // (name, KernelArg variant, C type)
     let mut groups: Vec<(Params, Vec<String>)> = Vec::new();
     let mut rest = code.as_str();
     while let Some(at) = rest.find("extern \"C\" __global__ void") {
@@ -473,7 +473,7 @@ fn contract_of(path: &Path) -> (String, Vec<String>) {
         if let Some((_, body)) = defines.iter().find(|(n, _)| *n == params) {
             params = body.clone();
         }
-        let params: Vec<(String, String)> = params
+        let params: Params = params
             .split(',')
             .map(|p| {
                 let p = p.replace('*', " * ");
@@ -482,7 +482,8 @@ fn contract_of(path: &Path) -> (String, Vec<String>) {
                     .filter(|w| *w != "__restrict__" && *w != "const")
                     .collect();
                 let (field, ty) = words.split_last().expect("a parameter has a name");
-                let variant = match ty.join(" ").as_str() {
+                let ctype = ty.join(" ");
+                let variant = match ctype.as_str() {
                     t if t.ends_with('*') => "Ptr",
                     "unsigned" | "unsigned int" => "U32",
                     "int" => "I32",
@@ -494,7 +495,7 @@ fn contract_of(path: &Path) -> (String, Vec<String>) {
                         path.display()
                     ),
                 };
-                (field.to_string(), variant.to_string())
+                (field.to_string(), variant.to_string(), ctype)
             })
             .collect();
         match groups.iter_mut().find(|(p, _)| *p == params) {
@@ -520,13 +521,17 @@ fn contract_of(path: &Path) -> (String, Vec<String>) {
             "/// The arguments of `{}`, in parameter order.\n#[allow(non_snake_case)]\n#[derive(Clone, Copy, Debug)]\npub struct {camel} {{\n",
             names.join("`, `")
         ));
-        for (f, v) in &params {
-            out.push_str(&format!("    pub {f}: {},\n", rust_ty(v)));
+        for (f, v, c) in &params {
+            let c = c.replace(" *", "*");
+            out.push_str(&format!(
+                "    /// `{c} {f}` in the kernel's signature.\n    pub {f}: {},\n",
+                rust_ty(v)
+            ));
         }
         out.push_str(&format!(
             "}}\nimpl {camel} {{\n    /// The `.cu` file's stem, as `GpuDevice::launch` takes it.\n    pub const MODULE: &'static str = {stem:?};\n    /// The kernels with this signature.\n    pub const KERNELS: &'static [&'static str] = &{names:?};\n    /// The launch's argument list.\n    pub fn args(&self) -> [KernelArg; {}] {{\n        [{}]\n    }}\n}}\n",
             params.len(),
-            params.iter().map(|(f, v)| format!("KernelArg::{v}(self.{f})")).collect::<Vec<_>>().join(", ")
+            params.iter().map(|(f, v, _)| format!("KernelArg::{v}(self.{f})")).collect::<Vec<_>>().join(", ")
         ));
         all.extend(names);
     }

@@ -2,7 +2,44 @@
 //! with Python* §8.1) trained on hand-written CUDA kernels, with a CPU
 //! reference implementation that checks them.
 //!
-//! # Use from another crate
+//! Three backends run the same job: the CPU reference (the specification),
+//! the CUDA kernels on an NVIDIA GPU ([`Backend::Cuda`], driver loaded at run
+//! time), and the same kernels' PTX on the CPU in a checking simulator
+//! ([`sim`], [`Backend::Sim`]). `build.rs` compiles the kernels when nvcc
+//! is found and otherwise embeds the ones committed in `kernels/prebuilt/`,
+//! so every build has all three; a GPU machine needs only its driver.
+//!
+//! There are three ways to use it.
+//!
+//! # From the command line
+//!
+//! The `charlstm-cuda` binary (feature `cli`, on by default; `cargo install
+//! charlstm-cuda`, or `cargo run --release --` in a checkout) trains the
+//! notebook's job and samples from the result:
+//!
+//! ```text
+//! charlstm-cuda train --out runs/n --epochs 60 --device auto
+//! charlstm-cuda generate --checkpoint runs/n/last.safetensors \
+//!     --seed-text "the will to power" --temperature 0.5 --length 400
+//! ```
+//!
+//! Without `--corpus FILE`, `train` uses the built-in Nietzsche text. Every
+//! epoch writes a checkpoint, `metrics.jsonl` and a loss chart under
+//! `--out`; `--resume` continues a run. Other subcommands: `prepare`,
+//! `eval`, `selftest` (every kernel against the CPU reference), `bench`,
+//! `report`, `export` / `import` (Keras, PyTorch); each `--help` ends with
+//! examples.
+//!
+//! # Benchmarks against the CPU reference
+//!
+//! In a checkout, `cargo bench --bench cpu` times the CPU reference at the
+//! Keras job's shapes (a training step, the forward loss, prediction and the
+//! after-epoch generation) with criterion; `cargo bench --bench compare`
+//! runs a training step, an epoch slice and generation on the CPU reference
+//! and on the CUDA backend side by side (the CUDA row says why it is missing
+//! on a machine without a GPU). [`bench`](mod@bench) is the library side of both.
+//!
+//! # As a library
 //!
 //! Train with [`Trainer::builder`], watch and steer the run with an
 //! [`Observer`] (return [`Control::Stop`] to end it early), keep the
@@ -52,13 +89,8 @@ pub mod cpu;
 pub mod device;
 pub mod engine;
 pub mod error;
-pub mod inference;
-// The kernel-argument structs and device errors of `gpu` and the
-// simulator's internals mirror `kernels/*.cu` and PTX, documented there;
-// their field-by-field docs are still to write, so the lint is off for
-// these two modules only (everything else, new items included, is checked).
-#[allow(missing_docs)]
 pub mod gpu;
+pub mod inference;
 pub mod interop;
 pub mod io;
 pub mod model;
@@ -66,7 +98,6 @@ pub mod report;
 pub mod rng;
 pub mod rundir;
 pub mod sample;
-#[allow(missing_docs)]
 pub mod sim;
 pub mod train;
 

@@ -40,19 +40,28 @@ impl DevicePtr {
 /// `F32` for `float`, `F64` for `double`.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum KernelArg {
+    /// Any pointer parameter (`float*`, `const unsigned*`, ...).
     Ptr(DevicePtr),
+    /// An `unsigned` parameter.
     U32(u32),
+    /// An `int` parameter.
     I32(i32),
+    /// An `unsigned long long` or `size_t` parameter.
     U64(u64),
+    /// A `float` parameter.
     F32(f32),
+    /// A `double` parameter.
     F64(f64),
 }
 
 /// Grid and block dimensions (x, y, z) and dynamic shared memory in bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LaunchConfig {
+    /// Blocks along x, y, z (`gridDim`).
     pub grid: [u32; 3],
+    /// Threads per block along x, y, z (`blockDim`).
     pub block: [u32; 3],
+    /// Dynamic shared memory per block, in bytes (`extern __shared__`).
     pub shared_bytes: u32,
 }
 

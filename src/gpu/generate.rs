@@ -21,20 +21,28 @@ use crate::sample::{GenerateRequest, Strategy, check_generate_args};
 pub const KREG_GEN: usize = contract::KREG_GEN as usize;
 
 /// Device buffers of one generation launch. Parameter shapes (row-major,
-/// Keras): `kernel` [V, 4H], `recurrent_kernel` [H, 4H], `bias` [4H],
-/// `dense_kernel` [H, V], `dense_bias` [V]; `seed_tail` [L] u32 class
+/// Keras): `kernel` [V, 4H], `recurrent_kernel` [H, 4H], `bias` \[4H\],
+/// `dense_kernel` [H, V], `dense_bias` \[V\]; `seed_tail` \[L\] u32 class
 /// indices (`L = min(seed length, maxlen)`: the window the first character
-/// sees); `strategy` [S] f64 codes ([`GenerateLauncher::encode`]); `out`
+/// sees); `strategy` \[S\] f64 codes ([`GenerateLauncher::encode`]); `out`
 /// [S, N] u32 class indices, sequence-major (`j * N + k`), overwritten.
 #[derive(Clone, Copy, Debug)]
 pub struct GenerateBuffers {
+    /// LSTM input weights [V, 4H].
     pub kernel: DevicePtr,
+    /// LSTM recurrent weights [H, 4H].
     pub recurrent_kernel: DevicePtr,
+    /// LSTM bias \[4H\].
     pub bias: DevicePtr,
+    /// Dense head weights [H, V].
     pub dense_kernel: DevicePtr,
+    /// Dense head bias \[V\].
     pub dense_bias: DevicePtr,
+    /// \[L\] u32 class indices: the last `min(seed length, maxlen)` seed characters.
     pub seed_tail: DevicePtr,
+    /// \[S\] f64 strategy codes, one per sequence ([`GenerateLauncher::encode`]).
     pub strategy: DevicePtr,
+    /// [S, N] u32 generated class indices, sequence-major; overwritten.
     pub out: DevicePtr,
 }
 
@@ -140,8 +148,8 @@ impl GenerateLauncher {
     }
 
     /// Dynamic shared memory of one block before the weight rows: the
-    /// reductions' scratch [32] f32, h [H], c [H], gates [4H], w [V] f64,
-    /// p [V] f32 and the window ring [maxlen] u32. The kernel declares no
+    /// reductions' scratch \[32\] f32, h \[H\], c \[H\], gates \[4H\], w \[V\] f64,
+    /// p \[V\] f32 and the window ring \[maxlen\] u32. The kernel declares no
     /// static shared memory, so this plus the rows is its whole footprint.
     pub fn shared_bytes(dims: GenerateDims) -> usize {
         8 * dims.vocab + 4 * (6 * dims.hidden + dims.vocab + dims.maxlen + SCRATCH_FLOATS)

@@ -11,21 +11,28 @@ use super::device::{
 use crate::error::Result;
 
 /// Device buffers of one head launch. Shapes (row-major, Keras layout):
-/// `h` [B, H], `dense_kernel` [H, V], `dense_bias` [V], `targets` [B] u32,
+/// `h` [B, H], `dense_kernel` [H, V], `dense_bias` \[V\], `targets` \[B\] u32,
 /// `probs` [B, V] or [`DevicePtr::NULL`], `dlogits` [B, V], `dh` [B, H],
-/// `d_dense_kernel` [H, V], `d_dense_bias` [V], `loss_sum` one f32.
+/// `d_dense_kernel` [H, V], `d_dense_bias` \[V\], `loss_sum` one f32.
 #[derive(Clone, Copy, Debug)]
 pub struct HeadBuffers {
+    /// [B, H] the LSTM's last hidden state, the head's input.
     pub h: DevicePtr,
+    /// [H, V] dense weights.
     pub dense_kernel: DevicePtr,
+    /// \[V\] dense bias.
     pub dense_bias: DevicePtr,
+    /// \[B\] u32 class index of each row's next character.
     pub targets: DevicePtr,
     /// Softmax output; `DevicePtr::NULL` skips writing it.
     pub probs: DevicePtr,
     /// Scratch the second kernel reads: `(p - onehot(y)) * scale`.
     pub dlogits: DevicePtr,
+    /// [B, H] gradient into `h`, the LSTM backward's input; overwritten.
     pub dh: DevicePtr,
+    /// [H, V] gradient of `dense_kernel`; overwritten.
     pub d_dense_kernel: DevicePtr,
+    /// \[V\] gradient of `dense_bias`; overwritten.
     pub d_dense_bias: DevicePtr,
     /// Accumulates `scale * loss_b` over the rows (not zeroed here).
     pub loss_sum: DevicePtr,

@@ -1,5 +1,5 @@
 //! Hyper-parameters, parameter layout, initialisation, checkpoints and the
-//! trained [`Model`].
+//! trained [`Model`](crate::Model).
 
 mod checkpoint;
 mod hyper;

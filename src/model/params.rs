@@ -24,11 +24,11 @@ pub enum Tensor {
     Kernel,
     /// `lstm.recurrent_kernel`, [H, 4H].
     RecurrentKernel,
-    /// `lstm.bias`, [4H].
+    /// `lstm.bias`, \[4H\].
     Bias,
     /// `dense.kernel`, [H, V].
     DenseKernel,
-    /// `dense.bias`, [V].
+    /// `dense.bias`, \[V\].
     DenseBias,
 }
 

@@ -81,11 +81,17 @@ const WIN_SIZE: u64 = 1 << 32;
 /// A kernel argument, laid out per the kernel's `.param` declarations.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum ParamValue {
+    /// 4 bytes, a CUDA `unsigned`.
     U32(u32),
+    /// 4 bytes, a CUDA `int`.
     I32(i32),
+    /// 8 bytes, a CUDA `unsigned long long` / `size_t`.
     U64(u64),
+    /// 4 bytes, a CUDA `float`.
     F32(f32),
+    /// 8 bytes, a CUDA `double`.
     F64(f64),
+    /// 8 bytes, a global address from [`Simulator::alloc`] (a CUDA pointer).
     Ptr(u64),
 }
 
@@ -94,6 +100,7 @@ pub enum ParamValue {
 pub struct LaunchStats {
     /// Thread-instructions executed (predicated-off ones included).
     pub instructions: u64,
+    /// Threads launched (grid size times block size).
     pub threads: u64,
 }
 
@@ -239,6 +246,7 @@ impl Simulator {
         Ok(addr)
     }
 
+    /// Releases the allocation that starts at `addr`; any other address is an error.
     pub fn free(&mut self, addr: u64) -> Result<()> {
         self.allocs.remove(&addr).map(|_| ()).ok_or_else(|| {
             err(
@@ -269,6 +277,7 @@ impl Simulator {
         Ok(())
     }
 
+    /// Copies device bytes at `addr` into `out` (the host side does not check initialisation).
     pub fn read(&self, addr: u64, out: &mut [u8]) -> Result<()> {
         let (off, r) = self.host_region(addr, out.len())?;
         let o = off as usize;

@@ -29,10 +29,10 @@ const F32: usize = std::mem::size_of::<f32>();
 /// | buffer | shape | written by |
 /// |---|---|---|
 /// | `corpus_words` | rows x words_per_row u64 (the packed one-hot stream) | caller |
-/// | `starts` | [B] u32 window starts (row of step t: `starts[b] + t`) | caller |
+/// | `starts` | \[B\] u32 window starts (row of step t: `starts[b] + t`) | caller |
 /// | `kernel` | [V, 4H] | caller |
 /// | `recurrent_kernel` | [H, 4H] | caller |
-/// | `bias` | [4H] | caller |
+/// | `bias` | \[4H\] | caller |
 /// | `gates` | [T, B, 4H] activated i, f, g, o | forward |
 /// | `c` | [T, B, H] cell state | forward |
 /// | `h` | [T, B, H] hidden state; `h[T-1]` feeds the head | forward |
@@ -44,21 +44,38 @@ const F32: usize = std::mem::size_of::<f32>();
 /// | `wgrad_scratch` | [`WgradLauncher::scratch_len`] f32s, or NULL (then the reference `lstm_wgrad_bwd_f32` runs) | [`LstmLauncher::wgrad`] |
 #[derive(Clone, Copy, Debug)]
 pub struct LstmBuffers {
+    /// The packed one-hot corpus, read-only (the input `x_t` is decoded from it).
     pub corpus_words: DevicePtr,
+    /// \[B\] u32 window starts: row `starts[b] + t` of the corpus is step t's input.
     pub starts: DevicePtr,
+    /// [V, 4H] input weights.
     pub kernel: DevicePtr,
+    /// [H, 4H] recurrent weights.
     pub recurrent_kernel: DevicePtr,
+    /// \[4H\] bias.
     pub bias: DevicePtr,
+    /// [T, B, 4H] activated gates i, f, g, o, saved by the forward.
     pub gates: DevicePtr,
+    /// [T, B, H] cell state, saved by the forward.
     pub c: DevicePtr,
+    /// [T, B, H] hidden state, saved by the forward; `h[T-1]` feeds the head.
     pub h: DevicePtr,
+    /// [T, B] u32 input classes the forward decoded, reused by the weight gradients.
     pub cls: DevicePtr,
+    /// [T, B, 4H] pre-activation gradients, written by the backward.
     pub dz: DevicePtr,
+    /// [B, H] in: dh_{T-1} from the head; the backward's scratch after.
     pub dh: DevicePtr,
+    /// [B, H] the backward's cell-state gradient scratch.
     pub dc: DevicePtr,
+    /// [V, 4H] gradient of `kernel`; overwritten.
     pub d_kernel: DevicePtr,
+    /// [H, 4H] gradient of `recurrent_kernel`; overwritten.
     pub d_recurrent_kernel: DevicePtr,
+    /// \[4H\] gradient of `bias`; overwritten.
     pub d_bias: DevicePtr,
+    /// [`WgradLauncher::scratch_len`] f32s for the fast weight gradients, or
+    /// [`DevicePtr::NULL`] for the reference `lstm_wgrad_bwd_f32`.
     pub wgrad_scratch: DevicePtr,
 }
 

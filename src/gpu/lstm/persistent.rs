@@ -4,7 +4,7 @@
 //! chip for all T steps. Read the kernel file's header for the why.
 //!
 //! [`PersistentPlan::new`] decides whether a shape fits and how many batch
-//! rows a block carries; [`super::lstm::LstmLauncher`] falls back to the
+//! rows a block carries; [`super::LstmLauncher`] falls back to the
 //! per-step kernels when it does not fit (H not a multiple of 8, H > 128,
 //! or the weights' share of shared memory over the device's limit).
 

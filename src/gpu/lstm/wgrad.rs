@@ -1,13 +1,13 @@
 //! Launcher of `kernels/wgrad.cu`: the three LSTM weight gradients, split
 //! over the T*B (t, b) rows so the whole GPU works on them, then summed over
 //! the splits in a fixed order (deterministic, no atomics). The fast path of
-//! [`super::lstm::LstmLauncher::wgrad`]; `lstm_wgrad_bwd_f32` stays the
+//! [`super::LstmLauncher::wgrad`]; `lstm_wgrad_bwd_f32` stays the
 //! reference it is checked against and the fallback where this path does
 //! not fit.
 //!
 //! Three launches: `wgrad_rk_partial_f32` (split-K 64 x 64 tiled GEMM,
 //! d_recurrent_kernel partials), `wgrad_cls_partial_f32` (d_kernel and
-//! d_bias partials, one thread per column with a shared [V][columns]
+//! d_bias partials, one thread per column with a shared \[V\]\[columns\]
 //! accumulator) and `wgrad_reduce_f32` (the fixed-order sum over splits).
 
 use super::LstmDims;
@@ -166,7 +166,7 @@ impl WgradLauncher {
 
     /// The three weight gradients from the t-major `h` [T, B, H], `cls`
     /// [T, B] and `dz` [T, B, 4H], overwriting `d_kernel` [V, 4H],
-    /// `d_recurrent_kernel` [H, 4H] and `d_bias` [4H]. `scratch` must hold
+    /// `d_recurrent_kernel` [H, 4H] and `d_bias` \[4H\]. `scratch` must hold
     /// [`scratch_len`](Self::scratch_len)`(dims)` f32s (its contents are
     /// overwritten). Returns `Ok(false)`, having launched nothing, when
     /// [`plan`](Self::plan) says the shape does not fit this path.
