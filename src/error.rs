@@ -141,6 +141,23 @@ pub enum Error {
         /// What is wrong with it.
         what: String,
     },
+    /// Another run holds the run directory (its `.lock`).
+    #[error("{} is in use by another training run ({holder}; lock file {})", .lock.parent().unwrap_or(.lock).display(), .lock.display())]
+    RunLocked {
+        /// The lock file.
+        lock: PathBuf,
+        /// Who holds it: the pid and start, as far as known.
+        holder: String,
+    },
+    /// `--resume` (or [`TrainerBuilder::resume`](crate::train::TrainerBuilder::resume))
+    /// cannot continue the saved run as asked.
+    #[error("cannot resume: {what}")]
+    Resume {
+        /// What does not match.
+        what: String,
+        /// What to do instead.
+        fix: String,
+    },
     /// The PyTorch numbers given to `bench --pytorch` cannot be used.
     #[error("{path}: not a usable PyTorch bench result: {what}")]
     BenchInput {
@@ -235,6 +252,12 @@ impl Error {
                  or leave out --pytorch"
                     .into()
             }
+            Error::RunLocked { lock, .. } => format!(
+                "wait for that run to end or stop it (Ctrl-C writes a checkpoint), or train into \
+                 another --out; if no run is using the directory, delete {}",
+                lock.display()
+            ),
+            Error::Resume { fix, .. } => fix.clone(),
             Error::Sim { .. } => {
                 "the kernel (or its launch) has a bug the simulator caught: fix it at the PTX line named (compare `nvcc --ptx` output with the .cu source)".into()
             }

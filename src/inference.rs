@@ -99,6 +99,7 @@ impl Model {
             params: self.params.clone(),
             rmsprop: Params::zeros(self.params.vocab, self.params.hidden),
             state: TrainState::default(),
+            run: None,
         }
     }
 

@@ -35,6 +35,7 @@ fn sample() -> Checkpoint {
         params,
         rmsprop,
         state,
+        run: None,
     }
 }
 

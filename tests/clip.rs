@@ -367,6 +367,7 @@ fn checkpoints_with_and_without_clip_norm_load() {
             vocab: vocab.clone(),
             hyper,
             state: Default::default(),
+            run: None,
         };
         let path = dir.path().join("c.safetensors");
         c.save(&path).unwrap();

@@ -57,23 +57,15 @@ fn tensors(path: &Path) -> Vec<u8> {
     bytes[8 + n..].to_vec()
 }
 
-fn interrupted_then_resumed(signal: libc::c_int, name: &str) {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let corpus = dir.path().join("t.txt");
-    std::fs::write(&corpus, text()).expect("write");
-    let corpus = corpus.to_string_lossy().into_owned();
-    let (full, cut) = (dir.path().join("full"), dir.path().join("cut"));
-    let (full_s, cut_s) = (full.to_string_lossy(), cut.to_string_lossy());
-
-    let o = bin().args(args(&corpus, &full_s)).output().expect("run");
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-
+/// Starts `train` with `args`, sends `signal` in the middle of epoch 2 of 3
+/// and returns its stderr after it exited 130 naming the checkpoint.
+fn interrupt(args: &[&str], signal: libc::c_int, name: &str) -> String {
     // Interrupted in the middle of epoch 2 of 3, however fast the build (a
     // fixed 300 ms sleep after the start line outlasted the whole run in a
     // release build): wait for the first epoch's line on stdout, then half
     // as long again as that took, then signal.
     let mut child = bin()
-        .args(args(&corpus, &cut_s))
+        .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -113,8 +105,37 @@ fn interrupted_then_resumed(signal: libc::c_int, name: &str) {
     );
     assert!(log.contains("--resume"), "{log}");
     assert!(!log.contains("panicked"), "{log}");
+    log
+}
+
+/// Every file of `dir` with its bytes, to show a refused command wrote nothing.
+fn snapshot(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .expect("dir")
+        .map(|e| {
+            let e = e.expect("entry");
+            let bytes = std::fs::read(e.path()).expect("read");
+            (e.file_name().to_string_lossy().into_owned(), bytes)
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+fn interrupted_then_resumed(signal: libc::c_int, name: &str) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let corpus = dir.path().join("t.txt");
+    std::fs::write(&corpus, text()).expect("write");
+    let corpus = corpus.to_string_lossy().into_owned();
+    let (full, cut) = (dir.path().join("full"), dir.path().join("cut"));
+    let (full_s, cut_s) = (full.to_string_lossy(), cut.to_string_lossy());
+
+    let o = bin().args(args(&corpus, &full_s)).output().expect("run");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+
+    interrupt(&args(&corpus, &cut_s), signal, name);
     assert!(cut.join("last.safetensors").is_file());
-    // No temp file left behind.
+    // No temp file left behind, and no lock.
     for e in std::fs::read_dir(&cut).expect("out dir") {
         let n = e.expect("entry").file_name().to_string_lossy().into_owned();
         assert!(
@@ -150,4 +171,114 @@ fn sigint_finishes_the_batch_writes_a_checkpoint_and_resume_is_exact() {
 #[test]
 fn sigterm_does_the_same() {
     interrupted_then_resumed(libc::SIGTERM, "SIGTERM");
+}
+
+/// The command printed after "continue with: ", as arguments for [`bin`].
+fn printed_resume_command(log: &str) -> Vec<String> {
+    let line = log
+        .lines()
+        .find_map(|l| l.split_once("continue with: ").map(|(_, c)| c))
+        .unwrap_or_else(|| panic!("no resume command printed: {log}"));
+    let words: Vec<String> = line.split_whitespace().map(str::to_string).collect();
+    assert_eq!(words[0], "charlstm-cuda", "{line}");
+    words[1..].to_vec()
+}
+
+/// A copy of the checkpoint at `path` without the `run` metadata: a
+/// checkpoint as written before runs recorded their corpus and settings.
+fn strip_run_metadata(path: &Path) {
+    let bytes = std::fs::read(path).expect("checkpoint");
+    let n = u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes")) as usize;
+    let mut header: serde_json::Value =
+        serde_json::from_slice(&bytes[8..8 + n]).expect("header JSON");
+    header["__metadata__"]
+        .as_object_mut()
+        .expect("metadata")
+        .remove("run");
+    let mut text = serde_json::to_string(&header).expect("JSON");
+    while !text.len().is_multiple_of(8) {
+        text.push(' ');
+    }
+    let mut out = (text.len() as u64).to_le_bytes().to_vec();
+    out.extend_from_slice(text.as_bytes());
+    out.extend_from_slice(&bytes[8 + n..]);
+    std::fs::write(path, out).expect("write");
+}
+
+/// Issue 15, item 1: the checkpoint carries the run (the corpus and every
+/// training flag), so the command printed on Ctrl-C works as printed, on
+/// another text than the built-in one and with `--steps-per-epoch`; a text
+/// that is not the run's (same vocabulary, shorter) is refused naming both
+/// fingerprints, and a checkpoint of the older format asks for `--corpus`.
+#[test]
+fn the_printed_resume_command_continues_the_run_exactly() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let corpus = dir.path().join("t.txt");
+    std::fs::write(&corpus, text()).expect("write");
+    let corpus = corpus.to_string_lossy().into_owned();
+    let (full, cut) = (dir.path().join("full"), dir.path().join("cut"));
+    let (full_s, cut_s) = (full.to_string_lossy(), cut.to_string_lossy());
+    let o = bin().args(args(&corpus, &full_s)).output().expect("run");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let log = interrupt(&args(&corpus, &cut_s), libc::SIGINT, "SIGINT");
+    let printed = printed_resume_command(&log);
+
+    // Another text with the same vocabulary (its first half): refused, and
+    // nothing in the run directory changes.
+    let half = text()[..text().len() / 2].to_string();
+    let other = dir.path().join("half.txt");
+    std::fs::write(&other, half).expect("write");
+    let before = snapshot(&cut);
+    let o = bin()
+        .args(&printed)
+        .arg("--corpus")
+        .arg(&other)
+        .output()
+        .expect("resume on another text");
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "another text must be refused: {err}"
+    );
+    assert_eq!(err.matches("error: ").count(), 1, "{err}");
+    assert!(err.contains("hint: "), "{err}");
+    let fingerprints: Vec<&str> = err.matches("CRC32 ").collect();
+    assert!(
+        fingerprints.len() >= 2 && err.contains("half.txt") && err.contains("t.txt"),
+        "both texts and fingerprints named: {err}"
+    );
+    assert_eq!(before, snapshot(&cut), "a refused resume writes nothing");
+
+    // The printed command, verbatim: the same weights as the run never cut.
+    let o = bin().args(&printed).output().expect("resume");
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(o.status.success(), "{printed:?}: {err}");
+    assert!(err.contains("150 batches"), "steps per epoch kept: {err}");
+    assert_eq!(
+        tensors(&full.join("last.safetensors")),
+        tensors(&cut.join("last.safetensors")),
+        "the printed resume command must continue the run bit for bit"
+    );
+
+    // A checkpoint without the run's record (today's format before it)
+    // still loads, and a resume from it asks for the corpus.
+    strip_run_metadata(&cut.join("last.safetensors"));
+    let before = snapshot(&cut);
+    let o = bin()
+        .args(["train", "--resume", "--out", &cut_s, "--epochs", "4"])
+        .output()
+        .expect("resume without corpus");
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert_eq!(err.matches("error: ").count(), 1, "{err}");
+    assert!(err.contains("hint: ") && err.contains("--corpus"), "{err}");
+    assert_eq!(before, snapshot(&cut), "a refused resume writes nothing");
+    let o = bin()
+        .args(["train", "--resume", "--out", &cut_s, "--epochs", "4"])
+        .args(["--corpus", &corpus, "--steps-per-epoch", "150", "--quiet"])
+        .args(["--gen-length", "5", "--device", "cpu"])
+        .output()
+        .expect("resume with corpus");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 }

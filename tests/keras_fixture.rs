@@ -337,6 +337,7 @@ fn eval_command_on_keras_weights_matches_keras_evaluate() {
         rmsprop: Params::zeros(v, hidden),
         params: weights,
         state: TrainState::default(),
+        run: None,
     };
     let dir = tempfile::tempdir().expect("temp dir");
     let ckpt_path = dir.path().join("keras.safetensors");

@@ -60,6 +60,7 @@ fn checkpoint(seed: u64) -> Checkpoint {
         params: init_params(4, 8, seed),
         rmsprop: Params::zeros(4, 8),
         state: Default::default(),
+        run: None,
     }
 }
 

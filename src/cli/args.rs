@@ -146,13 +146,14 @@ pub struct TrainArgs {
     /// TOML file of train options, keys named like the flags (batch_size = 64); flags override it.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// Text or prepared corpus; default: the Keras example's Nietzsche text, built in.
+    /// Text or prepared corpus; default: the Keras example's Nietzsche text, built in
+    /// (with --resume: the run's own, as saved in its checkpoint).
     #[arg(long)]
     pub corpus: Option<PathBuf>,
     /// Directory for checkpoints and metrics [default: runs/<corpus name>].
     #[arg(long)]
     pub out: Option<PathBuf>,
-    /// Continue the run saved in --out (same data order and random streams).
+    /// Continue the run saved in --out (same corpus, settings, data order and random streams).
     #[arg(long)]
     pub resume: bool,
     /// Epochs in total (with --resume: the new total) [default: 60].
@@ -167,12 +168,12 @@ pub struct TrainArgs {
     /// Keep only the newest N epoch checkpoints (default: all; last.safetensors always).
     #[arg(long, value_name = "N")]
     pub keep_checkpoints: Option<usize>,
-    /// An epoch loss above this factor x the best epoch's counts as divergence (inf: only NaN/inf).
-    #[arg(long, default_value_t = 2.0, value_name = "F")]
-    pub divergence_factor: f64,
-    /// On divergence: stop (keep the good checkpoints) or rollback (best epoch, half the --lr).
-    #[arg(long, default_value = "stop", value_name = "ACTION")]
-    pub on_divergence: String,
+    /// An epoch loss above this factor x the best epoch's counts as divergence (inf: only NaN/inf) [default: 2].
+    #[arg(long, value_name = "F")]
+    pub divergence_factor: Option<f64>,
+    /// On divergence: stop (keep the good checkpoints) or rollback (best epoch, half the --lr) [default: stop].
+    #[arg(long, value_name = "ACTION")]
+    pub on_divergence: Option<String>,
     /// Characters per window [default: 60].
     #[arg(long)]
     pub maxlen: Option<usize>,
@@ -192,18 +193,18 @@ pub struct TrainArgs {
     /// (PyTorch's clip_grad_norm_); default: never clip; inf turns it off on --resume.
     #[arg(long, value_name = "C")]
     pub clip_norm: Option<f32>,
-    /// Temperatures of the after-epoch samples.
-    #[arg(long, value_delimiter = ',', default_value = "0.2,0.5,1.0,1.2")]
-    pub temperatures: Vec<f64>,
-    /// Characters per after-epoch sample; 0 skips sampling.
-    #[arg(long, default_value_t = 400)]
-    pub gen_length: usize,
+    /// Temperatures of the after-epoch samples [default: 0.2,0.5,1.0,1.2].
+    #[arg(long, value_delimiter = ',')]
+    pub temperatures: Option<Vec<f64>>,
+    /// Characters per after-epoch sample; 0 skips sampling [default: 400].
+    #[arg(long)]
+    pub gen_length: Option<usize>,
     /// Keep upper case (Keras lower-cases).
     #[arg(long)]
     pub keep_case: bool,
-    /// Compute backend: auto, cpu, cuda or sim.
-    #[arg(long, default_value = "auto")]
-    pub device: String,
+    /// Compute backend: auto, cpu, cuda or sim [default: auto; with --resume: the run's].
+    #[arg(long)]
+    pub device: Option<String>,
     /// No progress bar.
     #[arg(long, short)]
     pub quiet: bool,

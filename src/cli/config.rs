@@ -98,18 +98,18 @@ pub fn apply(a: &mut TrainArgs, matches: &ArgMatches) -> Result<()> {
     take!(batch_size, some);
     take!(steps_per_epoch, some);
     take!(keep_checkpoints, some);
-    take!(divergence_factor);
-    take!(on_divergence);
+    take!(divergence_factor, some);
+    take!(on_divergence, some);
     take!(clip_norm, some);
     take!(maxlen, some);
     take!(step, some);
     take!(hidden, some);
     take!(lr, some);
     take!(seed, some);
-    take!(temperatures);
-    take!(gen_length);
+    take!(temperatures, some);
+    take!(gen_length, some);
     take!(keep_case);
-    take!(device);
+    take!(device, some);
     take!(quiet);
     take!(json);
     if let Some(p) = file.corpus

@@ -7,7 +7,7 @@ use std::time::Instant;
 use charlstm_cuda::Device;
 use charlstm_cuda::corpus::OneHotCorpus;
 use charlstm_cuda::corpus::embedded::{self, NIETZSCHE_NAME};
-use charlstm_cuda::model::{Checkpoint, Hyper};
+use charlstm_cuda::model::{BUILT_IN_SOURCE, Checkpoint, Hyper, RunRecord};
 use charlstm_cuda::rundir::LAST_CHECKPOINT;
 use charlstm_cuda::train::{DivergenceGuard, TrainConfig, Trainer};
 use charlstm_cuda::{Error, Result};
@@ -99,8 +99,63 @@ fn default_out(corpus: &Path) -> PathBuf {
     Path::new("runs").join(stem)
 }
 
+/// `path` as one shell word: as it is when that is safe, else single-quoted.
+fn shell_word(path: &Path) -> String {
+    let s = path.to_string_lossy();
+    let safe = |c: char| c.is_ascii_alphanumeric() || "/._-+,:=@%".contains(c);
+    if !s.is_empty() && s.chars().all(safe) {
+        s.into_owned()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
+}
+
+/// The corpus of a resumed run: `--corpus`, else the one its checkpoint
+/// records (`None`: the built-in text). A checkpoint that records none
+/// (written before checkpoints did) needs `--corpus`.
+fn resumed_corpus(
+    a: &TrainArgs,
+    last: &Path,
+    out: &Path,
+    saved: Option<&RunRecord>,
+) -> Result<Option<PathBuf>> {
+    if let Some(p) = &a.corpus {
+        return Ok(Some(p.clone()));
+    }
+    let with_corpus = format!(
+        "pass --corpus with the text the run started on (and its --steps-per-epoch, if it had \
+         one): charlstm-cuda train --resume --out {} --corpus FILE",
+        shell_word(out)
+    );
+    let Some(run) = saved else {
+        return Err(Error::Resume {
+            what: format!(
+                "{} does not record its corpus (it was written before checkpoints did)",
+                last.display()
+            ),
+            fix: with_corpus,
+        });
+    };
+    match run.corpus.source.as_deref() {
+        Some(BUILT_IN_SOURCE) => Ok(None),
+        Some(s) if Path::new(s).exists() => Ok(Some(PathBuf::from(s))),
+        Some(s) => Err(Error::Resume {
+            what: format!(
+                "the run's corpus {s} ({}), as recorded in {}, is not there (relative paths are \
+                 relative to where the run was started)",
+                run.corpus.fingerprint,
+                last.display()
+            ),
+            fix: with_corpus,
+        }),
+        None => Err(Error::Resume {
+            what: format!("{} does not name its corpus", last.display()),
+            fix: with_corpus,
+        }),
+    }
+}
+
 pub fn train(a: TrainArgs) -> Result<ExitCode> {
-    let device: Device = a.device.parse()?;
     let corpus_path = a.corpus.clone().unwrap_or_else(|| NIETZSCHE_NAME.into());
     let out = a.out.clone().unwrap_or_else(|| default_out(&corpus_path));
     let last = out.join(LAST_CHECKPOINT);
@@ -132,16 +187,59 @@ pub fn train(a: TrainArgs) -> Result<ExitCode> {
         .as_ref()
         .map_or_else(Hyper::default, |c| c.hyper.clone());
     let mut hyper = hyper_from(&a, base, checkpoint.is_some())?;
-    if a.divergence_factor.is_nan() || a.divergence_factor <= 1.0 {
+    // A resumed run's settings are its checkpoint's; a flag may change
+    // them, except --steps-per-epoch, which decides what an epoch is.
+    let saved = checkpoint.as_ref().and_then(|c| c.run.as_ref());
+    let corpus_arg = match &checkpoint {
+        Some(_) => resumed_corpus(&a, &last, &out, saved)?,
+        None => a.corpus.clone(),
+    };
+    let steps_per_epoch = match saved {
+        Some(run) => {
+            if let Some(s) = a.steps_per_epoch
+                && Some(s) != run.steps_per_epoch
+            {
+                return Err(Error::Resume {
+                    what: format!(
+                        "--steps-per-epoch {s} differs from the run's {}: it decides which \
+                         windows an epoch trains on",
+                        run.steps_per_epoch
+                            .map_or("(every batch of the corpus)".into(), |n| n.to_string())
+                    ),
+                    fix: "drop --steps-per-epoch (the run keeps its own), or start a new --out"
+                        .into(),
+                });
+            }
+            run.steps_per_epoch
+        }
+        None => a.steps_per_epoch,
+    };
+    let saved_config = saved.map(|r| r.config(None)).transpose()?;
+    let saved_guard = saved_config.as_ref().and_then(|c| c.divergence);
+    let divergence_factor = a
+        .divergence_factor
+        .or(saved_guard.map(|g| g.factor))
+        .unwrap_or(2.0);
+    if divergence_factor.is_nan() || divergence_factor <= 1.0 {
         return Err(Error::InvalidArgument {
             name: "--divergence-factor",
             what: format!(
-                "{} (must be above 1; `inf` checks only for NaN/inf losses)",
-                a.divergence_factor
+                "{divergence_factor} (must be above 1; `inf` checks only for NaN/inf losses)"
             ),
         });
     }
-    let corpus = load_corpus(a.corpus.as_deref(), hyper.lowercase)?;
+    let on_divergence = match &a.on_divergence {
+        Some(s) => s.parse()?,
+        None => saved_guard.map_or(DivergenceGuard::default().action, |g| g.action),
+    };
+    let device: Device = a
+        .device
+        .as_deref()
+        .or(saved.and_then(|r| r.device.as_deref()))
+        .unwrap_or("auto")
+        .parse()?;
+    let corpus = load_corpus(corpus_arg.as_deref(), hyper.lowercase)?;
+    let corpus_path = corpus_arg.clone().unwrap_or_else(|| NIETZSCHE_NAME.into());
     if corpus.lowercase() != hyper.lowercase && checkpoint.is_none() {
         // A prepared corpus was normalised when it was made; its flag wins.
         eprintln!(
@@ -155,19 +253,36 @@ pub fn train(a: TrainArgs) -> Result<ExitCode> {
         );
         hyper.lowercase = corpus.lowercase();
     }
+    let defaults = TrainConfig::default();
     let config = TrainConfig {
-        steps_per_epoch: a.steps_per_epoch,
-        keep_checkpoints: a.keep_checkpoints,
+        steps_per_epoch,
+        keep_checkpoints: a
+            .keep_checkpoints
+            .or(saved_config.as_ref().and_then(|c| c.keep_checkpoints)),
         divergence: Some(DivergenceGuard {
-            factor: a.divergence_factor,
-            action: a.on_divergence.parse()?,
-            ..DivergenceGuard::default()
+            factor: divergence_factor,
+            action: on_divergence,
+            ..saved_guard.unwrap_or_default()
         }),
-        temperatures: a.temperatures.clone(),
-        gen_length: a.gen_length,
+        temperatures: a
+            .temperatures
+            .clone()
+            .or(saved_config.as_ref().map(|c| c.temperatures.clone()))
+            .unwrap_or(defaults.temperatures),
+        gen_length: a
+            .gen_length
+            .or(saved_config.as_ref().map(|c| c.gen_length))
+            .unwrap_or(defaults.gen_length),
         out: Some(out.clone()),
     };
-    let builder = Trainer::builder(&corpus).config(config).device(device);
+    let source = corpus_arg.as_ref().map_or_else(
+        || BUILT_IN_SOURCE.into(),
+        |p| p.to_string_lossy().into_owned(),
+    );
+    let builder = Trainer::builder(&corpus)
+        .config(config)
+        .device(device)
+        .corpus_source(source);
     let mut trainer = match checkpoint {
         // The flags were checked against the run above; clipping may change too.
         Some(c) => builder.resume(Checkpoint { hyper, ..c }),
@@ -177,6 +292,7 @@ pub fn train(a: TrainArgs) -> Result<ExitCode> {
     if let Some(n) = trainer.notice() {
         eprintln!("{n}");
     }
+    super::interrupt::release_on_exit(trainer.lock_path());
     let h = trainer.hyper().clone();
     let st = trainer.state().clone();
     eprintln!(
@@ -215,7 +331,7 @@ pub fn train(a: TrainArgs) -> Result<ExitCode> {
                 };
                 eprintln!(
                     "stopped {when} ({at}); continue with: charlstm-cuda train --resume --out {}",
-                    out.display()
+                    shell_word(&out)
                 );
                 if super::interrupt::requested() {
                     return Ok(ExitCode::from(super::interrupt::EXIT_INTERRUPTED));

@@ -8,8 +8,9 @@
 //!
 //! Metadata (safetensors' string map): `format` = `charlstm-cuda`,
 //! `format_version` = `1`, `vocab` (JSON array of one-character strings),
-//! `maxlen`, `step`, `hidden`, `lowercase`, `hyper` (JSON), `state` (JSON)
-//! and `checksum`: CRC32 of every tensor's bytes in file order, so a
+//! `maxlen`, `step`, `hidden`, `lowercase`, `hyper` (JSON), `state` (JSON),
+//! `run` (JSON, [`RunRecord`]: the corpus and run settings; absent in files
+//! written before it, which still load) and `checksum`: CRC32 of every tensor's bytes in file order, so a
 //! bit flip in the data is refused instead of silently trained on.
 //!
 //! Saving writes a temporary file in the target directory, fsyncs it and
@@ -21,7 +22,7 @@ use std::path::Path;
 
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 
-use super::{Hyper, ParamLayout, Params, TENSOR_NAMES};
+use super::{Hyper, ParamLayout, Params, RunRecord, TENSOR_NAMES};
 use crate::error::{Error, Result};
 
 const FORMAT: &str = "charlstm-cuda";
@@ -81,6 +82,9 @@ pub struct Checkpoint {
     pub rmsprop: Params<f32>,
     /// Progress of the run.
     pub state: TrainState,
+    /// The corpus and run settings, so that a resume needs no flags;
+    /// `None` for imported weights and checkpoints written before it.
+    pub run: Option<RunRecord>,
 }
 
 impl Checkpoint {
@@ -123,6 +127,9 @@ impl Checkpoint {
         meta.insert("lowercase".into(), self.hyper.lowercase.to_string());
         meta.insert("hyper".into(), json(&self.hyper)?);
         meta.insert("state".into(), json(&self.state)?);
+        if let Some(run) = &self.run {
+            meta.insert("run".into(), json(run)?);
+        }
         meta.insert("checksum".into(), format!("{:08x}", crc.finalize()));
         let mut views = Vec::with_capacity(named.len());
         for (name, shape, bytes) in &named {
@@ -191,6 +198,13 @@ impl Checkpoint {
         state
             .validate()
             .map_err(|e| bad(format!("metadata `state`: {e}")))?;
+        let run: Option<RunRecord> = match meta.get("run") {
+            Some(text) => Some(
+                serde_json::from_str(text)
+                    .map_err(|e| bad(format!("metadata `run` is invalid ({e})")))?,
+            ),
+            None => None,
+        };
         for (key, value) in [
             ("maxlen", hyper.maxlen.to_string()),
             ("step", hyper.step.to_string()),
@@ -270,6 +284,7 @@ impl Checkpoint {
             params,
             rmsprop,
             state,
+            run,
         })
     }
 

@@ -5,6 +5,7 @@ mod checkpoint;
 mod hyper;
 mod init;
 mod params;
+mod run;
 
 pub use checkpoint::{Checkpoint, TrainState};
 pub use hyper::Hyper;
@@ -12,3 +13,4 @@ pub use init::init_params;
 pub use params::{
     GATE_C, GATE_F, GATE_I, GATE_O, Grads, ParamLayout, Params, TENSOR_NAMES, Tensor,
 };
+pub use run::{BUILT_IN_SOURCE, CorpusRecord, DivergenceRecord, Fingerprint, RunRecord};

@@ -8,17 +8,20 @@
 //! | `epoch-NNN.safetensors` | each epoch's checkpoint ([`epoch_checkpoint_name`]) |
 //! | `last.safetensors` | the latest state: each epoch, and on a stop |
 //! | `loss.svg` | the loss chart, redrawn after every epoch |
+//! | `.lock` | held while a run writes here ([`RunLock`]) |
 //!
 //! Nothing here prints. Data flows one way: `train` writes, `report` reads.
 
 mod chart;
+mod lock;
 mod rows;
 
 use std::fs::OpenOptions;
-use std::io::Write;
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 pub use chart::{escape, format_loss, loss_chart};
+pub use lock::{LOCK_FILE, RunLock};
 pub use rows::{
     BatchRow, EpochRow, MAX_BATCH_ROWS_PER_EPOCH, RunHistory, SampleRow, SkippedLine, batch_logged,
 };
@@ -41,12 +44,14 @@ pub fn epoch_checkpoint_name(epoch: usize) -> String {
 }
 
 /// A training run's output directory, as the trainer writes it.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct RunDir {
     dir: PathBuf,
     /// Logged batches not yet appended to `batches.jsonl` (written with
     /// the epoch's metrics line, or on a stop).
     batches: Vec<BatchRow>,
+    /// Held from [`open`](Self::open) until dropped.
+    lock: Option<RunLock>,
 }
 
 impl RunDir {
@@ -55,7 +60,32 @@ impl RunDir {
         RunDir {
             dir: dir.into(),
             batches: Vec::new(),
+            lock: None,
         }
+    }
+
+    /// Makes the directory this run's: creates it if missing, takes its
+    /// `.lock` (refused while another run holds it; a stale one is taken
+    /// over), and repairs a torn last line of `metrics.jsonl` and
+    /// `batches.jsonl` before anything is appended. Returns what was done
+    /// that the user should hear of, one sentence each.
+    pub fn open(&mut self) -> Result<Vec<String>> {
+        if self.lock.is_some() {
+            return Ok(Vec::new());
+        }
+        self.create()?;
+        let (lock, notice) = RunLock::acquire(&self.dir)?;
+        self.lock = Some(lock);
+        let mut notices: Vec<String> = notice.into_iter().collect();
+        for name in [METRICS_FILE, BATCHES_FILE] {
+            notices.extend(repair_torn_tail(&self.dir.join(name))?);
+        }
+        Ok(notices)
+    }
+
+    /// The lock file, while this run holds it.
+    pub fn lock_path(&self) -> Option<&Path> {
+        self.lock.as_ref().map(RunLock::path)
     }
 
     /// Creates the directory (and its parents) if missing.
@@ -153,4 +183,43 @@ fn append_lines<T: serde::Serialize>(path: &Path, rows: &[T]) -> Result<()> {
     f.write_all(text.as_bytes())
         .map_err(|e| Error::io(path, e))?;
     f.sync_data().map_err(|e| Error::io(path, e))
+}
+
+/// A JSON-lines file whose last line has no newline was cut short (a full
+/// disk, a crash mid-append); the next append would glue its row onto it.
+/// A last line that is a whole JSON object only lost its newline: it gets
+/// it back. Anything else is the torn start of a row: it is cut off, so
+/// every line parses (for pandas too), and no whole row is lost.
+fn repair_torn_tail(path: &Path) -> Result<Option<String>> {
+    let mut f = match OpenOptions::new().read(true).write(true).open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(Error::io(path, e)),
+    };
+    let mut bytes = Vec::new();
+    f.read_to_end(&mut bytes).map_err(|e| Error::io(path, e))?;
+    if bytes.last().is_none_or(|&b| b == b'\n') {
+        return Ok(None);
+    }
+    let start = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    let tail = &bytes[start..];
+    let line = bytes[..start].iter().filter(|&&b| b == b'\n').count() + 1;
+    let whole = serde_json::from_slice::<serde_json::Value>(tail).is_ok_and(|v| v.is_object());
+    let name = path.display();
+    let notice = if whole {
+        f.seek(SeekFrom::End(0)).map_err(|e| Error::io(path, e))?;
+        f.write_all(b"\n").map_err(|e| Error::io(path, e))?;
+        format!(
+            "{name}: line {line} had lost its newline (a write cut short); added it, the row is kept"
+        )
+    } else {
+        f.set_len(start as u64).map_err(|e| Error::io(path, e))?;
+        format!(
+            "{name}: removed a torn last line (line {line}, {} bytes without a newline: a write \
+             cut short, e.g. by a full disk); every whole row is kept",
+            tail.len()
+        )
+    };
+    f.sync_data().map_err(|e| Error::io(path, e))?;
+    Ok(Some(notice))
 }

@@ -11,9 +11,13 @@ use crate::device::Device;
 use crate::engine::{Backend, Engine};
 use crate::error::{Error, Result};
 use crate::inference::Model;
-use crate::model::{Checkpoint, Hyper, Params, TrainState, init_params};
+use crate::model::{
+    Checkpoint, CorpusRecord, DivergenceRecord, Fingerprint, Hyper, Params, RunRecord, TrainState,
+    init_params,
+};
 use crate::rundir::RunDir;
 use crate::sample::Strategy;
+use crate::train::{DivergenceGuard, OnDivergence};
 
 /// What the run starts from.
 enum Start<'c> {
@@ -56,6 +60,7 @@ pub struct TrainerBuilder<'c> {
     config: TrainConfig,
     device: Device,
     start: Start<'c>,
+    corpus_source: Option<String>,
 }
 
 impl<'c> Trainer<'c> {
@@ -68,6 +73,7 @@ impl<'c> Trainer<'c> {
             config: TrainConfig::default(),
             device: Device::Auto,
             start: Start::Fresh,
+            corpus_source: None,
         }
     }
 
@@ -123,8 +129,21 @@ impl<'c> TrainerBuilder<'c> {
         self
     }
 
+    /// Where the corpus came from (a path as given, or
+    /// [`BUILT_IN_SOURCE`](crate::model::BUILT_IN_SOURCE)), recorded in the
+    /// checkpoints with the corpus' fingerprint so that a resume can find
+    /// it and check it is the same text.
+    pub fn corpus_source(mut self, source: impl Into<String>) -> Self {
+        self.corpus_source = Some(source.into());
+        self
+    }
+
     /// Continues the run saved in `checkpoint`: same data order and random
-    /// streams; the corpus must be the one it started on.
+    /// streams; the corpus must be the one it started on (checked against
+    /// the fingerprint the checkpoint records, when it has one). The run
+    /// settings are the ones given to [`config`](Self::config), not the
+    /// checkpoint's; `RunRecord::config` turns those back into a
+    /// [`TrainConfig`] for a caller that wants them.
     pub fn resume(mut self, checkpoint: Checkpoint) -> Self {
         self.start = Start::Resume(Box::new(checkpoint));
         self
@@ -205,6 +224,45 @@ impl<'c> TrainerBuilder<'c> {
             });
         }
         let windows = Windows::new(corpus.rows(), hyper.maxlen, hyper.step)?;
+        let record = RunRecord {
+            corpus: CorpusRecord {
+                source: self.corpus_source.clone(),
+                fingerprint: Fingerprint::of(corpus),
+            },
+            steps_per_epoch: config.steps_per_epoch,
+            keep_checkpoints: config.keep_checkpoints,
+            divergence: config.divergence.map(|g| DivergenceRecord {
+                factor: g.factor.is_finite().then_some(g.factor),
+                action: match g.action {
+                    OnDivergence::Stop => "stop".into(),
+                    OnDivergence::Rollback => "rollback".into(),
+                },
+                max_rollbacks: g.max_rollbacks,
+            }),
+            temperatures: config.temperatures.clone(),
+            gen_length: config.gen_length,
+            device: match (&start, self.device) {
+                (Start::Engine(..), _) => None,
+                (_, Device::Auto) => Some("auto".into()),
+                (_, Device::Exact(b)) => Some(b.name().into()),
+            },
+        };
+        if let Start::Resume(c) = &start {
+            same_text(c, &record.corpus)?;
+            let full = windows.count.div_ceil(hyper.batch);
+            let batches = config.steps_per_epoch.map_or(full, |s| s.min(full));
+            if c.state.batch > 0 && c.state.batch >= batches {
+                return Err(Error::Resume {
+                    what: format!(
+                        "the checkpoint stopped after batch {} of epoch {}, but an epoch on this \
+                         corpus has {batches} batches",
+                        c.state.batch,
+                        c.state.epoch + 1
+                    ),
+                    fix: "resume with the corpus and --steps-per-epoch the run started with".into(),
+                });
+            }
+        }
         let open = |c: Checkpoint| {
             same_corpus(&c, &hyper, corpus)?;
             let (engine, notice) = self
@@ -224,18 +282,26 @@ impl<'c> TrainerBuilder<'c> {
                     rmsprop: Params::zeros(params.vocab, params.hidden),
                     params,
                     state: TrainState::default(),
+                    run: None,
                 })?
             }
         };
+        // Last, once nothing else can fail: the directory becomes this run's.
+        let mut rundir = config.out.clone().map(RunDir::new);
+        let mut notices: Vec<String> = notice.into_iter().collect();
+        if let Some(dir) = &mut rundir {
+            notices.extend(dir.open()?);
+        }
         Ok(Trainer {
             corpus,
-            rundir: config.out.clone().map(RunDir::new),
+            rundir,
             hyper,
             config,
             windows,
             engine,
             state,
-            notice,
+            notice: (!notices.is_empty()).then(|| notices.join("\n")),
+            record,
         })
     }
 }
@@ -260,6 +326,51 @@ fn same_corpus(checkpoint: &Checkpoint, hyper: &Hyper, corpus: &OneHotCorpus) ->
         });
     }
     Ok(())
+}
+
+/// A saved run that recorded its corpus goes on only on the same text.
+fn same_text(checkpoint: &Checkpoint, now: &CorpusRecord) -> Result<()> {
+    let Some(run) = &checkpoint.run else {
+        return Ok(());
+    };
+    if run.corpus.fingerprint == now.fingerprint {
+        return Ok(());
+    }
+    Err(Error::Resume {
+        what: format!(
+            "the corpus {} is not the text the run trained on, {}",
+            now.describe(),
+            run.corpus.describe()
+        ),
+        fix: match &run.corpus.source {
+            Some(s) => format!(
+                "resume on the run's own text (leave out --corpus to use {s}), or train on \
+                 this one into another --out"
+            ),
+            None => "resume on the run's own text, or train on this one into another --out".into(),
+        },
+    })
+}
+
+impl RunRecord {
+    /// The run settings as a [`TrainConfig`] writing to `out`.
+    pub fn config(&self, out: Option<PathBuf>) -> Result<TrainConfig> {
+        Ok(TrainConfig {
+            steps_per_epoch: self.steps_per_epoch,
+            keep_checkpoints: self.keep_checkpoints,
+            divergence: match &self.divergence {
+                Some(d) => Some(DivergenceGuard {
+                    factor: d.factor.unwrap_or(f64::INFINITY),
+                    action: d.action.parse()?,
+                    max_rollbacks: d.max_rollbacks,
+                }),
+                None => None,
+            },
+            temperatures: self.temperatures.clone(),
+            gen_length: self.gen_length,
+            out,
+        })
+    }
 }
 
 /// A resumed run keeps its data order and model: only `epochs` and `lr` may change.

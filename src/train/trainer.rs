@@ -9,7 +9,7 @@ use super::observer::{BatchEvent, Control, Observer, RollbackEvent};
 use crate::corpus::{OneHotCorpus, Windows, epoch_order};
 use crate::engine::{Backend, Batch, Engine};
 use crate::error::{Error, Result};
-use crate::model::{Checkpoint, Hyper, TrainState};
+use crate::model::{Checkpoint, Hyper, RunRecord, TrainState};
 use crate::rundir::{BatchRow, EpochRow, RunDir, SampleRow};
 use crate::sample::{GenerateRequest, Predict, Strategy, random_seed_text};
 
@@ -67,11 +67,24 @@ pub struct Trainer<'c> {
     pub(super) state: TrainState,
     /// Where the run's files go (`config.out`), when it has a directory.
     pub(super) rundir: Option<RunDir>,
-    /// What `Device::resolve` said about the backend.
+    /// What `Device::resolve` and opening the run directory said.
     pub(super) notice: Option<String>,
+    /// The corpus and settings, saved in every checkpoint.
+    pub(super) record: RunRecord,
 }
 
 impl<'c> Trainer<'c> {
+    /// The corpus and run settings every checkpoint of this run records.
+    pub fn record(&self) -> &RunRecord {
+        &self.record
+    }
+
+    /// The run directory's `.lock` while this trainer holds it (from
+    /// [`TrainerBuilder::build`](super::TrainerBuilder::build) until it is dropped).
+    pub fn lock_path(&self) -> Option<&std::path::Path> {
+        self.rundir.as_ref().and_then(RunDir::lock_path)
+    }
+
     /// What device resolution said when the trainer was built by
     /// [`Trainer::builder`] (e.g. "device auto: using cpu (no NVIDIA
     /// driver found)"); the library never prints it, the caller may.
@@ -112,7 +125,7 @@ impl<'c> Trainer<'c> {
 
     /// The current weights, optimizer state and progress as a checkpoint.
     pub fn checkpoint(&mut self) -> Result<Checkpoint> {
-        checkpoint_of(self.corpus, &self.hyper, self.engine.as_mut(), &self.state)
+        checkpoint_of(self)
     }
 
     /// Trains until `hyper.epochs` epochs are done or an observer stops.
@@ -347,7 +360,14 @@ impl<'c> Trainer<'c> {
         let Some(dir) = &mut self.rundir else {
             return Ok(None);
         };
-        let ckpt = checkpoint_of(self.corpus, &self.hyper, self.engine.as_mut(), &self.state)?;
+        let ckpt = Checkpoint {
+            vocab: self.corpus.vocab().chars().to_vec(),
+            hyper: self.hyper.clone(),
+            params: self.engine.params()?,
+            rmsprop: self.engine.rmsprop_state()?,
+            state: self.state.clone(),
+            run: Some(self.record.clone()),
+        };
         match epoch {
             Some(epoch) => dir.save_epoch(&ckpt, epoch, self.config.keep_checkpoints),
             None => dir.save_last(&ckpt),
@@ -405,19 +425,15 @@ impl<'c> Trainer<'c> {
     }
 }
 
-/// The weights, optimizer state and progress of a run as a checkpoint.
-fn checkpoint_of(
-    corpus: &OneHotCorpus,
-    hyper: &Hyper,
-    engine: &mut dyn Engine,
-    state: &TrainState,
-) -> Result<Checkpoint> {
+/// The weights, optimizer state, progress and run record as a checkpoint.
+fn checkpoint_of(t: &mut Trainer<'_>) -> Result<Checkpoint> {
     Ok(Checkpoint {
-        vocab: corpus.vocab().chars().to_vec(),
-        hyper: hyper.clone(),
-        params: engine.params()?,
-        rmsprop: engine.rmsprop_state()?,
-        state: state.clone(),
+        vocab: t.corpus.vocab().chars().to_vec(),
+        hyper: t.hyper.clone(),
+        params: t.engine.params()?,
+        rmsprop: t.engine.rmsprop_state()?,
+        state: t.state.clone(),
+        run: Some(t.record.clone()),
     })
 }
 
