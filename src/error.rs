@@ -158,6 +158,39 @@ pub enum Error {
         /// What to do instead.
         fix: String,
     },
+    /// An input holds more than its kind of file may (or never ends).
+    #[error("{path}: more than {limit} bytes, the most {what} may hold")]
+    InputTooLarge {
+        /// The file.
+        path: PathBuf,
+        /// What it is meant to be ("a text corpus").
+        what: &'static str,
+        /// The limit in bytes.
+        limit: u64,
+        /// The hint.
+        fix: &'static str,
+    },
+    /// A command's output file is one of its inputs.
+    #[error(
+        "{output}: is the same file as {role} {input}; writing it would replace the input \
+         before anything else could read it"
+    )]
+    OutputIsInput {
+        /// The output path as given.
+        output: PathBuf,
+        /// The input path as given.
+        input: PathBuf,
+        /// Which input ("the text", "--checkpoint").
+        role: &'static str,
+    },
+    /// A command's output would replace a file a training run depends on.
+    #[error("{path}: is {what}; replacing it would lose it")]
+    OutputProtected {
+        /// The output path.
+        path: PathBuf,
+        /// What the file is ("a training checkpoint (epoch 1, step 9, ...)").
+        what: String,
+    },
     /// The PyTorch numbers given to `bench --pytorch` cannot be used.
     #[error("{path}: not a usable PyTorch bench result: {what}")]
     BenchInput {
@@ -244,6 +277,17 @@ impl Error {
             Error::Interop { .. } => {
                 "pass a .safetensors from `charlstm-cuda export --format pytorch`, or from PyTorch \
                  with safetensors.torch.save_file(model.state_dict(), path)"
+                    .into()
+            }
+            Error::InputTooLarge { fix, .. } => (*fix).into(),
+            Error::OutputIsInput { .. } => {
+                "write the output to another file (-o OTHER); --force does not override this, \
+                 since the command would destroy what it reads"
+                    .into()
+            }
+            Error::OutputProtected { .. } => {
+                "pass another -o, or add --force to replace it anyway (`train --resume` cannot \
+                 continue from what replaces it)"
                     .into()
             }
             Error::BenchInput { .. } => {

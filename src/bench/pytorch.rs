@@ -176,8 +176,17 @@ fn bad(path: &Path, what: String) -> Error {
 /// Reads `path` and checks its numbers (before a long measurement, so a bad
 /// file fails at once).
 pub fn read(path: &Path) -> Result<PytorchJson> {
-    let text =
-        std::fs::read_to_string(path).map_err(|e| bad(path, format!("cannot read it: {e}")))?;
+    let limit = crate::io::Limit {
+        bytes: 1 << 20,
+        what: "a PyTorch bench result",
+        fix: "pass the one JSON object scripts/bench_pytorch.py prints",
+    };
+    let bytes = crate::io::read_bounded(path, limit).map_err(|e| match e {
+        Error::Io { source, .. } => bad(path, format!("cannot read it: {source}")),
+        other => other,
+    })?;
+    let text = String::from_utf8(bytes)
+        .map_err(|e| bad(path, format!("not UTF-8 text: {}", e.utf8_error())))?;
     let p: PytorchJson = serde_json::from_str(&text).map_err(|e| {
         bad(
             path,

@@ -105,6 +105,10 @@ pub struct ExportArgs {
     /// Where to write the weights.
     #[arg(short, long)]
     pub output: PathBuf,
+    /// Replace the output even when it is a training checkpoint or a file of
+    /// a run directory (never when it is one of the inputs).
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Args, Debug)]
@@ -127,6 +131,10 @@ pub struct ImportArgs {
     /// The checkpoint to write.
     #[arg(short, long)]
     pub output: PathBuf,
+    /// Replace the output even when it is a training checkpoint or a file of
+    /// a run directory (never when it is one of the inputs).
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Args, Debug)]
@@ -136,6 +144,10 @@ pub struct PrepareArgs {
     /// Where to write the prepared corpus.
     #[arg(short, long)]
     pub output: PathBuf,
+    /// Replace the output even when it is a training checkpoint or a file of
+    /// a run directory (never when it is one of the inputs).
+    #[arg(long)]
+    pub force: bool,
     /// Keep upper case (Keras lower-cases).
     #[arg(long)]
     pub keep_case: bool,

@@ -58,7 +58,20 @@ pub fn apply(a: &mut TrainArgs, matches: &ArgMatches) -> Result<()> {
     let Some(path) = a.config.clone() else {
         return Ok(());
     };
-    let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+    let limit = charlstm_cuda::io::Limit {
+        bytes: charlstm_cuda::io::CONFIG_LIMIT,
+        what: "a --config file",
+        fix: "pass a TOML file of train options (a few lines; see docs/files.md#config-files)",
+    };
+    let bytes = charlstm_cuda::io::read_bounded(&path, limit)?;
+    let text = String::from_utf8(bytes).map_err(|e| Error::InvalidArgument {
+        name: "--config",
+        what: format!(
+            "{}: not UTF-8 text (first bad byte at offset {})",
+            path.display(),
+            e.utf8_error().valid_up_to()
+        ),
+    })?;
     let file: TrainFile = toml::from_str(&text).map_err(|e| {
         let line = e
             .span()

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use charlstm_cuda::Device;
-use charlstm_cuda::corpus::{OneHotCorpus, Vocab, Windows, read_text};
+use charlstm_cuda::corpus::{CorpusFile, OneHotCorpus, Vocab, Windows};
 use charlstm_cuda::device;
 use charlstm_cuda::model::{Checkpoint, Params};
 use charlstm_cuda::sample::{Purpose, RngStream, Strategy, random_seed_text};
@@ -84,18 +84,19 @@ pub fn eval(a: EvalArgs) -> Result<ExitCode> {
     let device: Device = a.device.parse()?;
     let ckpt = Checkpoint::load(&a.checkpoint)?;
     let vocab = Vocab::from_chars(ckpt.vocab.clone())?;
-    let corpus = if OneHotCorpus::is_prepared(&a.corpus)? {
-        let c = OneHotCorpus::open(&a.corpus)?;
-        if c.vocab() != &vocab {
-            return Err(Error::InvalidArgument {
-                name: "--corpus",
-                what: "the prepared corpus' vocabulary differs from the checkpoint's; pass the text file".into(),
-            });
+    let corpus = match CorpusFile::read(&a.corpus)? {
+        CorpusFile::Prepared(c) => {
+            if c.vocab() != &vocab {
+                return Err(Error::InvalidArgument {
+                    name: "--corpus",
+                    what: "the prepared corpus' vocabulary differs from the checkpoint's; pass the text file".into(),
+                });
+            }
+            c
         }
-        c
-    } else {
-        let text = read_text(&a.corpus)?;
-        OneHotCorpus::from_text_with_vocab(&text, &vocab, ckpt.hyper.lowercase)?
+        CorpusFile::Text(text) => {
+            OneHotCorpus::from_text_with_vocab(&text, &vocab, ckpt.hyper.lowercase)?
+        }
     };
     let hyper = ckpt.hyper.clone();
     let windows = Windows::new(corpus.rows(), hyper.maxlen, hyper.step)?;

@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use charlstm_cuda::corpus::{OneHotCorpus, Vocab, normalize, read_text};
+use charlstm_cuda::corpus::{CorpusFile, Vocab, normalize};
 use charlstm_cuda::interop::{self, ImportOptions};
 use charlstm_cuda::{Checkpoint, Error, Format, Model, Result};
 
@@ -28,6 +28,7 @@ fn format_of(arg: Option<FormatArg>, path: &Path) -> Result<Format> {
 
 pub fn export(a: ExportArgs) -> Result<ExitCode> {
     let format = format_of(a.format, &a.output)?;
+    super::output::check(&a.output, &[("--checkpoint", &a.checkpoint)], a.force)?;
     let model = Model::load(&a.checkpoint)?;
     create_parent(&a.output)?;
     interop::export(&model, format, &a.output)?;
@@ -48,6 +49,11 @@ pub fn export(a: ExportArgs) -> Result<ExitCode> {
 
 pub fn import(a: ImportArgs) -> Result<ExitCode> {
     let format = format_of(a.format, &a.file)?;
+    let mut inputs = vec![("the weight file", a.file.as_path())];
+    if let Some(from) = &a.vocab_from {
+        inputs.push(("--vocab-from", from.as_path()));
+    }
+    super::output::check(&a.output, &inputs, a.force)?;
     let mut options = ImportOptions {
         maxlen: a.maxlen,
         lowercase: a.keep_case.then_some(false),
@@ -82,12 +88,13 @@ fn vocab_from(path: &Path, lowercase: bool) -> Result<(Vocab, Option<usize>, boo
         let lowercase = c.hyper.lowercase;
         return Ok((Vocab::from_chars(c.vocab)?, Some(c.hyper.maxlen), lowercase));
     }
-    if OneHotCorpus::is_prepared(path)? {
-        let c = OneHotCorpus::open(path)?;
-        return Ok((c.vocab().clone(), None, c.lowercase()));
+    match CorpusFile::read(path)? {
+        CorpusFile::Prepared(c) => Ok((c.vocab().clone(), None, c.lowercase())),
+        CorpusFile::Text(text) => {
+            let text = normalize(&text, lowercase);
+            Ok((Vocab::from_text(&text), None, lowercase))
+        }
     }
-    let text = normalize(&read_text(path)?, lowercase);
-    Ok((Vocab::from_text(&text), None, lowercase))
 }
 
 /// `import -o runs/new/last.safetensors` should not need a `mkdir` first.

@@ -6,6 +6,7 @@ mod config;
 mod generate;
 mod interop;
 mod interrupt;
+mod output;
 mod printer;
 mod report;
 mod selftest;

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use clap::{Args, CommandFactory};
 
 use charlstm_cuda::report::{REPORT_FILE, Report};
-use charlstm_cuda::rundir::METRICS_FILE;
+use charlstm_cuda::rundir::{BATCHES_FILE, LAST_CHECKPOINT, METRICS_FILE};
 use charlstm_cuda::{Error, Result};
 
 /// `report`: the run directory and where the page goes.
@@ -19,6 +19,10 @@ pub struct ReportArgs {
     /// Where to write the page [default: OUT/report.html].
     #[arg(short, long)]
     pub output: Option<PathBuf>,
+    /// Replace the output even when it is a training checkpoint or a file of
+    /// a run directory (never when it is one of the inputs).
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// `completions`: the shell.
@@ -52,6 +56,15 @@ pub fn report(a: ReportArgs) -> Result<ExitCode> {
     }
     let html = report.to_html()?;
     let path = a.output.unwrap_or_else(|| a.out.join(REPORT_FILE));
+    // The run's files are the inputs; an existing report (here or in
+    // another run) is this command's own output, replaced as always.
+    let inputs = [METRICS_FILE, BATCHES_FILE, LAST_CHECKPOINT].map(|f| a.out.join(f));
+    let inputs: Vec<(&'static str, &std::path::Path)> = inputs
+        .iter()
+        .map(|p| ("the run's file", p.as_path()))
+        .collect();
+    let is_report = path.file_name() == Some(std::ffi::OsStr::new(REPORT_FILE));
+    super::output::check(&path, &inputs, a.force || is_report)?;
     charlstm_cuda::io::write_atomically(&path, |w| w.write_all(html.as_bytes()))?;
     println!(
         "{}: {} epochs{}",

@@ -17,6 +17,7 @@ use super::printer::Printer;
 
 pub fn prepare(a: PrepareArgs) -> Result<ExitCode> {
     let started = Instant::now();
+    super::output::check(&a.output, &[("the text", &a.text)], a.force)?;
     let corpus = OneHotCorpus::prepare(&a.text, &a.output, !a.keep_case)?;
     println!(
         "{}: {} characters, {} symbols, {} u64 words per row ({:.3} s)",

@@ -7,7 +7,7 @@ mod text;
 mod vocab;
 mod windows;
 
-pub use onehot::OneHotCorpus;
+pub use onehot::{CorpusFile, OneHotCorpus};
 pub use text::{normalize, read_text, text_from_bytes};
 pub use vocab::Vocab;
 pub use windows::{Windows, epoch_order};

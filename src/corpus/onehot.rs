@@ -28,9 +28,10 @@
 //! A vocab symbol need not occur in the rows (a corpus may be encoded with a
 //! larger, shared vocab); every row's bit must lie inside the vocab.
 
+use super::text::text_from_input;
 use super::{Vocab, normalize, read_text};
 use crate::error::{Error, Result};
-use crate::io::write_atomically;
+use crate::io::{Input, Limit, write_atomically};
 use memmap2::Mmap;
 use std::borrow::Cow;
 use std::fs::File;
@@ -51,6 +52,28 @@ enum Storage {
         offset: usize,
         words: usize,
     },
+}
+
+/// What a corpus file holds: a prepared corpus, or text (not yet normalised).
+pub enum CorpusFile {
+    /// A prepared corpus (mapped when the file is a regular one).
+    Prepared(OneHotCorpus),
+    /// The text of a text file, decoded as [`super::read_text`] does.
+    Text(String),
+}
+
+impl CorpusFile {
+    /// Opens `path` once and tells a prepared corpus from text by its magic,
+    /// sniffed from the same read: a pipe or FIFO (`<(cat t.txt)`) loses
+    /// no bytes, and both kinds are read within their bounds (see
+    /// [`crate::io`]).
+    pub fn read(path: &Path) -> Result<Self> {
+        let mut input = Input::open(path)?;
+        if input.peek(MAGIC.len())? != MAGIC {
+            return text_from_input(input).map(CorpusFile::Text);
+        }
+        OneHotCorpus::from_input(input).map(CorpusFile::Prepared)
+    }
 }
 
 /// One row per character, one bit per vocabulary symbol, `ceil(V/64)` words per row.
@@ -130,15 +153,19 @@ impl OneHotCorpus {
     ///
     /// A prepared file was normalised when it was made: its own lower-case
     /// flag wins over `lowercase` (see [`OneHotCorpus::lowercase`]).
+    ///
+    /// The file is opened and read once ([`CorpusFile::read`]).
     pub fn load(path: &Path, lowercase: bool) -> Result<Self> {
-        if Self::is_prepared(path)? {
-            Self::open(path)
-        } else {
-            Self::from_text(&read_text(path)?, lowercase)
+        match CorpusFile::read(path)? {
+            CorpusFile::Prepared(c) => Ok(c),
+            CorpusFile::Text(text) => Self::from_text(&text, lowercase),
         }
     }
 
     /// Whether `path` starts with the prepared corpus' magic (else it is text).
+    ///
+    /// This opens the file on its own: a pipe read after it has lost its
+    /// first bytes. [`CorpusFile::read`] sniffs and reads in one go.
     pub fn is_prepared(path: &Path) -> Result<bool> {
         let mut head = Vec::with_capacity(MAGIC.len());
         File::open(path)
@@ -157,17 +184,41 @@ impl OneHotCorpus {
     ///
     /// Every field is checked, sizes before anything is allocated, then the
     /// checksum, then the vocab and that each row has exactly one valid bit.
+    /// A pipe, FIFO or device is read once into memory instead (it cannot
+    /// be mapped), as far as its header says the file goes.
     pub fn open(path: &Path) -> Result<Self> {
+        Self::from_input(Input::open(path)?)
+    }
+
+    /// [`OneHotCorpus::open`] of an opened file: a regular one is mapped, a
+    /// stream read as far as its header says the file goes (plus a byte,
+    /// so trailing data is still reported) and parsed in memory.
+    fn from_input(input: Input) -> Result<Self> {
+        let path = input.path().to_path_buf();
+        if input.regular_len().is_some() {
+            return Self::from_file(input.file(), &path);
+        }
+        let limit = Limit {
+            bytes: u64::MAX,
+            what: "a prepared corpus",
+            fix: "pass the prepared file itself rather than a stream",
+        };
+        let bytes =
+            input.read_to_end(limit, |b| Ok(prepared_len(b).map(|n| n.saturating_add(1))))?;
+        Self::from_bytes(&bytes, &path)
+    }
+
+    /// [`OneHotCorpus::open`] of a regular file already open.
+    fn from_file(file: &File, path: &Path) -> Result<Self> {
         let bad = |what: String| Error::CorpusFormat {
             path: path.into(),
             what,
         };
-        let file = File::open(path).map_err(|e| Error::io(path, e))?;
         // SAFETY: the mapping is read-only (memmap2 maps an empty file as an
         // empty slice). Mutating the file while it is mapped would be undefined
         // behaviour; this crate only ever replaces prepared files by rename,
         // which leaves a mapped inode untouched.
-        let map = unsafe { Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
+        let map = unsafe { Mmap::map(file) }.map_err(|e| Error::io(path, e))?;
         let layout = check_layout(&map).map_err(bad)?;
         let (offset, words) = (layout.data_offset, layout.rows * layout.words_per_row);
         let storage = if cfg!(target_endian = "little") {
@@ -328,6 +379,22 @@ fn le_u32(b: &[u8], at: usize) -> u32 {
 }
 
 /// Checks everything but the rows' bits; the error names the field.
+/// The length of the prepared file whose header `b` starts with; `None`
+/// while fewer than [`HEADER_LEN`] bytes are there. Fields that overflow
+/// give the header's length: reading stops and [`check_layout`] names them.
+fn prepared_len(b: &[u8]) -> Option<u64> {
+    let header = b.get(..HEADER_LEN)?;
+    let vocab_bytes = u64::from(le_u32(header, 20));
+    let rows = u64::from_le_bytes(header[24..32].try_into().expect("8 bytes"));
+    let wpr = u64::from(le_u32(header, 32));
+    let data_offset = (HEADER_LEN as u64 + vocab_bytes).next_multiple_of(8);
+    let end = rows
+        .checked_mul(wpr)
+        .and_then(|w| w.checked_mul(8))
+        .and_then(|d| d.checked_add(data_offset));
+    Some(end.unwrap_or(HEADER_LEN as u64))
+}
+
 fn check_layout(b: &[u8]) -> Result<Layout, String> {
     let len = b.len() as u64;
     let n = b.len().min(MAGIC.len());

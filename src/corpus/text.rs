@@ -10,6 +10,7 @@
 //!   would otherwise become a vocabulary symbol that never appears in samples).
 
 use crate::error::{Error, Result};
+use crate::io::{Input, Limit};
 use std::borrow::Cow;
 use std::path::Path;
 
@@ -18,9 +19,47 @@ use std::path::Path;
 /// A NUL byte is valid UTF-8 but never occurs in real text; a file with one is
 /// reported as binary, since that is what it almost always is (or UTF-16).
 /// Whichever problem comes first in the file is the one reported.
+///
+/// The file is opened and read once, so a pipe or FIFO works; both problems
+/// are caught as the bytes arrive (`/dev/zero` fails at its first byte), and
+/// a text over [`crate::io::TEXT_LIMIT`] bytes is refused
+/// ([`Error::InputTooLarge`]; a regular file before anything is read).
 pub fn read_text(path: &Path) -> Result<String> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    text_from_bytes(bytes, path)
+    text_from_input(Input::open(path)?)
+}
+
+/// [`read_text`] of an opened file, continuing after whatever was peeked.
+pub(crate) fn text_from_input(input: Input) -> Result<String> {
+    let path = input.path().to_path_buf();
+    let mut checked = 0;
+    let bytes = input.read_to_end(Limit::TEXT, |b| {
+        check_arriving(&path, b, &mut checked).map(|()| None)
+    })?;
+    text_from_bytes(bytes, &path)
+}
+
+/// The check of [`decode`] on the bytes that arrived since `checked`, which
+/// it advances; a UTF-8 sequence cut at the end waits for the next bytes.
+fn check_arriving(path: &Path, bytes: &[u8], checked: &mut usize) -> Result<()> {
+    let new = &bytes[*checked..];
+    let (valid, invalid) = match std::str::from_utf8(new) {
+        Ok(_) => (new.len(), false),
+        Err(e) => (e.valid_up_to(), e.error_len().is_some()),
+    };
+    if let Some(i) = new[..valid].iter().position(|&b| b == 0) {
+        return Err(Error::BinaryText {
+            path: path.into(),
+            offset: *checked + i,
+        });
+    }
+    if invalid {
+        return Err(Error::InvalidUtf8 {
+            path: path.into(),
+            offset: *checked + valid,
+        });
+    }
+    *checked += valid;
+    Ok(())
 }
 
 /// [`read_text`] for bytes already in memory; `path` only names the source in errors.
@@ -98,6 +137,38 @@ mod tests {
     fn newlines_follow_python_text_mode() {
         assert_eq!(translate_newlines("a\r\nb\rc\n\r\r\nd"), "a\nb\nc\n\n\nd");
         assert!(matches!(translate_newlines("plain\n"), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn arriving_bytes_report_what_decode_reports() {
+        let path = Path::new("t");
+        // A sequence cut between two chunks waits for its end.
+        let text = "aé\u{20ac}b".as_bytes();
+        let mut checked = 0;
+        for end in 1..=text.len() {
+            check_arriving(path, &text[..end], &mut checked).unwrap();
+        }
+        assert_eq!(checked, text.len());
+        // The earlier of a NUL and invalid UTF-8 is the one named, at its offset.
+        for (bytes, nul, offset) in [
+            (&b"ab\0c\xff"[..], true, 2),
+            (&b"ab\xffc\0"[..], false, 2),
+            (&b"\0"[..], true, 0),
+        ] {
+            let mut checked = 0;
+            let mut first = None;
+            for end in 1..=bytes.len() {
+                if let Err(e) = check_arriving(path, &bytes[..end], &mut checked) {
+                    first = Some(e);
+                    break;
+                }
+            }
+            match first.expect("an error") {
+                Error::BinaryText { offset: o, .. } if nul => assert_eq!(o, offset),
+                Error::InvalidUtf8 { offset: o, .. } if !nul => assert_eq!(o, offset),
+                e => panic!("{e}"),
+            }
+        }
     }
 
     #[test]

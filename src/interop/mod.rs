@@ -120,13 +120,34 @@ pub fn export(model: &Model, format: Format, path: &Path) -> Result<()> {
 
 /// Reads a `format` file into a [`Model`]; see [`ImportOptions`] for what
 /// the file may lack.
+///
+/// The file is read once: a safetensors file as far as its header says it
+/// goes, an `.npz` up to [`crate::io::WEIGHTS_LIMIT`] and only while it
+/// starts like a zip archive (so `/dev/zero` fails at its first chunk).
 pub fn import(path: &Path, format: Format, options: &ImportOptions) -> Result<Model> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    from_bytes(&bytes, format, options).map_err(|what| Error::Interop {
+    let bad = |what: String| Error::Interop {
         path: path.to_path_buf(),
         format: format.name(),
         what,
-    })
+    };
+    let bytes = match format {
+        Format::Pytorch => crate::io::read_safetensors(path)?,
+        Format::Keras => {
+            let limit = crate::io::Limit {
+                bytes: crate::io::WEIGHTS_LIMIT,
+                what: "an .npz weight file",
+                fix: "pass an .npz of at most 16 GiB (larger models do not fit the kernels)",
+            };
+            // Past a first chunk that does not start like a zip, the parser
+            // has what it needs to say what the file is instead.
+            crate::io::Input::open(path)?.read_to_end(limit, |b| {
+                let n = b.len().min(4);
+                let zip = [&b"PK\x03\x04"[..n], &b"PK\x05\x06"[..n]].contains(&&b[..n]);
+                Ok((!zip).then_some(b.len() as u64))
+            })?
+        }
+    };
+    from_bytes(&bytes, format, options).map_err(bad)
 }
 
 /// The file `export` writes, as bytes.

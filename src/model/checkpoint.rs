@@ -294,9 +294,10 @@ impl Checkpoint {
         crate::io::write_atomically(path, |w| w.write_all(&bytes))
     }
 
-    /// Reads and validates a checkpoint file.
+    /// Reads and validates a checkpoint file, read once and only as far as
+    /// its header says it goes (a pipe works, `/dev/zero` fails at once).
     pub fn load(path: &Path) -> Result<Self> {
-        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        let bytes = crate::io::read_safetensors(path)?;
         Self::from_bytes(&bytes, path)
     }
 }
