@@ -2,9 +2,9 @@
 //! resume, generate, eval, and a clear error for every bad input.
 
 mod common;
-use common::cli::{bin, ok, run, small_text, stderr, stdout};
+use common::cli::{Dir, bin, ok, run, small_text, stderr, stdout};
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// Fails with a one-line error plus hint, no panic, and stderr mentions `needle`.
 fn fails(args: &[&str], needle: &str) {
@@ -21,23 +21,6 @@ fn fails(args: &[&str], needle: &str) {
             err.contains("error: ") && err.contains("hint: "),
             "{args:?}: no error/hint lines:\n{err}"
         );
-    }
-}
-
-struct Dir(tempfile::TempDir);
-impl Dir {
-    fn new() -> Self {
-        Dir(tempfile::tempdir().expect("temp dir"))
-    }
-    fn path(&self, name: &str) -> PathBuf {
-        self.0.path().join(name)
-    }
-    fn s(&self, name: &str) -> String {
-        self.path(name).to_string_lossy().into_owned()
-    }
-    fn write(&self, name: &str, bytes: &[u8]) -> String {
-        std::fs::write(self.path(name), bytes).expect("write");
-        self.s(name)
     }
 }
 

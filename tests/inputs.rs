@@ -4,28 +4,11 @@
 //! FIFO, `<(cat t.txt)`), bounded and read once.
 
 mod common;
-use common::cli::{bin, ok, run, small_text, stderr, stdout};
+use common::cli::{Dir, bin, ok, run, small_text, stderr, stdout};
 
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
-
-struct Dir(tempfile::TempDir);
-impl Dir {
-    fn new() -> Self {
-        Dir(tempfile::tempdir().expect("temp dir"))
-    }
-    fn path(&self, name: &str) -> PathBuf {
-        self.0.path().join(name)
-    }
-    fn s(&self, name: &str) -> String {
-        self.path(name).to_string_lossy().into_owned()
-    }
-    fn write(&self, name: &str, bytes: &[u8]) -> String {
-        std::fs::write(self.path(name), bytes).expect("write");
-        self.s(name)
-    }
-}
 
 /// A one-epoch run of two batches in `dir/run`, on `dir/t.txt`.
 fn trained_run(d: &Dir) -> (String, String) {

@@ -4,6 +4,9 @@
 //! CPU backend, as a run that was never interrupted.
 #![cfg(unix)]
 
+mod common;
+use common::cli::snapshot;
+
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -106,20 +109,6 @@ fn interrupt(args: &[&str], signal: libc::c_int, name: &str) -> String {
     assert!(log.contains("--resume"), "{log}");
     assert!(!log.contains("panicked"), "{log}");
     log
-}
-
-/// Every file of `dir` with its bytes, to show a refused command wrote nothing.
-fn snapshot(dir: &Path) -> Vec<(String, Vec<u8>)> {
-    let mut files: Vec<_> = std::fs::read_dir(dir)
-        .expect("dir")
-        .map(|e| {
-            let e = e.expect("entry");
-            let bytes = std::fs::read(e.path()).expect("read");
-            (e.file_name().to_string_lossy().into_owned(), bytes)
-        })
-        .collect();
-    files.sort();
-    files
 }
 
 fn interrupted_then_resumed(signal: libc::c_int, name: &str) {

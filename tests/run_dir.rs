@@ -4,7 +4,7 @@
 #![cfg(unix)]
 
 mod common;
-use common::cli::{bin, ok, run, small_text, stderr};
+use common::cli::{bin, ok, run, small_text, snapshot, stderr};
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -32,20 +32,6 @@ fn train_args<'a>(corpus: &'a str, out: &'a str, epochs: &'a str) -> Vec<&'a str
         "--device",
         "cpu",
     ]
-}
-
-/// Every file of `dir` with its bytes, to show a refused command wrote nothing.
-fn snapshot(dir: &Path) -> Vec<(String, Vec<u8>)> {
-    let mut files: Vec<_> = std::fs::read_dir(dir)
-        .expect("dir")
-        .map(|e| {
-            let e = e.expect("entry");
-            let bytes = std::fs::read(e.path()).expect("read");
-            (e.file_name().to_string_lossy().into_owned(), bytes)
-        })
-        .collect();
-    files.sort();
-    files
 }
 
 /// One `error:` line, a `hint:`, exit status 1, no panic.

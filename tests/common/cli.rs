@@ -1,6 +1,7 @@
 //! Running the `charlstm-cuda` binary from the CLI tests (tests/cli.rs,
 //! cli_polish.rs, report.rs, bench_cli.rs): colour off, output captured.
 
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 /// The binary under test, `NO_COLOR` set: the one cargo built next to this
@@ -56,4 +57,36 @@ pub fn small_text() -> String {
         }
     }
     s
+}
+
+/// A temporary directory with short helpers for the paths the tests pass.
+pub struct Dir(pub tempfile::TempDir);
+impl Dir {
+    pub fn new() -> Self {
+        Dir(tempfile::tempdir().expect("temp dir"))
+    }
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.0.path().join(name)
+    }
+    pub fn s(&self, name: &str) -> String {
+        self.path(name).to_string_lossy().into_owned()
+    }
+    pub fn write(&self, name: &str, bytes: &[u8]) -> String {
+        std::fs::write(self.path(name), bytes).expect("write");
+        self.s(name)
+    }
+}
+
+/// Every file of `dir` with its bytes, to show a refused command wrote nothing.
+pub fn snapshot(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .expect("dir")
+        .map(|e| {
+            let e = e.expect("entry");
+            let bytes = std::fs::read(e.path()).expect("read");
+            (e.file_name().to_string_lossy().into_owned(), bytes)
+        })
+        .collect();
+    files.sort();
+    files
 }
