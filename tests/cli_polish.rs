@@ -235,3 +235,78 @@ fn quiet_is_accepted_by_every_model_command() {
     let v: serde_json::Value = serde_json::from_str(stdout(&e).trim()).expect("JSON");
     assert!(v["loss"].as_f64().is_some_and(|l| l > 0.0));
 }
+
+/// A negative value reaches the flag's own check (`invalid value for --lr`)
+/// instead of clap's "unexpected argument '-1'" (issue 15, item 8).
+#[test]
+fn a_negative_value_is_checked_as_a_value() {
+    for args in [["train", "--lr", "-1"], ["train", "--clip-norm", "-1"]] {
+        let o = run(&args);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success(), "{args:?}");
+        assert!(!err.contains("unexpected argument"), "{args:?}: {err}");
+        assert!(
+            err.contains(&format!("invalid value for {}", args[1])),
+            "{args:?}: {err}"
+        );
+    }
+}
+
+/// What `train` prints is read by people: "1 epoch", not "1 epochs"; it
+/// ends by saying where its files are; the chart's epoch labels are round
+/// numbers, one per epoch at most (issue 15, item 9).
+#[test]
+fn train_output_reads_well() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = dir.path().join("t.txt");
+    write_text(&text);
+    let out = dir.path().join("run");
+    let mut args = vec![
+        "train",
+        "--corpus",
+        s(&text),
+        "--out",
+        s(&out),
+        "--epochs",
+        "1",
+        "--quiet",
+    ];
+    args.extend_from_slice(SMALL);
+    let err = String::from_utf8_lossy(&ok(&args).stderr).into_owned();
+    assert!(
+        err.contains("; 1 epoch\n") || err.contains("; 1 epoch;"),
+        "{err}"
+    );
+    assert!(!err.contains(" 1 epochs"), "{err}");
+    assert!(
+        err.contains(&format!("run files in {}", out.display())),
+        "{err}"
+    );
+    let mut args = vec![
+        "train",
+        "--corpus",
+        s(&text),
+        "--out",
+        s(&out),
+        "--epochs",
+        "3",
+        "--resume",
+        "--quiet",
+    ];
+    args.extend_from_slice(SMALL);
+    ok(&args);
+    let svg = std::fs::read_to_string(out.join("loss.svg")).unwrap();
+    let labels: Vec<&str> = svg
+        .split("<text")
+        .skip(1)
+        .filter_map(|t| {
+            t.split_once('>')
+                .map(|(_, rest)| rest.split('<').next().unwrap_or("").trim())
+        })
+        .filter(|l| l.parse::<f64>().is_ok())
+        .collect();
+    assert!(
+        labels.iter().all(|l| l.len() <= 4),
+        "labels with float noise: {labels:?}"
+    );
+}

@@ -21,6 +21,7 @@ pub enum Command {
     )]
     Prepare(PrepareArgs),
     /// Train the model; checkpoints, metrics.jsonl and samples after every epoch.
+    #[command(allow_negative_numbers = true)]
     #[command(after_help = "Examples:\n  charlstm-cuda train --epochs 1\n  \
         charlstm-cuda train --corpus my.txt --out runs/my --epochs 20\n  \
         charlstm-cuda train --out runs/my --resume --epochs 40\n  \
@@ -28,6 +29,7 @@ pub enum Command {
         charlstm-cuda train --corpus my.txt --json | jq .loss")]
     Train(TrainArgs),
     /// Generate text from a checkpoint.
+    #[command(allow_negative_numbers = true)]
     #[command(after_help = "Examples:\n  \
         charlstm-cuda generate --checkpoint runs/n/last.safetensors --corpus nietzsche.txt\n  \
         charlstm-cuda generate --checkpoint runs/n/last.safetensors --seed-text \"the will to power\" \\\n    \
@@ -51,6 +53,7 @@ pub enum Command {
         charlstm-cuda completions powershell >> $PROFILE")]
     Completions(super::report::CompletionsArgs),
     /// Time a training step, an epoch slice and generation per backend, as JSON.
+    #[command(allow_negative_numbers = true)]
     #[command(
         after_help = "Prints the JSON report on stdout and the same as a table, \
         with per-recurrent-step latencies and ratios, on stderr.\n\nExamples:\n  \

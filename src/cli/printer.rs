@@ -18,6 +18,16 @@ pub struct Printer {
 }
 
 /// Whether stdout should get ANSI colours.
+/// `n` and the noun, plural unless `n` is 1: "1 epoch", "60 epochs"
+/// (`noun` + "s", or "es" after "ch").
+pub fn count(n: usize, noun: &str) -> String {
+    match (n, noun.ends_with("ch")) {
+        (1, _) => format!("1 {noun}"),
+        (_, true) => format!("{n} {noun}es"),
+        _ => format!("{n} {noun}s"),
+    }
+}
+
 pub fn colour_stdout() -> bool {
     std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }

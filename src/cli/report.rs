@@ -67,9 +67,9 @@ pub fn report(a: ReportArgs) -> Result<ExitCode> {
     super::output::check(&path, &inputs, a.force || is_report)?;
     charlstm_cuda::io::write_atomically(&path, |w| w.write_all(html.as_bytes()))?;
     println!(
-        "{}: {} epochs{}",
+        "{}: {}{}",
         path.display(),
-        report.history.epochs.len(),
+        super::printer::count(report.history.epochs.len(), "epoch"),
         if report.checkpoint.is_none() {
             " (no last.safetensors: hyper-parameters left out)"
         } else {

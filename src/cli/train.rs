@@ -13,7 +13,7 @@ use charlstm_cuda::train::{DivergenceGuard, TrainConfig, Trainer};
 use charlstm_cuda::{Error, Result};
 
 use super::args::{PrepareArgs, TrainArgs};
-use super::printer::Printer;
+use super::printer::{Printer, count};
 
 pub fn prepare(a: PrepareArgs) -> Result<ExitCode> {
     let started = Instant::now();
@@ -297,14 +297,14 @@ pub fn train(a: TrainArgs) -> Result<ExitCode> {
     let h = trainer.hyper().clone();
     let st = trainer.state().clone();
     eprintln!(
-        "{}: {} characters, {} symbols, {} windows; {} batches of {} per epoch; {} epochs{}{}",
+        "{}: {}, {}, {}; {} of {} per epoch; {}{}{}",
         corpus_path.display(),
-        corpus.rows(),
-        corpus.vocab().len(),
-        trainer.windows().count,
-        trainer.batches_per_epoch(),
+        count(corpus.rows(), "character"),
+        count(corpus.vocab().len(), "symbol"),
+        count(trainer.windows().count, "window"),
+        count(trainer.batches_per_epoch(), "batch"),
         h.batch,
-        h.epochs,
+        count(h.epochs, "epoch"),
         h.clip_norm.map_or(String::new(), |c| format!(
             "; gradients clipped to norm {c}"
         )),
@@ -337,6 +337,14 @@ pub fn train(a: TrainArgs) -> Result<ExitCode> {
                 if super::interrupt::requested() {
                     return Ok(ExitCode::from(super::interrupt::EXIT_INTERRUPTED));
                 }
+            }
+            if !a.json {
+                eprintln!(
+                    "run files in {}: {LAST_CHECKPOINT}, metrics.jsonl, loss.svg; \
+                     `charlstm-cuda report --out {}` writes report.html",
+                    out.display(),
+                    shell_word(&out)
+                );
             }
             Ok(ExitCode::SUCCESS)
         }

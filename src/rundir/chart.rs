@@ -68,7 +68,17 @@ pub fn loss_chart(history: &RunHistory) -> Result<String> {
             .x_desc("epoch")
             .y_desc("loss")
             .y_label_formatter(&|y| format!("{y:.2}"))
-            .x_label_formatter(&|x| format!("{x}"))
+            // At most one label per epoch, rounded: no `1.9999999999999998`,
+            // no labels run together.
+            .x_labels((x_max.ceil() as usize + 1).clamp(2, 11))
+            .x_label_formatter(&|x| {
+                let r = (x * 10.0).round() / 10.0;
+                if r.fract() == 0.0 {
+                    format!("{r:.0}")
+                } else {
+                    format!("{r:.1}")
+                }
+            })
             .draw()
             .map_err(|e| e.to_string())?;
         // One line per epoch: the running mean restarts with each epoch,
