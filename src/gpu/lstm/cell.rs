@@ -30,13 +30,6 @@ impl LstmLauncher {
             return Ok(());
         }
         let (h, g) = (dims.hidden, 4 * dims.hidden);
-        let prev = |buf: DevicePtr| {
-            if t == 0 {
-                DevicePtr::NULL
-            } else {
-                dims.at(buf, t - 1, h)
-            }
-        };
         // The per-step pointers are step t (t-1 for the previous state, null at t = 0) of the
         // t-major buffers of LstmBuffers; the caller guarantees every starts[b] + t is a row of the
         // corpus. Grid-stride over B*H.
@@ -51,8 +44,8 @@ impl LstmLauncher {
             B: s.b,
             H: s.h,
             V: s.v,
-            h_prev: prev(bufs.h),
-            c_prev: prev(bufs.c),
+            h_prev: dims.before(bufs.h, t, h),
+            c_prev: dims.before(bufs.c, t, h),
             gates: dims.at(bufs.gates, t, g),
             c: dims.at(bufs.c, t, h),
             h: dims.at(bufs.h, t, h),
@@ -82,11 +75,7 @@ impl LstmLauncher {
             return Ok(());
         }
         let (h, g) = (dims.hidden, 4 * dims.hidden);
-        let c_prev = if t == 0 {
-            DevicePtr::NULL
-        } else {
-            dims.at(bufs.c, t - 1, h)
-        };
+        let c_prev = dims.before(bufs.c, t, h);
         let dc_next = if t + 1 == dims.seq_len {
             DevicePtr::NULL
         } else {

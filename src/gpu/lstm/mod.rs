@@ -104,6 +104,15 @@ impl LstmDims {
     pub fn at(&self, buf: DevicePtr, t: usize, width: usize) -> DevicePtr {
         buf.offset(t * self.step_bytes(width))
     }
+
+    /// Pointer to step `t - 1`, or null at `t = 0` (the zero initial state
+    /// the kernels take for a null pointer).
+    pub fn before(&self, buf: DevicePtr, t: usize, width: usize) -> DevicePtr {
+        match t {
+            0 => DevicePtr::NULL,
+            _ => self.at(buf, t - 1, width),
+        }
+    }
 }
 
 /// Which kernels run the recurrence.
