@@ -244,7 +244,7 @@ impl Error {
             }
             Error::InvalidArgument { .. } => "see `charlstm-cuda help` for the allowed values".into(),
             Error::UnknownChar { .. } => {
-                "use only characters of the training text (see the checkpoint's vocab)".into()
+                "use only characters of the training text (`charlstm-cuda inspect CHECKPOINT` lists them)".into()
             }
             Error::NonFiniteLoss { .. } => {
                 "the last good checkpoint is kept; resume from it with a smaller --lr".into()

@@ -60,6 +60,94 @@ fn completions_print_a_script_for_every_shell() {
     assert!(!o.status.success());
 }
 
+/// Completing `--device` offers the backends, not file names (issue 15,
+/// item 9); a typo lists them.
+#[test]
+fn device_completion_offers_the_backends() {
+    let bash = stdout(&ok(&["completions", "bash"]));
+    assert!(
+        bash.contains(r#"compgen -W "auto cpu cuda sim""#),
+        "train/generate/eval --device:\n{bash}"
+    );
+    assert!(
+        bash.contains(r#"compgen -W "cpu cuda sim""#),
+        "bench --device:\n{bash}"
+    );
+    let fish = stdout(&ok(&["completions", "fish"]));
+    assert!(
+        fish.lines()
+            .any(|l| l.contains("-l device") && l.contains("auto") && l.contains("sim")),
+        "{fish}"
+    );
+    let o = run(&["generate", "--checkpoint", "x", "--device", "tpu"]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("--device") && err.contains("auto, cpu, cuda, sim"),
+        "{err}"
+    );
+}
+
+/// `inspect` shows what a checkpoint holds, as a table and as JSON: model,
+/// vocabulary, hyper-parameters, progress and the run's settings (issue 15,
+/// item 9); a file that is not a checkpoint is the usual clear error.
+#[test]
+fn inspect_shows_what_a_checkpoint_holds() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = dir.path().join("t.txt");
+    write_text(&text);
+    let out = dir.path().join("run");
+    let mut args = vec![
+        "train",
+        "--corpus",
+        s(&text),
+        "--out",
+        s(&out),
+        "--epochs",
+        "2",
+        "--quiet",
+    ];
+    args.extend_from_slice(SMALL);
+    ok(&args);
+    let ckpt = out.join("last.safetensors");
+    let before = std::fs::read(&ckpt).unwrap();
+    let table = stdout(&ok(&["inspect", s(&ckpt)]));
+    for want in [
+        "LSTM(8) + Dense(",
+        "symbols: \"",
+        "maxlen 10, step 3, lower-cased",
+        "lr 0.01 rho 0.9 eps 1e-7, batch 32",
+        "2 epochs done",
+        "8 steps in all; --resume continues it",
+        "4 batches per epoch",
+        "lstm.recurrent_kernel [8, 32]",
+    ] {
+        assert!(table.contains(want), "no {want:?} in:\n{table}");
+    }
+    assert!(table.contains(s(&text)), "the corpus path:\n{table}");
+
+    let json: serde_json::Value =
+        serde_json::from_str(&stdout(&ok(&["inspect", s(&ckpt), "--json"]))).unwrap();
+    let c = charlstm_cuda::Checkpoint::load(&ckpt).unwrap();
+    let vocab: Vec<String> = c.vocab.iter().map(char::to_string).collect();
+    assert_eq!(json["vocab"], serde_json::json!(vocab));
+    assert_eq!(json["hyper"]["hidden"], 8);
+    assert_eq!(json["hyper"]["lr"], serde_json::json!(0.01));
+    assert_eq!(json["state"]["step"], 8);
+    assert_eq!(json["resumable"], true);
+    assert_eq!(json["run"]["steps_per_epoch"], 4);
+    assert_eq!(json["parameters"], c.params.len());
+    assert_eq!(std::fs::read(&ckpt).unwrap(), before, "inspect only reads");
+
+    let o = run(&["inspect", s(&text)]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("not a valid checkpoint") && err.contains("hint:"),
+        "{err}"
+    );
+}
+
 #[test]
 fn every_subcommand_help_has_examples() {
     for cmd in [
@@ -294,7 +382,9 @@ fn train_output_reads_well() {
         "--quiet",
     ];
     args.extend_from_slice(SMALL);
-    ok(&args);
+    let err = String::from_utf8_lossy(&ok(&args).stderr).into_owned();
+    assert!(err.contains(" 3 epochs"), "{err}");
+    assert!(!err.contains("epoches"), "{err}");
     let svg = std::fs::read_to_string(out.join("loss.svg")).unwrap();
     let labels: Vec<&str> = svg
         .split("<text")

@@ -41,6 +41,11 @@ pub enum Command {
         charlstm-cuda eval --checkpoint runs/n/last.safetensors --corpus nietzsche.txt\n  \
         charlstm-cuda eval --checkpoint runs/n/last.safetensors --corpus held-out.txt --device cuda")]
     Eval(EvalArgs),
+    /// Show what a checkpoint holds: model, vocabulary, hyper-parameters, progress, run settings.
+    #[command(after_help = "Examples:\n  \
+        charlstm-cuda inspect runs/n/last.safetensors\n  \
+        charlstm-cuda inspect runs/n/epoch-003.safetensors --json | jq .vocab")]
+    Inspect(super::inspect::InspectArgs),
     /// One self-contained HTML page about a run: loss chart, hyper-parameters, throughput, samples.
     #[command(after_help = "Examples:\n  charlstm-cuda report --out runs/n\n  \
         charlstm-cuda report --out runs/n -o /tmp/n.html")]
@@ -87,6 +92,12 @@ pub enum Command {
     )]
     Import(ImportArgs),
 }
+
+// The values `--device` takes, listed to clap so that shell completion
+// offers them (instead of file names) and a typo lists them.
+const DEVICES: [&str; 4] = ["auto", "cpu", "cuda", "sim"];
+const BENCH_DEVICES: [&str; 3] = ["cpu", "cuda", "sim"];
+const SELFTEST_DEVICES: [&str; 3] = ["auto", "cuda", "sim"];
 
 /// The framework of `export` / `import`.
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -218,7 +229,7 @@ pub struct TrainArgs {
     #[arg(long)]
     pub keep_case: bool,
     /// Compute backend: auto, cpu, cuda or sim [default: auto; with --resume: the run's].
-    #[arg(long)]
+    #[arg(long, value_parser = DEVICES)]
     pub device: Option<String>,
     /// No progress bar.
     #[arg(long, short)]
@@ -266,7 +277,7 @@ pub struct GenerateArgs {
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Compute backend: auto, cpu, cuda or sim.
-    #[arg(long, default_value = "auto")]
+    #[arg(long, default_value = "auto", value_parser = DEVICES)]
     pub device: String,
     /// No progress bar (generate shows none; accepted as on train and eval).
     #[arg(long, short)]
@@ -285,7 +296,7 @@ pub struct EvalArgs {
     #[arg(long, default_value_t = 1024)]
     pub batch_size: usize,
     /// Compute backend: auto, cpu, cuda or sim.
-    #[arg(long, default_value = "auto")]
+    #[arg(long, default_value = "auto", value_parser = DEVICES)]
     pub device: String,
     /// No progress bar.
     #[arg(long, short)]
@@ -298,7 +309,7 @@ pub struct BenchArgs {
     #[arg(long)]
     pub corpus: Option<std::path::PathBuf>,
     /// Backends to compare, in order: cpu, cuda, sim.
-    #[arg(long, value_delimiter = ',', default_value = "cpu,cuda")]
+    #[arg(long, value_delimiter = ',', default_value = "cpu,cuda", value_parser = BENCH_DEVICES)]
     pub device: Vec<String>,
     /// Timed training steps (median reported).
     #[arg(long, default_value_t = 10)]
@@ -334,7 +345,7 @@ pub struct BenchArgs {
 #[derive(Args, Debug)]
 pub struct SelftestArgs {
     /// Device to check: cuda or sim [default: cuda when a GPU is usable, else sim].
-    #[arg(long)]
+    #[arg(long, value_parser = SELFTEST_DEVICES)]
     pub device: Option<String>,
     /// Seed of the random inputs (default: a fresh one, printed).
     #[arg(long)]

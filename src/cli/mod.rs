@@ -4,6 +4,7 @@ mod args;
 mod bench;
 mod config;
 mod generate;
+mod inspect;
 mod interop;
 mod interrupt;
 mod output;
@@ -36,6 +37,7 @@ pub fn run() -> Result<ExitCode> {
         }
         Command::Generate(a) => generate::generate(a),
         Command::Eval(a) => generate::eval(a),
+        Command::Inspect(a) => inspect::inspect(a),
         Command::Bench(a) => bench::bench(a),
         Command::Selftest(a) => selftest::selftest(a),
         Command::Report(a) => report::report(a),

@@ -18,10 +18,10 @@ pub struct Printer {
 }
 
 /// Whether stdout should get ANSI colours.
-/// `n` and the noun, plural unless `n` is 1: "1 epoch", "60 epochs"
-/// (`noun` + "s", or "es" after "ch").
+/// `n` and the noun, plural unless `n` is 1: "1 epoch", "60 epochs",
+/// "2 batches" (`noun` + "s", or "es" after "tch": "epoch" is not "epoches").
 pub fn count(n: usize, noun: &str) -> String {
-    match (n, noun.ends_with("ch")) {
+    match (n, noun.ends_with("tch")) {
         (1, _) => format!("1 {noun}"),
         (_, true) => format!("{n} {noun}es"),
         _ => format!("{n} {noun}s"),
@@ -134,5 +134,19 @@ pub fn print_sample(seed: &str, text: &str, colour: bool) {
         println!("\x1b[2m{seed}\x1b[0m\x1b[1;32m{text}\x1b[0m");
     } else {
         println!("{seed}{text}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::count;
+
+    #[test]
+    fn count_pluralises_the_nouns_the_cli_prints() {
+        assert_eq!(count(1, "epoch"), "1 epoch");
+        assert_eq!(count(60, "epoch"), "60 epochs");
+        assert_eq!(count(0, "batch"), "0 batches");
+        assert_eq!(count(1, "batch"), "1 batch");
+        assert_eq!(count(3, "window"), "3 windows");
     }
 }
