@@ -2,7 +2,9 @@
 //! block, against the opt-in limit. The kernels that take dynamic shared
 //! memory declare no static arrays (their scratch lives in the dynamic
 //! block), so a launcher's fit check is the launch's whole footprint; the
-//! simulator refuses static + dynamic above the limit, as the driver does.
+//! simulator refuses static + dynamic above the limit, and above 48 KiB
+//! without the kernel's opt-in, as the driver does; and the launch shapes a
+//! GPU refuses.
 //! The head runs at its largest vocabulary and is refused one symbol above
 //! it, on the simulator here and on a GPU with the same body (generation at
 //! H = 256, the other shape that filled shared memory to the byte, is in
@@ -11,7 +13,7 @@
 use charlstm_cuda::gpu::device::{DeviceError, GpuDevice, SCRATCH_FLOATS};
 use charlstm_cuda::gpu::head::{HeadBuffers, HeadDims, HeadLauncher};
 use charlstm_cuda::gpu::{CudaDevice, DevicePtr, SimDevice, ptx};
-use charlstm_cuda::sim::{MAX_SHARED_PER_BLOCK, ParamValue, Simulator};
+use charlstm_cuda::sim::{DEFAULT_SHARED_PER_BLOCK, MAX_SHARED_PER_BLOCK, ParamValue, Simulator};
 use charlstm_cuda::{Error, Result};
 
 /// `(kernel, declares static .shared, references a dynamic .extern .shared)`
@@ -72,7 +74,10 @@ fn kernels_with_dynamic_shared_memory_declare_no_static_shared_memory() {
     );
 }
 
-/// The simulator refuses static + dynamic above the limit, naming both.
+/// The simulator budgets shared memory as the driver does: without an
+/// opt-in a block gets 48 KiB, static and dynamic together; a kernel opts in
+/// to more dynamic memory (`cuFuncSetAttribute`), and an opt-in whose static
+/// plus dynamic exceeds the block limit is refused, naming both.
 #[test]
 fn simulator_refuses_static_plus_dynamic_above_the_limit() {
     if !ptx::BUILT_WITH_KERNELS {
@@ -89,26 +94,79 @@ fn simulator_refuses_static_plus_dynamic_above_the_limit() {
     s.write(a, &[0u8; 4 * 256]).unwrap();
     let out = s.alloc(4).unwrap();
     let args = [ParamValue::Ptr(a), ParamValue::Ptr(out)];
+    let launch = |s: &mut Simulator, dynamic: u32| {
+        s.launch("block_sum", [1, 1, 1], [256, 1, 1], dynamic, &args)
+    };
+    assert_eq!(
+        s.max_dynamic_shared("block_sum").unwrap(),
+        DEFAULT_SHARED_PER_BLOCK - 1024
+    );
+    launch(&mut s, DEFAULT_SHARED_PER_BLOCK - 1024).unwrap();
+    let e = launch(&mut s, DEFAULT_SHARED_PER_BLOCK - 1023)
+        .expect_err("above the default without an opt-in")
+        .to_string();
+    assert!(e.contains("opt in") && e.contains("1024 static"), "{e}");
     let e = s
-        .launch(
-            "block_sum",
-            [1, 1, 1],
-            [256, 1, 1],
-            MAX_SHARED_PER_BLOCK,
-            &args,
-        )
+        .set_max_dynamic_shared("block_sum", MAX_SHARED_PER_BLOCK)
         .expect_err("static + dynamic above the limit")
         .to_string();
-    assert!(e.contains("static") && e.contains("exceed"), "{e}");
+    assert!(e.contains("static") && e.contains("exceeds"), "{e}");
     // Within the limit it runs.
-    s.launch(
-        "block_sum",
-        [1, 1, 1],
-        [256, 1, 1],
-        MAX_SHARED_PER_BLOCK - 1024,
-        &args,
+    s.set_max_dynamic_shared("block_sum", MAX_SHARED_PER_BLOCK - 1024)
+        .unwrap();
+    launch(&mut s, MAX_SHARED_PER_BLOCK - 1024).unwrap();
+}
+
+/// A PTX kernel with launch bounds, as `__launch_bounds__(64)` and
+/// `.reqntid` emit them.
+fn bounded(directive: &str) -> String {
+    format!(
+        ".version 9.0\n.target sm_90\n.address_size 64\n\n.visible .entry k(\n\t.param .u32 k_param_0\n)\n\
+         {directive}\n{{\n\tret;\n}}\n"
     )
-    .unwrap();
+}
+
+/// Launches the GPU would refuse, the simulator refuses with the reason:
+/// more threads than `__launch_bounds__` allows, another shape than
+/// `.reqntid`, block and grid dimensions past the hardware's.
+#[test]
+fn simulator_refuses_launches_the_driver_refuses() {
+    let arg = [ParamValue::U32(0)];
+    let mut s = Simulator::new(0);
+    s.load_module("m", &bounded(".maxntid 64, 1, 1")).unwrap();
+    s.launch("k", [1, 1, 1], [64, 1, 1], 0, &arg).unwrap();
+    s.launch("k", [1, 1, 1], [8, 8, 1], 0, &arg).unwrap();
+    let e = s
+        .launch("k", [1, 1, 1], [65, 1, 1], 0, &arg)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains(".maxntid 64") && e.contains("refuses"), "{e}");
+
+    let mut s = Simulator::new(0);
+    s.load_module("m", &bounded(".reqntid 32, 2")).unwrap();
+    s.launch("k", [1, 1, 1], [32, 2, 1], 0, &arg).unwrap();
+    let e = s
+        .launch("k", [1, 1, 1], [64, 1, 1], 0, &arg)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains(".reqntid [32, 2, 1]"), "{e}");
+
+    let mut s = Simulator::new(0);
+    s.load_module("m", &bounded("")).unwrap();
+    for (grid, block, want) in [
+        ([1, 1, 1], [1, 1, 65], "z is 65, more than 64"),
+        ([1, 1, 1], [1, 1025, 1], "y is 1025, more than 1024"),
+        ([1, 1, 1], [64, 32, 1], "2048 threads, more than 1024"),
+        ([1, 65536, 1], [1, 1, 1], "y is 65536, more than 65535"),
+        (
+            [1 << 31, 1, 1],
+            [1, 1, 1],
+            "x is 2147483648, more than 2147483647",
+        ),
+    ] {
+        let e = s.launch("k", grid, block, 0, &arg).unwrap_err().to_string();
+        assert!(e.contains(want), "{grid:?} {block:?}: {e}");
+    }
 }
 
 /// splitmix64 in [-scale, scale).

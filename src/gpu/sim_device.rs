@@ -120,6 +120,12 @@ impl SimDevice {
             })
             .collect();
         // Kernel symbols are unique across our modules (`{op}_{direction}_{dtype}`).
+        // Above the default shared memory the kernel opts in first, as
+        // CudaDevice::launch does, so that a launch the driver would refuse
+        // without it is refused here too.
+        if cfg.shared_bytes > self.sim.max_dynamic_shared(kernel)? {
+            self.sim.set_max_dynamic_shared(kernel, cfg.shared_bytes)?;
+        }
         let stats = self
             .sim
             .launch(kernel, cfg.grid, cfg.block, cfg.shared_bytes, &params)?;

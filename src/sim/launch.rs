@@ -5,8 +5,8 @@ use std::collections::HashMap;
 
 use super::parse::{Kernel, Src, Sreg};
 use super::{
-    BlockSt, Launch, LaunchStats, MAX_SHARED_PER_BLOCK, ParamValue, RESIDENT_THREADS, Simulator,
-    err,
+    BlockSt, DEFAULT_SHARED_PER_BLOCK, Launch, LaunchStats, MAX_BLOCK, MAX_GRID,
+    MAX_THREADS_PER_BLOCK, ParamValue, RESIDENT_THREADS, Simulator, err,
 };
 use crate::error::{Error, Result};
 
@@ -23,30 +23,7 @@ impl Simulator {
         let k = kernels
             .get(kernel)
             .ok_or_else(|| err(kernel, "no such kernel in the loaded modules".into()))?;
-        if grid.contains(&0) || block.contains(&0) {
-            return Err(err(
-                kernel,
-                format!("empty launch: grid {grid:?}, block {block:?}"),
-            ));
-        }
-        let tpb = block[0] * block[1] * block[2];
-        if tpb > 1024 {
-            return Err(err(
-                kernel,
-                format!("block {block:?} has {tpb} threads, more than 1024"),
-            ));
-        }
-        let shared_total = u64::from(k.static_shared) + u64::from(shared_bytes);
-        if shared_total > u64::from(MAX_SHARED_PER_BLOCK) {
-            return Err(err(
-                kernel,
-                format!(
-                    "{} bytes of static + {shared_bytes} of dynamic shared memory exceed the \
-                     {MAX_SHARED_PER_BLOCK} bytes a block may use (the driver refuses this launch)",
-                    k.static_shared
-                ),
-            ));
-        }
+        let tpb = self.check_shape(k, kernel, grid, block, shared_bytes)?;
         if params.len() != k.params.len() {
             return Err(err(
                 kernel,
@@ -123,6 +100,73 @@ impl Simulator {
             instructions: l.instructions,
             threads: nblocks * tpb as u64,
         })
+    }
+}
+
+impl Simulator {
+    /// The launch checks the driver makes before a kernel runs: grid and
+    /// block dimensions, the kernel's `.maxntid` / `.reqntid`, and shared
+    /// memory against the kernel's opt-in. Returns the threads per block.
+    fn check_shape(
+        &self,
+        k: &Kernel,
+        kernel: &str,
+        grid: [u32; 3],
+        block: [u32; 3],
+        shared_bytes: u32,
+    ) -> Result<u32> {
+        let refuse = |what: String| {
+            Err(err(
+                kernel,
+                format!("{what} (the driver refuses this launch)"),
+            ))
+        };
+        if grid.contains(&0) || block.contains(&0) {
+            return refuse(format!("empty launch: grid {grid:?}, block {block:?}"));
+        }
+        for (axis, ((&g, &b), (&gmax, &bmax))) in ["x", "y", "z"]
+            .iter()
+            .zip(grid.iter().zip(&block).zip(MAX_GRID.iter().zip(&MAX_BLOCK)))
+        {
+            if b > bmax {
+                return refuse(format!("block {block:?}: {axis} is {b}, more than {bmax}"));
+            }
+            if g > gmax {
+                return refuse(format!("grid {grid:?}: {axis} is {g}, more than {gmax}"));
+            }
+        }
+        // At most 1024 x 1024 x 64 by the check above: no overflow.
+        let tpb = block[0] * block[1] * block[2];
+        if tpb > MAX_THREADS_PER_BLOCK {
+            return refuse(format!(
+                "block {block:?} has {tpb} threads, more than {MAX_THREADS_PER_BLOCK}"
+            ));
+        }
+        if let Some(max) = k.maxntid
+            && tpb > max
+        {
+            return refuse(format!(
+                "block {block:?} has {tpb} threads, more than the kernel's .maxntid {max} \
+                 (its __launch_bounds__)"
+            ));
+        }
+        if let Some(req) = k.reqntid
+            && req != block
+        {
+            return refuse(format!(
+                "block {block:?} is not the kernel's .reqntid {req:?}"
+            ));
+        }
+        let allowed = self.dynamic_shared_of(kernel, k);
+        if shared_bytes > allowed {
+            return refuse(format!(
+                "{shared_bytes} bytes of dynamic shared memory, more than the {allowed} this \
+                 kernel may use ({} static; above {DEFAULT_SHARED_PER_BLOCK} bytes in all a \
+                 kernel must opt in first, see Simulator::set_max_dynamic_shared)",
+                k.static_shared
+            ));
+        }
+        Ok(tpb)
     }
 }
 

@@ -10,6 +10,13 @@
 //! would spin until the instruction limit and is reported as such). A round in
 //! which no thread can move is a deadlock error.
 //!
+//! Launches are checked as the driver checks them, with the same reason:
+//! block and grid dimensions, threads per block, the kernel's `.maxntid`
+//! (`__launch_bounds__`) and `.reqntid`, and shared memory (48 KiB static
+//! plus dynamic unless the kernel opted in to more, never above
+//! [`MAX_SHARED_PER_BLOCK`]). Registers per block are not checked: PTX does
+//! not say how many ptxas allocates.
+//!
 //! Race model: per byte, the last writer and last reader with the barrier epoch
 //! (`bar.sync` count of its block) and fence epoch (gpu-scope fences of its
 //! block) at the time. Two accesses by threads of one block conflict when no
@@ -73,6 +80,16 @@ pub const RESIDENT_THREADS: u64 = 1 << 16;
 /// opt-in limit (227 KiB). The driver refuses a launch above it however
 /// the two parts are split, so the simulator does too.
 pub const MAX_SHARED_PER_BLOCK: u32 = 227 * 1024;
+/// Shared memory, static and dynamic together, a block may use before its
+/// kernel opts in to more ([`Simulator::set_max_dynamic_shared`], the
+/// driver's `CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES`).
+pub const DEFAULT_SHARED_PER_BLOCK: u32 = 48 * 1024;
+/// Block dimensions (x, y, z) and threads per block on every GPU since sm_20.
+pub const MAX_BLOCK: [u32; 3] = [1024, 1024, 64];
+/// Threads per block, all dimensions together.
+pub const MAX_THREADS_PER_BLOCK: u32 = 1024;
+/// Grid dimensions (x, y, z).
+pub const MAX_GRID: [u32; 3] = [(1 << 31) - 1, 65535, 65535];
 const GLOBAL_BASE: u64 = 0x1_0000_0000;
 const SHARED_WIN: u64 = 0x7e00_0000_0000;
 const LOCAL_WIN: u64 = 0x7f00_0000_0000;
@@ -142,6 +159,8 @@ pub struct Simulator {
     allocs: BTreeMap<u64, Region>,
     next: u64,
     launch_id: u32,
+    /// Per kernel: the dynamic shared memory it opted in to.
+    shared_opt_in: HashMap<String, u32>,
     /// Upper bound on thread-instructions per launch (catches endless spin loops).
     pub max_instructions: u64,
 }
@@ -217,6 +236,7 @@ impl Simulator {
             allocs: BTreeMap::new(),
             next: GLOBAL_BASE,
             launch_id: 0,
+            shared_opt_in: HashMap::new(),
             max_instructions: 20_000_000_000,
         }
     }
@@ -282,6 +302,48 @@ impl Simulator {
         let (off, r) = self.host_region(addr, out.len())?;
         let o = off as usize;
         out.copy_from_slice(&r.data[o..o + out.len()]);
+        Ok(())
+    }
+
+    /// The dynamic shared memory `kernel` may be launched with now: what
+    /// it opted in to, else what is left of the default 48 KiB after its
+    /// static shared memory (as the driver computes it).
+    pub fn max_dynamic_shared(&self, kernel: &str) -> Result<u32> {
+        let k = self
+            .kernels
+            .get(kernel)
+            .ok_or_else(|| err(kernel, "no such kernel in the loaded modules".into()))?;
+        Ok(self.dynamic_shared_of(kernel, k))
+    }
+
+    fn dynamic_shared_of(&self, name: &str, k: &Kernel) -> u32 {
+        self.shared_opt_in
+            .get(name)
+            .copied()
+            .unwrap_or(DEFAULT_SHARED_PER_BLOCK.saturating_sub(k.static_shared))
+    }
+
+    /// Lets `kernel` use up to `bytes` of dynamic shared memory, as
+    /// `cuFuncSetAttribute(CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES)`
+    /// does; refused, as there, when static plus `bytes` exceeds what a
+    /// block may use ([`MAX_SHARED_PER_BLOCK`]).
+    pub fn set_max_dynamic_shared(&mut self, kernel: &str, bytes: u32) -> Result<()> {
+        let k = self
+            .kernels
+            .get(kernel)
+            .ok_or_else(|| err(kernel, "no such kernel in the loaded modules".into()))?;
+        if u64::from(k.static_shared) + u64::from(bytes) > u64::from(MAX_SHARED_PER_BLOCK) {
+            return Err(err(
+                kernel,
+                format!(
+                    "opting in to {bytes} bytes of dynamic shared memory: with its {} static \
+                     bytes that exceeds the {MAX_SHARED_PER_BLOCK} a block may use (the driver \
+                     refuses the attribute)",
+                    k.static_shared
+                ),
+            ));
+        }
+        self.shared_opt_in.insert(kernel.to_string(), bytes);
         Ok(())
     }
 

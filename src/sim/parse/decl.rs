@@ -69,6 +69,42 @@ pub(super) struct Unit {
     /// A function's return parameters (`.func (.param .b32 func_retval0) f(...)`).
     pub(super) rets: Vec<ParamDecl>,
     pub(super) body: Vec<(u32, String)>,
+    /// `.maxntid` / `.reqntid` between the parameter list and the body.
+    pub(super) bounds: Bounds,
+}
+
+/// A kernel's launch-bound directives, which the driver enforces at launch.
+#[derive(Clone, Copy, Debug, Default)]
+pub(super) struct Bounds {
+    pub(super) maxntid: Option<[u32; 3]>,
+    pub(super) reqntid: Option<[u32; 3]>,
+}
+
+impl Bounds {
+    /// Reads `.maxntid x[, y[, z]]` or `.reqntid ...` (missing dimensions
+    /// are 1); other lines are not bounds.
+    pub(super) fn read(&mut self, line: &str, ln: u32) -> std::result::Result<bool, String> {
+        let (slot, rest) = if let Some(r) = line.strip_prefix(".maxntid") {
+            (&mut self.maxntid, r)
+        } else if let Some(r) = line.strip_prefix(".reqntid") {
+            (&mut self.reqntid, r)
+        } else {
+            return Ok(false);
+        };
+        let mut dims = [1u32; 3];
+        let parts: Vec<&str> = rest.trim().trim_end_matches(';').split(',').collect();
+        if parts.len() > 3 {
+            return Err(format!("line {ln}: {line:?} has more than 3 dimensions"));
+        }
+        for (d, p) in dims.iter_mut().zip(&parts) {
+            *d = p
+                .trim()
+                .parse()
+                .map_err(|_| format!("line {ln}: bad dimension in {line:?}"))?;
+        }
+        *slot = Some(dims);
+        Ok(true)
+    }
 }
 
 /// Module-scope shared variables: `(name, offset)`, their total size, and the dynamic (`extern`) one.
@@ -193,14 +229,17 @@ pub fn parse_module(src: &str) -> PResult<Module> {
             let (params, param_bytes) = param_list(inner, ln)?;
             // A prototype (`.func f(...);`) has no body.
             let mut proto = rest.trim().ends_with(';');
+            let mut bounds = Bounds::default();
             if !proto {
-                while let Some((_, l)) = lines.get(i) {
+                while let Some((bl, l)) = lines.get(i) {
                     let l = l.trim();
-                    // Performance directives between the parameter list and
-                    // the body (`__launch_bounds__` emits `.maxntid` and
-                    // `.minnctapersm`) tell the simulator nothing.
-                    let perf = [".maxntid", ".reqntid", ".minnctapersm", ".maxnreg"];
-                    if l.is_empty() || perf.iter().any(|d| l.starts_with(d)) {
+                    // Directives between the parameter list and the body:
+                    // `__launch_bounds__` emits `.maxntid` (checked at launch,
+                    // as the driver does) and `.minnctapersm`, which like
+                    // `.maxnreg` only steers register allocation.
+                    let perf = [".minnctapersm", ".maxnreg"];
+                    if l.is_empty() || bounds.read(l, *bl)? || perf.iter().any(|d| l.starts_with(d))
+                    {
                         i += 1;
                         continue;
                     }
@@ -243,6 +282,7 @@ pub fn parse_module(src: &str) -> PResult<Module> {
                     param_bytes,
                     rets: rets.0,
                     body,
+                    bounds,
                 },
             ));
             continue;

@@ -245,5 +245,7 @@ pub(super) fn link_kernel(
         static_shared: l.static_shared,
         local_bytes: l.local_bytes,
         funcs: l.funcs,
+        maxntid: u.bounds.maxntid.map(|d| d.iter().product()),
+        reqntid: u.bounds.reqntid,
     })
 }

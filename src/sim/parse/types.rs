@@ -406,6 +406,10 @@ pub struct Kernel {
     pub local_bytes: u32,
     /// The `.func`s this kernel calls, their bodies appended to `insts`.
     pub funcs: Vec<Func>,
+    /// `.maxntid` (`__launch_bounds__`): the most threads a block may have.
+    pub maxntid: Option<u32>,
+    /// `.reqntid`: the only block shape the kernel may be launched with.
+    pub reqntid: Option<[u32; 3]>,
 }
 
 /// A linked device function: entry point and the per-thread local slots
