@@ -317,10 +317,11 @@ fn sigint_during_the_samples_stops_them_and_resume_is_exact() {
     };
     let out_reader = drain(Box::new(child.stdout.take().expect("stdout")));
     let err_reader = drain(Box::new(child.stderr.take().expect("stderr")));
-    // The epoch's checkpoint is written (by rename, so whole) just before
-    // its samples are drawn; a little after it appears, sampling is on.
+    // The epoch's checkpoints are written (by rename, so whole) just
+    // before its samples are drawn, last.safetensors second; a second after
+    // it appears, sampling is on (and lasts minutes at this length).
     let started = Instant::now();
-    while !cut.join("epoch-001.safetensors").exists() {
+    while !cut.join("last.safetensors").exists() {
         if started.elapsed().as_secs() > 300 || child.try_wait().expect("wait").is_some() {
             let _ = child.kill();
             let _ = child.wait();
@@ -331,7 +332,7 @@ fn sigint_during_the_samples_stops_them_and_resume_is_exact() {
         }
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
-    std::thread::sleep(std::time::Duration::from_millis(500));
+    std::thread::sleep(std::time::Duration::from_secs(1));
     // SAFETY: kill(2) on our own child's pid with a valid signal number.
     let sent = unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) } == 0;
     let stopped = Instant::now();
