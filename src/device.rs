@@ -22,7 +22,7 @@ use crate::engine::{Backend, Engine};
 use crate::error::{Error, Result};
 use crate::gpu::{CudaDevice, GPU_PATH_NOTICE, GpuModel, SimDevice, ptx::BUILT_WITH_KERNELS};
 use crate::model::{Hyper, Params};
-use crate::sample::{GenerateRequest, Strategy, decode, encode_seed};
+use crate::sample::{GenerateRequest, Progress, Strategy, decode, encode_seed, no_progress};
 
 /// What the user asked for: a backend, or `auto`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -138,10 +138,26 @@ pub fn generate(
     params: &Params<f32>,
     req: &GenerateRequest,
 ) -> Result<Vec<Vec<u32>>> {
+    generate_with(backend, params, req, &mut no_progress)
+}
+
+/// [`generate`], telling `progress` what it has made so far, which may stop
+/// it: after every character on the CPU, after the launch on a device (see
+/// [`Progress`]).
+pub fn generate_with(
+    backend: Backend,
+    params: &Params<f32>,
+    req: &GenerateRequest,
+    progress: &mut Progress<'_>,
+) -> Result<Vec<Vec<u32>>> {
     match backend {
-        Backend::Cpu => req.run_on(CpuModel::new(params), params.vocab),
-        Backend::Sim => GpuModel::new(SimDevice::new(req.seed), backend, params)?.generate(req),
-        Backend::Cuda => GpuModel::new(CudaDevice::new(0)?, backend, params)?.generate(req),
+        Backend::Cpu => req.run_on_with(CpuModel::new(params), params.vocab, progress),
+        Backend::Sim => {
+            GpuModel::new(SimDevice::new(req.seed), backend, params)?.generate_with(req, progress)
+        }
+        Backend::Cuda => {
+            GpuModel::new(CudaDevice::new(0)?, backend, params)?.generate_with(req, progress)
+        }
     }
 }
 

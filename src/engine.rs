@@ -7,7 +7,7 @@ use std::fmt;
 
 use crate::error::{Error, Result};
 use crate::model::Params;
-use crate::sample::{GenerateRequest, PredictFn};
+use crate::sample::{GenerateRequest, PredictFn, Progress, no_progress};
 
 /// Which windows a training step takes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -118,12 +118,22 @@ pub trait Engine {
     fn set_state(&mut self, params: &Params<f32>, rmsprop: &Params<f32>) -> Result<()>;
     /// Changes the RMSprop learning rate from the next step on.
     fn set_learning_rate(&mut self, lr: f32) -> Result<()>;
-    /// The notebook's sampling loop (see [`GenerateRequest`]). The default
-    /// runs it over [`predict`](Self::predict); a GPU engine runs it in one
-    /// launch.
+    /// The notebook's sampling loop (see [`GenerateRequest`]):
+    /// [`generate_with`](Self::generate_with) with no one watching.
     fn generate(&mut self, req: &GenerateRequest) -> Result<Vec<Vec<u32>>> {
+        self.generate_with(req, &mut no_progress)
+    }
+    /// The sampling loop, telling `progress` what it has made so far, which
+    /// may stop it (see [`Progress`]). The default runs it over
+    /// [`predict`](Self::predict), reporting every character; a GPU engine
+    /// runs it in one launch and reports once.
+    fn generate_with(
+        &mut self,
+        req: &GenerateRequest,
+        progress: &mut Progress<'_>,
+    ) -> Result<Vec<Vec<u32>>> {
         let v = self.params()?.vocab;
-        req.run_on(PredictFn(|x: &[u32], t| self.predict(x, t)), v)
+        req.run_on_with(PredictFn(|x: &[u32], t| self.predict(x, t)), v, progress)
     }
 }
 

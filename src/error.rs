@@ -199,6 +199,44 @@ pub enum Error {
         /// What is wrong with it.
         what: String,
     },
+    /// More characters asked of one generation than any generator makes.
+    #[error("invalid value for {name}: {value} characters; at most {max} are generated at once")]
+    TooLong {
+        /// The flag or parameter (`--length`, `--gen-length`, `length`).
+        name: &'static str,
+        /// The length asked for.
+        value: usize,
+        /// [`crate::sample::MAX_LENGTH`].
+        max: usize,
+    },
+    /// A model's weights hold NaN or infinity: found when a checkpoint is
+    /// read or a [`Model`](crate::Model) is made, so every backend and
+    /// command refuses it alike.
+    #[error(
+        "{origin}: weight {tensor}[{index}] is {value}; a model with non-finite weights cannot predict"
+    )]
+    NonFiniteWeights {
+        /// The checkpoint file, or "the model" for weights given in memory.
+        origin: String,
+        /// The first tensor holding one (`lstm.kernel`, ...).
+        tensor: &'static str,
+        /// Its position in that tensor (`row, column`).
+        index: String,
+        /// The value.
+        value: f32,
+    },
+    /// Two options that ask for different things.
+    #[error("{first} cannot be used with {second}: {why}")]
+    ConflictingOptions {
+        /// The one named first.
+        first: &'static str,
+        /// The other.
+        second: &'static str,
+        /// What each asks for.
+        why: &'static str,
+        /// The hint.
+        fix: &'static str,
+    },
 }
 
 impl Error {
@@ -305,6 +343,16 @@ impl Error {
             Error::Sim { .. } => {
                 "the kernel (or its launch) has a bug the simulator caught: fix it at the PTX line named (compare `nvcc --ptx` output with the .cu source)".into()
             }
+            Error::TooLong { max, .. } => format!(
+                "ask for at most {max} characters; for a longer text, generate again with the \
+                 end of this one as --seed-text"
+            ),
+            Error::NonFiniteWeights { .. } => {
+                "the run had diverged when this was saved: use an earlier epoch's checkpoint \
+                 (epoch-NNN.safetensors in its run directory), or train again with a smaller --lr"
+                    .into()
+            }
+            Error::ConflictingOptions { fix, .. } => (*fix).into(),
         }
     }
 }

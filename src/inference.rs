@@ -56,7 +56,8 @@ impl Model {
     /// `lowercase` whether its text was lower-cased (input is then too).
     /// The other hyper-parameters are the notebook's defaults.
     ///
-    /// Errors when the weights' shapes do not fit `vocab` (V) and their own H.
+    /// Errors when the weights' shapes do not fit `vocab` (V) and their own
+    /// H, or when one is NaN or infinite (`Error::NonFiniteWeights`).
     pub fn new(params: Params<f32>, vocab: Vocab, maxlen: usize, lowercase: bool) -> Result<Self> {
         let hyper = Hyper {
             maxlen,
@@ -72,6 +73,7 @@ impl Model {
     pub fn with_hyper(params: Params<f32>, vocab: Vocab, hyper: Hyper) -> Result<Self> {
         hyper.validate()?;
         check_shapes(&params, vocab.len(), hyper.hidden)?;
+        params.check_finite(|| "the model".into())?;
         Ok(Model {
             params,
             vocab,

@@ -34,7 +34,8 @@ pub enum Command {
         charlstm-cuda generate --checkpoint runs/n/last.safetensors --corpus nietzsche.txt\n  \
         charlstm-cuda generate --checkpoint runs/n/last.safetensors --seed-text \"the will to power\" \\\n    \
         --temperature 0.5 --length 400\n  \
-        charlstm-cuda generate --checkpoint runs/n/epoch-010.safetensors --strategy greedy")]
+        charlstm-cuda generate --checkpoint runs/n/epoch-010.safetensors --strategy greedy\n  \
+        charlstm-cuda generate --checkpoint runs/n/last.safetensors --temperature 0.5 --length 2000 --raw > sample.txt")]
     Generate(GenerateArgs),
     /// Mean cross-entropy of a checkpoint over every window of a text, as JSON.
     #[command(after_help = "Examples:\n  \
@@ -222,7 +223,7 @@ pub struct TrainArgs {
     /// Temperatures of the after-epoch samples [default: 0.2,0.5,1.0,1.2].
     #[arg(long, value_delimiter = ',')]
     pub temperatures: Option<Vec<f64>>,
-    /// Characters per after-epoch sample; 0 skips sampling [default: 400].
+    /// Characters per after-epoch sample, at most 1000000; 0 skips sampling [default: 400].
     #[arg(long)]
     pub gen_length: Option<usize>,
     /// Keep upper case (Keras lower-cases).
@@ -267,7 +268,7 @@ pub struct GenerateArgs {
         default_value = "0.2,0.5,1.0,1.2"
     )]
     pub temperatures: Vec<f64>,
-    /// Characters to generate.
+    /// Characters to generate per sample, at most 1000000 (docs/cli.md says why).
     #[arg(long, default_value_t = 400)]
     pub length: usize,
     /// How the next character is picked.
@@ -282,6 +283,13 @@ pub struct GenerateArgs {
     /// No progress bar (generate shows none; accepted as on train and eval).
     #[arg(long, short)]
     pub quiet: bool,
+    /// Print only the generated characters, each sample ended by a newline: no
+    /// seed, no labels (for pipes; char-rnn's `sample.lua -verbose 0`).
+    #[arg(long, visible_alias = "text-only")]
+    pub raw: bool,
+    /// One JSON object per sample on stdout (strategy, temperature, seed, text).
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Args, Debug)]

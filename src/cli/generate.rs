@@ -1,5 +1,7 @@
 //! `generate` and `eval`.
 
+use std::io::Write;
+use std::ops::ControlFlow;
 use std::process::ExitCode;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -8,21 +10,43 @@ use charlstm_cuda::Device;
 use charlstm_cuda::corpus::{CorpusFile, OneHotCorpus, Vocab, Windows};
 use charlstm_cuda::device;
 use charlstm_cuda::model::{Checkpoint, Params};
-use charlstm_cuda::sample::{Purpose, RngStream, Strategy, random_seed_text};
+use charlstm_cuda::sample::{
+    GenerateRequest, Purpose, RngStream, Strategy, check_length, decode, encode_seed,
+    random_seed_text,
+};
 use charlstm_cuda::{Error, Result};
 
 use super::args::{EvalArgs, GenerateArgs, StrategyArg};
-use super::printer::{colour_stdout, print_sample};
+use super::interrupt::Phase;
+use super::printer::colour_stdout;
 
 pub fn generate(a: GenerateArgs) -> Result<ExitCode> {
+    // Checked before anything is read: the length bounds the time a typo
+    // can cost, the modes what stdout is.
+    check_length("--length", a.length)?;
+    if a.raw && a.json {
+        return Err(Error::ConflictingOptions {
+            first: "--raw",
+            second: "--json",
+            why: "--raw prints the generated characters alone, --json one JSON object per sample",
+            fix: "drop one: --raw to pipe the text on, --json for the samples with their \
+                  temperatures and seed",
+        });
+    }
+    // Nothing to save: the first Ctrl-C ends the command (exit 130), and
+    // the text generated so far is on stdout already.
+    super::interrupt::set_phase(Phase::Generating);
+    super::interrupt::install();
     let device: Device = a.device.parse()?;
+    // Read before the device is resolved, so a bad checkpoint gets the
+    // same error whichever --device is asked for.
+    let ckpt = Checkpoint::load(&a.checkpoint)?;
     // Resolving refuses a backend that cannot run here (no kernels, no
     // GPU), and says what `auto` picked.
     let (backend, notice) = device.resolve()?;
     if let Some(n) = notice {
         eprintln!("{n}");
     }
-    let ckpt = Checkpoint::load(&a.checkpoint)?;
     let vocab = Vocab::from_chars(ckpt.vocab.clone())?;
     let maxlen = ckpt.hyper.maxlen;
     let strategies: Vec<Strategy> = match a.strategy {
@@ -47,31 +71,192 @@ pub fn generate(a: GenerateArgs) -> Result<ExitCode> {
             vocab.char_at(i as u32).to_string()
         }
     };
-    // One path for every backend: on a device the whole sampling loop is
-    // one kernel launch (or the same loop over the device's predict where
-    // that does not fit), on the CPU the reference predictor.
-    let texts = device::generate_text(
-        backend,
-        &ckpt.params,
-        &vocab,
+    let seed_indices = encode_seed(&vocab, &seed_text)?;
+    let req = GenerateRequest {
+        seed_indices: &seed_indices,
         maxlen,
-        &seed_text,
-        a.length,
-        &strategies,
-        a.seed,
-        0,
-    )?;
-    let colour = colour_stdout();
-    println!("--- Generating with seed: \"{seed_text}\"");
-    for (s, text) in strategies.iter().zip(texts) {
-        match s {
-            Strategy::Temperature(t) => println!("------ temperature: {t:?}"),
-            Strategy::Greedy => println!("------ greedy"),
-            Strategy::Uniform => println!("------ uniform"),
-        }
-        print_sample(&seed_text, &text, colour);
+        length: a.length,
+        strategies: &strategies,
+        seed: a.seed,
+        stream: 0,
+    };
+    let mode = match (a.raw, a.json) {
+        (true, _) => Mode::Raw,
+        (_, true) => Mode::Json,
+        _ => Mode::Notebook {
+            colour: colour_stdout(),
+        },
+    };
+    if a.raw && a.seed_text.is_none() {
+        eprintln!("seed: {seed_text:?}");
     }
+    let mut out = Sink::new(mode, &vocab);
+    out.begin(&seed_text, strategies.first())?;
+    // One path for every backend: the first sample is written as its
+    // characters come (each on the CPU; the whole launch at once on a
+    // device), the others, made in the same batch, when it is done.
+    let mut failed = None;
+    let texts = device::generate_with(backend, &ckpt.params, &req, &mut |seqs| match seqs
+        .first()
+        .map(|s| out.stream(s))
+    {
+        Some(Err(e)) => {
+            failed = Some(e);
+            ControlFlow::Break(())
+        }
+        _ => ControlFlow::Continue(()),
+    })?;
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    out.finish(&seed_text, &strategies, &texts)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// What `generate` writes on stdout.
+#[derive(Clone, Copy)]
+enum Mode {
+    /// The notebook's block: the seed, a label per strategy, seed + text.
+    Notebook { colour: bool },
+    /// The generated characters alone, each sample ended by a newline.
+    Raw,
+    /// One JSON object per sample, at the end.
+    Json,
+}
+
+/// stdout as generation goes: the first sample streamed, the rest after.
+struct Sink<'v> {
+    mode: Mode,
+    vocab: &'v Vocab,
+    out: std::io::Stdout,
+    /// Characters of the first sample written so far.
+    written: usize,
+}
+
+impl<'v> Sink<'v> {
+    fn new(mode: Mode, vocab: &'v Vocab) -> Self {
+        Sink {
+            mode,
+            vocab,
+            out: std::io::stdout(),
+            written: 0,
+        }
+    }
+
+    fn write(&mut self, text: &str) -> Result<()> {
+        let mut out = self.out.lock();
+        out.write_all(text.as_bytes())
+            .and_then(|()| out.flush())
+            .map_err(|e| Error::io("stdout", e))
+    }
+
+    fn label(s: &Strategy) -> String {
+        match s {
+            Strategy::Temperature(t) => format!("------ temperature: {t:?}\n"),
+            Strategy::Greedy => "------ greedy\n".into(),
+            Strategy::Uniform => "------ uniform\n".into(),
+        }
+    }
+
+    /// The header and the first sample's seed, before any character.
+    fn begin(&mut self, seed: &str, first: Option<&Strategy>) -> Result<()> {
+        let Mode::Notebook { colour } = self.mode else {
+            return Ok(());
+        };
+        let mut head = format!("--- Generating with seed: \"{seed}\"\n");
+        if let Some(s) = first {
+            head += &Self::label(s);
+            head += &seed_part(seed, colour);
+        }
+        self.write(&head)
+    }
+
+    /// The first sample's characters that are new in `seq`.
+    fn stream(&mut self, seq: &[u32]) -> Result<()> {
+        if matches!(self.mode, Mode::Json) || seq.len() <= self.written {
+            return Ok(());
+        }
+        let text: String = seq[self.written..]
+            .iter()
+            .map(|&i| self.vocab.char_at(i))
+            .collect();
+        self.written = seq.len();
+        let text = match self.mode {
+            Mode::Notebook { colour: true } => generated_part(&text, true),
+            _ => text,
+        };
+        self.write(&text)
+    }
+
+    /// The end of the first sample and the others.
+    fn finish(&mut self, seed: &str, strategies: &[Strategy], seqs: &[Vec<u32>]) -> Result<()> {
+        if let Some(first) = seqs.first() {
+            // On a device the one report came after the launch; make sure
+            // every character is out, then end the line.
+            self.stream(first)?;
+        }
+        let texts = decode(self.vocab, seqs);
+        let mut rest = String::new();
+        match self.mode {
+            Mode::Notebook { colour } => {
+                if !seqs.is_empty() {
+                    rest.push('\n');
+                }
+                for (s, text) in strategies.iter().zip(&texts).skip(1) {
+                    rest += &Self::label(s);
+                    rest += &seed_part(seed, colour);
+                    rest += &generated_part(text, colour);
+                    rest.push('\n');
+                }
+            }
+            Mode::Raw => {
+                for (k, text) in texts.iter().enumerate() {
+                    if k > 0 {
+                        rest += text;
+                    }
+                    rest.push('\n');
+                }
+            }
+            Mode::Json => {
+                for (s, text) in strategies.iter().zip(&texts) {
+                    let mut row = serde_json::Map::new();
+                    let (name, t) = match *s {
+                        Strategy::Temperature(t) => ("temperature", Some(t)),
+                        Strategy::Greedy => ("greedy", None),
+                        Strategy::Uniform => ("uniform", None),
+                    };
+                    row.insert("strategy".into(), name.into());
+                    if let Some(t) = t {
+                        row.insert("temperature".into(), t.into());
+                    }
+                    row.insert("seed".into(), seed.into());
+                    row.insert("text".into(), text.as_str().into());
+                    rest += &serde_json::Value::Object(row).to_string();
+                    rest.push('\n');
+                }
+            }
+        }
+        self.write(&rest)
+    }
+}
+
+/// The seed as `print_sample` shows it: dimmed on terminals.
+fn seed_part(seed: &str, colour: bool) -> String {
+    if colour {
+        format!("\x1b[2m{seed}\x1b[0m")
+    } else {
+        seed.into()
+    }
+}
+
+/// Generated characters as `print_sample` shows them: green on terminals,
+/// each piece closed, so an interrupt leaves the terminal's colour alone.
+fn generated_part(text: &str, colour: bool) -> String {
+    if colour {
+        format!("\x1b[1;32m{text}\x1b[0m")
+    } else {
+        text.into()
+    }
 }
 
 pub fn eval(a: EvalArgs) -> Result<ExitCode> {
@@ -122,8 +307,22 @@ pub fn eval(a: EvalArgs) -> Result<ExitCode> {
             .progress_chars("=> "),
     );
     let mut sum = 0.0f64;
-    for chunk in starts.chunks(a.batch_size) {
-        sum += f64::from(engine.eval_batch(chunk)?) * chunk.len() as f64;
+    for (k, chunk) in starts.chunks(a.batch_size).enumerate() {
+        let loss = engine.eval_batch(chunk)?;
+        // JSON has no NaN or infinity (serde_json would print null): a loss
+        // that is not a number is an error, named where it first appears.
+        if !loss.is_finite() {
+            bar.finish_and_clear();
+            return Err(Error::BadPrediction {
+                what: format!(
+                    "the mean loss of batch {} of {chunks} (windows {} to {}) is {loss}",
+                    k + 1,
+                    k * a.batch_size + 1,
+                    k * a.batch_size + chunk.len()
+                ),
+            });
+        }
+        sum += f64::from(loss) * chunk.len() as f64;
         bar.inc(1);
     }
     bar.finish_and_clear();

@@ -8,7 +8,9 @@ use std::io::IsTerminal;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use charlstm_cuda::EpochRow;
-use charlstm_cuda::train::{BatchEvent, Control, Observer, RollbackEvent};
+use charlstm_cuda::train::{BatchEvent, Control, Observer, RollbackEvent, SampleEvent};
+
+use super::interrupt::Phase;
 
 pub struct Printer {
     bar: Option<ProgressBar>,
@@ -95,7 +97,19 @@ impl Observer for Printer {
         Control::Continue
     }
 
+    fn on_sample(&mut self, e: &SampleEvent) -> Control {
+        super::interrupt::set_phase(Phase::Sampling);
+        if super::interrupt::requested() {
+            return Control::Stop;
+        }
+        if let Some(bar) = &self.bar {
+            bar.set_message(format!("sampling: {}/{} characters", e.done, e.length));
+        }
+        Control::Continue
+    }
+
     fn on_epoch(&mut self, e: &EpochRow) -> Control {
+        super::interrupt::set_phase(Phase::Training);
         self.finish();
         if self.json {
             // The same serialisation as the trainer's metrics.jsonl line.

@@ -9,6 +9,7 @@ use charlstm_cuda::corpus::OneHotCorpus;
 use charlstm_cuda::corpus::embedded::{self, NIETZSCHE_NAME};
 use charlstm_cuda::model::{BUILT_IN_SOURCE, Checkpoint, Hyper, RunRecord};
 use charlstm_cuda::rundir::LAST_CHECKPOINT;
+use charlstm_cuda::sample::check_length;
 use charlstm_cuda::train::{DivergenceGuard, TrainConfig, Trainer};
 use charlstm_cuda::{Error, Result};
 
@@ -157,6 +158,11 @@ fn resumed_corpus(
 }
 
 pub fn train(a: TrainArgs) -> Result<ExitCode> {
+    // Before anything is read or written: a typo here would otherwise
+    // surface only after the first epoch, as an hour of sampling.
+    if let Some(n) = a.gen_length {
+        check_length("--gen-length", n)?;
+    }
     let corpus_path = a.corpus.clone().unwrap_or_else(|| NIETZSCHE_NAME.into());
     let out = a.out.clone().unwrap_or_else(|| default_out(&corpus_path));
     let last = out.join(LAST_CHECKPOINT);
@@ -337,6 +343,14 @@ pub fn train(a: TrainArgs) -> Result<ExitCode> {
                 if super::interrupt::requested() {
                     return Ok(ExitCode::from(super::interrupt::EXIT_INTERRUPTED));
                 }
+            } else if super::interrupt::requested() {
+                // Every epoch was trained; the signal cut the last samples.
+                eprintln!(
+                    "stopped during the samples after the last epoch; the run is complete \
+                     (checkpoint {})",
+                    last.display()
+                );
+                return Ok(ExitCode::from(super::interrupt::EXIT_INTERRUPTED));
             }
             if !a.json {
                 eprintln!(

@@ -57,7 +57,7 @@ use crate::cpu::RmsProp;
 use crate::engine::{Backend, Batch, Engine, EpochOrder};
 use crate::error::{Error, Result};
 use crate::model::{Hyper, Params};
-use crate::sample::GenerateRequest;
+use crate::sample::{GenerateRequest, Progress};
 
 mod chain;
 mod graph;
@@ -324,8 +324,12 @@ impl<D: GpuDevice> Engine for GpuEngine<'_, D> {
         Ok(())
     }
 
-    fn generate(&mut self, req: &GenerateRequest) -> Result<Vec<Vec<u32>>> {
-        self.model.generate(req)
+    fn generate_with(
+        &mut self,
+        req: &GenerateRequest,
+        progress: &mut Progress<'_>,
+    ) -> Result<Vec<Vec<u32>>> {
+        self.model.generate_with(req, progress)
     }
 }
 

@@ -15,7 +15,7 @@ use super::device::{
 };
 use crate::error::Result;
 use crate::model::ParamLayout;
-use crate::sample::{GenerateRequest, Strategy, check_generate_args};
+use crate::sample::{GenerateRequest, Strategy, check_generate_args, check_length};
 
 /// Rows of `recurrent_kernel` per thread in registers.
 pub const KREG_GEN: usize = contract::KREG_GEN as usize;
@@ -282,7 +282,8 @@ impl GenerateLauncher {
     ///
     /// Errors: those of `IndexGenerator::generate` for the same arguments
     /// (`InvalidArgument`: `maxlen == 0`, an invalid temperature, an empty
-    /// seed, an index `>= V`); `length == 0` or no strategies returns S empty
+    /// seed, an index `>= V`), `TooLong` (`length` above
+    /// [`MAX_LENGTH`](crate::sample::MAX_LENGTH)); `length == 0` or no strategies returns S empty
     /// sequences without launching; the device's own errors.
     pub fn generate<D: GpuDevice>(
         &self,
@@ -300,6 +301,7 @@ impl GenerateLauncher {
             stream,
         } = *req;
         check_generate_args(layout.vocab, maxlen, seed_indices, strategies)?;
+        check_length("length", length)?;
         let s = strategies.len();
         if length == 0 || s == 0 {
             return Ok(vec![Vec::new(); s]);

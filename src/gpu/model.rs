@@ -28,7 +28,7 @@ use super::lstm::{LstmBuffers, LstmDims, LstmLauncher};
 use crate::engine::Backend;
 use crate::error::{Error, Result};
 use crate::model::{ParamLayout, Params, Tensor};
-use crate::sample::{GenerateRequest, PredictFn};
+use crate::sample::{GenerateRequest, PredictFn, Progress, no_progress};
 
 /// Weights and batch buffers on a [`GpuDevice`].
 pub struct GpuModel<D: GpuDevice> {
@@ -246,6 +246,17 @@ impl<D: GpuDevice> GpuModel<D> {
     /// `generate_fwd_f32`, or the same loop over [`predict`](Self::predict)
     /// where that kernel's shared memory does not fit the device.
     pub fn generate(&mut self, req: &GenerateRequest) -> Result<Vec<Vec<u32>>> {
+        self.generate_with(req, &mut no_progress)
+    }
+
+    /// [`generate`](Self::generate), telling `progress` what it has made:
+    /// once after the launch, or after every character on the fallback
+    /// loop, which then stops where `progress` breaks (see [`Progress`]).
+    pub fn generate_with(
+        &mut self,
+        req: &GenerateRequest,
+        progress: &mut Progress<'_>,
+    ) -> Result<Vec<Vec<u32>>> {
         let dims = GenerateDims {
             vocab: self.layout.vocab,
             hidden: self.layout.hidden,
@@ -260,9 +271,17 @@ impl<D: GpuDevice> GpuModel<D> {
             // Philox draws) runs over predict, whose head kernel fits (new
             // checked it).
             let v = self.layout.vocab;
-            return req.run_on(PredictFn(|x: &[u32], t| self.predict(x, t)), v);
+            return req.run_on_with(PredictFn(|x: &[u32], t| self.predict(x, t)), v, progress);
         }
-        GenerateLauncher::default().generate(&mut self.device, self.d_params, self.layout, req)
+        let out = GenerateLauncher::default().generate(
+            &mut self.device,
+            self.d_params,
+            self.layout,
+            req,
+        )?;
+        // Done either way: a break has nothing left to stop.
+        let _ = progress(&out);
+        Ok(out)
     }
 
     /// Frees every buffer (the model is unusable afterwards).

@@ -278,6 +278,9 @@ impl Checkpoint {
                 "checksum mismatch (stored {expected}, computed {actual}): the file is corrupt"
             )));
         }
+        // Intact but unusable (a run that had diverged): refused here, where
+        // every command and backend reads checkpoints, with one message.
+        params.check_finite(|| path.display().to_string())?;
         Ok(Checkpoint {
             vocab,
             hyper,
@@ -296,6 +299,7 @@ impl Checkpoint {
 
     /// Reads and validates a checkpoint file, read once and only as far as
     /// its header says it goes (a pipe works, `/dev/zero` fails at once).
+    /// Weights holding NaN or infinity are `Error::NonFiniteWeights`.
     pub fn load(path: &Path) -> Result<Self> {
         let bytes = crate::io::read_safetensors(path)?;
         Self::from_bytes(&bytes, path)

@@ -213,6 +213,34 @@ impl<F: Copy + Default> Params<F> {
     }
 }
 
+impl Params<f32> {
+    /// Refuses weights holding NaN or infinity, naming the first one (in
+    /// layout order) and `origin` (the checkpoint, or "the model"). The one
+    /// check every way a model comes in goes through (a checkpoint read,
+    /// a [`Model`](crate::Model) made), so no backend meets such weights:
+    /// the CPU would report a bad prediction, a device would sample from
+    /// garbage.
+    pub fn check_finite(&self, origin: impl FnOnce() -> String) -> crate::error::Result<()> {
+        let layout = self.layout();
+        for t in Tensor::ALL {
+            let Some((i, &value)) = self[t].iter().enumerate().find(|(_, x)| !x.is_finite()) else {
+                continue;
+            };
+            let index = match layout.shape(t)[..] {
+                [_, cols] => format!("{}, {}", i / cols, i % cols),
+                _ => i.to_string(),
+            };
+            return Err(crate::error::Error::NonFiniteWeights {
+                origin: origin(),
+                tensor: t.name(),
+                index,
+                value,
+            });
+        }
+        Ok(())
+    }
+}
+
 impl<F> AsMut<[F]> for Params<F> {
     fn as_mut(&mut self) -> &mut [F] {
         &mut self.data

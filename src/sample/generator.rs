@@ -29,11 +29,52 @@
 //! `maxlen` indices, plus its output.
 
 use std::collections::VecDeque;
+use std::ops::ControlFlow;
 
 use crate::corpus::Vocab;
 use crate::error::{Error, Result};
 
 use super::{Philox, Purpose, RngStream, Strategy, draw};
+
+/// The most characters one generation request draws per sequence:
+/// `generate --length`, `train --gen-length` and every generator (CPU or
+/// device) refuse more. A bound for time and memory, not for the kernel
+/// (whose u32 positions would allow up to 2^32 - 1 - maxlen): a million
+/// characters is 1.7 times the Keras example's whole corpus; at the speeds
+/// measured for the notebook's four samples at H = 128 (4 x 400 characters
+/// in 15-40 ms on an H200, 4 x 20,000 in 21 s on a CPU) it takes one to two
+/// minutes on the GPU and about 18 on the CPU; and each sequence is held in
+/// memory (4 bytes a character, on the device and the host) until it is
+/// returned. Longer
+/// texts are made by continuing from the end of the last one (`--seed-text`).
+pub const MAX_LENGTH: usize = 1_000_000;
+
+/// Refuses a generation length above [`MAX_LENGTH`]; `name` is the
+/// parameter (or flag) that gave it.
+pub fn check_length(name: &'static str, length: usize) -> Result<()> {
+    if length > MAX_LENGTH {
+        return Err(Error::TooLong {
+            name,
+            value: length,
+            max: MAX_LENGTH,
+        });
+    }
+    Ok(())
+}
+
+/// What a generator reports as it goes: the sequences so far, all of one
+/// length, after every character on the CPU (one call per step of the
+/// loop) and after every launch on a device (one call for the whole
+/// request: the kernel draws character k from Philox counter k, so it
+/// cannot continue a request that was cut). `ControlFlow::Break` ends the
+/// generation there; the generator then returns the sequences as they are,
+/// shorter than asked.
+pub type Progress<'p> = dyn FnMut(&[Vec<u32>]) -> ControlFlow<()> + 'p;
+
+/// A [`Progress`] that never stops and watches nothing.
+pub fn no_progress(_: &[Vec<u32>]) -> ControlFlow<()> {
+    ControlFlow::Continue(())
+}
 
 /// Anything that maps a batch of sequences to next-character probabilities.
 pub trait Predict {
@@ -95,11 +136,35 @@ impl<P: Predict> IndexGenerator<P> {
         seed: u64,
         stream: u32,
     ) -> Result<Vec<Vec<u32>>> {
+        self.generate_with(
+            seed_indices,
+            length,
+            strategies,
+            seed,
+            stream,
+            &mut no_progress,
+        )
+    }
+
+    /// [`generate`](Self::generate), calling `progress` after every
+    /// character (see [`Progress`]): the sequences end early, all at the
+    /// same length, when it breaks. A `length` above [`MAX_LENGTH`] is
+    /// `Error::TooLong`.
+    pub fn generate_with(
+        &mut self,
+        seed_indices: &[u32],
+        length: usize,
+        strategies: &[Strategy],
+        seed: u64,
+        stream: u32,
+        progress: &mut Progress<'_>,
+    ) -> Result<Vec<Vec<u32>>> {
         let (v, maxlen, b) = (self.vocab_size, self.maxlen, strategies.len());
         check_generate_args(v, maxlen, seed_indices, strategies)?;
+        check_length("length", length)?;
 
-        // Output grows with `length`; no up-front reservation, so an absurd
-        // length fails as out-of-memory late rather than as a capacity panic.
+        // Output grows with the characters drawn, not reserved for
+        // `length`: a run stopped early holds only what it made.
         let mut out: Vec<Vec<u32>> = vec![Vec::new(); b];
         if length == 0 || b == 0 {
             return Ok(out);
@@ -136,6 +201,9 @@ impl<P: Predict> IndexGenerator<P> {
                     windows[j].pop_front();
                 }
                 windows[j].push_back(next);
+            }
+            if progress(&out).is_break() {
+                break;
             }
         }
         Ok(out)
@@ -273,12 +341,24 @@ impl GenerateRequest<'_> {
     /// The request run by the reference loop over `predictor`, a model of
     /// `vocab` symbols.
     pub fn run_on<P: Predict>(&self, predictor: P, vocab: usize) -> Result<Vec<Vec<u32>>> {
-        IndexGenerator::new(predictor, vocab, self.maxlen).generate(
+        self.run_on_with(predictor, vocab, &mut no_progress)
+    }
+
+    /// [`run_on`](Self::run_on), reporting each character to `progress`,
+    /// which may stop it (see [`Progress`]).
+    pub fn run_on_with<P: Predict>(
+        &self,
+        predictor: P,
+        vocab: usize,
+        progress: &mut Progress<'_>,
+    ) -> Result<Vec<Vec<u32>>> {
+        IndexGenerator::new(predictor, vocab, self.maxlen).generate_with(
             self.seed_indices,
             self.length,
             self.strategies,
             self.seed,
             self.stream,
+            progress,
         )
     }
 }

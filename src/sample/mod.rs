@@ -12,7 +12,7 @@ mod strategy;
 
 pub use crate::rng::{Philox, Purpose, RngStream};
 pub use generator::{
-    GenerateRequest, Generator, IndexGenerator, Predict, PredictFn, check_generate_args, decode,
-    encode_seed, random_seed_text,
+    GenerateRequest, Generator, IndexGenerator, MAX_LENGTH, Predict, PredictFn, Progress,
+    check_generate_args, check_length, decode, encode_seed, no_progress, random_seed_text,
 };
 pub use strategy::{Strategy, draw, reweight};

@@ -211,6 +211,7 @@ impl<'c> TrainerBuilder<'c> {
         for &t in &config.temperatures {
             Strategy::temperature(t)?;
         }
+        crate::sample::check_length("--gen-length", config.gen_length)?;
         if config.steps_per_epoch == Some(0) {
             return Err(Error::InvalidArgument {
                 name: "--steps-per-epoch",

@@ -9,5 +9,5 @@ mod trainer;
 pub use builder::TrainerBuilder;
 pub use guard::{Divergence, DivergenceGuard, OnDivergence};
 pub use loss_queue::LOSS_READBACK_EVERY;
-pub use observer::{BatchEvent, Control, Observer, RollbackEvent, Silent};
+pub use observer::{BatchEvent, Control, Observer, RollbackEvent, SampleEvent, Silent};
 pub use trainer::{EnginePredictor, RunSummary, TrainConfig, Trainer, sample_stream};

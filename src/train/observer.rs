@@ -42,6 +42,20 @@ pub struct RollbackEvent {
     pub rollbacks: usize,
 }
 
+/// Sent while the after-epoch samples are generated: once before the first
+/// character, then as characters arrive (after every one on the CPU, once
+/// per launch on a device).
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct SampleEvent {
+    /// The epoch just trained (and saved), 1-based.
+    pub epoch: usize,
+    /// Characters generated so far, per sample.
+    pub done: usize,
+    /// Characters asked for, per sample (`gen_length`).
+    pub length: usize,
+}
+
 /// Receives the events of a run. Every method has a do-nothing default.
 pub trait Observer {
     /// After every batch.
@@ -50,6 +64,13 @@ pub trait Observer {
     }
     /// After every epoch, with the row appended to `metrics.jsonl`.
     fn on_epoch(&mut self, _event: &EpochRow) -> Control {
+        Control::Continue
+    }
+    /// While the after-epoch samples are generated. `Control::Stop` ends
+    /// the sampling there and then the run, as a stop from
+    /// [`on_epoch`](Self::on_epoch) does: the epoch is already trained and
+    /// saved, and its row keeps the characters generated so far.
+    fn on_sample(&mut self, _event: &SampleEvent) -> Control {
         Control::Continue
     }
     /// After the divergence guard restored the best epoch.

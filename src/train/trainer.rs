@@ -1,11 +1,12 @@
 //! The epoch loop: shuffle, batch, step, checkpoint, sample, report.
 
+use std::ops::ControlFlow;
 use std::path::PathBuf;
 use std::time::Instant;
 
 use super::guard::{Best, Divergence, DivergenceGuard, OnDivergence};
 use super::loss_queue::LossQueue;
-use super::observer::{BatchEvent, Control, Observer, RollbackEvent};
+use super::observer::{BatchEvent, Control, Observer, RollbackEvent, SampleEvent};
 use crate::corpus::{OneHotCorpus, Windows, epoch_order};
 use crate::engine::{Backend, Batch, Engine};
 use crate::error::{Error, Result};
@@ -261,7 +262,7 @@ impl<'c> Trainer<'c> {
             }
             last_checkpoint = checkpoint.clone();
             let sample_started = Instant::now();
-            let samples = self.epoch_samples(epoch - 1)?;
+            let (samples, sampling) = self.epoch_samples(epoch, observer)?;
             let row = EpochRow {
                 epoch,
                 epochs: self.hyper.epochs,
@@ -277,7 +278,7 @@ impl<'c> Trainer<'c> {
             if let Some(dir) = &mut self.rundir {
                 dir.end_epoch(&row)?;
             }
-            if observer.on_epoch(&row) == Control::Stop {
+            if observer.on_epoch(&row) == Control::Stop || sampling == Control::Stop {
                 return Ok(RunSummary {
                     state: self.state.clone(),
                     stopped: self.state.epoch < self.hyper.epochs,
@@ -375,12 +376,28 @@ impl<'c> Trainer<'c> {
         .map(Some)
     }
 
-    /// The notebook's after-epoch block: a random window of the corpus as
-    /// seed, `gen_length` characters at each temperature, one batch.
-    fn epoch_samples(&mut self, epoch_index: usize) -> Result<Vec<SampleRow>> {
+    /// The notebook's after-epoch block after epoch `epoch` (1-based): a
+    /// random window of the corpus as seed, `gen_length` characters at each
+    /// temperature, one batch; cut short (and `Control::Stop`) when the
+    /// observer's [`on_sample`](Observer::on_sample) says stop.
+    fn epoch_samples(
+        &mut self,
+        epoch: usize,
+        observer: &mut dyn Observer,
+    ) -> Result<(Vec<SampleRow>, Control)> {
         if self.config.gen_length == 0 || self.config.temperatures.is_empty() {
-            return Ok(Vec::new());
+            return Ok((Vec::new(), Control::Continue));
         }
+        let length = self.config.gen_length;
+        let mut event = SampleEvent {
+            epoch,
+            done: 0,
+            length,
+        };
+        if observer.on_sample(&event) == Control::Stop {
+            return Ok((Vec::new(), Control::Stop));
+        }
+        let epoch_index = epoch - 1;
         let maxlen = self.hyper.maxlen;
         let start = random_seed_text(
             self.corpus.rows(),
@@ -399,19 +416,33 @@ impl<'c> Trainer<'c> {
         let seed_indices: Vec<u32> = (start..start + maxlen)
             .map(|i| self.corpus.class_at(i))
             .collect();
+        // The same flag that stops training stops the sampling, a character
+        // later on the CPU (a launch later on a device), so a stop is not
+        // kept waiting by a long --gen-length.
+        let mut control = Control::Continue;
         let texts = self
             .engine
-            .generate(&GenerateRequest {
-                seed_indices: &seed_indices,
-                maxlen,
-                length: self.config.gen_length,
-                strategies: &strategies,
-                seed: self.hyper.seed,
-                stream: sample_stream(epoch_index),
-            })?
+            .generate_with(
+                &GenerateRequest {
+                    seed_indices: &seed_indices,
+                    maxlen,
+                    length,
+                    strategies: &strategies,
+                    seed: self.hyper.seed,
+                    stream: sample_stream(epoch_index),
+                },
+                &mut |out| {
+                    event.done = out.first().map_or(0, Vec::len);
+                    control = observer.on_sample(&event);
+                    match control {
+                        Control::Stop if event.done < length => ControlFlow::Break(()),
+                        _ => ControlFlow::Continue(()),
+                    }
+                },
+            )?
             .into_iter()
             .map(|seq| seq.iter().map(|&i| vocab.char_at(i)).collect::<String>());
-        Ok(self
+        let rows = self
             .config
             .temperatures
             .iter()
@@ -421,7 +452,8 @@ impl<'c> Trainer<'c> {
                 seed: seed_text.clone(),
                 text,
             })
-            .collect())
+            .collect();
+        Ok((rows, control))
     }
 }
 
