@@ -3,7 +3,7 @@
 
 use super::parse::Space;
 use super::{
-    Acc, BlockSt, LOCAL_WIN, Launch, R_MANY, Region, SHARED_WIN, Sh, Simulator, W_ATOMIC, WIN_SIZE,
+    Acc, LOCAL_WIN, Launch, R_MANY, Region, SHARED_WIN, Sh, Simulator, W_ATOMIC, WIN_SIZE,
 };
 use crate::error::Result;
 
@@ -50,29 +50,31 @@ impl<'k> Launch<'k> {
         }
         let g = self.first + t as u32;
         let me_block = (g / self.tpb) as usize;
-        let (region, off, what): (&mut Region, u64, String) = match space {
+        // The place is named only when an access fails: formatting it on
+        // every access cost more than the access.
+        let (region, off, place): (&mut Region, u64, Place) = match space {
             Space::Shared => {
                 let r = &mut self.shared[me_block - self.first_block as usize];
                 if a + w as u64 > r.data.len() as u64 {
                     let n = r.data.len();
                     return Err(self.fail(t, format!("out-of-bounds shared-memory access of {w} bytes at shared address {a:#x} (the block has {n} bytes of shared memory)")));
                 }
-                (r, a, "shared".into())
+                (r, a, Place::Shared)
             }
             Space::Local => {
-                let Some(r) = self.local.get_mut(t) else {
+                if t >= self.local.len() {
                     return Err(self.fail(
                         t,
                         format!(
                             "local-memory access at {a:#x} but the kernel declares no local memory"
                         ),
                     ));
-                };
-                if a + w as u64 > r.data.len() as u64 {
-                    let n = r.data.len();
+                }
+                let n = self.local[t].data.len();
+                if a + w as u64 > n as u64 {
                     return Err(self.fail(t, format!("out-of-bounds local-memory access at {a:#x} ({n} bytes of local memory)")));
                 }
-                (r, a, "local".into())
+                (&mut self.local[t], a, Place::Local)
             }
             Space::Const => {
                 return Err(self.fail(
@@ -85,7 +87,7 @@ impl<'k> Launch<'k> {
                 match found {
                     Some((b, r)) if a + w as u64 <= b + r.data.len() as u64 => {
                         let b = *b;
-                        (r, a - b, format!("global {a:#x}"))
+                        (r, a - b, Place::Global(a))
                     }
                     Some((b, r)) if a < b + r.data.len() as u64 + 256 => {
                         let (b, n) = (*b, r.data.len());
@@ -104,46 +106,43 @@ impl<'k> Launch<'k> {
         };
         let o = off as usize;
         let wu = w as usize;
-        if acc != Acc::Write && region.init[o..o + wu].contains(&0) {
-            let first = o + region.init[o..o + wu]
-                .iter()
-                .position(|&x| x == 0)
-                .unwrap_or(0);
-            let addr_s = format!("{what} (byte offset {first})");
-            return Err(self.fail(t, format!("read of never-written memory at {addr_s}")));
+        if acc != Acc::Write
+            && let Some(first) = region.init[o..o + wu].iter().position(|&x| x == 0)
+        {
+            let what = format!("{place} (byte offset {})", o + first);
+            return Err(self.fail(t, format!("read of never-written memory at {what}")));
         }
+        let mut race = None;
         if space != Space::Local && acc != Acc::AtomicLoad {
             if region.shadow.is_empty() {
                 region.shadow = vec![Sh::default(); region.data.len()];
             }
             let lid = self.launch_id;
-            for i in o..o + wu {
-                let e = &mut region.shadow[i];
+            let (blocks, tpb) = (&self.blocks, self.tpb);
+            let conflict = |prev: u32, ep: u32, fe: u32| -> bool {
+                if prev == 0 || prev - 1 == g {
+                    return false;
+                }
+                let pb = ((prev - 1) / tpb) as usize;
+                if pb == me_block {
+                    blocks[pb].bar_epoch == ep
+                } else {
+                    blocks[pb].fence_epoch == fe
+                }
+            };
+            let my_ep = blocks[me_block].bar_epoch;
+            let my_fe = blocks[me_block].fence_epoch;
+            for (i, e) in region.shadow[o..o + wu].iter_mut().enumerate() {
                 if e.launch != lid {
                     *e = Sh {
                         launch: lid,
                         ..Sh::default()
                     };
                 }
-                let conflict = |blocks: &[BlockSt], prev: u32, ep: u32, fe: u32| -> bool {
-                    if prev == 0 || prev - 1 == g {
-                        return false;
-                    }
-                    let pb = ((prev - 1) / self.tpb) as usize;
-                    if pb == me_block {
-                        blocks[pb].bar_epoch == ep
-                    } else {
-                        blocks[pb].fence_epoch == fe
-                    }
-                };
-                let my_ep = self.blocks[me_block].bar_epoch;
-                let my_fe = self.blocks[me_block].fence_epoch;
                 let bad = match acc {
                     Acc::Read | Acc::AtomicLoad => {
-                        let racy = conflict(&self.blocks, e.w, e.w_ep, e.w_fe);
-                        let many = (e.r != 0
-                            && e.r - 1 != g
-                            && conflict(&self.blocks, e.r, e.r_ep, e.r_fe))
+                        let racy = conflict(e.w, e.w_ep, e.w_fe);
+                        let many = (e.r != 0 && e.r - 1 != g && conflict(e.r, e.r_ep, e.r_fe))
                             || (e.r == g + 1 && e.flags & R_MANY != 0 && e.r_ep == my_ep);
                         e.flags = (e.flags & !R_MANY) | if many { R_MANY } else { 0 };
                         e.r = g + 1;
@@ -153,10 +152,10 @@ impl<'k> Launch<'k> {
                     }
                     Acc::Write | Acc::Atomic => {
                         let atomic = acc == Acc::Atomic;
-                        let ww = conflict(&self.blocks, e.w, e.w_ep, e.w_fe)
-                            && !(atomic && e.flags & W_ATOMIC != 0);
+                        let ww =
+                            conflict(e.w, e.w_ep, e.w_fe) && !(atomic && e.flags & W_ATOMIC != 0);
                         let rw = !atomic
-                            && (conflict(&self.blocks, e.r, e.r_ep, e.r_fe)
+                            && (conflict(e.r, e.r_ep, e.r_fe)
                                 || (e.r == g + 1 && e.flags & R_MANY != 0 && e.r_ep == my_ep));
                         let out = if ww {
                             Some((e.w, "write"))
@@ -176,39 +175,52 @@ impl<'k> Launch<'k> {
                     }
                 };
                 if let Some((prev, kind)) = bad {
-                    let verb = match acc {
-                        Acc::Read | Acc::AtomicLoad => "read",
-                        Acc::Write => "write",
-                        Acc::Atomic => "atomic",
-                    };
-                    let other = if prev == g + 1 {
-                        "other threads".to_string()
-                    } else {
-                        self.who(prev - 1)
-                    };
-                    return Err(self.fail(
-                        t,
-                        format!("data race on {what} (byte offset {i}): this {verb} conflicts with a {kind} by {other} with no barrier (bar.sync in a block, gpu-scope fence across blocks) between them"),
-                    ));
+                    race = Some((o + i, prev, kind));
+                    break;
                 }
             }
         }
-        let region = match space {
-            Space::Shared => &mut self.shared[me_block - self.first_block as usize],
-            Space::Local => &mut self.local[t],
-            _ => sim
-                .allocs
-                .range_mut(..=a)
-                .next_back()
-                .map(|(_, r)| r)
-                .expect("found above"),
-        };
-        let mut old = [0u8; 8];
-        old[..wu].copy_from_slice(&region.data[o..o + wu]);
-        if matches!(acc, Acc::Write | Acc::Atomic) {
-            region.data[o..o + wu].copy_from_slice(&val.to_le_bytes()[..wu]);
-            region.init[o..o + wu].fill(1);
+        if race.is_none() {
+            let mut old = [0u8; 8];
+            old[..wu].copy_from_slice(&region.data[o..o + wu]);
+            if matches!(acc, Acc::Write | Acc::Atomic) {
+                region.data[o..o + wu].copy_from_slice(&val.to_le_bytes()[..wu]);
+                region.init[o..o + wu].fill(1);
+            }
+            return Ok(u64::from_le_bytes(old));
         }
-        Ok(u64::from_le_bytes(old))
+        let (i, prev, kind) = race.expect("checked above");
+        let verb = match acc {
+            Acc::Read | Acc::AtomicLoad => "read",
+            Acc::Write => "write",
+            Acc::Atomic => "atomic",
+        };
+        let other = if prev == g + 1 {
+            "other threads".to_string()
+        } else {
+            self.who(prev - 1)
+        };
+        Err(self.fail(
+            t,
+            format!("data race on {place} (byte offset {i}): this {verb} conflicts with a {kind} by {other} with no barrier (bar.sync in a block, gpu-scope fence across blocks) between them"),
+        ))
+    }
+}
+
+/// Where an access went, for its error message.
+#[derive(Clone, Copy)]
+enum Place {
+    Shared,
+    Local,
+    Global(u64),
+}
+
+impl std::fmt::Display for Place {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Place::Shared => f.write_str("shared"),
+            Place::Local => f.write_str("local"),
+            Place::Global(a) => write!(f, "global {a:#x}"),
+        }
     }
 }
