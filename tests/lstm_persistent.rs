@@ -380,3 +380,40 @@ fn new_instruction_forms_match_rust() {
         assert_eq!(&r64[2 * i..2 * i + 2], &[p.min(q), !p], "thread {i}");
     }
 }
+
+/// The simulator's speed on the workload that matters (issue 16): the
+/// persistent forward at the Keras shape (V 57, H 128, B 128, T 60: 512
+/// threads per block, the 72 / 56 shared / register row split), one launch,
+/// fixed inputs. Prints thread-instructions per second; run it by hand with
+/// `cargo test --release --test lstm_persistent -- --ignored --nocapture full_shape`
+/// before and after a simulator change, on an otherwise idle machine.
+#[test]
+#[ignore = "a measurement (about a minute in release), not a check"]
+fn full_shape_forward_speed_on_the_simulator() {
+    if !ptx::BUILT_WITH_KERNELS {
+        println!("SKIPPED: built without kernels");
+        return;
+    }
+    let mut dev = SimDevice::new(0);
+    let shape = Shape {
+        vocab: 57,
+        hidden: 128,
+        batch: 128,
+        seq_len: 60,
+    };
+    let mut stream = RngStream::new(1, Purpose::Sample, 3);
+    let case = Case::random(shape, &mut stream).unwrap();
+    let bufs = upload(&mut dev, &case);
+    let l = launcher(LstmPath::Persistent, None);
+    let started = std::time::Instant::now();
+    l.forward(&mut dev, case.lstm_dims(), &bufs).unwrap();
+    let dt = started.elapsed().as_secs_f64();
+    let stats = dev.last_launch().expect("one launch");
+    println!(
+        "persistent forward at {shape}: {} thread-instructions, {} threads, {dt:.1} s = {:.1} M/s",
+        stats.instructions,
+        stats.threads,
+        stats.instructions as f64 / dt / 1e6
+    );
+    free(&mut dev, &bufs);
+}

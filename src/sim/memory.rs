@@ -3,7 +3,7 @@
 
 use super::parse::Space;
 use super::{
-    Acc, LOCAL_WIN, Launch, R_MANY, Region, SHARED_WIN, Sh, Simulator, W_ATOMIC, WIN_SIZE,
+    Acc, LOCAL_WIN, Launch, R_MANY, Region, SHARED_WIN, SPLIT, Sh, Simulator, W_ATOMIC, WIN_SIZE,
 };
 use crate::error::Result;
 
@@ -115,7 +115,7 @@ impl<'k> Launch<'k> {
         let mut race = None;
         if space != Space::Local && acc != Acc::AtomicLoad {
             if region.shadow.is_empty() {
-                region.shadow = vec![Sh::default(); region.data.len()];
+                region.shadow = vec![Sh::default(); region.data.len().div_ceil(4)];
             }
             let lid = self.launch_id;
             let (blocks, tpb) = (&self.blocks, self.tpb);
@@ -132,14 +132,16 @@ impl<'k> Launch<'k> {
             };
             let my_ep = blocks[me_block].bar_epoch;
             let my_fe = blocks[me_block].fence_epoch;
-            for (i, e) in region.shadow[o..o + wu].iter_mut().enumerate() {
+            // One byte's (or whole word's) entry: checks this access against
+            // the last writer and readers, then records it.
+            let check = |e: &mut Sh| -> Option<(u32, &'static str)> {
                 if e.launch != lid {
                     *e = Sh {
                         launch: lid,
                         ..Sh::default()
                     };
                 }
-                let bad = match acc {
+                match acc {
                     Acc::Read | Acc::AtomicLoad => {
                         let racy = conflict(e.w, e.w_ep, e.w_fe);
                         let many = (e.r != 0 && e.r - 1 != g && conflict(e.r, e.r_ep, e.r_fe))
@@ -173,11 +175,33 @@ impl<'k> Launch<'k> {
                         }
                         out
                     }
-                };
-                if let Some((prev, kind)) = bad {
-                    race = Some((o + i, prev, kind));
-                    break;
                 }
+            };
+            let mut i = o;
+            'words: while i < o + wu {
+                let word = i / 4;
+                let n = (o + wu).min(word * 4 + 4) - i;
+                let entry = &mut region.shadow[word];
+                if n == 4 && entry.flags & SPLIT == 0 {
+                    if let Some((prev, kind)) = check(entry) {
+                        race = Some((i, prev, kind));
+                        break;
+                    }
+                } else {
+                    let bytes = region.split.entry(word).or_insert_with(|| {
+                        let mut e = *entry;
+                        e.flags &= !SPLIT;
+                        [e; 4]
+                    });
+                    entry.flags |= SPLIT;
+                    for j in i..i + n {
+                        if let Some((prev, kind)) = check(&mut bytes[j - word * 4]) {
+                            race = Some((j, prev, kind));
+                            break 'words;
+                        }
+                    }
+                }
+                i += n;
             }
         }
         if race.is_none() {

@@ -134,12 +134,20 @@ struct Sh {
 }
 const W_ATOMIC: u8 = 1;
 const R_MANY: u8 = 2;
+/// On a word's entry: the word is tracked per byte, in `Region::split`.
+const SPLIT: u8 = 4;
 
+/// Device memory with its checks' state. The race shadow is kept per
+/// 4-byte word: the kernels access memory in whole words, and a byte model
+/// would update four identical entries each time. The first access to part
+/// of a word splits it into four byte entries, copies of the word's (what
+/// the byte model would hold), so the checks are the byte model's exactly.
 #[derive(Default)]
 struct Region {
     data: Vec<u8>,
     init: Vec<u8>,
     shadow: Vec<Sh>,
+    split: HashMap<usize, [Sh; 4]>,
 }
 
 impl Region {
@@ -148,6 +156,7 @@ impl Region {
             data: vec![0; bytes],
             init: vec![zeroed as u8; bytes],
             shadow: Vec::new(),
+            split: HashMap::new(),
         }
     }
 }
