@@ -218,7 +218,7 @@ impl WgradLauncher {
                 rows_per_split: to_u32(plan.rk_rows, "rows per split")?,
                 partial: rk_part,
             };
-            dev.launch(WgradRkPartialF32::MODULE, Self::RK, cfg, &args.args())?;
+            args.launch(dev, Self::RK, cfg)?;
         }
         if plan.cls_splits > 0 {
             let cols = plan.cls_columns;
@@ -244,7 +244,7 @@ impl WgradLauncher {
                 rows_per_split: to_u32(plan.cls_rows, "rows per split")?,
                 partial: cls_part,
             };
-            dev.launch(WgradClsPartialF32::MODULE, Self::CLS, cfg, &args.args())?;
+            args.launch(dev, Self::CLS, cfg)?;
         }
         // The partials as the two launches above wrote them (same stream, so ordered; zero splits =
         // nothing read, zeros written). Grid-stride over 4H*H + 4H*V + 4H.
@@ -259,15 +259,14 @@ impl WgradLauncher {
             d_recurrent_kernel,
             d_bias,
         };
-        dev.launch(
-            WgradReduceF32::MODULE,
+        args.launch(
+            dev,
             Self::REDUCE,
             LaunchConfig::linear(
                 blocks_for(n, self.reduce_block, self.max_blocks),
                 self.reduce_block,
                 0,
             ),
-            &args.args(),
         )?;
         Ok(true)
     }
