@@ -356,6 +356,58 @@ impl Buffers {
     }
 }
 
+/// The rows of one check at one shape.
+pub(crate) struct Rows {
+    shape: String,
+    /// The rows so far.
+    pub(crate) rows: Vec<SelftestRow>,
+}
+
+impl Rows {
+    /// No rows yet; each will name `shape`.
+    pub(crate) fn new(shape: impl fmt::Display) -> Self {
+        let (shape, rows) = (shape.to_string(), Vec::new());
+        Rows { shape, rows }
+    }
+
+    /// Adds the row of `kernel`'s `output`: `got` against `want`, widened to f64.
+    pub(crate) fn compare<G, W>(
+        &mut self,
+        kernel: &str,
+        output: &str,
+        got: &[G],
+        want: &[W],
+        bound: Bound,
+    ) where
+        G: Copy + Into<f64>,
+        W: Copy + Into<f64>,
+    {
+        let (got, want): (Vec<f64>, Vec<f64>) = (widen(got), widen(want));
+        let row = SelftestRow::compare(kernel, output, &self.shape, &got, &want, bound);
+        self.rows.push(row);
+    }
+
+    /// [`compare`](Self::compare) of the `want.len()` f32s at `got`.
+    pub(crate) fn device<D: GpuDevice, W: Copy + Into<f64>>(
+        &mut self,
+        dev: &mut D,
+        kernel: &str,
+        output: &str,
+        got: DevicePtr,
+        want: &[W],
+        bound: Bound,
+    ) -> Result<()> {
+        let got = download(dev, got, want.len())?;
+        self.compare(kernel, output, &got, want, bound);
+        Ok(())
+    }
+}
+
+/// `x` as f64s.
+pub(crate) fn widen<T: Copy + Into<f64>>(x: &[T]) -> Vec<f64> {
+    x.iter().map(|&v| v.into()).collect()
+}
+
 /// `n` f32s from `src`, widened for the comparison.
 pub(crate) fn download<D: GpuDevice>(dev: &mut D, src: DevicePtr, n: usize) -> Result<Vec<f64>> {
     Ok(dev
