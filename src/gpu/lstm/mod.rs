@@ -253,21 +253,8 @@ impl LstmLauncher {
         bufs: &LstmBuffers,
     ) -> Result<()> {
         let s = self.sizes(Self::WGRAD, dims)?;
-        if bufs.wgrad_scratch != DevicePtr::NULL {
-            let ran = self.fast_wgrad.run(
-                dev,
-                dims,
-                bufs.h,
-                bufs.cls,
-                bufs.dz,
-                bufs.wgrad_scratch,
-                bufs.d_kernel,
-                bufs.d_recurrent_kernel,
-                bufs.d_bias,
-            )?;
-            if ran {
-                return Ok(());
-            }
+        if bufs.wgrad_scratch != DevicePtr::NULL && self.fast_wgrad.run(dev, dims, bufs)? {
+            return Ok(());
         }
         self.reference_wgrad(dev, dims, bufs, s)
     }

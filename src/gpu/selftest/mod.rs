@@ -304,24 +304,18 @@ pub(crate) fn rel_l2_err(got: &[f64], want: &[f64]) -> (f64, usize) {
 pub(crate) struct Buffers(Vec<DevicePtr>);
 
 impl Buffers {
-    fn keep(&mut self, p: DevicePtr) -> DevicePtr {
-        self.0.push(p);
-        p
-    }
-
     /// A fresh buffer holding `data`.
     pub(crate) fn f32s<D: GpuDevice>(&mut self, dev: &mut D, data: &[f32]) -> Result<DevicePtr> {
-        // A zero-length allocation would be a null pointer some kernels read as "absent".
-        let p = dev.alloc(std::mem::size_of_val(data).max(4))?;
-        dev.upload_f32(p, data)?;
-        Ok(self.keep(p))
+        self.bytes(dev, bytemuck::cast_slice(data))
     }
 
     /// A fresh buffer holding `data`.
     pub(crate) fn bytes<D: GpuDevice>(&mut self, dev: &mut D, data: &[u8]) -> Result<DevicePtr> {
+        // A zero-length allocation would be a null pointer some kernels read as "absent".
         let p = dev.alloc(data.len().max(4))?;
         dev.upload(p, data)?;
-        Ok(self.keep(p))
+        self.0.push(p);
+        Ok(p)
     }
 
     /// A fresh buffer holding `data`, f64 rounded to f32.
@@ -332,9 +326,7 @@ impl Buffers {
 
     /// A fresh buffer holding `data`.
     pub(crate) fn u32s<D: GpuDevice>(&mut self, dev: &mut D, data: &[u32]) -> Result<DevicePtr> {
-        let p = dev.alloc(std::mem::size_of_val(data).max(4))?;
-        dev.upload_u32(p, data)?;
-        Ok(self.keep(p))
+        self.bytes(dev, bytemuck::cast_slice(data))
     }
 
     /// `n` f32 NaNs: an output whose every element the kernel must write.
