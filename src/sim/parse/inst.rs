@@ -231,21 +231,16 @@ impl Ctx {
             }
             "ld" | "st" => {
                 need(2)?;
-                let space = space_of(mods);
                 if has("v8") {
                     return Err(unknown());
                 }
-                let (asym, addr_s, other) = if parts[0] == "ld" {
-                    (1, &ops[1], &ops[0])
+                let (addr_s, other) = if parts[0] == "ld" {
+                    (&ops[1], &ops[0])
                 } else {
-                    (0, &ops[0], &ops[1])
+                    (&ops[0], &ops[1])
                 };
-                let _ = asym;
                 let (sym_space, addr) = self.addr(addr_s)?;
-                let space = match (space, sym_space) {
-                    (Space::Generic, Some(s)) | (Space::Param, Some(s @ Space::Local)) => s,
-                    (s, _) => s,
-                };
+                let space = space_of(mods, sym_space);
                 if parts[0] == "ld" {
                     Op::Ld {
                         space,
@@ -263,7 +258,6 @@ impl Ctx {
                 }
             }
             "atom" | "red" => {
-                let space = space_of(mods);
                 let op = mods
                     .iter()
                     .find_map(|m| AtomOp::from_ptx(m))
@@ -279,10 +273,7 @@ impl Ctx {
                     (None, 0)
                 };
                 let (sym_space, addr) = self.addr(&ops[o])?;
-                let space = match (space, sym_space) {
-                    (Space::Generic, Some(s)) | (Space::Param, Some(s @ Space::Local)) => s,
-                    (s, _) => s,
-                };
+                let space = space_of(mods, sym_space);
                 let b = self.src(&ops[o + 1], ty)?;
                 let c = if op == AtomOp::Cas {
                     self.src(ops.get(o + 2).ok_or("cas needs 3 operands")?, ty)?
@@ -415,9 +406,12 @@ impl Ctx {
     }
 }
 
-/// The first state space `mods` name, else generic.
-fn space_of(mods: &[&str]) -> Space {
-    mods.iter()
-        .find_map(|m| Space::from_ptx(m))
-        .unwrap_or(Space::Generic)
+/// The state space of an access: the first one `mods` name, else
+/// `sym_space` (that of the symbol its address names), else generic; a
+/// `.param` access to a symbol in local memory (a call's copy) is local.
+fn space_of(mods: &[&str], sym_space: Option<Space>) -> Space {
+    match (mods.iter().find_map(|m| Space::from_ptx(m)), sym_space) {
+        (None, Some(s)) | (Some(Space::Param), Some(s @ Space::Local)) => s,
+        (s, _) => s.unwrap_or(Space::Generic),
+    }
 }
