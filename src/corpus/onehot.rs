@@ -377,7 +377,6 @@ fn le_u32(b: &[u8], at: usize) -> u32 {
     u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
 }
 
-/// Checks everything but the rows' bits; the error names the field.
 /// The length of the prepared file whose header `b` starts with; `None`
 /// while fewer than [`HEADER_LEN`] bytes are there. Fields that overflow
 /// give the header's length: reading stops and [`check_layout`] names them.
@@ -394,6 +393,7 @@ fn prepared_len(b: &[u8]) -> Option<u64> {
     Some(end.unwrap_or(HEADER_LEN as u64))
 }
 
+/// Checks everything but the rows' bits; the error names the field.
 fn check_layout(b: &[u8]) -> Result<Layout, String> {
     let len = b.len() as u64;
     let n = b.len().min(MAGIC.len());
