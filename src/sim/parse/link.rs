@@ -13,8 +13,8 @@ use super::lex::{split_operands, statements};
 use super::operands::Ctx;
 use super::types::*;
 
-/// Directives of a body that change nothing the simulator models (a
-/// `.param` there is a call sequence's, declared in pass 2).
+/// Directives pass 1 passes over: the launch bounds are read before the
+/// body (decl.rs); a `.param` here is a call sequence's, declared in pass 2.
 const IGNORED: [&str; 5] = [".pragma", ".maxntid", ".reqntid", ".minnctapersm", ".param"];
 
 /// A symbol declared in a `{ }` scope and what it hid, restored at `}`.
