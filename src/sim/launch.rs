@@ -74,14 +74,7 @@ impl Simulator {
             st: Vec::new(),
             frames: Vec::new(),
             first: 0,
-            blocks: (0..nblocks)
-                .map(|_| BlockSt {
-                    bar_epoch: 0,
-                    fence_epoch: 0,
-                    at_bar: 0,
-                    done: 0,
-                })
-                .collect(),
+            blocks: (0..nblocks).map(|_| BlockSt::default()).collect(),
             shared: Vec::new(),
             first_block: 0,
             local: Vec::new(),
