@@ -432,7 +432,7 @@ fn contract_of(path: &Path) -> (String, Vec<String>) {
         "/// From `kernels/{}`.\npub mod {stem} {{\n",
         path.file_name().and_then(|s| s.to_str()).unwrap_or(stem)
     );
-    out.push_str("#[allow(unused_imports)]\nuse crate::gpu::device::{DevicePtr, KernelArg};\n");
+    out.push_str("#[allow(unused_imports)]\nuse crate::gpu::device::{DevicePtr, GpuDevice, KernelArg, LaunchConfig};\n");
     for line in code.lines() {
         let Some(rest) = line.trim().strip_prefix("#define ") else {
             continue;
@@ -532,7 +532,7 @@ fn contract_of(path: &Path) -> (String, Vec<String>) {
             ));
         }
         out.push_str(&format!(
-            "}}\nimpl {camel} {{\n    /// The `.cu` file's stem, as `GpuDevice::launch` takes it.\n    pub const MODULE: &'static str = {stem:?};\n    /// The kernels with this signature.\n    pub const KERNELS: &'static [&'static str] = &{names:?};\n    /// The launch's argument list.\n    pub fn args(&self) -> [KernelArg; {}] {{\n        [{}]\n    }}\n}}\n",
+            "}}\nimpl {camel} {{\n    /// The `.cu` file's stem, as `GpuDevice::launch` takes it.\n    pub const MODULE: &'static str = {stem:?};\n    /// The kernels with this signature.\n    pub const KERNELS: &'static [&'static str] = &{names:?};\n    /// The launch's argument list.\n    pub fn args(&self) -> [KernelArg; {}] {{\n        [{}]\n    }}\n    /// Launches `kernel`, one of `KERNELS`, with these arguments.\n    pub fn launch<D: GpuDevice>(&self, dev: &mut D, kernel: &str, cfg: LaunchConfig) -> crate::error::Result<()> {{\n        dev.launch(Self::MODULE, kernel, cfg, &self.args())\n    }}\n}}\n",
             params.len(),
             params.iter().map(|(f, v, _)| format!("KernelArg::{v}(self.{f})")).collect::<Vec<_>>().join(", ")
         ));

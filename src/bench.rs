@@ -68,8 +68,8 @@ impl Default for BenchConfig {
     }
 }
 
-/// One backend's numbers, or why it has none.
-#[derive(Clone, Debug, Serialize)]
+/// One backend's numbers, or why it has none (the default: none, no name).
+#[derive(Clone, Debug, Default, Serialize)]
 pub struct BenchRow {
     /// `cpu`, `cuda` or `sim`.
     pub backend: String,
@@ -102,14 +102,7 @@ impl BenchRow {
             backend: backend.name().into(),
             available: false,
             note: Some(why),
-            train_step_s: None,
-            epoch_slice_s: None,
-            epoch_estimate_s: None,
-            generate_s: None,
-            last_loss: None,
-            step_latency_us: None,
-            epoch_s: None,
-            epoch_loss: None,
+            ..BenchRow::default()
         }
     }
 }
@@ -156,13 +149,15 @@ pub struct BenchReport {
 impl BenchReport {
     /// Ratio `a / b` of a metric between two backends' rows, when both have it.
     pub fn ratio(&self, metric: fn(&BenchRow) -> Option<f64>, a: &str, b: &str) -> Option<f64> {
-        let get = |name: &str| {
-            self.rows
-                .iter()
-                .find(|r| r.backend == name)
-                .and_then(metric)
-        };
-        Some(get(a)? / get(b)?)
+        Some(self.metric(a, metric)? / self.metric(b, metric)?)
+    }
+
+    /// A metric of `backend`'s row, when there is one and it has the metric.
+    fn metric(&self, backend: &str, metric: fn(&BenchRow) -> Option<f64>) -> Option<f64> {
+        self.rows
+            .iter()
+            .find(|r| r.backend == backend)
+            .and_then(metric)
     }
 }
 
@@ -321,14 +316,10 @@ fn measure(
     Ok(BenchRow {
         backend: backend.name().into(),
         available: true,
-        note: None,
         train_step_s: (!steps.is_empty()).then(|| median(steps)),
         epoch_slice_s: Some(epoch_slice_s),
-        epoch_estimate_s: None,
         generate_s: Some(generate_s),
         last_loss,
-        step_latency_us: None,
-        epoch_s: None,
-        epoch_loss: None,
+        ..BenchRow::default()
     })
 }

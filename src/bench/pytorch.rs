@@ -248,16 +248,10 @@ pub fn check(p: PytorchJson, path: &Path, report: &BenchReport) -> Result<Refere
     let theirs = (p.vocab, p.hidden, p.batch, p.maxlen);
     let ours = (report.vocab, report.hidden, report.batch, report.maxlen);
     if theirs != ours {
+        let job = |(v, h, b, t): (usize, usize, usize, usize)| format!("V={v} H={h} B={b} T={t}");
+        let (theirs, ours) = (job(theirs), job(ours));
         return Err(bad(format!(
-            "not the same job: PyTorch ran V={} H={} B={} T={}, this bench V={} H={} B={} T={}",
-            p.vocab,
-            p.hidden,
-            p.batch,
-            p.maxlen,
-            report.vocab,
-            report.hidden,
-            report.batch,
-            report.maxlen
+            "not the same job: PyTorch ran {theirs}, this bench {ours}"
         )));
     }
     if let Some(n) = p

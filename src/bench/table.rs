@@ -194,12 +194,7 @@ impl BenchReport {
             times(c.epoch_ratio),
             c.epoch_basis.as_deref().unwrap_or("not measured")
         )?;
-        let latency = |name: &str| {
-            self.rows
-                .iter()
-                .find(|r| r.backend == name)
-                .and_then(|r| r.step_latency_us)
-        };
+        let latency = |name: &str| self.metric(name, |r| r.step_latency_us);
         writeln!(
             f,
             "  (b) step {}: {} µs vs {} µs per recurrent step (budget {} µs)",

@@ -210,16 +210,13 @@ impl OneHotCorpus {
 
     /// [`OneHotCorpus::open`] of a regular file already open.
     fn from_file(file: &File, path: &Path) -> Result<Self> {
-        let bad = |what: String| Error::CorpusFormat {
-            path: path.into(),
-            what,
-        };
+        let bad = format_error(path);
         // SAFETY: the mapping is read-only (memmap2 maps an empty file as an
         // empty slice). Mutating the file while it is mapped would be undefined
         // behaviour; this crate only ever replaces prepared files by rename,
         // which leaves a mapped inode untouched.
         let map = unsafe { Mmap::map(file) }.map_err(|e| Error::io(path, e))?;
-        let layout = check_layout(&map).map_err(bad)?;
+        let layout = check_layout(&map).map_err(&bad)?;
         let (offset, words) = (layout.data_offset, layout.rows * layout.words_per_row);
         let storage = if cfg!(target_endian = "little") {
             // Page-aligned map + 8-aligned offset; checked here so `words()` cannot panic.
@@ -228,12 +225,24 @@ impl OneHotCorpus {
             }
             Storage::Mapped { map, offset, words }
         } else {
-            let le = map[offset..].chunks_exact(8);
-            Storage::Owned(
-                le.map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")))
-                    .collect(),
-            )
+            Storage::Owned(le_words(&map[offset..]))
         };
+        Self::checked(layout, storage, path)
+    }
+
+    /// Parses a prepared corpus file held in memory (copying the rows), with
+    /// the same checks as [`OneHotCorpus::open`]; `path` only names the
+    /// source in errors.
+    pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<Self> {
+        let bad = format_error(path);
+        let layout = check_layout(bytes).map_err(bad)?;
+        // `check_layout` proved the data runs from the offset to the end, in whole words.
+        let words = le_words(&bytes[layout.data_offset..]);
+        Self::checked(layout, Storage::Owned(words), path)
+    }
+
+    /// The corpus `layout` describes, over `storage`, once its rows pass `check_rows`.
+    fn checked(layout: Layout, storage: Storage, path: &Path) -> Result<Self> {
         let corpus = OneHotCorpus {
             vocab: layout.vocab,
             lowercase: layout.lowercase,
@@ -241,32 +250,8 @@ impl OneHotCorpus {
             words_per_row: layout.words_per_row,
             storage,
         };
-        check_rows(corpus.words(), corpus.words_per_row, corpus.vocab.len()).map_err(bad)?;
-        Ok(corpus)
-    }
-
-    /// Parses a prepared corpus file held in memory (copying the rows), with
-    /// the same checks as [`OneHotCorpus::open`]; `path` only names the
-    /// source in errors.
-    pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<Self> {
-        let bad = |what: String| Error::CorpusFormat {
-            path: path.into(),
-            what,
-        };
-        let layout = check_layout(bytes).map_err(bad)?;
-        // `check_layout` proved the data runs from the offset to the end, in whole words.
-        let words = bytes[layout.data_offset..]
-            .chunks_exact(8)
-            .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")))
-            .collect();
-        let corpus = OneHotCorpus {
-            vocab: layout.vocab,
-            lowercase: layout.lowercase,
-            rows: layout.rows,
-            words_per_row: layout.words_per_row,
-            storage: Storage::Owned(words),
-        };
-        check_rows(corpus.words(), corpus.words_per_row, corpus.vocab.len()).map_err(bad)?;
+        let (words, wpr, v) = (corpus.words(), corpus.words_per_row, corpus.vocab.len());
+        check_rows(words, wpr, v).map_err(format_error(path))?;
         Ok(corpus)
     }
 
@@ -365,6 +350,20 @@ fn le_bytes(words: &[u64]) -> Cow<'_, [u8]> {
     }
 }
 
+/// The error of a prepared corpus file at `path` that `what` is wrong with.
+fn format_error(path: &Path) -> impl Fn(String) -> Error + '_ {
+    move |what| Error::CorpusFormat {
+        path: path.into(),
+        what,
+    }
+}
+
+/// Little-endian bytes as words (`b` holds whole words).
+fn le_words(b: &[u8]) -> Vec<u64> {
+    let word = |b: &[u8]| u64::from_le_bytes(b.try_into().expect("8 bytes"));
+    b.chunks_exact(8).map(word).collect()
+}
+
 /// What the header and vocab say, once checked against the file's length and checksum.
 struct Layout {
     lowercase: bool,
@@ -378,7 +377,6 @@ fn le_u32(b: &[u8], at: usize) -> u32 {
     u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
 }
 
-/// Checks everything but the rows' bits; the error names the field.
 /// The length of the prepared file whose header `b` starts with; `None`
 /// while fewer than [`HEADER_LEN`] bytes are there. Fields that overflow
 /// give the header's length: reading stops and [`check_layout`] names them.
@@ -395,6 +393,7 @@ fn prepared_len(b: &[u8]) -> Option<u64> {
     Some(end.unwrap_or(HEADER_LEN as u64))
 }
 
+/// Checks everything but the rows' bits; the error names the field.
 fn check_layout(b: &[u8]) -> Result<Layout, String> {
     let len = b.len() as u64;
     let n = b.len().min(MAGIC.len());

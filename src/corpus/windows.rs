@@ -19,17 +19,11 @@ impl Windows {
     ///
     /// Starts are handed to kernels as `u32`, so `rows` must fit one.
     pub fn new(rows: usize, maxlen: usize, step: usize) -> Result<Self> {
-        if maxlen == 0 {
-            return Err(Error::InvalidArgument {
-                name: "maxlen",
-                what: "must be at least 1".into(),
-            });
-        }
-        if step == 0 {
-            return Err(Error::InvalidArgument {
-                name: "step",
-                what: "must be at least 1".into(),
-            });
+        for (name, n) in [("maxlen", maxlen), ("step", step)] {
+            if n == 0 {
+                let what = "must be at least 1".into();
+                return Err(Error::InvalidArgument { name, what });
+            }
         }
         if u32::try_from(rows).is_err() {
             return Err(Error::InvalidArgument {

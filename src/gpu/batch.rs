@@ -51,12 +51,7 @@ impl BatchLauncher {
             starts,
         };
         let one_block = LaunchConfig::linear(1, self.block, 0);
-        dev.launch(
-            BatchSelectU32::MODULE,
-            Self::SELECT,
-            one_block,
-            &args.args(),
-        )
+        args.launch(dev, Self::SELECT, one_block)
     }
 
     /// `log[*count] = *loss` (when `*count < capacity`), then `*count += 1`.
@@ -77,12 +72,7 @@ impl BatchLauncher {
             capacity: cap,
         };
         let one_thread = LaunchConfig::linear(1, 1, 0);
-        dev.launch(
-            LossLogAppendF32::MODULE,
-            Self::APPEND,
-            one_thread,
-            &args.args(),
-        )
+        args.launch(dev, Self::APPEND, one_thread)
     }
 
     /// Decodes the targets of a batch on the device: `targets[b]` = class of
@@ -132,11 +122,10 @@ impl BatchLauncher {
             V: v,
             targets,
         };
-        dev.launch(
-            BatchTargetsU32::MODULE,
+        args.launch(
+            dev,
             Self::TARGETS,
             LaunchConfig::linear(blocks_for(dims.batch, 128, 65_535), 128, 0),
-            &args.args(),
         )
     }
 }

@@ -7,7 +7,7 @@
 //! - per distinct `extern "C" __global__` signature, a struct of its
 //!   arguments in parameter order and type (`DevicePtr` for a pointer,
 //!   `u32` for `unsigned`, …), with `MODULE`, `KERNELS` (the kernels sharing
-//!   the signature) and `args()`, the list `GpuDevice::launch` takes.
+//!   the signature), `args()`, the list `GpuDevice::launch` takes, and `launch`.
 //!
 //! A launcher builds the struct, so an argument missing, extra or of
 //! another type is a compile error; what the type system cannot see (buffer

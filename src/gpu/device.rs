@@ -193,63 +193,43 @@ pub trait GpuDevice {
     }
 }
 
+/// Trait methods (`ref`: taking `&self`, `mut`: `&mut self`) that call the
+/// same method of the device a `&mut D` borrows.
+macro_rules! forward {
+    (
+        $(ref $name:ident() -> $ret:ty;)*
+        $(mut $mname:ident($($arg:ident: $ty:ty),*) -> $mret:ty;)*
+    ) => {
+        $(fn $name(&self) -> $ret {
+            (**self).$name()
+        })*
+        $(fn $mname(&mut self, $($arg: $ty),*) -> $mret {
+            (**self).$mname($($arg),*)
+        })*
+    };
+}
+
 /// A borrowed device is a device, so that an owner of a device (the
 /// `selftest`, a test) can lend it to a [`super::GpuEngine`], which takes
 /// its device by value, and keep using it afterwards.
 impl<D: GpuDevice> GpuDevice for &mut D {
-    fn name(&self) -> String {
-        (**self).name()
-    }
-    fn alloc(&mut self, bytes: usize) -> Result<DevicePtr> {
-        (**self).alloc(bytes)
-    }
-    fn alloc_zeroed(&mut self, bytes: usize) -> Result<DevicePtr> {
-        (**self).alloc_zeroed(bytes)
-    }
-    fn free(&mut self, ptr: DevicePtr) -> Result<()> {
-        (**self).free(ptr)
-    }
-    fn upload(&mut self, dst: DevicePtr, bytes: &[u8]) -> Result<()> {
-        (**self).upload(dst, bytes)
-    }
-    fn download(&mut self, src: DevicePtr, out: &mut [u8]) -> Result<()> {
-        (**self).download(src, out)
-    }
-    fn zero(&mut self, dst: DevicePtr, bytes: usize) -> Result<()> {
-        (**self).zero(dst, bytes)
-    }
-    fn launch(
-        &mut self,
-        module: &str,
-        kernel: &str,
-        cfg: LaunchConfig,
-        args: &[KernelArg],
-    ) -> Result<()> {
-        (**self).launch(module, kernel, cfg, args)
-    }
-    fn synchronize(&mut self) -> Result<()> {
-        (**self).synchronize()
-    }
-    fn max_shared_bytes(&self) -> u32 {
-        (**self).max_shared_bytes()
-    }
-    fn multiprocessors(&self) -> u32 {
-        (**self).multiprocessors()
-    }
-    fn can_capture(&self) -> bool {
-        (**self).can_capture()
-    }
-    fn begin_capture(&mut self) -> Result<()> {
-        (**self).begin_capture()
-    }
-    fn end_capture(&mut self) -> Result<GraphId> {
-        (**self).end_capture()
-    }
-    fn replay(&mut self, graph: GraphId) -> Result<()> {
-        (**self).replay(graph)
-    }
-    fn drop_graph(&mut self, graph: GraphId) -> Result<()> {
-        (**self).drop_graph(graph)
+    forward! {
+        ref name() -> String;
+        ref max_shared_bytes() -> u32;
+        ref multiprocessors() -> u32;
+        ref can_capture() -> bool;
+        mut alloc(bytes: usize) -> Result<DevicePtr>;
+        mut alloc_zeroed(bytes: usize) -> Result<DevicePtr>;
+        mut free(ptr: DevicePtr) -> Result<()>;
+        mut upload(dst: DevicePtr, bytes: &[u8]) -> Result<()>;
+        mut download(src: DevicePtr, out: &mut [u8]) -> Result<()>;
+        mut zero(dst: DevicePtr, bytes: usize) -> Result<()>;
+        mut launch(module: &str, kernel: &str, cfg: LaunchConfig, args: &[KernelArg]) -> Result<()>;
+        mut synchronize() -> Result<()>;
+        mut begin_capture() -> Result<()>;
+        mut end_capture() -> Result<GraphId>;
+        mut replay(graph: GraphId) -> Result<()>;
+        mut drop_graph(graph: GraphId) -> Result<()>;
     }
     /// Host wall clock between two synchronisations: `f` wants `&mut &mut D`
     /// with the outer lifetime, which the inner device's `time` cannot lend

@@ -129,11 +129,10 @@ impl HeadLauncher {
             loss_sum: bufs.loss_sum,
             scale,
         };
-        dev.launch(
-            HeadFwdBwdF32::MODULE,
+        args.launch(
+            dev,
             Self::FWD_BWD,
             LaunchConfig::linear(b, self.block, shared as u32),
-            &args.args(),
         )?;
         let n = hidden * vocab + vocab;
         // Reads the dlogits the launch above wrote (same stream, so
@@ -147,11 +146,10 @@ impl HeadLauncher {
             d_dense_kernel: bufs.d_dense_kernel,
             d_dense_bias: bufs.d_dense_bias,
         };
-        dev.launch(
-            HeadWgradBwdF32::MODULE,
+        args.launch(
+            dev,
             Self::WGRAD,
             LaunchConfig::linear(blocks_for(n, self.wgrad_block, 65_535), self.wgrad_block, 0),
-            &args.args(),
         )
     }
 }

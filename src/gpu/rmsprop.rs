@@ -59,7 +59,7 @@ impl RmsPropLauncher {
             rho: opt.rho as f32,
             eps: opt.eps as f32,
         };
-        dev.launch(RmspropUpdateF32::MODULE, Self::KERNEL, cfg, &args.args())
+        args.launch(dev, Self::KERNEL, cfg)
     }
 }
 
@@ -122,11 +122,6 @@ impl GradClipLauncher {
             norm_out,
         };
         let one_block = LaunchConfig::linear(1, self.block, 0);
-        dev.launch(
-            GradNormClipF32::MODULE,
-            Self::KERNEL,
-            one_block,
-            &args.args(),
-        )
+        args.launch(dev, Self::KERNEL, one_block)
     }
 }

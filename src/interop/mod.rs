@@ -246,3 +246,8 @@ fn expect_shape(name: &str, got: &[usize], want: &[usize]) -> std::result::Resul
         Err(format!("`{name}` has shape {got:?}, expected {want:?}"))
     }
 }
+
+/// `body` as `N`-byte words (its length is a multiple of `N`).
+fn words<const N: usize>(body: &[u8]) -> impl Iterator<Item = [u8; N]> + '_ {
+    body.chunks_exact(N).map(|w| w.try_into().expect("N bytes"))
+}

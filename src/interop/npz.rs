@@ -22,6 +22,8 @@ use std::io::{Cursor, Read, Write};
 use zip::write::SimpleFileOptions;
 use zip::{CompressionMethod, ZipArchive, ZipWriter};
 
+use super::words;
+
 const MAGIC: &[u8; 6] = b"\x93NUMPY";
 
 /// One array's elements, converted to the widest type we use.
@@ -182,33 +184,16 @@ pub(crate) fn decode_npy(name: &str, bytes: &[u8]) -> Result<Array, String> {
             body.len()
         ));
     }
-    let words = |n: usize| body.chunks_exact(n);
     let mut data = match descr.as_str() {
-        "<f4" => Data::F32(
-            words(4)
-                .map(|w| f32::from_le_bytes(w.try_into().expect("4 bytes")))
-                .collect(),
-        ),
-        "<f8" => Data::F64(
-            words(8)
-                .map(|w| f64::from_le_bytes(w.try_into().expect("8 bytes")))
-                .collect(),
-        ),
-        "<i4" => Data::Int(
-            words(4)
-                .map(|w| i64::from(i32::from_le_bytes(w.try_into().expect("4 bytes"))))
-                .collect(),
-        ),
-        "<i8" => Data::Int(
-            words(8)
-                .map(|w| i64::from_le_bytes(w.try_into().expect("8 bytes")))
-                .collect(),
-        ),
+        "<f4" => Data::F32(words(body).map(f32::from_le_bytes).collect()),
+        "<f8" => Data::F64(words(body).map(f64::from_le_bytes).collect()),
+        "<i4" => Data::Int(words(body).map(|w| i32::from_le_bytes(w).into()).collect()),
+        "<i8" => Data::Int(words(body).map(i64::from_le_bytes).collect()),
         "|b1" => Data::Bool(body.iter().map(|&b| b != 0).collect()),
         _ => Data::Chars(
-            words(4)
+            words(body)
                 .map(|w| {
-                    let cp = u32::from_le_bytes(w.try_into().expect("4 bytes"));
+                    let cp = u32::from_le_bytes(w);
                     char::from_u32(cp).ok_or(format!("{cp:#x} is not a Unicode scalar value"))
                 })
                 .collect::<Result<_, _>>()?,

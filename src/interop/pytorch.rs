@@ -16,7 +16,7 @@ use std::collections::HashMap;
 
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 
-use super::{Found, dims, expect_shape, transpose};
+use super::{Found, dims, expect_shape, transpose, words};
 use crate::inference::Model;
 use crate::model::Params;
 
@@ -197,21 +197,13 @@ pub(super) fn from_bytes(bytes: &[u8]) -> Result<Found, String> {
 /// converted (a model saved with `.double()` or `.half()` still imports).
 fn floats(name: &str, dtype: Dtype, data: &[u8]) -> Result<Vec<f32>, String> {
     Ok(match dtype {
-        Dtype::F32 => data
-            .chunks_exact(4)
-            .map(|w| f32::from_le_bytes([w[0], w[1], w[2], w[3]]))
+        Dtype::F32 => words(data).map(f32::from_le_bytes).collect(),
+        Dtype::F64 => words(data).map(|w| f64::from_le_bytes(w) as f32).collect(),
+        Dtype::F16 => words(data)
+            .map(|w| half::f16::from_le_bytes(w).to_f32())
             .collect(),
-        Dtype::F64 => data
-            .chunks_exact(8)
-            .map(|w| f64::from_le_bytes(w.try_into().expect("8 bytes")) as f32)
-            .collect(),
-        Dtype::F16 => data
-            .chunks_exact(2)
-            .map(|w| half::f16::from_le_bytes([w[0], w[1]]).to_f32())
-            .collect(),
-        Dtype::BF16 => data
-            .chunks_exact(2)
-            .map(|w| half::bf16::from_le_bytes([w[0], w[1]]).to_f32())
+        Dtype::BF16 => words(data)
+            .map(|w| half::bf16::from_le_bytes(w).to_f32())
             .collect(),
         other => return Err(format!("`{name}` is {other:?}, not a float type")),
     })

@@ -28,13 +28,8 @@ impl<'k> Launch<'k> {
                         round_f32(hi, lo, m.rnd)
                     }
                 }
-                Bin::Add => x + y,
-                Bin::Sub => x - y,
-                Bin::MulLo => x * y,
-                Bin::Div => x / y,
-                Bin::Min | Bin::Max => min_max_float(x, y, op == Bin::Max),
-                Bin::Copysign => y.copysign(x),
-                _ => return Err(self.fail(t, format!("{op:?} on f32 is not supported"))),
+                _ => float_bin(op, x, y)
+                    .ok_or_else(|| self.fail(t, format!("{op:?} on f32 is not supported")))?,
             };
             let r = ftz32(r, m.ftz);
             return Ok(b32(if m.sat { sat(r) } else { r }));
@@ -47,15 +42,8 @@ impl<'k> Launch<'k> {
                     "f64 arithmetic with a rounding mode other than .rn is not supported".into(),
                 ));
             }
-            let r = match op {
-                Bin::Add => x + y,
-                Bin::Sub => x - y,
-                Bin::MulLo => x * y,
-                Bin::Div => x / y,
-                Bin::Min | Bin::Max => min_max_float(x, y, op == Bin::Max),
-                Bin::Copysign => y.copysign(x),
-                _ => return Err(self.fail(t, format!("{op:?} on f64 is not supported"))),
-            };
+            let r = float_bin(op, x, y)
+                .ok_or_else(|| self.fail(t, format!("{op:?} on f64 is not supported")))?;
             return Ok(r.to_bits());
         }
         if ty.is_float() {

@@ -74,14 +74,7 @@ impl Simulator {
             st: Vec::new(),
             frames: Vec::new(),
             first: 0,
-            blocks: (0..nblocks)
-                .map(|_| BlockSt {
-                    bar_epoch: 0,
-                    fence_epoch: 0,
-                    at_bar: 0,
-                    done: 0,
-                })
-                .collect(),
+            blocks: (0..nblocks).map(|_| BlockSt::default()).collect(),
             shared: Vec::new(),
             first_block: 0,
             local: Vec::new(),
@@ -172,37 +165,24 @@ impl Simulator {
 
 impl<'k> Launch<'k> {
     pub(super) fn where_(&self, t: usize) -> String {
-        let g = self.first as usize + t;
-        let b = g as u32 / self.tpb;
-        let tl = g as u32 % self.tpb;
+        let (b, tl) = self.coords(self.first + t as u32);
         let line = self
             .k
             .insts
             .get(self.pc[t] as usize)
             .map(|i| i.line)
             .unwrap_or(0);
-        format!(
-            "block ({}, {}, {}), thread ({}, {}, {}), PTX line {line}",
-            b % self.grid[0],
-            b / self.grid[0] % self.grid[1],
-            b / (self.grid[0] * self.grid[1]),
-            tl % self.block[0],
-            tl / self.block[0] % self.block[1],
-            tl / (self.block[0] * self.block[1])
-        )
+        format!("block {b}, thread {tl}, PTX line {line}")
     }
     pub(super) fn who(&self, g: u32) -> String {
-        let b = g / self.tpb;
-        let tl = g % self.tpb;
-        format!(
-            "thread ({}, {}, {}) of block ({}, {}, {})",
-            tl % self.block[0],
-            tl / self.block[0] % self.block[1],
-            tl / (self.block[0] * self.block[1]),
-            b % self.grid[0],
-            b / self.grid[0] % self.grid[1],
-            b / (self.grid[0] * self.grid[1])
-        )
+        let (b, tl) = self.coords(g);
+        format!("thread {tl} of block {b}")
+    }
+    /// `(block, thread)` of global thread `g`, each as `(x, y, z)`.
+    fn coords(&self, g: u32) -> (String, String) {
+        let xyz =
+            |i: u32, [x, y, _]: [u32; 3]| format!("({}, {}, {})", i % x, i / x % y, i / (x * y));
+        (xyz(g / self.tpb, self.grid), xyz(g % self.tpb, self.block))
     }
     pub(super) fn fail(&self, t: usize, what: String) -> Error {
         err(self.name, format!("{}: {what}", self.where_(t)))

@@ -2,7 +2,7 @@
 //! checks, then one checked [`Launch::mem`] access per element.
 
 use super::num::*;
-use super::parse::{Addr, AtomOp, Op, Src, Ty};
+use super::parse::{Addr, AtomOp, Op, Space, Src, Ty};
 use super::{Acc, Launch, Simulator};
 use crate::error::Result;
 
@@ -32,22 +32,29 @@ impl<'k> Launch<'k> {
         Ok(base)
     }
 
+    /// The addresses of the `n` consecutive `ty` elements of a (vector)
+    /// access at `addr`, aligned as one access of them all.
+    fn elements(
+        &self,
+        t: usize,
+        addr: &Addr,
+        ty: Ty,
+        n: usize,
+        kind: &str,
+        space: Space,
+    ) -> Result<impl Iterator<Item = u64> + use<>> {
+        let w = ty.bytes();
+        let base = self.address(t, addr, w * n as u32, kind, || format!(" ({space:?})"))?;
+        Ok((0..n as u32).map(move |i| base + u64::from(i * w)))
+    }
+
     pub(super) fn ld(&mut self, sim: &mut Simulator, t: usize, op: &Op) -> Result<()> {
         let Op::Ld { space, ty, d, addr } = op else {
             unreachable!("ld on {op:?}")
         };
-        let (w, total) = (ty.bytes(), ty.bytes() * d.len() as u32);
-        let base = self.address(t, addr, total, "load", || format!(" ({space:?})"))?;
-        for (i, r) in d.iter().enumerate() {
-            let v = self.mem(
-                sim,
-                t,
-                *space,
-                base + (i as u32 * w) as u64,
-                w,
-                Acc::Read,
-                0,
-            )?;
+        let at = self.elements(t, addr, *ty, d.len(), "load", *space)?;
+        for (r, a) in d.iter().zip(at) {
+            let v = self.mem(sim, t, *space, a, ty.bytes(), Acc::Read, 0)?;
             let v = if ty.signed() { sext(*ty, v) as u64 } else { v };
             self.wr(t, *r, v);
         }
@@ -58,19 +65,10 @@ impl<'k> Launch<'k> {
         let Op::St { space, ty, s, addr } = op else {
             unreachable!("st on {op:?}")
         };
-        let (w, total) = (ty.bytes(), ty.bytes() * s.len() as u32);
-        let base = self.address(t, addr, total, "store", || format!(" ({space:?})"))?;
-        for (i, v) in s.iter().enumerate() {
+        let at = self.elements(t, addr, *ty, s.len(), "store", *space)?;
+        for (v, a) in s.iter().zip(at) {
             let v = mask(*ty, self.rd(t, *v));
-            self.mem(
-                sim,
-                t,
-                *space,
-                base + (i as u32 * w) as u64,
-                w,
-                Acc::Write,
-                v,
-            )?;
+            self.mem(sim, t, *space, a, ty.bytes(), Acc::Write, v)?;
         }
         Ok(())
     }

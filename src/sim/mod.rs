@@ -191,6 +191,7 @@ enum Acc {
     Atomic,
 }
 
+#[derive(Default)]
 struct BlockSt {
     bar_epoch: u32,
     fence_epoch: u32,

@@ -1,7 +1,7 @@
 //! Bit-level helpers shared by the execution units: register <-> float
 //! views, integer widths, flush-to-zero, saturation and directed rounding.
 
-use super::parse::{FMod, Rnd, Ty};
+use super::parse::{Bin, FMod, Rnd, Ty};
 
 pub(super) fn fl32(x: u64) -> f32 {
     f32::from_bits(x as u32)
@@ -23,6 +23,19 @@ pub(super) fn ftz32(x: f32, on: bool) -> f32 {
 /// the other operand (NaN only when both are); `-0.0` counts as less than
 /// `+0.0`. Rust's `f32::min` treats the two zeros as equal and may return
 /// either, which the H200 does not.
+/// `op` on two floats, rounded to nearest; `None` for an op floats lack.
+pub(super) fn float_bin<F: num_traits::Float>(op: Bin, x: F, y: F) -> Option<F> {
+    Some(match op {
+        Bin::Add => x + y,
+        Bin::Sub => x - y,
+        Bin::MulLo => x * y,
+        Bin::Div => x / y,
+        Bin::Min | Bin::Max => min_max_float(x, y, op == Bin::Max),
+        Bin::Copysign => y.copysign(x),
+        _ => return None,
+    })
+}
+
 pub(super) fn min_max_float<F: num_traits::Float>(x: F, y: F, max: bool) -> F {
     if x.is_nan() {
         return y;

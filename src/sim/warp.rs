@@ -14,11 +14,7 @@ impl<'k> Launch<'k> {
         let block_t0 = (self.block_of(t) as u32 * self.tpb - self.first) as usize;
         let block_end = block_t0 + self.tpb as usize;
         let op = &self.k.insts[self.pc[t] as usize].op;
-        let mask_src = match op {
-            Op::WarpSync { mask } | Op::Shfl { mask, .. } | Op::Vote { mask, .. } => *mask,
-            _ => unreachable!("try_warp on a non-collective"),
-        };
-        let m = self.rd(t, mask_src) as u32;
+        let m = self.rd(t, mask_src_of(op)) as u32;
         if m & (1 << lane) == 0 {
             return Err(self.fail(
                 t,
@@ -83,23 +79,17 @@ impl<'k> Launch<'k> {
                     let cl = cv & 0x1f;
                     let max_lane = (l & segmask) | (cl & !segmask);
                     let min_lane = l & segmask;
-                    let (j, ok) = match mode {
-                        ShflMode::Up => {
-                            let j = l as i64 - bv as i64;
-                            (j, j >= max_lane as i64)
-                        }
-                        ShflMode::Down => {
-                            let j = l as i64 + bv as i64;
-                            (j, j <= max_lane as i64)
-                        }
-                        ShflMode::Bfly => {
-                            let j = (l ^ bv) as i64;
-                            (j, j <= max_lane as i64)
-                        }
-                        ShflMode::Idx => {
-                            let j = (min_lane | (bv & !segmask)) as i64;
-                            (j, j <= max_lane as i64)
-                        }
+                    let j = match mode {
+                        ShflMode::Up => l as i64 - bv as i64,
+                        ShflMode::Down => l as i64 + bv as i64,
+                        ShflMode::Bfly => (l ^ bv) as i64,
+                        ShflMode::Idx => (min_lane | (bv & !segmask)) as i64,
+                    };
+                    // The source lane is valid down to max_lane for up, up to it otherwise.
+                    let ok = if mode == ShflMode::Up {
+                        j >= max_lane as i64
+                    } else {
+                        j <= max_lane as i64
                     };
                     let j = if ok { j as u32 } else { l };
                     if m & (1 << j) == 0 {
@@ -141,6 +131,7 @@ impl<'k> Launch<'k> {
     }
 }
 
+/// The member mask of a warp collective.
 fn mask_src_of(op: &Op) -> Src {
     match op {
         Op::WarpSync { mask } | Op::Shfl { mask, .. } | Op::Vote { mask, .. } => *mask,

@@ -3,15 +3,26 @@
 //! `lstm_dh_bwd_f32`), and the reference weight gradients
 //! (`lstm_wgrad_bwd_f32`). The persistent kernels are checked against it.
 
-use super::{LstmBuffers, LstmDims, LstmLauncher, Sizes, check_step};
+use super::{LstmBuffers, LstmDims, LstmLauncher, Sizes};
 use crate::error::Result;
 use crate::gpu::contract::lstm::{LstmCellBwdF32, LstmCellFwdF32, LstmDhBwdF32, LstmWgradBwdF32};
-use crate::gpu::device::{DevicePtr, GpuDevice, LaunchConfig, blocks_for};
+use crate::gpu::device::{DeviceError, DevicePtr, GpuDevice, LaunchConfig, blocks_for};
 
 impl LstmLauncher {
     fn step_grid(&self, dims: LstmDims) -> LaunchConfig {
         let n = dims.batch * dims.hidden;
         LaunchConfig::linear(blocks_for(n, self.block, self.max_blocks), self.block, 0)
+    }
+
+    /// The sizes for step `t` of `kernel`, which must lie inside the
+    /// sequence; `None` when B or H is zero (nothing to run).
+    fn step_sizes(&self, kernel: &'static str, dims: LstmDims, t: usize) -> Result<Option<Sizes>> {
+        let s = self.sizes(kernel, dims)?;
+        if t >= dims.seq_len {
+            let what = format!("step {t} of T = {}", dims.seq_len);
+            return Err(DeviceError::BadArguments { kernel, what }.into());
+        }
+        Ok((s.b != 0 && s.h != 0).then_some(s))
     }
 
     /// Forward step `t` (0-based, `< T`): reads corpus rows `starts[b] + t`,
@@ -24,11 +35,9 @@ impl LstmLauncher {
         bufs: &LstmBuffers,
         t: usize,
     ) -> Result<()> {
-        let s = self.sizes(Self::FWD, dims)?;
-        check_step(Self::FWD, t, dims)?;
-        if s.b == 0 || s.h == 0 {
+        let Some(s) = self.step_sizes(Self::FWD, dims, t)? else {
             return Ok(());
-        }
+        };
         let (h, g) = (dims.hidden, 4 * dims.hidden);
         // The per-step pointers are step t (t-1 for the previous state, null at t = 0) of the
         // t-major buffers of LstmBuffers; the caller guarantees every starts[b] + t is a row of the
@@ -51,12 +60,7 @@ impl LstmLauncher {
             h: dims.at(bufs.h, t, h),
             cls: bufs.cls.offset(t * dims.batch * 4),
         };
-        dev.launch(
-            LstmCellFwdF32::MODULE,
-            Self::FWD,
-            self.step_grid(dims),
-            &args.args(),
-        )
+        args.launch(dev, Self::FWD, self.step_grid(dims))
     }
 
     /// Backward step `t`, called for t = T-1 down to 0: given `dh` = dh_t
@@ -69,11 +73,9 @@ impl LstmLauncher {
         bufs: &LstmBuffers,
         t: usize,
     ) -> Result<()> {
-        let s = self.sizes(Self::BWD, dims)?;
-        check_step(Self::BWD, t, dims)?;
-        if s.b == 0 || s.h == 0 {
+        let Some(s) = self.step_sizes(Self::BWD, dims, t)? else {
             return Ok(());
-        }
+        };
         let (h, g) = (dims.hidden, 4 * dims.hidden);
         let c_prev = dims.before(bufs.c, t, h);
         let dc_next = if t + 1 == dims.seq_len {
@@ -95,12 +97,7 @@ impl LstmLauncher {
             dz,
             dc_prev: bufs.dc,
         };
-        dev.launch(
-            LstmCellBwdF32::MODULE,
-            Self::BWD,
-            self.step_grid(dims),
-            &args.args(),
-        )?;
+        args.launch(dev, Self::BWD, self.step_grid(dims))?;
         if t == 0 {
             return Ok(()); // dh_{-1} is not needed
         }
@@ -113,12 +110,7 @@ impl LstmLauncher {
             H: s.h,
             dh_prev: bufs.dh,
         };
-        dev.launch(
-            LstmDhBwdF32::MODULE,
-            Self::DH,
-            self.step_grid(dims),
-            &args.args(),
-        )
+        args.launch(dev, Self::DH, self.step_grid(dims))
     }
 
     /// `lstm_wgrad_bwd_f32`: one thread per output, each summing all T*B
@@ -149,15 +141,14 @@ impl LstmLauncher {
             d_recurrent_kernel: bufs.d_recurrent_kernel,
             d_bias: bufs.d_bias,
         };
-        dev.launch(
-            LstmWgradBwdF32::MODULE,
+        args.launch(
+            dev,
             Self::WGRAD,
             LaunchConfig::linear(
                 blocks_for(n, self.wgrad_block, self.max_blocks),
                 self.wgrad_block,
                 0,
             ),
-            &args.args(),
         )
     }
 }

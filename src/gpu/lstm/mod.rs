@@ -42,7 +42,9 @@ const F32: usize = std::mem::size_of::<f32>();
 /// | `dc` | [B, H] scratch | backward |
 /// | `d_kernel`, `d_recurrent_kernel`, `d_bias` | as the parameters | [`LstmLauncher::wgrad`] |
 /// | `wgrad_scratch` | [`WgradLauncher::scratch_len`] f32s, or NULL (then the reference `lstm_wgrad_bwd_f32` runs) | [`LstmLauncher::wgrad`] |
-#[derive(Clone, Copy, Debug)]
+///
+/// The default has every buffer NULL.
+#[derive(Clone, Copy, Debug, Default)]
 pub struct LstmBuffers {
     /// The packed one-hot corpus, read-only (the input `x_t` is decoded from it).
     pub corpus_words: DevicePtr,
@@ -251,21 +253,8 @@ impl LstmLauncher {
         bufs: &LstmBuffers,
     ) -> Result<()> {
         let s = self.sizes(Self::WGRAD, dims)?;
-        if bufs.wgrad_scratch != DevicePtr::NULL {
-            let ran = self.fast_wgrad.run(
-                dev,
-                dims,
-                bufs.h,
-                bufs.cls,
-                bufs.dz,
-                bufs.wgrad_scratch,
-                bufs.d_kernel,
-                bufs.d_recurrent_kernel,
-                bufs.d_bias,
-            )?;
-            if ran {
-                return Ok(());
-            }
+        if bufs.wgrad_scratch != DevicePtr::NULL && self.fast_wgrad.run(dev, dims, bufs)? {
+            return Ok(());
         }
         self.reference_wgrad(dev, dims, bufs, s)
     }
@@ -289,16 +278,4 @@ impl LstmLauncher {
         }
         self.wgrad(dev, dims, bufs)
     }
-}
-
-/// A step index must lie inside the sequence.
-fn check_step(kernel: &'static str, t: usize, dims: LstmDims) -> Result<()> {
-    if t >= dims.seq_len {
-        return Err(DeviceError::BadArguments {
-            kernel,
-            what: format!("step {t} of T = {}", dims.seq_len),
-        }
-        .into());
-    }
-    Ok(())
 }

@@ -180,11 +180,10 @@ impl PersistentPlan {
             h: bufs.h,
             cls: bufs.cls,
         };
-        dev.launch(
-            LstmPersistentFwdF32::MODULE,
+        args.launch(
+            dev,
             name,
             LaunchConfig::linear(blocks, 4 * h, self.fwd_shared as u32),
-            &args.args(),
         )
     }
 
@@ -212,11 +211,10 @@ impl PersistentPlan {
             ms,
             dz: bufs.dz,
         };
-        dev.launch(
-            LstmPersistentBwdF32::MODULE,
+        args.launch(
+            dev,
             name,
             LaunchConfig::linear(blocks, 4 * h, self.bwd_shared as u32),
-            &args.args(),
         )
     }
 }

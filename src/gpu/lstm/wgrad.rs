@@ -10,14 +10,12 @@
 //! d_bias partials, one thread per column with a shared \[V\]\[columns\]
 //! accumulator) and `wgrad_reduce_f32` (the fixed-order sum over splits).
 
-use super::LstmDims;
+use super::{LstmBuffers, LstmDims};
 use crate::error::Result;
 use crate::gpu::contract::wgrad::{
     WG_KT, WG_THREADS, WG_TM, WG_TN, WgradClsPartialF32, WgradReduceF32, WgradRkPartialF32,
 };
-use crate::gpu::device::{
-    DevicePtr, GpuDevice, LaunchConfig, blocks_for, check_whole_warps, kernel_u32,
-};
+use crate::gpu::device::{GpuDevice, LaunchConfig, blocks_for, check_whole_warps, kernel_u32};
 
 const F32: usize = std::mem::size_of::<f32>();
 
@@ -165,23 +163,17 @@ impl WgradLauncher {
     }
 
     /// The three weight gradients from the t-major `h` [T, B, H], `cls`
-    /// [T, B] and `dz` [T, B, 4H], overwriting `d_kernel` [V, 4H],
-    /// `d_recurrent_kernel` [H, 4H] and `d_bias` \[4H\]. `scratch` must hold
-    /// [`scratch_len`](Self::scratch_len)`(dims)` f32s (its contents are
-    /// overwritten). Returns `Ok(false)`, having launched nothing, when
-    /// [`plan`](Self::plan) says the shape does not fit this path.
-    #[allow(clippy::too_many_arguments)]
+    /// [T, B] and `dz` [T, B, 4H] of `bufs`, overwriting its `d_kernel`
+    /// [V, 4H], `d_recurrent_kernel` [H, 4H] and `d_bias` \[4H\]. Its
+    /// `wgrad_scratch` must hold [`scratch_len`](Self::scratch_len)`(dims)`
+    /// f32s (its contents are overwritten). Returns `Ok(false)`, having
+    /// launched nothing, when [`plan`](Self::plan) says the shape does not
+    /// fit this path.
     pub fn run<D: GpuDevice>(
         &self,
         dev: &mut D,
         dims: LstmDims,
-        h: DevicePtr,
-        cls: DevicePtr,
-        dz: DevicePtr,
-        scratch: DevicePtr,
-        d_kernel: DevicePtr,
-        d_recurrent_kernel: DevicePtr,
-        d_bias: DevicePtr,
+        bufs: &LstmBuffers,
     ) -> Result<bool> {
         check_whole_warps(Self::REDUCE, "block", self.reduce_block, 1024)?;
         check_whole_warps(Self::CLS, "column tile", self.cls_columns, 1024)?;
@@ -198,8 +190,8 @@ impl WgradLauncher {
         // The kernels index a row with u32 products up to S x 4H.
         to_u32(s_cls * g, "T*B*4H")?;
         let (u_h, u_v) = (to_u32(hid, "H")?, to_u32(v, "V")?);
-        let rk_part = scratch;
-        let cls_part = scratch.offset(plan.rk_splits * hid * g * F32);
+        let rk_part = bufs.wgrad_scratch;
+        let cls_part = rk_part.offset(plan.rk_splits * hid * g * F32);
         if plan.rk_splits > 0 {
             let tiles = hid.div_ceil(TILE) * g.div_ceil(TILE);
             let cfg = LaunchConfig {
@@ -211,14 +203,14 @@ impl WgradLauncher {
             // (T-1)*B; grid x = ceil(H/64) * ceil(4H/64) tiles, y = splits, exactly 256 threads;
             // overwrites partial[0..splits] of [splits, H, 4H] at the start of scratch.
             let args = WgradRkPartialF32 {
-                h,
-                dz_next: dz.offset(dims.batch * g * F32),
+                h: bufs.h,
+                dz_next: bufs.dz.offset(dims.batch * g * F32),
                 S: to_u32(s_rk, "S")?,
                 H: u_h,
                 rows_per_split: to_u32(plan.rk_rows, "rows per split")?,
                 partial: rk_part,
             };
-            dev.launch(WgradRkPartialF32::MODULE, Self::RK, cfg, &args.args())?;
+            args.launch(dev, Self::RK, cfg)?;
         }
         if plan.cls_splits > 0 {
             let cols = plan.cls_columns;
@@ -236,15 +228,15 @@ impl WgradLauncher {
             // device by `plan`); overwrites partial[0..splits] of [splits, V+1, 4H] right after the
             // GEMM's.
             let args = WgradClsPartialF32 {
-                cls,
-                dz,
+                cls: bufs.cls,
+                dz: bufs.dz,
                 S: to_u32(s_cls, "T*B")?,
                 H: u_h,
                 V: u_v,
                 rows_per_split: to_u32(plan.cls_rows, "rows per split")?,
                 partial: cls_part,
             };
-            dev.launch(WgradClsPartialF32::MODULE, Self::CLS, cfg, &args.args())?;
+            args.launch(dev, Self::CLS, cfg)?;
         }
         // The partials as the two launches above wrote them (same stream, so ordered; zero splits =
         // nothing read, zeros written). Grid-stride over 4H*H + 4H*V + 4H.
@@ -255,19 +247,18 @@ impl WgradLauncher {
             cls_splits: plan.cls_splits as u32,
             H: u_h,
             V: u_v,
-            d_kernel,
-            d_recurrent_kernel,
-            d_bias,
+            d_kernel: bufs.d_kernel,
+            d_recurrent_kernel: bufs.d_recurrent_kernel,
+            d_bias: bufs.d_bias,
         };
-        dev.launch(
-            WgradReduceF32::MODULE,
+        args.launch(
+            dev,
             Self::REDUCE,
             LaunchConfig::linear(
                 blocks_for(n, self.reduce_block, self.max_blocks),
                 self.reduce_block,
                 0,
             ),
-            &args.args(),
         )?;
         Ok(true)
     }

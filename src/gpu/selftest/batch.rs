@@ -4,7 +4,7 @@
 //! (`loss_log_append_f32`), including a full log's overflow.
 
 use super::report::SelftestRow;
-use super::{BOUND_EXACT, Buffers};
+use super::{BOUND_EXACT, Buffers, Rows};
 use crate::error::Result;
 use crate::gpu::batch::BatchLauncher;
 use crate::gpu::device::GpuDevice;
@@ -15,10 +15,6 @@ use crate::sample::RngStream;
 const SELECT_N: usize = 259;
 /// Entries of the checked loss log; one more append than fit.
 const LOG_CAPACITY: usize = 4;
-
-fn widen(x: &[u32]) -> Vec<f64> {
-    x.iter().map(|&v| f64::from(v)).collect()
-}
 
 /// `batch_select_u32` on a random order at a random cursor: the starts are
 /// `order[cursor..cursor + n]` and the cursor moved by n.
@@ -40,24 +36,10 @@ pub fn check_batch_select<D: GpuDevice>(
         dev.download(d_cursor, bytemuck::cast_slice_mut(&mut moved))?;
         let want = &order[cursor..cursor + SELECT_N];
         let want_cursor = [(cursor + SELECT_N) as u32];
-        Ok(vec![
-            SelftestRow::compare(
-                "batch_select_u32",
-                "starts",
-                &shape,
-                &widen(&got),
-                &widen(want),
-                BOUND_EXACT,
-            ),
-            SelftestRow::compare(
-                "batch_select_u32",
-                "cursor",
-                &shape,
-                &widen(&moved),
-                &widen(&want_cursor),
-                BOUND_EXACT,
-            ),
-        ])
+        let (mut rows, kernel) = (Rows::new(shape), "batch_select_u32");
+        rows.compare(kernel, "starts", &got, want, BOUND_EXACT);
+        rows.compare(kernel, "cursor", &moved, &want_cursor, BOUND_EXACT);
+        Ok(rows.rows)
     })
 }
 
@@ -81,24 +63,9 @@ pub fn check_loss_log<D: GpuDevice>(dev: &mut D, rng: &mut RngStream) -> Result<
         let got = dev.download_vec_f32(d_log, LOG_CAPACITY)?;
         let mut count = [0u32];
         dev.download(d_count, bytemuck::cast_slice_mut(&mut count))?;
-        let as_f64 = |x: &[f32]| x.iter().map(|&v| f64::from(v)).collect::<Vec<_>>();
-        Ok(vec![
-            SelftestRow::compare(
-                "loss_log_append_f32",
-                "log",
-                &shape,
-                &as_f64(&got),
-                &as_f64(&losses[..LOG_CAPACITY]),
-                BOUND_EXACT,
-            ),
-            SelftestRow::compare(
-                "loss_log_append_f32",
-                "count",
-                &shape,
-                &widen(&count),
-                &widen(&[losses.len() as u32]),
-                BOUND_EXACT,
-            ),
-        ])
+        let (mut rows, kernel) = (Rows::new(shape), "loss_log_append_f32");
+        rows.compare(kernel, "log", &got, &losses[..LOG_CAPACITY], BOUND_EXACT);
+        rows.compare(kernel, "count", &count, &[losses.len() as u32], BOUND_EXACT);
+        Ok(rows.rows)
     })
 }

@@ -7,7 +7,7 @@
 
 use super::kernels::Case;
 use super::report::{Metric, SelftestRow};
-use super::{BOUND_EXACT, Shape};
+use super::{BOUND_EXACT, Rows, Shape};
 use crate::cpu::{self, CpuModel};
 use crate::error::Result;
 use crate::gpu::batch::BatchLauncher;
@@ -49,15 +49,9 @@ pub fn check_targets<D: GpuDevice>(dev: &mut D, case: &Case) -> Result<Vec<Selft
     for p in [d_words, d_starts, d_targets] {
         dev.free(p)?;
     }
-    let as_f64 = |x: &[u32]| x.iter().map(|&c| f64::from(c)).collect::<Vec<_>>();
-    Ok(vec![SelftestRow::compare(
-        "batch_targets_u32",
-        "targets",
-        &case.shape.to_string(),
-        &as_f64(&got),
-        &as_f64(&case.y),
-        BOUND_EXACT,
-    )])
+    let mut rows = Rows::new(case.shape);
+    rows.compare("batch_targets_u32", "targets", &got, &case.y, BOUND_EXACT);
+    Ok(rows.rows)
 }
 
 /// The strategies generation is checked with: the notebook's temperatures,

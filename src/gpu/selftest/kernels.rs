@@ -16,7 +16,7 @@
 //! check exercises.
 
 use super::{
-    BOUND_CLIP, BOUND_EXACT, BOUND_F32_KERNEL, BOUND_RMSPROP, Buffers, SelftestRow, Shape,
+    BOUND_CLIP, BOUND_EXACT, BOUND_F32_KERNEL, BOUND_RMSPROP, Buffers, Rows, SelftestRow, Shape,
     download, uniform,
 };
 use crate::corpus::OneHotCorpus;
@@ -183,21 +183,10 @@ pub fn check_rmsprop<D: GpuDevice>(
         );
         RmsPropLauncher::default().update(dev, &opt, d_p, d_ms, d_g, n)?;
         dev.synchronize()?;
-        let row = |output: &str, got: &[f64], want: &Params<f32>| {
-            let want: Vec<f64> = want.flat().iter().copied().map(f64::from).collect();
-            SelftestRow::compare(
-                "rmsprop_update_f32",
-                output,
-                &shape,
-                got,
-                &want,
-                BOUND_RMSPROP,
-            )
-        };
-        Ok(vec![
-            row("params", &download(dev, d_p, n)?, &want_p),
-            row("ms", &download(dev, d_ms, n)?, &want_ms),
-        ])
+        let (mut rows, kernel) = (Rows::new(shape), "rmsprop_update_f32");
+        rows.device(dev, kernel, "params", d_p, want_p.flat(), BOUND_RMSPROP)?;
+        rows.device(dev, kernel, "ms", d_ms, want_ms.flat(), BOUND_RMSPROP)?;
+        Ok(rows.rows)
     })
 }
 
@@ -222,8 +211,7 @@ pub fn check_grad_clip<D: GpuDevice>(
         })
         .collect();
     let norm = f64::from(cpu::clip_grad_norm(&mut grads.clone(), f64::INFINITY) as f32);
-    let shape = format!("n={n} (V={vocab} H={hidden})");
-    let mut rows = Vec::new();
+    let mut rows = Rows::new(format!("n={n} (V={vocab} H={hidden})"));
     // 0.2..0.8 of the norm: clipped; 2x: untouched.
     let below = (0.2 + 0.6 * rng.next_f64()) * norm;
     for (max_norm, what, bound, clipped) in [
@@ -237,7 +225,6 @@ pub fn check_grad_clip<D: GpuDevice>(
     ] {
         let mut want = grads.clone();
         let want_norm = cpu::clip_grad_norm(&mut want, f64::from(max_norm));
-        let want: Vec<f64> = want.into_iter().map(f64::from).collect();
         let (got, got_norm) = Buffers::scope(dev, |dev, bufs| {
             let d_g = bufs.f32s(dev, &grads)?;
             let d_norm = bufs.poisoned(dev, 1)?;
@@ -246,18 +233,13 @@ pub fn check_grad_clip<D: GpuDevice>(
             Ok((download(dev, d_g, n)?, download(dev, d_norm, 1)?))
         })?;
         let kernel = "grad_norm_clip_f32";
-        rows.push(SelftestRow::compare(
-            kernel, what, &shape, &got, &want, bound,
-        ));
+        rows.compare(kernel, what, &got, &want, bound);
         if clipped {
             // The norm is written as f32: compare with the reference's, rounded so.
-            let want_norm = [f64::from(want_norm as f32)];
-            rows.push(SelftestRow::compare(
-                kernel, "norm", &shape, &got_norm, &want_norm, BOUND_CLIP,
-            ));
+            rows.compare(kernel, "norm", &got_norm, &[want_norm as f32], BOUND_CLIP);
         }
     }
-    Ok(rows)
+    Ok(rows.rows)
 }
 
 /// The head on the reference's h_{T-1}: loss, probabilities (when
@@ -272,7 +254,6 @@ pub fn check_head<D: GpuDevice>(
     let w = &case.want;
     // loss_sum accumulates; starting it off zero checks that it adds.
     const LOSS_START: f32 = 0.25;
-    let shape = format!("B={b} H={h} V={v}");
     Buffers::scope(dev, |dev, bufs| {
         let hb = HeadBuffers {
             h: bufs.f64s(dev, &w.h[(t - 1) * b * h..])?,
@@ -297,48 +278,26 @@ pub fn check_head<D: GpuDevice>(
         };
         HeadLauncher::default().fwd_bwd(dev, dims, &hb, 1.0 / b as f32)?;
         dev.synchronize()?;
-        let fwd = |output: &str, got: &[f64], want: &[f64]| {
-            SelftestRow::compare(
-                "head_fwd_bwd_f32",
-                output,
-                &shape,
-                got,
-                want,
-                BOUND_F32_KERNEL,
-            )
-        };
+        let (fwd, wgrad, bound) = ("head_fwd_bwd_f32", "head_wgrad_bwd_f32", BOUND_F32_KERNEL);
+        let mut rows = Rows::new(format!("B={b} H={h} V={v}"));
         let loss = download(dev, hb.loss_sum, 1)?[0] - f64::from(LOSS_START);
-        let mut rows = vec![fwd("loss", &[loss], &[w.loss])];
+        rows.compare(fwd, "loss", &[loss], &[w.loss], bound);
         if with_probs {
-            rows.push(fwd("probs", &download(dev, hb.probs, b * v)?, &w.probs));
+            rows.device(dev, fwd, "probs", hb.probs, &w.probs, bound)?;
         }
-        rows.push(fwd(
-            "dlogits",
-            &download(dev, hb.dlogits, b * v)?,
-            &w.dlogits,
-        ));
-        rows.push(fwd("dh", &download(dev, hb.dh, b * h)?, &w.dh_last));
-        let wgrad = |output: &str, got: &[f64], want: &[f64]| {
-            SelftestRow::compare(
-                "head_wgrad_bwd_f32",
-                output,
-                &shape,
-                got,
-                want,
-                BOUND_F32_KERNEL,
-            )
-        };
-        rows.push(wgrad(
+        rows.device(dev, fwd, "dlogits", hb.dlogits, &w.dlogits, bound)?;
+        rows.device(dev, fwd, "dh", hb.dh, &w.dh_last, bound)?;
+        let (d_kernel, d_bias) = (&w.grads[Tensor::DenseKernel], &w.grads[Tensor::DenseBias]);
+        rows.device(
+            dev,
+            wgrad,
             "d dense.kernel",
-            &download(dev, hb.d_dense_kernel, h * v)?,
-            &w.grads[Tensor::DenseKernel],
-        ));
-        rows.push(wgrad(
-            "d dense.bias",
-            &download(dev, hb.d_dense_bias, v)?,
-            &w.grads[Tensor::DenseBias],
-        ));
-        Ok(rows)
+            hb.d_dense_kernel,
+            d_kernel,
+            bound,
+        )?;
+        rows.device(dev, wgrad, "d dense.bias", hb.d_dense_bias, d_bias, bound)?;
+        Ok(rows.rows)
     })
 }
 
@@ -378,7 +337,6 @@ pub fn check_lstm_forward_with<D: GpuDevice>(
     let (_, h, b, t) = case.shape.vhbt();
     let (kernel, _) = lstm_kernel_names(dev, &launcher, case.lstm_dims())?;
     let (w, p) = (&case.want, &case.params);
-    let shape = case.shape.to_string();
     Buffers::scope(dev, |dev, bufs| {
         let lb = LstmBuffers {
             corpus_words: bufs.bytes(dev, bytemuck::cast_slice(case.corpus.words()))?,
@@ -390,44 +348,19 @@ pub fn check_lstm_forward_with<D: GpuDevice>(
             c: bufs.poisoned(dev, t * b * h)?,
             h: bufs.poisoned(dev, t * b * h)?,
             cls: bufs.u32s(dev, &vec![u32::MAX; t * b])?,
-            // The backward's buffers: not touched by the forward.
-            dz: DevicePtr::NULL,
-            dh: DevicePtr::NULL,
-            dc: DevicePtr::NULL,
-            d_kernel: DevicePtr::NULL,
-            d_recurrent_kernel: DevicePtr::NULL,
-            d_bias: DevicePtr::NULL,
-            wgrad_scratch: DevicePtr::NULL,
+            // The backward's buffers (NULL): not touched by the forward.
+            ..LstmBuffers::default()
         };
         launcher.forward(dev, case.lstm_dims(), &lb)?;
         dev.synchronize()?;
         let mut cls = vec![0u32; t * b];
         dev.download(lb.cls, bytemuck::cast_slice_mut(&mut cls))?;
-        let widen = |v: Vec<u32>| v.into_iter().map(f64::from).collect::<Vec<f64>>();
-        let row = |output: &str, got: &[f64], want: &[f64], bound| {
-            SelftestRow::compare(kernel, output, &shape, got, want, bound)
-        };
-        Ok(vec![
-            row(
-                "gates",
-                &download(dev, lb.gates, t * b * 4 * h)?,
-                &w.gates,
-                BOUND_F32_KERNEL,
-            ),
-            row(
-                "c",
-                &download(dev, lb.c, t * b * h)?,
-                &w.c,
-                BOUND_F32_KERNEL,
-            ),
-            row(
-                "h",
-                &download(dev, lb.h, t * b * h)?,
-                &w.h,
-                BOUND_F32_KERNEL,
-            ),
-            row("cls", &widen(cls), &widen(case.cls()), BOUND_EXACT),
-        ])
+        let mut rows = Rows::new(case.shape);
+        rows.device(dev, kernel, "gates", lb.gates, &w.gates, BOUND_F32_KERNEL)?;
+        rows.device(dev, kernel, "c", lb.c, &w.c, BOUND_F32_KERNEL)?;
+        rows.device(dev, kernel, "h", lb.h, &w.h, BOUND_F32_KERNEL)?;
+        rows.compare(kernel, "cls", &cls, &case.cls(), BOUND_EXACT);
+        Ok(rows.rows)
     })
 }
 
@@ -450,14 +383,8 @@ pub fn check_lstm_backward_with<D: GpuDevice>(
     let (_, kernel) = lstm_kernel_names(dev, &launcher, case.lstm_dims())?;
     let g = 4 * h;
     let w = &case.want;
-    let shape = case.shape.to_string();
     Buffers::scope(dev, |dev, bufs| {
         let lb = LstmBuffers {
-            // The forward's inputs: not read by the backward.
-            corpus_words: DevicePtr::NULL,
-            starts: DevicePtr::NULL,
-            kernel: DevicePtr::NULL,
-            bias: DevicePtr::NULL,
             recurrent_kernel: bufs.f32s(dev, &case.params[Tensor::RecurrentKernel])?,
             gates: bufs.f64s(dev, &w.gates)?,
             c: bufs.f64s(dev, &w.c)?,
@@ -469,37 +396,22 @@ pub fn check_lstm_backward_with<D: GpuDevice>(
             d_kernel: bufs.poisoned(dev, v * g)?,
             d_recurrent_kernel: bufs.poisoned(dev, h * g)?,
             d_bias: bufs.poisoned(dev, g)?,
-            // The reference weight gradients first; the fast path below.
-            wgrad_scratch: DevicePtr::NULL,
+            // The forward's inputs (NULL): not read by the backward. No
+            // wgrad_scratch: the reference weight gradients first, the fast path below.
+            ..LstmBuffers::default()
         };
         launcher.backward(dev, case.lstm_dims(), &lb)?;
         dev.synchronize()?;
-        let mut rows = vec![SelftestRow::compare(
-            kernel,
-            "dz",
-            &shape,
-            &download(dev, lb.dz, t * b * g)?,
-            &w.dz,
-            BOUND_F32_KERNEL,
-        )];
+        let mut rows = Rows::new(case.shape);
+        rows.device(dev, kernel, "dz", lb.dz, &w.dz, BOUND_F32_KERNEL)?;
         let grads = [
-            (lb.d_kernel, v * g, &w.grads[Tensor::Kernel]),
-            (
-                lb.d_recurrent_kernel,
-                h * g,
-                &w.grads[Tensor::RecurrentKernel],
-            ),
-            (lb.d_bias, g, &w.grads[Tensor::Bias]),
+            (lb.d_kernel, &w.grads[Tensor::Kernel]),
+            (lb.d_recurrent_kernel, &w.grads[Tensor::RecurrentKernel]),
+            (lb.d_bias, &w.grads[Tensor::Bias]),
         ];
-        for ((ptr, n, want), name) in grads.into_iter().zip(TENSOR_NAMES) {
-            rows.push(SelftestRow::compare(
-                "lstm_wgrad_bwd_f32",
-                &format!("d {name}"),
-                &shape,
-                &download(dev, ptr, n)?,
-                want,
-                BOUND_F32_KERNEL,
-            ));
+        for ((ptr, want), name) in grads.into_iter().zip(TENSOR_NAMES) {
+            let (kernel, output) = ("lstm_wgrad_bwd_f32", format!("d {name}"));
+            rows.device(dev, kernel, &output, ptr, want, BOUND_F32_KERNEL)?;
         }
         let dims = case.lstm_dims();
         let scratch_len = WgradLauncher::scratch_len(dims);
@@ -507,31 +419,23 @@ pub fn check_lstm_backward_with<D: GpuDevice>(
         let fast = LstmLauncher::default().fast_wgrad;
         let mut runs = Vec::new();
         for _ in 0..2 {
-            for &(ptr, n, _) in &grads {
-                dev.upload_f32(ptr, &vec![f32::NAN; n])?;
+            for (ptr, want) in grads {
+                dev.upload_f32(ptr, &vec![f32::NAN; want.len()])?;
             }
-            let (lb, s) = (&lb, scratch);
-            if !fast.run(
-                dev,
-                dims,
-                lb.h,
-                lb.cls,
-                lb.dz,
-                s,
-                lb.d_kernel,
-                lb.d_recurrent_kernel,
-                lb.d_bias,
-            )? {
+            let lb = LstmBuffers {
+                wgrad_scratch: scratch,
+                ..lb
+            };
+            if !fast.run(dev, dims, &lb)? {
                 // Too large a V for the fast path: the reference rows above
                 // cover what LstmLauncher::wgrad runs at this shape.
-                return Ok(rows);
+                return Ok(rows.rows);
             }
             dev.synchronize()?;
-            let mut got = Vec::new();
-            for &(ptr, n, _) in &grads {
-                got.push(download(dev, ptr, n)?);
-            }
-            runs.push(got);
+            let got = grads
+                .iter()
+                .map(|&(ptr, want)| download(dev, ptr, want.len()));
+            runs.push(got.collect::<Result<Vec<_>>>()?);
             dev.upload_f32(scratch, &vec![f32::NAN; scratch_len])?;
         }
         let fast_kernels = [
@@ -539,27 +443,14 @@ pub fn check_lstm_backward_with<D: GpuDevice>(
             "wgrad_rk_partial_f32 + wgrad_reduce_f32",
             "wgrad_cls_partial_f32 + wgrad_reduce_f32",
         ];
-        for (i, ((_, _, want), name)) in grads.iter().zip(TENSOR_NAMES).enumerate() {
+        for (i, ((_, want), name)) in grads.iter().zip(TENSOR_NAMES).enumerate() {
             let (kernel, output) = (fast_kernels[i], format!("d {name}"));
             let (first, second) = (&runs[0][i], &runs[1][i]);
-            rows.push(SelftestRow::compare(
-                kernel,
-                &output,
-                &shape,
-                first,
-                want,
-                BOUND_F32_KERNEL,
-            ));
+            rows.compare(kernel, &output, first, want, BOUND_F32_KERNEL);
             // Bits: f32 -> f64 is exact, so equal f64s are equal f32s.
-            rows.push(SelftestRow::compare(
-                kernel,
-                &format!("{output} (second run, bits)"),
-                &shape,
-                second,
-                first,
-                BOUND_EXACT,
-            ));
+            let bits = format!("{output} (second run, bits)");
+            rows.compare(kernel, &bits, second, first, BOUND_EXACT);
         }
-        Ok(rows)
+        Ok(rows.rows)
     })
 }

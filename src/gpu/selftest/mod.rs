@@ -304,24 +304,18 @@ pub(crate) fn rel_l2_err(got: &[f64], want: &[f64]) -> (f64, usize) {
 pub(crate) struct Buffers(Vec<DevicePtr>);
 
 impl Buffers {
-    fn keep(&mut self, p: DevicePtr) -> DevicePtr {
-        self.0.push(p);
-        p
-    }
-
     /// A fresh buffer holding `data`.
     pub(crate) fn f32s<D: GpuDevice>(&mut self, dev: &mut D, data: &[f32]) -> Result<DevicePtr> {
-        // A zero-length allocation would be a null pointer some kernels read as "absent".
-        let p = dev.alloc(std::mem::size_of_val(data).max(4))?;
-        dev.upload_f32(p, data)?;
-        Ok(self.keep(p))
+        self.bytes(dev, bytemuck::cast_slice(data))
     }
 
     /// A fresh buffer holding `data`.
     pub(crate) fn bytes<D: GpuDevice>(&mut self, dev: &mut D, data: &[u8]) -> Result<DevicePtr> {
+        // A zero-length allocation would be a null pointer some kernels read as "absent".
         let p = dev.alloc(data.len().max(4))?;
         dev.upload(p, data)?;
-        Ok(self.keep(p))
+        self.0.push(p);
+        Ok(p)
     }
 
     /// A fresh buffer holding `data`, f64 rounded to f32.
@@ -332,9 +326,7 @@ impl Buffers {
 
     /// A fresh buffer holding `data`.
     pub(crate) fn u32s<D: GpuDevice>(&mut self, dev: &mut D, data: &[u32]) -> Result<DevicePtr> {
-        let p = dev.alloc(std::mem::size_of_val(data).max(4))?;
-        dev.upload_u32(p, data)?;
-        Ok(self.keep(p))
+        self.bytes(dev, bytemuck::cast_slice(data))
     }
 
     /// `n` f32 NaNs: an output whose every element the kernel must write.
@@ -354,6 +346,58 @@ impl Buffers {
         let out = out?;
         freed.map(|()| out)
     }
+}
+
+/// The rows of one check at one shape.
+pub(crate) struct Rows {
+    shape: String,
+    /// The rows so far.
+    pub(crate) rows: Vec<SelftestRow>,
+}
+
+impl Rows {
+    /// No rows yet; each will name `shape`.
+    pub(crate) fn new(shape: impl fmt::Display) -> Self {
+        let (shape, rows) = (shape.to_string(), Vec::new());
+        Rows { shape, rows }
+    }
+
+    /// Adds the row of `kernel`'s `output`: `got` against `want`, widened to f64.
+    pub(crate) fn compare<G, W>(
+        &mut self,
+        kernel: &str,
+        output: &str,
+        got: &[G],
+        want: &[W],
+        bound: Bound,
+    ) where
+        G: Copy + Into<f64>,
+        W: Copy + Into<f64>,
+    {
+        let (got, want): (Vec<f64>, Vec<f64>) = (widen(got), widen(want));
+        let row = SelftestRow::compare(kernel, output, &self.shape, &got, &want, bound);
+        self.rows.push(row);
+    }
+
+    /// [`compare`](Self::compare) of the `want.len()` f32s at `got`.
+    pub(crate) fn device<D: GpuDevice, W: Copy + Into<f64>>(
+        &mut self,
+        dev: &mut D,
+        kernel: &str,
+        output: &str,
+        got: DevicePtr,
+        want: &[W],
+        bound: Bound,
+    ) -> Result<()> {
+        let got = download(dev, got, want.len())?;
+        self.compare(kernel, output, &got, want, bound);
+        Ok(())
+    }
+}
+
+/// `x` as f64s.
+pub(crate) fn widen<T: Copy + Into<f64>>(x: &[T]) -> Vec<f64> {
+    x.iter().map(|&v| v.into()).collect()
 }
 
 /// `n` f32s from `src`, widened for the comparison.

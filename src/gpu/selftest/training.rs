@@ -29,7 +29,7 @@
 //! `lr / sqrt(1 - rho)` in a direction set by rounding.
 
 use super::kernels::{random_starts, random_text};
-use super::{BOUND_TRAINING_LOSS, BOUND_TRAINING_WEIGHTS, SelftestRow, Shape};
+use super::{BOUND_TRAINING_LOSS, BOUND_TRAINING_WEIGHTS, SelftestRow, Shape, widen};
 use crate::corpus::OneHotCorpus;
 use crate::cpu::CpuEngine;
 use crate::engine::{Backend, Engine};
@@ -69,7 +69,6 @@ pub fn check_training<D: GpuDevice>(
     let mut gpu = GpuEngine::new(&mut *dev, Backend::Cuda, &corpus, &hyper, params, rmsprop)?;
     let (mut got, mut want) = (Vec::with_capacity(steps), Vec::with_capacity(steps));
     let shape = shape.to_string();
-    let widen = |t: &[f32]| t.iter().map(|&x| f64::from(x)).collect::<Vec<f64>>();
     // The worst step of each tensor: (weights, RMSprop state) rows.
     let mut worst: Vec<Option<SelftestRow>> = vec![None; 2 * TENSOR_NAMES.len()];
     for step in 1..=steps {

@@ -27,7 +27,7 @@ pub(super) fn parse_var(decl: &str) -> PResult<(String, u32, u32)> {
             i += 2;
             continue;
         }
-        if let Some(ty) = t.strip_prefix('.').and_then(Ty::parse) {
+        if let Some(ty) = t.strip_prefix('.').and_then(Ty::from_ptx) {
             elem = ty.bytes();
         } else if !t.starts_with('.') {
             name_tok = Some(toks[i..].join(""));

@@ -31,7 +31,7 @@ impl Ctx {
         let ty = mods
             .iter()
             .rev()
-            .find_map(|m| Ty::parse(m))
+            .find_map(|m| Ty::from_ptx(m))
             .unwrap_or(Ty::B32);
         let ops = split_operands(rest);
         let need = |n: usize| -> PResult<()> {
@@ -41,17 +41,8 @@ impl Ctx {
                 Ok(())
             }
         };
-        let rnd = if has("rz") {
-            Rnd::Rz
-        } else if has("rm") {
-            Rnd::Rm
-        } else if has("rp") {
-            Rnd::Rp
-        } else {
-            Rnd::Rn
-        };
         let fm = FMod {
-            rnd,
+            rnd: Rnd::named_in(mods).unwrap_or(Rnd::Rn),
             ftz: has("ftz"),
             sat: has("sat"),
             relu: has("relu"),
@@ -80,25 +71,12 @@ impl Ctx {
                     }
                 }
             }
-            "add" | "sub" | "mul" | "div" | "rem" | "and" | "or" | "xor" | "shl" | "shr"
-            | "min" | "max" | "copysign" => {
+            name if let Some(op) = Bin::from_ptx(name) => {
                 need(3)?;
-                let op = match (parts[0], has("hi"), has("wide")) {
-                    ("add", ..) => Bin::Add,
-                    ("sub", ..) => Bin::Sub,
-                    ("mul", true, _) => Bin::MulHi,
-                    ("mul", _, true) => Bin::MulWide,
-                    ("mul", ..) => Bin::MulLo,
-                    ("div", ..) => Bin::Div,
-                    ("rem", ..) => Bin::Rem,
-                    ("and", ..) => Bin::And,
-                    ("or", ..) => Bin::Or,
-                    ("xor", ..) => Bin::Xor,
-                    ("shl", ..) => Bin::Shl,
-                    ("shr", ..) => Bin::Shr,
-                    ("min", ..) => Bin::Min,
-                    ("max", ..) => Bin::Max,
-                    _ => Bin::Copysign,
+                let op = match (op, has("hi"), has("wide")) {
+                    (Bin::MulLo, true, _) => Bin::MulHi,
+                    (Bin::MulLo, _, true) => Bin::MulWide,
+                    _ => op,
                 };
                 if has("cc") || has("sat") && !ty.is_float() || has("NaN") || has("xorsign") {
                     return Err(unknown());
@@ -117,28 +95,12 @@ impl Ctx {
                     b: self.src(&ops[2], sty)?,
                 }
             }
-            "not" | "neg" | "abs" | "popc" | "clz" | "brev" | "sqrt" | "rsqrt" | "rcp" | "ex2"
-            | "lg2" | "tanh" | "sin" | "cos" | "cnot" => {
+            name if let Some(op) = Un::from_ptx(name) => {
                 need(2)?;
-                let approx = has("approx");
-                let op = match parts[0] {
-                    "not" => Un::Not,
-                    "neg" => Un::Neg,
-                    "abs" => Un::Abs,
-                    "popc" => Un::Popc,
-                    "clz" => Un::Clz,
-                    "brev" => Un::Brev,
-                    "sqrt" if approx => Un::SqrtApprox,
-                    "sqrt" => Un::Sqrt,
-                    "rsqrt" => Un::Rsqrt,
-                    "rcp" if approx => Un::RcpApprox,
-                    "rcp" => Un::Rcp,
-                    "ex2" => Un::Ex2,
-                    "lg2" => Un::Lg2,
-                    "tanh" => Un::Tanh,
-                    "sin" => Un::Sin,
-                    "cos" => Un::Cos,
-                    _ => return Err(unknown()),
+                let op = match (op, has("approx")) {
+                    (Un::Sqrt, true) => Un::SqrtApprox,
+                    (Un::Rcp, true) => Un::RcpApprox,
+                    _ => op,
                 };
                 Op::Un {
                     op,
@@ -185,27 +147,7 @@ impl Ctx {
             }
             "setp" => {
                 need(3)?;
-                let cmp = match mods[0] {
-                    "eq" => Cmp::Eq,
-                    "ne" => Cmp::Ne,
-                    "lt" => Cmp::Lt,
-                    "le" => Cmp::Le,
-                    "gt" => Cmp::Gt,
-                    "ge" => Cmp::Ge,
-                    "lo" => Cmp::Lo,
-                    "ls" => Cmp::Ls,
-                    "hi" => Cmp::Hi,
-                    "hs" => Cmp::Hs,
-                    "equ" => Cmp::Equ,
-                    "neu" => Cmp::Neu,
-                    "ltu" => Cmp::Ltu,
-                    "leu" => Cmp::Leu,
-                    "gtu" => Cmp::Gtu,
-                    "geu" => Cmp::Geu,
-                    "num" => Cmp::Num,
-                    "nan" => Cmp::Nan,
-                    _ => return Err(unknown()),
-                };
+                let cmp = Cmp::from_ptx(mods[0]).ok_or_else(unknown)?;
                 if mods.len() > 2 && !(mods.len() == 3 && has("ftz"))
                     || ops.len() != 3
                     || ops[0].contains('|')
@@ -233,24 +175,15 @@ impl Ctx {
             }
             "cvt" => {
                 need(2)?;
-                let tys: Vec<Ty> = mods.iter().filter_map(|m| Ty::parse(m)).collect();
+                let tys: Vec<Ty> = mods.iter().filter_map(|m| Ty::from_ptx(m)).collect();
                 if tys.len() != 2 {
                     return Err(unknown());
                 }
-                let irnd = mods.iter().find_map(|m| match *m {
-                    "rni" => Some(Rnd::Rn),
-                    "rzi" => Some(Rnd::Rz),
-                    "rmi" => Some(Rnd::Rm),
-                    "rpi" => Some(Rnd::Rp),
-                    _ => None,
-                });
-                let frnd = mods.iter().find_map(|m| match *m {
-                    "rn" => Some(Rnd::Rn),
-                    "rz" => Some(Rnd::Rz),
-                    "rm" => Some(Rnd::Rm),
-                    "rp" => Some(Rnd::Rp),
-                    _ => None,
-                });
+                // The first integer (`.rni`) and float (`.rn`) rounding written.
+                let irnd = mods
+                    .iter()
+                    .find_map(|m| m.strip_suffix('i').and_then(Rnd::from_ptx));
+                let frnd = mods.iter().find_map(|m| Rnd::from_ptx(m));
                 Op::Cvt {
                     dty: tys[0],
                     sty: tys[1],
@@ -264,14 +197,9 @@ impl Ctx {
             }
             "cvta" => {
                 need(2)?;
-                let space = if has("global") {
-                    Space::Global
-                } else if has("shared") {
-                    Space::Shared
-                } else if has("local") {
-                    Space::Local
-                } else {
-                    return Err(unknown());
+                let space = match Space::named_in(mods) {
+                    Some(s @ (Space::Global | Space::Shared | Space::Local)) => s,
+                    _ => return Err(unknown()),
                 };
                 Op::Cvta {
                     to: has("to"),
@@ -303,21 +231,16 @@ impl Ctx {
             }
             "ld" | "st" => {
                 need(2)?;
-                let space = space_of(mods);
                 if has("v8") {
                     return Err(unknown());
                 }
-                let (asym, addr_s, other) = if parts[0] == "ld" {
-                    (1, &ops[1], &ops[0])
+                let (addr_s, other) = if parts[0] == "ld" {
+                    (&ops[1], &ops[0])
                 } else {
-                    (0, &ops[0], &ops[1])
+                    (&ops[0], &ops[1])
                 };
-                let _ = asym;
                 let (sym_space, addr) = self.addr(addr_s)?;
-                let space = match (space, sym_space) {
-                    (Space::Generic, Some(s)) | (Space::Param, Some(s @ Space::Local)) => s,
-                    (s, _) => s,
-                };
+                let space = space_of(mods, sym_space);
                 if parts[0] == "ld" {
                     Op::Ld {
                         space,
@@ -335,24 +258,9 @@ impl Ctx {
                 }
             }
             "atom" | "red" => {
-                let space = space_of(mods);
                 let op = mods
                     .iter()
-                    .find_map(|m| {
-                        Some(match *m {
-                            "add" => AtomOp::Add,
-                            "min" => AtomOp::Min,
-                            "max" => AtomOp::Max,
-                            "exch" => AtomOp::Exch,
-                            "cas" => AtomOp::Cas,
-                            "and" => AtomOp::And,
-                            "or" => AtomOp::Or,
-                            "xor" => AtomOp::Xor,
-                            "inc" => AtomOp::Inc,
-                            "dec" => AtomOp::Dec,
-                            _ => return None,
-                        })
-                    })
+                    .find_map(|m| AtomOp::from_ptx(m))
                     .ok_or_else(unknown)?;
                 if has("v2") || has("v4") || has("noftz") && ty != Ty::F32 {
                     return Err(unknown());
@@ -365,10 +273,7 @@ impl Ctx {
                     (None, 0)
                 };
                 let (sym_space, addr) = self.addr(&ops[o])?;
-                let space = match (space, sym_space) {
-                    (Space::Generic, Some(s)) | (Space::Param, Some(s @ Space::Local)) => s,
-                    (s, _) => s,
-                };
+                let space = space_of(mods, sym_space);
                 let b = self.src(&ops[o + 1], ty)?;
                 let c = if op == AtomOp::Cas {
                     self.src(ops.get(o + 2).ok_or("cas needs 3 operands")?, ty)?
@@ -419,17 +324,7 @@ impl Ctx {
                 if !has("sync") {
                     return Err(unknown());
                 }
-                let mode = if has("up") {
-                    ShflMode::Up
-                } else if has("down") {
-                    ShflMode::Down
-                } else if has("bfly") {
-                    ShflMode::Bfly
-                } else if has("idx") {
-                    ShflMode::Idx
-                } else {
-                    return Err(unknown());
-                };
+                let mode = ShflMode::named_in(mods).ok_or_else(unknown)?;
                 let (d, p) = match ops[0].split_once('|') {
                     Some((d, p)) => (self.dst(d)?, Some(self.dst(p)?)),
                     None => (self.dst(&ops[0])?, None),
@@ -449,17 +344,7 @@ impl Ctx {
                 if !has("sync") {
                     return Err(unknown());
                 }
-                let mode = if has("all") {
-                    VoteMode::All
-                } else if has("any") {
-                    VoteMode::Any
-                } else if has("uni") {
-                    VoteMode::Uni
-                } else if has("ballot") {
-                    VoteMode::Ballot
-                } else {
-                    return Err(unknown());
-                };
+                let mode = VoteMode::named_in(mods).ok_or_else(unknown)?;
                 let (negate, a) = match ops[1].strip_prefix('!') {
                     Some(r) => (true, r),
                     None => (false, ops[1].as_str()),
@@ -521,16 +406,12 @@ impl Ctx {
     }
 }
 
-fn space_of(mods: &[&str]) -> Space {
-    for m in mods {
-        match *m {
-            "global" => return Space::Global,
-            "shared" => return Space::Shared,
-            "local" => return Space::Local,
-            "param" => return Space::Param,
-            "const" => return Space::Const,
-            _ => {}
-        }
+/// The state space of an access: the first one `mods` name, else
+/// `sym_space` (that of the symbol its address names), else generic; a
+/// `.param` access to a symbol in local memory (a call's copy) is local.
+fn space_of(mods: &[&str], sym_space: Option<Space>) -> Space {
+    match (mods.iter().find_map(|m| Space::from_ptx(m)), sym_space) {
+        (None, Some(s)) | (Some(Space::Param), Some(s @ Space::Local)) => s,
+        (s, _) => s.unwrap_or(Space::Generic),
     }
-    Space::Generic
 }

@@ -13,6 +13,10 @@ use super::lex::{split_operands, statements};
 use super::operands::Ctx;
 use super::types::*;
 
+/// Directives pass 1 passes over: the launch bounds are read before the
+/// body (decl.rs); a `.param` here is a call sequence's, declared in pass 2.
+const IGNORED: [&str; 5] = [".pragma", ".maxntid", ".reqntid", ".minnctapersm", ".param"];
+
 /// A symbol declared in a `{ }` scope and what it hid, restored at `}`.
 type Shadowed = (String, Option<(Space, i64)>);
 
@@ -144,14 +148,7 @@ impl Linker<'_> {
                 let (n, bytes, align) = parse_var(s).map_err(|e| format!("line {ln}: {e}"))?;
                 let off = self.local(bytes, align);
                 cx.syms.insert(n, (Space::Local, off as i64));
-            } else if s.starts_with(".pragma")
-                || s.starts_with(".maxntid")
-                || s.starts_with(".reqntid")
-                || s.starts_with(".minnctapersm")
-                || s.starts_with(".param")
-                || s == "{"
-                || s == "}"
-            {
+            } else if IGNORED.iter().any(|d| s.starts_with(d)) || s == "{" || s == "}" {
             } else if s.starts_with('.') {
                 return Err(format!("line {ln}: unsupported directive {s:?}"));
             } else {

@@ -2,30 +2,70 @@
 
 use std::collections::HashMap;
 
-/// Scalar types; `Pred` is a 1-bit predicate register.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Ty {
-    B8,
-    B16,
-    B32,
-    B64,
-    U8,
-    U16,
-    U32,
-    U64,
-    S8,
-    S16,
-    S32,
-    S64,
-    F16,
-    Bf16,
-    /// Two f16 in 32 bits, element 0 in the low half.
-    F16x2,
-    /// Two bf16 in 32 bits, element 0 in the low half.
-    Bf16x2,
-    F32,
-    F64,
-    Pred,
+/// Declares an enum of PTX modifiers, each variant with the modifier that
+/// names it (variants after `;` have none: the decoder derives them), and
+/// `from_ptx` (the variant one modifier names) and `named_in` (the first
+/// variant, in declaration order, that a list of modifiers names: the
+/// precedence when an instruction writes more than one).
+macro_rules! ptx_enum {
+    (
+        $(#[$meta:meta])*
+        $name:ident {
+            $($(#[$vmeta:meta])* $variant:ident = $ptx:literal,)*
+            $(; $($extra:ident,)*)?
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        pub enum $name {
+            $($(#[$vmeta])* $variant,)*
+            $($($extra,)*)?
+        }
+
+        #[allow(dead_code)]
+        impl $name {
+            pub(super) fn from_ptx(s: &str) -> Option<Self> {
+                match s {
+                    $($ptx => Some(Self::$variant),)*
+                    _ => None,
+                }
+            }
+
+            pub(super) fn named_in(mods: &[&str]) -> Option<Self> {
+                $(if mods.contains(&$ptx) {
+                    return Some(Self::$variant);
+                })*
+                None
+            }
+        }
+    };
+}
+
+ptx_enum! {
+    /// Scalar types; `Pred` is a 1-bit predicate register.
+    Ty {
+        B8 = "b8",
+        B16 = "b16",
+        B32 = "b32",
+        B64 = "b64",
+        U8 = "u8",
+        U16 = "u16",
+        U32 = "u32",
+        U64 = "u64",
+        S8 = "s8",
+        S16 = "s16",
+        S32 = "s32",
+        S64 = "s64",
+        F16 = "f16",
+        Bf16 = "bf16",
+        /// Two f16 in 32 bits, element 0 in the low half.
+        F16x2 = "f16x2",
+        /// Two bf16 in 32 bits, element 0 in the low half.
+        Bf16x2 = "bf16x2",
+        F32 = "f32",
+        F64 = "f64",
+        Pred = "pred",
+    }
 }
 
 impl Ty {
@@ -51,31 +91,6 @@ impl Ty {
             Ty::F16 | Ty::Bf16 | Ty::F16x2 | Ty::Bf16x2 | Ty::F32 | Ty::F64
         )
     }
-    pub(super) fn parse(s: &str) -> Option<Ty> {
-        use Ty::*;
-        Some(match s {
-            "b8" => B8,
-            "b16" => B16,
-            "b32" => B32,
-            "b64" => B64,
-            "u8" => U8,
-            "u16" => U16,
-            "u32" => U32,
-            "u64" => U64,
-            "s8" => S8,
-            "s16" => S16,
-            "s32" => S32,
-            "s64" => S64,
-            "f16" => F16,
-            "bf16" => Bf16,
-            "f16x2" => F16x2,
-            "bf16x2" => Bf16x2,
-            "f32" => F32,
-            "f64" => F64,
-            "pred" => Pred,
-            _ => return None,
-        })
-    }
 }
 
 /// Special registers (`%tid.x`, ...).
@@ -97,14 +112,16 @@ pub enum Src {
     S(Sreg),
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Space {
-    Generic,
-    Global,
-    Shared,
-    Local,
-    Param,
-    Const,
+ptx_enum! {
+    Space {
+        Global = "global",
+        Shared = "shared",
+        Local = "local",
+        Param = "param",
+        Const = "const",
+        ;
+        Generic,
+    }
 }
 
 /// `[base + offset]`; `base` is a register or nothing (a symbol already folded into `offset`).
@@ -114,103 +131,114 @@ pub struct Addr {
     pub offset: i64,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Rnd {
-    Rn,
-    Rz,
-    Rm,
-    Rp,
+ptx_enum! {
+    /// Rounding modes; rz, rm, rp first: a float op's mode is the first of
+    /// them it writes, else rn.
+    Rnd {
+        Rz = "rz",
+        Rm = "rm",
+        Rp = "rp",
+        Rn = "rn",
+    }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Bin {
-    Add,
-    Sub,
-    MulLo,
-    MulHi,
-    MulWide,
-    Div,
-    Rem,
-    And,
-    Or,
-    Xor,
-    Shl,
-    Shr,
-    Min,
-    Max,
-    Copysign,
+ptx_enum! {
+    Bin {
+        Add = "add",
+        Sub = "sub",
+        MulLo = "mul",
+        Div = "div",
+        Rem = "rem",
+        And = "and",
+        Or = "or",
+        Xor = "xor",
+        Shl = "shl",
+        Shr = "shr",
+        Min = "min",
+        Max = "max",
+        Copysign = "copysign",
+        ;
+        MulHi,
+        MulWide,
+    }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Un {
-    Not,
-    Neg,
-    Abs,
-    Popc,
-    Clz,
-    Brev,
-    Sqrt,
-    SqrtApprox,
-    Rsqrt,
-    Rcp,
-    RcpApprox,
-    Ex2,
-    Lg2,
-    Tanh,
-    Sin,
-    Cos,
+ptx_enum! {
+    Un {
+        Not = "not",
+        Neg = "neg",
+        Abs = "abs",
+        Popc = "popc",
+        Clz = "clz",
+        Brev = "brev",
+        Sqrt = "sqrt",
+        Rsqrt = "rsqrt",
+        Rcp = "rcp",
+        Ex2 = "ex2",
+        Lg2 = "lg2",
+        Tanh = "tanh",
+        Sin = "sin",
+        Cos = "cos",
+        ;
+        SqrtApprox,
+        RcpApprox,
+    }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Cmp {
-    Eq,
-    Ne,
-    Lt,
-    Le,
-    Gt,
-    Ge,
-    Lo,
-    Ls,
-    Hi,
-    Hs,
-    Equ,
-    Neu,
-    Ltu,
-    Leu,
-    Gtu,
-    Geu,
-    Num,
-    Nan,
+ptx_enum! {
+    Cmp {
+        Eq = "eq",
+        Ne = "ne",
+        Lt = "lt",
+        Le = "le",
+        Gt = "gt",
+        Ge = "ge",
+        Lo = "lo",
+        Ls = "ls",
+        Hi = "hi",
+        Hs = "hs",
+        Equ = "equ",
+        Neu = "neu",
+        Ltu = "ltu",
+        Leu = "leu",
+        Gtu = "gtu",
+        Geu = "geu",
+        Num = "num",
+        Nan = "nan",
+    }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum AtomOp {
-    Add,
-    Min,
-    Max,
-    Exch,
-    Cas,
-    And,
-    Or,
-    Xor,
-    Inc,
-    Dec,
+ptx_enum! {
+    AtomOp {
+        Add = "add",
+        Min = "min",
+        Max = "max",
+        Exch = "exch",
+        Cas = "cas",
+        And = "and",
+        Or = "or",
+        Xor = "xor",
+        Inc = "inc",
+        Dec = "dec",
+    }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ShflMode {
-    Up,
-    Down,
-    Bfly,
-    Idx,
+ptx_enum! {
+    ShflMode {
+        Up = "up",
+        Down = "down",
+        Bfly = "bfly",
+        Idx = "idx",
+    }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum VoteMode {
-    All,
-    Any,
-    Uni,
-    Ballot,
+ptx_enum! {
+    VoteMode {
+        All = "all",
+        Any = "any",
+        Uni = "uni",
+        Ballot = "ballot",
+    }
 }
 
 /// Which modifiers a float op carries.
