@@ -95,10 +95,19 @@ pub enum Command {
 }
 
 // The values `--device` takes, listed to clap so that shell completion
-// offers them (instead of file names) and a typo lists them.
+// offers them (instead of file names) and a typo lists them. A value a
+// command refuses for a reason of its own (`bench --device auto`: it
+// compares named backends; `selftest --device cpu`: no kernels to check) is
+// accepted here, hidden, so that the command's error says why.
 const DEVICES: [&str; 4] = ["auto", "cpu", "cuda", "sim"];
-const BENCH_DEVICES: [&str; 3] = ["cpu", "cuda", "sim"];
-const SELFTEST_DEVICES: [&str; 3] = ["auto", "cuda", "sim"];
+
+fn devices(hidden: &'static str) -> clap::builder::PossibleValuesParser {
+    DEVICES
+        .iter()
+        .map(|&d| clap::builder::PossibleValue::new(d).hide(d == hidden))
+        .collect::<Vec<_>>()
+        .into()
+}
 
 /// The framework of `export` / `import`.
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -230,7 +239,7 @@ pub struct TrainArgs {
     #[arg(long)]
     pub keep_case: bool,
     /// Compute backend: auto, cpu, cuda or sim [default: auto; with --resume: the run's].
-    #[arg(long, value_parser = DEVICES)]
+    #[arg(long, value_parser = devices(""))]
     pub device: Option<String>,
     /// No progress bar.
     #[arg(long, short)]
@@ -278,7 +287,7 @@ pub struct GenerateArgs {
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Compute backend: auto, cpu, cuda or sim.
-    #[arg(long, default_value = "auto", value_parser = DEVICES)]
+    #[arg(long, default_value = "auto", value_parser = devices(""))]
     pub device: String,
     /// No progress bar (generate shows none; accepted as on train and eval).
     #[arg(long, short)]
@@ -304,7 +313,7 @@ pub struct EvalArgs {
     #[arg(long, default_value_t = 1024)]
     pub batch_size: usize,
     /// Compute backend: auto, cpu, cuda or sim.
-    #[arg(long, default_value = "auto", value_parser = DEVICES)]
+    #[arg(long, default_value = "auto", value_parser = devices(""))]
     pub device: String,
     /// No progress bar.
     #[arg(long, short)]
@@ -317,7 +326,7 @@ pub struct BenchArgs {
     #[arg(long)]
     pub corpus: Option<std::path::PathBuf>,
     /// Backends to compare, in order: cpu, cuda, sim.
-    #[arg(long, value_delimiter = ',', default_value = "cpu,cuda", value_parser = BENCH_DEVICES)]
+    #[arg(long, value_delimiter = ',', default_value = "cpu,cuda", value_parser = devices("auto"))]
     pub device: Vec<String>,
     /// Timed training steps (median reported).
     #[arg(long, default_value_t = 10)]
@@ -353,7 +362,7 @@ pub struct BenchArgs {
 #[derive(Args, Debug)]
 pub struct SelftestArgs {
     /// Device to check: cuda or sim [default: cuda when a GPU is usable, else sim].
-    #[arg(long, value_parser = SELFTEST_DEVICES)]
+    #[arg(long, value_parser = devices("cpu"))]
     pub device: Option<String>,
     /// Seed of the random inputs (default: a fresh one, printed).
     #[arg(long)]
