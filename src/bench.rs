@@ -260,7 +260,7 @@ fn whole_epoch(corpus: &OneHotCorpus, hyper: &Hyper, backend: Backend) -> Result
     let mut last = LastEpoch(None);
     trainer.run(&mut last)?;
     last.0.ok_or_else(|| Error::InvalidArgument {
-        name: "--full-epoch",
+        name: "full_epoch",
         what: format!(
             "the {} run ended without finishing its epoch",
             backend.name()

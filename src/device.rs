@@ -42,7 +42,7 @@ impl FromStr for Device {
             "cuda" => Ok(Device::Exact(Backend::Cuda)),
             "sim" => Ok(Device::Exact(Backend::Sim)),
             other => Err(Error::InvalidArgument {
-                name: "--device",
+                name: "device",
                 what: format!("{other:?} (expected auto, cpu, cuda or sim)"),
             }),
         }
@@ -157,6 +157,36 @@ pub fn generate_with(
         }
         Backend::Cuda => {
             GpuModel::new(CudaDevice::new(0)?, backend, params)?.generate_with(req, progress)
+        }
+    }
+}
+
+/// Next-character probabilities on `backend` (resolved) for each batch of
+/// `batches`: class indices [B, T] row-major with their T, giving [B, V]
+/// row-major each. A device gets the weights once for all of them. The CPU
+/// is the reference predictor; a device is `GpuModel::predict`, the
+/// forward kernels training uses, so no fallback is needed (an explicit
+/// device that cannot run here is an error, as everywhere).
+pub fn predict(
+    backend: Backend,
+    params: &Params<f32>,
+    batches: &[(&[u32], usize)],
+) -> Result<Vec<Vec<f32>>> {
+    for &(x, seq_len) in batches {
+        crate::cpu::check_sequences(x, seq_len, params.vocab)?;
+    }
+    match backend {
+        Backend::Cpu => Ok(batches
+            .iter()
+            .map(|&(x, t)| crate::cpu::predict(params, x, t))
+            .collect()),
+        Backend::Sim => {
+            let mut gpu = GpuModel::new(SimDevice::new(0), backend, params)?;
+            batches.iter().map(|&(x, t)| gpu.predict(x, t)).collect()
+        }
+        Backend::Cuda => {
+            let mut gpu = GpuModel::new(CudaDevice::new(0)?, backend, params)?;
+            batches.iter().map(|&(x, t)| gpu.predict(x, t)).collect()
         }
     }
 }

@@ -72,7 +72,11 @@ impl EpochOrder {
 /// parameters, the optimizer state and whatever buffers it needs; it is
 /// created over one corpus, so a batch is window start rows: the next ones
 /// of the epoch's order ([`Batch::Next`]) or given ones ([`Batch::Starts`]).
-pub trait Engine {
+///
+/// `Send`, so that a [`Trainer`](crate::Trainer) (which owns one) can be
+/// moved to a worker thread; one thread drives an engine at a time
+/// (`&mut self`), so none needs to be `Sync`.
+pub trait Engine: Send {
     /// Which backend this is.
     fn backend(&self) -> Backend;
     /// The start of an epoch (or a resume in the middle of one): its window

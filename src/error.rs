@@ -59,10 +59,24 @@ pub enum Error {
         /// What is wrong.
         what: String,
     },
-    /// An argument (a CLI flag or its library counterpart) is out of range.
+    /// A zip archive (a Keras `.npz` weight file) given where a checkpoint
+    /// was expected.
+    #[error(
+        "{path}: is a zip archive, as a Keras .npz weight file is, not a safetensors checkpoint"
+    )]
+    NotACheckpoint {
+        /// The file.
+        path: PathBuf,
+    },
+    /// An argument is out of range.
+    ///
+    /// `name` is the value as the library calls it (`hyper.lr`,
+    /// `config.temperatures`, `temperature`, `device`), never a command-line
+    /// flag: the `charlstm-cuda` binary shows its own flag instead
+    /// (`--lr`, `--temperatures`), from one table of its own.
     #[error("invalid value for {name}: {what}")]
     InvalidArgument {
-        /// The flag or parameter.
+        /// The field or parameter.
         name: &'static str,
         /// The value and what is allowed.
         what: String,
@@ -191,6 +205,15 @@ pub enum Error {
         /// What the file is ("a training checkpoint (epoch 1, step 9, ...)").
         what: String,
     },
+    /// Arguments that do not fit together (one would be ignored, or a run
+    /// asked for is already done).
+    #[error("{what}")]
+    Conflict {
+        /// What does not fit.
+        what: String,
+        /// What to do instead.
+        fix: String,
+    },
     /// The PyTorch numbers given to `bench --pytorch` cannot be used.
     #[error("{path}: not a usable PyTorch bench result: {what}")]
     BenchInput {
@@ -202,7 +225,7 @@ pub enum Error {
     /// More characters asked of one generation than any generator makes.
     #[error("invalid value for {name}: {value} characters; at most {max} are generated at once")]
     TooLong {
-        /// The flag or parameter (`--length`, `--gen-length`, `length`).
+        /// The parameter (`length`, `config.gen_length`); the CLI shows its flag.
         name: &'static str,
         /// The length asked for.
         value: usize,
@@ -272,7 +295,7 @@ impl Error {
             }
             Error::EmptyText { .. } => "pass a file that contains text".into(),
             Error::TextTooShort { .. } => {
-                "pass a longer text or a smaller --maxlen".into()
+                "pass a longer text, or train with a smaller hyper.maxlen".into()
             }
             Error::CorpusFormat { .. } => {
                 "recreate it with `charlstm-cuda prepare TEXT -o FILE`, or pass the text file itself".into()
@@ -280,7 +303,15 @@ impl Error {
             Error::Checkpoint { .. } => {
                 "pass a .safetensors checkpoint written by `charlstm-cuda train` (an earlier epoch's file may still be good)".into()
             }
-            Error::InvalidArgument { .. } => "see `charlstm-cuda help` for the allowed values".into(),
+            Error::NotACheckpoint { path } => format!(
+                "turn the weights into a checkpoint first: charlstm-cuda import {} -o {}",
+                path.display(),
+                path.with_extension("safetensors").display()
+            ),
+            Error::InvalidArgument { name, .. } => match example(name) {
+                Some(e) => format!("give {name} an allowed value, e.g. {e}"),
+                None => format!("give {name} a value the message above allows"),
+            },
             Error::UnknownChar { .. } => {
                 "use only characters of the training text (`charlstm-cuda inspect CHECKPOINT` lists them)".into()
             }
@@ -288,8 +319,9 @@ impl Error {
                 "the last good checkpoint is kept; resume from it with a smaller --lr".into()
             }
             Error::Diverged { .. } => {
-                "the checkpoints of the good epochs are kept; resume from last.safetensors with a \
-                 smaller --lr, or train with --on-divergence rollback"
+                "the checkpoints of the good epochs, if any, are kept: resume from last.safetensors \
+                 with a smaller --lr (with none, start again with one), or train with \
+                 --on-divergence rollback"
                     .into()
             }
             Error::BackendUnavailable { backend: "cuda", .. } => {
@@ -339,7 +371,7 @@ impl Error {
                  another --out; if no run is using the directory, delete {}",
                 lock.display()
             ),
-            Error::Resume { fix, .. } => fix.clone(),
+            Error::Resume { fix, .. } | Error::Conflict { fix, .. } => fix.clone(),
             Error::Sim { .. } => {
                 "the kernel (or its launch) has a bug the simulator caught: fix it at the PTX line named (compare `nvcc --ptx` output with the .cu source)".into()
             }
@@ -355,6 +387,30 @@ impl Error {
             Error::ConflictingOptions { fix, .. } => (*fix).into(),
         }
     }
+}
+
+/// A value that `name` (a field of [`Error::InvalidArgument`]) accepts, as
+/// an example for the hint: the notebook's default where there is one.
+pub fn example(name: &str) -> Option<&'static str> {
+    Some(match name {
+        "hyper.maxlen" => "60",
+        "hyper.step" => "3",
+        "hyper.hidden" => "128",
+        "hyper.batch" => "128",
+        "hyper.lr" => "0.01",
+        "hyper.rho" => "0.9",
+        "hyper.eps" => "1e-7",
+        "hyper.clip_norm" => "1.0",
+        "hyper.epochs" => "60",
+        "temperature" | "config.temperatures" => "0.5",
+        "config.steps_per_epoch" => "100",
+        "config.keep_checkpoints" => "3",
+        "divergence.factor" => "2",
+        "divergence.action" => "stop",
+        "device" => "auto",
+        "format" => "keras",
+        _ => return None,
+    })
 }
 
 /// What a device backend (the simulator or a GPU) reports; converted into

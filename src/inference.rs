@@ -2,9 +2,11 @@
 //! length, no optimizer state, no corpus.
 //!
 //! It is what another crate keeps after training (or loads from a checkpoint,
-//! or imports from Keras / PyTorch) to predict and generate. Inference runs
-//! on the CPU reference (`cpu::predict`): one window of the notebook is a few
-//! hundred microseconds there, and a `Model` needs no device to exist.
+//! or imports from Keras / PyTorch) to predict and generate. `predict` and
+//! `generate` run on the CPU reference (one window of the notebook is a few
+//! hundred microseconds there, and a `Model` needs no device to exist);
+//! `predict_on` and `generate_on` take a backend, opened through
+//! [`crate::device`] like every other engine, with the same policy.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -43,11 +45,48 @@ use crate::sample::{Generator, Strategy};
 /// assert_eq!(Model::load(&path)?, model);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-#[derive(Clone, Debug, PartialEq)]
+///
+/// Two models are equal when they compute the same thing: the same
+/// vocabulary, window length, lower-casing and weights (shapes and values).
+/// The rest of [`hyper`](Self::hyper) is the record of the run that trained
+/// it (epochs, rate, seed), which an export to Keras or PyTorch does not
+/// carry, so a round trip through either compares equal.
+///
+/// `{:?}` shows the shapes, the hyper-parameters and a CRC32 of the
+/// weights, not the weights themselves (about 100 k numbers for the
+/// notebook's model); [`params`](Self::params) has them.
+#[derive(Clone)]
 pub struct Model {
     params: Params<f32>,
     vocab: Vocab,
     hyper: Hyper,
+}
+
+impl PartialEq for Model {
+    fn eq(&self, other: &Self) -> bool {
+        self.vocab == other.vocab
+            && self.hyper.maxlen == other.hyper.maxlen
+            && self.hyper.lowercase == other.hyper.lowercase
+            && self.params == other.params
+    }
+}
+
+impl std::fmt::Debug for Model {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut crc = crc32fast::Hasher::new();
+        for t in self.params.tensors() {
+            for x in t {
+                crc.update(&x.to_le_bytes());
+            }
+        }
+        f.debug_struct("Model")
+            .field("vocab", &format_args!("{} symbols", self.vocab.len()))
+            .field("hidden", &self.params.hidden)
+            .field("parameters", &self.params.len())
+            .field("weights_crc32", &format_args!("{:08x}", crc.finalize()))
+            .field("hyper", &self.hyper)
+            .finish()
+    }
 }
 
 impl Model {
@@ -158,20 +197,38 @@ impl Model {
     /// length (at least one character); windows of equal length share one
     /// batch. The model was trained on windows of [`maxlen`](Self::maxlen).
     pub fn predict(&self, windows: &[&str]) -> Result<Vec<Vec<f32>>> {
+        self.predict_on(Backend::Cpu, windows)
+    }
+
+    /// [`predict`](Self::predict) on `backend` (resolve `Device::Auto` with
+    /// [`crate::Device::resolve`]): on a device, the weights are uploaded
+    /// once and the training forward kernels run each batch; the result
+    /// matches the CPU's to float rounding.
+    pub fn predict_on(&self, backend: Backend, windows: &[&str]) -> Result<Vec<Vec<f32>>> {
         let encoded = windows
             .iter()
             .map(|w| self.encode(w))
             .collect::<Result<Vec<_>>>()?;
-        // Same length -> same batch: the CPU reference runs [B, T] at once.
+        // Same length -> same batch: [B, T] runs at once.
         let mut by_len: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
         for (i, e) in encoded.iter().enumerate() {
             by_len.entry(e.len()).or_default().push(i);
         }
+        let groups: Vec<(Vec<u32>, usize, &Vec<usize>)> = by_len
+            .iter()
+            .map(|(&len, members)| {
+                let x = members.iter().flat_map(|&i| encoded[i].clone()).collect();
+                (x, len, members)
+            })
+            .collect();
+        let batches: Vec<(&[u32], usize)> = groups
+            .iter()
+            .map(|(x, len, _)| (x.as_slice(), *len))
+            .collect();
+        let probs = crate::device::predict(backend, &self.params, &batches)?;
         let v = self.vocab.len();
         let mut out = vec![Vec::new(); windows.len()];
-        for (len, members) in by_len {
-            let x: Vec<u32> = members.iter().flat_map(|&i| encoded[i].clone()).collect();
-            let probs = self.predict_indices(&x, len)?;
+        for ((_, _, members), probs) in groups.iter().zip(probs) {
             for (&i, row) in members.iter().zip(probs.chunks_exact(v)) {
                 out[i] = row.to_vec();
             }
@@ -184,6 +241,17 @@ impl Model {
     pub fn predict_indices(&self, x: &[u32], seq_len: usize) -> Result<Vec<f32>> {
         check_sequences(x, seq_len, self.vocab.len())?;
         Ok(predict(&self.params, x, seq_len))
+    }
+
+    /// [`predict_indices`](Self::predict_indices) on `backend`.
+    pub fn predict_indices_on(
+        &self,
+        backend: Backend,
+        x: &[u32],
+        seq_len: usize,
+    ) -> Result<Vec<f32>> {
+        let mut out = crate::device::predict(backend, &self.params, &[(x, seq_len)])?;
+        Ok(out.pop().unwrap_or_default())
     }
 
     /// The notebook's generation loop over this model (CPU reference),

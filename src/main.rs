@@ -6,14 +6,7 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     restore_sigpipe();
-    match cli::run() {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("error: {e}");
-            eprintln!("  hint: {}", e.hint());
-            ExitCode::FAILURE
-        }
-    }
+    cli::main()
 }
 
 /// Rust ignores SIGPIPE, so `charlstm-cuda train | head` would panic on the

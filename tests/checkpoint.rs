@@ -22,7 +22,7 @@ fn sample() -> Checkpoint {
         .enumerate()
         .for_each(|(i, x)| *x = i as f32 * 0.25);
     let state = TrainState {
-        epoch: 3,
+        epochs_done: 3,
         batch: 2,
         step: 99,
         loss_sum: 1.5,

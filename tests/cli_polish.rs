@@ -240,7 +240,7 @@ fn config_file_values_are_used_and_flags_override_them() {
         "from the file"
     );
     assert_eq!((h.epochs, h.seed), (2, 9), "the flags win");
-    assert_eq!(ckpt.state.epoch, 2);
+    assert_eq!(ckpt.state.epochs_done, 2);
     assert!(
         !out.join("epoch-001.safetensors").exists(),
         "keep_checkpoints = 1"

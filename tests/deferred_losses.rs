@@ -178,7 +178,7 @@ fn train(
     let result = match t.run(&mut seen) {
         Ok(s) => format!(
             "stopped {} at {}/{}",
-            s.stopped, s.state.epoch, s.state.batch
+            s.stopped, s.state.epochs_done, s.state.batch
         ),
         Err(e) => format!("error: {e}"),
     };

@@ -108,7 +108,7 @@ fn a_loss_jump_stops_the_run_and_keeps_the_good_checkpoints() {
     // The diverged epoch wrote nothing; last.safetensors is still epoch 3.
     assert!(!dir.path().join(epoch_checkpoint_name(4)).exists());
     let last = Checkpoint::load(&dir.path().join(LAST_CHECKPOINT)).expect("last");
-    assert_eq!(last.state.epoch, 3);
+    assert_eq!(last.state.epochs_done, 3);
     assert_eq!(last.params, good.params);
 }
 
@@ -142,7 +142,7 @@ fn rollback_halves_the_rate_until_the_run_trains_again() {
     assert!(seen.0.iter().all(|r| r.to_epoch == 3));
     let final_lr = seen.0.last().expect("one").lr;
     assert_eq!(final_lr, 0.5 / 2f32.powi(seen.0.len() as i32));
-    assert_eq!(summary.state.epoch, 6);
+    assert_eq!(summary.state.epochs_done, 6);
     let losses = &summary.state.epoch_losses;
     println!("losses: {losses:?} (best before: {best})");
     assert!(
@@ -180,7 +180,7 @@ fn a_nan_batch_rolls_back_to_the_best_epoch() {
         }
     ));
     assert_eq!(seen.0[0].to_epoch, 1);
-    assert_eq!(summary.state.epoch, 3);
+    assert_eq!(summary.state.epochs_done, 3);
     assert!(summary.state.epoch_losses.iter().all(|l| l.is_finite()));
 }
 
@@ -206,4 +206,33 @@ fn cli_flags_pick_the_action_and_refuse_nonsense() {
         assert_eq!(o.status.code(), Some(1), "{err}");
         assert!(err.contains(needle), "{err}");
     }
+}
+
+/// The first epoch has no best epoch to jump from: it is compared with ln V,
+/// a uniform guess's loss. A rate that blows the model up at once (epoch 1
+/// at lr 5 ends near 60 here, at lr 1e4 near 1e4; the issue saw 3.9e31)
+/// used to be saved as epoch 1 and kept as the best checkpoint.
+#[test]
+fn a_first_epoch_that_blows_up_is_not_saved_as_a_good_checkpoint() {
+    let corpus = OneHotCorpus::from_text(&text(), true).expect("corpus");
+    let dir = tempfile::tempdir().expect("dir");
+    let mut t = Trainer::builder(&corpus)
+        .hyper(Hyper {
+            lr: 5.0,
+            ..hyper(2)
+        })
+        .config(config(dir.path(), OnDivergence::Stop))
+        .device(Device::Exact(Backend::Cpu))
+        .build()
+        .expect("trainer");
+    match t.run(&mut Silent) {
+        Err(e @ Error::Diverged { .. }) => {
+            println!("{e}\n  hint: {}", e.hint());
+            assert!(e.to_string().contains("epoch 1 loss"), "{e}");
+            assert!(e.to_string().contains("uniform guess"), "{e}");
+        }
+        other => panic!("expected Diverged at epoch 1, got {other:?}"),
+    }
+    assert!(!dir.path().join(epoch_checkpoint_name(1)).exists());
+    assert!(!dir.path().join(LAST_CHECKPOINT).exists());
 }

@@ -204,7 +204,7 @@ fn checkpoint_with(vocab: &str, hidden: usize) -> Checkpoint {
         params,
         rmsprop,
         state: TrainState {
-            epoch: 1,
+            epochs_done: 1,
             batch: 2,
             step: 3,
             loss_sum: 0.5,

@@ -435,13 +435,13 @@ fn launcher_checks_arguments_like_the_cpu_generator() {
         other => panic!("expected InvalidArgument({name}), got {other:?}"),
     };
     let ok = [Strategy::Greedy];
-    is_invalid(run(&mut dev, 3, &[], 5, &ok), "--seed-text");
-    is_invalid(run(&mut dev, 3, &[1, 4], 5, &ok), "--seed-text");
-    is_invalid(run(&mut dev, 0, &[1], 5, &ok), "--maxlen");
+    is_invalid(run(&mut dev, 3, &[], 5, &ok), "seed_text");
+    is_invalid(run(&mut dev, 3, &[1, 4], 5, &ok), "seed_text");
+    is_invalid(run(&mut dev, 0, &[1], 5, &ok), "maxlen");
     for t in [0.0, -1.0, f64::NAN, f64::INFINITY] {
         is_invalid(
             run(&mut dev, 3, &[1], 5, &[Strategy::Temperature(t)]),
-            "--temperature",
+            "temperature",
         );
     }
     // Nothing to generate: S empty sequences, no launch (the pointer is bogus).

@@ -87,7 +87,7 @@ fn a_callback_stops_and_resume_continues() {
     let mut stop = StopAfter { after: 3, seen: 0 };
     let summary = t.run(&mut stop).unwrap();
     assert!(summary.stopped);
-    assert_eq!((summary.state.epoch, summary.state.batch), (0, 3));
+    assert_eq!((summary.state.epochs_done, summary.state.batch), (0, 3));
 
     // Resumed with more epochs: allowed. With another H: refused.
     let ckpt = t.checkpoint().unwrap();
@@ -100,7 +100,7 @@ fn a_callback_stops_and_resume_continues() {
         .unwrap();
     assert_eq!(more.hyper().epochs, 3);
     let done = more.run(&mut Silent).unwrap();
-    assert_eq!(done.state.epoch, 3);
+    assert_eq!(done.state.epochs_done, 3);
     let err = Trainer::builder(&c)
         .resume(ckpt)
         .hyper(Hyper {
@@ -182,4 +182,177 @@ fn model_predicts_batches_of_any_lengths() {
     assert_eq!(a.chars().count(), 30);
     let wrong = Model::new(init_params(4, 8, 4), Vocab::from_text("abc"), 6, true);
     assert!(wrong.unwrap_err().to_string().contains("V=4"));
+}
+
+// Issue 15, item 10: the library as another crate sees it.
+
+#[test]
+fn library_errors_name_fields_not_command_line_flags() {
+    let bad = Hyper {
+        lr: -1.0,
+        ..small()
+    };
+    let e = bad.validate().unwrap_err();
+    assert!(
+        e.to_string().contains("invalid value for hyper.lr: -1"),
+        "{e}"
+    );
+    assert!(
+        e.hint().contains("hyper.lr") && e.hint().contains("0.01"),
+        "{}",
+        e.hint()
+    );
+    let e = Strategy::temperature(-1.0).unwrap_err();
+    assert!(
+        e.to_string().contains("invalid value for temperature:"),
+        "{e}"
+    );
+    let c = corpus();
+    let e = Trainer::builder(&c)
+        .hyper(small())
+        .config(TrainConfig {
+            temperatures: vec![0.5, 0.0],
+            ..quiet()
+        })
+        .backend(Backend::Cpu)
+        .build()
+        .err()
+        .unwrap();
+    assert!(e.to_string().contains("config.temperatures"), "{e}");
+    for e in [
+        e,
+        "gpu".parse::<charlstm_cuda::Device>().unwrap_err(),
+        "onnx".parse::<charlstm_cuda::Format>().unwrap_err(),
+    ] {
+        assert!(!e.to_string().contains("--"), "{e}");
+        assert!(!e.hint().contains("--"), "{}", e.hint());
+    }
+}
+
+fn assert_send<T: Send>(_: &T) {}
+
+#[test]
+fn a_trainer_moves_to_a_worker_thread() {
+    let c = corpus();
+    let mut t = Trainer::builder(&c)
+        .hyper(small())
+        .config(quiet())
+        .backend(Backend::Cpu)
+        .build()
+        .unwrap();
+    assert_send(&t);
+    let done = std::thread::scope(|s| s.spawn(move || t.run(&mut Silent)).join().unwrap()).unwrap();
+    assert_eq!(done.state.epochs_done, 2);
+}
+
+#[test]
+fn the_library_trainer_owns_its_output_directory() {
+    let c = corpus();
+    let dir = tempfile::tempdir().unwrap();
+    let open = || {
+        Trainer::builder(&c)
+            .hyper(small())
+            .config(quiet())
+            .out(dir.path())
+            .backend(Backend::Cpu)
+            .build()
+    };
+    let first = open().unwrap();
+    match open() {
+        Err(e @ Error::RunLocked { .. }) => assert!(e.to_string().contains("in use"), "{e}"),
+        other => panic!("expected RunLocked, got {:?}", other.err()),
+    }
+    drop(first);
+    open().unwrap();
+}
+
+#[test]
+fn model_debug_shows_shapes_not_weights() {
+    let vocab = Vocab::from_text("abc de");
+    let model = Model::new(init_params(vocab.len(), 64, 4), vocab, 6, true).unwrap();
+    let shown = format!("{model:?}");
+    assert!(shown.len() < 400, "{} characters: {shown}", shown.len());
+    assert!(
+        shown.contains("6 symbols") && shown.contains("hidden: 64") && shown.contains("crc32"),
+        "{shown}"
+    );
+}
+
+#[test]
+fn an_export_import_round_trip_compares_equal() {
+    let c = corpus();
+    let mut t = Trainer::builder(&c)
+        .hyper(small())
+        .config(quiet())
+        .backend(Backend::Cpu)
+        .build()
+        .unwrap();
+    t.run(&mut Silent).unwrap();
+    let model = t.model().unwrap();
+    assert_eq!(model.hyper().epochs, 2);
+    let dir = tempfile::tempdir().unwrap();
+    for (format, file) in [
+        (charlstm_cuda::Format::Keras, "m.npz"),
+        (charlstm_cuda::Format::Pytorch, "m.safetensors"),
+    ] {
+        let path = dir.path().join(file);
+        charlstm_cuda::interop::export(&model, format, &path).unwrap();
+        let back = charlstm_cuda::interop::import(&path, format, &Default::default()).unwrap();
+        assert_ne!(
+            back.hyper(),
+            model.hyper(),
+            "the run's record is not exported"
+        );
+        assert_eq!(back, model, "{format}");
+    }
+    // What the model computes still counts.
+    let other = Model::new(model.params().clone(), model.vocab().clone(), 11, true).unwrap();
+    assert_ne!(other, model);
+}
+
+/// Stops after one batch, keeping the event.
+#[derive(Default)]
+struct FirstBatch(Option<BatchEvent>);
+impl Observer for FirstBatch {
+    fn on_batch(&mut self, e: &BatchEvent) -> Control {
+        self.0 = Some(e.clone());
+        Control::Stop
+    }
+}
+
+#[test]
+fn train_state_counts_epochs_done_in_the_events_numbering() {
+    let c = corpus();
+    let mut t = Trainer::builder(&c)
+        .hyper(small())
+        .config(quiet())
+        .backend(Backend::Cpu)
+        .build()
+        .unwrap();
+    let mut first = FirstBatch::default();
+    let s = t.run(&mut first).unwrap();
+    let event = first.0.unwrap();
+    assert_eq!((event.epoch, s.state.epochs_done), (1, 0));
+    assert_eq!(s.state.epoch_in_progress(), event.epoch);
+    let done = t.run(&mut Silent).unwrap();
+    assert_eq!(done.state.epochs_done, 2);
+}
+
+#[test]
+fn model_predicts_on_a_chosen_backend() {
+    let vocab = Vocab::from_text("abc de");
+    let model = Model::new(init_params(vocab.len(), 8, 4), vocab, 6, true).unwrap();
+    let windows = ["abc", "dea", "e", "abcdea"];
+    let cpu = model.predict(&windows).unwrap();
+    let sim = model.predict_on(Backend::Sim, &windows).unwrap();
+    for (a, b) in cpu.iter().zip(&sim) {
+        for (x, y) in a.iter().zip(b) {
+            assert!((x - y).abs() <= 1e-5 + 1e-4 * x.abs(), "{x} vs {y}");
+        }
+    }
+    let x = model.encode("abcdea").unwrap();
+    assert_eq!(
+        model.predict_indices_on(Backend::Sim, &x, 6).unwrap(),
+        sim[3]
+    );
 }

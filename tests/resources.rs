@@ -170,12 +170,12 @@ fn a_write_refused_by_the_os_mid_run_keeps_the_last_good_checkpoint() {
         before,
         "last.safetensors changed"
     );
-    assert_eq!(Checkpoint::load(&last).unwrap().state.epoch, 1);
+    assert_eq!(Checkpoint::load(&last).unwrap().state.epochs_done, 1);
     assert!(!out.join("epoch-002.safetensors").exists());
     assert!(temp_files(&out).is_empty(), "{:?}", temp_files(&out));
     // Space again: the run goes on from epoch 1.
     assert!(train("2", true).status().unwrap().success());
-    assert_eq!(Checkpoint::load(&last).unwrap().state.epoch, 2);
+    assert_eq!(Checkpoint::load(&last).unwrap().state.epochs_done, 2);
 }
 
 /// The simulator with a memory budget, a failing allocation on demand, a

@@ -616,13 +616,13 @@ fn bad_arguments_are_clear_errors() {
             .generate(seed, 3, strategies, 1, 0)
             .unwrap_err()
     };
-    assert_eq!(invalid_name(gen_err(&[], &MIXED, 60)), "--seed-text");
-    assert_eq!(invalid_name(gen_err(&[1, 5], &MIXED, 60)), "--seed-text");
-    assert_eq!(invalid_name(gen_err(&[1], &MIXED, 0)), "--maxlen");
+    assert_eq!(invalid_name(gen_err(&[], &MIXED, 60)), "seed_text");
+    assert_eq!(invalid_name(gen_err(&[1, 5], &MIXED, 60)), "seed_text");
+    assert_eq!(invalid_name(gen_err(&[1], &MIXED, 0)), "maxlen");
     for t in [0.0, -1.0, f64::NAN, f64::INFINITY] {
         assert_eq!(
             invalid_name(gen_err(&[1], &[Strategy::Temperature(t)], 60)),
-            "--temperature"
+            "temperature"
         );
     }
 }
@@ -740,7 +740,7 @@ fn unknown_or_empty_seed_text_is_an_error() {
     }
     assert_eq!(
         invalid_name(g.generate("", 3, &MIXED, 1, 0).unwrap_err()),
-        "--seed-text"
+        "seed_text"
     );
     assert_eq!(
         g.generate("abc", 0, &MIXED, 1, 0).unwrap(),
@@ -785,6 +785,6 @@ fn random_seed_text_rejects_short_text() {
     }
     assert_eq!(
         invalid_name(random_seed_text(10, 0, 1, 0).unwrap_err()),
-        "--maxlen"
+        "maxlen"
     );
 }

@@ -68,7 +68,7 @@ fn nan_loss_stops_with_a_clear_error_and_keeps_the_last_good_checkpoint() {
     }
     let last = Checkpoint::load(&dir.path().join(LAST_CHECKPOINT)).expect("last good checkpoint");
     assert_eq!(
-        last.state.epoch, 1,
+        last.state.epochs_done, 1,
         "the last checkpoint is the end of epoch 1"
     );
     assert!(dir.path().join(epoch_checkpoint_name(1)).exists());
@@ -141,11 +141,11 @@ fn stopped_mid_epoch_and_resumed_equals_uninterrupted() {
     };
     let summary = first.run(&mut stopper).expect("run");
     assert!(summary.stopped);
-    assert_eq!((summary.state.epoch, summary.state.batch), (1, 2));
+    assert_eq!((summary.state.epochs_done, summary.state.batch), (1, 2));
     drop(first);
 
     let ckpt = Checkpoint::load(&dir.path().join(LAST_CHECKPOINT)).expect("checkpoint");
-    assert_eq!((ckpt.state.epoch, ckpt.state.batch), (1, 2));
+    assert_eq!((ckpt.state.epochs_done, ckpt.state.batch), (1, 2));
     let mut resumed = Trainer::builder(&corpus)
         .resume(ckpt)
         .config(config(Some(dir.path().into())))
@@ -213,5 +213,5 @@ fn keep_checkpoints_keeps_the_newest_n_and_last() {
         .err()
         .expect("0 is refused")
         .to_string();
-    assert!(err.contains("--keep-checkpoints"), "{err}");
+    assert!(err.contains("config.keep_checkpoints"), "{err}");
 }

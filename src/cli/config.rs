@@ -73,16 +73,21 @@ pub fn apply(a: &mut TrainArgs, matches: &ArgMatches) -> Result<()> {
         ),
     })?;
     let file: TrainFile = toml::from_str(&text).map_err(|e| {
-        let line = e
-            .span()
-            .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
+        let message = e.message().trim_end();
+        let line = match duplicate_lines(&text, message) {
+            Some((first, again)) => Some(format!(" line {again} (first set on line {first})")),
+            None => e.span().map(|s| {
+                let l = text[..s.start.min(text.len())].matches('\n').count() + 1;
+                format!(" line {l}")
+            }),
+        };
         Error::InvalidArgument {
             name: "--config",
             what: format!(
                 "{}{}: {}",
                 path.display(),
-                line.map_or(String::new(), |l| format!(" line {l}")),
-                shorter(e.message().trim_end())
+                line.unwrap_or_default(),
+                shorter(message)
             ),
         }
     })?;
@@ -136,6 +141,26 @@ pub fn apply(a: &mut TrainArgs, matches: &ArgMatches) -> Result<()> {
         a.out = Some(relative(p));
     }
     Ok(())
+}
+
+/// The lines of the first two settings of the key serde calls a duplicate
+/// field: `batch_size` and its alias `batch-size` are one field to serde,
+/// two keys to TOML, so the parser's span is the whole table (line 1).
+fn duplicate_lines(text: &str, message: &str) -> Option<(usize, usize)> {
+    let field = message
+        .strip_prefix("duplicate field `")?
+        .split('`')
+        .next()?;
+    let dashed = field.replace('_', "-");
+    let mut lines = text.lines().enumerate().filter_map(|(i, line)| {
+        let key = line
+            .split_once('=')?
+            .0
+            .trim()
+            .trim_matches(|c| c == '"' || c == '\'');
+        (key == field || key == dashed).then_some(i + 1)
+    });
+    Some((lines.next()?, lines.next()?))
 }
 
 /// serde lists every accepted key, each dashed alias too; the underscored

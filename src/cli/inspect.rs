@@ -102,7 +102,7 @@ fn table(a: &InspectArgs, c: &Checkpoint, layout: &ParamLayout) -> String {
     let progress = if resumable(c) {
         let mut p = format!(
             "{} done, {} of the next, {} in all; --resume continues it",
-            count(s.epoch, "epoch"),
+            count(s.epochs_done, "epoch"),
             count(s.batch, "batch"),
             count(s.step as usize, "step")
         );

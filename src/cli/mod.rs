@@ -3,6 +3,7 @@
 mod args;
 mod bench;
 mod config;
+mod flags;
 mod generate;
 mod inspect;
 mod interop;
@@ -15,18 +16,33 @@ mod train;
 
 use std::process::ExitCode;
 
-use clap::{CommandFactory, FromArgMatches};
+use clap::parser::ValueSource;
+use clap::{ArgMatches, CommandFactory, FromArgMatches};
 
-use charlstm_cuda::Result;
+use charlstm_cuda::{Error, Result};
 
 pub use args::{Cli, Command};
 
-/// Parses the command line and runs the command.
-pub fn run() -> Result<ExitCode> {
+/// Parses the command line, runs the command, and prints its error, if
+/// any, as two lines in the command's own flags: `error:` and `hint:`.
+pub fn main() -> ExitCode {
     // Parsed in two steps so that `train --config` can tell a flag typed on
     // the command line from a default (flags override the file).
     let matches = Cli::command().get_matches();
-    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    let command = matches.subcommand_name().unwrap_or_default().to_string();
+    match run(&matches) {
+        Ok(code) => code,
+        Err(e) => {
+            let (error, hint) = flags::explain(&e, &command);
+            eprintln!("error: {error}");
+            eprintln!("  hint: {hint}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(matches: &ArgMatches) -> Result<ExitCode> {
+    let cli = Cli::from_arg_matches(matches).unwrap_or_else(|e| e.exit());
     match cli.command {
         Command::Prepare(a) => train::prepare(a),
         Command::Train(mut a) => {
@@ -35,7 +51,12 @@ pub fn run() -> Result<ExitCode> {
             }
             train::train(a)
         }
-        Command::Generate(a) => generate::generate(a),
+        Command::Generate(a) => {
+            if let Some((_, sub)) = matches.subcommand() {
+                strategy_takes_temperatures(&a, sub)?;
+            }
+            generate::generate(a)
+        }
         Command::Eval(a) => generate::eval(a),
         Command::Inspect(a) => inspect::inspect(a),
         Command::Bench(a) => bench::bench(a),
@@ -45,4 +66,29 @@ pub fn run() -> Result<ExitCode> {
         Command::Export(a) => interop::export(a),
         Command::Import(a) => interop::import(a),
     }
+}
+
+/// `--temperature` typed with `--strategy greedy` or `uniform` would be
+/// ignored (those strategies have no temperature): refused, so that no one
+/// reads a greedy sample as one at the temperature they asked for.
+fn strategy_takes_temperatures(a: &args::GenerateArgs, matches: &ArgMatches) -> Result<()> {
+    let typed = matches.value_source("temperatures") == Some(ValueSource::CommandLine);
+    if !typed || a.strategy == args::StrategyArg::Temperature {
+        return Ok(());
+    }
+    let strategy = match a.strategy {
+        args::StrategyArg::Greedy => "greedy",
+        _ => "uniform",
+    };
+    let list: Vec<String> = a.temperatures.iter().map(f64::to_string).collect();
+    Err(Error::Conflict {
+        what: format!(
+            "--temperature {} would be ignored: --strategy {strategy} has no temperature",
+            list.join(",")
+        ),
+        fix: format!(
+            "leave out --temperature for {strategy} text, or leave out --strategy {strategy} to \
+             sample at those temperatures"
+        ),
+    })
 }

@@ -69,7 +69,7 @@ fn run_file(path: &Path) -> Option<String> {
         return Some(format!(
             "a training checkpoint (epoch {}, batch {}, step {}) with the optimizer's state, \
              which `train --resume` continues from",
-            s.epoch, s.batch, s.step
+            s.epochs_done, s.batch, s.step
         ));
     }
     let dir = match path.parent() {
@@ -87,5 +87,5 @@ fn run_file(path: &Path) -> Option<String> {
 fn training_state(path: &Path) -> Option<TrainState> {
     let meta = charlstm_cuda::io::safetensors_metadata(path)?;
     let state: TrainState = serde_json::from_str(meta.get("state")?.as_str()?).ok()?;
-    (state.step > 0 || state.epoch > 0 || state.batch > 0).then_some(state)
+    (state.step > 0 || state.epochs_done > 0 || state.batch > 0).then_some(state)
 }

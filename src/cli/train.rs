@@ -194,6 +194,29 @@ pub fn train(a: TrainArgs) -> Result<ExitCode> {
         .as_ref()
         .map_or_else(Hyper::default, |c| c.hyper.clone());
     let mut hyper = hyper_from(&a, base, checkpoint.is_some())?;
+    // Nothing to train would end at once with exit 0: said instead.
+    if let Some(c) = &checkpoint
+        && c.state.epochs_done >= hyper.epochs
+    {
+        return Err(Error::Resume {
+            what: format!(
+                "the run in {} has already trained {}, and --epochs {} is the total to reach{}",
+                out.display(),
+                count(c.state.epochs_done, "epoch"),
+                hyper.epochs,
+                if a.epochs.is_none() {
+                    " (the run's own)"
+                } else {
+                    ""
+                }
+            ),
+            fix: format!(
+                "to train more, raise the total: charlstm-cuda train --resume --out {} --epochs {}",
+                shell_word(&out),
+                c.state.epochs_done + 1
+            ),
+        });
+    }
     // A resumed run's settings are its checkpoint's; a flag may change
     // them, except --steps-per-epoch, which decides what an epoch is.
     let saved = checkpoint.as_ref().and_then(|c| c.run.as_ref());
@@ -315,7 +338,10 @@ pub fn train(a: TrainArgs) -> Result<ExitCode> {
             "; gradients clipped to norm {c}"
         )),
         if a.resume {
-            format!(" (resuming after epoch {}, batch {})", st.epoch, st.batch)
+            format!(
+                " (resuming after epoch {}, batch {})",
+                st.epochs_done, st.batch
+            )
         } else {
             String::new()
         }
@@ -332,9 +358,13 @@ pub fn train(a: TrainArgs) -> Result<ExitCode> {
                     None => "no checkpoint".into(),
                 };
                 let when = if st.batch > 0 {
-                    format!("in epoch {} after batch {}", st.epoch + 1, st.batch)
+                    format!(
+                        "in epoch {} after batch {}",
+                        st.epoch_in_progress(),
+                        st.batch
+                    )
                 } else {
-                    format!("after epoch {}", st.epoch)
+                    format!("after epoch {}", st.epochs_done)
                 };
                 eprintln!(
                     "stopped {when} ({at}); continue with: charlstm-cuda train --resume --out {}",

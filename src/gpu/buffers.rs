@@ -90,7 +90,7 @@ impl BatchBuffers {
                 .iter()
                 .try_fold(1usize, |acc, &p| acc.checked_mul(p))
                 .ok_or_else(|| crate::Error::InvalidArgument {
-                    name: "--batch-size",
+                    name: "hyper.batch",
                     what: format!("{b} rows x {t} steps x {hidden} units overflow memory sizes"),
                 })
         };

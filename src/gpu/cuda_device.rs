@@ -24,8 +24,7 @@ use std::sync::{Arc, Mutex, Once, OnceLock, PoisonError};
 
 use cudarc::driver::sys::{self, CUdevice_attribute, CUevent_flags, CUfunction_attribute};
 use cudarc::driver::{
-    CudaContext, CudaFunction, CudaGraph, CudaModule, CudaStream, DriverError, PushKernelArg,
-    result,
+    CudaContext, CudaFunction, CudaModule, CudaStream, DriverError, PushKernelArg, result,
 };
 use cudarc::nvrtc::Ptx;
 
@@ -70,7 +69,7 @@ pub struct CudaDevice {
     /// True between `begin_capture` and `end_capture`.
     capturing: bool,
     /// The instantiated graphs, by `GraphId`.
-    graphs: HashMap<u64, CudaGraph>,
+    graphs: HashMap<u64, graph::Graph>,
     next_graph: u64,
 }
 

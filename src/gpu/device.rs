@@ -78,8 +78,9 @@ impl LaunchConfig {
 
 pub use crate::error::DeviceError;
 
-/// A device that can hold buffers and run the embedded kernels.
-pub trait GpuDevice {
+/// A device that can hold buffers and run the embedded kernels; `Send`, as
+/// an engine over it must be (see [`crate::Engine`]).
+pub trait GpuDevice: Send {
     /// Human-readable name, e.g. "NVIDIA H200" or "simulator (seed 7)".
     fn name(&self) -> String;
     /// `bytes` of device memory, contents undefined.

@@ -5,7 +5,7 @@
 //! `np.savez(path, *model.get_weights())` writes from a Keras model.
 
 use super::npz::{Array, Data, read_npz, write_npz};
-use super::{Found, dims, expect_shape};
+use super::{Found, expect_shape};
 use crate::inference::Model;
 use crate::model::{Params, TENSOR_NAMES};
 
@@ -69,18 +69,39 @@ pub(super) fn from_bytes(bytes: &[u8]) -> Result<Found, String> {
             TENSOR_NAMES.join(", ")
         ));
     };
-    let kernel = weights[0];
-    let (v, h) = match kernel.shape.as_slice() {
-        [v, h4] => dims(&kernel.name, *v, *h4)?,
-        other => {
-            return Err(format!(
-                "`{}` has shape {other:?}, expected [V, 4H]",
-                kernel.name
-            ));
-        }
+    // Arrays the model does not have would be dropped without a word: a
+    // two-layer model's .npz, or an optimizer's state saved alongside.
+    let known = |name: &str| {
+        weights.iter().any(|w| w.name == name) || [VOCAB, MAXLEN, LOWERCASE].contains(&name)
     };
+    let extra: Vec<&str> = arrays
+        .iter()
+        .map(|a| a.name.as_str())
+        .filter(|n| !known(n))
+        .collect();
+    if !extra.is_empty() {
+        return Err(format!(
+            "it has arrays this model (one LSTM, one Dense layer) does not: {}; the five \
+             weights are {} (or arr_0 .. arr_4)",
+            extra.join(", "),
+            TENSOR_NAMES.join(", ")
+        ));
+    }
+    let (v, h) = agreed_dims(&weights)?;
     let mut params = Params::<f32>::zeros(v, h);
     let shapes = params.shapes();
+    let wrong: Vec<String> = weights
+        .iter()
+        .zip(&shapes)
+        .filter(|(a, shape)| &a.shape != *shape)
+        .map(|(a, shape)| format!("`{}` has shape {:?}, expected {shape:?}", a.name, a.shape))
+        .collect();
+    if !wrong.is_empty() {
+        return Err(format!(
+            "{} (V={v}, H={h}, as the other arrays say)",
+            wrong.join("; ")
+        ));
+    }
     for ((a, dst), shape) in weights.iter().zip(params.tensors_mut()).zip(&shapes) {
         expect_shape(&a.name, &a.shape, shape)?;
         let data = a.to_f32();
@@ -109,4 +130,58 @@ pub(super) fn from_bytes(bytes: &[u8]) -> Result<Found, String> {
         maxlen,
         lowercase,
     })
+}
+
+/// V and H as most of the five arrays give them (each of `lstm.kernel`
+/// [V, 4H], `lstm.recurrent_kernel` [H, 4H], `lstm.bias` [4H],
+/// `dense.kernel` [H, V], `dense.bias` [V] says what it can), so that one
+/// array of the wrong shape is the one blamed, not the four that agree with
+/// each other; a tie goes to `lstm.kernel`.
+fn agreed_dims(w: &[&Array]) -> Result<(usize, usize), String> {
+    let mut vs = Vec::new();
+    let mut hs = Vec::new();
+    let quarter = |n: usize| n.is_multiple_of(4).then_some(n / 4);
+    match w[0].shape.as_slice() {
+        [v, h4] => {
+            vs.push(*v);
+            hs.extend(quarter(*h4));
+        }
+        other => {
+            return Err(format!(
+                "`{}` has shape {other:?}, expected [V, 4H]",
+                w[0].name
+            ));
+        }
+    }
+    if let [h, h4] = w[1].shape.as_slice() {
+        hs.push(*h);
+        hs.extend(quarter(*h4));
+    }
+    if let [h4] = w[2].shape.as_slice() {
+        hs.extend(quarter(*h4));
+    }
+    if let [h, v] = w[3].shape.as_slice() {
+        hs.push(*h);
+        vs.push(*v);
+    }
+    if let [v] = w[4].shape.as_slice() {
+        vs.push(*v);
+    }
+    let most = |xs: &[usize]| {
+        let mut best: Option<(usize, usize)> = None;
+        for &x in xs {
+            let n = xs.iter().filter(|&&y| y == x).count();
+            if best.is_none_or(|(_, m)| n > m) {
+                best = Some((x, n));
+            }
+        }
+        best.map(|(x, _)| x)
+    };
+    match (most(&vs), most(&hs)) {
+        (Some(v), Some(h)) if v > 0 && h > 0 => Ok((v, h)),
+        _ => Err(format!(
+            "`{}` has shape {:?}, which implies no V > 0 and 4H a positive multiple of 4",
+            w[0].name, w[0].shape
+        )),
+    }
 }

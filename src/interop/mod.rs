@@ -87,7 +87,7 @@ impl FromStr for Format {
             "keras" => Ok(Format::Keras),
             "pytorch" | "torch" => Ok(Format::Pytorch),
             other => Err(Error::InvalidArgument {
-                name: "--format",
+                name: "format",
                 what: format!("{other:?} (expected keras or pytorch)"),
             }),
         }

@@ -34,8 +34,13 @@ const FORMAT_VERSION: &str = "1";
 /// (Philox), so these counters are the whole RNG state.
 #[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct TrainState {
-    /// Epochs completed.
-    pub epoch: usize,
+    /// Epochs completed: a count, in the numbering every event, row and
+    /// message uses (epochs are numbered from 1). After epoch N ends it is
+    /// N, as [`EpochRow::epoch`](crate::EpochRow) is; while epoch N runs it
+    /// is N - 1, and [`BatchEvent::epoch`](crate::BatchEvent) is N (see
+    /// [`epoch_in_progress`](Self::epoch_in_progress)). Saved as `epoch`.
+    #[serde(rename = "epoch")]
+    pub epochs_done: usize,
     /// Batches completed of the epoch in progress (0 at an epoch boundary).
     pub batch: usize,
     /// Optimizer steps taken in the whole run.
@@ -49,6 +54,12 @@ pub struct TrainState {
 }
 
 impl TrainState {
+    /// The epoch the next batch belongs to, numbered from 1 as
+    /// [`BatchEvent::epoch`](crate::BatchEvent) numbers it.
+    pub fn epoch_in_progress(&self) -> usize {
+        self.epochs_done + 1
+    }
+
     /// Checks the counters are ones a run can reach, so that continuing from
     /// them cannot overflow: an epoch has at most `u32::MAX` windows (see
     /// [`crate::Windows::new`]), hence as many batches, and Philox streams
@@ -56,7 +67,7 @@ impl TrainState {
     pub fn validate(&self) -> std::result::Result<(), String> {
         const MAX: u64 = u32::MAX as u64;
         for (name, value, max) in [
-            ("epoch", self.epoch as u64, MAX),
+            ("epoch", self.epochs_done as u64, MAX),
             ("batch", self.batch as u64, MAX),
             ("seen", self.seen, MAX),
             ("step", self.step, u64::MAX / 2),
@@ -302,6 +313,13 @@ impl Checkpoint {
     /// Weights holding NaN or infinity are `Error::NonFiniteWeights`.
     pub fn load(path: &Path) -> Result<Self> {
         let bytes = crate::io::read_safetensors(path)?;
+        // Its first bytes read as a safetensors header length of ~10^18:
+        // say what the file is instead of "header too large".
+        if bytes.starts_with(b"PK\x03\x04") || bytes.starts_with(b"PK\x05\x06") {
+            return Err(Error::NotACheckpoint {
+                path: path.to_path_buf(),
+            });
+        }
         Self::from_bytes(&bytes, path)
     }
 }

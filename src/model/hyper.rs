@@ -55,47 +55,57 @@ impl Default for Hyper {
 }
 
 impl Hyper {
-    /// Checks every value is in range, naming the first that is not.
+    /// Checks every value is in range, naming the first that is not
+    /// (`hyper.lr`; the command line shows its flag, `--lr`).
     pub fn validate(&self) -> Result<()> {
         fn bad(name: &'static str, what: String) -> Result<()> {
             Err(Error::InvalidArgument { name, what })
         }
         if self.maxlen == 0 || self.maxlen > 100_000 {
-            return bad("--maxlen", format!("{} (must be 1..=100000)", self.maxlen));
-        }
-        if self.step == 0 {
-            return bad("--step", "0 (must be at least 1)".into());
-        }
-        if self.hidden == 0 || self.hidden > 4096 {
-            return bad("--hidden", format!("{} (must be 1..=4096)", self.hidden));
-        }
-        if self.batch == 0 || self.batch > 65_536 {
             return bad(
-                "--batch-size",
-                format!("{} (must be 1..=65536)", self.batch),
+                "hyper.maxlen",
+                format!("{} (must be 1..=100000)", self.maxlen),
             );
         }
+        if self.step == 0 {
+            return bad("hyper.step", "0 (must be at least 1)".into());
+        }
+        if self.hidden == 0 || self.hidden > 4096 {
+            return bad(
+                "hyper.hidden",
+                format!("{} (must be 1..=4096)", self.hidden),
+            );
+        }
+        if self.batch == 0 || self.batch > 65_536 {
+            return bad("hyper.batch", format!("{} (must be 1..=65536)", self.batch));
+        }
         if !(self.lr.is_finite() && self.lr > 0.0) {
-            return bad("--lr", format!("{} (must be a positive number)", self.lr));
+            return bad(
+                "hyper.lr",
+                format!("{} (must be a positive number)", self.lr),
+            );
         }
         if !(self.rho.is_finite() && (0.0..1.0).contains(&self.rho)) {
-            return bad("--rho", format!("{} (must be in [0, 1))", self.rho));
+            return bad("hyper.rho", format!("{} (must be in [0, 1))", self.rho));
         }
         if !(self.eps.is_finite() && self.eps > 0.0) {
-            return bad("--eps", format!("{} (must be a positive number)", self.eps));
+            return bad(
+                "hyper.eps",
+                format!("{} (must be a positive number)", self.eps),
+            );
         }
         if let Some(c) = self.clip_norm
             && !(c.is_finite() && c > 0.0)
         {
             return bad(
-                "--clip-norm",
+                "hyper.clip_norm",
                 format!(
                     "{c} (must be a positive, finite gradient norm; leave it out to never clip)"
                 ),
             );
         }
         if self.epochs == 0 {
-            return bad("--epochs", "0 (must be at least 1)".into());
+            return bad("hyper.epochs", "0 (must be at least 1)".into());
         }
         Ok(())
     }

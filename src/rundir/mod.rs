@@ -88,8 +88,31 @@ impl RunDir {
         self.lock.as_ref().map(RunLock::path)
     }
 
-    /// Creates the directory (and its parents) if missing.
+    /// Creates the directory (and its parents) if missing. A file in its
+    /// place is refused by name (`create_dir_all` would only say "File
+    /// exists").
     pub fn create(&self) -> Result<()> {
+        // The nearest part of the path that exists must be a directory.
+        let existing = self
+            .dir
+            .ancestors()
+            .find_map(|p| std::fs::metadata(p).ok().map(|m| (p, m)));
+        if let Some((file, meta)) = existing
+            && !meta.is_dir()
+        {
+            return Err(Error::InvalidArgument {
+                name: "config.out",
+                what: format!(
+                    "{} is a file, not a directory{}: a run writes several files there",
+                    file.display(),
+                    if file == self.dir {
+                        String::new()
+                    } else {
+                        format!(", so {} cannot be one", self.dir.display())
+                    }
+                ),
+            });
+        }
         std::fs::create_dir_all(&self.dir).map_err(|e| Error::io(&self.dir, e))
     }
 

@@ -23,8 +23,12 @@ pub const MAX_BATCH_ROWS_PER_EPOCH: usize = 100;
 
 /// One line of `metrics.jsonl`: a completed epoch, sent to the observers
 /// once its checkpoint is on disk.
+///
+/// `#[non_exhaustive]`, like the other rows: a field may be added (the
+/// files stay readable both ways, every field has a default).
 #[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(default)]
+#[non_exhaustive]
 pub struct EpochRow {
     /// Epoch completed, 1-based.
     pub epoch: usize,
@@ -51,6 +55,7 @@ pub struct EpochRow {
 /// One after-epoch sample.
 #[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(default)]
+#[non_exhaustive]
 pub struct SampleRow {
     /// Sampling temperature.
     pub temperature: f64,
@@ -63,6 +68,7 @@ pub struct SampleRow {
 /// One line of `batches.jsonl`: the loss after one batch.
 #[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(default)]
+#[non_exhaustive]
 pub struct BatchRow {
     /// Epoch in progress, 1-based.
     pub epoch: usize,

@@ -292,7 +292,7 @@ pub fn decode(vocab: &Vocab, sequences: &[Vec<u32>]) -> Vec<String> {
 pub fn random_seed_text(corpus_len: usize, maxlen: usize, seed: u64, epoch: u32) -> Result<usize> {
     if maxlen == 0 {
         return Err(Error::InvalidArgument {
-            name: "--maxlen",
+            name: "maxlen",
             what: "0 (must be at least 1)".into(),
         });
     }
@@ -375,7 +375,7 @@ pub fn check_generate_args(
 ) -> Result<()> {
     if maxlen == 0 {
         return Err(Error::InvalidArgument {
-            name: "--maxlen",
+            name: "maxlen",
             what: "0 (must be at least 1)".into(),
         });
     }
@@ -387,7 +387,7 @@ pub fn check_generate_args(
     }
     if let Some(&bad) = seed_indices.iter().find(|&&i| i as usize >= vocab_size) {
         return Err(Error::InvalidArgument {
-            name: "--seed-text",
+            name: "seed_text",
             what: format!("class index {bad} is outside the vocabulary of {vocab_size} characters"),
         });
     }
@@ -396,7 +396,7 @@ pub fn check_generate_args(
 
 fn empty_seed() -> Error {
     Error::InvalidArgument {
-        name: "--seed-text",
+        name: "seed_text",
         what: "it is empty (the model needs at least one character to continue)".into(),
     }
 }

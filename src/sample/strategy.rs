@@ -36,8 +36,8 @@ use std::str::FromStr;
 
 use crate::error::{Error, Result};
 
-/// The CLI flag named in parse and validation errors.
-const FLAG: &str = "--temperature";
+/// The name errors give a temperature (the command line shows its flag).
+const FLAG: &str = "temperature";
 
 /// A sampling strategy.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -287,7 +287,7 @@ mod tests {
         for bad in ["0", "-1", "nan", "inf", "hot", "", "0.5,,1", "temperature="] {
             let e = Strategy::parse_list(bad).unwrap_err();
             match e {
-                Error::InvalidArgument { name, .. } => assert_eq!(name, "--temperature", "{bad:?}"),
+                Error::InvalidArgument { name, .. } => assert_eq!(name, "temperature", "{bad:?}"),
                 other => panic!("{bad:?}: {other}"),
             }
         }

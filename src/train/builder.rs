@@ -48,7 +48,7 @@ enum Start<'c> {
 ///     .backend(Backend::Cpu)
 ///     .build()?;
 /// let summary = trainer.run(&mut Silent)?;
-/// assert_eq!(summary.state.epoch, 1);
+/// assert_eq!(summary.state.epochs_done, 1);
 /// let model = trainer.model()?;
 /// assert_eq!(model.vocab(), corpus.vocab());
 /// # Ok::<(), charlstm_cuda::Error>(())
@@ -189,7 +189,7 @@ impl<'c> TrainerBuilder<'c> {
                 let hyper = epochs(self.hyper.unwrap_or_else(|| model.hyper().clone()));
                 if hyper.hidden != model.hidden() {
                     return Err(Error::InvalidArgument {
-                        name: "hidden",
+                        name: "hyper.hidden",
                         what: format!(
                             "{} differs from the model's H={}; leave it at the model's",
                             hyper.hidden,
@@ -209,18 +209,24 @@ impl<'c> TrainerBuilder<'c> {
         let config = self.config;
         hyper.validate()?;
         for &t in &config.temperatures {
-            Strategy::temperature(t)?;
+            Strategy::temperature(t).map_err(|e| match e {
+                Error::InvalidArgument { what, .. } => Error::InvalidArgument {
+                    name: "config.temperatures",
+                    what,
+                },
+                e => e,
+            })?;
         }
-        crate::sample::check_length("--gen-length", config.gen_length)?;
+        crate::sample::check_length("config.gen_length", config.gen_length)?;
         if config.steps_per_epoch == Some(0) {
             return Err(Error::InvalidArgument {
-                name: "--steps-per-epoch",
+                name: "config.steps_per_epoch",
                 what: "0 (must be at least 1)".into(),
             });
         }
         if config.keep_checkpoints == Some(0) {
             return Err(Error::InvalidArgument {
-                name: "--keep-checkpoints",
+                name: "config.keep_checkpoints",
                 what: "0 (keep at least 1 epoch checkpoint, or leave it out to keep all)".into(),
             });
         }
@@ -258,7 +264,7 @@ impl<'c> TrainerBuilder<'c> {
                         "the checkpoint stopped after batch {} of epoch {}, but an epoch on this \
                          corpus has {batches} batches",
                         c.state.batch,
-                        c.state.epoch + 1
+                        c.state.epoch_in_progress()
                     ),
                     fix: "resume with the corpus and --steps-per-epoch the run started with".into(),
                 });
@@ -311,7 +317,7 @@ impl<'c> TrainerBuilder<'c> {
 fn same_corpus(checkpoint: &Checkpoint, hyper: &Hyper, corpus: &OneHotCorpus) -> Result<()> {
     if checkpoint.vocab != corpus.vocab().chars() {
         return Err(Error::InvalidArgument {
-            name: "--resume",
+            name: "checkpoint",
             what: format!(
                 "the checkpoint's vocabulary ({} symbols) differs from the corpus' ({} symbols); \
                  resume with the corpus the run started on",
@@ -322,7 +328,7 @@ fn same_corpus(checkpoint: &Checkpoint, hyper: &Hyper, corpus: &OneHotCorpus) ->
     }
     if hyper.lowercase != corpus.lowercase() {
         return Err(Error::InvalidArgument {
-            name: "--keep-case",
+            name: "hyper.lowercase",
             what: "the checkpoint and the corpus disagree on lower-casing".into(),
         });
     }

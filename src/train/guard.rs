@@ -29,7 +29,7 @@ impl std::str::FromStr for OnDivergence {
             "stop" => Ok(OnDivergence::Stop),
             "rollback" => Ok(OnDivergence::Rollback),
             other => Err(crate::Error::InvalidArgument {
-                name: "--on-divergence",
+                name: "divergence.action",
                 what: format!("{other:?} (expected stop or rollback)"),
             }),
         }
@@ -61,6 +61,7 @@ impl Default for DivergenceGuard {
 
 /// Why the guard fired.
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
+#[non_exhaustive]
 pub enum Divergence {
     /// A batch's loss was NaN or infinite.
     NonFinite {
@@ -71,7 +72,8 @@ pub enum Divergence {
         /// The loss.
         value: f32,
     },
-    /// An epoch's loss jumped above `factor` x the best epoch's.
+    /// An epoch's loss jumped above `factor` x the best epoch's (before
+    /// any epoch: x ln V, a uniform guess's).
     Jump {
         /// The epoch that jumped, 1-based.
         epoch: usize,
@@ -79,7 +81,7 @@ pub enum Divergence {
         loss: f64,
         /// The best epoch so far (0: the start of the run).
         best_epoch: usize,
-        /// The best epoch's loss.
+        /// The best epoch's loss (at the start of the run: ln V).
         best_loss: f64,
     },
 }
@@ -92,6 +94,16 @@ impl std::fmt::Display for Divergence {
                 batch,
                 value,
             } => write!(f, "loss {value} at epoch {epoch}, batch {batch}"),
+            Divergence::Jump {
+                epoch,
+                loss,
+                best_epoch: 0,
+                best_loss,
+            } => write!(
+                f,
+                "epoch {epoch} loss {loss:.4} is more than the allowed factor above {best_loss:.4}, \
+                 the loss of a uniform guess (ln V) that an untrained model starts near"
+            ),
             Divergence::Jump {
                 epoch,
                 loss,
@@ -115,8 +127,22 @@ pub(crate) struct Best {
 }
 
 impl DivergenceGuard {
-    /// Whether an epoch loss of `loss` has diverged from `best`.
-    pub(crate) fn jumped(&self, loss: f64, best: &Best) -> bool {
-        !loss.is_finite() || (best.loss.is_finite() && loss > self.factor * best.loss)
+    /// Whether an epoch loss of `loss` has diverged from `best` (see
+    /// [`reference_loss`]).
+    pub(crate) fn jumped(&self, loss: f64, reference: f64) -> bool {
+        !loss.is_finite() || loss > self.factor * reference
+    }
+}
+
+/// What an epoch's loss is compared with: the best epoch's, or before any
+/// epoch ln V, the cross-entropy of a uniform guess over the V symbols,
+/// which a Keras-initialised model starts near. Without it the first epoch
+/// had nothing to jump from, and a run that blew up at once (an epoch loss
+/// of 3.9e31 at a huge rate) was saved and kept as the best checkpoint.
+pub(crate) fn reference_loss(best: &Best, vocab: usize) -> f64 {
+    if best.loss.is_finite() {
+        best.loss
+    } else {
+        (vocab.max(2) as f64).ln()
     }
 }

@@ -12,8 +12,21 @@ pub enum Control {
     Stop,
 }
 
-/// Sent after every batch.
+/// Sent after every batch. `#[non_exhaustive]`: fields may be added, so
+/// another crate reads one but does not build one:
+///
+/// ```compile_fail
+/// let e = charlstm_cuda::BatchEvent {
+///     epoch: 1,
+///     batch: 1,
+///     batches: 1,
+///     loss: 0.0,
+///     running_loss: 0.0,
+///     samples_per_s: 0.0,
+/// };
+/// ```
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct BatchEvent {
     /// Epoch in progress, 1-based.
     pub epoch: usize,
@@ -29,8 +42,10 @@ pub struct BatchEvent {
     pub samples_per_s: f64,
 }
 
-/// Sent when the divergence guard rolled the run back.
+/// Sent when the divergence guard rolled the run back. `#[non_exhaustive]`:
+/// fields may be added.
 #[derive(Clone, Debug, serde::Serialize)]
+#[non_exhaustive]
 pub struct RollbackEvent {
     /// What diverged.
     pub cause: super::guard::Divergence,

@@ -4,7 +4,7 @@ use std::ops::ControlFlow;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use super::guard::{Best, Divergence, DivergenceGuard, OnDivergence};
+use super::guard::{Best, Divergence, DivergenceGuard, OnDivergence, reference_loss};
 use super::loss_queue::LossQueue;
 use super::observer::{BatchEvent, Control, Observer, RollbackEvent, SampleEvent};
 use crate::corpus::{OneHotCorpus, Windows, epoch_order};
@@ -47,8 +47,10 @@ impl Default for TrainConfig {
     }
 }
 
-/// How a call to [`Trainer::run`] ended.
+/// How a call to [`Trainer::run`] ended. `#[non_exhaustive]`: fields may
+/// be added.
 #[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
 pub struct RunSummary {
     /// Where the run stands now.
     pub state: TrainState,
@@ -167,9 +169,9 @@ impl<'c> Trainer<'c> {
         // to no batch of this one.
         self.engine.collect_losses()?;
         let mut queue = LossQueue::default();
-        'epochs: while self.state.epoch < self.hyper.epochs {
-            let epoch = self.state.epoch + 1;
-            let order = epoch_order(&self.windows, self.hyper.seed, self.state.epoch);
+        'epochs: while self.state.epochs_done < self.hyper.epochs {
+            let epoch = self.state.epoch_in_progress();
+            let order = epoch_order(&self.windows, self.hyper.seed, self.state.epochs_done);
             let started = Instant::now();
             let mut timed = 0u64;
             let mut stop = false;
@@ -238,19 +240,20 @@ impl<'c> Trainer<'c> {
             }
             let seconds = started.elapsed().as_secs_f64();
             let loss = self.state.loss_sum / self.state.seen.max(1) as f64;
+            let vocab = self.corpus.vocab().len();
             if let (Some(guard), Some(b)) = (self.config.divergence, &best)
-                && guard.jumped(loss, b)
+                && guard.jumped(loss, reference_loss(b, vocab))
             {
                 let cause = Divergence::Jump {
                     epoch,
                     loss,
-                    best_epoch: b.state.epoch,
-                    best_loss: b.loss,
+                    best_epoch: b.state.epochs_done,
+                    best_loss: reference_loss(b, vocab),
                 };
                 self.diverged(cause, best.as_ref(), &mut rollbacks, observer)?;
                 continue 'epochs;
             }
-            self.state.epoch = epoch;
+            self.state.epochs_done = epoch;
             self.state.batch = 0;
             self.state.loss_sum = 0.0;
             self.state.seen = 0;
@@ -281,7 +284,7 @@ impl<'c> Trainer<'c> {
             if observer.on_epoch(&row) == Control::Stop || sampling == Control::Stop {
                 return Ok(RunSummary {
                     state: self.state.clone(),
-                    stopped: self.state.epoch < self.hyper.epochs,
+                    stopped: self.state.epochs_done < self.hyper.epochs,
                     checkpoint: last_checkpoint,
                 });
             }
@@ -348,7 +351,7 @@ impl<'c> Trainer<'c> {
         }
         observer.on_rollback(&RollbackEvent {
             cause,
-            to_epoch: best.state.epoch,
+            to_epoch: best.state.epochs_done,
             lr: self.hyper.lr,
             rollbacks: *rollbacks,
         });

@@ -9,11 +9,30 @@
 //! mid-step and which are harmless here. One thread drives the device
 //! (`&mut self`), so relaxing it for other threads changes nothing.
 
-use cudarc::driver::sys;
+use cudarc::driver::{CudaGraph, sys};
 
 use super::CudaDevice;
 use crate::error::{Error, Result};
 use crate::gpu::device::{DeviceError, GraphId, refused_while_capturing};
+
+/// An instantiated graph that may move to another thread with its device.
+///
+/// cudarc leaves `CudaGraph` `!Send` because CUDA graph objects are "not
+/// internally synchronized and must not be accessed concurrently from
+/// multiple threads" (CUDA driver API, graph thread safety): a `Sync`
+/// concern. Moving one is not concurrent access. A `Graph` lives in its
+/// `CudaDevice`'s map and is only touched through `&mut CudaDevice`, so
+/// one thread at a time uses it; `CudaGraph::launch` makes the graph's
+/// context current on the calling thread first (`bind_to_thread`), and its
+/// drop destroys the exec and graph by handle, which needs no current
+/// context. The context, stream and module types it sits beside are
+/// `Send` in cudarc already.
+pub(super) struct Graph(pub(super) CudaGraph);
+
+// SAFETY: see `Graph`: exclusive use through `&mut CudaDevice` serialises
+// every call on the graph, and nothing in it is tied to the creating
+// thread (launch binds the context where it runs; destroy takes handles).
+unsafe impl Send for Graph {}
 
 impl CudaDevice {
     /// Refuses `op` while capturing (see the module docs).
@@ -57,7 +76,7 @@ impl CudaDevice {
             .ok_or_else(|| self.capture_error("the capture recorded no graph".into()))?;
         let id = self.next_graph;
         self.next_graph += 1;
-        self.graphs.insert(id, graph);
+        self.graphs.insert(id, Graph(graph));
         Ok(GraphId(id))
     }
 
@@ -69,7 +88,7 @@ impl CudaDevice {
         // The graph's kernels took their arguments (device addresses and
         // sizes) at capture time; the engine recaptures whenever one of
         // them would change (GpuEngine's graph key).
-        g.launch()
+        g.0.launch()
             .map_err(|e| self.backend_error(format!("replaying graph {}", graph.0), e))
     }
 
