@@ -271,7 +271,9 @@ impl Error {
         }
     }
 
-    /// One line telling the user how to fix the problem.
+    /// One line telling the user how to fix the problem, in the library's
+    /// terms (fields and types, never a command-line flag: the CLI words
+    /// its own hints in `cli::flags`).
     pub fn hint(&self) -> String {
         match self {
             Error::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
@@ -285,8 +287,9 @@ impl Error {
                         | std::io::ErrorKind::FileTooLarge
                 ) =>
             {
-                "free disk space (or write elsewhere with --out) and resume; files are written to a \
-                 temporary file and renamed into place, so the ones written before are intact"
+                "free disk space (or write to another output directory) and resume; files are \
+                 written to a temporary file and renamed into place, so the ones written before \
+                 are intact"
                     .into()
             }
             Error::Io { .. } => "check the path, its permissions and the free disk space".into(),
@@ -316,27 +319,33 @@ impl Error {
                 "use only characters of the training text (`charlstm-cuda inspect CHECKPOINT` lists them)".into()
             }
             Error::NonFiniteLoss { .. } => {
-                "the last good checkpoint is kept; resume from it with a smaller --lr".into()
+                "the last good checkpoint is kept; resume from it with a smaller learning rate \
+                 (Hyper::lr)"
+                    .into()
             }
             Error::Diverged { .. } => {
                 "the checkpoints of the good epochs, if any, are kept: resume from last.safetensors \
-                 with a smaller --lr (with none, start again with one), or train with \
-                 --on-divergence rollback"
+                 with a smaller learning rate (with none, start again with one), or roll back on \
+                 divergence (DivergenceGuard::action = OnDivergence::Rollback)"
                     .into()
             }
             Error::BackendUnavailable { backend: "cuda", .. } => {
                 "install or update the NVIDIA driver (580 or newer; `nvidia-smi` should list the GPU), \
-                 or use --device cpu (or --device sim to run the kernels on the simulator)"
+                 or use the CPU backend (Backend::Cpu; Backend::Sim runs the kernels on the simulator)"
                     .into()
             }
             // The fix for the build is in the message (rebuild with nvcc);
             // what works now is the CPU.
-            Error::BackendUnavailable { .. } | Error::NoKernels { .. } => "use --device cpu".into(),
+            Error::BackendUnavailable { .. } | Error::NoKernels { .. } => {
+                "use the CPU backend (Backend::Cpu)".into()
+            }
             Error::BinaryText { .. } => {
                 "pass a UTF-8 text file (UTF-16 text converts with `iconv -f UTF-16 -t UTF-8`)".into()
             }
             Error::BadPrediction { .. } => {
-                "the checkpoint may hold NaN weights (use an earlier epoch's file), or try --device cpu".into()
+                "the checkpoint may hold NaN weights (use an earlier epoch's file), or try the CPU \
+                 backend"
+                    .into()
             }
             Error::Device(e) => e.hint().into(),
             Error::Interop { format: "keras", .. } => {
@@ -351,24 +360,23 @@ impl Error {
             }
             Error::InputTooLarge { fix, .. } => (*fix).into(),
             Error::OutputIsInput { .. } => {
-                "write the output to another file (-o OTHER); --force does not override this, \
-                 since the command would destroy what it reads"
+                "write the output to another file; nothing overrides this, since writing would \
+                 destroy what is read"
                     .into()
             }
             Error::OutputProtected { .. } => {
-                "pass another -o, or add --force to replace it anyway (`train --resume` cannot \
-                 continue from what replaces it)"
+                "write to another file, or replace it on purpose (a resumed run cannot continue \
+                 from what replaces it)"
                     .into()
             }
             Error::BenchInput { .. } => {
-                "make it with `python3 scripts/bench_pytorch.py --corpus TEXT > FILE` on the same \
-                 text and shapes (--hidden, --batch-size, --maxlen, --gen-length) as this bench, \
-                 or leave out --pytorch"
+                "make it with scripts/bench_pytorch.py on the same text and shapes (hidden, batch, \
+                 maxlen, generation length) as this bench, or compare without PyTorch's numbers"
                     .into()
             }
             Error::RunLocked { lock, .. } => format!(
                 "wait for that run to end or stop it (Ctrl-C writes a checkpoint), or train into \
-                 another --out; if no run is using the directory, delete {}",
+                 another directory; if no run is using it, delete {}",
                 lock.display()
             ),
             Error::Resume { fix, .. } | Error::Conflict { fix, .. } => fix.clone(),
@@ -377,11 +385,12 @@ impl Error {
             }
             Error::TooLong { max, .. } => format!(
                 "ask for at most {max} characters; for a longer text, generate again with the \
-                 end of this one as --seed-text"
+                 end of this one as the seed text"
             ),
             Error::NonFiniteWeights { .. } => {
                 "the run had diverged when this was saved: use an earlier epoch's checkpoint \
-                 (epoch-NNN.safetensors in its run directory), or train again with a smaller --lr"
+                 (epoch-NNN.safetensors in its run directory), or train again with a smaller \
+                 learning rate"
                     .into()
             }
             Error::ConflictingOptions { fix, .. } => (*fix).into(),
@@ -499,24 +508,24 @@ pub enum DeviceError {
 }
 
 impl DeviceError {
-    /// One line telling the user how to fix it.
+    /// One line telling the user how to fix it, in the library's terms.
     pub fn hint(&self) -> &'static str {
         match self {
             DeviceError::SharedMemory { .. } => {
-                "the model is too large for this kernel on this device; use a smaller --hidden or --device cpu"
+                "the model is too large for this kernel on this device; use a smaller hidden size or the CPU backend"
             }
             DeviceError::BadArguments { .. } => "this is a bug in charlstm-cuda; please report it",
             DeviceError::OutOfMemory { .. } => {
-                "use a smaller --batch-size or --hidden, free the GPU of other work, or use --device cpu"
+                "use a smaller batch or hidden size, free the GPU of other work, or use the CPU backend"
             }
             DeviceError::CorpusTooLarge { .. } => {
-                "use --device cpu (it maps the corpus file and reads only each batch's rows), or a shorter text"
+                "use the CPU backend (it maps the corpus file and reads only each batch's rows), or a shorter text"
             }
             DeviceError::VocabTooLarge { .. } => {
-                "use --device cpu (no limit on the vocabulary), a smaller --hidden, or a text with \
+                "use the CPU backend (no limit on the vocabulary), a smaller hidden size, or a text with \
                  fewer distinct characters (lower-cased, rare symbols removed)"
             }
-            DeviceError::Backend { .. } => "check the GPU driver, or use --device cpu",
+            DeviceError::Backend { .. } => "check the GPU driver, or use the CPU backend",
             DeviceError::Capture { .. } => "this is a bug in charlstm-cuda; please report it",
         }
     }

@@ -97,11 +97,7 @@ fn a_loss_jump_stops_the_run_and_keeps_the_good_checkpoints() {
         Err(e @ Error::Diverged { .. }) => {
             println!("{e}\n  hint: {}", e.hint());
             assert!(e.to_string().contains("epoch 4"), "{e}");
-            assert!(
-                e.hint().contains("--on-divergence rollback"),
-                "{}",
-                e.hint()
-            );
+            assert!(e.hint().contains("OnDivergence::Rollback"), "{}", e.hint());
         }
         other => panic!("expected Diverged at epoch 4, got {other:?}"),
     }

@@ -356,3 +356,97 @@ fn model_predicts_on_a_chosen_backend() {
         sim[3]
     );
 }
+
+/// A library user reads hints in the library's terms: none of them names a
+/// command-line flag (`--lr`, `--device cpu`, `-o`); the CLI words its own
+/// (issue 15, item 10).
+#[test]
+fn library_hints_name_no_command_line_flag() {
+    use charlstm_cuda::error::DeviceError;
+    use std::path::PathBuf;
+    let p = || PathBuf::from("x");
+    let s = || "why".to_string();
+    let device = || "gpu0".to_string();
+    let errors = [
+        Error::Io {
+            path: p(),
+            source: std::io::Error::from(std::io::ErrorKind::StorageFull),
+        },
+        Error::TextTooShort {
+            chars: 1,
+            needed: 61,
+        },
+        Error::NonFiniteLoss {
+            epoch: 1,
+            batch: 2,
+            value: f32::NAN,
+        },
+        Error::Diverged { what: s() },
+        Error::BackendUnavailable {
+            backend: "cuda",
+            what: s(),
+        },
+        Error::NoKernels { backend: "sim" },
+        Error::BadPrediction { what: s() },
+        Error::RunLocked {
+            lock: p(),
+            holder: s(),
+        },
+        Error::OutputIsInput {
+            output: p(),
+            input: p(),
+            role: "text",
+        },
+        Error::OutputProtected {
+            path: p(),
+            what: s(),
+        },
+        Error::BenchInput {
+            path: p(),
+            what: s(),
+        },
+        Error::TooLong {
+            name: "length",
+            value: 2,
+            max: 1,
+        },
+        Error::NonFiniteWeights {
+            origin: s(),
+            tensor: "lstm.kernel",
+            index: "[0, 0]".into(),
+            value: f32::NAN,
+        },
+        Error::Device(DeviceError::SharedMemory {
+            kernel: "k",
+            requested: 1,
+            limit: 0,
+        }),
+        Error::Device(DeviceError::OutOfMemory {
+            device: device(),
+            requested: 1,
+            free: 0,
+        }),
+        Error::Device(DeviceError::CorpusTooLarge {
+            device: device(),
+            bytes: 1,
+            free: 0,
+        }),
+        Error::Device(DeviceError::VocabTooLarge {
+            device: device(),
+            vocab: 1,
+            hidden: 1,
+            what: s(),
+        }),
+        Error::Device(DeviceError::Backend {
+            device: device(),
+            what: s(),
+        }),
+    ];
+    for e in errors {
+        let hint = e.hint();
+        let flag = hint
+            .split_whitespace()
+            .find(|w| w.starts_with('-') && w.len() > 1 && !w.starts_with("--format"));
+        assert!(flag.is_none(), "{e:?}: the hint names {flag:?}: {hint}");
+    }
+}

@@ -7,6 +7,7 @@
 //! and `train --temperatures` is never called `--temperature`.
 
 use charlstm_cuda::Error;
+use charlstm_cuda::error::DeviceError;
 
 /// A row: `field` (the library's name, or a flag this command line named
 /// itself) seen by `commands` (empty: every command) is `flag` there, and
@@ -270,14 +271,14 @@ pub fn explain(e: &Error, command: &str) -> (String, String) {
                 };
                 (shown.to_string(), r.fix.to_string())
             }
-            None => (e.to_string(), e.hint()),
+            None => (e.to_string(), hint(e)),
         },
         Error::InvalidArgument { name, what } => match find(command, name) {
             Some(r) => (
                 format!("invalid value for {}: {what}", r.flag),
                 r.fix.to_string(),
             ),
-            None => (e.to_string(), e.hint()),
+            None => (e.to_string(), hint(e)),
         },
         // A checkpoint's windows are as long as it was trained with:
         // generate and eval have no --maxlen to shorten them.
@@ -293,8 +294,93 @@ pub fn explain(e: &Error, command: &str) -> (String, String) {
             e.to_string(),
             "pass a longer text or a smaller --maxlen".into(),
         ),
-        _ => (e.to_string(), e.hint()),
+        _ => (e.to_string(), hint(e)),
     }
+}
+
+/// The hint for `e` in this command line's words: where the library's
+/// hint names a field or a type (`Backend::Cpu`, a smaller learning rate),
+/// the flag that sets it here.
+fn hint(e: &Error) -> String {
+    use std::io::ErrorKind::{FileTooLarge, QuotaExceeded, StorageFull};
+    let s = match e {
+        Error::Io { source, .. }
+            if matches!(source.kind(), StorageFull | QuotaExceeded | FileTooLarge) =>
+        {
+            "free disk space (or write elsewhere with --out) and resume; files are written to a \
+             temporary file and renamed into place, so the ones written before are intact"
+        }
+        Error::NonFiniteLoss { .. } => {
+            "the last good checkpoint is kept; resume from it with a smaller --lr"
+        }
+        Error::Diverged { .. } => {
+            "the checkpoints of the good epochs, if any, are kept: resume from last.safetensors \
+             with a smaller --lr (with none, start again with one), or train with \
+             --on-divergence rollback"
+        }
+        Error::BackendUnavailable {
+            backend: "cuda", ..
+        } => {
+            "install or update the NVIDIA driver (580 or newer; `nvidia-smi` should list the GPU), \
+             or use --device cpu (or --device sim to run the kernels on the simulator)"
+        }
+        Error::BackendUnavailable { .. } | Error::NoKernels { .. } => "use --device cpu",
+        Error::BadPrediction { .. } => {
+            "the checkpoint may hold NaN weights (use an earlier epoch's file), or try --device cpu"
+        }
+        Error::OutputIsInput { .. } => {
+            "write the output to another file (-o OTHER); --force does not override this, since \
+             the command would destroy what it reads"
+        }
+        Error::OutputProtected { .. } => {
+            "pass another -o, or add --force to replace it anyway (`train --resume` cannot \
+             continue from what replaces it)"
+        }
+        Error::BenchInput { .. } => {
+            "make it with `python3 scripts/bench_pytorch.py --corpus TEXT > FILE` on the same \
+             text and shapes (--hidden, --batch-size, --maxlen, --gen-length) as this bench, or \
+             leave out --pytorch"
+        }
+        Error::RunLocked { lock, .. } => {
+            return format!(
+                "wait for that run to end or stop it (Ctrl-C writes a checkpoint), or train into \
+                 another --out; if no run is using the directory, delete {}",
+                lock.display()
+            );
+        }
+        Error::TooLong { max, .. } => {
+            return format!(
+                "ask for at most {max} characters; for a longer text, generate again with the end \
+                 of this one as --seed-text"
+            );
+        }
+        Error::NonFiniteWeights { .. } => {
+            "the run had diverged when this was saved: use an earlier epoch's checkpoint \
+             (epoch-NNN.safetensors in its run directory), or train again with a smaller --lr"
+        }
+        Error::Device(d) => match d {
+            DeviceError::SharedMemory { .. } => {
+                "the model is too large for this kernel on this device; use a smaller --hidden or \
+                 --device cpu"
+            }
+            DeviceError::OutOfMemory { .. } => {
+                "use a smaller --batch-size or --hidden, free the GPU of other work, or use \
+                 --device cpu"
+            }
+            DeviceError::CorpusTooLarge { .. } => {
+                "use --device cpu (it maps the corpus file and reads only each batch's rows), or a \
+                 shorter text"
+            }
+            DeviceError::VocabTooLarge { .. } => {
+                "use --device cpu (no limit on the vocabulary), a smaller --hidden, or a text with \
+                 fewer distinct characters (lower-cased, rare symbols removed)"
+            }
+            DeviceError::Backend { .. } => "check the GPU driver, or use --device cpu",
+            _ => return d.hint().into(),
+        },
+        _ => return e.hint(),
+    };
+    s.into()
 }
 
 #[cfg(test)]
