@@ -126,9 +126,16 @@ impl<'c> Trainer<'c> {
         self.config.steps_per_epoch.map_or(full, |s| s.min(full))
     }
 
-    /// The current weights, optimizer state and progress as a checkpoint.
+    /// The current weights, optimizer state, progress and run record as a checkpoint.
     pub fn checkpoint(&mut self) -> Result<Checkpoint> {
-        checkpoint_of(self)
+        Ok(Checkpoint {
+            vocab: self.corpus.vocab().chars().to_vec(),
+            hyper: self.hyper.clone(),
+            params: self.engine.params()?,
+            rmsprop: self.engine.rmsprop_state()?,
+            state: self.state.clone(),
+            run: Some(self.record.clone()),
+        })
     }
 
     /// Trains until `hyper.epochs` epochs are done or an observer stops.
@@ -361,16 +368,14 @@ impl<'c> Trainer<'c> {
     /// Saves the state now in the run directory, if any: the epoch's
     /// checkpoint, or on a stop (`None`) `last.safetensors` and the batches.
     fn save(&mut self, epoch: Option<usize>) -> Result<Option<PathBuf>> {
+        // Without a directory nothing is saved: the weights are not even
+        // downloaded from the device.
+        if self.rundir.is_none() {
+            return Ok(None);
+        }
+        let ckpt = self.checkpoint()?;
         let Some(dir) = &mut self.rundir else {
             return Ok(None);
-        };
-        let ckpt = Checkpoint {
-            vocab: self.corpus.vocab().chars().to_vec(),
-            hyper: self.hyper.clone(),
-            params: self.engine.params()?,
-            rmsprop: self.engine.rmsprop_state()?,
-            state: self.state.clone(),
-            run: Some(self.record.clone()),
         };
         match epoch {
             Some(epoch) => dir.save_epoch(&ckpt, epoch, self.config.keep_checkpoints),
@@ -458,18 +463,6 @@ impl<'c> Trainer<'c> {
             .collect();
         Ok((rows, control))
     }
-}
-
-/// The weights, optimizer state, progress and run record as a checkpoint.
-fn checkpoint_of(t: &mut Trainer<'_>) -> Result<Checkpoint> {
-    Ok(Checkpoint {
-        vocab: t.corpus.vocab().chars().to_vec(),
-        hyper: t.hyper.clone(),
-        params: t.engine.params()?,
-        rmsprop: t.engine.rmsprop_state()?,
-        state: t.state.clone(),
-        run: Some(t.record.clone()),
-    })
 }
 
 /// Philox stream of the after-epoch samples: room for 256 temperatures an epoch.
