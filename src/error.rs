@@ -205,8 +205,8 @@ pub enum Error {
         /// What the file is ("a training checkpoint (epoch 1, step 9, ...)").
         what: String,
     },
-    /// Arguments that do not fit together (one would be ignored, or a run
-    /// asked for is already done).
+    /// Arguments that do not fit together (one would be ignored, two ask
+    /// for different things, or a run asked for is already done).
     #[error("{what}")]
     Conflict {
         /// What does not fit.
@@ -247,18 +247,6 @@ pub enum Error {
         index: String,
         /// The value.
         value: f32,
-    },
-    /// Two options that ask for different things.
-    #[error("{first} cannot be used with {second}: {why}")]
-    ConflictingOptions {
-        /// The one named first.
-        first: &'static str,
-        /// The other.
-        second: &'static str,
-        /// What each asks for.
-        why: &'static str,
-        /// The hint.
-        fix: &'static str,
     },
 }
 
@@ -393,7 +381,6 @@ impl Error {
                  learning rate"
                     .into()
             }
-            Error::ConflictingOptions { fix, .. } => (*fix).into(),
         }
     }
 }

@@ -18,19 +18,20 @@ use charlstm_cuda::{Error, Result};
 
 use super::args::{EvalArgs, GenerateArgs, StrategyArg};
 use super::interrupt::Phase;
-use super::printer::colour_stdout;
+use super::printer::{colour_stdout, generated_part, sample_header, sample_label, seed_part};
 
 pub fn generate(a: GenerateArgs) -> Result<ExitCode> {
     // Checked before anything is read: the length bounds the time a typo
     // can cost, the modes what stdout is.
     check_length("--length", a.length)?;
     if a.raw && a.json {
-        return Err(Error::ConflictingOptions {
-            first: "--raw",
-            second: "--json",
-            why: "--raw prints the generated characters alone, --json one JSON object per sample",
+        return Err(Error::Conflict {
+            what: "--raw cannot be used with --json: --raw prints the generated characters \
+                   alone, --json one JSON object per sample"
+                .into(),
             fix: "drop one: --raw to pipe the text on, --json for the samples with their \
-                  temperatures and seed",
+                  temperatures and seed"
+                .into(),
         });
     }
     // Nothing to save: the first Ctrl-C ends the command (exit 130), and
@@ -150,22 +151,14 @@ impl<'v> Sink<'v> {
             .map_err(|e| Error::io("stdout", e))
     }
 
-    fn label(s: &Strategy) -> String {
-        match s {
-            Strategy::Temperature(t) => format!("------ temperature: {t:?}\n"),
-            Strategy::Greedy => "------ greedy\n".into(),
-            Strategy::Uniform => "------ uniform\n".into(),
-        }
-    }
-
     /// The header and the first sample's seed, before any character.
     fn begin(&mut self, seed: &str, first: Option<&Strategy>) -> Result<()> {
         let Mode::Notebook { colour } = self.mode else {
             return Ok(());
         };
-        let mut head = format!("--- Generating with seed: \"{seed}\"\n");
+        let mut head = sample_header(seed);
         if let Some(s) = first {
-            head += &Self::label(s);
+            head += &sample_label(s);
             head += &seed_part(seed, colour);
         }
         self.write(&head)
@@ -203,7 +196,7 @@ impl<'v> Sink<'v> {
                     rest.push('\n');
                 }
                 for (s, text) in strategies.iter().zip(&texts).skip(1) {
-                    rest += &Self::label(s);
+                    rest += &sample_label(s);
                     rest += &seed_part(seed, colour);
                     rest += &generated_part(text, colour);
                     rest.push('\n');
@@ -237,25 +230,6 @@ impl<'v> Sink<'v> {
             }
         }
         self.write(&rest)
-    }
-}
-
-/// The seed as `print_sample` shows it: dimmed on terminals.
-fn seed_part(seed: &str, colour: bool) -> String {
-    if colour {
-        format!("\x1b[2m{seed}\x1b[0m")
-    } else {
-        seed.into()
-    }
-}
-
-/// Generated characters as `print_sample` shows them: green on terminals,
-/// each piece closed, so an interrupt leaves the terminal's colour alone.
-fn generated_part(text: &str, colour: bool) -> String {
-    if colour {
-        format!("\x1b[1;32m{text}\x1b[0m")
-    } else {
-        text.into()
     }
 }
 

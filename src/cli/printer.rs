@@ -7,8 +7,8 @@ use std::io::IsTerminal;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use charlstm_cuda::EpochRow;
 use charlstm_cuda::train::{BatchEvent, Control, Observer, RollbackEvent, SampleEvent};
+use charlstm_cuda::{EpochRow, Strategy};
 
 use super::interrupt::Phase;
 
@@ -124,9 +124,9 @@ impl Observer for Printer {
             e.epoch, e.epochs, e.loss, e.seconds, e.samples_per_s, e.batches
         );
         if let Some(first) = e.samples.first() {
-            println!("--- Generating with seed: \"{}\"", first.seed);
+            print!("{}", sample_header(&first.seed));
             for s in &e.samples {
-                println!("------ temperature: {:?}", s.temperature);
+                print!("{}", sample_label(&Strategy::Temperature(s.temperature)));
                 print_sample(&s.seed, &s.text, self.colour);
             }
         }
@@ -144,10 +144,44 @@ impl Observer for Printer {
 
 /// Seed and generated text on one line, the generated part highlighted on terminals.
 pub fn print_sample(seed: &str, text: &str, colour: bool) {
+    println!(
+        "{}{}",
+        seed_part(seed, colour),
+        generated_part(text, colour)
+    );
+}
+
+/// The notebook's sample block, piece by piece (`generate` streams it):
+/// the header line.
+pub fn sample_header(seed: &str) -> String {
+    format!("--- Generating with seed: \"{seed}\"\n")
+}
+
+/// A sample's label line.
+pub fn sample_label(s: &Strategy) -> String {
+    match s {
+        Strategy::Temperature(t) => format!("------ temperature: {t:?}\n"),
+        Strategy::Greedy => "------ greedy\n".into(),
+        Strategy::Uniform => "------ uniform\n".into(),
+    }
+}
+
+/// The seed: dimmed on terminals.
+pub fn seed_part(seed: &str, colour: bool) -> String {
     if colour {
-        println!("\x1b[2m{seed}\x1b[0m\x1b[1;32m{text}\x1b[0m");
+        format!("\x1b[2m{seed}\x1b[0m")
     } else {
-        println!("{seed}{text}");
+        seed.into()
+    }
+}
+
+/// Generated characters: green on terminals, each piece closed, so an
+/// interrupt leaves the terminal's colour alone.
+pub fn generated_part(text: &str, colour: bool) -> String {
+    if colour {
+        format!("\x1b[1;32m{text}\x1b[0m")
+    } else {
+        text.into()
     }
 }
 
