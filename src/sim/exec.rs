@@ -1,31 +1,260 @@
-//! Instruction dispatch: one [`Launch::step`] executes the instruction at a
-//! thread's program counter (moves, arithmetic, bit fields, control flow,
-//! barriers) and hands memory, warp and numeric work to the other units.
+//! Instruction dispatch. A warp's lanes that stand at one instruction run
+//! it together ([`Launch::step_group`]): the instruction is decoded once and
+//! the hot forms (moves, integer and f32 arithmetic, compares, loads and
+//! stores) loop over the lanes; everything else runs lane by lane through
+//! [`Launch::alu`] (values) and [`Launch::control`] (control flow,
+//! barriers, collectives), which hand memory, warp and numeric work to the
+//! other units.
 
 use super::arith::setp;
 use super::num::*;
-use super::parse::{Bin, Inst, Op, Rnd, Space, Ty};
+use super::parse::{Bin, Op, Rnd, Space, Src, Ty};
 use super::{LOCAL_WIN, Launch, SHARED_WIN, Simulator, TState, half};
 use crate::error::Result;
 
-impl<'k> Launch<'k> {
-    /// Executes one instruction of thread `t`; returns true when it released waiting threads.
-    pub(super) fn step(&mut self, sim: &mut Simulator, t: usize) -> Result<bool> {
-        let k = self.k;
-        let pc = self.pc[t] as usize;
-        let inst: &Inst = &k.insts[pc];
-        if let Some((p, neg)) = inst.pred
-            && (self.regs[t * self.nregs + p as usize] != 0) == neg
-        {
-            self.pc[t] += 1;
-            return Ok(false);
+/// Runs `$body` once per set bit of `$mask` with `$t` the lane's slot.
+macro_rules! each {
+    ($w0:expr, $mask:expr, |$t:ident| $body:block) => {{
+        let mut m: u32 = $mask;
+        while m != 0 {
+            let $t = $w0 + m.trailing_zeros() as usize;
+            m &= m - 1;
+            $body
         }
-        let mut next = pc as u32 + 1;
-        match &inst.op {
-            Op::Mov { d, a } => {
-                let v = self.rd(t, *a);
-                self.wr(t, *d, v);
+    }};
+}
+
+/// A warp's 32 values of one operand, lane by lane.
+pub(super) type Lanes = [u64; 32];
+
+/// What a group step did: whether it released waiting threads, and the
+/// program counter all its lanes moved on to together, still running
+/// (`None` when they parted or stopped).
+pub(super) struct Stepped {
+    pub released: bool,
+    pub together_at: Option<u32>,
+}
+
+impl<'k> Launch<'k> {
+    /// The 32 lanes' values of operand `s` in the warp at slot `w0`.
+    #[inline(always)]
+    pub(super) fn lanes_of(&self, w0: usize, s: Src) -> Lanes {
+        match s {
+            Src::R(r) => {
+                let i = self.reg(w0, r);
+                self.regs[i..i + 32].try_into().expect("32 lanes")
             }
+            Src::Imm(v) => [v; 32],
+            Src::S(_) => std::array::from_fn(|l| self.rd(w0 + l, s)),
+        }
+    }
+
+    /// Writes lane `l`'s value `v[l]` to register `d` for the lanes in `on`.
+    #[inline(always)]
+    pub(super) fn put(&mut self, w0: usize, on: u32, d: u16, v: &Lanes) {
+        let i = self.reg(w0, d);
+        let dst: &mut Lanes = (&mut self.regs[i..i + 32]).try_into().expect("32 lanes");
+        if on == u32::MAX {
+            *dst = *v;
+        } else {
+            for (l, (x, &y)) in dst.iter_mut().zip(v).enumerate() {
+                if on & (1 << l) != 0 {
+                    *x = y;
+                }
+            }
+        }
+    }
+
+    /// `d = f(a, b)` lane-wise for the lanes in `on`. `f` runs on every
+    /// lane, inactive ones on whatever their registers hold, so it must be
+    /// total (no panic, no error) on any input.
+    #[inline(always)]
+    fn map2(&mut self, w0: usize, on: u32, d: u16, a: Src, b: Src, f: impl Fn(u64, u64) -> u64) {
+        let (x, y) = (self.lanes_of(w0, a), self.lanes_of(w0, b));
+        self.put(w0, on, d, &std::array::from_fn(|l| f(x[l], y[l])));
+    }
+
+    /// `d = f(a, b, c)` lane-wise, as [`Launch::map2`].
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    fn map3(
+        &mut self,
+        w0: usize,
+        on: u32,
+        d: u16,
+        [a, b, c]: [Src; 3],
+        f: impl Fn(u64, u64, u64) -> u64,
+    ) {
+        let (x, y, z) = (
+            self.lanes_of(w0, a),
+            self.lanes_of(w0, b),
+            self.lanes_of(w0, c),
+        );
+        self.put(w0, on, d, &std::array::from_fn(|l| f(x[l], y[l], z[l])));
+    }
+
+    /// Executes the instruction at `pc` for the lanes `lanes` of the warp
+    /// whose lane 0 is slot `w0` (all running, all at `pc`).
+    pub(super) fn step_group(
+        &mut self,
+        sim: &mut Simulator,
+        w0: usize,
+        lanes: u32,
+        pc: u32,
+    ) -> Result<Stepped> {
+        let k = self.k;
+        let inst = &k.insts[pc as usize];
+        self.instructions += u64::from(lanes.count_ones());
+        let on = match inst.pred {
+            Some((p, neg)) => {
+                let v = self.lanes_of(w0, Src::R(p));
+                (0..32).fold(0, |m, l| m | (((v[l] != 0) != neg) as u32) << l) & lanes
+            }
+            None => lanes,
+        };
+        let next = pc + 1;
+        match inst.op {
+            Op::Mov { d, a } => {
+                let v = self.lanes_of(w0, a);
+                self.put(w0, on, d, &v);
+            }
+            Op::Bin { op, ty, m, d, a, b } => {
+                let int = matches!(ty.bytes(), 4 | 8) && !ty.is_float() && ty != Ty::Pred;
+                let plain = m.rnd == Rnd::Rn && !m.ftz && !m.sat;
+                let bits = u64::from(ty.bytes() * 8);
+                let f32_ = ty == Ty::F32 && plain;
+                match op {
+                    Bin::Add if int => {
+                        self.map2(w0, on, d, a, b, |x, y| mask(ty, x.wrapping_add(y)))
+                    }
+                    Bin::Sub if int => {
+                        self.map2(w0, on, d, a, b, |x, y| mask(ty, x.wrapping_sub(y)))
+                    }
+                    Bin::MulLo if int => {
+                        self.map2(w0, on, d, a, b, |x, y| mask(ty, x.wrapping_mul(y)))
+                    }
+                    Bin::And if int => self.map2(w0, on, d, a, b, |x, y| x & y),
+                    Bin::Or if int => self.map2(w0, on, d, a, b, |x, y| x | y),
+                    Bin::Xor if int => self.map2(w0, on, d, a, b, |x, y| x ^ y),
+                    Bin::Shl if int => self.map2(w0, on, d, a, b, |x, y| {
+                        if y & 0xffff_ffff < bits {
+                            mask(ty, x << (y & 63))
+                        } else {
+                            0
+                        }
+                    }),
+                    Bin::Shr if int && !ty.signed() => self.map2(w0, on, d, a, b, |x, y| {
+                        if y & 0xffff_ffff < bits {
+                            mask(ty, x) >> (y & 63)
+                        } else {
+                            0
+                        }
+                    }),
+                    Bin::Add if f32_ => self.map2(w0, on, d, a, b, |x, y| b32(fl32(x) + fl32(y))),
+                    Bin::Sub if f32_ => self.map2(w0, on, d, a, b, |x, y| b32(fl32(x) - fl32(y))),
+                    Bin::MulLo if f32_ => self.map2(w0, on, d, a, b, |x, y| b32(fl32(x) * fl32(y))),
+                    _ => each!(w0, on, |t| {
+                        let v = self.bin(t, op, ty, m, self.rd(t, a), self.rd(t, b))?;
+                        self.wr(t, d, v);
+                    }),
+                }
+            }
+            Op::Fma {
+                ty: Ty::F32,
+                m,
+                d,
+                a,
+                b,
+                c,
+            } if m.rnd == Rnd::Rn && !m.ftz && !m.sat => {
+                self.map3(w0, on, d, [a, b, c], |x, y, z| {
+                    b32(fl32(x).mul_add(fl32(y), fl32(z)))
+                })
+            }
+            Op::Mad {
+                ty,
+                hi: false,
+                wide: false,
+                d,
+                a,
+                b,
+                c,
+            } => self.map3(w0, on, d, [a, b, c], |x, y, z| {
+                mask(ty, x.wrapping_mul(y).wrapping_add(z))
+            }),
+            Op::Setp {
+                cmp,
+                ty,
+                ftz,
+                d,
+                a,
+                b,
+            } => self.map2(w0, on, d, a, b, |x, y| setp(cmp, ty, ftz, x, y) as u64),
+            Op::Selp { ty, d, a, b, p } => self.map3(w0, on, d, [a, b, p], |x, y, q| {
+                mask(ty, if q != 0 { x } else { y })
+            }),
+            ref op @ (Op::Ld { .. } | Op::St { .. }) => self.ld_st_group(sim, w0, on, op)?,
+            ref op @ Op::Atom { .. } => each!(w0, on, |t| {
+                self.atom(sim, t, op)?;
+            }),
+            Op::Bra { target } => {
+                each!(w0, lanes & !on, |t| {
+                    self.pc[t] = pc + 1;
+                });
+                each!(w0, on, |t| {
+                    self.pc[t] = target;
+                });
+                let together_at = if on == lanes {
+                    Some(target)
+                } else if on == 0 {
+                    Some(pc + 1)
+                } else {
+                    None
+                };
+                return Ok(Stepped {
+                    released: false,
+                    together_at,
+                });
+            }
+            Op::Call { .. }
+            | Op::Ret
+            | Op::Bar
+            | Op::WarpSync { .. }
+            | Op::Shfl { .. }
+            | Op::Vote { .. }
+            | Op::Fence { .. }
+            | Op::Exit => {
+                each!(w0, lanes & !on, |t| {
+                    self.pc[t] = pc + 1;
+                });
+                let mut released = false;
+                each!(w0, on, |t| {
+                    // An earlier lane's barrier or collective may have moved this one on.
+                    if self.st[t] == TState::Run && self.pc[t] == pc {
+                        released |= self.control(t, pc, &inst.op)?;
+                    }
+                });
+                return Ok(Stepped {
+                    released,
+                    together_at: None,
+                });
+            }
+            ref op => each!(w0, on, |t| {
+                self.alu(t, op)?;
+            }),
+        }
+        each!(w0, lanes, |t| {
+            self.pc[t] = next;
+        });
+        Ok(Stepped {
+            released: false,
+            together_at: Some(next),
+        })
+    }
+
+    /// One lane's value instruction (no memory, no control flow).
+    fn alu(&mut self, t: usize, op: &Op) -> Result<()> {
+        match op {
             Op::Pack {
                 d,
                 parts,
@@ -46,29 +275,6 @@ impl<'k> Launch<'k> {
                         (v >> (i as u32 * part_bits)) & ((1u64 << part_bits) - 1),
                     );
                 }
-            }
-            Op::Bin { op, ty, m, d, a, b } => {
-                let (a, b) = (self.rd(t, *a), self.rd(t, *b));
-                // Fast path for the common 32/64-bit integer ops.
-                let w = ty.bytes();
-                let fast = match (w, ty.is_float() || *ty == Ty::Pred, op) {
-                    (4 | 8, false, Bin::Add) => Some(a.wrapping_add(b)),
-                    (4 | 8, false, Bin::Sub) => Some(a.wrapping_sub(b)),
-                    (4 | 8, false, Bin::MulLo) => Some(a.wrapping_mul(b)),
-                    (4 | 8, false, Bin::And) => Some(a & b),
-                    (4 | 8, false, Bin::Or) => Some(a | b),
-                    (4 | 8, false, Bin::Xor) => Some(a ^ b),
-                    (4 | 8, false, Bin::Shl) if (b as u32) < w * 8 => Some(a << b as u32),
-                    (4 | 8, false, Bin::Shr) if !ty.signed() && (b as u32) < w * 8 => {
-                        Some(mask(*ty, a) >> b as u32)
-                    }
-                    _ => None,
-                };
-                let v = match fast {
-                    Some(v) => mask(*ty, v),
-                    None => self.bin(t, *op, *ty, *m, a, b)?,
-                };
-                self.wr(t, *d, v);
             }
             Op::Un { op, ty, m, d, a } => {
                 let a = self.rd(t, *a);
@@ -130,26 +336,6 @@ impl<'k> Launch<'k> {
                     })?,
                 };
                 self.wr(t, *d, v);
-            }
-            Op::Setp {
-                cmp,
-                ty,
-                ftz,
-                d,
-                a,
-                b,
-            } => {
-                let (a, b) = (self.rd(t, *a), self.rd(t, *b));
-                let v = setp(*cmp, *ty, *ftz, a, b);
-                self.wr(t, *d, v as u64);
-            }
-            Op::Selp { ty, d, a, b, p } => {
-                let v = if self.rd(t, *p) != 0 {
-                    self.rd(t, *a)
-                } else {
-                    self.rd(t, *b)
-                };
-                self.wr(t, *d, mask(*ty, v));
             }
             Op::Cvt {
                 dty,
@@ -228,11 +414,17 @@ impl<'k> Launch<'k> {
                 }
                 self.wr(t, *d, mask(*ty, v));
             }
-            op @ Op::Ld { .. } => self.ld(sim, t, op)?,
-            op @ Op::St { .. } => self.st(sim, t, op)?,
-            op @ Op::Atom { .. } => self.atom(sim, t, op)?,
-            Op::Bra { target } => next = *target,
-            Op::Call { func, args, .. } => next = self.call(t, pc as u32, *func, args)?,
+            _ => unreachable!("not a value instruction: {op:?}"),
+        }
+        Ok(())
+    }
+
+    /// One lane's control instruction at `pc`; sets its program counter
+    /// (or state) and returns true when it released waiting threads.
+    fn control(&mut self, t: usize, pc: u32, op: &Op) -> Result<bool> {
+        let mut next = pc + 1;
+        match op {
+            Op::Call { func, args, .. } => next = self.call(t, pc, *func, args)?,
             Op::Ret => next = self.ret(t)?,
             Op::Bar => {
                 let b = self.block_of(t);
@@ -256,15 +448,15 @@ impl<'k> Launch<'k> {
                 self.blocks[b].done += 1;
                 let mut rel = self.try_release_bar(b);
                 // A lane waiting on a collective that names this one must now fail.
-                let w0 = t - (self.local_tid(t) % 32) as usize;
-                for l in 0..32 {
-                    let u = w0 + l;
-                    if u < self.st.len() && self.block_of(u) == b && self.st[u] == TState::Warp {
+                let w0 = t & !31;
+                for u in w0..w0 + 32 {
+                    if self.st[u] == TState::Warp {
                         rel |= self.try_warp(u)?;
                     }
                 }
                 return Ok(rel);
             }
+            _ => unreachable!("not a control instruction: {op:?}"),
         }
         self.pc[t] = next;
         Ok(false)

@@ -73,7 +73,7 @@ impl Simulator {
             pc: Vec::new(),
             st: Vec::new(),
             frames: Vec::new(),
-            first: 0,
+            tps: tpb.next_multiple_of(32),
             blocks: (0..nblocks).map(|_| BlockSt::default()).collect(),
             shared: Vec::new(),
             first_block: 0,
@@ -165,7 +165,7 @@ impl Simulator {
 
 impl<'k> Launch<'k> {
     pub(super) fn where_(&self, t: usize) -> String {
-        let (b, tl) = self.coords(self.first + t as u32);
+        let (b, tl) = self.coords(self.gid(t));
         let line = self
             .k
             .insts
@@ -188,15 +188,26 @@ impl<'k> Launch<'k> {
         err(self.name, format!("{}: {what}", self.where_(t)))
     }
 
+    /// The grid-wide thread index of slot `t`.
+    pub(super) fn gid(&self, t: usize) -> u32 {
+        self.block_of(t) as u32 * self.tpb + self.local_tid(t)
+    }
+    /// Where register `r` of slot `t` lives: registers are stored warp by
+    /// warp, one register's 32 lanes side by side, so the lanes of a warp
+    /// that run one instruction together touch adjacent words.
+    #[inline(always)]
+    pub(super) fn reg(&self, t: usize, r: u16) -> usize {
+        ((t >> 5) * self.nregs + r as usize) * 32 + (t & 31)
+    }
+
     #[inline(always)]
     pub(super) fn rd(&self, t: usize, s: Src) -> u64 {
         match s {
-            Src::R(r) => self.regs[t * self.nregs + r as usize],
+            Src::R(r) => self.regs[self.reg(t, r)],
             Src::Imm(v) => v,
             Src::S(sr) => {
-                let g = self.first + t as u32;
-                let b = g / self.tpb;
-                let tl = g % self.tpb;
+                let b = self.block_of(t) as u32;
+                let tl = self.local_tid(t);
                 let dim3 = |v: u32, d: [u32; 3], i: u8| match i {
                     0 => v % d[0],
                     1 => v / d[0] % d[1],
@@ -215,6 +226,7 @@ impl<'k> Launch<'k> {
     }
     #[inline(always)]
     pub(super) fn wr(&mut self, t: usize, d: u16, v: u64) {
-        self.regs[t * self.nregs + d as usize] = v;
+        let i = self.reg(t, d);
+        self.regs[i] = v;
     }
 }

@@ -3,9 +3,10 @@
 
 use super::parse::Space;
 use super::{
-    Acc, LOCAL_WIN, Launch, R_MANY, Region, SHARED_WIN, SPLIT, Sh, Simulator, W_ATOMIC, WIN_SIZE,
+    Acc, BlockSt, LOCAL_WIN, Launch, R_MANY, Region, SHARED_WIN, SPLIT, Sh, Simulator, W_ATOMIC,
+    WIN_SIZE,
 };
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 impl<'k> Launch<'k> {
     /// One scalar memory access with all checks; returns the loaded value (reads/atomics).
@@ -48,13 +49,12 @@ impl<'k> Launch<'k> {
             v[..w as usize].copy_from_slice(&self.params[a as usize..end as usize]);
             return Ok(u64::from_le_bytes(v));
         }
-        let g = self.first + t as u32;
-        let me_block = (g / self.tpb) as usize;
+        let me = self.accessor(t);
         // The place is named only when an access fails: formatting it on
         // every access cost more than the access.
         let (region, off, place): (&mut Region, u64, Place) = match space {
             Space::Shared => {
-                let r = &mut self.shared[me_block - self.first_block as usize];
+                let r = &mut self.shared[t / self.tps as usize];
                 if a + w as u64 > r.data.len() as u64 {
                     let n = r.data.len();
                     return Err(self.fail(t, format!("out-of-bounds shared-memory access of {w} bytes at shared address {a:#x} (the block has {n} bytes of shared memory)")));
@@ -117,66 +117,8 @@ impl<'k> Launch<'k> {
             if region.shadow.is_empty() {
                 region.shadow = vec![Sh::default(); region.data.len().div_ceil(4)];
             }
-            let lid = self.launch_id;
             let (blocks, tpb) = (&self.blocks, self.tpb);
-            let conflict = |prev: u32, ep: u32, fe: u32| -> bool {
-                if prev == 0 || prev - 1 == g {
-                    return false;
-                }
-                let pb = ((prev - 1) / tpb) as usize;
-                if pb == me_block {
-                    blocks[pb].bar_epoch == ep
-                } else {
-                    blocks[pb].fence_epoch == fe
-                }
-            };
-            let my_ep = blocks[me_block].bar_epoch;
-            let my_fe = blocks[me_block].fence_epoch;
-            // One byte's (or whole word's) entry: checks this access against
-            // the last writer and readers, then records it.
-            let check = |e: &mut Sh| -> Option<(u32, &'static str)> {
-                if e.launch != lid {
-                    *e = Sh {
-                        launch: lid,
-                        ..Sh::default()
-                    };
-                }
-                match acc {
-                    Acc::Read | Acc::AtomicLoad => {
-                        let racy = conflict(e.w, e.w_ep, e.w_fe);
-                        let many = (e.r != 0 && e.r - 1 != g && conflict(e.r, e.r_ep, e.r_fe))
-                            || (e.r == g + 1 && e.flags & R_MANY != 0 && e.r_ep == my_ep);
-                        e.flags = (e.flags & !R_MANY) | if many { R_MANY } else { 0 };
-                        e.r = g + 1;
-                        e.r_ep = my_ep;
-                        e.r_fe = my_fe;
-                        racy.then_some((e.w, "write"))
-                    }
-                    Acc::Write | Acc::Atomic => {
-                        let atomic = acc == Acc::Atomic;
-                        let ww =
-                            conflict(e.w, e.w_ep, e.w_fe) && !(atomic && e.flags & W_ATOMIC != 0);
-                        let rw = !atomic
-                            && (conflict(e.r, e.r_ep, e.r_fe)
-                                || (e.r == g + 1 && e.flags & R_MANY != 0 && e.r_ep == my_ep));
-                        let out = if ww {
-                            Some((e.w, "write"))
-                        } else if rw {
-                            Some((e.r, "read"))
-                        } else {
-                            None
-                        };
-                        e.w = g + 1;
-                        e.w_ep = my_ep;
-                        e.w_fe = my_fe;
-                        e.flags = if atomic { W_ATOMIC } else { 0 };
-                        if !atomic {
-                            e.r = 0;
-                        }
-                        out
-                    }
-                }
-            };
+            let check = |e: &mut Sh| check(blocks, tpb, me, acc, e);
             let mut i = o;
             'words: while i < o + wu {
                 let word = i / 4;
@@ -214,26 +156,139 @@ impl<'k> Launch<'k> {
             return Ok(u64::from_le_bytes(old));
         }
         let (i, prev, kind) = race.expect("checked above");
+        Err(self.race_error(t, place, i, prev, kind, acc))
+    }
+
+    /// The accessor `t` as the race shadow records it.
+    #[inline(always)]
+    pub(super) fn accessor(&self, t: usize) -> Accessor {
+        let block = self.block_of(t);
+        Accessor {
+            g: self.gid(t),
+            block,
+            launch: self.launch_id,
+            ep: self.blocks[block].bar_epoch,
+            fe: self.blocks[block].fence_epoch,
+        }
+    }
+
+    /// The error for `t`'s access `acc` at byte `i` of `place`, which
+    /// conflicts with a `kind` access by accessor `prev` (its index + 1).
+    pub(super) fn race_error(
+        &self,
+        t: usize,
+        place: Place,
+        i: usize,
+        prev: u32,
+        kind: &str,
+        acc: Acc,
+    ) -> Error {
         let verb = match acc {
             Acc::Read | Acc::AtomicLoad => "read",
             Acc::Write => "write",
             Acc::Atomic => "atomic",
         };
-        let other = if prev == g + 1 {
+        let other = if prev == self.gid(t) + 1 {
             "other threads".to_string()
         } else {
             self.who(prev - 1)
         };
-        Err(self.fail(
+        self.fail(
             t,
             format!("data race on {place} (byte offset {i}): this {verb} conflicts with a {kind} by {other} with no barrier (bar.sync in a block, gpu-scope fence across blocks) between them"),
-        ))
+        )
+    }
+}
+
+/// A thread making an access, as the race shadow records it: its grid-wide
+/// index, its block, the launch, and its block's barrier and fence epochs.
+#[derive(Clone, Copy)]
+pub(super) struct Accessor {
+    g: u32,
+    pub block: usize,
+    launch: u32,
+    ep: u32,
+    fe: u32,
+}
+
+impl Accessor {
+    /// Lane `l` of the warp whose lane 0 this is (one block, one epoch).
+    pub(super) fn lane(self, l: usize) -> Accessor {
+        Accessor {
+            g: self.g + l as u32,
+            ..self
+        }
+    }
+}
+
+/// Checks one shadow entry (a word's or a byte's) against access `acc` by
+/// `me`, then records the access in it; returns the conflicting access as
+/// (its thread's index + 1, "write" or "read").
+#[inline(always)]
+pub(super) fn check(
+    blocks: &[BlockSt],
+    tpb: u32,
+    me: Accessor,
+    acc: Acc,
+    e: &mut Sh,
+) -> Option<(u32, &'static str)> {
+    let g = me.g;
+    let conflict = |prev: u32, ep: u32, fe: u32| -> bool {
+        if prev == 0 || prev - 1 == g {
+            return false;
+        }
+        // Same block without a division: most conflicts checked are.
+        if (prev - 1).wrapping_sub(me.block as u32 * tpb) < tpb {
+            blocks[me.block].bar_epoch == ep
+        } else {
+            blocks[((prev - 1) / tpb) as usize].fence_epoch == fe
+        }
+    };
+    if e.launch != me.launch {
+        *e = Sh {
+            launch: me.launch,
+            ..Sh::default()
+        };
+    }
+    match acc {
+        Acc::Read | Acc::AtomicLoad => {
+            let racy = conflict(e.w, e.w_ep, e.w_fe);
+            let many = (e.r != 0 && e.r - 1 != g && conflict(e.r, e.r_ep, e.r_fe))
+                || (e.r == g + 1 && e.flags & R_MANY != 0 && e.r_ep == me.ep);
+            e.flags = (e.flags & !R_MANY) | if many { R_MANY } else { 0 };
+            e.r = g + 1;
+            e.r_ep = me.ep;
+            e.r_fe = me.fe;
+            racy.then_some((e.w, "write"))
+        }
+        Acc::Write | Acc::Atomic => {
+            let atomic = acc == Acc::Atomic;
+            let ww = conflict(e.w, e.w_ep, e.w_fe) && !(atomic && e.flags & W_ATOMIC != 0);
+            let rw = !atomic
+                && (conflict(e.r, e.r_ep, e.r_fe)
+                    || (e.r == g + 1 && e.flags & R_MANY != 0 && e.r_ep == me.ep));
+            let out = if ww {
+                Some((e.w, "write"))
+            } else if rw {
+                Some((e.r, "read"))
+            } else {
+                None
+            };
+            e.w = g + 1;
+            e.w_ep = me.ep;
+            e.w_fe = me.fe;
+            e.flags = if atomic { W_ATOMIC } else { 0 };
+            if !atomic {
+                e.r = 0;
+            }
+            out
+        }
     }
 }
 
 /// Where an access went, for its error message.
 #[derive(Clone, Copy)]
-enum Place {
+pub(super) enum Place {
     Shared,
     Local,
     Global(u64),

@@ -1,14 +1,22 @@
 //! A PTX simulator: runs the kernels nvcc emitted on the CPU, one program
-//! counter and register file per thread, and fails loudly on out-of-bounds,
+//! counter and register set per thread, and fails loudly on out-of-bounds,
 //! misaligned, uninitialised and racy memory accesses.
 //!
-//! Scheduling: threads run in slices of [`SLICE`] instructions, round-robin
-//! (order reshuffled every round when the seed is non-zero). All blocks of a
-//! grid are resident and interleaved together when the grid has at most
-//! [`RESIDENT_THREADS`] threads, so spin-wait grid barriers make progress;
-//! bigger grids run in waves of that many threads (a grid barrier across waves
-//! would spin until the instruction limit and is reported as such). A round in
-//! which no thread can move is a deadlock error.
+//! Scheduling: warps run in slices of [`SLICE`] steps, round-robin (order
+//! reshuffled every round when the seed is non-zero). A step runs one
+//! instruction for the warp's running lanes at the lowest program counter
+//! among them, decoded once for all of them (`exec.rs`), so diverged lanes
+//! run apart and rejoin where their paths meet (every lane keeps its own
+//! counter). A lane spinning on a value a lane of its own warp at a higher
+//! counter would set starves, as on GPUs before Volta, and is reported as
+//! an endless loop; the project's kernels spin only across blocks.
+//! Registers are stored warp by warp, a register's 32 lanes side by side.
+//! All blocks of a grid are resident and interleaved together when the
+//! grid has at most [`RESIDENT_THREADS`] threads, so spin-wait grid
+//! barriers make progress; bigger grids run in waves of that many threads
+//! (a grid barrier across waves would spin until the instruction limit and
+//! is reported as such). A round in which no thread can move is a deadlock
+//! error.
 //!
 //! Launches are checked as the driver checks them, with the same reason:
 //! block and grid dimensions, threads per block, the kernel's `.maxntid`
@@ -66,17 +74,17 @@ mod num;
 mod parse;
 mod sched;
 mod warp;
+mod warpmem;
 
 use std::collections::{BTreeMap, HashMap};
 
 use crate::error::{Error, Result};
 use parse::Kernel;
 
-/// Instructions a thread runs before the scheduler moves on (sooner at a
-/// barrier or warp collective). Long enough that a thread's registers and
-/// data stay in the host's cache for a while: at the Keras shape 16,384
-/// threads take turns, and slices of 32 made the persistent forward 1.35x
-/// slower than 256 (2048 gains another 1.2x but leaves fewer interleavings).
+/// Steps a warp runs before the scheduler moves on (sooner when all its
+/// lanes wait at a barrier or warp collective). Long enough that a warp's
+/// registers and data stay in the host's cache for a while, short enough
+/// to interleave the warps of a block many times per barrier interval.
 pub const SLICE: u32 = 256;
 /// Threads resident at once (all blocks of a grid up to this size).
 pub const RESIDENT_THREADS: u64 = 1 << 16;
@@ -216,8 +224,10 @@ struct Launch<'k> {
     st: Vec<TState>,
     /// Per thread: the call stack, (call-site pc, function index) per frame.
     frames: Vec<Vec<(u32, u16)>>,
-    /// First global thread index of the resident window.
-    first: u32,
+    /// Thread slots per block: the block size rounded up to whole warps,
+    /// so slot `t` is lane `t % 32` of warp `t / 32` and a warp never spans
+    /// two blocks (the padding lanes are born exited).
+    tps: u32,
     blocks: Vec<BlockSt>,
     shared: Vec<Region>,
     first_block: u32,

@@ -1,17 +1,25 @@
-//! Scheduling: round-robin slices over the resident threads (shuffled when
-//! seeded), deadlock and endless-loop detection, and `bar.sync` release.
+//! Scheduling: round-robin slices over the resident warps (shuffled when
+//! seeded), lanes of a warp in lockstep, deadlock and endless-loop detection, and `bar.sync` release.
 
 use super::{Launch, RESIDENT_THREADS, Region, SLICE, Simulator, TState, err};
 use crate::error::Result;
 
 impl<'k> Launch<'k> {
     pub(super) fn run_wave(&mut self, sim: &mut Simulator, b0: u32, b1: u32) -> Result<()> {
-        let n = ((b1 - b0) * self.tpb) as usize;
-        self.first = b0 * self.tpb;
+        let tps = self.tps as usize;
+        let n = (b1 - b0) as usize * tps;
         self.first_block = b0;
         self.regs = vec![0; n * self.nregs];
         self.pc = vec![0; n];
-        self.st = vec![TState::Run; n];
+        self.st = (0..n)
+            .map(|t| {
+                if t % tps < self.tpb as usize {
+                    TState::Run
+                } else {
+                    TState::Done
+                }
+            })
+            .collect();
         self.frames = vec![Vec::new(); n];
         self.shared = (b0..b1)
             .map(|_| Region::new(self.shared_bytes as usize, false))
@@ -19,7 +27,7 @@ impl<'k> Launch<'k> {
         self.local = (0..if self.k.local_bytes > 0 { n } else { 0 })
             .map(|_| Region::new(self.k.local_bytes as usize, false))
             .collect();
-        let mut order: Vec<usize> = (0..n).collect();
+        let mut order: Vec<usize> = (0..n / 32).collect();
         let mut live = n;
         while live > 0 {
             if sim.seed != 0 {
@@ -32,13 +40,8 @@ impl<'k> Launch<'k> {
             }
             let before = self.instructions;
             let mut released = false;
-            for &t in &order {
-                let mut budget = SLICE;
-                while budget > 0 && self.st[t] == TState::Run {
-                    budget -= 1;
-                    self.instructions += 1;
-                    released |= self.step(sim, t)?;
-                }
+            for &w in &order {
+                released |= self.run_warp(sim, w * 32)?;
             }
             live = self.st.iter().filter(|s| **s != TState::Done).count();
             if self.instructions > sim.max_instructions {
@@ -58,11 +61,59 @@ impl<'k> Launch<'k> {
         Ok(())
     }
 
-    pub(super) fn block_of(&self, t: usize) -> usize {
-        ((self.first + t as u32) / self.tpb) as usize
+    /// Runs the warp whose lane 0 is slot `w0` for up to [`SLICE`] steps.
+    /// A step executes one instruction for every running lane at the
+    /// lowest program counter among them, so lanes that took different
+    /// branches run apart and run together again where their paths meet
+    /// (the reconvergence a GPU's stack gives structured code). Returns true
+    /// when it released waiting threads.
+    fn run_warp(&mut self, sim: &mut Simulator, w0: usize) -> Result<bool> {
+        let mut released = false;
+        // The group to run next when the last step left it known: every
+        // running lane was in it and they moved on together.
+        let mut known: Option<(u32, u32)> = None;
+        for _ in 0..SLICE {
+            let (pc, lanes, all) = match known {
+                Some((pc, lanes)) => (pc, lanes, true),
+                None => {
+                    let mut pc = u32::MAX;
+                    let (mut lanes, mut running) = (0u32, 0u32);
+                    for l in 0..32 {
+                        let t = w0 + l;
+                        if self.st[t] == TState::Run {
+                            running |= 1 << l;
+                            let p = self.pc[t];
+                            if p < pc {
+                                pc = p;
+                                lanes = 0;
+                            }
+                            if p == pc {
+                                lanes |= 1 << l;
+                            }
+                        }
+                    }
+                    if lanes == 0 {
+                        break;
+                    }
+                    (pc, lanes, lanes == running)
+                }
+            };
+            let s = self.step_group(sim, w0, lanes, pc)?;
+            released |= s.released;
+            // A step that leaves its lanes together changed no lane's
+            // state, so a group of all running lanes stays all of them.
+            known = s.together_at.filter(|_| all).map(|next| (next, lanes));
+        }
+        Ok(released)
     }
+
+    /// The grid-wide index of slot `t`'s block.
+    pub(super) fn block_of(&self, t: usize) -> usize {
+        self.first_block as usize + t / self.tps as usize
+    }
+    /// Slot `t`'s thread index within its block.
     pub(super) fn local_tid(&self, t: usize) -> u32 {
-        (self.first + t as u32) % self.tpb
+        (t % self.tps as usize) as u32
     }
 
     pub(super) fn try_release_bar(&mut self, b: usize) -> bool {
@@ -72,7 +123,7 @@ impl<'k> Launch<'k> {
         }
         bs.at_bar = 0;
         bs.bar_epoch += 1;
-        let t0 = (b as u32 * self.tpb - self.first) as usize;
+        let t0 = (b - self.first_block as usize) * self.tps as usize;
         for t in t0..t0 + self.tpb as usize {
             if self.st[t] == TState::Bar {
                 self.st[t] = TState::Run;

@@ -9,10 +9,9 @@ use crate::error::Result;
 impl<'k> Launch<'k> {
     /// Completes a warp collective once every lane named in the mask waits at one.
     pub(super) fn try_warp(&mut self, t: usize) -> Result<bool> {
-        let lane = self.local_tid(t) % 32;
-        let w0 = t - lane as usize;
-        let block_t0 = (self.block_of(t) as u32 * self.tpb - self.first) as usize;
-        let block_end = block_t0 + self.tpb as usize;
+        let lane = (t & 31) as u32;
+        let w0 = t & !31;
+        let block_end = t - self.local_tid(t) as usize + self.tpb as usize;
         let op = &self.k.insts[self.pc[t] as usize].op;
         let m = self.rd(t, mask_src_of(op)) as u32;
         if m & (1 << lane) == 0 {

@@ -1,0 +1,136 @@
+//! A warp's word loads and stores in one pass: the common access (4-byte
+//! elements, global or shared, aligned, in bounds, every byte written
+//! before, the word not split into bytes) is checked and done here; any
+//! other lane's access goes whole through [`Launch::ld`] / [`Launch::st`],
+//! which names its fault. Lanes run in lane order either way, so the race
+//! shadow sees the accesses in the order the lane-by-lane path gives them.
+
+use super::memory::{Accessor, Place, check};
+use super::num::sext;
+use super::parse::{Op, Space, Src};
+use super::{Acc, Launch, SPLIT, Sh, Simulator};
+use crate::error::Result;
+
+impl<'k> Launch<'k> {
+    /// Runs the load or store `op` for the lanes `on` of the warp at slot `w0`.
+    pub(super) fn ld_st_group(
+        &mut self,
+        sim: &mut Simulator,
+        w0: usize,
+        on: u32,
+        op: &Op,
+    ) -> Result<()> {
+        let (space, ty, addr, n, srcs, dsts) = match op {
+            Op::Ld { space, ty, d, addr } => (*space, *ty, addr, d.len(), &[][..], &d[..]),
+            Op::St { space, ty, s, addr } => (*space, *ty, addr, s.len(), &s[..], &[][..]),
+            _ => unreachable!("not a load or store: {op:?}"),
+        };
+        let store = dsts.is_empty();
+        let slow = |me: &mut Self, sim: &mut Simulator, t: usize| {
+            if store {
+                me.st(sim, t, op)
+            } else {
+                me.ld(sim, t, op)
+            }
+        };
+        if ty.bytes() != 4 || n > 4 || !matches!(space, Space::Shared | Space::Global) {
+            let mut m = on;
+            while m != 0 {
+                let t = w0 + m.trailing_zeros() as usize;
+                m &= m - 1;
+                slow(self, sim, t)?;
+            }
+            return Ok(());
+        }
+        let base = match addr.base {
+            Some(r) => self.lanes_of(w0, Src::R(r)),
+            None => [0; 32],
+        };
+        // All lanes of a warp are in one block: one accessor, by lane.
+        let me = self.accessor(w0);
+        let mut m = on;
+        while m != 0 {
+            let l = m.trailing_zeros() as usize;
+            m &= m - 1;
+            let a = base[l].wrapping_add(addr.offset as u64);
+            let t = w0 + l;
+            let mut vals = [0u64; 4];
+            for (v, &s) in vals.iter_mut().zip(srcs) {
+                *v = self.rd(t, s);
+            }
+            let done = a.is_multiple_of(4 * n as u64)
+                && self.word_access(sim, t, me.lane(l), space, a, &mut vals[..n], store)?;
+            if !done {
+                slow(self, sim, t)?;
+            } else if !store {
+                for (&d, &v) in dsts.iter().zip(&vals) {
+                    let v = if ty.signed() { sext(ty, v) as u64 } else { v };
+                    self.wr(t, d, v);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Slot `t` (accessor `me`) accesses `vals.len()` words at `a`:
+    /// stores `vals`, or loads into them. Ok(false), having changed
+    /// nothing, when the access needs the general path.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    fn word_access(
+        &mut self,
+        sim: &mut Simulator,
+        t: usize,
+        me: Accessor,
+        space: Space,
+        a: u64,
+        vals: &mut [u64],
+        store: bool,
+    ) -> Result<bool> {
+        let n = vals.len();
+        let acc = if store { Acc::Write } else { Acc::Read };
+        let (region, off, place) = if space == Space::Shared {
+            (
+                &mut self.shared[me.block - self.first_block as usize],
+                a,
+                Place::Shared,
+            )
+        } else {
+            match sim.allocs.range_mut(..=a).next_back() {
+                Some((b, r)) => (r, a - b, Place::Global(a)),
+                None => return Ok(false),
+            }
+        };
+        let o = off as usize;
+        let bytes = 4 * n;
+        if off + bytes as u64 > region.data.len() as u64
+            || (!store
+                && region.init[o..o + bytes]
+                    .chunks_exact(4)
+                    .any(|w| w != [1; 4]))
+        {
+            return Ok(false);
+        }
+        if region.shadow.is_empty() {
+            region.shadow = vec![Sh::default(); region.data.len().div_ceil(4)];
+        }
+        let words = &mut region.shadow[o / 4..o / 4 + n];
+        if words.iter().any(|e| e.flags & SPLIT != 0) {
+            return Ok(false);
+        }
+        for (i, e) in words.iter_mut().enumerate() {
+            if let Some((prev, kind)) = check(&self.blocks, self.tpb, me, acc, e) {
+                return Err(self.race_error(t, place, o + 4 * i, prev, kind, acc));
+            }
+            let at = o + 4 * i;
+            let word: &mut [u8; 4] = (&mut region.data[at..at + 4]).try_into().expect("4 bytes");
+            if store {
+                *word = (vals[i] as u32).to_le_bytes();
+                region.init[at..at + 4].fill(1);
+            } else {
+                vals[i] = u64::from(u32::from_le_bytes(*word));
+            }
+        }
+        Ok(true)
+    }
+}
