@@ -48,6 +48,39 @@ impl<'k> Launch<'k> {
         };
         // All lanes of a warp are in one block: one accessor, by lane.
         let me = self.accessor(w0);
+        let put = |me: &mut Self, on: u32, vals: &[u64; 4]| {
+            for (&d, &v) in dsts.iter().zip(vals) {
+                let v = if ty.signed() { sext(ty, v) as u64 } else { v };
+                me.put(w0, on, d, &[v; 32]);
+            }
+        };
+        // A broadcast (every lane reads one address) reads one value, and
+        // the checks of its first, second and last lanes leave the shadow
+        // as all of them would and find the first conflict any of them
+        // would: the lanes differ only in whether the last writer is the
+        // lane itself, and two lanes cannot both be it.
+        let l0 = on.trailing_zeros() as usize;
+        if !store
+            && on.count_ones() > 3
+            && (0..32).all(|l| on & (1 << l) == 0 || base[l] == base[l0])
+        {
+            let a = base[l0].wrapping_add(addr.offset as u64);
+            let mut vals = [0u64; 4];
+            if a.is_multiple_of(4 * n as u64)
+                && self.word_access(sim, w0 + l0, me.lane(l0), space, a, &mut vals[..n], false)?
+            {
+                let second = (on & (on - 1)).trailing_zeros() as usize;
+                let last = 31 - on.leading_zeros() as usize;
+                for l in [second, last] {
+                    let mut v = [0u64; 4];
+                    let done =
+                        self.word_access(sim, w0 + l, me.lane(l), space, a, &mut v[..n], false)?;
+                    debug_assert!(done, "a broadcast's lanes take the same path");
+                }
+                put(self, on, &vals);
+                return Ok(());
+            }
+        }
         let mut m = on;
         while m != 0 {
             let l = m.trailing_zeros() as usize;
@@ -62,10 +95,9 @@ impl<'k> Launch<'k> {
                 && self.word_access(sim, t, me.lane(l), space, a, &mut vals[..n], store)?;
             if !done {
                 slow(self, sim, t)?;
-            } else if !store {
+            } else {
                 for (&d, &v) in dsts.iter().zip(&vals) {
-                    let v = if ty.signed() { sext(ty, v) as u64 } else { v };
-                    self.wr(t, d, v);
+                    self.wr(t, d, if ty.signed() { sext(ty, v) as u64 } else { v });
                 }
             }
         }
