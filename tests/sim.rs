@@ -725,3 +725,62 @@ fn byte_accesses_race_per_byte_within_a_word() {
         "{e}"
     );
 }
+
+/// `bcast(out, writer, mode)`: thread `writer` stores its index to a shared
+/// word and every thread loads it (a warp-wide broadcast read); mode 1
+/// puts a `bar.sync` between, mode 2 loads first and stores after, with
+/// no barrier (the writer stores first, before a barrier, so the word is
+/// written).
+const BCAST: &str = ".version 9.0\n.target sm_90\n.address_size 64\n\n\
+.visible .entry bcast(\n\t.param .u64 bcast_param_0,\n\t.param .u32 bcast_param_1,\n\t.param .u32 bcast_param_2\n)\n{\n\
+\t.reg .pred %p<4>;\n\t.reg .b32 %r<6>;\n\t.reg .b64 %rd<4>;\n\t.shared .align 4 .b8 word[4];\n\
+\tld.param.u64 %rd1, [bcast_param_0];\n\tld.param.u32 %r1, [bcast_param_1];\n\
+\tld.param.u32 %r2, [bcast_param_2];\n\tmov.u32 %r3, %tid.x;\n\
+\tsetp.eq.s32 %p1, %r3, %r1;\n\tsetp.eq.s32 %p2, %r2, 1;\n\tsetp.eq.s32 %p3, %r2, 2;\n\
+\t@%p3 bra LOADFIRST;\n\
+\t@%p1 st.shared.u32 [word], %r3;\n\t@%p2 bar.sync 0;\n\tld.shared.u32 %r4, [word];\n\tbra DONE;\n\
+LOADFIRST:\n\t@%p1 st.shared.u32 [word], 99;\n\tbar.sync 0;\n\tld.shared.u32 %r4, [word];\n\
+\t@%p1 st.shared.u32 [word], %r3;\n\
+DONE:\n\tmul.wide.u32 %rd2, %r3, 4;\n\tadd.s64 %rd3, %rd1, %rd2;\n\tst.global.u32 [%rd3], %r4;\n\tret;\n}\n";
+
+/// A warp's broadcast read is checked through three of its lanes (see
+/// `sim/warpmem.rs`); what it reports must be what checking every lane
+/// reports: the first lane to conflict, the writer named, and the readers
+/// recorded for a later write.
+#[test]
+fn broadcast_reads_are_checked_as_every_lane_would_be() {
+    let mut s = Simulator::new(0);
+    s.load_module("bcast", BCAST).unwrap();
+    let out = s.alloc(64 * 4).unwrap();
+    let run = |s: &mut Simulator, threads: u32, writer: u32, mode: u32| {
+        s.launch(
+            "bcast",
+            [1, 1, 1],
+            [threads, 1, 1],
+            0,
+            &[P::Ptr(out), P::U32(writer), P::U32(mode)],
+        )
+    };
+    run(&mut s, 64, 7, 1).unwrap();
+    assert_eq!(down::<u32>(&s, out, 64), vec![7; 64]);
+    for (writer, reader) in [(0, 1), (5, 0), (31, 0)] {
+        let e = err_of(run(&mut s, 64, writer, 0));
+        assert!(
+            e.contains(&format!("thread ({reader}, 0, 0)"))
+                && e.contains("this read conflicts with a write")
+                && e.contains(&format!("by thread ({writer}, 0, 0)")),
+            "writer {writer}: {e}"
+        );
+    }
+    // Loads, then a store by one of the loaders with no barrier: warp 0
+    // loads and its lane 3 stores before warp 1 runs; lane 63 stores after
+    // its own load, which followed the other 63.
+    for (writer, other) in [(3, "thread (31, 0, 0)"), (63, "other threads")] {
+        let e = err_of(run(&mut s, 64, writer, 2));
+        assert!(
+            e.contains(&format!("thread ({writer}, 0, 0)"))
+                && e.contains(&format!("this write conflicts with a read by {other}")),
+            "writer {writer}: {e}"
+        );
+    }
+}
