@@ -2,12 +2,14 @@
 //! ([`Shape::KERAS`]: V 57, H 128, B 128, T 60), sized for the simulator
 //! (issue 16; `selftest --full-shape`, tests/full_shape.rs).
 //!
-//! The small shapes of [`SelftestShapes::small`](super::SelftestShapes::small) cross what the kernels'
-//! index arithmetic depends on, but not everything the real size has: the
-//! persistent kernels' 512-thread blocks carrying four rows each over all
-//! 72 shared-memory and 56 register rows of `recurrent_kernel`, 32 blocks,
-//! 60 steps, the weight gradients' full 64 x 64 tiles over 7,552 rows, a
-//! 60-character generation window. A GPU runs the whole selftest at that
+//! The small shapes of [`SelftestShapes::small`](super::SelftestShapes::small)
+//! cross what the kernels' index arithmetic depends on, but not everything
+//! the real size has: the persistent kernels' 512-thread blocks carrying
+//! four rows each over all 72 shared-memory and 56 register rows of
+//! `recurrent_kernel` (on the simulator's two multiprocessors), 32 blocks, 60
+//! steps, the weight-gradient GEMM's 16 splits of 480 rows (every small
+//! shape has at most 64 per split), a 60-character generation window. A
+//! GPU runs the whole selftest at that
 //! shape; on the simulator this runs the two checks that exercise all of it
 //! at once, in minutes:
 //!
