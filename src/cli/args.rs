@@ -72,7 +72,8 @@ pub enum Command {
     /// Check every kernel, and a few training steps, against the CPU reference on a device.
     #[command(after_help = "Exits 0 only if every check passes. Inputs are random, \
         drawn from a fresh seed each run (printed); --seed replays one.\n\nExamples:\n  \
-        charlstm-cuda selftest\n  charlstm-cuda selftest --device sim --seed 42 --json")]
+        charlstm-cuda selftest\n  charlstm-cuda selftest --device sim --seed 42 --json\n  \
+        charlstm-cuda selftest --device sim --full-shape")]
     Selftest(SelftestArgs),
     /// Write a checkpoint's weights for Keras (.npz) or PyTorch (.safetensors).
     #[command(
@@ -370,4 +371,8 @@ pub struct SelftestArgs {
     /// Print the report as one JSON object instead of the table.
     #[arg(long)]
     pub json: bool,
+    /// Instead of every kernel: a training step and generation at the Keras
+    /// shape (V 57, H 128, B 128, T 60), minutes on the simulator.
+    #[arg(long)]
+    pub full_shape: bool,
 }

@@ -1,10 +1,12 @@
 //! `selftest`: every kernel, and a few training steps, against the CPU
-//! reference on a device, from the binary a user runs (DESIGN §7).
+//! reference on a device, from the binary a user runs (DESIGN §7); with
+//! `--full-shape`, a training step and generation at the Keras shape
+//! instead (`selftest::run_full_shape`, sized for the simulator).
 
 use std::process::ExitCode;
 use std::time::Instant;
 
-use charlstm_cuda::gpu::selftest::{self, SelftestShapes};
+use charlstm_cuda::gpu::selftest::{self, FullShape, Phase, SelftestShapes};
 use charlstm_cuda::gpu::{CudaDevice, GpuDevice, SimDevice, ptx};
 use charlstm_cuda::{Backend, Device};
 use charlstm_cuda::{Error, Result};
@@ -37,11 +39,37 @@ fn checks(a: SelftestArgs) -> Result<ExitCode> {
     let backend = pick(a.device.as_deref())?;
     let seed = a.seed.unwrap_or_else(fresh_seed);
     // One arm per device kind; the checks themselves are the same code for all.
+    let checks = |shapes| {
+        if a.full_shape {
+            Checks::FullShape(FullShape::keras())
+        } else {
+            Checks::All(shapes)
+        }
+    };
     match backend {
-        Backend::Sim => report(SimDevice::new(seed), SelftestShapes::small(), seed, a.json),
-        Backend::Cuda => report(CudaDevice::new(0)?, SelftestShapes::full(), seed, a.json),
+        Backend::Sim => report(
+            SimDevice::new(seed),
+            checks(SelftestShapes::small()),
+            seed,
+            a.json,
+        ),
+        Backend::Cuda => report(
+            CudaDevice::new(0)?,
+            checks(SelftestShapes::full()),
+            seed,
+            a.json,
+        ),
         Backend::Cpu => Err(cpu_refused()),
     }
+}
+
+/// What the selftest runs.
+#[derive(Clone, Copy)]
+enum Checks {
+    /// Every kernel, generation and training steps (`selftest::run`).
+    All(SelftestShapes),
+    /// Training and generation at the Keras shape (`selftest::run_full_shape`).
+    FullShape(FullShape),
 }
 
 /// The device to check: `--device`, else CUDA when `auto` finds a usable
@@ -82,42 +110,58 @@ fn fresh_seed() -> u64 {
 }
 
 /// Runs the checks on `dev` and prints the table (or JSON); exit 1 when any fails.
-fn report<D: GpuDevice>(
-    mut dev: D,
-    shapes: SelftestShapes,
-    seed: u64,
-    json: bool,
-) -> Result<ExitCode> {
+fn report<D: GpuDevice>(mut dev: D, checks: Checks, seed: u64, json: bool) -> Result<ExitCode> {
     let name = dev.name();
     if !json {
         println!("device: {name}");
         println!("kernels: {}", kernels_from());
         println!("seed: {seed} (replay with --seed {seed})");
-        println!(
-            "shapes: kernels {}; training {}, {} steps",
-            shapes.kernels, shapes.training, shapes.steps
-        );
+        match checks {
+            Checks::All(shapes) => println!(
+                "shapes: kernels {}; training {}, {} steps",
+                shapes.kernels, shapes.training, shapes.steps
+            ),
+            Checks::FullShape(full) => println!("full shape: {full}"),
+        }
         println!();
     }
     let started = Instant::now();
-    let report = selftest::run(&mut dev, shapes, seed)?;
+    let (report, phases): (_, Vec<Phase>) = match checks {
+        Checks::All(shapes) => (selftest::run(&mut dev, shapes, seed)?, Vec::new()),
+        Checks::FullShape(full) => {
+            let out = selftest::run_full_shape(&mut dev, full, seed)?;
+            (out.report, out.phases)
+        }
+    };
     let seconds = started.elapsed().as_secs_f64();
     let (failed, total) = (report.failed(), report.rows.len());
     if json {
-        let out = serde_json::json!({
+        let mut out = serde_json::json!({
             "device": name,
             "kernels": ptx::KERNELS_FROM,
             "seed": seed,
-            "shapes": shapes,
             "seconds": seconds,
             "passed": report.all_passed(),
             "failed": failed,
             "rows": report.rows,
         });
+        match checks {
+            Checks::All(shapes) => out["shapes"] = serde_json::json!(shapes),
+            Checks::FullShape(full) => {
+                out["full_shape"] = serde_json::json!(full);
+                out["phases"] = serde_json::json!(phases);
+            }
+        }
         println!("{out}");
     } else {
         print!("{report}");
         println!();
+        for phase in &phases {
+            print!("{phase}");
+        }
+        if !phases.is_empty() {
+            println!();
+        }
         if report.all_passed() {
             println!("all {total} checks passed ({seconds:.1} s)");
         } else {

@@ -78,6 +78,21 @@ impl LaunchConfig {
 
 pub use crate::error::DeviceError;
 
+/// The launches of one kernel a device counted
+/// ([`GpuDevice::take_kernel_counts`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct KernelCount {
+    /// The kernel's symbol.
+    pub kernel: String,
+    /// Its launches (a replayed graph's included).
+    pub launches: u64,
+    /// Thread-instructions over those launches (the simulator's count,
+    /// predicated-off ones included).
+    pub instructions: u64,
+    /// Threads over those launches (grid size times block size, summed).
+    pub threads: u64,
+}
+
 /// A device that can hold buffers and run the embedded kernels; `Send`, as
 /// an engine over it must be (see [`crate::Engine`]).
 pub trait GpuDevice: Send {
@@ -154,6 +169,13 @@ pub trait GpuDevice: Send {
     fn time<F: FnOnce(&mut Self) -> Result<()>>(&mut self, f: F) -> Result<f64>
     where
         Self: Sized;
+    /// What the device counted of each kernel's launches since the last
+    /// call (or since it was made), by kernel name, and starts counting
+    /// afresh: the simulator counts thread-instructions; the default, for a
+    /// device that counts nothing (a GPU), is empty.
+    fn take_kernel_counts(&mut self) -> Vec<KernelCount> {
+        Vec::new()
+    }
 
     /// `data.len()` f32s copied to a fresh allocation (freed again if the
     /// copy fails).
@@ -231,6 +253,7 @@ impl<D: GpuDevice> GpuDevice for &mut D {
         mut end_capture() -> Result<GraphId>;
         mut replay(graph: GraphId) -> Result<()>;
         mut drop_graph(graph: GraphId) -> Result<()>;
+        mut take_kernel_counts() -> Vec<KernelCount>;
     }
     /// Host wall clock between two synchronisations: `f` wants `&mut &mut D`
     /// with the outer lifetime, which the inner device's `time` cannot lend

@@ -4,7 +4,8 @@
 //! PTX line and address) pass through unchanged.
 //!
 //! Modules are loaded lazily, once, from the embedded PTX (`gpu::ptx`).
-//! `time` is wall-clock time on the host.
+//! `time` is wall-clock time on the host. Every launch's thread-instructions
+//! are counted per kernel ([`GpuDevice::take_kernel_counts`]).
 //!
 //! Graph capture works like CUDA stream capture: between `begin_capture`
 //! and `end_capture` every `launch` and `zero` is recorded (its arguments
@@ -13,12 +14,12 @@
 //! uncaptured launch takes.
 
 use super::device::{
-    DevicePtr, GpuDevice, GraphId, KernelArg, LaunchConfig, refused_while_capturing,
+    DevicePtr, GpuDevice, GraphId, KernelArg, KernelCount, LaunchConfig, refused_while_capturing,
 };
 use super::ptx;
 use crate::error::{Error, Result};
 use crate::sim::{LaunchStats, ParamValue, Simulator};
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 /// One recorded operation of a captured graph.
 #[derive(Clone, Debug)]
@@ -49,6 +50,8 @@ pub struct SimDevice {
     seed: u64,
     loaded: HashSet<String>,
     last: Option<LaunchStats>,
+    /// Per kernel, the launches since the last `take_kernel_counts`.
+    counts: BTreeMap<String, KernelCount>,
     /// The operations recorded so far while capturing; `None` when not.
     capturing: Option<Vec<Recorded>>,
     graphs: HashMap<u64, Vec<Recorded>>,
@@ -63,6 +66,7 @@ impl SimDevice {
             seed,
             loaded: HashSet::new(),
             last: None,
+            counts: BTreeMap::new(),
             capturing: None,
             graphs: HashMap::new(),
             next_graph: 1,
@@ -130,6 +134,10 @@ impl SimDevice {
             .sim
             .launch(kernel, cfg.grid, cfg.block, cfg.shared_bytes, &params)?;
         self.last = Some(stats);
+        let count = self.counts.entry(kernel.to_string()).or_default();
+        count.launches += 1;
+        count.instructions += stats.instructions;
+        count.threads += stats.threads;
         Ok(())
     }
 }
@@ -263,5 +271,12 @@ impl GpuDevice for SimDevice {
         let start = std::time::Instant::now();
         f(self)?;
         Ok(start.elapsed().as_secs_f64())
+    }
+
+    fn take_kernel_counts(&mut self) -> Vec<KernelCount> {
+        std::mem::take(&mut self.counts)
+            .into_iter()
+            .map(|(kernel, count)| KernelCount { kernel, ..count })
+            .collect()
     }
 }

@@ -70,6 +70,16 @@ pub fn strategies() -> Vec<Strategy> {
 /// The generation build [`check_generate`] runs for `shape` on `dev`
 /// (the launcher's own choice), which names its rows.
 pub fn generate_kernel<D: GpuDevice>(dev: &D, shape: Shape, length: usize) -> &'static str {
+    generate_kernel_for(dev, shape, length, strategies().len())
+}
+
+/// [`generate_kernel`] for `sequences` sequences.
+fn generate_kernel_for<D: GpuDevice>(
+    dev: &D,
+    shape: Shape,
+    length: usize,
+    sequences: usize,
+) -> &'static str {
     let (v, h, _, t) = shape.vhbt();
     GenerateLauncher::default().kernel_for(
         GenerateDims {
@@ -77,7 +87,7 @@ pub fn generate_kernel<D: GpuDevice>(dev: &D, shape: Shape, length: usize) -> &'
             hidden: h,
             maxlen: t,
             tail_len: t,
-            sequences: strategies().len(),
+            sequences,
             length,
         },
         dev.max_shared_bytes(),
@@ -95,19 +105,29 @@ pub fn check_generate<D: GpuDevice>(
     length: usize,
     seed: u64,
 ) -> Result<Vec<SelftestRow>> {
+    check_generate_with(dev, case, length, seed, &strategies())
+}
+
+/// [`check_generate`] with the given strategies, one sequence (and row) each.
+pub fn check_generate_with<D: GpuDevice>(
+    dev: &mut D,
+    case: &Case,
+    length: usize,
+    seed: u64,
+    strategies: &[Strategy],
+) -> Result<Vec<SelftestRow>> {
     let (v, h, _, t) = case.shape.vhbt();
     let layout = ParamLayout::new(v, h);
     let seed_indices = &case.x[..t];
-    let strategies = strategies();
     let stream = (seed >> 32) as u32;
     let d_params = dev.upload_new_f32(case.params.flat())?;
     let launcher = GenerateLauncher::default();
-    let kernel = generate_kernel(dev, case.shape, length);
+    let kernel = generate_kernel_for(dev, case.shape, length, strategies.len());
     let req = GenerateRequest {
         seed_indices,
         maxlen: t,
         length,
-        strategies: &strategies,
+        strategies,
         seed,
         stream,
     };
@@ -121,7 +141,7 @@ pub fn check_generate<D: GpuDevice>(
         ..case.shape
     };
     let mut rows = Vec::new();
-    for (j, ((g, w), &strategy)) in got.iter().zip(&want).zip(&strategies).enumerate() {
+    for (j, ((g, w), &strategy)) in got.iter().zip(&want).zip(strategies).enumerate() {
         let (mut err, mut note, mut bound) = (0.0, None, 0.0);
         if g.len() != w.len() {
             err = f64::INFINITY;

@@ -26,17 +26,21 @@
 //!
 //! Files: `kernels.rs` the per-kernel checks (RMSprop, gradient clipping, head, LSTM forward
 //! and backward), `batch.rs` the captured step's bookkeeping kernels, `training.rs` the engine-vs-engine steps, `report.rs` the
-//! rows and the table.
+//! rows and the table, `full_shape.rs` the training and generation checks
+//! at the Keras shape for the simulator ([`run_full_shape`]).
 
 mod batch;
+mod full_shape;
 mod generate;
 mod kernels;
 mod report;
 mod training;
 
 pub use batch::{check_batch_select, check_loss_log};
+pub use full_shape::{FullShape, FullShapeReport, Phase, run_full_shape};
 pub use generate::{
-    TIE_REL, check_generate, check_targets, generate_kernel, strategies, tie_distance,
+    TIE_REL, check_generate, check_generate_with, check_targets, generate_kernel, strategies,
+    tie_distance,
 };
 pub use kernels::{
     Case, check_grad_clip, check_head, check_lstm_backward, check_lstm_backward_with,
@@ -106,6 +110,15 @@ impl fmt::Display for Shape {
 }
 
 impl Shape {
+    /// The Keras job's: V = 57 (the Nietzsche text's characters), H = 128,
+    /// B = 128, T = 60.
+    pub const KERAS: Shape = Shape {
+        vocab: 57,
+        hidden: 128,
+        batch: 128,
+        seq_len: 60,
+    };
+
     /// `(V, H, B, T)`.
     pub fn vhbt(&self) -> (usize, usize, usize, usize) {
         (self.vocab, self.hidden, self.batch, self.seq_len)
@@ -128,15 +141,9 @@ pub struct SelftestShapes {
 impl SelftestShapes {
     /// The Keras job (V=57, H=128, B=128, T=60) everywhere: for a real GPU.
     pub fn full() -> Self {
-        let keras = Shape {
-            vocab: 57,
-            hidden: 128,
-            batch: 128,
-            seq_len: 60,
-        };
         SelftestShapes {
-            kernels: keras,
-            training: keras,
+            kernels: Shape::KERAS,
+            training: Shape::KERAS,
             steps: 20,
             gen_length: 400,
         }
@@ -176,14 +183,7 @@ impl SelftestShapes {
 pub fn run<D: GpuDevice>(dev: &mut D, shapes: SelftestShapes, seed: u64) -> Result<SelftestReport> {
     let mut report = SelftestReport::default();
     let mut record = |kernel: &str, shape: &dyn fmt::Display, rows: Result<Vec<SelftestRow>>| {
-        match rows {
-            Ok(rows) => report.rows.extend(rows),
-            Err(e @ (Error::BackendUnavailable { .. } | Error::NoKernels { .. })) => return Err(e),
-            Err(e) => report
-                .rows
-                .push(SelftestRow::error(kernel, &shape.to_string(), &e)),
-        }
-        Ok(())
+        record(&mut report, kernel, shape, rows)
     };
     let k = shapes.kernels;
     let mut rng = RngStream::new(seed, Purpose::Sample, STREAM_KERNELS);
@@ -253,6 +253,25 @@ pub fn run<D: GpuDevice>(dev: &mut D, shapes: SelftestShapes, seed: u64) -> Resu
 
 /// Philox stream of the kernel checks' inputs (the training check uses its own).
 const STREAM_KERNELS: u32 = 0x5e1f_7e57;
+
+/// Adds a check's rows to `report`, or a failing row carrying the error of
+/// a check that could not run; only a device that cannot run kernels at
+/// all is an error.
+fn record(
+    report: &mut SelftestReport,
+    kernel: &str,
+    shape: &dyn fmt::Display,
+    rows: Result<Vec<SelftestRow>>,
+) -> Result<()> {
+    match rows {
+        Ok(rows) => report.rows.extend(rows),
+        Err(e @ (Error::BackendUnavailable { .. } | Error::NoKernels { .. })) => return Err(e),
+        Err(e) => report
+            .rows
+            .push(SelftestRow::error(kernel, &shape.to_string(), &e)),
+    }
+    Ok(())
+}
 
 /// Worst relative error of `got` against `want` (module docs) and how many
 /// `got` are not finite (NaN: most likely never written).
