@@ -13,12 +13,10 @@
 //! what only the real size has (the persistent kernels' four rows of 512
 //! threads per block, 60 steps, 32 blocks, weight-gradient splits of more
 //! than 64 rows; docs/measured.md has a planted kernel bug it caught that
-//! they did not). It takes minutes in a release build (7 to 8.5 on this
-//! project's shared 2-core machine, docs/measured.md), over the 5 a plain
-//! `cargo test --release` should cost, so it is ignored there and run by
-//! `.ci/run` as its own step:
-//! `cargo test --release --test full_shape -- --ignored --nocapture`. A
-//! debug build says SKIPPED (it would take far longer). It prints what each
+//! they did not). About 75 s in a release build on this project's 2-core
+//! machine (docs/measured.md); `.ci/run` runs the same through the binary,
+//! `charlstm-cuda selftest --device sim --full-shape`. A debug build says
+//! SKIPPED (it would take far longer). It prints what each
 //! phase cost, per kernel, in simulated thread-instructions.
 
 mod common;
@@ -28,8 +26,6 @@ use charlstm_cuda::gpu::selftest::{FullShape, run_full_shape};
 use charlstm_cuda::gpu::{SimDevice, ptx};
 
 #[test]
-#[ignore = "minutes on the simulator (7 to 8.5 on the shared 2-core machine): .ci/run runs it; \
-            cargo test --release --test full_shape -- --ignored --nocapture"]
 fn a_training_step_and_generation_match_the_cpu_at_the_keras_shape_on_the_simulator() {
     if !ptx::BUILT_WITH_KERNELS {
         println!("SKIPPED: built without kernels");
@@ -38,7 +34,7 @@ fn a_training_step_and_generation_match_the_cpu_at_the_keras_shape_on_the_simula
     if cfg!(debug_assertions) {
         println!(
             "SKIPPED: a debug build simulates too slowly for the Keras shape; \
-             run `cargo test --release --test full_shape -- --ignored`"
+             run `cargo test --release --test full_shape`"
         );
         return;
     }
