@@ -99,21 +99,36 @@ impl<'k> Launch<'k> {
 
     /// `d = f(a, b, c)` lane-wise, as [`Launch::map2`].
     #[inline(always)]
-    #[allow(clippy::too_many_arguments)]
     fn map3(
         &mut self,
         w0: usize,
         on: u32,
         d: u16,
-        [a, b, c]: [Src; 3],
+        abc: [Src; 3],
         f: impl Fn(u64, u64, u64) -> u64,
+    ) {
+        self.map3_lanes(w0, on, d, abc, |x, y, z| {
+            std::array::from_fn(|l| f(x[l], y[l], z[l]))
+        })
+    }
+
+    /// `d = f(a, b, c)` on the three operands' whole lane arrays (for a
+    /// host instruction that wants them whole); `f` as in [`Launch::map2`].
+    #[inline(always)]
+    fn map3_lanes(
+        &mut self,
+        w0: usize,
+        on: u32,
+        d: u16,
+        [a, b, c]: [Src; 3],
+        f: impl Fn(&Lanes, &Lanes, &Lanes) -> Lanes,
     ) {
         let (x, y, z) = (
             self.lanes_of(w0, a),
             self.lanes_of(w0, b),
             self.lanes_of(w0, c),
         );
-        self.put(w0, on, d, &std::array::from_fn(|l| f(x[l], y[l], z[l])));
+        self.put(w0, on, d, &f(&x, &y, &z));
     }
 
     /// Executes the instruction at `pc` for the lanes `lanes` of the warp
@@ -190,12 +205,7 @@ impl<'k> Launch<'k> {
                 b,
                 c,
             } if m.rnd == Rnd::Rn && !m.ftz && !m.sat => {
-                let (x, y, z) = (
-                    self.lanes_of(w0, a),
-                    self.lanes_of(w0, b),
-                    self.lanes_of(w0, c),
-                );
-                self.put(w0, on, d, &fma_f32_lanes(&x, &y, &z));
+                self.map3_lanes(w0, on, d, [a, b, c], fma_f32_lanes)
             }
             Op::Mad {
                 ty,

@@ -54,7 +54,7 @@ impl<'k> Launch<'k> {
         // every access cost more than the access.
         let (region, off, place): (&mut Region, u64, Place) = match space {
             Space::Shared => {
-                let r = &mut self.shared[t / self.tps as usize];
+                let r = &mut self.shared[me.block - self.first_block as usize];
                 if a + w as u64 > r.data.len() as u64 {
                     let n = r.data.len();
                     return Err(self.fail(t, format!("out-of-bounds shared-memory access of {w} bytes at shared address {a:#x} (the block has {n} bytes of shared memory)")));
@@ -114,9 +114,7 @@ impl<'k> Launch<'k> {
         }
         let mut race = None;
         if space != Space::Local && acc != Acc::AtomicLoad {
-            if region.shadow.is_empty() {
-                region.shadow = vec![Sh::default(); region.data.len().div_ceil(4)];
-            }
+            region.ensure_shadow();
             let (blocks, tpb) = (&self.blocks, self.tpb);
             let check = |e: &mut Sh| check(blocks, tpb, me, acc, e);
             let mut i = o;

@@ -173,6 +173,14 @@ impl Region {
             split: HashMap::new(),
         }
     }
+
+    /// Makes the race shadow, one entry per word, at the first checked
+    /// access (local memory and host copies never need one).
+    fn ensure_shadow(&mut self) {
+        if self.shadow.is_empty() {
+            self.shadow = vec![Sh::default(); self.data.len().div_ceil(4)];
+        }
+    }
 }
 
 /// The simulated device: memory plus loaded modules.

@@ -8,7 +8,7 @@
 use super::memory::{Accessor, Place, check};
 use super::num::sext;
 use super::parse::{Op, Space, Src};
-use super::{Acc, Launch, SPLIT, Sh, Simulator};
+use super::{Acc, Launch, SPLIT, Simulator};
 use crate::error::Result;
 
 impl<'k> Launch<'k> {
@@ -48,10 +48,11 @@ impl<'k> Launch<'k> {
         };
         // All lanes of a warp are in one block: one accessor, by lane.
         let me = self.accessor(w0);
+        // A loaded word as its register holds it.
+        let loaded = |v: u64| if ty.signed() { sext(ty, v) as u64 } else { v };
         let put = |me: &mut Self, on: u32, vals: &[u64; 4]| {
             for (&d, &v) in dsts.iter().zip(vals) {
-                let v = if ty.signed() { sext(ty, v) as u64 } else { v };
-                me.put(w0, on, d, &[v; 32]);
+                me.put(w0, on, d, &[loaded(v); 32]);
             }
         };
         // A broadcast (every lane reads one address) reads one value, and
@@ -97,7 +98,7 @@ impl<'k> Launch<'k> {
                 slow(self, sim, t)?;
             } else {
                 for (&d, &v) in dsts.iter().zip(&vals) {
-                    self.wr(t, d, if ty.signed() { sext(ty, v) as u64 } else { v });
+                    self.wr(t, d, loaded(v));
                 }
             }
         }
@@ -143,9 +144,7 @@ impl<'k> Launch<'k> {
         {
             return Ok(false);
         }
-        if region.shadow.is_empty() {
-            region.shadow = vec![Sh::default(); region.data.len().div_ceil(4)];
-        }
+        region.ensure_shadow();
         let words = &mut region.shadow[o / 4..o / 4 + n];
         if words.iter().any(|e| e.flags & SPLIT != 0) {
             return Ok(false);
