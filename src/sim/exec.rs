@@ -279,9 +279,13 @@ impl<'k> Launch<'k> {
                 self.alu(t, op)?;
             }),
         }
-        each!(w0, lanes, |t| {
-            self.pc[t] = next;
-        });
+        if lanes == u32::MAX {
+            self.pc[w0..w0 + 32].fill(next);
+        } else {
+            each!(w0, lanes, |t| {
+                self.pc[t] = next;
+            });
+        }
         Ok(Stepped {
             released: false,
             together_at: Some(next),

@@ -33,7 +33,10 @@ impl<'k> Launch<'k> {
                 me.ld(sim, t, op)
             }
         };
-        if ty.bytes() != 4 || n > 4 || !matches!(space, Space::Shared | Space::Global) {
+        if ty.bytes() != 4
+            || !matches!(n, 1 | 2 | 4)
+            || !matches!(space, Space::Shared | Space::Global)
+        {
             let mut m = on;
             while m != 0 {
                 let t = w0 + m.trailing_zeros() as usize;
@@ -67,7 +70,7 @@ impl<'k> Launch<'k> {
         {
             let a = base[l0].wrapping_add(addr.offset as u64);
             let mut vals = [0u64; 4];
-            if a.is_multiple_of(4 * n as u64)
+            if a & (4 * n as u64 - 1) == 0
                 && self.word_access(sim, w0 + l0, me.lane(l0), space, a, &mut vals[..n], false)?
             {
                 let second = (on & (on - 1)).trailing_zeros() as usize;
@@ -82,27 +85,129 @@ impl<'k> Launch<'k> {
                 return Ok(());
             }
         }
+        let addrs: [u64; 32] = std::array::from_fn(|l| base[l].wrapping_add(addr.offset as u64));
+        let mut vals = [[0u64; 4]; 32];
+        for (j, &s) in srcs.iter().enumerate() {
+            let v = self.lanes_of(w0, s);
+            for (lane, &x) in vals.iter_mut().zip(&v) {
+                lane[j] = x;
+            }
+        }
         let mut m = on;
         while m != 0 {
+            let done = self.word_run(sim, w0, me, space, &addrs, m, n, &mut vals, store)?;
+            if !store {
+                for (j, &d) in dsts.iter().enumerate() {
+                    let v = std::array::from_fn(|l| loaded(vals[l][j]));
+                    self.put(w0, done, d, &v);
+                }
+            }
+            m &= !done;
+            if m == 0 {
+                break;
+            }
+            // The lane that stopped the run goes the general way, which
+            // names its fault or handles what the run does not.
             let l = m.trailing_zeros() as usize;
             m &= m - 1;
-            let a = base[l].wrapping_add(addr.offset as u64);
             let t = w0 + l;
-            let mut vals = [0u64; 4];
-            for (v, &s) in vals.iter_mut().zip(srcs) {
-                *v = self.rd(t, s);
-            }
-            let done = a.is_multiple_of(4 * n as u64)
-                && self.word_access(sim, t, me.lane(l), space, a, &mut vals[..n], store)?;
+            let mut v = vals[l];
+            let done = addrs[l] & (4 * n as u64 - 1) == 0
+                && self.word_access(sim, t, me.lane(l), space, addrs[l], &mut v[..n], store)?;
             if !done {
                 slow(self, sim, t)?;
             } else {
-                for (&d, &v) in dsts.iter().zip(&vals) {
-                    self.wr(t, d, loaded(v));
+                for (&d, &x) in dsts.iter().zip(&v) {
+                    self.wr(t, d, loaded(x));
                 }
             }
         }
         Ok(())
+    }
+
+    /// Runs the word accesses of the lanes in `on`, in lane order, for as
+    /// long as each is the common case in the allocation (or shared
+    /// memory) the first one falls in: found once, not once per lane.
+    /// Returns the lanes done, a prefix of `on`; loads leave their words
+    /// in `vals`.
+    #[allow(clippy::too_many_arguments)]
+    fn word_run(
+        &mut self,
+        sim: &mut Simulator,
+        w0: usize,
+        me: Accessor,
+        space: Space,
+        addrs: &[u64; 32],
+        on: u32,
+        n: usize,
+        vals: &mut [[u64; 4]; 32],
+        store: bool,
+    ) -> Result<u32> {
+        let acc = if store { Acc::Write } else { Acc::Read };
+        let first = addrs[on.trailing_zeros() as usize];
+        let (rbase, region) = if space == Space::Shared {
+            (0, &mut self.shared[me.block - self.first_block as usize])
+        } else {
+            match sim.allocs.range_mut(..=first).next_back() {
+                Some((&b, r)) => (b, r),
+                None => return Ok(0),
+            }
+        };
+        region.ensure_shadow();
+        let (blocks, tpb) = (&self.blocks, self.tpb);
+        let bytes = 4 * n as u64;
+        let len = region.data.len() as u64;
+        let mut done = 0u32;
+        let mut m = on;
+        let mut race = None;
+        while m != 0 {
+            let l = m.trailing_zeros() as usize;
+            let off = addrs[l].wrapping_sub(rbase);
+            if addrs[l] & (bytes - 1) != 0 || off >= len || len - off < bytes {
+                break;
+            }
+            let o = off as usize;
+            if !store
+                && region.init[o..o + 4 * n]
+                    .chunks_exact(4)
+                    .any(|w| w != [1; 4])
+            {
+                break;
+            }
+            let words = &mut region.shadow[o / 4..o / 4 + n];
+            if words.iter().any(|e| e.flags & SPLIT != 0) {
+                break;
+            }
+            for (i, e) in words.iter_mut().enumerate() {
+                if let Some((prev, kind)) = check(blocks, tpb, me.lane(l), acc, e) {
+                    race = Some((l, o + 4 * i, prev, kind));
+                    break;
+                }
+                let at = o + 4 * i;
+                let word: &mut [u8; 4] =
+                    (&mut region.data[at..at + 4]).try_into().expect("4 bytes");
+                if store {
+                    *word = (vals[l][i] as u32).to_le_bytes();
+                    region.init[at..at + 4].fill(1);
+                } else {
+                    vals[l][i] = u64::from(u32::from_le_bytes(*word));
+                }
+            }
+            if race.is_some() {
+                break;
+            }
+            done |= 1 << l;
+            m &= m - 1;
+        }
+        if let Some((l, at, prev, kind)) = race {
+            let place = if space == Space::Shared {
+                Place::Shared
+            } else {
+                Place::Global(addrs[l])
+            };
+            return Err(self.race_error(w0 + l, place, at, prev, kind, acc));
+        }
+        Ok(done)
     }
 
     /// Slot `t` (accessor `me`) accesses `vals.len()` words at `a`:
