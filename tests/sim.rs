@@ -383,6 +383,34 @@ fn warp_collectives() {
     }
 }
 
+/// The shared-memory race shadow keeps 16 bits of a block's barrier
+/// epoch and sweeps every 32,768 barriers: an access 65,536 barriers old
+/// is not taken for a current one (no false race), and a race right at or
+/// after a sweep is still found.
+#[test]
+fn races_in_shared_memory_are_judged_right_after_tens_of_thousands_of_barriers() {
+    let Some(mut s) = sim("block_ops", 0) else {
+        return;
+    };
+    let o = s.alloc(64 * 4).unwrap();
+    let mut run = |before: u32, after: u32| {
+        s.launch(
+            "barriers_then_share",
+            [1, 1, 1],
+            [64, 1, 1],
+            0,
+            &[P::Ptr(o), P::U32(before), P::U32(after)],
+        )
+    };
+    for (before, after) in [(0, 65535), (0, 65536), (32767, 1), (65535, 65537)] {
+        run(before, after).unwrap_or_else(|e| panic!("({before}, {after}): {e}"));
+    }
+    for before in [32766, 32767, 65534, 65535, 98303] {
+        let e = err_of(run(before, 0));
+        assert!(e.contains("data race on shared"), "{before}: {e}");
+    }
+}
+
 #[test]
 fn shared_memory_reduction_and_dynamic_shared() {
     let Some(mut s) = sim("block_ops", 0) else {

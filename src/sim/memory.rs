@@ -2,10 +2,8 @@
 //! bounds, uninitialised reads and the race shadow (see the module header).
 
 use super::parse::Space;
-use super::{
-    Acc, BlockSt, LOCAL_WIN, Launch, R_MANY, Region, SHARED_WIN, SPLIT, Sh, Simulator, W_ATOMIC,
-    WIN_SIZE,
-};
+use super::shadow::{Accessor, Entry, SPLIT};
+use super::{Acc, BlockSt, LOCAL_WIN, Launch, Region, SHARED_WIN, Simulator, WIN_SIZE};
 use crate::error::{Error, Result};
 
 impl<'k> Launch<'k> {
@@ -50,16 +48,20 @@ impl<'k> Launch<'k> {
             return Ok(u64::from_le_bytes(v));
         }
         let me = self.accessor(t);
+        let (blocks, tpb) = (&self.blocks, self.tpb);
         // The place is named only when an access fails: formatting it on
         // every access cost more than the access.
-        let (region, off, place): (&mut Region, u64, Place) = match space {
+        let (done, place) = match space {
             Space::Shared => {
                 let r = &mut self.shared[me.block - self.first_block as usize];
                 if a + w as u64 > r.data.len() as u64 {
                     let n = r.data.len();
                     return Err(self.fail(t, format!("out-of-bounds shared-memory access of {w} bytes at shared address {a:#x} (the block has {n} bytes of shared memory)")));
                 }
-                (r, a, Place::Shared)
+                (
+                    access(r, a, w, acc, val, Some((blocks, tpb, me))),
+                    Place::Shared,
+                )
             }
             Space::Local => {
                 if t >= self.local.len() {
@@ -74,7 +76,10 @@ impl<'k> Launch<'k> {
                 if a + w as u64 > n as u64 {
                     return Err(self.fail(t, format!("out-of-bounds local-memory access at {a:#x} ({n} bytes of local memory)")));
                 }
-                (&mut self.local[t], a, Place::Local)
+                (
+                    access(&mut self.local[t], a, w, acc, val, None),
+                    Place::Local,
+                )
             }
             Space::Const => {
                 return Err(self.fail(
@@ -86,8 +91,11 @@ impl<'k> Launch<'k> {
                 let found = sim.allocs.range_mut(..=a).next_back();
                 match found {
                     Some((b, r)) if a + w as u64 <= b + r.data.len() as u64 => {
-                        let b = *b;
-                        (r, a - b, Place::Global(a))
+                        let off = a - b;
+                        (
+                            access(r, off, w, acc, val, Some((blocks, tpb, me))),
+                            Place::Global(a),
+                        )
                     }
                     Some((b, r)) if a < b + r.data.len() as u64 + 256 => {
                         let (b, n) = (*b, r.data.len());
@@ -104,57 +112,14 @@ impl<'k> Launch<'k> {
                 }
             }
         };
-        let o = off as usize;
-        let wu = w as usize;
-        if acc != Acc::Write
-            && let Some(first) = region.init[o..o + wu].iter().position(|&x| x == 0)
-        {
-            let what = format!("{place} (byte offset {})", o + first);
-            return Err(self.fail(t, format!("read of never-written memory at {what}")));
+        match done {
+            Ok(v) => Ok(v),
+            Err(Fault::Uninit(i)) => Err(self.fail(
+                t,
+                format!("read of never-written memory at {place} (byte offset {i})"),
+            )),
+            Err(Fault::Race(i, prev, kind)) => Err(self.race_error(t, place, i, prev, kind, acc)),
         }
-        let mut race = None;
-        if space != Space::Local && acc != Acc::AtomicLoad {
-            region.ensure_shadow();
-            let (blocks, tpb) = (&self.blocks, self.tpb);
-            let check = |e: &mut Sh| check(blocks, tpb, me, acc, e);
-            let mut i = o;
-            'words: while i < o + wu {
-                let word = i / 4;
-                let n = (o + wu).min(word * 4 + 4) - i;
-                let entry = &mut region.shadow[word];
-                if n == 4 && entry.flags & SPLIT == 0 {
-                    if let Some((prev, kind)) = check(entry) {
-                        race = Some((i, prev, kind));
-                        break;
-                    }
-                } else {
-                    let bytes = region.split.entry(word).or_insert_with(|| {
-                        let mut e = *entry;
-                        e.flags &= !SPLIT;
-                        [e; 4]
-                    });
-                    entry.flags |= SPLIT;
-                    for j in i..i + n {
-                        if let Some((prev, kind)) = check(&mut bytes[j - word * 4]) {
-                            race = Some((j, prev, kind));
-                            break 'words;
-                        }
-                    }
-                }
-                i += n;
-            }
-        }
-        if race.is_none() {
-            let mut old = [0u8; 8];
-            old[..wu].copy_from_slice(&region.data[o..o + wu]);
-            if matches!(acc, Acc::Write | Acc::Atomic) {
-                region.data[o..o + wu].copy_from_slice(&val.to_le_bytes()[..wu]);
-                region.init[o..o + wu].fill(1);
-            }
-            return Ok(u64::from_le_bytes(old));
-        }
-        let (i, prev, kind) = race.expect("checked above");
-        Err(self.race_error(t, place, i, prev, kind, acc))
     }
 
     /// The accessor `t` as the race shadow records it.
@@ -198,92 +163,6 @@ impl<'k> Launch<'k> {
     }
 }
 
-/// A thread making an access, as the race shadow records it: its grid-wide
-/// index, its block, the launch, and its block's barrier and fence epochs.
-#[derive(Clone, Copy)]
-pub(super) struct Accessor {
-    g: u32,
-    pub block: usize,
-    launch: u32,
-    ep: u32,
-    fe: u32,
-}
-
-impl Accessor {
-    /// Lane `l` of the warp whose lane 0 this is (one block, one epoch).
-    pub(super) fn lane(self, l: usize) -> Accessor {
-        Accessor {
-            g: self.g + l as u32,
-            ..self
-        }
-    }
-}
-
-/// Checks one shadow entry (a word's or a byte's) against access `acc` by
-/// `me`, then records the access in it; returns the conflicting access as
-/// (its thread's index + 1, "write" or "read").
-#[inline(always)]
-pub(super) fn check(
-    blocks: &[BlockSt],
-    tpb: u32,
-    me: Accessor,
-    acc: Acc,
-    e: &mut Sh,
-) -> Option<(u32, &'static str)> {
-    let g = me.g;
-    let conflict = |prev: u32, ep: u32, fe: u32| -> bool {
-        if prev == 0 || prev - 1 == g {
-            return false;
-        }
-        // Same block without a division: most conflicts checked are.
-        if (prev - 1).wrapping_sub(me.block as u32 * tpb) < tpb {
-            blocks[me.block].bar_epoch == ep
-        } else {
-            blocks[((prev - 1) / tpb) as usize].fence_epoch == fe
-        }
-    };
-    if e.launch != me.launch {
-        *e = Sh {
-            launch: me.launch,
-            ..Sh::default()
-        };
-    }
-    match acc {
-        Acc::Read | Acc::AtomicLoad => {
-            let racy = conflict(e.w, e.w_ep, e.w_fe);
-            let many = (e.r != 0 && e.r - 1 != g && conflict(e.r, e.r_ep, e.r_fe))
-                || (e.r == g + 1 && e.flags & R_MANY != 0 && e.r_ep == me.ep);
-            e.flags = (e.flags & !R_MANY) | if many { R_MANY } else { 0 };
-            e.r = g + 1;
-            e.r_ep = me.ep;
-            e.r_fe = me.fe;
-            racy.then_some((e.w, "write"))
-        }
-        Acc::Write | Acc::Atomic => {
-            let atomic = acc == Acc::Atomic;
-            let ww = conflict(e.w, e.w_ep, e.w_fe) && !(atomic && e.flags & W_ATOMIC != 0);
-            let rw = !atomic
-                && (conflict(e.r, e.r_ep, e.r_fe)
-                    || (e.r == g + 1 && e.flags & R_MANY != 0 && e.r_ep == me.ep));
-            let out = if ww {
-                Some((e.w, "write"))
-            } else if rw {
-                Some((e.r, "read"))
-            } else {
-                None
-            };
-            e.w = g + 1;
-            e.w_ep = me.ep;
-            e.w_fe = me.fe;
-            e.flags = if atomic { W_ATOMIC } else { 0 };
-            if !atomic {
-                e.r = 0;
-            }
-            out
-        }
-    }
-}
-
 /// Where an access went, for its error message.
 #[derive(Clone, Copy)]
 pub(super) enum Place {
@@ -300,4 +179,68 @@ impl std::fmt::Display for Place {
             Place::Global(a) => write!(f, "global {a:#x}"),
         }
     }
+}
+
+/// Why a checked access failed, where in its region.
+enum Fault {
+    /// A read of this byte, never written.
+    Uninit(usize),
+    /// Byte, the conflicting accessor's index + 1, and its access's kind.
+    Race(usize, u32, &'static str),
+}
+
+/// The `w`-byte access `acc` at offset `off` of `region` (in bounds),
+/// race-checked when `shadow` gives the accessor; returns the old value.
+fn access<E: Entry>(
+    region: &mut Region<E>,
+    off: u64,
+    w: u32,
+    acc: Acc,
+    val: u64,
+    shadow: Option<(&[BlockSt], u32, Accessor)>,
+) -> std::result::Result<u64, Fault> {
+    let o = off as usize;
+    let wu = w as usize;
+    if acc != Acc::Write
+        && let Some(first) = region.init[o..o + wu].iter().position(|&x| x == 0)
+    {
+        return Err(Fault::Uninit(o + first));
+    }
+    if let Some((blocks, tpb, me)) = shadow
+        && acc != Acc::AtomicLoad
+    {
+        region.ensure_shadow();
+        let check = |e: &mut E| e.check(blocks, tpb, me, acc);
+        let mut i = o;
+        while i < o + wu {
+            let word = i / 4;
+            let n = (o + wu).min(word * 4 + 4) - i;
+            let entry = &mut region.shadow[word];
+            if n == 4 && entry.flags() & SPLIT == 0 {
+                if let Some((prev, kind)) = check(entry) {
+                    return Err(Fault::Race(i, prev, kind));
+                }
+            } else {
+                let bytes = region.split.entry(word).or_insert_with(|| {
+                    let mut e = *entry;
+                    e.set_flags(e.flags() & !SPLIT);
+                    [e; 4]
+                });
+                entry.set_flags(entry.flags() | SPLIT);
+                for j in i..i + n {
+                    if let Some((prev, kind)) = check(&mut bytes[j - word * 4]) {
+                        return Err(Fault::Race(j, prev, kind));
+                    }
+                }
+            }
+            i += n;
+        }
+    }
+    let mut old = [0u8; 8];
+    old[..wu].copy_from_slice(&region.data[o..o + wu]);
+    if matches!(acc, Acc::Write | Acc::Atomic) {
+        region.data[o..o + wu].copy_from_slice(&val.to_le_bytes()[..wu]);
+        region.init[o..o + wu].fill(1);
+    }
+    Ok(u64::from_le_bytes(old))
 }

@@ -2,8 +2,10 @@
 //! counter and register set per thread, and fails loudly on out-of-bounds,
 //! misaligned, uninitialised and racy memory accesses.
 //!
-//! Scheduling: warps run in slices of [`SLICE`] steps, round-robin (order
-//! reshuffled every round when the seed is non-zero). A step runs one
+//! Scheduling: warps run in slices of [`SLICE`] steps; a block's warps
+//! take turns for up to [`BLOCK_PASSES`] passes before the next block's
+//! do, round after round (blocks and warps reshuffled every time when the
+//! seed is non-zero). A step runs one
 //! instruction for the warp's running lanes at the lowest program counter
 //! among them, decoded once for all of them (`exec.rs`), so diverged lanes
 //! run apart and rejoin where their paths meet (every lane keeps its own
@@ -25,7 +27,7 @@
 //! [`MAX_SHARED_PER_BLOCK`]). Registers per block are not checked: PTX does
 //! not say how many ptxas allocates.
 //!
-//! Race model: per byte, the last writer and last reader with the barrier epoch
+//! Race model (`shadow.rs`): per byte, the last writer and last reader with the barrier epoch
 //! (`bar.sync` count of its block) and fence epoch (gpu-scope fences of its
 //! block) at the time. Two accesses by threads of one block conflict when no
 //! `bar.sync` separates them; by threads of different blocks, when the earlier
@@ -73,6 +75,7 @@ mod memory;
 mod num;
 mod parse;
 mod sched;
+mod shadow;
 mod warp;
 mod warpmem;
 
@@ -80,6 +83,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use crate::error::{Error, Result};
 use parse::Kernel;
+use shadow::{Entry, Near, Sh};
 
 /// Steps a warp runs before the scheduler moves on (sooner when all its
 /// lanes wait at a barrier or warp collective). Long enough that a warp's
@@ -88,6 +92,8 @@ use parse::Kernel;
 /// faster than 256 (4096 gains another 1.04x but leaves fewer
 /// interleavings between barriers).
 pub const SLICE: u32 = 1024;
+/// Passes over a block's warps before the scheduler moves to the next block.
+pub const BLOCK_PASSES: u32 = 64;
 /// Threads resident at once (all blocks of a grid up to this size).
 pub const RESIDENT_THREADS: u64 = 1 << 16;
 /// Shared memory one block may use, static and dynamic together: sm_90's
@@ -135,36 +141,20 @@ pub struct LaunchStats {
     pub threads: u64,
 }
 
-#[derive(Clone, Copy, Default)]
-struct Sh {
-    launch: u32,
-    w: u32,
-    w_ep: u32,
-    w_fe: u32,
-    r: u32,
-    r_ep: u32,
-    r_fe: u32,
-    flags: u8,
-}
-const W_ATOMIC: u8 = 1;
-const R_MANY: u8 = 2;
-/// On a word's entry: the word is tracked per byte, in `Region::split`.
-const SPLIT: u8 = 4;
-
 /// Device memory with its checks' state. The race shadow is kept per
 /// 4-byte word: the kernels access memory in whole words, and a byte model
 /// would update four identical entries each time. The first access to part
 /// of a word splits it into four byte entries, copies of the word's (what
 /// the byte model would hold), so the checks are the byte model's exactly.
 #[derive(Default)]
-struct Region {
+struct Region<E = Sh> {
     data: Vec<u8>,
     init: Vec<u8>,
-    shadow: Vec<Sh>,
-    split: HashMap<usize, [Sh; 4]>,
+    shadow: Vec<E>,
+    split: HashMap<usize, [E; 4]>,
 }
 
-impl Region {
+impl<E: Entry> Region<E> {
     fn new(bytes: usize, zeroed: bool) -> Self {
         Region {
             data: vec![0; bytes],
@@ -178,7 +168,7 @@ impl Region {
     /// access (local memory and host copies never need one).
     fn ensure_shadow(&mut self) {
         if self.shadow.is_empty() {
-            self.shadow = vec![Sh::default(); self.data.len().div_ceil(4)];
+            self.shadow = vec![E::default(); self.data.len().div_ceil(4)];
         }
     }
 }
@@ -239,7 +229,7 @@ struct Launch<'k> {
     /// two blocks (the padding lanes are born exited).
     tps: u32,
     blocks: Vec<BlockSt>,
-    shared: Vec<Region>,
+    shared: Vec<Region<Near>>,
     first_block: u32,
     local: Vec<Region>,
     launch_id: u32,

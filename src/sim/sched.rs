@@ -1,7 +1,8 @@
 //! Scheduling: round-robin slices over the resident warps (shuffled when
 //! seeded), lanes of a warp in lockstep, deadlock and endless-loop detection, and `bar.sync` release.
 
-use super::{Launch, RESIDENT_THREADS, Region, SLICE, Simulator, TState, err};
+use super::shadow::{self, SWEEP_EVERY};
+use super::{BLOCK_PASSES, Launch, RESIDENT_THREADS, Region, SLICE, Simulator, TState, err};
 use crate::error::Result;
 
 impl<'k> Launch<'k> {
@@ -27,38 +28,63 @@ impl<'k> Launch<'k> {
         self.local = (0..if self.k.local_bytes > 0 { n } else { 0 })
             .map(|_| Region::new(self.k.local_bytes as usize, false))
             .collect();
-        let mut order: Vec<usize> = (0..n / 32).collect();
+        let wpb = tps / 32;
+        let mut blocks: Vec<usize> = (0..(b1 - b0) as usize).collect();
+        let mut warps: Vec<usize> = (0..wpb).collect();
         let mut live = n;
         while live > 0 {
-            if sim.seed != 0 {
-                for i in (1..order.len()).rev() {
-                    self.rng ^= self.rng << 13;
-                    self.rng ^= self.rng >> 7;
-                    self.rng ^= self.rng << 17;
-                    order.swap(i, (self.rng % (i as u64 + 1)) as usize);
-                }
-            }
+            self.shuffle(sim, &mut blocks);
             let before = self.instructions;
             let mut released = false;
-            for &w in &order {
-                released |= self.run_warp(sim, w * 32)?;
+            for &b in &blocks {
+                // A block runs for several passes over its warps before
+                // the next one: its shared memory, registers and their
+                // shadow stay in the host's cache for many steps instead
+                // of one (the persistent kernels' blocks never wait on one
+                // another; a block that spins on another's flag yields
+                // after these passes).
+                for _ in 0..BLOCK_PASSES {
+                    let (at, mut moved) = (self.instructions, false);
+                    self.shuffle(sim, &mut warps);
+                    for &w in &warps {
+                        moved |= self.run_warp(sim, (b * wpb + w) * 32)?;
+                    }
+                    released |= moved;
+                    if self.instructions == at && !moved
+                        || self.blocks[b0 as usize + b].done == self.tpb
+                    {
+                        break;
+                    }
+                    if self.instructions > sim.max_instructions {
+                        return Err(err(
+                            self.name,
+                            format!(
+                                "ran more than {} thread-instructions (an endless spin loop, or a grid barrier across more blocks than can be resident: {} threads)",
+                                sim.max_instructions, RESIDENT_THREADS
+                            ),
+                        ));
+                    }
+                }
             }
             live = self.st.iter().filter(|s| **s != TState::Done).count();
-            if self.instructions > sim.max_instructions {
-                return Err(err(
-                    self.name,
-                    format!(
-                        "ran more than {} thread-instructions (an endless spin loop, or a grid barrier across more blocks than can be resident: {} threads)",
-                        sim.max_instructions, RESIDENT_THREADS
-                    ),
-                ));
-            }
             if live > 0 && self.instructions == before && !released {
                 let t = (0..n).find(|&t| self.st[t] != TState::Done).unwrap_or(0);
                 return Err(self.fail(t, format!("deadlock: no thread can proceed (this one waits at {:?}; a barrier or warp collective that not all threads reach)", self.st[t])));
             }
         }
         Ok(())
+    }
+
+    /// Reorders `v` at random when the simulator is seeded.
+    fn shuffle(&mut self, sim: &Simulator, v: &mut [usize]) {
+        if sim.seed != 0 {
+            for i in (1..v.len()).rev() {
+                self.rng ^= self.rng << 13;
+                self.rng ^= self.rng >> 7;
+                self.rng ^= self.rng << 17;
+                v.swap(i, (self.rng % (i as u64 + 1)) as usize);
+            }
+        }
     }
 
     /// Runs the warp whose lane 0 is slot `w0` for up to [`SLICE`] steps.
@@ -123,6 +149,14 @@ impl<'k> Launch<'k> {
         }
         bs.at_bar = 0;
         bs.bar_epoch += 1;
+        if bs.bar_epoch.is_multiple_of(SWEEP_EVERY) {
+            let now = bs.bar_epoch;
+            let r = &mut self.shared[b - self.first_block as usize];
+            shadow::sweep(
+                r.shadow.iter_mut().chain(r.split.values_mut().flatten()),
+                now,
+            );
+        }
         let t0 = (b - self.first_block as usize) * self.tps as usize;
         for t in t0..t0 + self.tpb as usize {
             if self.st[t] == TState::Bar {

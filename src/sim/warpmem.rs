@@ -5,10 +5,11 @@
 //! which names its fault. Lanes run in lane order either way, so the race
 //! shadow sees the accesses in the order the lane-by-lane path gives them.
 
-use super::memory::{Accessor, Place, check};
+use super::memory::Place;
 use super::num::sext;
 use super::parse::{Op, Space, Src};
-use super::{Acc, Launch, SPLIT, Simulator};
+use super::shadow::{Accessor, Entry, INIT, SPLIT};
+use super::{Acc, BlockSt, Launch, Region, Simulator};
 use crate::error::Result;
 
 impl<'k> Launch<'k> {
@@ -53,11 +54,8 @@ impl<'k> Launch<'k> {
         let me = self.accessor(w0);
         // A loaded word as its register holds it.
         let loaded = |v: u64| if ty.signed() { sext(ty, v) as u64 } else { v };
-        let put = |me: &mut Self, on: u32, vals: &[u64; 4]| {
-            for (&d, &v) in dsts.iter().zip(vals) {
-                me.put(w0, on, d, &[loaded(v); 32]);
-            }
-        };
+        let addrs: [u64; 32] = std::array::from_fn(|l| base[l].wrapping_add(addr.offset as u64));
+        let mut vals = [[0u64; 4]; 32];
         // A broadcast (every lane reads one address) reads one value, and
         // the checks of its first, second and last lanes leave the shadow
         // as all of them would and find the first conflict any of them
@@ -66,27 +64,20 @@ impl<'k> Launch<'k> {
         let l0 = on.trailing_zeros() as usize;
         if !store
             && on.count_ones() > 3
-            && (0..32).all(|l| on & (1 << l) == 0 || base[l] == base[l0])
+            && (0..32).all(|l| on & (1 << l) == 0 || addrs[l] == addrs[l0])
+            && self.word_run(sim, w0, me, space, &addrs, 1 << l0, n, &mut vals, false)? != 0
         {
-            let a = base[l0].wrapping_add(addr.offset as u64);
-            let mut vals = [0u64; 4];
-            if a & (4 * n as u64 - 1) == 0
-                && self.word_access(sim, w0 + l0, me.lane(l0), space, a, &mut vals[..n], false)?
-            {
-                let second = (on & (on - 1)).trailing_zeros() as usize;
-                let last = 31 - on.leading_zeros() as usize;
-                for l in [second, last] {
-                    let mut v = [0u64; 4];
-                    let done =
-                        self.word_access(sim, w0 + l, me.lane(l), space, a, &mut v[..n], false)?;
-                    debug_assert!(done, "a broadcast's lanes take the same path");
-                }
-                put(self, on, &vals);
-                return Ok(());
+            let second = (on & (on - 1)).trailing_zeros();
+            let last = 31 - on.leading_zeros();
+            let rest = (1 << second) | (1 << last);
+            let mut scratch = [[0u64; 4]; 32];
+            let done = self.word_run(sim, w0, me, space, &addrs, rest, n, &mut scratch, false)?;
+            debug_assert_eq!(done, rest, "a broadcast's lanes take the same path");
+            for (&d, &v) in dsts.iter().zip(&vals[l0]) {
+                self.put(w0, on, d, &[loaded(v); 32]);
             }
+            return Ok(());
         }
-        let addrs: [u64; 32] = std::array::from_fn(|l| base[l].wrapping_add(addr.offset as u64));
-        let mut vals = [[0u64; 4]; 32];
         for (j, &s) in srcs.iter().enumerate() {
             let v = self.lanes_of(w0, s);
             for (lane, &x) in vals.iter_mut().zip(&v) {
@@ -103,23 +94,11 @@ impl<'k> Launch<'k> {
                 }
             }
             m &= !done;
-            if m == 0 {
-                break;
-            }
-            // The lane that stopped the run goes the general way, which
-            // names its fault or handles what the run does not.
-            let l = m.trailing_zeros() as usize;
-            m &= m - 1;
-            let t = w0 + l;
-            let mut v = vals[l];
-            let done = addrs[l] & (4 * n as u64 - 1) == 0
-                && self.word_access(sim, t, me.lane(l), space, addrs[l], &mut v[..n], store)?;
-            if !done {
-                slow(self, sim, t)?;
-            } else {
-                for (&d, &x) in dsts.iter().zip(&v) {
-                    self.wr(t, d, loaded(x));
-                }
+            if done == 0 {
+                // The first lane left is not the common case: the general
+                // way names its fault or does what the run does not.
+                slow(self, sim, w0 + m.trailing_zeros() as usize)?;
+                m &= m - 1;
             }
         }
         Ok(())
@@ -143,49 +122,106 @@ impl<'k> Launch<'k> {
         vals: &mut [[u64; 4]; 32],
         store: bool,
     ) -> Result<u32> {
-        let acc = if store { Acc::Write } else { Acc::Read };
         let first = addrs[on.trailing_zeros() as usize];
-        let (rbase, region) = if space == Space::Shared {
-            (0, &mut self.shared[me.block - self.first_block as usize])
+        let (blocks, tpb) = (&self.blocks, self.tpb);
+        let mut run = Run {
+            blocks,
+            tpb,
+            me,
+            acc: if store { Acc::Write } else { Acc::Read },
+            base: 0,
+            addrs,
+            n,
+        };
+        let (done, race) = if space == Space::Shared {
+            run.go(
+                &mut self.shared[me.block - self.first_block as usize],
+                on,
+                vals,
+            )
         } else {
             match sim.allocs.range_mut(..=first).next_back() {
-                Some((&b, r)) => (b, r),
+                Some((&b, r)) => {
+                    run.base = b;
+                    run.go(r, on, vals)
+                }
                 None => return Ok(0),
             }
         };
+        match race {
+            None => Ok(done),
+            Some((l, at, prev, kind)) => {
+                let place = if space == Space::Shared {
+                    Place::Shared
+                } else {
+                    Place::Global(addrs[l])
+                };
+                let acc = if store { Acc::Write } else { Acc::Read };
+                Err(self.race_error(w0 + l, place, at, prev, kind, acc))
+            }
+        }
+    }
+}
+
+/// A warp's word accesses into one region that starts at address `base`.
+struct Run<'a> {
+    blocks: &'a [BlockSt],
+    tpb: u32,
+    me: Accessor,
+    acc: Acc,
+    base: u64,
+    addrs: &'a [u64; 32],
+    n: usize,
+}
+
+/// A race found: the lane, the byte offset, the other accessor's index + 1
+/// and its access's kind.
+type Race = (usize, usize, u32, &'static str);
+
+impl Run<'_> {
+    /// The lanes of `on` done, in lane order, until one is not the common
+    /// case or races (returned with it).
+    #[inline(always)]
+    fn go<E: Entry>(
+        &self,
+        region: &mut Region<E>,
+        on: u32,
+        vals: &mut [[u64; 4]; 32],
+    ) -> (u32, Option<Race>) {
         region.ensure_shadow();
-        let (blocks, tpb) = (&self.blocks, self.tpb);
-        let bytes = 4 * n as u64;
+        let store = self.acc == Acc::Write;
+        let bytes = 4 * self.n as u64;
         let len = region.data.len() as u64;
         let mut done = 0u32;
         let mut m = on;
-        let mut race = None;
         while m != 0 {
             let l = m.trailing_zeros() as usize;
-            let off = addrs[l].wrapping_sub(rbase);
-            if addrs[l] & (bytes - 1) != 0 || off >= len || len - off < bytes {
+            let off = self.addrs[l].wrapping_sub(self.base);
+            if self.addrs[l] & (bytes - 1) != 0 || off >= len || len - off < bytes {
                 break;
             }
             let o = off as usize;
-            if !store
-                && region.init[o..o + 4 * n]
-                    .chunks_exact(4)
-                    .any(|w| w != [1; 4])
-            {
+            let words = &mut region.shadow[o / 4..o / 4 + self.n];
+            if words.iter().any(|e| e.flags() & SPLIT != 0) {
                 break;
             }
-            let words = &mut region.shadow[o / 4..o / 4 + n];
-            if words.iter().any(|e| e.flags & SPLIT != 0) {
-                break;
-            }
-            for (i, e) in words.iter_mut().enumerate() {
-                if let Some((prev, kind)) = check(blocks, tpb, me.lane(l), acc, e) {
-                    race = Some((l, o + 4 * i, prev, kind));
+            if !store {
+                let init = &region.init[o..o + 4 * self.n];
+                let known = |(e, w): (&E, &[u8])| e.flags() & INIT != 0 || w == [1; 4];
+                if !words.iter().zip(init.chunks_exact(4)).all(known) {
                     break;
                 }
+            }
+            for (i, e) in words.iter_mut().enumerate() {
                 let at = o + 4 * i;
+                if let Some((prev, kind)) =
+                    e.check(self.blocks, self.tpb, self.me.lane(l), self.acc)
+                {
+                    return (done, Some((l, at, prev, kind)));
+                }
                 let word: &mut [u8; 4] =
                     (&mut region.data[at..at + 4]).try_into().expect("4 bytes");
+                e.set_flags(e.flags() | INIT);
                 if store {
                     *word = (vals[l][i] as u32).to_le_bytes();
                     region.init[at..at + 4].fill(1);
@@ -193,80 +229,9 @@ impl<'k> Launch<'k> {
                     vals[l][i] = u64::from(u32::from_le_bytes(*word));
                 }
             }
-            if race.is_some() {
-                break;
-            }
             done |= 1 << l;
             m &= m - 1;
         }
-        if let Some((l, at, prev, kind)) = race {
-            let place = if space == Space::Shared {
-                Place::Shared
-            } else {
-                Place::Global(addrs[l])
-            };
-            return Err(self.race_error(w0 + l, place, at, prev, kind, acc));
-        }
-        Ok(done)
-    }
-
-    /// Slot `t` (accessor `me`) accesses `vals.len()` words at `a`:
-    /// stores `vals`, or loads into them. Ok(false), having changed
-    /// nothing, when the access needs the general path.
-    #[allow(clippy::too_many_arguments)]
-    #[inline(always)]
-    fn word_access(
-        &mut self,
-        sim: &mut Simulator,
-        t: usize,
-        me: Accessor,
-        space: Space,
-        a: u64,
-        vals: &mut [u64],
-        store: bool,
-    ) -> Result<bool> {
-        let n = vals.len();
-        let acc = if store { Acc::Write } else { Acc::Read };
-        let (region, off, place) = if space == Space::Shared {
-            (
-                &mut self.shared[me.block - self.first_block as usize],
-                a,
-                Place::Shared,
-            )
-        } else {
-            match sim.allocs.range_mut(..=a).next_back() {
-                Some((b, r)) => (r, a - b, Place::Global(a)),
-                None => return Ok(false),
-            }
-        };
-        let o = off as usize;
-        let bytes = 4 * n;
-        if off + bytes as u64 > region.data.len() as u64
-            || (!store
-                && region.init[o..o + bytes]
-                    .chunks_exact(4)
-                    .any(|w| w != [1; 4]))
-        {
-            return Ok(false);
-        }
-        region.ensure_shadow();
-        let words = &mut region.shadow[o / 4..o / 4 + n];
-        if words.iter().any(|e| e.flags & SPLIT != 0) {
-            return Ok(false);
-        }
-        for (i, e) in words.iter_mut().enumerate() {
-            if let Some((prev, kind)) = check(&self.blocks, self.tpb, me, acc, e) {
-                return Err(self.race_error(t, place, o + 4 * i, prev, kind, acc));
-            }
-            let at = o + 4 * i;
-            let word: &mut [u8; 4] = (&mut region.data[at..at + 4]).try_into().expect("4 bytes");
-            if store {
-                *word = (vals[i] as u32).to_le_bytes();
-                region.init[at..at + 4].fill(1);
-            } else {
-                vals[i] = u64::from(u32::from_le_bytes(*word));
-            }
-        }
-        Ok(true)
+        (done, None)
     }
 }

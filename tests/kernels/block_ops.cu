@@ -33,3 +33,17 @@ extern "C" __global__ void atomics(const unsigned* a, unsigned* counters, float*
   __syncthreads();
   if (t == 0) atomicMax(&counters[4], local_max);
 }
+// Thread 0 writes shared memory after 1 + `before` barriers; every thread
+// reads it after `after` more. A race exactly when `after` is 0, however
+// many barriers came first: the simulator keeps 16 bits of a barrier epoch
+// and must neither take one 65,536 barriers old for the current one nor
+// lose the current one when it sweeps every 32,768.
+extern "C" __global__ void barriers_then_share(float* out, unsigned before, unsigned after) {
+  __shared__ float x;
+  if (threadIdx.x == 0) x = 0.0f;
+  __syncthreads();
+  for (unsigned i = 0; i < before; ++i) __syncthreads();
+  if (threadIdx.x == 0) x = 1.0f + (float)before;
+  for (unsigned i = 0; i < after; ++i) __syncthreads();
+  out[threadIdx.x] = x;
+}
