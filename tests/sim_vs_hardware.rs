@@ -1045,6 +1045,17 @@ fn cases() -> Vec<Case> {
         params: vec![output("out", 8 * 128, exact(U32)), Param::U32(20)],
     });
 
+    // barriers_then_share with barriers between the write and the reads (the
+    // race-free form; the simulator's own test runs the racy ones).
+    v.push(Case {
+        module: "block_ops",
+        kernel: "barriers_then_share",
+        grid: 1,
+        block: 64,
+        shared_bytes: 0,
+        params: vec![output("out", 64, exact(F32)), Param::U32(3), Param::U32(2)],
+    });
+
     // grid_barrier: a spin-wait across blocks, which needs every block resident
     // at once: 6 blocks of 64 threads are co-resident on any GPU (an H200 has
     // 132 SMs; one SM holds them all). Last in the table: if it ever hung, every
