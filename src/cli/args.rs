@@ -372,7 +372,7 @@ pub struct SelftestArgs {
     #[arg(long)]
     pub json: bool,
     /// Instead of every kernel: a training step and generation at the Keras
-    /// shape (V 57, H 128, B 128, T 60), about a minute on the simulator.
+    /// shape (V 57, H 128, B 128, T 60), about 35 s on the simulator.
     #[arg(long)]
     pub full_shape: bool,
 }

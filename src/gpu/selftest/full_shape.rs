@@ -11,7 +11,7 @@
 //! shape has at most 64 per split), a 60-character generation window. A
 //! GPU runs the whole selftest at that
 //! shape; on the simulator this runs the two checks that exercise all of it
-//! at once, in about a minute:
+//! at once, in about 35 s:
 //!
 //! 1. training, [`check_training`] at the Keras shape for
 //!    [`FullShape::steps`] steps taken as the trainer takes them: the first
