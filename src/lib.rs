@@ -94,6 +94,7 @@ pub mod inference;
 pub mod interop;
 pub mod io;
 pub mod model;
+pub mod ops;
 pub mod report;
 pub mod rng;
 pub mod rundir;
