@@ -9,7 +9,7 @@
 //! is found and otherwise embeds the ones committed in `kernels/prebuilt/`,
 //! so every build has all three; a GPU machine needs only its driver.
 //!
-//! There are three ways to use it.
+//! There are three ways to use it, and an op to build on.
 //!
 //! # From the command line
 //!
@@ -69,6 +69,14 @@
 //! `examples/train_and_generate.rs` is the same with a progress callback.
 //! The library never prints: everything it has to say arrives as events,
 //! return values or errors.
+//!
+//! # An LSTM op on your own tensors
+//!
+//! [`ops::Lstm`] runs forward and backward of a stack of LSTM layers on
+//! the caller's slices (dense or class-index input, initial states, a
+//! gradient at every step, dropout between layers), for a crate that brings
+//! its own data, loss and optimizer; `examples/lstm_op.rs` trains a small
+//! model that way.
 //!
 //! # Cargo features
 //!

@@ -14,7 +14,9 @@ use common::{Rng, random_params};
 
 use charlstm_cuda::cpu;
 use charlstm_cuda::model::Tensor;
-use charlstm_cuda::ops::{LayerParams, LayerWeights, Lstm, LstmInput, Mode, dropout};
+use charlstm_cuda::ops::{
+    LayerParams, LayerWeights, Lstm, LstmGrads, LstmInput, LstmOutput, Mode, dropout,
+};
 
 const STEP: f64 = 1e-5;
 const TOL: f64 = 1e-6;
@@ -485,6 +487,46 @@ fn results_do_not_depend_on_the_thread_count() {
     }
 }
 
+/// `forward_into` / `backward_into` over buffers of earlier calls of other
+/// shapes and inputs give what fresh ones give, bit for bit.
+#[test]
+fn reused_buffers_give_the_results_of_fresh_ones() {
+    let lstm = Lstm::new(3, 4, 5).unwrap().with_dropout(0.3).unwrap();
+    let (mut out, mut grads) = (LstmOutput::new(), LstmGrads::default());
+    for (k, (t, b, dense, mode)) in [
+        (6, 4, true, TRAIN),
+        (3, 2, false, TRAIN),
+        (5, 3, true, Mode::Eval),
+        (2, 5, false, Mode::Eval),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let c = Case::new(&lstm, (t, b), dense, 80 + k as u64);
+        let w = views(&c.layers);
+        let dy = vec64(&mut Rng(k as u64), t * b * 5, 1.0);
+        let (h0, c0) = (Some(&c.h0[..]), (k % 2 == 0).then_some(&c.c0[..]));
+        lstm.forward_into(&w, c.input(), h0, c0, mode, &mut out)
+            .unwrap();
+        let fresh = lstm.forward(&w, c.input(), h0, c0, mode).unwrap();
+        assert_eq!(
+            (out.y(), out.h_n(), out.c_n()),
+            (fresh.y(), fresh.h_n(), fresh.c_n())
+        );
+        lstm.backward_into(&w, &mut out, &dy, None, h0, &mut grads)
+            .unwrap();
+        assert_eq!(
+            grads,
+            lstm.backward(&w, fresh, &dy, None, h0).unwrap(),
+            "case {k}"
+        );
+        // The outputs still read the forward; a second backward is refused.
+        assert_eq!(out.seq_len_batch(), (t, b));
+        let again = lstm.backward_into(&w, &mut out, &dy, None, None, &mut grads);
+        assert!(again.unwrap_err().to_string().contains("run forward again"));
+    }
+}
+
 /// Every malformed call is an error that names the argument and the fix.
 #[test]
 fn bad_inputs_get_clear_errors() {
@@ -558,7 +600,11 @@ fn bad_inputs_get_clear_errors() {
     );
     has(
         fwd(&w, LstmInput::dense(&x, 0, b), None, None),
-        &["T = 0", "at least 1"],
+        &["0 steps (T)", "at least 1"],
+    );
+    has(
+        fwd(&w, LstmInput::dense(&x, t, 0), None, None),
+        &["0 batch rows (B)"],
     );
     has(
         fwd(&w, LstmInput::classes(&[0, 1, 2], t, b), None, None),

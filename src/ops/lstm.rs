@@ -29,9 +29,12 @@
 //! dX_l               = dz @ kernel_l^T             [T*B, 4H] @ [4H, In_l]  (not for one-hot)
 //! ```
 //!
-//! Every gradient is returned freshly computed, never accumulated into the
-//! caller's buffers.
+//! Every gradient is overwritten, never accumulated into. `forward_into` /
+//! `backward_into` reuse the buffers of an earlier call (at T = 60, B = 128,
+//! H = 256 one layer's gates alone are 31 MB, and fresh pages cost a
+//! quarter of the time); `forward` / `backward` allocate them.
 
+use super::check;
 use super::dropout::{self, Mode};
 use crate::cpu::Scalar;
 use crate::cpu::backward::{ClassLayout, scatter_rows, split_classes, sum_rows};
@@ -110,7 +113,7 @@ pub struct LayerWeights<'a, F> {
 /// One layer's tensors, owned: the weights a caller keeps, and the
 /// gradients [`Lstm::backward`] returns ([`LayerGrads`]). Layout as in
 /// [`LayerWeights`].
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct LayerParams<F> {
     /// `[In_l, 4H]`.
     pub kernel: Vec<F>,
@@ -145,16 +148,38 @@ impl<F: Scalar> LayerParams<F> {
 
 /// What [`Lstm::forward`] returns: the outputs, and everything the backward
 /// needs (every layer's gates, states and dropout masks, and a copy of the
-/// input), which [`Lstm::backward`] consumes.
+/// input). [`Lstm::forward_into`] refills one, reusing its buffers.
+///
+/// After [`Lstm::backward_into`] the outputs still read the forward's
+/// values, but the gates hold their gradients: another backward needs
+/// another forward.
 #[derive(Debug)]
 pub struct LstmOutput<F> {
-    op: Lstm,
-    seq_len: usize,
-    batch: usize,
+    /// N, In, H of the Lstm that filled it; T, B of the call.
+    sizes: [usize; 5],
     input: OwnedInput<F>,
     layers: Vec<LayerTape<F>>,
     h_n: Vec<F>,
     c_n: Vec<F>,
+    /// The forward's `X @ kernel + bias`, the backward's gradient passed
+    /// down: scratch kept for the next call.
+    scratch: Vec<F>,
+    /// Set by a backward: the gates are gradients now.
+    spent: bool,
+}
+
+impl<F> Default for LstmOutput<F> {
+    fn default() -> Self {
+        LstmOutput {
+            sizes: [0; 5],
+            input: OwnedInput::Classes(Vec::new()),
+            layers: Vec::new(),
+            h_n: Vec::new(),
+            c_n: Vec::new(),
+            scratch: Vec::new(),
+            spent: true,
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -164,22 +189,28 @@ enum OwnedInput<F> {
 }
 
 /// One layer's saved forward state; buffers as in [`crate::cpu::layer`].
-#[derive(Debug)]
+#[derive(Debug, Default)]
 struct LayerTape<F> {
     gates: Vec<F>,
     c: Vec<F>,
     tc: Vec<F>,
     h: Vec<F>,
     /// The keep-mask of this layer's output and the dropped sequence the
-    /// layer above read, when dropout was on below the top.
-    dropped: Option<(Vec<bool>, Vec<F>)>,
+    /// layer above read; both empty when no dropout followed this layer.
+    keep: Vec<bool>,
+    dropped: Vec<F>,
 }
 
 impl<F> LstmOutput<F> {
+    /// An empty output for [`Lstm::forward_into`] to fill.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
     /// Hidden states of the top layer at every step, `[T, B, H]`.
     pub fn y(&self) -> &[F] {
-        let top = self.layers.last().expect("an Lstm has at least one layer");
-        &top.h[self.batch * self.op.hidden..]
+        let [_, _, h, _, b] = self.sizes;
+        self.layers.last().map_or(&[], |top| &top.h[b * h..])
     }
 
     /// The final hidden state of every layer, `[N, B, H]`.
@@ -194,18 +225,17 @@ impl<F> LstmOutput<F> {
 
     /// T and B of the call.
     pub fn seq_len_batch(&self) -> (usize, usize) {
-        (self.seq_len, self.batch)
+        (self.sizes[3], self.sizes[4])
     }
 }
 
-/// What [`Lstm::backward`] returns.
-#[derive(Clone, Debug)]
+/// What [`Lstm::backward`] returns; [`Lstm::backward_into`] overwrites one.
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct LstmGrads<F> {
     /// d input `[T, B, In]` for a dense input; `None` for class indices
     /// (they have no gradient).
     pub dx: Option<Vec<F>>,
-    /// d h_0 `[N, B, H]` (zero rows where no initial state was given still
-    /// say what one would receive).
+    /// d h_0 `[N, B, H]`, computed whether or not `h0` was given.
     pub dh0: Vec<F>,
     /// d c_0 `[N, B, H]`.
     pub dc0: Vec<F>,
@@ -213,22 +243,11 @@ pub struct LstmGrads<F> {
     pub layers: Vec<LayerGrads<F>>,
 }
 
-/// A slice whose length does not match its declared shape.
-fn shape_error(name: impl Into<String>, shape: String, got: usize, want: usize) -> Error {
-    Error::Shape {
-        name: name.into(),
-        shape,
-        got,
-        want,
-    }
-}
-
-fn check_len(name: &str, got: usize, shape: impl FnOnce() -> String, want: usize) -> Result<()> {
-    if got == want {
-        Ok(())
-    } else {
-        Err(shape_error(name, shape(), got, want))
-    }
+/// `v` resized to `n` without keeping its values' meaning: the caller
+/// overwrites every element (growing allocates once, later calls reuse).
+fn sized<F: Scalar>(v: &mut Vec<F>, n: usize) -> &mut Vec<F> {
+    v.resize(n, F::zero());
+    v
 }
 
 impl Lstm {
@@ -236,18 +255,9 @@ impl Lstm {
     /// number of classes for a one-hot input) with `hidden` units each; no
     /// dropout, threads = available cores.
     pub fn new(layers: usize, input: usize, hidden: usize) -> Result<Self> {
-        for (name, value, what) in [
-            ("lstm.layers", layers, "layers"),
-            ("lstm.input", input, "input values per step"),
-            ("lstm.hidden", hidden, "hidden units"),
-        ] {
-            if value == 0 {
-                return Err(Error::InvalidArgument {
-                    name,
-                    what: format!("0 {what}; an LSTM stack needs at least 1"),
-                });
-            }
-        }
+        check::positive("lstm.layers", layers, "layers")?;
+        check::positive("lstm.input", input, "input values per step")?;
+        check::positive("lstm.hidden", hidden, "hidden units")?;
         Ok(Lstm {
             layers,
             input,
@@ -297,54 +307,6 @@ impl Lstm {
         if l == 0 { self.input } else { self.hidden }
     }
 
-    /// Checks every layer's weights against the stack's sizes.
-    fn check_weights<F>(&self, weights: &[LayerWeights<'_, F>]) -> Result<()> {
-        if weights.len() != self.layers {
-            return Err(Error::InvalidArgument {
-                name: "weights",
-                what: format!(
-                    "{} layers' weights for an Lstm of {} layers; pass one LayerWeights per \
-                     layer, layer 0 first",
-                    weights.len(),
-                    self.layers
-                ),
-            });
-        }
-        let (h, g) = (self.hidden, 4 * self.hidden);
-        for (l, w) in weights.iter().enumerate() {
-            let (i, dim) = (self.layer_input(l), if l == 0 { "In" } else { "H" });
-            let name = |t: &str| format!("weights[{l}].{t}");
-            check_len(
-                &name("kernel"),
-                w.kernel.len(),
-                || format!("[{dim}, 4H] = [{i}, {g}]"),
-                i * g,
-            )?;
-            check_len(
-                &name("recurrent_kernel"),
-                w.recurrent_kernel.len(),
-                || format!("[H, 4H] = [{h}, {g}]"),
-                h * g,
-            )?;
-            check_len(&name("bias"), w.bias.len(), || format!("[4H] = [{g}]"), g)?;
-        }
-        Ok(())
-    }
-
-    /// Checks an optional state `[N, B, H]`.
-    fn check_state<F>(&self, name: &str, s: Option<&[F]>, batch: usize) -> Result<()> {
-        let (n, h) = (self.layers, self.hidden);
-        match s {
-            None => Ok(()),
-            Some(s) => check_len(
-                name,
-                s.len(),
-                || format!("[N, B, H] = [{n}, {batch}, {h}]"),
-                n * batch * h,
-            ),
-        }
-    }
-
     /// Forward over the whole sequence. `h0`, `c0`: the initial states
     /// `[N, B, H]` (zero when `None`). In [`Mode::Train`] with dropout > 0,
     /// the masks of that mode's key are drawn and kept for the backward.
@@ -356,90 +318,87 @@ impl Lstm {
         c0: Option<&[F]>,
         mode: Mode,
     ) -> Result<LstmOutput<F>> {
+        let mut out = LstmOutput::new();
+        self.forward_into(weights, x, h0, c0, mode, &mut out)?;
+        Ok(out)
+    }
+
+    /// [`forward`](Self::forward) into `out`, reusing its buffers (an
+    /// output of any earlier call, or [`LstmOutput::new`]).
+    pub fn forward_into<F: Scalar>(
+        &self,
+        weights: &[LayerWeights<'_, F>],
+        x: LstmInput<'_, F>,
+        h0: Option<&[F]>,
+        c0: Option<&[F]>,
+        mode: Mode,
+        out: &mut LstmOutput<F>,
+    ) -> Result<()> {
         let (t, b, h, g) = (x.seq_len, x.batch, self.hidden, 4 * self.hidden);
-        if t == 0 || b == 0 {
-            return Err(Error::InvalidArgument {
-                name: "x",
-                what: format!(
-                    "a sequence of T = {t} steps of B = {b} rows; both must be at least 1"
-                ),
-            });
-        }
-        self.check_weights(weights)?;
-        let input = match x.data {
+        check::positive("x", t, "steps (T)")?;
+        check::positive("x", b, "batch rows (B)")?;
+        check::weights(self, weights)?;
+        match x.data {
             InputData::Dense(d) => {
                 let i = self.input;
-                check_len(
-                    "x",
-                    d.len(),
-                    || format!("[T, B, In] = [{t}, {b}, {i}]"),
-                    t * b * i,
-                )?;
-                OwnedInput::Dense(d.to_vec())
+                let shape = || format!("[T, B, In] = [{t}, {b}, {i}]");
+                check::len("x", d.len(), shape, t * b * i)?;
             }
-            InputData::Classes(c) => {
-                check_len("x", c.len(), || format!("[T, B] = [{t}, {b}]"), t * b)?;
-                if let Some(k) = c.iter().position(|&v| v as usize >= self.input) {
-                    return Err(Error::InvalidArgument {
-                        name: "x",
-                        what: format!(
-                            "class {} at t = {}, b = {} is not below In = {}, the number of \
-                             classes the Lstm was made for; pass indices in 0..{} or make the \
-                             Lstm with a larger input",
-                            c[k],
-                            k / b,
-                            k % b,
-                            self.input,
-                            self.input
-                        ),
-                    });
-                }
-                OwnedInput::Classes(c.to_vec())
-            }
-        };
-        self.check_state("h0", h0, b)?;
-        self.check_state("c0", c0, b)?;
+            InputData::Classes(c) => check::classes(self, c, (t, b))?,
+        }
+        check::state(self, "h0", h0, b)?;
+        check::state(self, "c0", c0, b)?;
+        // Every check passed: from here on `out` is overwritten, and holds
+        // no forward until the end.
+        out.sizes = [self.layers, self.input, h, t, b];
+        out.spent = true;
+        match (x.data, &mut out.input) {
+            (InputData::Dense(d), OwnedInput::Dense(v)) => copy_into(v, d),
+            (InputData::Classes(c), OwnedInput::Classes(v)) => copy_into(v, c),
+            (InputData::Dense(d), slot) => *slot = OwnedInput::Dense(d.to_vec()),
+            (InputData::Classes(c), slot) => *slot = OwnedInput::Classes(c.to_vec()),
+        }
         let masks = match mode {
             Mode::Train { seed, step } if self.dropout > 0.0 => Some((seed, step)),
             _ => None,
         };
         let threads = threads_for(self.threads, b);
         let scale = F::one() / (F::one() - F::of(self.dropout));
-        let shape = Shape { t, b, h };
-        let state = b * h;
-        let mut layers: Vec<LayerTape<F>> = Vec::with_capacity(self.layers);
+        let (shape, state) = (Shape { t, b, h }, b * h);
+        out.layers.resize_with(self.layers, LayerTape::default);
+        let (input, tapes, scratch) = (&out.input, &mut out.layers, &mut out.scratch);
         for (l, w) in weights.iter().enumerate() {
-            let mut tape = LayerTape {
-                gates: vec![F::zero(); t * b * g],
-                c: vec![F::zero(); (t + 1) * state],
-                tc: vec![F::zero(); t * state],
-                h: vec![F::zero(); (t + 1) * state],
-                dropped: None,
-            };
-            if let Some(h0) = h0 {
-                tape.h[..state].copy_from_slice(&h0[l * state..][..state]);
+            let (below, rest) = tapes.split_at_mut(l);
+            let tape = &mut rest[0];
+            sized(&mut tape.gates, t * b * g);
+            sized(&mut tape.c, (t + 1) * state);
+            sized(&mut tape.tc, t * state);
+            sized(&mut tape.h, (t + 1) * state);
+            for (slot, given) in [(&mut tape.h, h0), (&mut tape.c, c0)] {
+                match given {
+                    Some(s) => slot[..state].copy_from_slice(&s[l * state..][..state]),
+                    None => slot[..state].fill(F::zero()),
+                }
             }
-            if let Some(c0) = c0 {
-                tape.c[..state].copy_from_slice(&c0[l * state..][..state]);
-            }
-            let below = match l {
-                0 => match &input {
-                    OwnedInput::Dense(d) => Some(&d[..]),
-                    OwnedInput::Classes(_) => None,
-                },
-                _ => Some(layer_output(&layers[l - 1], state)),
+            let x_l = match (l, input) {
+                (0, OwnedInput::Dense(d)) => Some(&d[..]),
+                (0, OwnedInput::Classes(_)) => None,
+                _ => Some(layer_output(&below[l - 1], state)),
             };
-            let term: Vec<F>;
-            let input_term = match (below, &input) {
-                (Some(xl), _) => {
-                    term = input_gemm(xl, w, (t * b, self.layer_input(l), g), threads);
-                    InputTerm::Dense(&term)
+            let input_term = match (x_l, input) {
+                (Some(x_l), _) => {
+                    let rows = (t * b, self.layer_input(l), g);
+                    input_gemm(x_l, w, rows, threads, scratch);
+                    InputTerm::Dense(&scratch[..])
                 }
                 (None, OwnedInput::Classes(classes)) => {
-                    term = gather_table(w, g);
-                    InputTerm::Gather { xb: &term, classes }
+                    gather_table(w, g, scratch);
+                    InputTerm::Gather {
+                        xb: &scratch[..],
+                        classes,
+                    }
                 }
-                (None, OwnedInput::Dense(_)) => unreachable!("a dense input is always Some"),
+                (None, OwnedInput::Dense(_)) => unreachable!("layer 0 reads a dense input"),
             };
             layer::forward(
                 w.recurrent_kernel,
@@ -451,32 +410,25 @@ impl Lstm {
                 shape,
                 threads,
             );
+            tape.keep.clear();
+            tape.dropped.clear();
             if let Some(key) = masks
                 && l + 1 < self.layers
             {
-                let keep = dropout::mask(self.dropout, key, l as u32, (t, b, h))?;
-                let out = &tape.h[state..];
-                let dropped = out.iter().zip(&keep);
-                let dropped = dropped.map(|(&v, &k)| if k { v * scale } else { F::zero() });
-                let dropped = dropped.collect();
-                tape.dropped = Some((keep, dropped));
+                tape.keep = dropout::mask(self.dropout, key, l as u32, (t, b, h))?;
+                let kept = tape.h[state..].iter().zip(&tape.keep);
+                let dropped = kept.map(|(&v, &k)| if k { v * scale } else { F::zero() });
+                tape.dropped.extend(dropped);
             }
-            layers.push(tape);
         }
-        let (mut h_n, mut c_n) = (Vec::new(), Vec::new());
-        for tape in &layers {
-            h_n.extend_from_slice(&tape.h[t * state..]);
-            c_n.extend_from_slice(&tape.c[t * state..]);
+        out.h_n.clear();
+        out.c_n.clear();
+        for tape in &out.layers {
+            out.h_n.extend_from_slice(&tape.h[t * state..]);
+            out.c_n.extend_from_slice(&tape.c[t * state..]);
         }
-        Ok(LstmOutput {
-            op: self.clone(),
-            seq_len: t,
-            batch: b,
-            input,
-            layers,
-            h_n,
-            c_n,
-        })
+        out.spent = false;
+        Ok(())
     }
 
     /// Backward of the call that returned `out`, with the same `weights`.
@@ -488,172 +440,187 @@ impl Lstm {
     pub fn backward<F: Scalar>(
         &self,
         weights: &[LayerWeights<'_, F>],
-        out: LstmOutput<F>,
+        mut out: LstmOutput<F>,
         dy: &[F],
         dh_n: Option<&[F]>,
         dc_n: Option<&[F]>,
     ) -> Result<LstmGrads<F>> {
-        if out.op.layers != self.layers
-            || out.op.input != self.input
-            || out.op.hidden != self.hidden
-        {
+        let mut grads = LstmGrads::default();
+        self.backward_into(weights, &mut out, dy, dh_n, dc_n, &mut grads)?;
+        Ok(grads)
+    }
+
+    /// [`backward`](Self::backward) into `grads` (overwritten; its buffers
+    /// reused), leaving `out`'s buffers for the next
+    /// [`forward_into`](Self::forward_into).
+    pub fn backward_into<F: Scalar>(
+        &self,
+        weights: &[LayerWeights<'_, F>],
+        out: &mut LstmOutput<F>,
+        dy: &[F],
+        dh_n: Option<&[F]>,
+        dc_n: Option<&[F]>,
+        grads: &mut LstmGrads<F>,
+    ) -> Result<()> {
+        let [n, i0, h, t, b] = out.sizes;
+        if out.spent {
+            return Err(Error::InvalidArgument {
+                name: "out",
+                what: "holds no forward to differentiate (empty, or its backward already ran: \
+                       the gates are gradients now); run forward again first"
+                    .into(),
+            });
+        }
+        if (n, i0, h) != (self.layers, self.input, self.hidden) {
             return Err(Error::InvalidArgument {
                 name: "out",
                 what: format!(
-                    "the output of an Lstm of N = {}, In = {}, H = {}, given to one of N = {}, \
-                     In = {}, H = {}; pass the output of this Lstm's forward",
-                    out.op.layers,
-                    out.op.input,
-                    out.op.hidden,
-                    self.layers,
-                    self.input,
-                    self.hidden
+                    "the output of an Lstm of N = {n}, In = {i0}, H = {h}, given to one of N = \
+                     {}, In = {}, H = {}; pass the output of this Lstm's forward",
+                    self.layers, self.input, self.hidden
                 ),
             });
         }
-        self.check_weights(weights)?;
-        let (t, b, h, g) = (out.seq_len, out.batch, self.hidden, 4 * self.hidden);
-        check_len(
+        check::weights(self, weights)?;
+        check::len(
             "dy",
             dy.len(),
             || format!("[T, B, H] = [{t}, {b}, {h}]"),
             t * b * h,
         )?;
-        self.check_state("dh_n", dh_n, b)?;
-        self.check_state("dc_n", dc_n, b)?;
+        check::state(self, "dh_n", dh_n, b)?;
+        check::state(self, "dc_n", dc_n, b)?;
+        out.spent = true;
+        let (g, k) = (4 * h, t * b);
         let threads = threads_for(self.threads, b);
         let scale = F::one() / (F::one() - F::of(self.dropout));
         let (shape, state) = (Shape { t, b, h }, b * h);
-        let zeros = || vec![F::zero(); self.layers * state];
-        let mut dh0 = dh_n.map_or_else(zeros, <[F]>::to_vec);
-        let mut dc0 = dc_n.map_or_else(zeros, <[F]>::to_vec);
-        let LstmOutput {
-            input, mut layers, ..
-        } = out;
-        let mut grads = Vec::with_capacity(self.layers);
-        let mut dx = None;
-        let mut from_above: Vec<F> = Vec::new();
-        for l in (0..self.layers).rev() {
+        for (buf, given) in [(&mut grads.dh0, dh_n), (&mut grads.dc0, dc_n)] {
+            match given {
+                Some(s) => copy_into(buf, s),
+                None => sized(buf, n * state).fill(F::zero()),
+            }
+        }
+        grads.layers.resize_with(n, LayerParams::default);
+        let dense = matches!(out.input, OwnedInput::Dense(_));
+        if !dense {
+            grads.dx = None;
+        }
+        let (input, tapes, scratch) = (&out.input, &mut out.layers, &mut out.scratch);
+        for l in (0..n).rev() {
             let w = &weights[l];
-            let d_up = if l + 1 == self.layers {
-                dy
-            } else {
-                &from_above[..]
-            };
-            let (below, above) = layers.split_at_mut(l);
-            let tape = &mut above[0];
+            let (below, rest) = tapes.split_at_mut(l);
+            let tape = &mut rest[0];
+            let d_up = if l + 1 == n { dy } else { &scratch[..] };
             layer::backward(
                 w.recurrent_kernel,
                 &mut tape.gates,
                 &tape.c,
                 &tape.tc,
                 d_up,
-                &mut dh0[l * state..][..state],
-                &mut dc0[l * state..][..state],
+                &mut grads.dh0[l * state..][..state],
+                &mut grads.dc0[l * state..][..state],
                 shape,
                 threads,
             );
             let dz = &tape.gates;
-            let k = t * b;
             let i = self.layer_input(l);
-            let mut lg = LayerGrads::zeros(i, h);
+            let lg = &mut grads.layers[l];
             gemm_rows(
                 threads,
                 (h, k, g),
                 View::new(&tape.h, 1, h),
                 View::new(dz, g, 1),
                 F::zero(),
-                &mut lg.recurrent_kernel,
+                sized(&mut lg.recurrent_kernel, h * g),
             );
-            let x_l = match (l, &input) {
-                (0, OwnedInput::Dense(d)) => Some(&d[..]),
-                (0, OwnedInput::Classes(_)) => None,
-                _ => Some(layer_output(&below[l - 1], state)),
-            };
-            match (x_l, &input) {
-                (Some(x_l), _) => {
-                    gemm_rows(
-                        threads,
-                        (i, k, g),
-                        View::new(x_l, 1, i),
-                        View::new(dz, g, 1),
-                        F::zero(),
-                        &mut lg.kernel,
-                    );
-                    sum_rows(&mut lg.bias, dz);
-                    let mut d_in = vec![F::zero(); k * i];
-                    gemm_rows(
-                        threads,
-                        (k, g, i),
-                        View::new(dz, g, 1),
-                        View::new(w.kernel, 1, g),
-                        F::zero(),
-                        &mut d_in,
-                    );
-                    if l == 0 {
-                        dx = Some(d_in);
-                    } else {
-                        if let Some((keep, _)) = &below[l - 1].dropped {
-                            for (d, &kept) in d_in.iter_mut().zip(keep) {
-                                *d = if kept { *d * scale } else { F::zero() };
-                            }
-                        }
-                        from_above = d_in;
-                    }
-                }
-                (None, OwnedInput::Classes(classes)) => {
-                    scatter_by_class(&mut lg.kernel, classes, b, dz, (i, g), threads);
+            let x_l = match (l, input) {
+                (0, OwnedInput::Dense(d)) => d,
+                (0, OwnedInput::Classes(classes)) => {
+                    let dk = sized(&mut lg.kernel, i * g);
+                    scatter_by_class(dk, classes, b, dz, (i, g), threads);
                     // Every dz row went to exactly one row of d kernel.
-                    sum_rows(&mut lg.bias, &lg.kernel);
+                    sum_rows(sized(&mut lg.bias, g), &lg.kernel);
+                    continue;
                 }
-                (None, OwnedInput::Dense(_)) => unreachable!("a dense input is always Some"),
+                _ => layer_output(&below[l - 1], state),
+            };
+            gemm_rows(
+                threads,
+                (i, k, g),
+                View::new(x_l, 1, i),
+                View::new(dz, g, 1),
+                F::zero(),
+                sized(&mut lg.kernel, i * g),
+            );
+            sum_rows(sized(&mut lg.bias, g), dz);
+            // dX_l = dz @ kernel^T: the input gradient, or the one passed down.
+            let d_in = if l == 0 {
+                grads.dx.get_or_insert_with(Vec::new)
+            } else {
+                &mut *scratch
+            };
+            gemm_rows(
+                threads,
+                (k, g, i),
+                View::new(dz, g, 1),
+                View::new(w.kernel, 1, g),
+                F::zero(),
+                sized(d_in, k * i),
+            );
+            if l > 0 && !below[l - 1].keep.is_empty() {
+                for (d, &kept) in scratch.iter_mut().zip(&below[l - 1].keep) {
+                    *d = if kept { *d * scale } else { F::zero() };
+                }
             }
-            grads.push(lg);
         }
-        grads.reverse();
-        Ok(LstmGrads {
-            dx,
-            dh0,
-            dc0,
-            layers: grads,
-        })
+        Ok(())
     }
+}
+
+/// `v` becomes a copy of `src`, reusing its allocation.
+fn copy_into<T: Copy>(v: &mut Vec<T>, src: &[T]) {
+    v.clear();
+    v.extend_from_slice(src);
 }
 
 /// The sequence a layer hands up, [T, B, H]: its hidden states, or their
 /// dropped copy.
 fn layer_output<F>(tape: &LayerTape<F>, state: usize) -> &[F] {
-    match &tape.dropped {
-        Some((_, dropped)) => dropped,
-        None => &tape.h[state..],
+    if tape.keep.is_empty() {
+        &tape.h[state..]
+    } else {
+        &tape.dropped
     }
 }
 
-/// `X @ kernel + bias` for all `rows` = T*B rows at once, [T*B, 4H].
+/// `z = X @ kernel + bias` for all `rows` = T*B rows at once, [T*B, 4H].
 fn input_gemm<F: Scalar>(
     x: &[F],
     w: &LayerWeights<'_, F>,
     (rows, i, g): (usize, usize, usize),
     threads: usize,
-) -> Vec<F> {
-    let mut z: Vec<F> = w.bias.iter().copied().cycle().take(rows * g).collect();
+    z: &mut Vec<F>,
+) {
+    for row in sized(z, rows * g).chunks_exact_mut(g) {
+        row.copy_from_slice(w.bias);
+    }
     gemm_rows(
         threads,
         (rows, i, g),
         View::new(x, i, 1),
         View::new(w.kernel, g, 1),
         F::one(),
-        &mut z,
+        z,
     );
-    z
 }
 
 /// `kernel + bias`, one row per class: what a one-hot row times the kernel is.
-fn gather_table<F: Scalar>(w: &LayerWeights<'_, F>, g: usize) -> Vec<F> {
-    w.kernel
-        .chunks_exact(g)
-        .flat_map(|row| row.iter().zip(w.bias).map(|(&k, &b)| k + b))
-        .collect()
+fn gather_table<F: Scalar>(w: &LayerWeights<'_, F>, g: usize, xb: &mut Vec<F>) {
+    xb.clear();
+    for row in w.kernel.chunks_exact(g) {
+        xb.extend(row.iter().zip(w.bias).map(|(&k, &b)| k + b));
+    }
 }
 
 /// `dk[c] = sum of the dz rows whose class is c`, classes [T, B]; threads

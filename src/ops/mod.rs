@@ -32,6 +32,7 @@
 //! Shapes, layouts (Keras and PyTorch), the dropout counter and measured
 //! speed: `docs/lstm-op.md`.
 
+mod check;
 pub mod dropout;
 mod lstm;
 

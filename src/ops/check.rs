@@ -1,0 +1,100 @@
+//! The checks every [`Lstm`] call runs before touching a value: each bad
+//! argument is an [`Error`] naming it, its length, what its shape needs and
+//! the fix, never a panic.
+
+use super::lstm::{LayerWeights, Lstm};
+use crate::error::{Error, Result};
+
+/// `Ok` when a slice has the length its shape needs, else [`Error::Shape`].
+pub(super) fn len(
+    name: &str,
+    got: usize,
+    shape: impl FnOnce() -> String,
+    want: usize,
+) -> Result<()> {
+    if got == want {
+        Ok(())
+    } else {
+        Err(Error::Shape {
+            name: name.into(),
+            shape: shape(),
+            got,
+            want,
+        })
+    }
+}
+
+/// A count that must be at least 1 (N, In, H, T, B).
+pub(super) fn positive(name: &'static str, value: usize, what: &str) -> Result<()> {
+    if value == 0 {
+        return Err(Error::InvalidArgument {
+            name,
+            what: format!("0 {what}; an LSTM call needs at least 1"),
+        });
+    }
+    Ok(())
+}
+
+/// Every layer's weights against the stack's sizes.
+pub(super) fn weights<F>(lstm: &Lstm, weights: &[LayerWeights<'_, F>]) -> Result<()> {
+    if weights.len() != lstm.layers() {
+        return Err(Error::InvalidArgument {
+            name: "weights",
+            what: format!(
+                "{} layers' weights for an Lstm of {} layers; pass one LayerWeights per layer, \
+                 layer 0 first",
+                weights.len(),
+                lstm.layers()
+            ),
+        });
+    }
+    let (h, g) = (lstm.hidden(), 4 * lstm.hidden());
+    for (l, w) in weights.iter().enumerate() {
+        let (i, dim) = (lstm.layer_input(l), if l == 0 { "In" } else { "H" });
+        let name = |t: &str| format!("weights[{l}].{t}");
+        let kernel = || format!("[{dim}, 4H] = [{i}, {g}]");
+        len(&name("kernel"), w.kernel.len(), kernel, i * g)?;
+        let recurrent = || format!("[H, 4H] = [{h}, {g}]");
+        len(
+            &name("recurrent_kernel"),
+            w.recurrent_kernel.len(),
+            recurrent,
+            h * g,
+        )?;
+        len(&name("bias"), w.bias.len(), || format!("[4H] = [{g}]"), g)?;
+    }
+    Ok(())
+}
+
+/// An optional state or state gradient `[N, B, H]`.
+pub(super) fn state<F>(lstm: &Lstm, name: &str, s: Option<&[F]>, batch: usize) -> Result<()> {
+    let (n, h) = (lstm.layers(), lstm.hidden());
+    match s {
+        None => Ok(()),
+        Some(s) => len(
+            name,
+            s.len(),
+            || format!("[N, B, H] = [{n}, {batch}, {h}]"),
+            n * batch * h,
+        ),
+    }
+}
+
+/// Class indices `[T, B]`, each below In.
+pub(super) fn classes(lstm: &Lstm, c: &[u32], (t, b): (usize, usize)) -> Result<()> {
+    len("x", c.len(), || format!("[T, B] = [{t}, {b}]"), t * b)?;
+    let i = lstm.input();
+    match c.iter().position(|&v| v as usize >= i) {
+        None => Ok(()),
+        Some(k) => Err(Error::InvalidArgument {
+            name: "x",
+            what: format!(
+                "class {} at t = {}, b = {} is not below In = {i}, the number of classes the \
+                 Lstm was made for; pass indices in 0..{i} or make the Lstm with a larger input",
+                c[k],
+                k / b,
+                k % b,
+            ),
+        }),
+    }
+}
