@@ -10,7 +10,7 @@
 //! `|analytic - numeric| <= 1e-6 * max(1, |numeric|)` with step 1e-5.
 
 mod common;
-use common::{Rng, random_params};
+use common::{Rng, random_batch, random_params};
 
 use charlstm_cuda::cpu;
 use charlstm_cuda::model::Tensor;
@@ -234,21 +234,13 @@ fn gradients_with_dropout() {
     }
 }
 
-/// Runs `f` with the engine's batch: V classes, x [B, T] and targets y.
-fn engine_batch(v: usize, b: usize, t: usize, seed: u64) -> (Vec<u32>, Vec<u32>) {
-    let mut rng = Rng(seed);
-    let x = (0..b * t).map(|_| rng.range(0, v) as u32).collect();
-    let y = (0..b).map(|_| rng.range(0, v) as u32).collect();
-    (x, y)
-}
-
 /// The op, as one layer over one-hot characters with a dense + softmax head
 /// written here, gives the character engine's loss and LSTM gradients.
 #[test]
 fn one_layer_with_a_softmax_head_matches_the_engine() {
     let (v, h, t, b) = (7, 5, 6, 4);
     let p = random_params(v, h, 0.5, 77);
-    let (x, y) = engine_batch(v, b, t, 78);
+    let (x, y) = random_batch(v, b, t, 78);
     let (engine_loss, engine_grads) = cpu::loss_and_grads(&p, &x, &y, t);
 
     let lstm = Lstm::new(1, v, h).unwrap();

@@ -26,7 +26,7 @@
 //! Every gradient tensor is overwritten, not accumulated into.
 
 use super::scalar::{View, gemm};
-use super::workspace::{Dims, Rows, split_range};
+use super::workspace::{Dims, Rows, run_or_spawn, split_range};
 use super::{Scalar, cell};
 use crate::model::Tensor;
 use crate::model::{Grads, Params};
@@ -128,7 +128,7 @@ pub(super) fn weight_grads<F: Scalar>(
             let (dr, r) = dr_rest.split_at_mut((i1 - i0) * g);
             let (dk, r2) = dk_rest.split_at_mut((v1 - v0) * g);
             (dr_rest, dk_rest) = (r, r2);
-            let mut job = move || {
+            let job = move || {
                 // d recurrent_kernel rows i0..i1: the k = t*B + b order is fixed.
                 gemm(
                     (i1 - i0, k, g),
@@ -145,11 +145,7 @@ pub(super) fn weight_grads<F: Scalar>(
                 };
                 scatter_rows(dk, v0..v1, x, at, dz, g);
             };
-            if ti + 1 == threads {
-                job()
-            } else {
-                scope.spawn(job);
-            }
+            run_or_spawn(scope, ti + 1 == threads, job);
         }
         gemm(
             (h, d.b, v),

@@ -21,7 +21,7 @@
 
 use super::scalar::{View, gemm};
 use super::steps::Steps;
-use super::workspace::split_range;
+use super::workspace::{run_or_spawn, split_range};
 use super::{Scalar, cell};
 
 /// `x_t @ kernel + bias` of row (t, b), for every step, computed ahead of
@@ -86,7 +86,7 @@ pub(crate) fn forward<F: Scalar>(
                 tc: t0,
                 h: h0,
             };
-            let mut job = move || {
+            let job = move || {
                 for t in 0..s.t {
                     gemm(
                         (b1 - b0, hh, g),
@@ -99,11 +99,7 @@ pub(crate) fn forward<F: Scalar>(
                     cells(&mut rows, input, t, s);
                 }
             };
-            if b1 == s.b {
-                job()
-            } else {
-                scope.spawn(job);
-            }
+            run_or_spawn(scope, b1 == s.b, job);
         }
     });
 }
@@ -172,7 +168,7 @@ pub(crate) fn backward<F: Scalar>(
                 dh: dh_mine,
                 dc: dc_mine,
             };
-            let mut job = move || {
+            let job = move || {
                 for t in (0..s.t).rev() {
                     cells_backward(&mut rows, c, tc, dy, t, s);
                     // dh_{t-1} = dz_t @ recurrent_kernel^T; at t = 0 that is dh_0.
@@ -186,11 +182,7 @@ pub(crate) fn backward<F: Scalar>(
                     );
                 }
             };
-            if b1 == s.b {
-                job()
-            } else {
-                scope.spawn(job);
-            }
+            run_or_spawn(scope, b1 == s.b, job);
         }
     });
 }

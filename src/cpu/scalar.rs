@@ -164,6 +164,8 @@ pub(crate) fn gemm<F: Scalar>(
     }
 }
 
+use super::workspace::{run_or_spawn, split_range};
+
 /// [`gemm`] into a row-major `C [m, n]`, its rows split across `threads`
 /// threads: each element is still the same sum over k in the same order,
 /// so the result does not depend on `threads`.
@@ -176,7 +178,7 @@ pub(crate) fn gemm_rows<F: Scalar>(
     c: &mut [F],
 ) {
     assert!(c.len() >= m * n, "gemm_rows: C [{m}x{n}] out of bounds");
-    let parts = super::workspace::split_range(m, threads.max(1), 1);
+    let parts = split_range(m, threads.max(1), 1);
     std::thread::scope(|scope| {
         let mut rest = &mut c[..m * n];
         for (i0, i1) in parts {
@@ -186,12 +188,8 @@ pub(crate) fn gemm_rows<F: Scalar>(
                 continue;
             }
             let a = View::new(&a.data[i0 * a.rs..], a.rs, a.cs);
-            let mut job = move || gemm((i1 - i0, k, n), a, b, beta, mine, (n, 1));
-            if i1 == m {
-                job()
-            } else {
-                scope.spawn(job);
-            }
+            let job = move || gemm((i1 - i0, k, n), a, b, beta, mine, (n, 1));
+            run_or_spawn(scope, i1 == m, job);
         }
     });
 }

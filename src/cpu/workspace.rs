@@ -212,6 +212,21 @@ pub(crate) fn threads_for(requested: usize, b: usize) -> usize {
     want.min(by_size).max(1)
 }
 
+/// Runs `job` on the calling thread when it is the last share of a split
+/// (the caller would only wait for the others), else on a new thread of
+/// `scope`.
+pub(crate) fn run_or_spawn<'scope>(
+    scope: &'scope std::thread::Scope<'scope, '_>,
+    last: bool,
+    job: impl FnOnce() + Send + 'scope,
+) {
+    if last {
+        job()
+    } else {
+        scope.spawn(job);
+    }
+}
+
 /// Splits `0..n` into `parts` contiguous ranges whose inner boundaries are
 /// multiples of `align` (some may be empty).
 pub(crate) fn split_range(

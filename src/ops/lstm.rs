@@ -40,7 +40,7 @@ use crate::cpu::Scalar;
 use crate::cpu::backward::{ClassLayout, scatter_rows, split_classes, sum_rows};
 use crate::cpu::layer::{self, InputTerm, Shape};
 use crate::cpu::scalar::{View, gemm_rows};
-use crate::cpu::workspace::threads_for;
+use crate::cpu::workspace::{run_or_spawn, threads_for};
 use crate::error::{Error, Result};
 
 /// A stack of LSTM layers: sizes, dropout and threads, no weights (the
@@ -643,12 +643,8 @@ fn scatter_by_class<F: Scalar>(
         for (ti, (v0, v1)) in split_classes(classes, v, threads).enumerate() {
             let (mine, tail) = std::mem::take(&mut rest).split_at_mut((v1 - v0) * g);
             rest = tail;
-            let mut job = move || scatter_rows(mine, v0..v1, classes, at, dz, g);
-            if ti + 1 == threads {
-                job()
-            } else {
-                scope.spawn(job);
-            }
+            let job = move || scatter_rows(mine, v0..v1, classes, at, dz, g);
+            run_or_spawn(scope, ti + 1 == threads, job);
         }
     });
 }
