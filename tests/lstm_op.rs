@@ -519,6 +519,76 @@ fn reused_buffers_give_the_results_of_fresh_ones() {
     }
 }
 
+/// The f32 path (the vectorised activations, sgemm) stays close to the f64
+/// reference: the same call in both, y and every gradient.
+#[test]
+fn f32_agrees_with_f64() {
+    let lstm = Lstm::new(2, 6, 8).unwrap().with_dropout(0.25).unwrap();
+    let c = Case::new(&lstm, (9, 5), true, 90);
+    let w64 = views(&c.layers);
+    let to32 = |v: &[f64]| v.iter().map(|&x| x as f32).collect::<Vec<f32>>();
+    let l32: Vec<LayerParams<f32>> = c
+        .layers
+        .iter()
+        .map(|l| LayerParams {
+            kernel: to32(&l.kernel),
+            recurrent_kernel: to32(&l.recurrent_kernel),
+            bias: to32(&l.bias),
+        })
+        .collect();
+    let w32: Vec<_> = l32.iter().map(LayerParams::weights).collect();
+    let (x64, h0, c0) = (c.dense.clone().unwrap(), &c.h0, &c.c0);
+    let dy = vec64(&mut Rng(91), 9 * 5 * 8, 1.0);
+    let (x32, h32, c32, dy32) = (to32(&x64), to32(h0), to32(c0), to32(&dy));
+    let out64 = lstm
+        .forward(
+            &w64,
+            LstmInput::dense(&x64, 9, 5),
+            Some(h0),
+            Some(c0),
+            TRAIN,
+        )
+        .unwrap();
+    let out32 = lstm
+        .forward(
+            &w32,
+            LstmInput::dense(&x32, 9, 5),
+            Some(&h32),
+            Some(&c32),
+            TRAIN,
+        )
+        .unwrap();
+    let close = |name: &str, a: &[f32], b: &[f64]| {
+        assert_eq!(a.len(), b.len(), "{name}");
+        let scale = b.iter().fold(1.0f64, |m, v| m.max(v.abs()));
+        let worst = a
+            .iter()
+            .zip(b)
+            .map(|(&x, &y)| (f64::from(x) - y).abs())
+            .fold(0.0, f64::max);
+        assert!(
+            worst <= 1e-5 * scale,
+            "{name}: f32 off by {worst:.2e} (scale {scale:.2e})"
+        );
+    };
+    close("y", out32.y(), out64.y());
+    close("c_n", out32.c_n(), out64.c_n());
+    let g64 = lstm.backward(&w64, out64, &dy, None, None).unwrap();
+    let g32 = lstm.backward(&w32, out32, &dy32, None, None).unwrap();
+    close("dx", g32.dx.as_ref().unwrap(), g64.dx.as_ref().unwrap());
+    close("dh0", &g32.dh0, &g64.dh0);
+    close("dc0", &g32.dc0, &g64.dc0);
+    for (k, (a, b)) in g32.layers.iter().zip(&g64.layers).enumerate() {
+        close(&format!("layer {k} kernel"), &a.kernel, &b.kernel);
+        close(
+            &format!("layer {k} recurrent_kernel"),
+            &a.recurrent_kernel,
+            &b.recurrent_kernel,
+        );
+        close(&format!("layer {k} bias"), &a.bias, &b.bias);
+    }
+}
+
 /// Every malformed call is an error that names the argument and the fix.
 #[test]
 fn bad_inputs_get_clear_errors() {
@@ -535,6 +605,10 @@ fn bad_inputs_get_clear_errors() {
     );
     expect(Lstm::new(1, 0, 3), &["lstm.input", "at least 1"]);
     expect(Lstm::new(1, 4, 0), &["lstm.hidden", "at least 1"]);
+    expect(
+        Lstm::new(2, 4, usize::MAX / 4),
+        &["lstm.hidden", "address space"],
+    );
     for p in [-0.1, 1.0, 1.5, f64::NAN] {
         expect(
             Lstm::new(2, 4, 3).unwrap().with_dropout(p),
@@ -597,6 +671,10 @@ fn bad_inputs_get_clear_errors() {
     has(
         fwd(&w, LstmInput::dense(&x, t, 0), None, None),
         &["0 batch rows (B)"],
+    );
+    has(
+        fwd(&w, LstmInput::dense(&x, usize::MAX / 2, b), None, None),
+        &["overflow the address space", "smaller calls"],
     );
     has(
         fwd(&w, LstmInput::classes(&[0, 1, 2], t, b), None, None),

@@ -35,6 +35,45 @@ pub(super) fn positive(name: &'static str, value: usize, what: &str) -> Result<(
     Ok(())
 }
 
+/// N, In, H whose weights' lengths (In·4H, H·4H, N of them) are sizes.
+pub(super) fn sizes(layers: usize, input: usize, hidden: usize) -> Result<()> {
+    let widest = input.max(hidden);
+    let weights = hidden
+        .checked_mul(4)
+        .and_then(|g| g.checked_mul(widest))
+        .and_then(|w| w.checked_mul(layers));
+    match weights {
+        Some(_) => Ok(()),
+        None => Err(Error::InvalidArgument {
+            name: "lstm.hidden",
+            what: format!(
+                "N = {layers} layers of H = {hidden} units over In = {input} inputs have more \
+                 weights than the address space holds; use smaller sizes"
+            ),
+        }),
+    }
+}
+
+/// T·B·W for every width W the call's buffers have, below `usize::MAX`:
+/// sizes a slice could have at all, so no length computed from them
+/// overflows.
+pub(super) fn fits(lstm: &Lstm, (t, b): (usize, usize)) -> Result<()> {
+    let widest = lstm.input().max(4 * lstm.hidden());
+    let total = (t + 1)
+        .checked_mul(b)
+        .and_then(|rows| rows.checked_mul(widest));
+    match total {
+        Some(_) => Ok(()),
+        None => Err(Error::InvalidArgument {
+            name: "x",
+            what: format!(
+                "T = {t} steps of B = {b} rows of up to {widest} values overflow the address \
+                 space; split the sequence or the batch into smaller calls"
+            ),
+        }),
+    }
+}
+
 /// Every layer's weights against the stack's sizes.
 pub(super) fn weights<F>(lstm: &Lstm, weights: &[LayerWeights<'_, F>]) -> Result<()> {
     if weights.len() != lstm.layers() {

@@ -258,6 +258,7 @@ impl Lstm {
         check::positive("lstm.layers", layers, "layers")?;
         check::positive("lstm.input", input, "input values per step")?;
         check::positive("lstm.hidden", hidden, "hidden units")?;
+        check::sizes(layers, input, hidden)?;
         Ok(Lstm {
             layers,
             input,
@@ -337,6 +338,7 @@ impl Lstm {
         let (t, b, h, g) = (x.seq_len, x.batch, self.hidden, 4 * self.hidden);
         check::positive("x", t, "steps (T)")?;
         check::positive("x", b, "batch rows (B)")?;
+        check::fits(self, (t, b))?;
         check::weights(self, weights)?;
         match x.data {
             InputData::Dense(d) => {
