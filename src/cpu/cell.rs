@@ -11,7 +11,7 @@ use super::Scalar;
 /// `z += xrow`; activates z in place into (i, f, g, o); `c` holds c_{t-1}
 /// on entry and c_t on return; `tc = tanh(c_t)`; `h = o * tanh(c_t)`.
 ///
-/// z and xrow are [4H], c, tc, h [H].
+/// z and xrow are `[4H]`, c, tc, h `[H]`.
 #[inline(always)]
 pub(crate) fn forward_row<F: Scalar>(
     z: &mut [F],
@@ -45,7 +45,7 @@ pub(crate) fn forward_row<F: Scalar>(
     }
 }
 
-/// Turns the activated gates `z` [4H] into dz, and `dc` [H] (dc_t from the
+/// Turns the activated gates `z` `[4H]` into dz, and `dc` `[H]` (dc_t from the
 /// step after, without this step's dh) into dc_{t-1}, given dh_t, tanh(c_t)
 /// and c_{t-1}:
 ///

@@ -93,11 +93,11 @@ impl<'a, F> LstmInput<'a, F> {
 /// One layer's weights, borrowed, in Keras' layout (gate order i, f, c, o
 /// along the 4H axis):
 ///
-/// | tensor             | shape      | PyTorch `nn.LSTM`                      |
-/// |--------------------|------------|----------------------------------------|
-/// | `kernel`           | [In_l, 4H] | `weight_ih_l{l}` transposed            |
-/// | `recurrent_kernel` | [H, 4H]    | `weight_hh_l{l}` transposed            |
-/// | `bias`             | [4H]       | `bias_ih_l{l} + bias_hh_l{l}`          |
+/// | tensor             | shape        | PyTorch `nn.LSTM`               |
+/// |--------------------|--------------|---------------------------------|
+/// | `kernel`           | `[In_l, 4H]` | `weight_ih_l{l}` transposed     |
+/// | `recurrent_kernel` | `[H, 4H]`    | `weight_hh_l{l}` transposed     |
+/// | `bias`             | `[4H]`       | `bias_ih_l{l} + bias_hh_l{l}`   |
 ///
 /// PyTorch's gate order i, f, g, o is the same as Keras' i, f, c, o.
 #[derive(Clone, Copy, Debug)]
