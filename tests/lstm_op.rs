@@ -415,6 +415,12 @@ fn dropout_sits_between_layers_only_and_is_off_in_eval() {
         run(&no_dropout, &w, x, TRAIN)
     );
     assert_ne!(run(&stacked, &w, x, Mode::Eval).0, y);
+    // One layer has nothing between layers to drop.
+    let single = Lstm::new(1, i, h).unwrap().with_dropout(p).unwrap();
+    assert_eq!(
+        run(&single, &w[..1], x, TRAIN),
+        run(&single, &w[..1], x, Mode::Eval)
+    );
     // A new step draws new masks.
     assert_ne!(
         run(
