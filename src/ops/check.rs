@@ -35,43 +35,43 @@ pub(super) fn positive(name: &'static str, value: usize, what: &str) -> Result<(
     Ok(())
 }
 
-/// N, In, H whose weights' lengths (In·4H, H·4H, N of them) are sizes.
-pub(super) fn sizes(layers: usize, input: usize, hidden: usize) -> Result<()> {
-    let widest = input.max(hidden);
-    let weights = hidden
-        .checked_mul(4)
-        .and_then(|g| g.checked_mul(widest))
-        .and_then(|w| w.checked_mul(layers));
-    match weights {
+/// `Ok` when the product of `factors` fits a `usize`, so that no length
+/// computed from them overflows; else an error saying `what`.
+fn product_fits(
+    name: &'static str,
+    factors: &[usize],
+    what: impl FnOnce() -> String,
+) -> Result<()> {
+    match factors.iter().try_fold(1usize, |p, &f| p.checked_mul(f)) {
         Some(_) => Ok(()),
-        None => Err(Error::InvalidArgument {
-            name: "lstm.hidden",
-            what: format!(
-                "N = {layers} layers of H = {hidden} units over In = {input} inputs have more \
-                 weights than the address space holds; use smaller sizes"
-            ),
-        }),
+        None => Err(Error::InvalidArgument { name, what: what() }),
     }
 }
 
-/// T·B·W for every width W the call's buffers have, below `usize::MAX`:
-/// sizes a slice could have at all, so no length computed from them
-/// overflows.
+/// N, In, H whose weights' lengths (In·4H, H·4H, N of them) are sizes.
+pub(super) fn sizes(layers: usize, input: usize, hidden: usize) -> Result<()> {
+    product_fits(
+        "lstm.hidden",
+        &[layers, 4, hidden, input.max(hidden)],
+        || {
+            format!(
+                "N = {layers} layers of H = {hidden} units over In = {input} inputs have more \
+             weights than the address space holds; use smaller sizes"
+            )
+        },
+    )
+}
+
+/// T·B·W for every width W the call's buffers have (T + 1 slots of states,
+/// 4H gates, In inputs), below `usize::MAX`.
 pub(super) fn fits(lstm: &Lstm, (t, b): (usize, usize)) -> Result<()> {
     let widest = lstm.input().max(4 * lstm.hidden());
-    let total = (t + 1)
-        .checked_mul(b)
-        .and_then(|rows| rows.checked_mul(widest));
-    match total {
-        Some(_) => Ok(()),
-        None => Err(Error::InvalidArgument {
-            name: "x",
-            what: format!(
-                "T = {t} steps of B = {b} rows of up to {widest} values overflow the address \
-                 space; split the sequence or the batch into smaller calls"
-            ),
-        }),
-    }
+    product_fits("x", &[t.saturating_add(1), b, widest], || {
+        format!(
+            "T = {t} steps of B = {b} rows of up to {widest} values overflow the address \
+             space; split the sequence or the batch into smaller calls"
+        )
+    })
 }
 
 /// Every layer's weights against the stack's sizes.
