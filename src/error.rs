@@ -232,6 +232,19 @@ pub enum Error {
         /// [`crate::sample::MAX_LENGTH`].
         max: usize,
     },
+    /// A tensor handed to an op ([`crate::ops::Lstm`]) does not have the
+    /// length its declared shape needs.
+    #[error("{name} holds {got} values, but its shape {shape} needs {want}")]
+    Shape {
+        /// The argument (`x`, `h0`, `weights[1].kernel`, ...).
+        name: String,
+        /// The shape in letters and in numbers (`[T, B, In] = [60, 128, 57]`).
+        shape: String,
+        /// Its length.
+        got: usize,
+        /// The length the shape needs.
+        want: usize,
+    },
     /// A model's weights hold NaN or infinity: found when a checkpoint is
     /// read or a [`Model`](crate::Model) is made, so every backend and
     /// command refuses it alike.
@@ -375,6 +388,10 @@ impl Error {
                 "ask for at most {max} characters; for a longer text, generate again with the \
                  end of this one as the seed text"
             ),
+            Error::Shape { name, shape, .. } => format!(
+                "pass {name} laid out as {shape}, row-major (the last axis fastest), or declare \
+                 the sizes it has (T and B with the input, N, In and H with the Lstm)"
+            ),
             Error::NonFiniteWeights { .. } => {
                 "the run had diverged when this was saved: use an earlier epoch's checkpoint \
                  (epoch-NNN.safetensors in its run directory), or train again with a smaller \
@@ -405,6 +422,10 @@ pub fn example(name: &str) -> Option<&'static str> {
         "divergence.action" => "stop",
         "device" => "auto",
         "format" => "keras",
+        "lstm.layers" => "2",
+        "lstm.input" => "57",
+        "lstm.hidden" => "128",
+        "lstm.dropout" => "0.2",
         _ => return None,
     })
 }

@@ -9,7 +9,7 @@
 //! is found and otherwise embeds the ones committed in `kernels/prebuilt/`,
 //! so every build has all three; a GPU machine needs only its driver.
 //!
-//! There are three ways to use it.
+//! There are three ways to use it, and an op to build on.
 //!
 //! # From the command line
 //!
@@ -70,6 +70,14 @@
 //! The library never prints: everything it has to say arrives as events,
 //! return values or errors.
 //!
+//! # An LSTM op on your own tensors
+//!
+//! [`ops::Lstm`] runs forward and backward of a stack of LSTM layers on
+//! the caller's slices (dense or class-index input, initial states, a
+//! gradient at every step, dropout between layers), for a crate that brings
+//! its own data, loss and optimizer; `examples/lstm_op.rs` trains a small
+//! model that way.
+//!
 //! # Cargo features
 //!
 //! - `cli` (default): the `charlstm-cuda` binary and its dependencies
@@ -94,6 +102,7 @@ pub mod inference;
 pub mod interop;
 pub mod io;
 pub mod model;
+pub mod ops;
 pub mod report;
 pub mod rng;
 pub mod rundir;

@@ -26,6 +26,10 @@ pub enum Purpose {
     SeedText = 3,
     /// Draws of the sampler (stream chosen by the caller, index = character position).
     Sample = 4,
+    /// Dropout masks between stacked LSTM layers (stream = the layer whose
+    /// output is dropped; index = the training step in the high word, the
+    /// block of 4 units in the low: see [`crate::ops::dropout`]).
+    Dropout = 5,
 }
 
 /// The bare Philox 4x32-10 block function.

@@ -25,9 +25,9 @@
 //!
 //! Every gradient tensor is overwritten, not accumulated into.
 
-use super::Scalar;
 use super::scalar::{View, gemm};
-use super::workspace::{Dims, Rows, split_range};
+use super::workspace::{Dims, Rows, run_or_spawn, split_range};
+use super::{Scalar, cell};
 use crate::model::Tensor;
 use crate::model::{Grads, Params};
 
@@ -87,7 +87,7 @@ simd_dispatch! {
     /// Step `t` of every row: turns the activated gates into dz and `dc` into
     /// dc_{t-1}, given dh_t and the forward's tanh(c_t) and c_{t-1}.
     fn cells_backward<F: Scalar>(r: &mut Rows<'_, F>, t: usize, d: Dims) {
-        let (h, g, one) = (d.h, 4 * d.h, F::one());
+        let (h, g) = (d.h, 4 * d.h);
         // c_{-1} = 0: slot 0 of hprev is h_{-1}, zeros of the right shape.
         let c_prev_all = if t == 0 { r.hprev.get(0) } else { r.cs.get(t - 1) };
         debug_assert!(t > 0 || c_prev_all.iter().all(|&c| c == F::zero()));
@@ -98,21 +98,7 @@ simd_dispatch! {
             let c_prev = &c_prev_all[b * h..][..h];
             let dh = &r.dh[b * h..][..h];
             let dc = &mut r.dc[b * h..][..h];
-            let (zi, rest) = z.split_at_mut(h);
-            let (zf, rest) = rest.split_at_mut(h);
-            let (zg, zo) = rest.split_at_mut(h);
-            // Zipped, not indexed: no bounds checks, so the loop vectorises.
-            let gates = zi.iter_mut().zip(zf.iter_mut()).zip(zg.iter_mut()).zip(zo.iter_mut());
-            let state = tc.iter().zip(dh).zip(dc.iter_mut()).zip(c_prev);
-            for ((((zi, zf), zg), zo), (((&tc, &dh), dc), &c_prev)) in gates.zip(state) {
-                let (i, f, gg, o) = (*zi, *zf, *zg, *zo);
-                let dcj = *dc + dh * o * (one - tc * tc);
-                *dc = dcj * f;
-                *zi = dcj * gg * (i * (one - i));
-                *zf = dcj * c_prev * (f * (one - f));
-                *zg = dcj * i * (one - gg * gg);
-                *zo = dh * tc * (o * (one - o));
-            }
+            cell::backward_row(z, tc, c_prev, dh, dc);
         }
     }
 }
@@ -142,7 +128,7 @@ pub(super) fn weight_grads<F: Scalar>(
             let (dr, r) = dr_rest.split_at_mut((i1 - i0) * g);
             let (dk, r2) = dk_rest.split_at_mut((v1 - v0) * g);
             (dr_rest, dk_rest) = (r, r2);
-            let mut job = move || {
+            let job = move || {
                 // d recurrent_kernel rows i0..i1: the k = t*B + b order is fixed.
                 gemm(
                     (i1 - i0, k, g),
@@ -152,13 +138,14 @@ pub(super) fn weight_grads<F: Scalar>(
                     dr,
                     (g, 1),
                 );
-                scatter_rows(dk, v0..v1, x, dz, d);
+                let at = ClassLayout {
+                    batch: d.b,
+                    b_stride: d.t,
+                    t_stride: 1,
+                };
+                scatter_rows(dk, v0..v1, x, at, dz, g);
             };
-            if ti + 1 == threads {
-                job()
-            } else {
-                scope.spawn(job);
-            }
+            run_or_spawn(scope, ti + 1 == threads, job);
         }
         gemm(
             (h, d.b, v),
@@ -179,7 +166,11 @@ pub(super) fn weight_grads<F: Scalar>(
 /// Class ranges, one per thread, each holding about `x.len() / threads` of
 /// the inputs (a frequent class such as the space would otherwise load one
 /// thread). Only the work split depends on it, never a gradient's value.
-fn split_classes(x: &[u32], v: usize, threads: usize) -> impl Iterator<Item = (usize, usize)> {
+pub(crate) fn split_classes(
+    x: &[u32],
+    v: usize,
+    threads: usize,
+) -> impl Iterator<Item = (usize, usize)> {
     let mut bounds = [v; 64];
     let parts = threads.clamp(1, bounds.len());
     let mut count = vec![0usize; v];
@@ -201,14 +192,23 @@ fn split_classes(x: &[u32], v: usize, threads: usize) -> impl Iterator<Item = (u
     })
 }
 
+/// Where the class of dz row k = t*B + b sits in a class-index array:
+/// `x[b * b_stride + t * t_stride]` (the engine's x is [B, T]: strides (T, 1);
+/// a time-major [T, B] one has (1, B)).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ClassLayout {
+    pub batch: usize,
+    pub b_stride: usize,
+    pub t_stride: usize,
+}
+
 simd_dispatch! {
-    /// `dk[c - classes.start] = sum of the dz rows whose input class is c`,
-    /// in dz row order k = t*B + b (x is [B, T]).
-    fn scatter_rows<F: Scalar>(dk: &mut [F], classes: std::ops::Range<usize>, x: &[u32], dz: &[F], d: Dims) {
-        let g = 4 * d.h;
+    /// `dk[c - classes.start] = sum of the dz rows ([T*B, 4H]) whose input
+    /// class is c`, in dz row order k = t*B + b; g = 4H.
+    pub(crate) fn scatter_rows<F: Scalar>(dk: &mut [F], classes: std::ops::Range<usize>, x: &[u32], at: ClassLayout, dz: &[F], g: usize) {
         dk.fill(F::zero());
         for (k, src) in dz.chunks_exact(g).enumerate() {
-            let cls = x[(k % d.b) * d.t + k / d.b] as usize;
+            let cls = x[(k % at.batch) * at.b_stride + (k / at.batch) * at.t_stride] as usize;
             if classes.contains(&cls) {
                 let dst = &mut dk[(cls - classes.start) * g..][..g];
                 for (a, &b) in dst.iter_mut().zip(src) {
@@ -220,7 +220,7 @@ simd_dispatch! {
 }
 
 /// `out = sum of the rows of `m` ([_, out.len()])`, in row order.
-fn sum_rows<F: Scalar>(out: &mut [F], m: &[F]) {
+pub(crate) fn sum_rows<F: Scalar>(out: &mut [F], m: &[F]) {
     out.fill(F::zero());
     for row in m.chunks_exact(out.len()) {
         for (a, &b) in out.iter_mut().zip(row) {

@@ -6,7 +6,7 @@
 //! recurrence `chunk` at a time. Nothing summed over rows happens inside a
 //! chunk, so neither knob changes a bit of the result.
 
-use super::workspace::{Dims, Rows};
+use super::workspace::{Dims, Rows, run_or_spawn};
 use super::{Scalar, Workspace, backward, forward};
 use crate::model::Tensor;
 use crate::model::{Grads, Params};
@@ -89,11 +89,7 @@ pub(super) fn for_each_chunk<F: Scalar>(
                     rest = tail;
                 }
             };
-            if ti + 1 == threads {
-                job()
-            } else {
-                scope.spawn(job);
-            }
+            run_or_spawn(scope, ti + 1 == threads, job);
         }
     });
 }

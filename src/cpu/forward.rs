@@ -16,9 +16,9 @@
 //! The input term is a row gather (`xb` = kernel + bias, one row per class),
 //! never a one-hot matrix product. h_{-1} = c_{-1} = 0, so step 0 needs no GEMM.
 
-use super::Scalar;
 use super::scalar::{View, gemm};
 use super::workspace::{Dims, Rows};
+use super::{Scalar, cell};
 use crate::model::Params;
 use crate::model::Tensor;
 
@@ -73,31 +73,10 @@ simd_dispatch! {
             let cls = x[(r.b0 + b) * d.t + t] as usize;
             let xrow = &xb[cls * g..][..g];
             let z = &mut z_all[b * g..][..g];
-            // One activation per loop: loops with several do not vectorise.
-            let (ifs, rest) = z.split_at_mut(2 * h);
-            let (gs, os) = rest.split_at_mut(h);
-            for (zj, &xj) in ifs.iter_mut().zip(&xrow[..2 * h]) {
-                *zj = (*zj + xj).sigmoid();
-            }
-            for (zj, &xj) in gs.iter_mut().zip(&xrow[2 * h..3 * h]) {
-                *zj = (*zj + xj).tanh_act();
-            }
-            for (zj, &xj) in os.iter_mut().zip(&xrow[3 * h..]) {
-                *zj = (*zj + xj).sigmoid();
-            }
-            let (i, f) = ifs.split_at(h);
             let c = &mut c_all[b * h..][..h];
-            for (((cj, &ij), &fj), &gj) in c.iter_mut().zip(i).zip(f).zip(gs.iter()) {
-                *cj = fj * *cj + ij * gj;
-            }
             let tc = &mut tc_all[b * h..][..h];
-            for (tj, &cj) in tc.iter_mut().zip(c.iter()) {
-                *tj = cj.tanh_act();
-            }
             let out = &mut h_all[b * h..][..h];
-            for ((hj, &oj), &tj) in out.iter_mut().zip(os.iter()).zip(tc.iter()) {
-                *hj = oj * tj;
-            }
+            cell::forward_row(z, xrow, c, tc, out);
         }
     }
 }

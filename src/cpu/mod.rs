@@ -10,22 +10,26 @@
 //! `batch.rs` the threading and fixed-order reductions, `workspace.rs` the
 //! buffers (`steps.rs`: a thread's rows of a time-major buffer), `scalar.rs`
 //! the float trait and GEMM, `fastmath.rs` the f32 activations, `simd.rs`
-//! the AVX2 dispatch of the element-wise loops, `rmsprop.rs` the optimizer,
+//! the AVX2 dispatch of the element-wise loops, `cell.rs` the LSTM cell of
+//! one row (shared with `layer.rs`, the sequence-level recurrence of
+//! [`crate::ops::Lstm`]), `rmsprop.rs` the optimizer,
 //! `trace.rs` the intermediate tensors the kernel checks compare against.
 
 #[macro_use]
 mod simd;
 
-mod backward;
+pub(crate) mod backward;
 mod batch;
+mod cell;
 mod engine;
 mod fastmath;
 mod forward;
+pub(crate) mod layer;
 mod rmsprop;
-mod scalar;
+pub(crate) mod scalar;
 mod steps;
 mod trace;
-mod workspace;
+pub(crate) mod workspace;
 
 pub use batch::{loss_and_grads_into, loss_with, predict_into};
 pub(crate) use engine::check_sequences;

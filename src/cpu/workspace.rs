@@ -143,19 +143,7 @@ impl<F: Scalar> Workspace<F> {
 
     /// How many threads split a batch of `b` rows.
     pub(super) fn threads_for(&self, b: usize) -> usize {
-        // Asked once per process: on Linux the answer reads cgroup files.
-        static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-        let want = if self.threads == 0 {
-            *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
-        } else {
-            self.threads
-        };
-        let by_size = if self.threads == 0 {
-            b / MIN_ROWS_PER_THREAD
-        } else {
-            b
-        };
-        want.min(by_size).max(1)
+        threads_for(self.threads, b)
     }
 
     /// Rows per chunk for a thread that owns `rows` rows.
@@ -205,9 +193,43 @@ impl<F: Scalar> Workspace<F> {
     }
 }
 
+/// How many threads split a batch of `b` rows when `requested` were asked
+/// for (0 = one per available core, but none with fewer than
+/// `MIN_ROWS_PER_THREAD` rows; an explicit count is only capped at `b`).
+pub(crate) fn threads_for(requested: usize, b: usize) -> usize {
+    // Asked once per process: on Linux the answer reads cgroup files.
+    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    let want = if requested == 0 {
+        *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+    } else {
+        requested
+    };
+    let by_size = if requested == 0 {
+        b / MIN_ROWS_PER_THREAD
+    } else {
+        b
+    };
+    want.min(by_size).max(1)
+}
+
+/// Runs `job` on the calling thread when it is the last share of a split
+/// (the caller would only wait for the others), else on a new thread of
+/// `scope`.
+pub(crate) fn run_or_spawn<'scope>(
+    scope: &'scope std::thread::Scope<'scope, '_>,
+    last: bool,
+    job: impl FnOnce() + Send + 'scope,
+) {
+    if last {
+        job()
+    } else {
+        scope.spawn(job);
+    }
+}
+
 /// Splits `0..n` into `parts` contiguous ranges whose inner boundaries are
 /// multiples of `align` (some may be empty).
-pub(super) fn split_range(
+pub(crate) fn split_range(
     n: usize,
     parts: usize,
     align: usize,

@@ -1,0 +1,106 @@
+#!/usr/bin/env python3
+"""The PyTorch side of `cargo bench --bench lstm_op`: torch.nn.LSTM forward
++ backward on the very tensors charlstm-cuda's ops::Lstm ran, on the CPU,
+timed in the same run, and checked against the op's results.
+
+Reads a safetensors file the bench wrote (f32):
+  x [T, B, In]       the input, dense (a one-hot case has one-hot rows here:
+                     nn.LSTM has no class-index input)
+  dy [T, B, H]       the gradient at every step of the top layer's output
+  kernel_l{k}, recurrent_kernel_l{k}, bias_l{k}   Keras layout, per layer
+  ours_y, ours_dkernel_l{k}, ours_drecurrent_kernel_l{k}, ours_dbias_l{k},
+  ours_dx (dense cases)                           the op's results
+and the case in its metadata (layers, hidden, dense, threads, reps).
+
+Weights go in by the mapping docs/lstm-op.md states: weight_ih_l{k} =
+kernel^T, weight_hh_l{k} = recurrent_kernel^T (gate order i, f, g, o is
+Keras' i, f, c, o), bias_ih_l{k} = bias, bias_hh_l{k} = 0; so the gradient
+of bias_ih is the op's bias gradient.
+
+Timed: one warm-up, then the median of `reps` runs of forward (y, (h_n,
+c_n) = lstm(x)) + backward (y.backward(dy)), x.requires_grad only when the
+case is dense (the op returns dx only then). Threads: torch.set_num_threads
+(threads), one inter-op thread.
+
+Prints one JSON object: median_s, runs_s, max_rel_diff (per tensor, the
+largest absolute difference to the op's y or gradient over that tensor's
+largest absolute value), the torch version and thread count.
+
+Usage: python3 scripts/bench_lstm_op.py CASE.safetensors
+"""
+
+import json
+import statistics
+import sys
+import time
+
+try:
+    import torch
+    from safetensors import safe_open
+except ImportError as e:
+    sys.exit(f"bench_lstm_op.py needs PyTorch and safetensors ({e}): bash scripts/setup-interop.sh")
+
+
+def main():
+    path = sys.argv[1]
+    with safe_open(path, framework="pt") as f:
+        meta = f.metadata()
+        t = {k: f.get_tensor(k) for k in f.keys()}
+    layers, hidden = int(meta["layers"]), int(meta["hidden"])
+    dense, threads, reps = meta["dense"] == "true", int(meta["threads"]), int(meta["reps"])
+    torch.set_num_threads(threads)
+    try:
+        torch.set_num_interop_threads(1)
+    except RuntimeError:
+        pass  # already set in this process
+    x = t["x"]
+    lstm = torch.nn.LSTM(x.shape[2], hidden, num_layers=layers)
+    with torch.no_grad():
+        for k in range(layers):
+            getattr(lstm, f"weight_ih_l{k}").copy_(t[f"kernel_l{k}"].T)
+            getattr(lstm, f"weight_hh_l{k}").copy_(t[f"recurrent_kernel_l{k}"].T)
+            getattr(lstm, f"bias_ih_l{k}").copy_(t[f"bias_l{k}"])
+            getattr(lstm, f"bias_hh_l{k}").zero_()
+    dy = t["dy"]
+
+    def step():
+        lstm.zero_grad(set_to_none=True)
+        xi = x.detach().clone().requires_grad_(dense)
+        y, _ = lstm(xi)
+        y.backward(dy)
+        return xi, y
+
+    step()
+    runs = []
+    for _ in range(reps):
+        start = time.perf_counter()
+        xi, y = step()
+        runs.append(time.perf_counter() - start)
+
+    def diff(a, b):
+        return float((a - b).abs().max() / b.abs().max().clamp(min=1e-30))
+
+    diffs = {"y": diff(y.detach(), t["ours_y"])}
+    for k in range(layers):
+        diffs[f"kernel_l{k}"] = diff(getattr(lstm, f"weight_ih_l{k}").grad.T, t[f"ours_dkernel_l{k}"])
+        diffs[f"recurrent_kernel_l{k}"] = diff(
+            getattr(lstm, f"weight_hh_l{k}").grad.T, t[f"ours_drecurrent_kernel_l{k}"]
+        )
+        diffs[f"bias_l{k}"] = diff(getattr(lstm, f"bias_ih_l{k}").grad, t[f"ours_dbias_l{k}"])
+    if dense:
+        diffs["dx"] = diff(xi.grad, t["ours_dx"])
+    print(
+        json.dumps(
+            {
+                "median_s": statistics.median(runs),
+                "runs_s": runs,
+                "max_rel_diff": diffs,
+                "torch": torch.__version__,
+                "threads": torch.get_num_threads(),
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

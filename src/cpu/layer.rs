@@ -1,0 +1,214 @@
+//! One LSTM layer over a whole sequence, with any initial state, a gradient
+//! arriving at every step, and every state kept: the recurrence
+//! [`crate::ops::Lstm`] runs once per layer of its stack.
+//!
+//! T = steps, B = batch rows, H = units, g = 4H. Every buffer is time-major
+//! and holds the whole batch; threads own row ranges of every slot
+//! ([`Steps`]), as in the engine.
+//!
+//! | buffer  | shape        | holds                                              |
+//! |---------|--------------|----------------------------------------------------|
+//! | `gates` | [T, B, 4H]   | activated i, f, g, o; the backward turns them into dz |
+//! | `c`     | [T+1, B, H]  | slot 0 = c_0 (the initial state), slot t+1 = c_t   |
+//! | `tc`    | [T, B, H]    | tanh(c_t)                                          |
+//! | `h`     | [T+1, B, H]  | slot 0 = h_0, slot t+1 = h_t                       |
+//!
+//! With the initial state in slot 0, `h[B*H..]` is the layer's output
+//! sequence [T, B, H] and `h[..T*B*H]` the h_{t-1} operand [T*B, H] of the
+//! `recurrent_kernel` gradient GEMM, both without a copy. The input term
+//! (`x_t @ kernel + bias`) comes precomputed for all steps ([`InputTerm`]),
+//! so a step costs one [n, H] x [H, 4H] GEMM and the cell.
+
+use super::scalar::{View, gemm};
+use super::steps::Steps;
+use super::workspace::{run_or_spawn, split_range};
+use super::{Scalar, cell};
+
+/// `x_t @ kernel + bias` of row (t, b), for every step, computed ahead of
+/// the recurrence.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum InputTerm<'a, F> {
+    /// A one-hot input: row `classes[t*B + b]` of `xb` ([classes, 4H],
+    /// `kernel + bias`), the gather that stands for the product.
+    Gather { xb: &'a [F], classes: &'a [u32] },
+    /// Any other input: the product itself, [T, B, 4H].
+    Dense(&'a [F]),
+}
+
+impl<'a, F> InputTerm<'a, F> {
+    /// The 4H values of row `k = t*B + b`.
+    #[inline(always)]
+    fn row(&self, k: usize, g: usize) -> &'a [F] {
+        match *self {
+            InputTerm::Gather { xb, classes } => &xb[classes[k] as usize * g..][..g],
+            InputTerm::Dense(z) => &z[k * g..][..g],
+        }
+    }
+}
+
+/// T, B, H of one layer's call.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Shape {
+    pub t: usize,
+    pub b: usize,
+    pub h: usize,
+}
+
+/// The forward over all T steps. `c` and `h` come with the initial state in
+/// slot 0; every other slot, and `gates` and `tc`, is overwritten.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn forward<F: Scalar>(
+    recurrent_kernel: &[F],
+    input: InputTerm<'_, F>,
+    gates: &mut [F],
+    c: &mut [F],
+    tc: &mut [F],
+    h: &mut [F],
+    s: Shape,
+    threads: usize,
+) {
+    let (hh, g) = (s.h, 4 * s.h);
+    let mut gates = Steps::new(gates, s.t, s.b, g);
+    let mut c = Steps::new(c, s.t + 1, s.b, hh);
+    let mut tc = Steps::new(tc, s.t, s.b, hh);
+    let mut h = Steps::new(h, s.t + 1, s.b, hh);
+    std::thread::scope(|scope| {
+        for (b0, b1) in split_range(s.b, threads.max(1), 1) {
+            let (g0, g1) = gates.split_at(b1 - b0);
+            let (c0, c1) = c.split_at(b1 - b0);
+            let (t0, t1) = tc.split_at(b1 - b0);
+            let (h0, h1) = h.split_at(b1 - b0);
+            (gates, c, tc, h) = (g1, c1, t1, h1);
+            let mut rows = Rows {
+                b0,
+                gates: g0,
+                c: c0,
+                tc: t0,
+                h: h0,
+            };
+            let job = move || {
+                for t in 0..s.t {
+                    gemm(
+                        (b1 - b0, hh, g),
+                        View::new(rows.h.get(t), hh, 1),
+                        View::new(recurrent_kernel, g, 1),
+                        F::zero(),
+                        rows.gates.get_mut(t),
+                        (g, 1),
+                    );
+                    cells(&mut rows, input, t, s);
+                }
+            };
+            run_or_spawn(scope, b1 == s.b, job);
+        }
+    });
+}
+
+/// One thread's rows `[b0, b0 + n)` of every buffer.
+struct Rows<'a, F> {
+    b0: usize,
+    gates: Steps<'a, F>,
+    c: Steps<'a, F>,
+    tc: Steps<'a, F>,
+    h: Steps<'a, F>,
+}
+
+simd_dispatch! {
+    /// Step `t` of the thread's rows after the GEMM: c_{t-1} copied into
+    /// slot t+1 and updated there, h_t written to slot t+1.
+    fn cells<F: Scalar>(r: &mut Rows<'_, F>, input: InputTerm<'_, F>, t: usize, s: Shape) {
+        let (hh, g) = (s.h, 4 * s.h);
+        let (prev, cur) = r.c.pair_mut(t, t + 1);
+        cur.copy_from_slice(prev);
+        let (z_all, tc_all) = (r.gates.get_mut(t), r.tc.get_mut(t));
+        let h_all = r.h.get_mut(t + 1);
+        let c_all = r.c.get_mut(t + 1);
+        for (b, z) in z_all.chunks_exact_mut(g).enumerate() {
+            let xrow = input.row(t * s.b + r.b0 + b, g);
+            let c = &mut c_all[b * hh..][..hh];
+            let tc = &mut tc_all[b * hh..][..hh];
+            let out = &mut h_all[b * hh..][..hh];
+            cell::forward_row(z, xrow, c, tc, out);
+        }
+    }
+}
+
+/// The backward over all T steps, from the buffers the forward left.
+///
+/// `dy` [T, B, H] is the gradient arriving at h_t from outside the
+/// recurrence (the layer above, a loss at every step), added to dh at each
+/// step. `dh`, `dc` [B, H] hold dh_T, dc_T (the final state's gradient) on
+/// entry and dh_0, dc_0 (the initial state's) on return. `gates` becomes dz.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn backward<F: Scalar>(
+    recurrent_kernel: &[F],
+    gates: &mut [F],
+    c: &[F],
+    tc: &[F],
+    dy: &[F],
+    dh: &mut [F],
+    dc: &mut [F],
+    s: Shape,
+    threads: usize,
+) {
+    let (hh, g) = (s.h, 4 * s.h);
+    let mut gates = Steps::new(gates, s.t, s.b, g);
+    let (mut dh, mut dc) = (dh, dc);
+    std::thread::scope(|scope| {
+        for (b0, b1) in split_range(s.b, threads.max(1), 1) {
+            let n = b1 - b0;
+            let (mine, rest) = gates.split_at(n);
+            gates = rest;
+            let (dh_mine, dh_rest) = std::mem::take(&mut dh).split_at_mut(n * hh);
+            let (dc_mine, dc_rest) = std::mem::take(&mut dc).split_at_mut(n * hh);
+            (dh, dc) = (dh_rest, dc_rest);
+            let mut rows = BackRows {
+                b0,
+                dz: mine,
+                dh: dh_mine,
+                dc: dc_mine,
+            };
+            let job = move || {
+                for t in (0..s.t).rev() {
+                    cells_backward(&mut rows, c, tc, dy, t, s);
+                    // dh_{t-1} = dz_t @ recurrent_kernel^T; at t = 0 that is dh_0.
+                    gemm(
+                        (n, g, hh),
+                        View::new(rows.dz.get(t), g, 1),
+                        View::new(recurrent_kernel, 1, g),
+                        F::zero(),
+                        rows.dh,
+                        (hh, 1),
+                    );
+                }
+            };
+            run_or_spawn(scope, b1 == s.b, job);
+        }
+    });
+}
+
+/// One thread's rows of the backward's written buffers.
+struct BackRows<'a, F> {
+    b0: usize,
+    dz: Steps<'a, F>,
+    dh: &'a mut [F],
+    dc: &'a mut [F],
+}
+
+simd_dispatch! {
+    /// Step `t` of the thread's rows: dh += dy_t, then the cell's backward.
+    fn cells_backward<F: Scalar>(r: &mut BackRows<'_, F>, c: &[F], tc: &[F], dy: &[F], t: usize, s: Shape) {
+        let (hh, g) = (s.h, 4 * s.h);
+        let at = |slot: usize, b: usize| (slot * s.b + r.b0 + b) * hh;
+        let z_all = r.dz.get_mut(t);
+        for (b, z) in z_all.chunks_exact_mut(g).enumerate() {
+            let dh = &mut r.dh[b * hh..][..hh];
+            for (d, &y) in dh.iter_mut().zip(&dy[at(t, b)..][..hh]) {
+                *d = *d + y;
+            }
+            let dc = &mut r.dc[b * hh..][..hh];
+            // c slot t is c_{t-1}; tc slot t is tanh(c_t).
+            cell::backward_row(z, &tc[at(t, b)..][..hh], &c[at(t, b)..][..hh], dh, dc);
+        }
+    }
+}
