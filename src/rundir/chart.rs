@@ -1,11 +1,13 @@
 //! The loss chart as SVG: epoch loss against epoch, with the per-batch
-//! running loss behind it.
+//! running loss behind it and, with a validation split, the validation
+//! loss as a second line (where it parts from the training loss is where
+//! the model starts to overfit).
 //!
 //! `plotters` draws the axes, grid, lines and legend. The epoch points are
 //! ours, added on top: a `<circle>` per epoch carrying `data-epoch` and
-//! `data-loss` attributes and a `<title>` tooltip with the loss as the CLI
-//! prints it, so a reader (or a test) finds every value without parsing
-//! path coordinates back into numbers.
+//! `data-loss` (or `data-val-loss`) attributes and a `<title>` tooltip with
+//! the loss as the CLI prints it, so a reader (or a test) finds every value
+//! without parsing path coordinates back into numbers.
 
 use plotters::prelude::*;
 
@@ -17,6 +19,7 @@ pub const CHART_SIZE: (u32, u32) = (800, 450);
 
 const EPOCH_COLOUR: RGBColor = RGBColor(31, 119, 180);
 const BATCH_COLOUR: RGBColor = RGBColor(255, 127, 14);
+const VAL_COLOUR: RGBColor = RGBColor(44, 160, 44);
 
 /// The loss chart of `history` as a standalone SVG document.
 pub fn loss_chart(history: &RunHistory) -> Result<String> {
@@ -25,6 +28,12 @@ pub fn loss_chart(history: &RunHistory) -> Result<String> {
         .iter()
         .filter(|r| r.loss.is_finite())
         .map(|r| (r.epoch as f64, r.loss))
+        .collect();
+    let val: Vec<(f64, f64)> = history
+        .epochs
+        .iter()
+        .filter_map(|r| Some((r.epoch as f64, r.val_loss?)))
+        .filter(|p| p.1.is_finite())
         .collect();
     let batches: Vec<(usize, f64, f64)> = history
         .batches
@@ -35,6 +44,7 @@ pub fn loss_chart(history: &RunHistory) -> Result<String> {
     let all = || {
         epochs
             .iter()
+            .chain(&val)
             .copied()
             .chain(batches.iter().map(|&(_, x, y)| (x, y)))
     };
@@ -104,6 +114,16 @@ pub fn loss_chart(history: &RunHistory) -> Result<String> {
             .map_err(|e| e.to_string())?
             .label("epoch loss")
             .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], EPOCH_COLOUR));
+        if !val.is_empty() {
+            chart
+                .draw_series(LineSeries::new(
+                    val.iter().copied(),
+                    VAL_COLOUR.stroke_width(2),
+                ))
+                .map_err(|e| e.to_string())?
+                .label("validation loss")
+                .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], VAL_COLOUR));
+        }
         chart
             .configure_series_labels()
             .background_style(WHITE.mix(0.85))
@@ -122,6 +142,19 @@ pub fn loss_chart(history: &RunHistory) -> Result<String> {
             ));
         }
         points.push_str("</g>\n");
+        if !val.is_empty() {
+            points.push_str("<g class=\"val-losses\">\n");
+            for &(epoch, v) in &val {
+                let (cx, cy) = chart.backend_coord(&(epoch, v));
+                let loss = format_loss(v);
+                points.push_str(&format!(
+                    "<circle cx=\"{cx}\" cy=\"{cy}\" r=\"4\" fill=\"#2ca02c\" data-epoch=\"{epoch}\" \
+                     data-val-loss=\"{loss}\"><title>{}</title></circle>\n",
+                    escape(&format!("epoch {epoch}: val_loss {loss}")),
+                ));
+            }
+            points.push_str("</g>\n");
+        }
         root.present().map_err(|e| e.to_string())
     };
     draw(&mut svg, &mut points)
