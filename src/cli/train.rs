@@ -408,8 +408,11 @@ pub fn train(a: TrainArgs) -> Result<ExitCode> {
             printer.finish();
             if let Some(early) = &summary.early_stop {
                 eprintln!(
-                    "{early}; its weights are in {}",
-                    out.join(BEST_CHECKPOINT).display()
+                    "{early}; its weights are in {} (to train on, resume with a larger \
+                     patience: charlstm-cuda train --resume --out {} --patience {})",
+                    out.join(BEST_CHECKPOINT).display(),
+                    shell_word(&out),
+                    2 * early.patience
                 );
             }
             if summary.stopped {

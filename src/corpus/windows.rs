@@ -62,12 +62,14 @@ impl Windows {
 /// separately, so a window and its target lie wholly on one side; held out
 /// by windows instead, the last training windows would read the first
 /// validation characters (the windows overlap 57 of 60 characters).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Split {
     /// Rows of the training text, from the start.
     pub train_rows: usize,
     /// Rows of the whole text.
     pub rows: usize,
+    /// The fraction asked for, for messages (a cut rounds it).
+    fraction: f64,
 }
 
 impl Split {
@@ -88,6 +90,7 @@ impl Split {
         Ok(Split {
             train_rows: train_rows.min(rows),
             rows,
+            fraction,
         })
     }
 
@@ -135,9 +138,9 @@ impl Split {
         Err(Error::InvalidArgument {
             name: "config.val_fraction",
             what: format!(
-                "{:.4} {side}, fewer than one batch of {batch} windows needs (maxlen + (batch - \
+                "{} {side}, fewer than one batch of {batch} windows needs (maxlen + (batch - \
                  1) x step + 1 = {needed}){range}",
-                self.held_out() as f64 / self.rows as f64
+                self.fraction
             ),
         })
     }
