@@ -15,7 +15,7 @@ use charlstm_cuda::corpus::{Split, epoch_order};
 use charlstm_cuda::engine::Batch;
 use charlstm_cuda::model::{Checkpoint, Hyper, Params, TrainState, init_params};
 use charlstm_cuda::rundir::{BEST_CHECKPOINT, LAST_CHECKPOINT, epoch_checkpoint_name};
-use charlstm_cuda::train::{Control, Observer};
+use charlstm_cuda::train::{Control, DivergenceGuard, Observer, OnDivergence, RollbackEvent};
 use charlstm_cuda::{
     Backend, Device, Engine, EpochRow, Error, OneHotCorpus, Result, Silent, TrainConfig, Trainer,
     Windows,
@@ -699,4 +699,65 @@ fn without_a_split_nothing_changes() {
             "{f}"
         );
     }
+}
+
+#[derive(Default)]
+struct Rollbacks(Vec<RollbackEvent>);
+impl Observer for Rollbacks {
+    fn on_rollback(&mut self, e: &RollbackEvent) {
+        self.0.push(e.clone());
+    }
+}
+
+/// With a split the divergence guard judges the validation loss: on the
+/// text where it turns up while the training loss still falls, a factor of
+/// 1.2 stops the run naming the validation loss and the best-validation
+/// epoch, and `rollback` returns to that epoch.
+#[test]
+fn the_divergence_guard_watches_the_validation_loss() {
+    let corpus = OneHotCorpus::from_text(&turning_text(), true).expect("corpus");
+    let guarded = |action: OnDivergence| TrainConfig {
+        patience: None,
+        divergence: Some(DivergenceGuard {
+            factor: 1.2,
+            action,
+            max_rollbacks: 1,
+        }),
+        ..config(None)
+    };
+    let trainer = |config: TrainConfig| {
+        Trainer::builder(&corpus)
+            .hyper(hyper(15))
+            .config(config)
+            .backend(Backend::Cpu)
+            .build()
+            .expect("trainer")
+    };
+    let mut rows = Rows::default();
+    let e = trainer(guarded(OnDivergence::Stop))
+        .run(&mut rows)
+        .expect_err("the validation loss jumps");
+    let val: Vec<f64> = rows
+        .0
+        .iter()
+        .map(|r| r.val_loss.expect("val_loss"))
+        .collect();
+    let loss: Vec<f64> = rows.0.iter().map(|r| r.loss).collect();
+    println!("{e}\nloss {loss:?}\nval_loss {val:?}");
+    let best = 1 + (0..val.len()).fold(0, |b, i| if val[i] < val[b] { i } else { b });
+    let epoch = val.len() + 1;
+    assert!(
+        matches!(&e, Error::Diverged { what } if what.starts_with(&format!(
+            "epoch {epoch} validation loss "
+        )) && what.contains(&format!("above epoch {best}'s {:.4}", val[best - 1]))),
+        "{e}"
+    );
+    // Not the training loss: it was still falling.
+    assert!(loss[best - 1] > *loss.last().expect("an epoch"), "{loss:?}");
+
+    let mut rollbacks = Rollbacks::default();
+    let _ = trainer(guarded(OnDivergence::Rollback)).run(&mut rollbacks);
+    let first = rollbacks.0.first().expect("a rollback");
+    assert_eq!(first.to_epoch, best, "{}", first.cause);
+    assert!(first.cause.to_string().contains("validation loss"));
 }
