@@ -27,7 +27,7 @@ pub enum Command {
         charlstm-cuda train --out runs/my --resume --epochs 40\n  \
         charlstm-cuda train --config run.toml --epochs 5    (flags override the file)\n  \
         charlstm-cuda train --corpus my.txt --json | jq .loss")]
-    Train(TrainArgs),
+    Train(Box<TrainArgs>),
     /// Generate text from a checkpoint.
     #[command(allow_negative_numbers = true)]
     #[command(after_help = "Examples:\n  \
