@@ -6,7 +6,7 @@
 //! CPU's, and a clear error for every bad setting. Small texts of its own.
 
 mod common;
-use common::cli::{Dir, ok, run, small_text, stderr, stdout};
+use common::cli::{Dir, ok, run, small_text, stderr, stdout, tensors};
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -104,13 +104,6 @@ fn metrics(dir: &Path) -> Vec<serde_json::Value> {
         .collect()
 }
 
-/// The checkpoint minus its metadata: weights and optimizer state.
-fn tensors(path: &Path) -> Vec<u8> {
-    let bytes = std::fs::read(path).expect("checkpoint");
-    let n = u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes")) as usize;
-    bytes[8 + n..].to_vec()
-}
-
 #[test]
 fn windows_never_cross_the_split() {
     for rows in [200usize, 1000, 7207] {
@@ -188,9 +181,7 @@ impl Recorder<'_> {
 }
 
 impl Engine for Recorder<'_> {
-    fn backend(&self) -> Backend {
-        self.inner.backend()
-    }
+    pass_on_to_inner!();
     fn begin_epoch(&mut self, order: &[u32], position: usize) -> Result<()> {
         self.seen().trained.extend_from_slice(order);
         self.inner.begin_epoch(order, position)
@@ -204,21 +195,6 @@ impl Engine for Recorder<'_> {
     fn eval_batch(&mut self, starts: &[u32]) -> Result<f32> {
         self.seen().evaluated.extend_from_slice(starts);
         self.inner.eval_batch(starts)
-    }
-    fn predict(&mut self, x: &[u32], seq_len: usize) -> Result<Vec<f32>> {
-        self.inner.predict(x, seq_len)
-    }
-    fn params(&mut self) -> Result<Params<f32>> {
-        self.inner.params()
-    }
-    fn rmsprop_state(&mut self) -> Result<Params<f32>> {
-        self.inner.rmsprop_state()
-    }
-    fn set_state(&mut self, params: &Params<f32>, rmsprop: &Params<f32>) -> Result<()> {
-        self.inner.set_state(params, rmsprop)
-    }
-    fn set_learning_rate(&mut self, lr: f32) -> Result<()> {
-        self.inner.set_learning_rate(lr)
     }
 }
 
@@ -563,15 +539,20 @@ fn every_bad_setting_is_refused_with_its_fix() {
     // A run with a split keeps it; one without cannot watch a validation loss.
     let a = with(&["--val-fraction", "0.22"]);
     ok(&a.iter().map(String::as_str).collect::<Vec<_>>());
-    let resume = |extra: &[&str]| {
-        let mut a = vec!["train", "--resume", "--out", &out_s, "--epochs", "3"];
+    // A resume of `out` with `extra` flags, to three epochs.
+    let resume = |out: &str, extra: &[&str]| -> Vec<String> {
+        let mut a = vec!["train", "--resume", "--out", out, "--epochs", "3"];
         a.extend_from_slice(extra);
-        a.iter().map(|s| s.to_string()).collect::<Vec<_>>()
+        a.iter().map(|s| s.to_string()).collect()
     };
-    let a = resume(&["--val-fraction", "0.3"]);
-    refused(
-        &a.iter().map(String::as_str).collect::<Vec<_>>(),
-        &out,
+    let refuse_resume = |out: &str, extra: &[&str], needle: &str, hint: &str| {
+        let a = resume(out, extra);
+        let a: Vec<&str> = a.iter().map(String::as_str).collect();
+        refused(&a, Path::new(out), needle, hint);
+    };
+    refuse_resume(
+        &out_s,
+        &["--val-fraction", "0.3"],
         "cannot resume: --val-fraction 0.3 differs from the run's 0.22",
         "drop --val-fraction",
     );
@@ -579,35 +560,15 @@ fn every_bad_setting_is_refused_with_its_fix() {
     let mut a = vec!["train", "--corpus", &text, "--out", &plain, "--epochs", "1"];
     a.extend_from_slice(SHAPE);
     ok(&a);
-    let a = [
-        "train",
-        "--resume",
-        "--out",
+    refuse_resume(
         &plain,
-        "--epochs",
-        "2",
-        "--patience",
-        "2",
-    ];
-    refused(
-        &a,
-        &d.path("plain"),
+        &["--patience", "2"],
         "holds no text out for validation",
         "drop --patience: the run was started without --val-fraction",
     );
-    let a = [
-        "train",
-        "--resume",
-        "--out",
+    refuse_resume(
         &plain,
-        "--epochs",
-        "2",
-        "--val-fraction",
-        "0.2",
-    ];
-    refused(
-        &a,
-        &d.path("plain"),
+        &["--val-fraction", "0.2"],
         "differs from the run's (none",
         "drop --val-fraction",
     );
