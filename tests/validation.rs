@@ -471,7 +471,7 @@ fn every_bad_setting_is_refused_with_its_fix() {
     let text = d.write("t.txt", turning_text().as_bytes());
     let out = d.path("run");
     let out_s = d.s("run");
-    let with = |extra: &[&'static str]| -> Vec<String> {
+    let with = |extra: &[&str]| -> Vec<String> {
         let mut a: Vec<String> = ["train", "--corpus", &text, "--out", &out_s, "--epochs", "2"]
             .iter()
             .map(|s| s.to_string())
@@ -480,7 +480,7 @@ fn every_bad_setting_is_refused_with_its_fix() {
         a.extend(extra.iter().map(|s| s.to_string()));
         a
     };
-    let refuse = |extra: &[&'static str], needle: &str, hint: &str| {
+    let refuse = |extra: &[&str], needle: &str, hint: &str| {
         let a = with(extra);
         let a: Vec<&str> = a.iter().map(String::as_str).collect();
         refused(&a, &out, needle, hint);
@@ -535,6 +535,13 @@ fn every_bad_setting_is_refused_with_its_fix() {
         &["--patience", "0", "--val-fraction", "0.2"],
         "invalid value for --patience: 0",
         "e.g. --patience 5",
+    );
+    // The same from a --config file, whose keys are the flags'.
+    let toml = d.write("run.toml", b"val_fraction = 1.5\npatience = 2\n");
+    refuse(
+        &["--config", &toml],
+        "invalid value for --val-fraction: 1.5",
+        range,
     );
     // A run with a split keeps it; one without cannot watch a validation loss.
     let a = with(&["--val-fraction", "0.22"]);

@@ -48,7 +48,8 @@ pub struct EpochRow {
     /// epochs without a new best validation loss); absent otherwise.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub early_stop: bool,
-    /// Wall time of the epoch's training, seconds (sampling excluded).
+    /// Wall time of the epoch's training, seconds (sampling and the
+    /// validation loss excluded).
     pub seconds: f64,
     /// Windows trained per second.
     pub samples_per_s: f64,
