@@ -141,6 +141,31 @@ pub trait Engine: Send {
     }
 }
 
+/// The mean loss of the windows at `starts` on `engine`, `batch` windows
+/// to an [`Engine::eval_batch`], each batch's mean weighted by its windows:
+/// the mean over every window, summed in f64 in the order given, so the
+/// same starts give the same number on every call. `each(k, loss)` sees
+/// batch `k`'s (0-based) loss as it arrives and may end the walk with an
+/// error (a progress bar, a refusal of NaN). `batch` must be at least 1;
+/// no starts give 0.
+pub fn mean_loss(
+    engine: &mut dyn Engine,
+    starts: &[u32],
+    batch: usize,
+    each: &mut dyn FnMut(usize, f32) -> Result<()>,
+) -> Result<f64> {
+    if starts.is_empty() {
+        return Ok(0.0);
+    }
+    let mut sum = 0.0f64;
+    for (k, chunk) in starts.chunks(batch).enumerate() {
+        let loss = engine.eval_batch(chunk)?;
+        each(k, loss)?;
+        sum += f64::from(loss) * chunk.len() as f64;
+    }
+    Ok(sum / starts.len() as f64)
+}
+
 /// The compute backends.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Backend {

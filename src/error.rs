@@ -418,6 +418,8 @@ pub fn example(name: &str) -> Option<&'static str> {
         "temperature" | "config.temperatures" => "0.5",
         "config.steps_per_epoch" => "100",
         "config.keep_checkpoints" => "3",
+        "config.val_fraction" => "0.1",
+        "config.patience" => "5",
         "divergence.factor" => "2",
         "divergence.action" => "stop",
         "device" => "auto",

@@ -28,6 +28,7 @@ fn sample() -> Checkpoint {
         loss_sum: 1.5,
         seen: 7,
         epoch_losses: vec![2.0, 1.8, 1.7],
+        val_losses: Vec::new(),
     };
     Checkpoint {
         vocab,

@@ -210,6 +210,7 @@ fn checkpoint_with(vocab: &str, hidden: usize) -> Checkpoint {
             loss_sum: 0.5,
             seen: 4,
             epoch_losses: vec![1.25],
+            val_losses: Vec::new(),
         },
         run: None,
     }

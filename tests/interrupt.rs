@@ -111,13 +111,16 @@ fn interrupt(args: &[&str], signal: libc::c_int, name: &str) -> String {
     log
 }
 
-fn interrupted_then_resumed(signal: libc::c_int, name: &str) {
+/// A run with `extra` flags, interrupted by `signal` and resumed, against
+/// one never interrupted.
+fn interrupted_then_resumed(signal: libc::c_int, name: &str, extra: &[&str]) {
     let dir = tempfile::tempdir().expect("temp dir");
     let corpus = dir.path().join("t.txt");
     std::fs::write(&corpus, text()).expect("write");
     let corpus = corpus.to_string_lossy().into_owned();
     let (full, cut) = (dir.path().join("full"), dir.path().join("cut"));
     let (full_s, cut_s) = (full.to_string_lossy(), cut.to_string_lossy());
+    let args = |corpus, out| [args(corpus, out), extra.to_vec()].concat();
 
     let o = bin().args(args(&corpus, &full_s)).output().expect("run");
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
@@ -150,16 +153,45 @@ fn interrupted_then_resumed(signal: libc::c_int, name: &str) {
         batches(&cut).expect("cut run's batches.jsonl"),
         "{name}: batches.jsonl"
     );
+    // With a validation split: the same validation losses, best epochs
+    // and best weights (metrics.jsonl differs only in its timings).
+    if extra.contains(&"--val-fraction") {
+        assert_eq!(
+            tensors(&full.join("best.safetensors")),
+            tensors(&cut.join("best.safetensors")),
+            "{name}: best.safetensors"
+        );
+        let validation = |d: &Path| -> Vec<(serde_json::Value, serde_json::Value)> {
+            std::fs::read_to_string(d.join("metrics.jsonl"))
+                .expect("metrics.jsonl")
+                .lines()
+                .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("JSON"))
+                .map(|r| (r["val_loss"].clone(), r["best_epoch"].clone()))
+                .collect()
+        };
+        let want = validation(&full);
+        assert_eq!(want.len(), 3);
+        assert!(want.iter().all(|(v, _)| v.is_f64()), "{want:?}");
+        assert_eq!(want, validation(&cut), "{name}: val_loss and best_epoch");
+    }
 }
 
 #[test]
 fn sigint_finishes_the_batch_writes_a_checkpoint_and_resume_is_exact() {
-    interrupted_then_resumed(libc::SIGINT, "SIGINT");
+    interrupted_then_resumed(libc::SIGINT, "SIGINT", &[]);
 }
 
 #[test]
 fn sigterm_does_the_same() {
-    interrupted_then_resumed(libc::SIGTERM, "SIGTERM");
+    interrupted_then_resumed(libc::SIGTERM, "SIGTERM", &[]);
+}
+
+/// Issue 18: the validation split, the best validation loss so far and
+/// patience's count survive the interrupt too.
+#[test]
+fn sigint_with_a_validation_split_and_patience_resumes_exactly() {
+    let extra = ["--val-fraction", "0.2", "--patience", "2"];
+    interrupted_then_resumed(libc::SIGINT, "SIGINT with --val-fraction", &extra);
 }
 
 /// The command printed after "continue with: ", as arguments for [`bin`].

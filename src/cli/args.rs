@@ -27,7 +27,7 @@ pub enum Command {
         charlstm-cuda train --out runs/my --resume --epochs 40\n  \
         charlstm-cuda train --config run.toml --epochs 5    (flags override the file)\n  \
         charlstm-cuda train --corpus my.txt --json | jq .loss")]
-    Train(TrainArgs),
+    Train(Box<TrainArgs>),
     /// Generate text from a checkpoint.
     #[command(allow_negative_numbers = true)]
     #[command(after_help = "Examples:\n  \
@@ -211,6 +211,14 @@ pub struct TrainArgs {
     /// On divergence: stop (keep the good checkpoints) or rollback (best epoch, half the --lr) [default: stop].
     #[arg(long, value_name = "ACTION")]
     pub on_divergence: Option<String>,
+    /// Hold out the last fraction F of the text for validation (0 to below 1):
+    /// a validation loss after every epoch, best.safetensors, --patience [default: 0, none;
+    /// with --resume: the run's].
+    #[arg(long, value_name = "F")]
+    pub val_fraction: Option<f64>,
+    /// Stop after N epochs without a new best validation loss (needs --val-fraction) [default: never].
+    #[arg(long, value_name = "N")]
+    pub patience: Option<usize>,
     /// Characters per window [default: 60].
     #[arg(long)]
     pub maxlen: Option<usize>,

@@ -37,6 +37,9 @@ struct TrainFile {
     on_divergence: Option<String>,
     #[serde(alias = "clip-norm")]
     clip_norm: Option<f32>,
+    #[serde(alias = "val-fraction")]
+    val_fraction: Option<f64>,
+    patience: Option<usize>,
     maxlen: Option<usize>,
     step: Option<usize>,
     hidden: Option<usize>,
@@ -119,6 +122,8 @@ pub fn apply(a: &mut TrainArgs, matches: &ArgMatches) -> Result<()> {
     take!(divergence_factor, some);
     take!(on_divergence, some);
     take!(clip_norm, some);
+    take!(val_fraction, some);
+    take!(patience, some);
     take!(maxlen, some);
     take!(step, some);
     take!(hidden, some);

@@ -142,6 +142,21 @@ static ROWS: &[Row] = &[
         "keep at least 1, e.g. --keep-checkpoints 3, or leave the flag out to keep every epoch's",
     ),
     row(
+        "config.val_fraction",
+        TRAIN,
+        "--val-fraction",
+        "hold out a fraction below 1 that leaves at least one batch of windows on each side, \
+         e.g. --val-fraction 0.1 (or use a smaller --batch-size), or leave the flag out to train \
+         on the whole text",
+    ),
+    row(
+        "config.patience",
+        TRAIN,
+        "--patience",
+        "wait at least 1 epoch for a new best validation loss, e.g. --patience 5, or leave the \
+         flag out to train every epoch",
+    ),
+    row(
         "config.out",
         TRAIN,
         "--out",

@@ -9,6 +9,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use charlstm_cuda::Device;
 use charlstm_cuda::corpus::{CorpusFile, OneHotCorpus, Vocab, Windows};
 use charlstm_cuda::device;
+use charlstm_cuda::engine::mean_loss;
 use charlstm_cuda::model::{Checkpoint, Params};
 use charlstm_cuda::sample::{
     GenerateRequest, Purpose, RngStream, Strategy, check_length, decode, encode_seed,
@@ -280,27 +281,25 @@ pub fn eval(a: EvalArgs) -> Result<ExitCode> {
             .unwrap_or_else(|_| ProgressStyle::default_bar())
             .progress_chars("=> "),
     );
-    let mut sum = 0.0f64;
-    for (k, chunk) in starts.chunks(a.batch_size).enumerate() {
-        let loss = engine.eval_batch(chunk)?;
+    let loss = mean_loss(engine.as_mut(), &starts, a.batch_size, &mut |k, loss| {
         // JSON has no NaN or infinity (serde_json would print null): a loss
         // that is not a number is an error, named where it first appears.
         if !loss.is_finite() {
             bar.finish_and_clear();
+            let first = k * a.batch_size;
             return Err(Error::BadPrediction {
                 what: format!(
                     "the mean loss of batch {} of {chunks} (windows {} to {}) is {loss}",
                     k + 1,
-                    k * a.batch_size + 1,
-                    k * a.batch_size + chunk.len()
+                    first + 1,
+                    (first + a.batch_size).min(starts.len())
                 ),
             });
         }
-        sum += f64::from(loss) * chunk.len() as f64;
         bar.inc(1);
-    }
+        Ok(())
+    })?;
     bar.finish_and_clear();
-    let loss = sum / windows.count as f64;
     println!(
         "{}",
         serde_json::json!({ "loss": loss, "windows": windows.count })

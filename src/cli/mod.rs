@@ -49,7 +49,7 @@ fn run(matches: &ArgMatches) -> Result<ExitCode> {
             if let Some((_, sub)) = matches.subcommand() {
                 config::apply(&mut a, sub)?;
             }
-            train::train(a)
+            train::train(*a)
         }
         Command::Generate(a) => {
             if let Some((_, sub)) = matches.subcommand() {

@@ -119,8 +119,14 @@ impl Observer for Printer {
             }
             return self.control_after_epoch();
         }
+        // Keras' names; "(best)" where best.safetensors was just written.
+        let val = match e.val_loss {
+            Some(v) if e.best_epoch == Some(e.epoch) => format!(", val_loss {v:.4} (best)"),
+            Some(v) => format!(", val_loss {v:.4}"),
+            None => String::new(),
+        };
         println!(
-            "epoch {}/{}: loss {:.4}, {:.1} s, {:.0} samples/s, {} batches",
+            "epoch {}/{}: loss {:.4}{val}, {:.1} s, {:.0} samples/s, {} batches",
             e.epoch, e.epochs, e.loss, e.seconds, e.samples_per_s, e.batches
         );
         if let Some(first) = e.samples.first() {

@@ -8,7 +8,7 @@ use charlstm_cuda::Device;
 use charlstm_cuda::corpus::OneHotCorpus;
 use charlstm_cuda::corpus::embedded::{self, NIETZSCHE_NAME};
 use charlstm_cuda::model::{BUILT_IN_SOURCE, Checkpoint, Hyper, RunRecord};
-use charlstm_cuda::rundir::LAST_CHECKPOINT;
+use charlstm_cuda::rundir::{BEST_CHECKPOINT, LAST_CHECKPOINT};
 use charlstm_cuda::sample::check_length;
 use charlstm_cuda::train::{DivergenceGuard, TrainConfig, Trainer};
 use charlstm_cuda::{Error, Result};
@@ -244,7 +244,52 @@ pub fn train(a: TrainArgs) -> Result<ExitCode> {
         }
         None => a.steps_per_epoch,
     };
+    // The split decides which windows train, so it stays as the run began.
+    let val_fraction = match saved {
+        Some(run) => {
+            let was = run.val_fraction.unwrap_or(0.0);
+            if let Some(f) = a.val_fraction
+                && f.to_bits() != was.to_bits()
+            {
+                return Err(Error::Resume {
+                    what: format!(
+                        "--val-fraction {f} differs from the run's {}: it decides which windows \
+                         train and which are held out",
+                        run.val_fraction
+                            .map_or("(none: it trains on the whole text)".into(), |f| {
+                                f.to_string()
+                            })
+                    ),
+                    fix: "drop --val-fraction (the run keeps its own), or start a new --out".into(),
+                });
+            }
+            was
+        }
+        None => a.val_fraction.unwrap_or(0.0),
+    };
     let saved_config = saved.map(|r| r.config(None)).transpose()?;
+    let patience = a
+        .patience
+        .or(saved_config.as_ref().and_then(|c| c.patience));
+    if let Some(p) = patience
+        && p > 0
+        && val_fraction == 0.0
+    {
+        return Err(Error::Conflict {
+            what: format!(
+                "--patience {p} stops a run after {} without a new best validation loss, but \
+                 this run holds no text out for validation, so it has no validation loss",
+                count(p, "epoch")
+            ),
+            fix: if checkpoint.is_some() {
+                "drop --patience: the run was started without --val-fraction (a new --out can \
+                 have both)"
+                    .into()
+            } else {
+                "add --val-fraction, e.g. --val-fraction 0.1, or drop --patience".into()
+            },
+        });
+    }
     let saved_guard = saved_config.as_ref().and_then(|c| c.divergence);
     let divergence_factor = a
         .divergence_factor
@@ -304,6 +349,8 @@ pub fn train(a: TrainArgs) -> Result<ExitCode> {
             .or(saved_config.as_ref().map(|c| c.gen_length))
             .unwrap_or(defaults.gen_length),
         out: Some(out.clone()),
+        val_fraction,
+        patience,
     };
     let source = corpus_arg.as_ref().map_or_else(
         || BUILT_IN_SOURCE.into(),
@@ -325,8 +372,16 @@ pub fn train(a: TrainArgs) -> Result<ExitCode> {
     super::interrupt::release_on_exit(trainer.lock_path());
     let h = trainer.hyper().clone();
     let st = trainer.state().clone();
+    let held_out = match trainer.validation_windows() {
+        0 => String::new(),
+        n => format!(
+            " (+ {} in the last {} held out for validation)",
+            count(n, "window"),
+            count(trainer.split().held_out(), "character")
+        ),
+    };
     eprintln!(
-        "{}: {}, {}, {}; {} of {} per epoch; {}{}{}",
+        "{}: {}, {}, {}{held_out}; {} of {} per epoch; {}{}{}",
         corpus_path.display(),
         count(corpus.rows(), "character"),
         count(corpus.vocab().len(), "symbol"),
@@ -351,6 +406,15 @@ pub fn train(a: TrainArgs) -> Result<ExitCode> {
     match trainer.run(&mut printer) {
         Ok(summary) => {
             printer.finish();
+            if let Some(early) = &summary.early_stop {
+                eprintln!(
+                    "{early}; its weights are in {} (to train on, resume with a larger \
+                     patience: charlstm-cuda train --resume --out {} --patience {})",
+                    out.join(BEST_CHECKPOINT).display(),
+                    shell_word(&out),
+                    2 * early.patience
+                );
+            }
             if summary.stopped {
                 let st = &summary.state;
                 let at = match &summary.checkpoint {
@@ -383,8 +447,13 @@ pub fn train(a: TrainArgs) -> Result<ExitCode> {
                 return Ok(ExitCode::from(super::interrupt::EXIT_INTERRUPTED));
             }
             if !a.json {
+                let best = if val_fraction > 0.0 {
+                    format!(" {BEST_CHECKPOINT},")
+                } else {
+                    String::new()
+                };
                 eprintln!(
-                    "run files in {}: {LAST_CHECKPOINT}, metrics.jsonl, loss.svg; \
+                    "run files in {}: {LAST_CHECKPOINT},{best} metrics.jsonl, loss.svg; \
                      `charlstm-cuda report --out {}` writes report.html",
                     out.display(),
                     shell_word(&out)

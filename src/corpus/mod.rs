@@ -10,4 +10,4 @@ mod windows;
 pub use onehot::{CorpusFile, OneHotCorpus};
 pub use text::{normalize, read_text, text_from_bytes};
 pub use vocab::Vocab;
-pub use windows::{Windows, epoch_order};
+pub use windows::{Split, Windows, epoch_order};

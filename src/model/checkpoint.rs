@@ -51,6 +51,14 @@ pub struct TrainState {
     pub seen: u64,
     /// Running-mean loss of each completed epoch.
     pub epoch_losses: Vec<f64>,
+    /// Validation loss after each completed epoch; empty without a
+    /// validation split. The best so far, and the epochs since it that
+    /// patience counts, follow from it, so a resumed run stops (and keeps
+    /// `best.safetensors`) where one never interrupted would. Saved only
+    /// when there is one: a run without validation writes the state it
+    /// always did.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub val_losses: Vec<f64>,
 }
 
 impl TrainState {
@@ -58,6 +66,26 @@ impl TrainState {
     /// [`BatchEvent::epoch`](crate::BatchEvent) numbers it.
     pub fn epoch_in_progress(&self) -> usize {
         self.epochs_done + 1
+    }
+
+    /// The completed epoch (1-based) with the lowest validation loss, and
+    /// that loss; the earliest of equal ones, as a later epoch must improve
+    /// on it to count (Keras' `EarlyStopping` with `min_delta` 0).
+    pub fn best_val(&self) -> Option<(usize, f64)> {
+        let mut best: Option<(usize, f64)> = None;
+        for (i, &v) in self.val_losses.iter().enumerate() {
+            if best.is_none_or(|(_, b)| v < b) {
+                best = Some((i + 1, v));
+            }
+        }
+        best
+    }
+
+    /// Completed epochs since the best validation loss (0: the last epoch
+    /// was the best); `None` without validation.
+    pub fn epochs_since_best(&self) -> Option<usize> {
+        self.best_val()
+            .map(|(epoch, _)| self.val_losses.len() - epoch)
     }
 
     /// Checks the counters are ones a run can reach, so that continuing from

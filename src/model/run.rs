@@ -114,4 +114,12 @@ pub struct RunRecord {
     /// The device asked for (`auto`, `cpu`, `cuda`, `sim`), `None` when
     /// the caller opened the engine itself.
     pub device: Option<String>,
+    /// The fraction of the text held out for validation; `None`: none (the
+    /// notebook, and every run saved before validation existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub val_fraction: Option<f64>,
+    /// Epochs without a new best validation loss before the run stops;
+    /// `None`: it never stops early.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub patience: Option<usize>,
 }

@@ -97,6 +97,29 @@ fn summary(p: &mut String, history: &RunHistory) {
         let text = format!("{} (epoch {})", format_loss(best.loss), best.epoch);
         row(p, "best loss", &text);
     }
+    if let Some(v) = last.val_loss {
+        row(p, "final validation loss", &format_loss(v));
+    }
+    if let Some(best) = history.best_val()
+        && let Some(v) = best.val_loss
+    {
+        let text = format!(
+            "{} (epoch {}, in best.safetensors)",
+            format_loss(v),
+            best.epoch
+        );
+        row(p, "best validation loss", &text);
+    }
+    if last.early_stop {
+        let waited = history.best_val().map_or(String::new(), |b| {
+            format!(" for {} epochs", last.epoch - b.epoch)
+        });
+        let text = format!(
+            "after epoch {}: no new best validation loss{waited} (patience)",
+            last.epoch
+        );
+        row(p, "stopped early", &text);
+    }
     row(p, "optimizer steps", &last.step.to_string());
     row(p, "training time", &format!("{seconds:.1} s"));
     row(
@@ -148,10 +171,14 @@ fn hyper_table(p: &mut String, checkpoint: Option<&Checkpoint>) {
 }
 
 fn throughput_table(p: &mut String, epochs: &[EpochRow]) {
-    p.push_str(
-        "<h2>Epochs</h2>\n<table class=\"epochs\">\n<tr><th>epoch</th><th>loss</th>\
+    // A run without validation keeps the table it always had.
+    let validated = epochs.iter().any(|r| r.val_loss.is_some());
+    let _ = writeln!(
+        p,
+        "<h2>Epochs</h2>\n<table class=\"epochs\">\n<tr><th>epoch</th><th>loss</th>{}\
         <th>seconds</th><th>samples/s</th><th>batches</th><th>step</th>\
-        <th class=\"l\">checkpoint</th></tr>\n",
+        <th class=\"l\">checkpoint</th></tr>",
+        if validated { "<th>val_loss</th>" } else { "" }
     );
     for r in epochs {
         let ckpt = r
@@ -159,9 +186,18 @@ fn throughput_table(p: &mut String, epochs: &[EpochRow]) {
             .as_ref()
             .and_then(|c| c.file_name())
             .map_or(String::new(), |n| n.to_string_lossy().into_owned());
+        // The best epoch's value is marked, as the console marks it.
+        let val = match r.val_loss {
+            Some(v) if r.best_epoch == Some(r.epoch) => {
+                format!("<td>{} (best)</td>", format_loss(v))
+            }
+            Some(v) => format!("<td>{}</td>", format_loss(v)),
+            None if validated => "<td></td>".into(),
+            None => String::new(),
+        };
         let _ = writeln!(
             p,
-            "<tr><td>{}</td><td>{}</td><td>{:.2}</td><td>{:.0}</td><td>{}</td><td>{}</td>\
+            "<tr><td>{}</td><td>{}</td>{val}<td>{:.2}</td><td>{:.0}</td><td>{}</td><td>{}</td>\
              <td class=\"l\">{}</td></tr>",
             r.epoch,
             format_loss(r.loss),
@@ -188,9 +224,12 @@ fn samples(p: &mut String, epochs: &[EpochRow]) {
         // Only the newest epoch starts unfolded: 60 epochs x 4 samples
         // would otherwise be a very long page.
         let open = if i == last { " open=\"open\"" } else { "" };
+        let val = r
+            .val_loss
+            .map_or(String::new(), |v| format!(", val_loss {}", format_loss(v)));
         let _ = writeln!(
             p,
-            "<details{open}><summary>epoch {}: loss {}</summary>\n<p>seed: <code>{}</code></p>",
+            "<details{open}><summary>epoch {}: loss {}{val}</summary>\n<p>seed: <code>{}</code></p>",
             r.epoch,
             format_loss(r.loss),
             escape(&first.seed)

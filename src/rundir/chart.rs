@@ -1,11 +1,13 @@
 //! The loss chart as SVG: epoch loss against epoch, with the per-batch
-//! running loss behind it.
+//! running loss behind it and, with a validation split, the validation
+//! loss as a second line (where it parts from the training loss is where
+//! the model starts to overfit).
 //!
 //! `plotters` draws the axes, grid, lines and legend. The epoch points are
 //! ours, added on top: a `<circle>` per epoch carrying `data-epoch` and
-//! `data-loss` attributes and a `<title>` tooltip with the loss as the CLI
-//! prints it, so a reader (or a test) finds every value without parsing
-//! path coordinates back into numbers.
+//! `data-loss` (or `data-val-loss`) attributes and a `<title>` tooltip with
+//! the loss as the CLI prints it, so a reader (or a test) finds every value
+//! without parsing path coordinates back into numbers.
 
 use plotters::prelude::*;
 
@@ -17,15 +19,53 @@ pub const CHART_SIZE: (u32, u32) = (800, 450);
 
 const EPOCH_COLOUR: RGBColor = RGBColor(31, 119, 180);
 const BATCH_COLOUR: RGBColor = RGBColor(255, 127, 14);
+const VAL_COLOUR: RGBColor = RGBColor(44, 160, 44);
+
+/// A line with a point per epoch: the epoch loss, or the validation loss.
+struct EpochLine {
+    /// `(epoch, loss)`, finite losses only.
+    points: Vec<(usize, f64)>,
+    colour: RGBColor,
+    /// In the legend.
+    label: &'static str,
+    /// The overlay group's class.
+    class: &'static str,
+    /// The attribute carrying a point's loss.
+    attribute: &'static str,
+    /// The loss's name in a point's tooltip, as the CLI prints it.
+    name: &'static str,
+}
 
 /// The loss chart of `history` as a standalone SVG document.
 pub fn loss_chart(history: &RunHistory) -> Result<String> {
-    let epochs: Vec<(f64, f64)> = history
-        .epochs
-        .iter()
-        .filter(|r| r.loss.is_finite())
-        .map(|r| (r.epoch as f64, r.loss))
-        .collect();
+    let line = |loss: fn(&super::EpochRow) -> Option<f64>| -> Vec<(usize, f64)> {
+        history
+            .epochs
+            .iter()
+            .filter_map(|r| Some((r.epoch, loss(r)?)))
+            .filter(|p| p.1.is_finite())
+            .collect()
+    };
+    let mut lines = vec![EpochLine {
+        points: line(|r| Some(r.loss)),
+        colour: EPOCH_COLOUR,
+        label: "epoch loss",
+        class: "epoch-losses",
+        attribute: "data-loss",
+        name: "loss",
+    }];
+    // Only a run with a validation split gets the second line.
+    let val = line(|r| r.val_loss);
+    if !val.is_empty() {
+        lines.push(EpochLine {
+            points: val,
+            colour: VAL_COLOUR,
+            label: "validation loss",
+            class: "val-losses",
+            attribute: "data-val-loss",
+            name: "val_loss",
+        });
+    }
     let batches: Vec<(usize, f64, f64)> = history
         .batches
         .iter()
@@ -33,9 +73,9 @@ pub fn loss_chart(history: &RunHistory) -> Result<String> {
         .map(|r| (r.epoch, r.x(), r.running_loss))
         .collect();
     let all = || {
-        epochs
+        lines
             .iter()
-            .copied()
+            .flat_map(|l| l.points.iter().map(|&(e, y)| (e as f64, y)))
             .chain(batches.iter().map(|&(_, x, y)| (x, y)))
     };
     let x_max = all().map(|p| p.0).fold(1.0f64, f64::max).ceil();
@@ -96,32 +136,38 @@ pub fn loss_chart(history: &RunHistory) -> Result<String> {
                     .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BATCH_COLOUR));
             }
         }
-        chart
-            .draw_series(LineSeries::new(
-                epochs.iter().copied(),
-                EPOCH_COLOUR.stroke_width(2),
-            ))
-            .map_err(|e| e.to_string())?
-            .label("epoch loss")
-            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], EPOCH_COLOUR));
+        for l in &lines {
+            let colour = l.colour;
+            chart
+                .draw_series(LineSeries::new(
+                    l.points.iter().map(|&(e, y)| (e as f64, y)),
+                    colour.stroke_width(2),
+                ))
+                .map_err(|e| e.to_string())?
+                .label(l.label)
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], colour));
+        }
         chart
             .configure_series_labels()
             .background_style(WHITE.mix(0.85))
             .border_style(BLACK)
             .draw()
             .map_err(|e| e.to_string())?;
-        points.push_str("<g class=\"epoch-losses\">\n");
-        for row in history.epochs.iter().filter(|r| r.loss.is_finite()) {
-            let (cx, cy) = chart.backend_coord(&(row.epoch as f64, row.loss));
-            let loss = format_loss(row.loss);
-            points.push_str(&format!(
-                "<circle cx=\"{cx}\" cy=\"{cy}\" r=\"4\" fill=\"#1f77b4\" data-epoch=\"{}\" \
-                 data-loss=\"{loss}\"><title>{}</title></circle>\n",
-                row.epoch,
-                escape(&format!("epoch {}: loss {loss}", row.epoch)),
-            ));
+        for l in &lines {
+            let RGBColor(r, g, b) = l.colour;
+            points.push_str(&format!("<g class=\"{}\">\n", l.class));
+            for &(epoch, y) in &l.points {
+                let (cx, cy) = chart.backend_coord(&(epoch as f64, y));
+                let loss = format_loss(y);
+                points.push_str(&format!(
+                    "<circle cx=\"{cx}\" cy=\"{cy}\" r=\"4\" fill=\"#{r:02x}{g:02x}{b:02x}\" \
+                     data-epoch=\"{epoch}\" {}=\"{loss}\"><title>{}</title></circle>\n",
+                    l.attribute,
+                    escape(&format!("epoch {epoch}: {} {loss}", l.name)),
+                ));
+            }
+            points.push_str("</g>\n");
         }
-        points.push_str("</g>\n");
         root.present().map_err(|e| e.to_string())
     };
     draw(&mut svg, &mut points)

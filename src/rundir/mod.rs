@@ -7,6 +7,7 @@
 //! | `batches.jsonl` | one [`BatchRow`] per logged batch |
 //! | `epoch-NNN.safetensors` | each epoch's checkpoint ([`epoch_checkpoint_name`]) |
 //! | `last.safetensors` | the latest state: each epoch, and on a stop |
+//! | `best.safetensors` | the epoch with the lowest validation loss (with a validation split) |
 //! | `loss.svg` | the loss chart, redrawn after every epoch |
 //! | `.lock` | held while a run writes here ([`RunLock`]) |
 //!
@@ -35,6 +36,9 @@ pub const BATCHES_FILE: &str = "batches.jsonl";
 pub const METRICS_FILE: &str = "metrics.jsonl";
 /// File the latest state is always written to (each epoch, and on a stop).
 pub const LAST_CHECKPOINT: &str = "last.safetensors";
+/// File the epoch with the lowest validation loss so far is written to
+/// (only with a validation split).
+pub const BEST_CHECKPOINT: &str = "best.safetensors";
 /// File name of the loss chart in a run directory.
 pub const LOSS_CHART: &str = "loss.svg";
 
@@ -128,17 +132,27 @@ impl RunDir {
         self.batches.clear();
     }
 
-    /// Writes `epoch-NNN.safetensors` and `last.safetensors` (each atomically),
-    /// then, with `keep`, deletes the epoch checkpoints older than the newest
-    /// `keep`, so at least `keep` good ones always exist. Returns the epoch's.
+    /// Writes `epoch-NNN.safetensors`, with `best` `best.safetensors` too,
+    /// and `last.safetensors` (each atomically), then, with `keep`, deletes
+    /// the epoch checkpoints older than the newest `keep`, so at least `keep`
+    /// good ones always exist. Returns the epoch's.
+    ///
+    /// `best.safetensors` goes before `last.safetensors`: a crash between
+    /// them leaves the previous `last`, so a resume trains the epoch again
+    /// and writes the same best, bit for bit; the other order could leave a
+    /// `last` past an epoch whose best was never written.
     pub fn save_epoch(
         &mut self,
         checkpoint: &Checkpoint,
         epoch: usize,
         keep: Option<usize>,
+        best: bool,
     ) -> Result<PathBuf> {
         let path = self.dir.join(epoch_checkpoint_name(epoch));
         checkpoint.save(&path)?;
+        if best {
+            checkpoint.save(&self.dir.join(BEST_CHECKPOINT))?;
+        }
         checkpoint.save(&self.dir.join(LAST_CHECKPOINT))?;
         let Some(keep) = keep else {
             return Ok(path);

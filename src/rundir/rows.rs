@@ -36,7 +36,20 @@ pub struct EpochRow {
     pub epochs: usize,
     /// Running-mean loss over the epoch (what Keras prints).
     pub loss: f64,
-    /// Wall time of the epoch's training, seconds (sampling excluded).
+    /// Mean loss over every validation window after the epoch (Keras'
+    /// `val_loss`); absent without a validation split.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub val_loss: Option<f64>,
+    /// The epoch with the lowest validation loss so far, whose weights
+    /// `best.safetensors` holds; absent without a validation split.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub best_epoch: Option<usize>,
+    /// True on the last epoch of a run that patience ended (that many
+    /// epochs without a new best validation loss); absent otherwise.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub early_stop: bool,
+    /// Wall time of the epoch's training, seconds (sampling and the
+    /// validation loss excluded).
     pub seconds: f64,
     /// Windows trained per second.
     pub samples_per_s: f64,
@@ -144,6 +157,20 @@ impl RunHistory {
     /// The epoch with the lowest loss.
     pub fn best(&self) -> Option<&EpochRow> {
         self.epochs.iter().min_by(|a, b| a.loss.total_cmp(&b.loss))
+    }
+
+    /// The epoch with the lowest validation loss (the earliest of equal
+    /// ones, as the trainer picks it); `None` without validation.
+    pub fn best_val(&self) -> Option<&EpochRow> {
+        let mut best: Option<&EpochRow> = None;
+        for r in &self.epochs {
+            if let Some(v) = r.val_loss
+                && best.is_none_or(|b| b.val_loss.is_none_or(|bv| v < bv))
+            {
+                best = Some(r);
+            }
+        }
+        best
     }
 }
 

@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 
 use super::trainer::{TrainConfig, Trainer};
-use crate::corpus::{OneHotCorpus, Windows};
+use crate::corpus::{OneHotCorpus, Split};
 use crate::device::Device;
 use crate::engine::{Backend, Engine};
 use crate::error::{Error, Result};
@@ -123,6 +123,20 @@ impl<'c> TrainerBuilder<'c> {
         self
     }
 
+    /// Holds out the last `fraction` of the text for validation (see
+    /// [`TrainConfig::val_fraction`]); 0, the default, holds out nothing.
+    pub fn val_fraction(mut self, fraction: f64) -> Self {
+        self.config.val_fraction = fraction;
+        self
+    }
+
+    /// Stops after `epochs` epochs without a new best validation loss (see
+    /// [`TrainConfig::patience`]); needs [`val_fraction`](Self::val_fraction).
+    pub fn patience(mut self, epochs: usize) -> Self {
+        self.config.patience = Some(epochs);
+        self
+    }
+
     /// Directory for checkpoints and `metrics.jsonl` (none by default).
     pub fn out(mut self, dir: impl Into<PathBuf>) -> Self {
         self.config.out = Some(dir.into());
@@ -230,7 +244,27 @@ impl<'c> TrainerBuilder<'c> {
                 what: "0 (keep at least 1 epoch checkpoint, or leave it out to keep all)".into(),
             });
         }
-        let windows = Windows::new(corpus.rows(), hyper.maxlen, hyper.step)?;
+        if config.patience == Some(0) {
+            return Err(Error::InvalidArgument {
+                name: "config.patience",
+                what: "0 (stop after at least 1 epoch without a new best validation loss)".into(),
+            });
+        }
+        let split = Split::new(corpus.rows(), config.val_fraction)?;
+        if config.val_fraction > 0.0 {
+            split.check(hyper.maxlen, hyper.step, hyper.batch)?;
+        } else if let Some(p) = config.patience {
+            return Err(Error::InvalidArgument {
+                name: "config.patience",
+                what: format!(
+                    "{p} epochs without a new best validation loss, but the run has no \
+                     validation loss to watch: hold out part of the text (config.val_fraction \
+                     above 0)"
+                ),
+            });
+        }
+        let windows = split.train_windows(hyper.maxlen, hyper.step)?;
+        let val_starts = split.validation_starts(hyper.maxlen, hyper.step)?;
         let record = RunRecord {
             corpus: CorpusRecord {
                 source: self.corpus_source.clone(),
@@ -253,9 +287,12 @@ impl<'c> TrainerBuilder<'c> {
                 (_, Device::Auto) => Some("auto".into()),
                 (_, Device::Exact(b)) => Some(b.name().into()),
             },
+            val_fraction: (config.val_fraction > 0.0).then_some(config.val_fraction),
+            patience: config.patience,
         };
         if let Start::Resume(c) = &start {
             same_text(c, &record.corpus)?;
+            same_split(c, record.val_fraction)?;
             let full = windows.count.div_ceil(hyper.batch);
             let batches = config.steps_per_epoch.map_or(full, |s| s.min(full));
             if c.state.batch > 0 && c.state.batch >= batches {
@@ -305,6 +342,8 @@ impl<'c> TrainerBuilder<'c> {
             hyper,
             config,
             windows,
+            split,
+            val_starts,
             engine,
             state,
             notice: (!notices.is_empty()).then(|| notices.join("\n")),
@@ -333,6 +372,36 @@ fn same_corpus(checkpoint: &Checkpoint, hyper: &Hyper, corpus: &OneHotCorpus) ->
         });
     }
     Ok(())
+}
+
+/// A resumed run keeps its validation split (`None`: none): the split
+/// decides which windows train, and the state must hold one validation
+/// loss per epoch for patience and `best.safetensors` to go on exactly.
+fn same_split(checkpoint: &Checkpoint, asked: Option<f64>) -> Result<()> {
+    let saved = checkpoint.run.as_ref().and_then(|r| r.val_fraction);
+    let st = &checkpoint.state;
+    let recorded = st.val_losses.len();
+    let losses_fit = match asked {
+        None => recorded == 0,
+        Some(_) => recorded == st.epochs_done,
+    };
+    if saved.map(f64::to_bits) == asked.map(f64::to_bits) && losses_fit {
+        return Ok(());
+    }
+    let held = |f: Option<f64>| f.map_or("nothing".to_string(), |f| format!("{f}"));
+    Err(Error::Resume {
+        what: format!(
+            "the run held out {} of its text for validation ({recorded} validation losses for \
+             {} epochs), and {} is asked for now: the split decides which windows train",
+            held(saved),
+            st.epochs_done,
+            held(asked)
+        ),
+        fix: format!(
+            "resume with the run's own validation fraction (config.val_fraction = {})",
+            saved.unwrap_or(0.0)
+        ),
+    })
 }
 
 /// A saved run that recorded its corpus goes on only on the same text.
@@ -376,6 +445,8 @@ impl RunRecord {
             temperatures: self.temperatures.clone(),
             gen_length: self.gen_length,
             out,
+            val_fraction: self.val_fraction.unwrap_or(0.0),
+            patience: self.patience,
         })
     }
 }

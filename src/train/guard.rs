@@ -10,6 +10,12 @@
 //! the learning rate is halved (the same data with the same rate would
 //! diverge again, bit for bit), and training goes on from there, at most
 //! `max_rollbacks` times.
+//!
+//! With a validation split the epoch's validation loss is what is watched
+//! in place of its training loss, and the best epoch is the one with the
+//! lowest validation loss (the one `best.safetensors` holds): training
+//! loss falls while a model overfits, validation loss is what blows up
+//! first and what a rollback should return to.
 
 use crate::model::{Params, TrainState};
 
@@ -73,7 +79,8 @@ pub enum Divergence {
         value: f32,
     },
     /// An epoch's loss jumped above `factor` x the best epoch's (before
-    /// any epoch: x ln V, a uniform guess's).
+    /// any epoch: x ln V, a uniform guess's); with a validation split the
+    /// validation loss, which is also what "best" is judged on.
     Jump {
         /// The epoch that jumped, 1-based.
         epoch: usize,
@@ -83,6 +90,9 @@ pub enum Divergence {
         best_epoch: usize,
         /// The best epoch's loss (at the start of the run: ln V).
         best_loss: f64,
+        /// Whether the losses are validation losses.
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        validation: bool,
     },
 }
 
@@ -99,27 +109,40 @@ impl std::fmt::Display for Divergence {
                 loss,
                 best_epoch: 0,
                 best_loss,
+                validation,
             } => write!(
                 f,
-                "epoch {epoch} loss {loss:.4} is more than the allowed factor above {best_loss:.4}, \
-                 the loss of a uniform guess (ln V) that an untrained model starts near"
+                "epoch {epoch} {} {loss:.4} is more than the allowed factor above {best_loss:.4}, \
+                 the loss of a uniform guess (ln V) that an untrained model starts near",
+                loss_name(*validation)
             ),
             Divergence::Jump {
                 epoch,
                 loss,
                 best_epoch,
                 best_loss,
+                validation,
             } => write!(
                 f,
-                "epoch {epoch} loss {loss:.4} is more than the allowed factor above epoch {best_epoch}'s {best_loss:.4}"
+                "epoch {epoch} {} {loss:.4} is more than the allowed factor above epoch {best_epoch}'s {best_loss:.4}",
+                loss_name(*validation)
             ),
         }
+    }
+}
+
+fn loss_name(validation: bool) -> &'static str {
+    if validation {
+        "validation loss"
+    } else {
+        "loss"
     }
 }
 
 /// The best epoch so far: what a rollback restores.
 #[derive(Clone, Debug)]
 pub(crate) struct Best {
+    /// The loss it is best by: the validation loss with a split.
     pub loss: f64,
     pub params: Params<f32>,
     pub rmsprop: Params<f32>,

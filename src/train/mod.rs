@@ -10,4 +10,4 @@ pub use builder::TrainerBuilder;
 pub use guard::{Divergence, DivergenceGuard, OnDivergence};
 pub use loss_queue::LOSS_READBACK_EVERY;
 pub use observer::{BatchEvent, Control, Observer, RollbackEvent, SampleEvent, Silent};
-pub use trainer::{EnginePredictor, RunSummary, TrainConfig, Trainer, sample_stream};
+pub use trainer::{EarlyStop, EnginePredictor, RunSummary, TrainConfig, Trainer, sample_stream};

@@ -7,8 +7,8 @@ use std::time::Instant;
 use super::guard::{Best, Divergence, DivergenceGuard, OnDivergence, reference_loss};
 use super::loss_queue::LossQueue;
 use super::observer::{BatchEvent, Control, Observer, RollbackEvent, SampleEvent};
-use crate::corpus::{OneHotCorpus, Windows, epoch_order};
-use crate::engine::{Backend, Batch, Engine};
+use crate::corpus::{OneHotCorpus, Split, Windows, epoch_order};
+use crate::engine::{Backend, Batch, Engine, mean_loss};
 use crate::error::{Error, Result};
 use crate::model::{Checkpoint, Hyper, RunRecord, TrainState};
 use crate::rundir::{BatchRow, EpochRow, RunDir, SampleRow};
@@ -30,8 +30,22 @@ pub struct TrainConfig {
     /// always kept.
     pub keep_checkpoints: Option<usize>,
     /// NaN/inf and loss-jump handling; `None` turns the guard off (a
-    /// non-finite loss is still an error).
+    /// non-finite loss is still an error). With a validation split the
+    /// jump is judged on the validation loss.
     pub divergence: Option<DivergenceGuard>,
+    /// The last fraction of the text held out for validation, in `[0, 1)`
+    /// (Keras' `validation_split`, cut on the text: see
+    /// [`Split`](crate::corpus::Split)); 0 trains on the whole text, as the
+    /// notebook does. With a split, every epoch ends with the mean loss over
+    /// all held-out windows (on the training engine, no update), which goes
+    /// into [`EpochRow::val_loss`], picks the weights kept as
+    /// `best.safetensors`, and is what the divergence guard and `patience`
+    /// watch. Each side must hold at least one batch of windows.
+    pub val_fraction: f64,
+    /// Stop once this many epochs in a row bring no new best validation
+    /// loss (Keras' `EarlyStopping(patience=N)`, `min_delta` 0): at least 1,
+    /// and only with `val_fraction` above 0. `None` trains every epoch.
+    pub patience: Option<usize>,
 }
 
 impl Default for TrainConfig {
@@ -43,6 +57,8 @@ impl Default for TrainConfig {
             temperatures: vec![0.2, 0.5, 1.0, 1.2],
             gen_length: 400,
             out: None,
+            val_fraction: 0.0,
+            patience: None,
         }
     }
 }
@@ -58,6 +74,41 @@ pub struct RunSummary {
     pub stopped: bool,
     /// The last checkpoint written, if any.
     pub checkpoint: Option<PathBuf>,
+    /// Set when patience ended the run before `hyper.epochs` (then
+    /// `stopped` is false unless an observer asked to stop too).
+    pub early_stop: Option<EarlyStop>,
+}
+
+/// How patience ended a run: `patience` epochs in a row without a new best
+/// validation loss. `#[non_exhaustive]`: fields may be added.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct EarlyStop {
+    /// The last epoch trained, 1-based.
+    pub epoch: usize,
+    /// The epoch with the lowest validation loss, kept in `best.safetensors`.
+    pub best_epoch: usize,
+    /// Its validation loss.
+    pub best_val_loss: f64,
+    /// The patience that ran out.
+    pub patience: usize,
+}
+
+impl std::fmt::Display for EarlyStop {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "stopped early after epoch {}: no new best validation loss for {} (the best, {}, \
+             was epoch {}'s)",
+            self.epoch,
+            match self.patience {
+                1 => "1 epoch".to_string(),
+                n => format!("{n} epochs"),
+            },
+            crate::rundir::format_loss(self.best_val_loss),
+            self.best_epoch
+        )
+    }
 }
 
 /// Trains one model on one corpus with one engine; made by [`Trainer::builder`].
@@ -66,6 +117,11 @@ pub struct Trainer<'c> {
     pub(super) hyper: Hyper,
     pub(super) config: TrainConfig,
     pub(super) windows: Windows,
+    /// Where the training text ends and the held-out text begins.
+    pub(super) split: Split,
+    /// Start rows of every validation window, in text order (empty
+    /// without a split).
+    pub(super) val_starts: Vec<u32>,
     pub(super) engine: Box<dyn Engine + 'c>,
     pub(super) state: TrainState,
     /// Where the run's files go (`config.out`), when it has a directory.
@@ -110,9 +166,20 @@ impl<'c> Trainer<'c> {
         &self.state
     }
 
-    /// The windows of the corpus.
+    /// The training windows: all of the corpus', or with a validation
+    /// split those of the training text.
     pub fn windows(&self) -> Windows {
         self.windows
+    }
+
+    /// Where the training text ends and the held-out text begins.
+    pub fn split(&self) -> Split {
+        self.split
+    }
+
+    /// Windows held out for validation (0 without a split).
+    pub fn validation_windows(&self) -> usize {
+        self.val_starts.len()
     }
 
     /// The engine, e.g. to predict or to read the weights.
@@ -154,6 +221,16 @@ impl<'c> Trainer<'c> {
         if let Some(dir) = &self.rundir {
             dir.create()?;
         }
+        // A resumed run whose patience had already run out (or runs out
+        // with a smaller one) trains nothing more.
+        if let Some(early_stop) = self.early_stop() {
+            return Ok(RunSummary {
+                state: self.state.clone(),
+                stopped: false,
+                checkpoint: None,
+                early_stop: Some(early_stop),
+            });
+        }
         let batches = self.batches_per_epoch();
         let size = self.hyper.batch;
         let mut last_checkpoint = None;
@@ -162,8 +239,7 @@ impl<'c> Trainer<'c> {
         let mut best = match self.config.divergence {
             Some(_) => Some(
                 self.snapshot(
-                    self.state
-                        .epoch_losses
+                    self.watched_losses()
                         .iter()
                         .copied()
                         .fold(f64::INFINITY, f64::min),
@@ -240,22 +316,39 @@ impl<'c> Trainer<'c> {
             }
             if stop {
                 return Ok(RunSummary {
-                    checkpoint: self.save(None)?,
+                    checkpoint: self.save(None, false)?,
                     state: self.state.clone(),
                     stopped: true,
+                    early_stop: None,
                 });
             }
             let seconds = started.elapsed().as_secs_f64();
             let loss = self.state.loss_sum / self.state.seen.max(1) as f64;
+            let val_loss = self.validation_loss()?;
+            // What the guard and the best epoch are judged on.
+            let watched = val_loss.unwrap_or(loss);
             let vocab = self.corpus.vocab().len();
-            if let (Some(guard), Some(b)) = (self.config.divergence, &best)
-                && guard.jumped(loss, reference_loss(b, vocab))
-            {
+            let jumped_from = match (self.config.divergence, &best) {
+                (Some(guard), Some(b)) => guard
+                    .jumped(watched, reference_loss(b, vocab))
+                    .then(|| (b.state.epochs_done, reference_loss(b, vocab))),
+                // Even unguarded, a validation loss that is no number ends
+                // the run, as a NaN batch does: it can be neither compared
+                // nor saved (JSON has no NaN).
+                _ if !watched.is_finite() => Some(
+                    self.state
+                        .best_val()
+                        .unwrap_or((0, (vocab.max(2) as f64).ln())),
+                ),
+                _ => None,
+            };
+            if let Some((best_epoch, best_loss)) = jumped_from {
                 let cause = Divergence::Jump {
                     epoch,
-                    loss,
-                    best_epoch: b.state.epochs_done,
-                    best_loss: reference_loss(b, vocab),
+                    loss: watched,
+                    best_epoch,
+                    best_loss,
+                    validation: val_loss.is_some(),
                 };
                 self.diverged(cause, best.as_ref(), &mut rollbacks, observer)?;
                 continue 'epochs;
@@ -265,18 +358,26 @@ impl<'c> Trainer<'c> {
             self.state.loss_sum = 0.0;
             self.state.seen = 0;
             self.state.epoch_losses.push(loss);
+            if let Some(v) = val_loss {
+                self.state.val_losses.push(v);
+            }
+            let new_best = self.state.epochs_since_best() == Some(0);
 
-            let checkpoint = self.save(Some(epoch))?;
-            if best.as_ref().is_some_and(|b| loss < b.loss) {
-                best = Some(self.snapshot(loss)?);
+            let checkpoint = self.save(Some(epoch), new_best)?;
+            if best.as_ref().is_some_and(|b| watched < b.loss) {
+                best = Some(self.snapshot(watched)?);
             }
             last_checkpoint = checkpoint.clone();
             let sample_started = Instant::now();
             let (samples, sampling) = self.epoch_samples(epoch, observer)?;
+            let early_stop = self.early_stop();
             let row = EpochRow {
                 epoch,
                 epochs: self.hyper.epochs,
                 loss,
+                val_loss,
+                best_epoch: self.state.best_val().map(|(e, _)| e),
+                early_stop: early_stop.is_some(),
                 seconds,
                 samples_per_s: timed as f64 / seconds.max(1e-9),
                 batches,
@@ -288,11 +389,13 @@ impl<'c> Trainer<'c> {
             if let Some(dir) = &mut self.rundir {
                 dir.end_epoch(&row)?;
             }
-            if observer.on_epoch(&row) == Control::Stop || sampling == Control::Stop {
+            let asked = observer.on_epoch(&row) == Control::Stop || sampling == Control::Stop;
+            if asked || early_stop.is_some() {
                 return Ok(RunSummary {
                     state: self.state.clone(),
-                    stopped: self.state.epochs_done < self.hyper.epochs,
+                    stopped: asked && self.state.epochs_done < self.hyper.epochs,
                     checkpoint: last_checkpoint,
+                    early_stop,
                 });
             }
         }
@@ -300,6 +403,51 @@ impl<'c> Trainer<'c> {
             state: self.state.clone(),
             stopped: false,
             checkpoint: last_checkpoint,
+            early_stop: None,
+        })
+    }
+
+    /// The mean loss over every validation window on the training engine,
+    /// with the weights as they are now (nothing is updated); `None`
+    /// without a validation split. Windows go to the engine in text order,
+    /// `hyper.batch` at a time (the size its buffers have; a device engine
+    /// would otherwise reallocate them), so the number is the same on every
+    /// call with the same weights, and a resumed run computes the one an
+    /// uninterrupted run did.
+    pub fn validation_loss(&mut self) -> Result<Option<f64>> {
+        if self.val_starts.is_empty() {
+            return Ok(None);
+        }
+        let batch = self.hyper.batch;
+        mean_loss(
+            self.engine.as_mut(),
+            &self.val_starts,
+            batch,
+            &mut |_, _| Ok(()),
+        )
+        .map(Some)
+    }
+
+    /// The losses the best epoch is picked by: the validation losses with
+    /// a split, else the epoch losses.
+    fn watched_losses(&self) -> &[f64] {
+        if self.val_starts.is_empty() {
+            &self.state.epoch_losses
+        } else {
+            &self.state.val_losses
+        }
+    }
+
+    /// Whether patience has run out with epochs still to train.
+    fn early_stop(&self) -> Option<EarlyStop> {
+        let patience = self.config.patience?;
+        let (best_epoch, best_val_loss) = self.state.best_val()?;
+        let since = self.state.epochs_since_best()?;
+        (since >= patience && self.state.epochs_done < self.hyper.epochs).then_some(EarlyStop {
+            epoch: self.state.epochs_done,
+            best_epoch,
+            best_val_loss,
+            patience,
         })
     }
 
@@ -366,8 +514,9 @@ impl<'c> Trainer<'c> {
     }
 
     /// Saves the state now in the run directory, if any: the epoch's
-    /// checkpoint, or on a stop (`None`) `last.safetensors` and the batches.
-    fn save(&mut self, epoch: Option<usize>) -> Result<Option<PathBuf>> {
+    /// checkpoint (and with `best`, `best.safetensors`), or on a stop
+    /// (`None`) `last.safetensors` and the batches.
+    fn save(&mut self, epoch: Option<usize>, best: bool) -> Result<Option<PathBuf>> {
         // Without a directory nothing is saved: the weights are not even
         // downloaded from the device.
         if self.rundir.is_none() {
@@ -378,7 +527,7 @@ impl<'c> Trainer<'c> {
             return Ok(None);
         };
         match epoch {
-            Some(epoch) => dir.save_epoch(&ckpt, epoch, self.config.keep_checkpoints),
+            Some(epoch) => dir.save_epoch(&ckpt, epoch, self.config.keep_checkpoints, best),
             None => dir.save_last(&ckpt),
         }
         .map(Some)
@@ -407,8 +556,9 @@ impl<'c> Trainer<'c> {
         }
         let epoch_index = epoch - 1;
         let maxlen = self.hyper.maxlen;
+        // From the training text: the held-out text is only ever evaluated.
         let start = random_seed_text(
-            self.corpus.rows(),
+            self.split.train_rows,
             maxlen,
             self.hyper.seed,
             epoch_index as u32,

@@ -77,6 +77,14 @@ impl Dir {
     }
 }
 
+/// A checkpoint minus its metadata header: weights and optimizer state,
+/// to compare two runs bit for bit.
+pub fn tensors(path: &Path) -> Vec<u8> {
+    let bytes = std::fs::read(path).expect("checkpoint");
+    let n = u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes")) as usize;
+    bytes[8 + n..].to_vec()
+}
+
 /// Every file of `dir` with its bytes, to show a refused command wrote nothing.
 pub fn snapshot(dir: &Path) -> Vec<(String, Vec<u8>)> {
     let mut files: Vec<_> = std::fs::read_dir(dir)

@@ -130,10 +130,40 @@ impl<'c> NanAt<'c> {
     }
 }
 
+/// Inside `impl Engine for W`, where `W` wraps an engine in `self.inner`:
+/// the methods such a test wrapper passes on unchanged (the backend,
+/// prediction, the weights, the optimizer state, the learning rate), so
+/// that each wrapper spells out only what it changes.
+#[macro_export]
+macro_rules! pass_on_to_inner {
+    () => {
+        fn backend(&self) -> charlstm_cuda::Backend {
+            self.inner.backend()
+        }
+        fn predict(&mut self, x: &[u32], seq_len: usize) -> charlstm_cuda::Result<Vec<f32>> {
+            self.inner.predict(x, seq_len)
+        }
+        fn params(&mut self) -> charlstm_cuda::Result<charlstm_cuda::Params<f32>> {
+            self.inner.params()
+        }
+        fn rmsprop_state(&mut self) -> charlstm_cuda::Result<charlstm_cuda::Params<f32>> {
+            self.inner.rmsprop_state()
+        }
+        fn set_state(
+            &mut self,
+            params: &charlstm_cuda::Params<f32>,
+            rmsprop: &charlstm_cuda::Params<f32>,
+        ) -> charlstm_cuda::Result<()> {
+            self.inner.set_state(params, rmsprop)
+        }
+        fn set_learning_rate(&mut self, lr: f32) -> charlstm_cuda::Result<()> {
+            self.inner.set_learning_rate(lr)
+        }
+    };
+}
+
 impl Engine for NanAt<'_> {
-    fn backend(&self) -> Backend {
-        self.inner.backend()
-    }
+    crate::pass_on_to_inner!();
     fn begin_epoch(&mut self, order: &[u32], position: usize) -> Result<()> {
         self.inner.begin_epoch(order, position)
     }
@@ -148,21 +178,6 @@ impl Engine for NanAt<'_> {
     }
     fn eval_batch(&mut self, starts: &[u32]) -> Result<f32> {
         self.inner.eval_batch(starts)
-    }
-    fn predict(&mut self, x: &[u32], seq_len: usize) -> Result<Vec<f32>> {
-        self.inner.predict(x, seq_len)
-    }
-    fn params(&mut self) -> Result<Params<f32>> {
-        self.inner.params()
-    }
-    fn rmsprop_state(&mut self) -> Result<Params<f32>> {
-        self.inner.rmsprop_state()
-    }
-    fn set_state(&mut self, params: &Params<f32>, rmsprop: &Params<f32>) -> Result<()> {
-        self.inner.set_state(params, rmsprop)
-    }
-    fn set_learning_rate(&mut self, lr: f32) -> Result<()> {
-        self.inner.set_learning_rate(lr)
     }
 }
 
