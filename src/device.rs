@@ -22,7 +22,9 @@ use crate::engine::{Backend, Engine};
 use crate::error::{Error, Result};
 use crate::gpu::{CudaDevice, GPU_PATH_NOTICE, GpuModel, SimDevice, ptx::BUILT_WITH_KERNELS};
 use crate::model::{Hyper, Params};
-use crate::sample::{GenerateRequest, Progress, Strategy, decode, encode_seed, no_progress};
+use crate::sample::{
+    GenMode, GenerateRequest, Progress, Strategy, decode, encode_seed, no_progress,
+};
 
 /// What the user asked for: a backend, or `auto`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -158,6 +160,40 @@ pub fn generate_with(
         Backend::Cuda => {
             GpuModel::new(CudaDevice::new(0)?, backend, params)?.generate_with(req, progress)
         }
+    }
+}
+
+/// [`generate_with`] in either [`GenMode`]: `Window` is [`generate_with`];
+/// `Stateful` runs on the CPU ([`crate::stateful::generate_stateful`]) and is
+/// [`stateful_on_device`] on `sim` or `cuda`, which have no stateful kernel
+/// yet.
+pub fn generate_mode_with(
+    backend: Backend,
+    params: &Params<f32>,
+    req: &GenerateRequest,
+    mode: GenMode,
+    progress: &mut Progress<'_>,
+) -> Result<Vec<Vec<u32>>> {
+    match (mode, backend) {
+        (GenMode::Window, _) => generate_with(backend, params, req, progress),
+        (GenMode::Stateful, Backend::Cpu) => {
+            crate::stateful::generate_stateful(params, req, progress)
+        }
+        (GenMode::Stateful, b) => Err(stateful_on_device(b)),
+    }
+}
+
+/// The refusal of stateful generation on a device: it runs on the CPU for
+/// now (a GPU kernel is the next step).
+pub fn stateful_on_device(backend: Backend) -> Error {
+    Error::Conflict {
+        what: format!(
+            "--gen-mode stateful runs on the CPU for now, not on --device {} (a stateful \
+             generation kernel is the next step)",
+            backend.name()
+        ),
+        fix: "use --device cpu with --gen-mode stateful, or --gen-mode window on this device"
+            .into(),
     }
 }
 

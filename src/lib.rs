@@ -108,6 +108,7 @@ pub mod rng;
 pub mod rundir;
 pub mod sample;
 pub mod sim;
+pub mod stateful;
 pub mod train;
 
 pub use corpus::{OneHotCorpus, Vocab, Windows};

@@ -102,6 +102,9 @@ pub enum Command {
 // accepted here, hidden, so that the command's error says why.
 const DEVICES: [&str; 4] = ["auto", "cpu", "cuda", "sim"];
 
+// The values `--gen-mode` takes (`sample::GenMode`).
+const GEN_MODES: [&str; 2] = ["window", "stateful"];
+
 fn devices(hidden: &'static str) -> clap::builder::PossibleValuesParser {
     DEVICES
         .iter()
@@ -244,6 +247,10 @@ pub struct TrainArgs {
     /// Characters per after-epoch sample, at most 1000000; 0 skips sampling [default: 400].
     #[arg(long)]
     pub gen_length: Option<usize>,
+    /// How the after-epoch samples are made: window (the notebook) or stateful
+    /// (one LSTM step per character; --device cpu for now) [default: window].
+    #[arg(long, value_parser = GEN_MODES)]
+    pub gen_mode: Option<String>,
     /// Keep upper case (Keras lower-cases).
     #[arg(long)]
     pub keep_case: bool,
@@ -295,7 +302,11 @@ pub struct GenerateArgs {
     /// Seed of the draws.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Compute backend: auto, cpu, cuda or sim.
+    /// window: re-run the last maxlen characters for every character (the notebook);
+    /// stateful: prime on the seed once, then one LSTM step per character (char-rnn; CPU only for now).
+    #[arg(long, default_value = "window", value_parser = GEN_MODES)]
+    pub gen_mode: String,
+    /// Compute backend: auto, cpu, cuda or sim (auto is cpu with --gen-mode stateful).
     #[arg(long, default_value = "auto", value_parser = devices(""))]
     pub device: String,
     /// No progress bar (generate shows none; accepted as on train and eval).

@@ -48,6 +48,8 @@ struct TrainFile {
     temperatures: Option<Vec<f64>>,
     #[serde(alias = "gen-length")]
     gen_length: Option<usize>,
+    #[serde(alias = "gen-mode")]
+    gen_mode: Option<String>,
     #[serde(alias = "keep-case")]
     keep_case: Option<bool>,
     device: Option<String>,
@@ -131,6 +133,7 @@ pub fn apply(a: &mut TrainArgs, matches: &ArgMatches) -> Result<()> {
     take!(seed, some);
     take!(temperatures, some);
     take!(gen_length, some);
+    take!(gen_mode, some);
     take!(keep_case);
     take!(device, some);
     take!(quiet);

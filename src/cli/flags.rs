@@ -113,6 +113,13 @@ static ROWS: &[Row] = &[
         "use temperatures above 0, e.g. --temperature 0.5 (or 0.2,0.5,1.0,1.2), or \
          --strategy greedy for the T -> 0 limit",
     ),
+    row(
+        "gen_mode",
+        &["train", "generate"],
+        "--gen-mode",
+        "use --gen-mode window (the default, the notebook) or stateful (char-rnn: one LSTM step \
+         per character)",
+    ),
     // train and generate check a length before the library does.
     row(
         "--gen-length",

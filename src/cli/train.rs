@@ -9,7 +9,7 @@ use charlstm_cuda::corpus::OneHotCorpus;
 use charlstm_cuda::corpus::embedded::{self, NIETZSCHE_NAME};
 use charlstm_cuda::model::{BUILT_IN_SOURCE, Checkpoint, Hyper, RunRecord};
 use charlstm_cuda::rundir::{BEST_CHECKPOINT, LAST_CHECKPOINT};
-use charlstm_cuda::sample::check_length;
+use charlstm_cuda::sample::{GenMode, check_length};
 use charlstm_cuda::train::{DivergenceGuard, TrainConfig, Trainer};
 use charlstm_cuda::{Error, Result};
 
@@ -163,6 +163,7 @@ pub fn train(a: TrainArgs) -> Result<ExitCode> {
     if let Some(n) = a.gen_length {
         check_length("--gen-length", n)?;
     }
+    let gen_mode: GenMode = a.gen_mode.as_deref().unwrap_or("window").parse()?;
     let corpus_path = a.corpus.clone().unwrap_or_else(|| NIETZSCHE_NAME.into());
     let out = a.out.clone().unwrap_or_else(|| default_out(&corpus_path));
     let last = out.join(LAST_CHECKPOINT);
@@ -348,6 +349,7 @@ pub fn train(a: TrainArgs) -> Result<ExitCode> {
             .gen_length
             .or(saved_config.as_ref().map(|c| c.gen_length))
             .unwrap_or(defaults.gen_length),
+        gen_mode,
         out: Some(out.clone()),
         val_fraction,
         patience,

@@ -125,7 +125,7 @@ pub fn loss_and_grads_into<F: Scalar>(
     let inv_b = F::one() / F::of(d.b as f64);
     for_each_chunk(ws, d, |xb, r| {
         forward::recurrence(params, xb, x, r, d);
-        forward::head(params, Some(y), r, d);
+        forward::head(params, Some(y), r);
         backward::recurrence_backward(params, y, inv_b, r, d);
     });
     let threads = ws.threads_for(d.b);
@@ -147,7 +147,7 @@ pub fn loss_with<F: Scalar>(
     ws.prepare(d, &params[Tensor::Kernel], &params[Tensor::Bias]);
     for_each_chunk(ws, d, |xb, r| {
         forward::recurrence(params, xb, x, r, d);
-        forward::head(params, Some(y), r, d);
+        forward::head(params, Some(y), r);
     });
     mean_loss(&ws.row_loss)
 }
@@ -172,7 +172,7 @@ pub fn predict_into<F: Scalar>(
     ws.prepare(d, &params[Tensor::Kernel], &params[Tensor::Bias]);
     for_each_chunk(ws, d, |xb, r| {
         forward::recurrence(params, xb, x, r, d);
-        forward::head(params, None, r, d);
+        forward::head(params, None, r);
     });
     probs.copy_from_slice(&ws.probs);
 }

@@ -83,18 +83,38 @@ simd_dispatch! {
 
 /// Dense head: `probs = softmax(hlast @ dense_kernel + dense_bias)` per row,
 /// and `row_loss = -log p[y]` through a stable log-softmax when `y` is given.
-pub(super) fn head<F: Scalar>(p: &Params<F>, y: Option<&[u32]>, r: &mut Rows<'_, F>, d: Dims) {
-    let v = d.v;
+pub(super) fn head<F: Scalar>(p: &Params<F>, y: Option<&[u32]>, r: &mut Rows<'_, F>) {
+    let (b0, row_loss) = (r.b0, &mut *r.row_loss);
+    dense_softmax(p, r.hlast, r.n, r.probs, |b, logits, log_z| {
+        if let Some(y) = y {
+            row_loss[b] = log_z - logits[y[b0 + b] as usize];
+        }
+    });
+}
+
+/// `probs = softmax(h @ dense_kernel + dense_bias)` for `n` rows of `h`
+/// ([n, H] -> [n, V]), through a stable log-softmax; `each(b, logits,
+/// log_z)` sees row b's logits and log-partition before they become
+/// probabilities (the loss). The head of the engine and of the stateful
+/// generator (`super::stateful`), one computation for both.
+pub(crate) fn dense_softmax<F: Scalar>(
+    p: &Params<F>,
+    h: &[F],
+    n: usize,
+    probs: &mut [F],
+    mut each: impl FnMut(usize, &[F], F),
+) {
+    let (hh, v) = (p.hidden, p.vocab);
     gemm(
-        (r.n, d.h, v),
-        View::new(r.hlast, d.h, 1),
+        (n, hh, v),
+        View::new(h, hh, 1),
         View::new(&p[Tensor::DenseKernel], v, 1),
         F::zero(),
-        r.probs,
+        probs,
         (v, 1),
     );
-    for b in 0..r.n {
-        let l = &mut r.probs[b * v..][..v];
+    for b in 0..n {
+        let l = &mut probs[b * v..][..v];
         let mut max = F::neg_infinity();
         for (lj, &bj) in l.iter_mut().zip(&p[Tensor::DenseBias]) {
             *lj = *lj + bj;
@@ -105,9 +125,7 @@ pub(super) fn head<F: Scalar>(p: &Params<F>, y: Option<&[u32]>, r: &mut Rows<'_,
             sum = sum + (*lj - max).exp();
         }
         let log_z = max + sum.ln();
-        if let Some(y) = y {
-            r.row_loss[b] = log_z - l[y[r.b0 + b] as usize];
-        }
+        each(b, l, log_z);
         for lj in l.iter_mut() {
             *lj = (*lj - log_z).exp();
         }

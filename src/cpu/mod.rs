@@ -34,6 +34,7 @@ pub(crate) mod workspace;
 pub use batch::{loss_and_grads_into, loss_with, predict_into};
 pub(crate) use engine::check_sequences;
 pub use engine::{CpuEngine, CpuModel};
+pub(crate) use forward::dense_softmax;
 pub use rmsprop::{RmsProp, clip_grad_norm};
 pub use scalar::Scalar;
 pub use trace::{Trace, trace};

@@ -47,7 +47,7 @@ pub fn trace<F: Scalar>(params: &Params<F>, x: &[u32], y: &[u32], seq_len: usize
     ws.prepare(d, &params[Tensor::Kernel], &params[Tensor::Bias]);
     for_each_chunk(&mut ws, d, |xb, r| {
         forward::recurrence(params, xb, x, r, d);
-        forward::head(params, Some(y), r, d);
+        forward::head(params, Some(y), r);
     });
     let gates = ws.gates.clone();
     let c = ws.cs.clone();

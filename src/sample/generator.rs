@@ -49,6 +49,56 @@ use super::{Philox, Purpose, RngStream, Strategy, draw};
 /// texts are made by continuing from the end of the last one (`--seed-text`).
 pub const MAX_LENGTH: usize = 1_000_000;
 
+/// How a generator feeds the model (`--gen-mode`).
+///
+/// - `Window` (the default, the notebook's way): for every new character
+///   the LSTM runs from a zero state over the last `maxlen` characters
+///   ([`IndexGenerator`]); `maxlen` recurrent steps a character.
+/// - `Stateful` (char-rnn's way): the LSTM runs once over the whole seed
+///   from a zero state, then one step per new character, carrying (h, c)
+///   (`crate::stateful::StatefulModel`); one recurrent step a character. The
+///   draws are the same Philox numbers as in window mode, so only the
+///   probabilities differ; with a seed of exactly `maxlen` characters the
+///   first character's are the same. On the CPU only for now.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum GenMode {
+    /// Re-run the last `maxlen` characters for every character.
+    #[default]
+    Window,
+    /// Prime on the seed once, then one step per character.
+    Stateful,
+}
+
+impl GenMode {
+    /// The name `--gen-mode` takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            GenMode::Window => "window",
+            GenMode::Stateful => "stateful",
+        }
+    }
+}
+
+impl std::fmt::Display for GenMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for GenMode {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "window" => Ok(GenMode::Window),
+            "stateful" => Ok(GenMode::Stateful),
+            other => Err(Error::InvalidArgument {
+                name: "gen_mode",
+                what: format!("{other:?} (expected window or stateful)"),
+            }),
+        }
+    }
+}
+
 /// Refuses a generation length above [`MAX_LENGTH`]; `name` is the
 /// parameter (or flag) that gave it.
 pub fn check_length(name: &'static str, length: usize) -> Result<()> {
@@ -403,7 +453,7 @@ fn empty_seed() -> Error {
 
 /// Checks one step's prediction: B x V values, finite, non-negative, and a
 /// positive value in every row (else there is nothing to draw from).
-fn check_prediction(probs: &[f32], b: usize, v: usize, step: usize) -> Result<()> {
+pub(crate) fn check_prediction(probs: &[f32], b: usize, v: usize, step: usize) -> Result<()> {
     let bad = |what: String| {
         Err(Error::BadPrediction {
             what: format!("at generated character {step}: {what}"),

@@ -11,8 +11,9 @@ mod generator;
 mod strategy;
 
 pub use crate::rng::{Philox, Purpose, RngStream};
+pub(crate) use generator::check_prediction;
 pub use generator::{
-    GenerateRequest, Generator, IndexGenerator, MAX_LENGTH, Predict, PredictFn, Progress,
+    GenMode, GenerateRequest, Generator, IndexGenerator, MAX_LENGTH, Predict, PredictFn, Progress,
     check_generate_args, check_length, decode, encode_seed, no_progress, random_seed_text,
 };
 pub use strategy::{Strategy, draw, reweight};

@@ -16,7 +16,7 @@ use crate::model::{
     init_params,
 };
 use crate::rundir::RunDir;
-use crate::sample::Strategy;
+use crate::sample::{GenMode, Strategy};
 use crate::train::{DivergenceGuard, OnDivergence};
 
 /// What the run starts from.
@@ -250,6 +250,20 @@ impl<'c> TrainerBuilder<'c> {
                 what: "0 (stop after at least 1 epoch without a new best validation loss)".into(),
             });
         }
+        // No stateful generation kernel yet: refused before an engine is
+        // opened when the device is named, after when `auto` picked one.
+        let stateful_off_cpu = |b: Backend| {
+            let stateful = config.gen_mode == GenMode::Stateful && config.gen_length > 0;
+            if stateful && b != Backend::Cpu {
+                return Err(crate::device::stateful_on_device(b));
+            }
+            Ok(())
+        };
+        if let Device::Exact(b) = self.device
+            && !matches!(start, Start::Engine(..))
+        {
+            stateful_off_cpu(b)?;
+        }
         let split = Split::new(corpus.rows(), config.val_fraction)?;
         if config.val_fraction > 0.0 {
             split.check(hyper.maxlen, hyper.step, hyper.batch)?;
@@ -330,6 +344,7 @@ impl<'c> TrainerBuilder<'c> {
                 })?
             }
         };
+        stateful_off_cpu(engine.backend())?;
         // Last, once nothing else can fail: the directory becomes this run's.
         let mut rundir = config.out.clone().map(RunDir::new);
         let mut notices: Vec<String> = notice.into_iter().collect();
@@ -444,6 +459,9 @@ impl RunRecord {
             },
             temperatures: self.temperatures.clone(),
             gen_length: self.gen_length,
+            // Not recorded: a resumed run samples in window mode unless
+            // told again.
+            gen_mode: GenMode::Window,
             out,
             val_fraction: self.val_fraction.unwrap_or(0.0),
             patience: self.patience,

@@ -12,7 +12,7 @@ use crate::engine::{Backend, Batch, Engine, mean_loss};
 use crate::error::{Error, Result};
 use crate::model::{Checkpoint, Hyper, RunRecord, TrainState};
 use crate::rundir::{BatchRow, EpochRow, RunDir, SampleRow};
-use crate::sample::{GenerateRequest, Predict, Strategy, random_seed_text};
+use crate::sample::{GenMode, GenerateRequest, Predict, Strategy, random_seed_text};
 
 /// Run settings that are not model hyper-parameters.
 #[derive(Clone, Debug, PartialEq)]
@@ -23,6 +23,10 @@ pub struct TrainConfig {
     pub temperatures: Vec<f64>,
     /// Characters generated per sample; 0 skips sampling.
     pub gen_length: usize,
+    /// How the samples are made ([`GenMode`]): `Window` (the notebook,
+    /// the default) on every backend, `Stateful` on the CPU only for now
+    /// (the build refuses it on another device).
+    pub gen_mode: GenMode,
     /// Directory for checkpoints and `metrics.jsonl`; `None` keeps everything in memory.
     pub out: Option<PathBuf>,
     /// Keep only the newest N `epoch-NNN.safetensors` (at least 1); `None`
@@ -56,6 +60,7 @@ impl Default for TrainConfig {
             divergence: Some(DivergenceGuard::default()),
             temperatures: vec![0.2, 0.5, 1.0, 1.2],
             gen_length: 400,
+            gen_mode: GenMode::Window,
             out: None,
             val_fraction: 0.0,
             patience: None,
@@ -578,26 +583,31 @@ impl<'c> Trainer<'c> {
         // later on the CPU (a launch later on a device), so a stop is not
         // kept waiting by a long --gen-length.
         let mut control = Control::Continue;
-        let texts = self
-            .engine
-            .generate_with(
-                &GenerateRequest {
-                    seed_indices: &seed_indices,
-                    maxlen,
-                    length,
-                    strategies: &strategies,
-                    seed: self.hyper.seed,
-                    stream: sample_stream(epoch_index),
-                },
-                &mut |out| {
-                    event.done = out.first().map_or(0, Vec::len);
-                    control = observer.on_sample(&event);
-                    match control {
-                        Control::Stop if event.done < length => ControlFlow::Break(()),
-                        _ => ControlFlow::Continue(()),
-                    }
-                },
-            )?
+        let req = GenerateRequest {
+            seed_indices: &seed_indices,
+            maxlen,
+            length,
+            strategies: &strategies,
+            seed: self.hyper.seed,
+            stream: sample_stream(epoch_index),
+        };
+        let mut progress = |out: &[Vec<u32>]| {
+            event.done = out.first().map_or(0, Vec::len);
+            control = observer.on_sample(&event);
+            match control {
+                Control::Stop if event.done < length => ControlFlow::Break(()),
+                _ => ControlFlow::Continue(()),
+            }
+        };
+        let generated = match self.config.gen_mode {
+            GenMode::Window => self.engine.generate_with(&req, &mut progress)?,
+            // The build let this through on the CPU only.
+            GenMode::Stateful => {
+                let params = self.engine.params()?;
+                crate::stateful::generate_stateful(&params, &req, &mut progress)?
+            }
+        };
+        let texts = generated
             .into_iter()
             .map(|seq| seq.iter().map(|&i| vocab.char_at(i)).collect::<String>());
         let rows = self

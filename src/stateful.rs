@@ -1,0 +1,151 @@
+//! Stateful generation on the CPU (`--gen-mode stateful`, char-rnn's
+//! `sample.lua`): the LSTM runs once over the seed from a zero state, then
+//! one step per new character, carrying (h, c); the dense head and softmax
+//! read h after every step.
+//!
+//! B = sequences (one per strategy), H = units, V = classes. The state
+//! `h`, `c` is [1, B, H] (one layer; the layout of [`crate::ops::Lstm`]'s
+//! `h_n`/`c_n`), the probabilities [B, V] row-major.
+//!
+//! ```text
+//! prime:  (h, c) = LSTM(seed, h_0 = c_0 = 0)      T = len(seed), every row the same seed
+//! step k: p = softmax(h @ dense_kernel + dense_bias);  x_k = draw(p, Philox(seed, Sample, stream + j, k))
+//!         (h, c) = LSTM(x_k, h, c)                 T = 1
+//! ```
+//!
+//! The recurrence is [`crate::ops::Lstm`] (`forward_into`, reusing its
+//! buffers), the head the engine's (`cpu::forward::dense_softmax`): no
+//! second LSTM cell or softmax to keep in step with the first. The draws
+//! are the window generator's (`crate::sample`), so the two modes differ
+//! only in the probabilities. Unlike window mode, the whole seed primes the
+//! state, not only its last `maxlen` characters; with a seed of exactly
+//! `maxlen` characters the first character's probabilities are window
+//! mode's.
+
+use crate::cpu::dense_softmax;
+use crate::error::Result;
+use crate::model::{Params, Tensor};
+use crate::ops::{LayerWeights, Lstm, LstmInput, LstmOutput, Mode};
+use crate::sample::{
+    GenerateRequest, Philox, Progress, Purpose, check_generate_args, check_length,
+    check_prediction, draw,
+};
+
+/// The model and the carried state of B sequences.
+pub struct StatefulModel<'p> {
+    params: &'p Params<f32>,
+    lstm: Lstm,
+    batch: usize,
+    out: LstmOutput<f32>,
+    h: Vec<f32>,
+    c: Vec<f32>,
+    probs: Vec<f32>,
+}
+
+impl<'p> StatefulModel<'p> {
+    /// B = `batch` sequences over `params`, from a zero state. Single
+    /// threaded: at B = 4 one step is too small to share.
+    pub fn new(params: &'p Params<f32>, batch: usize) -> Result<Self> {
+        let lstm = Lstm::new(1, params.vocab, params.hidden)?.with_threads(1);
+        Ok(StatefulModel {
+            params,
+            lstm,
+            batch,
+            out: LstmOutput::new(),
+            h: vec![0.0; batch * params.hidden],
+            c: vec![0.0; batch * params.hidden],
+            probs: vec![0.0; batch * params.vocab],
+        })
+    }
+
+    fn weights(&self) -> [LayerWeights<'p, f32>; 1] {
+        let p = self.params;
+        [LayerWeights {
+            kernel: &p[Tensor::Kernel],
+            recurrent_kernel: &p[Tensor::RecurrentKernel],
+            bias: &p[Tensor::Bias],
+        }]
+    }
+
+    /// Runs every sequence over `seed` from a zero state; returns the
+    /// next-character probabilities [B, V].
+    pub fn prime(&mut self, seed: &[u32]) -> Result<&[f32]> {
+        let b = self.batch;
+        // Time-major [T, B]: every row reads the same seed.
+        let x: Vec<u32> = seed
+            .iter()
+            .flat_map(|&ch| std::iter::repeat_n(ch, b))
+            .collect();
+        self.run(&x, seed.len(), false)
+    }
+
+    /// One step from the carried state: sequence j reads `next[j]`;
+    /// returns the probabilities [B, V] of the character after it.
+    pub fn step(&mut self, next: &[u32]) -> Result<&[f32]> {
+        self.run(next, 1, true)
+    }
+
+    /// The carried hidden state [1, B, H].
+    pub fn h(&self) -> &[f32] {
+        &self.h
+    }
+
+    fn run(&mut self, x: &[u32], t: usize, carried: bool) -> Result<&[f32]> {
+        let weights = self.weights();
+        let input = LstmInput::classes(x, t, self.batch);
+        let (h0, c0) = match carried {
+            true => (Some(&self.h[..]), Some(&self.c[..])),
+            false => (None, None),
+        };
+        self.lstm
+            .forward_into(&weights, input, h0, c0, Mode::Eval, &mut self.out)?;
+        self.h.copy_from_slice(self.out.h_n());
+        self.c.copy_from_slice(self.out.c_n());
+        dense_softmax(
+            self.params,
+            &self.h,
+            self.batch,
+            &mut self.probs,
+            |_, _, _| {},
+        );
+        Ok(&self.probs)
+    }
+}
+
+/// `req` generated in stateful mode: the whole of `req.seed_indices` primes
+/// the state (`req.maxlen` is only checked), then one step per character;
+/// draw k of sequence j is Philox `(seed, Sample, stream + j, k)`, as in
+/// window mode. `progress` sees the sequences after every character and
+/// may stop them. The same argument checks and errors as
+/// [`crate::sample::IndexGenerator::generate`].
+pub fn generate_stateful(
+    params: &Params<f32>,
+    req: &GenerateRequest,
+    progress: &mut Progress<'_>,
+) -> Result<Vec<Vec<u32>>> {
+    let (v, b) = (params.vocab, req.strategies.len());
+    check_generate_args(v, req.maxlen, req.seed_indices, req.strategies)?;
+    check_length("length", req.length)?;
+    let mut out: Vec<Vec<u32>> = vec![Vec::new(); b];
+    if req.length == 0 || b == 0 {
+        return Ok(out);
+    }
+    let mut model = StatefulModel::new(params, b)?;
+    let philox = Philox::new(req.seed);
+    let mut next = vec![0u32; b];
+    let mut probs = model.prime(req.seed_indices)?;
+    for k in 0..req.length {
+        check_prediction(probs, b, v, k)?;
+        for (j, (row, &strategy)) in probs.chunks_exact(v).zip(req.strategies).enumerate() {
+            let stream = req.stream.wrapping_add(j as u32);
+            let u = philox.uniform_f32(Purpose::Sample, stream, k as u64);
+            next[j] = draw(row, strategy, u) as u32;
+            out[j].push(next[j]);
+        }
+        if progress(&out).is_break() || k + 1 == req.length {
+            break;
+        }
+        probs = model.step(&next)?;
+    }
+    Ok(out)
+}

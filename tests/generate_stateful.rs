@@ -1,0 +1,334 @@
+//! `--gen-mode stateful` (issue 18): prime on the seed once, then one LSTM
+//! step per character, carrying (h, c). Checked against the window
+//! generator and against one forward of the `ops::Lstm` op from a zero
+//! state, on a small random model (never the Nietzsche corpus).
+
+mod common;
+use common::cli::{Dir, ok, run, small_text, stderr, stdout};
+
+use std::ops::ControlFlow;
+
+use charlstm_cuda::cpu::predict;
+use charlstm_cuda::device::{generate_mode_with, generate_with};
+use charlstm_cuda::model::{Params, Tensor};
+use charlstm_cuda::ops::{LayerWeights, Lstm, LstmInput, Mode};
+use charlstm_cuda::sample::{GenMode, GenerateRequest, Strategy, no_progress};
+use charlstm_cuda::stateful::{StatefulModel, generate_stateful};
+use charlstm_cuda::{Backend, Error, Model, Vocab};
+
+const V: usize = 11;
+const H: usize = 16;
+const MAXLEN: usize = 12;
+
+fn model(seed: u64) -> Params<f32> {
+    common::random_params(V, H, 0.6, seed).map(|x| x as f32)
+}
+
+fn seed_text(n: usize) -> Vec<u32> {
+    (0..n).map(|i| ((i * 7 + 3) % V) as u32).collect()
+}
+
+/// The notebook's four temperatures.
+fn strategies() -> Vec<Strategy> {
+    [0.2, 0.5, 1.0, 1.2].map(Strategy::Temperature).to_vec()
+}
+
+fn request<'a>(seed: &'a [u32], strategies: &'a [Strategy], length: usize) -> GenerateRequest<'a> {
+    GenerateRequest {
+        seed_indices: seed,
+        maxlen: MAXLEN,
+        length,
+        strategies,
+        seed: 9,
+        stream: 3,
+    }
+}
+
+/// (1) A seed of exactly maxlen characters: the first character's
+/// probabilities are window mode's, bit for bit. Both run the same
+/// computation from a zero state: the engine's recurrence and the op's
+/// share the cell (`cpu::cell::forward_row`), the per-row GEMM and the
+/// `kernel + bias` table, and both end in the same head
+/// (`cpu::forward::dense_softmax`); so equality is exact, not approximate.
+#[test]
+fn first_character_probabilities_equal_window_mode() {
+    let params = model(common::seed());
+    let seed = seed_text(MAXLEN);
+    let b = 4;
+    let x: Vec<u32> = (0..b).flat_map(|_| seed.iter().copied()).collect();
+    let window = predict(&params, &x, MAXLEN);
+    let mut m = StatefulModel::new(&params, b).expect("model");
+    let stateful = m.prime(&seed).expect("prime");
+    let bits = |v: &[f32]| v.iter().map(|p| p.to_bits()).collect::<Vec<_>>();
+    assert_eq!(bits(stateful), bits(&window));
+
+    // So the first drawn character (same Philox number) is the same too.
+    let s = strategies();
+    let req = request(&seed, &s, 1);
+    let w = generate_with(Backend::Cpu, &params, &req, &mut no_progress).expect("window");
+    let st = generate_stateful(&params, &req, &mut no_progress).expect("stateful");
+    assert_eq!(w, st);
+}
+
+/// softmax(h @ dense_kernel + dense_bias) of one row, in f64.
+fn head_f64(p: &Params<f32>, h: &[f32]) -> Vec<f64> {
+    let (k, bias) = (&p[Tensor::DenseKernel], &p[Tensor::DenseBias]);
+    let logits: Vec<f64> = (0..V)
+        .map(|v| {
+            let dot: f64 = (0..H)
+                .map(|j| f64::from(h[j]) * f64::from(k[j * V + v]))
+                .sum();
+            dot + f64::from(bias[v])
+        })
+        .collect();
+    let max = logits.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let z: f64 = logits.iter().map(|l| (l - max).exp()).sum();
+    logits.iter().map(|l| (l - max).exp() / z).collect()
+}
+
+/// (2) The carried state after k characters is the op's final state over
+/// seed + those k characters from a zero state in one forward (bit for
+/// bit: the same op, one step at a time or all at once, does the same
+/// arithmetic per row), and the probabilities are that state's head
+/// (within 1e-6 of an f64 head computed here).
+#[test]
+fn carried_state_equals_one_forward_over_seed_and_generated() {
+    let params = model(common::seed());
+    let seed = seed_text(7); // shorter than maxlen: stateful primes on all of it
+    let s = strategies();
+    let b = s.len();
+    let k = 30;
+    let req = request(&seed, &s, k);
+    let out = generate_stateful(&params, &req, &mut no_progress).expect("generate");
+    assert!(out.iter().all(|q| q.len() == k));
+
+    // The carried state, stepping through the generated characters.
+    let mut m = StatefulModel::new(&params, b).expect("model");
+    let mut probs = m.prime(&seed).expect("prime").to_vec();
+    for t in 0..k {
+        let next: Vec<u32> = out.iter().map(|q| q[t]).collect();
+        probs = m.step(&next).expect("step").to_vec();
+    }
+
+    // One forward over seed + generated, [T, B] time-major, zero state.
+    let t_all = seed.len() + k;
+    let seed_ref = &seed;
+    let x: Vec<u32> = (0..t_all)
+        .flat_map(|t| {
+            out.iter().map(move |q| {
+                if t < seed_ref.len() {
+                    seed_ref[t]
+                } else {
+                    q[t - seed_ref.len()]
+                }
+            })
+        })
+        .collect();
+    let lstm = Lstm::new(1, V, H).expect("lstm");
+    let w = [LayerWeights {
+        kernel: &params[Tensor::Kernel],
+        recurrent_kernel: &params[Tensor::RecurrentKernel],
+        bias: &params[Tensor::Bias],
+    }];
+    let once = lstm
+        .forward(&w, LstmInput::classes(&x, t_all, b), None, None, Mode::Eval)
+        .expect("forward");
+    let bits = |v: &[f32]| v.iter().map(|p| p.to_bits()).collect::<Vec<_>>();
+    assert_eq!(bits(m.h()), bits(once.h_n()));
+    let mut worst = 0.0f64;
+    for j in 0..b {
+        let want = head_f64(&params, &once.h_n()[j * H..][..H]);
+        for (p, q) in probs[j * V..][..V].iter().zip(&want) {
+            worst = worst.max((f64::from(*p) - q).abs());
+        }
+    }
+    assert!(worst < 1e-6, "max |p - p_f64| = {worst}");
+}
+
+/// (3) The same seed and stream give the same characters; another stream
+/// others; progress sees every character and can stop early; and the
+/// device-level dispatch in window mode is today's generator.
+#[test]
+fn reproducible_and_window_mode_unchanged() {
+    let params = model(common::seed());
+    let seed = seed_text(MAXLEN);
+    let s = strategies();
+    let req = request(&seed, &s, 200);
+    let a = generate_stateful(&params, &req, &mut no_progress).expect("a");
+    let b = generate_mode_with(
+        Backend::Cpu,
+        &params,
+        &req,
+        GenMode::Stateful,
+        &mut no_progress,
+    )
+    .expect("b");
+    assert_eq!(a, b);
+    let other = GenerateRequest { stream: 100, ..req };
+    let c = generate_stateful(&params, &other, &mut no_progress).expect("c");
+    assert_ne!(a, c);
+
+    let mut calls = 0;
+    let cut = generate_stateful(&params, &req, &mut |seqs: &[Vec<u32>]| {
+        calls += 1;
+        assert!(seqs.iter().all(|q| q.len() == calls));
+        if calls == 5 {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
+        }
+    })
+    .expect("cut");
+    assert!(cut.iter().zip(&a).all(|(c, a)| c[..] == a[..5]));
+
+    let window = generate_with(Backend::Cpu, &params, &req, &mut no_progress).expect("w");
+    let dispatched = generate_mode_with(
+        Backend::Cpu,
+        &params,
+        &req,
+        GenMode::Window,
+        &mut no_progress,
+    )
+    .expect("d");
+    assert_eq!(window, dispatched);
+    assert_eq!(GenMode::default(), GenMode::Window);
+}
+
+/// (4) An unknown mode, and stateful mode on a device, are clear errors.
+#[test]
+fn errors_unknown_mode_and_stateful_off_cpu() {
+    let e = "rolling".parse::<GenMode>().expect_err("unknown");
+    let text = e.to_string();
+    assert!(
+        text.contains("window") && text.contains("stateful"),
+        "{text}"
+    );
+
+    let params = model(1);
+    let seed = seed_text(MAXLEN);
+    let s = strategies();
+    let req = request(&seed, &s, 3);
+    for b in [Backend::Sim, Backend::Cuda] {
+        let e = generate_mode_with(b, &params, &req, GenMode::Stateful, &mut no_progress)
+            .expect_err("off cpu");
+        assert!(matches!(e, Error::Conflict { .. }), "{e:?}");
+        let text = e.to_string();
+        assert!(
+            text.contains("CPU for now") && text.contains(b.name()),
+            "{text}"
+        );
+    }
+}
+
+fn checkpoint(dir: &Dir) -> String {
+    let vocab = Vocab::from_text("abc de.");
+    let params = Params::zeros(vocab.len(), 8);
+    Model::new(params, vocab, 5, true)
+        .expect("model")
+        .save(&dir.path("m.safetensors"))
+        .expect("save");
+    dir.s("m.safetensors")
+}
+
+#[test]
+fn cli_generate_gen_mode() {
+    let dir = Dir::new();
+    let ckpt = checkpoint(&dir);
+    let base = ["generate", "--checkpoint", &ckpt, "--seed-text", "abc d"];
+
+    let o = ok(&[
+        &base[..],
+        &["--gen-mode", "stateful", "--raw", "--length", "30"],
+    ]
+    .concat());
+    let out = stdout(&o);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 4, "{lines:?}");
+    assert!(lines.iter().all(|l| l.chars().count() == 30), "{lines:?}");
+    // auto picks the CPU for stateful mode, and says so.
+    assert!(
+        stderr(&o).contains("--gen-mode stateful runs on the CPU"),
+        "{}",
+        stderr(&o)
+    );
+
+    let o = run(&[&base[..], &["--gen-mode", "rolling"]].concat());
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert!(err.contains("window") && err.contains("stateful"), "{err}");
+
+    for device in ["sim", "cuda"] {
+        let o = run(&[&base[..], &["--gen-mode", "stateful", "--device", device]].concat());
+        assert!(!o.status.success());
+        let err = stderr(&o);
+        assert!(
+            err.contains("CPU for now") && err.contains("--device cpu"),
+            "{err}"
+        );
+        assert!(!err.contains("panicked"), "{err}");
+    }
+}
+
+#[test]
+fn cli_train_gen_mode() {
+    let dir = Dir::new();
+    let text = dir.write("t.txt", small_text().as_bytes());
+    let args = |out: &str, mode: &str, device: &str| -> Vec<String> {
+        [
+            "train",
+            "--corpus",
+            &text,
+            "--out",
+            out,
+            "--epochs",
+            "1",
+            "--steps-per-epoch",
+            "1",
+            "--hidden",
+            "8",
+            "--maxlen",
+            "10",
+            "--gen-length",
+            "20",
+            "--gen-mode",
+            mode,
+            "--device",
+            device,
+            "--quiet",
+        ]
+        .map(String::from)
+        .to_vec()
+    };
+    ok(&args(&dir.s("run"), "stateful", "cpu")
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>());
+    let metrics = std::fs::read_to_string(dir.path("run/metrics.jsonl")).expect("metrics");
+    assert!(metrics.contains("\"temperature\""), "{metrics}");
+
+    let o = run(&args(&dir.s("run2"), "stateful", "sim")
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>());
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert!(err.contains("CPU for now"), "{err}");
+    assert!(!dir.path("run2/last.safetensors").exists());
+
+    let cfg = dir.write("c.toml", b"gen_mode = \"rolling\"\n");
+    let o = run(&[
+        "train",
+        "--config",
+        &cfg,
+        "--corpus",
+        &text,
+        "--out",
+        &dir.s("run3"),
+    ]);
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert!(
+        err.contains("--gen-mode") && err.contains("stateful"),
+        "{err}"
+    );
+}
