@@ -124,11 +124,12 @@ impl<'k> Launch<'k> {
     ) -> Result<u32> {
         let first = addrs[on.trailing_zeros() as usize];
         let (blocks, tpb) = (&self.blocks, self.tpb);
+        let acc = if store { Acc::Write } else { Acc::Read };
         let mut run = Run {
             blocks,
             tpb,
             me,
-            acc: if store { Acc::Write } else { Acc::Read },
+            acc,
             base: 0,
             addrs,
             n,
@@ -156,7 +157,6 @@ impl<'k> Launch<'k> {
                 } else {
                     Place::Global(addrs[l])
                 };
-                let acc = if store { Acc::Write } else { Acc::Read };
                 Err(self.race_error(w0 + l, place, at, prev, kind, acc))
             }
         }
@@ -205,15 +205,8 @@ impl Run<'_> {
             }
             let o = off as usize;
             let words = &mut region.shadow[o / 4..o / 4 + self.n];
-            if words.iter().any(|e| e.flags() & SPLIT != 0) {
+            if !ready(words, &region.init[o..o + 4 * self.n], store) {
                 break;
-            }
-            if !store {
-                let init = &region.init[o..o + 4 * self.n];
-                let known = |(e, w): (&E, &[u8])| e.flags() & INIT != 0 || w == [1; 4];
-                if !words.iter().zip(init.chunks_exact(4)).all(known) {
-                    break;
-                }
             }
             for (i, e) in words.iter_mut().enumerate() {
                 let at = o + 4 * i;
@@ -222,15 +215,9 @@ impl Run<'_> {
                 {
                     return (done, Some((l, at, prev, kind)));
                 }
-                let word: &mut [u8; 4] =
-                    (&mut region.data[at..at + 4]).try_into().expect("4 bytes");
                 e.set_flags(e.flags() | INIT);
-                if store {
-                    *word = (vals[l][i] as u32).to_le_bytes();
-                    region.init[at..at + 4].fill(1);
-                } else {
-                    vals[l][i] = u64::from(u32::from_le_bytes(*word));
-                }
+                let (word, init) = (&mut region.data[at..at + 4], &mut region.init[at..at + 4]);
+                transfer(word, init, &mut vals[l][i], store);
             }
             done |= 1 << l;
             m &= m - 1;
@@ -269,13 +256,7 @@ impl Run<'_> {
         let words: &mut [E; 32] = (&mut region.shadow[o / 4..o / 4 + 32]).try_into().ok()?;
         let data: &mut [u8; 128] = (&mut region.data[o..o + 128]).try_into().ok()?;
         let init: &mut [u8; 128] = (&mut region.init[o..o + 128]).try_into().ok()?;
-        if words.iter().any(|e| e.flags() & SPLIT != 0)
-            || !store
-                && !words
-                    .iter()
-                    .zip(init.chunks_exact(4))
-                    .all(|(e, w)| e.flags() & INIT != 0 || w == [1; 4])
-        {
+        if !ready(words, init, store) {
             return None;
         }
         for (l, e) in words.iter_mut().enumerate() {
@@ -301,16 +282,37 @@ impl Run<'_> {
         done: u32,
         store: bool,
     ) {
-        for (l, (word, v)) in data.chunks_exact_mut(4).zip(vals.iter_mut()).enumerate() {
+        let words = data.chunks_exact_mut(4).zip(init.chunks_exact_mut(4));
+        for (l, ((word, init), v)) in words.zip(vals.iter_mut()).enumerate() {
             if done & (1 << l) == 0 {
                 break;
             }
-            if store {
-                word.copy_from_slice(&(v[0] as u32).to_le_bytes());
-                init[4 * l..4 * l + 4].fill(1);
-            } else {
-                v[0] = u64::from(u32::from_le_bytes(word.try_into().expect("4 bytes")));
-            }
+            transfer(word, init, &mut v[0], store);
         }
+    }
+}
+
+/// Whether the words whose entries are `words` and init bytes `init` are
+/// the common case: none split into bytes, and for a load every byte
+/// written (known from the entry's flag, else read from `init`).
+#[inline(always)]
+fn ready<E: Entry>(words: &[E], init: &[u8], store: bool) -> bool {
+    !words.iter().any(|e| e.flags() & SPLIT != 0)
+        && (store
+            || words
+                .iter()
+                .zip(init.chunks_exact(4))
+                .all(|(e, w)| e.flags() & INIT != 0 || w == [1; 4]))
+}
+
+/// One checked word's data: a store writes `v` and marks the bytes
+/// written, a load reads the word into `v`.
+#[inline(always)]
+fn transfer(word: &mut [u8], init: &mut [u8], v: &mut u64, store: bool) {
+    if store {
+        word.copy_from_slice(&(*v as u32).to_le_bytes());
+        init.fill(1);
+    } else {
+        *v = u64::from(u32::from_le_bytes(word.try_into().expect("4 bytes")));
     }
 }
