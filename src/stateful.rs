@@ -27,8 +27,7 @@ use crate::error::Result;
 use crate::model::{Params, Tensor};
 use crate::ops::{LayerWeights, Lstm, LstmInput, LstmOutput, Mode};
 use crate::sample::{
-    GenerateRequest, Philox, Progress, Purpose, check_generate_args, check_length,
-    check_prediction, draw,
+    GenerateRequest, Philox, Progress, check_generate_args, check_length, draw_next,
 };
 
 /// The model and the carried state of B sequences.
@@ -135,15 +134,12 @@ pub fn generate_stateful(
     let mut next = vec![0u32; b];
     let mut probs = model.prime(req.seed_indices)?;
     for k in 0..req.length {
-        check_prediction(probs, b, v, k)?;
-        for (j, (row, &strategy)) in probs.chunks_exact(v).zip(req.strategies).enumerate() {
-            let stream = req.stream.wrapping_add(j as u32);
-            let u = philox.uniform_f32(Purpose::Sample, stream, k as u64);
-            next[j] = draw(row, strategy, u) as u32;
-            out[j].push(next[j]);
-        }
+        draw_next(probs, v, req.strategies, &philox, req.stream, k, &mut out)?;
         if progress(&out).is_break() || k + 1 == req.length {
             break;
+        }
+        for (n, seq) in next.iter_mut().zip(&out) {
+            *n = *seq.last().expect("a character was just drawn");
         }
         probs = model.step(&next)?;
     }

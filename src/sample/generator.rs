@@ -239,18 +239,14 @@ impl<P: Predict> IndexGenerator<P> {
                 x.extend(w.iter().copied());
             }
             let probs = self.predictor.predict(&x, seq_len)?;
-            check_prediction(&probs, b, v, k)?;
-            for (j, (row, &strategy)) in probs.chunks_exact(v).zip(strategies).enumerate() {
-                let u =
-                    philox.uniform_f32(Purpose::Sample, stream.wrapping_add(j as u32), k as u64);
-                let next = draw(row, strategy, u) as u32;
-                out[j].push(next);
+            draw_next(&probs, v, strategies, &philox, stream, k, &mut out)?;
+            for (w, seq) in windows.iter_mut().zip(&out) {
                 // The notebook's `generated_text = generated_text[1:]`, once
                 // the window is full.
-                if windows[j].len() == maxlen {
-                    windows[j].pop_front();
+                if w.len() == maxlen {
+                    w.pop_front();
                 }
-                windows[j].push_back(next);
+                w.extend(seq.last());
             }
             if progress(&out).is_break() {
                 break;
@@ -451,9 +447,30 @@ fn empty_seed() -> Error {
     }
 }
 
+/// Character `k` of every sequence, the same in every generation mode:
+/// checks `probs` [B, V] (B = `strategies.len()`), then draws sequence
+/// j's from its row with the uniform Philox `(Sample, stream + j, k)` and
+/// appends it to `out[j]`.
+pub(crate) fn draw_next(
+    probs: &[f32],
+    v: usize,
+    strategies: &[Strategy],
+    philox: &Philox,
+    stream: u32,
+    k: usize,
+    out: &mut [Vec<u32>],
+) -> Result<()> {
+    check_prediction(probs, strategies.len(), v, k)?;
+    for (j, (row, &strategy)) in probs.chunks_exact(v).zip(strategies).enumerate() {
+        let u = philox.uniform_f32(Purpose::Sample, stream.wrapping_add(j as u32), k as u64);
+        out[j].push(draw(row, strategy, u) as u32);
+    }
+    Ok(())
+}
+
 /// Checks one step's prediction: B x V values, finite, non-negative, and a
 /// positive value in every row (else there is nothing to draw from).
-pub(crate) fn check_prediction(probs: &[f32], b: usize, v: usize, step: usize) -> Result<()> {
+fn check_prediction(probs: &[f32], b: usize, v: usize, step: usize) -> Result<()> {
     let bad = |what: String| {
         Err(Error::BadPrediction {
             what: format!("at generated character {step}: {what}"),

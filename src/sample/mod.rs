@@ -11,7 +11,7 @@ mod generator;
 mod strategy;
 
 pub use crate::rng::{Philox, Purpose, RngStream};
-pub(crate) use generator::check_prediction;
+pub(crate) use generator::draw_next;
 pub use generator::{
     GenMode, GenerateRequest, Generator, IndexGenerator, MAX_LENGTH, Predict, PredictFn, Progress,
     check_generate_args, check_length, decode, encode_seed, no_progress, random_seed_text,
