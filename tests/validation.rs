@@ -327,6 +327,21 @@ fn patience_stops_where_the_validation_loss_turns_up_and_best_is_that_epoch() {
         tensors(&out.join(LAST_CHECKPOINT))
     );
 
+    // `inspect` tells the split, the patience and every validation loss.
+    let last_path = out.join(LAST_CHECKPOINT);
+    let table = stdout(&ok(&["inspect", last_path.to_str().unwrap()]));
+    let losses: Vec<String> = val.iter().map(|v| format!("{v:.4}")).collect();
+    for want in [
+        "the last 0.22 of the text held out; stops after 3 epochs without a new best".to_string(),
+        format!("validation losses {}", losses.join(" ")),
+        format!(
+            "best validation loss {:.4} at epoch {best} (best.safetensors)",
+            val[best - 1]
+        ),
+    ] {
+        assert!(table.contains(&want), "no {want:?} in:\n{table}");
+    }
+
     // The chart's second line and its points; the report's rows.
     let svg = std::fs::read_to_string(out.join("loss.svg")).expect("loss.svg");
     assert!(svg.contains("validation loss") && svg.contains("class=\"val-losses\""));

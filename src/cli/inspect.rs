@@ -110,6 +110,15 @@ fn table(a: &InspectArgs, c: &Checkpoint, layout: &ParamLayout) -> String {
             let losses: Vec<String> = s.epoch_losses.iter().map(|l| format!("{l:.4}")).collect();
             p.push_str(&format!("; epoch losses {}", losses.join(" ")));
         }
+        if !s.val_losses.is_empty() {
+            let losses: Vec<String> = s.val_losses.iter().map(|l| format!("{l:.4}")).collect();
+            p.push_str(&format!("; validation losses {}", losses.join(" ")));
+        }
+        if let Some((epoch, loss)) = s.best_val() {
+            p.push_str(&format!(
+                "; best validation loss {loss:.4} at epoch {epoch} (best.safetensors)"
+            ));
+        }
         p
     } else {
         "no training steps (imported weights: no optimizer state)".into()
@@ -131,6 +140,18 @@ fn table(a: &InspectArgs, c: &Checkpoint, layout: &ParamLayout) -> String {
                 r.device.as_deref().unwrap_or("chosen by the caller")
             ),
         ));
+        if let Some(f) = r.val_fraction {
+            rows.push((
+                "validation",
+                format!(
+                    "the last {f:?} of the text held out; {}",
+                    r.patience.map_or("no early stopping".into(), |n| format!(
+                        "stops after {} without a new best",
+                        count(n, "epoch")
+                    ))
+                ),
+            ));
+        }
         if let Some(d) = &r.divergence {
             rows.push((
                 "divergence",
