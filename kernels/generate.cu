@@ -74,7 +74,7 @@
 //   global memory (read once per character). Window mode costs T steps per
 //   character (24,000 dependent steps for 400 characters at maxlen 60), the
 //   price of matching the notebook's predictions exactly; stateful mode one
-//   (460 steps for the same 400 characters after a 60-character seed).
+//   (459 steps for the same 400 characters after a 60-character seed).
 // - The f64 weights exp(log p / T) are computed in parallel; their sum, the
 //   normalisation and the cumulative walk (draw_index in common.cuh, shared
 //   with a test kernel that checks it against strategy::draw) run on thread
