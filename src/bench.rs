@@ -27,7 +27,7 @@ use crate::engine::{Backend, Engine};
 use crate::error::{Error, Result};
 use crate::model::{Hyper, Params, init_params};
 use crate::rundir::EpochRow;
-use crate::sample::{GenerateRequest, Strategy};
+use crate::sample::{GenMode, GenerateRequest, Strategy};
 use crate::train::{Control, Observer, TrainConfig, Trainer};
 
 pub mod pytorch;
@@ -310,6 +310,7 @@ fn measure(
         strategies,
         seed: hyper.seed,
         stream: 0,
+        mode: GenMode::Window,
     })?;
     let generate_s = t.elapsed().as_secs_f64();
     let backend = engine.backend();

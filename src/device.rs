@@ -9,10 +9,11 @@
 //!   and says which and why;
 //! - an explicit device that cannot run here is an error naming why, never
 //!   a silent switch to another backend;
-//! - on a device, generation is one kernel launch; where that kernel does
-//!   not fit the device, the same sampling loop (the same Philox draws) runs
-//!   over the device's `predict` instead (`Engine::generate`, and
-//!   [`generate`] here for a model without a corpus).
+//! - on a device, generation is one kernel launch in either mode; where the
+//!   window kernel does not fit the device, the same sampling loop (the same
+//!   Philox draws) runs over the device's `predict` instead
+//!   (`Engine::generate`, and [`generate`] here for a model without a
+//!   corpus); stateful mode, which `predict` cannot carry, is then an error.
 
 use std::str::FromStr;
 
@@ -126,15 +127,17 @@ impl Device {
     }
 }
 
-/// The notebook's sampling loop for a model given by its weights alone (no
-/// corpus, no optimizer): `length` new class indices after `seed_indices`
-/// for each strategy, windows of at most `maxlen`, draw k of sequence j from
-/// Philox `(seed, Sample, stream + j, k)`, on `backend` (resolved). The same
+/// The sampling loop for a model given by its weights alone (no corpus, no
+/// optimizer): `length` new class indices after `seed_indices` for each
+/// strategy, in `req.mode` (windows of at most `maxlen`, or the seed once
+/// and one step a character), draw k of sequence j from Philox
+/// `(seed, Sample, stream + j, k)`, on `backend` (resolved). The same
 /// indices as [`Engine::generate`] on the same backend.
 ///
-/// On the CPU: the reference predictor. On a device: the one-launch kernel,
-/// or, where it does not fit the device, the same loop over the device's
-/// predict (the module's fallback policy).
+/// On the CPU: the reference predictor (window) or
+/// [`crate::stateful::generate_stateful`]. On a device: the one-launch
+/// kernel of the mode, or, where the window kernel does not fit the device,
+/// the same loop over the device's predict (the module's fallback policy).
 pub fn generate(
     backend: Backend,
     params: &Params<f32>,
@@ -153,47 +156,16 @@ pub fn generate_with(
     progress: &mut Progress<'_>,
 ) -> Result<Vec<Vec<u32>>> {
     match backend {
-        Backend::Cpu => req.run_on_with(CpuModel::new(params), params.vocab, progress),
+        Backend::Cpu => match req.mode {
+            GenMode::Window => req.run_on_with(CpuModel::new(params), params.vocab, progress),
+            GenMode::Stateful => crate::stateful::generate_stateful(params, req, progress),
+        },
         Backend::Sim => {
             GpuModel::new(SimDevice::new(req.seed), backend, params)?.generate_with(req, progress)
         }
         Backend::Cuda => {
             GpuModel::new(CudaDevice::new(0)?, backend, params)?.generate_with(req, progress)
         }
-    }
-}
-
-/// [`generate_with`] in either [`GenMode`]: `Window` is [`generate_with`];
-/// `Stateful` runs on the CPU ([`crate::stateful::generate_stateful`]) and is
-/// [`stateful_on_device`] on `sim` or `cuda`, which have no stateful kernel
-/// yet.
-pub fn generate_mode_with(
-    backend: Backend,
-    params: &Params<f32>,
-    req: &GenerateRequest,
-    mode: GenMode,
-    progress: &mut Progress<'_>,
-) -> Result<Vec<Vec<u32>>> {
-    match (mode, backend) {
-        (GenMode::Window, _) => generate_with(backend, params, req, progress),
-        (GenMode::Stateful, Backend::Cpu) => {
-            crate::stateful::generate_stateful(params, req, progress)
-        }
-        (GenMode::Stateful, b) => Err(stateful_on_device(b)),
-    }
-}
-
-/// The refusal of stateful generation on a device: it runs on the CPU for
-/// now (a GPU kernel is the next step).
-pub fn stateful_on_device(backend: Backend) -> Error {
-    Error::Conflict {
-        what: format!(
-            "--gen-mode stateful runs on the CPU for now, not on --device {} (a stateful \
-             generation kernel is the next step)",
-            backend.name()
-        ),
-        fix: "use --device cpu with --gen-mode stateful, or --gen-mode window on this device"
-            .into(),
     }
 }
 
@@ -227,9 +199,10 @@ pub fn predict(
     }
 }
 
-/// [`generate`] on text: `length` new characters after `seed_text` (already
-/// normalised like the corpus) for each strategy, as the `generate` command,
-/// the after-epoch samples and [`crate::Model::generate`] draw them.
+/// [`generate`] on text in window mode: `length` new characters after
+/// `seed_text` (already normalised like the corpus) for each strategy, as
+/// the `generate` command, the after-epoch samples and
+/// [`crate::Model::generate`] draw them.
 #[allow(clippy::too_many_arguments)]
 pub fn generate_text(
     backend: Backend,
@@ -250,6 +223,7 @@ pub fn generate_text(
         strategies,
         seed,
         stream,
+        mode: GenMode::Window,
     };
     let out = generate(backend, params, &req)?;
     Ok(decode(vocab, &out))

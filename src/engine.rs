@@ -7,7 +7,7 @@ use std::fmt;
 
 use crate::error::{Error, Result};
 use crate::model::Params;
-use crate::sample::{GenerateRequest, PredictFn, Progress, no_progress};
+use crate::sample::{GenMode, GenerateRequest, PredictFn, Progress, no_progress};
 
 /// Which windows a training step takes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -127,17 +127,25 @@ pub trait Engine: Send {
     fn generate(&mut self, req: &GenerateRequest) -> Result<Vec<Vec<u32>>> {
         self.generate_with(req, &mut no_progress)
     }
-    /// The sampling loop, telling `progress` what it has made so far, which
-    /// may stop it (see [`Progress`]). The default runs it over
-    /// [`predict`](Self::predict), reporting every character; a GPU engine
-    /// runs it in one launch and reports once.
+    /// The sampling loop in `req.mode`, telling `progress` what it has made
+    /// so far, which may stop it (see [`Progress`]). The default runs window
+    /// mode over [`predict`](Self::predict) and stateful mode on the CPU
+    /// over [`params`](Self::params) (`crate::stateful`), reporting every
+    /// character; a GPU engine runs either in one launch and reports once.
     fn generate_with(
         &mut self,
         req: &GenerateRequest,
         progress: &mut Progress<'_>,
     ) -> Result<Vec<Vec<u32>>> {
-        let v = self.params()?.vocab;
-        req.run_on_with(PredictFn(|x: &[u32], t| self.predict(x, t)), v, progress)
+        let params = self.params()?;
+        match req.mode {
+            GenMode::Window => req.run_on_with(
+                PredictFn(|x: &[u32], t| self.predict(x, t)),
+                params.vocab,
+                progress,
+            ),
+            GenMode::Stateful => crate::stateful::generate_stateful(&params, req, progress),
+        }
     }
 }
 

@@ -21,6 +21,10 @@
 //! state, not only its last `maxlen` characters; with a seed of exactly
 //! `maxlen` characters the first character's probabilities are window
 //! mode's.
+//!
+//! The reference of the device kernel `generate_stateful_f32`
+//! (kernels/generate.cu, one launch for all strategies), which draws the
+//! same characters from the same Philox numbers (tests/generate_kernel.rs).
 
 use crate::cpu::dense_softmax;
 use crate::error::Result;

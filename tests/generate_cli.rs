@@ -465,6 +465,7 @@ fn a_stopped_generation_returns_the_prefix_of_the_full_one() {
         strategies: &strategies,
         seed: 9,
         stream: 3,
+        mode: charlstm_cuda::sample::GenMode::Window,
     };
     let full = charlstm_cuda::device::generate(Backend::Cpu, &params, &req).expect("full");
     let mut reports = Vec::new();

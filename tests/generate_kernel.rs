@@ -1,6 +1,7 @@
 //! kernels/generate.cu: the whole sampling loop in one launch, against the
-//! CPU `IndexGenerator` over `CpuModel` on random small models (fresh every
-//! run, seed printed; CHARLSTM_TEST_SEED replays). The text must be equal;
+//! CPU generator of the same mode (window: `IndexGenerator` over `CpuModel`;
+//! stateful: `stateful::generate_stateful`) on random small models (fresh
+//! every run, seed printed; CHARLSTM_TEST_SEED replays). The text must be equal;
 //! where a sequence first differs, the test proves it was a tie within
 //! rounding (the CPU's cumulative boundaries between the two choices lie
 //! within ~1e-5 relative of u, or, for greedy, the two probabilities do) and
@@ -14,13 +15,15 @@
 
 mod common;
 use charlstm_cuda::model::Tensor;
-use charlstm_cuda::sample::GenerateRequest;
+use charlstm_cuda::sample::{GenMode, GenerateRequest, no_progress};
+use charlstm_cuda::stateful::generate_stateful;
 use common::{Rng, seed};
 
+use charlstm_cuda::Backend;
 use charlstm_cuda::cpu::CpuModel;
 use charlstm_cuda::gpu::device::{DeviceError, DevicePtr, GpuDevice};
 use charlstm_cuda::gpu::generate::{GenerateBuffers, GenerateDims, GenerateLauncher};
-use charlstm_cuda::gpu::{CudaDevice, SimDevice, ptx, selftest};
+use charlstm_cuda::gpu::{CudaDevice, GpuModel, SimDevice, ptx, selftest};
 use charlstm_cuda::model::ParamLayout;
 use charlstm_cuda::model::Params;
 use charlstm_cuda::sample::{IndexGenerator, Strategy};
@@ -35,6 +38,7 @@ fn strategies() -> Vec<Strategy> {
 
 /// One random model and prompt.
 struct Case {
+    mode: GenMode,
     params: Params<f32>,
     maxlen: usize,
     seed_indices: Vec<u32>,
@@ -47,9 +51,16 @@ struct Case {
 /// `(V, H, maxlen, seed length, N)`; the parameters' scale is random too, so
 /// some cases have peaked distributions (low-temperature and greedy draws
 /// matter) and some flat ones.
-fn random_case(
+fn random_case(rng: &mut Rng, shape: Shape) -> Case {
+    random_case_in(rng, shape, GenMode::Window)
+}
+
+/// [`random_case`] in `mode`. Stateful runs carry the state over the whole
+/// seed and every character, so more than 16 steps in all count as long.
+fn random_case_in(
     rng: &mut Rng,
     (v, h, maxlen, seed_len, length): (usize, usize, usize, usize, usize),
+    mode: GenMode,
 ) -> Case {
     let mut params = Params::<f32>::zeros(v, h);
     let scale = [0.3, 0.8, 2.0][rng.range(0, 3)];
@@ -59,13 +70,27 @@ fn random_case(
     // chaotic: seen at V = 57, H = 128 (scale 0.8), the f32 and the f64 CPU
     // references themselves drew different characters (p = 0.99 vs 1e-8),
     // so no implementation could be checked against either.
-    let long = maxlen > 8;
+    let long = match mode {
+        GenMode::Window => maxlen > 8,
+        GenMode::Stateful => seed_len + length > 16,
+    };
     let narrow = 0.6 * (32.0 / h as f32).sqrt();
+    // Stateful runs of hundreds of steps need a contracting recurrence: at
+    // ±0.6 sqrt(32 / H) (2.1 sqrt(3 / H) at the edge of stability) a
+    // greedy draw 93 steps in at V = 57, H = 8 saw the device's and the
+    // CPU's top two probabilities swap at 2.5e-3 apart, rounding grown
+    // 10^4-fold. ±1 / sqrt(H) keeps h @ recurrent_kernel at about 0.6 |h|
+    // (the state still matters) with a gain well below 1.
+    let recurrent = match mode {
+        GenMode::Window => narrow,
+        GenMode::Stateful => 1.0 / (h as f32).sqrt(),
+    };
     for (i, t) in params.tensors_mut().into_iter().enumerate() {
         // Keras order: kernel, recurrent_kernel, bias, dense.kernel, dense.bias.
         let s = match (long, i) {
             (false, _) => scale,
-            (true, 1 | 3) => narrow,
+            (true, 1) => recurrent,
+            (true, 3) => narrow,
             (true, _) => 0.6,
         };
         t.iter_mut().for_each(|e| *e = rng.f32(s));
@@ -76,6 +101,7 @@ fn random_case(
         strategies.push(Strategy::Temperature(1e-3));
     }
     Case {
+        mode,
         params,
         maxlen,
         seed_indices: (0..seed_len).map(|_| rng.range(0, v) as u32).collect(),
@@ -97,6 +123,7 @@ fn random_case(
 fn tie_distance(case: &Case, j: usize, k: usize, cpu_prefix: &[u32], a: u32, b: u32) -> (f64, f64) {
     selftest::tie_distance(
         &case.params,
+        case.mode,
         case.maxlen,
         &case.seed_indices,
         case.strategies[j],
@@ -115,8 +142,9 @@ fn explain_tie(case: &Case, j: usize, k: usize, cpu_prefix: &[u32], a: u32, b: u
     let strategy = case.strategies[j];
     assert!(
         dist <= allowed,
-        "sequence {j} ({strategy}), character {k}: device drew {a}, CPU {b}; not a tie \
+        "{} sequence {j} ({strategy}), character {k}: device drew {a}, CPU {b}; not a tie \
          (relative distance {dist:e} > {allowed:e}); seed {}, stream {}",
+        case.mode,
         case.seed,
         case.stream
     );
@@ -174,27 +202,29 @@ fn compare<D: GpuDevice>(
     let (v, h) = (case.params.vocab, case.params.hidden);
     let layout = ParamLayout::new(v, h);
     let d_params = dev.upload_new_f32(case.params.flat())?;
-    let got = launcher.generate(
-        dev,
-        d_params,
-        layout,
-        &GenerateRequest {
-            seed_indices: &case.seed_indices,
-            maxlen: case.maxlen,
-            length: case.length,
-            strategies: &case.strategies,
-            seed: case.seed,
-            stream: case.stream,
-        },
-    )?;
+    let req = GenerateRequest {
+        seed_indices: &case.seed_indices,
+        maxlen: case.maxlen,
+        length: case.length,
+        strategies: &case.strategies,
+        seed: case.seed,
+        stream: case.stream,
+        mode: case.mode,
+    };
+    let got = launcher.generate(dev, d_params, layout, &req);
     dev.free(d_params)?;
-    let want = IndexGenerator::new(CpuModel::new(&case.params), v, case.maxlen).generate(
-        &case.seed_indices,
-        case.length,
-        &case.strategies,
-        case.seed,
-        case.stream,
-    )?;
+    let got = got?;
+    let want = match case.mode {
+        GenMode::Window => IndexGenerator::new(CpuModel::new(&case.params), v, case.maxlen)
+            .generate(
+                &case.seed_indices,
+                case.length,
+                &case.strategies,
+                case.seed,
+                case.stream,
+            )?,
+        GenMode::Stateful => generate_stateful(&case.params, &req, &mut no_progress)?,
+    };
     assert_eq!(got.len(), case.strategies.len());
     let (mut compared, mut ties) = (0, 0);
     for (j, (g, w)) in got.iter().zip(&want).enumerate() {
@@ -270,6 +300,7 @@ fn generation_cases<D: GpuDevice>(
             _ => launcher,
         };
         let dims = GenerateDims {
+            mode: GenMode::Window,
             vocab: case.params.vocab,
             hidden: case.params.hidden,
             maxlen: case.maxlen,
@@ -356,12 +387,135 @@ fn generation_matches_the_cpu_generator_on_cuda() {
     assert!(compared > 0);
 }
 
+/// Stateful mode on `dev`, `after` called once per case: `(V, H, maxlen,
+/// seed length, N)` with the seed of 1 character, shorter than maxlen,
+/// exactly maxlen (the Keras prompt) and longer (all of it primes the
+/// state); V small and 57; H = 8 and 32 for a few hundred characters;
+/// case 4 with blocks narrower than 4H and V (the strided loops), case 5
+/// with 3 shared rows (the rest from global memory), case 6 the H = 128
+/// build briefly; then `extra`, then random small shapes. Returns
+/// (characters compared, ties).
+fn stateful_cases<D: GpuDevice>(
+    dev: &mut D,
+    rng: &mut Rng,
+    extra: &[Shape],
+    mut after: impl FnMut(&mut D, &Shape),
+) -> (usize, usize) {
+    let mut shapes: Vec<Shape> = vec![
+        (5, 8, 4, 1, 300),
+        (57, 8, 6, 3, 200),
+        (20, 32, 5, 13, 80),
+        (57, 32, 60, 60, 40),
+        (70, 16, 4, 9, 30),
+        (40, 64, 3, 2, 20),
+        (57, 128, 10, 70, 30),
+    ];
+    shapes.extend_from_slice(extra);
+    for _ in 0..3 {
+        shapes.push((
+            rng.range(5, 71),
+            rng.range(3, 33),
+            rng.range(1, 9),
+            rng.range(1, 21),
+            rng.range(5, 101),
+        ));
+    }
+    let (mut compared, mut ties) = (0, 0);
+    for (i, shape) in shapes.into_iter().enumerate() {
+        let case = random_case_in(rng, shape, GenMode::Stateful);
+        let l = match i {
+            4 => GenerateLauncher {
+                max_block: 32,
+                ..GenerateLauncher::default()
+            },
+            5 => GenerateLauncher {
+                max_shared_rows: Some(3),
+                ..GenerateLauncher::default()
+            },
+            _ => GenerateLauncher::default(),
+        };
+        let dims = GenerateDims {
+            mode: GenMode::Stateful,
+            vocab: case.params.vocab,
+            hidden: case.params.hidden,
+            maxlen: case.maxlen,
+            tail_len: case.seed_indices.len(),
+            sequences: case.strategies.len(),
+            length: case.length,
+        };
+        let limit = dev.max_shared_bytes();
+        if i == 5 {
+            assert_eq!(l.weights_on_chip(dims, limit), (3, 56));
+        }
+        let kernel = l.kernel_for(dims, limit);
+        let want = if shape.1 == 128 {
+            "generate_stateful_h128_f32"
+        } else {
+            "generate_stateful_f32"
+        };
+        assert_eq!(kernel, want, "case {i}");
+        let (c, t) = compare(dev, &l, &case).unwrap();
+        after(dev, &shape);
+        println!(
+            "stateful case (V, H, maxlen, seed, N) = {shape:?}, S = {}, stream {}: {c} characters, {t} ties",
+            case.strategies.len(),
+            case.stream,
+        );
+        compared += c;
+        ties += t;
+    }
+    println!("stateful: {compared} characters compared, {ties} ties within rounding");
+    (compared, ties)
+}
+
+#[test]
+fn stateful_generation_matches_the_cpu_generator_on_the_simulator() {
+    if !ptx::BUILT_WITH_KERNELS {
+        println!("SKIPPED: built without kernels (no nvcc at build time)");
+        return;
+    }
+    let seed = seed();
+    let mut rng = Rng(seed);
+    let mut dev = SimDevice::new(seed);
+    let (compared, _) = stateful_cases(&mut dev, &mut rng, &[], |dev, _| {
+        let stats = dev.last_launch().expect("launched");
+        println!(
+            "  {} thread-instructions ({} threads)",
+            stats.instructions, stats.threads
+        );
+    });
+    assert!(compared > 0);
+}
+
+/// The same stateful cases on a GPU, plus the Keras job's shape (V = 57,
+/// H = 128, a 60-character seed) for 400 characters and H = 256 for 100.
+#[test]
+fn stateful_generation_matches_the_cpu_generator_on_cuda() {
+    let mut dev = match CudaDevice::new(0) {
+        Ok(dev) => dev,
+        Err(e) => {
+            println!("SKIPPED: no GPU ({e})");
+            return;
+        }
+    };
+    let seed = seed();
+    let mut rng = Rng(seed);
+    let extra = [(57, 128, 60, 60, 400), (57, 256, 60, 60, 100)];
+    let (compared, _) = stateful_cases(&mut dev, &mut rng, &extra, |_, _| {});
+    assert!(compared > 0);
+}
+
 /// Poisoned output: every (j, k) must be written with an index < V, by a
 /// launch the simulator's race and initialisation checks accept; at two
 /// interleavings (simulator seeds).
-fn writes_everything<D: GpuDevice>(dev: &mut D, rng: &mut Rng) -> Result<()> {
+fn writes_everything<D: GpuDevice>(dev: &mut D, rng: &mut Rng, mode: GenMode) -> Result<()> {
     let (v, h, maxlen, n) = (66, 5, 3, 9);
-    let case = random_case(rng, (v, h, maxlen, 2, n));
+    // Stateful reads the whole seed: longer than the window.
+    let seed_len = match mode {
+        GenMode::Window => 2,
+        GenMode::Stateful => 5,
+    };
+    let case = random_case_in(rng, (v, h, maxlen, seed_len, n), mode);
     let layout = ParamLayout::new(v, h);
     let s = case.strategies.len();
     let d_params = dev.upload_new_f32(case.params.flat())?;
@@ -371,6 +525,7 @@ fn writes_everything<D: GpuDevice>(dev: &mut D, rng: &mut Rng) -> Result<()> {
     dev.upload(d_codes, bytemuck::cast_slice(&codes))?;
     let d_out = dev.upload_new_u32(&vec![u32::MAX; s * n])?;
     let dims = GenerateDims {
+        mode,
         vocab: v,
         hidden: h,
         maxlen,
@@ -385,7 +540,7 @@ fn writes_everything<D: GpuDevice>(dev: &mut D, rng: &mut Rng) -> Result<()> {
     for (i, &x) in out.iter().enumerate() {
         assert!(
             (x as usize) < v,
-            "out[{}, {}] = {x} (poison left, or out of range)",
+            "{mode}: out[{}, {}] = {x} (poison left, or out of range)",
             i / n,
             i % n
         );
@@ -405,7 +560,9 @@ fn every_output_is_written_and_the_checks_stay_silent() {
     let seed = seed();
     let mut rng = Rng(seed);
     for sim_seed in [0, seed | 1] {
-        writes_everything(&mut SimDevice::new(sim_seed), &mut rng).unwrap();
+        for mode in [GenMode::Window, GenMode::Stateful] {
+            writes_everything(&mut SimDevice::new(sim_seed), &mut rng, mode).unwrap();
+        }
     }
 }
 
@@ -427,6 +584,7 @@ fn launcher_checks_arguments_like_the_cpu_generator() {
                 strategies: s,
                 seed: 1,
                 stream: 0,
+                mode: GenMode::Window,
             },
         )
     };
@@ -453,6 +611,7 @@ fn launcher_checks_arguments_like_the_cpu_generator() {
 
     // The raw launch: typed BadArguments for dims the kernel cannot take.
     let dims = GenerateDims {
+        mode: GenMode::Window,
         vocab: 4,
         hidden: 2,
         maxlen: 3,
@@ -488,6 +647,25 @@ fn launcher_checks_arguments_like_the_cpu_generator() {
             "{bad:?}: {err}"
         );
     }
+    // Stateful: the seed may be longer than maxlen, but not empty.
+    let err = l
+        .launch(
+            &mut dev,
+            GenerateDims {
+                mode: GenMode::Stateful,
+                tail_len: 0,
+                ..dims
+            },
+            &bufs,
+            0,
+            0,
+        )
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::Device(DeviceError::BadArguments { kernel, .. })
+            if *kernel == "generate_stateful_f32"),
+        "{err}"
+    );
     let err = GenerateLauncher {
         max_block: 48,
         ..GenerateLauncher::default()
@@ -507,6 +685,35 @@ fn launcher_checks_arguments_like_the_cpu_generator() {
         matches!(err, Error::Device(DeviceError::SharedMemory { .. })),
         "{err}"
     );
+}
+
+/// A vocabulary too large for the generation kernel's shared memory (12V
+/// bytes and more; the head kernel still fits): stateful mode, which has no
+/// step-by-step fallback, is an error naming the fix, not a failed launch.
+#[test]
+fn stateful_too_large_for_shared_memory_is_a_clear_error() {
+    let (v, h) = (20_000, 8);
+    let params = Params::<f32>::zeros(v, h);
+    let mut model = GpuModel::new(SimDevice::new(0), Backend::Sim, &params).unwrap();
+    let strategies = [Strategy::Greedy];
+    let err = model
+        .generate(&GenerateRequest {
+            seed_indices: &[1, 2],
+            maxlen: 3,
+            length: 4,
+            strategies: &strategies,
+            seed: 1,
+            stream: 0,
+            mode: GenMode::Stateful,
+        })
+        .unwrap_err();
+    let text = err.to_string();
+    assert!(matches!(err, Error::Conflict { .. }), "{err:?}");
+    assert!(
+        text.contains("shared memory") && text.contains("V = 20000"),
+        "{text}"
+    );
+    assert!(err.hint().contains("--device cpu"), "{}", err.hint());
 }
 
 /// Thread-instructions of one launch at the Keras shape (V = 57, H = 128,

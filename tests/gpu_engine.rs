@@ -1,7 +1,7 @@
 //! The whole GPU trainer (`GpuEngine`, every kernel wired together) against
 //! the CPU engine on the same corpus, init and batches: three full training
 //! steps (loss, gradients, weights, RMSprop state after each), eval, predict,
-//! the epoch-order path vs uploaded starts, and bad starts. Written once,
+//! generation in both modes (window and stateful), the epoch-order path vs uploaded starts, and bad starts. Written once,
 //! generic over `GpuDevice`: the simulator runs it here, a GPU with the same
 //! body. Random text and shapes, fresh every run (seed printed;
 //! CHARLSTM_TEST_SEED replays). Each step starts from the CPU engine's
@@ -11,7 +11,7 @@
 //! state after a step as whole tensors (`WEIGHT_L2` says why).
 
 mod common;
-use charlstm_cuda::sample::GenerateRequest;
+use charlstm_cuda::sample::{GenMode, GenerateRequest};
 use common::{Rng, seed};
 
 use charlstm_cuda::corpus::OneHotCorpus;
@@ -191,31 +191,26 @@ fn three_steps<D: GpuDevice>(dev: D, backend: Backend, rng: &mut Rng, c: &Case) 
         Strategy::Temperature(0.5),
         Strategy::Greedy,
     ];
-    let seed_text = &x[..c.t];
-    let got = gpu
-        .generate(&GenerateRequest {
+    // Both modes, one launch each; stateful primes on a seed longer than
+    // the window (the whole of it).
+    for (mode, seed_text) in [(GenMode::Window, &x[..c.t]), (GenMode::Stateful, &x[..])] {
+        let req = GenerateRequest {
             seed_indices: seed_text,
             maxlen: c.t,
             length: 7,
             strategies: &strategies,
             seed: 11,
             stream: 3,
-        })
-        .unwrap();
-    let want = cpu
-        .generate(&GenerateRequest {
-            seed_indices: seed_text,
-            maxlen: c.t,
-            length: 7,
-            strategies: &strategies,
-            seed: 11,
-            stream: 3,
-        })
-        .unwrap();
-    assert_eq!(got[0], want[0], "uniform draws differ");
-    for seq in &got {
-        assert_eq!(seq.len(), 7);
-        assert!(seq.iter().all(|&i| (i as usize) < c.v));
+            mode,
+        };
+        let got = gpu.generate(&req).unwrap();
+        let want = cpu.generate(&req).unwrap();
+        assert_eq!(got[0], want[0], "{mode}: uniform draws differ");
+        assert_eq!(got.len(), strategies.len(), "{mode}");
+        for seq in &got {
+            assert_eq!(seq.len(), 7, "{mode}");
+            assert!(seq.iter().all(|&i| (i as usize) < c.v), "{mode}: {seq:?}");
+        }
     }
     for seq_len in [c.t, 1, 2 * c.t] {
         let x = &x[..x.len() / seq_len * seq_len];

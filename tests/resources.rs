@@ -4,7 +4,7 @@
 //! the kernels' shared memory (a wrapper with a small limit). Each is a
 //! clear error, or a working fallback, and leaves nothing behind.
 
-use charlstm_cuda::sample::GenerateRequest;
+use charlstm_cuda::sample::{GenMode, GenerateRequest};
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::Path;
@@ -302,6 +302,7 @@ fn workflow<D: GpuDevice>(dev: D, corpus: &OneHotCorpus, hy: &Hyper) -> Result<(
         strategies: &[Strategy::Temperature(1.0)],
         seed: 1,
         stream: 0,
+        mode: GenMode::Window,
     })?;
     Ok(())
 }
@@ -442,6 +443,7 @@ fn generation_falls_back_when_its_kernel_does_not_fit() {
         strategies: &strategies,
         seed: 11,
         stream: 2,
+        mode: GenMode::Window,
     };
     let want = cpu.generate(&req).unwrap();
     let got = {
@@ -475,6 +477,7 @@ fn generation_from_weights_falls_back_too() {
         strategies: &strategies,
         seed: 11,
         stream: 2,
+        mode: GenMode::Window,
     };
     let want = device::generate(Backend::Cpu, &p, &req).unwrap();
     let mut dev = Limited {

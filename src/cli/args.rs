@@ -248,7 +248,7 @@ pub struct TrainArgs {
     #[arg(long)]
     pub gen_length: Option<usize>,
     /// How the after-epoch samples are made: window (the notebook) or stateful
-    /// (one LSTM step per character; --device cpu for now) [default: window].
+    /// (one LSTM step per character) [default: window].
     #[arg(long, value_parser = GEN_MODES)]
     pub gen_mode: Option<String>,
     /// Keep upper case (Keras lower-cases).
@@ -303,10 +303,10 @@ pub struct GenerateArgs {
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// window: re-run the last maxlen characters for every character (the notebook);
-    /// stateful: prime on the seed once, then one LSTM step per character (char-rnn; CPU only for now).
+    /// stateful: prime on the seed once, then one LSTM step per character (char-rnn).
     #[arg(long, default_value = "window", value_parser = GEN_MODES)]
     pub gen_mode: String,
-    /// Compute backend: auto, cpu, cuda or sim (auto is cpu with --gen-mode stateful).
+    /// Compute backend: auto, cpu, cuda or sim.
     #[arg(long, default_value = "auto", value_parser = devices(""))]
     pub device: String,
     /// No progress bar (generate shows none; accepted as on train and eval).

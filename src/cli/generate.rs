@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
+use charlstm_cuda::Device;
 use charlstm_cuda::corpus::{CorpusFile, OneHotCorpus, Vocab, Windows};
 use charlstm_cuda::device;
 use charlstm_cuda::engine::mean_loss;
@@ -14,7 +15,6 @@ use charlstm_cuda::sample::{
     GenMode, GenerateRequest, Purpose, RngStream, Strategy, check_length, decode, encode_seed,
     random_seed_text,
 };
-use charlstm_cuda::{Backend, Device};
 use charlstm_cuda::{Error, Result};
 
 use super::args::{EvalArgs, GenerateArgs, StrategyArg};
@@ -41,24 +41,12 @@ pub fn generate(a: GenerateArgs) -> Result<ExitCode> {
     super::interrupt::install();
     let device: Device = a.device.parse()?;
     let gen_mode: GenMode = a.gen_mode.parse()?;
-    if let (GenMode::Stateful, Device::Exact(b)) = (gen_mode, device)
-        && b != Backend::Cpu
-    {
-        return Err(device::stateful_on_device(b));
-    }
     // Read before the device is resolved, so a bad checkpoint gets the
     // same error whichever --device is asked for.
     let ckpt = Checkpoint::load(&a.checkpoint)?;
     // Resolving refuses a backend that cannot run here (no kernels, no
     // GPU), and says what `auto` picked.
-    let (backend, notice) = match (gen_mode, device) {
-        // No stateful kernel yet: `auto` picks the CPU rather than refuse.
-        (GenMode::Stateful, Device::Auto) => (
-            Backend::Cpu,
-            Some("device auto: using cpu (--gen-mode stateful runs on the CPU for now)".into()),
-        ),
-        _ => device.resolve()?,
-    };
+    let (backend, notice) = device.resolve()?;
     if let Some(n) = notice {
         eprintln!("{n}");
     }
@@ -94,6 +82,7 @@ pub fn generate(a: GenerateArgs) -> Result<ExitCode> {
         strategies: &strategies,
         seed: a.seed,
         stream: 0,
+        mode: gen_mode,
     };
     let mode = match (a.raw, a.json) {
         (true, _) => Mode::Raw,
@@ -111,20 +100,16 @@ pub fn generate(a: GenerateArgs) -> Result<ExitCode> {
     // characters come (each on the CPU; the whole launch at once on a
     // device), the others, made in the same batch, when it is done.
     let mut failed = None;
-    let texts =
-        device::generate_mode_with(
-            backend,
-            &ckpt.params,
-            &req,
-            gen_mode,
-            &mut |seqs| match seqs.first().map(|s| out.stream(s)) {
-                Some(Err(e)) => {
-                    failed = Some(e);
-                    ControlFlow::Break(())
-                }
-                _ => ControlFlow::Continue(()),
-            },
-        )?;
+    let texts = device::generate_with(backend, &ckpt.params, &req, &mut |seqs| match seqs
+        .first()
+        .map(|s| out.stream(s))
+    {
+        Some(Err(e)) => {
+            failed = Some(e);
+            ControlFlow::Break(())
+        }
+        _ => ControlFlow::Continue(()),
+    })?;
     if let Some(e) = failed {
         return Err(e);
     }

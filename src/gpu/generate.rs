@@ -1,13 +1,16 @@
-//! Launcher of `kernels/generate.cu`: the notebook's whole sampling loop
-//! (sliding window, every strategy as one batch, N characters) in one launch
-//! of `generate_fwd_f32`, one block per sequence.
+//! Launcher of `kernels/generate.cu`: the whole sampling loop (every
+//! strategy as one batch, N characters) in one launch, one block per
+//! sequence, in either [`GenMode`]: `generate_fwd_f32` slides the
+//! notebook's window, `generate_stateful_f32` primes on the whole seed once
+//! and carries (h, c), one LSTM step a character.
 //!
-//! For the same `(seed, stream)` it draws the same Philox numbers as
-//! [`IndexGenerator::generate`](crate::sample::IndexGenerator::generate) over
-//! the CPU reference, so the two produce the same text except where `u`
-//! falls within rounding of a cumulative boundary (or two probabilities tie,
-//! for greedy): the device's probabilities differ from the CPU's in the last
-//! bits.
+//! For the same `(seed, stream)` it draws the same Philox numbers as the CPU
+//! generator of the same mode
+//! ([`IndexGenerator::generate`](crate::sample::IndexGenerator::generate)
+//! over the CPU reference, or `crate::stateful::generate_stateful`), so the
+//! two produce the same text except where `u` falls within rounding of a
+//! cumulative boundary (or two probabilities tie, for greedy): the device's
+//! probabilities differ from the CPU's in the last bits.
 
 use super::contract::generate::{self as contract, GenerateFwdF32};
 use super::device::{
@@ -15,7 +18,7 @@ use super::device::{
 };
 use crate::error::Result;
 use crate::model::ParamLayout;
-use crate::sample::{GenerateRequest, Strategy, check_generate_args, check_length};
+use crate::sample::{GenMode, GenerateRequest, Strategy, check_generate_args, check_length};
 
 /// Rows of `recurrent_kernel` per thread in registers.
 pub const KREG_GEN: usize = contract::KREG_GEN as usize;
@@ -23,8 +26,8 @@ pub const KREG_GEN: usize = contract::KREG_GEN as usize;
 /// Device buffers of one generation launch. Parameter shapes (row-major,
 /// Keras): `kernel` [V, 4H], `recurrent_kernel` [H, 4H], `bias` \[4H\],
 /// `dense_kernel` [H, V], `dense_bias` \[V\]; `seed_tail` \[L\] u32 class
-/// indices (`L = min(seed length, maxlen)`: the window the first character
-/// sees); `strategy` \[S\] f64 codes ([`GenerateLauncher::encode`]); `out`
+/// indices (window mode: `L = min(seed length, maxlen)`, the window the
+/// first character sees; stateful: the whole seed); `strategy` \[S\] f64 codes ([`GenerateLauncher::encode`]); `out`
 /// [S, N] u32 class indices, sequence-major (`j * N + k`), overwritten.
 #[derive(Clone, Copy, Debug)]
 pub struct GenerateBuffers {
@@ -38,7 +41,8 @@ pub struct GenerateBuffers {
     pub dense_kernel: DevicePtr,
     /// Dense head bias \[V\].
     pub dense_bias: DevicePtr,
-    /// \[L\] u32 class indices: the last `min(seed length, maxlen)` seed characters.
+    /// \[L\] u32 class indices: the last `min(seed length, maxlen)` seed
+    /// characters (window mode), or all of them (stateful).
     pub seed_tail: DevicePtr,
     /// \[S\] f64 strategy codes, one per sequence ([`GenerateLauncher::encode`]).
     pub strategy: DevicePtr,
@@ -72,16 +76,19 @@ impl GenerateBuffers {
     }
 }
 
-/// Sizes of one generation launch.
+/// Sizes of one generation launch, and its mode.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct GenerateDims {
+    /// Window (`generate_fwd_*`) or stateful (`generate_stateful_*`).
+    pub mode: GenMode,
     /// Vocabulary size V.
     pub vocab: usize,
     /// Hidden units H.
     pub hidden: usize,
     /// Longest window (the notebook's `maxlen`).
     pub maxlen: usize,
-    /// Indices in `seed_tail`, 1..=maxlen.
+    /// Indices in `seed_tail`: 1..=maxlen in window mode, any number from 1
+    /// in stateful mode (the whole seed).
     pub tail_len: usize,
     /// Sequences S (strategies); one block each.
     pub sequences: usize,
@@ -89,7 +96,7 @@ pub struct GenerateDims {
     pub length: usize,
 }
 
-/// Block size of `generate_fwd_f32`.
+/// Block size and on-chip weights of the generation kernels.
 #[derive(Clone, Copy, Debug)]
 pub struct GenerateLauncher {
     /// Upper bound on threads per block (a multiple of 32, at most 512: the
@@ -116,21 +123,33 @@ impl Default for GenerateLauncher {
 impl GenerateLauncher {
     const KERNEL: &'static str = "generate_fwd_f32";
     const KERNEL_H128: &'static str = "generate_fwd_h128_f32";
+    const STATEFUL: &'static str = "generate_stateful_f32";
+    const STATEFUL_H128: &'static str = "generate_stateful_h128_f32";
 
     /// The kernel a launch of `dims` runs on a device with `max_shared`
-    /// bytes per block: the H = 128 build when H is 128 and its weights sit
-    /// as that build assumes (72 rows shared, 56 in registers), else the
-    /// general one.
+    /// bytes per block: that of its mode, the H = 128 build when H is 128
+    /// and its weights sit as that build assumes (72 rows shared, 56 in
+    /// registers), else the general one.
     pub fn kernel_for(&self, dims: GenerateDims, max_shared: u32) -> &'static str {
         Self::kernel_of(dims, self.weights_on_chip(dims, max_shared))
     }
 
     /// [`kernel_for`](Self::kernel_for) given `weights_on_chip`'s answer.
     fn kernel_of(dims: GenerateDims, on_chip: (usize, usize)) -> &'static str {
-        if dims.hidden == 128 && on_chip == (128 - KREG_GEN, KREG_GEN) {
-            Self::KERNEL_H128
-        } else {
-            Self::KERNEL
+        let h128 = dims.hidden == 128 && on_chip == (128 - KREG_GEN, KREG_GEN);
+        match (dims.mode, h128) {
+            (GenMode::Window, false) => Self::KERNEL,
+            (GenMode::Window, true) => Self::KERNEL_H128,
+            (GenMode::Stateful, false) => Self::STATEFUL,
+            (GenMode::Stateful, true) => Self::STATEFUL_H128,
+        }
+    }
+
+    /// The general kernel of `mode`, which errors name.
+    fn name_of(mode: GenMode) -> &'static str {
+        match mode {
+            GenMode::Window => Self::KERNEL,
+            GenMode::Stateful => Self::STATEFUL,
         }
     }
 
@@ -149,10 +168,15 @@ impl GenerateLauncher {
 
     /// Dynamic shared memory of one block before the weight rows: the
     /// reductions' scratch \[32\] f32, h \[H\], c \[H\], gates \[4H\], w \[V\] f64,
-    /// p \[V\] f32 and the window ring \[maxlen\] u32. The kernel declares no
-    /// static shared memory, so this plus the rows is its whole footprint.
+    /// p \[V\] f32 and the ring \[R\] u32 (window mode: R = maxlen, the window;
+    /// stateful: R = 1, the last drawn index). The kernel declares no static
+    /// shared memory, so this plus the rows is its whole footprint.
     pub fn shared_bytes(dims: GenerateDims) -> usize {
-        8 * dims.vocab + 4 * (6 * dims.hidden + dims.vocab + dims.maxlen + SCRATCH_FLOATS)
+        let ring = match dims.mode {
+            GenMode::Window => dims.maxlen,
+            GenMode::Stateful => 1,
+        };
+        8 * dims.vocab + 4 * (6 * dims.hidden + dims.vocab + ring + SCRATCH_FLOATS)
     }
 
     /// Rows of `recurrent_kernel` the kernel keeps on chip, `(ms, kr)`: the
@@ -191,12 +215,11 @@ impl GenerateLauncher {
         seed: u64,
         stream: u32,
     ) -> Result<()> {
-        let bad = |what: String| DeviceError::BadArguments {
-            kernel: Self::KERNEL,
-            what,
-        };
-        check_whole_warps(Self::KERNEL, "max_block", self.max_block, 512)?;
+        let name = Self::name_of(dims.mode);
+        let bad = |what: String| DeviceError::BadArguments { kernel: name, what };
+        check_whole_warps(name, "max_block", self.max_block, 512)?;
         let GenerateDims {
+            mode,
             vocab,
             hidden,
             maxlen,
@@ -210,13 +233,16 @@ impl GenerateLauncher {
             ))
             .into());
         }
-        if tail_len == 0 || tail_len > maxlen {
-            return Err(bad(format!(
-                "seed tail of {tail_len} indices, not in 1..=maxlen = {maxlen}"
-            ))
+        if tail_len == 0 || (mode == GenMode::Window && tail_len > maxlen) {
+            return Err(bad(match mode {
+                GenMode::Window => {
+                    format!("seed tail of {tail_len} indices, not in 1..=maxlen = {maxlen}")
+                }
+                GenMode::Stateful => "an empty seed (stateful mode primes on at least 1)".into(),
+            })
             .into());
         }
-        let to_u32 = |x: usize, name: &str| kernel_u32(Self::KERNEL, name, x);
+        let to_u32 = |x: usize, what: &str| kernel_u32(name, what, x);
         let (v, h, m, l) = (
             to_u32(vocab, "V")?,
             to_u32(hidden, "H")?,
@@ -224,7 +250,8 @@ impl GenerateLauncher {
             to_u32(tail_len, "seed tail length")?,
         );
         let (s, n) = (to_u32(sequences, "S")?, to_u32(length, "N")?);
-        // The kernel computes 4H and the position L + k of every character in u32.
+        // The kernel computes 4H and the position L + k of every character
+        // (stateful: of every step) in u32.
         to_u32(4 * hidden, "4H")?;
         to_u32(tail_len + length, "seed tail + N")?;
         if s == 0 || n == 0 {
@@ -235,18 +262,19 @@ impl GenerateLauncher {
         let shared = Self::shared_bytes(dims) + 4 * ms * 4 * hidden;
         if shared > limit as usize {
             return Err(DeviceError::SharedMemory {
-                kernel: Self::KERNEL,
+                kernel: name,
                 requested: shared,
                 limit,
             }
             .into());
         }
-        // generate_fwd_h128_f32 only where kernel_for picks it: H = 128, ms = 72, kr = 56, which it
-        // has compiled in. Buffers sized as in GenerateBuffers (seed_tail L u32s in 0..V, strategy
-        // S valid codes, out S*N u32s); 1 <= L <= maxlen and L + N fit u32 (checked above). grid.x
-        // = S (one block per sequence), dynamic shared memory 8V + 4(6H + V + maxlen + 32) + 16 ms
-        // H bytes, checked against the device limit; kr > 0 only with a block of at least 4H
-        // threads (weights_on_chip), ms + kr <= H.
+        // The kernel of dims.mode; an h128 build only where kernel_for picks it: H = 128, ms = 72,
+        // kr = 56, which it has compiled in. Buffers sized as in GenerateBuffers (seed_tail L u32s
+        // in 0..V, strategy S valid codes, out S*N u32s); L >= 1 (window: L <= maxlen) and L + N
+        // fit u32 (checked above). grid.x = S (one block per sequence), dynamic shared memory
+        // 8V + 4(6H + V + R + 32) + 16 ms H bytes (R = maxlen, stateful 1), checked against the
+        // device limit; kr > 0 only with a block of at least 4H threads (weights_on_chip),
+        // ms + kr <= H.
         let args = GenerateFwdF32 {
             kernel: bufs.kernel,
             recurrent_kernel: bufs.recurrent_kernel,
@@ -275,12 +303,14 @@ impl GenerateLauncher {
         )
     }
 
-    /// The device twin of [`GenerateRequest::run_on`], with the model in the
-    /// flat [`ParamLayout`] buffer `params`.
-    /// Uploads the seed tail and the strategy codes, launches once, downloads
-    /// `out` and frees what it allocated.
+    /// The device twin of the CPU generator of `req.mode`
+    /// ([`GenerateRequest::run_on`] or `crate::stateful::generate_stateful`),
+    /// with the model in the flat [`ParamLayout`] buffer `params`.
+    /// Uploads the seed (window mode: its last `maxlen` indices) and the
+    /// strategy codes, launches once, downloads `out` and frees what it
+    /// allocated.
     ///
-    /// Errors: those of `IndexGenerator::generate` for the same arguments
+    /// Errors: those of the CPU generator for the same arguments
     /// (`InvalidArgument`: `maxlen == 0`, an invalid temperature, an empty
     /// seed, an index `>= V`), `TooLong` (`length` above
     /// [`MAX_LENGTH`](crate::sample::MAX_LENGTH)); `length == 0` or no strategies returns S empty
@@ -299,6 +329,7 @@ impl GenerateLauncher {
             strategies,
             seed,
             stream,
+            mode,
         } = *req;
         check_generate_args(layout.vocab, maxlen, seed_indices, strategies)?;
         check_length("length", length)?;
@@ -306,8 +337,12 @@ impl GenerateLauncher {
         if length == 0 || s == 0 {
             return Ok(vec![Vec::new(); s]);
         }
-        let tail = &seed_indices[seed_indices.len().saturating_sub(maxlen)..];
+        let tail = match mode {
+            GenMode::Window => &seed_indices[seed_indices.len().saturating_sub(maxlen)..],
+            GenMode::Stateful => seed_indices,
+        };
         let dims = GenerateDims {
+            mode,
             vocab: layout.vocab,
             hidden: layout.hidden,
             maxlen,
@@ -319,7 +354,7 @@ impl GenerateLauncher {
             .checked_mul(length)
             .and_then(|x| x.checked_mul(4))
             .ok_or_else(|| DeviceError::BadArguments {
-                kernel: Self::KERNEL,
+                kernel: Self::name_of(mode),
                 what: format!("{s} x {length} output indices overflow usize"),
             })?;
         let codes = Self::encode(strategies);

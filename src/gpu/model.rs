@@ -7,10 +7,12 @@
 //! `predict` runs the training kernels unchanged: the sequences become a
 //! small packed one-hot corpus (window b starts at row b * T, plus one spare
 //! row the targets kernel reads), so there is one forward chain to trust.
-//! `generate` is `generate_fwd_f32`, one launch for every character of every
-//! strategy; where its shared memory exceeds the device's, the same loop
+//! `generate` is one launch for every character of every strategy, in the
+//! request's mode (`generate_fwd_f32` or `generate_stateful_f32`); where
+//! the window kernel's shared memory exceeds the device's, the same loop
 //! (the same Philox draws) runs over `predict` (`crate::device`'s fallback
-//! policy).
+//! policy). Stateful mode has no such fallback (`predict` starts every
+//! window from a zero state) and is refused there, naming the fix.
 //!
 //! Limits, checked in [`GpuModel::new`] before anything is allocated
 //! ([`DeviceError::VocabTooLarge`]): `head_fwd_bwd_f32` holds a row's h,
@@ -28,7 +30,7 @@ use super::lstm::{LstmBuffers, LstmDims, LstmLauncher};
 use crate::engine::Backend;
 use crate::error::{Error, Result};
 use crate::model::{ParamLayout, Params, Tensor};
-use crate::sample::{GenerateRequest, PredictFn, Progress, no_progress};
+use crate::sample::{GenMode, GenerateRequest, PredictFn, Progress, no_progress};
 
 /// Weights and batch buffers on a [`GpuDevice`].
 pub struct GpuModel<D: GpuDevice> {
@@ -242,9 +244,10 @@ impl<D: GpuDevice> GpuModel<D> {
         self.device.download_vec_f32(self.batch.probs, b * v)
     }
 
-    /// The notebook's sampling loop (see `Engine::generate`): one launch of
-    /// `generate_fwd_f32`, or the same loop over [`predict`](Self::predict)
-    /// where that kernel's shared memory does not fit the device.
+    /// The sampling loop in `req.mode` (see `Engine::generate`): one launch
+    /// of the generation kernel, or in window mode the same loop over
+    /// [`predict`](Self::predict) where that kernel's shared memory does not
+    /// fit the device (stateful mode is then an error).
     pub fn generate(&mut self, req: &GenerateRequest) -> Result<Vec<Vec<u32>>> {
         self.generate_with(req, &mut no_progress)
     }
@@ -258,6 +261,7 @@ impl<D: GpuDevice> GpuModel<D> {
         progress: &mut Progress<'_>,
     ) -> Result<Vec<Vec<u32>>> {
         let dims = GenerateDims {
+            mode: req.mode,
             vocab: self.layout.vocab,
             hidden: self.layout.hidden,
             maxlen: req.maxlen,
@@ -265,13 +269,33 @@ impl<D: GpuDevice> GpuModel<D> {
             sequences: req.strategies.len(),
             length: req.length,
         };
-        if GenerateLauncher::shared_bytes(dims) > self.device.max_shared_bytes() as usize {
+        let (needed, limit) = (
+            GenerateLauncher::shared_bytes(dims),
+            self.device.max_shared_bytes(),
+        );
+        if needed > limit as usize {
             // The one-launch kernel keeps a block's whole model state in
             // shared memory; too large here, so the same loop (the same
             // Philox draws) runs over predict, whose head kernel fits (new
             // checked it).
             let v = self.layout.vocab;
-            return req.run_on_with(PredictFn(|x: &[u32], t| self.predict(x, t)), v, progress);
+            return match req.mode {
+                GenMode::Window => {
+                    req.run_on_with(PredictFn(|x: &[u32], t| self.predict(x, t)), v, progress)
+                }
+                GenMode::Stateful => Err(Error::Conflict {
+                    what: format!(
+                        "--gen-mode stateful on --device {}: the generation kernel needs {needed} \
+                         bytes of shared memory per block for V = {v}, H = {}, the device has \
+                         {limit}",
+                        self.backend.name(),
+                        self.layout.hidden
+                    ),
+                    fix: "use --device cpu with --gen-mode stateful, or --gen-mode window on \
+                          this device"
+                        .into(),
+                }),
+            };
         }
         let out = GenerateLauncher::default().generate(
             &mut self.device,

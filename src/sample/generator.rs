@@ -59,7 +59,8 @@ pub const MAX_LENGTH: usize = 1_000_000;
 ///   (`crate::stateful::StatefulModel`); one recurrent step a character. The
 ///   draws are the same Philox numbers as in window mode, so only the
 ///   probabilities differ; with a seed of exactly `maxlen` characters the
-///   first character's are the same. On the CPU only for now.
+///   first character's are the same. On every backend: on a device one
+///   launch of `generate_stateful_f32` (kernels/generate.cu).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum GenMode {
     /// Re-run the last `maxlen` characters for every character.
@@ -362,14 +363,17 @@ impl<F: FnMut(&[u32], usize) -> Result<Vec<f32>>> Predict for PredictFn<F> {
     }
 }
 
-/// One call of the notebook's sampling loop: `length` new class indices
-/// after `seed_indices` for each strategy, windows of at most `maxlen`,
-/// draw k of sequence j from Philox `(seed, Sample, stream + j, k)` (see
-/// [`IndexGenerator::generate`]). What every generator takes: the engines,
-/// the device kernel and `device::generate`.
+/// One generation request: `length` new class indices after
+/// `seed_indices` for each strategy, draw k of sequence j from Philox
+/// `(seed, Sample, stream + j, k)`, the model fed as `mode` says (windows of
+/// at most `maxlen`, [`IndexGenerator::generate`], or the whole seed once
+/// and one step a character, `crate::stateful`). What every generator
+/// takes: the engines, the device kernel and `device::generate`; each
+/// honours `mode`, so the mode is chosen once, where the request is made.
 #[derive(Clone, Copy, Debug)]
 pub struct GenerateRequest<'a> {
-    /// The seed text's class indices (only the last `maxlen` are used).
+    /// The seed text's class indices (window mode uses the last `maxlen`,
+    /// stateful mode all of them).
     pub seed_indices: &'a [u32],
     /// Longest window the model sees.
     pub maxlen: usize,
@@ -381,11 +385,14 @@ pub struct GenerateRequest<'a> {
     pub seed: u64,
     /// Philox stream of sequence 0.
     pub stream: u32,
+    /// How the model is fed: windows (the notebook) or a carried state.
+    pub mode: GenMode,
 }
 
 impl GenerateRequest<'_> {
-    /// The request run by the reference loop over `predictor`, a model of
-    /// `vocab` symbols.
+    /// The request in window mode run by the reference loop over
+    /// `predictor`, a model of `vocab` symbols (`mode` is not read: a
+    /// predictor has no state to carry).
     pub fn run_on<P: Predict>(&self, predictor: P, vocab: usize) -> Result<Vec<Vec<u32>>> {
         self.run_on_with(predictor, vocab, &mut no_progress)
     }

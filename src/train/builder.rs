@@ -250,20 +250,6 @@ impl<'c> TrainerBuilder<'c> {
                 what: "0 (stop after at least 1 epoch without a new best validation loss)".into(),
             });
         }
-        // No stateful generation kernel yet: refused before an engine is
-        // opened when the device is named, after when `auto` picked one.
-        let stateful_off_cpu = |b: Backend| {
-            let stateful = config.gen_mode == GenMode::Stateful && config.gen_length > 0;
-            if stateful && b != Backend::Cpu {
-                return Err(crate::device::stateful_on_device(b));
-            }
-            Ok(())
-        };
-        if let Device::Exact(b) = self.device
-            && !matches!(start, Start::Engine(..))
-        {
-            stateful_off_cpu(b)?;
-        }
         let split = Split::new(corpus.rows(), config.val_fraction)?;
         if config.val_fraction > 0.0 {
             split.check(hyper.maxlen, hyper.step, hyper.batch)?;
@@ -344,7 +330,6 @@ impl<'c> TrainerBuilder<'c> {
                 })?
             }
         };
-        stateful_off_cpu(engine.backend())?;
         // Last, once nothing else can fail: the directory becomes this run's.
         let mut rundir = config.out.clone().map(RunDir::new);
         let mut notices: Vec<String> = notice.into_iter().collect();

@@ -24,8 +24,7 @@ pub struct TrainConfig {
     /// Characters generated per sample; 0 skips sampling.
     pub gen_length: usize,
     /// How the samples are made ([`GenMode`]): `Window` (the notebook,
-    /// the default) on every backend, `Stateful` on the CPU only for now
-    /// (the build refuses it on another device).
+    /// the default) or `Stateful`, on every backend (one launch on a device).
     pub gen_mode: GenMode,
     /// Directory for checkpoints and `metrics.jsonl`; `None` keeps everything in memory.
     pub out: Option<PathBuf>,
@@ -590,6 +589,7 @@ impl<'c> Trainer<'c> {
             strategies: &strategies,
             seed: self.hyper.seed,
             stream: sample_stream(epoch_index),
+            mode: self.config.gen_mode,
         };
         let mut progress = |out: &[Vec<u32>]| {
             event.done = out.first().map_or(0, Vec::len);
@@ -599,14 +599,7 @@ impl<'c> Trainer<'c> {
                 _ => ControlFlow::Continue(()),
             }
         };
-        let generated = match self.config.gen_mode {
-            GenMode::Window => self.engine.generate_with(&req, &mut progress)?,
-            // The build let this through on the CPU only.
-            GenMode::Stateful => {
-                let params = self.engine.params()?;
-                crate::stateful::generate_stateful(&params, &req, &mut progress)?
-            }
-        };
+        let generated = self.engine.generate_with(&req, &mut progress)?;
         let texts = generated
             .into_iter()
             .map(|seq| seq.iter().map(|&i| vocab.char_at(i)).collect::<String>());

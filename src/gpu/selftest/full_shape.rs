@@ -33,6 +33,7 @@ use super::kernels::Case;
 use super::{SelftestReport, Shape, check_generate_with, check_training, generate_kernel, record};
 use crate::error::Result;
 use crate::gpu::device::{GpuDevice, KernelCount};
+use crate::sample::GenMode;
 use crate::sample::{Purpose, RngStream, Strategy};
 
 /// Philox stream of the generation phase's model and window.
@@ -126,8 +127,15 @@ pub fn run_full_shape<D: GpuDevice>(
     let mut rng = RngStream::new(seed, Purpose::Sample, STREAM_FULL_SHAPE);
     let case = Case::random(one_window, &mut rng)?;
     let strategies = Strategy::KERAS;
-    let kernel = generate_kernel(dev, one_window, full.gen_length);
-    let generated = check_generate_with(dev, &case, full.gen_length, seed, &strategies);
+    let kernel = generate_kernel(dev, one_window, full.gen_length, GenMode::Window);
+    let generated = check_generate_with(
+        dev,
+        &case,
+        full.gen_length,
+        seed,
+        &strategies,
+        GenMode::Window,
+    );
     record(&mut out.report, kernel, &one_window, generated)?;
     out.phases.push(Phase {
         name: format!(

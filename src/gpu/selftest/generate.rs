@@ -1,9 +1,9 @@
 //! The two kernels outside the training step's chain: the targets decode
-//! (`batch_targets_u32`, exact) and generation (`generate_fwd_f32`) against
-//! the CPU generator, equal text except where a draw was a tie within
-//! rounding (the device's and the CPU's probabilities differ in the last
-//! bits, so a uniform number that lands on a cumulative boundary may pick
-//! either side).
+//! (`batch_targets_u32`, exact) and generation (`generate_fwd_f32`,
+//! `generate_stateful_f32`) against the CPU generator of the same mode,
+//! equal text except where a draw was a tie within rounding (the device's
+//! and the CPU's probabilities differ in the last bits, so a uniform number
+//! that lands on a cumulative boundary may pick either side).
 
 use super::kernels::Case;
 use super::report::{Metric, SelftestRow};
@@ -16,7 +16,8 @@ use crate::gpu::generate::{GenerateDims, GenerateLauncher};
 use crate::gpu::head::HeadDims;
 use crate::model::ParamLayout;
 use crate::model::Params;
-use crate::sample::{GenerateRequest, Philox, Purpose, Strategy, reweight};
+use crate::sample::{GenMode, GenerateRequest, Philox, Purpose, Strategy, reweight};
+use crate::stateful::StatefulModel;
 
 /// Relative distance to a cumulative boundary below which two draws count
 /// as a tie (f32 probabilities agree to ~1e-6 relative; see `tie_distance`).
@@ -67,10 +68,15 @@ pub fn strategies() -> Vec<Strategy> {
     ]
 }
 
-/// The generation build [`check_generate`] runs for `shape` on `dev`
-/// (the launcher's own choice), which names its rows.
-pub fn generate_kernel<D: GpuDevice>(dev: &D, shape: Shape, length: usize) -> &'static str {
-    generate_kernel_for(dev, shape, length, strategies().len())
+/// The generation build [`check_generate`] runs for `shape` in `mode` on
+/// `dev` (the launcher's own choice), which names its rows.
+pub fn generate_kernel<D: GpuDevice>(
+    dev: &D,
+    shape: Shape,
+    length: usize,
+    mode: GenMode,
+) -> &'static str {
+    generate_kernel_for(dev, shape, length, strategies().len(), mode)
 }
 
 /// [`generate_kernel`] for `sequences` sequences.
@@ -79,10 +85,12 @@ fn generate_kernel_for<D: GpuDevice>(
     shape: Shape,
     length: usize,
     sequences: usize,
+    mode: GenMode,
 ) -> &'static str {
     let (v, h, _, t) = shape.vhbt();
     GenerateLauncher::default().kernel_for(
         GenerateDims {
+            mode,
             vocab: v,
             hidden: h,
             maxlen: t,
@@ -94,18 +102,20 @@ fn generate_kernel_for<D: GpuDevice>(
     )
 }
 
-/// `generate_fwd_f32` vs `IndexGenerator` over the CPU model, `length`
-/// characters per strategy from the first window of the case. One row per
-/// strategy: error 0 when equal, or equal up to a first difference that was
-/// a tie (the note says where; comparing stops there); the relative distance
-/// from the nearest tie otherwise.
+/// The generation kernel of `mode` vs the CPU generator of that mode
+/// (`IndexGenerator` over the CPU model, or `stateful::generate_stateful`),
+/// `length` characters per strategy from the first window of the case as
+/// the seed. One row per strategy: error 0 when equal, or equal up to a
+/// first difference that was a tie (the note says where; comparing stops
+/// there); the relative distance from the nearest tie otherwise.
 pub fn check_generate<D: GpuDevice>(
     dev: &mut D,
     case: &Case,
     length: usize,
     seed: u64,
+    mode: GenMode,
 ) -> Result<Vec<SelftestRow>> {
-    check_generate_with(dev, case, length, seed, &strategies())
+    check_generate_with(dev, case, length, seed, &strategies(), mode)
 }
 
 /// [`check_generate`] with the given strategies, one sequence (and row) each.
@@ -115,6 +125,7 @@ pub fn check_generate_with<D: GpuDevice>(
     length: usize,
     seed: u64,
     strategies: &[Strategy],
+    mode: GenMode,
 ) -> Result<Vec<SelftestRow>> {
     let (v, h, _, t) = case.shape.vhbt();
     let layout = ParamLayout::new(v, h);
@@ -122,7 +133,7 @@ pub fn check_generate_with<D: GpuDevice>(
     let stream = (seed >> 32) as u32;
     let d_params = dev.upload_new_f32(case.params.flat())?;
     let launcher = GenerateLauncher::default();
-    let kernel = generate_kernel_for(dev, case.shape, length, strategies.len());
+    let kernel = generate_kernel_for(dev, case.shape, length, strategies.len(), mode);
     let req = GenerateRequest {
         seed_indices,
         maxlen: t,
@@ -130,11 +141,17 @@ pub fn check_generate_with<D: GpuDevice>(
         strategies,
         seed,
         stream,
+        mode,
     };
     let got = launcher.generate(dev, d_params, layout, &req);
     dev.free(d_params)?;
     let got = got?;
-    let want = req.run_on(CpuModel::new(&case.params), v)?;
+    let want = match mode {
+        GenMode::Window => req.run_on(CpuModel::new(&case.params), v)?,
+        GenMode::Stateful => {
+            crate::stateful::generate_stateful(&case.params, &req, &mut crate::sample::no_progress)?
+        }
+    };
     let shape = Shape {
         seq_len: t,
         batch: strategies.len(),
@@ -149,6 +166,7 @@ pub fn check_generate_with<D: GpuDevice>(
         } else if let Some(k) = g.iter().zip(w).position(|(a, b)| a != b) {
             let (dist, allowed) = tie_distance(
                 &case.params,
+                mode,
                 t,
                 seed_indices,
                 strategy,
@@ -174,7 +192,10 @@ pub fn check_generate_with<D: GpuDevice>(
         rows.push(SelftestRow {
             kernel: kernel.into(),
             output: format!("{length} chars, {strategy}"),
-            shape: format!("{shape} (window {t})"),
+            shape: match mode {
+                GenMode::Window => format!("{shape} (window {t})"),
+                GenMode::Stateful => format!("{shape} (stateful, seed {t})"),
+            },
             metric: Metric::MaxRel,
             rel_err: err,
             bound,
@@ -186,8 +207,10 @@ pub fn check_generate_with<D: GpuDevice>(
 }
 
 /// How close the draw of character `k` (device and CPU choices `ab`, after
-/// the common prefix `cpu_prefix`) was to a tie, as (relative distance,
-/// allowed distance). Temperature: the largest relative distance between u
+/// the common prefix `cpu_prefix`) in `mode` was to a tie, as (relative
+/// distance, allowed distance). The CPU's probabilities of that draw: the
+/// window of the last `maxlen` of seed ++ prefix (window mode), or the
+/// state primed on all of it (stateful). Temperature: the largest relative distance between u
 /// and the CPU's cumulative boundaries between the two choices; a weight
 /// p^(1/T) carries 1/T times the probabilities' relative error, so the
 /// allowance is `TIE_REL / min(T, 1)`. Greedy: the relative difference of
@@ -195,6 +218,7 @@ pub fn check_generate_with<D: GpuDevice>(
 #[allow(clippy::too_many_arguments)]
 pub fn tie_distance(
     params: &Params<f32>,
+    mode: GenMode,
     maxlen: usize,
     seed_indices: &[u32],
     strategy: Strategy,
@@ -205,8 +229,20 @@ pub fn tie_distance(
     ab: (u32, u32),
 ) -> (f64, f64) {
     let all: Vec<u32> = seed_indices.iter().chain(cpu_prefix).copied().collect();
-    let window = &all[all.len().saturating_sub(maxlen)..];
-    let probs = cpu::predict(params, window, window.len());
+    let probs = match mode {
+        GenMode::Window => {
+            let window = &all[all.len().saturating_sub(maxlen)..];
+            cpu::predict(params, window, window.len())
+        }
+        // The generation that drew `ab` ran on this model and seed, so
+        // neither fails; if one did, nothing is a tie.
+        GenMode::Stateful => match StatefulModel::new(params, 1)
+            .and_then(|mut m| m.prime(&all).map(<[f32]>::to_vec))
+        {
+            Ok(p) => p,
+            Err(_) => return (f64::INFINITY, TIE_REL),
+        },
+    };
     let u = f64::from(Philox::new(seed).uniform_f32(Purpose::Sample, stream, k as u64));
     let (lo, hi) = (ab.0.min(ab.1) as usize, ab.0.max(ab.1) as usize);
     match strategy {

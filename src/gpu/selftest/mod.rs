@@ -54,7 +54,7 @@ use std::fmt;
 use super::device::{DevicePtr, GpuDevice};
 use super::lstm::{LstmLauncher, LstmPath};
 use crate::error::{Error, Result};
-use crate::sample::{Purpose, RngStream};
+use crate::sample::{GenMode, Purpose, RngStream};
 
 /// Bound of the f32 kernels with reductions and transcendentals (f32 vs
 /// the f64 reference: summation order and `expf`/`tanhf` differ by a few
@@ -238,12 +238,24 @@ pub fn run<D: GpuDevice>(dev: &mut D, shapes: SelftestShapes, seed: u64) -> Resu
         let bwd = check_lstm_backward_with(dev, pcase, persistent);
         record(bwd_name, &p, bwd)?;
         if p != k {
-            let generate = check_generate(dev, pcase, shapes.gen_length, seed);
-            record(generate_kernel(dev, p, shapes.gen_length), &p, generate)?;
+            for mode in [GenMode::Window, GenMode::Stateful] {
+                let generate = check_generate(dev, pcase, shapes.gen_length, seed, mode);
+                record(
+                    generate_kernel(dev, p, shapes.gen_length, mode),
+                    &p,
+                    generate,
+                )?;
+            }
         }
     }
-    let generate = check_generate(dev, &case, shapes.gen_length, seed);
-    record(generate_kernel(dev, k, shapes.gen_length), &k, generate)?;
+    for mode in [GenMode::Window, GenMode::Stateful] {
+        let generate = check_generate(dev, &case, shapes.gen_length, seed, mode);
+        record(
+            generate_kernel(dev, k, shapes.gen_length, mode),
+            &k,
+            generate,
+        )?;
+    }
     record("batch_select_u32", &"", check_batch_select(dev, &mut rng))?;
     record("loss_log_append_f32", &"", check_loss_log(dev, &mut rng))?;
     let (t, steps) = (shapes.training, shapes.steps);
