@@ -385,3 +385,109 @@ fn the_command_line_trains_streams_and_refuses_bad_flags() {
     let saved = Checkpoint::load(&Path::new(&out).join(LAST_CHECKPOINT)).expect("last");
     assert_eq!(saved.state.epochs_done, 3);
 }
+
+/// Reports NaN for its `nan_at`-th stream batch (1-based), training it all the same.
+struct NanAt<'c> {
+    inner: Box<dyn Engine + 'c>,
+    nan_at: usize,
+    calls: usize,
+}
+
+impl Engine for NanAt<'_> {
+    pass_on_to_inner!();
+    fn begin_epoch(&mut self, order: &[u32], position: usize) -> Result<()> {
+        self.inner.begin_epoch(order, position)
+    }
+    fn queue_train(&mut self, batch: Batch<'_>) -> Result<Option<f32>> {
+        self.inner.queue_train(batch)
+    }
+    fn queue_train_stream(&mut self, batch: StreamBatch<'_>) -> Result<Option<f32>> {
+        self.calls += 1;
+        let loss = self.inner.queue_train_stream(batch)?;
+        Ok(loss.map(|l| {
+            if self.calls == self.nan_at {
+                f32::NAN
+            } else {
+                l
+            }
+        }))
+    }
+    fn stream_state(&mut self) -> Result<(Vec<f32>, Vec<f32>)> {
+        self.inner.stream_state()
+    }
+    fn set_stream_state(&mut self, h: &[f32], c: &[f32]) -> Result<()> {
+        self.inner.set_stream_state(h, c)
+    }
+    fn eval_batch(&mut self, starts: &[u32]) -> Result<f32> {
+        self.inner.eval_batch(starts)
+    }
+}
+
+/// A rollback to a point inside a stream epoch (where a resumed run
+/// started) restores the state its next batch carried in: the run goes on
+/// as one resumed there with half the learning rate, bit for bit.
+#[test]
+fn a_rollback_inside_a_stream_epoch_restores_the_carried_state() {
+    let corpus = OneHotCorpus::from_text(&text(), true).expect("corpus");
+    let d = Dir::new();
+    let cut = d.path("cut");
+    Trainer::builder(&corpus)
+        .hyper(hyper(2))
+        .config(config(Some(&cut)))
+        .backend(Backend::Cpu)
+        .build()
+        .expect("trainer")
+        .run(&mut StopAt { epoch: 1, at: 4 })
+        .expect("run");
+    let saved = Checkpoint::load(&cut.join(LAST_CHECKPOINT)).expect("last");
+    assert!(saved.state.stream.is_some());
+    let guard = charlstm_cuda::train::DivergenceGuard {
+        action: charlstm_cuda::train::OnDivergence::Rollback,
+        ..Default::default()
+    };
+    let rolled = {
+        let h = hyper(2);
+        let inner = Box::new(
+            charlstm_cuda::cpu::CpuEngine::new(
+                &corpus,
+                &h,
+                saved.params.clone(),
+                saved.rmsprop.clone(),
+            )
+            .expect("engine"),
+        );
+        let engine = NanAt {
+            inner,
+            nan_at: 3,
+            calls: 0,
+        };
+        let mut t = Trainer::builder(&corpus)
+            .hyper(h)
+            .config(TrainConfig {
+                divergence: Some(guard),
+                ..config(None)
+            })
+            .engine(Box::new(engine), saved.state.clone())
+            .build()
+            .expect("trainer");
+        let s = t.run(&mut Silent).expect("rolled back, then finished");
+        (s.state, t.engine_mut().params().expect("params"))
+    };
+    let halved = {
+        let mut t = Trainer::builder(&corpus)
+            .hyper(Hyper {
+                lr: 0.005,
+                ..hyper(2)
+            })
+            .config(config(None))
+            .backend(Backend::Cpu)
+            .resume(saved)
+            .build()
+            .expect("trainer");
+        let s = t.run(&mut Silent).expect("run");
+        (s.state, t.engine_mut().params().expect("params"))
+    };
+    assert_eq!(rolled.0.epochs_done, 2);
+    assert_eq!(rolled.1, halved.1, "weights after the rollback");
+    assert_eq!(rolled.0.val_losses, halved.0.val_losses);
+}
