@@ -25,7 +25,7 @@
 //! by row, each row computed alone, so the thread count changes no bit.
 
 use super::Scalar;
-use super::backward::{head_dh, sum_rows};
+use super::backward::sum_rows;
 use super::forward::dense_softmax;
 use super::scalar::{View, gemm_rows};
 use super::workspace::{run_or_spawn, split_range, threads_for};
@@ -126,11 +126,15 @@ impl<F: Scalar> StreamStep<F> {
             row.iter_mut().for_each(|d| *d = *d * inv);
         }
         let dlogits = &self.probs[..];
+        // dY = dlogits @ dense_kernel^T ([L*B, V] @ [V, H]: `backward::head_dh`
+        // for all L*B rows, split across threads by row).
         self.dy.resize(rows * h, F::zero());
-        head_dh(
-            dlogits,
-            &params[Tensor::DenseKernel],
-            (rows, h, v),
+        gemm_rows(
+            threads,
+            (rows, v, h),
+            View::new(dlogits, v, 1),
+            View::new(&params[Tensor::DenseKernel], 1, v),
+            F::zero(),
             &mut self.dy,
         );
         let [dk, dr, db, ddk, ddb] = grads.tensors_mut();
