@@ -1,26 +1,27 @@
 #!/usr/bin/env python3
-"""The PyTorch side of the stream-mode comparison (issue 18): char-rnn's
-training loop in `nn.LSTM`, the same job as `charlstm-cuda train --mode
-stream`: B contiguous streams over the lower-cased corpus, each batch the
-next L characters of every stream, one-hot input, LSTM(H) + Linear, the
-mean cross-entropy over all B*L next-character targets, the state carried
-from batch to batch (detached: truncated BPTT), RMSprop lr 0.01 rho 0.9
-eps 1e-7 (Keras' and charlstm-cuda's; torch's `alpha` is rho).
+"""The PyTorch side of stream-mode training on the CPU (issue 18), for
+`cargo run --release --example stream_bench`, which times charlstm-cuda's
+stream step on the same batches in the same run and prints the ratio.
 
-Streams as charlstm-cuda cuts them (src/corpus/streams.rs): stream length
-S = floor(chars / B), stream b's batch k starts at b*S + k*L (offset 0:
-the per-epoch offset only moves where the batches start), batches per
-epoch floor((S - L) / L).
+The same loop as `train --mode stream`: B streams of the training text
+(the first int(N * (1 - val_fraction)) characters, cut as Keras cuts),
+S = that // B characters each; batch k is characters [b*S + k*L, b*S +
+k*L + L) of every stream b (offset 0, the first epoch's batches with r = 0)
+and their next characters as targets. nn.LSTM(V, H) over one-hot input
+[L, B, V], its state carried from batch to batch and detached (truncated
+BPTT), nn.Linear(H, V), the mean cross-entropy over all B*L targets,
+RMSprop(lr 0.01, alpha 0.9, eps 1e-7: Keras' and our rho and epsilon; the
+same update, ms = rho*ms + (1-rho)*g^2, p -= lr*g/(sqrt(ms)+eps)), fp32.
 
-Times `--batches` training batches after `--warmup` untimed ones on the
-host clock and prints one JSON object: batch_s (median seconds per batch),
-batches_per_epoch, epoch_estimate_s (batch_s x batches_per_epoch), the last
-batch's loss, torch's version and thread count. CPU only: the comparison
-the issue asks for is on this machine's CPU.
+Each batch is timed alone (time.perf_counter around forward, loss,
+backward and step; the loss is read with .item() every step, as ours is),
+after --warmup untimed batches. Prints one JSON object: the median and
+mean seconds per batch, the batches, the first and last loss, torch's
+version and threads.
 
-Usage: python3 scripts/bench_stream.py --corpus nietzsche.txt
-       [--batch 128] [--seq-len 60] [--hidden 128] [--batches 20]
-       [--warmup 3] [--threads N]
+Usage: python3 scripts/bench_stream.py --corpus nietzsche.txt [--batch 128]
+       [--seq-len 60] [--hidden 128] [--batches 20] [--warmup 2]
+       [--val-fraction 0.1] [--threads N]
 """
 
 import argparse
@@ -31,75 +32,70 @@ import time
 
 try:
     import torch
+    import torch.nn.functional as F
 except ImportError as e:
-    sys.exit(f"bench_stream.py needs PyTorch ({e}): scripts/setup-interop.sh makes a CPU one "
-             "in .venv-interop/")
+    sys.exit(f"bench_stream.py needs PyTorch ({e}): pip install torch")
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--corpus", required=True, help="the text file (lower-cased, as the notebook does)")
-    ap.add_argument("--batch", type=int, default=128, help="B, the number of streams")
-    ap.add_argument("--seq-len", type=int, default=60, help="L, steps per batch")
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--corpus", required=True)
+    ap.add_argument("--batch", type=int, default=128)
+    ap.add_argument("--seq-len", type=int, default=60)
     ap.add_argument("--hidden", type=int, default=128)
-    ap.add_argument("--batches", type=int, default=20, help="timed batches")
-    ap.add_argument("--warmup", type=int, default=3, help="untimed batches first")
-    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    ap.add_argument("--batches", type=int, default=20)
+    ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--val-fraction", type=float, default=0.1)
+    ap.add_argument("--threads", type=int, default=0, help="0: torch's default")
     a = ap.parse_args()
     if a.threads > 0:
         torch.set_num_threads(a.threads)
-
     with open(a.corpus, encoding="utf-8") as f:
         text = f.read().lower()
-    chars = sorted(set(text))
-    v = len(chars)
-    index = {c: i for i, c in enumerate(chars)}
-    classes = torch.tensor([index[c] for c in text], dtype=torch.long)
-    b, L = a.batch, a.seq_len
-    s = len(classes) // b
-    per_epoch = (s - L) // L
-    if per_epoch < 1:
-        sys.exit(f"a stream of {s} characters holds no batch of {L} steps; use a shorter --seq-len "
-                 "or fewer streams")
-    streams = classes[: b * s].view(b, s)
-    eye = torch.eye(v)
-
-    torch.manual_seed(42)
-    lstm = torch.nn.LSTM(v, a.hidden)  # time-major [L, B, V], as our op
-    dense = torch.nn.Linear(a.hidden, v)
-    params = list(lstm.parameters()) + list(dense.parameters())
+    vocab = sorted(set(text))
+    index = {c: i for i, c in enumerate(vocab)}
+    ids = torch.tensor([index[c] for c in text], dtype=torch.long)
+    train_rows = int(len(ids) * (1.0 - a.val_fraction))
+    B, L, H, V = a.batch, a.seq_len, a.hidden, len(vocab)
+    S = train_rows // B
+    per_epoch = (S - L) // L
+    total = a.warmup + a.batches
+    if per_epoch < total:
+        sys.exit(f"streams of {S} characters hold {per_epoch} batches of {L}; asked for {total}")
+    torch.manual_seed(0)
+    lstm = torch.nn.LSTM(V, H)
+    head = torch.nn.Linear(H, V)
+    params = list(lstm.parameters()) + list(head.parameters())
     opt = torch.optim.RMSprop(params, lr=0.01, alpha=0.9, eps=1e-7)
-    loss_fn = torch.nn.CrossEntropyLoss()
+    base = torch.arange(B) * S
+    steps = torch.arange(L + 1).unsqueeze(1)
     state = None
-    times, loss = [], None
-    for k in range(a.warmup + a.batches):
-        kk = k % per_epoch
-        if kk == 0:
-            state = None  # a new epoch starts from zero, as ours does
-        t0 = time.perf_counter()
-        chunk = streams[:, kk * L : kk * L + L + 1]  # [B, L + 1]
-        x = eye.index_select(0, chunk[:, :L].t().reshape(-1)).view(L, b, v)
-        y = chunk[:, 1:].t().reshape(-1)
+    times, losses = [], []
+    for k in range(total):
+        rows = ids[base.unsqueeze(0) + k * L + steps]  # [L + 1, B]
+        started = time.perf_counter()
+        x = F.one_hot(rows[:-1], V).float()
+        y = rows[1:]
         out, (h, c) = lstm(x, state)
-        logits = dense(out.reshape(L * b, a.hidden))
-        loss = loss_fn(logits, y)
+        logits = head(out)
+        loss = F.cross_entropy(logits.reshape(L * B, V), y.reshape(L * B))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        value = loss.item()
         state = (h.detach(), c.detach())
-        loss_value = loss.item()
         if k >= a.warmup:
-            times.append(time.perf_counter() - t0)
-    batch_s = statistics.median(times)
+            times.append(time.perf_counter() - started)
+            losses.append(value)
     print(json.dumps({
-        "reference": f"PyTorch {torch.__version__} nn.LSTM on the CPU",
+        "batch_s_median": statistics.median(times),
+        "batch_s_mean": statistics.fmean(times),
+        "batches": len(times),
+        "first_loss": losses[0],
+        "last_loss": losses[-1],
+        "batch": B, "seq_len": L, "hidden": H, "vocab": V,
+        "torch": torch.__version__,
         "threads": torch.get_num_threads(),
-        "vocab": v, "hidden": a.hidden, "batch": b, "seq_len": L,
-        "batches_per_epoch": per_epoch,
-        "batch_s": batch_s,
-        "epoch_estimate_s": batch_s * per_epoch,
-        "timed_batches": len(times),
-        "last_loss": loss_value,
     }))
 
 

@@ -22,6 +22,30 @@ pub enum Batch<'a> {
     Starts(&'a [u32]),
 }
 
+/// One batch of stream (truncated-BPTT) training: B streams, L steps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StreamBatch<'a> {
+    /// Corpus row (character position) of each stream's first input character: B entries.
+    /// Input x[t][b] = class of corpus position starts[b] + t, target y[t][b] = class at starts[b] + t + 1, t in 0..seq_len.
+    pub starts: &'a [u32],
+    /// L, the steps of this batch.
+    pub seq_len: usize,
+    /// false: the recurrence starts from h = c = 0 (first batch of an epoch); true: from the
+    /// state the engine kept after its previous stream batch (which must have had the same B).
+    pub carry: bool,
+}
+
+/// The error of an engine without stream training: it runs on the CPU only for now.
+pub fn stream_unsupported(backend: Backend) -> Error {
+    Error::Conflict {
+        what: format!(
+            "stream mode runs on the CPU only for now: the kernels for a loss at every step \
+             are not in this build (--device {backend} was asked for)"
+        ),
+        fix: "use --device cpu (or --mode window on this device)".into(),
+    }
+}
+
 /// The epoch's window order as an engine keeps it: [`Engine::begin_epoch`]
 /// sets it, each [`Batch::Next`] takes the next slice.
 #[derive(Clone, Debug, Default)]
@@ -109,6 +133,25 @@ pub trait Engine: Send {
     /// a device engine); the default has none.
     fn collect_losses(&mut self) -> Result<Vec<f32>> {
         Ok(Vec::new())
+    }
+    /// One RMSprop step on a stream batch: the loss is the mean cross-entropy over all B*L
+    /// next-character targets, the gradient flows back through the L steps of this batch only
+    /// (truncated BPTT; the carried initial state is a constant), clipping as in window mode;
+    /// afterwards the engine keeps the final (h_L, c_L) of every stream for the next `carry`
+    /// batch. Same Some/None contract as `queue_train`. The default: [`stream_unsupported`].
+    fn queue_train_stream(&mut self, batch: StreamBatch<'_>) -> Result<Option<f32>> {
+        let _ = batch;
+        Err(stream_unsupported(self.backend()))
+    }
+    /// The carried state: (h, c), each [B, H] row-major (stream b's unit j at b*H + j);
+    /// empty vectors when no stream batch has run.
+    fn stream_state(&mut self) -> Result<(Vec<f32>, Vec<f32>)> {
+        Err(stream_unsupported(self.backend()))
+    }
+    /// Replaces the carried state (a resume): h and c [B, H].
+    fn set_stream_state(&mut self, h: &[f32], c: &[f32]) -> Result<()> {
+        let _ = (h, c);
+        Err(stream_unsupported(self.backend()))
     }
     /// Mean loss of the windows starting at `starts`, without updating anything.
     fn eval_batch(&mut self, starts: &[u32]) -> Result<f32>;

@@ -111,9 +111,9 @@ pub mod sim;
 pub mod stateful;
 pub mod train;
 
-pub use corpus::{OneHotCorpus, Vocab, Windows};
+pub use corpus::{OneHotCorpus, Streams, Vocab, Windows};
 pub use device::Device;
-pub use engine::{Backend, Engine};
+pub use engine::{Backend, Engine, StreamBatch};
 pub use error::{Error, Result};
 pub use inference::Model;
 pub use interop::Format;
@@ -121,5 +121,6 @@ pub use model::{Checkpoint, Grads, Hyper, Params};
 pub use rundir::EpochRow;
 pub use sample::{Generator, Strategy};
 pub use train::{
-    BatchEvent, Control, Observer, RunSummary, Silent, TrainConfig, Trainer, TrainerBuilder,
+    BatchEvent, Control, Observer, RunSummary, Silent, TrainConfig, TrainMode, Trainer,
+    TrainerBuilder,
 };

@@ -30,6 +30,10 @@ pub enum Purpose {
     /// output is dropped; index = the training step in the high word, the
     /// block of 4 units in the low: see [`crate::ops::dropout`]).
     Dropout = 5,
+    /// The offset r in [0, L) of stream training's batches in an epoch
+    /// (stream = epoch, 0-based; one `below(L)` draw from index 0: see
+    /// [`crate::corpus::Streams::offset`]).
+    StreamOffset = 6,
 }
 
 /// The bare Philox 4x32-10 block function.

@@ -29,6 +29,7 @@ fn sample() -> Checkpoint {
         seen: 7,
         epoch_losses: vec![2.0, 1.8, 1.7],
         val_losses: Vec::new(),
+        stream: None,
     };
     Checkpoint {
         vocab,

@@ -211,6 +211,7 @@ fn checkpoint_with(vocab: &str, hidden: usize) -> Checkpoint {
             seen: 4,
             epoch_losses: vec![1.25],
             val_losses: Vec::new(),
+            stream: None,
         },
         run: None,
     }

@@ -198,6 +198,21 @@ fn sigint_with_a_validation_split_and_patience_resumes_exactly() {
     interrupted_then_resumed(libc::SIGINT, "SIGINT with --val-fraction", &extra);
 }
 
+/// Issue 18: stream mode; the state carried into the next batch is in the
+/// checkpoint, so the resumed epoch goes on from it.
+#[test]
+fn sigint_in_stream_mode_resumes_exactly() {
+    let extra = [
+        "--mode",
+        "stream",
+        "--seq-len",
+        "5",
+        "--val-fraction",
+        "0.2",
+    ];
+    interrupted_then_resumed(libc::SIGINT, "SIGINT in stream mode", &extra);
+}
+
 /// The command printed after "continue with: ", as arguments for [`bin`].
 fn printed_resume_command(log: &str) -> Vec<String> {
     let line = log

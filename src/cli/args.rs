@@ -25,6 +25,7 @@ pub enum Command {
     #[command(after_help = "Examples:\n  charlstm-cuda train --epochs 1\n  \
         charlstm-cuda train --corpus my.txt --out runs/my --epochs 20\n  \
         charlstm-cuda train --out runs/my --resume --epochs 40\n  \
+        charlstm-cuda train --corpus my.txt --out runs/s --mode stream --seq-len 60 --val-fraction 0.1 --device cpu\n  \
         charlstm-cuda train --config run.toml --epochs 5    (flags override the file)\n  \
         charlstm-cuda train --corpus my.txt --json | jq .loss")]
     Train(Box<TrainArgs>),
@@ -101,6 +102,9 @@ pub enum Command {
 // compares named backends; `selftest --device cpu`: no kernels to check) is
 // accepted here, hidden, so that the command's error says why.
 const DEVICES: [&str; 4] = ["auto", "cpu", "cuda", "sim"];
+
+// The values `--mode` takes (`TrainMode`).
+const TRAIN_MODES: [&str; 2] = ["window", "stream"];
 
 // The values `--gen-mode` takes (`sample::GenMode`).
 const GEN_MODES: [&str; 2] = ["window", "stateful"];
@@ -222,6 +226,15 @@ pub struct TrainArgs {
     /// Stop after N epochs without a new best validation loss (needs --val-fraction) [default: never].
     #[arg(long, value_name = "N")]
     pub patience: Option<usize>,
+    /// What a batch is: window (shuffled windows, one target each: the notebook) or stream
+    /// (B contiguous streams, the next --seq-len characters of each, a target at every step,
+    /// the state carried between batches; --device cpu for now) [default: window; with
+    /// --resume: the run's].
+    #[arg(long, value_parser = TRAIN_MODES)]
+    pub mode: Option<String>,
+    /// Steps of a stream batch, with --mode stream [default: 60].
+    #[arg(long, value_name = "L")]
+    pub seq_len: Option<usize>,
     /// Characters per window [default: 60].
     #[arg(long)]
     pub maxlen: Option<usize>,

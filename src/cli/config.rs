@@ -40,6 +40,9 @@ struct TrainFile {
     #[serde(alias = "val-fraction")]
     val_fraction: Option<f64>,
     patience: Option<usize>,
+    mode: Option<String>,
+    #[serde(alias = "seq-len")]
+    seq_len: Option<usize>,
     maxlen: Option<usize>,
     step: Option<usize>,
     hidden: Option<usize>,
@@ -126,6 +129,8 @@ pub fn apply(a: &mut TrainArgs, matches: &ArgMatches) -> Result<()> {
     take!(clip_norm, some);
     take!(val_fraction, some);
     take!(patience, some);
+    take!(mode, some);
+    take!(seq_len, some);
     take!(maxlen, some);
     take!(step, some);
     take!(hidden, some);

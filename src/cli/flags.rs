@@ -164,6 +164,20 @@ static ROWS: &[Row] = &[
          flag out to train every epoch",
     ),
     row(
+        "config.mode",
+        TRAIN,
+        "--mode",
+        "use --mode window (the default, the notebook) or --mode stream (char-rnn's streams, \
+         with --seq-len)",
+    ),
+    row(
+        "config.seq_len",
+        TRAIN,
+        "--seq-len",
+        "use a sequence length of at least 1 that fits a stream (the training text / \
+         --batch-size characters, at least 2 x L), e.g. --seq-len 60, or a smaller --batch-size",
+    ),
+    row(
         "config.out",
         TRAIN,
         "--out",

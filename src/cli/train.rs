@@ -10,7 +10,7 @@ use charlstm_cuda::corpus::embedded::{self, NIETZSCHE_NAME};
 use charlstm_cuda::model::{BUILT_IN_SOURCE, Checkpoint, Hyper, RunRecord};
 use charlstm_cuda::rundir::{BEST_CHECKPOINT, LAST_CHECKPOINT};
 use charlstm_cuda::sample::{GenMode, check_length};
-use charlstm_cuda::train::{DivergenceGuard, TrainConfig, Trainer};
+use charlstm_cuda::train::{DivergenceGuard, TrainConfig, TrainMode, Trainer};
 use charlstm_cuda::{Error, Result};
 
 use super::args::{PrepareArgs, TrainArgs};
@@ -164,6 +164,11 @@ pub fn train(a: TrainArgs) -> Result<ExitCode> {
         check_length("--gen-length", n)?;
     }
     let gen_mode: GenMode = a.gen_mode.as_deref().unwrap_or("window").parse()?;
+    // A new run's mode is checked before anything is read; a resumed run
+    // takes its own (below), which --seq-len alone may restate.
+    if a.mode.is_some() || !a.resume {
+        TrainMode::parse(a.mode.as_deref().unwrap_or("window"), a.seq_len)?;
+    }
     let corpus_path = a.corpus.clone().unwrap_or_else(|| NIETZSCHE_NAME.into());
     let out = a.out.clone().unwrap_or_else(|| default_out(&corpus_path));
     let last = out.join(LAST_CHECKPOINT);
@@ -268,6 +273,17 @@ pub fn train(a: TrainArgs) -> Result<ExitCode> {
         }
         None => a.val_fraction.unwrap_or(0.0),
     };
+    // The mode decides what a batch is; a different one is refused when
+    // the run is built (it names the run's own).
+    let mode = match (a.mode.as_deref(), saved) {
+        // The run's own; --seq-len alone restates (or changes) its L.
+        (None, Some(run)) => match (run.mode, a.seq_len) {
+            (m, None) => m,
+            (TrainMode::Stream { .. }, Some(seq_len)) => TrainMode::Stream { seq_len },
+            (TrainMode::Window, Some(l)) => TrainMode::parse("window", Some(l))?,
+        },
+        (m, _) => TrainMode::parse(m.unwrap_or("window"), a.seq_len)?,
+    };
     let saved_config = saved.map(|r| r.config(None)).transpose()?;
     let patience = a
         .patience
@@ -353,6 +369,7 @@ pub fn train(a: TrainArgs) -> Result<ExitCode> {
         out: Some(out.clone()),
         val_fraction,
         patience,
+        mode,
     };
     let source = corpus_arg.as_ref().map_or_else(
         || BUILT_IN_SOURCE.into(),
@@ -382,12 +399,20 @@ pub fn train(a: TrainArgs) -> Result<ExitCode> {
             count(trainer.split().held_out(), "character")
         ),
     };
+    let per_batch = match trainer.streams() {
+        Some(s) => format!(
+            "{} of {} characters, {} steps a batch",
+            count(s.count, "stream"),
+            s.length,
+            s.seq_len
+        ),
+        None => count(trainer.windows().count, "window"),
+    };
     eprintln!(
-        "{}: {}, {}, {}{held_out}; {} of {} per epoch; {}{}{}",
+        "{}: {}, {}, {per_batch}{held_out}; {} of {} per epoch; {}{}{}",
         corpus_path.display(),
         count(corpus.rows(), "character"),
         count(corpus.vocab().len(), "symbol"),
-        count(trainer.windows().count, "window"),
         count(trainer.batches_per_epoch(), "batch"),
         h.batch,
         count(h.epochs, "epoch"),

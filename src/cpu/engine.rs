@@ -1,10 +1,11 @@
 //! The CPU reference as a training [`Engine`].
 
 use crate::corpus::OneHotCorpus;
-use crate::engine::{Backend, Batch, Engine, EpochOrder};
+use crate::engine::{Backend, Batch, Engine, EpochOrder, StreamBatch};
 use crate::error::{Error, Result};
 use crate::model::{Grads, Hyper, Params};
 
+use super::stream::StreamCarry;
 use super::{
     RmsProp, Workspace, clip_grad_norm, gather, loss_and_grads_into, loss_with, predict,
     predict_into,
@@ -22,6 +23,8 @@ pub struct CpuEngine<'c> {
     /// `Hyper::clip_norm`: the gradients are clipped to it before each step.
     clip_norm: Option<f64>,
     epoch: EpochOrder,
+    /// Stream training's buffers and carried state (`super::stream`).
+    stream: StreamCarry,
 }
 
 impl<'c> CpuEngine<'c> {
@@ -54,6 +57,7 @@ impl<'c> CpuEngine<'c> {
             optimizer: RmsProp::from_hyper(hyper),
             clip_norm: hyper.clip_norm.map(f64::from),
             epoch: EpochOrder::default(),
+            stream: StreamCarry::default(),
         })
     }
 
@@ -69,6 +73,16 @@ impl<'c> CpuEngine<'c> {
             &mut self.workspace,
             &mut self.grads,
         )
+    }
+
+    /// Clipping and the RMSprop step with the gradients in `grads`: the
+    /// same for a window and a stream batch.
+    fn apply_grads(&mut self) {
+        if let Some(max_norm) = self.clip_norm {
+            clip_grad_norm(&mut self.grads, max_norm);
+        }
+        self.optimizer
+            .step(&mut self.params, &mut self.rmsprop, &self.grads);
     }
 
     /// Gradients of the last [`CpuEngine::loss_and_grads`] (after
@@ -97,12 +111,24 @@ impl Engine for CpuEngine<'_> {
                 self.loss_and_grads(&starts)
             }
         };
-        if let Some(max_norm) = self.clip_norm {
-            clip_grad_norm(&mut self.grads, max_norm);
-        }
-        self.optimizer
-            .step(&mut self.params, &mut self.rmsprop, &self.grads);
+        self.apply_grads();
         Ok(Some(loss))
+    }
+
+    fn queue_train_stream(&mut self, batch: StreamBatch<'_>) -> Result<Option<f32>> {
+        let loss = self
+            .stream
+            .loss_and_grads(self.corpus, &self.params, batch, &mut self.grads)?;
+        self.apply_grads();
+        Ok(Some(loss))
+    }
+
+    fn stream_state(&mut self) -> Result<(Vec<f32>, Vec<f32>)> {
+        Ok(self.stream.state())
+    }
+
+    fn set_stream_state(&mut self, h: &[f32], c: &[f32]) -> Result<()> {
+        self.stream.set_state(h, c, self.params.hidden)
     }
 
     fn eval_batch(&mut self, starts: &[u32]) -> Result<f32> {

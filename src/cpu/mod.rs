@@ -12,7 +12,8 @@
 //! the float trait and GEMM, `fastmath.rs` the f32 activations, `simd.rs`
 //! the AVX2 dispatch of the element-wise loops, `cell.rs` the LSTM cell of
 //! one row (shared with `layer.rs`, the sequence-level recurrence of
-//! [`crate::ops::Lstm`]), `rmsprop.rs` the optimizer,
+//! [`crate::ops::Lstm`]), `rmsprop.rs` the optimizer, `stream.rs` stream (truncated-BPTT)
+//! training: a loss at every step and a carried state,
 //! `trace.rs` the intermediate tensors the kernel checks compare against.
 
 #[macro_use]
@@ -28,6 +29,7 @@ pub(crate) mod layer;
 mod rmsprop;
 pub(crate) mod scalar;
 mod steps;
+mod stream;
 mod trace;
 pub(crate) mod workspace;
 
@@ -37,6 +39,7 @@ pub use engine::{CpuEngine, CpuModel};
 pub(crate) use forward::dense_softmax;
 pub use rmsprop::{RmsProp, clip_grad_norm};
 pub use scalar::Scalar;
+pub use stream::{StreamStep, stream_loss_and_grads};
 pub use trace::{Trace, trace};
 pub use workspace::Workspace;
 

@@ -4,7 +4,9 @@
 //! `lstm.kernel` [V,4H], `lstm.recurrent_kernel` [H,4H], `lstm.bias` [4H],
 //! `dense.kernel` [H,V], `dense.bias` [V], and the RMSprop mean squares as
 //! `rmsprop.<name>` with the same shapes (optional on load: weights imported
-//! from another framework have none, and start from zeros).
+//! from another framework have none, and start from zeros). A stream-mode
+//! run stopped inside an epoch also saves the state its next batch carries
+//! in: `stream.h` and `stream.c`, [B, H] each ([`StreamState`]).
 //!
 //! Metadata (safetensors' string map): `format` = `charlstm-cuda`,
 //! `format_version` = `1`, `vocab` (JSON array of one-character strings),
@@ -59,6 +61,22 @@ pub struct TrainState {
     /// always did.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub val_losses: Vec<f64>,
+    /// Stream mode in the middle of an epoch (`batch` > 0): the state the
+    /// next batch carries in. Saved as the tensors `stream.h` and
+    /// `stream.c`, not in the JSON; `None` at an epoch boundary (an epoch
+    /// starts from zeros) and in window mode.
+    #[serde(skip)]
+    pub stream: Option<StreamState>,
+}
+
+/// The carried state of stream training: `h` and `c`, each [B, H]
+/// row-major (stream b's unit j at `b * H + j`), f32 as the engine keeps it.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct StreamState {
+    /// The hidden state of every stream.
+    pub h: Vec<f32>,
+    /// The cell state of every stream.
+    pub c: Vec<f32>,
 }
 
 impl TrainState {
@@ -149,6 +167,23 @@ impl Checkpoint {
                 named.push((format!("{prefix}{name}"), shape.clone(), bytes));
             }
         }
+        if let Some(st) = &self.state.stream {
+            let b = st.h.len() / h.max(1);
+            if st.h.len() != b * h || st.c.len() != st.h.len() || b == 0 {
+                return Err(Error::InvalidArgument {
+                    name: "checkpoint",
+                    what: format!(
+                        "stream state h holds {} values and c {}, not [B, H] with H = {h}",
+                        st.h.len(),
+                        st.c.len()
+                    ),
+                });
+            }
+            for (name, data) in [(STREAM_H, &st.h), (STREAM_C, &st.c)] {
+                let bytes = data.iter().flat_map(|x| x.to_le_bytes()).collect();
+                named.push((name.to_string(), vec![b, h], bytes));
+            }
+        }
         // safetensors lays tensors out sorted by name; hash in that order.
         named.sort_by(|a, b| a.0.cmp(&b.0));
         let mut crc = crc32fast::Hasher::new();
@@ -232,7 +267,7 @@ impl Checkpoint {
         hyper
             .validate()
             .map_err(|e| bad(format!("metadata `hyper`: {e}")))?;
-        let state: TrainState = serde_json::from_str(get("state")?)
+        let mut state: TrainState = serde_json::from_str(get("state")?)
             .map_err(|e| bad(format!("metadata `state` is invalid ({e})")))?;
         state
             .validate()
@@ -302,6 +337,7 @@ impl Checkpoint {
         } else {
             Params::zeros(v, h)
         };
+        state.stream = load_stream_state(&tensors, h).map_err(bad)?;
         let expected = get("checksum")?;
         let mut crc = crc32fast::Hasher::new();
         let mut names = tensors.names();
@@ -350,6 +386,48 @@ impl Checkpoint {
         }
         Self::from_bytes(&bytes, path)
     }
+}
+
+/// Names of the carried stream state's tensors, [B, H] each.
+const STREAM_H: &str = "stream.h";
+const STREAM_C: &str = "stream.c";
+
+/// The stream state of a checkpoint: both tensors, F32 [B, H] of the same
+/// B, or neither.
+fn load_stream_state(
+    tensors: &SafeTensors<'_>,
+    h: usize,
+) -> std::result::Result<Option<StreamState>, String> {
+    let (hv, cv) = match (tensors.tensor(STREAM_H), tensors.tensor(STREAM_C)) {
+        (Err(_), Err(_)) => return Ok(None),
+        (Ok(hv), Ok(cv)) => (hv, cv),
+        _ => return Err(format!("has only one of `{STREAM_H}` and `{STREAM_C}`")),
+    };
+    let shape = hv.shape().to_vec();
+    for (name, view) in [(STREAM_H, &hv), (STREAM_C, &cv)] {
+        let fits = view.dtype() == Dtype::F32
+            && view.shape() == shape.as_slice()
+            && shape.len() == 2
+            && shape[0] >= 1
+            && shape[1] == h
+            && view.data().len() == shape[0] * h * 4;
+        if !fits {
+            return Err(format!(
+                "tensor `{name}` is {:?} {:?}; the stream state is F32 [B, {h}], h and c alike",
+                view.dtype(),
+                view.shape()
+            ));
+        }
+    }
+    let floats = |data: &[u8]| {
+        data.chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect()
+    };
+    Ok(Some(StreamState {
+        h: floats(hv.data()),
+        c: floats(cv.data()),
+    }))
 }
 
 fn json<T: serde::Serialize>(value: &T) -> Result<String> {

@@ -4,12 +4,14 @@
 mod checkpoint;
 mod hyper;
 mod init;
+mod mode;
 mod params;
 mod run;
 
-pub use checkpoint::{Checkpoint, TrainState};
+pub use checkpoint::{Checkpoint, StreamState, TrainState};
 pub use hyper::Hyper;
 pub use init::init_params;
+pub use mode::{DEFAULT_SEQ_LEN, TrainMode};
 pub use params::{
     GATE_C, GATE_F, GATE_I, GATE_O, Grads, ParamLayout, Params, TENSOR_NAMES, Tensor,
 };

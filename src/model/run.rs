@@ -11,6 +11,7 @@
 
 use std::fmt;
 
+use super::TrainMode;
 use crate::corpus::OneHotCorpus;
 
 /// `source` of the Keras example's Nietzsche text built into the binary.
@@ -122,4 +123,8 @@ pub struct RunRecord {
     /// `None`: it never stops early.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub patience: Option<usize>,
+    /// Windows (the notebook; not written, so a window run's record is
+    /// what it always was) or streams of `seq_len` steps. A resume keeps it.
+    #[serde(default, skip_serializing_if = "TrainMode::is_window")]
+    pub mode: TrainMode,
 }

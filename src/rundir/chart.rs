@@ -213,3 +213,132 @@ pub fn escape(text: &str) -> String {
 pub fn format_loss(loss: f64) -> String {
     format!("{loss:.4}")
 }
+
+/// One named line of [`seconds_chart`]: `(seconds, loss)` points.
+#[derive(Clone, Debug)]
+pub struct TimedSeries {
+    /// In the legend and the overlay's `data-series`.
+    pub name: String,
+    /// `(training seconds, loss)`, in time order; non-finite losses are left out.
+    pub points: Vec<(f64, f64)>,
+}
+
+/// Loss against training seconds, one line per series (e.g. window and
+/// stream mode's validation loss), as a standalone SVG document; each
+/// point is also a `<circle>` carrying `data-series`, `data-seconds` and
+/// `data-loss`, as [`loss_chart`]'s epoch points do.
+pub fn seconds_chart(title: &str, y_desc: &str, series: &[TimedSeries]) -> Result<String> {
+    const COLOURS: [RGBColor; 3] = [EPOCH_COLOUR, VAL_COLOUR, BATCH_COLOUR];
+    let finite = |s: &TimedSeries| -> Vec<(f64, f64)> {
+        let ok = |p: &&(f64, f64)| p.0.is_finite() && p.1.is_finite();
+        s.points.iter().filter(ok).copied().collect()
+    };
+    let lines: Vec<Vec<(f64, f64)>> = series.iter().map(finite).collect();
+    let all = || lines.iter().flatten();
+    let x_max = all().map(|p| p.0).fold(1e-9f64, f64::max) * 1.02;
+    let (lo, hi) = all().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), p| {
+        (lo.min(p.1), hi.max(p.1))
+    });
+    let (y_min, y_max) = if lo.is_finite() {
+        let pad = ((hi - lo) * 0.05).max(0.01);
+        ((lo - pad).max(0.0), hi + pad)
+    } else {
+        (0.0, 1.0)
+    };
+    let mut svg = String::new();
+    let mut overlay = String::new();
+    let draw = |svg: &mut String, overlay: &mut String| -> std::result::Result<(), String> {
+        let root = SVGBackend::with_string(svg, CHART_SIZE).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| e.to_string())?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, ("sans-serif", 22))
+            .margin(16)
+            .x_label_area_size(44)
+            .y_label_area_size(64)
+            .build_cartesian_2d(0.0..x_max, y_min..y_max)
+            .map_err(|e| e.to_string())?;
+        chart
+            .configure_mesh()
+            .x_desc("training seconds")
+            .y_desc(y_desc)
+            .y_label_formatter(&|y| format!("{y:.2}"))
+            .x_label_formatter(&|x| format!("{x:.0}"))
+            .draw()
+            .map_err(|e| e.to_string())?;
+        for (i, (s, points)) in series.iter().zip(&lines).enumerate() {
+            let colour = COLOURS[i % COLOURS.len()];
+            chart
+                .draw_series(LineSeries::new(
+                    points.iter().copied(),
+                    colour.stroke_width(2),
+                ))
+                .map_err(|e| e.to_string())?
+                .label(s.name.clone())
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], colour));
+        }
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .draw()
+            .map_err(|e| e.to_string())?;
+        for (i, (s, points)) in series.iter().zip(&lines).enumerate() {
+            let RGBColor(r, g, b) = COLOURS[i % COLOURS.len()];
+            let name = escape(&s.name);
+            overlay.push_str(&format!("<g data-series=\"{name}\">\n"));
+            for &(x, y) in points {
+                let (cx, cy) = chart.backend_coord(&(x, y));
+                let loss = format_loss(y);
+                overlay.push_str(&format!(
+                    "<circle cx=\"{cx}\" cy=\"{cy}\" r=\"3\" fill=\"#{r:02x}{g:02x}{b:02x}\" \
+                     data-series=\"{name}\" data-seconds=\"{x:.1}\" data-loss=\"{loss}\">\
+                     <title>{name}: {loss} at {x:.1} s</title></circle>\n"
+                ));
+            }
+            overlay.push_str("</g>\n");
+        }
+        root.present().map_err(|e| e.to_string())
+    };
+    draw(&mut svg, &mut overlay)
+        .map_err(|e| Error::io("chart", std::io::Error::other(format!("plotting: {e}"))))?;
+    match svg.rfind("</svg>") {
+        Some(end) => svg.insert_str(end, &overlay),
+        None => {
+            return Err(Error::io(
+                "chart",
+                std::io::Error::other("plotting produced no closing </svg>"),
+            ));
+        }
+    }
+    Ok(svg)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_seconds_chart_has_every_point_of_both_lines() {
+        let series = [
+            TimedSeries {
+                name: "window".into(),
+                points: vec![(0.0, 4.0), (10.0, 2.5), (20.0, 2.1)],
+            },
+            TimedSeries {
+                name: "stream".into(),
+                points: vec![(0.0, 4.0), (9.0, 1.9), (f64::NAN, 1.0)],
+            },
+        ];
+        let svg = seconds_chart("validation loss", "loss", &series).unwrap();
+        assert_eq!(
+            svg.matches("data-series=\"window\" data-seconds").count(),
+            3
+        );
+        assert_eq!(
+            svg.matches("data-series=\"stream\" data-seconds").count(),
+            2
+        );
+        assert!(svg.contains("data-seconds=\"9.0\" data-loss=\"1.9000\""));
+        assert!(svg.contains("training seconds"));
+    }
+}

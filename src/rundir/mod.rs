@@ -21,7 +21,7 @@ use std::fs::OpenOptions;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-pub use chart::{escape, format_loss, loss_chart};
+pub use chart::{TimedSeries, escape, format_loss, loss_chart, seconds_chart};
 pub use lock::{LOCK_FILE, RunLock};
 pub use rows::{
     BatchRow, EpochRow, MAX_BATCH_ROWS_PER_EPOCH, RunHistory, SampleRow, SkippedLine, batch_logged,

@@ -6,14 +6,14 @@
 use std::path::PathBuf;
 
 use super::trainer::{TrainConfig, Trainer};
-use crate::corpus::{OneHotCorpus, Split};
+use crate::corpus::{OneHotCorpus, Split, Streams};
 use crate::device::Device;
 use crate::engine::{Backend, Engine};
 use crate::error::{Error, Result};
 use crate::inference::Model;
 use crate::model::{
-    Checkpoint, CorpusRecord, DivergenceRecord, Fingerprint, Hyper, Params, RunRecord, TrainState,
-    init_params,
+    Checkpoint, CorpusRecord, DivergenceRecord, Fingerprint, Hyper, Params, RunRecord, TrainMode,
+    TrainState, init_params,
 };
 use crate::rundir::RunDir;
 use crate::sample::{GenMode, Strategy};
@@ -137,6 +137,13 @@ impl<'c> TrainerBuilder<'c> {
         self
     }
 
+    /// Trains on streams of `seq_len` steps, truncated BPTT (see
+    /// [`TrainConfig::mode`]), instead of the notebook's windows.
+    pub fn stream(mut self, seq_len: usize) -> Self {
+        self.config.mode = TrainMode::Stream { seq_len };
+        self
+    }
+
     /// Directory for checkpoints and `metrics.jsonl` (none by default).
     pub fn out(mut self, dir: impl Into<PathBuf>) -> Self {
         self.config.out = Some(dir.into());
@@ -250,6 +257,25 @@ impl<'c> TrainerBuilder<'c> {
                 what: "0 (stop after at least 1 epoch without a new best validation loss)".into(),
             });
         }
+        // No kernels for a loss at every step yet: stream mode is refused
+        // on a named device, and `auto` means the CPU.
+        let stream = matches!(config.mode, TrainMode::Stream { .. });
+        let stream_off_cpu = |b: Backend| match stream {
+            true => crate::device::stream_on_device(b),
+            false => Ok(()),
+        };
+        let mut device = self.device;
+        let mut stream_notice = None;
+        if stream && device == Device::Auto {
+            device = Device::Exact(Backend::Cpu);
+            stream_notice =
+                Some("device auto: using cpu (stream mode runs on the CPU only for now)".into());
+        }
+        if let Device::Exact(b) = device
+            && !matches!(start, Start::Engine(..))
+        {
+            stream_off_cpu(b)?;
+        }
         let split = Split::new(corpus.rows(), config.val_fraction)?;
         if config.val_fraction > 0.0 {
             split.check(hyper.maxlen, hyper.step, hyper.batch)?;
@@ -263,6 +289,16 @@ impl<'c> TrainerBuilder<'c> {
                 ),
             });
         }
+        let streams = match config.mode {
+            TrainMode::Window => None,
+            TrainMode::Stream { seq_len } => Some(streams_of(
+                &split,
+                corpus.rows(),
+                hyper.batch,
+                seq_len,
+                config.val_fraction,
+            )?),
+        };
         let windows = split.train_windows(hyper.maxlen, hyper.step)?;
         let val_starts = split.validation_starts(hyper.maxlen, hyper.step)?;
         let record = RunRecord {
@@ -289,11 +325,16 @@ impl<'c> TrainerBuilder<'c> {
             },
             val_fraction: (config.val_fraction > 0.0).then_some(config.val_fraction),
             patience: config.patience,
+            mode: config.mode,
         };
         if let Start::Resume(c) = &start {
             same_text(c, &record.corpus)?;
             same_split(c, record.val_fraction)?;
-            let full = windows.count.div_ceil(hyper.batch);
+            same_mode(c, config.mode, hyper.batch * hyper.hidden)?;
+            let full = match streams {
+                Some(s) => s.batches,
+                None => windows.count.div_ceil(hyper.batch),
+            };
             let batches = config.steps_per_epoch.map_or(full, |s| s.min(full));
             if c.state.batch > 0 && c.state.batch >= batches {
                 return Err(Error::Resume {
@@ -309,9 +350,7 @@ impl<'c> TrainerBuilder<'c> {
         }
         let open = |c: Checkpoint| {
             same_corpus(&c, &hyper, corpus)?;
-            let (engine, notice) = self
-                .device
-                .open_engine(corpus, &hyper, c.params, c.rmsprop)?;
+            let (engine, notice) = device.open_engine(corpus, &hyper, c.params, c.rmsprop)?;
             Ok::<_, Error>((engine, c.state, notice))
         };
         let (engine, state, notice) = match start {
@@ -330,6 +369,13 @@ impl<'c> TrainerBuilder<'c> {
                 })?
             }
         };
+        stream_off_cpu(engine.backend())?;
+        let (mut engine, mut state, notice) = (engine, state, notice.or(stream_notice));
+        // A stream epoch stopped inside: its next batch carries this state
+        // in (the engine keeps it; the trainer's state does not).
+        if let Some(st) = state.stream.take() {
+            engine.set_stream_state(&st.h, &st.c)?;
+        }
         // Last, once nothing else can fail: the directory becomes this run's.
         let mut rundir = config.out.clone().map(RunDir::new);
         let mut notices: Vec<String> = notice.into_iter().collect();
@@ -342,6 +388,7 @@ impl<'c> TrainerBuilder<'c> {
             hyper,
             config,
             windows,
+            streams,
             split,
             val_starts,
             engine,
@@ -404,6 +451,78 @@ fn same_split(checkpoint: &Checkpoint, asked: Option<f64>) -> Result<()> {
     })
 }
 
+/// The streams of a stream-mode run over the training side of `split`;
+/// with a validation split whose training side is too short for them, the
+/// error names the fraction (the streams would fit the whole text).
+fn streams_of(
+    split: &Split,
+    rows: usize,
+    batch: usize,
+    seq_len: usize,
+    val_fraction: f64,
+) -> Result<Streams> {
+    match Streams::new(split.train_rows, batch, seq_len) {
+        Err(_) if val_fraction > 0.0 && Streams::new(rows, batch, seq_len).is_ok() => {
+            let needed = 2 * seq_len * batch;
+            Err(Error::InvalidArgument {
+                name: "config.val_fraction",
+                what: format!(
+                    "{val_fraction} leaves {} characters to train on, fewer than one batch of \
+                     {batch} streams needs in stream mode (2 x seq_len x batch = {needed}); on \
+                     this text of {rows} characters use at most {:.3}, or a seq_len of at most {}",
+                    split.train_rows,
+                    ((1.0 - needed as f64 / rows as f64) * 1000.0).floor() / 1000.0,
+                    split.train_rows / batch / 2
+                ),
+            })
+        }
+        streams => streams,
+    }
+}
+
+/// A resumed run keeps its training mode (a checkpoint without a run
+/// record was written in window mode); one stopped inside a stream epoch
+/// must hold the state its next batch carries in, [B, H] = `state_len`.
+fn same_mode(checkpoint: &Checkpoint, asked: TrainMode, state_len: usize) -> Result<()> {
+    let saved = checkpoint
+        .run
+        .as_ref()
+        .map_or(TrainMode::Window, |r| r.mode);
+    if saved != asked {
+        let flags = |m: TrainMode| match m {
+            TrainMode::Window => "--mode window".to_string(),
+            TrainMode::Stream { seq_len } => format!("--mode stream --seq-len {seq_len}"),
+        };
+        return Err(Error::Resume {
+            what: format!(
+                "the run trains in {saved} mode, and {asked} mode is asked for now: the mode \
+                 decides what a batch and an epoch are"
+            ),
+            fix: format!(
+                "resume with the run's own mode ({}, or leave the flags out), or start a new --out",
+                flags(saved)
+            ),
+        });
+    }
+    let st = &checkpoint.state;
+    let inside = matches!(asked, TrainMode::Stream { .. }) && st.batch > 0;
+    let fits = st.stream.as_ref().map(|s| (s.h.len(), s.c.len()));
+    if inside && fits != Some((state_len, state_len)) {
+        return Err(Error::Resume {
+            what: format!(
+                "the checkpoint stopped after batch {} of a stream epoch but holds {} of the \
+                 [batch, hidden] = {state_len} values of state its next batch carries in",
+                st.batch,
+                fits.map_or("none".to_string(), |(h, c)| format!("{h} and {c}"))
+            ),
+            fix: "resume from a checkpoint written by this version (epoch checkpoints need no \
+                  state), or start a new --out"
+                .into(),
+        });
+    }
+    Ok(())
+}
+
 /// A saved run that recorded its corpus goes on only on the same text.
 fn same_text(checkpoint: &Checkpoint, now: &CorpusRecord) -> Result<()> {
     let Some(run) = &checkpoint.run else {
@@ -450,6 +569,7 @@ impl RunRecord {
             out,
             val_fraction: self.val_fraction.unwrap_or(0.0),
             patience: self.patience,
+            mode: self.mode,
         })
     }
 }

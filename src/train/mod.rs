@@ -6,6 +6,7 @@ mod loss_queue;
 mod observer;
 mod trainer;
 
+pub use crate::model::{DEFAULT_SEQ_LEN, TrainMode};
 pub use builder::TrainerBuilder;
 pub use guard::{Divergence, DivergenceGuard, OnDivergence};
 pub use loss_queue::LOSS_READBACK_EVERY;

@@ -7,10 +7,10 @@ use std::time::Instant;
 use super::guard::{Best, Divergence, DivergenceGuard, OnDivergence, reference_loss};
 use super::loss_queue::LossQueue;
 use super::observer::{BatchEvent, Control, Observer, RollbackEvent, SampleEvent};
-use crate::corpus::{OneHotCorpus, Split, Windows, epoch_order};
-use crate::engine::{Backend, Batch, Engine, mean_loss};
+use crate::corpus::{OneHotCorpus, Split, Streams, Windows, epoch_order};
+use crate::engine::{Backend, Batch, Engine, StreamBatch, mean_loss};
 use crate::error::{Error, Result};
-use crate::model::{Checkpoint, Hyper, RunRecord, TrainState};
+use crate::model::{Checkpoint, Hyper, RunRecord, StreamState, TrainMode, TrainState};
 use crate::rundir::{BatchRow, EpochRow, RunDir, SampleRow};
 use crate::sample::{GenMode, GenerateRequest, Predict, Strategy, random_seed_text};
 
@@ -49,6 +49,13 @@ pub struct TrainConfig {
     /// loss (Keras' `EarlyStopping(patience=N)`, `min_delta` 0): at least 1,
     /// and only with `val_fraction` above 0. `None` trains every epoch.
     pub patience: Option<usize>,
+    /// What a batch is: the notebook's shuffled windows ([`TrainMode::Window`],
+    /// the default) or B contiguous streams of the training text with a
+    /// loss at every step and the state carried from batch to batch
+    /// ([`TrainMode::Stream`], see [`Streams`]; the CPU only for now).
+    /// The validation loss is the same window loss in both modes, so their
+    /// numbers compare directly.
+    pub mode: TrainMode,
 }
 
 impl Default for TrainConfig {
@@ -63,6 +70,7 @@ impl Default for TrainConfig {
             out: None,
             val_fraction: 0.0,
             patience: None,
+            mode: TrainMode::Window,
         }
     }
 }
@@ -121,6 +129,8 @@ pub struct Trainer<'c> {
     pub(super) hyper: Hyper,
     pub(super) config: TrainConfig,
     pub(super) windows: Windows,
+    /// The streams of stream mode (`None` in window mode).
+    pub(super) streams: Option<Streams>,
     /// Where the training text ends and the held-out text begins.
     pub(super) split: Split,
     /// Start rows of every validation window, in text order (empty
@@ -191,10 +201,58 @@ impl<'c> Trainer<'c> {
         self.engine.as_mut()
     }
 
+    /// The streams of a stream-mode run (`None` in window mode).
+    pub fn streams(&self) -> Option<Streams> {
+        self.streams
+    }
+
     /// Batches per epoch, after `steps_per_epoch`.
     pub fn batches_per_epoch(&self) -> usize {
-        let full = self.windows.count.div_ceil(self.hyper.batch);
+        let full = match self.streams {
+            Some(s) => s.batches,
+            None => self.windows.count.div_ceil(self.hyper.batch),
+        };
         self.config.steps_per_epoch.map_or(full, |s| s.min(full))
+    }
+
+    /// The progress with, in stream mode inside an epoch, the state the
+    /// next batch carries in (what a checkpoint or a rollback needs).
+    fn state_with_stream(&mut self) -> Result<TrainState> {
+        let mut state = self.state.clone();
+        if self.streams.is_some() && state.batch > 0 {
+            let (h, c) = self.engine.stream_state()?;
+            state.stream = Some(StreamState { h, c });
+        }
+        Ok(state)
+    }
+
+    /// Queues batch `b` of the epoch: in window mode the next windows of
+    /// the order the engine was given (`order_len` of them), in stream mode
+    /// every stream's next `seq_len` characters from `offset`, carrying the
+    /// state in after the epoch's first batch. Returns the targets the
+    /// batch's mean loss is over, and the loss if the engine has it already.
+    fn queue_batch(
+        &mut self,
+        b: usize,
+        order_len: usize,
+        offset: usize,
+    ) -> Result<(usize, Option<f32>)> {
+        match self.streams {
+            None => {
+                let size = self.hyper.batch;
+                let rows = size.min(order_len - b * size);
+                Ok((rows, self.engine.queue_train(Batch::Next(rows))?))
+            }
+            Some(s) => {
+                let starts = s.starts(offset, b);
+                let batch = StreamBatch {
+                    starts: &starts,
+                    seq_len: s.seq_len,
+                    carry: b > 0,
+                };
+                Ok((s.count * s.seq_len, self.engine.queue_train_stream(batch)?))
+            }
+        }
     }
 
     /// The current weights, optimizer state, progress and run record as a checkpoint.
@@ -204,7 +262,7 @@ impl<'c> Trainer<'c> {
             hyper: self.hyper.clone(),
             params: self.engine.params()?,
             rmsprop: self.engine.rmsprop_state()?,
-            state: self.state.clone(),
+            state: self.state_with_stream()?,
             run: Some(self.record.clone()),
         })
     }
@@ -236,7 +294,6 @@ impl<'c> Trainer<'c> {
             });
         }
         let batches = self.batches_per_epoch();
-        let size = self.hyper.batch;
         let mut last_checkpoint = None;
         // What a rollback returns to: the best epoch so far, or where this
         // call started (a resumed run knows the losses, not older weights).
@@ -258,15 +315,25 @@ impl<'c> Trainer<'c> {
         let mut queue = LossQueue::default();
         'epochs: while self.state.epochs_done < self.hyper.epochs {
             let epoch = self.state.epoch_in_progress();
-            let order = epoch_order(&self.windows, self.hyper.seed, self.state.epochs_done);
+            // Window mode: the epoch's shuffled windows; stream mode: the
+            // epoch's offset (its first batch starts from a zero state).
+            let (order, offset) = match self.streams {
+                None => {
+                    let order = epoch_order(&self.windows, self.hyper.seed, self.state.epochs_done);
+                    let position = (self.state.batch * self.hyper.batch).min(order.len());
+                    self.engine.begin_epoch(&order, position)?;
+                    (order, 0)
+                }
+                Some(s) => (
+                    Vec::new(),
+                    s.offset(self.hyper.seed, self.state.epochs_done),
+                ),
+            };
             let started = Instant::now();
             let mut timed = 0u64;
             let mut stop = false;
-            self.engine
-                .begin_epoch(&order, (self.state.batch * size).min(order.len()))?;
             for b in self.state.batch..batches {
-                let rows = size.min(order.len() - b * size);
-                let queued = self.engine.queue_train(Batch::Next(rows))?;
+                let (rows, queued) = self.queue_batch(b, order.len(), offset)?;
                 queue.push(b, rows, queued);
                 if !queue.due() && b + 1 < batches {
                     continue;
@@ -461,7 +528,7 @@ impl<'c> Trainer<'c> {
             loss,
             params: self.engine.params()?,
             rmsprop: self.engine.rmsprop_state()?,
-            state: self.state.clone(),
+            state: self.state_with_stream()?,
         })
     }
 
@@ -504,6 +571,10 @@ impl<'c> Trainer<'c> {
         self.hyper.lr *= 0.5;
         self.engine.set_learning_rate(self.hyper.lr)?;
         self.state = best.state.clone();
+        // Inside a stream epoch: the state its next batch carried in then.
+        if let Some(st) = self.state.stream.take() {
+            self.engine.set_stream_state(&st.h, &st.c)?;
+        }
         // The rolled-back batches are not part of the run any more.
         if let Some(dir) = &mut self.rundir {
             dir.discard_batches();

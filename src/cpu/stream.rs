@@ -1,0 +1,395 @@
+//! Stream (truncated-BPTT) training on the CPU (DESIGN §9, char-rnn's
+//! training loop): B streams, L steps, a loss at every step, the state
+//! carried in from the previous batch.
+//!
+//! x, y: [L, B] time-major class indices (`x[t * B + b]`, the layout of
+//! [`crate::ops::Lstm`]); h0, c0 and the final state: [B, H]; the hidden
+//! states Y and the head's rows: [L*B, H] and [L*B, V], row k = t*B + b.
+//!
+//! ```text
+//! Y      = LSTM(x; h0, c0)                     the recurrence of ops::Lstm (one layer, gather input)
+//! p      = softmax(Y @ dense_kernel + dense_bias)                 all L*B rows
+//! loss   = mean over the L*B rows of -log p[y]
+//! dlogits = (p - onehot(y)) / (L*B)
+//! dY     = dlogits @ dense_kernel^T            [L*B, V] @ [V, H]: a gradient at every step
+//! d dense_kernel = Y^T @ dlogits;  d dense_bias = sum of the dlogits rows
+//! LSTM backward with dY, no gradient at the final state, h0 and c0 constants
+//! ```
+//!
+//! Truncation: the gradient stops at h0, c0 (the carried state is a
+//! constant of this batch) and no later batch's loss flows back into it.
+//! The head is the engine's (`forward::dense_softmax`), the recurrence
+//! `ops::Lstm`'s, the weight-gradient helpers `backward`'s: nothing here is
+//! a second copy of the math, only its wiring for a loss at every step.
+//! Every gradient is overwritten; the head's rows are split across threads
+//! by row, each row computed alone, so the thread count changes no bit.
+
+use super::Scalar;
+use super::backward::sum_rows;
+use super::forward::dense_softmax;
+use super::scalar::{View, gemm_rows};
+use super::workspace::{run_or_spawn, split_range, threads_for};
+use crate::corpus::OneHotCorpus;
+use crate::engine::StreamBatch;
+use crate::error::{Error, Result};
+use crate::model::{Grads, Params, Tensor};
+use crate::ops::{LayerWeights, Lstm, LstmGrads, LstmInput, LstmOutput, Mode};
+
+/// The buffers of a stream step, kept from one batch to the next (at
+/// L = 60, B = 128 the head's rows alone are 7680 x V).
+#[derive(Debug)]
+pub struct StreamStep<F> {
+    out: LstmOutput<F>,
+    lstm_grads: LstmGrads<F>,
+    probs: Vec<F>,
+    row_loss: Vec<F>,
+    dy: Vec<F>,
+    threads: usize,
+}
+
+impl<F: Scalar> Default for StreamStep<F> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<F: Scalar> StreamStep<F> {
+    /// Empty buffers; threads = one per core (as the window path).
+    pub fn new() -> Self {
+        StreamStep {
+            out: LstmOutput::new(),
+            lstm_grads: LstmGrads::default(),
+            probs: Vec::new(),
+            row_loss: Vec::new(),
+            dy: Vec::new(),
+            threads: 0,
+        }
+    }
+
+    /// Uses at most `threads` threads (0: one per core); no result depends on it.
+    pub fn with_threads(mut self, threads: usize) -> Self {
+        self.threads = threads;
+        self
+    }
+
+    /// The mean loss over the L*B targets of `y` and its gradient with
+    /// respect to every parameter, into `grads` (overwritten). `x`, `y`:
+    /// [L, B] with B = `batch`; `h0`, `c0`: [B, H] (zeros when `None`).
+    /// Afterwards [`h_n`](Self::h_n) and [`c_n`](Self::c_n) hold the final state.
+    #[allow(clippy::too_many_arguments)]
+    pub fn loss_and_grads_into(
+        &mut self,
+        params: &Params<F>,
+        x: &[u32],
+        y: &[u32],
+        batch: usize,
+        h0: Option<&[F]>,
+        c0: Option<&[F]>,
+        grads: &mut Grads<F>,
+    ) -> Result<F> {
+        let (v, h) = (params.vocab, params.hidden);
+        check_rows(x, y, batch, v)?;
+        if (grads.vocab, grads.hidden) != (v, h) {
+            return Err(Error::InvalidArgument {
+                name: "grads",
+                what: format!(
+                    "V={} H={}, the parameters are V={v} H={h}",
+                    grads.vocab, grads.hidden
+                ),
+            });
+        }
+        let (seq_len, rows) = (x.len() / batch, x.len());
+        let lstm = Lstm::new(1, v, h)?.with_threads(self.threads);
+        let weights = [layer_weights(params)];
+        let input = LstmInput::classes(x, seq_len, batch);
+        let mode = Mode::Eval;
+        lstm.forward_into(&weights, input, h0, c0, mode, &mut self.out)?;
+
+        // The head over every step's hidden state: probabilities, and each
+        // row's loss from the stable log-softmax.
+        let threads = threads_for(self.threads, rows);
+        self.probs.resize(rows * v, F::zero());
+        self.row_loss.resize(rows, F::zero());
+        head_rows(
+            params,
+            self.out.y(),
+            y,
+            (&mut self.probs, &mut self.row_loss),
+            threads,
+        );
+        let loss = self.row_loss.iter().fold(F::zero(), |a, &l| a + l) / F::of(rows as f64);
+
+        // dlogits in place of the probabilities.
+        let inv = F::one() / F::of(rows as f64);
+        for (row, &target) in self.probs.chunks_exact_mut(v).zip(y) {
+            row[target as usize] = row[target as usize] - F::one();
+            row.iter_mut().for_each(|d| *d = *d * inv);
+        }
+        let dlogits = &self.probs[..];
+        // dY = dlogits @ dense_kernel^T ([L*B, V] @ [V, H]: `backward::head_dh`
+        // for all L*B rows, split across threads by row).
+        self.dy.resize(rows * h, F::zero());
+        gemm_rows(
+            threads,
+            (rows, v, h),
+            View::new(dlogits, v, 1),
+            View::new(&params[Tensor::DenseKernel], 1, v),
+            F::zero(),
+            &mut self.dy,
+        );
+        let [dk, dr, db, ddk, ddb] = grads.tensors_mut();
+        gemm_rows(
+            threads,
+            (h, rows, v),
+            View::new(self.out.y(), 1, h),
+            View::new(dlogits, v, 1),
+            F::zero(),
+            ddk,
+        );
+        sum_rows(ddb, dlogits);
+        lstm.backward_into(
+            &weights,
+            &mut self.out,
+            &self.dy,
+            None,
+            None,
+            &mut self.lstm_grads,
+        )?;
+        let layer = &self.lstm_grads.layers[0];
+        dk.copy_from_slice(&layer.kernel);
+        dr.copy_from_slice(&layer.recurrent_kernel);
+        db.copy_from_slice(&layer.bias);
+        Ok(loss)
+    }
+
+    /// The final hidden state [B, H] of the last step.
+    pub fn h_n(&self) -> &[F] {
+        self.out.h_n()
+    }
+
+    /// The final cell state [B, H] of the last step.
+    pub fn c_n(&self) -> &[F] {
+        self.out.c_n()
+    }
+}
+
+/// [`StreamStep::loss_and_grads_into`] with fresh buffers: the mean loss,
+/// the gradients and the final (h, c). For gradient checks (f64) and
+/// callers that take one step.
+#[allow(clippy::type_complexity)]
+pub fn stream_loss_and_grads<F: Scalar>(
+    params: &Params<F>,
+    x: &[u32],
+    y: &[u32],
+    batch: usize,
+    h0: Option<&[F]>,
+    c0: Option<&[F]>,
+) -> Result<(F, Grads<F>, Vec<F>, Vec<F>)> {
+    let mut step = StreamStep::new();
+    let mut grads = Grads::zeros(params.vocab, params.hidden);
+    let loss = step.loss_and_grads_into(params, x, y, batch, h0, c0, &mut grads)?;
+    Ok((loss, grads, step.h_n().to_vec(), step.c_n().to_vec()))
+}
+
+/// The LSTM layer's three tensors as [`crate::ops::Lstm`] borrows them.
+fn layer_weights<F>(params: &Params<F>) -> LayerWeights<'_, F> {
+    LayerWeights {
+        kernel: &params[Tensor::Kernel],
+        recurrent_kernel: &params[Tensor::RecurrentKernel],
+        bias: &params[Tensor::Bias],
+    }
+}
+
+/// `x` and `y` are [L, B] class indices of the vocabulary.
+fn check_rows(x: &[u32], y: &[u32], batch: usize, v: usize) -> Result<()> {
+    if batch == 0 || x.is_empty() || !x.len().is_multiple_of(batch) || y.len() != x.len() {
+        return Err(Error::InvalidArgument {
+            name: "stream batch",
+            what: format!(
+                "{} inputs and {} targets do not form [L, B] with B = {batch} streams (both \
+                 must hold L * B class indices, L >= 1)",
+                x.len(),
+                y.len()
+            ),
+        });
+    }
+    if let Some(&bad) = x.iter().chain(y).find(|&&c| c as usize >= v) {
+        return Err(Error::InvalidArgument {
+            name: "stream batch",
+            what: format!("class index {bad} is outside the vocabulary of {v}"),
+        });
+    }
+    Ok(())
+}
+
+/// `probs` = softmax of every row of `hs` ([n, H]), `row_loss[k]` = -log
+/// p[y[k]], rows split across `threads`.
+fn head_rows<F: Scalar>(
+    params: &Params<F>,
+    hs: &[F],
+    y: &[u32],
+    (probs, row_loss): (&mut [F], &mut [F]),
+    threads: usize,
+) {
+    let (h, v, n) = (params.hidden, params.vocab, y.len());
+    std::thread::scope(|scope| {
+        let (mut probs, mut losses) = (probs, row_loss);
+        for (r0, r1) in split_range(n, threads, 1) {
+            let (p, p_rest) = std::mem::take(&mut probs).split_at_mut((r1 - r0) * v);
+            let (l, l_rest) = std::mem::take(&mut losses).split_at_mut(r1 - r0);
+            (probs, losses) = (p_rest, l_rest);
+            if r1 == r0 {
+                continue;
+            }
+            let (hs, y) = (&hs[r0 * h..r1 * h], &y[r0..r1]);
+            let job = move || {
+                dense_softmax(params, hs, r1 - r0, p, |k, logits, log_z| {
+                    l[k] = log_z - logits[y[k] as usize];
+                })
+            };
+            run_or_spawn(scope, r1 == n, job);
+        }
+    });
+}
+
+/// What a [`super::CpuEngine`] keeps for stream training: the step's
+/// buffers, the gathered batch and the carried state [B, H].
+#[derive(Debug, Default)]
+pub(super) struct StreamCarry {
+    step: StreamStep<f32>,
+    x: Vec<u32>,
+    y: Vec<u32>,
+    h: Vec<f32>,
+    c: Vec<f32>,
+}
+
+impl StreamCarry {
+    /// The loss and gradients of `batch` (into `grads`), starting from the
+    /// carried state or zeros; the final state is kept for the next batch.
+    pub(super) fn loss_and_grads(
+        &mut self,
+        corpus: &OneHotCorpus,
+        params: &Params<f32>,
+        batch: StreamBatch<'_>,
+        grads: &mut Grads<f32>,
+    ) -> Result<f32> {
+        let (b, l, h) = (batch.starts.len(), batch.seq_len, params.hidden);
+        if b == 0 || l == 0 {
+            return Err(Error::InvalidArgument {
+                name: "StreamBatch",
+                what: format!("{b} streams of {l} steps (both must be at least 1)"),
+            });
+        }
+        if let Some(&s) = batch
+            .starts
+            .iter()
+            .find(|&&s| s as usize + l >= corpus.rows())
+        {
+            return Err(Error::InvalidArgument {
+                name: "StreamBatch",
+                what: format!(
+                    "a stream starting at row {s} needs rows up to {} for {l} steps and their \
+                     targets, but the corpus has {} rows",
+                    s as usize + l,
+                    corpus.rows()
+                ),
+            });
+        }
+        if batch.carry && self.h.len() != b * h {
+            return Err(Error::InvalidArgument {
+                name: "StreamBatch::carry",
+                what: format!(
+                    "asks for the state of {b} streams, but the engine holds {} (the first \
+                     batch of an epoch starts from zeros: carry = false)",
+                    self.h.len() / h.max(1)
+                ),
+            });
+        }
+        self.x.clear();
+        self.y.clear();
+        for t in 0..l {
+            for &s in batch.starts {
+                self.x.push(corpus.class_at(s as usize + t));
+                self.y.push(corpus.class_at(s as usize + t + 1));
+            }
+        }
+        let (h0, c0) = match batch.carry {
+            true => (Some(&self.h[..]), Some(&self.c[..])),
+            false => (None, None),
+        };
+        let loss = self
+            .step
+            .loss_and_grads_into(params, &self.x, &self.y, b, h0, c0, grads)?;
+        self.h.clear();
+        self.h.extend_from_slice(self.step.h_n());
+        self.c.clear();
+        self.c.extend_from_slice(self.step.c_n());
+        Ok(loss)
+    }
+
+    /// The carried (h, c), empty before the first stream batch.
+    pub(super) fn state(&self) -> (Vec<f32>, Vec<f32>) {
+        (self.h.clone(), self.c.clone())
+    }
+
+    /// Replaces the carried state: `h` and `c` [B, H] for some B >= 1.
+    pub(super) fn set_state(&mut self, h: &[f32], c: &[f32], hidden: usize) -> Result<()> {
+        if h.is_empty() || h.len() != c.len() || !h.len().is_multiple_of(hidden) {
+            return Err(Error::InvalidArgument {
+                name: "stream state",
+                what: format!(
+                    "h holds {} values and c {}: both must be [B, H] with H = {hidden}, B >= 1",
+                    h.len(),
+                    c.len()
+                ),
+            });
+        }
+        self.h.clear();
+        self.h.extend_from_slice(h);
+        self.c.clear();
+        self.c.extend_from_slice(c);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The head's rows do not depend on how they are split.
+    #[test]
+    fn threads_change_no_bit() {
+        let (v, h, l, b) = (7, 5, 6, 4);
+        let mut p: Params<f32> = Params::zeros(v, h);
+        p.flat_mut()
+            .iter_mut()
+            .enumerate()
+            .for_each(|(i, w)| *w = ((i as f32) * 0.71).sin() * 0.4);
+        let x: Vec<u32> = (0..l * b).map(|i| (i * 5 % v) as u32).collect();
+        let y: Vec<u32> = (0..l * b).map(|i| (i * 3 % v) as u32).collect();
+        let run = |threads| {
+            let mut s = StreamStep::new().with_threads(threads);
+            let mut g = Grads::zeros(v, h);
+            let loss = s
+                .loss_and_grads_into(&p, &x, &y, b, None, None, &mut g)
+                .unwrap();
+            (loss, g, s.h_n().to_vec())
+        };
+        assert_eq!(run(1), run(3));
+    }
+
+    #[test]
+    fn bad_shapes_are_errors() {
+        let p: Params<f32> = Params::zeros(3, 2);
+        let mut g = Grads::zeros(3, 2);
+        let mut s = StreamStep::new();
+        let err = s.loss_and_grads_into(&p, &[0, 1, 2], &[0, 1], 1, None, None, &mut g);
+        assert!(err.unwrap_err().to_string().contains("do not form [L, B]"));
+        let err = s.loss_and_grads_into(&p, &[0, 3], &[0, 1], 2, None, None, &mut g);
+        assert!(
+            err.unwrap_err()
+                .to_string()
+                .contains("outside the vocabulary")
+        );
+    }
+}
