@@ -22,6 +22,31 @@ pub enum Batch<'a> {
     Starts(&'a [u32]),
 }
 
+/// One batch of stream (truncated-BPTT) training: B streams, L steps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StreamBatch<'a> {
+    /// Corpus row (character position) of each stream's first input character: B entries.
+    /// Input x[t][b] = class of corpus position starts[b] + t, target y[t][b] = class at starts[b] + t + 1, t in 0..seq_len.
+    pub starts: &'a [u32],
+    /// L, the steps of this batch.
+    pub seq_len: usize,
+    /// false: the recurrence starts from h = c = 0 (first batch of an epoch); true: from the
+    /// state the engine kept after its previous stream batch (which must have had the same B).
+    pub carry: bool,
+}
+
+/// The error of an engine without stream mode.
+fn stream_unsupported(backend: Backend) -> Error {
+    Error::InvalidArgument {
+        name: "--mode stream",
+        what: format!(
+            "the {} backend has no stream mode; stream mode runs on the CPU only for now \
+             (use --device cpu)",
+            backend.name()
+        ),
+    }
+}
+
 /// The epoch's window order as an engine keeps it: [`Engine::begin_epoch`]
 /// sets it, each [`Batch::Next`] takes the next slice.
 #[derive(Clone, Debug, Default)]
@@ -122,6 +147,25 @@ pub trait Engine: Send {
     fn set_state(&mut self, params: &Params<f32>, rmsprop: &Params<f32>) -> Result<()>;
     /// Changes the RMSprop learning rate from the next step on.
     fn set_learning_rate(&mut self, lr: f32) -> Result<()>;
+    /// One RMSprop step on a stream batch: the loss is the mean cross-entropy over all B*L
+    /// next-character targets, the gradient flows back through the L steps of this batch only
+    /// (truncated BPTT; the carried initial state is a constant), clipping as in window mode;
+    /// afterwards the engine keeps the final (h_L, c_L) of every stream for the next `carry`
+    /// batch. Same Some/None contract as `queue_train`.
+    fn queue_train_stream(&mut self, batch: StreamBatch<'_>) -> Result<Option<f32>> {
+        let _ = batch;
+        Err(stream_unsupported(self.backend()))
+    }
+    /// The carried state: (h, c), each [B, H] row-major (stream b's unit j at b*H + j);
+    /// empty vectors when no stream batch has run.
+    fn stream_state(&mut self) -> Result<(Vec<f32>, Vec<f32>)> {
+        Err(stream_unsupported(self.backend()))
+    }
+    /// Replaces the carried state (a resume): h and c [B, H].
+    fn set_stream_state(&mut self, h: &[f32], c: &[f32]) -> Result<()> {
+        let _ = (h, c);
+        Err(stream_unsupported(self.backend()))
+    }
     /// The notebook's sampling loop (see [`GenerateRequest`]):
     /// [`generate_with`](Self::generate_with) with no one watching.
     fn generate(&mut self, req: &GenerateRequest) -> Result<Vec<Vec<u32>>> {
