@@ -51,7 +51,7 @@ fn run(shapes: &[(usize, usize, usize, usize)], stream: u32) {
             paths.push(LstmPath::Persistent);
         }
         for path in paths {
-            let out = check_sequence(&mut dev, shape, launcher(path), &mut rng).unwrap();
+            let out = check_sequence(&mut dev, shape, launcher(path), true, &mut rng).unwrap();
             assert!(
                 out.iter()
                     .any(|r| r.kernel.contains("seq_") || path == LstmPath::PerStep)

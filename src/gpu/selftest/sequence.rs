@@ -160,12 +160,15 @@ fn widen(x: &[f32]) -> Vec<f64> {
 /// The sequence form at `shape` through `launcher` (per-step or persistent
 /// kernels, whichever it picks): forward from a random h0, c0; the head
 /// over all T*B rows; the backward from the reference's dy and a random
-/// dh_T, dc_T, with the reference weight gradients and then the fast ones.
-/// Every output NaN-poisoned first.
+/// dh_T, dc_T, with the reference weight gradients (when
+/// `reference_wgrad`: one thread per output summing all T*B rows, which
+/// the simulator runs slowly at the Keras shape) and the fast ones. Every
+/// output NaN-poisoned first.
 pub fn check_sequence<D: GpuDevice>(
     dev: &mut D,
     shape: Shape,
     launcher: LstmLauncher,
+    reference_wgrad: bool,
     rng: &mut RngStream,
 ) -> Result<Vec<SelftestRow>> {
     let case = SeqCase::random(shape, rng)?;
@@ -329,10 +332,13 @@ pub fn check_sequence<D: GpuDevice>(
         let scratch = bufs.poisoned(dev, WgradLauncher::scratch_len(dims))?;
         let layer = &grads.layers[0];
         let want = [&layer.kernel, &layer.recurrent_kernel, &layer.bias];
-        for (fast, wgrad) in [
+        let runs = [
             (false, "lstm_wgrad_bwd_f32"),
             (true, "wgrad_{rk,cls}_partial_f32 + wgrad_reduce_f32"),
-        ] {
+        ];
+        // The first backward's dh / dc are checked; both runs' gradients.
+        let first = usize::from(!reference_wgrad);
+        for (i, (fast, wgrad)) in runs.into_iter().enumerate().skip(first) {
             dev.upload_f32(lb.dh, &case.dh_t)?;
             dev.upload_f32(lb.dc, &case.dc_t)?;
             for (ptr, n) in [
@@ -346,7 +352,7 @@ pub fn check_sequence<D: GpuDevice>(
             lb.wgrad_scratch = if fast { scratch } else { DevicePtr::NULL };
             launcher.backward(dev, dims, &lb)?;
             dev.synchronize()?;
-            if !fast {
+            if i == first {
                 rows.device(
                     dev,
                     bwd,
