@@ -32,6 +32,11 @@
 //! the same kernels one by one, reading their starts from the order or
 //! from an upload, as eval and predict do.
 //!
+//! A stream batch ([`Engine::queue_train_stream`], truncated BPTT over B
+//! contiguous streams with a loss at every step) runs the same kernels in
+//! their sequence form from a carried state kept on the device, launch by
+//! launch (`stream.rs`).
+//!
 //! Generation (the after-epoch samples) and `predict` are the model's
 //! (`super::model`, which also holds the kernels' limits on V and H). The
 //! whole packed corpus (`rows * ceil(V/64) * 8` bytes) is uploaded once,

@@ -172,7 +172,6 @@ impl<D: GpuDevice> GpuEngine<'_, D> {
         if !batch.carry {
             dev.zero(state, 2 * b * h * F32)?;
         }
-        self.stream.has_state = true;
         let rows = HeadDims {
             batch: b * l,
             hidden: h,
@@ -225,6 +224,7 @@ impl<D: GpuDevice> GpuEngine<'_, D> {
         );
         self.batch_kernels
             .carry_state(&mut self.model.device, h_last, c_last, b * h, state)?;
+        self.stream.has_state = true;
         self.append_loss()
     }
 
