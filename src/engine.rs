@@ -26,7 +26,7 @@ pub enum Batch<'a> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct StreamBatch<'a> {
     /// Corpus row (character position) of each stream's first input character: B entries.
-    /// Input x[t][b] = class of corpus position starts[b] + t, target y[t][b] = class at starts[b] + t + 1, t in 0..seq_len.
+    /// Input `x[t][b]` = class of corpus position `starts[b] + t`, target `y[t][b]` = class at `starts[b] + t + 1`, t in `0..seq_len`.
     pub starts: &'a [u32],
     /// L, the steps of this batch.
     pub seq_len: usize,
