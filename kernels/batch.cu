@@ -14,8 +14,13 @@
 //   loss_log_append_f32  at the tail: appends the step's loss sum to a
 //                        device loss log, so the host reads many steps'
 //                        losses back in one copy instead of one per step.
+//   batch_stream_targets_u32  a stream batch's B*L targets (the next
+//                        character of every step of every stream).
+//   stream_state_carry_f32    after a stream step: the final (h, c) of the
+//                        batch into the carried state the next batch
+//                        starts from.
 //
-// All three are exact (no arithmetic on floats), so a replayed step sees
+// All are exact (no arithmetic on floats), so a replayed step sees
 // bit for bit what an uncaptured one does.
 
 #include "common.cuh"
@@ -67,5 +72,37 @@ extern "C" __global__ void loss_log_append_f32(const float* __restrict__ loss,
     const unsigned i = *count;
     if (i < capacity) log[i] = *loss;
     *count = i + 1;
+  }
+}
+
+// The targets of a stream batch (B streams, L steps), t-major like the
+// head's rows: targets[t*B + b] = class of corpus row starts[b] + t + 1 (the
+// character after step t's input), or V if that row has no bit below V.
+// Grid-stride over L*B. OVERWRITES targets [L*B]. The host guarantees every
+// starts[b] + L is a corpus row.
+extern "C" __global__ void batch_stream_targets_u32(
+    const unsigned long long* __restrict__ corpus_words, unsigned words_per_row,
+    const unsigned* __restrict__ starts, unsigned L, unsigned B, unsigned V,
+    unsigned* __restrict__ targets) {
+  const size_t n = (size_t)L * B, stride = (size_t)gridDim.x * blockDim.x;
+  for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) {
+    const size_t t = i / B, b = i % B;
+    const size_t row = (size_t)starts[b] + t + 1;
+    targets[i] = onehot_class(corpus_words + row * words_per_row, words_per_row, V);
+  }
+}
+
+// The carried state after a stream step: state[0..n) = h_last and
+// state[n..2n) = c_last, n = B*H (h_last, c_last: step L-1 of the batch's
+// saved h and c; state: the [2, B, H] buffer the next batch's forward reads
+// as h0, c0 and its backward as c0, so it is written only after that
+// backward). Grid-stride over n. OVERWRITES state.
+extern "C" __global__ void stream_state_carry_f32(const float* __restrict__ h_last,
+                                                  const float* __restrict__ c_last, unsigned n,
+                                                  float* __restrict__ state) {
+  const size_t stride = (size_t)gridDim.x * blockDim.x;
+  for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) {
+    state[i] = h_last[i];
+    state[(size_t)n + i] = c_last[i];
   }
 }

@@ -11,6 +11,11 @@
 //   d_dense_kernel = h^T @ dlogits                                  [H, V]
 //   d_dense_bias   = sum_b dlogits[b]                               [V]
 //
+// The rows are whatever the launcher makes them: the window form's B last
+// steps (h = h[T-1]), or all B*L steps of a stream batch (h = the whole
+// t-major [L, B, H] buffer as L*B rows, row t*B + b; dh then is dy [L, B, H]
+// for the recurrence's sequence-form backward, scale = 1 / (B*L)).
+//
 // Layouts (row-major, Keras): h [B, H] (b*H + k), dense_kernel [H, V]
 // (k*V + v), dense_bias [V], targets [B] u32 class indices, probs / dlogits
 // [B, V] (b*V + v), dh [B, H].
@@ -26,7 +31,11 @@
 //   ACCUMULATES scale * loss_b with one atomicAdd per row: the caller zeroes
 //   it when it wants a fresh sum (after one launch it holds the batch mean).
 //   A target >= V makes that row's loss NaN (no out-of-bounds read), which
-//   the trainer reports as a non-finite loss.
+//   the trainer reports as a non-finite loss. head_rows_fwd_bwd_f32 is the
+//   same kernel writing row b's scale * loss_b to row_loss[b] (OVERWRITTEN)
+//   instead: with thousands of rows an atomicAdd order would make the loss
+//   differ in its last bits from run to run; loss_rows_sum_f32 then adds
+//   the rows in a fixed order.
 // - head_wgrad_bwd_f32: the weight gradients are a reduction over the batch;
 //   a separate kernel with one thread per output element summing b = 0..B-1
 //   in order is deterministic and obviously race-free, unlike per-row
@@ -36,16 +45,18 @@
 
 #include "common.cuh"
 
-extern "C" __global__ void head_fwd_bwd_f32(const float* __restrict__ h,
-                                            const float* __restrict__ dense_kernel,
-                                            const float* __restrict__ dense_bias,
-                                            const unsigned* __restrict__ targets,
-                                            unsigned B, unsigned H, unsigned V,
-                                            float* __restrict__ probs,  // nullable
-                                            float* __restrict__ dlogits,
-                                            float* __restrict__ dh,
-                                            float* __restrict__ loss_sum,
-                                            float scale) {
+// ROW_LOSS = false: head_fwd_bwd_f32 (loss_out is the accumulated sum);
+// true: head_rows_fwd_bwd_f32 (loss_out [B] gets each row's scaled loss).
+template <bool ROW_LOSS>
+__device__ __forceinline__ void head_fwd_bwd(const float* __restrict__ h,
+                                             const float* __restrict__ dense_kernel,
+                                             const float* __restrict__ dense_bias,
+                                             const unsigned* __restrict__ targets, unsigned B,
+                                             unsigned H, unsigned V,
+                                             float* __restrict__ probs,  // nullable
+                                             float* __restrict__ dlogits,
+                                             float* __restrict__ dh,
+                                             float* __restrict__ loss_out, float scale) {
   extern __shared__ float smem[];
   float* hs = smem;                // [H]
   float* logits = smem + H;        // [V], later dlogits
@@ -73,7 +84,10 @@ extern "C" __global__ void head_fwd_bwd_f32(const float* __restrict__ h,
   const unsigned y = targets[b];
   if (tid == 0) {
     const float loss = y < V ? log_z - logits[y] : NAN;
-    atomicAdd(loss_sum, scale * loss);
+    if (ROW_LOSS)
+      loss_out[b] = scale * loss;
+    else
+      atomicAdd(loss_out, scale * loss);
   }
   __syncthreads();  // logits[y] is read above before being overwritten below
 
@@ -94,6 +108,37 @@ extern "C" __global__ void head_fwd_bwd_f32(const float* __restrict__ h,
     acc = warp_reduce_sum(acc);
     if (lane == 0) dh[(size_t)b * H + k] = acc;
   }
+}
+
+extern "C" __global__ void head_fwd_bwd_f32(const float* __restrict__ h,
+                                            const float* __restrict__ dense_kernel,
+                                            const float* __restrict__ dense_bias,
+                                            const unsigned* __restrict__ targets,
+                                            unsigned B, unsigned H, unsigned V,
+                                            float* __restrict__ probs,  // nullable
+                                            float* __restrict__ dlogits,
+                                            float* __restrict__ dh,
+                                            float* __restrict__ loss_sum,
+                                            float scale) {
+  head_fwd_bwd<false>(h, dense_kernel, dense_bias, targets, B, H, V, probs, dlogits, dh,
+                      loss_sum, scale);
+}
+
+// The same per row, but row b's scale * loss_b OVERWRITES row_loss[b]
+// instead of being added to a sum, so the sum (loss_rows_sum_f32) has a
+// fixed order: the stream step's B*L rows.
+extern "C" __global__ void head_rows_fwd_bwd_f32(const float* __restrict__ h,
+                                                 const float* __restrict__ dense_kernel,
+                                                 const float* __restrict__ dense_bias,
+                                                 const unsigned* __restrict__ targets,
+                                                 unsigned B, unsigned H, unsigned V,
+                                                 float* __restrict__ probs,  // nullable
+                                                 float* __restrict__ dlogits,
+                                                 float* __restrict__ dh,
+                                                 float* __restrict__ row_loss,
+                                                 float scale) {
+  head_fwd_bwd<true>(h, dense_kernel, dense_bias, targets, B, H, V, probs, dlogits, dh,
+                     row_loss, scale);
 }
 
 // One thread per output: i < H*V -> d_dense_kernel[i] (k = i / V, v = i % V),
@@ -118,4 +163,18 @@ extern "C" __global__ void head_wgrad_bwd_f32(const float* __restrict__ h,
       d_dense_bias[v] = acc;
     }
   }
+}
+
+// *loss = sum of row_loss[0..n). ONE block of LOSS_SUM_THREADS threads:
+// thread i sums rows i, i + LOSS_SUM_THREADS, ... in order, then a fixed
+// tree (block_reduce_sum) adds the threads' sums, so the same rows give the
+// same bits on every run. OVERWRITES *loss.
+#define LOSS_SUM_THREADS 256
+extern "C" __global__ void loss_rows_sum_f32(const float* __restrict__ row_loss, unsigned n,
+                                             float* __restrict__ loss) {
+  __shared__ float scratch[32];
+  float acc = 0.0f;
+  for (unsigned i = threadIdx.x; i < n; i += LOSS_SUM_THREADS) acc += row_loss[i];
+  const float total = block_reduce_sum(acc, scratch);
+  if (threadIdx.x == 0) *loss = total;
 }

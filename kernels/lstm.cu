@@ -8,19 +8,26 @@
 // of unit j.
 //
 // Forward, step t, batch row b (x_t = the class whose bit is set in corpus
-// row starts[b] + t; h_{-1} = c_{-1} = 0):
+// row starts[b] + t; h_{-1} = c_{-1} = 0 in the window form, the initial
+// state h0, c0 [B, H] in the sequence form):
 //   z   = h_{t-1} @ recurrent_kernel + (kernel[x_t, :] + bias)      [4H]
 //   i, f, o = sigmoid(z_i, z_f, z_o);  g = tanh(z_c)
 //   c_t = f * c_{t-1} + i * g;         h_t = o * tanh(c_t)
 // The input term is a gather of one row of `kernel`, never a one-hot matmul.
 //
-// Backward, step t = T-1 .. 0 (dh_{T-1} from the head, dc_T = 0):
+// Backward, step t = T-1 .. 0. Window form: dh_{T-1} from the head (one
+// loss at the last step), dc_T = 0. Sequence form (a loss at every step,
+// or the layer above): dh_t = dh_t^rec + dy_t with dy [T, B, H] the
+// gradient arriving from outside the recurrence, dh_T^rec, dc_T given (the
+// final state's gradient, zeros for truncated BPTT), and the backward also
+// yields dh_{-1}, dc_{-1}, the initial state's gradient:
 //   dc   = dc_{t+1} + dh_t * o * (1 - tanh(c_t)^2)
 //   dz_i = dc * g * i(1-i)     dz_f = dc * c_{t-1} * f(1-f)
 //   dz_c = dc * i * (1-g^2)    dz_o = dh_t * tanh(c_t) * o(1-o)
 //   dc_t-1 = dc * f;           dh_{t-1} = dz_t @ recurrent_kernel^T
 // Weight gradients, one pass after the whole recurrence (fixed order):
-//   d_recurrent_kernel = sum_{t>=1, b} h_{t-1}[b]^T dz_t[b]         [H, 4H]
+//   d_recurrent_kernel = sum_{t, b} h_{t-1}[b]^T dz_t[b]            [H, 4H]
+//                        (t >= 1 when h_{-1} = 0)
 //   d_kernel[v, :]     = sum of dz_t[b] over (t, b) with x_t[b] = v  [V, 4H]
 //   d_bias             = sum_{t, b} dz_t[b]                           [4H]
 //
@@ -104,12 +111,15 @@ extern "C" __global__ void lstm_cell_fwd_f32(const unsigned long long* __restric
 
 // One step backward through the cell. dc_next null means zero (t = T-1);
 // dc_next and dc_prev may be the same buffer (each thread reads its element
-// before writing it). c_prev null means zeros (t = 0). Overwrites dz [B, 4H]
-// and dc_prev [B, H].
+// before writing it). c_prev null means zeros (t = 0, no initial state).
+// dy null: dh_t = dh (the window form); else dh_t = dh + dy, the gradient
+// arriving at this step from outside the recurrence (the sequence form; the
+// CPU's order). Overwrites dz [B, 4H] and dc_prev [B, H].
 extern "C" __global__ void lstm_cell_bwd_f32(const float* __restrict__ gates,
                                              const float* __restrict__ c,
                                              const float* __restrict__ c_prev,  // nullable
                                              const float* __restrict__ dh,
+                                             const float* __restrict__ dy,  // nullable
                                              const float* dc_next,  // nullable, may alias dc_prev
                                              unsigned B, unsigned H,
                                              float* __restrict__ dz,
@@ -122,7 +132,7 @@ extern "C" __global__ void lstm_cell_bwd_f32(const float* __restrict__ gates,
     const float gi = gr[j], gf = gr[H + j], gg = gr[2 * H + j], go = gr[3 * H + j];
     const float tc = tanhf(c[idx]);
     const float cp = c_prev ? c_prev[idx] : 0.0f;
-    const float dht = dh[idx];
+    const float dht = dy ? dh[idx] + dy[idx] : dh[idx];
     const float dc = (dc_next ? dc_next[idx] : 0.0f) + dht * go * (1.0f - tc * tc);
     float* dzr = dz + (size_t)b * G;
     dzr[j] = dc * gg * (gi * (1.0f - gi));
@@ -156,8 +166,10 @@ extern "C" __global__ void lstm_dh_bwd_f32(const float* __restrict__ dz,
 //   i < 4HH                : d_recurrent_kernel[i]  (k = i / 4H, q = i % 4H)
 //   4HH <= i < 4HH + 4HV   : d_kernel[i - 4HH]      (v = .. / 4H, q = .. % 4H)
 //   then                   : d_bias[q]
-// Each sums over (t, b) in the order t*B + b. OVERWRITES all three.
+// Each sums over (t, b) in the order t*B + b. OVERWRITES all three. h0
+// [B, H] is h_{-1} (null: zeros, step 0 adds nothing to d_recurrent_kernel).
 extern "C" __global__ void lstm_wgrad_bwd_f32(const float* __restrict__ h,
+                                              const float* __restrict__ h0,  // nullable
                                               const unsigned* __restrict__ cls,
                                               const float* __restrict__ dz,
                                               unsigned T, unsigned B, unsigned H, unsigned V,
@@ -172,7 +184,9 @@ extern "C" __global__ void lstm_wgrad_bwd_f32(const float* __restrict__ h,
     float acc = 0.0f;
     if (i < n_rk) {
       const size_t k = i / G, q = i % G;
-      // h_{-1} = 0: step 0 adds nothing.
+      if (h0)
+        for (size_t s = 0; s < B; ++s) acc += h0[s * H + k] * dz[s * G + q];
+      // h_{-1} = 0 without h0: step 0 adds nothing.
       for (size_t s = B; s < steps; ++s) acc += h[(s - B) * H + k] * dz[s * G + q];
       d_recurrent_kernel[i] = acc;
     } else if (i < n_rk + n_k) {

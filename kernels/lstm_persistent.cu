@@ -45,6 +45,23 @@
 // after a barrier thread k adds the four partial sums into dh_{t-1}[k]. The
 // sum runs in another order than lstm_dh_bwd_f32's (four partial sums), so
 // the backward agrees with the per-step kernels to rounding, not bit for bit.
+//
+// Two forms, one template flag (SEQ), so the window form's code is exactly
+// what it was before the sequence form existed (same PTX):
+// - window form (`lstm_persistent[_h128]_{fwd,bwd}_f32`, the notebook's):
+//   h_{-1} = c_{-1} = 0; the backward starts from dh_last = dh_{T-1} (one
+//   loss at the last step) and writes only dz.
+// - sequence form (`lstm_persistent[_h128]_seq_{fwd,bwd}_f32`: stream
+//   training's loss at every step, a layer under another): the forward
+//   starts from h0, c0 [B, H] (null: zeros; h0 is loaded into the shared
+//   h_{t-1} before the first step, c0 into the cell registers); the
+//   backward adds dy[t] [T, B, H] to dh_t at every step (dh_t = dh_t^rec +
+//   dy[t], the CPU's order; dy is loaded a step ahead like the saved gates
+//   at H = 128), starts from dh / dc = dh_T / dc_T and c_{-1} = c0, and
+//   OVERWRITES dh / dc with dh_{-1} / dc_{-1} (one more partial sum at t = 0;
+//   each element read at the start and written at the end by the same
+//   thread, so dh / dc are in-out without a race). The final state of both
+//   forms is step T-1 of h and c (no copy in the kernel).
 
 #include "common.cuh"
 
@@ -61,12 +78,17 @@
 // 0). A constant H lets ptxas fold every shared-memory offset into the
 // load instruction: about 2.25 instructions per weight instead of 4.5
 // (SASS of the inner loop, sm_90).
-template <unsigned HT>
+//
+// SEQ (the sequence form, lstm_persistent*_seq_fwd_f32): h_{-1}, c_{-1} come
+// from h0, c0 [B, H] (null: zeros, as in the window form). The window form
+// (SEQ = false) is compiled exactly as before the sequence form existed.
+template <unsigned HT, bool SEQ>
 __device__ __forceinline__ void lstm_fwd_persistent(
     const unsigned long long* __restrict__ corpus_words, unsigned words_per_row,
     const unsigned* __restrict__ starts, const float* __restrict__ kernel,
     const float* __restrict__ recurrent_kernel, const float* __restrict__ bias, unsigned B,
     unsigned T, unsigned H_arg, unsigned V, unsigned rows, unsigned ms_arg,
+    const float* __restrict__ h0, const float* __restrict__ c0,
     float* __restrict__ gates, float* __restrict__ c, float* __restrict__ h,
     unsigned* __restrict__ cls) {
   const unsigned H = HT ? HT : H_arg;
@@ -97,6 +119,19 @@ __device__ __forceinline__ void lstm_fwd_persistent(
   float creg[MAX_ROWS];  // thread j < H: c of unit j, per row
 #pragma unroll
   for (unsigned r = 0; r < MAX_ROWS; ++r) creg[r] = 0.0f;
+  // The sequence form's initial state: thread j < H loads unit j of each
+  // row (h_{-1} into hs, which the first step reads after the barrier).
+  const bool has_h0 = SEQ && h0 != nullptr;
+  if (SEQ && col < H) {
+#pragma unroll
+    for (unsigned r = 0; r < MAX_ROWS; ++r) {
+      if (r < nrows) {
+        const size_t o = (size_t)(b0 + r) * H + col;
+        if (has_h0) hs[r * H + col] = h0[o];
+        if (c0 != nullptr) creg[r] = c0[o];
+      }
+    }
+  }
   __syncthreads();
 
   const unsigned q = col / H;
@@ -106,7 +141,8 @@ __device__ __forceinline__ void lstm_fwd_persistent(
       // Issued before the sum, whose ~H FMAs hide its latency.
       const float xk = xr < V ? kernel[(size_t)xr * G + col] : 0.0f;
       float acc = 0.0f;
-      if (t > 0) {  // h_{-1} = 0: lstm_cell_fwd_f32 skips the sum at t = 0 too
+      // h_{-1} = 0 (no h0): lstm_cell_fwd_f32 skips the sum at t = 0 too.
+      if (t > 0 || has_h0) {
         const float* hr = hs + r * H;
 #pragma unroll(HT ? 32 : 4)
         for (unsigned k = 0; k < ms; k += 4) {
@@ -154,11 +190,20 @@ __device__ __forceinline__ void lstm_fwd_persistent(
   }
 }
 
-template <unsigned HT>
+// SEQ (the sequence form, lstm_persistent*_seq_bwd_f32): a gradient dy[t]
+// [T, B, H] arrives at every step and is added to the recurrent dh_t
+// (dh_t = dh_t^rec + dy[t], the CPU's order); dh / dc [B, H] hold dh_T /
+// dc_T on entry (null: zeros) and are OVERWRITTEN with dh_{-1} / dc_{-1}
+// (the initial state's gradient: one more sum at t = 0) when not null;
+// c_{-1} comes from c0 (null: zeros). The window form (SEQ = false: dh_last
+// is dh_{T-1}, c_{-1} = 0, nothing but dz written) is compiled exactly as
+// before the sequence form existed.
+template <unsigned HT, bool SEQ>
 __device__ __forceinline__ void lstm_bwd_persistent(
     const float* __restrict__ gates, const float* __restrict__ c,
     const float* __restrict__ dh_last, const float* __restrict__ recurrent_kernel, unsigned B,
-    unsigned T, unsigned H_arg, unsigned rows, unsigned ms_arg, float* __restrict__ dz) {
+    unsigned T, unsigned H_arg, unsigned rows, unsigned ms_arg, const float* __restrict__ c0,
+    const float* __restrict__ dy, float* dh, float* dc, float* __restrict__ dz) {
   const unsigned H = HT ? HT : H_arg;
   const unsigned ms = HT ? (HT > KREG ? HT - KREG : 0) : ms_arg;
   extern __shared__ float smem[];
@@ -187,15 +232,30 @@ __device__ __forceinline__ void lstm_bwd_persistent(
   // Threads j < H carry unit j: dc, and the saved gates and cells of the
   // NEXT step to run, loaded one step ahead so the loads' latency hides
   // behind the current step's sum.
+  // The sequence form also carries the next step's dy; c_{-1} (c0) is
+  // loaded when it becomes the next step's c_{t-1} (a register array for
+  // it spills the generic-H build).
   float dcreg[MAX_ROWS], ni[MAX_ROWS], nf[MAX_ROWS], ng[MAX_ROWS], no[MAX_ROWS];
-  float nc[MAX_ROWS], ncp[MAX_ROWS];
+  float nc[MAX_ROWS], ncp[MAX_ROWS], ndy[MAX_ROWS];
+  // dy is loaded a step ahead at H = 128 only: in the generic-H build the
+  // extra registers would spill, so it loads dy where it is used.
+  constexpr bool DY_AHEAD = SEQ && HT != 0;
   const unsigned j = tid;
+  const auto c_first = [&](unsigned r) {  // c_{-1} of row r, unit j
+    return SEQ && c0 != nullptr ? c0[(size_t)(b0 + r) * H + j] : 0.0f;
+  };
   if (tid < H) {
 #pragma unroll
     for (unsigned r = 0; r < MAX_ROWS; ++r) {
       dcreg[r] = 0.0f;
       if (r < nrows) {
-        dhs[r * H + j] = dh_last[(size_t)(b0 + r) * H + j];
+        const size_t o = (size_t)(b0 + r) * H + j;
+        if (SEQ) {
+          dhs[r * H + j] = dh != nullptr ? dh[o] : 0.0f;
+          if (dc != nullptr) dcreg[r] = dc[o];
+        } else {
+          dhs[r * H + j] = dh_last[o];
+        }
         const size_t bg = (size_t)(T - 1) * B + b0 + r;
         const float* gr = gates + bg * G;
         ni[r] = gr[j];
@@ -203,7 +263,8 @@ __device__ __forceinline__ void lstm_bwd_persistent(
         ng[r] = gr[2 * H + j];
         no[r] = gr[3 * H + j];
         nc[r] = c[bg * H + j];
-        ncp[r] = T > 1 ? c[(bg - B) * H + j] : 0.0f;
+        ncp[r] = T > 1 ? c[(bg - B) * H + j] : c_first(r);
+        if (DY_AHEAD) ndy[r] = dy[bg * H + j];
       }
     }
   }
@@ -218,7 +279,8 @@ __device__ __forceinline__ void lstm_bwd_persistent(
           const float gi = ni[r], gf = nf[r], gg = ng[r], go = no[r];
           const float tc = tanhf(nc[r]);
           const float cp = ncp[r];
-          const float dht = dhs[r * H + j];
+          const float dyt = !SEQ ? 0.0f : DY_AHEAD ? ndy[r] : dy[bg * H + j];
+          const float dht = SEQ ? dhs[r * H + j] + dyt : dhs[r * H + j];
           const float dc = dcreg[r] + dht * go * (1.0f - tc * tc);
           const float zi = dc * gg * (gi * (1.0f - gi));
           const float zf = dc * cp * (gf * (1.0f - gf));
@@ -242,12 +304,15 @@ __device__ __forceinline__ void lstm_bwd_persistent(
             ng[r] = gr[2 * H + j];
             no[r] = gr[3 * H + j];
             nc[r] = cp;
-            ncp[r] = t > 1 ? c[(bg - 2 * (size_t)B) * H + j] : 0.0f;
+            ncp[r] = t > 1 ? c[(bg - 2 * (size_t)B) * H + j] : c_first(r);
+            if (DY_AHEAD) ndy[r] = dy[(bg - B) * H + j];
           }
         }
       }
     }
-    if (t == 0) break;  // dh_{-1} is not needed
+    // dh_{-1} is needed only as the sequence form's dh output.
+    const bool last = t == 0;
+    if (last && !(SEQ && dh != nullptr)) break;
     __syncthreads();
     for (unsigned r = 0; r < nrows; ++r) {
       const float* dr = dzs + r * G + p * H;
@@ -277,16 +342,29 @@ __device__ __forceinline__ void lstm_bwd_persistent(
     if (tid < H) {
       for (unsigned r = 0; r < nrows; ++r) {
         const float* pr = part + r * 4 * H + tid;
-        dhs[r * H + tid] = ((pr[0] + pr[H]) + pr[2 * H]) + pr[3 * H];
+        const float sum = ((pr[0] + pr[H]) + pr[2 * H]) + pr[3 * H];
+        if (SEQ && last)
+          dh[(size_t)(b0 + r) * H + tid] = sum;  // the thread that read dh[., tid]
+        else
+          dhs[r * H + tid] = sum;
       }
     }
+    if (SEQ && last) break;
     // The next step's first phase reads dhs[., j] in thread j, which wrote
     // it, and writes dzs, which every thread finished reading before the
     // barrier above; part is next written after the next step's barrier.
   }
+  if (SEQ && dc != nullptr && tid < H) {
+    // Unrolled over MAX_ROWS, as every access to the per-row arrays: a
+    // variable index would move them to local memory.
+#pragma unroll
+    for (unsigned r = 0; r < MAX_ROWS; ++r)
+      if (r < nrows) dc[(size_t)(b0 + r) * H + tid] = dcreg[r];
+  }
 }
 
-// The entry points: any H (a launch argument) and H = 128 (compile time).
+// The entry points: any H (a launch argument) and H = 128 (compile time),
+// each in the window form and the sequence form (SEQ, `_seq_`).
 // Forward: see the header. The launcher passes ms = max(H - KREG, 0).
 #define LSTM_FWD_PARAMS                                                                        \
   const unsigned long long *__restrict__ corpus_words, unsigned words_per_row,                 \
@@ -295,16 +373,37 @@ __device__ __forceinline__ void lstm_bwd_persistent(
       unsigned T, unsigned H, unsigned V, unsigned rows, unsigned ms,                          \
       float *__restrict__ gates, float *__restrict__ c, float *__restrict__ h,                 \
       unsigned *__restrict__ cls
-#define LSTM_FWD_ARGS \
-  corpus_words, words_per_row, starts, kernel, recurrent_kernel, bias, B, T, H, V, rows, ms, gates, c, h, cls
+#define LSTM_FWD_ARGS(H0, C0) \
+  corpus_words, words_per_row, starts, kernel, recurrent_kernel, bias, B, T, H, V, rows, ms, H0, C0, gates, c, h, cls
 
 extern "C" __global__ void __launch_bounds__(512, 1) lstm_persistent_fwd_f32(LSTM_FWD_PARAMS) {
-  lstm_fwd_persistent<0>(LSTM_FWD_ARGS);
+  lstm_fwd_persistent<0, false>(LSTM_FWD_ARGS(nullptr, nullptr));
 }
 
 extern "C" __global__ void __launch_bounds__(512, 1)
     lstm_persistent_h128_fwd_f32(LSTM_FWD_PARAMS) {
-  lstm_fwd_persistent<128>(LSTM_FWD_ARGS);
+  lstm_fwd_persistent<128, false>(LSTM_FWD_ARGS(nullptr, nullptr));
+}
+
+// The sequence form's forward: as the window form from the initial state
+// h0, c0 [B, H] (either may be null: zeros). The final state (h_T, c_T) is
+// step T-1 of h and c, as in the window form.
+#define LSTM_SEQ_FWD_PARAMS                                                                    \
+  const unsigned long long *__restrict__ corpus_words, unsigned words_per_row,                 \
+      const unsigned *__restrict__ starts, const float *__restrict__ kernel,                   \
+      const float *__restrict__ recurrent_kernel, const float *__restrict__ bias, unsigned B,  \
+      unsigned T, unsigned H, unsigned V, unsigned rows, unsigned ms,                          \
+      const float *__restrict__ h0, const float *__restrict__ c0, float *__restrict__ gates,   \
+      float *__restrict__ c, float *__restrict__ h, unsigned *__restrict__ cls
+
+extern "C" __global__ void __launch_bounds__(512, 1)
+    lstm_persistent_seq_fwd_f32(LSTM_SEQ_FWD_PARAMS) {
+  lstm_fwd_persistent<0, true>(LSTM_FWD_ARGS(h0, c0));
+}
+
+extern "C" __global__ void __launch_bounds__(512, 1)
+    lstm_persistent_h128_seq_fwd_f32(LSTM_SEQ_FWD_PARAMS) {
+  lstm_fwd_persistent<128, true>(LSTM_FWD_ARGS(h0, c0));
 }
 
 // Backward through all T steps. dh_last [B, H] is dh_{T-1} (from the head);
@@ -313,13 +412,36 @@ extern "C" __global__ void __launch_bounds__(512, 1)
   const float *__restrict__ gates, const float *__restrict__ c,                             \
       const float *__restrict__ dh_last, const float *__restrict__ recurrent_kernel,        \
       unsigned B, unsigned T, unsigned H, unsigned rows, unsigned ms, float *__restrict__ dz
-#define LSTM_BWD_ARGS gates, c, dh_last, recurrent_kernel, B, T, H, rows, ms, dz
+#define LSTM_BWD_ARGS(C0, DY, DH, DC) \
+  gates, c, dh_last, recurrent_kernel, B, T, H, rows, ms, C0, DY, DH, DC, dz
 
 extern "C" __global__ void __launch_bounds__(512, 1) lstm_persistent_bwd_f32(LSTM_BWD_PARAMS) {
-  lstm_bwd_persistent<0>(LSTM_BWD_ARGS);
+  lstm_bwd_persistent<0, false>(LSTM_BWD_ARGS(nullptr, nullptr, nullptr, nullptr));
 }
 
 extern "C" __global__ void __launch_bounds__(512, 1)
     lstm_persistent_h128_bwd_f32(LSTM_BWD_PARAMS) {
-  lstm_bwd_persistent<128>(LSTM_BWD_ARGS);
+  lstm_bwd_persistent<128, false>(LSTM_BWD_ARGS(nullptr, nullptr, nullptr, nullptr));
+}
+
+// The sequence form's backward (see lstm_bwd_persistent): dy [T, B, H] the
+// gradient at every step (not null), dh / dc [B, H] dh_T / dc_T in and
+// dh_{-1} / dc_{-1} out (null: zero in, not written), c0 [B, H] c_{-1}
+// (null: zeros). dz OVERWRITTEN.
+#define LSTM_SEQ_BWD_PARAMS                                                                 \
+  const float *__restrict__ gates, const float *__restrict__ c, const float *__restrict__ c0, \
+      const float *__restrict__ dy, const float *__restrict__ recurrent_kernel, unsigned B,  \
+      unsigned T, unsigned H, unsigned rows, unsigned ms, float *dh, float *dc,              \
+      float *__restrict__ dz
+
+extern "C" __global__ void __launch_bounds__(512, 1)
+    lstm_persistent_seq_bwd_f32(LSTM_SEQ_BWD_PARAMS) {
+  const float* dh_last = nullptr;  // the window form's input, not read
+  lstm_bwd_persistent<0, true>(LSTM_BWD_ARGS(c0, dy, dh, dc));
+}
+
+extern "C" __global__ void __launch_bounds__(512, 1)
+    lstm_persistent_h128_seq_bwd_f32(LSTM_SEQ_BWD_PARAMS) {
+  const float* dh_last = nullptr;  // the window form's input, not read
+  lstm_bwd_persistent<128, true>(LSTM_BWD_ARGS(c0, dy, dh, dc));
 }

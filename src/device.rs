@@ -169,16 +169,6 @@ pub fn generate_with(
     }
 }
 
-/// Stream (truncated-BPTT) training runs on the CPU for now: on `sim` or
-/// `cuda` (no kernels for a loss at every step in this build) it is
-/// [`crate::engine::stream_unsupported`].
-pub fn stream_on_device(backend: Backend) -> Result<()> {
-    match backend {
-        Backend::Cpu => Ok(()),
-        b => Err(crate::engine::stream_unsupported(b)),
-    }
-}
-
 /// Next-character probabilities on `backend` (resolved) for each batch of
 /// `batches`: class indices [B, T] row-major with their T, giving [B, V]
 /// row-major each. A device gets the weights once for all of them. The CPU

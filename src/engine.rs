@@ -26,7 +26,7 @@ pub enum Batch<'a> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct StreamBatch<'a> {
     /// Corpus row (character position) of each stream's first input character: B entries.
-    /// Input x[t][b] = class of corpus position starts[b] + t, target y[t][b] = class at starts[b] + t + 1, t in 0..seq_len.
+    /// Input `x[t][b]` = class of corpus position `starts[b] + t`, target `y[t][b]` = class at `starts[b] + t + 1`, t in `0..seq_len`.
     pub starts: &'a [u32],
     /// L, the steps of this batch.
     pub seq_len: usize,
@@ -35,14 +35,16 @@ pub struct StreamBatch<'a> {
     pub carry: bool,
 }
 
-/// The error of an engine without stream training: it runs on the CPU only for now.
+/// The error of an engine without stream training (the default of the
+/// trait's stream methods; the CPU, sim and cuda engines all have it).
 pub fn stream_unsupported(backend: Backend) -> Error {
     Error::Conflict {
         what: format!(
-            "stream mode runs on the CPU only for now: the kernels for a loss at every step \
-             are not in this build (--device {backend} was asked for)"
+            "this {backend} engine has no stream mode (a loss at every step and a carried state)"
         ),
-        fix: "use --device cpu (or --mode window on this device)".into(),
+        fix: "use --mode window, or an engine with stream mode (charlstm-cuda's cpu, sim and \
+              cuda engines)"
+            .into(),
     }
 }
 
@@ -143,7 +145,7 @@ pub trait Engine: Send {
         let _ = batch;
         Err(stream_unsupported(self.backend()))
     }
-    /// The carried state: (h, c), each [B, H] row-major (stream b's unit j at b*H + j);
+    /// The carried state: (h, c), each [B, H] row-major (stream b's unit j at `b * H + j`);
     /// empty vectors when no stream batch has run.
     fn stream_state(&mut self) -> Result<(Vec<f32>, Vec<f32>)> {
         Err(stream_unsupported(self.backend()))

@@ -22,8 +22,10 @@
 mod common;
 use common::{assert_all_pass, seed};
 
-use charlstm_cuda::gpu::selftest::{FullShape, run_full_shape};
-use charlstm_cuda::gpu::{SimDevice, ptx};
+use charlstm_cuda::gpu::lstm::{LstmLauncher, LstmPath};
+use charlstm_cuda::gpu::selftest::{FullShape, Shape, check_sequence, run_full_shape};
+use charlstm_cuda::gpu::{GpuDevice, SimDevice, ptx};
+use charlstm_cuda::sample::{Purpose, RngStream};
 
 #[test]
 fn a_training_step_and_generation_match_the_cpu_at_the_keras_shape_on_the_simulator() {
@@ -46,4 +48,43 @@ fn a_training_step_and_generation_match_the_cpu_at_the_keras_shape_on_the_simula
         print!("{phase}");
     }
     assert_all_pass(out.report.rows);
+}
+
+/// The sequence form (stream training: an initial state, the head over all
+/// B*L = 7,680 rows, a gradient at every step) at the Keras shape through
+/// the persistent kernels (`gpu::selftest::check_sequence`, as
+/// tests/lstm_sequence.rs runs at small shapes), without the reference
+/// weight-gradient kernel (one thread per output summing 7,680 rows: the
+/// simulator would take minutes; the small shapes check it). Prints each
+/// kernel's simulated thread-instructions: a stream step's cost by kernel.
+#[test]
+fn the_sequence_form_matches_the_cpu_at_the_keras_shape_on_the_simulator() {
+    if !ptx::BUILT_WITH_KERNELS || cfg!(debug_assertions) {
+        println!("SKIPPED: needs the kernels and a release build");
+        return;
+    }
+    let seed = seed();
+    let mut rng = RngStream::new(seed, Purpose::Sample, 3);
+    let persistent = LstmLauncher {
+        path: LstmPath::Persistent,
+        ..LstmLauncher::default()
+    };
+    let mut dev = SimDevice::new(seed);
+    let start = std::time::Instant::now();
+    let rows = check_sequence(&mut dev, Shape::KERAS, persistent, false, &mut rng).unwrap();
+    println!(
+        "{:.1} s; simulated cost per kernel:",
+        start.elapsed().as_secs_f64()
+    );
+    for k in dev.take_kernel_counts() {
+        println!(
+            "  {:<34} {:>3} launches {:>14} thread-instructions",
+            k.kernel, k.launches, k.instructions
+        );
+    }
+    assert!(
+        rows.iter()
+            .any(|r| r.kernel == "lstm_persistent_h128_seq_bwd_f32")
+    );
+    assert_all_pass(rows);
 }

@@ -175,6 +175,7 @@ fn launchers_build_the_documented_launches() {
         d_dense_kernel: a,
         d_dense_bias: a,
         loss_sum: a,
+        row_loss: DevicePtr::NULL,
     };
     HeadLauncher::default()
         .fwd_bwd(&mut dev, dims, &bufs, 1.0 / 128.0)

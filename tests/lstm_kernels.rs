@@ -100,6 +100,9 @@ fn launcher_rejects_bad_dims() {
         d_recurrent_kernel: p,
         d_bias: p,
         wgrad_scratch: DevicePtr::NULL,
+        h0: DevicePtr::NULL,
+        c0: DevicePtr::NULL,
+        dy: DevicePtr::NULL,
     };
     let l = LstmLauncher::default();
     let err = l.fwd_step(&mut dev, dims, &bufs, 0).unwrap_err();

@@ -59,6 +59,9 @@ fn upload<D: GpuDevice>(dev: &mut D, case: &Case) -> LstmBuffers {
         d_recurrent_kernel: DevicePtr::NULL,
         d_bias: DevicePtr::NULL,
         wgrad_scratch: DevicePtr::NULL,
+        h0: DevicePtr::NULL,
+        c0: DevicePtr::NULL,
+        dy: DevicePtr::NULL,
     }
 }
 

@@ -218,6 +218,7 @@ fn head_at_its_largest_vocabulary<D: GpuDevice>(dev: &mut D) -> Result<()> {
         d_dense_kernel: dev.alloc(4 * hidden * vocab)?,
         d_dense_bias: dev.alloc(4 * vocab)?,
         loss_sum: dev.alloc_zeroed(4)?,
+        row_loss: DevicePtr::NULL,
     };
     let launcher = HeadLauncher::default();
     launcher.fwd_bwd(dev, dims, &bufs, 1.0)?;

@@ -202,33 +202,70 @@ fn a_stream_run_stopped_inside_an_epoch_resumes_bit_for_bit() {
     assert!(e.contains("holds none of the"), "{e}");
 }
 
+/// The kernels' stream mode (`--device sim`: the real PTX on the
+/// simulator) trains as the CPU does: the same batch losses, validation
+/// loss and weights to float rounding over two epochs of carried batches
+/// (the second from a new offset and a zero state).
 #[test]
-fn stream_mode_is_refused_off_the_cpu_and_across_a_resume() {
+fn stream_mode_on_the_simulator_trains_as_the_cpu_does() {
     let corpus = OneHotCorpus::from_text(&text(), true).expect("corpus");
-    for b in [Backend::Sim, Backend::Cuda] {
-        let e = Trainer::builder(&corpus)
-            .hyper(hyper(1))
-            .config(config(None))
+    let mut runs = Vec::new();
+    for b in [Backend::Cpu, Backend::Sim] {
+        let losses: Arc<Mutex<Vec<f32>>> = Arc::default();
+        let mut watch = Losses(losses.clone());
+        let mut t = Trainer::builder(&corpus)
+            .hyper(hyper(2))
+            .config(TrainConfig {
+                steps_per_epoch: Some(3),
+                ..config(None)
+            })
             .backend(b)
             .build()
-            .err()
-            .expect("refused")
-            .to_string();
+            .expect("trainer");
+        assert_eq!(t.backend(), b);
+        let summary = t.run(&mut watch).expect("run");
+        let params = t.engine_mut().params().expect("params");
+        let batch = losses.lock().expect("not poisoned").clone();
+        runs.push((batch, summary.state.val_losses.clone(), params));
+    }
+    let (cpu, sim) = (&runs[0], &runs[1]);
+    assert_eq!(cpu.0.len(), 6, "two epochs of three batches: {:?}", cpu.0);
+    assert_eq!(cpu.0.len(), sim.0.len());
+    for (i, (a, b)) in cpu.0.iter().zip(&sim.0).enumerate() {
         assert!(
-            e.contains("stream mode runs on the CPU only for now")
-                || e.contains("not built with kernels")
-                || e.contains("no CUDA kernels"),
-            "{b}: {e}"
+            (a - b).abs() <= 1e-4 * a.abs(),
+            "batch {i}: cpu {a}, sim {b}"
         );
     }
-    // `auto` is the CPU in stream mode.
-    let t = Trainer::builder(&corpus)
-        .hyper(hyper(1))
-        .config(config(None))
-        .build()
-        .expect("auto");
-    assert_eq!(t.backend(), Backend::Cpu);
+    assert_eq!(cpu.1.len(), 2);
+    for (a, b) in cpu.1.iter().zip(&sim.1) {
+        assert!(
+            (a - b).abs() <= 1e-4 * a.abs(),
+            "validation: cpu {a}, sim {b}"
+        );
+    }
+    let (pa, pb) = (cpu.2.flat(), sim.2.flat());
+    let worst = pa
+        .iter()
+        .zip(pb)
+        .map(|(a, b)| (a - b).abs() / (1e-3 + a.abs()))
+        .fold(0.0f32, f32::max);
+    assert!(worst < 1e-3, "weights differ by {worst} (scaled)");
+}
 
+/// Records the loss of every batch, in order.
+struct Losses(Arc<Mutex<Vec<f32>>>);
+
+impl Observer for Losses {
+    fn on_batch(&mut self, e: &BatchEvent) -> Control {
+        self.0.lock().expect("not poisoned").push(e.loss);
+        Control::Continue
+    }
+}
+
+#[test]
+fn stream_mode_is_refused_across_a_resume() {
+    let corpus = OneHotCorpus::from_text(&text(), true).expect("corpus");
     // A window run resumed in stream mode (and back) is refused.
     let d = Dir::new();
     let out = d.path("w");
@@ -357,11 +394,6 @@ fn the_command_line_trains_streams_and_refuses_bad_flags() {
         &["--mode", "stream", "--seq-len", "5000"],
         "streams of",
         "--seq-len",
-    );
-    refused(
-        &["--mode", "stream", "--device", "sim"],
-        "stream mode runs on the CPU only for now",
-        "--device cpu",
     );
     let o = ok(&with(&["--mode", "stream", "--seq-len", "10"]));
     assert!(stderr(&o).contains("8 streams of"), "{}", stderr(&o));

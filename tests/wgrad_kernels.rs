@@ -76,6 +76,9 @@ impl Wgrad {
             d_recurrent_kernel: upload(dev, &mut all, &nan(h * g)),
             d_bias: upload(dev, &mut all, &nan(g)),
             wgrad_scratch: n,
+            h0: DevicePtr::NULL,
+            c0: DevicePtr::NULL,
+            dy: DevicePtr::NULL,
         };
         let scratch = upload(dev, &mut all, &nan(WgradLauncher::scratch_len(dims)));
         Wgrad {
@@ -106,6 +109,9 @@ impl Wgrad {
         dev.upload_f32(self.scratch, &vec![f32::NAN; len]).unwrap();
         let bufs = LstmBuffers {
             wgrad_scratch: if fast { self.scratch } else { DevicePtr::NULL },
+            h0: DevicePtr::NULL,
+            c0: DevicePtr::NULL,
+            dy: DevicePtr::NULL,
             ..self.bufs
         };
         launcher.wgrad(dev, self.dims, &bufs).unwrap();
@@ -315,6 +321,9 @@ fn time_notebook<D: GpuDevice>(dev: &mut D, seed: u64) {
     for (fast, t) in [false, true].into_iter().zip(&mut secs) {
         let bufs = LstmBuffers {
             wgrad_scratch: if fast { w.scratch } else { DevicePtr::NULL },
+            h0: DevicePtr::NULL,
+            c0: DevicePtr::NULL,
+            dy: DevicePtr::NULL,
             ..w.bufs
         };
         launcher.wgrad(dev, w.dims, &bufs).unwrap(); // warm-up (module load)

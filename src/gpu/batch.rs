@@ -4,7 +4,9 @@
 //! The first and last let a training step be captured once and replayed
 //! ([`super::GpuEngine`]).
 
-use super::contract::batch::{BatchSelectU32, BatchTargetsU32, LossLogAppendF32};
+use super::contract::batch::{
+    BatchSelectU32, BatchStreamTargetsU32, BatchTargetsU32, LossLogAppendF32, StreamStateCarryF32,
+};
 use super::device::{
     DeviceError, DevicePtr, GpuDevice, LaunchConfig, blocks_for, check_whole_warps, kernel_u32,
 };
@@ -28,6 +30,8 @@ impl BatchLauncher {
     const SELECT: &'static str = BatchSelectU32::KERNELS[0];
     const APPEND: &'static str = LossLogAppendF32::KERNELS[0];
     const TARGETS: &'static str = BatchTargetsU32::KERNELS[0];
+    const STREAM_TARGETS: &'static str = BatchStreamTargetsU32::KERNELS[0];
+    const CARRY: &'static str = StreamStateCarryF32::KERNELS[0];
 
     /// `starts[i] = order[*cursor + i]` for `i < n`, then `*cursor += n`.
     /// The caller guarantees `*cursor + n` is within `order` and `starts`
@@ -126,6 +130,83 @@ impl BatchLauncher {
             dev,
             Self::TARGETS,
             LaunchConfig::linear(blocks_for(dims.batch, 128, 65_535), 128, 0),
+        )
+    }
+
+    /// The targets of a stream batch of `dims.batch` streams and `seq_len`
+    /// steps, t-major: `targets[t*B + b]` = class of corpus row `starts[b] +
+    /// t + 1` (V where that row has no class). The caller guarantees every
+    /// `starts[b] + seq_len` is a row of the corpus and `targets` holds
+    /// `seq_len * B` u32s.
+    #[allow(clippy::too_many_arguments)]
+    pub fn stream_targets<D: GpuDevice>(
+        &self,
+        dev: &mut D,
+        corpus_words: DevicePtr,
+        words_per_row: usize,
+        starts: DevicePtr,
+        seq_len: usize,
+        dims: HeadDims,
+        targets: DevicePtr,
+    ) -> Result<()> {
+        let to_u32 = |x: usize, name: &str| kernel_u32(Self::STREAM_TARGETS, name, x);
+        let n = seq_len * dims.batch;
+        to_u32(n, "L*B")?;
+        if words_per_row != dims.vocab.div_ceil(64) {
+            return Err(DeviceError::BadArguments {
+                kernel: Self::STREAM_TARGETS,
+                what: format!(
+                    "words_per_row = {words_per_row} but V = {} needs {}",
+                    dims.vocab,
+                    dims.vocab.div_ceil(64)
+                ),
+            }
+            .into());
+        }
+        if n == 0 {
+            return Ok(());
+        }
+        // `starts` holds B u32s, `targets` L*B; grid-stride over L*B.
+        let args = BatchStreamTargetsU32 {
+            corpus_words,
+            words_per_row: to_u32(words_per_row, "words_per_row")?,
+            starts,
+            L: to_u32(seq_len, "L")?,
+            B: to_u32(dims.batch, "B")?,
+            V: to_u32(dims.vocab, "V")?,
+            targets,
+        };
+        args.launch(
+            dev,
+            Self::STREAM_TARGETS,
+            LaunchConfig::linear(blocks_for(n, 128, 65_535), 128, 0),
+        )
+    }
+
+    /// `state[0..n) = h_last`, `state[n..2n) = c_last` for `n` = B*H f32s:
+    /// the final state of a stream batch carried to the next.
+    pub fn carry_state<D: GpuDevice>(
+        &self,
+        dev: &mut D,
+        h_last: DevicePtr,
+        c_last: DevicePtr,
+        n: usize,
+        state: DevicePtr,
+    ) -> Result<()> {
+        if n == 0 {
+            return Ok(());
+        }
+        // h_last, c_last hold n f32s, state 2n; grid-stride over n.
+        let args = StreamStateCarryF32 {
+            h_last,
+            c_last,
+            n: kernel_u32(Self::CARRY, "B*H", n)?,
+            state,
+        };
+        args.launch(
+            dev,
+            Self::CARRY,
+            LaunchConfig::linear(blocks_for(n, 128, 65_535), 128, 0),
         )
     }
 }

@@ -32,6 +32,11 @@
 //! the same kernels one by one, reading their starts from the order or
 //! from an upload, as eval and predict do.
 //!
+//! A stream batch ([`Engine::queue_train_stream`], truncated BPTT over B
+//! contiguous streams with a loss at every step) runs the same kernels in
+//! their sequence form from a carried state kept on the device, launch by
+//! launch (`stream.rs`).
+//!
 //! Generation (the after-epoch samples) and `predict` are the model's
 //! (`super::model`, which also holds the kernels' limits on V and H). The
 //! whole packed corpus (`rows * ceil(V/64) * 8` bytes) is uploaded once,
@@ -54,15 +59,17 @@ use super::model::GpuModel;
 use super::rmsprop::{GradClipLauncher, RmsPropLauncher};
 use crate::corpus::OneHotCorpus;
 use crate::cpu::RmsProp;
-use crate::engine::{Backend, Batch, Engine, EpochOrder};
+use crate::engine::{Backend, Batch, Engine, EpochOrder, StreamBatch};
 use crate::error::{Error, Result};
 use crate::model::{Hyper, Params};
 use crate::sample::{GenerateRequest, Progress};
 
 mod chain;
 mod graph;
+mod stream;
 pub use graph::GraphStats;
 use graph::StepGraph;
+use stream::StreamBuffers;
 
 /// Steps whose losses the device log holds; a longer queue is read back
 /// into host memory when the log is full (one wait per this many steps).
@@ -107,6 +114,8 @@ pub struct GpuEngine<'c, D: GpuDevice> {
     /// Losses read back and not yet handed out by `collect_losses`.
     collected: Vec<f32>,
     graph: StepGraph,
+    /// Stream training's carried state and row buffers (`stream.rs`).
+    stream: StreamBuffers,
 }
 
 impl<'c, D: GpuDevice> GpuEngine<'c, D> {
@@ -158,6 +167,7 @@ impl<'c, D: GpuDevice> GpuEngine<'c, D> {
             logged: 0,
             collected: Vec::new(),
             graph: StepGraph::default(),
+            stream: StreamBuffers::default(),
         };
         let dev = &mut engine.model.device;
         let words: &[u8] = bytemuck::cast_slice(corpus.words());
@@ -199,6 +209,7 @@ impl<'c, D: GpuDevice> GpuEngine<'c, D> {
     /// Frees the training buffers (the model frees its own when dropped).
     fn free_all(&mut self) -> Result<()> {
         self.drop_step_graph()?;
+        self.stream.free(&mut self.model.device)?;
         let ptrs = [self.d_step, self.d_corpus, self.d_rmsprop, self.d_order];
         for p in ptrs {
             if p != DevicePtr::NULL {
@@ -322,6 +333,24 @@ impl<D: GpuDevice> Engine for GpuEngine<'_, D> {
     fn set_learning_rate(&mut self, lr: f32) -> Result<()> {
         self.optimizer.lr = f64::from(lr);
         Ok(())
+    }
+
+    /// The stream step (`stream.rs`), its loss left in the device log.
+    fn queue_train_stream(&mut self, batch: StreamBatch<'_>) -> Result<Option<f32>> {
+        self.stream_step(batch)?;
+        self.logged += 1;
+        if self.logged == LOG_CAPACITY {
+            self.drain_log()?;
+        }
+        Ok(None)
+    }
+
+    fn stream_state(&mut self) -> Result<(Vec<f32>, Vec<f32>)> {
+        self.download_stream_state()
+    }
+
+    fn set_stream_state(&mut self, h: &[f32], c: &[f32]) -> Result<()> {
+        self.upload_stream_state(h, c)
     }
 
     fn generate_with(

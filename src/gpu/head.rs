@@ -2,8 +2,17 @@
 //! head, forward and backward (`head_fwd_bwd_f32`, one block per batch row),
 //! then the dense weight gradients (`head_wgrad_bwd_f32`, a fixed-order
 //! reduction over the batch).
+//!
+//! The rows are any [B, H] block of hidden states: the window form's last
+//! step, or every step of a stream batch (the t-major [L, B, H] buffer as
+//! L*B rows; `dh` is then the recurrence's `dy`). With [`HeadBuffers::row_loss`]
+//! set, the loss is summed in a fixed order (`head_rows_fwd_bwd_f32` +
+//! `loss_rows_sum_f32`) instead of by one atomicAdd per row, so the same
+//! rows give the same loss bits on every run, however many there are.
 
-use super::contract::head::{HeadFwdBwdF32, HeadWgradBwdF32};
+use super::contract::head::{
+    HeadFwdBwdF32, HeadRowsFwdBwdF32, HeadWgradBwdF32, LOSS_SUM_THREADS, LossRowsSumF32,
+};
 use super::device::{
     DeviceError, DevicePtr, GpuDevice, LaunchConfig, SCRATCH_FLOATS, blocks_for, check_whole_warps,
     kernel_u32,
@@ -13,7 +22,8 @@ use crate::error::Result;
 /// Device buffers of one head launch. Shapes (row-major, Keras layout):
 /// `h` [B, H], `dense_kernel` [H, V], `dense_bias` \[V\], `targets` \[B\] u32,
 /// `probs` [B, V] or [`DevicePtr::NULL`], `dlogits` [B, V], `dh` [B, H],
-/// `d_dense_kernel` [H, V], `d_dense_bias` \[V\], `loss_sum` one f32.
+/// `d_dense_kernel` [H, V], `d_dense_bias` \[V\], `loss_sum` one f32,
+/// `row_loss` \[B\] or [`DevicePtr::NULL`].
 #[derive(Clone, Copy, Debug)]
 pub struct HeadBuffers {
     /// [B, H] the LSTM's last hidden state, the head's input.
@@ -34,8 +44,13 @@ pub struct HeadBuffers {
     pub d_dense_kernel: DevicePtr,
     /// \[V\] gradient of `dense_bias`; overwritten.
     pub d_dense_bias: DevicePtr,
-    /// Accumulates `scale * loss_b` over the rows (not zeroed here).
+    /// `row_loss` NULL: accumulates `scale * loss_b` over the rows (not
+    /// zeroed here; one atomicAdd per row). Else OVERWRITTEN with the sum
+    /// of `row_loss` in row order.
     pub loss_sum: DevicePtr,
+    /// \[B\] `scale * loss_b` of every row, OVERWRITTEN; or NULL (the
+    /// window form's atomic sum).
+    pub row_loss: DevicePtr,
 }
 
 /// Sizes of one head launch.
@@ -69,7 +84,9 @@ impl Default for HeadLauncher {
 
 impl HeadLauncher {
     const FWD_BWD: &'static str = "head_fwd_bwd_f32";
+    const ROWS_FWD_BWD: &'static str = "head_rows_fwd_bwd_f32";
     const WGRAD: &'static str = "head_wgrad_bwd_f32";
+    const LOSS_SUM: &'static str = "loss_rows_sum_f32";
 
     /// Dynamic shared memory of `head_fwd_bwd_f32`: the row's h and logits
     /// and the reductions' scratch. The kernel declares no static shared
@@ -80,7 +97,9 @@ impl HeadLauncher {
 
     /// Both kernels: overwrites `probs` (unless null), `dlogits`, `dh`,
     /// `d_dense_kernel`, `d_dense_bias`; adds `scale * loss_b` of every row
-    /// to `loss_sum`. `scale` is `1 / B` for the batch mean.
+    /// to `loss_sum`, or with `row_loss` set writes them there and
+    /// overwrites `loss_sum` with their fixed-order sum (a third launch).
+    /// `scale` is `1 / B` for the batch mean.
     pub fn fwd_bwd<D: GpuDevice>(
         &self,
         dev: &mut D,
@@ -115,25 +134,42 @@ impl HeadLauncher {
         }
         // Buffers sized as in HeadBuffers; grid.x = B (one block per row),
         // dynamic shared memory (H + V + 32) f32s, checked above.
-        let args = HeadFwdBwdF32 {
-            h: bufs.h,
-            dense_kernel: bufs.dense_kernel,
-            dense_bias: bufs.dense_bias,
-            targets: bufs.targets,
-            B: b,
-            H: h,
-            V: v,
-            probs: bufs.probs,
-            dlogits: bufs.dlogits,
-            dh: bufs.dh,
-            loss_sum: bufs.loss_sum,
-            scale,
-        };
-        args.launch(
-            dev,
-            Self::FWD_BWD,
-            LaunchConfig::linear(b, self.block, shared as u32),
-        )?;
+        let cfg = LaunchConfig::linear(b, self.block, shared as u32);
+        let rows = bufs.row_loss != DevicePtr::NULL;
+        if rows {
+            // As head_fwd_bwd_f32, row b's scaled loss to row_loss[b] ([B]).
+            let args = HeadRowsFwdBwdF32 {
+                h: bufs.h,
+                dense_kernel: bufs.dense_kernel,
+                dense_bias: bufs.dense_bias,
+                targets: bufs.targets,
+                B: b,
+                H: h,
+                V: v,
+                probs: bufs.probs,
+                dlogits: bufs.dlogits,
+                dh: bufs.dh,
+                row_loss: bufs.row_loss,
+                scale,
+            };
+            args.launch(dev, Self::ROWS_FWD_BWD, cfg)?;
+        } else {
+            let args = HeadFwdBwdF32 {
+                h: bufs.h,
+                dense_kernel: bufs.dense_kernel,
+                dense_bias: bufs.dense_bias,
+                targets: bufs.targets,
+                B: b,
+                H: h,
+                V: v,
+                probs: bufs.probs,
+                dlogits: bufs.dlogits,
+                dh: bufs.dh,
+                loss_sum: bufs.loss_sum,
+                scale,
+            };
+            args.launch(dev, Self::FWD_BWD, cfg)?;
+        }
         let n = hidden * vocab + vocab;
         // Reads the dlogits the launch above wrote (same stream, so
         // ordered); grid-stride over H*V + V.
@@ -150,6 +186,21 @@ impl HeadLauncher {
             dev,
             Self::WGRAD,
             LaunchConfig::linear(blocks_for(n, self.wgrad_block, 65_535), self.wgrad_block, 0),
+        )?;
+        if !rows {
+            return Ok(());
+        }
+        // The [B] row losses written above (same stream, so ordered); exactly one block of
+        // LOSS_SUM_THREADS threads (the kernel strides by it); overwrites loss_sum.
+        let args = LossRowsSumF32 {
+            row_loss: bufs.row_loss,
+            n: b,
+            loss: bufs.loss_sum,
+        };
+        args.launch(
+            dev,
+            Self::LOSS_SUM,
+            LaunchConfig::linear(1, LOSS_SUM_THREADS, 0),
         )
     }
 }

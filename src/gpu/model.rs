@@ -159,6 +159,9 @@ impl<D: GpuDevice> GpuModel<D> {
             d_recurrent_kernel: self.tensor(g, Tensor::RecurrentKernel),
             d_bias: self.tensor(g, Tensor::Bias),
             wgrad_scratch: b.wgrad_scratch,
+            h0: DevicePtr::NULL,
+            c0: DevicePtr::NULL,
+            dy: DevicePtr::NULL,
         }
     }
 
@@ -176,6 +179,7 @@ impl<D: GpuDevice> GpuModel<D> {
             d_dense_kernel: self.tensor(g, Tensor::DenseKernel),
             d_dense_bias: self.tensor(g, Tensor::DenseBias),
             loss_sum: b.loss,
+            row_loss: DevicePtr::NULL,
         }
     }
 

@@ -17,8 +17,7 @@ pub enum TrainMode {
     /// B contiguous streams of the training text, each batch the next
     /// `seq_len` characters of every stream, a target at every step and
     /// the state carried from batch to batch within an epoch (reset to zero
-    /// at each epoch's start, when the streams' offset changes). CPU only
-    /// for now.
+    /// at each epoch's start, when the streams' offset changes).
     Stream {
         /// L, the steps of every batch (the truncation of the BPTT).
         seq_len: usize,

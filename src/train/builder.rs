@@ -257,25 +257,7 @@ impl<'c> TrainerBuilder<'c> {
                 what: "0 (stop after at least 1 epoch without a new best validation loss)".into(),
             });
         }
-        // No kernels for a loss at every step yet: stream mode is refused
-        // on a named device, and `auto` means the CPU.
-        let stream = matches!(config.mode, TrainMode::Stream { .. });
-        let stream_off_cpu = |b: Backend| match stream {
-            true => crate::device::stream_on_device(b),
-            false => Ok(()),
-        };
-        let mut device = self.device;
-        let mut stream_notice = None;
-        if stream && device == Device::Auto {
-            device = Device::Exact(Backend::Cpu);
-            stream_notice =
-                Some("device auto: using cpu (stream mode runs on the CPU only for now)".into());
-        }
-        if let Device::Exact(b) = device
-            && !matches!(start, Start::Engine(..))
-        {
-            stream_off_cpu(b)?;
-        }
+        let device = self.device;
         let split = Split::new(corpus.rows(), config.val_fraction)?;
         if config.val_fraction > 0.0 {
             split.check(hyper.maxlen, hyper.step, hyper.batch)?;
@@ -369,8 +351,7 @@ impl<'c> TrainerBuilder<'c> {
                 })?
             }
         };
-        stream_off_cpu(engine.backend())?;
-        let (mut engine, mut state, notice) = (engine, state, notice.or(stream_notice));
+        let (mut engine, mut state) = (engine, state);
         // A stream epoch stopped inside: its next batch carries this state
         // in (the engine keeps it; the trainer's state does not).
         if let Some(st) = state.stream.take() {

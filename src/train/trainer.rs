@@ -52,7 +52,7 @@ pub struct TrainConfig {
     /// What a batch is: the notebook's shuffled windows ([`TrainMode::Window`],
     /// the default) or B contiguous streams of the training text with a
     /// loss at every step and the state carried from batch to batch
-    /// ([`TrainMode::Stream`], see [`Streams`]; the CPU only for now).
+    /// ([`TrainMode::Stream`], see [`Streams`]).
     /// The validation loss is the same window loss in both modes, so their
     /// numbers compare directly.
     pub mode: TrainMode,

@@ -104,6 +104,12 @@ impl<D: GpuDevice> GpuEngine<'_, D> {
         self.model
             .lstm
             .backward(&mut self.model.device, dims, &bufs)?;
+        self.clip_and_update()
+    }
+
+    /// Clipping (with `--clip-norm`) and RMSprop over the gradients a
+    /// backward left: launches only.
+    pub(super) fn clip_and_update(&mut self) -> Result<()> {
         if let Some(max_norm) = self.clip_norm {
             let (n, grads) = (self.model.layout.len(), self.model.d_grads);
             // No norm written back: nothing on the host needs it.

@@ -26,8 +26,8 @@ impl LstmLauncher {
     }
 
     /// Forward step `t` (0-based, `< T`): reads corpus rows `starts[b] + t`,
-    /// `h[t-1]`, `c[t-1]` (zeros at t = 0); overwrites `gates[t]`, `c[t]`,
-    /// `h[t]`, `cls[t]`.
+    /// `h[t-1]`, `c[t-1]` (at t = 0 `h0`, `c0`, zeros where NULL);
+    /// overwrites `gates[t]`, `c[t]`, `h[t]`, `cls[t]`.
     pub fn fwd_step<D: GpuDevice>(
         &self,
         dev: &mut D,
@@ -39,9 +39,9 @@ impl LstmLauncher {
             return Ok(());
         };
         let (h, g) = (dims.hidden, 4 * dims.hidden);
-        // The per-step pointers are step t (t-1 for the previous state, null at t = 0) of the
-        // t-major buffers of LstmBuffers; the caller guarantees every starts[b] + t is a row of the
-        // corpus. Grid-stride over B*H.
+        // The per-step pointers are step t (t-1 for the previous state, h0 / c0 [B, H] or null at
+        // t = 0) of the t-major buffers of LstmBuffers; the caller guarantees every starts[b] + t
+        // is a row of the corpus. Grid-stride over B*H.
         let args = LstmCellFwdF32 {
             corpus_words: bufs.corpus_words,
             words_per_row: s.wpr,
@@ -53,8 +53,8 @@ impl LstmLauncher {
             B: s.b,
             H: s.h,
             V: s.v,
-            h_prev: dims.before(bufs.h, t, h),
-            c_prev: dims.before(bufs.c, t, h),
+            h_prev: dims.before(bufs.h, t, h, bufs.h0),
+            c_prev: dims.before(bufs.c, t, h, bufs.c0),
             gates: dims.at(bufs.gates, t, g),
             c: dims.at(bufs.c, t, h),
             h: dims.at(bufs.h, t, h),
@@ -63,9 +63,13 @@ impl LstmLauncher {
         args.launch(dev, Self::FWD, self.step_grid(dims))
     }
 
-    /// Backward step `t`, called for t = T-1 down to 0: given `dh` = dh_t
-    /// and `dc` = dc_{t+1} (ignored, taken as zero, at t = T-1), overwrites
-    /// `dz[t]`, `dc` with dc_t-1 and, for t > 0, `dh` with dh_{t-1}.
+    /// Backward step `t`, called for t = T-1 down to 0. Window form: given
+    /// `dh` = dh_t and `dc` = dc_{t+1} (ignored, taken as zero, at t =
+    /// T-1), overwrites `dz[t]`, `dc` with dc_t-1 and, for t > 0, `dh` with
+    /// dh_{t-1}. Sequence form (`dy` set): `dh` is the recurrent part of
+    /// dh_t (dh_T at t = T-1), to which the cell adds `dy[t]`; `dc` is read
+    /// at every step (dc_T at t = T-1); at t = 0 `dh` and `dc` become dh_{-1}
+    /// and dc_{-1}.
     pub fn bwd_step<D: GpuDevice>(
         &self,
         dev: &mut D,
@@ -77,20 +81,27 @@ impl LstmLauncher {
             return Ok(());
         };
         let (h, g) = (dims.hidden, 4 * dims.hidden);
-        let c_prev = dims.before(bufs.c, t, h);
-        let dc_next = if t + 1 == dims.seq_len {
+        let seq = bufs.dy != DevicePtr::NULL;
+        let c_prev = dims.before(bufs.c, t, h, bufs.c0);
+        let dc_next = if t + 1 == dims.seq_len && !seq {
             DevicePtr::NULL
         } else {
             bufs.dc
         };
+        let dy = match seq {
+            true => dims.at(bufs.dy, t, h),
+            false => DevicePtr::NULL,
+        };
         let dz = dims.at(bufs.dz, t, g);
-        // `gates` / `c` / `dz` are step t of the t-major buffers, c_prev step t-1 (null at t = 0);
-        // dc is read and written in place by the same thread. Grid-stride over B*H.
+        // `gates` / `c` / `dz` / `dy` are step t of the t-major buffers (dy null in the window
+        // form), c_prev step t-1 (c0 or null at t = 0); dc is read and written in place by the
+        // same thread. Grid-stride over B*H.
         let args = LstmCellBwdF32 {
             gates: dims.at(bufs.gates, t, g),
             c: dims.at(bufs.c, t, h),
             c_prev,
             dh: bufs.dh,
+            dy,
             dc_next,
             B: s.b,
             H: s.h,
@@ -98,8 +109,8 @@ impl LstmLauncher {
             dc_prev: bufs.dc,
         };
         args.launch(dev, Self::BWD, self.step_grid(dims))?;
-        if t == 0 {
-            return Ok(()); // dh_{-1} is not needed
+        if t == 0 && !seq {
+            return Ok(()); // dh_{-1} is not needed in the window form
         }
         // Reads the dz[t] written just above (same stream, so ordered) and overwrites dh, which the
         // cell launch above has finished reading. Grid-stride over B*H.
@@ -127,10 +138,12 @@ impl LstmLauncher {
         if n == 0 {
             return Ok(());
         }
-        // `h`, `cls` and `dz` are the whole t-major buffers ([T, B, H], [T, B], [T, B, 4H]).
+        // `h`, `cls` and `dz` are the whole t-major buffers ([T, B, H], [T, B], [T, B, 4H]), h0
+        // [B, H] or null (h_{-1} = 0).
         // Grid-stride over 4H*H + 4H*V + 4H outputs, one thread each, no atomics.
         let args = LstmWgradBwdF32 {
             h: bufs.h,
+            h0: bufs.h0,
             cls: bufs.cls,
             dz: bufs.dz,
             T: s.t,

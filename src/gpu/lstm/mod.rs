@@ -12,6 +12,15 @@
 //!
 //! Gate order i, f, c(g), o along every 4H axis. The saved state is t-major
 //! (see [`LstmBuffers`]).
+//!
+//! Two forms. The window form (the notebook's): zero initial state, one
+//! gradient dh_{T-1} at the last step. The sequence form (stream training's
+//! loss at every step, the layer above in a stack): an initial state `h0`,
+//! `c0` and a gradient `dy` at every step, plus the initial state's
+//! gradient out. Which one runs is read off the buffers: `h0` / `c0` set
+//! selects the sequence form's forward, `dy` set its backward. The window
+//! form's kernels are compiled exactly as before the sequence form existed
+//! (template flags), so the notebook's bits and speed do not move.
 
 pub mod cell;
 pub mod persistent;
@@ -37,12 +46,15 @@ const F32: usize = std::mem::size_of::<f32>();
 /// | `c` | [T, B, H] cell state | forward |
 /// | `h` | [T, B, H] hidden state; `h[T-1]` feeds the head | forward |
 /// | `cls` | [T, B] u32 decoded input classes | forward |
+/// | `h0`, `c0` | [B, H] initial state, or NULL (zeros; both NULL: the window form) | caller |
+/// | `dy` | [T, B, H] gradient arriving at every h_t, or NULL (the window form) | caller |
 /// | `dz` | [T, B, 4H] pre-activation gradients | backward |
-/// | `dh` | [B, H]: in, dh_{T-1} from the head; scratch after | caller, backward |
-/// | `dc` | [B, H] scratch | backward |
+/// | `dh` | [B, H]: window form: in, dh_{T-1} from the head, scratch after; sequence form: in dh_T, out dh_{-1} | caller, backward |
+/// | `dc` | [B, H]: window form: scratch; sequence form: in dc_T, out dc_{-1} | caller, backward |
 /// | `d_kernel`, `d_recurrent_kernel`, `d_bias` | as the parameters | [`LstmLauncher::wgrad`] |
 /// | `wgrad_scratch` | [`WgradLauncher::scratch_len`] f32s, or NULL (then the reference `lstm_wgrad_bwd_f32` runs) | [`LstmLauncher::wgrad`] |
 ///
+/// The final state (h_T, c_T) of either form is step T-1 of `h` and `c`.
 /// The default has every buffer NULL.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct LstmBuffers {
@@ -64,11 +76,21 @@ pub struct LstmBuffers {
     pub h: DevicePtr,
     /// [T, B] u32 input classes the forward decoded, reused by the weight gradients.
     pub cls: DevicePtr,
+    /// [B, H] initial hidden state h_{-1}, or NULL: zeros.
+    pub h0: DevicePtr,
+    /// [B, H] initial cell state c_{-1}, or NULL: zeros.
+    pub c0: DevicePtr,
+    /// [T, B, H] the gradient arriving at h_t from outside the recurrence
+    /// (a loss at every step, the layer above), or NULL: the window form.
+    pub dy: DevicePtr,
     /// [T, B, 4H] pre-activation gradients, written by the backward.
     pub dz: DevicePtr,
-    /// [B, H] in: dh_{T-1} from the head; the backward's scratch after.
+    /// [B, H] window form: in, dh_{T-1} from the head, the backward's
+    /// scratch after. Sequence form: in, dh_T (the final state's gradient);
+    /// out, dh_{-1} (the initial state's).
     pub dh: DevicePtr,
-    /// [B, H] the backward's cell-state gradient scratch.
+    /// [B, H] window form: the backward's cell-state gradient scratch.
+    /// Sequence form: in, dc_T; out, dc_{-1}.
     pub dc: DevicePtr,
     /// [V, 4H] gradient of `kernel`; overwritten.
     pub d_kernel: DevicePtr,
@@ -79,6 +101,34 @@ pub struct LstmBuffers {
     /// [`WgradLauncher::scratch_len`] f32s for the fast weight gradients, or
     /// [`DevicePtr::NULL`] for the reference `lstm_wgrad_bwd_f32`.
     pub wgrad_scratch: DevicePtr,
+}
+
+impl LstmBuffers {
+    /// Whether the forward starts from a given state (the sequence form).
+    pub fn has_initial_state(&self) -> bool {
+        self.h0 != DevicePtr::NULL || self.c0 != DevicePtr::NULL
+    }
+
+    /// The sequence form's backward needs `dh` and `dc` (they carry the
+    /// final and initial states' gradients), and an initial state needs
+    /// it: the window form's backward takes c_{-1} = 0 and h_{-1} = 0.
+    fn check_backward(&self, kernel: &'static str) -> Result<()> {
+        let seq = self.dy != DevicePtr::NULL;
+        let what = if seq && (self.dh == DevicePtr::NULL || self.dc == DevicePtr::NULL) {
+            "the sequence form (dy set) needs dh and dc: they hold dh_T, dc_T on entry \
+             (zero them for none) and dh_{-1}, dc_{-1} on return"
+        } else if !seq && self.has_initial_state() {
+            "an initial state (h0 / c0 set) needs the sequence form's backward: pass dy, \
+             the gradient at every step (zeros but the last step for one loss at the end)"
+        } else {
+            return Ok(());
+        };
+        Err(DeviceError::BadArguments {
+            kernel,
+            what: what.into(),
+        }
+        .into())
+    }
 }
 
 /// Sizes of one LSTM batch.
@@ -107,11 +157,11 @@ impl LstmDims {
         buf.offset(t * self.step_bytes(width))
     }
 
-    /// Pointer to step `t - 1`, or null at `t = 0` (the zero initial state
-    /// the kernels take for a null pointer).
-    pub fn before(&self, buf: DevicePtr, t: usize, width: usize) -> DevicePtr {
+    /// Pointer to step `t - 1`, or `initial` at `t = 0` (the initial
+    /// state; NULL, zeros for the kernels, in the window form).
+    pub fn before(&self, buf: DevicePtr, t: usize, width: usize, initial: DevicePtr) -> DevicePtr {
         match t {
-            0 => DevicePtr::NULL,
+            0 => initial,
             _ => self.at(buf, t - 1, width),
         }
     }
@@ -259,10 +309,12 @@ impl LstmLauncher {
         self.reference_wgrad(dev, dims, bufs, s)
     }
 
-    /// The whole backward: steps T-1..0 (`dh` must hold dh_{T-1} from the
-    /// head), one persistent launch or 2T - 1 per-step launches, then
-    /// [`wgrad`](Self::wgrad). The per-step path leaves scratch in `dh` and
-    /// `dc`; the persistent one leaves them as they were.
+    /// The whole backward: steps T-1..0, one persistent launch or 2T - 1
+    /// (window form) / 2T (sequence form) per-step launches, then
+    /// [`wgrad`](Self::wgrad). Window form: `dh` must hold dh_{T-1} from
+    /// the head; the per-step path leaves scratch in `dh` and `dc`, the
+    /// persistent one leaves them as they were. Sequence form (`dy` set):
+    /// `dh`, `dc` hold dh_T, dc_T and get dh_{-1}, dc_{-1} on both paths.
     pub fn backward<D: GpuDevice>(
         &self,
         dev: &mut D,
@@ -270,6 +322,7 @@ impl LstmLauncher {
         bufs: &LstmBuffers,
     ) -> Result<()> {
         self.sizes(Self::BWD, dims)?;
+        bufs.check_backward(Self::BWD)?;
         match self.plan(dev, dims)? {
             Some(plan) => plan.backward(dev, dims, bufs)?,
             None => (0..dims.seq_len)

@@ -11,9 +11,10 @@
 use super::{LstmBuffers, LstmDims};
 use crate::error::Result;
 use crate::gpu::contract::lstm_persistent::{
-    self as contract, LstmPersistentBwdF32, LstmPersistentFwdF32,
+    self as contract, LstmPersistentBwdF32, LstmPersistentFwdF32, LstmPersistentSeqBwdF32,
+    LstmPersistentSeqFwdF32,
 };
-use crate::gpu::device::{GpuDevice, LaunchConfig, kernel_u32};
+use crate::gpu::device::{DevicePtr, GpuDevice, LaunchConfig, kernel_u32};
 
 /// Floats of `recurrent_kernel` per thread kept in registers.
 pub const KREG: usize = contract::KREG as usize;
@@ -118,16 +119,33 @@ impl PersistentPlan {
             .clamp(1, MAX_ROWS)
     }
 
-    /// The (forward, backward) kernels this plan launches.
+    /// The (forward, backward) kernels this plan launches in the window
+    /// form.
     pub fn kernels(&self) -> (&'static str, &'static str) {
-        if self.specialized {
-            (
-                "lstm_persistent_h128_fwd_f32",
-                "lstm_persistent_h128_bwd_f32",
-            )
-        } else {
-            ("lstm_persistent_fwd_f32", "lstm_persistent_bwd_f32")
-        }
+        self.kernels_for(false, false)
+    }
+
+    /// The (forward, backward) kernels for `bufs`: the sequence form's
+    /// forward when it has an initial state, its backward when it has a
+    /// gradient at every step (see [`LstmBuffers`]).
+    pub fn kernels_of(&self, bufs: &LstmBuffers) -> (&'static str, &'static str) {
+        self.kernels_for(bufs.has_initial_state(), bufs.dy != DevicePtr::NULL)
+    }
+
+    /// The (forward, backward) kernels in the sequence form (`true`) or
+    /// the window form.
+    pub fn kernels_for(&self, seq_fwd: bool, seq_bwd: bool) -> (&'static str, &'static str) {
+        let (f, b) = (LstmPersistentFwdF32::KERNELS, LstmPersistentBwdF32::KERNELS);
+        let (sf, sb) = (
+            LstmPersistentSeqFwdF32::KERNELS,
+            LstmPersistentSeqBwdF32::KERNELS,
+        );
+        // KERNELS lists the generic-H build first, then H = 128's.
+        let i = usize::from(self.specialized);
+        (
+            if seq_fwd { sf[i] } else { f[i] },
+            if seq_bwd { sb[i] } else { b[i] },
+        )
     }
 
     fn u32s(
@@ -147,18 +165,44 @@ impl PersistentPlan {
         ))
     }
 
-    /// The whole forward: reads corpus rows `starts[b] + t`, overwrites
-    /// `gates`, `c`, `h`, `cls` for all T steps (as the per-step kernel's T
-    /// launches do, to the same bits).
+    /// The whole forward: reads corpus rows `starts[b] + t` and the
+    /// initial state `h0`, `c0` when given, overwrites `gates`, `c`, `h`,
+    /// `cls` for all T steps (as the per-step kernel's T launches do, to
+    /// the same bits).
     pub fn forward<D: GpuDevice>(
         &self,
         dev: &mut D,
         dims: LstmDims,
         bufs: &LstmBuffers,
     ) -> Result<()> {
-        let (name, _) = self.kernels();
+        let (name, _) = self.kernels_of(bufs);
         let (b, t, h, v, rows, ms, blocks) = self.u32s(name, dims)?;
         let wpr = kernel_u32(name, "words_per_row", dims.words_per_row)?;
+        let cfg = LaunchConfig::linear(blocks, 4 * h, self.fwd_shared as u32);
+        if bufs.has_initial_state() {
+            // As the window form below, plus h0 / c0 [B, H] (either may be NULL: zeros).
+            let args = LstmPersistentSeqFwdF32 {
+                corpus_words: bufs.corpus_words,
+                words_per_row: wpr,
+                starts: bufs.starts,
+                kernel: bufs.kernel,
+                recurrent_kernel: bufs.recurrent_kernel,
+                bias: bufs.bias,
+                B: b,
+                T: t,
+                H: h,
+                V: v,
+                rows,
+                ms,
+                h0: bufs.h0,
+                c0: bufs.c0,
+                gates: bufs.gates,
+                c: bufs.c,
+                h: bufs.h,
+                cls: bufs.cls,
+            };
+            return args.launch(dev, name, cfg);
+        }
         // The _h128 kernel ignores H and ms (compiled in); plan() picks it only at H = 128, ms =
         // 72. The whole t-major buffers; blockDim 4H, grid ceil(B / rows), the plan's shared bytes;
         // the caller guarantees every starts[b] + T - 1 is a corpus row.
@@ -180,23 +224,44 @@ impl PersistentPlan {
             h: bufs.h,
             cls: bufs.cls,
         };
-        args.launch(
-            dev,
-            name,
-            LaunchConfig::linear(blocks, 4 * h, self.fwd_shared as u32),
-        )
+        args.launch(dev, name, cfg)
     }
 
-    /// The whole backward recurrence from `dh` = dh_{T-1}: overwrites `dz`
-    /// for all T steps (`dh` and `dc` are left as they were).
+    /// The whole backward recurrence. Window form (`dy` NULL): from `dh` =
+    /// dh_{T-1}, overwrites `dz` for all T steps (`dh` and `dc` are left as
+    /// they were). Sequence form: from `dy` at every step, dh_T / dc_T in
+    /// `dh` / `dc` and c_{-1} in `c0`; overwrites `dz`, and `dh` / `dc`
+    /// with dh_{-1} / dc_{-1}.
     pub fn backward<D: GpuDevice>(
         &self,
         dev: &mut D,
         dims: LstmDims,
         bufs: &LstmBuffers,
     ) -> Result<()> {
-        let (_, name) = self.kernels();
+        let (_, name) = self.kernels_of(bufs);
         let (b, t, h, _, rows, ms, blocks) = self.u32s(name, dims)?;
+        let cfg = LaunchConfig::linear(blocks, 4 * h, self.bwd_shared as u32);
+        if bufs.dy != DevicePtr::NULL {
+            // `gates`, `c`, `dy`, `dz` the whole t-major buffers; c0, dh, dc [B, H], each read and
+            // written by one thread per element; blockDim 4H, grid ceil(B / rows), the plan's
+            // shared bytes (the window form's).
+            let args = LstmPersistentSeqBwdF32 {
+                gates: bufs.gates,
+                c: bufs.c,
+                c0: bufs.c0,
+                dy: bufs.dy,
+                recurrent_kernel: bufs.recurrent_kernel,
+                B: b,
+                T: t,
+                H: h,
+                rows,
+                ms,
+                dh: bufs.dh,
+                dc: bufs.dc,
+                dz: bufs.dz,
+            };
+            return args.launch(dev, name, cfg);
+        }
         // As the forward's: `gates`, `c`, `dz` the whole t-major buffers, dh_last [B, H]; blockDim
         // 4H, grid ceil(B / rows), the plan's shared bytes.
         let args = LstmPersistentBwdF32 {
@@ -211,10 +276,6 @@ impl PersistentPlan {
             ms,
             dz: bufs.dz,
         };
-        args.launch(
-            dev,
-            name,
-            LaunchConfig::linear(blocks, 4 * h, self.bwd_shared as u32),
-        )
+        args.launch(dev, name, cfg)
     }
 }

@@ -15,7 +15,9 @@ use crate::error::Result;
 use crate::gpu::contract::wgrad::{
     WG_KT, WG_THREADS, WG_TM, WG_TN, WgradClsPartialF32, WgradReduceF32, WgradRkPartialF32,
 };
-use crate::gpu::device::{GpuDevice, LaunchConfig, blocks_for, check_whole_warps, kernel_u32};
+use crate::gpu::device::{
+    DevicePtr, GpuDevice, LaunchConfig, blocks_for, check_whole_warps, kernel_u32,
+};
 
 const F32: usize = std::mem::size_of::<f32>();
 
@@ -121,13 +123,14 @@ impl WgradLauncher {
     }
 
     /// f32s of scratch the fast path needs at `dims`:
-    /// `rk_splits x H x 4H + cls_splits x (V + 1) x 4H` at the most splits
-    /// any setting uses. Never decreases when B or T grows, so a buffer
-    /// sized for the largest batch serves every smaller one.
+    /// `(1 + rk_splits) x H x 4H + cls_splits x (V + 1) x 4H` at the most
+    /// splits any setting uses (the 1: the initial state's term of the
+    /// sequence form, its own split). Never decreases when B or T grows, so
+    /// a buffer sized for the largest batch serves every smaller one.
     pub fn scratch_len(dims: LstmDims) -> usize {
         let g = 4 * dims.hidden;
         let (rk, cls) = Self::max_splits(dims);
-        rk * dims.hidden * g + cls * (dims.vocab + 1) * g
+        (1 + rk) * dims.hidden * g + cls * (dims.vocab + 1) * g
     }
 
     /// The splits and tiles at `dims` on a device allowing `max_shared`
@@ -163,7 +166,9 @@ impl WgradLauncher {
     }
 
     /// The three weight gradients from the t-major `h` [T, B, H], `cls`
-    /// [T, B] and `dz` [T, B, 4H] of `bufs`, overwriting its `d_kernel`
+    /// [T, B] and `dz` [T, B, 4H] of `bufs` (and its `h0` [B, H], the
+    /// sequence form's h_{-1}, when set: `h0^T dz_0` is one more GEMM split
+    /// of B rows, summed first), overwriting its `d_kernel`
     /// [V, 4H], `d_recurrent_kernel` [H, 4H] and `d_bias` \[4H\]. Its
     /// `wgrad_scratch` must hold [`scratch_len`](Self::scratch_len)`(dims)`
     /// f32s (its contents are overwritten). Returns `Ok(false)`, having
@@ -190,25 +195,43 @@ impl WgradLauncher {
         // The kernels index a row with u32 products up to S x 4H.
         to_u32(s_cls * g, "T*B*4H")?;
         let (u_h, u_v) = (to_u32(hid, "H")?, to_u32(v, "V")?);
+        // The initial state's split first, when there is one.
+        let h0_splits = usize::from(bufs.h0 != DevicePtr::NULL && dims.batch > 0);
+        let rk_splits = h0_splits + plan.rk_splits;
         let rk_part = bufs.wgrad_scratch;
-        let cls_part = rk_part.offset(plan.rk_splits * hid * g * F32);
-        if plan.rk_splits > 0 {
-            let tiles = hid.div_ceil(TILE) * g.div_ceil(TILE);
-            let cfg = LaunchConfig {
-                grid: [to_u32(tiles, "tiles")?, plan.rk_splits as u32, 1],
-                block: [RK_THREADS, 1, 1],
-                shared_bytes: 0,
+        let cls_part = rk_part.offset(rk_splits * hid * g * F32);
+        let tiles = to_u32(hid.div_ceil(TILE) * g.div_ceil(TILE), "tiles")?;
+        let rk_cfg = |splits: usize| LaunchConfig {
+            grid: [tiles, splits as u32, 1],
+            block: [RK_THREADS, 1, 1],
+            shared_bytes: 0,
+        };
+        if h0_splits > 0 {
+            // h0 [B, H] and dz step 0 [B, 4H] as an S = B GEMM in one split (grid y = 1, so
+            // rows_per_split only needs to cover B); overwrites partial[0] of [splits, H, 4H].
+            let b = to_u32(dims.batch, "B")?;
+            let args = WgradRkPartialF32 {
+                h: bufs.h0,
+                dz_next: bufs.dz,
+                S: b,
+                H: u_h,
+                rows_per_split: b,
+                partial: rk_part,
             };
+            args.launch(dev, Self::RK, rk_cfg(1))?;
+        }
+        if plan.rk_splits > 0 {
+            let cfg = rk_cfg(plan.rk_splits);
             // `h` is the whole t-major [T, B, H] buffer, dz_next = dz + B*4H (step 1 on), S =
             // (T-1)*B; grid x = ceil(H/64) * ceil(4H/64) tiles, y = splits, exactly 256 threads;
-            // overwrites partial[0..splits] of [splits, H, 4H] at the start of scratch.
+            // overwrites partial[h0_splits..][0..splits] of [splits, H, 4H] at the start of scratch.
             let args = WgradRkPartialF32 {
                 h: bufs.h,
                 dz_next: bufs.dz.offset(dims.batch * g * F32),
                 S: to_u32(s_rk, "S")?,
                 H: u_h,
                 rows_per_split: to_u32(plan.rk_rows, "rows per split")?,
-                partial: rk_part,
+                partial: rk_part.offset(h0_splits * hid * g * F32),
             };
             args.launch(dev, Self::RK, cfg)?;
         }
@@ -242,7 +265,7 @@ impl WgradLauncher {
         // nothing read, zeros written). Grid-stride over 4H*H + 4H*V + 4H.
         let args = WgradReduceF32 {
             rk_partial: rk_part,
-            rk_splits: plan.rk_splits as u32,
+            rk_splits: rk_splits as u32,
             cls_partial: cls_part,
             cls_splits: plan.cls_splits as u32,
             H: u_h,
@@ -286,7 +309,7 @@ mod tests {
         assert_eq!((p.rk_splits, p.rk_rows), (16, 480));
         assert_eq!(p.cls_columns, 128);
         assert_eq!(p.cls_splits, 64);
-        let used = p.rk_splits * 128 * 512 + p.cls_splits * 58 * 512;
+        let used = (1 + p.rk_splits) * 128 * 512 + p.cls_splits * 58 * 512;
         assert!(used <= WgradLauncher::scratch_len(d));
     }
 
@@ -303,7 +326,7 @@ mod tests {
             let p = l.plan(d, 48 * 1024).unwrap();
             let (s_rk, s_cls) = WgradLauncher::rows(d);
             assert!(p.rk_splits * p.rk_rows >= s_rk && p.cls_splits * p.cls_rows >= s_cls);
-            let used = p.rk_splits * h * 4 * h + p.cls_splits * (v + 1) * 4 * h;
+            let used = (1 + p.rk_splits) * h * 4 * h + p.cls_splits * (v + 1) * 4 * h;
             assert!(used <= WgradLauncher::scratch_len(d), "{d:?}");
         }
     }

@@ -127,7 +127,7 @@ pub(crate) fn random_starts(
 /// from saturation: the gathered input row and the biases uniform in
 /// ±0.6; the two kernels whose products sum over H terms scaled by
 /// sqrt(32 / H), so their spread does not grow with H.
-fn random_params(v: usize, h: usize, rng: &mut RngStream) -> Params<f32> {
+pub(crate) fn random_params(v: usize, h: usize, rng: &mut RngStream) -> Params<f32> {
     let summed = 0.6 * (32.0 / h as f64).sqrt().min(1.0);
     let mut p = Params::zeros(v, h);
     for (t, a) in p
@@ -270,6 +270,7 @@ pub fn check_head<D: GpuDevice>(
             d_dense_kernel: bufs.poisoned(dev, h * v)?,
             d_dense_bias: bufs.poisoned(dev, v)?,
             loss_sum: bufs.f32s(dev, &[LOSS_START])?,
+            row_loss: DevicePtr::NULL,
         };
         let dims = HeadDims {
             batch: b,

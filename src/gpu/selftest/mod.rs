@@ -25,7 +25,8 @@
 //! ([`Metric::RelL2`]; `training.rs` says why).
 //!
 //! Files: `kernels.rs` the per-kernel checks (RMSprop, gradient clipping, head, LSTM forward
-//! and backward), `batch.rs` the captured step's bookkeeping kernels, `training.rs` the engine-vs-engine steps, `report.rs` the
+//! and backward), `sequence.rs` the same kernels' sequence form (initial state, a loss at
+//! every step, the head over B*T rows), `batch.rs` the captured step's bookkeeping kernels, `training.rs` the engine-vs-engine steps, `report.rs` the
 //! rows and the table, `full_shape.rs` the training and generation checks
 //! at the Keras shape for the simulator ([`run_full_shape`]).
 
@@ -34,6 +35,7 @@ mod full_shape;
 mod generate;
 mod kernels;
 mod report;
+mod sequence;
 mod training;
 
 pub use batch::{check_batch_select, check_loss_log};
@@ -47,6 +49,7 @@ pub use kernels::{
     check_lstm_forward, check_lstm_forward_with, check_rmsprop,
 };
 pub use report::{Bound, Metric, SelftestReport, SelftestRow};
+pub use sequence::{HeadRows, check_sequence, head_rows};
 pub use training::check_training;
 
 use std::fmt;
@@ -256,11 +259,38 @@ pub fn run<D: GpuDevice>(dev: &mut D, shapes: SelftestShapes, seed: u64) -> Resu
             generate,
         )?;
     }
+    // The sequence form (initial state, a loss at every step): the per-step
+    // kernels at the kernel shape, the persistent ones at the two shapes
+    // above (generic H and H = 128).
+    let per_step = LstmLauncher {
+        path: LstmPath::PerStep,
+        ..LstmLauncher::default()
+    };
+    for (p, launcher) in [(k, per_step), (generic, persistent), (h128, persistent)] {
+        let name = match persistent.plan(dev, dims_of(p)) {
+            Ok(Some(plan)) if launcher.path == LstmPath::Persistent => {
+                plan.kernels_for(true, true).0
+            }
+            _ => "lstm_cell_fwd_f32 (sequence form)",
+        };
+        record(name, &p, check_sequence(dev, p, launcher, true, &mut rng))?;
+    }
     record("batch_select_u32", &"", check_batch_select(dev, &mut rng))?;
     record("loss_log_append_f32", &"", check_loss_log(dev, &mut rng))?;
     let (t, steps) = (shapes.training, shapes.steps);
     record("GpuEngine", &t, check_training(dev, t, steps, seed))?;
     Ok(report)
+}
+
+/// The LSTM sizes of `shape` (one-hot rows of ceil(V / 64) words).
+fn dims_of(shape: Shape) -> super::lstm::LstmDims {
+    super::lstm::LstmDims {
+        batch: shape.batch,
+        seq_len: shape.seq_len,
+        hidden: shape.hidden,
+        vocab: shape.vocab,
+        words_per_row: shape.vocab.div_ceil(64),
+    }
 }
 
 /// Philox stream of the kernel checks' inputs (the training check uses its own).

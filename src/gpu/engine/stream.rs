@@ -1,0 +1,266 @@
+//! Stream (truncated-BPTT) training on the device: [`Engine::queue_train_stream`]
+//! and the carried state (`stream_state`, `set_stream_state`).
+//!
+//! A stream batch is B streams of L steps; its inputs and targets are
+//! decoded on the device from the corpus the engine already holds (rows
+//! `starts[b] + t` and `+ t + 1`). The step is launches only, uncaptured:
+//!
+//! 1. `batch_stream_targets_u32`: the L*B targets;
+//! 2. the recurrence in its sequence form from the carried state (zeroed
+//!    first when `carry` is false): `lstm_persistent*_seq_fwd_f32`, or the
+//!    per-step kernels from `h0`, `c0`;
+//! 3. the head over all L*B rows (`head_rows_fwd_bwd_f32`, the dense
+//!    gradients, `loss_rows_sum_f32`: the mean over the rows, summed in a
+//!    fixed order), its `dh` being the recurrence's `dy`;
+//! 4. the backward with `dy` at every step from dh_L = dc_L = 0 (the
+//!    gradient stops at the batch's end; the carried initial state is a
+//!    constant, but `h0^T dz_0` is part of d recurrent_kernel), then
+//!    clipping and RMSprop as a window step;
+//! 5. `stream_state_carry_f32`: step L-1's h and c into the carried state,
+//!    after the backward read c0 from it;
+//! 6. the loss appended to the device log (`collect_losses` reads it).
+//!
+//! The carried state is one [2, B, H] buffer (h, then c), kept between
+//! batches; its B is the first stream batch's, and a batch with another B
+//! must start afresh (`carry` false), which reallocates it.
+
+use super::GpuEngine;
+use crate::engine::StreamBatch;
+use crate::error::{Error, Result};
+use crate::gpu::device::{DevicePtr, GpuDevice};
+use crate::gpu::head::{HeadBuffers, HeadDims};
+use crate::gpu::lstm::LstmBuffers;
+
+const F32: usize = std::mem::size_of::<f32>();
+const U32: usize = std::mem::size_of::<u32>();
+
+/// The stream step's buffers beyond the window step's (`BatchBuffers`,
+/// sized B x L by the same `ensure`): the carried state and the head's
+/// L*B rows.
+#[derive(Debug, Default)]
+pub(super) struct StreamBuffers {
+    /// B of `state`; 0: no state yet.
+    batch: usize,
+    /// Whether `state` holds a state (a stream step ran, or one was set).
+    has_state: bool,
+    /// [2, B, H]: h, then c.
+    state: DevicePtr,
+    /// B x L the row buffers below are sized for.
+    rows: usize,
+    targets: DevicePtr,  // [L*B] u32
+    dy: DevicePtr,       // [L*B, H] the head's dh
+    dlogits: DevicePtr,  // [L*B, V]
+    row_loss: DevicePtr, // [L*B]
+    dh: DevicePtr,       // [B, H] dh_L in (zero), dh_{-1} out
+    dc: DevicePtr,       // [B, H]
+}
+
+impl StreamBuffers {
+    /// Frees everything; `self` becomes empty.
+    pub(super) fn free<D: GpuDevice>(&mut self, dev: &mut D) -> Result<()> {
+        self.free_rows(dev)?;
+        if self.state != DevicePtr::NULL {
+            dev.free(self.state)?;
+        }
+        (self.state, self.batch, self.has_state) = (DevicePtr::NULL, 0, false);
+        Ok(())
+    }
+
+    fn free_rows<D: GpuDevice>(&mut self, dev: &mut D) -> Result<()> {
+        for p in [
+            self.targets,
+            self.dy,
+            self.dlogits,
+            self.row_loss,
+            self.dh,
+            self.dc,
+        ] {
+            if p != DevicePtr::NULL {
+                dev.free(p)?;
+            }
+        }
+        self.rows = 0;
+        (self.targets, self.dy, self.dlogits) = Default::default();
+        (self.row_loss, self.dh, self.dc) = Default::default();
+        Ok(())
+    }
+
+    /// A state buffer for `batch` streams (the old one, if its B matches;
+    /// else a fresh one, holding no state yet).
+    fn ensure_state<D: GpuDevice>(&mut self, dev: &mut D, batch: usize, h: usize) -> Result<()> {
+        if batch == self.batch && self.state != DevicePtr::NULL {
+            return Ok(());
+        }
+        self.free(dev)?;
+        self.state = dev.alloc_zeroed(2 * batch * h * F32)?;
+        self.batch = batch;
+        Ok(())
+    }
+
+    /// Row buffers for `batch` x `seq_len` rows of a V x H model.
+    fn ensure_rows<D: GpuDevice>(
+        &mut self,
+        dev: &mut D,
+        (batch, seq_len): (usize, usize),
+        (h, v): (usize, usize),
+    ) -> Result<()> {
+        let rows = batch * seq_len;
+        if rows <= self.rows && self.dh != DevicePtr::NULL {
+            return Ok(());
+        }
+        self.free_rows(dev)?;
+        self.targets = dev.alloc(rows * U32)?;
+        self.dy = dev.alloc(rows * h * F32)?;
+        self.dlogits = dev.alloc(rows * v * F32)?;
+        self.row_loss = dev.alloc(rows * F32)?;
+        self.dh = dev.alloc(batch * h * F32)?;
+        self.dc = dev.alloc(batch * h * F32)?;
+        self.rows = rows;
+        Ok(())
+    }
+}
+
+impl<D: GpuDevice> GpuEngine<'_, D> {
+    /// Checks a stream batch: B >= 1 streams, L >= 1 steps, every input and
+    /// target inside the corpus, a carried state of the same B.
+    fn check_stream(&self, batch: &StreamBatch<'_>) -> Result<()> {
+        let bad = |what: String| Error::InvalidArgument {
+            name: "StreamBatch",
+            what,
+        };
+        let (b, l, rows) = (batch.starts.len(), batch.seq_len, self.corpus.rows());
+        if b == 0 || l == 0 {
+            return Err(bad(format!(
+                "{b} streams of {l} steps: a stream batch needs at least one stream and one step"
+            )));
+        }
+        if let Some(&s) = batch.starts.iter().find(|&&s| s as usize + l >= rows) {
+            return Err(bad(format!(
+                "stream start {s} + {l} steps leaves no target inside the corpus of {rows} \
+                 characters"
+            )));
+        }
+        let s = &self.stream;
+        if batch.carry && !(s.has_state && s.batch == b) {
+            return Err(bad(match s.has_state {
+                true => format!(
+                    "carry: the kept state is of {} streams, this batch has {b} (start with \
+                     carry = false)",
+                    s.batch
+                ),
+                false => "carry: no stream batch ran before this one (start with carry = \
+                          false)"
+                    .into(),
+            }));
+        }
+        Ok(())
+    }
+
+    /// The stream step (module docs), its loss left in the device log.
+    pub(super) fn stream_step(&mut self, batch: StreamBatch<'_>) -> Result<()> {
+        self.check_stream(&batch)?;
+        let (b, l) = (batch.starts.len(), batch.seq_len);
+        let (h, v) = (self.model.layout.hidden, self.model.layout.vocab);
+        let dims = self.model.dims(b, l);
+        let dev = &mut self.model.device;
+        self.model.batch.ensure(dev, b, l, h, v)?;
+        self.stream.ensure_state(dev, b, h)?;
+        self.stream.ensure_rows(dev, (b, l), (h, v))?;
+        let d_starts = self.model.batch.starts;
+        dev.upload_u32(d_starts, batch.starts)?;
+        let state = self.stream.state;
+        if !batch.carry {
+            dev.zero(state, 2 * b * h * F32)?;
+        }
+        let rows = HeadDims {
+            batch: b * l,
+            hidden: h,
+            vocab: v,
+        };
+        let s = &self.stream;
+        let (targets, dy, dh, dc) = (s.targets, s.dy, s.dh, s.dc);
+        self.batch_kernels.stream_targets(
+            dev,
+            self.d_corpus,
+            dims.words_per_row,
+            d_starts,
+            l,
+            HeadDims { batch: b, ..rows },
+            targets,
+        )?;
+        let lstm_bufs = LstmBuffers {
+            h0: state,
+            c0: state.offset(b * h * F32),
+            dy,
+            dh,
+            dc,
+            ..self.model.lstm_buffers(self.d_corpus, d_starts)
+        };
+        self.model
+            .lstm
+            .forward(&mut self.model.device, dims, &lstm_bufs)?;
+        let head_bufs = HeadBuffers {
+            // All L*B rows of the t-major h: row t*B + b.
+            h: lstm_bufs.h,
+            targets,
+            dlogits: self.stream.dlogits,
+            dh: dy,
+            row_loss: self.stream.row_loss,
+            ..self.model.head_buffers(dims, DevicePtr::NULL)
+        };
+        let scale = 1.0 / (b * l) as f32;
+        self.model
+            .head
+            .fwd_bwd(&mut self.model.device, rows, &head_bufs, scale)?;
+        // dh_L = dc_L = 0: truncated BPTT stops at the batch's end.
+        let dev = &mut self.model.device;
+        dev.zero(dh, b * h * F32)?;
+        dev.zero(dc, b * h * F32)?;
+        self.model.lstm.backward(dev, dims, &lstm_bufs)?;
+        self.clip_and_update()?;
+        let (h_last, c_last) = (
+            dims.at(lstm_bufs.h, l - 1, h),
+            dims.at(lstm_bufs.c, l - 1, h),
+        );
+        self.batch_kernels
+            .carry_state(&mut self.model.device, h_last, c_last, b * h, state)?;
+        self.stream.has_state = true;
+        self.append_loss()
+    }
+
+    /// The carried state, (h, c) [B, H] each; empty before any stream batch.
+    pub(super) fn download_stream_state(&mut self) -> Result<(Vec<f32>, Vec<f32>)> {
+        let s = &self.stream;
+        if !s.has_state {
+            return Ok((Vec::new(), Vec::new()));
+        }
+        let n = s.batch * self.model.layout.hidden;
+        let mut both = self.model.device.download_vec_f32(s.state, 2 * n)?;
+        let c = both.split_off(n);
+        Ok((both, c))
+    }
+
+    /// Replaces the carried state with `h`, `c` [B, H] (B from their length).
+    pub(super) fn upload_stream_state(&mut self, h: &[f32], c: &[f32]) -> Result<()> {
+        let hidden = self.model.layout.hidden;
+        if h.len() != c.len() || h.is_empty() || !h.len().is_multiple_of(hidden) {
+            return Err(Error::InvalidArgument {
+                name: "set_stream_state",
+                what: format!(
+                    "h has {} values and c {}: each must be [B, H] with H = {hidden} and B >= 1",
+                    h.len(),
+                    c.len()
+                ),
+            });
+        }
+        let b = h.len() / hidden;
+        self.stream
+            .ensure_state(&mut self.model.device, b, hidden)?;
+        let state = self.stream.state;
+        let dev = &mut self.model.device;
+        dev.upload_f32(state, h)?;
+        dev.upload_f32(state.offset(h.len() * F32), c)?;
+        self.stream.has_state = true;
+        Ok(())
+    }
+}
