@@ -110,6 +110,16 @@ pub trait Engine: Send {
     fn collect_losses(&mut self) -> Result<Vec<f32>> {
         Ok(Vec::new())
     }
+    /// The optimizer steps the run has taken so far (`TrainState::step`),
+    /// told before each epoch's first batch: an engine whose training draws
+    /// random numbers (dropout between stacked LSTM layers) keys them by the
+    /// step and counts on from it, so a resumed run draws what one never
+    /// stopped would. An engine that draws none ignores it.
+    fn set_step(&mut self, step: u64) -> Result<()> {
+        let _ = step;
+        Ok(())
+    }
+
     /// Mean loss of the windows starting at `starts`, without updating anything.
     fn eval_batch(&mut self, starts: &[u32]) -> Result<f32>;
     /// Next-character probabilities [B, V] for `x` = [B, seq_len] class indices.

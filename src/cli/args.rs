@@ -228,9 +228,16 @@ pub struct TrainArgs {
     /// Distance between window starts [default: 3].
     #[arg(long)]
     pub step: Option<usize>,
-    /// LSTM units [default: 128].
+    /// LSTM units per layer, at most 1024 [default: 128].
     #[arg(long)]
     pub hidden: Option<usize>,
+    /// Stacked LSTM layers, 1 to 16; above 1 the run trains on the CPU only for now [default: 1].
+    #[arg(long, value_name = "N")]
+    pub layers: Option<usize>,
+    /// Dropout probability in [0, 1) between stacked layers, in training only (needs --layers 2
+    /// or more to do anything) [default: 0].
+    #[arg(long, value_name = "P")]
+    pub dropout: Option<f32>,
     /// RMSprop learning rate [default: 0.01].
     #[arg(long)]
     pub lr: Option<f32>,

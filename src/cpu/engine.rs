@@ -6,9 +6,10 @@ use crate::error::{Error, Result};
 use crate::model::{Grads, Hyper, Params};
 
 use super::{
-    RmsProp, Workspace, clip_grad_norm, gather, loss_and_grads_into, loss_with, predict,
-    predict_into,
+    RmsProp, StackedWorkspace, Workspace, clip_grad_norm, gather, loss_and_grads_into, loss_with,
+    predict, predict_into, stacked_loss_and_grads_into,
 };
+use crate::ops::Mode;
 
 /// Parameters, optimizer state and scratch buffers of a CPU run, allocated once.
 pub struct CpuEngine<'c> {
@@ -22,6 +23,14 @@ pub struct CpuEngine<'c> {
     /// `Hyper::clip_norm`: the gradients are clipped to it before each step.
     clip_norm: Option<f64>,
     epoch: EpochOrder,
+    /// Buffers of a model of N > 1 layers (`super::stacked`); unused at N = 1.
+    stacked: StackedWorkspace<f32>,
+    /// `Hyper::dropout` and `Hyper::seed`: the dropout masks' probability and key.
+    dropout: f64,
+    seed: u64,
+    /// Optimizer steps taken in the run before the next batch: the dropout
+    /// masks' step (`super::stacked`), told by [`Engine::set_step`].
+    step: u64,
 }
 
 impl<'c> CpuEngine<'c> {
@@ -34,12 +43,13 @@ impl<'c> CpuEngine<'c> {
     ) -> Result<Self> {
         let v = corpus.vocab().len();
         for (what, p) in [("parameters", &params), ("optimizer state", &rmsprop)] {
-            if p.vocab != v || p.hidden != hyper.hidden {
+            if p.vocab != v || p.hidden != hyper.hidden || p.layers != hyper.layers {
                 return Err(Error::InvalidArgument {
                     name: "model",
                     what: format!(
-                        "{what} are V={} H={}, the corpus and hyper-parameters need V={v} H={}",
-                        p.vocab, p.hidden, hyper.hidden
+                        "{what} are V={} H={} with {} LSTM layer(s), the corpus and \
+                         hyper-parameters need V={v} H={} with {}",
+                        p.vocab, p.hidden, p.layers, hyper.hidden, hyper.layers
                     ),
                 });
             }
@@ -47,26 +57,47 @@ impl<'c> CpuEngine<'c> {
         Ok(CpuEngine {
             corpus,
             maxlen: hyper.maxlen,
-            grads: Params::zeros(v, hyper.hidden),
+            grads: params.zeros_like(),
             workspace: Workspace::new(),
             params,
             rmsprop,
             optimizer: RmsProp::from_hyper(hyper),
             clip_norm: hyper.clip_norm.map(f64::from),
             epoch: EpochOrder::default(),
+            stacked: StackedWorkspace::new(),
+            dropout: f64::from(hyper.dropout),
+            seed: hyper.seed,
+            step: 0,
         })
     }
 
     /// Mean loss of the batch, its gradients left in [`CpuEngine::grads`];
-    /// no update (a GPU engine applies the optimizer on its device).
-    pub fn loss_and_grads(&mut self, starts: &[u32]) -> f32 {
+    /// no update (a GPU engine applies the optimizer on its device). With
+    /// N > 1 layers and dropout, the masks are those of the step
+    /// [`Engine::set_step`] last set plus the training steps since.
+    pub fn loss_and_grads(&mut self, starts: &[u32]) -> Result<f32> {
         let (x, y) = gather(self.corpus, starts, self.maxlen);
-        loss_and_grads_into(
+        if self.params.layers == 1 {
+            return Ok(loss_and_grads_into(
+                &self.params,
+                &x,
+                &y,
+                self.maxlen,
+                &mut self.workspace,
+                &mut self.grads,
+            ));
+        }
+        let mode = Mode::Train {
+            seed: self.seed,
+            // Masks repeat after 2^32 steps (`super::stacked`).
+            step: self.step as u32,
+        };
+        stacked_loss_and_grads_into(
             &self.params,
-            &x,
-            &y,
-            self.maxlen,
-            &mut self.workspace,
+            (&x, &y, self.maxlen),
+            self.dropout,
+            mode,
+            &mut self.stacked,
             &mut self.grads,
         )
     }
@@ -90,19 +121,25 @@ impl Engine for CpuEngine<'_> {
 
     fn queue_train(&mut self, batch: Batch<'_>) -> Result<Option<f32>> {
         let loss = match batch {
-            Batch::Starts(starts) => self.loss_and_grads(starts),
+            Batch::Starts(starts) => self.loss_and_grads(starts)?,
             Batch::Next(rows) => {
                 // The slice borrows the order while the step needs &mut self.
                 let starts = self.epoch.take(rows)?.1.to_vec();
-                self.loss_and_grads(&starts)
+                self.loss_and_grads(&starts)?
             }
         };
+        self.step += 1;
         if let Some(max_norm) = self.clip_norm {
             clip_grad_norm(&mut self.grads, max_norm);
         }
         self.optimizer
             .step(&mut self.params, &mut self.rmsprop, &self.grads);
         Ok(Some(loss))
+    }
+
+    fn set_step(&mut self, step: u64) -> Result<()> {
+        self.step = step;
+        Ok(())
     }
 
     fn eval_batch(&mut self, starts: &[u32]) -> Result<f32> {
@@ -133,12 +170,18 @@ impl Engine for CpuEngine<'_> {
 
     fn set_state(&mut self, params: &Params<f32>, rmsprop: &Params<f32>) -> Result<()> {
         for (what, p) in [("parameters", params), ("optimizer state", rmsprop)] {
-            if (p.vocab, p.hidden) != (self.params.vocab, self.params.hidden) {
+            if p.layout() != self.params.layout() {
                 return Err(Error::InvalidArgument {
                     name: "model",
                     what: format!(
-                        "{what} are V={} H={}, this engine holds V={} H={}",
-                        p.vocab, p.hidden, self.params.vocab, self.params.hidden
+                        "{what} are V={} H={} with {} LSTM layer(s), this engine holds V={} H={} \
+                         with {}",
+                        p.vocab,
+                        p.hidden,
+                        p.layers,
+                        self.params.vocab,
+                        self.params.hidden,
+                        self.params.layers
                     ),
                 });
             }

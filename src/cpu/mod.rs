@@ -13,7 +13,8 @@
 //! the AVX2 dispatch of the element-wise loops, `cell.rs` the LSTM cell of
 //! one row (shared with `layer.rs`, the sequence-level recurrence of
 //! [`crate::ops::Lstm`]), `rmsprop.rs` the optimizer,
-//! `trace.rs` the intermediate tensors the kernel checks compare against.
+//! `trace.rs` the intermediate tensors the kernel checks compare against,
+//! `stacked.rs` the model of N > 1 LSTM layers (through [`crate::ops::Lstm`]).
 
 #[macro_use]
 mod simd;
@@ -27,6 +28,7 @@ mod forward;
 pub(crate) mod layer;
 mod rmsprop;
 pub(crate) mod scalar;
+mod stacked;
 mod steps;
 mod trace;
 pub(crate) mod workspace;
@@ -37,6 +39,10 @@ pub use engine::{CpuEngine, CpuModel};
 pub(crate) use forward::dense_softmax;
 pub use rmsprop::{RmsProp, clip_grad_norm};
 pub use scalar::Scalar;
+pub use stacked::{
+    StackedWorkspace, stacked_loss, stacked_loss_and_grads, stacked_loss_and_grads_into,
+    stacked_predict_into,
+};
 pub use trace::{Trace, trace};
 pub use workspace::Workspace;
 
@@ -69,7 +75,7 @@ pub fn loss_and_grads<F: Scalar>(
     y: &[u32],
     seq_len: usize,
 ) -> (F, Grads<F>) {
-    let mut grads = Grads::zeros(params.vocab, params.hidden);
+    let mut grads = params.zeros_like();
     let loss = loss_and_grads_into(params, x, y, seq_len, &mut Workspace::new(), &mut grads);
     (loss, grads)
 }

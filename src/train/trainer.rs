@@ -263,6 +263,7 @@ impl<'c> Trainer<'c> {
             let started = Instant::now();
             let mut timed = 0u64;
             let mut stop = false;
+            self.engine.set_step(self.state.step)?;
             self.engine
                 .begin_epoch(&order, (self.state.batch * size).min(order.len()))?;
             for b in self.state.batch..batches {
