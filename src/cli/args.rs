@@ -26,6 +26,7 @@ pub enum Command {
         charlstm-cuda train --corpus my.txt --out runs/my --epochs 20\n  \
         charlstm-cuda train --out runs/my --resume --epochs 40\n  \
         charlstm-cuda train --config run.toml --epochs 5    (flags override the file)\n  \
+        charlstm-cuda train --corpus my.txt --layers 2 --hidden 256 --dropout 0.2 --device cpu\n  \
         charlstm-cuda train --corpus my.txt --json | jq .loss")]
     Train(Box<TrainArgs>),
     /// Generate text from a checkpoint.
