@@ -57,6 +57,10 @@ pub fn generate(a: GenerateArgs) -> Result<ExitCode> {
             Backend::Cpu,
             Some("device auto: using cpu (--gen-mode stateful runs on the CPU for now)".into()),
         ),
+        // Nor kernels for a stack: likewise.
+        (_, Device::Auto) if ckpt.hyper.layers > 1 => {
+            (Backend::Cpu, Some(device::stack_on_auto(ckpt.hyper.layers)))
+        }
         _ => device.resolve()?,
     };
     if let Some(n) = notice {
