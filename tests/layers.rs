@@ -461,3 +461,31 @@ fn stateful_generation_of_a_stack_starts_where_window_mode_does() {
     }
     assert_eq!(model.h().len(), 3 * h, "[N, B, H]");
 }
+
+#[test]
+fn the_engine_evaluates_and_predicts_a_stack_without_dropout() {
+    let corpus = OneHotCorpus::from_text(&text(), true).expect("corpus");
+    let h = hyper(3, 0.5);
+    let params = init_stacked(corpus.vocab().len(), h.hidden, 3, 4);
+    let mut engine =
+        cpu::CpuEngine::new(&corpus, &h, params.clone(), params.zeros_like()).expect("engine");
+    use charlstm_cuda::Engine;
+    let starts: Vec<u32> = (0..16).map(|i| i * 7).collect();
+    let (x, y) = cpu::gather(&corpus, &starts, h.maxlen);
+    let eval = engine.eval_batch(&starts).expect("eval");
+    assert_eq!(
+        eval,
+        cpu::loss(&params, &x, &y, h.maxlen),
+        "eval is dropout-free"
+    );
+    let probs = engine.predict(&x, h.maxlen).expect("predict");
+    assert_eq!(probs, cpu::predict(&params, &x, h.maxlen));
+    // Training draws masks: its loss differs from evaluation's.
+    let trained = engine.train_batch(&starts).expect("train");
+    assert_ne!(trained, eval);
+    // A mismatched stack is refused, not run.
+    let e = cpu::CpuEngine::new(&corpus, &hyper(2, 0.0), params.clone(), params.zeros_like())
+        .err()
+        .expect("refused");
+    assert!(e.to_string().contains("3 LSTM layer(s)"), "{e}");
+}

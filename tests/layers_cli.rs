@@ -57,6 +57,12 @@ fn a_stacked_run_trains_resumes_and_generates_on_the_cpu() {
         (2, 0.25, 2)
     );
 
+    let table = common::cli::stdout(&ok(&["inspect", last.to_str().expect("utf-8")]));
+    assert!(
+        table.contains("2 x LSTM(8) + Dense(") && table.contains("dropout 0.25 between layers"),
+        "{table}"
+    );
+
     // Resume: the stack is the run's own; another --layers is refused.
     let o = ok(&[
         "train", "--resume", "--out", &out, "--epochs", "2", "--quiet",

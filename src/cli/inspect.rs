@@ -57,10 +57,17 @@ fn table(a: &InspectArgs, c: &Checkpoint, layout: &ParamLayout) -> String {
         (
             "model",
             format!(
-                "LSTM({}) + Dense({}) softmax, {} parameters (f32)",
-                layout.hidden,
+                "{} + Dense({}) softmax, {} parameters (f32){}",
+                match layout.layers {
+                    1 => format!("LSTM({})", layout.hidden),
+                    n => format!("{n} x LSTM({})", layout.hidden),
+                },
                 layout.vocab,
-                group(layout.len())
+                group(layout.len()),
+                match (layout.layers, h.dropout) {
+                    (n, p) if n > 1 && p > 0.0 => format!(", dropout {p:?} between layers"),
+                    _ => String::new(),
+                }
             ),
         ),
         (

@@ -7,7 +7,7 @@ use crate::model::{Grads, Hyper, Params};
 
 use super::{
     RmsProp, StackedWorkspace, Workspace, clip_grad_norm, gather, loss_and_grads_into, loss_with,
-    predict, predict_into, stacked_loss_and_grads_into,
+    predict, predict_into, stacked_loss, stacked_loss_and_grads_into, stacked_predict_into,
 };
 use crate::ops::Mode;
 
@@ -144,6 +144,11 @@ impl Engine for CpuEngine<'_> {
 
     fn eval_batch(&mut self, starts: &[u32]) -> Result<f32> {
         let (x, y) = gather(self.corpus, starts, self.maxlen);
+        if self.params.layers > 1 {
+            // Evaluation: no dropout.
+            let batch = (&x[..], &y[..], self.maxlen);
+            return stacked_loss(&self.params, batch, 0.0, Mode::Eval, &mut self.stacked);
+        }
         Ok(loss_with(
             &self.params,
             &x,
@@ -156,7 +161,11 @@ impl Engine for CpuEngine<'_> {
     fn predict(&mut self, x: &[u32], seq_len: usize) -> Result<Vec<f32>> {
         check_sequences(x, seq_len, self.params.vocab)?;
         let mut probs = vec![0.0; x.len() / seq_len * self.params.vocab];
-        predict_into(&self.params, x, seq_len, &mut self.workspace, &mut probs);
+        if self.params.layers > 1 {
+            stacked_predict_into(&self.params, x, seq_len, &mut self.stacked, &mut probs)?;
+        } else {
+            predict_into(&self.params, x, seq_len, &mut self.workspace, &mut probs);
+        }
         Ok(probs)
     }
 
