@@ -74,10 +74,9 @@ impl PartialEq for Model {
 impl std::fmt::Debug for Model {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let mut crc = crc32fast::Hasher::new();
-        for t in self.params.tensors() {
-            for x in t {
-                crc.update(&x.to_le_bytes());
-            }
+        // Every layer's tensors, in layout order (one layer: the five).
+        for x in self.params.flat() {
+            crc.update(&x.to_le_bytes());
         }
         f.debug_struct("Model")
             .field("vocab", &format_args!("{} symbols", self.vocab.len()))

@@ -59,7 +59,9 @@ fn a_stacked_run_trains_resumes_and_generates_on_the_cpu() {
 
     let table = common::cli::stdout(&ok(&["inspect", last.to_str().expect("utf-8")]));
     assert!(
-        table.contains("2 x LSTM(8) + Dense(") && table.contains("dropout 0.25 between layers"),
+        table.contains("2 x LSTM(8) + Dense(")
+            && table.contains("dropout 0.25 between layers")
+            && table.contains("lstm_1.recurrent_kernel [8, 32]"),
         "{table}"
     );
 
@@ -75,6 +77,22 @@ fn a_stacked_run_trains_resumes_and_generates_on_the_cpu() {
         err.contains("--layers") && err.contains("resumed run"),
         "{err}"
     );
+
+    // eval: the loss over every window, evaluation mode (no dropout), as
+    // the library computes it.
+    let o = ok(&[
+        "eval",
+        "--checkpoint",
+        last.to_str().expect("utf-8"),
+        "--corpus",
+        &text,
+        "--device",
+        "cpu",
+    ]);
+    let v: serde_json::Value =
+        serde_json::from_str(common::cli::stdout(&o).trim()).expect("eval prints JSON");
+    let loss = v["loss"].as_f64().expect("loss");
+    assert!(loss.is_finite() && loss > 0.0, "{v}");
 
     for mode in ["window", "stateful"] {
         let o = ok(&[

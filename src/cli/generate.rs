@@ -9,7 +9,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use charlstm_cuda::corpus::{CorpusFile, OneHotCorpus, Vocab, Windows};
 use charlstm_cuda::device;
 use charlstm_cuda::engine::mean_loss;
-use charlstm_cuda::model::{Checkpoint, Params};
+use charlstm_cuda::model::Checkpoint;
 use charlstm_cuda::sample::{
     GenMode, GenerateRequest, Purpose, RngStream, Strategy, check_length, decode, encode_seed,
     random_seed_text,
@@ -281,7 +281,7 @@ pub fn eval(a: EvalArgs) -> Result<ExitCode> {
     };
     let hyper = ckpt.hyper.clone();
     let windows = Windows::new(corpus.rows(), hyper.maxlen, hyper.step)?;
-    let rmsprop = Params::zeros(ckpt.params.vocab, ckpt.params.hidden);
+    let rmsprop = ckpt.params.zeros_like();
     let (mut engine, notice) = device.open_engine(&corpus, &hyper, ckpt.params, rmsprop)?;
     if let Some(n) = notice {
         eprintln!("{n}");

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use clap::{Args, ValueHint};
 
-use charlstm_cuda::model::{ParamLayout, Tensor};
+use charlstm_cuda::model::ParamLayout;
 use charlstm_cuda::{Checkpoint, Error, Result};
 
 use super::printer::count;
@@ -150,8 +150,8 @@ fn table(a: &InspectArgs, c: &Checkpoint, layout: &ParamLayout) -> String {
             ));
         }
     }
-    for t in Tensor::ALL {
-        rows.push(("tensor", format!("{} {:?}", t.name(), layout.shape(t))));
+    for t in layout.named() {
+        rows.push(("tensor", format!("{} {:?}", t.name, t.shape)));
     }
     let mut out = String::new();
     for (k, v) in rows {
@@ -167,7 +167,7 @@ struct InspectJson<'a> {
     checkpoint: String,
     vocab: Vec<String>,
     parameters: usize,
-    tensors: Vec<(&'static str, Vec<usize>)>,
+    tensors: Vec<(String, Vec<usize>)>,
     hyper: &'a charlstm_cuda::Hyper,
     state: &'a charlstm_cuda::model::TrainState,
     resumable: bool,
@@ -179,9 +179,10 @@ fn to_json(a: &InspectArgs, c: &Checkpoint, layout: &ParamLayout) -> Result<Stri
         checkpoint: a.checkpoint.display().to_string(),
         vocab: c.vocab.iter().map(char::to_string).collect(),
         parameters: layout.len(),
-        tensors: Tensor::ALL
+        tensors: layout
+            .named()
             .into_iter()
-            .map(|t| (t.name(), layout.shape(t)))
+            .map(|t| (t.name, t.shape))
             .collect(),
         hyper: &c.hyper,
         state: &c.state,
