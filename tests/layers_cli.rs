@@ -190,3 +190,24 @@ fn bad_values_and_device_engines_are_refused_and_one_layer_dropout_is_explained(
         "{err}"
     );
 }
+
+#[test]
+fn a_config_file_sets_layers_and_dropout() {
+    let d = Dir::new();
+    let text = d.write("t.txt", small_text().as_bytes());
+    let config = d.write(
+        "run.toml",
+        format!(
+            "corpus = {text:?}\nout = \"run\"\nepochs = 1\nsteps_per_epoch = 1\nhidden = 8\n\
+             maxlen = 10\nbatch_size = 16\ngen_length = 0\ndevice = \"cpu\"\nlayers = 3\n\
+             dropout = 0.125\n"
+        )
+        .as_bytes(),
+    );
+    ok(&["train", "--config", &config, "--quiet"]);
+    let c = Checkpoint::load(&d.path("run/last.safetensors")).expect("checkpoint");
+    assert_eq!(
+        (c.hyper.layers, c.hyper.dropout, c.params.layers),
+        (3, 0.125, 3)
+    );
+}
