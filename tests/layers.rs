@@ -489,3 +489,37 @@ fn the_engine_evaluates_and_predicts_a_stack_without_dropout() {
         .expect("refused");
     assert!(e.to_string().contains("3 LSTM layer(s)"), "{e}");
 }
+
+/// The largest `--hidden` runs on the simulator's kernels (the per-step
+/// path; the persistent one takes H <= 128), the same step as the CPU's.
+#[test]
+fn the_simulator_runs_the_largest_hidden_size_like_the_cpu() {
+    let corpus =
+        OneHotCorpus::from_text("abcdefgh abcdefgh abcdefgh abcdefgh", true).expect("corpus");
+    let h = Hyper {
+        hidden: charlstm_cuda::model::MAX_HIDDEN,
+        maxlen: 3,
+        batch: 2,
+        ..Hyper::default()
+    };
+    let params = init_params(corpus.vocab().len(), h.hidden, 7);
+    let starts = [0u32, 5];
+    let mut losses = Vec::new();
+    for backend in [Backend::Cpu, Backend::Sim] {
+        let opened =
+            Device::Exact(backend).open_engine(&corpus, &h, params.clone(), params.zeros_like());
+        let (mut engine, _) = match opened {
+            Ok(e) => e,
+            // A build without kernels has no simulator to ask.
+            Err(Error::NoKernels { .. }) => return,
+            Err(e) => panic!("{backend:?}: {e}"),
+        };
+        losses.push(engine.train_batch(&starts).expect("step"));
+    }
+    assert!(
+        (losses[0] - losses[1]).abs() < 1e-5,
+        "cpu {} vs sim {}",
+        losses[0],
+        losses[1]
+    );
+}
