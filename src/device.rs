@@ -104,7 +104,11 @@ impl Device {
         params: Params<f32>,
         rmsprop: Params<f32>,
     ) -> Result<(Box<dyn Engine + 'c>, Option<String>)> {
-        let (backend, notice) = self.resolve()?;
+        // No kernels for a stack yet: `auto` picks the CPU rather than refuse.
+        let (backend, notice) = match self {
+            Device::Auto if hyper.layers > 1 => (Backend::Cpu, Some(stack_on_auto(hyper.layers))),
+            _ => self.resolve()?,
+        };
         let engine: Box<dyn Engine + 'c> = match backend {
             Backend::Cpu => Box::new(CpuEngine::new(corpus, hyper, params, rmsprop)?),
             Backend::Sim => {
@@ -167,6 +171,13 @@ pub fn generate_with(
             GpuModel::new(CudaDevice::new(0)?, backend, params)?.generate_with(req, progress)
         }
     }
+}
+
+/// What `--device auto` says when it runs a model of `layers` > 1 LSTM
+/// layers on the CPU: the device engines refuse stacks for now
+/// ([`crate::gpu::one_layer_only`]), so `auto` does not pick them.
+pub fn stack_on_auto(layers: usize) -> String {
+    format!("device auto: using cpu (--layers {layers} runs on the CPU only for now)")
 }
 
 /// Next-character probabilities on `backend` (resolved) for each batch of

@@ -145,16 +145,27 @@ pub trait Engine: Send {
         let _ = batch;
         Err(stream_unsupported(self.backend()))
     }
-    /// The carried state: (h, c), each [B, H] row-major (stream b's unit j at `b * H + j`);
+    /// The carried state: (h, c), each [N, B, H] for N stacked layers, layer-major and
+    /// row-major (layer l's stream b's unit j at `(l * B + b) * H + j`; [B, H] for one layer);
     /// empty vectors when no stream batch has run.
     fn stream_state(&mut self) -> Result<(Vec<f32>, Vec<f32>)> {
         Err(stream_unsupported(self.backend()))
     }
-    /// Replaces the carried state (a resume): h and c [B, H].
+    /// Replaces the carried state (a resume): h and c [N, B, H].
     fn set_stream_state(&mut self, h: &[f32], c: &[f32]) -> Result<()> {
         let _ = (h, c);
         Err(stream_unsupported(self.backend()))
     }
+    /// The optimizer steps the run has taken so far (`TrainState::step`),
+    /// told before each epoch's first batch: an engine whose training draws
+    /// random numbers (dropout between stacked LSTM layers) keys them by the
+    /// step and counts on from it, so a resumed run draws what one never
+    /// stopped would. An engine that draws none ignores it.
+    fn set_step(&mut self, step: u64) -> Result<()> {
+        let _ = step;
+        Ok(())
+    }
+
     /// Mean loss of the windows starting at `starts`, without updating anything.
     fn eval_batch(&mut self, starts: &[u32]) -> Result<f32>;
     /// Next-character probabilities [B, V] for `x` = [B, seq_len] class indices.

@@ -254,8 +254,8 @@ pub enum Error {
     NonFiniteWeights {
         /// The checkpoint file, or "the model" for weights given in memory.
         origin: String,
-        /// The first tensor holding one (`lstm.kernel`, ...).
-        tensor: &'static str,
+        /// The first tensor holding one (`lstm.kernel`, `lstm_1.bias`, ...).
+        tensor: String,
         /// Its position in that tensor (`row, column`).
         index: String,
         /// The value.
@@ -414,6 +414,8 @@ pub fn example(name: &str) -> Option<&'static str> {
         "hyper.rho" => "0.9",
         "hyper.eps" => "1e-7",
         "hyper.clip_norm" => "1.0",
+        "hyper.layers" => "2",
+        "hyper.dropout" => "0.2",
         "hyper.epochs" => "60",
         "temperature" | "config.temperatures" => "0.5",
         "config.steps_per_epoch" => "100",

@@ -74,10 +74,9 @@ impl PartialEq for Model {
 impl std::fmt::Debug for Model {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let mut crc = crc32fast::Hasher::new();
-        for t in self.params.tensors() {
-            for x in t {
-                crc.update(&x.to_le_bytes());
-            }
+        // Every layer's tensors, in layout order (one layer: the five).
+        for x in self.params.flat() {
+            crc.update(&x.to_le_bytes());
         }
         f.debug_struct("Model")
             .field("vocab", &format_args!("{} symbols", self.vocab.len()))
@@ -101,6 +100,7 @@ impl Model {
         let hyper = Hyper {
             maxlen,
             hidden: params.hidden,
+            layers: params.layers,
             lowercase,
             ..Hyper::default()
         };
@@ -111,7 +111,7 @@ impl Model {
     /// run started from the checkpoint uses them).
     pub fn with_hyper(params: Params<f32>, vocab: Vocab, hyper: Hyper) -> Result<Self> {
         hyper.validate()?;
-        check_shapes(&params, vocab.len(), hyper.hidden)?;
+        check_shapes(&params, vocab.len(), hyper.hidden, hyper.layers)?;
         params.check_finite(|| "the model".into())?;
         Ok(Model {
             params,
@@ -138,7 +138,7 @@ impl Model {
             vocab: self.vocab.chars().to_vec(),
             hyper: self.hyper.clone(),
             params: self.params.clone(),
-            rmsprop: Params::zeros(self.params.vocab, self.params.hidden),
+            rmsprop: self.params.zeros_like(),
             state: TrainState::default(),
             run: None,
         }
@@ -174,6 +174,11 @@ impl Model {
     /// LSTM units H.
     pub fn hidden(&self) -> usize {
         self.hyper.hidden
+    }
+
+    /// Stacked LSTM layers (1: the notebook).
+    pub fn layers(&self) -> usize {
+        self.hyper.layers
     }
 
     /// Whether the training text was lower-cased (so input text is too).
@@ -311,24 +316,19 @@ impl TryFrom<Checkpoint> for Model {
 }
 
 /// Every tensor has the length V and H imply.
-fn check_shapes(params: &Params<f32>, v: usize, h: usize) -> Result<()> {
-    let expected = Params::<f32>::zeros(v, h);
-    let fits = params.vocab == v
-        && params.hidden == h
-        && params
-            .tensors()
-            .iter()
-            .zip(expected.tensors())
-            .all(|(a, b)| a.len() == b.len());
-    if fits {
+fn check_shapes(params: &Params<f32>, v: usize, h: usize, layers: usize) -> Result<()> {
+    let expected = crate::model::ParamLayout::stacked(v, h, layers);
+    if params.layout() == expected {
         return Ok(());
     }
     Err(Error::InvalidArgument {
         name: "model",
         what: format!(
-            "the weights are for V={} H={} ({} values), the vocabulary has {v} symbols and H={h}",
+            "the weights are for V={} H={} with {} LSTM layer(s) ({} values), the vocabulary has \
+             {v} symbols and the hyper-parameters say H={h} with {layers}",
             params.vocab,
             params.hidden,
+            params.layers,
             params.len()
         ),
     })

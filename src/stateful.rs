@@ -3,9 +3,10 @@
 //! one step per new character, carrying (h, c); the dense head and softmax
 //! read h after every step.
 //!
-//! B = sequences (one per strategy), H = units, V = classes. The state
-//! `h`, `c` is [1, B, H] (one layer; the layout of [`crate::ops::Lstm`]'s
-//! `h_n`/`c_n`), the probabilities [B, V] row-major.
+//! B = sequences (one per strategy), H = units, V = classes, N = LSTM
+//! layers. The state `h`, `c` is [N, B, H] (the layout of
+//! [`crate::ops::Lstm`]'s `h_n`/`c_n`, layer-major), the probabilities
+//! [B, V] row-major; the head reads the top layer's h.
 //!
 //! ```text
 //! prime:  (h, c) = LSTM(seed, h_0 = c_0 = 0)      T = len(seed), every row the same seed
@@ -28,7 +29,7 @@
 
 use crate::cpu::dense_softmax;
 use crate::error::Result;
-use crate::model::{Params, Tensor};
+use crate::model::Params;
 use crate::ops::{LayerWeights, Lstm, LstmInput, LstmOutput, Mode};
 use crate::sample::{
     GenerateRequest, Philox, Progress, check_generate_args, check_length, draw_next,
@@ -49,25 +50,22 @@ impl<'p> StatefulModel<'p> {
     /// B = `batch` sequences over `params`, from a zero state. Single
     /// threaded: at B = 4 one step is too small to share.
     pub fn new(params: &'p Params<f32>, batch: usize) -> Result<Self> {
-        let lstm = Lstm::new(1, params.vocab, params.hidden)?.with_threads(1);
+        let lstm = Lstm::new(params.layers, params.vocab, params.hidden)?.with_threads(1);
+        let state = params.layers * batch * params.hidden;
         Ok(StatefulModel {
             params,
             lstm,
             batch,
             out: LstmOutput::new(),
-            h: vec![0.0; batch * params.hidden],
-            c: vec![0.0; batch * params.hidden],
+            h: vec![0.0; state],
+            c: vec![0.0; state],
             probs: vec![0.0; batch * params.vocab],
         })
     }
 
-    fn weights(&self) -> [LayerWeights<'p, f32>; 1] {
+    fn weights(&self) -> Vec<LayerWeights<'p, f32>> {
         let p = self.params;
-        [LayerWeights {
-            kernel: &p[Tensor::Kernel],
-            recurrent_kernel: &p[Tensor::RecurrentKernel],
-            bias: &p[Tensor::Bias],
-        }]
+        (0..p.layers).map(|l| p.lstm_weights(l)).collect()
     }
 
     /// Runs every sequence over `seed` from a zero state; returns the
@@ -88,7 +86,7 @@ impl<'p> StatefulModel<'p> {
         self.run(next, 1, true)
     }
 
-    /// The carried hidden state [1, B, H].
+    /// The carried hidden state [N, B, H].
     pub fn h(&self) -> &[f32] {
         &self.h
     }
@@ -104,9 +102,10 @@ impl<'p> StatefulModel<'p> {
             .forward_into(&weights, input, h0, c0, Mode::Eval, &mut self.out)?;
         self.h.copy_from_slice(self.out.h_n());
         self.c.copy_from_slice(self.out.c_n());
+        let top = (self.params.layers - 1) * self.batch * self.params.hidden;
         dense_softmax(
             self.params,
-            &self.h,
+            &self.h[top..],
             self.batch,
             &mut self.probs,
             |_, _, _| {},

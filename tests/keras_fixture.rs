@@ -9,7 +9,7 @@
 use charlstm_cuda::OneHotCorpus;
 use charlstm_cuda::corpus::Windows;
 use charlstm_cuda::cpu::{self, RmsProp};
-use charlstm_cuda::model::{Params, TENSOR_NAMES};
+use charlstm_cuda::model::{ParamLayout, Params, TENSOR_NAMES};
 use serde_json::Value;
 use std::path::PathBuf;
 
@@ -368,4 +368,40 @@ fn eval_command_on_keras_weights_matches_keras_evaluate() {
         "eval {got} vs Keras {want}: |diff| = {:.2e}",
         (got - want).abs()
     );
+}
+
+/// The `stacked` case: `LSTM(H, return_sequences=True) -> LSTM(H) ->
+/// Dense(V, softmax)` in Keras, the trainer's model of two layers here.
+#[test]
+fn a_two_layer_model_s_loss_gradients_and_probabilities_match_keras() {
+    let case = load()["stacked"].clone();
+    assert!(case.is_object(), "case stacked; {REGENERATE}");
+    let (v, h) = (usize_of(&case["vocab"]), usize_of(&case["hidden"]));
+    let layers = usize_of(&case["layers"]);
+    let (seq_len, b) = (usize_of(&case["seq_len"]), usize_of(&case["batch"]));
+    let (x, y) = (u32s(&case["x"]), u32s(&case["y"]));
+    assert_eq!(
+        (x.len(), y.len()),
+        (b * seq_len, b),
+        "x is [B][T], y is [B]"
+    );
+    let mut p = Params::<f64>::zeros_for(ParamLayout::stacked(v, h, layers));
+    let named = p.layout().named();
+    for t in &named {
+        let src = flat(&case["weights"][t.name.as_str()]);
+        assert_eq!(src.len(), t.range.len(), "{}: fixture length", t.name);
+        p.flat_mut()[t.range.clone()].copy_from_slice(&src);
+    }
+    let (loss, grads) = cpu::loss_and_grads::<f64>(&p, &x, &y, seq_len);
+    let want = case["loss"].as_f64().unwrap();
+    assert!(close(loss, want), "loss: ours {loss}, Keras {want}");
+    for t in &named {
+        assert_close_slice(
+            &format!("grad {}", t.name),
+            &grads.flat()[t.range.clone()],
+            &flat(&case["grads"][t.name.as_str()]),
+        );
+    }
+    let probs = cpu::predict::<f64>(&p, &x, seq_len);
+    assert_close_slice("probs", &probs, &flat(&case["probs"]));
 }

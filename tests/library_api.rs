@@ -412,7 +412,7 @@ fn library_hints_name_no_command_line_flag() {
         },
         Error::NonFiniteWeights {
             origin: s(),
-            tensor: "lstm.kernel",
+            tensor: "lstm.kernel".into(),
             index: "[0, 0]".into(),
             value: f32::NAN,
         },

@@ -269,10 +269,19 @@ fn extra_npz_arrays_are_refused_by_name() {
         &npz,
     ]);
     let extra = d.s("extra.npz");
-    edited_npz(&npz, &extra, &[], &["optimizer_state", "lstm_1.kernel"]);
+    // `lstm_3.kernel` with no layers 1 and 2 below it belongs to no stack.
+    edited_npz(&npz, &extra, &[], &["optimizer_state", "lstm_3.kernel"]);
     let (error, _) = refused(&run(&["import", &extra, "-o", &d.s("m.safetensors")]));
     assert!(
-        error.contains("does not: optimizer_state, lstm_1.kernel"),
+        error.contains("does not: optimizer_state, lstm_3.kernel"),
+        "{error}"
+    );
+    // A second layer's kernel without the rest of the layer is named.
+    let half = d.s("half.npz");
+    edited_npz(&npz, &half, &[], &["lstm_1.kernel"]);
+    let (error, _) = refused(&run(&["import", &half, "-o", &d.s("m.safetensors")]));
+    assert!(
+        error.contains("`lstm_1.kernel` is there but `lstm_1.recurrent_kernel` is missing"),
         "{error}"
     );
     assert!(!d.path("m.safetensors").exists());

@@ -7,7 +7,8 @@ mod common;
 use common::random_params;
 
 use charlstm_cuda::cpu::{self, CpuEngine, RmsProp, StreamStep, stream_loss_and_grads};
-use charlstm_cuda::model::{Grads, Hyper, Params, TENSOR_NAMES};
+use charlstm_cuda::model::{Grads, Hyper, Params, TENSOR_NAMES, init_stacked};
+use charlstm_cuda::ops::Mode;
 use charlstm_cuda::sample::{Purpose, RngStream};
 use charlstm_cuda::{Engine, OneHotCorpus, StreamBatch};
 
@@ -62,6 +63,54 @@ fn gradient_with_a_loss_at_every_step_and_a_carried_state() {
         }
         println!("{name:24} max scaled error {worst:.3e}");
     }
+}
+
+/// Two stacked layers with dropout between them (the masks of one fixed
+/// training step, so the loss is a smooth function of the weights): every
+/// element of every layer's gradient against central differences, from a
+/// carried [2, B, H] state.
+#[test]
+fn gradient_of_a_stack_with_dropout_and_a_carried_state() {
+    let (v, h, l, b, layers) = (5, 3, 4, 3, 2);
+    let p: Params<f64> = init_stacked(v, h, layers, 31).map(f64::from);
+    let (x, y) = (classes(v, l * b, 32), classes(v, l * b, 33));
+    let (h0, c0) = (state(layers * b * h, 34), state(layers * b * h, 35));
+    let mode = Mode::Train { seed: 7, step: 3 };
+    let run = |q: &Params<f64>| {
+        let mut step = StreamStep::new();
+        step.set_dropout(0.4, mode);
+        let mut grads = q.zeros_like();
+        let loss = step
+            .loss_and_grads_into(q, &x, &y, b, Some(&h0), Some(&c0), &mut grads)
+            .unwrap();
+        (loss, grads, step.h_n().len())
+    };
+    let (loss, grads, state_len) = run(&p);
+    assert_eq!(state_len, layers * b * h, "the final state is [N, B, H]");
+    let mut eval = StreamStep::new();
+    let mut g = p.zeros_like();
+    let undropped = eval
+        .loss_and_grads_into(&p, &x, &y, b, Some(&h0), Some(&c0), &mut g)
+        .unwrap();
+    assert!((undropped - loss).abs() > 1e-6, "dropout changes nothing");
+    let mut worst = 0.0f64;
+    for i in 0..p.len() {
+        let mut q = p.clone();
+        let orig = q.flat()[i];
+        q.flat_mut()[i] = orig + STEP;
+        let plus = run(&q).0;
+        q.flat_mut()[i] = orig - STEP;
+        let minus = run(&q).0;
+        let numeric = (plus - minus) / (2.0 * STEP);
+        let analytic = grads.flat()[i];
+        let e = (analytic - numeric).abs() / numeric.abs().max(1.0);
+        assert!(
+            e <= TOL,
+            "element {i}: analytic {analytic} vs numeric {numeric} (scaled error {e:.3e})"
+        );
+        worst = worst.max(e);
+    }
+    println!("{} elements, max scaled error {worst:.3e}", p.len());
 }
 
 #[test]
@@ -197,7 +246,7 @@ fn the_engine_step_is_the_function_then_rmsprop_and_it_carries() {
     engine.set_stream_state(&hs, &cs).unwrap();
     assert_eq!(engine.stream_state().unwrap(), (hs, cs));
     let err = engine.set_stream_state(&[0.0; 5], &[0.0; 5]).unwrap_err();
-    assert!(err.to_string().contains("[B, H]"), "{err}");
+    assert!(err.to_string().contains("[N, B, H]"), "{err}");
     // A batch of another B cannot carry it.
     let two = StreamBatch {
         starts: &starts[..2],

@@ -145,12 +145,28 @@ impl Observer for StopAt {
 
 #[test]
 fn a_stream_run_stopped_inside_an_epoch_resumes_bit_for_bit() {
+    stopped_and_resumed_equals_never_stopped(hyper(3));
+}
+
+/// The same with two stacked layers and dropout between them: the carried
+/// state is [2, B, H] and the masks are keyed by the run's step, so the
+/// resumed run still draws what the one never stopped drew.
+#[test]
+fn a_stacked_stream_run_with_dropout_resumes_bit_for_bit() {
+    stopped_and_resumed_equals_never_stopped(Hyper {
+        layers: 2,
+        dropout: 0.25,
+        ..hyper(3)
+    });
+}
+
+fn stopped_and_resumed_equals_never_stopped(hyper: Hyper) {
     let corpus = OneHotCorpus::from_text(&text(), true).expect("corpus");
     let d = Dir::new();
     let (full, cut) = (d.path("full"), d.path("cut"));
     let train = |out: &Path, resume: Option<Checkpoint>, observer: &mut dyn Observer| {
         let b = Trainer::builder(&corpus)
-            .hyper(hyper(3))
+            .hyper(hyper.clone())
             .config(config(Some(out)))
             .backend(Backend::Cpu);
         let b = match resume {
@@ -171,7 +187,7 @@ fn a_stream_run_stopped_inside_an_epoch_resumes_bit_for_bit() {
         .stream
         .clone()
         .expect("the carried state is saved");
-    assert_eq!(carried.h.len(), 8 * 24);
+    assert_eq!(carried.h.len(), hyper.layers * 8 * 24, "[N, B, H]");
     assert!(carried.h.iter().any(|&v| v != 0.0) && carried.c.iter().any(|&v| v != 0.0));
 
     // A second stop, in the resumed run, after an epoch boundary.
@@ -191,7 +207,7 @@ fn a_stream_run_stopped_inside_an_epoch_resumes_bit_for_bit() {
     let mut saved = Checkpoint::load(&full.join("epoch-001.safetensors")).expect("epoch 1");
     saved.state.batch = 5;
     let e = Trainer::builder(&corpus)
-        .hyper(hyper(3))
+        .hyper(hyper.clone())
         .config(config(None))
         .backend(Backend::Cpu)
         .resume(saved)

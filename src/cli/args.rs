@@ -27,6 +27,7 @@ pub enum Command {
         charlstm-cuda train --out runs/my --resume --epochs 40\n  \
         charlstm-cuda train --corpus my.txt --out runs/s --mode stream --seq-len 60 --val-fraction 0.1 --device cpu\n  \
         charlstm-cuda train --config run.toml --epochs 5    (flags override the file)\n  \
+        charlstm-cuda train --corpus my.txt --layers 2 --hidden 256 --dropout 0.2 --device cpu\n  \
         charlstm-cuda train --corpus my.txt --json | jq .loss")]
     Train(Box<TrainArgs>),
     /// Generate text from a checkpoint.
@@ -241,9 +242,16 @@ pub struct TrainArgs {
     /// Distance between window starts [default: 3].
     #[arg(long)]
     pub step: Option<usize>,
-    /// LSTM units [default: 128].
+    /// LSTM units per layer, at most 1024 [default: 128].
     #[arg(long)]
     pub hidden: Option<usize>,
+    /// Stacked LSTM layers, 1 to 16; above 1 the run trains on the CPU only for now [default: 1].
+    #[arg(long, value_name = "N")]
+    pub layers: Option<usize>,
+    /// Dropout probability in [0, 1) between stacked layers, in training only (needs --layers 2
+    /// or more to do anything) [default: 0].
+    #[arg(long, value_name = "P")]
+    pub dropout: Option<f32>,
     /// RMSprop learning rate [default: 0.01].
     #[arg(long)]
     pub lr: Option<f32>,

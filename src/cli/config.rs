@@ -46,6 +46,8 @@ struct TrainFile {
     maxlen: Option<usize>,
     step: Option<usize>,
     hidden: Option<usize>,
+    layers: Option<usize>,
+    dropout: Option<f32>,
     lr: Option<f32>,
     seed: Option<u64>,
     temperatures: Option<Vec<f64>>,
@@ -134,6 +136,8 @@ pub fn apply(a: &mut TrainArgs, matches: &ArgMatches) -> Result<()> {
     take!(maxlen, some);
     take!(step, some);
     take!(hidden, some);
+    take!(layers, some);
+    take!(dropout, some);
     take!(lr, some);
     take!(seed, some);
     take!(temperatures, some);

@@ -6,15 +6,15 @@ use std::process::ExitCode;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use charlstm_cuda::Device;
 use charlstm_cuda::corpus::{CorpusFile, OneHotCorpus, Vocab, Windows};
 use charlstm_cuda::device;
 use charlstm_cuda::engine::mean_loss;
-use charlstm_cuda::model::{Checkpoint, Params};
+use charlstm_cuda::model::Checkpoint;
 use charlstm_cuda::sample::{
     GenMode, GenerateRequest, Purpose, RngStream, Strategy, check_length, decode, encode_seed,
     random_seed_text,
 };
+use charlstm_cuda::{Backend, Device};
 use charlstm_cuda::{Error, Result};
 
 use super::args::{EvalArgs, GenerateArgs, StrategyArg};
@@ -46,7 +46,13 @@ pub fn generate(a: GenerateArgs) -> Result<ExitCode> {
     let ckpt = Checkpoint::load(&a.checkpoint)?;
     // Resolving refuses a backend that cannot run here (no kernels, no
     // GPU), and says what `auto` picked.
-    let (backend, notice) = device.resolve()?;
+    let (backend, notice) = match device {
+        // No kernels for a stack yet: `auto` picks the CPU rather than refuse.
+        Device::Auto if ckpt.hyper.layers > 1 => {
+            (Backend::Cpu, Some(device::stack_on_auto(ckpt.hyper.layers)))
+        }
+        _ => device.resolve()?,
+    };
     if let Some(n) = notice {
         eprintln!("{n}");
     }
@@ -262,7 +268,7 @@ pub fn eval(a: EvalArgs) -> Result<ExitCode> {
     };
     let hyper = ckpt.hyper.clone();
     let windows = Windows::new(corpus.rows(), hyper.maxlen, hyper.step)?;
-    let rmsprop = Params::zeros(ckpt.params.vocab, ckpt.params.hidden);
+    let rmsprop = ckpt.params.zeros_like();
     let (mut engine, notice) = device.open_engine(&corpus, &hyper, ckpt.params, rmsprop)?;
     if let Some(n) = notice {
         eprintln!("{n}");

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use clap::{Args, ValueHint};
 
-use charlstm_cuda::model::{ParamLayout, Tensor};
+use charlstm_cuda::model::ParamLayout;
 use charlstm_cuda::{Checkpoint, Error, Result};
 
 use super::printer::count;
@@ -57,10 +57,17 @@ fn table(a: &InspectArgs, c: &Checkpoint, layout: &ParamLayout) -> String {
         (
             "model",
             format!(
-                "LSTM({}) + Dense({}) softmax, {} parameters (f32)",
-                layout.hidden,
+                "{} + Dense({}) softmax, {} parameters (f32){}",
+                match layout.layers {
+                    1 => format!("LSTM({})", layout.hidden),
+                    n => format!("{n} x LSTM({})", layout.hidden),
+                },
                 layout.vocab,
-                group(layout.len())
+                group(layout.len()),
+                match (layout.layers, h.dropout) {
+                    (n, p) if n > 1 && p > 0.0 => format!(", dropout {p:?} between layers"),
+                    _ => String::new(),
+                }
             ),
         ),
         (
@@ -164,8 +171,8 @@ fn table(a: &InspectArgs, c: &Checkpoint, layout: &ParamLayout) -> String {
             ));
         }
     }
-    for t in Tensor::ALL {
-        rows.push(("tensor", format!("{} {:?}", t.name(), layout.shape(t))));
+    for t in layout.named() {
+        rows.push(("tensor", format!("{} {:?}", t.name, t.shape)));
     }
     let mut out = String::new();
     for (k, v) in rows {
@@ -181,7 +188,7 @@ struct InspectJson<'a> {
     checkpoint: String,
     vocab: Vec<String>,
     parameters: usize,
-    tensors: Vec<(&'static str, Vec<usize>)>,
+    tensors: Vec<(String, Vec<usize>)>,
     hyper: &'a charlstm_cuda::Hyper,
     state: &'a charlstm_cuda::model::TrainState,
     resumable: bool,
@@ -193,9 +200,10 @@ fn to_json(a: &InspectArgs, c: &Checkpoint, layout: &ParamLayout) -> Result<Stri
         checkpoint: a.checkpoint.display().to_string(),
         vocab: c.vocab.iter().map(char::to_string).collect(),
         parameters: layout.len(),
-        tensors: Tensor::ALL
+        tensors: layout
+            .named()
             .into_iter()
-            .map(|t| (t.name(), layout.shape(t)))
+            .map(|t| (t.name, t.shape))
             .collect(),
         hyper: &c.hyper,
         state: &c.state,

@@ -54,6 +54,8 @@ fn hyper_from(a: &TrainArgs, base: Hyper, resuming: bool) -> Result<Hyper> {
     set!(maxlen => maxlen, "--maxlen");
     set!(step => step, "--step");
     set!(hidden => hidden, "--hidden");
+    set!(layers => layers, "--layers");
+    set!(dropout => dropout, "--dropout");
     set!(batch_size => batch, "--batch-size");
     set!(seed => seed, "--seed");
     // These may change on resume: more epochs, or a smaller rate after a NaN.
@@ -80,6 +82,21 @@ fn hyper_from(a: &TrainArgs, base: Hyper, resuming: bool) -> Result<Hyper> {
     }
     h.validate()?;
     Ok(h)
+}
+
+/// The console's words for a stacked model (none for the notebook's one
+/// layer): the layers and dropout, or that dropout with one layer does
+/// nothing (there is no layer above to drop units on the way to).
+fn stack_note(h: &Hyper) -> String {
+    match (h.layers, h.dropout) {
+        (1, p) if p > 0.0 => format!(
+            "; --dropout {p} does nothing with one LSTM layer (it drops units between layers: \
+             add --layers 2 or more)"
+        ),
+        (1, _) => String::new(),
+        (n, p) if p > 0.0 => format!("; {n} LSTM layers of {} units, dropout {p}", h.hidden),
+        (n, _) => format!("; {n} LSTM layers of {} units", h.hidden),
+    }
 }
 
 /// The corpus at `path`, or, without one, the Keras example's Nietzsche
@@ -409,7 +426,7 @@ pub fn train(a: TrainArgs) -> Result<ExitCode> {
         None => count(trainer.windows().count, "window"),
     };
     eprintln!(
-        "{}: {}, {}, {per_batch}{held_out}; {} of {} per epoch; {}{}{}",
+        "{}: {}, {}, {per_batch}{held_out}; {} of {} per epoch; {}{}{}{}",
         corpus_path.display(),
         count(corpus.rows(), "character"),
         count(corpus.vocab().len(), "symbol"),
@@ -419,6 +436,7 @@ pub fn train(a: TrainArgs) -> Result<ExitCode> {
         h.clip_norm.map_or(String::new(), |c| format!(
             "; gradients clipped to norm {c}"
         )),
+        stack_note(&h),
         if a.resume {
             format!(
                 " (resuming after epoch {}, batch {})",

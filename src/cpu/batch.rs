@@ -5,11 +5,19 @@
 //! Threads own contiguous row ranges; within one, rows go through the
 //! recurrence `chunk` at a time. Nothing summed over rows happens inside a
 //! chunk, so neither knob changes a bit of the result.
+//!
+//! A model of N > 1 LSTM layers goes to `stacked.rs` (the same math through
+//! [`crate::ops::Lstm`]), in evaluation mode: no dropout. The engine calls
+//! `stacked.rs` itself to train with dropout.
 
+use super::stacked::{
+    StackedWorkspace, stacked_loss, stacked_loss_and_grads_into, stacked_predict_into,
+};
 use super::workspace::{Dims, Rows, run_or_spawn};
 use super::{Scalar, Workspace, backward, forward};
 use crate::model::Tensor;
 use crate::model::{Grads, Params};
+use crate::ops::Mode;
 
 /// Checks shapes and class indices; returns the call's dimensions.
 pub(super) fn dims<F>(
@@ -112,6 +120,12 @@ pub fn loss_and_grads_into<F: Scalar>(
     ws: &mut Workspace<F>,
     grads: &mut Grads<F>,
 ) -> F {
+    if params.layers > 1 {
+        let mut stacked = StackedWorkspace::new();
+        let (x, mode) = ((x, y, seq_len), Mode::Eval);
+        return stacked_loss_and_grads_into(params, x, 0.0, mode, &mut stacked, grads)
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
     let d = dims(params, x, Some(y), seq_len, true);
     assert!(
         grads.vocab == d.v && grads.hidden == d.h && grads.len() == params.len(),
@@ -143,6 +157,11 @@ pub fn loss_with<F: Scalar>(
     seq_len: usize,
     ws: &mut Workspace<F>,
 ) -> F {
+    if params.layers > 1 {
+        let mut stacked = StackedWorkspace::new();
+        return stacked_loss(params, (x, y, seq_len), 0.0, Mode::Eval, &mut stacked)
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
     let d = dims(params, x, Some(y), seq_len, false);
     ws.prepare(d, &params[Tensor::Kernel], &params[Tensor::Bias]);
     for_each_chunk(ws, d, |xb, r| {
@@ -161,6 +180,11 @@ pub fn predict_into<F: Scalar>(
     ws: &mut Workspace<F>,
     probs: &mut [F],
 ) {
+    if params.layers > 1 {
+        let mut stacked = StackedWorkspace::new();
+        return stacked_predict_into(params, x, seq_len, &mut stacked, probs)
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
     let d = dims(params, x, None, seq_len, false);
     assert_eq!(
         probs.len(),

@@ -14,7 +14,8 @@
 //! one row (shared with `layer.rs`, the sequence-level recurrence of
 //! [`crate::ops::Lstm`]), `rmsprop.rs` the optimizer, `stream.rs` stream (truncated-BPTT)
 //! training: a loss at every step and a carried state,
-//! `trace.rs` the intermediate tensors the kernel checks compare against.
+//! `trace.rs` the intermediate tensors the kernel checks compare against,
+//! `stacked.rs` the model of N > 1 LSTM layers (through [`crate::ops::Lstm`]).
 
 #[macro_use]
 mod simd;
@@ -28,6 +29,7 @@ mod forward;
 pub(crate) mod layer;
 mod rmsprop;
 pub(crate) mod scalar;
+mod stacked;
 mod steps;
 mod stream;
 mod trace;
@@ -39,6 +41,10 @@ pub use engine::{CpuEngine, CpuModel};
 pub(crate) use forward::dense_softmax;
 pub use rmsprop::{RmsProp, clip_grad_norm};
 pub use scalar::Scalar;
+pub use stacked::{
+    StackedWorkspace, stacked_loss, stacked_loss_and_grads, stacked_loss_and_grads_into,
+    stacked_predict_into,
+};
 pub use stream::{StreamStep, stream_loss_and_grads};
 pub use trace::{Trace, trace};
 pub use workspace::Workspace;
@@ -72,7 +78,7 @@ pub fn loss_and_grads<F: Scalar>(
     y: &[u32],
     seq_len: usize,
 ) -> (F, Grads<F>) {
-    let mut grads = Grads::zeros(params.vocab, params.hidden);
+    let mut grads = params.zeros_like();
     let loss = loss_and_grads_into(params, x, y, seq_len, &mut Workspace::new(), &mut grads);
     (loss, grads)
 }

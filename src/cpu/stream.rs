@@ -3,11 +3,15 @@
 //! carried in from the previous batch.
 //!
 //! x, y: [L, B] time-major class indices (`x[t * B + b]`, the layout of
-//! [`crate::ops::Lstm`]); h0, c0 and the final state: [B, H]; the hidden
-//! states Y and the head's rows: [L*B, H] and [L*B, V], row k = t*B + b.
+//! [`crate::ops::Lstm`]); h0, c0 and the final state: [N, B, H] for a stack
+//! of N layers, layer-major ([B, H] for the notebook's one); the top
+//! layer's hidden states Y and the head's rows: [L*B, H] and [L*B, V], row
+//! k = t*B + b. Dropout between stacked layers is the window path's
+//! (`stacked.rs`): masks keyed by `Mode::Train { seed, step }`.
 //!
 //! ```text
-//! Y      = LSTM(x; h0, c0)                     the recurrence of ops::Lstm (one layer, gather input)
+//! Y      = LSTM_N(x; h0, c0)                   the recurrence of ops::Lstm (N layers, gather input,
+//!                                              dropout between layers in training)
 //! p      = softmax(Y @ dense_kernel + dense_bias)                 all L*B rows
 //! loss   = mean over the L*B rows of -log p[y]
 //! dlogits = (p - onehot(y)) / (L*B)
@@ -45,6 +49,8 @@ pub struct StreamStep<F> {
     row_loss: Vec<F>,
     dy: Vec<F>,
     threads: usize,
+    dropout: f64,
+    mode: Mode,
 }
 
 impl<F: Scalar> Default for StreamStep<F> {
@@ -63,7 +69,16 @@ impl<F: Scalar> StreamStep<F> {
             row_loss: Vec::new(),
             dy: Vec::new(),
             threads: 0,
+            dropout: 0.0,
+            mode: Mode::Eval,
         }
+    }
+
+    /// Dropout `p` between stacked layers (`Hyper::dropout`), drawn as
+    /// `mode` says from the next call on: [`Mode::Train`] with the run's
+    /// seed and optimizer step, or [`Mode::Eval`] (no dropout, the default).
+    pub fn set_dropout(&mut self, p: f64, mode: Mode) {
+        (self.dropout, self.mode) = (p, mode);
     }
 
     /// Uses at most `threads` threads (0: one per core); no result depends on it.
@@ -74,7 +89,7 @@ impl<F: Scalar> StreamStep<F> {
 
     /// The mean loss over the L*B targets of `y` and its gradient with
     /// respect to every parameter, into `grads` (overwritten). `x`, `y`:
-    /// [L, B] with B = `batch`; `h0`, `c0`: [B, H] (zeros when `None`).
+    /// [L, B] with B = `batch`; `h0`, `c0`: [N, B, H] (zeros when `None`).
     /// Afterwards [`h_n`](Self::h_n) and [`c_n`](Self::c_n) hold the final state.
     #[allow(clippy::too_many_arguments)]
     pub fn loss_and_grads_into(
@@ -89,21 +104,23 @@ impl<F: Scalar> StreamStep<F> {
     ) -> Result<F> {
         let (v, h) = (params.vocab, params.hidden);
         check_rows(x, y, batch, v)?;
-        if (grads.vocab, grads.hidden) != (v, h) {
+        if grads.layout() != params.layout() {
             return Err(Error::InvalidArgument {
                 name: "grads",
                 what: format!(
-                    "V={} H={}, the parameters are V={v} H={h}",
-                    grads.vocab, grads.hidden
+                    "V={} H={} with {} LSTM layer(s), the parameters are V={v} H={h} with {}",
+                    grads.vocab, grads.hidden, grads.layers, params.layers
                 ),
             });
         }
         let (seq_len, rows) = (x.len() / batch, x.len());
-        let lstm = Lstm::new(1, v, h)?.with_threads(self.threads);
-        let weights = [layer_weights(params)];
+        let lstm = Lstm::new(params.layers, v, h)?
+            .with_dropout(self.dropout)?
+            .with_threads(self.threads);
+        let weights: Vec<LayerWeights<'_, F>> =
+            (0..params.layers).map(|l| params.lstm_weights(l)).collect();
         let input = LstmInput::classes(x, seq_len, batch);
-        let mode = Mode::Eval;
-        lstm.forward_into(&weights, input, h0, c0, mode, &mut self.out)?;
+        lstm.forward_into(&weights, input, h0, c0, self.mode, &mut self.out)?;
 
         // The head over every step's hidden state: probabilities, and each
         // row's loss from the stable log-softmax.
@@ -137,7 +154,7 @@ impl<F: Scalar> StreamStep<F> {
             F::zero(),
             &mut self.dy,
         );
-        let [dk, dr, db, ddk, ddb] = grads.tensors_mut();
+        let [.., ddk, ddb] = grads.tensors_mut();
         gemm_rows(
             threads,
             (h, rows, v),
@@ -155,19 +172,16 @@ impl<F: Scalar> StreamStep<F> {
             None,
             &mut self.lstm_grads,
         )?;
-        let layer = &self.lstm_grads.layers[0];
-        dk.copy_from_slice(&layer.kernel);
-        dr.copy_from_slice(&layer.recurrent_kernel);
-        db.copy_from_slice(&layer.bias);
+        super::stacked::copy_layer_grads(&self.lstm_grads, grads);
         Ok(loss)
     }
 
-    /// The final hidden state [B, H] of the last step.
+    /// The final hidden state [N, B, H] of the last step.
     pub fn h_n(&self) -> &[F] {
         self.out.h_n()
     }
 
-    /// The final cell state [B, H] of the last step.
+    /// The final cell state [N, B, H] of the last step.
     pub fn c_n(&self) -> &[F] {
         self.out.c_n()
     }
@@ -186,18 +200,9 @@ pub fn stream_loss_and_grads<F: Scalar>(
     c0: Option<&[F]>,
 ) -> Result<(F, Grads<F>, Vec<F>, Vec<F>)> {
     let mut step = StreamStep::new();
-    let mut grads = Grads::zeros(params.vocab, params.hidden);
+    let mut grads = params.zeros_like();
     let loss = step.loss_and_grads_into(params, x, y, batch, h0, c0, &mut grads)?;
     Ok((loss, grads, step.h_n().to_vec(), step.c_n().to_vec()))
-}
-
-/// The LSTM layer's three tensors as [`crate::ops::Lstm`] borrows them.
-fn layer_weights<F>(params: &Params<F>) -> LayerWeights<'_, F> {
-    LayerWeights {
-        kernel: &params[Tensor::Kernel],
-        recurrent_kernel: &params[Tensor::RecurrentKernel],
-        bias: &params[Tensor::Bias],
-    }
 }
 
 /// `x` and `y` are [L, B] class indices of the vocabulary.
@@ -264,6 +269,11 @@ pub(super) struct StreamCarry {
 }
 
 impl StreamCarry {
+    /// [`StreamStep::set_dropout`] for the next batch.
+    pub(super) fn set_dropout(&mut self, p: f64, mode: Mode) {
+        self.step.set_dropout(p, mode);
+    }
+
     /// The loss and gradients of `batch` (into `grads`), starting from the
     /// carried state or zeros; the final state is kept for the next batch.
     pub(super) fn loss_and_grads(
@@ -273,7 +283,12 @@ impl StreamCarry {
         batch: StreamBatch<'_>,
         grads: &mut Grads<f32>,
     ) -> Result<f32> {
-        let (b, l, h) = (batch.starts.len(), batch.seq_len, params.hidden);
+        // The state of every layer: [N, B, H].
+        let (b, l, h) = (
+            batch.starts.len(),
+            batch.seq_len,
+            params.layers * params.hidden,
+        );
         if b == 0 || l == 0 {
             return Err(Error::InvalidArgument {
                 name: "StreamBatch",
@@ -332,13 +347,21 @@ impl StreamCarry {
         (self.h.clone(), self.c.clone())
     }
 
-    /// Replaces the carried state: `h` and `c` [B, H] for some B >= 1.
-    pub(super) fn set_state(&mut self, h: &[f32], c: &[f32], hidden: usize) -> Result<()> {
-        if h.is_empty() || h.len() != c.len() || !h.len().is_multiple_of(hidden) {
+    /// Replaces the carried state: `h` and `c` [N, B, H] for some B >= 1,
+    /// `layers` = N, `hidden` = H.
+    pub(super) fn set_state(
+        &mut self,
+        h: &[f32],
+        c: &[f32],
+        (layers, hidden): (usize, usize),
+    ) -> Result<()> {
+        let row = layers * hidden;
+        if h.is_empty() || h.len() != c.len() || !h.len().is_multiple_of(row) {
             return Err(Error::InvalidArgument {
                 name: "stream state",
                 what: format!(
-                    "h holds {} values and c {}: both must be [B, H] with H = {hidden}, B >= 1",
+                    "h holds {} values and c {}: both must be [N, B, H] with N = {layers} \
+                     layer(s), H = {hidden}, B >= 1",
                     h.len(),
                     c.len()
                 ),

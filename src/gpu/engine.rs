@@ -131,6 +131,7 @@ impl<'c, D: GpuDevice> GpuEngine<'c, D> {
     ) -> Result<Self> {
         let v = corpus.vocab().len();
         hyper.validate()?;
+        super::one_layer_only(backend, hyper.layers.max(params.layers))?;
         for (name, p) in [("params", &params), ("rmsprop", &rmsprop)] {
             if (p.vocab, p.hidden) != (v, hyper.hidden) {
                 return Err(Error::InvalidArgument {

@@ -53,6 +53,7 @@ impl<D: GpuDevice> GpuModel<D> {
     /// allocates a gradient buffer of the same size. `backend` only labels
     /// the model (`Sim` or `Cuda`).
     pub fn new(device: D, backend: Backend, params: &Params<f32>) -> Result<Self> {
+        super::one_layer_only(backend, params.layers)?;
         let mut model = Self::unloaded(device, backend, params.vocab, params.hidden)?;
         model.load(params)?;
         Ok(model)
@@ -117,6 +118,7 @@ impl<D: GpuDevice> GpuModel<D> {
 
     pub(super) fn check_shape(&self, name: &str, p: &Params<f32>) -> Result<()> {
         let l = self.layout;
+        super::one_layer_only(self.backend, p.layers)?;
         if (p.vocab, p.hidden) == (l.vocab, l.hidden) {
             return Ok(());
         }

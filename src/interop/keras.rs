@@ -1,13 +1,18 @@
 //! Keras: `.npz` arrays in `model.set_weights()` order.
 //!
 //! Our layout *is* Keras' (DESIGN §1), so the weights go out as they are.
-//! Read back: our own names, or `arr_0` .. `arr_4`, which is what
+//! A model of N LSTM layers is Keras' `Sequential([LSTM(H,
+//! return_sequences=True), ..., LSTM(H), Dense(V, softmax)])`, whose
+//! `get_weights()` order is every LSTM layer's kernel, recurrent kernel and
+//! bias, bottom layer first, then the Dense kernel and bias: the arrays go
+//! out in that order, under our names (`lstm.*`, `lstm_1.*`, ..., `dense.*`).
+//! Read back: our own names, or `arr_0` .. `arr_{3N+1}`, which is what
 //! `np.savez(path, *model.get_weights())` writes from a Keras model.
 
 use super::npz::{Array, Data, read_npz, write_npz};
 use super::{Found, expect_shape};
 use crate::inference::Model;
-use crate::model::{Params, TENSOR_NAMES};
+use crate::model::{LayerTensor, MAX_LAYERS, ParamLayout, Params, TENSOR_NAMES};
 
 /// Names of the metadata arrays next to the weights.
 const VOCAB: &str = "vocab";
@@ -16,14 +21,16 @@ const LOWERCASE: &str = "lowercase";
 
 pub(super) fn to_bytes(model: &Model) -> Result<Vec<u8>, String> {
     let p = model.params();
-    let mut arrays: Vec<Array> = TENSOR_NAMES
-        .iter()
-        .zip(p.tensors())
-        .zip(p.shapes())
-        .map(|((name, data), shape)| Array {
-            name: name.to_string(),
-            shape,
-            data: Data::F32(data.to_vec()),
+    let mut tensors = p.layout().named();
+    // Layout order has the Dense layer after layer 0; Keras' has it last.
+    let dense = tensors.drain(3..5).collect::<Vec<_>>();
+    tensors.extend(dense);
+    let mut arrays: Vec<Array> = tensors
+        .into_iter()
+        .map(|t| Array {
+            data: Data::F32(p.flat()[t.range].to_vec()),
+            name: t.name,
+            shape: t.shape,
         })
         .collect();
     let chars = model.vocab().chars().to_vec();
@@ -53,22 +60,47 @@ pub(super) fn from_bytes(bytes: &[u8]) -> Result<Found, String> {
     }
     let arrays = read_npz(bytes)?;
     let find = |name: &str| arrays.iter().find(|a| a.name == name);
-    // Our names, else np.savez's positional ones.
-    let weights: Vec<&Array> = if TENSOR_NAMES.iter().all(|n| find(n).is_some()) {
-        TENSOR_NAMES.iter().filter_map(|n| find(n)).collect()
-    } else if let Some(w) = (0..5)
-        .map(|i| find(&format!("arr_{i}")))
-        .collect::<Option<Vec<_>>>()
+    // Our names, else np.savez's positional ones; either way in layout
+    // order (layer 0, the Dense layer, layers 1 ..), and N.
+    let upper_names = |k: usize| LayerTensor::ALL.map(|t| t.name(k));
+    let positional = (0..)
+        .take_while(|i| find(&format!("arr_{i}")).is_some())
+        .count();
+    let (weights, layers): (Vec<&Array>, usize) = if TENSOR_NAMES.iter().all(|n| find(n).is_some())
     {
-        w
+        let mut w: Vec<&Array> = TENSOR_NAMES.iter().filter_map(|n| find(n)).collect();
+        let mut k = 1;
+        while let Some(kernel) = find(&LayerTensor::Kernel.name(k)) {
+            w.push(kernel);
+            for name in &upper_names(k)[1..] {
+                w.push(find(name).ok_or_else(|| {
+                    format!("`{}` is there but `{name}` is missing", kernel.name)
+                })?);
+            }
+            k += 1;
+        }
+        (w, k)
+    } else if positional >= 5 && (positional - 2).is_multiple_of(3) {
+        let n = (positional - 2) / 3;
+        let arr = |i: usize| find(&format!("arr_{i}")).expect("counted above");
+        // get_weights(): LSTM layers bottom first, then the Dense layer.
+        let mut w = vec![arr(0), arr(1), arr(2), arr(3 * n), arr(3 * n + 1)];
+        w.extend((3..3 * n).map(arr));
+        (w, n)
     } else {
         let names: Vec<&str> = arrays.iter().map(|a| a.name.as_str()).collect();
         return Err(format!(
-            "expected arrays {} (or arr_0 .. arr_4 from np.savez(path, *model.get_weights())); \
-             it has {names:?}",
+            "expected arrays {} (and lstm_1.*, ... for more LSTM layers), or arr_0 .. arr_{{3N+1}} \
+             from np.savez(path, *model.get_weights()) of N LSTM layers and a Dense layer; it \
+             has {names:?}",
             TENSOR_NAMES.join(", ")
         ));
     };
+    if layers > MAX_LAYERS {
+        return Err(format!(
+            "{layers} LSTM layers; this model has at most {MAX_LAYERS}"
+        ));
+    }
     // Arrays the model does not have would be dropped without a word: a
     // two-layer model's .npz, or an optimizer's state saved alongside.
     let known = |name: &str| {
@@ -81,15 +113,16 @@ pub(super) fn from_bytes(bytes: &[u8]) -> Result<Found, String> {
         .collect();
     if !extra.is_empty() {
         return Err(format!(
-            "it has arrays this model (one LSTM, one Dense layer) does not: {}; the five \
-             weights are {} (or arr_0 .. arr_4)",
+            "it has arrays this model ({layers} LSTM layer(s), one Dense layer) does not: {}; \
+             the weights are {} and lstm_1.*, ... for more LSTM layers (or arr_0 .. arr_{{3N+1}})",
             extra.join(", "),
             TENSOR_NAMES.join(", ")
         ));
     }
     let (v, h) = agreed_dims(&weights)?;
-    let mut params = Params::<f32>::zeros(v, h);
-    let shapes = params.shapes();
+    let mut params = Params::<f32>::zeros_for(ParamLayout::stacked(v, h, layers));
+    let named = params.layout().named();
+    let shapes: Vec<Vec<usize>> = named.iter().map(|t| t.shape.clone()).collect();
     let wrong: Vec<String> = weights
         .iter()
         .zip(&shapes)
@@ -102,10 +135,10 @@ pub(super) fn from_bytes(bytes: &[u8]) -> Result<Found, String> {
             wrong.join("; ")
         ));
     }
-    for ((a, dst), shape) in weights.iter().zip(params.tensors_mut()).zip(&shapes) {
-        expect_shape(&a.name, &a.shape, shape)?;
+    for (a, t) in weights.iter().zip(&named) {
+        expect_shape(&a.name, &a.shape, &t.shape)?;
         let data = a.to_f32();
-        dst.copy_from_slice(
+        params.flat_mut()[t.range.clone()].copy_from_slice(
             &data.ok_or_else(|| format!("`{}` is not float32 or float64", a.name))?,
         );
     }

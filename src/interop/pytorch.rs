@@ -1,17 +1,22 @@
-//! PyTorch: a safetensors state dict of `lstm = nn.LSTM(V, H, batch_first=True)`
-//! and `fc = nn.Linear(H, V)`, loadable with
+//! PyTorch: a safetensors state dict of
+//! `lstm = nn.LSTM(V, H, num_layers=N, batch_first=True)` and
+//! `fc = nn.Linear(H, V)`, loadable with
 //! `model.load_state_dict(safetensors.torch.load_file(path))`.
 //!
-//! PyTorch stores `x @ W^T`-style weights: `weight_ih_l0` is `kernel^T`,
-//! `weight_hh_l0` is `recurrent_kernel^T`, `fc.weight` is `dense.kernel^T`.
-//! Its gates are i, f, g, o along the 4H axis, the same order as Keras'.
+//! PyTorch stores `x @ W^T`-style weights: `weight_ih_l{k}` is layer k's
+//! `kernel^T` (`lstm.kernel` for k = 0, `lstm_{k}.kernel` above it),
+//! `weight_hh_l{k}` its `recurrent_kernel^T`, `fc.weight` is
+//! `dense.kernel^T`. Its gates are i, f, g, o along the 4H axis, the same
+//! order as Keras'. Between layers `nn.LSTM(dropout=p)` drops as
+//! `ops::dropout` does, in training only, so a model's predictions match.
 //!
 //! Import accepts any module names as long as the LSTM is found by its
-//! suffixes (`weight_ih_l0`, ...) and the linear layer is `fc`, or the one
-//! other `*.weight` / `*.bias` pair. Multi-layer, bidirectional and projected
+//! suffixes (`weight_ih_l0`, ..., and `_l1`, `_l2`, ... for more layers,
+//! taken while `weight_ih_l{k}` exists) and the linear layer is `fc`, or
+//! the one other `*.weight` / `*.bias` pair. Bidirectional and projected
 //! LSTMs are refused by name: this model has none of them.
 
-use crate::model::Tensor;
+use crate::model::{LayerTensor, ParamLayout, Tensor};
 use std::collections::HashMap;
 
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
@@ -20,33 +25,40 @@ use super::{Found, dims, expect_shape, transpose, words};
 use crate::inference::Model;
 use crate::model::Params;
 
-const W_IH: &str = "lstm.weight_ih_l0";
-const W_HH: &str = "lstm.weight_hh_l0";
-const B_IH: &str = "lstm.bias_ih_l0";
-const B_HH: &str = "lstm.bias_hh_l0";
 const FC_W: &str = "fc.weight";
 const FC_B: &str = "fc.bias";
 
 pub(super) fn to_bytes(model: &Model) -> Result<Vec<u8>, String> {
     let p = model.params();
     let (v, h) = (p.vocab, p.hidden);
-    let tensors: [(&str, Vec<usize>, Vec<f32>); 6] = [
+    let mut tensors: Vec<(String, Vec<usize>, Vec<f32>)> = Vec::new();
+    for k in 0..p.layers {
+        let w = p.lstm_weights(k);
+        let input = if k == 0 { v } else { h };
+        tensors.extend([
+            (
+                format!("lstm.weight_ih_l{k}"),
+                vec![4 * h, input],
+                transpose(w.kernel, input, 4 * h),
+            ),
+            (
+                format!("lstm.weight_hh_l{k}"),
+                vec![4 * h, h],
+                transpose(w.recurrent_kernel, h, 4 * h),
+            ),
+            (format!("lstm.bias_ih_l{k}"), vec![4 * h], w.bias.to_vec()),
+            // PyTorch adds both biases; one carries Keras' bias, the other nothing.
+            (format!("lstm.bias_hh_l{k}"), vec![4 * h], vec![0.0; 4 * h]),
+        ]);
+    }
+    tensors.extend([
         (
-            W_IH,
-            vec![4 * h, v],
-            transpose(&p[Tensor::Kernel], v, 4 * h),
+            FC_W.to_string(),
+            vec![v, h],
+            transpose(&p[Tensor::DenseKernel], h, v),
         ),
-        (
-            W_HH,
-            vec![4 * h, h],
-            transpose(&p[Tensor::RecurrentKernel], h, 4 * h),
-        ),
-        (B_IH, vec![4 * h], p[Tensor::Bias].to_vec()),
-        // PyTorch adds both biases; one carries Keras' bias, the other nothing.
-        (B_HH, vec![4 * h], vec![0.0; 4 * h]),
-        (FC_W, vec![v, h], transpose(&p[Tensor::DenseKernel], h, v)),
-        (FC_B, vec![v], p[Tensor::DenseBias].to_vec()),
-    ];
+        (FC_B.to_string(), vec![v], p[Tensor::DenseBias].to_vec()),
+    ]);
     let bytes: Vec<Vec<u8>> = tensors
         .iter()
         .map(|(_, _, data)| data.iter().flat_map(|x| x.to_le_bytes()).collect())
@@ -71,6 +83,7 @@ pub(super) fn to_bytes(model: &Model) -> Result<Vec<u8>, String> {
     );
     meta.insert("maxlen".to_string(), model.maxlen().to_string());
     meta.insert("lowercase".to_string(), model.lowercase().to_string());
+    meta.insert("num_layers".to_string(), p.layers.to_string());
     safetensors::serialize(views, Some(meta)).map_err(|e| e.to_string())
 }
 
@@ -85,10 +98,10 @@ pub(super) fn from_bytes(bytes: &[u8]) -> Result<Found, String> {
         n.sort();
         format!("it has {n:?}")
     };
-    for bad in ["_l1", "_reverse", "weight_hr_l0"] {
+    for bad in ["_reverse", "weight_hr_l"] {
         if let Some(n) = names.iter().find(|n| n.contains(bad)) {
             return Err(format!(
-                "`{n}`: only a single-layer, unidirectional nn.LSTM without proj_size fits this model"
+                "`{n}`: only a unidirectional nn.LSTM without proj_size fits this model"
             ));
         }
     }
@@ -100,14 +113,35 @@ pub(super) fn from_bytes(bytes: &[u8]) -> Result<Found, String> {
             _ => Err(format!("several tensors `*{suffix}`: {found:?}")),
         }
     };
-    let w_ih = one("weight_ih_l0")?;
-    let w_hh = one("weight_hh_l0")?;
-    let b_ih = one("bias_ih_l0")?;
-    let b_hh = one("bias_hh_l0")?;
+    // Layer k's four names, for k = 0, 1, ... while any of them exists
+    // (one alone is an error naming the others).
+    let mut layers: Vec<[String; 4]> = Vec::new();
+    loop {
+        let k = layers.len();
+        let suffixes =
+            ["weight_ih", "weight_hh", "bias_ih", "bias_hh"].map(|t| format!("{t}_l{k}"));
+        if k > 0
+            && !names
+                .iter()
+                .any(|n| suffixes.iter().any(|s| n.ends_with(s)))
+        {
+            break;
+        }
+        let [a, b, c, d] = &suffixes;
+        layers.push([one(a)?, one(b)?, one(c)?, one(d)?]);
+    }
+    if layers.len() > crate::model::MAX_LAYERS {
+        return Err(format!(
+            "{} LSTM layers; this model has at most {}",
+            layers.len(),
+            crate::model::MAX_LAYERS
+        ));
+    }
+    let lstm: Vec<&String> = layers.iter().flatten().collect();
+    let [w_ih, ..] = &layers[0];
     let (fc_w, fc_b) = if names.iter().any(|n| n == FC_W) {
         (FC_W.to_string(), FC_B.to_string())
     } else {
-        let lstm = [&w_ih, &w_hh, &b_ih, &b_hh];
         let rest: Vec<&String> = names.iter().filter(|n| !lstm.contains(n)).collect();
         let w: Vec<&&String> = rest.iter().filter(|n| n.ends_with(".weight")).collect();
         match w.as_slice() {
@@ -129,23 +163,36 @@ pub(super) fn from_bytes(bytes: &[u8]) -> Result<Found, String> {
             .map_err(|_| format!("no tensor `{name}`; {}", listed()))?;
         Ok((t.shape().to_vec(), floats(name, t.dtype(), t.data())?))
     };
-    let (shape, w_ih_data) = get(&w_ih)?;
+    let (shape, _) = get(w_ih)?;
     let (v, h) = match shape.as_slice() {
-        [h4, v] => dims(&w_ih, *v, *h4)?,
+        [h4, v] => dims(w_ih, *v, *h4)?,
         other => return Err(format!("`{w_ih}` has shape {other:?}, expected [4H, V]")),
     };
-    let mut params = Params::<f32>::zeros(v, h);
-    params[Tensor::Kernel].copy_from_slice(&transpose(&w_ih_data, 4 * h, v));
-    let (shape, data) = get(&w_hh)?;
-    expect_shape(&w_hh, &shape, &[4 * h, h])?;
-    params[Tensor::RecurrentKernel].copy_from_slice(&transpose(&data, 4 * h, h));
-    let (shape, ih) = get(&b_ih)?;
-    expect_shape(&b_ih, &shape, &[4 * h])?;
-    let (shape, hh) = get(&b_hh)?;
-    expect_shape(&b_hh, &shape, &[4 * h])?;
-    // The cell computes x W_ih^T + b_ih + h W_hh^T + b_hh: one bias is their sum.
-    params[Tensor::Bias]
-        .copy_from_slice(&ih.iter().zip(&hh).map(|(a, b)| a + b).collect::<Vec<f32>>());
+    let mut params = Params::<f32>::zeros_for(ParamLayout::stacked(v, h, layers.len()));
+    for (k, [w_ih, w_hh, b_ih, b_hh]) in layers.iter().enumerate() {
+        let input = if k == 0 { v } else { h };
+        let (shape, w_ih_data) = get(w_ih)?;
+        expect_shape(w_ih, &shape, &[4 * h, input])?;
+        let kernel = transpose(&w_ih_data, 4 * h, input);
+        let (shape, data) = get(w_hh)?;
+        expect_shape(w_hh, &shape, &[4 * h, h])?;
+        let recurrent = transpose(&data, 4 * h, h);
+        let (shape, ih) = get(b_ih)?;
+        expect_shape(b_ih, &shape, &[4 * h])?;
+        let (shape, hh) = get(b_hh)?;
+        expect_shape(b_hh, &shape, &[4 * h])?;
+        // The cell computes x W_ih^T + b_ih + h W_hh^T + b_hh: one bias is their sum.
+        let bias: Vec<f32> = ih.iter().zip(&hh).map(|(a, b)| a + b).collect();
+        let [kt, rt, bt] = if k == 0 {
+            [Tensor::Kernel, Tensor::RecurrentKernel, Tensor::Bias]
+                .map(|t| params.layout().range(t))
+        } else {
+            LayerTensor::ALL.map(|t| params.layout().layer_range(k, t))
+        };
+        params.flat_mut()[kt].copy_from_slice(&kernel);
+        params.flat_mut()[rt].copy_from_slice(&recurrent);
+        params.flat_mut()[bt].copy_from_slice(&bias);
+    }
     let (shape, data) = get(&fc_w)?;
     expect_shape(&fc_w, &shape, &[v, h])?;
     params[Tensor::DenseKernel].copy_from_slice(&transpose(&data, v, h));

@@ -2,11 +2,14 @@
 //!
 //! Tensors (all f32, little-endian, Keras layout and gate order i, f, c, o):
 //! `lstm.kernel` [V,4H], `lstm.recurrent_kernel` [H,4H], `lstm.bias` [4H],
-//! `dense.kernel` [H,V], `dense.bias` [V], and the RMSprop mean squares as
+//! `dense.kernel` [H,V], `dense.bias` [V], for a stack of N layers also
+//! `lstm_{k}.kernel` [H,4H], `lstm_{k}.recurrent_kernel` [H,4H] and
+//! `lstm_{k}.bias` [4H] for k = 1 .. N-1 (N is `hyper.layers`, 1 when the
+//! key is absent, as in every file written before stacks), and the RMSprop mean squares as
 //! `rmsprop.<name>` with the same shapes (optional on load: weights imported
 //! from another framework have none, and start from zeros). A stream-mode
 //! run stopped inside an epoch also saves the state its next batch carries
-//! in: `stream.h` and `stream.c`, [B, H] each ([`StreamState`]).
+//! in: `stream.h` and `stream.c`, [N*B, H] each ([`StreamState`]).
 //!
 //! Metadata (safetensors' string map): `format` = `charlstm-cuda`,
 //! `format_version` = `1`, `vocab` (JSON array of one-character strings),
@@ -69,8 +72,9 @@ pub struct TrainState {
     pub stream: Option<StreamState>,
 }
 
-/// The carried state of stream training: `h` and `c`, each [B, H]
-/// row-major (stream b's unit j at `b * H + j`), f32 as the engine keeps it.
+/// The carried state of stream training: `h` and `c`, each [N, B, H]
+/// row-major (N stacked layers, layer-major: layer l's stream b's unit j at
+/// `(l * B + b) * H + j`; saved as [N*B, H]), f32 as the engine keeps it.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct StreamState {
     /// The hidden state of every stream.
@@ -147,24 +151,31 @@ pub struct Checkpoint {
 impl Checkpoint {
     /// Serialises to safetensors bytes.
     pub fn to_bytes(&self) -> Result<Vec<u8>> {
-        let (v, h) = (self.params.vocab, self.params.hidden);
-        if self.vocab.len() != v || self.rmsprop.vocab != v || self.rmsprop.hidden != h {
+        let (v, h, n) = (self.params.vocab, self.params.hidden, self.params.layers);
+        if self.vocab.len() != v
+            || self.rmsprop.layout() != self.params.layout()
+            || self.hyper.layers != n
+        {
             return Err(Error::InvalidArgument {
                 name: "checkpoint",
                 what: format!(
-                    "vocab has {} symbols, params are V={v} H={h}, rmsprop V={} H={}",
+                    "vocab has {} symbols, params are V={v} H={h} N={n}, rmsprop V={} H={} N={}, \
+                     hyper.layers {}",
                     self.vocab.len(),
                     self.rmsprop.vocab,
-                    self.rmsprop.hidden
+                    self.rmsprop.hidden,
+                    self.rmsprop.layers,
+                    self.hyper.layers
                 ),
             });
         }
-        let shapes = self.params.shapes();
-        let mut named: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::with_capacity(10);
+        let tensors = self.params.layout().named();
+        let mut named: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::with_capacity(2 * tensors.len());
         for (prefix, p) in [("", &self.params), ("rmsprop.", &self.rmsprop)] {
-            for ((name, data), shape) in TENSOR_NAMES.iter().zip(p.tensors()).zip(&shapes) {
+            for t in &tensors {
+                let data = &p.flat()[t.range.clone()];
                 let bytes = data.iter().flat_map(|x| x.to_le_bytes()).collect();
-                named.push((format!("{prefix}{name}"), shape.clone(), bytes));
+                named.push((format!("{prefix}{}", t.name), t.shape.clone(), bytes));
             }
         }
         if let Some(st) = &self.state.stream {
@@ -294,48 +305,58 @@ impl Checkpoint {
         // allocated, so the sizes below are bounded by the file's length
         // (safetensors checked each tensor's bytes lie inside the file).
         let (v, h) = (vocab.len(), hyper.hidden);
-        let shapes = Params::<f32>::shapes_for(v, h);
-        let load = |prefix: &str| -> Result<Params<f32>> {
-            let mut views = Vec::with_capacity(TENSOR_NAMES.len());
-            for (name, shape) in TENSOR_NAMES.iter().zip(&shapes) {
-                let full = format!("{prefix}{name}");
-                let view = tensors
-                    .tensor(&full)
-                    .map_err(|_| bad(format!("tensor `{full}` is missing")))?;
-                if view.dtype() != Dtype::F32 {
-                    return Err(bad(format!(
-                        "tensor `{full}` is {:?}, not F32",
-                        view.dtype()
-                    )));
+        let layout = ParamLayout::stacked(v, h, hyper.layers);
+        let named = layout.named();
+        let load =
+            |prefix: &str| -> Result<Params<f32>> {
+                let mut views = Vec::with_capacity(named.len());
+                for t in &named {
+                    let (full, shape) = (format!("{prefix}{}", t.name), &t.shape);
+                    let view = tensors.tensor(&full).map_err(|_| {
+                    bad(if hyper.layers > 1 && !TENSOR_NAMES.contains(&t.name.as_str()) {
+                        format!(
+                            "tensor `{full}` is missing (metadata `hyper` says {} LSTM layers; \
+                             layer k > 0 is `lstm_k.*`)",
+                            hyper.layers
+                        )
+                    } else {
+                        format!("tensor `{full}` is missing")
+                    })
+                })?;
+                    if view.dtype() != Dtype::F32 {
+                        return Err(bad(format!(
+                            "tensor `{full}` is {:?}, not F32",
+                            view.dtype()
+                        )));
+                    }
+                    if view.shape() != shape.as_slice() {
+                        return Err(bad(format!(
+                            "tensor `{full}` has shape {:?}, expected {shape:?} for V={v}, H={h}",
+                            view.shape()
+                        )));
+                    }
+                    let want = shape.iter().product::<usize>() * 4;
+                    if view.data().len() != want {
+                        return Err(bad(format!(
+                            "tensor `{full}` holds {} bytes, its shape needs {want}",
+                            view.data().len()
+                        )));
+                    }
+                    views.push(view);
                 }
-                if view.shape() != shape.as_slice() {
-                    return Err(bad(format!(
-                        "tensor `{full}` has shape {:?}, expected {shape:?} for V={v}, H={h}",
-                        view.shape()
-                    )));
-                }
-                let want = shape.iter().product::<usize>() * 4;
-                if view.data().len() != want {
-                    return Err(bad(format!(
-                        "tensor `{full}` holds {} bytes, its shape needs {want}",
-                        view.data().len()
-                    )));
-                }
-                views.push(view);
-            }
-            let data = views
-                .iter()
-                .flat_map(|view| view.data().chunks_exact(4))
-                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                .collect();
-            Ok(Params::from_flat(ParamLayout::new(v, h), data))
-        };
+                let data = views
+                    .iter()
+                    .flat_map(|view| view.data().chunks_exact(4))
+                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                    .collect();
+                Ok(Params::from_flat(layout, data))
+            };
         let params = load("")?;
         let has_rmsprop = tensors.names().iter().any(|n| n.starts_with("rmsprop."));
         let rmsprop = if has_rmsprop {
             load("rmsprop.")?
         } else {
-            Params::zeros(v, h)
+            Params::zeros_for(layout)
         };
         state.stream = load_stream_state(&tensors, h).map_err(bad)?;
         let expected = get("checksum")?;

@@ -34,6 +34,40 @@ pub struct Hyper {
     /// readable by older builds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub clip_norm: Option<f32>,
+    /// Stacked LSTM layers N, each of `hidden` units; the head reads the
+    /// top one's h. 1 is the notebook. Checkpoints written before this
+    /// field existed load as 1; a one-layer run writes no `layers` key, so
+    /// its checkpoint stays readable by older builds.
+    #[serde(default = "one_layer", skip_serializing_if = "is_one_layer")]
+    pub layers: usize,
+    /// Dropout probability in [0, 1) on the sequence each LSTM layer but
+    /// the top one passes up, in training only (never in evaluation,
+    /// prediction or generation): `crate::ops::dropout`, the mask counter
+    /// keyed by the run's optimizer step (docs/cli.md). With one layer there
+    /// is nothing between layers and it changes nothing, as in PyTorch's
+    /// `nn.LSTM(num_layers=1, dropout=p)`; the CLI says so. 0 (the notebook)
+    /// writes no `dropout` key.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub dropout: f32,
+}
+
+/// The most hidden units a model may have: the orthogonal initialisation
+/// and the CPU engine's buffers are sized and timed up to here (issue 17).
+pub const MAX_HIDDEN: usize = 1024;
+
+/// The most LSTM layers a model may have.
+pub const MAX_LAYERS: usize = 16;
+
+fn one_layer() -> usize {
+    1
+}
+
+fn is_one_layer(n: &usize) -> bool {
+    *n == 1
+}
+
+fn is_zero(p: &f32) -> bool {
+    *p == 0.0
 }
 
 impl Default for Hyper {
@@ -50,6 +84,8 @@ impl Default for Hyper {
             seed: 42,
             lowercase: true,
             clip_norm: None,
+            layers: 1,
+            dropout: 0.0,
         }
     }
 }
@@ -70,10 +106,33 @@ impl Hyper {
         if self.step == 0 {
             return bad("hyper.step", "0 (must be at least 1)".into());
         }
-        if self.hidden == 0 || self.hidden > 4096 {
+        if self.hidden == 0 || self.hidden > MAX_HIDDEN {
             return bad(
                 "hyper.hidden",
-                format!("{} (must be 1..=4096)", self.hidden),
+                format!(
+                    "{} (must be 1..={MAX_HIDDEN}: {MAX_HIDDEN} units is the largest size \
+                     supported)",
+                    self.hidden
+                ),
+            );
+        }
+        if self.layers == 0 || self.layers > MAX_LAYERS {
+            return bad(
+                "hyper.layers",
+                format!(
+                    "{} (must be 1..={MAX_LAYERS} stacked LSTM layers; 1 is the notebook)",
+                    self.layers
+                ),
+            );
+        }
+        if !(self.dropout.is_finite() && (0.0..1.0).contains(&self.dropout)) {
+            return bad(
+                "hyper.dropout",
+                format!(
+                    "{} (must be a probability in [0, 1): the fraction of units dropped \
+                     between layers; 0 turns dropout off)",
+                    self.dropout
+                ),
             );
         }
         if self.batch == 0 || self.batch > 65_536 {

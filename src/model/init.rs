@@ -9,21 +9,47 @@
 //! | `dense.kernel` (3)           | [H, V]  | GlorotUniform, l = sqrt(6/(H+V))           |
 //! | `dense.bias` (4)             | [V]     | zeros                                      |
 //!
+//! Layers k = 1 .. N-1 of a stack (`params.rs`) are initialised like layer
+//! 0, their kernel [H, 4H] being GlorotUniform with l = sqrt(6/(H+4H)):
+//!
+//! | tensor (stream)                      | shape   | Keras initializer       |
+//! |--------------------------------------|---------|-------------------------|
+//! | `lstm_{k}.kernel` (3k + 2)           | [H, 4H] | GlorotUniform           |
+//! | `lstm_{k}.recurrent_kernel` (3k + 3) | [H, 4H] | Orthogonal              |
+//! | `lstm_{k}.bias` (3k + 4)             | [4H]    | zeros, forget slice = 1 |
+//!
 //! Each tensor draws from its own Philox stream `(seed, Purpose::Init,
-//! tensor index)`, row-major, so a tensor's values depend on nothing else.
+//! tensor index)` (its index in layout order: 0-4 for layer 0 and the head,
+//! 3k + 2 .. 3k + 4 for layer k; the bias streams draw nothing), row-major,
+//! so a tensor's values depend on nothing else: layer 0 and the head of a
+//! stack are the one-layer model's, draw for draw.
 //! Everything is computed in f64 and rounded to f32 once.
 
-use super::{GATE_F, Params, Tensor};
+use super::{GATE_F, LayerTensor, ParamLayout, Params, Tensor};
 use crate::rng::{Purpose, RngStream};
 
-/// Fresh parameters drawn from Philox with `seed`, exactly as Keras initialises them.
+/// Fresh parameters of a one-layer model drawn from Philox with `seed`,
+/// exactly as Keras initialises them.
 pub fn init_params(vocab: usize, hidden: usize, seed: u64) -> Params<f32> {
+    init_stacked(vocab, hidden, 1, seed)
+}
+
+/// Fresh parameters of a model of `layers` LSTM layers (module tables).
+pub fn init_stacked(vocab: usize, hidden: usize, layers: usize, seed: u64) -> Params<f32> {
     let g = 4 * hidden;
-    let mut p = Params::zeros(vocab, hidden);
+    let mut p = Params::zeros_for(ParamLayout::stacked(vocab, hidden, layers));
     p[Tensor::Kernel].copy_from_slice(&glorot_uniform(vocab, g, seed, 0));
     p[Tensor::RecurrentKernel].copy_from_slice(&orthogonal(hidden, g, seed, 1));
     p[Tensor::Bias][GATE_F * hidden..(GATE_F + 1) * hidden].fill(1.0);
     p[Tensor::DenseKernel].copy_from_slice(&glorot_uniform(hidden, vocab, seed, 3));
+    for k in 1..p.layers {
+        let stream = 3 * k as u32 + 2;
+        p.layer_mut(k, LayerTensor::Kernel)
+            .copy_from_slice(&glorot_uniform(hidden, g, seed, stream));
+        p.layer_mut(k, LayerTensor::RecurrentKernel)
+            .copy_from_slice(&orthogonal(hidden, g, seed, stream + 1));
+        p.layer_mut(k, LayerTensor::Bias)[GATE_F * hidden..(GATE_F + 1) * hidden].fill(1.0);
+    }
     p
 }
 

@@ -9,10 +9,11 @@ mod params;
 mod run;
 
 pub use checkpoint::{Checkpoint, StreamState, TrainState};
-pub use hyper::Hyper;
-pub use init::init_params;
+pub use hyper::{Hyper, MAX_HIDDEN, MAX_LAYERS};
+pub use init::{init_params, init_stacked};
 pub use mode::{DEFAULT_SEQ_LEN, TrainMode};
 pub use params::{
-    GATE_C, GATE_F, GATE_I, GATE_O, Grads, ParamLayout, Params, TENSOR_NAMES, Tensor,
+    GATE_C, GATE_F, GATE_I, GATE_O, Grads, LayerTensor, NamedRange, ParamLayout, Params,
+    TENSOR_NAMES, Tensor,
 };
 pub use run::{BUILT_IN_SOURCE, CorpusRecord, DivergenceRecord, Fingerprint, RunRecord};

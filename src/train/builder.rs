@@ -12,8 +12,8 @@ use crate::engine::{Backend, Engine};
 use crate::error::{Error, Result};
 use crate::inference::Model;
 use crate::model::{
-    Checkpoint, CorpusRecord, DivergenceRecord, Fingerprint, Hyper, Params, RunRecord, TrainMode,
-    TrainState, init_params,
+    Checkpoint, CorpusRecord, DivergenceRecord, Fingerprint, Hyper, RunRecord, TrainMode,
+    TrainState, init_stacked,
 };
 use crate::rundir::RunDir;
 use crate::sample::{GenMode, Strategy};
@@ -218,6 +218,16 @@ impl<'c> TrainerBuilder<'c> {
                         ),
                     });
                 }
+                if hyper.layers != model.layers() {
+                    return Err(Error::InvalidArgument {
+                        name: "hyper.layers",
+                        what: format!(
+                            "{} differs from the model's {} LSTM layers; leave it at the model's",
+                            hyper.layers,
+                            model.layers()
+                        ),
+                    });
+                }
                 (hyper, Start::Weights(model))
             }
             start => (epochs(self.hyper.unwrap_or_default()), start),
@@ -340,11 +350,12 @@ impl<'c> TrainerBuilder<'c> {
             Start::Resume(checkpoint) => open(*checkpoint)?,
             Start::Weights(model) => open(model.to_checkpoint())?,
             Start::Fresh => {
-                let params = init_params(corpus.vocab().len(), hyper.hidden, hyper.seed);
+                let params =
+                    init_stacked(corpus.vocab().len(), hyper.hidden, hyper.layers, hyper.seed);
                 open(Checkpoint {
                     vocab: corpus.vocab().chars().to_vec(),
                     hyper: hyper.clone(),
-                    rmsprop: Params::zeros(params.vocab, params.hidden),
+                    rmsprop: params.zeros_like(),
                     params,
                     state: TrainState::default(),
                     run: None,
@@ -563,6 +574,7 @@ fn same_run(saved: &Hyper, asked: &Hyper) -> Result<()> {
         ("hidden", saved.hidden as u64, asked.hidden as u64),
         ("batch", saved.batch as u64, asked.batch as u64),
         ("seed", saved.seed, asked.seed),
+        ("layers", saved.layers as u64, asked.layers as u64),
     ];
     for (name, was, now) in fields {
         if was != now {
@@ -580,6 +592,15 @@ fn same_run(saved: &Hyper, asked: &Hyper) -> Result<()> {
             name: "hyper",
             what: "rho or eps differs from the resumed run's (only epochs and lr may change)"
                 .into(),
+        });
+    }
+    if !same_float(saved.dropout, asked.dropout) {
+        return Err(Error::InvalidArgument {
+            name: "hyper",
+            what: format!(
+                "dropout = {} differs from the resumed run's {} (only epochs and lr may change)",
+                asked.dropout, saved.dropout
+            ),
         });
     }
     Ok(())

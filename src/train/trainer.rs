@@ -315,6 +315,7 @@ impl<'c> Trainer<'c> {
         let mut queue = LossQueue::default();
         'epochs: while self.state.epochs_done < self.hyper.epochs {
             let epoch = self.state.epoch_in_progress();
+            self.engine.set_step(self.state.step)?;
             // Window mode: the epoch's shuffled windows; stream mode: the
             // epoch's offset (its first batch starts from a zero state).
             let (order, offset) = match self.streams {

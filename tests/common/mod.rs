@@ -132,7 +132,8 @@ impl<'c> NanAt<'c> {
 
 /// Inside `impl Engine for W`, where `W` wraps an engine in `self.inner`:
 /// the methods such a test wrapper passes on unchanged (the backend,
-/// prediction, the weights, the optimizer state, the learning rate), so
+/// prediction, the weights, the optimizer state, the learning rate, the
+/// step), so
 /// that each wrapper spells out only what it changes.
 #[macro_export]
 macro_rules! pass_on_to_inner {
@@ -158,6 +159,9 @@ macro_rules! pass_on_to_inner {
         }
         fn set_learning_rate(&mut self, lr: f32) -> charlstm_cuda::Result<()> {
             self.inner.set_learning_rate(lr)
+        }
+        fn set_step(&mut self, step: u64) -> charlstm_cuda::Result<()> {
+            self.inner.set_step(step)
         }
     };
 }
