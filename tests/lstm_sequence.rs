@@ -20,7 +20,7 @@ use common::{assert_all_pass, seed};
 
 use charlstm_cuda::gpu::lstm::{LstmLauncher, LstmPath};
 use charlstm_cuda::gpu::selftest::{Shape, check_sequence};
-use charlstm_cuda::gpu::{SimDevice, ptx};
+use charlstm_cuda::gpu::{CudaDevice, GpuDevice, SimDevice, ptx};
 use charlstm_cuda::sample::{Purpose, RngStream};
 
 fn launcher(path: LstmPath) -> LstmLauncher {
@@ -35,8 +35,11 @@ fn run(shapes: &[(usize, usize, usize, usize)], stream: u32) {
         println!("SKIPPED: built without kernels");
         return;
     }
+    run_on(&mut SimDevice::new(seed()), shapes, stream);
+}
+
+fn run_on<D: GpuDevice>(dev: &mut D, shapes: &[(usize, usize, usize, usize)], stream: u32) {
     let seed = seed();
-    let mut dev = SimDevice::new(seed);
     let mut rng = RngStream::new(seed, Purpose::Sample, stream);
     let mut rows = Vec::new();
     for &(vocab, hidden, batch, seq_len) in shapes {
@@ -51,7 +54,7 @@ fn run(shapes: &[(usize, usize, usize, usize)], stream: u32) {
             paths.push(LstmPath::Persistent);
         }
         for path in paths {
-            let out = check_sequence(&mut dev, shape, launcher(path), true, &mut rng).unwrap();
+            let out = check_sequence(dev, shape, launcher(path), true, &mut rng).unwrap();
             assert!(
                 out.iter()
                     .any(|r| r.kernel.contains("seq_") || path == LstmPath::PerStep)
@@ -79,4 +82,24 @@ fn small_shapes_match_cpu_on_the_simulator() {
 #[test]
 fn hidden_128_matches_cpu_on_the_simulator() {
     run(&[(57, 128, 3, 5), (66, 128, 8, 17), (57, 128, 1, 1)], 2);
+}
+
+/// The same checks on a GPU (the GPU bundle runs every `*cuda*` test), the
+/// Keras shape included.
+#[test]
+fn sequence_form_matches_cpu_on_cuda() {
+    match CudaDevice::new(0) {
+        Ok(mut dev) => run_on(
+            &mut dev,
+            &[
+                (5, 8, 1, 1),
+                (70, 32, 3, 5),
+                (9, 12, 3, 5),
+                (57, 128, 8, 17),
+                (57, 128, 128, 60),
+            ],
+            3,
+        ),
+        Err(e) => println!("SKIPPED: no GPU ({e})"),
+    }
 }

@@ -224,9 +224,25 @@ fn stopped_and_resumed_equals_never_stopped(hyper: Hyper) {
 /// (the second from a new offset and a zero state).
 #[test]
 fn stream_mode_on_the_simulator_trains_as_the_cpu_does() {
+    trains_as_the_cpu_does(Backend::Sim);
+}
+
+/// The same on a GPU (the GPU bundle runs every `*cuda*` test).
+#[test]
+fn stream_mode_on_cuda_trains_as_the_cpu_does() {
+    match charlstm_cuda::gpu::CudaDevice::new(0) {
+        Ok(dev) => {
+            drop(dev);
+            trains_as_the_cpu_does(Backend::Cuda);
+        }
+        Err(e) => println!("SKIPPED: no GPU ({e})"),
+    }
+}
+
+fn trains_as_the_cpu_does(device: Backend) {
     let corpus = OneHotCorpus::from_text(&text(), true).expect("corpus");
     let mut runs = Vec::new();
-    for b in [Backend::Cpu, Backend::Sim] {
+    for b in [Backend::Cpu, device] {
         let losses: Arc<Mutex<Vec<f32>>> = Arc::default();
         let mut watch = Losses(losses.clone());
         let mut t = Trainer::builder(&corpus)
@@ -250,14 +266,14 @@ fn stream_mode_on_the_simulator_trains_as_the_cpu_does() {
     for (i, (a, b)) in cpu.0.iter().zip(&sim.0).enumerate() {
         assert!(
             (a - b).abs() <= 1e-4 * a.abs(),
-            "batch {i}: cpu {a}, sim {b}"
+            "batch {i}: cpu {a}, {device} {b}"
         );
     }
     assert_eq!(cpu.1.len(), 2);
     for (a, b) in cpu.1.iter().zip(&sim.1) {
         assert!(
             (a - b).abs() <= 1e-4 * a.abs(),
-            "validation: cpu {a}, sim {b}"
+            "validation: cpu {a}, {device} {b}"
         );
     }
     let (pa, pb) = (cpu.2.flat(), sim.2.flat());

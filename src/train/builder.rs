@@ -322,7 +322,7 @@ impl<'c> TrainerBuilder<'c> {
         if let Start::Resume(c) = &start {
             same_text(c, &record.corpus)?;
             same_split(c, record.val_fraction)?;
-            same_mode(c, config.mode, hyper.batch * hyper.hidden)?;
+            same_mode(c, config.mode, hyper.layers * hyper.batch * hyper.hidden)?;
             let full = match streams {
                 Some(s) => s.batches,
                 None => windows.count.div_ceil(hyper.batch),
@@ -474,7 +474,7 @@ fn streams_of(
 
 /// A resumed run keeps its training mode (a checkpoint without a run
 /// record was written in window mode); one stopped inside a stream epoch
-/// must hold the state its next batch carries in, [B, H] = `state_len`.
+/// must hold the state its next batch carries in, [N, B, H] = `state_len`.
 fn same_mode(checkpoint: &Checkpoint, asked: TrainMode, state_len: usize) -> Result<()> {
     let saved = checkpoint
         .run
@@ -503,7 +503,7 @@ fn same_mode(checkpoint: &Checkpoint, asked: TrainMode, state_len: usize) -> Res
         return Err(Error::Resume {
             what: format!(
                 "the checkpoint stopped after batch {} of a stream epoch but holds {} of the \
-                 [batch, hidden] = {state_len} values of state its next batch carries in",
+                 [layers, batch, hidden] = {state_len} values of state its next batch carries in",
                 st.batch,
                 fits.map_or("none".to_string(), |(h, c)| format!("{h} and {c}"))
             ),
