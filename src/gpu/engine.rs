@@ -79,8 +79,9 @@ const LOG_CAPACITY: usize = 256;
 pub const GPU_PATH_NOTICE: &str = "on the device: targets, the LSTM recurrence (forward and \
      backward, one persistent launch each where H is a multiple of 8 up to 128, else one launch \
      per step), the fused head, the weight gradients, gradient clipping (with \
-     --clip-norm), RMSprop and generation (one launch for all samples); a training step is one \
-     CUDA graph, replayed, and losses are read back every 32 batches";
+     --clip-norm), RMSprop and generation (one launch for all samples); a window-mode training \
+     step is one CUDA graph, replayed (a stream-mode step is launched kernel by kernel), and \
+     losses are read back every 32 batches";
 
 /// Training state on a [`GpuDevice`]: a [`GpuModel`] (weights, batch
 /// buffers, the forward chain) plus the corpus, the RMSprop state, the

@@ -172,12 +172,17 @@ pub fn loss_chart(history: &RunHistory) -> Result<String> {
     };
     draw(&mut svg, &mut points)
         .map_err(|e| Error::io("loss.svg", std::io::Error::other(format!("plotting: {e}"))))?;
-    // The overlay goes last so the points sit above the lines.
+    with_overlay(svg, &points, "loss.svg")
+}
+
+/// `svg` with `overlay` (the points, with their data attributes and
+/// titles) inserted last, so the points sit above the lines.
+fn with_overlay(mut svg: String, overlay: &str, what: &str) -> Result<String> {
     match svg.rfind("</svg>") {
-        Some(end) => svg.insert_str(end, &points),
+        Some(end) => svg.insert_str(end, overlay),
         None => {
             return Err(Error::io(
-                "loss.svg",
+                what,
                 std::io::Error::other("plotting produced no closing </svg>"),
             ));
         }
@@ -301,16 +306,7 @@ pub fn seconds_chart(title: &str, y_desc: &str, series: &[TimedSeries]) -> Resul
     };
     draw(&mut svg, &mut overlay)
         .map_err(|e| Error::io("chart", std::io::Error::other(format!("plotting: {e}"))))?;
-    match svg.rfind("</svg>") {
-        Some(end) => svg.insert_str(end, &overlay),
-        None => {
-            return Err(Error::io(
-                "chart",
-                std::io::Error::other("plotting produced no closing </svg>"),
-            ));
-        }
-    }
-    Ok(svg)
+    with_overlay(svg, &overlay, "chart")
 }
 
 #[cfg(test)]
