@@ -148,8 +148,8 @@ impl<D: GpuDevice> GpuEngine<'_, D> {
                      carry = false)",
                     s.batch
                 ),
-                false => "carry: no stream batch ran before this one (start with carry = \
-                          false)"
+                false => "carry: no stream batch completed before this one (start with \
+                          carry = false)"
                     .into(),
             }));
         }
@@ -169,6 +169,9 @@ impl<D: GpuDevice> GpuEngine<'_, D> {
         let d_starts = self.model.batch.starts;
         dev.upload_u32(d_starts, batch.starts)?;
         let state = self.stream.state;
+        // Valid again only once this step has written it: a step that fails
+        // part way (after zeroing it, say) leaves no state to carry.
+        self.stream.has_state = false;
         if !batch.carry {
             dev.zero(state, 2 * b * h * F32)?;
         }
