@@ -79,15 +79,7 @@ pub fn loss_chart(history: &RunHistory) -> Result<String> {
             .chain(batches.iter().map(|&(_, x, y)| (x, y)))
     };
     let x_max = all().map(|p| p.0).fold(1.0f64, f64::max).ceil();
-    let (lo, hi) = all().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), p| {
-        (lo.min(p.1), hi.max(p.1))
-    });
-    let (y_min, y_max) = if lo.is_finite() {
-        let pad = ((hi - lo) * 0.05).max(0.01);
-        ((lo - pad).max(0.0), hi + pad)
-    } else {
-        (0.0, 1.0)
-    };
+    let (y_min, y_max) = y_range(all());
 
     let mut svg = String::new();
     let mut points = String::new();
@@ -175,6 +167,20 @@ pub fn loss_chart(history: &RunHistory) -> Result<String> {
     with_overlay(svg, &points, "loss.svg")
 }
 
+/// The y axis of a chart of `points` (x, loss): their range padded by 5 %
+/// (at least 0.01) and never below 0; 0..1 when there are none.
+fn y_range(points: impl Iterator<Item = (f64, f64)>) -> (f64, f64) {
+    let (lo, hi) = points.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), p| {
+        (lo.min(p.1), hi.max(p.1))
+    });
+    if lo.is_finite() {
+        let pad = ((hi - lo) * 0.05).max(0.01);
+        ((lo - pad).max(0.0), hi + pad)
+    } else {
+        (0.0, 1.0)
+    }
+}
+
 /// `svg` with `overlay` (the points, with their data attributes and
 /// titles) inserted last, so the points sit above the lines.
 fn with_overlay(mut svg: String, overlay: &str, what: &str) -> Result<String> {
@@ -241,15 +247,7 @@ pub fn seconds_chart(title: &str, y_desc: &str, series: &[TimedSeries]) -> Resul
     let lines: Vec<Vec<(f64, f64)>> = series.iter().map(finite).collect();
     let all = || lines.iter().flatten();
     let x_max = all().map(|p| p.0).fold(1e-9f64, f64::max) * 1.02;
-    let (lo, hi) = all().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), p| {
-        (lo.min(p.1), hi.max(p.1))
-    });
-    let (y_min, y_max) = if lo.is_finite() {
-        let pad = ((hi - lo) * 0.05).max(0.01);
-        ((lo - pad).max(0.0), hi + pad)
-    } else {
-        (0.0, 1.0)
-    };
+    let (y_min, y_max) = y_range(all().copied());
     let mut svg = String::new();
     let mut overlay = String::new();
     let draw = |svg: &mut String, overlay: &mut String| -> std::result::Result<(), String> {
