@@ -25,15 +25,18 @@
 //!
 //! Every gradient tensor is overwritten, not accumulated into.
 
+use super::packed::{PackedB, gemm_cols};
 use super::scalar::{View, gemm};
-use super::workspace::{Dims, Rows, run_or_spawn, split_range};
+use super::workspace::{Dims, Rows, run_or_spawn};
 use super::{Scalar, cell};
 use crate::model::Tensor;
 use crate::model::{Grads, Params};
 
-/// dlogits and the recurrence backward over the chunk's rows; leaves dz in `gates`.
+/// dlogits and the recurrence backward over the chunk's rows (`rkt`:
+/// recurrent_kernel^T packed, [`PackedB`]); leaves dz in `gates`.
 pub(super) fn recurrence_backward<F: Scalar>(
     p: &Params<F>,
+    rkt: &PackedB<'_, F>,
     y: &[u32],
     inv_b: F,
     r: &mut Rows<'_, F>,
@@ -53,14 +56,7 @@ pub(super) fn recurrence_backward<F: Scalar>(
     for t in (0..d.t).rev() {
         cells_backward(r, t, d);
         if t > 0 {
-            gemm(
-                (n, g, h),
-                View::new(r.gates.get(t), g, 1),
-                View::new(&p[Tensor::RecurrentKernel], 1, g),
-                F::zero(),
-                r.dh,
-                (h, 1),
-            );
+            rkt.gemm(n, View::new(r.gates.get(t), g, 1), r.dh, h);
         }
     }
 }
@@ -106,8 +102,9 @@ simd_dispatch! {
 /// The five gradient tensors from the backward's buffers, over all B rows.
 ///
 /// `hprev` [T*B, H], `dz` [T*B, 4H], `hlast` [B, H], `dlogits` [B, V], `x` [B, T].
-/// Thread i gets rows of d recurrent_kernel (an equal share of the GEMM) and a
-/// range of classes of d kernel holding about 1/threads of the dz rows.
+/// d recurrent_kernel is split across threads by columns ([`gemm_cols`]);
+/// then thread i gets a range of classes of d kernel holding about
+/// 1/threads of the dz rows.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn weight_grads<F: Scalar>(
     hprev: &[F],
@@ -120,24 +117,21 @@ pub(super) fn weight_grads<F: Scalar>(
     grads: &mut Grads<F>,
 ) {
     let (h, g, v, k) = (d.h, 4 * d.h, d.v, d.b * d.t);
-    let [mut dk_rest, mut dr_rest, _, d_dense_kernel, d_dense_bias] = grads.tensors_mut();
+    let [mut dk_rest, dr, _, d_dense_kernel, d_dense_bias] = grads.tensors_mut();
+    // d recurrent_kernel: the k = t*B + b order is fixed.
+    gemm_cols(
+        threads,
+        (h, k, g),
+        View::new(hprev, 1, h),
+        View::new(dz, g, 1),
+        dr,
+    );
     std::thread::scope(|scope| {
-        let rows = split_range(h, threads, 1);
         let classes = split_classes(x, v, threads);
-        for (ti, ((i0, i1), (v0, v1))) in rows.zip(classes).enumerate() {
-            let (dr, r) = dr_rest.split_at_mut((i1 - i0) * g);
+        for (ti, (v0, v1)) in classes.enumerate() {
             let (dk, r2) = dk_rest.split_at_mut((v1 - v0) * g);
-            (dr_rest, dk_rest) = (r, r2);
+            dk_rest = r2;
             let job = move || {
-                // d recurrent_kernel rows i0..i1: the k = t*B + b order is fixed.
-                gemm(
-                    (i1 - i0, k, g),
-                    View::new(&hprev[i0..], 1, h),
-                    View::new(dz, g, 1),
-                    F::zero(),
-                    dr,
-                    (g, 1),
-                );
                 let at = ClassLayout {
                     batch: d.b,
                     b_stride: d.t,

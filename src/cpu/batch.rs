@@ -10,6 +10,8 @@
 //! [`crate::ops::Lstm`]), in evaluation mode: no dropout. The engine calls
 //! `stacked.rs` itself to train with dropout.
 
+use super::packed::PackedB;
+use super::scalar::View;
 use super::stacked::{
     StackedWorkspace, stacked_loss, stacked_loss_and_grads_into, stacked_predict_into,
 };
@@ -102,6 +104,20 @@ pub(super) fn for_each_chunk<F: Scalar>(
     });
 }
 
+/// recurrent_kernel [H, 4H] packed for the recurrence's steps, once per call.
+pub(super) fn pack_rk<'a, F: Scalar>(
+    p: &'a Params<F>,
+    d: Dims,
+    store: &'a mut Vec<F>,
+) -> PackedB<'a, F> {
+    let g = 4 * d.h;
+    PackedB::new(
+        View::new(&p[Tensor::RecurrentKernel], g, 1),
+        (d.h, g),
+        store,
+    )
+}
+
 /// Mean of the per-row losses, summed in row order.
 fn mean_loss<F: Scalar>(row_loss: &[F]) -> F {
     let sum = row_loss.iter().fold(F::zero(), |a, &l| a + l);
@@ -137,11 +153,17 @@ pub fn loss_and_grads_into<F: Scalar>(
     );
     ws.prepare(d, &params[Tensor::Kernel], &params[Tensor::Bias]);
     let inv_b = F::one() / F::of(d.b as f64);
+    let [mut rk_store, mut rkt_store] = std::mem::take(&mut ws.pack);
+    let rk = pack_rk(params, d, &mut rk_store);
+    let g = 4 * d.h;
+    let rkt = View::new(&params[Tensor::RecurrentKernel], 1, g);
+    let rkt = PackedB::new(rkt, (g, d.h), &mut rkt_store);
     for_each_chunk(ws, d, |xb, r| {
-        forward::recurrence(params, xb, x, r, d);
+        forward::recurrence(&rk, xb, x, r, d);
         forward::head(params, Some(y), r);
-        backward::recurrence_backward(params, y, inv_b, r, d);
+        backward::recurrence_backward(params, &rkt, y, inv_b, r, d);
     });
+    ws.pack = [rk_store, rkt_store];
     let threads = ws.threads_for(d.b);
     backward::weight_grads(
         &ws.hprev, &ws.gates, &ws.hlast, &ws.probs, x, d, threads, grads,
@@ -164,10 +186,13 @@ pub fn loss_with<F: Scalar>(
     }
     let d = dims(params, x, Some(y), seq_len, false);
     ws.prepare(d, &params[Tensor::Kernel], &params[Tensor::Bias]);
+    let mut store = std::mem::take(&mut ws.pack[0]);
+    let rk = pack_rk(params, d, &mut store);
     for_each_chunk(ws, d, |xb, r| {
-        forward::recurrence(params, xb, x, r, d);
+        forward::recurrence(&rk, xb, x, r, d);
         forward::head(params, Some(y), r);
     });
+    ws.pack[0] = store;
     mean_loss(&ws.row_loss)
 }
 
@@ -194,9 +219,12 @@ pub fn predict_into<F: Scalar>(
         d.v
     );
     ws.prepare(d, &params[Tensor::Kernel], &params[Tensor::Bias]);
+    let mut store = std::mem::take(&mut ws.pack[0]);
+    let rk = pack_rk(params, d, &mut store);
     for_each_chunk(ws, d, |xb, r| {
-        forward::recurrence(params, xb, x, r, d);
+        forward::recurrence(&rk, xb, x, r, d);
         forward::head(params, None, r);
     });
+    ws.pack[0] = store;
     probs.copy_from_slice(&ws.probs);
 }

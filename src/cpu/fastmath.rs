@@ -42,6 +42,12 @@ fn exp_clamped(x: f32) -> f32 {
     e * scale
 }
 
+/// `exp(x)`, clamped to [e^-87, e^88] (the softmax's `exp(l - max)`).
+#[inline(always)]
+pub(crate) fn exp_f32(x: f32) -> f32 {
+    exp_clamped(x)
+}
+
 /// `1 / (1 + exp(-x))`.
 #[inline(always)]
 pub(crate) fn sigmoid_f32(x: f32) -> f32 {
@@ -86,6 +92,12 @@ mod tests {
             worst_s = worst_s.max(ulps(sv, 1.0 / (1.0 + (-x).exp())));
             worst_t = worst_t.max(ulps(tv, x.tanh()));
         }
+        // Down to -86 (the clamp at -87 is the one intended difference).
+        let worst_e = (0..=86_000)
+            .map(|i| -(i as f32) * 1e-3)
+            .map(|x| ulps(exp_f32(x), f64::from(x).exp()))
+            .fold(0.0f64, f64::max);
+        assert!(worst_e <= 4.0, "exp off by {worst_e} ulp");
         assert!(worst_s <= 4.0, "sigmoid off by {worst_s} ulp");
         assert!(worst_t <= 4.0, "tanh off by {worst_t} ulp");
     }

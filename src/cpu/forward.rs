@@ -16,16 +16,18 @@
 //! The input term is a row gather (`xb` = kernel + bias, one row per class),
 //! never a one-hot matrix product. h_{-1} = c_{-1} = 0, so step 0 needs no GEMM.
 
+use super::packed::PackedB;
 use super::scalar::{View, gemm};
 use super::workspace::{Dims, Rows};
 use super::{Scalar, cell};
 use crate::model::Params;
 use crate::model::Tensor;
 
-/// Runs the recurrence over the chunk's rows; leaves activated gates, c,
+/// Runs the recurrence over the chunk's rows (`rk`: recurrent_kernel
+/// packed, [`PackedB`]); leaves activated gates, c,
 /// tanh(c) and h_{t-1} of every kept slot, and h_{T-1} in `hlast`.
 pub(super) fn recurrence<F: Scalar>(
-    p: &Params<F>,
+    rk: &PackedB<'_, F>,
     xb: &[F],
     x: &[u32],
     r: &mut Rows<'_, F>,
@@ -36,14 +38,7 @@ pub(super) fn recurrence<F: Scalar>(
         let s = t % d.s;
         if t > 0 {
             // z = h_{t-1} @ recurrent_kernel; `cells` adds xb[x].
-            gemm(
-                (r.n, h, g),
-                View::new(r.hprev.get(s), h, 1),
-                View::new(&p[Tensor::RecurrentKernel], g, 1),
-                F::zero(),
-                r.gates.get_mut(s),
-                (g, 1),
-            );
+            rk.gemm(r.n, View::new(r.hprev.get(s), h, 1), r.gates.get_mut(s), g);
         }
         cells(xb, x, r, d, t);
     }
@@ -113,21 +108,48 @@ pub(crate) fn dense_softmax<F: Scalar>(
         probs,
         (v, 1),
     );
+    let mut log_z = F::zero();
     for b in 0..n {
         let l = &mut probs[b * v..][..v];
-        let mut max = F::neg_infinity();
-        for (lj, &bj) in l.iter_mut().zip(&p[Tensor::DenseBias]) {
-            *lj = *lj + bj;
-            max = max.max(*lj);
-        }
-        let mut sum = F::zero();
-        for lj in l.iter() {
-            sum = sum + (*lj - max).exp();
-        }
-        let log_z = max + sum.ln();
+        log_softmax_row(l, &p[Tensor::DenseBias], &mut log_z);
         each(b, l, log_z);
+        for_probs(l, log_z);
+    }
+}
+
+/// Lanes of the softmax's max and sum: the reductions run as this many
+/// independent chains (combined in lane order, so the result is still one
+/// fixed order), which the compiler vectorises, where one serial chain of
+/// adds waited on each add's latency (~10 % of a stream batch).
+const LANES: usize = 16;
+
+simd_dispatch! {
+    /// `l += bias` (the logits), and `log_z = max + ln(sum(exp(l - max)))`.
+    fn log_softmax_row<F: Scalar>(l: &mut [F], bias: &[F], log_z: &mut F) {
+        let mut max = [F::neg_infinity(); LANES];
+        for (chunk, bias) in l.chunks_mut(LANES).zip(bias.chunks(LANES)) {
+            for ((lj, &bj), m) in chunk.iter_mut().zip(bias).zip(max.iter_mut()) {
+                *lj = *lj + bj;
+                *m = m.max(*lj);
+            }
+        }
+        let max = max.iter().fold(F::neg_infinity(), |a, &m| a.max(m));
+        let mut sum = [F::zero(); LANES];
+        for chunk in l.chunks(LANES) {
+            for (&lj, s) in chunk.iter().zip(sum.iter_mut()) {
+                *s = *s + (lj - max).exp_act();
+            }
+        }
+        let sum = sum.iter().fold(F::zero(), |a, &s| a + s);
+        *log_z = max + sum.ln();
+    }
+}
+
+simd_dispatch! {
+    /// The logits `l` become probabilities `exp(l - log_z)`.
+    fn for_probs<F: Scalar>(l: &mut [F], log_z: F) {
         for lj in l.iter_mut() {
-            *lj = (*lj - log_z).exp();
+            *lj = (*lj - log_z).exp_act();
         }
     }
 }

@@ -19,7 +19,8 @@
 //! (`x_t @ kernel + bias`) comes precomputed for all steps ([`InputTerm`]),
 //! so a step costs one [n, H] x [H, 4H] GEMM and the cell.
 
-use super::scalar::{View, gemm};
+use super::packed::PackedB;
+use super::scalar::View;
 use super::steps::Steps;
 use super::workspace::{run_or_spawn, split_range};
 use super::{Scalar, cell};
@@ -59,6 +60,7 @@ pub(crate) struct Shape {
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn forward<F: Scalar>(
     recurrent_kernel: &[F],
+    pack: &mut Vec<F>,
     input: InputTerm<'_, F>,
     gates: &mut [F],
     c: &mut [F],
@@ -68,6 +70,8 @@ pub(crate) fn forward<F: Scalar>(
     threads: usize,
 ) {
     let (hh, g) = (s.h, 4 * s.h);
+    let rk = PackedB::new(View::new(recurrent_kernel, g, 1), (hh, g), pack);
+    let rk = &rk;
     let mut gates = Steps::new(gates, s.t, s.b, g);
     let mut c = Steps::new(c, s.t + 1, s.b, hh);
     let mut tc = Steps::new(tc, s.t, s.b, hh);
@@ -88,13 +92,11 @@ pub(crate) fn forward<F: Scalar>(
             };
             let job = move || {
                 for t in 0..s.t {
-                    gemm(
-                        (b1 - b0, hh, g),
+                    rk.gemm(
+                        b1 - b0,
                         View::new(rows.h.get(t), hh, 1),
-                        View::new(recurrent_kernel, g, 1),
-                        F::zero(),
                         rows.gates.get_mut(t),
-                        (g, 1),
+                        g,
                     );
                     cells(&mut rows, input, t, s);
                 }
@@ -142,6 +144,7 @@ simd_dispatch! {
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn backward<F: Scalar>(
     recurrent_kernel: &[F],
+    pack: &mut Vec<F>,
     gates: &mut [F],
     c: &[F],
     tc: &[F],
@@ -152,6 +155,9 @@ pub(crate) fn backward<F: Scalar>(
     threads: usize,
 ) {
     let (hh, g) = (s.h, 4 * s.h);
+    // recurrent_kernel^T [4H, H], packed once for the T products.
+    let rkt = PackedB::new(View::new(recurrent_kernel, 1, g), (g, hh), pack);
+    let rkt = &rkt;
     let mut gates = Steps::new(gates, s.t, s.b, g);
     let (mut dh, mut dc) = (dh, dc);
     std::thread::scope(|scope| {
@@ -172,14 +178,7 @@ pub(crate) fn backward<F: Scalar>(
                 for t in (0..s.t).rev() {
                     cells_backward(&mut rows, c, tc, dy, t, s);
                     // dh_{t-1} = dz_t @ recurrent_kernel^T; at t = 0 that is dh_0.
-                    gemm(
-                        (n, g, hh),
-                        View::new(rows.dz.get(t), g, 1),
-                        View::new(recurrent_kernel, 1, g),
-                        F::zero(),
-                        rows.dh,
-                        (hh, 1),
-                    );
+                    rkt.gemm(n, View::new(rows.dz.get(t), g, 1), rows.dh, hh);
                 }
             };
             run_or_spawn(scope, b1 == s.b, job);

@@ -10,7 +10,8 @@
 //! `batch.rs` the threading and fixed-order reductions, `workspace.rs` the
 //! buffers (`steps.rs`: a thread's rows of a time-major buffer), `scalar.rs`
 //! the float trait and GEMM, `fastmath.rs` the f32 activations, `simd.rs`
-//! the AVX2 dispatch of the element-wise loops, `cell.rs` the LSTM cell of
+//! the AVX-512/AVX2 dispatch of the element-wise loops, `packed.rs` the
+//! recurrence's products with the weights packed once per call, `cell.rs` the LSTM cell of
 //! one row (shared with `layer.rs`, the sequence-level recurrence of
 //! [`crate::ops::Lstm`]), `rmsprop.rs` the optimizer, `stream.rs` stream (truncated-BPTT)
 //! training: a loss at every step and a carried state,
@@ -27,6 +28,7 @@ mod engine;
 mod fastmath;
 mod forward;
 pub(crate) mod layer;
+pub(crate) mod packed;
 mod rmsprop;
 pub(crate) mod scalar;
 mod stacked;

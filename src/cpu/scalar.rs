@@ -29,6 +29,32 @@ pub trait Scalar: num_traits::Float + Default + Send + Sync + std::fmt::Debug + 
     /// From an f64 (rounded to nearest for f32): batch sizes, hyper-parameters.
     fn of(x: f64) -> Self;
 
+    /// Whether [`gemm_panels_raw`](Self::gemm_panels_raw) runs on this CPU
+    /// ([`super::packed`]); when false, packed products fall back to
+    /// [`gemm_raw`](Self::gemm_raw).
+    #[doc(hidden)]
+    fn packed_kernel() -> bool {
+        false
+    }
+
+    /// `C[m, n] = A[m, k] @ B`, B in panels of
+    /// [`super::packed::NR`] columns: `super::packed::gemm_f32_avx512`.
+    ///
+    /// # Safety
+    /// [`packed_kernel`](Self::packed_kernel) returned true, and the
+    /// pointers and strides address what `gemm_f32_avx512` requires.
+    #[allow(clippy::type_complexity)]
+    #[doc(hidden)]
+    unsafe fn gemm_panels_raw(
+        mkn: (usize, usize, usize),
+        a: (*const Self, usize, usize),
+        b: (*const Self, usize, usize),
+        c: (*mut Self, usize),
+    ) {
+        let _ = (mkn, a, b, c);
+        unreachable!("gemm_panels_raw without a packed kernel")
+    }
+
     /// `1 / (1 + exp(-self))`, as the cell evaluates it (libm here).
     #[inline(always)]
     fn sigmoid(self) -> Self {
@@ -39,6 +65,12 @@ pub trait Scalar: num_traits::Float + Default + Send + Sync + std::fmt::Debug + 
     #[inline(always)]
     fn tanh_act(self) -> Self {
         self.tanh()
+    }
+
+    /// `exp(self)` for `self <= 0`, as the softmax evaluates it (libm here).
+    #[inline(always)]
+    fn exp_act(self) -> Self {
+        self.exp()
     }
 }
 
@@ -63,6 +95,32 @@ impl Scalar for f32 {
     fn of(x: f64) -> f32 {
         x as f32
     }
+    fn packed_kernel() -> bool {
+        #[cfg(target_arch = "x86_64")]
+        {
+            std::arch::is_x86_feature_detected!("avx512f")
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        false
+    }
+    unsafe fn gemm_panels_raw(
+        mkn: (usize, usize, usize),
+        a: (*const f32, usize, usize),
+        b: (*const f32, usize, usize),
+        c: (*mut f32, usize),
+    ) {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: the caller upholds `gemm_panels_raw`'s contract, which
+        // includes the AVX-512F check of `packed_kernel`.
+        unsafe {
+            super::packed::gemm_f32_avx512(mkn, a, b, c)
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            let _ = (mkn, a, b, c);
+            unreachable!("no packed kernel off x86_64")
+        }
+    }
     /// Branch-free polynomial (`fastmath`): vectorises where libm cannot.
     #[inline(always)]
     fn sigmoid(self) -> f32 {
@@ -72,6 +130,12 @@ impl Scalar for f32 {
     #[inline(always)]
     fn tanh_act(self) -> f32 {
         super::fastmath::tanh_f32(self)
+    }
+    /// Branch-free polynomial (`fastmath`, ~2 ulp; below e^-87 it returns
+    /// e^-87, a probability nothing can draw): inlined, where libm's is a call.
+    #[inline(always)]
+    fn exp_act(self) -> f32 {
+        super::fastmath::exp_f32(self)
     }
 }
 

@@ -31,6 +31,7 @@
 use super::Scalar;
 use super::backward::sum_rows;
 use super::forward::dense_softmax;
+use super::packed::gemm_cols;
 use super::scalar::{View, gemm_rows};
 use super::workspace::{run_or_spawn, split_range, threads_for};
 use crate::corpus::OneHotCorpus;
@@ -155,12 +156,11 @@ impl<F: Scalar> StreamStep<F> {
             &mut self.dy,
         );
         let [.., ddk, ddb] = grads.tensors_mut();
-        gemm_rows(
+        gemm_cols(
             threads,
             (h, rows, v),
             View::new(self.out.y(), 1, h),
             View::new(dlogits, v, 1),
-            F::zero(),
             ddk,
         );
         sum_rows(ddb, dlogits);

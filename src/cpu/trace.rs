@@ -8,7 +8,7 @@
 //! backward overwrites the activated gates with dz and the probabilities
 //! with dlogits in place.
 
-use super::batch::{dims, for_each_chunk};
+use super::batch::{dims, for_each_chunk, pack_rk};
 use super::{Scalar, Workspace, backward, forward, loss_and_grads_into};
 use crate::model::Tensor;
 use crate::model::{Grads, Params};
@@ -45,8 +45,10 @@ pub fn trace<F: Scalar>(params: &Params<F>, x: &[u32], y: &[u32], seq_len: usize
     let d = dims(params, x, Some(y), seq_len, true);
     let mut ws = Workspace::new();
     ws.prepare(d, &params[Tensor::Kernel], &params[Tensor::Bias]);
+    let mut store = Vec::new();
+    let rk = pack_rk(params, d, &mut store);
     for_each_chunk(&mut ws, d, |xb, r| {
-        forward::recurrence(params, xb, x, r, d);
+        forward::recurrence(&rk, xb, x, r, d);
         forward::head(params, Some(y), r);
     });
     let gates = ws.gates.clone();

@@ -52,6 +52,8 @@ pub struct Workspace<F> {
     pub(super) dh: Vec<F>,
     pub(super) dc: Vec<F>,
     pub(super) row_loss: Vec<F>,
+    /// recurrent_kernel and its transpose packed for the steps (`packed.rs`).
+    pub(super) pack: [Vec<F>; 2],
 }
 
 /// Sizes of one call: batch rows, sequence length, slots kept, hidden, vocabulary.

@@ -39,6 +39,7 @@ use super::dropout::{self, Mode};
 use crate::cpu::Scalar;
 use crate::cpu::backward::{ClassLayout, scatter_rows, split_classes, sum_rows};
 use crate::cpu::layer::{self, InputTerm, Shape};
+use crate::cpu::packed::gemm_cols;
 use crate::cpu::scalar::{View, gemm_rows};
 use crate::cpu::workspace::{run_or_spawn, threads_for};
 use crate::error::{Error, Result};
@@ -164,6 +165,8 @@ pub struct LstmOutput<F> {
     /// The forward's `X @ kernel + bias`, the backward's gradient passed
     /// down: scratch kept for the next call.
     scratch: Vec<F>,
+    /// A recurrent_kernel packed for the recurrence's steps (`cpu::packed`).
+    pack: Vec<F>,
     /// Set by a backward: the gates are gradients now.
     spent: bool,
 }
@@ -177,6 +180,7 @@ impl<F> Default for LstmOutput<F> {
             h_n: Vec::new(),
             c_n: Vec::new(),
             scratch: Vec::new(),
+            pack: Vec::new(),
             spent: true,
         }
     }
@@ -368,7 +372,8 @@ impl Lstm {
         let scale = F::one() / (F::one() - F::of(self.dropout));
         let (shape, state) = (Shape { t, b, h }, b * h);
         out.layers.resize_with(self.layers, LayerTape::default);
-        let (input, tapes, scratch) = (&out.input, &mut out.layers, &mut out.scratch);
+        let (input, tapes, scratch, pack) =
+            (&out.input, &mut out.layers, &mut out.scratch, &mut out.pack);
         for (l, w) in weights.iter().enumerate() {
             let (below, rest) = tapes.split_at_mut(l);
             let tape = &mut rest[0];
@@ -404,6 +409,7 @@ impl Lstm {
             };
             layer::forward(
                 w.recurrent_kernel,
+                pack,
                 input_term,
                 &mut tape.gates,
                 &mut tape.c,
@@ -508,7 +514,8 @@ impl Lstm {
         if !dense {
             grads.dx = None;
         }
-        let (input, tapes, scratch) = (&out.input, &mut out.layers, &mut out.scratch);
+        let (input, tapes, scratch, pack) =
+            (&out.input, &mut out.layers, &mut out.scratch, &mut out.pack);
         for l in (0..n).rev() {
             let w = &weights[l];
             let (below, rest) = tapes.split_at_mut(l);
@@ -516,6 +523,7 @@ impl Lstm {
             let d_up = if l + 1 == n { dy } else { &scratch[..] };
             layer::backward(
                 w.recurrent_kernel,
+                pack,
                 &mut tape.gates,
                 &tape.c,
                 &tape.tc,
@@ -528,12 +536,11 @@ impl Lstm {
             let dz = &tape.gates;
             let i = self.layer_input(l);
             let lg = &mut grads.layers[l];
-            gemm_rows(
+            gemm_cols(
                 threads,
                 (h, k, g),
                 View::new(&tape.h, 1, h),
                 View::new(dz, g, 1),
-                F::zero(),
                 sized(&mut lg.recurrent_kernel, h * g),
             );
             let x_l = match (l, input) {
@@ -547,12 +554,11 @@ impl Lstm {
                 }
                 _ => layer_output(&below[l - 1], state),
             };
-            gemm_rows(
+            gemm_cols(
                 threads,
                 (i, k, g),
                 View::new(x_l, 1, i),
                 View::new(dz, g, 1),
-                F::zero(),
                 sized(&mut lg.kernel, i * g),
             );
             sum_rows(sized(&mut lg.bias, g), dz);

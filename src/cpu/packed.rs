@@ -1,0 +1,347 @@
+//! A weight matrix packed once for the many small products of a
+//! recurrence: [`PackedB::gemm`] is `C = A @ B` with B packed ahead.
+//!
+//! Why: every step of the recurrence multiplies a thread's few rows of h
+//! ([n, H], n = 64 at the notebook's batch on 2 threads) by the same
+//! `recurrent_kernel` ([H, 4H], 256 KB at H = 128, 4 MB at H = 512), or dz by
+//! its transpose. A general GEMM (the `matrixmultiply` crate) repacks its B
+//! operand on every call, the transpose through strided reads: 16-18 % of a
+//! stream-mode batch's time went to packing (perf, `examples/stream_bench`).
+//! Packed once per batch, each step reads B straight from its panels.
+//!
+//! Layout: panels of [`NR`] columns; panel j holds columns `j*NR ..` of every
+//! row k at `data[(j*K + k)*NR ..][..NR]`, the last panel zero-padded.
+//!
+//! Each element of C is one fused multiply-add per k in increasing k from
+//! zero, whatever m, n and the row split are: the engines' results do not
+//! depend on the thread count. The kernel runs where the CPU has AVX-512F
+//! and F is f32; everywhere else (f64 gradient checks, older CPUs)
+//! [`PackedB::gemm`] is the crate's [`gemm`] on the unpacked view.
+
+use super::Scalar;
+use super::scalar::{View, gemm};
+use super::workspace::{run_or_spawn, split_range};
+
+/// Columns per panel: two 16-float AVX-512 registers.
+pub(crate) const NR: usize = 32;
+/// Rows of C per micro-tile: 8 x 2 accumulator registers.
+const MR: usize = 8;
+
+/// B `[K, N]` ready for [`PackedB::gemm`]: packed into the caller's buffer
+/// where the kernel runs, else the view itself.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct PackedB<'a, F> {
+    view: View<'a, F>,
+    k: usize,
+    n: usize,
+    /// The panels; empty when the kernel does not run here.
+    panels: &'a [F],
+}
+
+impl<'a, F: Scalar> PackedB<'a, F> {
+    /// Packs `b` (`[k, n]`, any strides) into `store` (resized; its buffer
+    /// reused across calls) when the kernel runs here.
+    pub fn new(b: View<'a, F>, (k, n): (usize, usize), store: &'a mut Vec<F>) -> Self {
+        let mut packed = PackedB {
+            view: b,
+            k,
+            n,
+            panels: &[],
+        };
+        if !F::packed_kernel() || k == 0 || n == 0 {
+            return packed;
+        }
+        let panels = n.div_ceil(NR);
+        store.clear();
+        store.resize(panels * k * NR, F::zero());
+        for j in 0..panels {
+            let cols = NR.min(n - j * NR);
+            for kk in 0..k {
+                let dst = &mut store[(j * k + kk) * NR..][..cols];
+                let at = kk * b.rs + j * NR * b.cs;
+                if b.cs == 1 && cols == NR {
+                    // A fixed-size copy: two vector moves, not a memmove call.
+                    let dst: &mut [F; NR] = dst.try_into().expect("NR columns");
+                    let src: &[F; NR] = b.data[at..][..NR].try_into().expect("NR columns");
+                    *dst = *src;
+                } else if b.cs == 1 {
+                    dst.copy_from_slice(&b.data[at..][..cols]);
+                } else {
+                    for (c, d) in dst.iter_mut().enumerate() {
+                        *d = b.data[at + c * b.cs];
+                    }
+                }
+            }
+        }
+        packed.panels = store;
+        packed
+    }
+
+    /// `C[m, n] = A[m, k] @ B` (C only written): A any strided view, C
+    /// row-major with row stride `ldc`.
+    pub fn gemm(&self, m: usize, a: View<'_, F>, c: &mut [F], ldc: usize) {
+        let (k, n) = (self.k, self.n);
+        if self.panels.is_empty() {
+            gemm((m, k, n), a, self.view, F::zero(), c, (ldc, 1));
+            return;
+        }
+        let b = (self.panels.as_ptr(), NR, k * NR);
+        // SAFETY: `panels` is non-empty only when `F::packed_kernel()` said
+        // the kernel runs, and holds n.div_ceil(NR) panels of k rows of NR.
+        unsafe { kernel((m, k, n), a, b, (c, ldc)) }
+    }
+}
+
+/// The kernel on `a` and `c` bounds-checked here, B as the caller vouches.
+///
+/// # Safety
+/// `F::packed_kernel()` is true and `b` addresses B [k, n] as
+/// `gemm_f32_avx512` reads it.
+unsafe fn kernel<F: Scalar>(
+    (m, k, n): (usize, usize, usize),
+    a: View<'_, F>,
+    b: (*const F, usize, usize),
+    (c, ldc): (&mut [F], usize),
+) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    assert!(
+        (m - 1) * a.rs + (k - 1) * a.cs < a.data.len(),
+        "packed gemm: A [{m}x{k}] out of bounds"
+    );
+    assert!(
+        ldc >= n && (m - 1) * ldc + n <= c.len(),
+        "packed gemm: C [{m}x{n}] out of bounds"
+    );
+    let a = (a.data.as_ptr(), a.rs, a.cs);
+    // SAFETY: the asserts bound A and C; the caller vouches for B and the CPU.
+    unsafe { F::gemm_panels_raw((m, k, n), a, b, (c.as_mut_ptr(), ldc)) }
+}
+
+/// `C[m, n] = A[m, k] @ B[k, n]` into a row-major C, its columns split
+/// across `threads`: for a weight gradient `X^T @ dz` over all T*B rows,
+/// whose B is large and used once. Split by rows ([`gemm_rows`]), every
+/// thread would pack the whole of B (15 MB of dz at the notebook's stream
+/// batch); split by columns, each packs its share. Each element is the
+/// same sum over k whatever the split (the crate's [`gemm`] on a column
+/// block), so the result does not depend on `threads`.
+pub(crate) fn gemm_cols<F: Scalar>(
+    threads: usize,
+    (m, k, n): (usize, usize, usize),
+    a: View<'_, F>,
+    b: View<'_, F>,
+    c: &mut [F],
+) {
+    assert!(c.len() >= m * n, "gemm_cols: C [{m}x{n}] out of bounds");
+    let parts: Vec<(usize, usize)> = split_range(n, threads.max(1), NR)
+        .filter(|(j0, j1)| j1 > j0)
+        .collect();
+    if parts.len() <= 1 {
+        gemm((m, k, n), a, b, F::zero(), c, (n, 1));
+        return;
+    }
+    // Threads write disjoint column blocks of C's rows: each into its own
+    // [m, w] block, copied into C after the join.
+    let mut blocks: Vec<Vec<F>> = parts
+        .iter()
+        .map(|(j0, j1)| vec![F::zero(); m * (j1 - j0)])
+        .collect();
+    std::thread::scope(|scope| {
+        let last = parts.len() - 1;
+        for (p, (&(j0, j1), block)) in parts.iter().zip(blocks.iter_mut()).enumerate() {
+            let job = move || {
+                let w = j1 - j0;
+                let b = View::new(&b.data[j0 * b.cs..], b.rs, b.cs);
+                gemm((m, k, w), a, b, F::zero(), block, (w, 1));
+            };
+            run_or_spawn(scope, p == last, job);
+        }
+    });
+    for ((j0, j1), block) in parts.into_iter().zip(&blocks) {
+        for (row, src) in c.chunks_exact_mut(n).zip(block.chunks_exact(j1 - j0)) {
+            row[j0..j1].copy_from_slice(src);
+        }
+    }
+}
+
+/// The f32 kernel behind [`Scalar::gemm_panels_raw`]: `C[m, n] = A @ B`
+/// panel by panel, [`MR`] rows of C at a time.
+///
+/// # Safety
+/// The CPU has AVX-512F. A's element (i, q) is at `a + i * rs + q * cs`
+/// for i < m, q < k. B's element (q, j) is at `b + (j / NR) * step +
+/// q * ldb + j % NR` for q < k, j < n (panels: `ldb = NR`, `step = k * NR`;
+/// a row-major B: `ldb` its row stride, `step = NR`). C's element (i, j) is
+/// at `c + i * ldc + j`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+pub(crate) unsafe fn gemm_f32_avx512(
+    (m, k, n): (usize, usize, usize),
+    (a, rs, cs): (*const f32, usize, usize),
+    (b, ldb, step): (*const f32, usize, usize),
+    (c, ldc): (*mut f32, usize),
+) {
+    for j in 0..n.div_ceil(NR) {
+        let cols = NR.min(n - j * NR);
+        let mut i = 0;
+        while i < m {
+            let rows = MR.min(m - i);
+            // SAFETY: rows i..i+rows of A, panel j of B and C's columns
+            // j*NR..+cols of those rows lie inside what the caller vouched for.
+            unsafe {
+                let a = (a.add(i * rs), rs, cs);
+                let b = (b.add(j * step), ldb);
+                let c = (c.add(i * ldc + j * NR), ldc);
+                match rows {
+                    8 => tile::<8>(k, a, b, c, cols),
+                    7 => tile::<7>(k, a, b, c, cols),
+                    6 => tile::<6>(k, a, b, c, cols),
+                    5 => tile::<5>(k, a, b, c, cols),
+                    4 => tile::<4>(k, a, b, c, cols),
+                    3 => tile::<3>(k, a, b, c, cols),
+                    2 => tile::<2>(k, a, b, c, cols),
+                    _ => tile::<1>(k, a, b, c, cols),
+                }
+            }
+            i += rows;
+        }
+    }
+}
+
+/// R rows x `cols` (<= NR) columns of C from R rows of A and one panel of
+/// B (row q at `b + q * ldb`).
+///
+/// # Safety
+/// As [`gemm_f32_avx512`], for this tile.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[inline]
+unsafe fn tile<const R: usize>(
+    k: usize,
+    (a, rs, cs): (*const f32, usize, usize),
+    (b, ldb): (*const f32, usize),
+    (c, ldc): (*mut f32, usize),
+    cols: usize,
+) {
+    use std::arch::x86_64::*;
+    // Columns past `cols` are outside B and C: masked loads and stores.
+    let mask = |lo: usize| -> __mmask16 {
+        let live = cols.saturating_sub(lo).min(16);
+        ((1u32 << live) - 1) as __mmask16
+    };
+    let (m0, m1) = (mask(0), mask(16));
+    let mut acc = [[_mm512_setzero_ps(); 2]; R];
+    for kk in 0..k {
+        // SAFETY: kk < k, so B's row kk (masked to `cols`) and A's column kk
+        // are in bounds.
+        unsafe {
+            let row = b.add(kk * ldb);
+            let b0 = _mm512_maskz_loadu_ps(m0, row);
+            let b1 = _mm512_maskz_loadu_ps(m1, row.add(16));
+            for (r, acc) in acc.iter_mut().enumerate() {
+                let x = _mm512_set1_ps(*a.add(r * rs + kk * cs));
+                acc[0] = _mm512_fmadd_ps(x, b0, acc[0]);
+                acc[1] = _mm512_fmadd_ps(x, b1, acc[1]);
+            }
+        }
+    }
+    for (r, acc) in acc.iter().enumerate() {
+        // SAFETY: the masks keep the stores to C's `cols` columns of row r.
+        unsafe {
+            let row = c.add(r * ldc);
+            _mm512_mask_storeu_ps(row, m0, acc[0]);
+            _mm512_mask_storeu_ps(row.add(16), m1, acc[1]);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The packed product equals a plain f64 one at shapes with partial
+    /// tiles and panels, and does not depend on how rows are split.
+    #[test]
+    fn matches_plain_products_and_row_splits() {
+        let mut seed = 7u64;
+        let mut next = || {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((seed >> 40) as f32 / (1u64 << 24) as f32) - 0.5
+        };
+        for (m, k, n) in [
+            (1, 1, 1),
+            (9, 17, 33),
+            (64, 128, 512),
+            (13, 40, 100),
+            (8, 5, 32),
+        ] {
+            let a: Vec<f32> = (0..m * k).map(|_| next()).collect();
+            let b: Vec<f32> = (0..k * n).map(|_| next()).collect();
+            for transposed in [false, true] {
+                // B as [k, n] row-major, or as the transpose of a [n, k] buffer.
+                let bt: Vec<f32> = (0..n * k).map(|i| b[(i % k) * n + i / k]).collect();
+                let view = if transposed {
+                    View::new(&bt[..], 1, k)
+                } else {
+                    View::new(&b[..], n, 1)
+                };
+                let mut store = Vec::new();
+                let packed = PackedB::new(view, (k, n), &mut store);
+                let mut c = vec![f32::NAN; m * n];
+                packed.gemm(m, View::new(&a, k, 1), &mut c, n);
+                for i in 0..m {
+                    for j in 0..n {
+                        let want: f64 = (0..k)
+                            .map(|q| a[i * k + q] as f64 * b[q * n + j] as f64)
+                            .sum();
+                        let got = c[i * n + j] as f64;
+                        assert!(
+                            (got - want).abs() < 1e-5 * (k as f64),
+                            "({m},{k},{n}) [{i},{j}] {got} vs {want}"
+                        );
+                    }
+                }
+                let mut split = vec![f32::NAN; m * n];
+                let cut = m / 3;
+                packed.gemm(cut, View::new(&a, k, 1), &mut split, n);
+                packed.gemm(
+                    m - cut,
+                    View::new(&a[cut * k..], k, 1),
+                    &mut split[cut * n..],
+                    n,
+                );
+                assert_eq!(
+                    c.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
+                    split.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
+                    "({m},{k},{n}): a row split changed bits"
+                );
+            }
+        }
+    }
+
+    /// Split by columns over any thread count, the product has the bits of
+    /// one unsplit [`gemm`] (a weight gradient must not depend on threads).
+    #[test]
+    fn column_split_changes_no_bit() {
+        let (m, k, n) = (24, 300, 100);
+        let a: Vec<f32> = (0..k * m)
+            .map(|i| ((i * 7919) % 997) as f32 / 997.0 - 0.5)
+            .collect();
+        let b: Vec<f32> = (0..k * n)
+            .map(|i| ((i * 104729) % 991) as f32 / 991.0 - 0.5)
+            .collect();
+        // A = X^T of a [k, m] X, as the weight gradients read it.
+        let (av, bv) = (View::new(&a[..], 1, m), View::new(&b[..], n, 1));
+        let mut whole = vec![f32::NAN; m * n];
+        gemm((m, k, n), av, bv, 0.0, &mut whole, (n, 1));
+        for threads in [1, 2, 3, 5] {
+            let mut split = vec![f32::NAN; m * n];
+            gemm_cols(threads, (m, k, n), av, bv, &mut split);
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&whole), bits(&split), "{threads} threads");
+        }
+    }
+}
