@@ -121,44 +121,10 @@ impl StreamBuffers {
 }
 
 impl<D: GpuDevice> GpuEngine<'_, D> {
-    /// Checks a stream batch: B >= 1 streams, L >= 1 steps, every input and
-    /// target inside the corpus, a carried state of the same B.
-    fn check_stream(&self, batch: &StreamBatch<'_>) -> Result<()> {
-        let bad = |what: String| Error::InvalidArgument {
-            name: "StreamBatch",
-            what,
-        };
-        let (b, l, rows) = (batch.starts.len(), batch.seq_len, self.corpus.rows());
-        if b == 0 || l == 0 {
-            return Err(bad(format!(
-                "{b} streams of {l} steps: a stream batch needs at least one stream and one step"
-            )));
-        }
-        if let Some(&s) = batch.starts.iter().find(|&&s| s as usize + l >= rows) {
-            return Err(bad(format!(
-                "stream start {s} + {l} steps leaves no target inside the corpus of {rows} \
-                 characters"
-            )));
-        }
-        let s = &self.stream;
-        if batch.carry && !(s.has_state && s.batch == b) {
-            return Err(bad(match s.has_state {
-                true => format!(
-                    "carry: the kept state is of {} streams, this batch has {b} (start with \
-                     carry = false)",
-                    s.batch
-                ),
-                false => "carry: no stream batch completed before this one (start with \
-                          carry = false)"
-                    .into(),
-            }));
-        }
-        Ok(())
-    }
-
     /// The stream step (module docs), its loss left in the device log.
     pub(super) fn stream_step(&mut self, batch: StreamBatch<'_>) -> Result<()> {
-        self.check_stream(&batch)?;
+        let kept = self.stream.has_state.then_some(self.stream.batch);
+        batch.check(self.corpus.rows(), kept)?;
         let (b, l) = (batch.starts.len(), batch.seq_len);
         let (h, v) = (self.model.layout.hidden, self.model.layout.vocab);
         let dims = self.model.dims(b, l);
