@@ -5,7 +5,10 @@
 //! - `forward_loss`: `loss_with` on the same batch (no backward);
 //! - `predict_4x60`: `predict_into` of 4 sequences (the generator's batch);
 //! - `generate_4x400`: the notebook's after-epoch block, 400 characters at
-//!   temperatures 0.2 / 0.5 / 1.0 / 1.2 as one batch, sliding 60-char windows.
+//!   temperatures 0.2 / 0.5 / 1.0 / 1.2 as one batch, sliding 60-char windows;
+//! - `generate_4x400_stateful`: the same block in stateful mode
+//!   (`--gen-mode stateful`): the 60-char seed once, then one LSTM step per
+//!   character (issue 18: at least 20x faster than the windows).
 //!
 //! An epoch of the Keras job is 1,565 such batches: ms/batch x 1.565 = s/epoch.
 //! Threads: one per available core (results do not depend on it).
@@ -13,7 +16,10 @@
 use charlstm_cuda::corpus::Vocab;
 use charlstm_cuda::cpu::{self, CpuModel, RmsProp, Workspace};
 use charlstm_cuda::model::{Grads, Params, init_params};
-use charlstm_cuda::sample::{Generator, Purpose, RngStream, Strategy};
+use charlstm_cuda::sample::{
+    GenMode, GenerateRequest, Generator, Purpose, RngStream, Strategy, encode_seed, no_progress,
+};
+use charlstm_cuda::stateful::generate_stateful;
 use criterion::{Criterion, criterion_group, criterion_main};
 use std::hint::black_box;
 
@@ -72,6 +78,21 @@ fn generation(c: &mut Criterion) {
                     .generate(&seed_text, 400, &Strategy::KERAS, 1, 0)
                     .expect("generate"),
             )
+        })
+    });
+    let seed_indices = encode_seed(&vocab, &seed_text).expect("seed");
+    let req = GenerateRequest {
+        seed_indices: &seed_indices,
+        maxlen: T,
+        length: 400,
+        strategies: &Strategy::KERAS,
+        seed: 1,
+        stream: 0,
+        mode: GenMode::Stateful,
+    };
+    c.bench_function("generate_4x400_stateful", |bench| {
+        bench.iter(|| {
+            black_box(generate_stateful(&params, &req, &mut no_progress).expect("generate"))
         })
     });
 }

@@ -13,8 +13,12 @@
 //! Timing is host wall-clock around calls that end synchronised (every
 //! `train_batch` returns its loss, which a device engine must download;
 //! `generate` returns the characters), so it includes launch overhead, as a
-//! user of the trainer sees it. Generation is `Engine::generate`: the
-//! device's one-launch kernel on a GPU, the predict loop on the CPU. Medians of
+//! user of the trainer sees it. Generation is `Engine::generate` in both
+//! modes, from the same `maxlen`-character seed: window (the notebook,
+//! `maxlen` recurrent steps a character) and stateful (the seed once, then
+//! one step a character; issue 18 claims it is at least 20x faster for
+//! 4 x 400 characters on the CPU); the device's one-launch kernel of the
+//! mode on a GPU, the CPU's generator of the mode on the CPU. Medians of
 //! repeated steps; a warm-up step first (module load, first allocations).
 
 use std::time::Instant;
@@ -83,8 +87,14 @@ pub struct BenchRow {
     pub epoch_slice_s: Option<f64>,
     /// `epoch_slice_s` scaled to all batches of an epoch.
     pub epoch_estimate_s: Option<f64>,
-    /// Seconds to generate `gen_length` characters for every temperature.
+    /// Seconds to generate `gen_length` characters for every temperature
+    /// in window mode (the notebook).
     pub generate_s: Option<f64>,
+    /// The same in stateful mode (the seed once, then one step a character).
+    pub generate_stateful_s: Option<f64>,
+    /// `generate_s / generate_stateful_s`: how many times faster stateful
+    /// generation is than window generation on this backend.
+    pub stateful_speedup: Option<f64>,
     /// Mean loss of the slice's last batch (a sanity check, not a benchmark).
     pub last_loss: Option<f32>,
     /// `train_step_s / (2 T)` in µs: one dependent recurrent step (forward
@@ -210,6 +220,10 @@ pub fn run(
             .epoch_slice_s
             .map(|s| s / slice as f64 * batches_per_epoch as f64);
         row.step_latency_us = row.train_step_s.map(|s| step_latency_us(s, hyper.maxlen));
+        row.stateful_speedup = row
+            .generate_s
+            .zip(row.generate_stateful_s)
+            .map(|(window, stateful)| window / stateful);
         if config.full_epoch {
             let (seconds, loss) = whole_epoch(corpus, hyper, backend)?;
             row.epoch_s = Some(seconds);
@@ -300,19 +314,24 @@ fn measure(
         last_loss = Some(engine.train_batch(batch(i))?);
     }
     let epoch_slice_s = t.elapsed().as_secs_f64();
-    // Generation: every temperature as one batch, window mode.
+    // Generation: every temperature as one batch, in each mode from the
+    // same seed, window (the notebook) first.
     let seed: Vec<u32> = (0..hyper.maxlen).map(|i| corpus.class_at(i)).collect();
-    let t = Instant::now();
-    engine.generate(&GenerateRequest {
-        seed_indices: &seed,
-        maxlen: hyper.maxlen,
-        length: config.gen_length,
-        strategies,
-        seed: hyper.seed,
-        stream: 0,
-        mode: GenMode::Window,
-    })?;
-    let generate_s = t.elapsed().as_secs_f64();
+    let mut generate = |mode| -> Result<f64> {
+        let t = Instant::now();
+        engine.generate(&GenerateRequest {
+            seed_indices: &seed,
+            maxlen: hyper.maxlen,
+            length: config.gen_length,
+            strategies,
+            seed: hyper.seed,
+            stream: 0,
+            mode,
+        })?;
+        Ok(t.elapsed().as_secs_f64())
+    };
+    let generate_s = generate(GenMode::Window)?;
+    let generate_stateful_s = generate(GenMode::Stateful)?;
     let backend = engine.backend();
     Ok(BenchRow {
         backend: backend.name().into(),
@@ -320,6 +339,7 @@ fn measure(
         train_step_s: (!steps.is_empty()).then(|| median(steps)),
         epoch_slice_s: Some(epoch_slice_s),
         generate_s: Some(generate_s),
+        generate_stateful_s: Some(generate_stateful_s),
         last_loss,
         ..BenchRow::default()
     })

@@ -210,13 +210,15 @@ pub fn predict(
     }
 }
 
-/// [`generate`] on text in window mode: `length` new characters after
-/// `seed_text` (already normalised like the corpus) for each strategy, as
-/// the `generate` command, the after-epoch samples and
-/// [`crate::Model::generate`] draw them.
+/// [`generate`] on text: `length` new characters after `seed_text`
+/// (already normalised like the corpus) for each strategy, in `mode`
+/// (windows of `maxlen`, or the whole seed once and one step a character),
+/// as the `generate` command and the after-epoch samples draw them for the
+/// same request; [`crate::Model::generate_on`] is this on its own weights.
 #[allow(clippy::too_many_arguments)]
 pub fn generate_text(
     backend: Backend,
+    mode: GenMode,
     params: &Params<f32>,
     vocab: &Vocab,
     maxlen: usize,
@@ -234,7 +236,7 @@ pub fn generate_text(
         strategies,
         seed,
         stream,
-        mode: GenMode::Window,
+        mode,
     };
     let out = generate(backend, params, &req)?;
     Ok(decode(vocab, &out))

@@ -35,6 +35,54 @@ pub struct StreamBatch<'a> {
     pub carry: bool,
 }
 
+impl StreamBatch<'_> {
+    /// The one check of a stream batch, shared by every engine: B >= 1
+    /// streams of L >= 1 steps, every input and target inside a corpus of
+    /// `corpus_rows` characters (stream b reads rows `starts[b]` to
+    /// `starts[b] + L`, the last being step L-1's target), and, for a
+    /// `carry` batch, a kept state of the same B. `kept_streams` is the B of
+    /// the state the engine keeps, `None` when it keeps none (no stream
+    /// batch has completed and none was set).
+    pub fn check(&self, corpus_rows: usize, kept_streams: Option<usize>) -> Result<()> {
+        let bad = |what: String| Error::InvalidArgument {
+            name: "StreamBatch",
+            what,
+        };
+        let (b, l) = (self.starts.len(), self.seq_len);
+        if b == 0 || l == 0 {
+            return Err(bad(format!(
+                "{b} streams of {l} steps: a stream batch needs at least one stream and one \
+                 step (give B >= 1 starts and seq_len >= 1)"
+            )));
+        }
+        if let Some(&s) = self.starts.iter().find(|&&s| s as usize + l >= corpus_rows) {
+            let fix = match corpus_rows.checked_sub(l) {
+                Some(below) if below > 0 => format!(
+                    "every start must be below {below}: start the stream earlier or take fewer \
+                     steps"
+                ),
+                _ => format!("take fewer steps than the corpus' {corpus_rows} characters"),
+            };
+            return Err(bad(format!(
+                "stream start {s} + {l} steps leaves no target inside the corpus of \
+                 {corpus_rows} characters (the last target is row start + seq_len; {fix})"
+            )));
+        }
+        match (self.carry, kept_streams) {
+            (true, None) => Err(bad(format!(
+                "carry: no stream batch completed before this one, so there is no state of \
+                 {b} streams to carry (the first batch of an epoch starts from zeros: carry = \
+                 false)"
+            ))),
+            (true, Some(kept)) if kept != b => Err(bad(format!(
+                "carry: the kept state is of {kept} streams, this batch has {b} (a batch of \
+                 another B starts afresh: carry = false)"
+            ))),
+            _ => Ok(()),
+        }
+    }
+}
+
 /// The error of an engine without stream training (the default of the
 /// trait's stream methods; the CPU, sim and cuda engines all have it).
 pub fn stream_unsupported(backend: Backend) -> Error {

@@ -16,12 +16,12 @@ use crate::cpu::{CpuModel, check_sequences, predict};
 use crate::engine::Backend;
 use crate::error::{Error, Result};
 use crate::model::{Checkpoint, Hyper, Params, TrainState};
-use crate::sample::{Generator, Strategy};
+use crate::sample::{GenMode, Generator, Strategy};
 
 /// Weights, vocabulary and hyper-parameters of a trained model.
 ///
 /// ```
-/// use charlstm_cuda::{Model, Strategy, Vocab};
+/// use charlstm_cuda::{Backend, GenMode, Model, Strategy, Vocab};
 /// use charlstm_cuda::model::init_params;
 ///
 /// let vocab = Vocab::from_text("abc ");
@@ -37,6 +37,18 @@ use crate::sample::{Generator, Strategy};
 /// // Text after a seed, as the notebook samples it.
 /// let text = model.generate("ab", 20, Strategy::Temperature(0.5), 7)?;
 /// assert_eq!(text.chars().count(), 20);
+///
+/// // Stateful (char-rnn's way: the seed once, then one step a character),
+/// // two temperatures at once, on a chosen backend.
+/// let both = model.generate_on(
+///     Backend::Cpu,
+///     GenMode::Stateful,
+///     "ab",
+///     20,
+///     &[Strategy::Temperature(0.5), Strategy::Temperature(1.0)],
+///     7,
+/// )?;
+/// assert_eq!(both.len(), 2);
 ///
 /// // Saved and loaded as a checkpoint.
 /// let dir = tempfile::tempdir()?;
@@ -276,18 +288,31 @@ impl Model {
         strategy: Strategy,
         seed: u64,
     ) -> Result<String> {
-        self.generate_on(Backend::Cpu, seed_text, length, &[strategy], seed)
-            .map(|mut texts| texts.pop().unwrap_or_default())
+        self.generate_on(
+            Backend::Cpu,
+            GenMode::Window,
+            seed_text,
+            length,
+            &[strategy],
+            seed,
+        )
+        .map(|mut texts| texts.pop().unwrap_or_default())
     }
 
     /// [`generate`](Self::generate) for several strategies at once on
-    /// `backend` (resolve `--device auto` with [`crate::Device::resolve`]):
-    /// on a device the whole loop is one kernel launch, with the same
-    /// draws as the CPU (up to ties within rounding, see
+    /// `backend` (resolve `--device auto` with [`crate::Device::resolve`]),
+    /// in `mode`: [`GenMode::Window`] (the notebook: every character from
+    /// the last [`maxlen`](Self::maxlen) characters) or
+    /// [`GenMode::Stateful`] (the seed once, then one LSTM step per
+    /// character, carrying the state: `generate --gen-mode stateful`). The
+    /// same text as the `generate` command with the same seed text, mode
+    /// and `--seed`; on a device the whole loop is one kernel launch, with
+    /// the same draws as the CPU (up to ties within rounding, see
     /// `tests/generate_kernel.rs`).
     pub fn generate_on(
         &self,
         backend: Backend,
+        mode: GenMode,
         seed_text: &str,
         length: usize,
         strategies: &[Strategy],
@@ -296,6 +321,7 @@ impl Model {
         let seed_text = normalize(seed_text, self.hyper.lowercase);
         crate::device::generate_text(
             backend,
+            mode,
             &self.params,
             &self.vocab,
             self.hyper.maxlen,

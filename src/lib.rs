@@ -119,7 +119,7 @@ pub use inference::Model;
 pub use interop::Format;
 pub use model::{Checkpoint, Grads, Hyper, Params};
 pub use rundir::EpochRow;
-pub use sample::{Generator, Strategy};
+pub use sample::{GenMode, Generator, Strategy};
 pub use train::{
     BatchEvent, Control, Observer, RunSummary, Silent, TrainConfig, TrainMode, Trainer,
     TrainerBuilder,

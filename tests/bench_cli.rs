@@ -98,10 +98,20 @@ fn bench_prints_json_rows_per_backend() {
         "epoch_slice_s",
         "epoch_estimate_s",
         "generate_s",
+        "generate_stateful_s",
         "step_latency_us",
     ] {
         assert!(cpu[key].as_f64().is_some_and(|s| s > 0.0), "{key}: {cpu}");
     }
+    // Both generation modes, and the ratio between them.
+    let speedup = f(&cpu["generate_s"]) / f(&cpu["generate_stateful_s"]);
+    assert_eq!(f(&cpu["stateful_speedup"]), speedup, "{cpu}");
+    assert!(
+        table.contains(&format!(
+            "cpu: stateful generation {speedup:.1}x faster than window generation"
+        )),
+        "{table}"
+    );
     assert!(
         cpu["last_loss"].as_f64().is_some_and(f64::is_finite),
         "{cpu}"

@@ -14,7 +14,7 @@ use charlstm_cuda::device::generate_with;
 use charlstm_cuda::gpu::ptx;
 use charlstm_cuda::model::{Params, Tensor};
 use charlstm_cuda::ops::{LayerWeights, Lstm, LstmInput, Mode};
-use charlstm_cuda::sample::{GenMode, GenerateRequest, Strategy, no_progress};
+use charlstm_cuda::sample::{GenMode, GenerateRequest, Strategy, decode, no_progress};
 use charlstm_cuda::stateful::{StatefulModel, generate_stateful};
 use charlstm_cuda::{Backend, Model, Vocab};
 
@@ -359,4 +359,73 @@ fn cli_train_gen_mode() {
         err.contains("--gen-mode") && err.contains("stateful"),
         "{err}"
     );
+}
+
+/// (5) The library's stateful generation (`Model::generate_on` with
+/// `GenMode::Stateful`): on the CPU the text of `generate_stateful` and of
+/// `generate --gen-mode stateful` for the same seed text and `--seed`; on
+/// the simulator (the kernel, one launch) the CPU's, as the command's is
+/// (ties within rounding as rare as there). Window mode stays what
+/// `Model::generate` gives.
+#[test]
+fn the_library_generates_statefully_as_the_command_does() {
+    let dir = Dir::new();
+    let ckpt = checkpoint(&dir);
+    let model = Model::load(std::path::Path::new(&ckpt)).expect("load");
+    let s = strategies();
+    let (seed_text, length, seed) = ("abc De.a", 60, 7);
+    let text = model
+        .generate_on(Backend::Cpu, GenMode::Stateful, seed_text, length, &s, seed)
+        .expect("cpu");
+
+    // The function, on the normalised seed (the model lower-cases).
+    let indices = model.encode(seed_text).expect("encode");
+    let req = GenerateRequest {
+        seed_indices: &indices,
+        maxlen: model.maxlen(),
+        length,
+        strategies: &s,
+        seed,
+        stream: 0,
+        mode: GenMode::Stateful,
+    };
+    let want = generate_stateful(model.params(), &req, &mut no_progress).expect("function");
+    assert_eq!(text, decode(model.vocab(), &want));
+
+    // The command.
+    let o = ok(&[
+        "generate",
+        "--checkpoint",
+        &ckpt,
+        "--seed-text",
+        seed_text,
+        "--gen-mode",
+        "stateful",
+        "--raw",
+        "--length",
+        "60",
+        "--seed",
+        "7",
+        "--device",
+        "cpu",
+    ]);
+    let printed: Vec<String> = stdout(&o).lines().map(String::from).collect();
+    assert_eq!(printed, text, "the command prints what the library returns");
+
+    // Window mode is the notebook's, what `generate` gives, and differs.
+    let window = model
+        .generate_on(Backend::Cpu, GenMode::Window, seed_text, length, &s, seed)
+        .expect("window");
+    let one = model.generate(seed_text, length, s[0], seed).expect("one");
+    assert_eq!(window[0], one);
+    assert_ne!(window, text);
+
+    if !ptx::BUILT_WITH_KERNELS {
+        println!("SKIPPED the simulator: built without kernels");
+        return;
+    }
+    let sim = model
+        .generate_on(Backend::Sim, GenMode::Stateful, seed_text, length, &s, seed)
+        .expect("sim");
+    assert_eq!(sim, text, "the kernel draws the CPU's characters");
 }

@@ -8,7 +8,10 @@
 //! eval in between; a capture refuses host transfers with a clear error;
 //! a recorded list replays in order and runs nothing while recorded; a
 //! failed capture falls back to launches; a queue longer than the device
-//! loss log loses nothing. The `cuda_` variants run the same bodies on a
+//! loss log loses nothing. Stream steps (their own captured graph per B and
+//! L) replayed and launched agree bit for bit too, through a learning-rate
+//! change, a fresh start that must not carry, and changes of L and B. The
+//! `cuda_` variants run the same bodies on a
 //! GPU (SKIPPED without one). The trainer's side (deferred reporting) is
 //! tests/deferred_losses.rs.
 
@@ -24,7 +27,7 @@ use charlstm_cuda::gpu::{
     SimDevice, ptx,
 };
 use charlstm_cuda::model::{Hyper, Params, init_params};
-use charlstm_cuda::{Backend, Engine};
+use charlstm_cuda::{Backend, Engine, StreamBatch};
 use charlstm_cuda::{Error, Result};
 
 const V: usize = 12;
@@ -424,4 +427,143 @@ fn cuda_capture_refuses_host_transfers_with_a_clear_error() {
     if let Some(dev) = gpu() {
         capture_refuses_host_work(dev).expect("capture");
     }
+}
+
+/// Everything a run of stream steps produced, as bits: the losses, the
+/// carried state after every step, the final weights and RMSprop state.
+#[derive(Debug, PartialEq)]
+struct StreamOutcome {
+    losses: Vec<u32>,
+    states: Vec<Vec<u32>>,
+    params: Vec<u32>,
+    rmsprop: Vec<u32>,
+}
+
+/// The stream script both runs follow, over a text of 100 characters: B = 3
+/// streams of L = 4 carried for five batches (a learning-rate change before
+/// the fourth), a window step in between, a fresh start (`carry` false:
+/// the state zeroed in front of the replay) and one carried batch, L = 6
+/// (the batch buffers regrow), then B = 2 (the state is reallocated).
+fn stream_script<D: GpuDevice>(dev: D, graphs: bool, seed: u64) -> (StreamOutcome, GraphStats) {
+    let mut rng = Rng(seed);
+    let sym = |i: usize| char::from_u32(0xE000 + i as u32).expect("valid char");
+    let mut text: String = (0..V).map(sym).collect();
+    text.extend((V..100).map(|_| sym(rng.range(0, V))));
+    let corpus = OneHotCorpus::from_text(&text, true).expect("corpus");
+    let hy = hyper(seed);
+    let (p, ms) = (init_params(V, H, seed), Params::zeros(V, H));
+    let mut e = GpuEngine::new(dev, Backend::Sim, &corpus, &hy, p, ms).expect("engine");
+    e.set_graphs(graphs).expect("graphs");
+    let mut out = StreamOutcome {
+        losses: Vec::new(),
+        states: Vec::new(),
+        params: Vec::new(),
+        rmsprop: Vec::new(),
+    };
+    let mut step = |e: &mut GpuEngine<'_, D>, first: &[u32], k: u32, seq_len: usize| {
+        let starts: Vec<u32> = first.iter().map(|s| s + k * seq_len as u32).collect();
+        let batch = StreamBatch {
+            starts: &starts,
+            seq_len,
+            carry: k > 0,
+        };
+        assert_eq!(e.queue_train_stream(batch).expect("stream step"), None);
+        let (h, c) = e.stream_state().expect("state");
+        out.states
+            .push(h.iter().chain(&c).map(|x| x.to_bits()).collect());
+    };
+    for k in 0..5 {
+        if k == 3 {
+            e.set_learning_rate(hy.lr * 0.5).expect("lr");
+        }
+        step(&mut e, &[0, 30, 60], k, 4);
+    }
+    // `train` reads the log back: the stream losses so far wait in the
+    // engine for `collect_losses`, the window step's comes back here.
+    let window = e.train(Batch::Starts(&[0, 1, 2, 3])).expect("window step");
+    for k in 0..2 {
+        step(&mut e, &[5, 35, 65], k, 4);
+    }
+    for k in 0..2 {
+        step(&mut e, &[2, 32, 62], k, 6);
+    }
+    for k in 0..3 {
+        step(&mut e, &[10, 50], k, 6);
+    }
+    out.losses = e
+        .collect_losses()
+        .expect("collect")
+        .into_iter()
+        .chain([window])
+        .map(|x| x.to_bits())
+        .collect();
+    assert_eq!(out.losses.len(), 12 + 1);
+    out.params = bits(&e.params().expect("params"));
+    out.rmsprop = bits(&e.rmsprop_state().expect("rmsprop"));
+    (out, e.graph_stats())
+}
+
+/// Stream steps replayed as their captured graph and launched one by one
+/// give the same bits (losses, carried state after every step, weights,
+/// RMSprop state). The stream loss is summed in a fixed order (no
+/// atomics), so this holds on a GPU too.
+fn stream_replay_matches_launches<D: GpuDevice>(with: D, without: D, seed: u64) {
+    let (replayed, stats) = stream_script(with, true, seed);
+    let (launched, off) = stream_script(without, false, seed);
+    println!("graph: {stats:?}");
+    assert_eq!(off, GraphStats::default(), "graphs off captured something");
+    assert_eq!(stats.failed, None);
+    // B 3, L 4: batch 1 warms up, 2 is captured, 3 replays; the new rate
+    // makes 4 a warm-up, 5 is captured; the fresh start and its carried
+    // batch replay it (the window step runs uncaptured, in its own slot).
+    // L 6 and then B 2 each warm up once and are captured once.
+    assert_eq!(
+        (stats.stream_captures, stats.stream_replays),
+        (4, 8),
+        "{stats:?}"
+    );
+    assert_eq!((stats.captures, stats.replays), (0, 0), "{stats:?}");
+    assert!(
+        replayed
+            .losses
+            .iter()
+            .all(|&l| f32::from_bits(l).is_finite())
+    );
+    assert_eq!(replayed.losses, launched.losses, "losses");
+    assert_eq!(replayed.states, launched.states, "carried state");
+    assert_eq!(replayed.params, launched.params, "weights");
+    assert_eq!(replayed.rmsprop, launched.rmsprop, "RMSprop state");
+}
+
+#[test]
+fn stream_graph_replay_equals_launches_bit_for_bit() {
+    if !kernels_built() {
+        return;
+    }
+    let seed = seed();
+    stream_replay_matches_launches(SimDevice::new(seed), SimDevice::new(seed), seed);
+}
+
+#[test]
+fn cuda_stream_graph_replay_equals_launches_bit_for_bit() {
+    let (Some(a), Some(b)) = (gpu(), gpu()) else {
+        return;
+    };
+    stream_replay_matches_launches(a, b, seed());
+}
+
+/// A stream step whose capture fails gives capturing up with the reason
+/// kept and runs launched: the same bits as graphs off.
+#[test]
+fn a_failed_stream_capture_falls_back_to_launches() {
+    if !kernels_built() {
+        return;
+    }
+    let seed = seed();
+    let (fell_back, stats) = stream_script(CannotInstantiate(SimDevice::new(seed)), true, seed);
+    let (launched, _) = stream_script(SimDevice::new(seed), false, seed);
+    assert_eq!((stats.stream_captures, stats.stream_replays), (0, 0));
+    let why = stats.failed.expect("the reason");
+    assert!(why.contains("refused for the test"), "{why}");
+    assert_eq!(fell_back, launched);
 }

@@ -10,7 +10,7 @@ use charlstm_cuda::cpu::{self, CpuEngine, RmsProp, StreamStep, stream_loss_and_g
 use charlstm_cuda::model::{Grads, Hyper, Params, TENSOR_NAMES, init_stacked};
 use charlstm_cuda::ops::Mode;
 use charlstm_cuda::sample::{Purpose, RngStream};
-use charlstm_cuda::{Engine, OneHotCorpus, StreamBatch};
+use charlstm_cuda::{Backend, Device, Engine, OneHotCorpus, StreamBatch};
 
 const STEP: f64 = 1e-5;
 const TOL: f64 = 1e-6;
@@ -254,7 +254,10 @@ fn the_engine_step_is_the_function_then_rmsprop_and_it_carries() {
         carry: true,
     };
     let err = engine.queue_train_stream(two).unwrap_err().to_string();
-    assert!(err.contains("state of 2 streams"), "{err}");
+    assert!(
+        err.contains("the kept state is of 3 streams, this batch has 2"),
+        "{err}"
+    );
     // A stream running past the text is refused.
     let past = [corpus.rows() as u32 - 3];
     let late = StreamBatch {
@@ -263,5 +266,82 @@ fn the_engine_step_is_the_function_then_rmsprop_and_it_carries() {
         carry: false,
     };
     let err = engine.queue_train_stream(late).unwrap_err().to_string();
-    assert!(err.contains("corpus has"), "{err}");
+    assert!(err.contains("no target inside the corpus"), "{err}");
+}
+
+/// A stream batch of `starts`.
+fn streams(starts: &[u32], seq_len: usize, carry: bool) -> StreamBatch<'_> {
+    StreamBatch {
+        starts,
+        seq_len,
+        carry,
+    }
+}
+
+/// `StreamBatch::check` is the one check of a stream batch: the CPU engine
+/// and the device engine (on the simulator) refuse the same bad batches
+/// with the same words, each naming the problem and the fix.
+#[test]
+fn every_engine_refuses_a_bad_stream_batch_in_the_same_words() {
+    let corpus = corpus();
+    let rows = corpus.rows();
+    let hyper = Hyper {
+        hidden: 4,
+        ..Hyper::default()
+    };
+    let v = corpus.vocab().len();
+    let p0 = random_params(v, hyper.hidden, 0.3, 52).map(|w| w as f32);
+    let zeros = Params::zeros(v, hyper.hidden);
+    let starts = [0u32, 100, 200];
+    let past = [0u32, rows as u32 - 5];
+    // Before any batch (no state to carry), then after one batch of B = 3.
+    let before = [
+        (
+            streams(&starts, 3, true),
+            "no stream batch completed before this one",
+        ),
+        (
+            streams(&[], 3, false),
+            "needs at least one stream and one step",
+        ),
+        (
+            streams(&starts, 0, false),
+            "needs at least one stream and one step",
+        ),
+        (streams(&past, 5, false), "no target inside the corpus"),
+    ];
+    let after = [(
+        streams(&starts[..2], 3, true),
+        "the kept state is of 3 streams",
+    )];
+    let mut said: Vec<Vec<String>> = Vec::new();
+    for device in [Backend::Cpu, Backend::Sim] {
+        let (mut engine, _) = Device::Exact(device)
+            .open_engine(&corpus, &hyper, p0.clone(), zeros.clone())
+            .unwrap();
+        let mut words = Vec::new();
+        let mut refuse = |engine: &mut dyn Engine, b: StreamBatch<'_>, want: &str| {
+            let err = engine.queue_train_stream(b).unwrap_err().to_string();
+            assert!(err.contains(want), "{device}: {err}");
+            words.push(err);
+        };
+        for (b, want) in before {
+            refuse(engine.as_mut(), b, want);
+        }
+        engine
+            .queue_train_stream(streams(&starts, 3, false))
+            .unwrap();
+        for (b, want) in after {
+            refuse(engine.as_mut(), b, want);
+        }
+        said.push(words);
+    }
+    assert_eq!(said[0], said[1], "cpu and sim word the refusals alike");
+    // Each says what to do: where the starts must stay, or carry = false.
+    let below = format!("every start must be below {}", rows - 5);
+    assert!(said[0][3].contains(&below), "{}", said[0][3]);
+    for k in [0, 4] {
+        assert!(said[0][k].contains("carry = false"), "{}", said[0][k]);
+    }
+    assert!(said[0][1].contains("seq_len >= 1"), "{}", said[0][1]);
 }

@@ -324,6 +324,9 @@ pub fn check(p: PytorchJson, path: &Path, report: &BenchReport) -> Result<Refere
         epoch_slice_s: p.epoch_slice_s,
         epoch_estimate_s: Some(p.epoch_estimate_s),
         generate_s: Some(p.generate_s),
+        // scripts/bench_pytorch.py times window generation only.
+        generate_stateful_s: None,
+        stateful_speedup: None,
         last_loss: p.last_loss.map(|l| l as f32),
         step_latency_us: Some(step_latency_us(p.train_step_s, p.maxlen)),
         epoch_s: p.epoch_s,

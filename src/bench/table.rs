@@ -46,13 +46,14 @@ impl fmt::Display for BenchReport {
             .fold(16, usize::max);
         writeln!(
             f,
-            "{:<w$} {:>10} {:>12} {:>13} {:>10} {:>12} {:>8} {:>10}  note",
+            "{:<w$} {:>10} {:>12} {:>13} {:>10} {:>12} {:>12} {:>8} {:>10}  note",
             "backend",
             "step (ms)",
             "µs/rec.step",
             "epoch est (s)",
             "epoch (s)",
             "generate (s)",
+            "stateful (s)",
             "loss",
             "epoch loss"
         )?;
@@ -67,19 +68,33 @@ impl fmt::Display for BenchReport {
             };
             writeln!(
                 f,
-                "{:<w$} {:>10} {:>12} {:>13} {:>10} {:>12} {:>8} {:>10}  {}",
+                "{:<w$} {:>10} {:>12} {:>13} {:>10} {:>12} {:>12} {:>8} {:>10}  {}",
                 self.label(r),
                 num(r.train_step_s, 1e3),
                 num(r.step_latency_us, 1.0),
                 num(r.epoch_estimate_s, 1.0),
                 num(r.epoch_s, 1.0),
                 num(r.generate_s, 1.0),
+                num(r.generate_stateful_s, 1.0),
                 r.last_loss.map_or("-".into(), |l| format!("{l:.4}")),
                 r.epoch_loss.map_or("-".into(), |l| format!("{l:.4}")),
                 note
             )?;
         }
         self.fmt_latency(f)?;
+        for r in &self.rows {
+            if let Some(x) = r.stateful_speedup {
+                writeln!(
+                    f,
+                    "{}: stateful generation {x:.1}x faster than window generation ({} x {} \
+                     chars; window runs {} recurrent steps a character, stateful one)",
+                    r.backend,
+                    self.config.temperatures.len(),
+                    self.config.gen_length,
+                    self.maxlen
+                )?;
+            }
+        }
         let ours = |r: &&BenchRow| r.available && r.backend != "pytorch";
         let base = self.rows.iter().find(ours);
         for r in self.rows.iter().filter(ours) {

@@ -289,37 +289,8 @@ impl StreamCarry {
             batch.seq_len,
             params.layers * params.hidden,
         );
-        if b == 0 || l == 0 {
-            return Err(Error::InvalidArgument {
-                name: "StreamBatch",
-                what: format!("{b} streams of {l} steps (both must be at least 1)"),
-            });
-        }
-        if let Some(&s) = batch
-            .starts
-            .iter()
-            .find(|&&s| s as usize + l >= corpus.rows())
-        {
-            return Err(Error::InvalidArgument {
-                name: "StreamBatch",
-                what: format!(
-                    "a stream starting at row {s} needs rows up to {} for {l} steps and their \
-                     targets, but the corpus has {} rows",
-                    s as usize + l,
-                    corpus.rows()
-                ),
-            });
-        }
-        if batch.carry && self.h.len() != b * h {
-            return Err(Error::InvalidArgument {
-                name: "StreamBatch::carry",
-                what: format!(
-                    "asks for the state of {b} streams, but the engine holds {} (the first \
-                     batch of an epoch starts from zeros: carry = false)",
-                    self.h.len() / h.max(1)
-                ),
-            });
-        }
+        let kept = (!self.h.is_empty()).then(|| self.h.len() / h.max(1));
+        batch.check(corpus.rows(), kept)?;
         self.x.clear();
         self.y.clear();
         for t in 0..l {

@@ -34,8 +34,8 @@
 //!
 //! A stream batch ([`Engine::queue_train_stream`], truncated BPTT over B
 //! contiguous streams with a loss at every step) runs the same kernels in
-//! their sequence form from a carried state kept on the device, launch by
-//! launch (`stream.rs`).
+//! their sequence form from a carried state kept on the device, captured
+//! as a graph of its own per B and L and replayed every batch (`stream.rs`).
 //!
 //! Generation (the after-epoch samples) and `predict` are the model's
 //! (`super::model`, which also holds the kernels' limits on V and H). The
@@ -79,9 +79,9 @@ const LOG_CAPACITY: usize = 256;
 pub const GPU_PATH_NOTICE: &str = "on the device: targets, the LSTM recurrence (forward and \
      backward, one persistent launch each where H is a multiple of 8 up to 128, else one launch \
      per step), the fused head, the weight gradients, gradient clipping (with \
-     --clip-norm), RMSprop and generation (one launch for all samples); a window-mode training \
-     step is one CUDA graph, replayed (a stream-mode step is launched kernel by kernel), and \
-     losses are read back every 32 batches";
+     --clip-norm), RMSprop and generation (one launch for all samples); a training step, in \
+     window or stream mode, is one CUDA graph, replayed, and losses are read back every 32 \
+     batches";
 
 /// Training state on a [`GpuDevice`]: a [`GpuModel`] (weights, batch
 /// buffers, the forward chain) plus the corpus, the RMSprop state, the

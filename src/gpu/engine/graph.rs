@@ -21,6 +21,15 @@
 //! change to which kernels the LSTM launcher uses needs nothing here; a
 //! launcher that comes to own device buffers whose addresses can change
 //! must add them to the key.
+//!
+//! A stream step (`stream.rs`) is captured the same way, in a slot of its
+//! own ([`StepKind::Stream`]), keyed by B and L on top of the window key
+//! (the batch buffers it shares) and its own buffers' addresses. What
+//! varies per stream batch stays outside the graph, in front of the
+//! replay: the B starts are uploaded into the fixed `batch.starts` buffer,
+//! and a batch that starts afresh (`carry` false) zeroes the carried state
+//! with a memset; the graph always reads its initial state from that
+//! buffer, so the carry decision is never baked in.
 
 use super::{GpuEngine, LOG_CAPACITY};
 use crate::error::{Error, Result};
@@ -31,31 +40,52 @@ const U32: usize = std::mem::size_of::<u32>();
 /// Everything a captured step depends on that can change during a run.
 pub(super) type GraphKey = Vec<u64>;
 
-/// Where the captured step stands.
+/// Where one kind of captured step stands.
 #[derive(Debug, Default)]
-pub(super) struct StepGraph {
-    /// Off: every step is launched (`GpuEngine::set_graphs`).
-    pub disabled: bool,
+pub(super) struct Slot {
     /// The captured step and the key it was captured under.
     pub captured: Option<(GraphId, GraphKey)>,
-    /// The key of the last uncaptured `Batch::Next` step: the next with this
-    /// key is captured.
+    /// The key of the last uncaptured step of this kind: the next with
+    /// this key is captured.
     pub warm: Option<GraphKey>,
-    /// Why capturing was given up for good, if it was.
+    /// Why capturing this kind was given up for good, if it was.
     pub failed: Option<String>,
     pub captures: u64,
     pub replays: u64,
 }
 
+/// The captured steps: a full window step ([`Batch::Next`](crate::engine::Batch::Next))
+/// and a stream step (`stream.rs`), each in its own slot, so that a run
+/// mixing them does not recapture at every switch.
+#[derive(Debug, Default)]
+pub(super) struct StepGraph {
+    /// Off: every step is launched (`GpuEngine::set_graphs`).
+    pub disabled: bool,
+    pub window: Slot,
+    pub stream: Slot,
+}
+
+/// Which slot of [`StepGraph`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum StepKind {
+    Window,
+    Stream,
+}
+
 /// How many steps ran as a replayed graph, and how often one was captured.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct GraphStats {
-    /// Graphs captured so far (the first, then one per invalidation).
+    /// Window-step graphs captured so far (the first, then one per invalidation).
     pub captures: u64,
-    /// Steps that ran as a replay of the captured graph.
+    /// Window steps that ran as a replay of the captured graph.
     pub replays: u64,
-    /// Why capturing was given up, if a capture failed (the steps then run
-    /// uncaptured, exactly as with graphs off).
+    /// Stream-step graphs captured so far (one per B and L, and per invalidation).
+    pub stream_captures: u64,
+    /// Stream steps that ran as a replay of the captured graph.
+    pub stream_replays: u64,
+    /// Why capturing was given up, if a capture failed (the steps of that
+    /// kind then run uncaptured, exactly as with graphs off): the window
+    /// step's reason, else the stream step's.
     pub failed: Option<String>,
 }
 
@@ -66,43 +96,69 @@ pub(super) const COUNT_AT: usize = U32;
 pub(super) const LOG_AT: usize = 2 * U32;
 
 impl<D: GpuDevice> GpuEngine<'_, D> {
-    /// Turns graph capture of full `Batch::Next` steps on (the default, where
-    /// the device can capture) or off; off drops the captured graph and
-    /// every step is launched as an uncaptured chain of kernels.
+    /// Turns graph capture of full `Batch::Next` steps and of stream steps
+    /// on (the default, where the device can capture) or off; off drops the
+    /// captured graphs and every step is launched as an uncaptured chain of
+    /// kernels.
     pub fn set_graphs(&mut self, on: bool) -> Result<()> {
         self.graph.disabled = !on;
         if !on {
             self.drop_step_graph()?;
-            self.graph.warm = None;
+            self.graph.window.warm = None;
+            self.graph.stream.warm = None;
         }
         Ok(())
     }
 
     /// Captures and replays so far.
     pub fn graph_stats(&self) -> GraphStats {
+        let (w, s) = (&self.graph.window, &self.graph.stream);
         GraphStats {
-            captures: self.graph.captures,
-            replays: self.graph.replays,
-            failed: self.graph.failed.clone(),
+            captures: w.captures,
+            replays: w.replays,
+            stream_captures: s.captures,
+            stream_replays: s.replays,
+            failed: w.failed.clone().or_else(|| s.failed.clone()),
         }
     }
 
-    pub(super) fn drop_step_graph(&mut self) -> Result<()> {
-        if let Some((id, _)) = self.graph.captured.take() {
+    fn slot(&mut self, kind: StepKind) -> &mut Slot {
+        match kind {
+            StepKind::Window => &mut self.graph.window,
+            StepKind::Stream => &mut self.graph.stream,
+        }
+    }
+
+    fn drop_graph_of(&mut self, kind: StepKind) -> Result<()> {
+        if let Some((id, _)) = self.slot(kind).captured.take() {
             self.model.device.drop_graph(id)?;
         }
         Ok(())
     }
 
-    /// Whether a full batch at the order's cursor may run as the graph.
-    pub(super) fn graph_eligible(&self, batch: usize) -> bool {
-        !self.graph.disabled
-            && self.graph.failed.is_none()
-            && batch == self.batch_size
-            && self.model.device.can_capture()
+    /// Drops every captured graph.
+    pub(super) fn drop_step_graph(&mut self) -> Result<()> {
+        self.drop_graph_of(StepKind::Window)?;
+        self.drop_graph_of(StepKind::Stream)
     }
 
-    fn key(&self, batch: usize) -> GraphKey {
+    /// Whether a step of `kind` may run as a graph at all.
+    pub(super) fn graphs_on(&self, kind: StepKind) -> bool {
+        let slot = match kind {
+            StepKind::Window => &self.graph.window,
+            StepKind::Stream => &self.graph.stream,
+        };
+        !self.graph.disabled && slot.failed.is_none() && self.model.device.can_capture()
+    }
+
+    /// Whether a full batch at the order's cursor may run as the graph.
+    pub(super) fn graph_eligible(&self, batch: usize) -> bool {
+        self.graphs_on(StepKind::Window) && batch == self.batch_size
+    }
+
+    /// What a captured window step of `batch` rows bakes in; a stream
+    /// step's key starts with it (`stream.rs`).
+    pub(super) fn key(&self, batch: usize) -> GraphKey {
         let lr = self.optimizer.lr.to_bits();
         let clip = self.clip_norm.map_or(u64::MAX, |c| u64::from(c.to_bits()));
         let b = &self.model.batch;
@@ -122,31 +178,52 @@ impl<D: GpuDevice> GpuEngine<'_, D> {
         }
         self.dev_cursor = Some(pos + batch);
         let key = self.key(batch);
-        if self.graph.captured.as_ref().is_some_and(|(_, k)| *k != key) {
-            self.drop_step_graph()?;
+        self.run_graphed(StepKind::Window, key, |e| e.step_body(batch))
+    }
+
+    /// `body` (launches only, everything that varies per step in device
+    /// memory) as the captured graph of `kind`: replays the graph captured
+    /// under `key`; a new key drops the old graph and runs `body` uncaptured
+    /// once (the warm-up), the next step with it is captured and replayed.
+    /// A failed capture gives capturing of `kind` up, says why
+    /// ([`GraphStats::failed`]) and runs `body` uncaptured, now and later.
+    pub(super) fn run_graphed(
+        &mut self,
+        kind: StepKind,
+        key: GraphKey,
+        body: impl Fn(&mut Self) -> Result<()>,
+    ) -> Result<()> {
+        if self
+            .slot(kind)
+            .captured
+            .as_ref()
+            .is_some_and(|(_, k)| *k != key)
+        {
+            self.drop_graph_of(kind)?;
         }
-        if let Some((id, _)) = &self.graph.captured {
-            self.graph.replays += 1;
-            return self.model.device.replay(*id);
+        if let Some((id, _)) = self.slot(kind).captured {
+            self.slot(kind).replays += 1;
+            return self.model.device.replay(id);
         }
-        if self.graph.warm.as_ref() != Some(&key) {
-            self.graph.warm = Some(key);
-            return self.step_body(batch);
+        if self.slot(kind).warm.as_ref() != Some(&key) {
+            self.slot(kind).warm = Some(key);
+            return body(self);
         }
         self.model.device.begin_capture()?;
-        let body = self.step_body(batch);
+        let recorded = body(self);
         let ended = self.model.device.end_capture();
-        match (body, ended) {
+        match (recorded, ended) {
             (Ok(()), Ok(id)) => {
-                self.graph.captured = Some((id, key));
-                self.graph.captures += 1;
-                self.graph.replays += 1;
+                let slot = self.slot(kind);
+                slot.captured = Some((id, key));
+                slot.captures += 1;
+                slot.replays += 1;
                 self.model.device.replay(id)
             }
-            (body, ended) => {
+            (recorded, ended) => {
                 // Nothing recorded ran: give capturing up, say why, and run
                 // this step (and all later ones) uncaptured.
-                let why = match (body, ended) {
+                let why = match (recorded, ended) {
                     (Err(e), ended) => {
                         if let Ok(id) = ended {
                             self.model.device.drop_graph(id)?;
@@ -156,8 +233,8 @@ impl<D: GpuDevice> GpuEngine<'_, D> {
                     (Ok(()), Err(e)) => e.to_string(),
                     (Ok(()), Ok(_)) => unreachable!("matched above"),
                 };
-                self.graph.failed = Some(why);
-                self.step_body(batch)
+                self.slot(kind).failed = Some(why);
+                body(self)
             }
         }
     }

@@ -3,7 +3,11 @@
 //!
 //! A stream batch is B streams of L steps; its inputs and targets are
 //! decoded on the device from the corpus the engine already holds (rows
-//! `starts[b] + t` and `+ t + 1`). The step is launches only, uncaptured:
+//! `starts[b] + t` and `+ t + 1`). The B starts are uploaded and, for a
+//! batch that starts afresh (`carry` false), the carried state is zeroed;
+//! then the step is launches only, captured once per B and L as a graph
+//! and replayed every batch (`graph.rs`; launched one by one where graphs
+//! are off or the device cannot capture):
 //!
 //! 1. `batch_stream_targets_u32`: the L*B targets;
 //! 2. the recurrence in its sequence form from the carried state (zeroed
@@ -25,6 +29,7 @@
 //! must start afresh (`carry` false), which reallocates it.
 
 use super::GpuEngine;
+use super::graph::StepKind;
 use crate::engine::StreamBatch;
 use crate::error::{Error, Result};
 use crate::gpu::device::{DevicePtr, GpuDevice};
@@ -121,67 +126,54 @@ impl StreamBuffers {
 }
 
 impl<D: GpuDevice> GpuEngine<'_, D> {
-    /// Checks a stream batch: B >= 1 streams, L >= 1 steps, every input and
-    /// target inside the corpus, a carried state of the same B.
-    fn check_stream(&self, batch: &StreamBatch<'_>) -> Result<()> {
-        let bad = |what: String| Error::InvalidArgument {
-            name: "StreamBatch",
-            what,
-        };
-        let (b, l, rows) = (batch.starts.len(), batch.seq_len, self.corpus.rows());
-        if b == 0 || l == 0 {
-            return Err(bad(format!(
-                "{b} streams of {l} steps: a stream batch needs at least one stream and one step"
-            )));
-        }
-        if let Some(&s) = batch.starts.iter().find(|&&s| s as usize + l >= rows) {
-            return Err(bad(format!(
-                "stream start {s} + {l} steps leaves no target inside the corpus of {rows} \
-                 characters"
-            )));
-        }
-        let s = &self.stream;
-        if batch.carry && !(s.has_state && s.batch == b) {
-            return Err(bad(match s.has_state {
-                true => format!(
-                    "carry: the kept state is of {} streams, this batch has {b} (start with \
-                     carry = false)",
-                    s.batch
-                ),
-                false => "carry: no stream batch completed before this one (start with \
-                          carry = false)"
-                    .into(),
-            }));
-        }
-        Ok(())
-    }
-
-    /// The stream step (module docs), its loss left in the device log.
+    /// The stream step (module docs), its loss left in the device log:
+    /// the batch's starts uploaded and, for a fresh batch, the carried state
+    /// zeroed, then the launches, replayed as the captured graph for this
+    /// B and L where graphs are on.
     pub(super) fn stream_step(&mut self, batch: StreamBatch<'_>) -> Result<()> {
-        self.check_stream(&batch)?;
+        let kept = self.stream.has_state.then_some(self.stream.batch);
+        batch.check(self.corpus.rows(), kept)?;
         let (b, l) = (batch.starts.len(), batch.seq_len);
         let (h, v) = (self.model.layout.hidden, self.model.layout.vocab);
-        let dims = self.model.dims(b, l);
         let dev = &mut self.model.device;
         self.model.batch.ensure(dev, b, l, h, v)?;
         self.stream.ensure_state(dev, b, h)?;
         self.stream.ensure_rows(dev, (b, l), (h, v))?;
-        let d_starts = self.model.batch.starts;
-        dev.upload_u32(d_starts, batch.starts)?;
-        let state = self.stream.state;
+        dev.upload_u32(self.model.batch.starts, batch.starts)?;
         // Valid again only once this step has written it: a step that fails
         // part way (after zeroing it, say) leaves no state to carry.
         self.stream.has_state = false;
         if !batch.carry {
-            dev.zero(state, 2 * b * h * F32)?;
+            dev.zero(self.stream.state, 2 * b * h * F32)?;
         }
+        if self.graphs_on(StepKind::Stream) {
+            let s = &self.stream;
+            let mut key = self.key(b);
+            key.push(l as u64);
+            key.extend([s.state, s.targets, s.dy, s.dlogits, s.row_loss, s.dh, s.dc].map(|p| p.0));
+            self.run_graphed(StepKind::Stream, key, |e| e.stream_body(b, l))?;
+        } else {
+            self.stream_body(b, l)?;
+        }
+        self.stream.has_state = true;
+        Ok(())
+    }
+
+    /// Steps 1-6 of the module docs for `b` streams of `l` steps whose
+    /// starts are in `batch.starts` and initial state in `stream.state`:
+    /// launches and memsets only, so that it can be captured.
+    fn stream_body(&mut self, b: usize, l: usize) -> Result<()> {
+        let (h, v) = (self.model.layout.hidden, self.model.layout.vocab);
+        let dims = self.model.dims(b, l);
+        let d_starts = self.model.batch.starts;
         let rows = HeadDims {
             batch: b * l,
             hidden: h,
             vocab: v,
         };
         let s = &self.stream;
-        let (targets, dy, dh, dc) = (s.targets, s.dy, s.dh, s.dc);
+        let (state, targets, dy, dh, dc) = (s.state, s.targets, s.dy, s.dh, s.dc);
+        let dev = &mut self.model.device;
         self.batch_kernels.stream_targets(
             dev,
             self.d_corpus,
@@ -227,7 +219,6 @@ impl<D: GpuDevice> GpuEngine<'_, D> {
         );
         self.batch_kernels
             .carry_state(&mut self.model.device, h_last, c_last, b * h, state)?;
-        self.stream.has_state = true;
         self.append_loss()
     }
 

@@ -10,7 +10,7 @@
 //! steps, the weight-gradient GEMM's 16 splits of 480 rows (every small
 //! shape has at most 64 per split), a 60-character generation window. A
 //! GPU runs the whole selftest at that
-//! shape; on the simulator this runs the two checks that exercise all of it
+//! shape; on the simulator this runs the checks that exercise all of it
 //! at once, in about 35 s:
 //!
 //! 1. training, [`check_training`] at the Keras shape for
@@ -20,7 +20,11 @@
 //!    gradients, weights, RMSprop state);
 //! 2. generation, [`check_generate_with`] from a random model at the Keras
 //!    shape (the selftest's conditioning), a 60-character window, the
-//!    notebook's four temperatures ([`Strategy::KERAS`]).
+//!    notebook's four temperatures ([`Strategy::KERAS`]);
+//! 3. stateful generation (`--gen-mode stateful`, `generate_stateful_f32`)
+//!    from the same model and 60-character seed: primed once, then one
+//!    step per character, against `stateful::generate_stateful`, the same
+//!    characters.
 //!
 //! The rows and bounds are those checks' own. Each phase also says what it
 //! cost: wall time, and per kernel what the device counted
@@ -42,12 +46,12 @@ const STREAM_FULL_SHAPE: u32 = 0xf0_11_5a_9e;
 /// What the full-shape check runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct FullShape {
-    /// The shape of both phases.
+    /// The shape of every phase.
     pub shape: Shape,
     /// Training steps compared, each from the CPU's state: the first runs as
     /// launches (the engine's warm-up), the later ones as the captured graph.
     pub steps: usize,
-    /// Characters generated per temperature.
+    /// Characters generated per temperature, in each generation mode.
     pub gen_length: usize,
 }
 
@@ -67,7 +71,8 @@ impl fmt::Display for FullShape {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{}; training {} steps, generation {} characters per temperature",
+            "{}; training {} steps, generation (window and stateful) {} characters per \
+             temperature",
             self.shape, self.steps, self.gen_length
         )
     }
@@ -91,16 +96,16 @@ impl Phase {
     }
 }
 
-/// The rows of the two checks and what each phase cost.
+/// The rows of the checks and what each phase cost.
 #[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
 pub struct FullShapeReport {
     /// The checks' rows, as the selftest's.
     pub report: SelftestReport,
-    /// Training, then generation.
+    /// Training, then generation in window mode, then in stateful mode.
     pub phases: Vec<Phase>,
 }
 
-/// Runs both phases on `dev`, inputs drawn from `seed`. As in
+/// Runs the three phases on `dev`, inputs drawn from `seed`. As in
 /// [`run`](super::run), a check that fails to run is a failing row.
 pub fn run_full_shape<D: GpuDevice>(
     dev: &mut D,
@@ -122,31 +127,30 @@ pub fn run_full_shape<D: GpuDevice>(
         kernels: dev.take_kernel_counts(),
     });
 
-    let started = Instant::now();
+    // One random model and 60-character seed for both generation modes.
     let one_window = Shape { batch: 1, ..shape };
     let mut rng = RngStream::new(seed, Purpose::Sample, STREAM_FULL_SHAPE);
     let case = Case::random(one_window, &mut rng)?;
     let strategies = Strategy::KERAS;
-    let kernel = generate_kernel(dev, one_window, full.gen_length, GenMode::Window);
-    let generated = check_generate_with(
-        dev,
-        &case,
-        full.gen_length,
-        seed,
-        &strategies,
-        GenMode::Window,
-    );
-    record(&mut out.report, kernel, &one_window, generated)?;
-    out.phases.push(Phase {
-        name: format!(
-            "generation, {} characters x {} temperatures, window {}",
-            full.gen_length,
-            strategies.len(),
-            shape.seq_len
-        ),
-        seconds: started.elapsed().as_secs_f64(),
-        kernels: dev.take_kernel_counts(),
-    });
+    for mode in [GenMode::Window, GenMode::Stateful] {
+        let started = Instant::now();
+        let kernel = generate_kernel(dev, one_window, full.gen_length, mode);
+        let generated = check_generate_with(dev, &case, full.gen_length, seed, &strategies, mode);
+        record(&mut out.report, kernel, &one_window, generated)?;
+        out.phases.push(Phase {
+            name: format!(
+                "generation, {} characters x {} temperatures, {}",
+                full.gen_length,
+                strategies.len(),
+                match mode {
+                    GenMode::Window => format!("window {}", shape.seq_len),
+                    GenMode::Stateful => format!("stateful from a seed of {}", shape.seq_len),
+                }
+            ),
+            seconds: started.elapsed().as_secs_f64(),
+            kernels: dev.take_kernel_counts(),
+        });
+    }
     Ok(out)
 }
 
