@@ -1,14 +1,17 @@
 //! GPU side: the embedded kernels, their generated contract, the device seam
 //! and one launcher per kernel file (`kernels/NAME.cu` <-> `src/gpu/NAME.rs`;
 //! the LSTM's three, `lstm.cu`, `lstm_persistent.cu` and `wgrad.cu`, under
-//! `src/gpu/lstm/` as `cell.rs`, `persistent.rs` and `wgrad.rs`).
+//! `src/gpu/lstm/` as `cell.rs`, `persistent.rs` and `wgrad.rs`; the stack of
+//! layers over them, `lstm/stack.rs`, also runs `gemm.cu` and `dropout.cu`).
 
 pub mod batch;
 mod buffers;
 pub mod contract;
 pub mod cuda_device;
 pub mod device;
+pub mod dropout;
 pub mod engine;
+pub mod gemm;
 pub mod generate;
 pub mod head;
 pub mod lstm;

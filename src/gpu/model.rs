@@ -164,6 +164,7 @@ impl<D: GpuDevice> GpuModel<D> {
             h0: DevicePtr::NULL,
             c0: DevicePtr::NULL,
             dy: DevicePtr::NULL,
+            zx: DevicePtr::NULL,
         }
     }
 
