@@ -37,6 +37,13 @@
 //! their sequence form from a carried state kept on the device, launch by
 //! launch (`stream.rs`).
 //!
+//! A model of N > 1 layers (`--layers`) runs the device stack in place of
+//! steps 2 and 4 (`super::lstm::stack`, through `GpuModel::lstm_forward` /
+//! `lstm_backward`), with the CPU engine's dropout masks (`Mode::Train`
+//! keyed by `Hyper::seed` and the run's step, counted here as the CPU
+//! counts it); such a step is launched kernel by kernel, never captured
+//! (the masks' step is a launch argument a replay would repeat).
+//!
 //! Generation (the after-epoch samples) and `predict` are the model's
 //! (`super::model`, which also holds the kernels' limits on V and H). The
 //! whole packed corpus (`rows * ceil(V/64) * 8` bytes) is uploaded once,
@@ -61,7 +68,8 @@ use crate::corpus::OneHotCorpus;
 use crate::cpu::RmsProp;
 use crate::engine::{Backend, Batch, Engine, EpochOrder, StreamBatch};
 use crate::error::{Error, Result};
-use crate::model::{Hyper, Params};
+use crate::model::{Hyper, ParamLayout, Params};
+use crate::ops::Mode;
 use crate::sample::{GenerateRequest, Progress};
 
 mod chain;
@@ -80,8 +88,8 @@ pub const GPU_PATH_NOTICE: &str = "on the device: targets, the LSTM recurrence (
      backward, one persistent launch each where H is a multiple of 8 up to 128, else one launch \
      per step), the fused head, the weight gradients, gradient clipping (with \
      --clip-norm), RMSprop and generation (one launch for all samples); a window-mode training \
-     step is one CUDA graph, replayed (a stream-mode step is launched kernel by kernel), and \
-     losses are read back every 32 batches";
+     step is one CUDA graph, replayed (a stream-mode step, and any step of --layers 2 or more, \
+     is launched kernel by kernel), and losses are read back every 32 batches";
 
 /// Training state on a [`GpuDevice`]: a [`GpuModel`] (weights, batch
 /// buffers, the forward chain) plus the corpus, the RMSprop state, the
@@ -117,9 +125,24 @@ pub struct GpuEngine<'c, D: GpuDevice> {
     graph: StepGraph,
     /// Stream training's carried state and row buffers (`stream.rs`).
     stream: StreamBuffers,
+    /// `Hyper::seed`: the dropout masks' key (N > 1 layers).
+    seed: u64,
+    /// Optimizer steps the run has taken before the next batch: the
+    /// dropout masks' step, as the CPU engine counts it (`Engine::set_step`,
+    /// then one per training step of either mode).
+    step: u64,
 }
 
 impl<'c, D: GpuDevice> GpuEngine<'c, D> {
+    /// The dropout masks of the next training step (the CPU engine's).
+    pub(super) fn train_mode(&self) -> Mode {
+        Mode::Train {
+            seed: self.seed,
+            // Masks repeat after 2^32 steps, as on the CPU.
+            step: self.step as u32,
+        }
+    }
+
     /// Uploads the corpus, `params` and `rmsprop` once and allocates the
     /// gradients and the buffers of one `hyper.batch` x `hyper.maxlen` batch.
     pub fn new(
@@ -132,14 +155,14 @@ impl<'c, D: GpuDevice> GpuEngine<'c, D> {
     ) -> Result<Self> {
         let v = corpus.vocab().len();
         hyper.validate()?;
-        super::one_layer_only(backend, hyper.layers.max(params.layers))?;
         for (name, p) in [("params", &params), ("rmsprop", &rmsprop)] {
-            if (p.vocab, p.hidden) != (v, hyper.hidden) {
+            if (p.vocab, p.hidden, p.layers) != (v, hyper.hidden, hyper.layers) {
                 return Err(Error::InvalidArgument {
                     name: "GpuEngine::new",
                     what: format!(
-                        "{name} are for V = {}, H = {}, but the corpus has V = {v} and hyper H = {}",
-                        p.vocab, p.hidden, hyper.hidden
+                        "{name} are for V = {}, H = {} with {} LSTM layer(s), but the corpus has \
+                         V = {v} and hyper H = {} with {}",
+                        p.vocab, p.hidden, p.layers, hyper.hidden, hyper.layers
                     ),
                 });
             }
@@ -148,7 +171,9 @@ impl<'c, D: GpuDevice> GpuEngine<'c, D> {
         // anything is allocated. Built before any allocation so Drop frees
         // whatever was allocated if a later one fails; the corpus comes
         // first, so that one too large for the device says so.
-        let model = GpuModel::unloaded(device, backend, v, hyper.hidden)?;
+        let layout = ParamLayout::stacked(v, hyper.hidden, hyper.layers);
+        let mut model = GpuModel::unloaded(device, backend, layout)?;
+        model.dropout = f64::from(hyper.dropout);
         let mut engine = GpuEngine {
             model,
             corpus,
@@ -170,6 +195,8 @@ impl<'c, D: GpuDevice> GpuEngine<'c, D> {
             collected: Vec::new(),
             graph: StepGraph::default(),
             stream: StreamBuffers::default(),
+            seed: hyper.seed,
+            step: 0,
         };
         let dev = &mut engine.model.device;
         let words: &[u8] = bytemuck::cast_slice(corpus.words());
@@ -330,6 +357,11 @@ impl<D: GpuDevice> Engine for GpuEngine<'_, D> {
         self.model.check_shape("rmsprop", rmsprop)?;
         self.model.set_params(params)?;
         self.model.device.upload_f32(self.d_rmsprop, rmsprop.flat())
+    }
+
+    fn set_step(&mut self, step: u64) -> Result<()> {
+        self.step = step;
+        Ok(())
     }
 
     fn set_learning_rate(&mut self, lr: f32) -> Result<()> {

@@ -96,7 +96,11 @@ impl<D: GpuDevice> GpuEngine<'_, D> {
 
     /// Whether a full batch at the order's cursor may run as the graph.
     pub(super) fn graph_eligible(&self, batch: usize) -> bool {
-        !self.graph.disabled
+        // A stack's step is launched kernel by kernel: its dropout masks'
+        // step is a launch argument a replay would repeat, and its
+        // workspace is allocated on first use.
+        self.model.layers() == 1
+            && !self.graph.disabled
             && self.graph.failed.is_none()
             && batch == self.batch_size
             && self.model.device.can_capture()

@@ -123,6 +123,10 @@ pub struct StackIo {
     pub h0: DevicePtr,
     /// [N, B, H] initial cell states, or NULL (zeros).
     pub c0: DevicePtr,
+    /// Bytes from layer l's [B, H] of `h0` / `c0` to layer l + 1's; 0:
+    /// B*H f32s ([N, B, H] contiguous). Another stride lets a caller keep
+    /// each layer's h and c side by side (the stream carry's [N, 2, B, H]).
+    pub state_stride: usize,
     /// [T, B, H] the gradient at the top layer's every h_t, or NULL: the
     /// window form, where the top layer's slice of `dh` holds dh_{T-1}
     /// from the head.
@@ -164,6 +168,9 @@ pub struct StackWorkspace {
     d_up: DevicePtr,
     wgrad_scratch: DevicePtr,
     gemm_scratch: DevicePtr,
+    /// [N, B, H] each: state gradients for a caller without its own.
+    dh: DevicePtr,
+    dc: DevicePtr,
     allocs: Vec<DevicePtr>,
 }
 
@@ -211,6 +218,8 @@ impl StackWorkspace {
         self.zx = alloc(t * b * g, &mut allocs)?;
         self.dz = alloc(t * b * g, &mut allocs)?;
         self.d_up = alloc(state, &mut allocs)?;
+        self.dh = alloc(dims.layers * b * h, &mut allocs)?;
+        self.dc = alloc(dims.layers * b * h, &mut allocs)?;
         self.wgrad_scratch = alloc(WgradLauncher::scratch_len(dims.layer(0)), &mut allocs)?;
         let gemm = dims.gemms().map(GemmLauncher::scratch_len);
         self.gemm_scratch = alloc(gemm.into_iter().max().unwrap_or(0), &mut allocs)?;
@@ -236,6 +245,13 @@ impl StackWorkspace {
         self.saved[l][1]
     }
 
+    /// [N, B, H] state-gradient buffers ([`StackIo::dh`], [`StackIo::dc`])
+    /// for a caller that keeps none of its own (the window trainer: the
+    /// head writes dh_{T-1} into the top layer's slice of the first).
+    pub fn state_grads(&self) -> (DevicePtr, DevicePtr) {
+        (self.dh, self.dc)
+    }
+
     /// The buffers of a call at `dims` (within what [`ensure`](Self::ensure)
     /// allocated) with the caller's `io`.
     pub fn buffers(&self, dims: StackDims, io: &StackIo) -> Result<StackBuffers> {
@@ -253,10 +269,16 @@ impl StackWorkspace {
             )));
         }
         let n = dims.layers;
-        let state = |p: DevicePtr, l: usize| match p {
-            DevicePtr::NULL => DevicePtr::NULL,
-            p => p.offset(l * dims.state_bytes()),
+        let stride = match io.state_stride {
+            0 => dims.state_bytes(),
+            s => s,
         };
+        let at = |p: DevicePtr, l: usize, stride: usize| match p {
+            DevicePtr::NULL => DevicePtr::NULL,
+            p => p.offset(l * stride),
+        };
+        let initial = |p: DevicePtr, l: usize| at(p, l, stride);
+        let state = |p: DevicePtr, l: usize| at(p, l, dims.state_bytes());
         let layers = (0..n)
             .map(|l| {
                 let [gates, c, h, cls] = self.saved[l];
@@ -276,8 +298,8 @@ impl StackWorkspace {
                     h,
                     cls,
                     zx: if l == 0 { DevicePtr::NULL } else { self.zx },
-                    h0: state(io.h0, l),
-                    c0: state(io.c0, l),
+                    h0: initial(io.h0, l),
+                    c0: initial(io.c0, l),
                     dy: if l + 1 == n { io.dy } else { self.d_up },
                     dz: self.dz,
                     dh: state(io.dh, l),

@@ -283,6 +283,7 @@ pub fn check_stack<D: GpuDevice>(
             corpus_words: bufs.bytes(dev, bytemuck::cast_slice(corpus.words()))?,
             starts: bufs.u32s(dev, &starts)?,
             layers,
+            state_stride: 0,
             h0: upload(bufs, dev, &h0)?,
             c0: upload(bufs, dev, &c0)?,
             dy: match case.window {
