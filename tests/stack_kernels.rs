@@ -16,9 +16,13 @@
 mod common;
 use common::{assert_all_pass, seed};
 
-use charlstm_cuda::gpu::lstm::LstmPath;
+use charlstm_cuda::gpu::lstm::stack::{
+    LayerPtrs, StackDims, StackIo, StackLauncher, StackWorkspace,
+};
+use charlstm_cuda::gpu::lstm::{LstmLauncher, LstmPath};
 use charlstm_cuda::gpu::selftest::{Shape, StackCase, check_dropout, check_gemm, check_stack};
 use charlstm_cuda::gpu::{CudaDevice, GpuDevice, SimDevice, ptx};
+use charlstm_cuda::ops::Mode;
 use charlstm_cuda::sample::{Purpose, RngStream};
 
 fn sim() -> Option<SimDevice> {
@@ -136,6 +140,59 @@ fn three_layers_match_cpu_on_the_simulator() {
 fn hidden_128_stack_matches_cpu_on_the_simulator() {
     let Some(mut dev) = sim() else { return };
     stacks_on(&mut dev, &[(shape(57, 128, 2, 3), 2, 0.25, false)], 5);
+}
+
+/// Calls the stack cannot run are refused, naming what is wrong and the
+/// fix, before anything is launched.
+#[test]
+fn bad_stack_calls_are_refused_with_clear_errors() {
+    let Some(mut dev) = sim() else { return };
+    let dims = StackDims {
+        layers: 2,
+        batch: 2,
+        seq_len: 3,
+        hidden: 8,
+        vocab: 5,
+    };
+    let io = StackIo {
+        layers: vec![LayerPtrs::default(); 2],
+        ..StackIo::default()
+    };
+    let mut ws = StackWorkspace::default();
+    let e = ws.buffers(dims, &io).unwrap_err().to_string();
+    assert!(e.contains("StackWorkspace::ensure"), "{e}");
+    ws.ensure(&mut dev, dims, false).unwrap();
+    let three = StackIo {
+        layers: vec![LayerPtrs::default(); 3],
+        ..StackIo::default()
+    };
+    let e = ws.buffers(dims, &three).unwrap_err().to_string();
+    assert!(e.contains("3 layers of weights"), "{e}");
+    let bigger = StackDims { batch: 3, ..dims };
+    assert!(ws.buffers(bigger, &io).is_err());
+    let bufs = ws.buffers(dims, &io).unwrap();
+    let train = Mode::Train { seed: 1, step: 0 };
+    let with = |p| StackLauncher {
+        p,
+        ..StackLauncher::default()
+    };
+    let e = with(0.5)
+        .forward(&mut dev, dims, &bufs, train)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("dropped-output buffer"), "{e}");
+    let e = with(1.0)
+        .forward(&mut dev, dims, &bufs, Mode::Eval)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("[0, 1)"), "{e}");
+    // A dense layer's buffers with layer 0's one-hot sizes.
+    let e = LstmLauncher::default()
+        .forward(&mut dev, dims.layer(0), &bufs.layers[1])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("LstmDims::dense"), "{e}");
+    ws.free(&mut dev).unwrap();
 }
 
 /// The same checks on a GPU (the GPU bundle runs every `*cuda*` test), up

@@ -191,6 +191,18 @@ impl StackWorkspace {
         if fits {
             return Ok(());
         }
+        // Grown to cover both the old and the new batch, so alternating
+        // shapes (window steps, stream steps, evaluation) settle on one.
+        let dims = match self.dims {
+            Some(d) if (d.layers, d.hidden, d.vocab) == (dims.layers, dims.hidden, dims.vocab) => {
+                StackDims {
+                    batch: d.batch.max(dims.batch),
+                    seq_len: d.seq_len.max(dims.seq_len),
+                    ..dims
+                }
+            }
+            _ => dims,
+        };
         self.free(dev)?;
         let (t, b, h) = (dims.seq_len, dims.batch, dims.hidden);
         let (state, g) = (t * b * h, 4 * h);
