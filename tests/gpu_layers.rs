@@ -15,12 +15,13 @@ use common::cli::{Dir, tensors};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use charlstm_cuda::gpu::{GpuModel, SimDevice, ptx};
+use charlstm_cuda::engine::Batch;
+use charlstm_cuda::gpu::{GpuEngine, GpuModel, SimDevice, ptx};
 use charlstm_cuda::model::{Checkpoint, Hyper, Params, TrainMode, init_stacked};
 use charlstm_cuda::rundir::LAST_CHECKPOINT;
 use charlstm_cuda::sample::{GenMode, GenerateRequest, Strategy};
 use charlstm_cuda::train::{BatchEvent, Control, Observer};
-use charlstm_cuda::{Backend, Error, OneHotCorpus, Silent, TrainConfig, Trainer};
+use charlstm_cuda::{Backend, Engine, Error, OneHotCorpus, Silent, TrainConfig, Trainer};
 
 /// About 9,000 characters of words.
 fn text() -> String {
@@ -162,6 +163,43 @@ fn stacks_train_on_cuda_as_on_the_cpu() {
         }
         Err(e) => println!("SKIPPED: no GPU ({e})"),
     }
+}
+
+/// Window-mode steps of a stack as a replayed graph give the bits of the
+/// same steps launched one by one (no dropout: a stack with dropout is
+/// never captured, its masks' step being a launch argument).
+#[test]
+fn a_stack_without_dropout_replays_its_step_graph_bit_for_bit() {
+    if !kernels() {
+        return;
+    }
+    let corpus = OneHotCorpus::from_text(&words(60), true).expect("corpus");
+    let run = |graphs: bool, dropout: f32| {
+        let hy = hyper(3, dropout);
+        let params = init_stacked(corpus.vocab().len(), hy.hidden, 3, 5);
+        let ms = params.zeros_like();
+        let dev = SimDevice::new(9);
+        let mut e = GpuEngine::new(dev, Backend::Sim, &corpus, &hy, params, ms).expect("engine");
+        e.set_graphs(graphs).expect("graphs");
+        let order: Vec<u32> = (0..5 * hy.batch as u32).map(|i| i * 3 % 200).collect();
+        e.begin_epoch(&order, 0).expect("epoch");
+        for _ in 0..5 {
+            e.queue_train(Batch::Next(hy.batch)).expect("step");
+        }
+        let losses = e.collect_losses().expect("losses");
+        let bits = |p: Params<f32>| p.flat().iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        (losses, bits(e.params().expect("params")), e.graph_stats())
+    };
+    let (replayed, launched) = (run(true, 0.0), run(false, 0.0));
+    assert!(
+        replayed.2.replays >= 2 && replayed.2.failed.is_none(),
+        "{:?}",
+        replayed.2
+    );
+    assert_eq!(replayed.0, launched.0, "losses");
+    assert_eq!(replayed.1, launched.1, "weights");
+    let dropped = run(true, 0.25);
+    assert_eq!((dropped.2.captures, dropped.2.replays), (0, 0));
 }
 
 struct StopAt {

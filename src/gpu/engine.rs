@@ -41,8 +41,9 @@
 //! steps 2 and 4 (`super::lstm::stack`, through `GpuModel::lstm_forward` /
 //! `lstm_backward`), with the CPU engine's dropout masks (`Mode::Train`
 //! keyed by `Hyper::seed` and the run's step, counted here as the CPU
-//! counts it); such a step is launched kernel by kernel, never captured
-//! (the masks' step is a launch argument a replay would repeat).
+//! counts it); with dropout such a step is launched kernel by kernel,
+//! never captured (the masks' step is a launch argument a replay would
+//! repeat); without, it is captured and replayed as one layer's is.
 //!
 //! Generation (the after-epoch samples) and `predict` are the model's
 //! (`super::model`, which also holds the kernels' limits on V and H). The
@@ -88,8 +89,8 @@ pub const GPU_PATH_NOTICE: &str = "on the device: targets, the LSTM recurrence (
      backward, one persistent launch each where H is a multiple of 8 up to 128, else one launch \
      per step), the fused head, the weight gradients, gradient clipping (with \
      --clip-norm), RMSprop and generation (one launch for all samples); a window-mode training \
-     step is one CUDA graph, replayed (a stream-mode step, and any step of --layers 2 or more, \
-     is launched kernel by kernel), and losses are read back every 32 batches";
+     step is one CUDA graph, replayed (a stream-mode step, and a step of --layers 2 or more with \
+     --dropout, is launched kernel by kernel), and losses are read back every 32 batches";
 
 /// Training state on a [`GpuDevice`]: a [`GpuModel`] (weights, batch
 /// buffers, the forward chain) plus the corpus, the RMSprop state, the

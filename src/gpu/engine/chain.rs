@@ -44,12 +44,18 @@ impl<D: GpuDevice> GpuEngine<'_, D> {
         self.append_loss()
     }
 
-    /// Room for a batch of `rows` windows.
+    /// Room for a batch of `rows` windows (and the stack's, N > 1, so a
+    /// step about to be captured allocates nothing).
     pub(super) fn ensure_batch(&mut self, rows: usize) -> Result<()> {
         let (h, v) = (self.model.layout.hidden, self.model.layout.vocab);
         self.model
             .batch
-            .ensure(&mut self.model.device, rows, self.maxlen, h, v)
+            .ensure(&mut self.model.device, rows, self.maxlen, h, v)?;
+        if self.model.layers() > 1 {
+            let dims = self.model.dims(rows, self.maxlen);
+            self.model.ensure_stack(dims)?;
+        }
+        Ok(())
     }
 
     /// Targets + LSTM forward + head (forward and backward) for `starts`;

@@ -96,10 +96,11 @@ impl<D: GpuDevice> GpuEngine<'_, D> {
 
     /// Whether a full batch at the order's cursor may run as the graph.
     pub(super) fn graph_eligible(&self, batch: usize) -> bool {
-        // A stack's step is launched kernel by kernel: its dropout masks'
-        // step is a launch argument a replay would repeat, and its
-        // workspace is allocated on first use.
-        self.model.layers() == 1
+        // A stack with dropout is launched kernel by kernel: its masks'
+        // step is a launch argument a replay would repeat. (Its workspace
+        // is allocated by the uncaptured warm-up step; its addresses are
+        // in the key.)
+        (self.model.layers() == 1 || self.model.dropout == 0.0)
             && !self.graph.disabled
             && self.graph.failed.is_none()
             && batch == self.batch_size
@@ -113,6 +114,7 @@ impl<D: GpuDevice> GpuEngine<'_, D> {
         let mut key = vec![batch as u64, self.maxlen as u64, lr, clip, self.d_order.0];
         key.extend([b.batch as u64, b.seq_len as u64, self.d_step.0]);
         key.extend(b.all().iter().map(|p| p.0));
+        key.extend(self.model.stack_ws.addresses().map(|p| p.0));
         key
     }
 

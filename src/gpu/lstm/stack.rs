@@ -247,6 +247,11 @@ impl StackWorkspace {
         allocs.into_iter().try_for_each(|p| dev.free(p))
     }
 
+    /// Every buffer it holds (what a captured graph bakes in).
+    pub fn addresses(&self) -> impl Iterator<Item = DevicePtr> + '_ {
+        self.allocs.iter().copied()
+    }
+
     /// Layer l's saved hidden states [T, B, H] (the top layer's feed the head).
     pub fn h(&self, l: usize) -> DevicePtr {
         self.saved[l][2]
