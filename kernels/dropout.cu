@@ -12,6 +12,11 @@
 // on integers and the product is one IEEE multiply, so the result is the
 // CPU's to the bit.
 //
+// The step is `step`, or, when `step_at` is not null, the u32 it points to:
+// a device counter that dropout_step_advance_u32 moves on after each
+// optimizer step, so a captured training step (a CUDA graph, whose launch
+// arguments are frozen) draws the next step's masks on every replay.
+//
 // One thread per Philox block (4 units of one row), grid-stride over
 // rows * ceil(H/4). Every element of `dst` inside [rows, H] is OVERWRITTEN;
 // `src` and `dst` may be the same buffer (each element is read, then written,
@@ -19,10 +24,12 @@
 
 #include "common.cuh"
 
-__device__ __forceinline__ void dropout_apply(unsigned long long seed, unsigned step,
-                                              unsigned layer, unsigned threshold, float scale,
+__device__ __forceinline__ void dropout_apply(unsigned long long seed, unsigned step_arg,
+                                              const unsigned* step_at, unsigned layer,
+                                              unsigned threshold, float scale,
                                               unsigned rows, unsigned H, const float* src,
                                               float* dst) {
+  const unsigned step = step_at ? *step_at : step_arg;
   const unsigned bpr = (H + 3) / 4;
   const size_t n = (size_t)rows * bpr, stride = (size_t)gridDim.x * blockDim.x;
   for (size_t blk = (size_t)blockIdx.x * blockDim.x + threadIdx.x; blk < n; blk += stride) {
@@ -42,16 +49,23 @@ __device__ __forceinline__ void dropout_apply(unsigned long long seed, unsigned 
   }
 }
 
-#define DROPOUT_PARAMS                                                                    \
-  unsigned long long seed, unsigned step, unsigned layer, unsigned threshold, float scale, \
-      unsigned rows, unsigned H, const float *src, float *dst
+#define DROPOUT_PARAMS                                                                     \
+  unsigned long long seed, unsigned step, const unsigned *step_at, unsigned layer,          \
+      unsigned threshold, float scale, unsigned rows, unsigned H, const float *src, float *dst
 
 // y = dropout(x): src = x, dst = y.
 extern "C" __global__ void dropout_fwd_f32(DROPOUT_PARAMS) {
-  dropout_apply(seed, step, layer, threshold, scale, rows, H, src, dst);
+  dropout_apply(seed, step, step_at, layer, threshold, scale, rows, H, src, dst);
 }
 
 // dx = the same mask and scale applied to dy: src = dy, dst = dx.
 extern "C" __global__ void dropout_bwd_f32(DROPOUT_PARAMS) {
-  dropout_apply(seed, step, layer, threshold, scale, rows, H, src, dst);
+  dropout_apply(seed, step, step_at, layer, threshold, scale, rows, H, src, dst);
+}
+
+// *step += 1 (u32, wrapping as the CPU's `step as u32` does): the device
+// step counter read through `step_at`, moved on after an optimizer step.
+// One thread.
+extern "C" __global__ void dropout_step_advance_u32(unsigned* step) {
+  if (blockIdx.x == 0 && threadIdx.x == 0) *step += 1u;
 }

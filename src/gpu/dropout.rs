@@ -4,7 +4,7 @@
 //! same f32 scale), so the CPU and the device drop the same units and agree
 //! to the bit.
 
-use super::contract::dropout::DropoutFwdF32;
+use super::contract::dropout::{DropoutFwdF32, DropoutStepAdvanceU32};
 use super::device::{DevicePtr, GpuDevice, LaunchConfig, blocks_for, kernel_u32};
 use crate::error::Result;
 use crate::ops::dropout;
@@ -19,6 +19,10 @@ pub struct DropoutMask {
     pub seed: u64,
     /// The training step.
     pub step: u32,
+    /// A device u32 holding the step, or NULL: `step`. Read when the
+    /// kernel runs, so a captured graph's replays draw each step's masks
+    /// ([`DropoutLauncher::advance_step`] moves it on).
+    pub step_at: DevicePtr,
     /// The layer whose output [T, B, H] is dropped.
     pub layer: u32,
 }
@@ -69,6 +73,15 @@ impl DropoutLauncher {
         self.apply(dev, 1, mask, (rows, hidden), input, out)
     }
 
+    /// Adds one to the device step counter `step_at` (a u32), after an
+    /// optimizer step: one thread.
+    pub fn advance_step<D: GpuDevice>(&self, dev: &mut D, step_at: DevicePtr) -> Result<()> {
+        // step_at holds one u32, written by the one thread launched.
+        let args = DropoutStepAdvanceU32 { step: step_at };
+        let name = DropoutStepAdvanceU32::KERNELS[0];
+        args.launch(dev, name, LaunchConfig::linear(1, 32, 0))
+    }
+
     fn apply<D: GpuDevice>(
         &self,
         dev: &mut D,
@@ -92,6 +105,7 @@ impl DropoutLauncher {
         let args = DropoutFwdF32 {
             seed: mask.seed,
             step: mask.step,
+            step_at: mask.step_at,
             layer: mask.layer,
             threshold: dropout::threshold(mask.p),
             scale,

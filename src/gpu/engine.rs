@@ -41,9 +41,9 @@
 //! steps 2 and 4 (`super::lstm::stack`, through `GpuModel::lstm_forward` /
 //! `lstm_backward`), with the CPU engine's dropout masks (`Mode::Train`
 //! keyed by `Hyper::seed` and the run's step, counted here as the CPU
-//! counts it); with dropout such a step is launched kernel by kernel,
-//! never captured (the masks' step is a launch argument a replay would
-//! repeat); without, it is captured and replayed as one layer's is.
+//! counts it, and mirrored in a device counter the dropout kernels read,
+//! which `dropout_step_advance_u32` moves on after each update), so a
+//! stacked window step is captured and replayed as one layer's is.
 //!
 //! Generation (the after-epoch samples) and `predict` are the model's
 //! (`super::model`, which also holds the kernels' limits on V and H). The
@@ -89,8 +89,8 @@ pub const GPU_PATH_NOTICE: &str = "on the device: targets, the LSTM recurrence (
      backward, one persistent launch each where H is a multiple of 8 up to 128, else one launch \
      per step), the fused head, the weight gradients, gradient clipping (with \
      --clip-norm), RMSprop and generation (one launch for all samples); a window-mode training \
-     step is one CUDA graph, replayed (a stream-mode step, and a step of --layers 2 or more with \
-     --dropout, is launched kernel by kernel), and losses are read back every 32 batches";
+     step is one CUDA graph, replayed (a stream-mode step is launched kernel by kernel), and \
+     losses are read back every 32 batches";
 
 /// Training state on a [`GpuDevice`]: a [`GpuModel`] (weights, batch
 /// buffers, the forward chain) plus the corpus, the RMSprop state, the
@@ -218,6 +218,12 @@ impl<'c, D: GpuDevice> GpuEngine<'c, D> {
         let dev = &mut engine.model.device;
         engine.d_rmsprop = dev.upload_new_f32(rmsprop.flat())?;
         engine.d_step = Self::alloc_step_state(dev)?;
+        if hyper.layers > 1 && hyper.dropout > 0.0 {
+            // The masks' step on the device, so a captured step draws the
+            // next step's masks on every replay (zero: set_step moves it).
+            let counter = dev.alloc_zeroed(std::mem::size_of::<u32>())?;
+            engine.model.dropout_step = counter;
+        }
         engine
             .model
             .batch
@@ -362,7 +368,11 @@ impl<D: GpuDevice> Engine for GpuEngine<'_, D> {
 
     fn set_step(&mut self, step: u64) -> Result<()> {
         self.step = step;
-        Ok(())
+        match self.model.dropout_step {
+            DevicePtr::NULL => Ok(()),
+            // Masks repeat after 2^32 steps, as on the CPU.
+            at => self.model.device.upload_u32(at, &[step as u32]),
+        }
     }
 
     fn set_learning_rate(&mut self, lr: f32) -> Result<()> {

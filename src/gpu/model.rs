@@ -56,6 +56,9 @@ pub struct GpuModel<D: GpuDevice> {
     pub(super) dropout: f64,
     /// N > 1 layers: the stack's activations (`layers.rs`); empty at N = 1.
     pub(super) stack_ws: StackWorkspace,
+    /// A training engine's device step counter (u32) the dropout masks read
+    /// (`gpu::dropout`), or NULL: the host's step in `Mode::Train`.
+    pub(super) dropout_step: DevicePtr,
 }
 
 mod layers;
@@ -89,6 +92,7 @@ impl<D: GpuDevice> GpuModel<D> {
             d_predict: (DevicePtr::NULL, 0),
             dropout: 0.0,
             stack_ws: StackWorkspace::default(),
+            dropout_step: DevicePtr::NULL,
         })
     }
 
@@ -350,7 +354,12 @@ impl<D: GpuDevice> GpuModel<D> {
     pub(super) fn free_all(&mut self) -> Result<()> {
         self.batch.free(&mut self.device)?;
         self.stack_ws.free(&mut self.device)?;
-        for p in [self.d_params, self.d_grads, self.d_predict.0] {
+        for p in [
+            self.d_params,
+            self.d_grads,
+            self.d_predict.0,
+            self.dropout_step,
+        ] {
             if p != DevicePtr::NULL {
                 self.device.free(p)?;
             }
@@ -358,6 +367,7 @@ impl<D: GpuDevice> GpuModel<D> {
         self.d_params = DevicePtr::NULL;
         self.d_grads = DevicePtr::NULL;
         self.d_predict = (DevicePtr::NULL, 0);
+        self.dropout_step = DevicePtr::NULL;
         Ok(())
     }
 }

@@ -115,6 +115,12 @@ impl<D: GpuDevice> GpuEngine<'_, D> {
     /// backward left, one optimizer step of the run: launches only.
     pub(super) fn clip_and_update(&mut self) -> Result<()> {
         self.step += 1;
+        if self.model.dropout_step != DevicePtr::NULL {
+            // After this step's forward and backward read it.
+            let at = self.model.dropout_step;
+            crate::gpu::dropout::DropoutLauncher::default()
+                .advance_step(&mut self.model.device, at)?;
+        }
         if let Some(max_norm) = self.clip_norm {
             let (n, grads) = (self.model.layout.len(), self.model.d_grads);
             // No norm written back: nothing on the host needs it.

@@ -96,12 +96,10 @@ impl<D: GpuDevice> GpuEngine<'_, D> {
 
     /// Whether a full batch at the order's cursor may run as the graph.
     pub(super) fn graph_eligible(&self, batch: usize) -> bool {
-        // A stack with dropout is launched kernel by kernel: its masks'
-        // step is a launch argument a replay would repeat. (Its workspace
-        // is allocated by the uncaptured warm-up step; its addresses are
-        // in the key.)
-        (self.model.layers() == 1 || self.model.dropout == 0.0)
-            && !self.graph.disabled
+        // A stack's workspace is allocated with the batch buffers (its
+        // addresses are in the key), and its dropout masks read their step
+        // from the device counter, which the step itself advances.
+        !self.graph.disabled
             && self.graph.failed.is_none()
             && batch == self.batch_size
             && self.model.device.can_capture()
@@ -115,6 +113,7 @@ impl<D: GpuDevice> GpuEngine<'_, D> {
         key.extend([b.batch as u64, b.seq_len as u64, self.d_step.0]);
         key.extend(b.all().iter().map(|p| p.0));
         key.extend(self.model.stack_ws.addresses().map(|p| p.0));
+        key.push(self.model.dropout_step.0);
         key
     }
 

@@ -357,6 +357,10 @@ pub struct StackLauncher {
     /// The probability of dropping a unit between layers, in [0, 1)
     /// (used in [`Mode::Train`] only).
     pub p: f64,
+    /// A device u32 holding the masks' step, or NULL: [`Mode::Train`]'s
+    /// `step`. Read when the kernels run (a captured step's replays draw
+    /// each step's masks; the caller advances it).
+    pub step_at: DevicePtr,
 }
 
 impl StackLauncher {
@@ -367,6 +371,7 @@ impl StackLauncher {
                 p: self.p,
                 seed,
                 step,
+                step_at: self.step_at,
                 layer: l as u32,
             }),
             _ => None,

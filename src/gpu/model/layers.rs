@@ -39,6 +39,7 @@ impl<D: GpuDevice> GpuModel<D> {
         StackLauncher {
             lstm: self.lstm,
             p: self.dropout,
+            step_at: self.dropout_step,
             ..StackLauncher::default()
         }
     }

@@ -116,6 +116,7 @@ pub fn check_dropout<D: GpuDevice>(
         p,
         seed: rng.next_u64(),
         step: rng.next_u32(),
+        step_at: DevicePtr::NULL,
         layer: rng.below(4) as u32,
     };
     let keep = dropout::mask(p, (mask.seed, mask.step), mask.layer, (rows, 1, hidden))?;
@@ -133,12 +134,12 @@ pub fn check_dropout<D: GpuDevice>(
     Buffers::scope(dev, |dev, bufs| {
         let mut out = Rows::new(format!("T*B={rows} H={hidden} p={p}"));
         let launcher = DropoutLauncher::default();
-        let (dx_in, dy_out) = (bufs.f32s(dev, &x)?, bufs.poisoned(dev, rows * hidden)?);
-        launcher.forward(dev, mask, (rows, hidden), dx_in, dy_out)?;
+        let (x_in, y_out) = (bufs.f32s(dev, &x)?, bufs.poisoned(dev, rows * hidden)?);
+        launcher.forward(dev, mask, (rows, hidden), x_in, y_out)?;
         let d = bufs.f32s(dev, &dy)?;
         launcher.backward(dev, mask, (rows, hidden), d, d)?;
         dev.synchronize()?;
-        let fwd = download(dev, dy_out, rows * hidden)?;
+        let fwd = download(dev, y_out, rows * hidden)?;
         out.compare("dropout_fwd_f32", "y", &fwd, &apply(&x), BOUND_EXACT);
         let bwd = download(dev, d, rows * hidden)?;
         out.compare(
@@ -148,6 +149,26 @@ pub fn check_dropout<D: GpuDevice>(
             &apply(&dy),
             BOUND_EXACT,
         );
+
+        // The step from the device counter (the launch argument is another
+        // step, which must be ignored), after the counter advanced to it.
+        let counter = bufs.u32s(dev, &[mask.step.wrapping_sub(1)])?;
+        launcher.advance_step(dev, counter)?;
+        let from_counter = DropoutMask {
+            step: mask.step ^ 0x5555_5555,
+            step_at: counter,
+            ..mask
+        };
+        let y = bufs.poisoned(dev, rows * hidden)?;
+        launcher.forward(dev, from_counter, (rows, hidden), x_in, y)?;
+        dev.synchronize()?;
+        let name = "dropout_fwd_f32 (step from dropout_step_advance_u32's counter)";
+        let got = download(dev, y, rows * hidden)?;
+        out.compare(name, "y", &got, &apply(&x), BOUND_EXACT);
+        let mut step = [0u32];
+        dev.download(counter, bytemuck::cast_slice_mut(&mut step))?;
+        let advanced = "dropout_step_advance_u32";
+        out.compare(advanced, "step", &step, &[mask.step], BOUND_EXACT);
         Ok(out.rows)
     })
 }
