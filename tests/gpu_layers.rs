@@ -200,6 +200,38 @@ fn a_stack_replays_its_step_graph_bit_for_bit() {
     }
 }
 
+/// Training a stack on a device with stateful samples after each epoch is
+/// refused when the trainer is built (not at the first epoch's end),
+/// naming the fix.
+#[test]
+fn stateful_samples_of_a_stack_on_a_device_are_refused_up_front() {
+    if !kernels() {
+        return;
+    }
+    let corpus = OneHotCorpus::from_text(&words(100), true).expect("corpus");
+    let e = Trainer::builder(&corpus)
+        .hyper(hyper(2, 0.0))
+        .config(TrainConfig {
+            gen_length: 5,
+            gen_mode: GenMode::Stateful,
+            ..config(TrainMode::Window, None)
+        })
+        .backend(Backend::Sim)
+        .build()
+        .err()
+        .expect("refused");
+    match e {
+        Error::Conflict { what, fix } => {
+            assert!(
+                what.contains("--layers 2") && what.contains("stateful"),
+                "{what}"
+            );
+            assert!(fix.contains("--gen-mode window"), "{fix}");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
 struct StopAt {
     epoch: usize,
     at: usize,
