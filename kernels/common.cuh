@@ -85,6 +85,7 @@ __device__ __forceinline__ unsigned onehot_class(const unsigned long long* row,
 #define CHARLSTM_PURPOSE_SHUFFLE 2u
 #define CHARLSTM_PURPOSE_SEED_TEXT 3u
 #define CHARLSTM_PURPOSE_SAMPLE 4u
+#define CHARLSTM_PURPOSE_DROPOUT 5u
 
 // Ten rounds over one counter; the key is bumped before rounds 1..9, as
 // `Philox::block` does.

@@ -14,6 +14,10 @@
 //   i, f, o = sigmoid(z_i, z_f, z_o);  g = tanh(z_c)
 //   c_t = f * c_{t-1} + i * g;         h_t = o * tanh(c_t)
 // The input term is a gather of one row of `kernel`, never a one-hot matmul.
+// A layer above the first (a dense input, lstm_cell_dense_fwd_f32) reads
+// its input term instead from zx [T, B, 4H] = X @ kernel + bias, computed
+// for all steps by one GEMM ahead of the recurrence (kernels/gemm.cu); the
+// backward and the recurrent weight gradient are the same for both inputs.
 //
 // Backward, step t = T-1 .. 0. Window form: dh_{T-1} from the head (one
 // loss at the last step), dc_T = 0. Sequence form (a loss at every step,
@@ -62,28 +66,35 @@
 
 // One step forward. h_prev / c_prev null means zeros (t = 0). Thread (b, j)
 // writes gates[b, q*H + j] for q = 0..3, c[b, j], h[b, j]; thread (b, 0) also
-// writes cls[b].
-extern "C" __global__ void lstm_cell_fwd_f32(const unsigned long long* __restrict__ corpus_words,
-                                             unsigned words_per_row,
-                                             const unsigned* __restrict__ starts,
-                                             unsigned t,
-                                             const float* __restrict__ kernel,
-                                             const float* __restrict__ recurrent_kernel,
-                                             const float* __restrict__ bias,
-                                             unsigned B, unsigned H, unsigned V,
-                                             const float* __restrict__ h_prev,  // nullable
-                                             const float* __restrict__ c_prev,  // nullable
-                                             float* __restrict__ gates,
-                                             float* __restrict__ c,
-                                             float* __restrict__ h,
-                                             unsigned* __restrict__ cls) {
+// writes cls[b]. DENSE (lstm_cell_dense_fwd_f32, a layer above the first):
+// the input term is zx[b, q*H + j] (step t of the precomputed
+// Z_x = X @ kernel + bias [T, B, 4H], kernels/gemm.cu) instead of the
+// gathered kernel row plus bias, and nothing is decoded (no corpus, no cls).
+// The one-hot form (DENSE = false) is compiled as before the dense one
+// existed.
+template <bool DENSE>
+__device__ __forceinline__ void lstm_cell_fwd(const unsigned long long* __restrict__ corpus_words,
+                                              unsigned words_per_row,
+                                              const unsigned* __restrict__ starts, unsigned t,
+                                              const float* __restrict__ kernel,
+                                              const float* __restrict__ zx,
+                                              const float* __restrict__ recurrent_kernel,
+                                              const float* __restrict__ bias, unsigned B,
+                                              unsigned H, unsigned V,
+                                              const float* __restrict__ h_prev,
+                                              const float* __restrict__ c_prev,
+                                              float* __restrict__ gates, float* __restrict__ c,
+                                              float* __restrict__ h, unsigned* __restrict__ cls) {
   const size_t n = (size_t)B * H, stride = (size_t)gridDim.x * blockDim.x;
   const size_t G = 4 * (size_t)H;
   for (size_t idx = (size_t)blockIdx.x * blockDim.x + threadIdx.x; idx < n; idx += stride) {
     const unsigned b = (unsigned)(idx / H), j = (unsigned)(idx % H);
-    const size_t row = (size_t)starts[b] + t;
-    const unsigned x = onehot_class(corpus_words + row * words_per_row, words_per_row, V);
-    if (j == 0) cls[b] = x;
+    unsigned x = 0;
+    if (!DENSE) {
+      const size_t row = (size_t)starts[b] + t;
+      x = onehot_class(corpus_words + row * words_per_row, words_per_row, V);
+      if (j == 0) cls[b] = x;
+    }
     float z[4];
 #pragma unroll
     for (unsigned q = 0; q < 4; ++q) {
@@ -92,7 +103,9 @@ extern "C" __global__ void lstm_cell_fwd_f32(const unsigned long long* __restric
         for (unsigned k = 0; k < H; ++k)
           acc += h_prev[(size_t)b * H + k] * recurrent_kernel[k * G + q * H + j];
       }
-      const float xb = x < V ? kernel[x * G + q * H + j] + bias[q * H + j] : NAN;
+      const float xb = DENSE      ? zx[(size_t)b * G + q * H + j]
+                       : x < V    ? kernel[x * G + q * H + j] + bias[q * H + j]
+                                  : NAN;
       z[q] = acc + xb;
     }
     const float gi = sigmoidf_(z[0]), gf = sigmoidf_(z[1]);
@@ -107,6 +120,38 @@ extern "C" __global__ void lstm_cell_fwd_f32(const unsigned long long* __restric
     c[idx] = cn;
     h[idx] = go * tanhf(cn);
   }
+}
+
+extern "C" __global__ void lstm_cell_fwd_f32(const unsigned long long* __restrict__ corpus_words,
+                                             unsigned words_per_row,
+                                             const unsigned* __restrict__ starts,
+                                             unsigned t,
+                                             const float* __restrict__ kernel,
+                                             const float* __restrict__ recurrent_kernel,
+                                             const float* __restrict__ bias,
+                                             unsigned B, unsigned H, unsigned V,
+                                             const float* __restrict__ h_prev,  // nullable
+                                             const float* __restrict__ c_prev,  // nullable
+                                             float* __restrict__ gates,
+                                             float* __restrict__ c,
+                                             float* __restrict__ h,
+                                             unsigned* __restrict__ cls) {
+  lstm_cell_fwd<false>(corpus_words, words_per_row, starts, t, kernel, nullptr,
+                       recurrent_kernel, bias, B, H, V, h_prev, c_prev, gates, c, h, cls);
+}
+
+// One step forward of a layer with a dense input: zx [B, 4H] is step t of
+// Z_x (bias included). Otherwise as lstm_cell_fwd_f32; no cls.
+extern "C" __global__ void lstm_cell_dense_fwd_f32(const float* __restrict__ zx,
+                                                   const float* __restrict__ recurrent_kernel,
+                                                   unsigned B, unsigned H,
+                                                   const float* __restrict__ h_prev,  // nullable
+                                                   const float* __restrict__ c_prev,  // nullable
+                                                   float* __restrict__ gates,
+                                                   float* __restrict__ c,
+                                                   float* __restrict__ h) {
+  lstm_cell_fwd<true>(nullptr, 0, nullptr, 0, nullptr, zx, recurrent_kernel, nullptr, B, H, 0,
+                      h_prev, c_prev, gates, c, h, nullptr);
 }
 
 // One step backward through the cell. dc_next null means zero (t = T-1);

@@ -82,10 +82,17 @@
 // SEQ (the sequence form, lstm_persistent*_seq_fwd_f32): h_{-1}, c_{-1} come
 // from h0, c0 [B, H] (null: zeros, as in the window form). The window form
 // (SEQ = false) is compiled exactly as before the sequence form existed.
-template <unsigned HT, bool SEQ>
+//
+// DENSE (lstm_persistent*_seq_dense_fwd_f32, a layer above the first; SEQ
+// only): the input term of step t, row b, column col is zx[(t*B + b)*4H +
+// col] (Z_x = X @ kernel + bias, kernels/gemm.cu) instead of the gathered
+// kernel row plus bias; no corpus is read, no cls written, and xs is not
+// used. The one-hot forms are compiled as before the dense one existed.
+template <unsigned HT, bool SEQ, bool DENSE = false>
 __device__ __forceinline__ void lstm_fwd_persistent(
     const unsigned long long* __restrict__ corpus_words, unsigned words_per_row,
     const unsigned* __restrict__ starts, const float* __restrict__ kernel,
+    const float* __restrict__ zx,
     const float* __restrict__ recurrent_kernel, const float* __restrict__ bias, unsigned B,
     unsigned T, unsigned H_arg, unsigned V, unsigned rows, unsigned ms_arg,
     const float* __restrict__ h0, const float* __restrict__ c0,
@@ -107,9 +114,9 @@ __device__ __forceinline__ void lstm_fwd_persistent(
 #pragma unroll
   for (unsigned i = 0; i < KREG; ++i)
     wreg[i] = ms + i < H ? recurrent_kernel[(size_t)(ms + i) * G + col] : 0.0f;
-  const float bcol = bias[col];
+  const float bcol = DENSE ? 0.0f : bias[col];
   // Every step's classes up front, so no corpus read is on a step's path.
-  for (unsigned i = col; i < T * nrows; i += G) {
+  for (unsigned i = col; !DENSE && i < T * nrows; i += G) {
     const unsigned t = i / nrows, r = i % nrows;
     const size_t row = (size_t)starts[b0 + r] + t;
     const unsigned x = onehot_class(corpus_words + row * words_per_row, words_per_row, V);
@@ -137,9 +144,10 @@ __device__ __forceinline__ void lstm_fwd_persistent(
   const unsigned q = col / H;
   for (unsigned t = 0; t < T; ++t) {
     for (unsigned r = 0; r < nrows; ++r) {
-      const unsigned xr = xs[t * rows + r];
+      const unsigned xr = DENSE ? 0u : xs[t * rows + r];
       // Issued before the sum, whose ~H FMAs hide its latency.
-      const float xk = xr < V ? kernel[(size_t)xr * G + col] : 0.0f;
+      const float xk = DENSE ? zx[((size_t)t * B + b0 + r) * G + col]
+                       : xr < V ? kernel[(size_t)xr * G + col] : 0.0f;
       float acc = 0.0f;
       // h_{-1} = 0 (no h0): lstm_cell_fwd_f32 skips the sum at t = 0 too.
       if (t > 0 || has_h0) {
@@ -163,7 +171,7 @@ __device__ __forceinline__ void lstm_fwd_persistent(
           }
         }
       }
-      const float xb = xr < V ? xk + bcol : NAN;
+      const float xb = DENSE ? xk : xr < V ? xk + bcol : NAN;
       const float z = acc + xb;
       const float a = q == 2 ? tanhf(z) : sigmoidf_(z);
       gs[r * G + col] = a;
@@ -374,7 +382,7 @@ __device__ __forceinline__ void lstm_bwd_persistent(
       float *__restrict__ gates, float *__restrict__ c, float *__restrict__ h,                 \
       unsigned *__restrict__ cls
 #define LSTM_FWD_ARGS(H0, C0) \
-  corpus_words, words_per_row, starts, kernel, recurrent_kernel, bias, B, T, H, V, rows, ms, H0, C0, gates, c, h, cls
+  corpus_words, words_per_row, starts, kernel, nullptr, recurrent_kernel, bias, B, T, H, V, rows, ms, H0, C0, gates, c, h, cls
 
 extern "C" __global__ void __launch_bounds__(512, 1) lstm_persistent_fwd_f32(LSTM_FWD_PARAMS) {
   lstm_fwd_persistent<0, false>(LSTM_FWD_ARGS(nullptr, nullptr));
@@ -404,6 +412,28 @@ extern "C" __global__ void __launch_bounds__(512, 1)
 extern "C" __global__ void __launch_bounds__(512, 1)
     lstm_persistent_h128_seq_fwd_f32(LSTM_SEQ_FWD_PARAMS) {
   lstm_fwd_persistent<128, true>(LSTM_FWD_ARGS(h0, c0));
+}
+
+// The sequence form's forward of a layer with a dense input: zx [T, B, 4H]
+// the precomputed input term (bias included) instead of the corpus, the
+// kernel and the bias; no cls. Same launch as the one-hot forms (the plan's
+// forward shared memory, whose classes part this form leaves unused).
+#define LSTM_DENSE_FWD_PARAMS                                                                 \
+  const float *__restrict__ zx, const float *__restrict__ recurrent_kernel, unsigned B,       \
+      unsigned T, unsigned H, unsigned rows, unsigned ms, const float *__restrict__ h0,       \
+      const float *__restrict__ c0, float *__restrict__ gates, float *__restrict__ c,         \
+      float *__restrict__ h
+#define LSTM_DENSE_FWD_ARGS \
+  nullptr, 0, nullptr, nullptr, zx, recurrent_kernel, nullptr, B, T, H, 0, rows, ms, h0, c0, gates, c, h, nullptr
+
+extern "C" __global__ void __launch_bounds__(512, 1)
+    lstm_persistent_seq_dense_fwd_f32(LSTM_DENSE_FWD_PARAMS) {
+  lstm_fwd_persistent<0, true, true>(LSTM_DENSE_FWD_ARGS);
+}
+
+extern "C" __global__ void __launch_bounds__(512, 1)
+    lstm_persistent_h128_seq_dense_fwd_f32(LSTM_DENSE_FWD_PARAMS) {
+  lstm_fwd_persistent<128, true, true>(LSTM_DENSE_FWD_ARGS);
 }
 
 // Backward through all T steps. dh_last [B, H] is dh_{T-1} (from the head);

@@ -104,11 +104,7 @@ impl Device {
         params: Params<f32>,
         rmsprop: Params<f32>,
     ) -> Result<(Box<dyn Engine + 'c>, Option<String>)> {
-        // No kernels for a stack yet: `auto` picks the CPU rather than refuse.
-        let (backend, notice) = match self {
-            Device::Auto if hyper.layers > 1 => (Backend::Cpu, Some(stack_on_auto(hyper.layers))),
-            _ => self.resolve()?,
-        };
+        let (backend, notice) = self.resolve()?;
         let engine: Box<dyn Engine + 'c> = match backend {
             Backend::Cpu => Box::new(CpuEngine::new(corpus, hyper, params, rmsprop)?),
             Backend::Sim => {
@@ -173,11 +169,15 @@ pub fn generate_with(
     }
 }
 
-/// What `--device auto` says when it runs a model of `layers` > 1 LSTM
-/// layers on the CPU: the device engines refuse stacks for now
-/// ([`crate::gpu::one_layer_only`]), so `auto` does not pick them.
-pub fn stack_on_auto(layers: usize) -> String {
-    format!("device auto: using cpu (--layers {layers} runs on the CPU only for now)")
+/// What `--device auto` says when it generates statefully from a model of
+/// `layers` > 1 LSTM layers on the CPU: the device's generation kernel runs
+/// one layer, and its fallback over predict has no state to carry
+/// (`gpu::model`), so `auto` does not pick a device for it.
+pub fn stateful_stack_on_auto(layers: usize) -> String {
+    format!(
+        "device auto: using cpu (stateful generation of a --layers {layers} model runs on the \
+         CPU only: the device's generation kernel runs one layer)"
+    )
 }
 
 /// Next-character probabilities on `backend` (resolved) for each batch of

@@ -109,21 +109,32 @@ fn a_stacked_run_trains_resumes_and_generates_on_the_cpu() {
         ]);
         assert!(!o.stdout.is_empty(), "{mode}");
     }
-    // A device engine refuses the stack, naming the fix.
-    let err = refused(&[
-        "generate",
-        "--checkpoint",
-        last.to_str().expect("utf-8"),
-        "--length",
-        "5",
-        "--device",
-        "sim",
-    ]);
-    assert!(
-        err.contains("--layers 2 runs on the CPU only") && err.contains("--device cpu")
-            || err.contains("kernels"),
-        "{err}"
-    );
+    // A device samples the stack in window mode (over its predict) and
+    // refuses stateful mode, naming the fix.
+    let ckpt = last.to_str().expect("utf-8");
+    let on_sim = |mode: &'static str| {
+        [
+            "generate",
+            "--checkpoint",
+            ckpt,
+            "--length",
+            "5",
+            "--gen-mode",
+            mode,
+            "--device",
+            "sim",
+            "--raw",
+        ]
+    };
+    if charlstm_cuda::gpu::ptx::BUILT_WITH_KERNELS {
+        let o = ok(&on_sim("window"));
+        assert!(!o.stdout.is_empty());
+        let err = refused(&on_sim("stateful"));
+        assert!(
+            err.contains("--layers 2") && err.contains("--gen-mode window"),
+            "{err}"
+        );
+    }
 }
 
 #[test]
@@ -158,12 +169,7 @@ fn bad_values_and_device_engines_are_refused_and_one_layer_dropout_is_explained(
         err.contains("1..=1024") && err.contains("--hidden"),
         "{err}"
     );
-    let err = refuse(&["--out", &out, "--layers", "2", "--device", "sim"]);
-    assert!(
-        err.contains("--layers 2 runs on the CPU only") && err.contains("--device cpu")
-            || err.contains("kernels"),
-        "{err}"
-    );
+    // (A stack trains on the device engines too: tests/gpu_layers.rs.)
 
     let one = d.s("one");
     let a = with(&[

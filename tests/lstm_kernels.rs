@@ -103,6 +103,7 @@ fn launcher_rejects_bad_dims() {
         h0: DevicePtr::NULL,
         c0: DevicePtr::NULL,
         dy: DevicePtr::NULL,
+        zx: DevicePtr::NULL,
     };
     let l = LstmLauncher::default();
     let err = l.fwd_step(&mut dev, dims, &bufs, 0).unwrap_err();

@@ -62,6 +62,7 @@ fn upload<D: GpuDevice>(dev: &mut D, case: &Case) -> LstmBuffers {
         h0: DevicePtr::NULL,
         c0: DevicePtr::NULL,
         dy: DevicePtr::NULL,
+        zx: DevicePtr::NULL,
     }
 }
 

@@ -79,6 +79,7 @@ impl Wgrad {
             h0: DevicePtr::NULL,
             c0: DevicePtr::NULL,
             dy: DevicePtr::NULL,
+            zx: DevicePtr::NULL,
         };
         let scratch = upload(dev, &mut all, &nan(WgradLauncher::scratch_len(dims)));
         Wgrad {

@@ -47,10 +47,12 @@ pub fn generate(a: GenerateArgs) -> Result<ExitCode> {
     // Resolving refuses a backend that cannot run here (no kernels, no
     // GPU), and says what `auto` picked.
     let (backend, notice) = match device {
-        // No kernels for a stack yet: `auto` picks the CPU rather than refuse.
-        Device::Auto if ckpt.hyper.layers > 1 => {
-            (Backend::Cpu, Some(device::stack_on_auto(ckpt.hyper.layers)))
-        }
+        // A device samples a stack in window mode only: `auto` picks the
+        // CPU for stateful mode rather than refuse.
+        Device::Auto if ckpt.hyper.layers > 1 && gen_mode == GenMode::Stateful => (
+            Backend::Cpu,
+            Some(device::stateful_stack_on_auto(ckpt.hyper.layers)),
+        ),
         _ => device.resolve()?,
     };
     if let Some(n) = notice {

@@ -37,6 +37,14 @@
 //! their sequence form from a carried state kept on the device, captured
 //! as a graph of its own per B and L and replayed every batch (`stream.rs`).
 //!
+//! A model of N > 1 layers (`--layers`) runs the device stack in place of
+//! steps 2 and 4 (`super::lstm::stack`, through `GpuModel::lstm_forward` /
+//! `lstm_backward`), with the CPU engine's dropout masks (`Mode::Train`
+//! keyed by `Hyper::seed` and the run's step, counted here as the CPU
+//! counts it, and mirrored in a device counter the dropout kernels read,
+//! which `dropout_step_advance_u32` moves on after each update), so a
+//! stacked step, window or stream, is captured and replayed as one layer's is.
+//!
 //! Generation (the after-epoch samples) and `predict` are the model's
 //! (`super::model`, which also holds the kernels' limits on V and H). The
 //! whole packed corpus (`rows * ceil(V/64) * 8` bytes) is uploaded once,
@@ -61,7 +69,8 @@ use crate::corpus::OneHotCorpus;
 use crate::cpu::RmsProp;
 use crate::engine::{Backend, Batch, Engine, EpochOrder, StreamBatch};
 use crate::error::{Error, Result};
-use crate::model::{Hyper, Params};
+use crate::model::{Hyper, ParamLayout, Params};
+use crate::ops::Mode;
 use crate::sample::{GenerateRequest, Progress};
 
 mod chain;
@@ -117,9 +126,24 @@ pub struct GpuEngine<'c, D: GpuDevice> {
     graph: StepGraph,
     /// Stream training's carried state and row buffers (`stream.rs`).
     stream: StreamBuffers,
+    /// `Hyper::seed`: the dropout masks' key (N > 1 layers).
+    seed: u64,
+    /// Optimizer steps the run has taken before the next batch: the
+    /// dropout masks' step, as the CPU engine counts it (`Engine::set_step`,
+    /// then one per training step of either mode).
+    step: u64,
 }
 
 impl<'c, D: GpuDevice> GpuEngine<'c, D> {
+    /// The dropout masks of the next training step (the CPU engine's).
+    pub(super) fn train_mode(&self) -> Mode {
+        Mode::Train {
+            seed: self.seed,
+            // Masks repeat after 2^32 steps, as on the CPU.
+            step: self.step as u32,
+        }
+    }
+
     /// Uploads the corpus, `params` and `rmsprop` once and allocates the
     /// gradients and the buffers of one `hyper.batch` x `hyper.maxlen` batch.
     pub fn new(
@@ -132,14 +156,14 @@ impl<'c, D: GpuDevice> GpuEngine<'c, D> {
     ) -> Result<Self> {
         let v = corpus.vocab().len();
         hyper.validate()?;
-        super::one_layer_only(backend, hyper.layers.max(params.layers))?;
         for (name, p) in [("params", &params), ("rmsprop", &rmsprop)] {
-            if (p.vocab, p.hidden) != (v, hyper.hidden) {
+            if (p.vocab, p.hidden, p.layers) != (v, hyper.hidden, hyper.layers) {
                 return Err(Error::InvalidArgument {
                     name: "GpuEngine::new",
                     what: format!(
-                        "{name} are for V = {}, H = {}, but the corpus has V = {v} and hyper H = {}",
-                        p.vocab, p.hidden, hyper.hidden
+                        "{name} are for V = {}, H = {} with {} LSTM layer(s), but the corpus has \
+                         V = {v} and hyper H = {} with {}",
+                        p.vocab, p.hidden, p.layers, hyper.hidden, hyper.layers
                     ),
                 });
             }
@@ -148,7 +172,9 @@ impl<'c, D: GpuDevice> GpuEngine<'c, D> {
         // anything is allocated. Built before any allocation so Drop frees
         // whatever was allocated if a later one fails; the corpus comes
         // first, so that one too large for the device says so.
-        let model = GpuModel::unloaded(device, backend, v, hyper.hidden)?;
+        let layout = ParamLayout::stacked(v, hyper.hidden, hyper.layers);
+        let mut model = GpuModel::unloaded(device, backend, layout)?;
+        model.dropout = f64::from(hyper.dropout);
         let mut engine = GpuEngine {
             model,
             corpus,
@@ -170,6 +196,8 @@ impl<'c, D: GpuDevice> GpuEngine<'c, D> {
             collected: Vec::new(),
             graph: StepGraph::default(),
             stream: StreamBuffers::default(),
+            seed: hyper.seed,
+            step: 0,
         };
         let dev = &mut engine.model.device;
         let words: &[u8] = bytemuck::cast_slice(corpus.words());
@@ -190,6 +218,12 @@ impl<'c, D: GpuDevice> GpuEngine<'c, D> {
         let dev = &mut engine.model.device;
         engine.d_rmsprop = dev.upload_new_f32(rmsprop.flat())?;
         engine.d_step = Self::alloc_step_state(dev)?;
+        if hyper.layers > 1 && hyper.dropout > 0.0 {
+            // The masks' step on the device, so a captured step draws the
+            // next step's masks on every replay (zero: set_step moves it).
+            let counter = dev.alloc_zeroed(std::mem::size_of::<u32>())?;
+            engine.model.dropout_step = counter;
+        }
         engine
             .model
             .batch
@@ -330,6 +364,15 @@ impl<D: GpuDevice> Engine for GpuEngine<'_, D> {
         self.model.check_shape("rmsprop", rmsprop)?;
         self.model.set_params(params)?;
         self.model.device.upload_f32(self.d_rmsprop, rmsprop.flat())
+    }
+
+    fn set_step(&mut self, step: u64) -> Result<()> {
+        self.step = step;
+        match self.model.dropout_step {
+            DevicePtr::NULL => Ok(()),
+            // Masks repeat after 2^32 steps, as on the CPU.
+            at => self.model.device.upload_u32(at, &[step as u32]),
+        }
     }
 
     fn set_learning_rate(&mut self, lr: f32) -> Result<()> {

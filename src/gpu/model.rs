@@ -12,7 +12,10 @@
 //! the window kernel's shared memory exceeds the device's, the same loop
 //! (the same Philox draws) runs over `predict` (`crate::device`'s fallback
 //! policy). Stateful mode has no such fallback (`predict` starts every
-//! window from a zero state) and is refused there, naming the fix.
+//! window from a zero state) and is refused there, naming the fix. A model
+//! of N > 1 LSTM layers (`layers.rs`: the device stack) predicts with the
+//! same chain; the generation kernel runs one layer, so a stack samples
+//! over `predict` in window mode and refuses stateful mode the same way.
 //!
 //! Limits, checked in [`GpuModel::new`] before anything is allocated
 //! ([`DeviceError::VocabTooLarge`]): `head_fwd_bwd_f32` holds a row's h,
@@ -26,10 +29,12 @@ use super::buffers::BatchBuffers;
 use super::device::{DeviceError, DevicePtr, GpuDevice, SCRATCH_FLOATS};
 use super::generate::{GenerateDims, GenerateLauncher};
 use super::head::{HeadBuffers, HeadDims, HeadLauncher};
+use super::lstm::stack::StackWorkspace;
 use super::lstm::{LstmBuffers, LstmDims, LstmLauncher};
 use crate::engine::Backend;
 use crate::error::{Error, Result};
 use crate::model::{ParamLayout, Params, Tensor};
+use crate::ops::Mode;
 use crate::sample::{GenMode, GenerateRequest, PredictFn, Progress, no_progress};
 
 /// Weights and batch buffers on a [`GpuDevice`].
@@ -46,40 +51,48 @@ pub struct GpuModel<D: GpuDevice> {
     pub(super) batch: BatchBuffers,
     /// Packed one-hot rows of `predict`'s sequences, and its capacity in rows.
     d_predict: (DevicePtr, usize),
+    /// Dropout between layers in training (`Hyper::dropout`; 0 for a
+    /// model that only predicts).
+    pub(super) dropout: f64,
+    /// N > 1 layers: the stack's activations (`layers.rs`); empty at N = 1.
+    pub(super) stack_ws: StackWorkspace,
+    /// A training engine's device step counter (u32) the dropout masks read
+    /// (`gpu::dropout`), or NULL: the host's step in `Mode::Train`.
+    pub(super) dropout_step: DevicePtr,
 }
+
+mod layers;
 
 impl<D: GpuDevice> GpuModel<D> {
     /// Uploads `params` (checked against the kernels' limits first) and
     /// allocates a gradient buffer of the same size. `backend` only labels
     /// the model (`Sim` or `Cuda`).
     pub fn new(device: D, backend: Backend, params: &Params<f32>) -> Result<Self> {
-        super::one_layer_only(backend, params.layers)?;
-        let mut model = Self::unloaded(device, backend, params.vocab, params.hidden)?;
+        let layout = ParamLayout::stacked(params.vocab, params.hidden, params.layers);
+        let mut model = Self::unloaded(device, backend, layout)?;
         model.load(params)?;
         Ok(model)
     }
 
-    /// A model of V x H checked against the kernels' limits on `device`,
-    /// nothing allocated yet: [`load`](Self::load) does that. The training
-    /// engine allocates its corpus in between, so that a corpus too large
-    /// for the device is the first allocation to fail.
-    pub(super) fn unloaded(
-        device: D,
-        backend: Backend,
-        vocab: usize,
-        hidden: usize,
-    ) -> Result<Self> {
-        check_model_fits(&device, vocab, hidden)?;
+    /// A model of `layout` checked against the kernels' limits on
+    /// `device`, nothing allocated yet: [`load`](Self::load) does that.
+    /// The training engine allocates its corpus in between, so that a
+    /// corpus too large for the device is the first allocation to fail.
+    pub(super) fn unloaded(device: D, backend: Backend, layout: ParamLayout) -> Result<Self> {
+        check_model_fits(&device, layout.vocab, layout.hidden)?;
         Ok(GpuModel {
             device,
             backend,
-            layout: ParamLayout::new(vocab, hidden),
+            layout,
             lstm: LstmLauncher::default(),
             head: HeadLauncher::default(),
             d_params: DevicePtr::NULL,
             d_grads: DevicePtr::NULL,
             batch: BatchBuffers::default(),
             d_predict: (DevicePtr::NULL, 0),
+            dropout: 0.0,
+            stack_ws: StackWorkspace::default(),
+            dropout_step: DevicePtr::NULL,
         })
     }
 
@@ -110,7 +123,7 @@ impl<D: GpuDevice> GpuModel<D> {
         self.download_flat(self.d_params)
     }
 
-    /// Replaces the weights (same V and H).
+    /// Replaces the weights (same V, H and layers).
     pub fn set_params(&mut self, params: &Params<f32>) -> Result<()> {
         self.check_shape("params", params)?;
         self.device.upload_f32(self.d_params, params.flat())
@@ -118,15 +131,15 @@ impl<D: GpuDevice> GpuModel<D> {
 
     pub(super) fn check_shape(&self, name: &str, p: &Params<f32>) -> Result<()> {
         let l = self.layout;
-        super::one_layer_only(self.backend, p.layers)?;
-        if (p.vocab, p.hidden) == (l.vocab, l.hidden) {
+        if (p.vocab, p.hidden, p.layers) == (l.vocab, l.hidden, l.layers) {
             return Ok(());
         }
         Err(Error::InvalidArgument {
             name: "GpuModel",
             what: format!(
-                "{name} are for V = {}, H = {}, this model holds V = {}, H = {}",
-                p.vocab, p.hidden, l.vocab, l.hidden
+                "{name} are for V = {}, H = {} with {} LSTM layer(s), this model holds V = {}, \
+                 H = {} with {}",
+                p.vocab, p.hidden, p.layers, l.vocab, l.hidden, l.layers
             ),
         })
     }
@@ -164,6 +177,7 @@ impl<D: GpuDevice> GpuModel<D> {
             h0: DevicePtr::NULL,
             c0: DevicePtr::NULL,
             dy: DevicePtr::NULL,
+            zx: DevicePtr::NULL,
         }
     }
 
@@ -171,13 +185,13 @@ impl<D: GpuDevice> GpuModel<D> {
     pub(super) fn head_buffers(&self, dims: LstmDims, probs: DevicePtr) -> HeadBuffers {
         let (p, g, b) = (self.d_params, self.d_grads, &self.batch);
         HeadBuffers {
-            h: dims.at(b.h, dims.seq_len - 1, dims.hidden),
+            h: dims.at(self.top_h(), dims.seq_len - 1, dims.hidden),
             dense_kernel: self.tensor(p, Tensor::DenseKernel),
             dense_bias: self.tensor(p, Tensor::DenseBias),
             targets: b.targets,
             probs,
             dlogits: b.dlogits,
-            dh: b.dh,
+            dh: self.head_dh(dims.batch),
             d_dense_kernel: self.tensor(g, Tensor::DenseKernel),
             d_dense_bias: self.tensor(g, Tensor::DenseBias),
             loss_sum: b.loss,
@@ -241,8 +255,8 @@ impl<D: GpuDevice> GpuModel<D> {
             hd,
             self.batch.targets,
         )?;
-        let bufs = self.lstm_buffers(self.d_predict.0, self.batch.starts);
-        self.lstm.forward(&mut self.device, dims, &bufs)?;
+        let (corpus, starts) = (self.d_predict.0, self.batch.starts);
+        self.lstm_forward(corpus, starts, dims, Mode::Eval)?;
         // The head's gradient outputs land in the gradient buffer: scratch
         // for inference, and a training step overwrites it before use.
         let head_bufs = self.head_buffers(dims, self.batch.probs);
@@ -279,6 +293,28 @@ impl<D: GpuDevice> GpuModel<D> {
             GenerateLauncher::shared_bytes(dims),
             self.device.max_shared_bytes(),
         );
+        let layers = self.layout.layers;
+        if layers > 1 {
+            // The one-launch kernel runs one layer: a stack samples through
+            // predict (the same loop, the same Philox draws).
+            let v = self.layout.vocab;
+            return match req.mode {
+                GenMode::Window => {
+                    req.run_on_with(PredictFn(|x: &[u32], t| self.predict(x, t)), v, progress)
+                }
+                GenMode::Stateful => Err(Error::Conflict {
+                    what: format!(
+                        "--gen-mode stateful on --device {} with --layers {layers}: the \
+                         generation kernel runs one LSTM layer, and the fallback over predict \
+                         starts every window from a zero state",
+                        self.backend.name()
+                    ),
+                    fix: "use --gen-mode window on this device, or --device cpu with \
+                          --gen-mode stateful"
+                        .into(),
+                }),
+            };
+        }
         if needed > limit as usize {
             // The one-launch kernel keeps a block's whole model state in
             // shared memory; too large here, so the same loop (the same
@@ -317,7 +353,13 @@ impl<D: GpuDevice> GpuModel<D> {
     /// Frees every buffer (the model is unusable afterwards).
     pub(super) fn free_all(&mut self) -> Result<()> {
         self.batch.free(&mut self.device)?;
-        for p in [self.d_params, self.d_grads, self.d_predict.0] {
+        self.stack_ws.free(&mut self.device)?;
+        for p in [
+            self.d_params,
+            self.d_grads,
+            self.d_predict.0,
+            self.dropout_step,
+        ] {
             if p != DevicePtr::NULL {
                 self.device.free(p)?;
             }
@@ -325,6 +367,7 @@ impl<D: GpuDevice> GpuModel<D> {
         self.d_params = DevicePtr::NULL;
         self.d_grads = DevicePtr::NULL;
         self.d_predict = (DevicePtr::NULL, 0);
+        self.dropout_step = DevicePtr::NULL;
         Ok(())
     }
 }

@@ -64,6 +64,25 @@ pub(crate) fn check_p(p: f64) -> Result<()> {
     }
 }
 
+/// Checks a mask over `rows` = T·B rows of `h` units (p in [0, 1), and
+/// T·B·ceil(H/4) within the counter's 32-bit block word) and returns its
+/// Philox block count: the checks of [`mask`], shared with the device's
+/// dropout (`gpu::dropout`), so both refuse the same calls alike.
+pub(crate) fn check_call(p: f64, rows: usize, h: usize) -> Result<usize> {
+    check_p(p)?;
+    let blocks_per_row = h.div_ceil(4);
+    rows.checked_mul(blocks_per_row)
+        .filter(|&n| u32::try_from(n).is_ok())
+        .ok_or_else(|| Error::InvalidArgument {
+            name: "lstm.dropout",
+            what: format!(
+                "a dropout mask of T * B * ceil(H / 4) = {rows} * {blocks_per_row} Philox \
+                 blocks does not fit the counter's 32-bit block word; split the batch or the \
+                 sequence into smaller calls"
+            ),
+        })
+}
+
 /// The keep-mask of layer `layer`'s output, `[T, B, H]` time-major
 /// (`(t * B + b) * H + j`), `true` = kept: the counter layout above.
 ///
@@ -75,19 +94,8 @@ pub fn mask(
     layer: u32,
     (t, b, h): (usize, usize, usize),
 ) -> Result<Vec<bool>> {
-    check_p(p)?;
+    let blocks = check_call(p, t * b, h)?;
     let blocks_per_row = h.div_ceil(4);
-    let blocks = (t * b)
-        .checked_mul(blocks_per_row)
-        .filter(|&n| u32::try_from(n).is_ok())
-        .ok_or_else(|| Error::InvalidArgument {
-            name: "lstm.dropout",
-            what: format!(
-                "a dropout mask of T * B * ceil(H / 4) = {t} * {b} * {blocks_per_row} Philox \
-                 blocks does not fit the counter's 32-bit block word; split the batch or the \
-                 sequence into smaller calls"
-            ),
-        })?;
     let (philox, thr) = (Philox::new(seed), threshold(p));
     let mut out = Vec::with_capacity(t * b * h);
     for block in 0..blocks as u64 {

@@ -8,6 +8,7 @@ use crate::error::{Error, Result};
 use crate::gpu::device::{DevicePtr, GpuDevice};
 use crate::gpu::head::HeadDims;
 use crate::gpu::lstm::LstmDims;
+use crate::ops::Mode;
 
 impl<D: GpuDevice> GpuEngine<'_, D> {
     /// Checks `starts`: every window and its target inside the corpus.
@@ -37,17 +38,24 @@ impl<D: GpuDevice> GpuEngine<'_, D> {
     /// One whole step (forward, head, backward, update, loss appended to
     /// the log) of `batch` windows whose starts are at `d_starts`.
     pub(super) fn step_at(&mut self, d_starts: DevicePtr, batch: usize) -> Result<()> {
-        let dims = self.forward_head_at(d_starts, batch)?;
-        self.backward_update(dims)?;
+        let mode = self.train_mode();
+        let dims = self.forward_head_at(d_starts, batch, mode)?;
+        self.backward_update(dims, mode)?;
         self.append_loss()
     }
 
-    /// Room for a batch of `rows` windows.
+    /// Room for a batch of `rows` windows (and the stack's, N > 1, so a
+    /// step about to be captured allocates nothing).
     pub(super) fn ensure_batch(&mut self, rows: usize) -> Result<()> {
         let (h, v) = (self.model.layout.hidden, self.model.layout.vocab);
         self.model
             .batch
-            .ensure(&mut self.model.device, rows, self.maxlen, h, v)
+            .ensure(&mut self.model.device, rows, self.maxlen, h, v)?;
+        if self.model.layers() > 1 {
+            let dims = self.model.dims(rows, self.maxlen);
+            self.model.ensure_stack(dims)?;
+        }
+        Ok(())
     }
 
     /// Targets + LSTM forward + head (forward and backward) for `starts`;
@@ -55,15 +63,17 @@ impl<D: GpuDevice> GpuEngine<'_, D> {
     pub(super) fn forward_head(&mut self, starts: &[u32]) -> Result<LstmDims> {
         self.ensure_batch(starts.len())?;
         let d_starts = self.upload_starts(starts)?;
-        self.forward_head_at(d_starts, starts.len())
+        // Evaluation: no dropout.
+        self.forward_head_at(d_starts, starts.len(), Mode::Eval)
     }
 
     /// [`forward_head`](Self::forward_head) for `batch` windows whose starts
-    /// are at `d_starts` on the device: launches only.
+    /// are at `d_starts` on the device, dropout as `mode` says: launches only.
     pub(super) fn forward_head_at(
         &mut self,
         d_starts: DevicePtr,
         batch: usize,
+        mode: Mode,
     ) -> Result<LstmDims> {
         let (h, v) = (self.model.layout.hidden, self.model.layout.vocab);
         let dims = self.model.dims(batch, self.maxlen);
@@ -83,10 +93,8 @@ impl<D: GpuDevice> GpuEngine<'_, D> {
             hd,
             self.model.batch.targets,
         )?;
-        let lstm_bufs = self.model.lstm_buffers(self.d_corpus, d_starts);
         self.model
-            .lstm
-            .forward(&mut self.model.device, dims, &lstm_bufs)?;
+            .lstm_forward(self.d_corpus, d_starts, dims, mode)?;
         let head_bufs = self.model.head_buffers(dims, DevicePtr::NULL);
         let scale = 1.0 / dims.batch as f32;
         self.model
@@ -95,21 +103,24 @@ impl<D: GpuDevice> GpuEngine<'_, D> {
         Ok(dims)
     }
 
-    /// LSTM backward, clipping (with `--clip-norm`) and RMSprop after
-    /// [`forward_head`](Self::forward_head): launches only.
-    pub(super) fn backward_update(&mut self, dims: LstmDims) -> Result<()> {
-        let bufs = self.model.lstm_buffers(self.d_corpus, DevicePtr::NULL);
-        // backward reads only h, cls, gates, c, dz, dh, dc and writes grads:
-        // the corpus and starts are not needed again.
-        self.model
-            .lstm
-            .backward(&mut self.model.device, dims, &bufs)?;
+    /// LSTM backward (of the forward in `mode`), clipping (with
+    /// `--clip-norm`) and RMSprop after [`forward_head`](Self::forward_head):
+    /// launches only.
+    pub(super) fn backward_update(&mut self, dims: LstmDims, mode: Mode) -> Result<()> {
+        self.model.lstm_backward(dims, mode)?;
         self.clip_and_update()
     }
 
     /// Clipping (with `--clip-norm`) and RMSprop over the gradients a
-    /// backward left: launches only.
+    /// backward left, one optimizer step of the run: launches only.
     pub(super) fn clip_and_update(&mut self) -> Result<()> {
+        self.step += 1;
+        if self.model.dropout_step != DevicePtr::NULL {
+            // After this step's forward and backward read it.
+            let at = self.model.dropout_step;
+            crate::gpu::dropout::DropoutLauncher::default()
+                .advance_step(&mut self.model.device, at)?;
+        }
         if let Some(max_norm) = self.clip_norm {
             let (n, grads) = (self.model.layout.len(), self.model.d_grads);
             // No norm written back: nothing on the host needs it.

@@ -153,6 +153,9 @@ impl<D: GpuDevice> GpuEngine<'_, D> {
 
     /// Whether a full batch at the order's cursor may run as the graph.
     pub(super) fn graph_eligible(&self, batch: usize) -> bool {
+        // A stack's workspace is allocated with the batch buffers (its
+        // addresses are in the key), and its dropout masks read their step
+        // from the device counter, which the step itself advances.
         self.graphs_on(StepKind::Window) && batch == self.batch_size
     }
 
@@ -165,6 +168,8 @@ impl<D: GpuDevice> GpuEngine<'_, D> {
         let mut key = vec![batch as u64, self.maxlen as u64, lr, clip, self.d_order.0];
         key.extend([b.batch as u64, b.seq_len as u64, self.d_step.0]);
         key.extend(b.all().iter().map(|p| p.0));
+        key.extend(self.model.stack_ws.addresses().map(|p| p.0));
+        key.push(self.model.dropout_step.0);
         key
     }
 

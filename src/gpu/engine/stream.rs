@@ -24,9 +24,17 @@
 //!    after the backward read c0 from it;
 //! 6. the loss appended to the device log (`collect_losses` reads it).
 //!
-//! The carried state is one [2, B, H] buffer (h, then c), kept between
-//! batches; its B is the first stream batch's, and a batch with another B
-//! must start afresh (`carry` false), which reallocates it.
+//! The carried state is one [N, 2, B, H] buffer (per layer h, then c),
+//! kept between batches; its B is the first stream batch's, and a batch
+//! with another B must start afresh (`carry` false), which reallocates it.
+//! `stream_state` hands it out as the CPU engine does: h and c [N*B, H]
+//! each, layer-major.
+//!
+//! N > 1 layers run the device stack (`gpu::lstm::stack`) in its sequence
+//! form instead of the one recurrence, with the window step's dropout masks
+//! (`Mode::Train` at the run's step); the stack reads each layer's initial
+//! state from the carried buffer (its `state_stride` skips the c between),
+//! and `stream_state_carry_f32` runs once per layer.
 
 use super::GpuEngine;
 use super::graph::StepKind;
@@ -35,6 +43,7 @@ use crate::error::{Error, Result};
 use crate::gpu::device::{DevicePtr, GpuDevice};
 use crate::gpu::head::{HeadBuffers, HeadDims};
 use crate::gpu::lstm::LstmBuffers;
+use crate::gpu::lstm::stack::StackIo;
 
 const F32: usize = std::mem::size_of::<f32>();
 const U32: usize = std::mem::size_of::<u32>();
@@ -48,7 +57,7 @@ pub(super) struct StreamBuffers {
     batch: usize,
     /// Whether `state` holds a state (a stream step ran, or one was set).
     has_state: bool,
-    /// [2, B, H]: h, then c.
+    /// [N, 2, B, H]: per layer h, then c.
     state: DevicePtr,
     /// B x L the row buffers below are sized for.
     rows: usize,
@@ -56,8 +65,8 @@ pub(super) struct StreamBuffers {
     dy: DevicePtr,       // [L*B, H] the head's dh
     dlogits: DevicePtr,  // [L*B, V]
     row_loss: DevicePtr, // [L*B]
-    dh: DevicePtr,       // [B, H] dh_L in (zero), dh_{-1} out
-    dc: DevicePtr,       // [B, H]
+    dh: DevicePtr,       // [N, B, H] dh_L in (zero), dh_{-1} out
+    dc: DevicePtr,       // [N, B, H]
 }
 
 impl StreamBuffers {
@@ -90,24 +99,29 @@ impl StreamBuffers {
         Ok(())
     }
 
-    /// A state buffer for `batch` streams (the old one, if its B matches;
-    /// else a fresh one, holding no state yet).
-    fn ensure_state<D: GpuDevice>(&mut self, dev: &mut D, batch: usize, h: usize) -> Result<()> {
+    /// A state buffer for `batch` streams of `n` layers of `h` units (the
+    /// old one, if its B matches; else a fresh one, holding no state yet).
+    fn ensure_state<D: GpuDevice>(
+        &mut self,
+        dev: &mut D,
+        batch: usize,
+        (n, h): (usize, usize),
+    ) -> Result<()> {
         if batch == self.batch && self.state != DevicePtr::NULL {
             return Ok(());
         }
         self.free(dev)?;
-        self.state = dev.alloc_zeroed(2 * batch * h * F32)?;
+        self.state = dev.alloc_zeroed(2 * n * batch * h * F32)?;
         self.batch = batch;
         Ok(())
     }
 
-    /// Row buffers for `batch` x `seq_len` rows of a V x H model.
+    /// Row buffers for `batch` x `seq_len` rows of a V x H model of `n` layers.
     fn ensure_rows<D: GpuDevice>(
         &mut self,
         dev: &mut D,
         (batch, seq_len): (usize, usize),
-        (h, v): (usize, usize),
+        (n, h, v): (usize, usize, usize),
     ) -> Result<()> {
         let rows = batch * seq_len;
         if rows <= self.rows && self.dh != DevicePtr::NULL {
@@ -118,8 +132,8 @@ impl StreamBuffers {
         self.dy = dev.alloc(rows * h * F32)?;
         self.dlogits = dev.alloc(rows * v * F32)?;
         self.row_loss = dev.alloc(rows * F32)?;
-        self.dh = dev.alloc(batch * h * F32)?;
-        self.dc = dev.alloc(batch * h * F32)?;
+        self.dh = dev.alloc(n * batch * h * F32)?;
+        self.dc = dev.alloc(n * batch * h * F32)?;
         self.rows = rows;
         Ok(())
     }
@@ -135,16 +149,22 @@ impl<D: GpuDevice> GpuEngine<'_, D> {
         batch.check(self.corpus.rows(), kept)?;
         let (b, l) = (batch.starts.len(), batch.seq_len);
         let (h, v) = (self.model.layout.hidden, self.model.layout.vocab);
+        let n = self.model.layers();
         let dev = &mut self.model.device;
         self.model.batch.ensure(dev, b, l, h, v)?;
-        self.stream.ensure_state(dev, b, h)?;
-        self.stream.ensure_rows(dev, (b, l), (h, v))?;
+        self.stream.ensure_state(dev, b, (n, h))?;
+        self.stream.ensure_rows(dev, (b, l), (n, h, v))?;
         dev.upload_u32(self.model.batch.starts, batch.starts)?;
+        if n > 1 {
+            // Before any capture: a capture may not allocate.
+            self.model.ensure_stack(self.model.dims(b, l))?;
+        }
         // Valid again only once this step has written it: a step that fails
         // part way (after zeroing it, say) leaves no state to carry.
         self.stream.has_state = false;
         if !batch.carry {
-            dev.zero(self.stream.state, 2 * b * h * F32)?;
+            let dev = &mut self.model.device;
+            dev.zero(self.stream.state, 2 * n * b * h * F32)?;
         }
         if self.graphs_on(StepKind::Stream) {
             let s = &self.stream;
@@ -164,7 +184,10 @@ impl<D: GpuDevice> GpuEngine<'_, D> {
     /// launches and memsets only, so that it can be captured.
     fn stream_body(&mut self, b: usize, l: usize) -> Result<()> {
         let (h, v) = (self.model.layout.hidden, self.model.layout.vocab);
+        let n = self.model.layers();
         let dims = self.model.dims(b, l);
+        let mode = self.train_mode();
+        let state_bytes = b * h * F32;
         let d_starts = self.model.batch.starts;
         let rows = HeadDims {
             batch: b * l,
@@ -183,20 +206,40 @@ impl<D: GpuDevice> GpuEngine<'_, D> {
             HeadDims { batch: b, ..rows },
             targets,
         )?;
+        // One layer: the recurrence's sequence form over the model's batch
+        // buffers, exactly as before stacks; N: the stack, each layer from
+        // its slice [h_l, c_l] of the carried state.
         let lstm_bufs = LstmBuffers {
             h0: state,
-            c0: state.offset(b * h * F32),
+            c0: state.offset(state_bytes),
             dy,
             dh,
             dc,
             ..self.model.lstm_buffers(self.d_corpus, d_starts)
         };
-        self.model
-            .lstm
-            .forward(&mut self.model.device, dims, &lstm_bufs)?;
+        let io = StackIo {
+            h0: state,
+            c0: state.offset(state_bytes),
+            state_stride: 2 * state_bytes,
+            dy,
+            dh,
+            dc,
+            ..self.model.stack_io(self.d_corpus, d_starts)
+        };
+        let stack = n > 1;
+        let sd = self.model.stack_dims(dims);
+        if stack {
+            let bufs = self.model.stack_ws.buffers(sd, &io)?;
+            let launcher = self.model.stack_launcher();
+            launcher.forward(&mut self.model.device, sd, &bufs, mode)?;
+        } else {
+            self.model
+                .lstm
+                .forward(&mut self.model.device, dims, &lstm_bufs)?;
+        }
         let head_bufs = HeadBuffers {
-            // All L*B rows of the t-major h: row t*B + b.
-            h: lstm_bufs.h,
+            // All L*B rows of the top layer's t-major h: row t*B + b.
+            h: self.model.top_h(),
             targets,
             dlogits: self.stream.dlogits,
             dh: dy,
@@ -209,51 +252,83 @@ impl<D: GpuDevice> GpuEngine<'_, D> {
             .fwd_bwd(&mut self.model.device, rows, &head_bufs, scale)?;
         // dh_L = dc_L = 0: truncated BPTT stops at the batch's end.
         let dev = &mut self.model.device;
-        dev.zero(dh, b * h * F32)?;
-        dev.zero(dc, b * h * F32)?;
-        self.model.lstm.backward(dev, dims, &lstm_bufs)?;
+        dev.zero(dh, n * state_bytes)?;
+        dev.zero(dc, n * state_bytes)?;
+        if stack {
+            let bufs = self.model.stack_ws.buffers(sd, &io)?;
+            let launcher = self.model.stack_launcher();
+            launcher.backward(&mut self.model.device, sd, &bufs, mode)?;
+        } else {
+            self.model.lstm.backward(dev, dims, &lstm_bufs)?;
+        }
         self.clip_and_update()?;
-        let (h_last, c_last) = (
-            dims.at(lstm_bufs.h, l - 1, h),
-            dims.at(lstm_bufs.c, l - 1, h),
-        );
-        self.batch_kernels
-            .carry_state(&mut self.model.device, h_last, c_last, b * h, state)?;
+        for layer in 0..n {
+            let (h_last, c_last) = (
+                dims.at(self.model.layer_h(layer), l - 1, h),
+                dims.at(self.model.layer_c(layer), l - 1, h),
+            );
+            let dst = state.offset(layer * 2 * state_bytes);
+            self.batch_kernels
+                .carry_state(&mut self.model.device, h_last, c_last, b * h, dst)?;
+        }
         self.append_loss()
     }
 
-    /// The carried state, (h, c) [B, H] each; empty before any stream batch.
+    /// The carried state, (h, c) [N*B, H] each (layer-major, as the CPU
+    /// engine's); empty before any stream batch.
     pub(super) fn download_stream_state(&mut self) -> Result<(Vec<f32>, Vec<f32>)> {
         let s = &self.stream;
         if !s.has_state {
             return Ok((Vec::new(), Vec::new()));
         }
         let n = s.batch * self.model.layout.hidden;
-        let mut both = self.model.device.download_vec_f32(s.state, 2 * n)?;
-        let c = both.split_off(n);
-        Ok((both, c))
+        let layers = self.model.layers();
+        let all = self
+            .model
+            .device
+            .download_vec_f32(s.state, 2 * layers * n)?;
+        let (mut h, mut c) = (
+            Vec::with_capacity(layers * n),
+            Vec::with_capacity(layers * n),
+        );
+        for pair in all.chunks_exact(2 * n) {
+            h.extend_from_slice(&pair[..n]);
+            c.extend_from_slice(&pair[n..]);
+        }
+        Ok((h, c))
     }
 
-    /// Replaces the carried state with `h`, `c` [B, H] (B from their length).
+    /// Replaces the carried state with `h`, `c` [N*B, H] (B from their
+    /// length, N the model's layers).
     pub(super) fn upload_stream_state(&mut self, h: &[f32], c: &[f32]) -> Result<()> {
         let hidden = self.model.layout.hidden;
-        if h.len() != c.len() || h.is_empty() || !h.len().is_multiple_of(hidden) {
+        let layers = self.model.layers();
+        let per_stream = layers * hidden;
+        if h.len() != c.len() || h.is_empty() || !h.len().is_multiple_of(per_stream) {
             return Err(Error::InvalidArgument {
                 name: "set_stream_state",
                 what: format!(
-                    "h has {} values and c {}: each must be [B, H] with H = {hidden} and B >= 1",
+                    "h has {} values and c {}: each must be {} with H = {hidden} and B >= 1",
                     h.len(),
-                    c.len()
+                    c.len(),
+                    match layers {
+                        1 => "[B, H]".to_string(),
+                        n => format!("[N*B, H] with N = {n} layers"),
+                    }
                 ),
             });
         }
-        let b = h.len() / hidden;
+        let b = h.len() / per_stream;
         self.stream
-            .ensure_state(&mut self.model.device, b, hidden)?;
+            .ensure_state(&mut self.model.device, b, (layers, hidden))?;
+        let n = b * hidden;
+        let mut pairs = Vec::with_capacity(2 * h.len());
+        for (hl, cl) in h.chunks_exact(n).zip(c.chunks_exact(n)) {
+            pairs.extend_from_slice(hl);
+            pairs.extend_from_slice(cl);
+        }
         let state = self.stream.state;
-        let dev = &mut self.model.device;
-        dev.upload_f32(state, h)?;
-        dev.upload_f32(state.offset(h.len() * F32), c)?;
+        self.model.device.upload_f32(state, &pairs)?;
         self.stream.has_state = true;
         Ok(())
     }

@@ -5,7 +5,9 @@
 
 use super::{LstmBuffers, LstmDims, LstmLauncher, Sizes};
 use crate::error::Result;
-use crate::gpu::contract::lstm::{LstmCellBwdF32, LstmCellFwdF32, LstmDhBwdF32, LstmWgradBwdF32};
+use crate::gpu::contract::lstm::{
+    LstmCellBwdF32, LstmCellDenseFwdF32, LstmCellFwdF32, LstmDhBwdF32, LstmWgradBwdF32,
+};
 use crate::gpu::device::{DeviceError, DevicePtr, GpuDevice, LaunchConfig, blocks_for};
 
 impl LstmLauncher {
@@ -25,9 +27,10 @@ impl LstmLauncher {
         Ok((s.b != 0 && s.h != 0).then_some(s))
     }
 
-    /// Forward step `t` (0-based, `< T`): reads corpus rows `starts[b] + t`,
-    /// `h[t-1]`, `c[t-1]` (at t = 0 `h0`, `c0`, zeros where NULL);
-    /// overwrites `gates[t]`, `c[t]`, `h[t]`, `cls[t]`.
+    /// Forward step `t` (0-based, `< T`): reads corpus rows `starts[b] + t`
+    /// (a dense layer: `zx[t]`), `h[t-1]`, `c[t-1]` (at t = 0 `h0`, `c0`,
+    /// zeros where NULL); overwrites `gates[t]`, `c[t]`, `h[t]`, `cls[t]`
+    /// (not for a dense layer).
     pub fn fwd_step<D: GpuDevice>(
         &self,
         dev: &mut D,
@@ -35,10 +38,31 @@ impl LstmLauncher {
         bufs: &LstmBuffers,
         t: usize,
     ) -> Result<()> {
-        let Some(s) = self.step_sizes(Self::FWD, dims, t)? else {
+        let name = if bufs.is_dense() {
+            Self::DENSE_FWD
+        } else {
+            Self::FWD
+        };
+        let Some(s) = self.step_sizes(name, dims, t)? else {
             return Ok(());
         };
         let (h, g) = (dims.hidden, 4 * dims.hidden);
+        if bufs.is_dense() {
+            // As below, with zx step t [B, 4H] of the t-major [T, B, 4H] input term in place of
+            // the corpus, kernel and bias; no cls. Grid-stride over B*H.
+            let args = LstmCellDenseFwdF32 {
+                zx: dims.at(bufs.zx, t, g),
+                recurrent_kernel: bufs.recurrent_kernel,
+                B: s.b,
+                H: s.h,
+                h_prev: dims.before(bufs.h, t, h, bufs.h0),
+                c_prev: dims.before(bufs.c, t, h, bufs.c0),
+                gates: dims.at(bufs.gates, t, g),
+                c: dims.at(bufs.c, t, h),
+                h: dims.at(bufs.h, t, h),
+            };
+            return args.launch(dev, name, self.step_grid(dims));
+        }
         // The per-step pointers are step t (t-1 for the previous state, h0 / c0 [B, H] or null at
         // t = 0) of the t-major buffers of LstmBuffers; the caller guarantees every starts[b] + t
         // is a row of the corpus. Grid-stride over B*H.

@@ -8,7 +8,9 @@
 //!   persistent kernels are checked against and the fallback;
 //! - [`wgrad`]: the three weight gradients after the recurrence
 //!   (`kernels/wgrad.cu`) when `LstmBuffers::wgrad_scratch` is set, else the
-//!   reference `lstm_wgrad_bwd_f32` of [`cell`].
+//!   reference `lstm_wgrad_bwd_f32` of [`cell`];
+//! - [`stack`]: N layers over these, with the dense products
+//!   (`super::gemm`) and dropout (`super::dropout`) between them.
 //!
 //! Gate order i, f, c(g), o along every 4H axis. The saved state is t-major
 //! (see [`LstmBuffers`]).
@@ -21,9 +23,20 @@
 //! selects the sequence form's forward, `dy` set its backward. The window
 //! form's kernels are compiled exactly as before the sequence form existed
 //! (template flags), so the notebook's bits and speed do not move.
+//!
+//! Two inputs. One-hot (a first layer over characters): the input term is
+//! a gathered row of `kernel` plus `bias`, decoded from the corpus. Dense
+//! (a layer above the first, `zx` set): the input term `Z_x = X @ kernel +
+//! bias` [T, B, 4H] of all steps is one GEMM ahead of the recurrence
+//! (`super::gemm`), and the forward reads it (the `_dense_` forward
+//! kernels, always in the sequence form: h0 / c0 NULL are zeros). The
+//! backward does not depend on the input; the weight gradients of a dense
+//! layer are run with V = 0 (d recurrent_kernel and d bias; its d kernel
+//! `X^T @ dz` is the caller's GEMM, as is `dX = dz @ kernel^T`).
 
 pub mod cell;
 pub mod persistent;
+pub mod stack;
 pub mod wgrad;
 
 use super::device::{DeviceError, DevicePtr, GpuDevice, check_whole_warps, kernel_u32};
@@ -45,7 +58,8 @@ const F32: usize = std::mem::size_of::<f32>();
 /// | `gates` | [T, B, 4H] activated i, f, g, o | forward |
 /// | `c` | [T, B, H] cell state | forward |
 /// | `h` | [T, B, H] hidden state; `h[T-1]` feeds the head | forward |
-/// | `cls` | [T, B] u32 decoded input classes | forward |
+/// | `cls` | [T, B] u32 decoded input classes (dense input: not written; any readable [T, B] u32 buffer, which the weight gradients read at V = 0 and add to no row) | forward |
+/// | `zx` | [T, B, 4H] the dense input term `X @ kernel + bias`, or NULL (one-hot: the corpus) | caller |
 /// | `h0`, `c0` | [B, H] initial state, or NULL (zeros; both NULL: the window form) | caller |
 /// | `dy` | [T, B, H] gradient arriving at every h_t, or NULL (the window form) | caller |
 /// | `dz` | [T, B, 4H] pre-activation gradients | backward |
@@ -74,8 +88,12 @@ pub struct LstmBuffers {
     pub c: DevicePtr,
     /// [T, B, H] hidden state, saved by the forward; `h[T-1]` feeds the head.
     pub h: DevicePtr,
-    /// [T, B] u32 input classes the forward decoded, reused by the weight gradients.
+    /// [T, B] u32 input classes the forward decoded, reused by the weight
+    /// gradients (a dense layer: any readable [T, B] u32 buffer, see the table).
     pub cls: DevicePtr,
+    /// [T, B, 4H] a dense layer's input term `X @ kernel + bias` for all
+    /// steps, or NULL: the one-hot input decoded from `corpus_words`.
+    pub zx: DevicePtr,
     /// [B, H] initial hidden state h_{-1}, or NULL: zeros.
     pub h0: DevicePtr,
     /// [B, H] initial cell state c_{-1}, or NULL: zeros.
@@ -109,6 +127,11 @@ impl LstmBuffers {
         self.h0 != DevicePtr::NULL || self.c0 != DevicePtr::NULL
     }
 
+    /// Whether the input is dense (`zx` set), not one-hot.
+    pub fn is_dense(&self) -> bool {
+        self.zx != DevicePtr::NULL
+    }
+
     /// The sequence form's backward needs `dh` and `dc` (they carry the
     /// final and initial states' gradients), and an initial state needs
     /// it: the window form's backward takes c_{-1} = 0 and h_{-1} = 0.
@@ -140,10 +163,24 @@ pub struct LstmDims {
     pub seq_len: usize,
     /// Hidden units H.
     pub hidden: usize,
-    /// Vocabulary size V.
+    /// Vocabulary size V (0 for a dense layer: no classes).
     pub vocab: usize,
     /// u64 words per packed one-hot row, `ceil(V / 64)`.
     pub words_per_row: usize,
+}
+
+impl LstmDims {
+    /// The sizes of a dense layer of `hidden` units over `batch` x `seq_len`
+    /// (V = 0: no classes, see [`LstmBuffers::zx`]).
+    pub fn dense(batch: usize, seq_len: usize, hidden: usize) -> Self {
+        LstmDims {
+            batch,
+            seq_len,
+            hidden,
+            vocab: 0,
+            words_per_row: 0,
+        }
+    }
 }
 
 impl LstmDims {
@@ -223,6 +260,7 @@ struct Sizes {
 
 impl LstmLauncher {
     const FWD: &'static str = "lstm_cell_fwd_f32";
+    const DENSE_FWD: &'static str = "lstm_cell_dense_fwd_f32";
     const BWD: &'static str = "lstm_cell_bwd_f32";
     const DH: &'static str = "lstm_dh_bwd_f32";
     const WGRAD: &'static str = "lstm_wgrad_bwd_f32";
@@ -278,14 +316,31 @@ impl LstmLauncher {
     }
 
     /// The whole forward recurrence: steps 0..T in order, one persistent
-    /// launch or T per-step launches (see [`LstmPath`]).
+    /// launch or T per-step launches (see [`LstmPath`]); from `zx` when
+    /// set (a dense layer, which needs `dims.vocab` = 0), else from the
+    /// corpus.
     pub fn forward<D: GpuDevice>(
         &self,
         dev: &mut D,
         dims: LstmDims,
         bufs: &LstmBuffers,
     ) -> Result<()> {
-        self.sizes(Self::FWD, dims)?;
+        let name = if bufs.is_dense() {
+            Self::DENSE_FWD
+        } else {
+            Self::FWD
+        };
+        self.sizes(name, dims)?;
+        if bufs.is_dense() && dims.vocab != 0 {
+            return Err(DeviceError::BadArguments {
+                kernel: name,
+                what: format!(
+                    "a dense layer (zx set) has no classes, but V = {}: pass LstmDims::dense",
+                    dims.vocab
+                ),
+            }
+            .into());
+        }
         if let Some(plan) = self.plan(dev, dims)? {
             return plan.forward(dev, dims, bufs);
         }

@@ -12,7 +12,7 @@ use super::{LstmBuffers, LstmDims};
 use crate::error::Result;
 use crate::gpu::contract::lstm_persistent::{
     self as contract, LstmPersistentBwdF32, LstmPersistentFwdF32, LstmPersistentSeqBwdF32,
-    LstmPersistentSeqFwdF32,
+    LstmPersistentSeqDenseFwdF32, LstmPersistentSeqFwdF32,
 };
 use crate::gpu::device::{DevicePtr, GpuDevice, LaunchConfig, kernel_u32};
 
@@ -125,11 +125,23 @@ impl PersistentPlan {
         self.kernels_for(false, false)
     }
 
-    /// The (forward, backward) kernels for `bufs`: the sequence form's
-    /// forward when it has an initial state, its backward when it has a
-    /// gradient at every step (see [`LstmBuffers`]).
+    /// The (forward, backward) kernels for `bufs`: the dense forward for a
+    /// dense input, the sequence form's forward when it has an initial
+    /// state, its backward when it has a gradient at every step (see
+    /// [`LstmBuffers`]).
     pub fn kernels_of(&self, bufs: &LstmBuffers) -> (&'static str, &'static str) {
-        self.kernels_for(bufs.has_initial_state(), bufs.dy != DevicePtr::NULL)
+        let (fwd, bwd) = self.kernels_for(bufs.has_initial_state(), bufs.dy != DevicePtr::NULL);
+        match bufs.is_dense() {
+            true => (self.dense_forward(), bwd),
+            false => (fwd, bwd),
+        }
+    }
+
+    /// The forward kernel of a dense layer (the sequence form's; its h0 /
+    /// c0 may be NULL).
+    pub fn dense_forward(&self) -> &'static str {
+        // KERNELS lists the generic-H build first, then H = 128's.
+        LstmPersistentSeqDenseFwdF32::KERNELS[usize::from(self.specialized)]
     }
 
     /// The (forward, backward) kernels in the sequence form (`true`) or
@@ -165,9 +177,9 @@ impl PersistentPlan {
         ))
     }
 
-    /// The whole forward: reads corpus rows `starts[b] + t` and the
-    /// initial state `h0`, `c0` when given, overwrites `gates`, `c`, `h`,
-    /// `cls` for all T steps (as the per-step kernel's T launches do, to
+    /// The whole forward: reads corpus rows `starts[b] + t` (a dense layer:
+    /// `zx`) and the initial state `h0`, `c0` when given, overwrites
+    /// `gates`, `c`, `h`, `cls` (not for a dense layer) for all T steps (as the per-step kernel's T launches do, to
     /// the same bits).
     pub fn forward<D: GpuDevice>(
         &self,
@@ -179,6 +191,26 @@ impl PersistentPlan {
         let (b, t, h, v, rows, ms, blocks) = self.u32s(name, dims)?;
         let wpr = kernel_u32(name, "words_per_row", dims.words_per_row)?;
         let cfg = LaunchConfig::linear(blocks, 4 * h, self.fwd_shared as u32);
+        if bufs.is_dense() {
+            // zx the whole t-major [T, B, 4H] input term, h0 / c0 [B, H] or NULL (zeros); the
+            // launch of the one-hot forms (whose classes part of the shared memory this form
+            // leaves unused); writes no cls.
+            let args = LstmPersistentSeqDenseFwdF32 {
+                zx: bufs.zx,
+                recurrent_kernel: bufs.recurrent_kernel,
+                B: b,
+                T: t,
+                H: h,
+                rows,
+                ms,
+                h0: bufs.h0,
+                c0: bufs.c0,
+                gates: bufs.gates,
+                c: bufs.c,
+                h: bufs.h,
+            };
+            return args.launch(dev, name, cfg);
+        }
         if bufs.has_initial_state() {
             // As the window form below, plus h0 / c0 [B, H] (either may be NULL: zeros).
             let args = LstmPersistentSeqFwdF32 {

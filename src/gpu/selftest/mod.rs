@@ -27,7 +27,8 @@
 //! Files: `kernels.rs` the per-kernel checks (RMSprop, gradient clipping, head, LSTM forward
 //! and backward), `sequence.rs` the same kernels' sequence form (initial state, a loss at
 //! every step, the head over B*T rows), `batch.rs` the captured step's bookkeeping kernels, `training.rs` the engine-vs-engine steps, `report.rs` the
-//! rows and the table, `full_shape.rs` the training and generation checks
+//! rows and the table, `stack.rs` the stacked layers' kernels (dense GEMMs, dropout, the
+//! device stack), `full_shape.rs` the training and generation checks
 //! at the Keras shape for the simulator ([`run_full_shape`]).
 
 mod batch;
@@ -36,6 +37,7 @@ mod generate;
 mod kernels;
 mod report;
 mod sequence;
+mod stack;
 mod training;
 
 pub use batch::{check_batch_select, check_loss_log};
@@ -50,6 +52,7 @@ pub use kernels::{
 };
 pub use report::{Bound, Metric, SelftestReport, SelftestRow};
 pub use sequence::{HeadRows, check_sequence, head_rows};
+pub use stack::{StackCase, check_dropout, check_gemm, check_stack};
 pub use training::check_training;
 
 use std::fmt;
@@ -274,6 +277,35 @@ pub fn run<D: GpuDevice>(dev: &mut D, shapes: SelftestShapes, seed: u64) -> Resu
             _ => "lstm_cell_fwd_f32 (sequence form)",
         };
         record(name, &p, check_sequence(dev, p, launcher, true, &mut rng))?;
+    }
+    // Stacked layers: the dense GEMMs (at the kernel shape's products, and
+    // a k long enough to split), dropout, and a 2-layer stack with dropout
+    // on the per-step kernels and on the persistent ones (generic H in the
+    // window form, H = 128 in the sequence form).
+    let (kt, kh) = (k.seq_len * k.batch, k.hidden);
+    for mnk in [(kt, 4 * kh, kh), (kh, 4 * kh, kt.max(130))] {
+        let shape = format!("M={} N={} K={}", mnk.0, mnk.1, mnk.2);
+        record("gemm_nn_f32", &shape, check_gemm(dev, mnk, &mut rng))?;
+    }
+    record(
+        "dropout_fwd_f32",
+        &k,
+        check_dropout(dev, (kt, kh), 0.25, &mut rng),
+    )?;
+    for (p, path, window) in [
+        (k, LstmPath::PerStep, false),
+        (generic, LstmPath::Persistent, true),
+        (h128, LstmPath::Persistent, false),
+    ] {
+        let case = StackCase {
+            shape: p,
+            layers: 2,
+            p: 0.25,
+            window,
+            path,
+        };
+        let name = "lstm stack (2 layers, dropout)";
+        record(name, &p, check_stack(dev, case, &mut rng))?;
     }
     record("batch_select_u32", &"", check_batch_select(dev, &mut rng))?;
     record("loss_log_append_f32", &"", check_loss_log(dev, &mut rng))?;

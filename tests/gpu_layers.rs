@@ -1,0 +1,345 @@
+//! Stacked layers (issue 17) on the device engines: `--layers N --dropout
+//! p` trains on the simulator (the real kernels: `gpu::lstm::stack`) as
+//! it does on the CPU, in window and stream mode: the same batch losses,
+//! validation losses and weights to float rounding over two epochs (the
+//! dropout masks keyed by the run's step on both); a stream run with
+//! layers stopped inside an epoch and resumed on the simulator equals the
+//! one never stopped (the carried [N, B, H] state and the step restored);
+//! prediction and window-mode generation of a stack on the device, and a
+//! clear refusal of stateful generation there. The `*cuda*` twin runs the
+//! same comparison on a GPU (the GPU bundle runs it).
+
+mod common;
+use common::cli::{Dir, tensors};
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use charlstm_cuda::engine::Batch;
+use charlstm_cuda::gpu::{GpuEngine, GpuModel, SimDevice, ptx};
+use charlstm_cuda::model::{Checkpoint, Hyper, Params, TrainMode, init_stacked};
+use charlstm_cuda::rundir::LAST_CHECKPOINT;
+use charlstm_cuda::sample::{GenMode, GenerateRequest, Strategy};
+use charlstm_cuda::train::{BatchEvent, Control, Observer};
+use charlstm_cuda::{Backend, Engine, Error, OneHotCorpus, Silent, TrainConfig, Trainer};
+
+/// About 9,000 characters of words.
+fn text() -> String {
+    words(1800)
+}
+
+/// `n` words, about 5n characters.
+fn words(n: usize) -> String {
+    let words = [
+        "the ", "will ", "to ", "power ", "is ", "not ", "what ", "we, ", "free ", "spirit ",
+    ];
+    (0..n)
+        .map(|i| words[(i * 7 + i / 5 + i / 13) % words.len()])
+        .collect()
+}
+
+fn hyper(layers: usize, dropout: f32) -> Hyper {
+    Hyper {
+        hidden: 16,
+        batch: 8,
+        maxlen: 10,
+        epochs: 2,
+        layers,
+        dropout,
+        ..Hyper::default()
+    }
+}
+
+fn config(mode: TrainMode, out: Option<&Path>) -> TrainConfig {
+    TrainConfig {
+        gen_length: 0,
+        out: out.map(Path::to_path_buf),
+        val_fraction: 0.2,
+        steps_per_epoch: Some(3),
+        mode,
+        ..TrainConfig::default()
+    }
+}
+
+const STREAM: TrainMode = TrainMode::Stream { seq_len: 6 };
+
+fn kernels() -> bool {
+    if !ptx::BUILT_WITH_KERNELS {
+        println!("SKIPPED: built without kernels");
+    }
+    ptx::BUILT_WITH_KERNELS
+}
+
+/// Records the loss of every batch, in order.
+struct Losses(Arc<Mutex<Vec<f32>>>);
+
+impl Observer for Losses {
+    fn on_batch(&mut self, e: &BatchEvent) -> Control {
+        self.0.lock().expect("not poisoned").push(e.loss);
+        Control::Continue
+    }
+}
+
+/// Two epochs of three batches on the CPU and on `device`: the batch and
+/// validation losses within 1e-4 (relative), the weights within 1e-3
+/// (scaled by 1e-3 + |w|), as tests/stream_train.rs holds one layer to.
+fn trains_as_the_cpu_does(device: Backend, hyper: Hyper, mode: TrainMode) {
+    let corpus = OneHotCorpus::from_text(&text(), true).expect("corpus");
+    let mut runs = Vec::new();
+    for b in [Backend::Cpu, device] {
+        let losses: Arc<Mutex<Vec<f32>>> = Arc::default();
+        let mut t = Trainer::builder(&corpus)
+            .hyper(hyper.clone())
+            .config(config(mode, None))
+            .backend(b)
+            .build()
+            .expect("trainer");
+        assert_eq!(t.backend(), b);
+        let summary = t.run(&mut Losses(losses.clone())).expect("run");
+        let params = t.engine_mut().params().expect("params");
+        assert_eq!(params.layers, hyper.layers);
+        let batch = losses.lock().expect("not poisoned").clone();
+        runs.push((batch, summary.state.val_losses.clone(), params));
+    }
+    let (cpu, dev) = (&runs[0], &runs[1]);
+    let what = format!(
+        "--layers {} --dropout {} {mode:?}",
+        hyper.layers, hyper.dropout
+    );
+    assert_eq!(cpu.0.len(), 6, "{what}: two epochs of three batches");
+    assert_eq!(cpu.0.len(), dev.0.len());
+    for (i, (a, b)) in cpu.0.iter().zip(&dev.0).enumerate() {
+        assert!(
+            (a - b).abs() <= 1e-4 * a.abs(),
+            "{what}: batch {i}: cpu {a}, {device} {b}"
+        );
+    }
+    assert_eq!(cpu.1.len(), 2);
+    for (a, b) in cpu.1.iter().zip(&dev.1) {
+        assert!(
+            (a - b).abs() <= 1e-4 * a.abs(),
+            "{what}: validation: cpu {a}, {device} {b}"
+        );
+    }
+    let (pa, pb) = (cpu.2.flat(), dev.2.flat());
+    let worst = pa
+        .iter()
+        .zip(pb)
+        .map(|(a, b)| (a - b).abs() / (1e-3 + a.abs()))
+        .fold(0.0f32, f32::max);
+    assert!(worst < 1e-3, "{what}: weights differ by {worst} (scaled)");
+}
+
+#[test]
+fn two_layers_with_dropout_train_on_the_simulator_as_on_the_cpu() {
+    if !kernels() {
+        return;
+    }
+    for mode in [TrainMode::Window, STREAM] {
+        trains_as_the_cpu_does(Backend::Sim, hyper(2, 0.25), mode);
+    }
+}
+
+#[test]
+fn three_layers_train_on_the_simulator_as_on_the_cpu() {
+    if !kernels() {
+        return;
+    }
+    for mode in [TrainMode::Window, STREAM] {
+        trains_as_the_cpu_does(Backend::Sim, hyper(3, 0.0), mode);
+    }
+}
+
+#[test]
+fn stacks_train_on_cuda_as_on_the_cpu() {
+    match charlstm_cuda::gpu::CudaDevice::new(0) {
+        Ok(dev) => {
+            drop(dev);
+            for (layers, p) in [(2, 0.25), (3, 0.0)] {
+                for mode in [TrainMode::Window, STREAM] {
+                    trains_as_the_cpu_does(Backend::Cuda, hyper(layers, p), mode);
+                }
+            }
+        }
+        Err(e) => println!("SKIPPED: no GPU ({e})"),
+    }
+}
+
+/// Window-mode steps of a stack as a replayed graph give the bits of the
+/// same steps launched one by one, with and without dropout (the masks
+/// read their step from a device counter the step advances, so each
+/// replay draws the next step's masks).
+#[test]
+fn a_stack_replays_its_step_graph_bit_for_bit() {
+    if !kernels() {
+        return;
+    }
+    let corpus = OneHotCorpus::from_text(&words(60), true).expect("corpus");
+    let run = |graphs: bool, dropout: f32| {
+        let hy = hyper(3, dropout);
+        let params = init_stacked(corpus.vocab().len(), hy.hidden, 3, 5);
+        let ms = params.zeros_like();
+        let dev = SimDevice::new(9);
+        let mut e = GpuEngine::new(dev, Backend::Sim, &corpus, &hy, params, ms).expect("engine");
+        e.set_graphs(graphs).expect("graphs");
+        let order: Vec<u32> = (0..5 * hy.batch as u32).map(|i| i * 3 % 200).collect();
+        e.begin_epoch(&order, 0).expect("epoch");
+        for _ in 0..5 {
+            e.queue_train(Batch::Next(hy.batch)).expect("step");
+        }
+        let losses = e.collect_losses().expect("losses");
+        let bits = |p: Params<f32>| p.flat().iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        (losses, bits(e.params().expect("params")), e.graph_stats())
+    };
+    for p in [0.0, 0.25] {
+        let (replayed, launched) = (run(true, p), run(false, p));
+        let stats = &replayed.2;
+        assert!(stats.replays >= 2 && stats.failed.is_none(), "{stats:?}");
+        assert_eq!(replayed.0, launched.0, "losses, dropout {p}");
+        assert_eq!(replayed.1, launched.1, "weights, dropout {p}");
+    }
+}
+
+/// Training a stack on a device with stateful samples after each epoch is
+/// refused when the trainer is built (not at the first epoch's end),
+/// naming the fix.
+#[test]
+fn stateful_samples_of_a_stack_on_a_device_are_refused_up_front() {
+    if !kernels() {
+        return;
+    }
+    let corpus = OneHotCorpus::from_text(&words(100), true).expect("corpus");
+    let e = Trainer::builder(&corpus)
+        .hyper(hyper(2, 0.0))
+        .config(TrainConfig {
+            gen_length: 5,
+            gen_mode: GenMode::Stateful,
+            ..config(TrainMode::Window, None)
+        })
+        .backend(Backend::Sim)
+        .build()
+        .err()
+        .expect("refused");
+    match e {
+        Error::Conflict { what, fix } => {
+            assert!(
+                what.contains("--layers 2") && what.contains("stateful"),
+                "{what}"
+            );
+            assert!(fix.contains("--gen-mode window"), "{fix}");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+struct StopAt {
+    epoch: usize,
+    at: usize,
+}
+
+impl Observer for StopAt {
+    fn on_batch(&mut self, e: &BatchEvent) -> Control {
+        match (e.epoch, e.batch) == (self.epoch, self.at) {
+            true => Control::Stop,
+            false => Control::Continue,
+        }
+    }
+}
+
+/// A 2-layer stream run with dropout on the simulator, stopped inside its
+/// second epoch and resumed from the checkpoint, ends with the weights of
+/// the run never stopped, to the bit (the kernels sum in fixed orders; the
+/// carried [N, B, H] state and the dropout step come back with the resume).
+/// Epochs of about 40 batches: a device engine reads losses back 32
+/// batches at a time, and a stop takes effect only inside an epoch.
+#[test]
+fn a_stacked_stream_run_on_the_simulator_resumes_bit_for_bit() {
+    if !kernels() {
+        return;
+    }
+    let corpus = OneHotCorpus::from_text(&words(420), true).expect("corpus");
+    let hyper = Hyper {
+        hidden: 8,
+        ..hyper(2, 0.25)
+    };
+    let d = Dir::new();
+    let (full, cut) = (d.path("full"), d.path("cut"));
+    let train = |out: &Path, resume: Option<Checkpoint>, observer: &mut dyn Observer| {
+        let b = Trainer::builder(&corpus)
+            .hyper(hyper.clone())
+            .config(TrainConfig {
+                steps_per_epoch: None,
+                val_fraction: 0.05,
+                ..config(STREAM, Some(out))
+            })
+            .backend(Backend::Sim);
+        let b = match resume {
+            Some(c) => b.resume(c),
+            None => b,
+        };
+        b.build().expect("trainer").run(observer).expect("run")
+    };
+    let whole = train(&full, None, &mut Silent);
+    assert!(!whole.stopped);
+    let part = train(&cut, None, &mut StopAt { epoch: 2, at: 2 });
+    assert!(part.stopped);
+    let saved = Checkpoint::load(&cut.join(LAST_CHECKPOINT)).expect("last");
+    assert_eq!(saved.state.epochs_done, 1);
+    assert!(saved.state.batch > 0, "stopped inside the epoch");
+    println!("stopped at batch {} of epoch 2", saved.state.batch);
+    let carried = saved
+        .state
+        .stream
+        .clone()
+        .expect("the carried state is saved");
+    assert_eq!(carried.h.len(), 2 * 8 * 8, "[N, B, H]");
+    assert!(carried.c.iter().any(|&v| v != 0.0));
+    let resumed = train(&cut, Some(saved), &mut Silent);
+    assert_eq!(resumed.state, whole.state);
+    assert_eq!(
+        tensors(&full.join(LAST_CHECKPOINT)),
+        tensors(&cut.join(LAST_CHECKPOINT))
+    );
+}
+
+/// A stack's next-character probabilities on the simulator are the CPU's
+/// (to rounding); it samples in window mode over predict and refuses
+/// stateful mode naming the fix.
+#[test]
+fn a_stack_predicts_and_samples_on_the_simulator() {
+    if !kernels() {
+        return;
+    }
+    let (v, h) = (9, 16);
+    let params: Params<f32> = init_stacked(v, h, 3, 7);
+    let x: Vec<u32> = (0..4 * 6).map(|i| (i * 5 % v) as u32).collect();
+    let want = charlstm_cuda::cpu::predict(&params, &x, 6);
+    let mut model = GpuModel::new(SimDevice::new(1), Backend::Sim, &params).expect("model");
+    let got = model.predict(&x, 6).expect("predict");
+    let worst = want
+        .iter()
+        .zip(&got)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max);
+    assert!(worst < 1e-5, "probabilities differ by {worst}");
+
+    let strategies = [Strategy::Greedy];
+    let req = |mode| GenerateRequest {
+        seed_indices: &[0, 1, 2],
+        maxlen: 5,
+        length: 6,
+        strategies: &strategies,
+        seed: 3,
+        stream: 0,
+        mode,
+    };
+    let out = model.generate(&req(GenMode::Window)).expect("window mode");
+    assert_eq!(out[0].len(), 6);
+    match model.generate(&req(GenMode::Stateful)) {
+        Err(Error::Conflict { what, fix }) => {
+            assert!(what.contains("--layers 3"), "{what}");
+            assert!(fix.contains("--gen-mode window"), "{fix}");
+        }
+        other => panic!("stateful generation of a stack: {other:?}"),
+    }
+}
