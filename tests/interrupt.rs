@@ -314,10 +314,14 @@ fn the_printed_resume_command_continues_the_run_exactly() {
     assert_eq!(err.matches("error: ").count(), 1, "{err}");
     assert!(err.contains("hint: ") && err.contains("--corpus"), "{err}");
     assert_eq!(before, snapshot(&cut), "a refused resume writes nothing");
+    // The text is memorised by epoch 3 (loss ~4e-4), so the extra epoch's
+    // loss can jump more than the guard's 2x from there (RMSprop at lr
+    // 0.01); what is tested here is the resume, not the guard.
     let o = bin()
         .args(["train", "--resume", "--out", &cut_s, "--epochs", "4"])
         .args(["--corpus", &corpus, "--steps-per-epoch", "150", "--quiet"])
         .args(["--gen-length", "5", "--device", "cpu"])
+        .args(["--divergence-factor", "inf"])
         .output()
         .expect("resume with corpus");
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
