@@ -28,6 +28,8 @@
 //! same characters from the same Philox numbers (tests/generate_kernel.rs).
 
 use crate::cpu::dense_softmax;
+use crate::cpu::packed::PackedB;
+use crate::cpu::scalar::View;
 use crate::error::Result;
 use crate::model::Params;
 use crate::ops::{LayerWeights, Lstm, LstmInput, LstmOutput, Mode};
@@ -39,6 +41,9 @@ use crate::sample::{
 pub struct StatefulModel<'p> {
     params: &'p Params<f32>,
     lstm: Lstm,
+    /// Every layer's recurrent_kernel packed once (`cpu::packed`): a step
+    /// of B = 4 rows costs less than packing it did on every call.
+    packed: Vec<Vec<f32>>,
     batch: usize,
     out: LstmOutput<f32>,
     h: Vec<f32>,
@@ -52,9 +57,17 @@ impl<'p> StatefulModel<'p> {
     pub fn new(params: &'p Params<f32>, batch: usize) -> Result<Self> {
         let lstm = Lstm::new(params.layers, params.vocab, params.hidden)?.with_threads(1);
         let state = params.layers * batch * params.hidden;
+        let packed = (0..params.layers)
+            .map(|l| {
+                let mut store = Vec::new();
+                PackedB::new(rk_view(params, l), rk_sizes(params), &mut store);
+                store
+            })
+            .collect();
         Ok(StatefulModel {
             params,
             lstm,
+            packed,
             batch,
             out: LstmOutput::new(),
             h: vec![0.0; state],
@@ -98,8 +111,15 @@ impl<'p> StatefulModel<'p> {
             true => (Some(&self.h[..]), Some(&self.c[..])),
             false => (None, None),
         };
+        let packed: Vec<PackedB<'_, f32>> = (0..self.params.layers)
+            .map(|l| {
+                let view = rk_view(self.params, l);
+                PackedB::prepacked(view, rk_sizes(self.params), &self.packed[l])
+            })
+            .collect();
+        let (state, mode) = ((h0, c0), Mode::Eval);
         self.lstm
-            .forward_into(&weights, input, h0, c0, Mode::Eval, &mut self.out)?;
+            .forward_packed(&weights, Some(&packed), input, state, mode, &mut self.out)?;
         self.h.copy_from_slice(self.out.h_n());
         self.c.copy_from_slice(self.out.c_n());
         let top = (self.params.layers - 1) * self.batch * self.params.hidden;
@@ -112,6 +132,19 @@ impl<'p> StatefulModel<'p> {
         );
         Ok(&self.probs)
     }
+}
+
+/// Layer `l`'s recurrent_kernel [H, 4H] as the recurrence reads it.
+fn rk_view(params: &Params<f32>, l: usize) -> View<'_, f32> {
+    View::new(
+        params.lstm_weights(l).recurrent_kernel,
+        4 * params.hidden,
+        1,
+    )
+}
+
+fn rk_sizes(params: &Params<f32>) -> (usize, usize) {
+    (params.hidden, 4 * params.hidden)
 }
 
 /// `req` generated in stateful mode: the whole of `req.seed_indices` primes

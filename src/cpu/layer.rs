@@ -55,12 +55,12 @@ pub(crate) struct Shape {
     pub h: usize,
 }
 
-/// The forward over all T steps. `c` and `h` come with the initial state in
-/// slot 0; every other slot, and `gates` and `tc`, is overwritten.
+/// The forward over all T steps (`rk`: recurrent_kernel [H, 4H] packed,
+/// [`PackedB`]). `c` and `h` come with the initial state in slot 0; every
+/// other slot, and `gates` and `tc`, is overwritten.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn forward<F: Scalar>(
-    recurrent_kernel: &[F],
-    pack: &mut Vec<F>,
+    rk: &PackedB<'_, F>,
     input: InputTerm<'_, F>,
     gates: &mut [F],
     c: &mut [F],
@@ -70,8 +70,6 @@ pub(crate) fn forward<F: Scalar>(
     threads: usize,
 ) {
     let (hh, g) = (s.h, 4 * s.h);
-    let rk = PackedB::new(View::new(recurrent_kernel, g, 1), (hh, g), pack);
-    let rk = &rk;
     let mut gates = Steps::new(gates, s.t, s.b, g);
     let mut c = Steps::new(c, s.t + 1, s.b, hh);
     let mut tc = Steps::new(tc, s.t, s.b, hh);

@@ -77,6 +77,24 @@ impl<'a, F: Scalar> PackedB<'a, F> {
         packed
     }
 
+    /// The view of `b` over panels an earlier [`new`](Self::new) of the
+    /// same `b` and sizes left in its store: packed once for many calls
+    /// while the weights do not change (the stateful generator's steps).
+    pub fn prepacked(b: View<'a, F>, (k, n): (usize, usize), panels: &'a [F]) -> Self {
+        let packed = F::packed_kernel() && k > 0 && n > 0;
+        assert!(
+            !packed || panels.len() == n.div_ceil(NR) * k * NR,
+            "PackedB::prepacked: {} values are not the panels of a [{k}x{n}] B",
+            panels.len()
+        );
+        PackedB {
+            view: b,
+            k,
+            n,
+            panels: if packed { panels } else { &[] },
+        }
+    }
+
     /// `C[m, n] = A[m, k] @ B` (C only written): A any strided view, C
     /// row-major with row stride `ldc`.
     pub fn gemm(&self, m: usize, a: View<'_, F>, c: &mut [F], ldc: usize) {

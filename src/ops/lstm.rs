@@ -39,7 +39,7 @@ use super::dropout::{self, Mode};
 use crate::cpu::Scalar;
 use crate::cpu::backward::{ClassLayout, scatter_rows, split_classes, sum_rows};
 use crate::cpu::layer::{self, InputTerm, Shape};
-use crate::cpu::packed::gemm_cols;
+use crate::cpu::packed::{PackedB, gemm_cols};
 use crate::cpu::scalar::{View, gemm_rows};
 use crate::cpu::workspace::{run_or_spawn, threads_for};
 use crate::error::{Error, Result};
@@ -339,6 +339,22 @@ impl Lstm {
         mode: Mode,
         out: &mut LstmOutput<F>,
     ) -> Result<()> {
+        self.forward_packed(weights, None, x, (h0, c0), mode, out)
+    }
+
+    /// [`forward_into`](Self::forward_into) with every layer's
+    /// recurrent_kernel already packed (`packed[l]` of `weights[l]`) by a
+    /// caller that runs many calls on unchanged weights; `None`: packed
+    /// here, once per call.
+    pub(crate) fn forward_packed<F: Scalar>(
+        &self,
+        weights: &[LayerWeights<'_, F>],
+        packed: Option<&[PackedB<'_, F>]>,
+        x: LstmInput<'_, F>,
+        (h0, c0): (Option<&[F]>, Option<&[F]>),
+        mode: Mode,
+        out: &mut LstmOutput<F>,
+    ) -> Result<()> {
         let (t, b, h, g) = (x.seq_len, x.batch, self.hidden, 4 * self.hidden);
         check::positive("x", t, "steps (T)")?;
         check::positive("x", b, "batch rows (B)")?;
@@ -398,6 +414,16 @@ impl Lstm {
                     input_gemm(x_l, w, rows, threads, scratch);
                     InputTerm::Dense(&scratch[..])
                 }
+                (None, OwnedInput::Classes(classes)) if classes.len() < self.input => {
+                    // Fewer rows than classes (a generation step): each
+                    // row's `kernel + bias` directly, not the whole table.
+                    scratch.clear();
+                    for &c in classes {
+                        let row = &w.kernel[c as usize * g..][..g];
+                        scratch.extend(row.iter().zip(w.bias).map(|(&k, &b)| k + b));
+                    }
+                    InputTerm::Dense(&scratch[..])
+                }
                 (None, OwnedInput::Classes(classes)) => {
                     gather_table(w, g, scratch);
                     InputTerm::Gather {
@@ -407,9 +433,17 @@ impl Lstm {
                 }
                 (None, OwnedInput::Dense(_)) => unreachable!("layer 0 reads a dense input"),
             };
+            let own;
+            let rk = match packed {
+                Some(p) => &p[l],
+                None => {
+                    let rk = View::new(w.recurrent_kernel, g, 1);
+                    own = PackedB::new(rk, (h, g), pack);
+                    &own
+                }
+            };
             layer::forward(
-                w.recurrent_kernel,
-                pack,
+                rk,
                 input_term,
                 &mut tape.gates,
                 &mut tape.c,
