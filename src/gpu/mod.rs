@@ -16,6 +16,7 @@ pub mod generate;
 pub mod head;
 pub mod lstm;
 pub mod model;
+pub mod op;
 pub mod ptx;
 pub mod rmsprop;
 pub mod selftest;
