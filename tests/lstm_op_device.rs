@@ -15,8 +15,8 @@ use charlstm_cuda::Error;
 use charlstm_cuda::gpu::lstm::LstmPath;
 use charlstm_cuda::gpu::{CudaDevice, DevicePtr, GpuDevice, SimDevice, ptx};
 use charlstm_cuda::ops::{
-    DeviceGrads, DeviceLayer, DeviceOutput, DeviceSlice, LayerParams, Lstm, LstmDevice, LstmInput,
-    Mode,
+    DeviceGrads, DeviceLayer, DeviceOutput, DeviceSlice, LayerParams, Lstm, LstmDevice, LstmGrads,
+    LstmInput, Mode,
 };
 
 #[derive(Clone, Copy, Debug)]
@@ -72,7 +72,28 @@ fn close(what: &str, got: &[f32], want: &[f64], tol: f64) {
     );
 }
 
-fn run_case<D: GpuDevice>(dev: &mut D, c: Case, rng: &mut Rng) {
+/// One case's random inputs.
+struct Data {
+    lstm: Lstm,
+    params: Vec<LayerParams<f32>>,
+    x: Vec<f32>,
+    h0: Option<Vec<f32>>,
+    c0: Option<Vec<f32>>,
+    dh_n: Option<Vec<f32>>,
+    dc_n: Option<Vec<f32>>,
+    dy: Vec<f32>,
+    mode: Mode,
+}
+
+/// What the CPU op in f64 gives on them: y, h_n, c_n and the gradients.
+struct Want {
+    y: Vec<f64>,
+    h_n: Vec<f64>,
+    c_n: Vec<f64>,
+    grads: LstmGrads<f64>,
+}
+
+fn data(c: Case, rng: &mut Rng) -> Data {
     println!("{c:?}");
     let (t, b, h, n, g) = (c.t, c.b, c.h, c.n, 4 * c.h);
     let lstm = Lstm::new(n, c.input, h).unwrap().with_dropout(c.p).unwrap();
@@ -96,9 +117,23 @@ fn run_case<D: GpuDevice>(dev: &mut D, c: Case, rng: &mut Rng) {
         },
         false => Mode::Eval,
     };
+    Data {
+        lstm,
+        params,
+        x,
+        h0,
+        c0,
+        dh_n,
+        dc_n,
+        dy,
+        mode,
+    }
+}
 
-    // The CPU op in f64 on the same f32 values.
-    let p64: Vec<LayerParams<f64>> = params
+/// The CPU op in f64 on the same f32 values.
+fn want(d: &Data, (t, b): (usize, usize)) -> Want {
+    let p64: Vec<LayerParams<f64>> = d
+        .params
         .iter()
         .map(|p| LayerParams {
             kernel: widen(&p.kernel),
@@ -108,23 +143,47 @@ fn run_case<D: GpuDevice>(dev: &mut D, c: Case, rng: &mut Rng) {
         .collect();
     let views: Vec<_> = p64.iter().map(LayerParams::weights).collect();
     let w64 = |s: &Option<Vec<f32>>| s.as_deref().map(widen);
-    let (h0_64, c0_64, dh_64, dc_64) = (w64(&h0), w64(&c0), w64(&dh_n), w64(&dc_n));
-    let x64 = widen(&x);
-    let out = lstm
-        .forward(
-            &views,
-            LstmInput::dense(&x64, t, b),
-            h0_64.as_deref(),
-            c0_64.as_deref(),
-            mode,
-        )
+    let (h0, c0, dh_n, dc_n) = (w64(&d.h0), w64(&d.c0), w64(&d.dh_n), w64(&d.dc_n));
+    let x64 = widen(&d.x);
+    let input = LstmInput::dense(&x64, t, b);
+    let out = d
+        .lstm
+        .forward(&views, input, h0.as_deref(), c0.as_deref(), d.mode)
         .unwrap();
-    let (y_ref, hn_ref, cn_ref) = (out.y().to_vec(), out.h_n().to_vec(), out.c_n().to_vec());
-    let grads_ref = lstm
-        .backward(&views, out, &widen(&dy), dh_64.as_deref(), dc_64.as_deref())
+    let (y, h_n, c_n) = (out.y().to_vec(), out.h_n().to_vec(), out.c_n().to_vec());
+    let grads = d
+        .lstm
+        .backward(&views, out, &widen(&d.dy), dh_n.as_deref(), dc_n.as_deref())
         .unwrap();
+    Want { y, h_n, c_n, grads }
+}
 
-    let mut op = LstmDevice::new(&lstm).with_path(c.path);
+const TOL: f64 = 2e-4;
+
+/// Every output and gradient against the CPU's; `layers` = (d kernel, d
+/// recurrent_kernel, d bias) of each layer.
+fn compare(got: [Vec<f32>; 6], layers: Vec<[Vec<f32>; 3]>, want: &Want) {
+    let [y, h_n, c_n, dx, dh0, dc0] = got;
+    close("y", &y, &want.y, TOL);
+    close("h_n", &h_n, &want.h_n, TOL);
+    close("c_n", &c_n, &want.c_n, TOL);
+    close("dx", &dx, want.grads.dx.as_ref().unwrap(), TOL);
+    close("dh0", &dh0, &want.grads.dh0, TOL);
+    close("dc0", &dc0, &want.grads.dc0, TOL);
+    for (l, ([k, r, bias], w)) in layers.into_iter().zip(&want.grads.layers).enumerate() {
+        close(&format!("d kernel {l}"), &k, &w.kernel, TOL);
+        close(&format!("d recurrent {l}"), &r, &w.recurrent_kernel, TOL);
+        close(&format!("d bias {l}"), &bias, &w.bias, TOL);
+    }
+}
+
+fn run_case<D: GpuDevice>(dev: &mut D, c: Case, rng: &mut Rng) {
+    let (t, b, h, n, g) = (c.t, c.b, c.h, c.n, 4 * c.h);
+    let d = data(c, rng);
+    let want = want(&d, (t, b));
+    let (lstm, params, mode, state) = (&d.lstm, &d.params, d.mode, n * b * h);
+    let (x, h0, c0, dh_n, dc_n, dy) = (&d.x, &d.h0, &d.c0, &d.dh_n, &d.dc_n, &d.dy);
+    let mut op = LstmDevice::new(lstm).with_path(c.path);
     let weights: Vec<DeviceLayer> = params
         .iter()
         .map(|p| DeviceLayer {
@@ -140,10 +199,10 @@ fn run_case<D: GpuDevice>(dev: &mut D, c: Case, rng: &mut Rng) {
             bias: poisoned(dev, g),
         })
         .collect();
-    let xd = up(dev, &x);
+    let xd = up(dev, x);
     let opt_up = |dev: &mut D, s: &Option<Vec<f32>>| s.as_deref().map(|s| up(dev, s));
-    let (h0d, c0d) = (opt_up(dev, &h0), opt_up(dev, &c0));
-    let (dhd, dcd) = (opt_up(dev, &dh_n), opt_up(dev, &dc_n));
+    let (h0d, c0d) = (opt_up(dev, h0), opt_up(dev, c0));
+    let (dhd, dcd) = (opt_up(dev, dh_n), opt_up(dev, dc_n));
     let out = DeviceOutput {
         y: poisoned(dev, t * b * h),
         h_n: poisoned(dev, state),
@@ -151,11 +210,7 @@ fn run_case<D: GpuDevice>(dev: &mut D, c: Case, rng: &mut Rng) {
     };
     op.forward(dev, &weights, xd, (t, b), h0d, c0d, mode, &out)
         .unwrap();
-    let tol = 2e-4;
-    close("y", &down(dev, out.y), &y_ref, tol);
-    close("h_n", &down(dev, out.h_n), &hn_ref, tol);
-    close("c_n", &down(dev, out.c_n), &cn_ref, tol);
-    let dyd = up(dev, &dy);
+    let dyd = up(dev, dy);
     let grads = DeviceGrads {
         dx: Some(poisoned(dev, t * b * c.input)),
         dh0: poisoned(dev, state),
@@ -163,26 +218,20 @@ fn run_case<D: GpuDevice>(dev: &mut D, c: Case, rng: &mut Rng) {
         layers: &gl,
     };
     op.backward(dev, &weights, dyd, dhd, dcd, &grads).unwrap();
-    let dx_ref = grads_ref.dx.as_ref().unwrap();
-    close("dx", &down(dev, grads.dx.unwrap()), dx_ref, tol);
-    close("dh0", &down(dev, grads.dh0), &grads_ref.dh0, tol);
-    close("dc0", &down(dev, grads.dc0), &grads_ref.dc0, tol);
-    for (l, (d, r)) in gl.iter().zip(&grads_ref.layers).enumerate() {
-        close(
-            &format!("d kernel {l}"),
-            &down(dev, d.kernel),
-            &r.kernel,
-            tol,
-        );
-        let rk = &r.recurrent_kernel;
-        close(
-            &format!("d recurrent {l}"),
-            &down(dev, d.recurrent_kernel),
-            rk,
-            tol,
-        );
-        close(&format!("d bias {l}"), &down(dev, d.bias), &r.bias, tol);
-    }
+    let got = [
+        out.y,
+        out.h_n,
+        out.c_n,
+        grads.dx.unwrap(),
+        grads.dh0,
+        grads.dc0,
+    ]
+    .map(|s| down(dev, s));
+    let layers = gl
+        .iter()
+        .map(|l| [l.kernel, l.recurrent_kernel, l.bias].map(|s| down(dev, s)))
+        .collect();
+    compare(got, layers, &want);
     // A second backward has no forward left to differentiate.
     let again = op.backward(dev, &weights, dyd, dhd, dcd, &grads);
     assert!(matches!(
@@ -350,4 +399,90 @@ fn bad_shapes_are_errors_naming_the_argument() {
         ),
         "{r:?}"
     );
+}
+
+/// `LstmCuda` the way a cudarc crate calls it: its own context, stream and
+/// `CudaSlice`s, nothing uploaded through our device.
+fn cudarc_case(stream: &std::sync::Arc<cudarc::driver::CudaStream>, c: Case, rng: &mut Rng) {
+    use charlstm_cuda::ops::{CudaLayer, CudaLayerGrads, LstmCuda};
+    let (t, b, h, n, g) = (c.t, c.b, c.h, c.n, 4 * c.h);
+    let d = data(c, rng);
+    let want = want(&d, (t, b));
+    let up = |v: &[f32]| stream.clone_htod(v).unwrap();
+    let nan = |len: usize| up(&vec![f32::NAN; len]);
+    let opt = |v: &Option<Vec<f32>>| v.as_deref().map(up);
+    let w: Vec<_> = d
+        .params
+        .iter()
+        .map(|p| [&p.kernel, &p.recurrent_kernel, &p.bias].map(|v| up(v)))
+        .collect();
+    let weights: Vec<CudaLayer<'_>> = w
+        .iter()
+        .map(|[k, r, bias]| CudaLayer {
+            kernel: k,
+            recurrent_kernel: r,
+            bias,
+        })
+        .collect();
+    let mut op = LstmCuda::new(&d.lstm, stream.clone())
+        .unwrap()
+        .with_path(c.path);
+    let (x, h0, c0) = (up(&d.x), opt(&d.h0), opt(&d.c0));
+    let state = n * b * h;
+    let (mut y, mut h_n, mut c_n) = (nan(t * b * h), nan(state), nan(state));
+    op.forward(
+        &weights,
+        &x,
+        (t, b),
+        h0.as_ref(),
+        c0.as_ref(),
+        d.mode,
+        (&mut y, &mut h_n, &mut c_n),
+    )
+    .unwrap();
+    let (dy, dh_n, dc_n) = (up(&d.dy), opt(&d.dh_n), opt(&d.dc_n));
+    let (mut dx, mut dh0, mut dc0) = (nan(t * b * c.input), nan(state), nan(state));
+    let mut gw: Vec<_> = (0..n)
+        .map(|l| [nan(d.lstm.layer_input(l) * g), nan(h * g), nan(g)])
+        .collect();
+    let mut grads: Vec<CudaLayerGrads<'_>> = gw
+        .iter_mut()
+        .map(|[k, r, bias]| CudaLayerGrads {
+            kernel: k,
+            recurrent_kernel: r,
+            bias,
+        })
+        .collect();
+    op.backward(
+        &weights,
+        &dy,
+        dh_n.as_ref(),
+        dc_n.as_ref(),
+        Some(&mut dx),
+        (&mut dh0, &mut dc0),
+        &mut grads,
+    )
+    .unwrap();
+    drop(grads);
+    let down = |s: &cudarc::driver::CudaSlice<f32>| stream.clone_dtoh(s).unwrap();
+    let got = [&y, &h_n, &c_n, &dx, &dh0, &dc0].map(down);
+    let layers = gw.iter().map(|l| [&l[0], &l[1], &l[2]].map(down)).collect();
+    compare(got, layers, &want);
+}
+
+#[test]
+fn lstm_cuda_on_the_callers_stream_matches_cpu_on_cuda() {
+    if let Err(why) = CudaDevice::probe() {
+        println!("SKIPPED: no GPU ({why})");
+        return;
+    }
+    let ctx = cudarc::driver::CudaContext::new(0).unwrap();
+    let stream = ctx.new_stream().unwrap();
+    let mut rng = Rng(seed());
+    for c in [
+        case(5, 3, 7, 16, 2, 0.3, true),
+        case(60, 64, 57, 128, 2, 0.25, false),
+    ] {
+        cudarc_case(&stream, c, &mut rng);
+    }
 }

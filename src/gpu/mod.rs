@@ -17,6 +17,7 @@ pub mod head;
 pub mod lstm;
 pub mod model;
 pub mod op;
+pub mod op_cuda;
 pub mod ptx;
 pub mod rmsprop;
 pub mod selftest;

@@ -152,11 +152,16 @@ impl LstmDevice {
     /// Runs the recurrence on `path` (the per-step kernels are the
     /// reference the persistent ones are checked against).
     pub fn with_path(mut self, path: LstmPath) -> Self {
+        self.set_path(path);
+        self
+    }
+
+    /// [`with_path`](Self::with_path) in place.
+    pub fn set_path(&mut self, path: LstmPath) {
         self.launcher.lstm = LstmLauncher {
             path,
             ..self.launcher.lstm
         };
-        self
     }
 
     /// The sizes and dropout it runs.

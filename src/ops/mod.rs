@@ -37,5 +37,6 @@ pub mod dropout;
 mod lstm;
 
 pub use crate::gpu::op::{DeviceGrads, DeviceLayer, DeviceOutput, DeviceSlice, LstmDevice};
+pub use crate::gpu::op_cuda::{CudaLayer, CudaLayerGrads, LstmCuda};
 pub use dropout::Mode;
 pub use lstm::{LayerGrads, LayerParams, LayerWeights, Lstm, LstmGrads, LstmInput, LstmOutput};
