@@ -178,12 +178,23 @@ fn compare(got: [Vec<f32>; 6], layers: Vec<[Vec<f32>; 3]>, want: &Want) {
 }
 
 fn run_case<D: GpuDevice>(dev: &mut D, c: Case, rng: &mut Rng) {
+    let lstm = Lstm::new(c.n, c.input, c.h)
+        .unwrap()
+        .with_dropout(c.p)
+        .unwrap();
+    let mut op = LstmDevice::new(&lstm).with_path(c.path);
+    run_case_on(dev, c, rng, &mut op);
+    op.free(dev).unwrap();
+}
+
+/// One case on `op` (made for the case's N, In, H and p; its workspace
+/// may hold any earlier call's).
+fn run_case_on<D: GpuDevice>(dev: &mut D, c: Case, rng: &mut Rng, op: &mut LstmDevice) {
     let (t, b, h, n, g) = (c.t, c.b, c.h, c.n, 4 * c.h);
     let d = data(c, rng);
     let want = want(&d, (t, b));
     let (lstm, params, mode, state) = (&d.lstm, &d.params, d.mode, n * b * h);
     let (x, h0, c0, dh_n, dc_n, dy) = (&d.x, &d.h0, &d.c0, &d.dh_n, &d.dc_n, &d.dy);
-    let mut op = LstmDevice::new(lstm).with_path(c.path);
     let weights: Vec<DeviceLayer> = params
         .iter()
         .map(|p| DeviceLayer {
@@ -241,7 +252,6 @@ fn run_case<D: GpuDevice>(dev: &mut D, c: Case, rng: &mut Rng) {
             ..
         })
     ));
-    op.free(dev).unwrap();
 }
 
 fn case(t: usize, b: usize, input: usize, h: usize, n: usize, p: f64, states: bool) -> Case {
@@ -314,6 +324,19 @@ fn three_layers_match_cpu_on_the_simulator() {
             case(4, 3, 9, 8, 3, 0.3, true),
         ],
     );
+}
+
+#[test]
+fn one_op_serves_calls_of_several_shapes_on_the_simulator() {
+    let Some(mut dev) = sim() else { return };
+    let mut rng = Rng(seed());
+    let lstm = Lstm::new(2, 5, 8).unwrap().with_dropout(0.3).unwrap();
+    let mut op = LstmDevice::new(&lstm);
+    // Grows in T, then in B, then runs within what it holds.
+    for (t, b) in [(4, 2), (6, 2), (5, 4), (3, 3), (6, 4)] {
+        run_case_on(&mut dev, case(t, b, 5, 8, 2, 0.3, true), &mut rng, &mut op);
+    }
+    op.free(&mut dev).unwrap();
 }
 
 #[test]
