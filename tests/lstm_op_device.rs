@@ -4,7 +4,7 @@
 //! within a tolerance, all of them NaN-poisoned before the call, at small
 //! shapes (T 4..6, B 2..4, H 8..32, N 1..3, In != H), with and without
 //! h0/c0 and dh_n/dc_n, dropout 0 and 0.3 in training (the same Philox
-//! masks) and in evaluation. On the simulator here; the `cuda` test runs
+//! masks) and in evaluation, dense and class-index input. On the simulator here; the `cuda` test runs
 //! the same cases on a GPU and skips without one. Bad shapes are errors.
 //! Fresh random inputs every run (seed printed; CHARLSTM_TEST_SEED replays).
 
@@ -31,6 +31,8 @@ struct Case {
     states: bool,
     train: bool,
     path: LstmPath,
+    /// Class indices [T, B] in 0..In for input (one-hot), not dense.
+    classes: bool,
 }
 
 fn widen(x: &[f32]) -> Vec<f64> {
@@ -48,6 +50,9 @@ fn poisoned<D: GpuDevice>(dev: &mut D, n: usize) -> DeviceSlice {
 }
 
 fn down<D: GpuDevice>(dev: &mut D, s: DeviceSlice) -> Vec<f32> {
+    if s.len == 0 {
+        return Vec::new();
+    }
     dev.download_vec_f32(s.ptr, s.len).unwrap()
 }
 
@@ -77,6 +82,8 @@ struct Data {
     lstm: Lstm,
     params: Vec<LayerParams<f32>>,
     x: Vec<f32>,
+    /// The class input when the case has one.
+    cls: Option<Vec<u32>>,
     h0: Option<Vec<f32>>,
     c0: Option<Vec<f32>>,
     dh_n: Option<Vec<f32>>,
@@ -106,6 +113,9 @@ fn data(c: Case, rng: &mut Rng) -> Data {
         })
         .collect();
     let x = rng.vec(t * b * c.input, 1.0);
+    let cls = c
+        .classes
+        .then(|| (0..t * b).map(|_| rng.range(0, c.input) as u32).collect());
     let state = n * b * h;
     let opt = |rng: &mut Rng, s: f32| c.states.then(|| rng.vec(state, s));
     let (h0, c0, dh_n, dc_n) = (opt(rng, 0.9), opt(rng, 1.5), opt(rng, 0.1), opt(rng, 0.1));
@@ -121,6 +131,7 @@ fn data(c: Case, rng: &mut Rng) -> Data {
         lstm,
         params,
         x,
+        cls,
         h0,
         c0,
         dh_n,
@@ -145,7 +156,10 @@ fn want(d: &Data, (t, b): (usize, usize)) -> Want {
     let w64 = |s: &Option<Vec<f32>>| s.as_deref().map(widen);
     let (h0, c0, dh_n, dc_n) = (w64(&d.h0), w64(&d.c0), w64(&d.dh_n), w64(&d.dc_n));
     let x64 = widen(&d.x);
-    let input = LstmInput::dense(&x64, t, b);
+    let input = match &d.cls {
+        Some(cls) => LstmInput::classes(cls, t, b),
+        None => LstmInput::dense(&x64, t, b),
+    };
     let out = d
         .lstm
         .forward(&views, input, h0.as_deref(), c0.as_deref(), d.mode)
@@ -167,7 +181,11 @@ fn compare(got: [Vec<f32>; 6], layers: Vec<[Vec<f32>; 3]>, want: &Want) {
     close("y", &y, &want.y, TOL);
     close("h_n", &h_n, &want.h_n, TOL);
     close("c_n", &c_n, &want.c_n, TOL);
-    close("dx", &dx, want.grads.dx.as_ref().unwrap(), TOL);
+    // A class input has no dX (`dx` empty then).
+    match &want.grads.dx {
+        Some(want_dx) => close("dx", &dx, want_dx, TOL),
+        None => assert!(dx.is_empty()),
+    }
     close("dh0", &dh0, &want.grads.dh0, TOL);
     close("dc0", &dc0, &want.grads.dc0, TOL);
     for (l, ([k, r, bias], w)) in layers.into_iter().zip(&want.grads.layers).enumerate() {
@@ -219,21 +237,41 @@ fn run_case_on<D: GpuDevice>(dev: &mut D, c: Case, rng: &mut Rng, op: &mut LstmD
         h_n: poisoned(dev, state),
         c_n: poisoned(dev, state),
     };
-    op.forward(dev, &weights, xd, (t, b), h0d, c0d, mode, &out)
-        .unwrap();
+    match &d.cls {
+        Some(cls) => op.forward_classes(dev, &weights, cls, (t, b), h0d, c0d, mode, &out),
+        None => op.forward(dev, &weights, xd, (t, b), h0d, c0d, mode, &out),
+    }
+    .unwrap();
     let dyd = up(dev, dy);
     let grads = DeviceGrads {
-        dx: Some(poisoned(dev, t * b * c.input)),
+        dx: (!c.classes).then(|| poisoned(dev, t * b * c.input)),
         dh0: poisoned(dev, state),
         dc0: poisoned(dev, state),
         layers: &gl,
     };
+    if c.classes {
+        let with_dx = DeviceGrads {
+            dx: Some(poisoned(dev, t * b * c.input)),
+            ..grads
+        };
+        let r = op.backward(dev, &weights, dyd, dhd, dcd, &with_dx);
+        assert!(
+            matches!(
+                r,
+                Err(Error::InvalidArgument {
+                    name: "grads.dx",
+                    ..
+                })
+            ),
+            "{r:?}"
+        );
+    }
     op.backward(dev, &weights, dyd, dhd, dcd, &grads).unwrap();
     let got = [
         out.y,
         out.h_n,
         out.c_n,
-        grads.dx.unwrap(),
+        grads.dx.unwrap_or_default(),
         grads.dh0,
         grads.dc0,
     ]
@@ -265,6 +303,7 @@ fn case(t: usize, b: usize, input: usize, h: usize, n: usize, p: f64, states: bo
         states,
         train: true,
         path: LstmPath::Auto,
+        classes: false,
     }
 }
 
@@ -340,6 +379,32 @@ fn one_op_serves_calls_of_several_shapes_on_the_simulator() {
 }
 
 #[test]
+fn class_indices_match_cpu_on_the_simulator() {
+    let Some(mut dev) = sim() else { return };
+    let classes = |c: Case| Case { classes: true, ..c };
+    cases_on(
+        &mut dev,
+        &[
+            classes(case(5, 3, 70, 16, 2, 0.3, true)),
+            classes(case(4, 2, 9, 8, 1, 0.0, false)),
+            classes(case(4, 4, 20, 12, 3, 0.3, true)),
+        ],
+    );
+    // Dense and class calls on one op, in turn.
+    let mut rng = Rng(seed());
+    let lstm = Lstm::new(2, 9, 8).unwrap().with_dropout(0.3).unwrap();
+    let mut op = LstmDevice::new(&lstm);
+    for classes in [false, true, false] {
+        let c = Case {
+            classes,
+            ..case(4, 3, 9, 8, 2, 0.3, true)
+        };
+        run_case_on(&mut dev, c, &mut rng, &mut op);
+    }
+    op.free(&mut dev).unwrap();
+}
+
+#[test]
 fn eval_mode_has_no_dropout_on_the_simulator() {
     let Some(mut dev) = sim() else { return };
     let c = Case {
@@ -405,6 +470,36 @@ fn bad_shapes_are_errors_naming_the_argument() {
     assert_eq!(name(fwd(&weights, s(t * b * i), h0, out)), "h0");
     let short = DeviceOutput { y: s(b * h), ..out };
     assert_eq!(name(fwd(&weights, s(t * b * i), None, short)), "out.y");
+    let mut classes = vec![0u32; t * b];
+    classes[t * b - 1] = i as u32;
+    let r = op.forward_classes(
+        &mut dev,
+        &weights,
+        &classes,
+        (t, b),
+        None,
+        None,
+        Mode::Eval,
+        &out,
+    );
+    assert!(
+        matches!(&r, Err(Error::InvalidArgument { name: "x", .. })),
+        "{r:?}"
+    );
+    let r = op.forward_classes(
+        &mut dev,
+        &weights,
+        &classes[1..],
+        (t, b),
+        None,
+        None,
+        Mode::Eval,
+        &out,
+    );
+    assert!(
+        matches!(&r, Err(Error::Shape { name, .. }) if name == "x"),
+        "{r:?}"
+    );
     let grads = DeviceGrads {
         dx: None,
         dh0: s(n * b * h),

@@ -11,11 +11,14 @@
 //!            dX = dz @ kernel_0^T             gemm_nt_f32 (here)
 //! ```
 //!
-//! The stack's own layer 0 reads a packed one-hot corpus; this op hands it
-//! a dense layer 0 instead (its `zx` set, V = 0), so every layer runs the
-//! stack's dense kernels and the stack is called unchanged. Class-index
-//! input (`LstmInput::classes`) is CPU-only for now: expand it to one-hot
-//! rows `[T, B, In]` to run it here.
+//! The stack's own layer 0 reads a packed one-hot corpus; for a dense
+//! input this op hands it a dense layer 0 instead (its `zx` set, V = 0), so
+//! every layer runs the stack's dense kernels and the stack is called
+//! unchanged. Class indices ([`LstmDevice::forward_classes`], host `[T, B]`)
+//! go the stack's own way: packed here into one-hot rows (row `b * T + t`,
+//! bit `class % 64` of word `class / 64`, as `corpus::onehot` packs them),
+//! uploaded, and read by the one-hot kernels (V = In), whose backward
+//! scatters d kernel_0 by class; there is no dX then.
 //!
 //! The op owns its tape (every layer's gates and states, a copy of X, the
 //! dropout masks' key) between a forward and its backward, as the CPU's
@@ -26,7 +29,9 @@ use crate::error::{Error, Result};
 use crate::gpu::device::{DevicePtr, GpuDevice};
 use crate::gpu::dropout::{DropoutLauncher, DropoutMask};
 use crate::gpu::gemm::{GemmDims, GemmForm, GemmLauncher};
-use crate::gpu::lstm::stack::{LayerPtrs, StackDims, StackIo, StackLauncher, StackWorkspace};
+use crate::gpu::lstm::stack::{
+    LayerPtrs, StackBuffers, StackDims, StackIo, StackLauncher, StackWorkspace,
+};
 use crate::gpu::lstm::{LstmLauncher, LstmPath};
 use crate::ops::{Lstm, Mode, check};
 
@@ -96,6 +101,15 @@ struct Tape {
     /// Whether h0, c0 were given (then copied to [`Layer0`]'s).
     h0: bool,
     c0: bool,
+    /// Class-index input (one-hot layer 0), not dense.
+    classes: bool,
+}
+
+/// Layer 0's input as the forward takes it.
+#[derive(Clone, Copy, Debug)]
+enum Input<'a> {
+    Dense(DeviceSlice),
+    Classes(&'a [u32]),
 }
 
 /// The buffers of layer 0's dense input, sized for `cap` = (T, B).
@@ -113,11 +127,23 @@ struct Layer0 {
     /// the caller may reuse its buffers in between.
     h0: DevicePtr,
     c0: DevicePtr,
+    /// `[T * B, ceil(In / 64)]` u64 packed one-hot rows of a class input,
+    /// and `[B]` u32 row starts; allocated at the first class call.
+    onehot: DevicePtr,
+    starts: DevicePtr,
 }
 
 impl Layer0 {
-    fn ptrs(&self) -> [DevicePtr; 5] {
-        [self.zx, self.x, self.scratch, self.h0, self.c0]
+    fn ptrs(&self) -> [DevicePtr; 7] {
+        [
+            self.zx,
+            self.x,
+            self.scratch,
+            self.h0,
+            self.c0,
+            self.onehot,
+            self.starts,
+        ]
     }
 }
 
@@ -181,14 +207,14 @@ impl LstmDevice {
             .try_for_each(|p| dev.free(p))
     }
 
-    fn dims(&self, seq_len: usize, batch: usize) -> StackDims {
+    fn dims(&self, seq_len: usize, batch: usize, classes: bool) -> StackDims {
         StackDims {
             layers: self.lstm.layers(),
             batch,
             seq_len,
             hidden: self.lstm.hidden(),
-            // Layer 0 is dense here (its zx set): no classes.
-            vocab: 0,
+            // A dense layer 0 (its zx set) has no classes.
+            vocab: if classes { self.lstm.input() } else { 0 },
         }
     }
 
@@ -214,11 +240,18 @@ impl LstmDevice {
         ]
     }
 
-    fn ensure<D: GpuDevice>(&mut self, dev: &mut D, seq_len: usize, batch: usize) -> Result<()> {
-        let dims = self.dims(seq_len, batch);
+    fn ensure<D: GpuDevice>(
+        &mut self,
+        dev: &mut D,
+        seq_len: usize,
+        batch: usize,
+        classes: bool,
+    ) -> Result<()> {
+        let dims = self.dims(seq_len, batch, classes);
         self.ws.ensure(dev, dims, self.lstm.dropout() > 0.0)?;
         let (t0, b0) = self.layer0.cap;
-        if t0 >= seq_len && b0 >= batch {
+        let onehot = !classes || self.layer0.onehot != DevicePtr::NULL;
+        if t0 >= seq_len && b0 >= batch && onehot {
             return Ok(());
         }
         let l0 = std::mem::take(&mut self.layer0);
@@ -247,6 +280,10 @@ impl LstmDevice {
         let state = self.lstm.layers() * b * self.lstm.hidden() * F32;
         self.layer0.h0 = dev.alloc(state)?;
         self.layer0.c0 = dev.alloc(state)?;
+        if classes {
+            self.layer0.onehot = dev.alloc(rows * self.lstm.input().div_ceil(64) * 8)?;
+            self.layer0.starts = dev.alloc(b * 4)?;
+        }
         self.layer0.cap = (t, b);
         Ok(())
     }
@@ -262,9 +299,44 @@ impl LstmDevice {
         dev: &mut D,
         weights: &[DeviceLayer],
         x: DeviceSlice,
-        (seq_len, batch): (usize, usize),
+        seq_batch: (usize, usize),
         h0: Option<DeviceSlice>,
         c0: Option<DeviceSlice>,
+        mode: Mode,
+        out: &DeviceOutput,
+    ) -> Result<()> {
+        let input = Input::Dense(x);
+        self.run_forward(dev, weights, input, seq_batch, (h0, c0), mode, out)
+    }
+
+    /// [`forward`](Self::forward) over class indices `[T, B]` on the host
+    /// (`x[t * B + b]`, each below In) standing for one-hot rows, as
+    /// `LstmInput::classes`: layer 0 gathers row `x` of its kernel. Its
+    /// backward has no dX (pass `dx: None`).
+    #[allow(clippy::too_many_arguments)]
+    pub fn forward_classes<D: GpuDevice>(
+        &mut self,
+        dev: &mut D,
+        weights: &[DeviceLayer],
+        x: &[u32],
+        seq_batch: (usize, usize),
+        h0: Option<DeviceSlice>,
+        c0: Option<DeviceSlice>,
+        mode: Mode,
+        out: &DeviceOutput,
+    ) -> Result<()> {
+        let input = Input::Classes(x);
+        self.run_forward(dev, weights, input, seq_batch, (h0, c0), mode, out)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn run_forward<D: GpuDevice>(
+        &mut self,
+        dev: &mut D,
+        weights: &[DeviceLayer],
+        input: Input<'_>,
+        (seq_len, batch): (usize, usize),
+        (h0, c0): (Option<DeviceSlice>, Option<DeviceSlice>),
         mode: Mode,
         out: &DeviceOutput,
     ) -> Result<()> {
@@ -279,12 +351,14 @@ impl LstmDevice {
         check::positive("x", b, "batch rows (B)")?;
         check::fits(&self.lstm, (t, b))?;
         self.check_weights("weights", weights)?;
-        check::len(
-            "x",
-            x.len,
-            || format!("[T, B, In] = [{t}, {b}, {i}]"),
-            t * b * i,
-        )?;
+        match input {
+            Input::Dense(x) => {
+                let shape = || format!("[T, B, In] = [{t}, {b}, {i}]");
+                check::len("x", x.len, shape, t * b * i)?;
+            }
+            Input::Classes(x) => check::classes(&self.lstm, x, (t, b))?,
+        }
+        let classes = matches!(input, Input::Classes(_));
         let state = |name: &str, s: Option<DeviceSlice>| match s {
             None => Ok(()),
             Some(s) => check_state(&self.lstm, name, s, b),
@@ -297,8 +371,8 @@ impl LstmDevice {
         check_state(&self.lstm, "out.c_n", out.c_n, b)?;
         crate::ops::dropout::check_call(self.lstm.dropout(), t * b, h)?;
         self.tape = None;
-        self.ensure(dev, t, b)?;
-        let dims = self.dims(t, b);
+        self.ensure(dev, t, b, classes)?;
+        let dims = self.dims(t, b, classes);
         let (l0, state) = (&self.layer0, (1, n * b * h));
         let kept = |s: Option<DeviceSlice>, to: DevicePtr, dev: &mut D| -> Result<DevicePtr> {
             match s {
@@ -306,21 +380,38 @@ impl LstmDevice {
                 None => Ok(DevicePtr::NULL),
             }
         };
-        let io = StackIo {
+        let mut io = StackIo {
             layers: weights.iter().map(|w| layer_ptrs(w, None)).collect(),
             h0: kept(h0, l0.h0, dev)?,
             c0: kept(c0, l0.c0, dev)?,
             ..StackIo::default()
         };
-        let mut bufs = self.ws.buffers(dims, &io)?;
-        bufs.layers[0].zx = self.layer0.zx;
-        let [zx_dims, ..] = self.layer0_gemms(t, b);
-        let l0 = &self.layer0;
-        copy(dev, x.ptr, l0.x, (t * b, i))?;
-        let w0 = (l0.x, weights[0].kernel.ptr, weights[0].bias.ptr);
-        let gemm = self.launcher.gemm;
-        gemm.run(dev, GemmForm::NN, zx_dims, w0, l0.zx, l0.scratch)?;
-        self.launcher.forward(dev, dims, &bufs, mode)?;
+        match input {
+            Input::Dense(x) => {
+                let bufs = self.layer0_bufs(dims, &io)?;
+                let [zx_dims, ..] = self.layer0_gemms(t, b);
+                let l0 = &self.layer0;
+                copy(dev, x.ptr, l0.x, (t * b, i))?;
+                let w0 = (l0.x, weights[0].kernel.ptr, weights[0].bias.ptr);
+                let gemm = self.launcher.gemm;
+                gemm.run(dev, GemmForm::NN, zx_dims, w0, l0.zx, l0.scratch)?;
+                self.launcher.forward(dev, dims, &bufs, mode)?;
+            }
+            Input::Classes(x) => {
+                let wpr = i.div_ceil(64);
+                let mut words = vec![0u64; t * b * wpr];
+                for (k, &class) in x.iter().enumerate() {
+                    let (c, row) = (class as usize, (k % b) * t + k / b);
+                    words[row * wpr + c / 64] |= 1 << (c % 64);
+                }
+                let starts: Vec<u32> = (0..b as u32).map(|r| r * t as u32).collect();
+                dev.upload(l0.onehot, bytemuck::cast_slice(&words))?;
+                dev.upload_u32(l0.starts, &starts)?;
+                (io.corpus_words, io.starts) = (l0.onehot, l0.starts);
+                let bufs = self.ws.buffers(dims, &io)?;
+                self.launcher.forward(dev, dims, &bufs, mode)?;
+            }
+        }
         copy(dev, self.ws.h(n - 1), out.y.ptr, (t * b, h))?;
         let last = (t - 1) * b * h * F32;
         for l in 0..n {
@@ -334,6 +425,7 @@ impl LstmDevice {
             mode,
             h0: h0.is_some(),
             c0: c0.is_some(),
+            classes,
         });
         Ok(())
     }
@@ -381,16 +473,23 @@ impl LstmDevice {
         }
         check_state(&self.lstm, "grads.dh0", grads.dh0, b)?;
         check_state(&self.lstm, "grads.dc0", grads.dc0, b)?;
-        if let Some(dx) = grads.dx {
-            check::len(
-                "grads.dx",
-                dx.len,
-                || format!("[T, B, In] = [{t}, {b}, {i}]"),
-                t * b * i,
-            )?;
+        match (grads.dx, tape.classes) {
+            (Some(_), true) => {
+                return Err(Error::InvalidArgument {
+                    name: "grads.dx",
+                    what: "a buffer for dX after a forward over class indices, which have no \
+                           gradient; pass dx: None"
+                        .into(),
+                });
+            }
+            (Some(dx), false) => {
+                let shape = || format!("[T, B, In] = [{t}, {b}, {i}]");
+                check::len("grads.dx", dx.len, shape, t * b * i)?;
+            }
+            (None, _) => {}
         }
         self.tape = None;
-        let (dims, state) = (self.dims(t, b), self.lstm.layers() * b * h);
+        let (dims, state) = (self.dims(t, b, tape.classes), self.lstm.layers() * b * h);
         // The stack reads dh_T, dc_T from the buffers it writes dh_{-1},
         // dc_{-1} to: the caller's dh0, dc0, filled first.
         for (given, to) in [(dh_n, grads.dh0), (dc_n, grads.dc0)] {
@@ -413,8 +512,13 @@ impl LstmDevice {
             dc: grads.dc0.ptr,
             ..StackIo::default()
         };
-        let mut bufs = self.ws.buffers(dims, &io)?;
-        bufs.layers[0].zx = self.layer0.zx;
+        if tape.classes {
+            // The one-hot backward scatters d kernel_0 itself (the classes
+            // the forward decoded, kept in the workspace).
+            let bufs = self.ws.buffers(dims, &io)?;
+            return self.launcher.backward(dev, dims, &bufs, tape.mode);
+        }
+        let bufs = self.layer0_bufs(dims, &io)?;
         self.launcher.backward(dev, dims, &bufs, tape.mode)?;
         // The stack leaves layer 0's dz in its dz buffer (layer 0 runs last).
         let (dz, l0) = (bufs.layers[0].dz, &self.layer0);
@@ -434,6 +538,13 @@ impl LstmDevice {
             gemm.run(dev, GemmForm::NT, dx_dims, operands, dx.ptr, l0.scratch)?;
         }
         Ok(())
+    }
+
+    /// The stack's buffers with layer 0 dense: it reads [`Layer0::zx`].
+    fn layer0_bufs(&self, dims: StackDims, io: &StackIo) -> Result<StackBuffers> {
+        let mut bufs = self.ws.buffers(dims, io)?;
+        bufs.layers[0].zx = self.layer0.zx;
+        Ok(bufs)
     }
 
     /// One [`DeviceLayer`] per layer of the shapes of [`check::weights`].
