@@ -4,8 +4,10 @@
 //! within a tolerance, all of them NaN-poisoned before the call, at small
 //! shapes (T 4..6, B 2..4, H 8..32, N 1..3, In != H), with and without
 //! h0/c0 and dh_n/dc_n, dropout 0 and 0.3 in training (the same Philox
-//! masks) and in evaluation, dense and class-index input. On the simulator here; the `cuda` test runs
-//! the same cases on a GPU and skips without one. Bad shapes are errors.
+//! masks) and in evaluation, dense and class-index input. On the simulator
+//! here; the two `cuda` tests run such cases on a GPU (through `CudaDevice`
+//! and through `LstmCuda` on the test's own cudarc stream) and skip without
+//! one. Bad shapes are errors.
 //! Fresh random inputs every run (seed printed; CHARLSTM_TEST_SEED replays).
 
 mod common;
