@@ -15,6 +15,12 @@
 //! `download` and `upload` wait for it, so host buffers are never in use
 //! after they return.
 //!
+//! A crate that already runs cudarc can hand in its own stream
+//! ([`CudaDevice::on_stream`]: the kernels load into that stream's context
+//! and run in its order) and its own buffers ([`CudaDevice::register_external`]:
+//! bounds-checked like ours, never freed by us); `crate::gpu::op_cuda` is
+//! the typed op over them.
+//!
 //! Graphs (stream capture, instantiated graphs) are in `graph.rs`.
 
 use std::cell::Cell;
@@ -64,8 +70,12 @@ pub struct CudaDevice {
     modules: HashMap<String, Arc<CudaModule>>,
     /// Keyed by symbol: symbols are unique across our modules (`{op}_{direction}_{dtype}`).
     kernels: HashMap<String, Kernel>,
-    /// Base address -> size in bytes of every live allocation.
+    /// Base address -> size in bytes of every live allocation, ours and
+    /// the caller's registered ones.
     allocations: BTreeMap<u64, usize>,
+    /// Base address -> registrations of the caller's regions in
+    /// `allocations`: never freed here.
+    external: HashMap<u64, usize>,
     /// True between `begin_capture` and `end_capture`.
     capturing: bool,
     /// The instantiated graphs, by `GraphId`.
@@ -88,9 +98,88 @@ impl CudaDevice {
         check_driver(0)
     }
 
+    /// A device on the caller's `stream` (and its context): our kernels
+    /// load into that context and every launch and copy goes on that
+    /// stream, in order with the caller's own work. Nothing is copied; the
+    /// caller's buffers join through [`register_external`](Self::register_external).
+    pub fn on_stream(stream: Arc<CudaStream>) -> Result<CudaDevice> {
+        let ctx = stream.context().clone();
+        let ordinal = ctx.ordinal();
+        let name = check_driver(ordinal).map_err(unavailable)?;
+        guarded(|| Self::with_stream(ctx, stream, name))
+            .map_err(|why| unavailable(format!("could not use the stream on GPU {ordinal}: {why}")))
+    }
+
+    /// The stream every launch goes on.
+    pub fn stream(&self) -> &Arc<CudaStream> {
+        &self.stream
+    }
+
+    /// Makes `bytes` bytes at the caller's device address `ptr` (a
+    /// `CudaSlice`'s, in this device's context) usable in launches and
+    /// copies, bounds-checked like an allocation of ours; it is never freed
+    /// here. Registering the same region again counts; each registration
+    /// is undone by one [`unregister_external`](Self::unregister_external).
+    pub fn register_external(&mut self, ptr: u64, bytes: usize) -> Result<DevicePtr> {
+        let bad = |what: String| -> Result<DevicePtr> {
+            Err(DeviceError::BadArguments {
+                kernel: "register_external",
+                what,
+            }
+            .into())
+        };
+        if ptr == 0 {
+            return bad("the null pointer is no buffer; pass a CudaSlice's device pointer".into());
+        }
+        match (self.allocations.get(&ptr), self.external.get_mut(&ptr)) {
+            (Some(_), None) => {
+                return bad(format!(
+                    "{ptr:#x} is an allocation of this device, not the caller's"
+                ));
+            }
+            (Some(size), Some(count)) => {
+                *count += 1;
+                let size = (*size).max(bytes);
+                self.allocations.insert(ptr, size);
+            }
+            _ => {
+                self.allocations.insert(ptr, bytes);
+                self.external.insert(ptr, 1);
+            }
+        }
+        Ok(DevicePtr(ptr))
+    }
+
+    /// Undoes one [`register_external`](Self::register_external) of `ptr`.
+    pub fn unregister_external(&mut self, ptr: DevicePtr) -> Result<()> {
+        match self.external.get_mut(&ptr.0) {
+            Some(count) if *count > 1 => *count -= 1,
+            Some(_) => {
+                self.external.remove(&ptr.0);
+                self.allocations.remove(&ptr.0);
+            }
+            None => {
+                return Err(DeviceError::BadArguments {
+                    kernel: "unregister_external",
+                    what: format!("{:#x} is not a registered region of the caller", ptr.0),
+                }
+                .into());
+            }
+        }
+        Ok(())
+    }
+
     fn open(ordinal: usize, name: String) -> std::result::Result<CudaDevice, String> {
         let ctx = CudaContext::new(ordinal).map_err(describe)?;
         let stream = ctx.new_stream().map_err(describe)?;
+        Self::with_stream(ctx, stream, name)
+    }
+
+    fn with_stream(
+        ctx: Arc<CudaContext>,
+        stream: Arc<CudaStream>,
+        name: String,
+    ) -> std::result::Result<CudaDevice, String> {
         let optin = CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN;
         let max_shared = ctx.attribute(optin).map_err(describe)?;
         let sms = ctx
@@ -105,6 +194,7 @@ impl CudaDevice {
             modules: HashMap::new(),
             kernels: HashMap::new(),
             allocations: BTreeMap::new(),
+            external: HashMap::new(),
             capturing: false,
             graphs: HashMap::new(),
             next_graph: 1,
@@ -260,6 +350,17 @@ impl GpuDevice for CudaDevice {
 
     fn free(&mut self, ptr: DevicePtr) -> Result<()> {
         self.not_capturing("free")?;
+        if self.external.contains_key(&ptr.0) {
+            return Err(DeviceError::BadArguments {
+                kernel: "free",
+                what: format!(
+                    "{:#x} is the caller's memory (register_external): it is never freed here; \
+                     call unregister_external",
+                    ptr.0
+                ),
+            }
+            .into());
+        }
         if self.allocations.remove(&ptr.0).is_none() {
             return Err(DeviceError::BadArguments {
                 kernel: "free",
@@ -446,6 +547,9 @@ impl Drop for CudaDevice {
             return;
         }
         for &ptr in self.allocations.keys() {
+            if self.external.contains_key(&ptr) {
+                continue;
+            }
             // SAFETY: each entry is a live allocation of ours, freed once
             // here, after the stream went idle.
             let _ = unsafe { result::free_sync(ptr) };

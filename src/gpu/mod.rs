@@ -2,7 +2,9 @@
 //! and one launcher per kernel file (`kernels/NAME.cu` <-> `src/gpu/NAME.rs`;
 //! the LSTM's three, `lstm.cu`, `lstm_persistent.cu` and `wgrad.cu`, under
 //! `src/gpu/lstm/` as `cell.rs`, `persistent.rs` and `wgrad.rs`; the stack of
-//! layers over them, `lstm/stack.rs`, also runs `gemm.cu` and `dropout.cu`).
+//! layers over them, `lstm/stack.rs`, also runs `gemm.cu` and `dropout.cu`);
+//! the public LSTM op over that stack, `ops::LstmDevice` (`op.rs`, any
+//! device) and `ops::LstmCuda` (`op_cuda.rs`, the caller's cudarc stream).
 
 pub mod batch;
 mod buffers;
@@ -16,6 +18,8 @@ pub mod generate;
 pub mod head;
 pub mod lstm;
 pub mod model;
+pub mod op;
+pub mod op_cuda;
 pub mod ptx;
 pub mod rmsprop;
 pub mod selftest;

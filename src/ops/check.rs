@@ -6,7 +6,7 @@ use super::lstm::{LayerWeights, Lstm};
 use crate::error::{Error, Result};
 
 /// `Ok` when a slice has the length its shape needs, else [`Error::Shape`].
-pub(super) fn len(
+pub(crate) fn len(
     name: &str,
     got: usize,
     shape: impl FnOnce() -> String,
@@ -25,7 +25,7 @@ pub(super) fn len(
 }
 
 /// A count that must be at least 1 (N, In, H, T, B).
-pub(super) fn positive(name: &'static str, value: usize, what: &str) -> Result<()> {
+pub(crate) fn positive(name: &'static str, value: usize, what: &str) -> Result<()> {
     if value == 0 {
         return Err(Error::InvalidArgument {
             name,
@@ -49,7 +49,7 @@ fn product_fits(
 }
 
 /// N, In, H whose weights' lengths (In·4H, H·4H, N of them) are sizes.
-pub(super) fn sizes(layers: usize, input: usize, hidden: usize) -> Result<()> {
+pub(crate) fn sizes(layers: usize, input: usize, hidden: usize) -> Result<()> {
     product_fits(
         "lstm.hidden",
         &[layers, 4, hidden, input.max(hidden)],
@@ -64,7 +64,7 @@ pub(super) fn sizes(layers: usize, input: usize, hidden: usize) -> Result<()> {
 
 /// T·B·W for every width W the call's buffers have (T + 1 slots of states,
 /// 4H gates, In inputs), below `usize::MAX`.
-pub(super) fn fits(lstm: &Lstm, (t, b): (usize, usize)) -> Result<()> {
+pub(crate) fn fits(lstm: &Lstm, (t, b): (usize, usize)) -> Result<()> {
     let widest = lstm.input().max(4 * lstm.hidden());
     product_fits("x", &[t.saturating_add(1), b, widest], || {
         format!(
@@ -75,7 +75,7 @@ pub(super) fn fits(lstm: &Lstm, (t, b): (usize, usize)) -> Result<()> {
 }
 
 /// Every layer's weights against the stack's sizes.
-pub(super) fn weights<F>(lstm: &Lstm, weights: &[LayerWeights<'_, F>]) -> Result<()> {
+pub(crate) fn weights<F>(lstm: &Lstm, weights: &[LayerWeights<'_, F>]) -> Result<()> {
     if weights.len() != lstm.layers() {
         return Err(Error::InvalidArgument {
             name: "weights",
@@ -106,7 +106,7 @@ pub(super) fn weights<F>(lstm: &Lstm, weights: &[LayerWeights<'_, F>]) -> Result
 }
 
 /// An optional state or state gradient `[N, B, H]`.
-pub(super) fn state<F>(lstm: &Lstm, name: &str, s: Option<&[F]>, batch: usize) -> Result<()> {
+pub(crate) fn state<F>(lstm: &Lstm, name: &str, s: Option<&[F]>, batch: usize) -> Result<()> {
     let (n, h) = (lstm.layers(), lstm.hidden());
     match s {
         None => Ok(()),
@@ -120,7 +120,7 @@ pub(super) fn state<F>(lstm: &Lstm, name: &str, s: Option<&[F]>, batch: usize) -
 }
 
 /// Class indices `[T, B]`, each below In.
-pub(super) fn classes(lstm: &Lstm, c: &[u32], (t, b): (usize, usize)) -> Result<()> {
+pub(crate) fn classes(lstm: &Lstm, c: &[u32], (t, b): (usize, usize)) -> Result<()> {
     len("x", c.len(), || format!("[T, B] = [{t}, {b}]"), t * b)?;
     let i = lstm.input();
     match c.iter().position(|&v| v as usize >= i) {

@@ -32,9 +32,11 @@
 //! Shapes, layouts (Keras and PyTorch), the dropout counter and measured
 //! speed: `docs/lstm-op.md`.
 
-mod check;
+pub(crate) mod check;
 pub mod dropout;
 mod lstm;
 
+pub use crate::gpu::op::{DeviceGrads, DeviceLayer, DeviceOutput, DeviceSlice, LstmDevice};
+pub use crate::gpu::op_cuda::{CudaLayer, CudaLayerGrads, LstmCuda};
 pub use dropout::Mode;
 pub use lstm::{LayerGrads, LayerParams, LayerWeights, Lstm, LstmGrads, LstmInput, LstmOutput};
