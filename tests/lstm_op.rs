@@ -727,3 +727,79 @@ fn bad_inputs_get_clear_errors() {
         &["output of an Lstm of N = 1", "this Lstm's forward"],
     );
 }
+
+/// The f32 op (its products through `cpu::packed`'s AVX-512 kernel where
+/// the CPU has it, and weight gradients split by columns) against the f64
+/// op (the crate's dgemm) on the same dense 2-layer case: H = 40 leaves a
+/// partial panel of 32 columns, B = 36 rows split across threads into
+/// partial tiles of 8 rows.
+#[test]
+fn f32_agrees_with_f64_through_the_packed_products() {
+    let (t, b, i, h) = (5, 36, 24, 40);
+    let mut rng = Rng(41);
+    let lstm = Lstm::new(2, i, h).expect("sizes").with_threads(2);
+    let layers: Vec<LayerParams<f32>> = (0..2)
+        .map(|l| LayerParams {
+            kernel: rng.vec(lstm.layer_input(l) * 4 * h, 0.3),
+            recurrent_kernel: rng.vec(h * 4 * h, 0.3),
+            bias: rng.vec(4 * h, 0.3),
+        })
+        .collect();
+    let x = rng.vec(t * b * i, 1.0);
+    let dy = rng.vec(t * b * h, 1.0);
+    let wide = |v: &[f32]| v.iter().map(|&a| f64::from(a)).collect::<Vec<f64>>();
+    let layers64: Vec<LayerParams<f64>> = layers
+        .iter()
+        .map(|p| LayerParams {
+            kernel: wide(&p.kernel),
+            recurrent_kernel: wide(&p.recurrent_kernel),
+            bias: wide(&p.bias),
+        })
+        .collect();
+    let w32: Vec<LayerWeights<'_, f32>> = layers.iter().map(|p| p.weights()).collect();
+    let w64: Vec<LayerWeights<'_, f64>> = layers64.iter().map(|p| p.weights()).collect();
+    let (x64, dy64) = (wide(&x), wide(&dy));
+    let out32 = lstm
+        .forward(&w32, LstmInput::dense(&x, t, b), None, None, Mode::Eval)
+        .expect("forward f32");
+    let out64 = lstm
+        .forward(&w64, LstmInput::dense(&x64, t, b), None, None, Mode::Eval)
+        .expect("forward f64");
+    let close = |what: &str, a: &[f32], e: &[f64]| {
+        assert_eq!(a.len(), e.len(), "{what}");
+        let scale = e.iter().fold(1.0f64, |m, v| m.max(v.abs()));
+        let worst = a
+            .iter()
+            .zip(e)
+            .map(|(&a, &e)| (f64::from(a) - e).abs())
+            .fold(0.0f64, f64::max);
+        assert!(
+            worst <= 1e-4 * scale,
+            "{what}: off by {worst} (scale {scale})"
+        );
+    };
+    close("y", out32.y(), out64.y());
+    close("h_n", out32.h_n(), out64.h_n());
+    let g32 = lstm
+        .backward(&w32, out32, &dy, None, None)
+        .expect("backward f32");
+    let g64 = lstm
+        .backward(&w64, out64, &dy64, None, None)
+        .expect("backward f64");
+    close(
+        "dx",
+        g32.dx.as_deref().expect("dx"),
+        g64.dx.as_deref().expect("dx"),
+    );
+    close("dh0", &g32.dh0, &g64.dh0);
+    close("dc0", &g32.dc0, &g64.dc0);
+    for (l, (a, e)) in g32.layers.iter().zip(&g64.layers).enumerate() {
+        close(&format!("layer {l} kernel"), &a.kernel, &e.kernel);
+        close(
+            &format!("layer {l} recurrent_kernel"),
+            &a.recurrent_kernel,
+            &e.recurrent_kernel,
+        );
+        close(&format!("layer {l} bias"), &a.bias, &e.bias);
+    }
+}
