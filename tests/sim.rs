@@ -139,7 +139,8 @@ fn integer_ops_bit_exact() {
             x as i64 * y as i64,
             (x as i64).wrapping_mul(1000003) + y as i64,
             (ux as u64 * uy as u64) as i64,
-            ((x as i64) << 20) / ((y | 1) as i64),
+            (((x as i64) << 20) / ((y | 1) as i64))
+                ^ ((((ux as u64) << 20) % ((uy as u64) | 1)) as i64),
         ];
         assert_eq!(&r64[i * 4..i * 4 + 4], &e64, "int64 ops, element {i}");
     }

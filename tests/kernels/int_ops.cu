@@ -25,5 +25,6 @@ extern "C" __global__ void int_ops(const int* a, const int* b, int* out32, long 
   q[0] = (long long)x * (long long)y;
   q[1] = (long long)x * 1000003LL + (long long)y;
   q[2] = (unsigned long long)ux * (unsigned long long)uy;
-  q[3] = ((long long)x << 20) / ((long long)(y | 1));
+  q[3] = (((long long)x << 20) / ((long long)(y | 1))) ^
+         (long long)((((unsigned long long)ux) << 20) % (((unsigned long long)uy) | 1ULL));  // rem.u64
 }
