@@ -29,7 +29,6 @@
 
 use crate::cpu::dense_softmax;
 use crate::cpu::packed::PackedB;
-use crate::cpu::scalar::View;
 use crate::error::Result;
 use crate::model::Params;
 use crate::ops::{LayerWeights, Lstm, LstmInput, LstmOutput, Mode};
@@ -60,7 +59,8 @@ impl<'p> StatefulModel<'p> {
         let packed = (0..params.layers)
             .map(|l| {
                 let mut store = Vec::new();
-                PackedB::new(rk_view(params, l), rk_sizes(params), &mut store);
+                let rk = params.lstm_weights(l).recurrent_kernel;
+                PackedB::recurrent(rk, params.hidden, &mut store);
                 store
             })
             .collect();
@@ -113,8 +113,8 @@ impl<'p> StatefulModel<'p> {
         };
         let packed: Vec<PackedB<'_, f32>> = (0..self.params.layers)
             .map(|l| {
-                let view = rk_view(self.params, l);
-                PackedB::prepacked(view, rk_sizes(self.params), &self.packed[l])
+                let rk = self.params.lstm_weights(l).recurrent_kernel;
+                PackedB::recurrent_prepacked(rk, self.params.hidden, &self.packed[l])
             })
             .collect();
         let (state, mode) = ((h0, c0), Mode::Eval);
@@ -132,19 +132,6 @@ impl<'p> StatefulModel<'p> {
         );
         Ok(&self.probs)
     }
-}
-
-/// Layer `l`'s recurrent_kernel [H, 4H] as the recurrence reads it.
-fn rk_view(params: &Params<f32>, l: usize) -> View<'_, f32> {
-    View::new(
-        params.lstm_weights(l).recurrent_kernel,
-        4 * params.hidden,
-        1,
-    )
-}
-
-fn rk_sizes(params: &Params<f32>) -> (usize, usize) {
-    (params.hidden, 4 * params.hidden)
 }
 
 /// `req` generated in stateful mode: the whole of `req.seed_indices` primes

@@ -11,7 +11,6 @@
 //! `stacked.rs` itself to train with dropout.
 
 use super::packed::PackedB;
-use super::scalar::View;
 use super::stacked::{
     StackedWorkspace, stacked_loss, stacked_loss_and_grads_into, stacked_predict_into,
 };
@@ -110,12 +109,7 @@ pub(super) fn pack_rk<'a, F: Scalar>(
     d: Dims,
     store: &'a mut Vec<F>,
 ) -> PackedB<'a, F> {
-    let g = 4 * d.h;
-    PackedB::new(
-        View::new(&p[Tensor::RecurrentKernel], g, 1),
-        (d.h, g),
-        store,
-    )
+    PackedB::recurrent(&p[Tensor::RecurrentKernel], d.h, store)
 }
 
 /// Mean of the per-row losses, summed in row order.
@@ -155,9 +149,7 @@ pub fn loss_and_grads_into<F: Scalar>(
     let inv_b = F::one() / F::of(d.b as f64);
     let [mut rk_store, mut rkt_store] = std::mem::take(&mut ws.pack);
     let rk = pack_rk(params, d, &mut rk_store);
-    let g = 4 * d.h;
-    let rkt = View::new(&params[Tensor::RecurrentKernel], 1, g);
-    let rkt = PackedB::new(rkt, (g, d.h), &mut rkt_store);
+    let rkt = PackedB::recurrent_t(&params[Tensor::RecurrentKernel], d.h, &mut rkt_store);
     for_each_chunk(ws, d, |xb, r| {
         forward::recurrence(&rk, xb, x, r, d);
         forward::head(params, Some(y), r);

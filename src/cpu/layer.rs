@@ -154,7 +154,7 @@ pub(crate) fn backward<F: Scalar>(
 ) {
     let (hh, g) = (s.h, 4 * s.h);
     // recurrent_kernel^T [4H, H], packed once for the T products.
-    let rkt = PackedB::new(View::new(recurrent_kernel, 1, g), (g, hh), pack);
+    let rkt = PackedB::recurrent_t(recurrent_kernel, hh, pack);
     let rkt = &rkt;
     let mut gates = Steps::new(gates, s.t, s.b, g);
     let (mut dh, mut dc) = (dh, dc);

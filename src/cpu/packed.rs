@@ -77,6 +77,22 @@ impl<'a, F: Scalar> PackedB<'a, F> {
         packed
     }
 
+    /// An LSTM layer's recurrent_kernel (`[H, 4H]` row-major) as the
+    /// forward recurrence reads it: `z += h @ rk`.
+    pub fn recurrent(rk: &'a [F], h: usize, store: &'a mut Vec<F>) -> Self {
+        Self::new(View::new(rk, 4 * h, 1), (h, 4 * h), store)
+    }
+
+    /// Its transpose (`[4H, H]`) as the backward reads it: `dh = dz @ rk^T`.
+    pub fn recurrent_t(rk: &'a [F], h: usize, store: &'a mut Vec<F>) -> Self {
+        Self::new(View::new(rk, 1, 4 * h), (4 * h, h), store)
+    }
+
+    /// [`recurrent`](Self::recurrent) over panels packed earlier.
+    pub fn recurrent_prepacked(rk: &'a [F], h: usize, panels: &'a [F]) -> Self {
+        Self::prepacked(View::new(rk, 4 * h, 1), (h, 4 * h), panels)
+    }
+
     /// The view of `b` over panels an earlier [`new`](Self::new) of the
     /// same `b` and sizes left in its store: packed once for many calls
     /// while the weights do not change (the stateful generator's steps).

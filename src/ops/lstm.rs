@@ -419,8 +419,7 @@ impl Lstm {
                     // row's `kernel + bias` directly, not the whole table.
                     scratch.clear();
                     for &c in classes {
-                        let row = &w.kernel[c as usize * g..][..g];
-                        scratch.extend(row.iter().zip(w.bias).map(|(&k, &b)| k + b));
+                        scratch.extend(class_row(w, g, c as usize));
                     }
                     InputTerm::Dense(&scratch[..])
                 }
@@ -437,8 +436,7 @@ impl Lstm {
             let rk = match packed {
                 Some(p) => &p[l],
                 None => {
-                    let rk = View::new(w.recurrent_kernel, g, 1);
-                    own = PackedB::new(rk, (h, g), pack);
+                    own = PackedB::recurrent(w.recurrent_kernel, h, pack);
                     &own
                 }
             };
@@ -660,9 +658,19 @@ fn input_gemm<F: Scalar>(
 /// `kernel + bias`, one row per class: what a one-hot row times the kernel is.
 fn gather_table<F: Scalar>(w: &LayerWeights<'_, F>, g: usize, xb: &mut Vec<F>) {
     xb.clear();
-    for row in w.kernel.chunks_exact(g) {
-        xb.extend(row.iter().zip(w.bias).map(|(&k, &b)| k + b));
+    for c in 0..w.kernel.len() / g {
+        xb.extend(class_row(w, g, c));
     }
+}
+
+/// The input term of a one-hot row of class `c`: kernel row c + bias.
+fn class_row<'w, F: Scalar>(
+    w: &'w LayerWeights<'_, F>,
+    g: usize,
+    c: usize,
+) -> impl Iterator<Item = F> + 'w {
+    let row = &w.kernel[c * g..][..g];
+    row.iter().zip(w.bias).map(|(&k, &b)| k + b)
 }
 
 /// `dk[c] = sum of the dz rows whose class is c`, classes [T, B]; threads
