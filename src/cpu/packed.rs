@@ -52,8 +52,13 @@ impl<'a, F: Scalar> PackedB<'a, F> {
             return packed;
         }
         let panels = n.div_ceil(NR);
+        let len = panels * k * NR;
         store.clear();
-        store.resize(panels * k * NR, F::zero());
+        store.resize(len + 16, F::zero());
+        // From a 64-byte boundary: a 16-float load of a panel row then
+        // touches one cache line, not two (the allocator aligns to 16 bytes).
+        let start = aligned_start(store);
+        let store = &mut store[start..][..len];
         for j in 0..panels {
             let cols = NR.min(n - j * NR);
             for kk in 0..k {
@@ -89,25 +94,30 @@ impl<'a, F: Scalar> PackedB<'a, F> {
     }
 
     /// [`recurrent`](Self::recurrent) over panels packed earlier.
-    pub fn recurrent_prepacked(rk: &'a [F], h: usize, panels: &'a [F]) -> Self {
-        Self::prepacked(View::new(rk, 4 * h, 1), (h, 4 * h), panels)
+    pub fn recurrent_prepacked(rk: &'a [F], h: usize, store: &'a [F]) -> Self {
+        Self::prepacked(View::new(rk, 4 * h, 1), (h, 4 * h), store)
     }
 
     /// The view of `b` over panels an earlier [`new`](Self::new) of the
     /// same `b` and sizes left in its store: packed once for many calls
     /// while the weights do not change (the stateful generator's steps).
-    pub fn prepacked(b: View<'a, F>, (k, n): (usize, usize), panels: &'a [F]) -> Self {
+    pub fn prepacked(b: View<'a, F>, (k, n): (usize, usize), store: &'a [F]) -> Self {
         let packed = F::packed_kernel() && k > 0 && n > 0;
+        let len = n.div_ceil(NR) * k * NR;
         assert!(
-            !packed || panels.len() == n.div_ceil(NR) * k * NR,
-            "PackedB::prepacked: {} values are not the panels of a [{k}x{n}] B",
-            panels.len()
+            !packed || store.len() == len + 16,
+            "PackedB::prepacked: a store of {} values did not come from packing a [{k}x{n}] B",
+            store.len()
         );
         PackedB {
             view: b,
             k,
             n,
-            panels: if packed { panels } else { &[] },
+            panels: if packed {
+                &store[aligned_start(store)..][..len]
+            } else {
+                &[]
+            },
         }
     }
 
@@ -124,6 +134,13 @@ impl<'a, F: Scalar> PackedB<'a, F> {
         // the kernel runs, and holds n.div_ceil(NR) panels of k rows of NR.
         unsafe { kernel((m, k, n), a, b, (c, ldc)) }
     }
+}
+
+/// Where a store's panels start: its first 64-byte boundary (the store
+/// holds 16 values more than the panels; the same offset on every call for
+/// a buffer that has not moved).
+fn aligned_start<F>(store: &[F]) -> usize {
+    store.as_ptr().align_offset(64).min(16)
 }
 
 /// The kernel on `a` and `c` bounds-checked here, B as the caller vouches.
@@ -324,6 +341,10 @@ mod tests {
                 };
                 let mut store = Vec::new();
                 let packed = PackedB::new(view, (k, n), &mut store);
+                if f32::packed_kernel() {
+                    let at = packed.panels.as_ptr() as usize;
+                    assert_eq!(at % 64, 0, "panels not on a cache line");
+                }
                 let mut c = vec![f32::NAN; m * n];
                 packed.gemm(m, View::new(&a, k, 1), &mut c, n);
                 for i in 0..m {
@@ -351,6 +372,15 @@ mod tests {
                     c.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
                     split.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
                     "({m},{k},{n}): a row split changed bits"
+                );
+                // The same panels seen again through `prepacked`.
+                let again = PackedB::prepacked(view, (k, n), &store);
+                let mut c2 = vec![f32::NAN; m * n];
+                again.gemm(m, View::new(&a, k, 1), &mut c2, n);
+                assert_eq!(
+                    c.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
+                    c2.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
+                    "({m},{k},{n}): prepacked differs"
                 );
             }
         }
