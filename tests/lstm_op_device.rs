@@ -550,15 +550,11 @@ fn cudarc_case(stream: &std::sync::Arc<cudarc::driver::CudaStream>, c: Case, rng
     let (x, h0, c0) = (up(&d.x), opt(&d.h0), opt(&d.c0));
     let state = n * b * h;
     let (mut y, mut h_n, mut c_n) = (nan(t * b * h), nan(state), nan(state));
-    op.forward(
-        &weights,
-        &x,
-        (t, b),
-        h0.as_ref(),
-        c0.as_ref(),
-        d.mode,
-        (&mut y, &mut h_n, &mut c_n),
-    )
+    let (h0, c0, out) = (h0.as_ref(), c0.as_ref(), (&mut y, &mut h_n, &mut c_n));
+    match &d.cls {
+        None => op.forward(&weights, &x, (t, b), h0, c0, d.mode, out),
+        Some(cls) => op.forward_classes(&weights, cls, (t, b), h0, c0, d.mode, out),
+    }
     .unwrap();
     let (dy, dh_n, dc_n) = (up(&d.dy), opt(&d.dh_n), opt(&d.dc_n));
     let (mut dx, mut dh0, mut dc0) = (nan(t * b * c.input), nan(state), nan(state));
@@ -578,14 +574,17 @@ fn cudarc_case(stream: &std::sync::Arc<cudarc::driver::CudaStream>, c: Case, rng
         &dy,
         dh_n.as_ref(),
         dc_n.as_ref(),
-        Some(&mut dx),
+        (!c.classes).then_some(&mut dx),
         (&mut dh0, &mut dc0),
         &mut grads,
     )
     .unwrap();
     drop(grads);
     let down = |s: &cudarc::driver::CudaSlice<f32>| stream.clone_dtoh(s).unwrap();
-    let got = [&y, &h_n, &c_n, &dx, &dh0, &dc0].map(down);
+    let mut got = [&y, &h_n, &c_n, &dx, &dh0, &dc0].map(down);
+    if c.classes {
+        got[3].clear(); // no dX for a class input
+    }
     let layers = gw.iter().map(|l| [&l[0], &l[1], &l[2]].map(down)).collect();
     compare(got, layers, &want);
 }
@@ -599,9 +598,14 @@ fn lstm_cuda_on_the_callers_stream_matches_cpu_on_cuda() {
     let ctx = cudarc::driver::CudaContext::new(0).unwrap();
     let stream = ctx.new_stream().unwrap();
     let mut rng = Rng(seed());
+    let classes = Case {
+        classes: true,
+        ..case(6, 4, 9, 32, 2, 0.3, true)
+    };
     for c in [
         case(5, 3, 7, 16, 2, 0.3, true),
         case(60, 64, 57, 128, 2, 0.25, false),
+        classes,
     ] {
         cudarc_case(&stream, c, &mut rng);
     }

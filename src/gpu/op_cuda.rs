@@ -25,6 +25,13 @@ use crate::ops::{Lstm, Mode};
 
 const F32: usize = std::mem::size_of::<f32>();
 
+/// The input of a forward: the caller's dense `[T, B, In]` (a slice, or
+/// once registered, our view of it) or class indices on the host.
+enum Input<'a, X> {
+    Dense(X),
+    Classes(&'a [u32]),
+}
+
 /// One layer's weights as the caller's slices (layouts of
 /// [`crate::ops::LayerWeights`]).
 #[derive(Clone, Copy, Debug)]
@@ -164,6 +171,47 @@ impl LstmCuda {
         h0: Option<&CudaSlice<f32>>,
         c0: Option<&CudaSlice<f32>>,
         mode: Mode,
+        out: (
+            &mut CudaSlice<f32>,
+            &mut CudaSlice<f32>,
+            &mut CudaSlice<f32>,
+        ),
+    ) -> Result<()> {
+        self.run_forward(weights, Input::Dense(x), seq_batch, h0, c0, mode, out)
+    }
+
+    /// [`forward`](Self::forward) over class indices `[T, B]` standing for
+    /// one-hot rows ([`LstmDevice::forward_classes`]): layer 0 reads row
+    /// `x[t * B + b]` of its kernel. The indices are on the host (they
+    /// travel as a bitmask of T*B*In bits, one upload on the stream); the
+    /// backward of such a forward has no dX (pass `dx: None`).
+    #[allow(clippy::too_many_arguments)]
+    pub fn forward_classes(
+        &mut self,
+        weights: &[CudaLayer<'_>],
+        x: &[u32],
+        seq_batch: (usize, usize),
+        h0: Option<&CudaSlice<f32>>,
+        c0: Option<&CudaSlice<f32>>,
+        mode: Mode,
+        out: (
+            &mut CudaSlice<f32>,
+            &mut CudaSlice<f32>,
+            &mut CudaSlice<f32>,
+        ),
+    ) -> Result<()> {
+        self.run_forward(weights, Input::Classes(x), seq_batch, h0, c0, mode, out)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn run_forward(
+        &mut self,
+        weights: &[CudaLayer<'_>],
+        x: Input<'_, &CudaSlice<f32>>,
+        seq_batch: (usize, usize),
+        h0: Option<&CudaSlice<f32>>,
+        c0: Option<&CudaSlice<f32>>,
+        mode: Mode,
         (y, h_n, c_n): (
             &mut CudaSlice<f32>,
             &mut CudaSlice<f32>,
@@ -177,7 +225,10 @@ impl LstmCuda {
         let result = (move || {
             let (call, stream) = (call_ref, stream_ref);
             let w = call.layers(dev, stream, weights)?;
-            let x = call.read(dev, stream, x)?;
+            let x = match x {
+                Input::Dense(x) => Input::Dense(call.read(dev, stream, x)?),
+                Input::Classes(x) => Input::Classes(x),
+            };
             let h0 = call.read_opt(dev, stream, h0)?;
             let c0 = call.read_opt(dev, stream, c0)?;
             let out = DeviceOutput {
@@ -185,7 +236,10 @@ impl LstmCuda {
                 h_n: call.write(dev, stream, h_n)?,
                 c_n: call.write(dev, stream, c_n)?,
             };
-            op.forward(dev, &w, x, seq_batch, h0, c0, mode, &out)
+            match x {
+                Input::Dense(x) => op.forward(dev, &w, x, seq_batch, h0, c0, mode, &out),
+                Input::Classes(x) => op.forward_classes(dev, &w, x, seq_batch, h0, c0, mode, &out),
+            }
         })();
         call.finish(&mut self.dev, result)
     }
