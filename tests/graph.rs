@@ -385,6 +385,7 @@ fn capture_refuses_host_work<D: GpuDevice>(mut dev: D) -> Result<()> {
     let mut out = [0u8; 4];
     let refused: Vec<(&str, Result<()>)> = vec![
         ("upload", dev.upload(buf, &[0; 4])),
+        ("upload", dev.upload_queued(buf, &[0; 4])),
         ("download", dev.download(buf, &mut out)),
         ("synchronize", dev.synchronize()),
         ("free", dev.free(buf)),
@@ -426,6 +427,42 @@ fn capture_refuses_host_transfers_with_a_clear_error() {
 fn cuda_capture_refuses_host_transfers_with_a_clear_error() {
     if let Some(dev) = gpu() {
         capture_refuses_host_work(dev).expect("capture");
+    }
+}
+
+/// Queued uploads (the stream step's starts) land in queue order, each
+/// from its own copy of the host bytes (the caller's buffer is overwritten
+/// right after), also past the device's limit on held copies.
+fn queued_uploads_land_in_order<D: GpuDevice>(mut dev: D) -> Result<()> {
+    let slots = 300;
+    let buf = dev.alloc_zeroed(slots * 4)?;
+    let mut host = [0u32; 1];
+    for round in 0..2u32 {
+        for i in 0..slots {
+            host[0] = round * 1000 + i as u32;
+            let at = buf.offset(i * 4);
+            dev.upload_queued(at, bytemuck::cast_slice(&host))?;
+            host[0] = u32::MAX;
+        }
+    }
+    let mut got = vec![0u32; slots];
+    dev.download(buf, bytemuck::cast_slice_mut(&mut got))?;
+    let want: Vec<u32> = (0..slots as u32).map(|i| 1000 + i).collect();
+    assert_eq!(got, want);
+    dev.free(buf)
+}
+
+#[test]
+fn queued_uploads_land_in_order_on_the_simulator() {
+    if kernels_built() {
+        queued_uploads_land_in_order(SimDevice::new(4)).expect("uploads");
+    }
+}
+
+#[test]
+fn cuda_queued_uploads_land_in_order() {
+    if let Some(dev) = gpu() {
+        queued_uploads_land_in_order(dev).expect("uploads");
     }
 }
 

@@ -81,7 +81,14 @@ pub struct CudaDevice {
     /// The instantiated graphs, by `GraphId`.
     graphs: HashMap<u64, graph::Graph>,
     next_graph: u64,
+    /// The host bytes of `upload_queued` copies the stream may still read:
+    /// kept until the next wait for the stream.
+    queued: Vec<Vec<u8>>,
 }
+
+/// Queued uploads held before one waits for the stream anyway (a caller
+/// that never waits would otherwise grow the list without bound).
+const MAX_QUEUED: usize = 256;
 
 impl CudaDevice {
     /// The GPU with this ordinal (0 = the first), or `BackendUnavailable`
@@ -198,6 +205,7 @@ impl CudaDevice {
             capturing: false,
             graphs: HashMap::new(),
             next_graph: 1,
+            queued: Vec::new(),
         })
     }
 
@@ -222,6 +230,14 @@ impl CudaDevice {
         self.stream
             .synchronize()
             .map_err(|e| self.backend_error("waiting for the device", e))
+    }
+
+    /// [`sync_stream`](Self::sync_stream), after which no queued upload
+    /// reads its host bytes any more.
+    fn wait(&mut self) -> Result<()> {
+        self.sync_stream()?;
+        self.queued.clear();
+        Ok(())
     }
 
     /// `[ptr, ptr + len)` lies inside one live allocation.
@@ -369,7 +385,7 @@ impl GpuDevice for CudaDevice {
             .into());
         }
         // Kernels still queued may use the memory.
-        self.sync_stream()?;
+        self.wait()?;
         self.bind()?;
         // SAFETY: `ptr` came from `malloc_sync` in this context and was live
         // until just now (removed from the map, so it is freed once), and
@@ -392,7 +408,28 @@ impl GpuDevice for CudaDevice {
             .map_err(|e| self.backend_error(format!("uploading {} bytes", bytes.len()), e))?;
         // Waiting keeps the copy from outliving the borrow. It also waits for
         // queued kernels, which a per-batch download does anyway.
-        self.sync_stream()
+        self.wait()
+    }
+
+    fn upload_queued(&mut self, dst: DevicePtr, bytes: &[u8]) -> Result<()> {
+        self.not_capturing("upload")?;
+        if bytes.is_empty() {
+            return Ok(());
+        }
+        self.check_span(dst, bytes.len(), "upload")?;
+        self.bind()?;
+        if self.queued.len() >= MAX_QUEUED {
+            self.wait()?;
+        }
+        let owned = bytes.to_vec();
+        // SAFETY: `[dst, dst + len)` is inside one live allocation
+        // (check_span); `owned`'s heap buffer is kept in `self.queued`
+        // (moving the Vec does not move it) until `wait` has seen the
+        // stream idle, or `drop` has synchronised it.
+        unsafe { result::memcpy_htod_async(dst.0, &owned[..], self.stream.cu_stream()) }
+            .map_err(|e| self.backend_error(format!("uploading {} bytes", owned.len()), e))?;
+        self.queued.push(owned);
+        Ok(())
     }
 
     fn zero(&mut self, dst: DevicePtr, bytes: usize) -> Result<()> {
@@ -411,7 +448,7 @@ impl GpuDevice for CudaDevice {
     fn download(&mut self, src: DevicePtr, out: &mut [u8]) -> Result<()> {
         self.not_capturing("download")?;
         if out.is_empty() {
-            return self.sync_stream();
+            return self.wait();
         }
         self.check_span(src, out.len(), "download")?;
         self.bind()?;
@@ -421,7 +458,7 @@ impl GpuDevice for CudaDevice {
         // we wait for below before returning; any byte pattern is a valid u8.
         unsafe { result::memcpy_dtoh_async(out, src.0, self.stream.cu_stream()) }
             .map_err(|e| self.backend_error(format!("downloading {len} bytes"), e))?;
-        self.sync_stream()
+        self.wait()
     }
 
     fn launch(
@@ -483,7 +520,7 @@ impl GpuDevice for CudaDevice {
 
     fn synchronize(&mut self) -> Result<()> {
         self.not_capturing("synchronize")?;
-        self.sync_stream()
+        self.wait()
     }
 
     fn can_capture(&self) -> bool {

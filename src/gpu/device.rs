@@ -106,6 +106,13 @@ pub trait GpuDevice: Send {
     fn free(&mut self, ptr: DevicePtr) -> Result<()>;
     /// Copies host bytes to `dst`.
     fn upload(&mut self, dst: DevicePtr, bytes: &[u8]) -> Result<()>;
+    /// [`upload`](Self::upload) queued behind the launches without waiting
+    /// for them: the device keeps its own copy of `bytes` until its next
+    /// wait (CUDA: `upload` waits for the stream, so that the copy cannot
+    /// outlive the borrow). The default uploads.
+    fn upload_queued(&mut self, dst: DevicePtr, bytes: &[u8]) -> Result<()> {
+        self.upload(dst, bytes)
+    }
     /// Copies `out.len()` bytes from `src` to the host (waits for prior work).
     fn download(&mut self, src: DevicePtr, out: &mut [u8]) -> Result<()>;
     /// Sets `bytes` bytes at `dst` to zero, ordered with the launches. A

@@ -154,7 +154,9 @@ impl<D: GpuDevice> GpuEngine<'_, D> {
         self.model.batch.ensure(dev, b, l, h, v)?;
         self.stream.ensure_state(dev, b, (n, h))?;
         self.stream.ensure_rows(dev, (b, l), (n, h, v))?;
-        dev.upload_u32(self.model.batch.starts, batch.starts)?;
+        // Queued: the host goes on to queue the step (a replayed graph)
+        // instead of waiting for the device to finish the batch before.
+        dev.upload_queued(self.model.batch.starts, bytemuck::cast_slice(batch.starts))?;
         if n > 1 {
             // Before any capture: a capture may not allocate.
             self.model.ensure_stack(self.model.dims(b, l))?;
