@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
-# Installs the Python that tests/interop.rs drives (PyTorch, safetensors,
-# numpy) into .venv-interop/ at the repository root (git-ignored).
+# Installs the Python that tests/interop.rs and tests/interop_layers.rs
+# drive (PyTorch, safetensors, numpy, Keras) into .venv-interop/ at the
+# repository root (git-ignored).
 #
 # torch comes from PyTorch's CPU index: its wheel is ~180 MB, where PyPI's
 # Linux wheel is the CUDA build with ~4 GB of nvidia-* packages, none of
 # which a CPU-side load-and-predict check uses. Where that index cannot be
 # reached (a sandbox that allows PyPI only), PyPI's build is the fallback:
-# slower to install, the same checks. Keras is not installed (it
-# needs TensorFlow, ~600 MB more); the test checks Keras when the Python it
-# is given has it (e.g. CHARLSTM_PYTHON=/work/venv-tf/bin/python).
+# slower to install, the same checks. Keras 3 comes without TensorFlow
+# (~600 MB more): the check scripts run it on the PyTorch backend unless
+# TensorFlow is importable (e.g. CHARLSTM_PYTHON=/work/venv-tf/bin/python).
 #
 # Idempotent: a second run checks the stamp and exits. Prints the Python's
 # path on its last line; `.ci/run` puts it in CHARLSTM_PYTHON.
@@ -16,7 +17,7 @@ set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 dest="$root/.venv-interop"
 torch_pin="torch==2.15.0"
-pins=(safetensors==0.8.0 numpy==2.4.6)
+pins=(safetensors==0.8.0 numpy==2.4.6 keras==3.15.1)
 stamp="$dest/.installed"
 want="$torch_pin ${pins[*]}"
 
@@ -40,5 +41,6 @@ if ! "${pip[@]}" --retries 1 --timeout 30 --index-url "$cpu_index" "$torch_pin";
 fi
 "${pip[@]}" "${pins[@]}"
 "$dest/bin/python" -c "import torch, safetensors, numpy; print('setup-interop: torch', torch.__version__)" >&2
+KERAS_BACKEND=torch "$dest/bin/python" -c "import keras; print('setup-interop: keras', keras.__version__)" >&2
 echo "$want" > "$stamp"
 echo "$dest/bin/python"

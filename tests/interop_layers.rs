@@ -3,7 +3,9 @@
 //! back, and checked in the frameworks themselves
 //! (`tests/fixtures/torch_layers_check.py` with `CHARLSTM_PYTHON`,
 //! `tests/fixtures/keras_layers_check.py` with `CHARLSTM_KERAS_PYTHON`,
-//! default `/work/venv-tf/bin/python`, see scripts/peers/README.md):
+//! else `CHARLSTM_PYTHON` (scripts/setup-interop.sh installs Keras, run on
+//! the PyTorch backend without TensorFlow), else
+//! `/work/venv-tf/bin/python`, see scripts/peers/README.md):
 //! next-character probabilities of a 2-layer model within 1e-5 of the CPU
 //! reference, of our export and of the framework's own file imported.
 
@@ -59,8 +61,13 @@ fn a_stack_exports_and_imports_exactly_in_pytorch_names() {
 /// The Python in `var` (or `default`) when it can import `modules`.
 fn python_with(var: &str, default: &str, modules: &str) -> Option<String> {
     let python = std::env::var(var).unwrap_or_else(|_| default.into());
+    // Keras' backend chosen as the check scripts choose it.
+    let probe = format!(
+        "import importlib.util, os; os.environ.setdefault('KERAS_BACKEND', \
+         'tensorflow' if importlib.util.find_spec('tensorflow') else 'torch'); import {modules}"
+    );
     let ok = Command::new(&python)
-        .args(["-c", &format!("import {modules}")])
+        .args(["-c", &probe])
         .output()
         .is_ok_and(|o| o.status.success());
     if ok {
@@ -160,8 +167,8 @@ fn a_two_layer_model_predicts_in_pytorch_like_the_cpu_reference() {
 
 #[test]
 fn a_two_layer_model_predicts_in_keras_like_the_cpu_reference() {
-    let Some(python) = python_with("CHARLSTM_KERAS_PYTHON", "/work/venv-tf/bin/python", "keras")
-    else {
+    let fallback = std::env::var("CHARLSTM_PYTHON").unwrap_or("/work/venv-tf/bin/python".into());
+    let Some(python) = python_with("CHARLSTM_KERAS_PYTHON", &fallback, "keras") else {
         return;
     };
     let dir = tempfile::tempdir().expect("dir");
