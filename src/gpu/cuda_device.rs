@@ -395,19 +395,10 @@ impl GpuDevice for CudaDevice {
     }
 
     fn upload(&mut self, dst: DevicePtr, bytes: &[u8]) -> Result<()> {
-        self.not_capturing("upload")?;
-        if bytes.is_empty() {
-            return Ok(());
-        }
-        self.check_span(dst, bytes.len(), "upload")?;
-        self.bind()?;
-        // SAFETY: `[dst, dst + len)` is inside one live allocation
-        // (check_span); `bytes` stays borrowed until the stream is idle,
-        // which we wait for below before returning.
-        unsafe { result::memcpy_htod_async(dst.0, bytes, self.stream.cu_stream()) }
-            .map_err(|e| self.backend_error(format!("uploading {} bytes", bytes.len()), e))?;
-        // Waiting keeps the copy from outliving the borrow. It also waits for
-        // queued kernels, which a per-batch download does anyway.
+        // Queued from the device's own copy of the bytes, then waited for:
+        // the caller gets the transfer done (and the kernels queued before
+        // it), as a per-batch download would wait anyway.
+        self.upload_queued(dst, bytes)?;
         self.wait()
     }
 
