@@ -13,7 +13,10 @@
 //!   window kernel does not fit the device, the same sampling loop (the same
 //!   Philox draws) runs over the device's `predict` instead
 //!   (`Engine::generate`, and [`generate`] here for a model without a
-//!   corpus); stateful mode, which `predict` cannot carry, is then an error.
+//!   corpus); stateful mode, which `predict` cannot carry, is then an
+//!   error. A stack (N > 1 layers) samples over `predict` in window mode
+//!   and over the device stack from a carried state in stateful mode, one
+//!   step a character (`gpu::model`).
 
 use std::str::FromStr;
 
@@ -167,17 +170,6 @@ pub fn generate_with(
             GpuModel::new(CudaDevice::new(0)?, backend, params)?.generate_with(req, progress)
         }
     }
-}
-
-/// What `--device auto` says when it generates statefully from a model of
-/// `layers` > 1 LSTM layers on the CPU: the device's generation kernel runs
-/// one layer, and its fallback over predict has no state to carry
-/// (`gpu::model`), so `auto` does not pick a device for it.
-pub fn stateful_stack_on_auto(layers: usize) -> String {
-    format!(
-        "device auto: using cpu (stateful generation of a --layers {layers} model runs on the \
-         CPU only: the device's generation kernel runs one layer)"
-    )
 }
 
 /// Next-character probabilities on `backend` (resolved) for each batch of

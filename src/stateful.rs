@@ -148,16 +148,61 @@ pub fn generate_stateful(
     let (v, b) = (params.vocab, req.strategies.len());
     check_generate_args(v, req.maxlen, req.seed_indices, req.strategies)?;
     check_length("length", req.length)?;
+    if req.length == 0 || b == 0 {
+        return Ok(vec![Vec::new(); b]);
+    }
+    let mut model = StatefulModel::new(params, b)?;
+    run_stateful(&mut model, v, req, progress)
+}
+
+/// What stateful generation needs of a model: the probabilities [B, V]
+/// after priming B sequences with the seed from a zero state, then after
+/// each step of one character per sequence from the carried state.
+pub trait Stepper {
+    /// Runs every sequence over `seed` from a zero state.
+    fn prime(&mut self, seed: &[u32]) -> Result<&[f32]>;
+    /// One step: sequence j reads `next[j]`.
+    fn step(&mut self, next: &[u32]) -> Result<&[f32]>;
+}
+
+impl Stepper for StatefulModel<'_> {
+    fn prime(&mut self, seed: &[u32]) -> Result<&[f32]> {
+        StatefulModel::prime(self, seed)
+    }
+    fn step(&mut self, next: &[u32]) -> Result<&[f32]> {
+        StatefulModel::step(self, next)
+    }
+}
+
+/// The stateful sampling loop over any [`Stepper`] of B =
+/// `req.strategies.len()` sequences and `vocab` classes (the CPU model, or
+/// a device stack's): the draws are [`generate_stateful`]'s, so two models
+/// with the same probabilities draw the same characters. `req` is checked
+/// by the caller.
+pub fn run_stateful(
+    model: &mut dyn Stepper,
+    vocab: usize,
+    req: &GenerateRequest,
+    progress: &mut Progress<'_>,
+) -> Result<Vec<Vec<u32>>> {
+    let b = req.strategies.len();
     let mut out: Vec<Vec<u32>> = vec![Vec::new(); b];
     if req.length == 0 || b == 0 {
         return Ok(out);
     }
-    let mut model = StatefulModel::new(params, b)?;
     let philox = Philox::new(req.seed);
     let mut next = vec![0u32; b];
     let mut probs = model.prime(req.seed_indices)?;
     for k in 0..req.length {
-        draw_next(probs, v, req.strategies, &philox, req.stream, k, &mut out)?;
+        draw_next(
+            probs,
+            vocab,
+            req.strategies,
+            &philox,
+            req.stream,
+            k,
+            &mut out,
+        )?;
         if progress(&out).is_break() || k + 1 == req.length {
             break;
         }

@@ -109,30 +109,33 @@ fn a_stacked_run_trains_resumes_and_generates_on_the_cpu() {
         ]);
         assert!(!o.stdout.is_empty(), "{mode}");
     }
-    // A device samples the stack in window mode (over its predict) and
-    // refuses stateful mode, naming the fix.
+    // A device samples the stack in window mode (over its predict) and in
+    // stateful mode (one step a character from the carried state), the
+    // latter drawing the CPU's characters.
     let ckpt = last.to_str().expect("utf-8");
-    let on_sim = |mode: &'static str| {
+    let on = |device: &'static str, mode: &'static str| {
         [
             "generate",
             "--checkpoint",
             ckpt,
             "--length",
-            "5",
+            "30",
             "--gen-mode",
             mode,
             "--device",
-            "sim",
+            device,
             "--raw",
         ]
     };
     if charlstm_cuda::gpu::ptx::BUILT_WITH_KERNELS {
-        let o = ok(&on_sim("window"));
+        let o = ok(&on("sim", "window"));
         assert!(!o.stdout.is_empty());
-        let err = refused(&on_sim("stateful"));
-        assert!(
-            err.contains("--layers 2") && err.contains("--gen-mode window"),
-            "{err}"
+        let (sim, cpu) = (ok(&on("sim", "stateful")), ok(&on("cpu", "stateful")));
+        assert!(!sim.stdout.is_empty());
+        assert_eq!(
+            common::cli::stdout(&sim),
+            common::cli::stdout(&cpu),
+            "stateful samples of a stack: sim vs cpu"
         );
     }
 }

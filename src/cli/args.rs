@@ -245,7 +245,7 @@ pub struct TrainArgs {
     /// LSTM units per layer, at most 1024 [default: 128].
     #[arg(long)]
     pub hidden: Option<usize>,
-    /// Stacked LSTM layers, 1 to 16, on every device (a device samples a stack in --gen-mode window only) [default: 1].
+    /// Stacked LSTM layers, 1 to 16, on every device [default: 1].
     #[arg(long, value_name = "N")]
     pub layers: Option<usize>,
     /// Dropout probability in [0, 1) between stacked layers, in training only (needs --layers 2

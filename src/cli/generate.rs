@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
+use charlstm_cuda::Device;
 use charlstm_cuda::corpus::{CorpusFile, OneHotCorpus, Vocab, Windows};
 use charlstm_cuda::device;
 use charlstm_cuda::engine::mean_loss;
@@ -14,7 +15,6 @@ use charlstm_cuda::sample::{
     GenMode, GenerateRequest, Purpose, RngStream, Strategy, check_length, decode, encode_seed,
     random_seed_text,
 };
-use charlstm_cuda::{Backend, Device};
 use charlstm_cuda::{Error, Result};
 
 use super::args::{EvalArgs, GenerateArgs, StrategyArg};
@@ -46,15 +46,7 @@ pub fn generate(a: GenerateArgs) -> Result<ExitCode> {
     let ckpt = Checkpoint::load(&a.checkpoint)?;
     // Resolving refuses a backend that cannot run here (no kernels, no
     // GPU), and says what `auto` picked.
-    let (backend, notice) = match device {
-        // A device samples a stack in window mode only: `auto` picks the
-        // CPU for stateful mode rather than refuse.
-        Device::Auto if ckpt.hyper.layers > 1 && gen_mode == GenMode::Stateful => (
-            Backend::Cpu,
-            Some(device::stateful_stack_on_auto(ckpt.hyper.layers)),
-        ),
-        _ => device.resolve()?,
-    };
+    let (backend, notice) = device.resolve()?;
     if let Some(n) = notice {
         eprintln!("{n}");
     }

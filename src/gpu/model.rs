@@ -15,7 +15,10 @@
 //! window from a zero state) and is refused there, naming the fix. A model
 //! of N > 1 LSTM layers (`layers.rs`: the device stack) predicts with the
 //! same chain; the generation kernel runs one layer, so a stack samples
-//! over `predict` in window mode and refuses stateful mode the same way.
+//! over `predict` in window mode, and in stateful mode over
+//! `predict_carried` (the stack from a carried state on the device, one
+//! step a character) under the CPU's loop (`stateful::run_stateful`): the
+//! same Philox draws, a download of B x V probabilities per character.
 //!
 //! Limits, checked in [`GpuModel::new`] before anything is allocated
 //! ([`DeviceError::VocabTooLarge`]): `head_fwd_bwd_f32` holds a row's h,
@@ -213,6 +216,54 @@ impl<D: GpuDevice> GpuModel<D> {
 
     /// Next-character probabilities [B, V] for `x` = [B, seq_len] class indices.
     pub fn predict(&mut self, x: &[u32], seq_len: usize) -> Result<Vec<f32>> {
+        let dims = self.predict_inputs(x, seq_len)?;
+        let (corpus, starts) = (self.d_predict.0, self.batch.starts);
+        self.lstm_forward(corpus, starts, dims, Mode::Eval)?;
+        self.predict_head(dims)
+    }
+
+    /// [`predict`](Self::predict) of a stack (N > 1) from the carried state
+    /// at `state` (h then c, each [N, B, H]; zeros when `fresh`), which
+    /// holds the state after the last step on return: stateful generation
+    /// of a stack, one character a call.
+    pub(super) fn predict_carried(
+        &mut self,
+        x: &[u32],
+        seq_len: usize,
+        state: DevicePtr,
+        fresh: bool,
+    ) -> Result<Vec<f32>> {
+        let dims = self.predict_inputs(x, seq_len)?;
+        let (n, b, h) = (self.layout.layers, dims.batch, dims.hidden);
+        let layer = b * h * std::mem::size_of::<f32>();
+        let c_state = state.offset(n * layer);
+        self.ensure_stack(dims)?;
+        let sd = self.stack_dims(dims);
+        let mut io = self.stack_io(self.d_predict.0, self.batch.starts);
+        if !fresh {
+            (io.h0, io.c0) = (state, c_state);
+        }
+        let bufs = self.stack_ws.buffers(sd, &io)?;
+        self.stack_launcher()
+            .forward(&mut self.device, sd, &bufs, Mode::Eval)?;
+        let last = (seq_len - 1) * layer;
+        for l in 0..n {
+            let (hl, cl) = (self.stack_ws.h(l), self.stack_ws.c(l));
+            let at = l * layer;
+            super::op::copy(&mut self.device, hl.offset(last), state.offset(at), (b, h))?;
+            super::op::copy(
+                &mut self.device,
+                cl.offset(last),
+                c_state.offset(at),
+                (b, h),
+            )?;
+        }
+        self.predict_head(dims)
+    }
+
+    /// `x` ([B, seq_len] class indices) as predict's little packed one-hot
+    /// corpus, its starts and targets on the device; the batch's sizes.
+    fn predict_inputs(&mut self, x: &[u32], seq_len: usize) -> Result<LstmDims> {
         crate::cpu::check_sequences(x, seq_len, self.layout.vocab)?;
         let (h, v) = (self.layout.hidden, self.layout.vocab);
         let b = x.len() / seq_len;
@@ -240,12 +291,7 @@ impl<D: GpuDevice> GpuModel<D> {
         self.device.upload_u32(self.batch.starts, &starts)?;
         self.device
             .zero(self.batch.loss, std::mem::size_of::<f32>())?;
-        let dims = self.dims(b, seq_len);
-        let hd = HeadDims {
-            batch: b,
-            hidden: h,
-            vocab: v,
-        };
+        let hd = self.head_dims(b);
         BatchLauncher::default().targets(
             &mut self.device,
             self.d_predict.0,
@@ -255,13 +301,27 @@ impl<D: GpuDevice> GpuModel<D> {
             hd,
             self.batch.targets,
         )?;
-        let (corpus, starts) = (self.d_predict.0, self.batch.starts);
-        self.lstm_forward(corpus, starts, dims, Mode::Eval)?;
+        Ok(self.dims(b, seq_len))
+    }
+
+    /// The head over the top layer's last h after a forward of `dims`: the
+    /// probabilities [B, V].
+    fn predict_head(&mut self, dims: LstmDims) -> Result<Vec<f32>> {
+        let hd = self.head_dims(dims.batch);
         // The head's gradient outputs land in the gradient buffer: scratch
         // for inference, and a training step overwrites it before use.
         let head_bufs = self.head_buffers(dims, self.batch.probs);
         self.head.fwd_bwd(&mut self.device, hd, &head_bufs, 1.0)?;
-        self.device.download_vec_f32(self.batch.probs, b * v)
+        self.device
+            .download_vec_f32(self.batch.probs, dims.batch * self.layout.vocab)
+    }
+
+    fn head_dims(&self, batch: usize) -> HeadDims {
+        HeadDims {
+            batch,
+            hidden: self.layout.hidden,
+            vocab: self.layout.vocab,
+        }
     }
 
     /// The sampling loop in `req.mode` (see `Engine::generate`): one launch
@@ -302,17 +362,25 @@ impl<D: GpuDevice> GpuModel<D> {
                 GenMode::Window => {
                     req.run_on_with(PredictFn(|x: &[u32], t| self.predict(x, t)), v, progress)
                 }
-                GenMode::Stateful => Err(Error::Conflict {
-                    what: format!(
-                        "--gen-mode stateful on --device {} with --layers {layers}: the \
-                         generation kernel runs one LSTM layer, and the fallback over predict \
-                         starts every window from a zero state",
-                        self.backend.name()
-                    ),
-                    fix: "use --gen-mode window on this device, or --device cpu with \
-                          --gen-mode stateful"
-                        .into(),
-                }),
+                GenMode::Stateful => {
+                    // The one-launch kernel runs one layer: a stack steps
+                    // through predict_carried, one character a call, and the
+                    // CPU's loop draws (the same Philox draws).
+                    crate::sample::check_generate_args(
+                        v,
+                        req.maxlen,
+                        req.seed_indices,
+                        req.strategies,
+                    )?;
+                    crate::sample::check_length("length", req.length)?;
+                    if req.length == 0 || req.strategies.is_empty() {
+                        return Ok(vec![Vec::new(); req.strategies.len()]);
+                    }
+                    let mut stepper = DeviceStepper::new(self, req.strategies.len())?;
+                    let out = crate::stateful::run_stateful(&mut stepper, v, req, progress);
+                    stepper.free()?;
+                    out
+                }
             };
         }
         if needed > limit as usize {
@@ -369,6 +437,48 @@ impl<D: GpuDevice> GpuModel<D> {
         self.d_predict = (DevicePtr::NULL, 0);
         self.dropout_step = DevicePtr::NULL;
         Ok(())
+    }
+}
+
+/// Stateful generation of a stack on the device: the carried state of B
+/// sequences in one device buffer, each step one `predict_carried`.
+struct DeviceStepper<'m, D: GpuDevice> {
+    model: &'m mut GpuModel<D>,
+    batch: usize,
+    state: DevicePtr,
+    probs: Vec<f32>,
+}
+
+impl<'m, D: GpuDevice> DeviceStepper<'m, D> {
+    fn new(model: &'m mut GpuModel<D>, batch: usize) -> Result<Self> {
+        let floats = 2 * model.layout.layers * batch * model.layout.hidden;
+        let state = model.device.alloc(floats * std::mem::size_of::<f32>())?;
+        Ok(DeviceStepper {
+            model,
+            batch,
+            state,
+            probs: Vec::new(),
+        })
+    }
+
+    fn free(self) -> Result<()> {
+        self.model.device.free(self.state)
+    }
+}
+
+impl<D: GpuDevice> crate::stateful::Stepper for DeviceStepper<'_, D> {
+    fn prime(&mut self, seed: &[u32]) -> Result<&[f32]> {
+        // [B, T]: every sequence reads the whole seed.
+        let x: Vec<u32> = (0..self.batch).flat_map(|_| seed.iter().copied()).collect();
+        self.probs = self
+            .model
+            .predict_carried(&x, seed.len(), self.state, true)?;
+        Ok(&self.probs)
+    }
+
+    fn step(&mut self, next: &[u32]) -> Result<&[f32]> {
+        self.probs = self.model.predict_carried(next, 1, self.state, false)?;
+        Ok(&self.probs)
     }
 }
 

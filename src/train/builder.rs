@@ -363,25 +363,6 @@ impl<'c> TrainerBuilder<'c> {
             }
         };
         let (mut engine, mut state) = (engine, state);
-        // Refused now rather than at the first epoch's samples: a device
-        // samples a stack in window mode only (`gpu::model`).
-        let backend = engine.backend();
-        if config.gen_mode == GenMode::Stateful
-            && config.gen_length > 0
-            && hyper.layers > 1
-            && backend != Backend::Cpu
-        {
-            return Err(Error::Conflict {
-                what: format!(
-                    "--gen-mode stateful with --layers {} on --device {}: the device's \
-                     generation kernel runs one LSTM layer, so the samples after each epoch \
-                     cannot be drawn statefully there",
-                    hyper.layers,
-                    backend.name()
-                ),
-                fix: "use --gen-mode window on this device, --gen-length 0, or --device cpu".into(),
-            });
-        }
         // A stream epoch stopped inside: its next batch carries this state
         // in (the engine keeps it; the trainer's state does not).
         if let Some(st) = state.stream.take() {
