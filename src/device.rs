@@ -13,10 +13,9 @@
 //!   window kernel does not fit the device, the same sampling loop (the same
 //!   Philox draws) runs over the device's `predict` instead
 //!   (`Engine::generate`, and [`generate`] here for a model without a
-//!   corpus); stateful mode, which `predict` cannot carry, is then an
-//!   error. A stack (N > 1 layers) samples over `predict` in window mode
-//!   and over the device stack from a carried state in stateful mode, one
-//!   step a character (`gpu::model`).
+//!   corpus), and stateful mode over the device's LSTM from a carried
+//!   state, one step a character; a stack (N > 1 layers) samples the same
+//!   way in both modes (`gpu::model`).
 
 use std::str::FromStr;
 

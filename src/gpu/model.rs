@@ -11,8 +11,7 @@
 //! request's mode (`generate_fwd_f32` or `generate_stateful_f32`); where
 //! the window kernel's shared memory exceeds the device's, the same loop
 //! (the same Philox draws) runs over `predict` (`crate::device`'s fallback
-//! policy). Stateful mode has no such fallback (`predict` starts every
-//! window from a zero state) and is refused there, naming the fix. A model
+//! policy), and in stateful mode over `predict_carried` (below). A model
 //! of N > 1 LSTM layers (`layers.rs`: the device stack) predicts with the
 //! same chain; the generation kernel runs one layer, so a stack samples
 //! over `predict` in window mode, and in stateful mode over
@@ -219,13 +218,16 @@ impl<D: GpuDevice> GpuModel<D> {
         let dims = self.predict_inputs(x, seq_len)?;
         let (corpus, starts) = (self.d_predict.0, self.batch.starts);
         self.lstm_forward(corpus, starts, dims, Mode::Eval)?;
-        self.predict_head(dims)
+        let top = self.top_h();
+        self.predict_head(dims, top)
     }
 
-    /// [`predict`](Self::predict) of a stack (N > 1) from the carried state
-    /// at `state` (h then c, each [N, B, H]; zeros when `fresh`), which
-    /// holds the state after the last step on return: stateful generation
-    /// of a stack, one character a call.
+    /// [`predict`](Self::predict) from the carried state at `state` (h then
+    /// c, each [N, B, H]; zeros when `fresh`), which holds the state after
+    /// the last step on return: stateful generation one character a call,
+    /// where the one-launch kernel does not serve (a stack; a vocabulary
+    /// too large for its shared memory). Any N, through the stack kernels
+    /// (`gpu::lstm::stack`, which take an initial state).
     pub(super) fn predict_carried(
         &mut self,
         x: &[u32],
@@ -258,7 +260,8 @@ impl<D: GpuDevice> GpuModel<D> {
                 (b, h),
             )?;
         }
-        self.predict_head(dims)
+        let top = self.stack_ws.h(n - 1);
+        self.predict_head(dims, top)
     }
 
     /// `x` ([B, seq_len] class indices) as predict's little packed one-hot
@@ -284,11 +287,14 @@ impl<D: GpuDevice> GpuModel<D> {
             }
             self.d_predict = (self.device.alloc(words.len() * 8)?, rows);
         }
+        // Queued: the probabilities' download at the end is the one wait
+        // (a generation step over predict runs once a character).
         self.device
-            .upload(self.d_predict.0, bytemuck::cast_slice(&words))?;
+            .upload_queued(self.d_predict.0, bytemuck::cast_slice(&words))?;
         self.batch.ensure(&mut self.device, b, seq_len, h, v)?;
         let starts: Vec<u32> = (0..b).map(|i| (i * seq_len) as u32).collect();
-        self.device.upload_u32(self.batch.starts, &starts)?;
+        self.device
+            .upload_queued(self.batch.starts, bytemuck::cast_slice(&starts))?;
         self.device
             .zero(self.batch.loss, std::mem::size_of::<f32>())?;
         let hd = self.head_dims(b);
@@ -304,13 +310,14 @@ impl<D: GpuDevice> GpuModel<D> {
         Ok(self.dims(b, seq_len))
     }
 
-    /// The head over the top layer's last h after a forward of `dims`: the
-    /// probabilities [B, V].
-    fn predict_head(&mut self, dims: LstmDims) -> Result<Vec<f32>> {
+    /// The head over the last step of `top` (the top layer's hidden states
+    /// [T, B, H]) after a forward of `dims`: the probabilities [B, V].
+    fn predict_head(&mut self, dims: LstmDims, top: DevicePtr) -> Result<Vec<f32>> {
         let hd = self.head_dims(dims.batch);
         // The head's gradient outputs land in the gradient buffer: scratch
         // for inference, and a training step overwrites it before use.
-        let head_bufs = self.head_buffers(dims, self.batch.probs);
+        let mut head_bufs = self.head_buffers(dims, self.batch.probs);
+        head_bufs.h = dims.at(top, dims.seq_len - 1, dims.hidden);
         self.head.fwd_bwd(&mut self.device, hd, &head_bufs, 1.0)?;
         self.device
             .download_vec_f32(self.batch.probs, dims.batch * self.layout.vocab)
@@ -353,58 +360,18 @@ impl<D: GpuDevice> GpuModel<D> {
             GenerateLauncher::shared_bytes(dims),
             self.device.max_shared_bytes(),
         );
-        let layers = self.layout.layers;
-        if layers > 1 {
-            // The one-launch kernel runs one layer: a stack samples through
-            // predict (the same loop, the same Philox draws).
+        if self.layout.layers > 1 || needed > limit as usize {
+            // The one-launch kernel runs one layer, and keeps a block's
+            // whole model state in shared memory: a stack, or a vocabulary
+            // too large for that, samples with the same loop (the same
+            // Philox draws) over predict (window mode; its head kernel fits,
+            // `new` checked it) or predict_carried (stateful mode).
             let v = self.layout.vocab;
             return match req.mode {
                 GenMode::Window => {
                     req.run_on_with(PredictFn(|x: &[u32], t| self.predict(x, t)), v, progress)
                 }
-                GenMode::Stateful => {
-                    // The one-launch kernel runs one layer: a stack steps
-                    // through predict_carried, one character a call, and the
-                    // CPU's loop draws (the same Philox draws).
-                    crate::sample::check_generate_args(
-                        v,
-                        req.maxlen,
-                        req.seed_indices,
-                        req.strategies,
-                    )?;
-                    crate::sample::check_length("length", req.length)?;
-                    if req.length == 0 || req.strategies.is_empty() {
-                        return Ok(vec![Vec::new(); req.strategies.len()]);
-                    }
-                    let mut stepper = DeviceStepper::new(self, req.strategies.len())?;
-                    let out = crate::stateful::run_stateful(&mut stepper, v, req, progress);
-                    stepper.free()?;
-                    out
-                }
-            };
-        }
-        if needed > limit as usize {
-            // The one-launch kernel keeps a block's whole model state in
-            // shared memory; too large here, so the same loop (the same
-            // Philox draws) runs over predict, whose head kernel fits (new
-            // checked it).
-            let v = self.layout.vocab;
-            return match req.mode {
-                GenMode::Window => {
-                    req.run_on_with(PredictFn(|x: &[u32], t| self.predict(x, t)), v, progress)
-                }
-                GenMode::Stateful => Err(Error::Conflict {
-                    what: format!(
-                        "--gen-mode stateful on --device {}: the generation kernel needs {needed} \
-                         bytes of shared memory per block for V = {v}, H = {}, the device has \
-                         {limit}",
-                        self.backend.name(),
-                        self.layout.hidden
-                    ),
-                    fix: "use --device cpu with --gen-mode stateful, or --gen-mode window on \
-                          this device"
-                        .into(),
-                }),
+                GenMode::Stateful => self.generate_stepped(req, progress),
             };
         }
         let out = GenerateLauncher::default().generate(
@@ -416,6 +383,26 @@ impl<D: GpuDevice> GpuModel<D> {
         // Done either way: a break has nothing left to stop.
         let _ = progress(&out);
         Ok(out)
+    }
+
+    /// Stateful generation without the one-launch kernel: the CPU's loop
+    /// (`stateful::run_stateful`, the same Philox draws) over
+    /// [`predict_carried`](Self::predict_carried), one character a call.
+    fn generate_stepped(
+        &mut self,
+        req: &GenerateRequest,
+        progress: &mut Progress<'_>,
+    ) -> Result<Vec<Vec<u32>>> {
+        let v = self.layout.vocab;
+        crate::sample::check_generate_args(v, req.maxlen, req.seed_indices, req.strategies)?;
+        crate::sample::check_length("length", req.length)?;
+        if req.length == 0 || req.strategies.is_empty() {
+            return Ok(vec![Vec::new(); req.strategies.len()]);
+        }
+        let mut stepper = DeviceStepper::new(self, req.strategies.len())?;
+        let out = crate::stateful::run_stateful(&mut stepper, v, req, progress);
+        stepper.free()?;
+        out
     }
 
     /// Frees every buffer (the model is unusable afterwards).
