@@ -222,11 +222,12 @@ impl<D: GpuDevice> GpuModel<D> {
         self.predict_head(dims, top)
     }
 
-    /// [`predict`](Self::predict) from the carried state at `state` (h then
-    /// c, each [N, B, H]; zeros when `fresh`), which holds the state after
-    /// the last step on return: stateful generation one character a call,
-    /// where the one-launch kernel does not serve (a stack; a vocabulary
-    /// too large for its shared memory). Any N, through the stack kernels
+    /// [`predict`](Self::predict) from the carried state at `state`
+    /// ([N, 2, B, H]: each layer's h then c, the stream carry's layout;
+    /// zeros when `fresh`), which holds the state after the last step on
+    /// return: stateful generation one character a call, where the
+    /// one-launch kernel does not serve (a stack; a vocabulary too large
+    /// for its shared memory). Any N, through the stack kernels
     /// (`gpu::lstm::stack`, which take an initial state).
     pub(super) fn predict_carried(
         &mut self,
@@ -237,28 +238,23 @@ impl<D: GpuDevice> GpuModel<D> {
     ) -> Result<Vec<f32>> {
         let dims = self.predict_inputs(x, seq_len)?;
         let (n, b, h) = (self.layout.layers, dims.batch, dims.hidden);
-        let layer = b * h * std::mem::size_of::<f32>();
-        let c_state = state.offset(n * layer);
+        let state_bytes = b * h * std::mem::size_of::<f32>();
         self.ensure_stack(dims)?;
         let sd = self.stack_dims(dims);
         let mut io = self.stack_io(self.d_predict.0, self.batch.starts);
         if !fresh {
-            (io.h0, io.c0) = (state, c_state);
+            (io.h0, io.c0) = (state, state.offset(state_bytes));
+            io.state_stride = 2 * state_bytes;
         }
         let bufs = self.stack_ws.buffers(sd, &io)?;
         self.stack_launcher()
             .forward(&mut self.device, sd, &bufs, Mode::Eval)?;
-        let last = (seq_len - 1) * layer;
+        // Step T-1 of every layer into the state, as a stream step carries it.
         for l in 0..n {
-            let (hl, cl) = (self.stack_ws.h(l), self.stack_ws.c(l));
-            let at = l * layer;
-            super::op::copy(&mut self.device, hl.offset(last), state.offset(at), (b, h))?;
-            super::op::copy(
-                &mut self.device,
-                cl.offset(last),
-                c_state.offset(at),
-                (b, h),
-            )?;
+            let h_last = dims.at(self.stack_ws.h(l), seq_len - 1, h);
+            let c_last = dims.at(self.stack_ws.c(l), seq_len - 1, h);
+            let dst = state.offset(l * 2 * state_bytes);
+            BatchLauncher::default().carry_state(&mut self.device, h_last, c_last, b * h, dst)?;
         }
         let top = self.stack_ws.h(n - 1);
         self.predict_head(dims, top)

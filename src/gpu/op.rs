@@ -599,7 +599,7 @@ fn layer_ptrs(w: &DeviceLayer, g: Option<&DeviceLayer>) -> LayerPtrs {
 /// `dst = src` over `rows` x `width` f32s on the device, in stream order:
 /// the dropout kernel at p = 0 keeps every unit and scales by exactly 1,
 /// so it is a copy, without a copy method on [`GpuDevice`].
-pub(super) fn copy<D: GpuDevice>(
+fn copy<D: GpuDevice>(
     dev: &mut D,
     src: DevicePtr,
     dst: DevicePtr,
