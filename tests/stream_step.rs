@@ -30,7 +30,45 @@ fn state(n: usize, seed: u64) -> Vec<f64> {
 
 #[test]
 fn gradient_with_a_loss_at_every_step_and_a_carried_state() {
-    let (v, h, l, b) = (5, 3, 4, 3);
+    check_gradient(5, 3, 4, 3);
+}
+
+/// L*B = 280 rows: the head takes its rows in blocks of 128, so this runs
+/// two whole blocks and a partial one, and sums their weight gradients.
+#[test]
+fn gradient_over_several_blocks_of_head_rows() {
+    check_gradient(5, 3, 2, 140);
+}
+
+/// The thread count changes no bit of a stream step (f32, several blocks
+/// of head rows, a carried state).
+#[test]
+fn the_thread_count_changes_no_bit() {
+    let (v, h, l, b) = (11, 16, 3, 100);
+    let p = init_stacked(v, h, 1, 5);
+    let (x, y) = (classes(v, l * b, 31), classes(v, l * b, 32));
+    let h0: Vec<f32> = state(b * h, 33).iter().map(|&s| s as f32).collect();
+    let c0: Vec<f32> = state(b * h, 34).iter().map(|&s| s as f32).collect();
+    let run = |threads: usize| {
+        let mut step = StreamStep::new().with_threads(threads);
+        let mut grads = p.zeros_like();
+        let loss = step
+            .loss_and_grads_into(&p, &x, &y, b, Some(&h0), Some(&c0), &mut grads)
+            .unwrap();
+        let mut bits = vec![loss.to_bits()];
+        bits.extend(grads.tensors().iter().flat_map(|t| t.iter().map(|g| g.to_bits())));
+        bits.extend(step.h_n().iter().chain(step.c_n()).map(|s| s.to_bits()));
+        bits
+    };
+    let one = run(1);
+    for threads in [2, 3, 7] {
+        assert!(run(threads) == one, "{threads} threads changed bits");
+    }
+}
+
+/// Every element of every gradient of a stream step of L steps of B
+/// streams against central differences.
+fn check_gradient(v: usize, h: usize, l: usize, b: usize) {
     let p = random_params(v, h, 0.5, 21);
     let (x, y) = (classes(v, l * b, 22), classes(v, l * b, 23));
     let (h0, c0) = (state(b * h, 24), state(b * h, 25));

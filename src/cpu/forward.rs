@@ -97,7 +97,7 @@ pub(crate) fn dense_softmax<F: Scalar>(
     h: &[F],
     n: usize,
     probs: &mut [F],
-    mut each: impl FnMut(usize, &[F], F),
+    each: impl FnMut(usize, &[F], F),
 ) {
     let (hh, v) = (p.hidden, p.vocab);
     gemm(
@@ -108,6 +108,18 @@ pub(crate) fn dense_softmax<F: Scalar>(
         probs,
         (v, 1),
     );
+    softmax_rows(p, n, probs, each);
+}
+
+/// The second half of [`dense_softmax`], for a caller that computed the
+/// `n` rows of `h @ dense_kernel` into `probs` itself.
+pub(crate) fn softmax_rows<F: Scalar>(
+    p: &Params<F>,
+    n: usize,
+    probs: &mut [F],
+    mut each: impl FnMut(usize, &[F], F),
+) {
+    let v = p.vocab;
     let mut log_z = F::zero();
     for b in 0..n {
         let l = &mut probs[b * v..][..v];

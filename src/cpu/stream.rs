@@ -22,17 +22,20 @@
 //!
 //! Truncation: the gradient stops at h0, c0 (the carried state is a
 //! constant of this batch) and no later batch's loss flows back into it.
-//! The head is the engine's (`forward::dense_softmax`), the recurrence
-//! `ops::Lstm`'s, the weight-gradient helpers `backward`'s: nothing here is
-//! a second copy of the math, only its wiring for a loss at every step.
-//! Every gradient is overwritten; the head's rows are split across threads
-//! by row, each row computed alone, so the thread count changes no bit.
+//! The head's softmax is the engine's (`forward::softmax_rows`), the
+//! recurrence `ops::Lstm`'s: nothing here is a second copy of the math,
+//! only its wiring for a loss at every step. The head runs forward and
+//! backward block by block of 128 rows while a block is in cache, its
+//! products on dense_kernel packed once ([`PackedB`]); d dense_kernel and
+//! d dense_bias are each block's share summed in block order. Blocks are
+//! fixed and split across threads whole, so the thread count changes no
+//! bit. Every gradient is overwritten.
 
 use super::Scalar;
 use super::backward::sum_rows;
-use super::forward::dense_softmax;
-use super::packed::gemm_cols;
-use super::scalar::{View, gemm_rows};
+use super::forward::softmax_rows;
+use super::packed::PackedB;
+use super::scalar::View;
 use super::workspace::{run_or_spawn, split_range, threads_for};
 use crate::corpus::OneHotCorpus;
 use crate::engine::StreamBatch;
@@ -49,6 +52,9 @@ pub struct StreamStep<F> {
     probs: Vec<F>,
     row_loss: Vec<F>,
     dy: Vec<F>,
+    /// Each head block's d dense_kernel and d dense_bias ([`head_blocks`]).
+    ddk_parts: Vec<F>,
+    ddb_parts: Vec<F>,
     threads: usize,
     dropout: f64,
     mode: Mode,
@@ -69,6 +75,8 @@ impl<F: Scalar> StreamStep<F> {
             probs: Vec::new(),
             row_loss: Vec::new(),
             dy: Vec::new(),
+            ddk_parts: Vec::new(),
+            ddb_parts: Vec::new(),
             threads: 0,
             dropout: 0.0,
             mode: Mode::Eval,
@@ -123,47 +131,27 @@ impl<F: Scalar> StreamStep<F> {
         let input = LstmInput::classes(x, seq_len, batch);
         lstm.forward_into(&weights, input, h0, c0, self.mode, &mut self.out)?;
 
-        // The head over every step's hidden state: probabilities, and each
-        // row's loss from the stable log-softmax.
-        let threads = threads_for(self.threads, rows);
+        // The head over every step's hidden state, forward and backward
+        // block by block of rows while each block is in cache.
+        let threads = threads_for(self.threads, rows.div_ceil(HEAD_ROWS));
+        let blocks = rows.div_ceil(HEAD_ROWS);
         self.probs.resize(rows * v, F::zero());
         self.row_loss.resize(rows, F::zero());
-        head_rows(
-            params,
-            self.out.y(),
-            y,
-            (&mut self.probs, &mut self.row_loss),
-            threads,
-        );
-        let loss = self.row_loss.iter().fold(F::zero(), |a, &l| a + l) / F::of(rows as f64);
-
-        // dlogits in place of the probabilities.
-        let inv = F::one() / F::of(rows as f64);
-        for (row, &target) in self.probs.chunks_exact_mut(v).zip(y) {
-            row[target as usize] = row[target as usize] - F::one();
-            row.iter_mut().for_each(|d| *d = *d * inv);
-        }
-        let dlogits = &self.probs[..];
-        // dY = dlogits @ dense_kernel^T ([L*B, V] @ [V, H]: `backward::head_dh`
-        // for all L*B rows, split across threads by row).
         self.dy.resize(rows * h, F::zero());
-        gemm_rows(
-            threads,
-            (rows, v, h),
-            View::new(dlogits, v, 1),
-            View::new(&params[Tensor::DenseKernel], 1, v),
-            F::zero(),
-            &mut self.dy,
-        );
+        self.ddk_parts.resize(blocks * h * v, F::zero());
+        self.ddb_parts.resize(blocks * v, F::zero());
+        let bufs = HeadBuffers {
+            probs: &mut self.probs,
+            row_loss: &mut self.row_loss,
+            dy: &mut self.dy,
+            ddk: &mut self.ddk_parts,
+            ddb: &mut self.ddb_parts,
+        };
+        head_blocks(params, self.out.y(), y, bufs, threads);
+        let loss = self.row_loss.iter().fold(F::zero(), |a, &l| a + l) / F::of(rows as f64);
         let [.., ddk, ddb] = grads.tensors_mut();
-        gemm_cols(
-            threads,
-            (h, rows, v),
-            View::new(self.out.y(), 1, h),
-            View::new(dlogits, v, 1),
-            ddk,
-        );
-        sum_rows(ddb, dlogits);
+        sum_rows(ddk, &self.ddk_parts);
+        sum_rows(ddb, &self.ddb_parts);
         lstm.backward_into(
             &weights,
             &mut self.out,
@@ -227,32 +215,103 @@ fn check_rows(x: &[u32], y: &[u32], batch: usize, v: usize) -> Result<()> {
     Ok(())
 }
 
-/// `probs` = softmax of every row of `hs` ([n, H]), `row_loss[k]` = -log
-/// p[y[k]], rows split across `threads`.
-fn head_rows<F: Scalar>(
+/// Rows of the head taken at once: a block's hidden states, dlogits and
+/// dY (64 KB, 29 KB and 64 KB at H = 128, V = 57) stay in cache from its
+/// forward to its gradients. Fixed, so the sums do not depend on threads.
+const HEAD_ROWS: usize = 128;
+
+/// What [`head_blocks`] writes: every row's probabilities (then dlogits),
+/// loss and dY, and each block's share of d dense_kernel and d dense_bias.
+struct HeadBuffers<'a, F> {
+    probs: &'a mut [F],
+    row_loss: &'a mut [F],
+    dy: &'a mut [F],
+    ddk: &'a mut [F],
+    ddb: &'a mut [F],
+}
+
+impl<'a, F> HeadBuffers<'a, F> {
+    /// The first `rows` rows (`blocks` blocks) and the rest.
+    fn split(self, rows: usize, blocks: usize, (h, v): (usize, usize)) -> (Self, Self) {
+        let (p, p_rest) = self.probs.split_at_mut(rows * v);
+        let (l, l_rest) = self.row_loss.split_at_mut(rows);
+        let (d, d_rest) = self.dy.split_at_mut(rows * h);
+        let (k, k_rest) = self.ddk.split_at_mut(blocks * h * v);
+        let (b, b_rest) = self.ddb.split_at_mut(blocks * v);
+        let mine = HeadBuffers {
+            probs: p,
+            row_loss: l,
+            dy: d,
+            ddk: k,
+            ddb: b,
+        };
+        let rest = HeadBuffers {
+            probs: p_rest,
+            row_loss: l_rest,
+            dy: d_rest,
+            ddk: k_rest,
+            ddb: b_rest,
+        };
+        (mine, rest)
+    }
+}
+
+/// The head of every row of `hs` ([n, H]) with targets `y`, block by block
+/// of [`HEAD_ROWS`] rows, blocks split across `threads`: the probabilities
+/// (`forward::dense_softmax`) and each row's loss -log p[y], then in place
+/// dlogits = (p - onehot(y)) / n, dY = dlogits @ dense_kernel^T, and the
+/// block's `hs^T @ dlogits` and dlogits column sums (summed over the blocks
+/// in order by the caller: d dense_kernel and d dense_bias).
+fn head_blocks<F: Scalar>(
     params: &Params<F>,
     hs: &[F],
     y: &[u32],
-    (probs, row_loss): (&mut [F], &mut [F]),
+    bufs: HeadBuffers<'_, F>,
     threads: usize,
 ) {
     let (h, v, n) = (params.hidden, params.vocab, y.len());
+    let blocks = n.div_ceil(HEAD_ROWS);
+    let inv = F::one() / F::of(n as f64);
+    let dense_kernel = &params[Tensor::DenseKernel];
+    // dense_kernel [H, V] and its transpose packed once for every block's
+    // products (a general GEMM repacks them per call, and V = 57 columns
+    // suit it poorly).
+    let (mut store, mut store_t) = (Vec::new(), Vec::new());
+    let wd = PackedB::new(View::new(dense_kernel, v, 1), (h, v), &mut store);
+    let wd_t = PackedB::new(View::new(dense_kernel, 1, v), (v, h), &mut store_t);
+    let (wd, wd_t) = (&wd, &wd_t);
     std::thread::scope(|scope| {
-        let (mut probs, mut losses) = (probs, row_loss);
-        for (r0, r1) in split_range(n, threads, 1) {
-            let (p, p_rest) = std::mem::take(&mut probs).split_at_mut((r1 - r0) * v);
-            let (l, l_rest) = std::mem::take(&mut losses).split_at_mut(r1 - r0);
-            (probs, losses) = (p_rest, l_rest);
-            if r1 == r0 {
-                continue;
-            }
-            let (hs, y) = (&hs[r0 * h..r1 * h], &y[r0..r1]);
+        let mut rest = bufs;
+        for (b0, b1) in split_range(blocks, threads, 1) {
+            let (r0, r1) = (b0 * HEAD_ROWS, (b1 * HEAD_ROWS).min(n));
+            let (mine, tail) = rest.split(r1 - r0, b1 - b0, (h, v));
+            rest = tail;
             let job = move || {
-                dense_softmax(params, hs, r1 - r0, p, |k, logits, log_z| {
-                    l[k] = log_z - logits[y[k] as usize];
-                })
+                let mut packed_dlogits = Vec::new();
+                let rows = (r0..r1).step_by(HEAD_ROWS).enumerate();
+                for (blk, k0) in rows {
+                    let k1 = (k0 + HEAD_ROWS).min(r1);
+                    let (m, at) = (k1 - k0, k0 - r0);
+                    let (hs, y) = (&hs[k0 * h..k1 * h], &y[k0..k1]);
+                    let probs = &mut mine.probs[at * v..][..m * v];
+                    let loss = &mut mine.row_loss[at..][..m];
+                    wd.gemm(m, View::new(hs, h, 1), probs, v);
+                    softmax_rows(params, m, probs, |k, logits, log_z| {
+                        loss[k] = log_z - logits[y[k] as usize];
+                    });
+                    for (row, &target) in probs.chunks_exact_mut(v).zip(y) {
+                        row[target as usize] = row[target as usize] - F::one();
+                        row.iter_mut().for_each(|d| *d = *d * inv);
+                    }
+                    let dlogits = View::new(&probs[..], v, 1);
+                    wd_t.gemm(m, dlogits, &mut mine.dy[at * h..][..m * h], h);
+                    let ddk = &mut mine.ddk[blk * h * v..][..h * v];
+                    let dl = PackedB::new(dlogits, (m, v), &mut packed_dlogits);
+                    dl.gemm(h, View::new(hs, 1, h), ddk, v);
+                    sum_rows(&mut mine.ddb[blk * v..][..v], probs);
+                }
             };
-            run_or_spawn(scope, r1 == n, job);
+            run_or_spawn(scope, b1 == blocks, job);
         }
     });
 }

@@ -37,7 +37,7 @@
 use super::check;
 use super::dropout::{self, Mode};
 use crate::cpu::Scalar;
-use crate::cpu::backward::{ClassLayout, scatter_rows, split_classes, sum_rows};
+use crate::cpu::backward::{ClassLayout, scatter_rows, split_classes, sum_rows, sum_rows_split};
 use crate::cpu::layer::{self, InputTerm, Shape};
 use crate::cpu::packed::{PackedB, gemm_cols};
 use crate::cpu::scalar::{View, gemm_rows};
@@ -412,7 +412,10 @@ impl Lstm {
                 (Some(x_l), _) => {
                     let rows = (t * b, self.layer_input(l), g);
                     input_gemm(x_l, w, rows, threads, scratch);
-                    InputTerm::Dense(&scratch[..])
+                    InputTerm::Product {
+                        xw: &scratch[..],
+                        bias: w.bias,
+                    }
                 }
                 (None, OwnedInput::Classes(classes)) if classes.len() < self.input => {
                     // Fewer rows than classes (a generation step): each
@@ -593,7 +596,7 @@ impl Lstm {
                 View::new(dz, g, 1),
                 sized(&mut lg.kernel, i * g),
             );
-            sum_rows(sized(&mut lg.bias, g), dz);
+            sum_rows_split(threads, sized(&mut lg.bias, g), dz);
             // dX_l = dz @ kernel^T: the input gradient, or the one passed down.
             let d_in = if l == 0 {
                 grads.dx.get_or_insert_with(Vec::new)
@@ -634,7 +637,8 @@ fn layer_output<F>(tape: &LayerTape<F>, state: usize) -> &[F] {
     }
 }
 
-/// `z = X @ kernel + bias` for all `rows` = T*B rows at once, [T*B, 4H].
+/// `z = X @ kernel` for all `rows` = T*B rows at once, [T*B, 4H] (the
+/// bias is added in the cells, [`InputTerm::Product`]).
 fn input_gemm<F: Scalar>(
     x: &[F],
     w: &LayerWeights<'_, F>,
@@ -642,16 +646,13 @@ fn input_gemm<F: Scalar>(
     threads: usize,
     z: &mut Vec<F>,
 ) {
-    for row in sized(z, rows * g).chunks_exact_mut(g) {
-        row.copy_from_slice(w.bias);
-    }
     gemm_rows(
         threads,
         (rows, i, g),
         View::new(x, i, 1),
         View::new(w.kernel, g, 1),
-        F::one(),
-        z,
+        F::zero(),
+        sized(z, rows * g),
     );
 }
 
