@@ -56,7 +56,12 @@ fn the_thread_count_changes_no_bit() {
             .loss_and_grads_into(&p, &x, &y, b, Some(&h0), Some(&c0), &mut grads)
             .unwrap();
         let mut bits = vec![loss.to_bits()];
-        bits.extend(grads.tensors().iter().flat_map(|t| t.iter().map(|g| g.to_bits())));
+        bits.extend(
+            grads
+                .tensors()
+                .iter()
+                .flat_map(|t| t.iter().map(|g| g.to_bits())),
+        );
         bits.extend(step.h_n().iter().chain(step.c_n()).map(|s| s.to_bits()));
         bits
     };

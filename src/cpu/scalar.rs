@@ -227,33 +227,3 @@ pub(crate) fn gemm<F: Scalar>(
         )
     }
 }
-
-use super::workspace::{run_or_spawn, split_range};
-
-/// [`gemm`] into a row-major `C [m, n]`, its rows split across `threads`
-/// threads: each element is still the same sum over k in the same order,
-/// so the result does not depend on `threads`.
-pub(crate) fn gemm_rows<F: Scalar>(
-    threads: usize,
-    (m, k, n): (usize, usize, usize),
-    a: View<'_, F>,
-    b: View<'_, F>,
-    beta: F,
-    c: &mut [F],
-) {
-    assert!(c.len() >= m * n, "gemm_rows: C [{m}x{n}] out of bounds");
-    let parts = split_range(m, threads.max(1), 1);
-    std::thread::scope(|scope| {
-        let mut rest = &mut c[..m * n];
-        for (i0, i1) in parts {
-            let (mine, tail) = std::mem::take(&mut rest).split_at_mut((i1 - i0) * n);
-            rest = tail;
-            if i1 == i0 {
-                continue;
-            }
-            let a = View::new(&a.data[i0 * a.rs..], a.rs, a.cs);
-            let job = move || gemm((i1 - i0, k, n), a, b, beta, mine, (n, 1));
-            run_or_spawn(scope, i1 == m, job);
-        }
-    });
-}

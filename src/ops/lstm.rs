@@ -40,7 +40,7 @@ use crate::cpu::Scalar;
 use crate::cpu::backward::{ClassLayout, scatter_rows, split_classes, sum_rows, sum_rows_split};
 use crate::cpu::layer::{self, InputTerm, Shape};
 use crate::cpu::packed::{PackedB, gemm_cols};
-use crate::cpu::scalar::{View, gemm_rows};
+use crate::cpu::scalar::View;
 use crate::cpu::workspace::{run_or_spawn, threads_for};
 use crate::error::{Error, Result};
 
@@ -162,9 +162,12 @@ pub struct LstmOutput<F> {
     layers: Vec<LayerTape<F>>,
     h_n: Vec<F>,
     c_n: Vec<F>,
-    /// The forward's `X @ kernel + bias`, the backward's gradient passed
-    /// down: scratch kept for the next call.
+    /// The forward's `X @ kernel` of a dense layer, [T*B, 4H].
     scratch: Vec<F>,
+    /// A one-hot layer 0's `kernel + bias` rows (or a generation step's).
+    table: Vec<F>,
+    /// The backward's gradient passed down, [T*B, H].
+    down: Vec<F>,
     /// A recurrent_kernel packed for the recurrence's steps (`cpu::packed`).
     pack: Vec<F>,
     /// Set by a backward: the gates are gradients now.
@@ -180,6 +183,8 @@ impl<F> Default for LstmOutput<F> {
             h_n: Vec::new(),
             c_n: Vec::new(),
             scratch: Vec::new(),
+            table: Vec::new(),
+            down: Vec::new(),
             pack: Vec::new(),
             spent: true,
         }
@@ -388,8 +393,16 @@ impl Lstm {
         let scale = F::one() / (F::one() - F::of(self.dropout));
         let (shape, state) = (Shape { t, b, h }, b * h);
         out.layers.resize_with(self.layers, LayerTape::default);
-        let (input, tapes, scratch, pack) =
-            (&out.input, &mut out.layers, &mut out.scratch, &mut out.pack);
+        // Each buffer keeps its size from call to call: one buffer for
+        // tables of V rows and products of T*B rows would be cut and
+        // zero-filled again (31 MB at T*B = 7680, 4H = 1024) every call.
+        let (input, tapes, scratch, table, pack) = (
+            &out.input,
+            &mut out.layers,
+            &mut out.scratch,
+            &mut out.table,
+            &mut out.pack,
+        );
         for (l, w) in weights.iter().enumerate() {
             let (below, rest) = tapes.split_at_mut(l);
             let tape = &mut rest[0];
@@ -411,7 +424,7 @@ impl Lstm {
             let input_term = match (x_l, input) {
                 (Some(x_l), _) => {
                     let rows = (t * b, self.layer_input(l), g);
-                    input_gemm(x_l, w, rows, threads, scratch);
+                    input_gemm(x_l, w, rows, threads, (scratch, pack));
                     InputTerm::Product {
                         xw: &scratch[..],
                         bias: w.bias,
@@ -420,16 +433,16 @@ impl Lstm {
                 (None, OwnedInput::Classes(classes)) if classes.len() < self.input => {
                     // Fewer rows than classes (a generation step): each
                     // row's `kernel + bias` directly, not the whole table.
-                    scratch.clear();
+                    table.clear();
                     for &c in classes {
-                        scratch.extend(class_row(w, g, c as usize));
+                        table.extend(class_row(w, g, c as usize));
                     }
-                    InputTerm::Dense(&scratch[..])
+                    InputTerm::Dense(&table[..])
                 }
                 (None, OwnedInput::Classes(classes)) => {
-                    gather_table(w, g, scratch);
+                    gather_table(w, g, table);
                     InputTerm::Gather {
-                        xb: &scratch[..],
+                        xb: &table[..],
                         classes,
                     }
                 }
@@ -549,13 +562,13 @@ impl Lstm {
         if !dense {
             grads.dx = None;
         }
-        let (input, tapes, scratch, pack) =
-            (&out.input, &mut out.layers, &mut out.scratch, &mut out.pack);
+        let (input, tapes, down, pack) =
+            (&out.input, &mut out.layers, &mut out.down, &mut out.pack);
         for l in (0..n).rev() {
             let w = &weights[l];
             let (below, rest) = tapes.split_at_mut(l);
             let tape = &mut rest[0];
-            let d_up = if l + 1 == n { dy } else { &scratch[..] };
+            let d_up = if l + 1 == n { dy } else { &down[..] };
             layer::backward(
                 w.recurrent_kernel,
                 pack,
@@ -601,18 +614,12 @@ impl Lstm {
             let d_in = if l == 0 {
                 grads.dx.get_or_insert_with(Vec::new)
             } else {
-                &mut *scratch
+                &mut *down
             };
-            gemm_rows(
-                threads,
-                (k, g, i),
-                View::new(dz, g, 1),
-                View::new(w.kernel, 1, g),
-                F::zero(),
-                sized(d_in, k * i),
-            );
+            let kernel_t = PackedB::new(View::new(w.kernel, 1, g), (g, i), pack);
+            kernel_t.gemm_rows(threads, k, View::new(dz, g, 1), sized(d_in, k * i));
             if l > 0 && !below[l - 1].keep.is_empty() {
-                for (d, &kept) in scratch.iter_mut().zip(&below[l - 1].keep) {
+                for (d, &kept) in down.iter_mut().zip(&below[l - 1].keep) {
                     *d = if kept { *d * scale } else { F::zero() };
                 }
             }
@@ -644,16 +651,10 @@ fn input_gemm<F: Scalar>(
     w: &LayerWeights<'_, F>,
     (rows, i, g): (usize, usize, usize),
     threads: usize,
-    z: &mut Vec<F>,
+    (z, pack): (&mut Vec<F>, &mut Vec<F>),
 ) {
-    gemm_rows(
-        threads,
-        (rows, i, g),
-        View::new(x, i, 1),
-        View::new(w.kernel, g, 1),
-        F::zero(),
-        sized(z, rows * g),
-    );
+    let kernel = PackedB::new(View::new(w.kernel, g, 1), (i, g), pack);
+    kernel.gemm_rows(threads, rows, View::new(x, i, 1), sized(z, rows * g));
 }
 
 /// `kernel + bias`, one row per class: what a one-hot row times the kernel is.
