@@ -15,7 +15,9 @@
 //! output above it; the per-kernel rows say which).
 
 use super::kernels::{random_starts, random_text};
-use super::{BOUND_EXACT, BOUND_F32_KERNEL, Buffers, Rows, SelftestRow, Shape, download, uniform};
+use super::{
+    BOUND_EXACT, BOUND_F32_KERNEL, Bound, Buffers, Rows, SelftestRow, Shape, download, uniform,
+};
 use crate::corpus::OneHotCorpus;
 use crate::error::Result;
 use crate::gpu::device::{DevicePtr, GpuDevice};
@@ -384,7 +386,17 @@ pub fn check_stack<D: GpuDevice>(
                 ),
             };
             let name = |t: &str| format!("layer {l}: d {t}");
-            let bound = BOUND_F32_KERNEL;
+            // Below the top, every gradient comes through the dh passed down,
+            // each unit's one f32 sum of 4H products: with few units kept by
+            // the mask at a tiny H, one cancelling sum scales a whole tensor
+            // (a fresh draw at H = 8, B = 1 erred 1.7e-4 in every element of
+            // layer 0's d recurrent_kernel, all from one dh value). A wrong
+            // index or term errs by far more than 1e-3.
+            let bound = if l + 1 < n {
+                Bound::max_rel(1e-3)
+            } else {
+                BOUND_F32_KERNEL
+            };
             rows.device(
                 dev,
                 &kname,
