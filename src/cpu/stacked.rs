@@ -39,6 +39,9 @@ pub struct StackedWorkspace<F> {
     out: LstmOutput<F>,
     grads: LstmGrads<F>,
     dy: Vec<F>,
+    /// (T, B, H) of `dy`: zero but for its last step, which each call
+    /// overwrites, so it is zero-filled only when they change.
+    dy_shape: (usize, usize, usize),
     probs: Vec<F>,
 }
 
@@ -55,6 +58,7 @@ impl<F> StackedWorkspace<F> {
                 layers: Vec::new(),
             },
             dy: Vec::new(),
+            dy_shape: (0, 0, 0),
             probs: Vec::new(),
         }
     }
@@ -151,8 +155,11 @@ pub fn stacked_loss_and_grads_into<F: Scalar>(
         (v, 1),
     );
     sum_rows(d_dense_bias, dlogits);
-    ws.dy.clear();
-    ws.dy.resize(seq_len * b * h, F::zero());
+    if ws.dy_shape != (seq_len, b, h) {
+        ws.dy.clear();
+        ws.dy.resize(seq_len * b * h, F::zero());
+        ws.dy_shape = (seq_len, b, h);
+    }
     gemm(
         (b, v, h),
         View::new(dlogits, v, 1),
