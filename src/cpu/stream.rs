@@ -133,8 +133,8 @@ impl<F: Scalar> StreamStep<F> {
 
         // The head over every step's hidden state, forward and backward
         // block by block of rows while each block is in cache.
-        let threads = threads_for(self.threads, rows.div_ceil(HEAD_ROWS));
         let blocks = rows.div_ceil(HEAD_ROWS);
+        let threads = threads_for(self.threads, rows).min(blocks);
         self.probs.resize(rows * v, F::zero());
         self.row_loss.resize(rows, F::zero());
         self.dy.resize(rows * h, F::zero());
@@ -258,7 +258,7 @@ impl<'a, F> HeadBuffers<'a, F> {
 
 /// The head of every row of `hs` ([n, H]) with targets `y`, block by block
 /// of [`HEAD_ROWS`] rows, blocks split across `threads`: the probabilities
-/// (`forward::dense_softmax`) and each row's loss -log p[y], then in place
+/// (`forward::softmax_rows`) and each row's loss -log p[y], then in place
 /// dlogits = (p - onehot(y)) / n, dY = dlogits @ dense_kernel^T, and the
 /// block's `hs^T @ dlogits` and dlogits column sums (summed over the blocks
 /// in order by the caller: d dense_kernel and d dense_bias).
@@ -283,7 +283,8 @@ fn head_blocks<F: Scalar>(
     std::thread::scope(|scope| {
         let mut rest = bufs;
         for (b0, b1) in split_range(blocks, threads, 1) {
-            let (r0, r1) = (b0 * HEAD_ROWS, (b1 * HEAD_ROWS).min(n));
+            // A split of more parts than blocks has empty ones past the end.
+            let (r0, r1) = ((b0 * HEAD_ROWS).min(n), (b1 * HEAD_ROWS).min(n));
             let (mine, tail) = rest.split(r1 - r0, b1 - b0, (h, v));
             rest = tail;
             let job = move || {
