@@ -146,13 +146,20 @@ pub fn generate_stateful(
     progress: &mut Progress<'_>,
 ) -> Result<Vec<Vec<u32>>> {
     let (v, b) = (params.vocab, req.strategies.len());
-    check_generate_args(v, req.maxlen, req.seed_indices, req.strategies)?;
-    check_length("length", req.length)?;
-    if req.length == 0 || b == 0 {
+    if !check_stateful(v, req)? {
         return Ok(vec![Vec::new(); b]);
     }
     let mut model = StatefulModel::new(params, b)?;
     run_stateful(&mut model, v, req, progress)
+}
+
+/// Checks `req` for a model of `vocab` classes as [`generate_stateful`]
+/// does, before a caller builds its [`Stepper`]; false when there is
+/// nothing to draw (no characters, or no strategies).
+pub fn check_stateful(vocab: usize, req: &GenerateRequest) -> Result<bool> {
+    check_generate_args(vocab, req.maxlen, req.seed_indices, req.strategies)?;
+    check_length("length", req.length)?;
+    Ok(req.length > 0 && !req.strategies.is_empty())
 }
 
 /// What stateful generation needs of a model: the probabilities [B, V]

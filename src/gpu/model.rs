@@ -390,9 +390,7 @@ impl<D: GpuDevice> GpuModel<D> {
         progress: &mut Progress<'_>,
     ) -> Result<Vec<Vec<u32>>> {
         let v = self.layout.vocab;
-        crate::sample::check_generate_args(v, req.maxlen, req.seed_indices, req.strategies)?;
-        crate::sample::check_length("length", req.length)?;
-        if req.length == 0 || req.strategies.is_empty() {
+        if !crate::stateful::check_stateful(v, req)? {
             return Ok(vec![Vec::new(); req.strategies.len()]);
         }
         let mut stepper = DeviceStepper::new(self, req.strategies.len())?;
