@@ -15,15 +15,33 @@ use charlstm_cuda::model::{Hyper, init_stacked};
 use charlstm_cuda::rng::{Purpose, RngStream};
 use charlstm_cuda::{Engine, OneHotCorpus};
 
-fn arg<T: std::str::FromStr>(i: usize, default: T) -> T {
-    std::env::args()
-        .nth(i)
-        .and_then(|a| a.parse().ok())
-        .unwrap_or(default)
+const USAGE: &str = "usage: stacked_step [layers 2] [hidden 256] [steps >= 1, 10] [dropout 0]";
+
+/// Argument `i`, or `default` where it is absent; an unreadable one is an
+/// error naming it (a silent default would time another model).
+fn arg<T: std::str::FromStr>(i: usize, name: &'static str, default: T) -> charlstm_cuda::Result<T> {
+    match std::env::args().nth(i) {
+        None => Ok(default),
+        Some(a) => a
+            .parse()
+            .map_err(|_| charlstm_cuda::Error::InvalidArgument {
+                name,
+                what: format!("{a:?} is not a number; {USAGE}"),
+            }),
+    }
 }
 
 fn main() -> charlstm_cuda::Result<()> {
-    let (layers, hidden, steps, dropout) = (arg(1, 2), arg(2, 256), arg(3, 10), arg(4, 0.0f32));
+    let layers = arg(1, "layers", 2)?;
+    let hidden = arg(2, "hidden", 256)?;
+    let steps = arg(3, "steps", 10usize)?;
+    let dropout = arg(4, "dropout", 0.0f32)?;
+    if steps == 0 {
+        return Err(charlstm_cuda::Error::InvalidArgument {
+            name: "steps",
+            what: format!("0 steps leave nothing to time; {USAGE}"),
+        });
+    }
     let corpus = OneHotCorpus::from_text(&nietzsche(), true)?;
     let hyper = Hyper {
         hidden,

@@ -48,7 +48,7 @@ pub trait Scalar: num_traits::Float + Default + Send + Sync + std::fmt::Debug + 
     unsafe fn gemm_panels_raw(
         mkn: (usize, usize, usize),
         a: (*const Self, usize, usize),
-        b: (*const Self, usize, usize),
+        b: *const Self,
         c: (*mut Self, usize),
     ) {
         let _ = (mkn, a, b, c);
@@ -106,7 +106,7 @@ impl Scalar for f32 {
     unsafe fn gemm_panels_raw(
         mkn: (usize, usize, usize),
         a: (*const f32, usize, usize),
-        b: (*const f32, usize, usize),
+        b: *const f32,
         c: (*mut f32, usize),
     ) {
         #[cfg(target_arch = "x86_64")]
