@@ -400,6 +400,8 @@ mod tests {
             (13, 40, 100),
             (8, 5, 32),
             (25, 7, 64),
+            (70, 12, 64),
+            (11, 9, 40),
         ] {
             let a: Vec<f32> = (0..m * k).map(|_| next()).collect();
             let b: Vec<f32> = (0..k * n).map(|_| next()).collect();
