@@ -229,7 +229,7 @@ pub struct TrainArgs {
     pub patience: Option<usize>,
     /// What a batch is: window (shuffled windows, one target each: the notebook) or stream
     /// (B contiguous streams, the next --seq-len characters of each, a target at every step,
-    /// the state carried between batches; --device cpu for now) [default: window; with
+    /// the state carried between batches; on every device) [default: window; with
     /// --resume: the run's].
     #[arg(long, value_parser = TRAIN_MODES)]
     pub mode: Option<String>,
