@@ -26,6 +26,11 @@ fn model(seed: u64) -> Params<f32> {
     common::random_params(V, H, 0.6, seed).map(|x| x as f32)
 }
 
+/// Probabilities as their bit patterns: compared for exact equality.
+fn bits(v: &[f32]) -> Vec<u32> {
+    v.iter().map(|p| p.to_bits()).collect()
+}
+
 fn seed_text(n: usize) -> Vec<u32> {
     (0..n).map(|i| ((i * 7 + 3) % V) as u32).collect()
 }
@@ -70,7 +75,6 @@ fn first_character_probabilities_equal_window_mode() {
     let window = predict(&params, &x, MAXLEN);
     let mut m = StatefulModel::new(&params, b).expect("model");
     let stateful = m.prime(&seed).expect("prime");
-    let bits = |v: &[f32]| v.iter().map(|p| p.to_bits()).collect::<Vec<_>>();
     assert_eq!(bits(stateful), bits(&window));
 
     // So the first drawn character (same Philox number) is the same too.
@@ -145,7 +149,6 @@ fn carried_state_equals_one_forward_over_seed_and_generated() {
     let once = lstm
         .forward(&w, LstmInput::classes(&x, t_all, b), None, None, Mode::Eval)
         .expect("forward");
-    let bits = |v: &[f32]| v.iter().map(|p| p.to_bits()).collect::<Vec<_>>();
     assert_eq!(bits(m.h()), bits(once.h_n()));
     let mut worst = 0.0f64;
     for j in 0..b {
@@ -207,7 +210,6 @@ fn reproducible_and_window_mode_unchanged() {
         stateful = m.step(&[ch]).expect("step").to_vec();
     }
     let window = predict(&params, &long[5..], MAXLEN);
-    let bits = |v: &[f32]| v.iter().map(|p| p.to_bits()).collect::<Vec<_>>();
     assert_ne!(
         bits(&stateful),
         bits(&window),
@@ -445,7 +447,6 @@ fn the_library_generates_statefully_as_the_command_does() {
     let stateful = m.prime(&indices).expect("prime").to_vec();
     let last = &indices[indices.len() - model.maxlen()..];
     let windowed = predict(model.params(), last, model.maxlen());
-    let bits = |v: &[f32]| v.iter().map(|p| p.to_bits()).collect::<Vec<_>>();
     assert_ne!(bits(&stateful), bits(&windowed));
 
     if !ptx::BUILT_WITH_KERNELS {

@@ -382,6 +382,11 @@ unsafe fn tile<const R: usize>(
 mod tests {
     use super::*;
 
+    /// Results as their bit patterns: compared for exact equality.
+    fn bits(v: &[f32]) -> Vec<u32> {
+        v.iter().map(|x| x.to_bits()).collect()
+    }
+
     /// The packed product equals a plain f64 one at shapes with partial
     /// tiles and panels, and does not depend on how rows are split.
     #[test]
@@ -439,8 +444,8 @@ mod tests {
                 let mut ct = vec![f32::NAN; m * n];
                 packed.gemm(m, View::new(&at, 1, m), &mut ct, n);
                 assert_eq!(
-                    c.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
-                    ct.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
+                    bits(&c),
+                    bits(&ct),
                     "({m},{k},{n}): a strided A changed bits"
                 );
                 let mut split = vec![f32::NAN; m * n];
@@ -453,19 +458,15 @@ mod tests {
                     n,
                 );
                 assert_eq!(
-                    c.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
-                    split.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
+                    bits(&c),
+                    bits(&split),
                     "({m},{k},{n}): a row split changed bits"
                 );
                 // The same panels seen again through `prepacked`.
                 let again = PackedB::prepacked(view, (k, n), &store);
                 let mut c2 = vec![f32::NAN; m * n];
                 again.gemm(m, View::new(&a, k, 1), &mut c2, n);
-                assert_eq!(
-                    c.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
-                    c2.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
-                    "({m},{k},{n}): prepacked differs"
-                );
+                assert_eq!(bits(&c), bits(&c2), "({m},{k},{n}): prepacked differs");
             }
         }
     }
@@ -488,7 +489,6 @@ mod tests {
         for threads in [1, 2, 3, 5] {
             let mut split = vec![f32::NAN; m * n];
             packed.gemm_rows(threads, m, View::new(&a, k, 1), &mut split);
-            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
             assert_eq!(bits(&whole), bits(&split), "{threads} threads");
         }
     }
@@ -511,7 +511,6 @@ mod tests {
         for threads in [1, 2, 3, 5] {
             let mut split = vec![f32::NAN; m * n];
             gemm_cols(threads, (m, k, n), av, bv, &mut split);
-            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
             assert_eq!(bits(&whole), bits(&split), "{threads} threads");
         }
     }
