@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """The PyTorch side of `charlstm-cuda bench`: the same model, shapes and
 optimizer (LSTM(128) + Linear softmax, batch 128, windows of 60, RMSprop
-lr 0.01 rho 0.9 eps 1e-7) in `nn.LSTM`, which runs cuDNN's LSTM on a GPU,
+lr 0.01 rho 0.9 eps 1e-7; --layers N stacks N layers, nn.LSTM's
+num_layers, with --dropout between them as in `bench --layers N
+--dropout P`) in `nn.LSTM`, which runs cuDNN's LSTM on a GPU,
 timed with CUDA events, so the ratio to this crate is measured on the same
 GPU in one run (scripts/gpu-check.sh runs both).
 
@@ -31,8 +33,8 @@ epoch_estimate_s, last_loss; with --full-epoch also epoch_s and epoch_loss
 variant with the same keys, or "error" / "not_applicable" saying why it has
 none. generate_s (4 temperatures x 400 chars, window mode like the notebook,
 sampled on the device) is one measurement, eager, strict fp32. The job's
-shapes (vocab, hidden, batch, maxlen, step, batches_per_epoch, gen_length,
-temperatures) come along: `charlstm-cuda bench --pytorch FILE` refuses a file
+shapes (vocab, hidden, layers, dropout, batch, maxlen, step,
+batches_per_epoch, gen_length, temperatures) come along: `charlstm-cuda bench --pytorch FILE` refuses a file
 of another job.
 
 Inputs are one-hot windows built on the device from the corpus indices (rows
@@ -43,6 +45,7 @@ read its loss every step.
 
 Usage: python3 scripts/bench_pytorch.py [--corpus nietzsche.txt] [--device cuda]
        [--steps 10] [--slice-batches 20] [--full-epoch] [--out pt.json]
+       [--hidden 128] [--layers 1] [--dropout 0]
        [--variants fp32-eager,fp32-graph,tf32-eager,tf32-graph]
 Runs on the CPU too (--device cpu; no cuDNN then, and the row says so).
 """
@@ -81,9 +84,10 @@ def load_text(path, n_synthetic=600_901):
 
 
 class CharLstm(torch.nn.Module):
-    def __init__(self, vocab, hidden):
+    def __init__(self, vocab, hidden, layers=1, dropout=0.0):
         super().__init__()
-        self.lstm = torch.nn.LSTM(vocab, hidden, batch_first=True)
+        self.lstm = torch.nn.LSTM(vocab, hidden, num_layers=layers, dropout=dropout,
+                                  batch_first=True)
         self.dense = torch.nn.Linear(hidden, vocab)
 
     def forward(self, x):
@@ -192,7 +196,7 @@ class Job:
         """A model of the one initialisation (seed 42), its RMSprop, and a
         copy of the initial weights for reset()."""
         torch.manual_seed(42)
-        model = CharLstm(self.v, self.a.hidden).to(self.dev)
+        model = CharLstm(self.v, self.a.hidden, self.a.layers, self.a.dropout).to(self.dev)
         opt = torch.optim.RMSprop(model.parameters(), lr=0.01, alpha=0.9, eps=1e-7,
                                   capturable=capturable)
         init = [p.detach().clone() for p in model.parameters()]
@@ -373,6 +377,9 @@ def main():
     ap.add_argument("--full-epoch", action="store_true")
     ap.add_argument("--batch-size", type=int, default=128)
     ap.add_argument("--hidden", type=int, default=128)
+    ap.add_argument("--layers", type=int, default=1, help="stacked LSTM layers (num_layers)")
+    ap.add_argument("--dropout", type=float, default=0.0,
+                    help="dropout in [0, 1) between stacked layers")
     ap.add_argument("--maxlen", type=int, default=60)
     ap.add_argument("--step", type=int, default=3)
     ap.add_argument("--variants", type=parse_variants, default=ALL_VARIANTS,
@@ -385,6 +392,10 @@ def main():
                  "CUDA GPU (a CPU-only build, or no driver); use --device cpu to time the CPU")
     if a.steps < 1 or a.slice_batches < 1:
         sys.exit("bench_pytorch.py: --steps and --slice-batches must be at least 1")
+    if not 1 <= a.layers <= 16:
+        sys.exit(f"bench_pytorch.py: --layers {a.layers}: use 1 to 16, as charlstm-cuda bench")
+    if not 0.0 <= a.dropout < 1.0:
+        sys.exit(f"bench_pytorch.py: --dropout {a.dropout}: use a probability in [0, 1)")
 
     dev = torch.device(a.device)
     # The graph loop's warm-up steps run a capturable RMSprop outside a
@@ -452,6 +463,8 @@ def main():
         "corpus": job.source,
         "vocab": job.v,
         "hidden": a.hidden,
+        "layers": a.layers,
+        "dropout": a.dropout,
         "batch": job.b,
         "maxlen": a.maxlen,
         "step": a.step,

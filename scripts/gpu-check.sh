@@ -22,6 +22,12 @@
 #   bench      charlstm-cuda bench --device cuda --full-epoch --pytorch ...:
 #              our engine on the same job right after, the ratios computed
 #              from both sides' numbers of this run
+#   stack      issue 17's stack on the GPU: bench_pytorch.py --layers 2
+#              --hidden 256 (nn.LSTM(num_layers=2), strict fp32, eager and
+#              graph), then charlstm-cuda bench --device cuda --layers 2
+#              --hidden 256 --pytorch ...: training steps, an epoch slice and
+#              generation of the two-layer model, side by side (no whole
+#              epochs; its JSON stays in gpu-check.tgz)
 #   profile    ncu (--clock-control none) over one training step's kernels,
 #              when ncu is there and time is left; informational, never fails
 #              the check
@@ -36,7 +42,7 @@
 # and prints summary.txt last. Exit 0 only if every non-informational part
 # passed.
 #
-# GPU_CHECK_PARTS=selftest,tests,pytorch,bench,profile (default all) runs a
+# GPU_CHECK_PARTS=selftest,tests,pytorch,bench,stack,profile (default all) runs a
 # subset; GPU_CHECK_TESTS=name,name limits the test binaries;
 # GPU_CHECK_QUICK=1: small bench sizes, no whole epochs (to try the plumbing);
 # PYTHON (default python3, with torch); GPU_CHECK_TORCH_DEVICE (default
@@ -48,7 +54,7 @@ OUT=${OUT:-$PWD/gpu-check-out}
 mkdir -p "$OUT"
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/gpu-check.XXXXXX")
 BUDGET=${GPU_CHECK_BUDGET:-420}
-PARTS=",${GPU_CHECK_PARTS:-selftest,tests,pytorch,bench,profile},"
+PARTS=",${GPU_CHECK_PARTS:-selftest,tests,pytorch,bench,stack,profile},"
 ONLY_TESTS=${GPU_CHECK_TESTS:-}
 BIN=$BUNDLE/charlstm-cuda
 PY=${PYTHON:-python3}
@@ -130,6 +136,11 @@ for r in d["rows"]:
       echo
       echo "== ours (charlstm-cuda, cuda) vs PyTorch (nn.LSTM + cuDNN), one run =="
       grep -v '^note: ' "$WORK/bench.err"
+    fi
+    if [[ -s $WORK/stack.err ]]; then
+      echo
+      echo "== two layers of 256 (bench --layers 2 --hidden 256, cuda) vs PyTorch nn.LSTM(num_layers=2), one run =="
+      grep -v '^note: ' "$WORK/stack.err"
     fi
     [[ -n $QUICK ]] && echo "(GPU_CHECK_QUICK: no whole epochs; the epoch ratio uses the slice estimates)"
     for m in "${MISSING[@]}"; do echo "MISSING: $m"; done
@@ -255,6 +266,29 @@ if want bench; then
     # A bench without a usable GPU exits 0 with an unavailable row: not a pass here.
     RESULT[bench]="FAIL (cuda unavailable)"
     MISSING+=("cuda: unavailable (the bench's cuda row says why): no GPU numbers, no ratios")
+  fi
+fi
+
+if want stack; then
+  # Issue 17's stack: no whole epochs (each would cost minutes of the
+  # budget at this size), the same steps and slice as above.
+  stack_job=(--layers 2 --hidden 256 --gen-length 100)
+  stack_pt=()
+  if [[ -f $BUNDLE/bench_pytorch.py ]]; then
+    if run stack-pytorch 90 "$PY" "$BUNDLE/bench_pytorch.py" --device "$TORCH_DEVICE" "${common[@]}" \
+      "${stack_job[@]}" --variants fp32-eager,fp32-graph --out "$WORK/stack-pytorch.json"; then
+      stack_pt=(--pytorch "$WORK/stack-pytorch.json")
+    else
+      MISSING+=("stack-pytorch: ${RESULT[stack-pytorch]}: $(tail -n 1 "$WORK/stack-pytorch.err")")
+    fi
+  fi
+  run stack 90 "$BIN" bench --device cuda "${common[@]}" "${stack_job[@]}" "${stack_pt[@]}"
+  cp "$WORK/stack.out" "$WORK/stack.json"
+  if [[ ${RESULT[stack]} != pass ]]; then
+    MISSING+=("stack: ${RESULT[stack]}: $(tail -n 2 "$WORK/stack.err" | tr '\n' ' ')")
+  elif grep -q '"available": false' "$WORK/stack.json"; then
+    RESULT[stack]="FAIL (cuda unavailable)"
+    MISSING+=("stack: cuda unavailable: no two-layer GPU numbers")
   fi
 fi
 

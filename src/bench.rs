@@ -8,7 +8,9 @@
 //! runs T dependent forward steps and T dependent backward steps, so
 //! `train_step_s / (2 T)` is the time one recurrent step costs, against the
 //! project's budget of [`STEP_BUDGET_US`] (DESIGN: the recurrence is the
-//! part no batch size hides).
+//! part no batch size hides). A stacked model (`Hyper::layers` > 1) is
+//! timed the same way, so its figure is all N layers' cost of one time
+//! step, as `scripts/bench_pytorch.py --layers N` reports it too.
 //!
 //! Timing is host wall-clock around calls that end synchronised (every
 //! `train_batch` returns its loss, which a device engine must download;
@@ -29,7 +31,7 @@ use crate::corpus::{OneHotCorpus, Windows, epoch_order};
 use crate::device::Device;
 use crate::engine::{Backend, Engine};
 use crate::error::{Error, Result};
-use crate::model::{Hyper, Params, init_params};
+use crate::model::{Hyper, init_stacked};
 use crate::rundir::EpochRow;
 use crate::sample::{GenMode, GenerateRequest, Strategy};
 use crate::train::{Control, Observer, TrainConfig, Trainer};
@@ -127,8 +129,12 @@ pub fn step_latency_us(train_step_s: f64, maxlen: usize) -> f64 {
 pub struct BenchReport {
     /// Vocabulary size V.
     pub vocab: usize,
-    /// Hidden units H.
+    /// Hidden units H of each layer.
     pub hidden: usize,
+    /// Stacked LSTM layers N (1: the notebook).
+    pub layers: usize,
+    /// Dropout between stacked layers in the training steps (0: none).
+    pub dropout: f32,
     /// Windows per batch B.
     pub batch: usize,
     /// Window length T.
@@ -194,8 +200,8 @@ pub fn run(
     let v = corpus.vocab().len();
     let mut rows = Vec::new();
     for &backend in backends {
-        let params = init_params(v, hyper.hidden, hyper.seed);
-        let ms = Params::zeros(v, hyper.hidden);
+        let params = init_stacked(v, hyper.hidden, hyper.layers, hyper.seed);
+        let ms = params.zeros_like();
         let made = Device::Exact(backend).open_engine(corpus, hyper, params, ms);
         let (mut engine, note) = match made {
             Ok(e) => e,
@@ -234,6 +240,8 @@ pub fn run(
     Ok(BenchReport {
         vocab: v,
         hidden: hyper.hidden,
+        layers: hyper.layers,
+        dropout: hyper.dropout,
         batch: hyper.batch,
         maxlen: hyper.maxlen,
         windows: windows.count,

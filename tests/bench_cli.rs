@@ -473,6 +473,14 @@ fn bench_rejects_a_bad_pytorch_file() {
         (json!({"gen_length": 400}), "not the same generation"),
     ];
     cases.push((json!({"batches_per_epoch": 1}), "not the same corpus"));
+    // A file of a stacked job is not the one-layer job's (and an old file,
+    // without the keys, is one layer with no dropout: the fake's).
+    cases.push((json!({"layers": 2}), "PyTorch ran V="));
+    cases.push((
+        json!({"layers": 2}),
+        " H=8 N=2 dropout=0 B=4 T=10, this bench ",
+    ));
+    cases.push((json!({"dropout": 0.2}), " N=1 dropout=0.2 B=4"));
     cases.push((
         json!({"variants": [{"precision": "fp32", "loop": "eager", "epoch_s": -1.0}]}),
         "variants[0].epoch_s is -1",
@@ -494,4 +502,69 @@ fn bench_rejects_a_bad_pytorch_file() {
     }
     std::fs::write(&pt, "{ not json").expect("write");
     fails(&args, &[pt_arg, "not the JSON object", hint]);
+}
+
+/// `--layers N --dropout P` times the stacked model (issue 17) on every
+/// backend asked for: the report names the job, the CPU and the simulator
+/// train the same model to the same loss, a PyTorch file of the same
+/// stacked job gives ratios, and a bad N or P is an error naming the flag.
+#[test]
+fn bench_times_a_stacked_model() {
+    let d = tempfile::tempdir().expect("temp dir");
+    let (text, vocab) = small_corpus(d.path());
+    let stacked = ["--layers", "2", "--dropout", "0.25"];
+    let mut extra = vec!["--device", "cpu,sim"];
+    extra.extend_from_slice(&stacked);
+    let (report, table) = bench(&text, &extra);
+    assert_eq!(report["layers"], 2, "{report}");
+    assert_eq!(report["dropout"], 0.25, "{report}");
+    assert!(table.contains("H=8 N=2 dropout=0.25 B=4 T=10;"), "{table}");
+    let rows = report["rows"].as_array().expect("rows");
+    let loss = |i: usize| f(&rows[i]["last_loss"]);
+    assert_eq!(
+        (&rows[0]["backend"], &rows[1]["backend"]),
+        (&json!("cpu"), &json!("sim"))
+    );
+    assert!(
+        (loss(0) - loss(1)).abs() <= 1e-4 * loss(0).abs(),
+        "the CPU and the simulator trained different models: {report}"
+    );
+    let (one, _) = bench(&text, &["--device", "cpu"]);
+    assert_eq!((&one["layers"], &one["dropout"]), (&json!(1), &json!(0.0)));
+    let (_, note) = bench(&text, &["--device", "cpu", "--dropout", "0.3"]);
+    assert!(
+        note.contains("note: --dropout 0.3 does nothing with one LSTM layer"),
+        "{note}"
+    );
+    assert_ne!(
+        f(&one["rows"][0]["last_loss"]),
+        loss(0),
+        "--layers 2 trained the one-layer model"
+    );
+
+    let pt = d.path().join("pt.json");
+    let mut v = fake_pytorch(vocab);
+    v["layers"] = json!(2);
+    v["dropout"] = json!(0.25);
+    std::fs::write(&pt, v.to_string()).expect("write");
+    let mut extra = vec!["--device", "cpu", "--pytorch", pt.to_str().unwrap()];
+    extra.extend_from_slice(&stacked);
+    let (report, _) = bench(&text, &extra);
+    let step = f(&report["rows"][0]["train_step_s"]);
+    let c = &report["comparisons"][0];
+    assert!(
+        (f(&c["step_ratio"]) - 0.5 / step).abs() <= 1e-9 * (0.5 / step),
+        "{report}"
+    );
+
+    let t = text.to_str().unwrap();
+    for (flag, value, needle) in [
+        ("--layers", "0", "use 1 to 16 stacked LSTM layers"),
+        ("--layers", "17", "use 1 to 16 stacked LSTM layers"),
+        ("--dropout", "1", "use a probability in [0, 1)"),
+        ("--dropout", "NaN", "use a probability in [0, 1)"),
+    ] {
+        let args = ["bench", "--corpus", t, "--device", "cpu", flag, value];
+        fails(&args, &[&format!("invalid value for {flag}: "), needle]);
+    }
 }

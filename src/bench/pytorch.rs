@@ -130,6 +130,10 @@ pub struct PytorchJson {
     cudnn: Option<serde_json::Value>,
     vocab: usize,
     hidden: usize,
+    /// Absent from files of before `--layers`: one layer.
+    layers: Option<usize>,
+    /// Absent from files of before `--dropout`: none.
+    dropout: Option<f64>,
     batch: usize,
     maxlen: usize,
     batches_per_epoch: Option<usize>,
@@ -245,10 +249,28 @@ pub fn load(path: &Path, report: &BenchReport) -> Result<Reference> {
 /// Checks that `p` (read from `path`) ran `report`'s job.
 pub fn check(p: PytorchJson, path: &Path, report: &BenchReport) -> Result<Reference> {
     let bad = |what: String| bad(path, what);
-    let theirs = (p.vocab, p.hidden, p.batch, p.maxlen);
-    let ours = (report.vocab, report.hidden, report.batch, report.maxlen);
+    // Dropout is compared as the f32 both sides trained with.
+    let dropout = p.dropout.unwrap_or(0.0) as f32;
+    let theirs = (
+        p.vocab,
+        p.hidden,
+        p.layers.unwrap_or(1),
+        dropout,
+        p.batch,
+        p.maxlen,
+    );
+    let ours = (
+        report.vocab,
+        report.hidden,
+        report.layers,
+        report.dropout,
+        report.batch,
+        report.maxlen,
+    );
     if theirs != ours {
-        let job = |(v, h, b, t): (usize, usize, usize, usize)| format!("V={v} H={h} B={b} T={t}");
+        let job = |(v, h, n, d, b, t): (usize, usize, usize, f32, usize, usize)| {
+            format!("V={v} H={h} N={n} dropout={d} B={b} T={t}")
+        };
         let (theirs, ours) = (job(theirs), job(ours));
         return Err(bad(format!(
             "not the same job: PyTorch ran {theirs}, this bench {ours}"

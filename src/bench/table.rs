@@ -21,9 +21,14 @@ impl fmt::Display for BenchReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "V={} H={} B={} T={}; {} windows, {} batches/epoch; {} steps, slice of {} batches, {} x {} chars{}",
+            "V={} H={}{} B={} T={}; {} windows, {} batches/epoch; {} steps, slice of {} batches, {} x {} chars{}",
             self.vocab,
             self.hidden,
+            match (self.layers, self.dropout) {
+                (1, _) => String::new(),
+                (n, d) if d > 0.0 => format!(" N={n} dropout={d}"),
+                (n, _) => format!(" N={n}"),
+            },
             self.batch,
             self.maxlen,
             self.windows,

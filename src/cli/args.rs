@@ -67,6 +67,7 @@ pub enum Command {
         with per-recurrent-step latencies and ratios, on stderr.\n\nExamples:\n  \
         charlstm-cuda bench --device cpu,cuda\n  \
         charlstm-cuda bench --corpus nietzsche.txt --steps 50 --slice-batches 200\n  \
+        charlstm-cuda bench --device cpu --layers 2 --hidden 256 --dropout 0.2\n  \
         python3 scripts/bench_pytorch.py --corpus nietzsche.txt --full-epoch > pt.json\n  \
         charlstm-cuda bench --device cuda --corpus nietzsche.txt --pytorch pt.json --full-epoch"
     )]
@@ -384,9 +385,16 @@ pub struct BenchArgs {
     /// Windows per batch.
     #[arg(long, default_value_t = 128)]
     pub batch_size: usize,
-    /// LSTM units.
+    /// LSTM units per layer, at most 1024.
     #[arg(long, default_value_t = 128)]
     pub hidden: usize,
+    /// Stacked LSTM layers, 1 to 16 (as train's --layers).
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub layers: usize,
+    /// Dropout probability in [0, 1) between stacked layers, in the timed
+    /// training steps (as train's --dropout).
+    #[arg(long, value_name = "P", default_value_t = 0.0)]
+    pub dropout: f32,
     /// Characters per window.
     #[arg(long, default_value_t = 60)]
     pub maxlen: usize,

@@ -14,6 +14,8 @@ pub fn bench(a: BenchArgs) -> Result<ExitCode> {
     let hyper = Hyper {
         batch: a.batch_size,
         hidden: a.hidden,
+        layers: a.layers,
+        dropout: a.dropout,
         maxlen: a.maxlen,
         ..Hyper::default()
     };
@@ -30,6 +32,13 @@ pub fn bench(a: BenchArgs) -> Result<ExitCode> {
                 });
             }
         }
+    }
+    if hyper.layers == 1 && hyper.dropout > 0.0 {
+        eprintln!(
+            "note: --dropout {} does nothing with one LSTM layer (it drops units between layers: \
+             add --layers 2 or more)",
+            hyper.dropout
+        );
     }
     if backends.contains(&Backend::Sim) {
         eprintln!(

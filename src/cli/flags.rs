@@ -60,13 +60,13 @@ static ROWS: &[Row] = &[
     ),
     row(
         "hyper.layers",
-        TRAIN,
+        SHAPES,
         "--layers",
         "use 1 to 16 stacked LSTM layers, e.g. --layers 2 (1, the notebook, is the default)",
     ),
     row(
         "hyper.dropout",
-        TRAIN,
+        SHAPES,
         "--dropout",
         "use a probability in [0, 1), e.g. --dropout 0.2 (0, no dropout, is the default)",
     ),
