@@ -255,18 +255,26 @@ if want pytorch; then
   fi
 fi
 
+# bench_part NAME ARGS...: charlstm-cuda bench --device cuda ARGS as the
+# part NAME, its JSON in NAME.json. A bench without a usable GPU exits 0
+# with an unavailable cuda row: not a pass here.
+bench_part() {
+  local name=$1
+  shift
+  run "$name" 90 "$BIN" bench --device cuda "$@"
+  cp "$WORK/$name.out" "$WORK/$name.json"
+  if [[ ${RESULT[$name]} != pass ]]; then
+    MISSING+=("$name: ${RESULT[$name]}: $(tail -n 2 "$WORK/$name.err" | tr '\n' ' ')")
+  elif grep -q '"available": false' "$WORK/$name.json"; then
+    RESULT[$name]="FAIL (cuda unavailable)"
+    MISSING+=("$name: cuda unavailable (the bench's cuda row says why): no GPU numbers, no ratios")
+  fi
+}
+
 if want bench; then
   pt_args=()
   [[ -f $WORK/pytorch.json ]] && pt_args=(--pytorch "$WORK/pytorch.json")
-  run bench 90 "$BIN" bench --device cuda "${common[@]}" "${epoch_args[@]}" "${pt_args[@]}"
-  cp "$WORK/bench.out" "$WORK/bench.json"
-  if [[ ${RESULT[bench]} != pass ]]; then
-    MISSING+=("bench: ${RESULT[bench]}: $(tail -n 2 "$WORK/bench.err" | tr '\n' ' ')")
-  elif grep -q '"available": false' "$WORK/bench.json"; then
-    # A bench without a usable GPU exits 0 with an unavailable row: not a pass here.
-    RESULT[bench]="FAIL (cuda unavailable)"
-    MISSING+=("cuda: unavailable (the bench's cuda row says why): no GPU numbers, no ratios")
-  fi
+  bench_part bench "${common[@]}" "${epoch_args[@]}" "${pt_args[@]}"
 fi
 
 if want stack; then
@@ -282,14 +290,7 @@ if want stack; then
       MISSING+=("stack-pytorch: ${RESULT[stack-pytorch]}: $(tail -n 1 "$WORK/stack-pytorch.err")")
     fi
   fi
-  run stack 90 "$BIN" bench --device cuda "${common[@]}" "${stack_job[@]}" "${stack_pt[@]}"
-  cp "$WORK/stack.out" "$WORK/stack.json"
-  if [[ ${RESULT[stack]} != pass ]]; then
-    MISSING+=("stack: ${RESULT[stack]}: $(tail -n 2 "$WORK/stack.err" | tr '\n' ' ')")
-  elif grep -q '"available": false' "$WORK/stack.json"; then
-    RESULT[stack]="FAIL (cuda unavailable)"
-    MISSING+=("stack: cuda unavailable: no two-layer GPU numbers")
-  fi
+  bench_part stack "${common[@]}" "${stack_job[@]}" "${stack_pt[@]}"
 fi
 
 if want profile; then
