@@ -11,9 +11,18 @@
 # flags), built with the test kernels on: per kernels/NAME.cu its PTX
 # (compute_80, what the simulator runs) and fatbin (sm_90 SASS + that PTX,
 # what a GPU loads); SOURCES records the SHA-256 of every source they were
-# made from, which build.rs checks before embedding them. nvcc's output is
-# byte-stable: the same sources and nvcc give the same bytes, whatever the
-# checkout's path.
+# made from, which build.rs checks before embedding them.
+#
+# nvcc's output is not always the same bytes. cicc's register numbering in
+# lstm_persistent_h128_seq_bwd_f32 depends on where its memory lands, so on
+# address-space randomisation and on the lengths of the paths it is given
+# (measured 2026-12-06 in a clone at /tmp/x: the other numbering in 2 of 24
+# compiles by hand, in 3 of 8 builds through build.rs, and in 12 of 12
+# compiles under `setarch -R`; the committed numbering in 12 of 12 from
+# this repository's root with relative paths). The two numberings are the
+# same code. So --check builds the kernels again (build.rs rerun), up to 7
+# more times, before calling a file stale, and passes when one build
+# reproduces every committed file.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
@@ -26,39 +35,68 @@ esac
 
 NVCC="$(bash scripts/setup-cuda.sh | tail -n 1)"
 export NVCC CHARLSTM_REQUIRE_KERNELS=1
-# The build script's OUT_DIR, from cargo's own report of running it.
-out_dir="$(cargo build --lib --features test-kernels --message-format=json 2>/dev/null \
-  | grep '"reason":"build-script-executed"' | grep '/charlstm-cuda' \
-  | sed -n 's/.*"out_dir":"\([^"]*\)".*/\1/p' | tail -n 1)"
-[ -d "$out_dir" ] || { echo "build-kernels: no OUT_DIR from cargo build" >&2; exit 1; }
-
 fresh="$(mktemp -d)"
 trap 'rm -rf "$fresh"' EXIT
-mkdir -p "$fresh/kernels/prebuilt" "$fresh/tests/kernels/prebuilt"
-for dir in kernels tests/kernels; do
-  for src in "$dir"/*.cu; do
-    stem="$(basename "$src" .cu)"
-    for ext in ptx fatbin; do
-      cp "$out_dir/$stem.$ext" "$fresh/$dir/prebuilt/$stem.$ext"
+
+# build: runs build.rs (cargo build with the test kernels) and copies what it
+# made into $fresh, with a SOURCES file of the sources' hashes.
+build() {
+  # The build script's OUT_DIR, from cargo's own report of running it.
+  local out_dir
+  out_dir="$(cargo build --lib --features test-kernels --message-format=json 2>/dev/null \
+    | grep '"reason":"build-script-executed"' | grep '/charlstm-cuda' \
+    | sed -n 's/.*"out_dir":"\([^"]*\)".*/\1/p' | tail -n 1)"
+  [ -d "$out_dir" ] || { echo "build-kernels: no OUT_DIR from cargo build" >&2; exit 1; }
+  rm -rf "$fresh/kernels" "$fresh/tests"
+  mkdir -p "$fresh/kernels/prebuilt" "$fresh/tests/kernels/prebuilt"
+  local dir src stem ext
+  for dir in kernels tests/kernels; do
+    for src in "$dir"/*.cu; do
+      stem="$(basename "$src" .cu)"
+      for ext in ptx fatbin; do
+        cp "$out_dir/$stem.$ext" "$fresh/$dir/prebuilt/$stem.$ext"
+      done
     done
   done
-done
-ls kernels/*.cu kernels/*.cuh tests/kernels/*.cu | LC_ALL=C sort | xargs sha256sum \
-  > "$fresh/kernels/prebuilt/SOURCES"
+  ls kernels/*.cu kernels/*.cuh tests/kernels/*.cu | LC_ALL=C sort | xargs sha256sum \
+    > "$fresh/kernels/prebuilt/SOURCES"
+}
 
-if [ "$check" = 1 ]; then
-  stale=0
+# stale_files: one line per committed file that differs from $fresh's, is
+# missing there, or is left over.
+stale_files() {
+  local dir f name
   for dir in kernels/prebuilt tests/kernels/prebuilt; do
-    # Both directions: a file that differs or is missing, and one left over.
     for f in "$fresh/$dir"/*; do
       name="$dir/$(basename "$f")"
-      cmp -s "$f" "$name" || { echo "stale: $name (differs from what nvcc makes of the sources)"; stale=1; }
+      cmp -s "$f" "$name" || echo "$name (differs from what nvcc makes of the sources)"
     done
     for f in "$dir"/*; do
-      [ -e "$fresh/$dir/$(basename "$f")" ] || { echo "stale: $f (no source makes it)"; stale=1; }
+      [ -e "$fresh/$dir/$(basename "$f")" ] || echo "$f (no source makes it)"
     done
   done
-  if [ "$stale" = 1 ]; then
+}
+
+build
+if [ "$check" = 1 ]; then
+  attempts=8
+  for attempt in $(seq 1 "$attempts"); do
+    stale="$(stale_files)"
+    [ -z "$stale" ] && break
+    # Only a file nvcc made can vary between builds; a missing or left-over
+    # one, or SOURCES, is stale at once.
+    if [ "$attempt" = "$attempts" ] || grep -q -v 'differs from what nvcc makes' <<<"$stale" \
+      || grep -q '/SOURCES ' <<<"$stale"; then
+      break
+    fi
+    echo "build-kernels: build $attempt of $attempts differs in $(wc -l <<<"$stale") file(s) \
+($(sed 's/ .*//' <<<"$stale" | tr '\n' ' ' | sed 's/ $//')); nvcc's output varies between runs \
+(above), so build.rs runs again"
+    touch build.rs
+    build
+  done
+  if [ -n "$stale" ]; then
+    sed 's/^/stale: /' <<<"$stale"
     echo "build-kernels: the committed kernels are stale; run \`bash scripts/build-kernels.sh\` and commit them" >&2
     exit 1
   fi
