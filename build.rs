@@ -119,6 +119,7 @@ fn main() {
     }
     let exe = |name: &str| nvcc.with_file_name(format!("{name}{}", env::consts::EXE_SUFFIX));
     let (ptxas, fatbinary) = (exe("ptxas"), exe("fatbinary"));
+    let src_dir = flat_sources(&out, sources.iter().chain(&test_sources), &root);
 
     let compile = |files: &[PathBuf]| -> Vec<Module> {
         files
@@ -130,16 +131,17 @@ fn main() {
                     .expect("UTF-8 kernel file name")
                     .to_string();
                 let ptx = out.join(format!("{stem}.ptx"));
+                // The same strings on every machine (see `flat_sources`),
+                // then moved into place.
+                let name = format!("{stem}.ptx");
                 run(
-                    Command::new(&nvcc)
+                    fixed_layout(&nvcc)
+                        .current_dir(&src_dir)
                         .args(["--ptx", "-O3", &format!("-arch={PTX_ARCH}"), "-std=c++17"])
-                        .arg("-I")
-                        .arg(root.join("kernels"))
-                        .arg("-o")
-                        .arg(&ptx)
-                        .arg(src),
+                        .args(["-I", ".", "-o", &name, &format!("{stem}.cu")]),
                     &format!("nvcc on {}", src.display()),
                 );
+                fs::rename(src_dir.join(&name), &ptx).expect("move the PTX into OUT_DIR");
                 let fatbin = ptxas.exists().then(|| {
                     let cubin = out.join(format!("{stem}.{CHECK_ARCH}.cubin"));
                     assemble(&ptxas, &ptx, &cubin, &stem);
@@ -353,11 +355,66 @@ fn run(cmd: &mut Command, what: &str) -> String {
     text
 }
 
+/// Copies every kernel source and `kernels/*.cuh` into one folder of
+/// `out` (their names do not collide), so that nvcc is given the same
+/// relative names wherever the checkout is.
+///
+/// Why: cicc's register numbering of one kernel
+/// (`lstm_persistent_h128_seq_bwd_f32`) depends on where its memory lands,
+/// which the lengths of the paths it is given and address-space
+/// randomisation both move; the committed prebuilt kernels would then match
+/// a fresh build only some of the time (scripts/build-kernels.sh has the
+/// measurements). Fixed names and [`fixed_layout`] make the output the
+/// same bytes in every checkout.
+fn flat_sources<'a>(
+    out: &Path,
+    sources: impl Iterator<Item = &'a PathBuf>,
+    root: &Path,
+) -> PathBuf {
+    let dir = out.join("kernel-sources");
+    fs::create_dir_all(&dir).expect("create OUT_DIR/kernel-sources");
+    let mut files: Vec<PathBuf> = sources.cloned().collect();
+    files.extend(cu_files_with_ext(&root.join("kernels"), "cuh"));
+    let mut seen = std::collections::HashSet::new();
+    for src in &files {
+        let name = src.file_name().expect("a kernel file name");
+        assert!(
+            seen.insert(name.to_owned()),
+            "two kernel sources are named {}: kernels/ and tests/kernels/ share one folder here; \
+             rename one",
+            name.to_string_lossy()
+        );
+        fs::copy(src, dir.join(name)).unwrap_or_else(|e| panic!("copy {}: {e}", src.display()));
+    }
+    dir
+}
+
+/// `program` with address-space randomisation off (`setarch ARCH -R`, where
+/// util-linux's setarch is there; else `program` as it is, and the output
+/// may vary as `flat_sources` says).
+fn fixed_layout(program: &Path) -> Command {
+    static SETARCH: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    let setarch_works = *SETARCH.get_or_init(|| {
+        cfg!(target_os = "linux")
+            && Command::new("setarch")
+                .args([env::consts::ARCH, "-R", "true"])
+                .output()
+                .is_ok_and(|o| o.status.success())
+    });
+    if setarch_works {
+        let mut cmd = Command::new("setarch");
+        cmd.args([env::consts::ARCH, "-R"]).arg(program);
+        cmd
+    } else {
+        Command::new(program)
+    }
+}
+
 /// Assembles for sm_90 into `cubin`; a spilling kernel becomes a cargo
 /// warning with its register count.
 fn assemble(ptxas: &Path, ptx: &Path, cubin: &Path, stem: &str) {
     let log = run(
-        Command::new(ptxas)
+        fixed_layout(ptxas)
             .args(["-v", &format!("-arch={CHECK_ARCH}"), "-o"])
             .arg(cubin)
             .arg(ptx),

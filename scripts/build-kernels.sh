@@ -16,12 +16,16 @@
 # nvcc's output is not always the same bytes. cicc's register numbering in
 # lstm_persistent_h128_seq_bwd_f32 depends on where its memory lands, so on
 # address-space randomisation and on the lengths of the paths it is given
-# (measured 2026-12-06 in a clone at /tmp/x: the other numbering in 2 of 24
-# compiles by hand, in 3 of 8 builds through build.rs, and in 12 of 12
-# compiles under `setarch -R`; the committed numbering in 12 of 12 from
-# this repository's root with relative paths). The two numberings are the
-# same code. So --check builds the kernels again (build.rs rerun), up to 7
-# more times, before calling a file stale, and passes when one build
+# (measured 2026-12-06 in a clone at /tmp/x, nvcc given absolute paths as
+# build.rs gave them then: the other numbering in 2 of 24 compiles by
+# hand, in 3 of 8 and then 3 of 4 builds through build.rs; 12 of 12 under
+# `setarch -R`). The two numberings are the same code. build.rs therefore
+# runs nvcc on a flat copy of the sources under fixed relative names, with
+# randomisation off where util-linux's setarch is there: the same bytes in
+# every checkout tried since (4 of 4 builds in two checkouts, every kernel
+# and test kernel equal to the committed files). Where setarch is missing
+# the output may still vary, so --check builds again (build.rs rerun), up to
+# 8 builds in all, before calling a file stale, and passes when one build
 # reproduces every committed file.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
