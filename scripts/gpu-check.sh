@@ -240,19 +240,29 @@ common=(--corpus "$CORPUS" --steps "$STEPS" --slice-batches "$SLICE")
 epoch_args=()
 [[ -z $QUICK ]] && epoch_args=(--full-epoch)
 
-if want pytorch; then
-  if [[ -f $BUNDLE/bench_pytorch.py ]]; then
-    run pytorch 150 "$PY" "$BUNDLE/bench_pytorch.py" --device "$TORCH_DEVICE" "${common[@]}" \
-      "${epoch_args[@]}" --out "$WORK/pytorch.json"
-    if [[ ${RESULT[pytorch]} != pass ]]; then
-      rm -f "$WORK/pytorch.json"
-      MISSING+=("pytorch: ${RESULT[pytorch]}: $(tail -n 1 "$WORK/pytorch.err")")
-    fi
-  else
-    ORDER+=(pytorch)
-    RESULT[pytorch]="FAIL (no bench_pytorch.py)" SECS[pytorch]=0
-    MISSING+=("pytorch: no bench_pytorch.py in $BUNDLE (scripts/gpu-bundle.sh copies it)")
+# pytorch_part NAME LIMIT ARGS...: bench_pytorch.py ARGS --out NAME.json as
+# the part NAME, with LIMIT seconds; the JSON is kept only when it passed.
+# Returns non-zero when it did not (the bundle without the script included).
+pytorch_part() {
+  local name=$1 limit=$2
+  shift 2
+  if [[ ! -f $BUNDLE/bench_pytorch.py ]]; then
+    ORDER+=("$name")
+    RESULT[$name]="FAIL (no bench_pytorch.py)" SECS[$name]=0
+    MISSING+=("$name: no bench_pytorch.py in $BUNDLE (scripts/gpu-bundle.sh copies it)")
+    return 1
   fi
+  run "$name" "$limit" "$PY" "$BUNDLE/bench_pytorch.py" --device "$TORCH_DEVICE" "$@" \
+    --out "$WORK/$name.json"
+  if [[ ${RESULT[$name]} != pass ]]; then
+    rm -f "$WORK/$name.json"
+    MISSING+=("$name: ${RESULT[$name]}: $(tail -n 1 "$WORK/$name.err")")
+    return 1
+  fi
+}
+
+if want pytorch; then
+  pytorch_part pytorch 150 "${common[@]}" "${epoch_args[@]}"
 fi
 
 # bench_part NAME ARGS...: charlstm-cuda bench --device cuda ARGS as the
@@ -282,14 +292,8 @@ if want stack; then
   # budget at this size), the same steps and slice as above.
   stack_job=(--layers 2 --hidden 256 --gen-length 100)
   stack_pt=()
-  if [[ -f $BUNDLE/bench_pytorch.py ]]; then
-    if run stack-pytorch 90 "$PY" "$BUNDLE/bench_pytorch.py" --device "$TORCH_DEVICE" "${common[@]}" \
-      "${stack_job[@]}" --variants fp32-eager,fp32-graph --out "$WORK/stack-pytorch.json"; then
-      stack_pt=(--pytorch "$WORK/stack-pytorch.json")
-    else
-      MISSING+=("stack-pytorch: ${RESULT[stack-pytorch]}: $(tail -n 1 "$WORK/stack-pytorch.err")")
-    fi
-  fi
+  pytorch_part stack-pytorch 90 "${common[@]}" "${stack_job[@]}" --variants fp32-eager,fp32-graph \
+    && stack_pt=(--pytorch "$WORK/stack-pytorch.json")
   bench_part stack "${common[@]}" "${stack_job[@]}" "${stack_pt[@]}"
 fi
 

@@ -33,12 +33,8 @@ pub fn bench(a: BenchArgs) -> Result<ExitCode> {
             }
         }
     }
-    if hyper.layers == 1 && hyper.dropout > 0.0 {
-        eprintln!(
-            "note: --dropout {} does nothing with one LSTM layer (it drops units between layers: \
-             add --layers 2 or more)",
-            hyper.dropout
-        );
+    if let Some(note) = super::train::idle_dropout(&hyper) {
+        eprintln!("note: {note}");
     }
     if backends.contains(&Backend::Sim) {
         eprintln!(

@@ -88,15 +88,26 @@ fn hyper_from(a: &TrainArgs, base: Hyper, resuming: bool) -> Result<Hyper> {
 /// layer): the layers and dropout, or that dropout with one layer does
 /// nothing (there is no layer above to drop units on the way to).
 fn stack_note(h: &Hyper) -> String {
+    if let Some(note) = idle_dropout(h) {
+        return format!("; {note}");
+    }
     match (h.layers, h.dropout) {
-        (1, p) if p > 0.0 => format!(
-            "; --dropout {p} does nothing with one LSTM layer (it drops units between layers: \
-             add --layers 2 or more)"
-        ),
         (1, _) => String::new(),
         (n, p) if p > 0.0 => format!("; {n} LSTM layers of {} units, dropout {p}", h.hidden),
         (n, _) => format!("; {n} LSTM layers of {} units", h.hidden),
     }
+}
+
+/// That `--dropout` does nothing, when it is given for one LSTM layer (it
+/// drops units between layers); `bench` says the same.
+pub(super) fn idle_dropout(h: &Hyper) -> Option<String> {
+    (h.layers == 1 && h.dropout > 0.0).then(|| {
+        format!(
+            "--dropout {} does nothing with one LSTM layer (it drops units between layers: \
+             add --layers 2 or more)",
+            h.dropout
+        )
+    })
 }
 
 /// The corpus at `path`, or, without one, the Keras example's Nietzsche
