@@ -1,8 +1,12 @@
-//! `ops::Lstm` forward + backward on the CPU against `torch.nn.LSTM` forward
-//! + backward on the CPU, on the same tensors, side by side in one run:
+//! `ops::Lstm` forward + backward against `torch.nn.LSTM` forward +
+//! backward, on the same tensors, side by side in one run: on the CPU (the
+//! default), or on a GPU (`LSTM_OP_DEVICE=cuda`: the op as a cudarc crate
+//! calls it, `ops::LstmCuda` on the bench's stream, against nn.LSTM on
+//! cuDNN in strict fp32):
 //!
 //! ```text
 //! CHARLSTM_PYTHON=.venv-interop/bin/python LSTM_OP_THREADS=1 cargo bench --bench lstm_op
+//! LSTM_OP_DEVICE=cuda cargo bench --bench lstm_op      # a GPU (scripts/gpu-check.sh's op part)
 //! ```
 //!
 //! Cases: T = 60, B = 128, In = 57, H = 128 and 256, N = 1 and 2, the input
@@ -12,24 +16,34 @@
 //! initial state, no dropout. The op is timed here (one warm-up, then the
 //! median of LSTM_OP_REPS runs, default 5; the best of LSTM_OP_ROUNDS such
 //! medians, default 3, each side's rounds alternating with the other's),
-//! through `forward_into` /
-//! `backward_into` reusing the buffers of the run before, as a training
-//! loop would; then scripts/bench_lstm_op.py
-//! times nn.LSTM the same way on the tensors this bench wrote, and reports
-//! the largest difference to the op's y and gradients (relative to the
-//! tensor's largest value), which checks the
-//! PyTorch weight mapping of docs/lstm-op.md as well. Both use
-//! LSTM_OP_THREADS threads (default 1).
+//! through `forward_into` / `backward_into` reusing the buffers of the run
+//! before, as a training loop would (on a GPU: `LstmCuda::forward` /
+//! `backward` on device buffers allocated once, each run ended by a stream
+//! synchronisation; class indices go from the host, as that API takes
+//! them); then scripts/bench_lstm_op.py (LSTM_OP_SCRIPT to name another
+//! copy) times nn.LSTM the same way on the tensors this bench wrote, and
+//! reports the largest difference to the op's y and gradients (relative to
+//! the tensor's largest value), which checks the PyTorch weight mapping of
+//! docs/lstm-op.md as well. Both use LSTM_OP_THREADS threads (default 1)
+//! on the CPU.
 //!
 //! Prints a table: each side's median in ms and PyTorch / ours (above 1 =
-//! the op is faster). Without a Python that has torch, the op's column alone.
+//! the op is faster). Without a Python that has torch, the op's column
+//! alone, unless LSTM_OP_REQUIRE_TORCH=1 (then that is an error). Exits
+//! non-zero when a difference exceeds LSTM_OP_MAX_DIFF (default 1e-4: both
+//! sides sum in f32 in different orders; the CPU has stayed below 5e-6).
 
 use std::collections::HashMap;
 use std::process::Command;
+use std::sync::Arc;
 use std::time::Instant;
 
-use charlstm_cuda::ops::{LayerParams, Lstm, LstmGrads, LstmInput, LstmOutput, Mode};
+use charlstm_cuda::gpu::CudaDevice;
+use charlstm_cuda::ops::{
+    CudaLayer, CudaLayerGrads, LayerParams, Lstm, LstmCuda, LstmGrads, LstmInput, LstmOutput, Mode,
+};
 use charlstm_cuda::rng::{Purpose, RngStream};
+use cudarc::driver::{CudaContext, CudaSlice, CudaStream};
 use safetensors::tensor::{Dtype, TensorView};
 
 const T: usize = 60;
@@ -60,10 +74,35 @@ struct Case {
     dense: bool,
 }
 
-/// Times the op on `case`; writes the tensors and its results for PyTorch to `path`.
-fn run_ours(case: &Case, threads: usize, reps: usize, path: &std::path::Path) -> f64 {
+/// Where the op runs: the CPU with `threads` threads, or the bench's
+/// cudarc stream.
+enum Device {
+    Cpu { threads: usize },
+    Cuda(Arc<CudaStream>),
+}
+
+impl Device {
+    fn name(&self) -> &'static str {
+        match self {
+            Device::Cpu { .. } => "cpu",
+            Device::Cuda(_) => "cuda",
+        }
+    }
+}
+
+/// One case's tensors, made the same way on every device.
+struct Data {
+    lstm: Lstm,
+    layers: Vec<LayerParams<f32>>,
+    classes: Vec<u32>,
+    /// Dense `[T, B, IN]`: random, or the one-hot rows of `classes`.
+    x: Vec<f32>,
+    dy: Vec<f32>,
+}
+
+fn data(case: &Case) -> Data {
     let (n, h) = (case.layers, case.hidden);
-    let lstm = Lstm::new(n, IN, h).unwrap().with_threads(threads);
+    let lstm = Lstm::new(n, IN, h).unwrap();
     let mut rng = RngStream::new(3, Purpose::Init, 0);
     let a = 1.0 / (h as f32).sqrt();
     let layers: Vec<LayerParams<f32>> = (0..n)
@@ -73,7 +112,6 @@ fn run_ours(case: &Case, threads: usize, reps: usize, path: &std::path::Path) ->
             bias: uniform(&mut rng, 4 * h, a),
         })
         .collect();
-    let w: Vec<_> = layers.iter().map(LayerParams::weights).collect();
     let classes: Vec<u32> = (0..T * B).map(|_| rng.below(IN as u64) as u32).collect();
     let x: Vec<f32> = if case.dense {
         uniform(&mut rng, T * B * IN, 1.0)
@@ -85,17 +123,30 @@ fn run_ours(case: &Case, threads: usize, reps: usize, path: &std::path::Path) ->
         x
     };
     let dy = uniform(&mut rng, T * B * h, 1.0);
-    let input = if case.dense {
-        LstmInput::dense(&x, T, B)
+    Data {
+        lstm,
+        layers,
+        classes,
+        x,
+        dy,
+    }
+}
+
+/// The op's median on the CPU, its y and its gradients.
+fn time_cpu(d: &Data, dense: bool, threads: usize, reps: usize) -> (f64, Vec<f32>, LstmGrads<f32>) {
+    let lstm = d.lstm.clone().with_threads(threads);
+    let w: Vec<_> = d.layers.iter().map(LayerParams::weights).collect();
+    let input = if dense {
+        LstmInput::dense(&d.x, T, B)
     } else {
-        LstmInput::classes(&classes, T, B)
+        LstmInput::classes(&d.classes, T, B)
     };
     // As a training loop calls it: the buffers of the last step reused.
     let (mut out, mut grads) = (LstmOutput::new(), LstmGrads::default());
     let mut step = || {
         lstm.forward_into(&w, input, None, None, Mode::Eval, &mut out)
             .unwrap();
-        lstm.backward_into(&w, &mut out, &dy, None, None, &mut grads)
+        lstm.backward_into(&w, &mut out, &d.dy, None, None, &mut grads)
             .unwrap();
     };
     step();
@@ -105,18 +156,122 @@ fn run_ours(case: &Case, threads: usize, reps: usize, path: &std::path::Path) ->
         step();
         runs.push(start.elapsed().as_secs_f64());
     }
-    let y = out.y().to_vec();
+    (median(runs), out.y().to_vec(), grads)
+}
 
+/// The op's median on the GPU (`LstmCuda` on `stream`, each run from its
+/// launch to the stream's end), its y and its gradients.
+fn time_cuda(
+    stream: &Arc<CudaStream>,
+    d: &Data,
+    dense: bool,
+    reps: usize,
+) -> Result<(f64, Vec<f32>, LstmGrads<f32>), String> {
+    let e = |e: &dyn std::fmt::Display| e.to_string();
+    let up = |v: &[f32]| stream.clone_htod(v).map_err(|x| e(&x));
+    let zeros = |n: usize| stream.alloc_zeros::<f32>(n).map_err(|x| e(&x));
+    let (n, h) = (d.lstm.layers(), d.lstm.hidden());
+    let w = d
+        .layers
+        .iter()
+        .map(|p| Ok([up(&p.kernel)?, up(&p.recurrent_kernel)?, up(&p.bias)?]))
+        .collect::<Result<Vec<_>, String>>()?;
+    let weights: Vec<CudaLayer<'_>> = w
+        .iter()
+        .map(|[kernel, recurrent_kernel, bias]| CudaLayer {
+            kernel,
+            recurrent_kernel,
+            bias,
+        })
+        .collect();
+    let mut op = LstmCuda::new(&d.lstm, stream.clone()).map_err(|x| e(&x))?;
+    let (x, dy) = (up(&d.x)?, up(&d.dy)?);
+    let state = n * B * h;
+    let (mut y, mut h_n, mut c_n) = (zeros(T * B * h)?, zeros(state)?, zeros(state)?);
+    let (mut dx, mut dh0, mut dc0) = (zeros(T * B * IN)?, zeros(state)?, zeros(state)?);
+    let mut gw = (0..n)
+        .map(|l| {
+            let i = d.lstm.layer_input(l);
+            Ok([zeros(i * 4 * h)?, zeros(h * 4 * h)?, zeros(4 * h)?])
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    let mut runs = Vec::with_capacity(reps);
+    {
+        let mut grads: Vec<CudaLayerGrads<'_>> = gw
+            .iter_mut()
+            .map(|[kernel, recurrent_kernel, bias]| CudaLayerGrads {
+                kernel,
+                recurrent_kernel,
+                bias,
+            })
+            .collect();
+        let mut step = || -> Result<f64, String> {
+            stream.synchronize().map_err(|x| e(&x))?;
+            let start = Instant::now();
+            let out = (&mut y, &mut h_n, &mut c_n);
+            if dense {
+                op.forward(&weights, &x, (T, B), None, None, Mode::Eval, out)
+            } else {
+                op.forward_classes(&weights, &d.classes, (T, B), None, None, Mode::Eval, out)
+            }
+            .map_err(|x| e(&x))?;
+            let dx = dense.then_some(&mut dx);
+            op.backward(
+                &weights,
+                &dy,
+                None,
+                None,
+                dx,
+                (&mut dh0, &mut dc0),
+                &mut grads,
+            )
+            .map_err(|x| e(&x))?;
+            stream.synchronize().map_err(|x| e(&x))?;
+            Ok(start.elapsed().as_secs_f64())
+        };
+        step()?;
+        for _ in 0..reps {
+            runs.push(step()?);
+        }
+    }
+    let down = |s: &CudaSlice<f32>| stream.clone_dtoh(s).map_err(|x| e(&x));
+    let layers = gw
+        .iter()
+        .map(|[k, r, b]| {
+            Ok(LayerParams {
+                kernel: down(k)?,
+                recurrent_kernel: down(r)?,
+                bias: down(b)?,
+            })
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    let grads = LstmGrads {
+        dx: if dense { Some(down(&dx)?) } else { None },
+        dh0: down(&dh0)?,
+        dc0: down(&dc0)?,
+        layers,
+    };
+    Ok((median(runs), down(&y)?, grads))
+}
+
+/// Times the op on `case`; writes the tensors and its results for PyTorch to `path`.
+fn run_ours(case: &Case, dev: &Device, reps: usize, path: &std::path::Path) -> Result<f64, String> {
+    let d = data(case);
+    let (time, y, grads) = match dev {
+        Device::Cpu { threads } => time_cpu(&d, case.dense, *threads, reps),
+        Device::Cuda(stream) => time_cuda(stream, &d, case.dense, reps)?,
+    };
+    let h = case.hidden;
     let mut tensors: Vec<(String, Vec<usize>, Vec<f32>)> = vec![
-        ("x".into(), vec![T, B, IN], x),
-        ("dy".into(), vec![T, B, h], dy),
+        ("x".into(), vec![T, B, IN], d.x),
+        ("dy".into(), vec![T, B, h], d.dy),
         ("ours_y".into(), vec![T, B, h], y),
     ];
     if let Some(dx) = grads.dx {
         tensors.push(("ours_dx".into(), vec![T, B, IN], dx));
     }
-    for (k, (p, g)) in layers.iter().zip(grads.layers).enumerate() {
-        let i = lstm.layer_input(k);
+    for (k, (p, g)) in d.layers.iter().zip(grads.layers).enumerate() {
+        let i = d.lstm.layer_input(k);
         for (name, shape, a, b) in [
             ("kernel", vec![i, 4 * h], &p.kernel, g.kernel),
             (
@@ -141,20 +296,24 @@ fn run_ours(case: &Case, threads: usize, reps: usize, path: &std::path::Path) ->
             )
         })
         .collect();
+    let threads = match dev {
+        Device::Cpu { threads } => *threads,
+        Device::Cuda(_) => 1,
+    };
     let meta = HashMap::from([
-        ("layers".to_string(), n.to_string()),
+        ("layers".to_string(), case.layers.to_string()),
         ("hidden".to_string(), h.to_string()),
         ("dense".to_string(), case.dense.to_string()),
         ("threads".to_string(), threads.to_string()),
         ("reps".to_string(), reps.to_string()),
+        ("device".to_string(), dev.name().to_string()),
     ]);
     std::fs::write(path, safetensors::serialize(views, Some(meta)).unwrap()).unwrap();
-    median(runs)
+    Ok(time)
 }
 
 /// nn.LSTM's median and its largest difference to the op, or why there is none.
-fn run_torch(python: &str, path: &std::path::Path) -> Result<(f64, f64), String> {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/bench_lstm_op.py");
+fn run_torch(python: &str, script: &str, path: &std::path::Path) -> Result<(f64, f64), String> {
     let out = Command::new(python)
         .arg(script)
         .arg(path)
@@ -165,11 +324,44 @@ fn run_torch(python: &str, path: &std::path::Path) -> Result<(f64, f64), String>
     }
     let v: serde_json::Value =
         serde_json::from_slice(&out.stdout).map_err(|e| format!("bench_lstm_op.py: {e}"))?;
-    let diff = v["max_rel_diff"]
+    // A missing or non-finite difference counts as the largest (NaN), so
+    // that the bound below fails it.
+    let diffs = v["max_rel_diff"]
         .as_object()
-        .map(|m| m.values().filter_map(|d| d.as_f64()).fold(0.0, f64::max))
-        .unwrap_or(f64::NAN);
+        .map(|m| m.values().map(|d| d.as_f64().unwrap_or(f64::NAN)).collect())
+        .unwrap_or_else(|| vec![f64::NAN]);
+    let diff = diffs.into_iter().fold(0.0, |a: f64, d| {
+        if d.is_nan() || a.is_nan() {
+            f64::NAN
+        } else {
+            a.max(d)
+        }
+    });
     Ok((v["median_s"].as_f64().unwrap_or(f64::NAN), diff))
+}
+
+/// The device `LSTM_OP_DEVICE` names, or why it cannot be used.
+fn device(threads: usize) -> Result<Device, String> {
+    match std::env::var("LSTM_OP_DEVICE").as_deref() {
+        Err(_) | Ok("cpu") => Ok(Device::Cpu { threads }),
+        Ok("cuda") => {
+            let gpu = CudaDevice::probe().map_err(|why| format!("cuda unavailable: {why}"))?;
+            let ctx = CudaContext::new(0).map_err(|e| format!("cuda unavailable: {gpu}: {e}"))?;
+            let stream = ctx
+                .new_stream()
+                .map_err(|e| format!("cuda unavailable: {gpu}: {e}"))?;
+            println!("GPU: {gpu}");
+            Ok(Device::Cuda(stream))
+        }
+        Ok(other) => Err(format!(
+            "LSTM_OP_DEVICE={other}: not a device; use cpu (the default) or cuda"
+        )),
+    }
+}
+
+fn fail(why: &str) -> ! {
+    eprintln!("lstm_op bench: {why}");
+    std::process::exit(1);
 }
 
 fn main() {
@@ -177,16 +369,35 @@ fn main() {
     let reps = env_or("LSTM_OP_REPS", 5).max(1);
     let rounds = env_or("LSTM_OP_ROUNDS", 3).max(1);
     let python = std::env::var("CHARLSTM_PYTHON").unwrap_or_else(|_| "python3".into());
+    let script = std::env::var("LSTM_OP_SCRIPT").unwrap_or_else(|_| {
+        concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/bench_lstm_op.py").into()
+    });
+    let require_torch = std::env::var("LSTM_OP_REQUIRE_TORCH").is_ok_and(|v| v == "1");
+    let max_diff = match std::env::var("LSTM_OP_MAX_DIFF") {
+        Err(_) => 1e-4,
+        Ok(v) => match v.parse::<f64>() {
+            Ok(b) if b > 0.0 => b,
+            _ => fail(&format!(
+                "LSTM_OP_MAX_DIFF={v}: not a positive number (default 1e-4)"
+            )),
+        },
+    };
+    let dev = device(threads).unwrap_or_else(|why| fail(&why));
     let dir = tempfile::tempdir().unwrap();
+    let on = match dev {
+        Device::Cpu { threads } => format!("the CPU, {threads} thread(s)"),
+        Device::Cuda(_) => "cuda (nn.LSTM: cuDNN, strict fp32)".into(),
+    };
     println!(
-        "ops::Lstm vs torch.nn.LSTM, forward + backward on the CPU, f32, T={T} B={B} In={IN}, \
-         {threads} thread(s), best of {rounds} rounds of the median of {reps}"
+        "ops::Lstm vs torch.nn.LSTM, forward + backward on {on}, f32, T={T} B={B} In={IN}, \
+         best of {rounds} rounds of the median of {reps}"
     );
     println!(
         "{:>2} {:>4} {:8} {:>10} {:>10} {:>8} {:>12}",
         "N", "H", "input", "ours ms", "torch ms", "ratio", "max rel diff"
     );
     let mut missing = None;
+    let mut over = Vec::new();
     for hidden in [128, 256] {
         for layers in [1, 2] {
             for dense in [false, true] {
@@ -203,27 +414,42 @@ fn main() {
                 let mut ours = f64::INFINITY;
                 let mut torch: Result<(f64, f64), String> = Err(String::new());
                 for _ in 0..rounds {
-                    ours = ours.min(run_ours(&case, threads, reps, &path));
+                    let t = run_ours(&case, &dev, reps, &path).unwrap_or_else(|why| {
+                        fail(&format!(
+                            "N={layers} H={hidden} {input}: the op failed: {why}"
+                        ))
+                    });
+                    ours = ours.min(t);
                     if missing.is_some() {
                         continue;
                     }
-                    torch = match (run_torch(&python, &path), torch) {
+                    torch = match (run_torch(&python, &script, &path), torch) {
                         (Ok((t, d)), Ok((best, _))) => Ok((t.min(best), d)),
                         (r, _) => r,
                     };
                     if let Err(why) = &torch {
+                        if require_torch {
+                            fail(&format!(
+                                "{why}; LSTM_OP_REQUIRE_TORCH=1 wants the PyTorch column"
+                            ));
+                        }
                         missing = Some(why.clone());
                     }
                 }
                 match torch {
-                    Ok((t, diff)) => println!(
-                        "{layers:>2} {hidden:>4} {input:8} {:>10.1} {:>10.1} {:>7.2}x {diff:>12.1e}",
-                        ours * 1e3,
-                        t * 1e3,
-                        t / ours
-                    ),
+                    Ok((t, diff)) => {
+                        println!(
+                            "{layers:>2} {hidden:>4} {input:8} {:>10.2} {:>10.2} {:>7.2}x {diff:>12.1e}",
+                            ours * 1e3,
+                            t * 1e3,
+                            t / ours
+                        );
+                        if diff.is_nan() || diff > max_diff {
+                            over.push(format!("N={layers} H={hidden} {input}: {diff:.1e}"));
+                        }
+                    }
                     Err(_) => {
-                        println!("{layers:>2} {hidden:>4} {input:8} {:>10.1}", ours * 1e3);
+                        println!("{layers:>2} {hidden:>4} {input:8} {:>10.2}", ours * 1e3);
                     }
                 }
             }
@@ -231,5 +457,11 @@ fn main() {
     }
     if let Some(why) = missing {
         println!("no PyTorch column: {why} (set CHARLSTM_PYTHON to a Python with torch)");
+    }
+    if !over.is_empty() {
+        fail(&format!(
+            "PyTorch differs from the op by more than LSTM_OP_MAX_DIFF={max_diff:e} in {}",
+            over.join(", ")
+        ));
     }
 }

@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """The PyTorch side of `cargo bench --bench lstm_op`: torch.nn.LSTM forward
-+ backward on the very tensors charlstm-cuda's ops::Lstm ran, on the CPU,
-timed in the same run, and checked against the op's results.
++ backward on the very tensors charlstm-cuda's ops::Lstm ran, on the device
+it ran on (the metadata's `device`: cpu, or cuda, where nn.LSTM runs cuDNN
+in strict fp32, TF32 off), timed in the same run, and checked against the
+op's results.
 
 Reads a safetensors file the bench wrote (f32):
   x [T, B, In]       the input, dense (a one-hot case has one-hot rows here:
@@ -10,7 +12,8 @@ Reads a safetensors file the bench wrote (f32):
   kernel_l{k}, recurrent_kernel_l{k}, bias_l{k}   Keras layout, per layer
   ours_y, ours_dkernel_l{k}, ours_drecurrent_kernel_l{k}, ours_dbias_l{k},
   ours_dx (dense cases)                           the op's results
-and the case in its metadata (layers, hidden, dense, threads, reps).
+and the case in its metadata (layers, hidden, dense, threads, reps, and
+device: cpu when absent).
 
 Weights go in by the mapping docs/lstm-op.md states: weight_ih_l{k} =
 kernel^T, weight_hh_l{k} = recurrent_kernel^T (gate order i, f, g, o is
@@ -19,8 +22,9 @@ of bias_ih is the op's bias gradient.
 
 Timed: one warm-up, then the median of `reps` runs of forward (y, (h_n,
 c_n) = lstm(x)) + backward (y.backward(dy)), x.requires_grad only when the
-case is dense (the op returns dx only then). Threads: torch.set_num_threads
-(threads), one inter-op thread.
+case is dense (the op returns dx only then); on cuda each run from a
+synchronised start to torch.cuda.synchronize() after the backward.
+Threads: torch.set_num_threads(threads), one inter-op thread.
 
 Prints one JSON object: median_s, runs_s, max_rel_diff (per tensor, the
 largest absolute difference to the op's y or gradient over that tensor's
@@ -48,13 +52,26 @@ def main():
         t = {k: f.get_tensor(k) for k in f.keys()}
     layers, hidden = int(meta["layers"]), int(meta["hidden"])
     dense, threads, reps = meta["dense"] == "true", int(meta["threads"]), int(meta["reps"])
+    device = meta.get("device", "cpu")
+    if device == "cuda":
+        if not torch.cuda.is_available():
+            sys.exit("bench_lstm_op.py: the case ran on cuda, and this torch sees no GPU")
+        # Strict fp32, as the op computes: no TF32 in cuDNN's or cuBLAS's products.
+        torch.backends.cudnn.allow_tf32 = False
+        torch.backends.cuda.matmul.allow_tf32 = False
+        sync = torch.cuda.synchronize
+    elif device == "cpu":
+        sync = lambda: None  # noqa: E731
+    else:
+        sys.exit(f"bench_lstm_op.py: unknown device {device!r} in {path}")
     torch.set_num_threads(threads)
     try:
         torch.set_num_interop_threads(1)
     except RuntimeError:
         pass  # already set in this process
+    t = {k: v.to(device) for k, v in t.items()}
     x = t["x"]
-    lstm = torch.nn.LSTM(x.shape[2], hidden, num_layers=layers)
+    lstm = torch.nn.LSTM(x.shape[2], hidden, num_layers=layers).to(device)
     with torch.no_grad():
         for k in range(layers):
             getattr(lstm, f"weight_ih_l{k}").copy_(t[f"kernel_l{k}"].T)
@@ -73,8 +90,10 @@ def main():
     step()
     runs = []
     for _ in range(reps):
+        sync()
         start = time.perf_counter()
         xi, y = step()
+        sync()
         runs.append(time.perf_counter() - start)
 
     def diff(a, b):
@@ -96,6 +115,7 @@ def main():
                 "runs_s": runs,
                 "max_rel_diff": diffs,
                 "torch": torch.__version__,
+                "device": torch.cuda.get_device_name() if device == "cuda" else "cpu",
                 "threads": torch.get_num_threads(),
             }
         )

@@ -2,10 +2,20 @@
 # Builds everything scripts/gpu-check.sh needs on a machine with an NVIDIA GPU
 # and no Rust toolchain, in one folder inside the repository that git
 # ignores (so it travels only when named):
-#   charlstm-cuda        the release binary (selftest, bench)
-#   tests/NAME           every test binary with tests named *cuda*, stripped
-#   gpu-check.sh, bench_pytorch.py, nietzsche.txt (when ../shared has it)
+#   gpu-check.sh         the check, which unpacks payload.tar.xz first
 #   MANIFEST             what is in it and which commit built it
+#   payload.tar.xz       the rest:
+#     charlstm-cuda      the release binary (selftest, bench)
+#     tests/NAME         every test binary with tests named *cuda*, stripped
+#     lstm_op            benches/lstm_op.rs (the op vs torch.nn.LSTM), stripped
+#     bench_pytorch.py, bench_lstm_op.py, MANIFEST, nietzsche.txt (when
+#                        ../shared has it)
+#
+# Packed because the device tool carries at most 64 MiB a call, the
+# working tree included: every test binary holds the whole library, ~80 MB
+# in all unpacked, ~10 MB in xz (they share most of their bytes). The
+# script fails when the bundle and the tracked files come to more than
+# 60 MiB.
 #
 #   bash scripts/gpu-bundle.sh [DEST]   # default DEST: gpu-bundle (repo root)
 #   # then, on the GPU machine, from the repository root:
@@ -35,41 +45,54 @@ export CHARLSTM_REQUIRE_KERNELS=1
 if [[ $PROFILE == release ]]; then
   cargo build --release --bin charlstm-cuda
   bin=target/release/charlstm-cuda
+  profile_flag=(--release)
 else
   cargo build --bin charlstm-cuda
   bin=target/debug/charlstm-cuda
+  profile_flag=()
 fi
 args=()
 for t in "${TESTS[@]}"; do args+=(--test "$t"); done
 json=$(mktemp)
-trap 'rm -f "$json"' EXIT
+bench_json=$(mktemp)
+trap 'rm -f "$json" "$bench_json"' EXIT
 cargo test --no-run --message-format=json "${args[@]}" >"$json"
+# The op's bench, in the binary's profile (its GPU side is the op's kernels).
+cargo build "${profile_flag[@]}" --bench lstm_op --message-format=json >"$bench_json"
 
-rm -rf "$DEST"
-mkdir -p "$DEST/tests"
-cp "$bin" scripts/gpu-check.sh scripts/bench_pytorch.py "$DEST/"
-python3 -c '
+# Assembled in STAGE, then packed into DEST.
+STAGE=$(mktemp -d)
+trap 'rm -rf "$json" "$bench_json" "$STAGE"' EXIT
+mkdir -p "$STAGE/tests"
+cp "$bin" scripts/bench_pytorch.py scripts/bench_lstm_op.py "$STAGE/"
+# copy_built DEST KIND NAME...: the executables cargo's JSON messages (on
+# stdin) name for targets NAME of kind KIND, into DEST.
+copy_built() {
+  python3 -c '
 import json, shutil, sys
-dest, wanted = sys.argv[1], set(sys.argv[2:])
+dest, kind, wanted = sys.argv[1], sys.argv[2], set(sys.argv[3:])
 found = set()
 for line in sys.stdin:
     msg = json.loads(line)
     name = msg.get("target", {}).get("name")
     if (msg.get("reason") == "compiler-artifact" and msg.get("executable")
-            and "test" in msg["target"]["kind"] and name in wanted):
+            and kind in msg["target"]["kind"] and name in wanted):
         shutil.copy(msg["executable"], f"{dest}/{name}")
         found.add(name)
 missing = wanted - found
 if missing:
-    sys.exit(f"gpu-bundle: cargo built no test binary for: {sorted(missing)}")
-' "$DEST/tests" "${TESTS[@]}" <"$json"
-strip "$DEST"/tests/* "$DEST/charlstm-cuda"
+    sys.exit(f"gpu-bundle: cargo built no {kind} binary for: {sorted(missing)}")
+' "$@"
+}
+copy_built "$STAGE/tests" test "${TESTS[@]}" <"$json"
+copy_built "$STAGE" bench lstm_op <"$bench_json"
+strip "$STAGE"/tests/* "$STAGE/charlstm-cuda" "$STAGE/lstm_op"
 
 # Every bundled binary must list at least one *cuda* test: gpu-check.sh
 # runs each with the filter `cuda`, and a filter that matches nothing
 # "passes" having checked nothing.
 for t in "${TESTS[@]}"; do
-  n=$("$DEST/tests/$t" cuda --list 2>/dev/null | grep -c ': test$' || true)
+  n=$("$STAGE/tests/$t" cuda --list 2>/dev/null | grep -c ': test$' || true)
   if [[ $n -eq 0 ]]; then
     echo "gpu-bundle: tests/$t.rs was bundled but its binary lists no test matching 'cuda'" >&2
     exit 1
@@ -78,7 +101,7 @@ done
 
 corpus=../shared/corpus/nietzsche.txt
 if [[ -f $corpus ]]; then
-  cp "$corpus" "$DEST/nietzsche.txt"
+  cp "$corpus" "$STAGE/nietzsche.txt"
 else
   echo "note: $corpus not found; gpu-check.sh will use a synthetic corpus" >&2
 fi
@@ -86,8 +109,24 @@ fi
   echo "charlstm-cuda GPU bundle, built $(date -u +%FT%TZ) from $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet 2>/dev/null || echo ' (with uncommitted changes)'), profile $PROFILE"
   echo "binary: charlstm-cuda"
   echo "tests: ${TESTS[*]}"
-  echo "scripts: gpu-check.sh bench_pytorch.py"
-  [[ -f $DEST/nietzsche.txt ]] && echo "corpus: nietzsche.txt"
-} >"$DEST/MANIFEST"
+  echo "bench: lstm_op"
+  echo "scripts: gpu-check.sh bench_pytorch.py bench_lstm_op.py"
+  [[ -f $STAGE/nietzsche.txt ]] && echo "corpus: nietzsche.txt"
+  echo "unpacked: $(du -sh "$STAGE" | cut -f1), packed into payload.tar.xz (gpu-check.sh unpacks it)"
+} >"$STAGE/MANIFEST"
+
+rm -rf "$DEST"
+mkdir -p "$DEST"
+tar -C "$STAGE" -cf - . | xz -6 -T0 >"$DEST/payload.tar.xz"
+cp scripts/gpu-check.sh "$STAGE/MANIFEST" "$DEST/"
+
+# What travels to the device machine: this folder and the tracked files.
+mib=$((1024 * 1024))
+bundle=$(du -sb "$DEST" | cut -f1)
+tree=$(git ls-files -z | du -cb --files0-from=- 2>/dev/null | tail -n 1 | cut -f1)
+if ((bundle + tree > 60 * mib)); then
+  echo "gpu-bundle: $DEST ($((bundle / mib)) MiB) and the tracked files ($((tree / mib)) MiB) come to more than 60 MiB; the device tool carries at most 64 MiB a call: bundle fewer test binaries or make them smaller" >&2
+  exit 1
+fi
 du -sh "$DEST"
 cat "$DEST/MANIFEST"

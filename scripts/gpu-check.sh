@@ -28,6 +28,11 @@
 #              --hidden 256 --pytorch ...: training steps, an epoch slice and
 #              generation of the two-layer model, side by side (no whole
 #              epochs; its JSON stays in gpu-check.tgz)
+#   op         the bundle's lstm_op (benches/lstm_op.rs, LSTM_OP_DEVICE=cuda):
+#              ops::LstmCuda forward + backward on cudarc buffers against
+#              nn.LSTM on cuDNN (strict fp32) on the same tensors, N = 1, 2,
+#              H = 128, 256, one-hot and dense; fails when a result differs
+#              from PyTorch's by more than 1e-4 of its tensor's largest value
 #   profile    ncu (--clock-control none) over one training step's kernels,
 #              when ncu is there and time is left; informational, never fails
 #              the check
@@ -42,7 +47,7 @@
 # and prints summary.txt last. Exit 0 only if every non-informational part
 # passed.
 #
-# GPU_CHECK_PARTS=selftest,tests,pytorch,bench,stack,profile (default all) runs a
+# GPU_CHECK_PARTS=selftest,tests,pytorch,bench,stack,op,profile (default all) runs a
 # subset; GPU_CHECK_TESTS=name,name limits the test binaries;
 # GPU_CHECK_QUICK=1: small bench sizes, no whole epochs (to try the plumbing);
 # PYTHON (default python3, with torch); GPU_CHECK_TORCH_DEVICE (default
@@ -53,11 +58,29 @@ BUNDLE=$(cd "${1:-$(dirname "$0")}" && pwd)
 OUT=${OUT:-$PWD/gpu-check-out}
 mkdir -p "$OUT"
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/gpu-check.XXXXXX")
+PY=${PYTHON:-python3}
+# scripts/gpu-bundle.sh packs the binaries into payload.tar.xz (the device
+# tool carries at most 64 MiB): unpacked beside it, where the binaries
+# have run before (not /tmp, which may forbid running them), and removed
+# at exit, so that a bundle carried again is still its packed size.
+if [[ -f $BUNDLE/payload.tar.xz ]]; then
+  PACKED=$BUNDLE/payload.tar.xz
+  BUNDLE=$(mktemp -d "$BUNDLE/unpacked.XXXXXX")
+  trap 'rm -rf "$BUNDLE"' EXIT
+  if ! tar -C "$BUNDLE" -xJf "$PACKED" 2>"$WORK/unpack.err"; then
+    # No xz program: Python's tarfile reads xz itself.
+    "$PY" -c 'import sys, tarfile
+t = tarfile.open(sys.argv[1])
+if hasattr(tarfile, "data_filter"):
+    t.extraction_filter = tarfile.data_filter
+t.extractall(sys.argv[2])' "$PACKED" "$BUNDLE" 2>>"$WORK/unpack.err" \
+      || { echo "gpu-check: could not unpack $PACKED:"; cat "$WORK/unpack.err"; } >&2
+  fi
+fi
 BUDGET=${GPU_CHECK_BUDGET:-420}
-PARTS=",${GPU_CHECK_PARTS:-selftest,tests,pytorch,bench,stack,profile},"
+PARTS=",${GPU_CHECK_PARTS:-selftest,tests,pytorch,bench,stack,op,profile},"
 ONLY_TESTS=${GPU_CHECK_TESTS:-}
 BIN=$BUNDLE/charlstm-cuda
-PY=${PYTHON:-python3}
 TORCH_DEVICE=${GPU_CHECK_TORCH_DEVICE:-cuda}
 CORPUS=${GPU_CHECK_CORPUS:-$BUNDLE/nietzsche.txt}
 QUICK=${GPU_CHECK_QUICK:-}
@@ -142,6 +165,11 @@ for r in d["rows"]:
       echo "== two layers of 256 (bench --layers 2 --hidden 256, cuda) vs PyTorch nn.LSTM(num_layers=2), one run =="
       grep -v '^note: ' "$WORK/stack.err"
     fi
+    if [[ -s $WORK/op.out ]]; then
+      echo
+      echo "== the LSTM op (ops::LstmCuda) vs nn.LSTM on cuDNN, forward + backward, one run a case =="
+      cat "$WORK/op.out"
+    fi
     [[ -n $QUICK ]] && echo "(GPU_CHECK_QUICK: no whole epochs; the epoch ratio uses the slice estimates)"
     for m in "${MISSING[@]}"; do echo "MISSING: $m"; done
     for prof in profile profile-pytorch; do
@@ -161,7 +189,7 @@ for (i, k, g, b), m in sorted(seen.items()):
 ' "$WORK/$prof.txt" 2>/dev/null || echo "(could not read the CSV)"
     done
     echo
-    echo "commands (bundle $BUNDLE, outputs in $OUT):"
+    echo "commands (bundle $BUNDLE${PACKED:+, unpacked from $PACKED, removed at exit}, outputs in $OUT):"
     for k in "${ORDER[@]}"; do [[ $k == test-* ]] || echo "  $k: ${CMDLINE[$k]:-}"; done
     echo "  tests: BIN cuda --nocapture --test-threads 1, for each of $BUNDLE/tests/*"
   } >"$SUMMARY" 2>&1
@@ -295,6 +323,23 @@ if want stack; then
   pytorch_part stack-pytorch 90 "${common[@]}" "${stack_job[@]}" --variants fp32-eager,fp32-graph \
     && stack_pt=(--pytorch "$WORK/stack-pytorch.json")
   bench_part stack "${common[@]}" "${stack_job[@]}" "${stack_pt[@]}"
+fi
+
+if want op; then
+  if [[ ! -x $BUNDLE/lstm_op || ! -f $BUNDLE/bench_lstm_op.py ]]; then
+    ORDER+=(op)
+    RESULT[op]="FAIL (no lstm_op in the bundle)" SECS[op]=0
+    MISSING+=("op: no lstm_op or bench_lstm_op.py in $BUNDLE (scripts/gpu-bundle.sh puts them there)")
+  else
+    # One round of 20 runs a case: a Python start (torch, CUDA) per case
+    # costs seconds, the runs themselves milliseconds.
+    run op 120 env LSTM_OP_DEVICE=cuda LSTM_OP_ROUNDS=1 LSTM_OP_REPS=20 LSTM_OP_REQUIRE_TORCH=1 \
+      CHARLSTM_PYTHON="$PY" LSTM_OP_SCRIPT="$BUNDLE/bench_lstm_op.py" "$BUNDLE/lstm_op"
+    if grep -q 'cuda unavailable' "$WORK/op.err"; then RESULT[op]="FAIL (cuda unavailable)"; fi
+    if [[ ${RESULT[op]} != pass ]]; then
+      MISSING+=("op: ${RESULT[op]}: $(tail -n 1 "$WORK/op.err")")
+    fi
+  fi
 fi
 
 if want profile; then
