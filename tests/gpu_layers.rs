@@ -81,8 +81,9 @@ impl Observer for Losses {
 }
 
 /// Two epochs of three batches on the CPU and on `device`: the batch and
-/// validation losses within 1e-4 (relative), the weights within 1e-3
-/// (scaled by 1e-3 + |w|), as tests/stream_train.rs holds one layer to.
+/// validation losses within 1e-4 (relative), the weights as
+/// `common::assert_weights_alike` holds them, as tests/stream_train.rs
+/// holds one layer.
 fn trains_as_the_cpu_does(device: Backend, hyper: Hyper, mode: TrainMode) {
     let corpus = OneHotCorpus::from_text(&text(), true).expect("corpus");
     let mut runs = Vec::new();
@@ -121,13 +122,7 @@ fn trains_as_the_cpu_does(device: Backend, hyper: Hyper, mode: TrainMode) {
             "{what}: validation: cpu {a}, {device} {b}"
         );
     }
-    let (pa, pb) = (cpu.2.flat(), dev.2.flat());
-    let worst = pa
-        .iter()
-        .zip(pb)
-        .map(|(a, b)| (a - b).abs() / (1e-3 + a.abs()))
-        .fold(0.0f32, f32::max);
-    assert!(worst < 1e-3, "{what}: weights differ by {worst} (scaled)");
+    common::assert_weights_alike(&what, cpu.2.flat(), dev.2.flat(), hyper.lr);
 }
 
 #[test]

@@ -276,13 +276,8 @@ fn trains_as_the_cpu_does(device: Backend) {
             "validation: cpu {a}, {device} {b}"
         );
     }
-    let (pa, pb) = (cpu.2.flat(), sim.2.flat());
-    let worst = pa
-        .iter()
-        .zip(pb)
-        .map(|(a, b)| (a - b).abs() / (1e-3 + a.abs()))
-        .fold(0.0f32, f32::max);
-    assert!(worst < 1e-3, "weights differ by {worst} (scaled)");
+    let what = format!("stream mode, {device}");
+    common::assert_weights_alike(&what, cpu.2.flat(), sim.2.flat(), hyper(2).lr);
 }
 
 /// Records the loss of every batch, in order.
