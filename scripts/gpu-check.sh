@@ -65,7 +65,8 @@ PY=${PYTHON:-python3}
 # at exit, so that a bundle carried again is still its packed size.
 if [[ -f $BUNDLE/payload.tar.xz ]]; then
   PACKED=$BUNDLE/payload.tar.xz
-  BUNDLE=$(mktemp -d "$BUNDLE/unpacked.XXXXXX")
+  # (In /tmp only where the bundle's folder cannot be written.)
+  BUNDLE=$(mktemp -d "$BUNDLE/unpacked.XXXXXX" 2>/dev/null || mktemp -d "${TMPDIR:-/tmp}/gpu-bundle.XXXXXX")
   trap 'rm -rf "$BUNDLE"' EXIT
   if ! tar -C "$BUNDLE" -xJf "$PACKED" 2>"$WORK/unpack.err"; then
     # No xz program: Python's tarfile reads xz itself.
