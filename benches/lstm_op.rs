@@ -21,7 +21,8 @@
 //! `backward` on device buffers allocated once, each run ended by a stream
 //! synchronisation; class indices go from the host, as that API takes
 //! them); then scripts/bench_lstm_op.py (LSTM_OP_SCRIPT to name another
-//! copy) times nn.LSTM the same way on the tensors this bench wrote, and
+//! copy), one process a round for all the cases, times nn.LSTM the same
+//! way on the tensors this bench wrote, and
 //! reports the largest difference to the op's y and gradients (relative to
 //! the tensor's largest value), which checks the PyTorch weight mapping of
 //! docs/lstm-op.md as well. Both use LSTM_OP_THREADS threads (default 1)
@@ -312,32 +313,48 @@ fn run_ours(case: &Case, dev: &Device, reps: usize, path: &std::path::Path) -> R
     Ok(time)
 }
 
-/// nn.LSTM's median and its largest difference to the op, or why there is none.
-fn run_torch(python: &str, script: &str, path: &std::path::Path) -> Result<(f64, f64), String> {
+/// nn.LSTM's median and its largest difference to the op, for each case
+/// file in `paths` (one Python process for all), or why there are none.
+fn run_torch(
+    python: &str,
+    script: &str,
+    paths: &[std::path::PathBuf],
+) -> Result<Vec<(f64, f64)>, String> {
     let out = Command::new(python)
         .arg(script)
-        .arg(path)
+        .args(paths)
         .output()
         .map_err(|e| format!("{python}: {e}"))?;
     if !out.status.success() {
         return Err(String::from_utf8_lossy(&out.stderr).trim().to_string());
     }
-    let v: serde_json::Value =
+    let v: Vec<serde_json::Value> =
         serde_json::from_slice(&out.stdout).map_err(|e| format!("bench_lstm_op.py: {e}"))?;
-    // A missing or non-finite difference counts as the largest (NaN), so
-    // that the bound below fails it.
-    let diffs = v["max_rel_diff"]
-        .as_object()
-        .map(|m| m.values().map(|d| d.as_f64().unwrap_or(f64::NAN)).collect())
-        .unwrap_or_else(|| vec![f64::NAN]);
-    let diff = diffs.into_iter().fold(0.0, |a: f64, d| {
-        if d.is_nan() || a.is_nan() {
-            f64::NAN
-        } else {
-            a.max(d)
-        }
-    });
-    Ok((v["median_s"].as_f64().unwrap_or(f64::NAN), diff))
+    if v.len() != paths.len() {
+        return Err(format!(
+            "bench_lstm_op.py: {} results for {} cases",
+            v.len(),
+            paths.len()
+        ));
+    }
+    Ok(v.iter()
+        .map(|v| {
+            // A missing or non-finite difference counts as the largest
+            // (NaN), so that the bound below fails it.
+            let diffs = v["max_rel_diff"]
+                .as_object()
+                .map(|m| m.values().map(|d| d.as_f64().unwrap_or(f64::NAN)).collect())
+                .unwrap_or_else(|| vec![f64::NAN]);
+            let diff = diffs.into_iter().fold(0.0, |a: f64, d| {
+                if d.is_nan() || a.is_nan() {
+                    f64::NAN
+                } else {
+                    a.max(d)
+                }
+            });
+            (v["median_s"].as_f64().unwrap_or(f64::NAN), diff)
+        })
+        .collect())
 }
 
 /// The device `LSTM_OP_DEVICE` names, or why it cannot be used.
@@ -396,63 +413,76 @@ fn main() {
         "{:>2} {:>4} {:8} {:>10} {:>10} {:>8} {:>12}",
         "N", "H", "input", "ours ms", "torch ms", "ratio", "max rel diff"
     );
-    let mut missing = None;
-    let mut over = Vec::new();
+    let mut cases = Vec::new();
     for hidden in [128, 256] {
         for layers in [1, 2] {
             for dense in [false, true] {
-                let case = Case {
+                cases.push(Case {
                     layers,
                     hidden,
                     dense,
-                };
-                let path = dir.path().join("case.safetensors");
-                let input = if dense { "dense" } else { "one-hot" };
-                // Each side's best median over the rounds, the two sides
-                // alternating, so a burst of other load on the machine
-                // cannot fall on one side only.
-                let mut ours = f64::INFINITY;
-                let mut torch: Result<(f64, f64), String> = Err(String::new());
-                for _ in 0..rounds {
-                    let t = run_ours(&case, &dev, reps, &path).unwrap_or_else(|why| {
-                        fail(&format!(
-                            "N={layers} H={hidden} {input}: the op failed: {why}"
-                        ))
+                });
+            }
+        }
+    }
+    let paths: Vec<_> = (0..cases.len())
+        .map(|i| dir.path().join(format!("case{i}.safetensors")))
+        .collect();
+    let label = |c: &Case| {
+        let input = if c.dense { "dense" } else { "one-hot" };
+        format!("N={} H={} {input}", c.layers, c.hidden)
+    };
+    // Each side's best median over the rounds, the two sides alternating
+    // (every case of ours, then every case of PyTorch's), so that a burst
+    // of other load on the machine cannot fall on one side only.
+    let mut ours = vec![f64::INFINITY; cases.len()];
+    let mut torch: Vec<Option<(f64, f64)>> = vec![None; cases.len()];
+    let mut missing = None;
+    for _ in 0..rounds {
+        for ((case, path), best) in cases.iter().zip(&paths).zip(&mut ours) {
+            let t = run_ours(case, &dev, reps, path)
+                .unwrap_or_else(|why| fail(&format!("{}: the op failed: {why}", label(case))));
+            *best = best.min(t);
+        }
+        if missing.is_some() {
+            continue;
+        }
+        match run_torch(&python, &script, &paths) {
+            Ok(results) => {
+                for (slot, (t, d)) in torch.iter_mut().zip(results) {
+                    *slot = Some(match *slot {
+                        Some((best, _)) => (t.min(best), d),
+                        None => (t, d),
                     });
-                    ours = ours.min(t);
-                    if missing.is_some() {
-                        continue;
-                    }
-                    torch = match (run_torch(&python, &script, &path), torch) {
-                        (Ok((t, d)), Ok((best, _))) => Ok((t.min(best), d)),
-                        (r, _) => r,
-                    };
-                    if let Err(why) = &torch {
-                        if require_torch {
-                            fail(&format!(
-                                "{why}; LSTM_OP_REQUIRE_TORCH=1 wants the PyTorch column"
-                            ));
-                        }
-                        missing = Some(why.clone());
-                    }
-                }
-                match torch {
-                    Ok((t, diff)) => {
-                        println!(
-                            "{layers:>2} {hidden:>4} {input:8} {:>10.2} {:>10.2} {:>7.2}x {diff:>12.1e}",
-                            ours * 1e3,
-                            t * 1e3,
-                            t / ours
-                        );
-                        if diff.is_nan() || diff > max_diff {
-                            over.push(format!("N={layers} H={hidden} {input}: {diff:.1e}"));
-                        }
-                    }
-                    Err(_) => {
-                        println!("{layers:>2} {hidden:>4} {input:8} {:>10.2}", ours * 1e3);
-                    }
                 }
             }
+            Err(why) => {
+                if require_torch {
+                    fail(&format!(
+                        "{why}; LSTM_OP_REQUIRE_TORCH=1 wants the PyTorch column"
+                    ));
+                }
+                missing = Some(why);
+            }
+        }
+    }
+    let mut over = Vec::new();
+    for ((case, ours), torch) in cases.iter().zip(&ours).zip(&torch) {
+        let (layers, hidden) = (case.layers, case.hidden);
+        let input = if case.dense { "dense" } else { "one-hot" };
+        match torch {
+            Some((t, diff)) => {
+                println!(
+                    "{layers:>2} {hidden:>4} {input:8} {:>10.2} {:>10.2} {:>7.2}x {diff:>12.1e}",
+                    ours * 1e3,
+                    t * 1e3,
+                    t / ours
+                );
+                if diff.is_nan() || *diff > max_diff {
+                    over.push(format!("{}: {diff:.1e}", label(case)));
+                }
+            }
+            None => println!("{layers:>2} {hidden:>4} {input:8} {:>10.2}", ours * 1e3),
         }
     }
     if let Some(why) = missing {

@@ -5,7 +5,7 @@ it ran on (the metadata's `device`: cpu, or cuda, where nn.LSTM runs cuDNN
 in strict fp32, TF32 off), timed in the same run, and checked against the
 op's results.
 
-Reads a safetensors file the bench wrote (f32):
+Reads safetensors files the bench wrote, one a case (f32):
   x [T, B, In]       the input, dense (a one-hot case has one-hot rows here:
                      nn.LSTM has no class-index input)
   dy [T, B, H]       the gradient at every step of the top layer's output
@@ -26,11 +26,13 @@ case is dense (the op returns dx only then); on cuda each run from a
 synchronised start to torch.cuda.synchronize() after the backward.
 Threads: torch.set_num_threads(threads), one inter-op thread.
 
-Prints one JSON object: median_s, runs_s, max_rel_diff (per tensor, the
-largest absolute difference to the op's y or gradient over that tensor's
-largest absolute value), the torch version and thread count.
+Prints one JSON array, an object per case in the order given: median_s,
+runs_s, max_rel_diff (per tensor, the largest absolute difference to the
+op's y or gradient over that tensor's largest absolute value), the torch
+version, the device and the thread count. All cases in one process: on a
+GPU machine a Python start with torch and CUDA costs seconds.
 
-Usage: python3 scripts/bench_lstm_op.py CASE.safetensors
+Usage: python3 scripts/bench_lstm_op.py CASE.safetensors [CASE.safetensors ...]
 """
 
 import json
@@ -45,8 +47,8 @@ except ImportError as e:
     sys.exit(f"bench_lstm_op.py needs PyTorch and safetensors ({e}): bash scripts/setup-interop.sh")
 
 
-def main():
-    path = sys.argv[1]
+def case(path):
+    """Times and checks the case in `path`; returns its JSON object."""
     with safe_open(path, framework="pt") as f:
         meta = f.metadata()
         t = {k: f.get_tensor(k) for k in f.keys()}
@@ -108,18 +110,20 @@ def main():
         diffs[f"bias_l{k}"] = diff(getattr(lstm, f"bias_ih_l{k}").grad, t[f"ours_dbias_l{k}"])
     if dense:
         diffs["dx"] = diff(xi.grad, t["ours_dx"])
-    print(
-        json.dumps(
-            {
-                "median_s": statistics.median(runs),
-                "runs_s": runs,
-                "max_rel_diff": diffs,
-                "torch": torch.__version__,
-                "device": torch.cuda.get_device_name() if device == "cuda" else "cpu",
-                "threads": torch.get_num_threads(),
-            }
-        )
-    )
+    return {
+        "median_s": statistics.median(runs),
+        "runs_s": runs,
+        "max_rel_diff": diffs,
+        "torch": torch.__version__,
+        "device": torch.cuda.get_device_name() if device == "cuda" else "cpu",
+        "threads": torch.get_num_threads(),
+    }
+
+
+def main():
+    if len(sys.argv) < 2:
+        sys.exit("usage: bench_lstm_op.py CASE.safetensors [CASE.safetensors ...]")
+    print(json.dumps([case(p) for p in sys.argv[1:]]))
 
 
 if __name__ == "__main__":

@@ -332,9 +332,9 @@ if want op; then
     RESULT[op]="FAIL (no lstm_op in the bundle)" SECS[op]=0
     MISSING+=("op: no lstm_op or bench_lstm_op.py in $BUNDLE (scripts/gpu-bundle.sh puts them there)")
   else
-    # One round of 20 runs a case: a Python start (torch, CUDA) per case
-    # costs seconds, the runs themselves milliseconds.
-    run op 120 env LSTM_OP_DEVICE=cuda LSTM_OP_ROUNDS=1 LSTM_OP_REPS=20 LSTM_OP_REQUIRE_TORCH=1 \
+    # One round of 20 runs a case, the 8 cases' PyTorch side in one Python
+    # process (its start, torch and CUDA, costs seconds; the runs, ms).
+    run op 90 env LSTM_OP_DEVICE=cuda LSTM_OP_ROUNDS=1 LSTM_OP_REPS=20 LSTM_OP_REQUIRE_TORCH=1 \
       CHARLSTM_PYTHON="$PY" LSTM_OP_SCRIPT="$BUNDLE/bench_lstm_op.py" "$BUNDLE/lstm_op"
     if grep -q 'cuda unavailable' "$WORK/op.err"; then RESULT[op]="FAIL (cuda unavailable)"; fi
     if [[ ${RESULT[op]} != pass ]]; then
