@@ -75,6 +75,17 @@ struct Case {
     dense: bool,
 }
 
+impl Case {
+    fn input(&self) -> &'static str {
+        if self.dense { "dense" } else { "one-hot" }
+    }
+
+    /// The case as messages name it.
+    fn label(&self) -> String {
+        format!("N={} H={} {}", self.layers, self.hidden, self.input())
+    }
+}
+
 /// Where the op runs: the CPU with `threads` threads, or the bench's
 /// cudarc stream.
 enum Device {
@@ -428,10 +439,6 @@ fn main() {
     let paths: Vec<_> = (0..cases.len())
         .map(|i| dir.path().join(format!("case{i}.safetensors")))
         .collect();
-    let label = |c: &Case| {
-        let input = if c.dense { "dense" } else { "one-hot" };
-        format!("N={} H={} {input}", c.layers, c.hidden)
-    };
     // Each side's best median over the rounds, the two sides alternating
     // (every case of ours, then every case of PyTorch's), so that a burst
     // of other load on the machine cannot fall on one side only.
@@ -441,7 +448,7 @@ fn main() {
     for _ in 0..rounds {
         for ((case, path), best) in cases.iter().zip(&paths).zip(&mut ours) {
             let t = run_ours(case, &dev, reps, path)
-                .unwrap_or_else(|why| fail(&format!("{}: the op failed: {why}", label(case))));
+                .unwrap_or_else(|why| fail(&format!("{}: the op failed: {why}", case.label())));
             *best = best.min(t);
         }
         if missing.is_some() {
@@ -468,8 +475,7 @@ fn main() {
     }
     let mut over = Vec::new();
     for ((case, ours), torch) in cases.iter().zip(&ours).zip(&torch) {
-        let (layers, hidden) = (case.layers, case.hidden);
-        let input = if case.dense { "dense" } else { "one-hot" };
+        let (layers, hidden, input) = (case.layers, case.hidden, case.input());
         match torch {
             Some((t, diff)) => {
                 println!(
@@ -479,7 +485,7 @@ fn main() {
                     t / ours
                 );
                 if diff.is_nan() || *diff > max_diff {
-                    over.push(format!("{}: {diff:.1e}", label(case)));
+                    over.push(format!("{}: {diff:.1e}", case.label()));
                 }
             }
             None => println!("{layers:>2} {hidden:>4} {input:8} {:>10.2}", ours * 1e3),

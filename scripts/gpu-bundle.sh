@@ -55,14 +55,13 @@ args=()
 for t in "${TESTS[@]}"; do args+=(--test "$t"); done
 json=$(mktemp)
 bench_json=$(mktemp)
-trap 'rm -f "$json" "$bench_json"' EXIT
+# The bundle is assembled in STAGE, then packed into DEST.
+STAGE=$(mktemp -d)
+trap 'rm -rf "$json" "$bench_json" "$STAGE"' EXIT
 cargo test --no-run --message-format=json "${args[@]}" >"$json"
 # The op's bench, in the binary's profile (its GPU side is the op's kernels).
 cargo build "${profile_flag[@]}" --bench lstm_op --message-format=json >"$bench_json"
 
-# Assembled in STAGE, then packed into DEST.
-STAGE=$(mktemp -d)
-trap 'rm -rf "$json" "$bench_json" "$STAGE"' EXIT
 mkdir -p "$STAGE/tests"
 cp "$bin" scripts/bench_pytorch.py scripts/bench_lstm_op.py "$STAGE/"
 # copy_built DEST KIND NAME...: the executables cargo's JSON messages (on
