@@ -51,8 +51,23 @@
 // so each kernel sees one step's [B, ...] slices.
 //
 // Decisions:
-// - One thread per (b, j): it computes the four pre-activations of unit j,
-//   so the state update needs no communication. Grid-stride over B*H.
+// - The recurrent products run as small tiled GEMMs with the cell fused in
+//   (forward) and the four per-gate partial sums (backward): a block of
+//   LS_THREADS threads owns LS_UNITS units (one per lane) of LS_BLOCK_ROWS
+//   batch rows (LS_ROWS per warp-row group, per thread); each chunk of
+//   LS_KC reduction indices of h_{t-1} / dz and of recurrent_kernel is
+//   staged in shared memory (the next chunk fetched into registers while
+//   this one is multiplied), so every weight is read from memory once per
+//   block and reused over the block's rows. Grid x = ceil(H / LS_UNITS),
+//   y = ceil(B / LS_BLOCK_ROWS); exactly LS_THREADS threads (2026-12-06:
+//   the first GPU run found the one-thread-per-output form 4-10x slower
+//   than cuDNN at H = 256, lstm_dh_bwd_f32 reading recurrent_kernel rows
+//   4H floats apart in consecutive threads).
+// - The summation orders are the persistent kernels' (lstm_persistent.cu),
+//   so both paths give the same bits: forward, z = (sum over k = 0..H-1 in
+//   order of h_{t-1}[k] * R[k, col]) + input term; backward, four partial
+//   sums p = 0..3 over m = 0..H-1 in order of dz[p*H + m] * R[k, p*H + m],
+//   added ((p0 + p1) + p2) + p3.
 // - Every output is OVERWRITTEN; nothing accumulates across launches except
 //   the state the caller threads through (h_prev, c_prev, dc).
 // - The weight gradients are one kernel after the recurrence with one thread
@@ -64,14 +79,39 @@
 
 #include "common.cuh"
 
+// Tiling of the per-step recurrent products (see Decisions above).
+#define LS_UNITS 32        // units per block, one per lane
+#define LS_ROWS 4          // batch rows per thread (one float4 of staged rows)
+#define LS_GROUPS 2        // warps per block, each its own LS_ROWS rows
+#define LS_THREADS 64      // blockDim.x = LS_UNITS * LS_GROUPS
+#define LS_BLOCK_ROWS 8    // batch rows per block = LS_ROWS * LS_GROUPS
+#define LS_KC 32           // reduction indices staged per chunk
+static_assert(LS_THREADS == LS_UNITS * LS_GROUPS && LS_BLOCK_ROWS == LS_ROWS * LS_GROUPS,
+              "the tile's derived sizes");
+static_assert(LS_ROWS == 4, "a thread's rows are one float4 of the staged rows");
+static_assert(LS_UNITS == 32, "one unit per lane");
+
+// Staged values per thread and chunk: the rows' operand ([LS_BLOCK_ROWS] x
+// LS_KC, times 4 gates in the backward) and the recurrent_kernel tile
+// (LS_KC x 4 gates x LS_UNITS).
+#define LS_X_FWD (LS_BLOCK_ROWS * LS_KC / LS_THREADS)
+#define LS_X_BWD (4 * LS_BLOCK_ROWS * LS_KC / LS_THREADS)
+#define LS_W (4 * LS_UNITS * LS_KC / LS_THREADS)
+
 // One step forward. h_prev / c_prev null means zeros (t = 0). Thread (b, j)
 // writes gates[b, q*H + j] for q = 0..3, c[b, j], h[b, j]; thread (b, 0) also
 // writes cls[b]. DENSE (lstm_cell_dense_fwd_f32, a layer above the first):
 // the input term is zx[b, q*H + j] (step t of the precomputed
 // Z_x = X @ kernel + bias [T, B, 4H], kernels/gemm.cu) instead of the
 // gathered kernel row plus bias, and nothing is decoded (no corpus, no cls).
-// The one-hot form (DENSE = false) is compiled as before the dense one
-// existed.
+//
+// Block (blockIdx.x, blockIdx.y): units j0 = blockIdx.x * LS_UNITS + lane,
+// rows b0 = blockIdx.y * LS_BLOCK_ROWS + group * LS_ROWS + r. Chunk k0:
+// xs[kk][row] = h_{t-1}[b0 + row, k0 + kk], ws[kk][q*LS_UNITS + u] =
+// R[k0 + kk, q*H + j0 + u]; a thread's element e of either is laid out so
+// consecutive threads read consecutive global addresses (e is ws's own
+// index). Out-of-range elements stage as zero and are never multiplied:
+// the inner loop stops at H.
 template <bool DENSE>
 __device__ __forceinline__ void lstm_cell_fwd(const unsigned long long* __restrict__ corpus_words,
                                               unsigned words_per_row,
@@ -85,10 +125,70 @@ __device__ __forceinline__ void lstm_cell_fwd(const unsigned long long* __restri
                                               const float* __restrict__ c_prev,
                                               float* __restrict__ gates, float* __restrict__ c,
                                               float* __restrict__ h, unsigned* __restrict__ cls) {
-  const size_t n = (size_t)B * H, stride = (size_t)gridDim.x * blockDim.x;
+  __shared__ __align__(16) float xs[LS_KC][LS_BLOCK_ROWS];
+  __shared__ float ws[LS_KC * 4 * LS_UNITS];
   const size_t G = 4 * (size_t)H;
-  for (size_t idx = (size_t)blockIdx.x * blockDim.x + threadIdx.x; idx < n; idx += stride) {
-    const unsigned b = (unsigned)(idx / H), j = (unsigned)(idx % H);
+  const unsigned tid = threadIdx.x, lane = tid % LS_UNITS, grp = tid / LS_UNITS;
+  const unsigned j0 = blockIdx.x * LS_UNITS, rb = blockIdx.y * LS_BLOCK_ROWS;
+  const unsigned j = j0 + lane;
+  float acc[LS_ROWS][4];
+#pragma unroll
+  for (int r = 0; r < LS_ROWS; ++r)
+#pragma unroll
+    for (int q = 0; q < 4; ++q) acc[r][q] = 0.0f;
+
+  if (h_prev) {
+    float px[LS_X_FWD], pw[LS_W];
+    auto fetch = [&](unsigned k0) {
+#pragma unroll
+      for (int i = 0; i < LS_X_FWD; ++i) {
+        const unsigned e = tid + i * LS_THREADS, row = e / LS_KC, k = k0 + e % LS_KC;
+        const unsigned b = rb + row;
+        px[i] = b < B && k < H ? h_prev[(size_t)b * H + k] : 0.0f;
+      }
+#pragma unroll
+      for (int i = 0; i < LS_W; ++i) {
+        const unsigned e = tid + i * LS_THREADS, u = e % LS_UNITS;
+        const unsigned q = e / LS_UNITS % 4, k = k0 + e / (4 * LS_UNITS);
+        pw[i] = k < H && j0 + u < H ? recurrent_kernel[(size_t)k * G + q * H + j0 + u] : 0.0f;
+      }
+    };
+    auto step = [&](unsigned kk) {
+      const float4 hv = *(const float4*)&xs[kk][grp * LS_ROWS];
+      const float hr[LS_ROWS] = {hv.x, hv.y, hv.z, hv.w};
+#pragma unroll
+      for (int q = 0; q < 4; ++q) {
+        const float w = ws[(kk * 4 + q) * LS_UNITS + lane];
+#pragma unroll
+        for (int r = 0; r < LS_ROWS; ++r) acc[r][q] += hr[r] * w;
+      }
+    };
+    fetch(0);
+    for (unsigned k0 = 0; k0 < H; k0 += LS_KC) {
+      __syncthreads();  // every thread is done reading the previous chunk
+#pragma unroll
+      for (int i = 0; i < LS_X_FWD; ++i) {
+        const unsigned e = tid + i * LS_THREADS;
+        xs[e % LS_KC][e / LS_KC] = px[i];
+      }
+#pragma unroll
+      for (int i = 0; i < LS_W; ++i) ws[tid + i * LS_THREADS] = pw[i];
+      __syncthreads();
+      if (k0 + LS_KC < H) fetch(k0 + LS_KC);  // in flight during the FMAs below
+      if (H - k0 >= LS_KC) {
+#pragma unroll
+        for (unsigned kk = 0; kk < LS_KC; ++kk) step(kk);
+      } else {
+        for (unsigned kk = 0; kk < H - k0; ++kk) step(kk);
+      }
+    }
+  }
+
+#pragma unroll
+  for (int r = 0; r < LS_ROWS; ++r) {
+    const unsigned b = rb + grp * LS_ROWS + r;
+    if (b >= B || j >= H) continue;
+    const size_t idx = (size_t)b * H + j;
     unsigned x = 0;
     if (!DENSE) {
       const size_t row = (size_t)starts[b] + t;
@@ -98,15 +198,10 @@ __device__ __forceinline__ void lstm_cell_fwd(const unsigned long long* __restri
     float z[4];
 #pragma unroll
     for (unsigned q = 0; q < 4; ++q) {
-      float acc = 0.0f;
-      if (h_prev) {
-        for (unsigned k = 0; k < H; ++k)
-          acc += h_prev[(size_t)b * H + k] * recurrent_kernel[k * G + q * H + j];
-      }
       const float xb = DENSE      ? zx[(size_t)b * G + q * H + j]
                        : x < V    ? kernel[x * G + q * H + j] + bias[q * H + j]
                                   : NAN;
-      z[q] = acc + xb;
+      z[q] = acc[r][q] + xb;
     }
     const float gi = sigmoidf_(z[0]), gf = sigmoidf_(z[1]);
     const float gg = tanhf(z[2]), go = sigmoidf_(z[3]);
@@ -188,21 +283,82 @@ extern "C" __global__ void lstm_cell_bwd_f32(const float* __restrict__ gates,
   }
 }
 
-// dh_prev[b, k] = sum_q dz[b, q] * recurrent_kernel[k, q], q = 0..4H-1 in
-// order. One thread per (b, k), grid-stride over B*H. Overwrites dh_prev.
+// dh_prev[b, k] = ((p_0 + p_1) + p_2) + p_3 with p_q = sum over m = 0..H-1
+// in order of dz[b, q*H + m] * recurrent_kernel[k, q*H + m]: the persistent
+// backward's order. Tiled as the forward: lane = unit k, LS_ROWS rows a
+// thread; chunk m0 stages xs[mm][q][row] = dz[b0 + row, q*H + m0 + mm] and
+// ws[mm][q*LS_UNITS + u] (rows padded by one float, so the transposing
+// store is conflict-free) = R[k0 + u, q*H + m0 + mm]. Overwrites dh_prev.
 extern "C" __global__ void lstm_dh_bwd_f32(const float* __restrict__ dz,
                                            const float* __restrict__ recurrent_kernel,
                                            unsigned B, unsigned H,
                                            float* __restrict__ dh_prev) {
-  const size_t n = (size_t)B * H, stride = (size_t)gridDim.x * blockDim.x;
+  __shared__ __align__(16) float xs[LS_KC][4][LS_BLOCK_ROWS];
+  __shared__ float ws[LS_KC][4 * LS_UNITS + 1];
   const size_t G = 4 * (size_t)H;
-  for (size_t idx = (size_t)blockIdx.x * blockDim.x + threadIdx.x; idx < n; idx += stride) {
-    const unsigned b = (unsigned)(idx / H), k = (unsigned)(idx % H);
-    const float* dzr = dz + (size_t)b * G;
-    const float* rk = recurrent_kernel + (size_t)k * G;
-    float acc = 0.0f;
-    for (size_t q = 0; q < G; ++q) acc += dzr[q] * rk[q];
-    dh_prev[idx] = acc;
+  const unsigned tid = threadIdx.x, lane = tid % LS_UNITS, grp = tid / LS_UNITS;
+  const unsigned k0 = blockIdx.x * LS_UNITS, rb = blockIdx.y * LS_BLOCK_ROWS;
+  const unsigned k = k0 + lane;
+  float acc[LS_ROWS][4];
+#pragma unroll
+  for (int r = 0; r < LS_ROWS; ++r)
+#pragma unroll
+    for (int q = 0; q < 4; ++q) acc[r][q] = 0.0f;
+
+  // Element e of a chunk: (row or unit) = e / (4 * LS_KC), q = e / LS_KC % 4,
+  // mm = e % LS_KC, so consecutive threads read consecutive m.
+  float px[LS_X_BWD], pw[LS_W];
+  auto fetch = [&](unsigned m0) {
+#pragma unroll
+    for (int i = 0; i < LS_X_BWD; ++i) {
+      const unsigned e = tid + i * LS_THREADS, b = rb + e / (4 * LS_KC);
+      const unsigned q = e / LS_KC % 4, m = m0 + e % LS_KC;
+      px[i] = b < B && m < H ? dz[(size_t)b * G + q * H + m] : 0.0f;
+    }
+#pragma unroll
+    for (int i = 0; i < LS_W; ++i) {
+      const unsigned e = tid + i * LS_THREADS, u = k0 + e / (4 * LS_KC);
+      const unsigned q = e / LS_KC % 4, m = m0 + e % LS_KC;
+      pw[i] = u < H && m < H ? recurrent_kernel[(size_t)u * G + q * H + m] : 0.0f;
+    }
+  };
+  auto step = [&](unsigned mm) {
+#pragma unroll
+    for (int q = 0; q < 4; ++q) {
+      const float4 dv = *(const float4*)&xs[mm][q][grp * LS_ROWS];
+      const float d[LS_ROWS] = {dv.x, dv.y, dv.z, dv.w};
+      const float w = ws[mm][q * LS_UNITS + lane];
+#pragma unroll
+      for (int r = 0; r < LS_ROWS; ++r) acc[r][q] += d[r] * w;
+    }
+  };
+  fetch(0);
+  for (unsigned m0 = 0; m0 < H; m0 += LS_KC) {
+    __syncthreads();  // every thread is done reading the previous chunk
+#pragma unroll
+    for (int i = 0; i < LS_X_BWD; ++i) {
+      const unsigned e = tid + i * LS_THREADS;
+      xs[e % LS_KC][e / LS_KC % 4][e / (4 * LS_KC)] = px[i];
+    }
+#pragma unroll
+    for (int i = 0; i < LS_W; ++i) {
+      const unsigned e = tid + i * LS_THREADS;
+      ws[e % LS_KC][e / LS_KC % 4 * LS_UNITS + e / (4 * LS_KC)] = pw[i];
+    }
+    __syncthreads();
+    if (m0 + LS_KC < H) fetch(m0 + LS_KC);  // in flight during the FMAs below
+    if (H - m0 >= LS_KC) {
+#pragma unroll
+      for (unsigned mm = 0; mm < LS_KC; ++mm) step(mm);
+    } else {
+      for (unsigned mm = 0; mm < H - m0; ++mm) step(mm);
+    }
+  }
+#pragma unroll
+  for (int r = 0; r < LS_ROWS; ++r) {
+    const unsigned b = rb + grp * LS_ROWS + r;
+    if (b < B && k < H)
+      dh_prev[(size_t)b * H + k] = ((acc[r][0] + acc[r][1]) + acc[r][2]) + acc[r][3];
   }
 }
 

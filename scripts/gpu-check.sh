@@ -34,8 +34,10 @@
 #              H = 128, 256, one-hot and dense; fails when a result differs
 #              from PyTorch's by more than 1e-4 of its tensor's largest value
 #   profile    ncu (--clock-control none) over one training step's kernels,
-#              when ncu is there and time is left; informational, never fails
-#              the check
+#              the persistent kernels' stall reasons, PyTorch's step, and
+#              (profile-stack) every kernel's duration in the two-layer H = 256
+#              step, summed by kernel; when ncu is there and time is left;
+#              informational, never fails the check
 #
 # Writes to $OUT (the device tool sets it; default ./gpu-check-out):
 #   summary.txt      the table: every part and every cuda test with pass/fail
@@ -189,6 +191,23 @@ for (i, k, g, b), m in sorted(seen.items()):
           m.get("Compute (SM) Throughput", "?"), m.get("Memory Throughput", "?")))
 ' "$WORK/$prof.txt" 2>/dev/null || echo "(could not read the CSV)"
     done
+    if [[ -s $WORK/profile-stack.txt ]]; then
+      echo
+      echo "== profile-stack (ncu durations, informational: the first 600 launches of bench --layers 2 --hidden 256, summed by kernel; full CSV in gpu-check.tgz) =="
+      "$PY" -c 'import csv, sys
+scale = {"ns": 1e-3, "nsecond": 1e-3, "us": 1.0, "usecond": 1.0, "ms": 1e3, "msecond": 1e3}
+by = {}
+for r in csv.reader(open(sys.argv[1])):
+    if len(r) > 14 and r[0].isdigit() and r[12] == "gpu__time_duration.sum":
+        us = float(r[14].replace(",", "")) * scale.get(r[13], float("nan"))
+        n, t = by.get(r[4], (0, 0.0))
+        by[r[4]] = (n + 1, t + us)
+total = sum(t for _, t in by.values())
+print("%-40s %8s %10s %10s %6s" % ("kernel", "launches", "mean us", "total us", "share"))
+for k, (n, t) in sorted(by.items(), key=lambda kv: -kv[1][1]):
+    print("%-40.40s %8d %10.1f %10.1f %5.1f%%" % (k, n, t / n, t, 100 * t / total))
+' "$WORK/profile-stack.txt" 2>/dev/null || echo "(could not read the CSV)"
+    fi
     echo
     echo "commands (bundle $BUNDLE${PACKED:+, unpacked from $PACKED, removed at exit}, outputs in $OUT):"
     for k in "${ORDER[@]}"; do [[ $k == test-* ]] || echo "  $k: ${CMDLINE[$k]:-}"; done
@@ -358,6 +377,14 @@ if want profile; then
       --section MemoryWorkloadAnalysis_Tables --section ComputeWorkloadAnalysis --page details \
       "$BIN" bench --device cuda --corpus "$CORPUS" --steps 3 --slice-batches 2
     grep -v '^ *[{}"\[]' "$WORK/profile-persistent.out" >"$WORK/profile-persistent.txt"
+    # The two-layer H = 256 step (per-step recurrence, no persistent kernel
+    # fits): every launch's duration only (one ncu pass each), summed by
+    # kernel in summary.txt, so the slowest kernel of that path is named.
+    run profile-stack 60 ncu --clock-control none --launch-count 600 \
+      --metrics gpu__time_duration.sum --print-units base --csv --page details \
+      "$BIN" bench --device cuda --corpus "$CORPUS" --layers 2 --hidden 256 --steps 1 \
+      --slice-batches 1 --gen-length 2
+    cp "$WORK/profile-stack.out" "$WORK/profile-stack.txt"
     # Which cuDNN kernels nn.LSTM runs here (persistent or not) and what
     # one PyTorch training step costs, kernel by kernel (strict fp32, eager).
     if [[ -f $BUNDLE/bench_pytorch.py ]]; then

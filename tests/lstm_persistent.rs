@@ -4,6 +4,9 @@
 //! - the forward gives the per-step kernels' exact bits (same operations in
 //!   the same order), at every rows-per-block and at H where the weights are
 //!   all in registers (H <= 24) or split between shared memory and registers;
+//! - so does the backward: dz of every step, and in the sequence form (h0,
+//!   c0, dy, dh_T, dc_T given) dh_{-1} and dc_{-1} (the per-step
+//!   `lstm_dh_bwd_f32` sums in the persistent kernel's order);
 //! - forward and backward against the f64 CPU reference (`cpu::trace`) with
 //!   the bounds of the per-step kernels (the selftest's checks);
 //! - the plan: which shapes fit, the fallback to the per-step kernels, and
@@ -163,6 +166,91 @@ fn forward_bit_identical<D: GpuDevice>(dev: &mut D, seed: u64, full: bool) {
     }
 }
 
+/// dz of every step and, in the sequence form (`seq`: the seed of its
+/// random h0, c0, dy, dh_T and dc_T), dh_{-1} and dc_{-1}, as bits, after
+/// `l`'s backward from the per-step forward's saved state.
+fn backward_bits<D: GpuDevice>(
+    dev: &mut D,
+    case: &Case,
+    l: LstmLauncher,
+    seq: Option<u64>,
+) -> Vec<Vec<u32>> {
+    let (_, h, b, t) = case.shape.vhbt();
+    let dims = case.lstm_dims();
+    let mut bufs = upload(dev, case);
+    let mut extra = Vec::new();
+    match seq {
+        Some(s) => {
+            let mut rng = Rng(s);
+            bufs.h0 = dev.upload_new_f32(&rng.vec(b * h, 1.0)).unwrap();
+            bufs.c0 = dev.upload_new_f32(&rng.vec(b * h, 1.0)).unwrap();
+            bufs.dy = dev.upload_new_f32(&rng.vec(t * b * h, 1.0)).unwrap();
+            dev.upload_f32(bufs.dh, &rng.vec(b * h, 1.0)).unwrap();
+            bufs.dc = dev.upload_new_f32(&rng.vec(b * h, 1.0)).unwrap();
+            extra.extend([bufs.h0, bufs.c0, bufs.dy]);
+        }
+        None => bufs.dc = dev.upload_new_f32(&vec![0.0; b * h]).unwrap(),
+    }
+    extra.push(bufs.dc);
+    launcher(LstmPath::PerStep, None)
+        .forward(dev, dims, &bufs)
+        .unwrap();
+    match l.plan(dev, dims).unwrap() {
+        Some(plan) => plan.backward(dev, dims, &bufs).unwrap(),
+        None => (0..t)
+            .rev()
+            .for_each(|s| l.bwd_step(dev, dims, &bufs, s).unwrap()),
+    }
+    let mut outs = vec![(bufs.dz, t * b * 4 * h)];
+    if seq.is_some() {
+        outs.extend([(bufs.dh, b * h), (bufs.dc, b * h)]);
+    }
+    let bits = outs
+        .into_iter()
+        .map(|(p, n)| {
+            let v = dev.download_vec_f32(p, n).unwrap();
+            v.iter().map(|x| x.to_bits()).collect()
+        })
+        .collect();
+    free(dev, &bufs);
+    extra.into_iter().for_each(|p| dev.free(p).unwrap());
+    bits
+}
+
+fn backward_bit_identical<D: GpuDevice>(dev: &mut D, seed: u64, full: bool) {
+    let mut rng = Rng(seed ^ 0xb4c4);
+    let mut stream = RngStream::new(seed, Purpose::Sample, 3);
+    for (vocab, hidden, batch, seq_len, rows) in shapes(&mut rng, full) {
+        let shape = Shape {
+            vocab,
+            hidden,
+            batch,
+            seq_len,
+        };
+        let case = Case::random(shape, &mut stream).unwrap();
+        for seq in [None, Some(rng.next_u64())] {
+            let fast = launcher(LstmPath::Persistent, rows);
+            let want = backward_bits(dev, &case, launcher(LstmPath::PerStep, None), seq);
+            let got = backward_bits(dev, &case, fast, seq);
+            for (name, (g, w)) in ["dz", "dh_-1", "dc_-1"].iter().zip(got.iter().zip(&want)) {
+                let first = g.iter().zip(w).position(|(a, b)| a != b);
+                assert!(
+                    first.is_none(),
+                    "{shape} rows {rows:?} {}: {name}[{}] = {:e}, per-step {:e}",
+                    if seq.is_some() {
+                        "sequence form"
+                    } else {
+                        "window form"
+                    },
+                    first.unwrap(),
+                    f32::from_bits(g[first.unwrap()]),
+                    f32::from_bits(w[first.unwrap()])
+                );
+            }
+        }
+    }
+}
+
 fn against_cpu<D: GpuDevice>(dev: &mut D, seed: u64, full: bool) {
     let mut rng = Rng(seed ^ 0x5eed);
     let mut stream = RngStream::new(seed, Purpose::Sample, 2);
@@ -201,6 +289,12 @@ fn forward_is_bit_identical_to_the_per_step_kernels_on_the_simulator() {
 }
 
 #[test]
+fn backward_is_bit_identical_to_the_per_step_kernels_on_the_simulator() {
+    let Some((mut dev, s)) = sim() else { return };
+    backward_bit_identical(&mut dev, s, false);
+}
+
+#[test]
 fn forward_and_backward_match_cpu_on_the_simulator() {
     let Some((mut dev, s)) = sim() else { return };
     against_cpu(&mut dev, s, false);
@@ -210,6 +304,14 @@ fn forward_and_backward_match_cpu_on_the_simulator() {
 fn forward_is_bit_identical_to_the_per_step_kernels_on_cuda() {
     match CudaDevice::new(0) {
         Ok(mut dev) => forward_bit_identical(&mut dev, seed(), true),
+        Err(e) => println!("SKIPPED: no GPU ({e})"),
+    }
+}
+
+#[test]
+fn backward_is_bit_identical_to_the_per_step_kernels_on_cuda() {
+    match CudaDevice::new(0) {
+        Ok(mut dev) => backward_bit_identical(&mut dev, seed(), true),
         Err(e) => println!("SKIPPED: no GPU ({e})"),
     }
 }

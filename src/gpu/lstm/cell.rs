@@ -1,12 +1,14 @@
 //! The per-step path of the LSTM: one launch of `kernels/lstm.cu` per time
 //! step, forward (`lstm_cell_fwd_f32`) and backward (`lstm_cell_bwd_f32` +
 //! `lstm_dh_bwd_f32`), and the reference weight gradients
-//! (`lstm_wgrad_bwd_f32`). The persistent kernels are checked against it.
+//! (`lstm_wgrad_bwd_f32`). The persistent kernels are checked against it;
+//! where they do not fit (H > 128), it is the recurrence.
 
 use super::{LstmBuffers, LstmDims, LstmLauncher, Sizes};
 use crate::error::Result;
 use crate::gpu::contract::lstm::{
-    LstmCellBwdF32, LstmCellDenseFwdF32, LstmCellFwdF32, LstmDhBwdF32, LstmWgradBwdF32,
+    LS_BLOCK_ROWS, LS_THREADS, LS_UNITS, LstmCellBwdF32, LstmCellDenseFwdF32, LstmCellFwdF32,
+    LstmDhBwdF32, LstmWgradBwdF32,
 };
 use crate::gpu::device::{DeviceError, DevicePtr, GpuDevice, LaunchConfig, blocks_for};
 
@@ -14,6 +16,28 @@ impl LstmLauncher {
     fn step_grid(&self, dims: LstmDims) -> LaunchConfig {
         let n = dims.batch * dims.hidden;
         LaunchConfig::linear(blocks_for(n, self.block, self.max_blocks), self.block, 0)
+    }
+
+    /// The tiled recurrent products (`lstm_cell_fwd_f32`,
+    /// `lstm_cell_dense_fwd_f32`, `lstm_dh_bwd_f32`): a block per
+    /// `LS_UNITS` units and `LS_BLOCK_ROWS` batch rows, `LS_THREADS`
+    /// threads, no grid-stride (the grid covers B x H).
+    fn tile_grid(kernel: &'static str, dims: LstmDims) -> Result<LaunchConfig> {
+        let rows = dims.batch.div_ceil(LS_BLOCK_ROWS as usize);
+        if rows > 65_535 {
+            let what = format!(
+                "B = {} needs {rows} blocks along y, more than 65535 (B <= {})",
+                dims.batch,
+                65_535 * LS_BLOCK_ROWS
+            );
+            return Err(DeviceError::BadArguments { kernel, what }.into());
+        }
+        let units = dims.hidden.div_ceil(LS_UNITS as usize);
+        Ok(LaunchConfig {
+            grid: [units as u32, rows as u32, 1],
+            block: [LS_THREADS, 1, 1],
+            shared_bytes: 0,
+        })
     }
 
     /// The sizes for step `t` of `kernel`, which must lie inside the
@@ -49,7 +73,7 @@ impl LstmLauncher {
         let (h, g) = (dims.hidden, 4 * dims.hidden);
         if bufs.is_dense() {
             // As below, with zx step t [B, 4H] of the t-major [T, B, 4H] input term in place of
-            // the corpus, kernel and bias; no cls. Grid-stride over B*H.
+            // the corpus, kernel and bias; no cls. One tile a block.
             let args = LstmCellDenseFwdF32 {
                 zx: dims.at(bufs.zx, t, g),
                 recurrent_kernel: bufs.recurrent_kernel,
@@ -61,11 +85,11 @@ impl LstmLauncher {
                 c: dims.at(bufs.c, t, h),
                 h: dims.at(bufs.h, t, h),
             };
-            return args.launch(dev, name, self.step_grid(dims));
+            return args.launch(dev, name, Self::tile_grid(name, dims)?);
         }
         // The per-step pointers are step t (t-1 for the previous state, h0 / c0 [B, H] or null at
         // t = 0) of the t-major buffers of LstmBuffers; the caller guarantees every starts[b] + t
-        // is a row of the corpus. Grid-stride over B*H.
+        // is a row of the corpus. One tile a block.
         let args = LstmCellFwdF32 {
             corpus_words: bufs.corpus_words,
             words_per_row: s.wpr,
@@ -84,7 +108,7 @@ impl LstmLauncher {
             h: dims.at(bufs.h, t, h),
             cls: bufs.cls.offset(t * dims.batch * 4),
         };
-        args.launch(dev, Self::FWD, self.step_grid(dims))
+        args.launch(dev, Self::FWD, Self::tile_grid(Self::FWD, dims)?)
     }
 
     /// Backward step `t`, called for t = T-1 down to 0. Window form: given
@@ -137,7 +161,7 @@ impl LstmLauncher {
             return Ok(()); // dh_{-1} is not needed in the window form
         }
         // Reads the dz[t] written just above (same stream, so ordered) and overwrites dh, which the
-        // cell launch above has finished reading. Grid-stride over B*H.
+        // cell launch above has finished reading. One tile a block.
         let args = LstmDhBwdF32 {
             dz,
             recurrent_kernel: bufs.recurrent_kernel,
@@ -145,7 +169,7 @@ impl LstmLauncher {
             H: s.h,
             dh_prev: bufs.dh,
         };
-        args.launch(dev, Self::DH, self.step_grid(dims))
+        args.launch(dev, Self::DH, Self::tile_grid(Self::DH, dims)?)
     }
 
     /// `lstm_wgrad_bwd_f32`: one thread per output, each summing all T*B

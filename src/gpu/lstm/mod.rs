@@ -225,7 +225,8 @@ pub struct LstmLauncher {
     /// Batch rows per block of the persistent kernels; `None`: spread the
     /// batch over the device's multiprocessors.
     pub rows_per_block: Option<usize>,
-    /// Threads per block of the per-step kernels (one thread per (b, j)).
+    /// Threads per block of `lstm_cell_bwd_f32` (one thread per (b, j));
+    /// the tiled forward and `lstm_dh_bwd_f32` fix their own block.
     pub block: u32,
     /// Threads per block of `lstm_wgrad_bwd_f32`.
     pub wgrad_block: u32,
