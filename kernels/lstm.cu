@@ -86,10 +86,19 @@
 #define LS_THREADS 64      // blockDim.x = LS_UNITS * LS_GROUPS
 #define LS_BLOCK_ROWS 8    // batch rows per block = LS_ROWS * LS_GROUPS
 #define LS_KC 32           // reduction indices staged per chunk
+// Row strides (floats) of the staged rows' operand: a multiple of 4 (a
+// thread reads its rows as one float4) that is not a multiple of 32, so the
+// transposing store (consecutive threads, consecutive k / m) spreads over
+// 8 banks instead of 4 (forward, 8 rows) or 1 (backward, 4 x 8 rows).
+#define LS_XF_STRIDE 12    // forward: LS_BLOCK_ROWS + 4
+#define LS_XB_STRIDE 36    // backward: 4 * LS_BLOCK_ROWS + 4
 static_assert(LS_THREADS == LS_UNITS * LS_GROUPS && LS_BLOCK_ROWS == LS_ROWS * LS_GROUPS,
               "the tile's derived sizes");
 static_assert(LS_ROWS == 4, "a thread's rows are one float4 of the staged rows");
 static_assert(LS_UNITS == 32, "one unit per lane");
+static_assert(LS_XF_STRIDE >= LS_BLOCK_ROWS && LS_XF_STRIDE % 4 == 0 &&
+                  LS_XB_STRIDE >= 4 * LS_BLOCK_ROWS && LS_XB_STRIDE % 4 == 0,
+              "a staged row holds the block's rows, 16-byte aligned");
 
 // Staged values per thread and chunk: the rows' operand ([LS_BLOCK_ROWS] x
 // LS_KC, times 4 gates in the backward) and the recurrent_kernel tile
@@ -108,10 +117,10 @@ static_assert(LS_UNITS == 32, "one unit per lane");
 // Block (blockIdx.x, blockIdx.y): units j0 = blockIdx.x * LS_UNITS + lane,
 // rows b0 = blockIdx.y * LS_BLOCK_ROWS + group * LS_ROWS + r. Chunk k0:
 // xs[kk][row] = h_{t-1}[b0 + row, k0 + kk], ws[kk][q*LS_UNITS + u] =
-// R[k0 + kk, q*H + j0 + u]; a thread's element e of either is laid out so
-// consecutive threads read consecutive global addresses (e is ws's own
-// index). Out-of-range elements stage as zero and are never multiplied:
-// the inner loop stops at H.
+// R[k0 + kk, q*H + j0 + u] (xs's rows padded to LS_XF_STRIDE); a thread's
+// element e of either is laid out so consecutive threads read consecutive
+// global addresses (e is ws's own index). Out-of-range elements stage as
+// zero and are never multiplied: the inner loop stops at H.
 template <bool DENSE>
 __device__ __forceinline__ void lstm_cell_fwd(const unsigned long long* __restrict__ corpus_words,
                                               unsigned words_per_row,
@@ -125,7 +134,7 @@ __device__ __forceinline__ void lstm_cell_fwd(const unsigned long long* __restri
                                               const float* __restrict__ c_prev,
                                               float* __restrict__ gates, float* __restrict__ c,
                                               float* __restrict__ h, unsigned* __restrict__ cls) {
-  __shared__ __align__(16) float xs[LS_KC][LS_BLOCK_ROWS];
+  __shared__ __align__(16) float xs[LS_KC][LS_XF_STRIDE];
   __shared__ float ws[LS_KC * 4 * LS_UNITS];
   const size_t G = 4 * (size_t)H;
   const unsigned tid = threadIdx.x, lane = tid % LS_UNITS, grp = tid / LS_UNITS;
@@ -286,14 +295,15 @@ extern "C" __global__ void lstm_cell_bwd_f32(const float* __restrict__ gates,
 // dh_prev[b, k] = ((p_0 + p_1) + p_2) + p_3 with p_q = sum over m = 0..H-1
 // in order of dz[b, q*H + m] * recurrent_kernel[k, q*H + m]: the persistent
 // backward's order. Tiled as the forward: lane = unit k, LS_ROWS rows a
-// thread; chunk m0 stages xs[mm][q][row] = dz[b0 + row, q*H + m0 + mm] and
+// thread; chunk m0 stages xs[mm][q*LS_BLOCK_ROWS + row] = dz[b0 + row,
+// q*H + m0 + mm] (rows padded to LS_XB_STRIDE) and
 // ws[mm][q*LS_UNITS + u] (rows padded by one float, so the transposing
 // store is conflict-free) = R[k0 + u, q*H + m0 + mm]. Overwrites dh_prev.
 extern "C" __global__ void lstm_dh_bwd_f32(const float* __restrict__ dz,
                                            const float* __restrict__ recurrent_kernel,
                                            unsigned B, unsigned H,
                                            float* __restrict__ dh_prev) {
-  __shared__ __align__(16) float xs[LS_KC][4][LS_BLOCK_ROWS];
+  __shared__ __align__(16) float xs[LS_KC][LS_XB_STRIDE];  // [mm][q * LS_BLOCK_ROWS + row]
   __shared__ float ws[LS_KC][4 * LS_UNITS + 1];
   const size_t G = 4 * (size_t)H;
   const unsigned tid = threadIdx.x, lane = tid % LS_UNITS, grp = tid / LS_UNITS;
@@ -325,7 +335,7 @@ extern "C" __global__ void lstm_dh_bwd_f32(const float* __restrict__ dz,
   auto step = [&](unsigned mm) {
 #pragma unroll
     for (int q = 0; q < 4; ++q) {
-      const float4 dv = *(const float4*)&xs[mm][q][grp * LS_ROWS];
+      const float4 dv = *(const float4*)&xs[mm][q * LS_BLOCK_ROWS + grp * LS_ROWS];
       const float d[LS_ROWS] = {dv.x, dv.y, dv.z, dv.w};
       const float w = ws[mm][q * LS_UNITS + lane];
 #pragma unroll
@@ -338,7 +348,7 @@ extern "C" __global__ void lstm_dh_bwd_f32(const float* __restrict__ dz,
 #pragma unroll
     for (int i = 0; i < LS_X_BWD; ++i) {
       const unsigned e = tid + i * LS_THREADS;
-      xs[e % LS_KC][e / LS_KC % 4][e / (4 * LS_KC)] = px[i];
+      xs[e % LS_KC][e / LS_KC % 4 * LS_BLOCK_ROWS + e / (4 * LS_KC)] = px[i];
     }
 #pragma unroll
     for (int i = 0; i < LS_W; ++i) {

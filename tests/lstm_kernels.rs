@@ -120,6 +120,19 @@ fn launcher_rejects_bad_dims() {
     };
     let err = l.bwd_step(&mut dev, ok, &bufs, 3).unwrap_err();
     assert!(err.to_string().contains("step 3 of T = 3"), "{err}");
+    // The tiled kernels' grid has a block row per 8 batch rows, at most
+    // 65535: a batch past that is an error naming the limit, before any
+    // launch.
+    let huge = LstmDims {
+        batch: 65_535 * 8 + 1,
+        ..ok
+    };
+    for err in [
+        l.fwd_step(&mut dev, huge, &bufs, 0).unwrap_err(),
+        l.bwd_step(&mut dev, huge, &bufs, 1).unwrap_err(),
+    ] {
+        assert!(err.to_string().contains("B <= 524280"), "{err}");
+    }
 }
 
 /// The instruction forms kernels/lstm.cu adds (tests/kernels/lstm_forms.cu),

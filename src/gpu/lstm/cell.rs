@@ -128,6 +128,8 @@ impl LstmLauncher {
         let Some(s) = self.step_sizes(Self::BWD, dims, t)? else {
             return Ok(());
         };
+        // Checked before the first launch, so a bad shape launches nothing.
+        let dh_grid = Self::tile_grid(Self::DH, dims)?;
         let (h, g) = (dims.hidden, 4 * dims.hidden);
         let seq = bufs.dy != DevicePtr::NULL;
         let c_prev = dims.before(bufs.c, t, h, bufs.c0);
@@ -169,7 +171,7 @@ impl LstmLauncher {
             H: s.h,
             dh_prev: bufs.dh,
         };
-        args.launch(dev, Self::DH, Self::tile_grid(Self::DH, dims)?)
+        args.launch(dev, Self::DH, dh_grid)
     }
 
     /// `lstm_wgrad_bwd_f32`: one thread per output, each summing all T*B
