@@ -164,7 +164,7 @@ fn lstm_instruction_forms_match_rust() {
     );
     let (ow, of, ou) = (
         s.alloc(n * 40).unwrap(),
-        s.alloc(n * 4).unwrap(),
+        s.alloc(2 * n * 4).unwrap(),
         s.alloc(n * 4).unwrap(),
     );
     s.launch(
@@ -184,7 +184,7 @@ fn lstm_instruction_forms_match_rust() {
     )
     .unwrap();
     let mut rw = vec![0u64; n * 5];
-    let mut rf = vec![0f32; n];
+    let mut rf = vec![0f32; 2 * n];
     let mut ru = vec![0u32; n];
     s.read(ow, bytemuck::cast_slice_mut(&mut rw)).unwrap();
     s.read(of, bytemuck::cast_slice_mut(&mut rf)).unwrap();
@@ -200,6 +200,7 @@ fn lstm_instruction_forms_match_rust() {
         ];
         assert_eq!(rw[i * 5..i * 5 + 5], want, "u64 forms, element {i}");
         assert_eq!(rf[i].to_bits(), (1.0 / a[i]).to_bits(), "rcp.rn {i}");
+        assert_eq!(rf[n + i].to_bits(), a[i].to_bits(), "ld.v4 {i}");
         assert_eq!(ru[i], u[2 * i].min(u[2 * i + 1]), "min.u32 {i}");
     }
 }

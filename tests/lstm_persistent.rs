@@ -429,6 +429,58 @@ fn simulated_cost_per_step_at_the_keras_shape() {
     }
 }
 
+/// What one step of the per-step path (the recurrence above H = 128) costs
+/// on the simulator at H = 256: thread-instructions per launch, per thread
+/// (about what each warp issues) and per multiply-add of the recurrent
+/// product, for the tiled forward, the cell backward and the tiled
+/// `lstm_dh_bwd_f32`. B = 8 is one block row of the tiled kernels, as each
+/// block has at B = 128. A measurement: `cargo test --release --test
+/// lstm_persistent simulated_cost_of_the_per_step -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn simulated_cost_of_the_per_step_kernels_at_h256() {
+    if !ptx::BUILT_WITH_KERNELS {
+        println!("SKIPPED: built without kernels");
+        return;
+    }
+    let (h, b) = (256, 8);
+    let shape = Shape {
+        vocab: 57,
+        hidden: h,
+        batch: b,
+        seq_len: 2,
+    };
+    let mut stream = RngStream::new(5, Purpose::Sample, 5);
+    let case = Case::random(shape, &mut stream).unwrap();
+    let mut dev = SimDevice::new(0);
+    let dims = case.lstm_dims();
+    let l = launcher(LstmPath::PerStep, None);
+    let mut bufs = upload(&mut dev, &case);
+    bufs.dc = dev.upload_new_f32(&vec![0.0; b * h]).unwrap();
+    l.fwd_step(&mut dev, dims, &bufs, 0).unwrap();
+    dev.take_kernel_counts();
+    l.fwd_step(&mut dev, dims, &bufs, 1).unwrap();
+    l.bwd_step(&mut dev, dims, &bufs, 1).unwrap();
+    let macs = (b * h * 4 * h) as f64;
+    for k in dev.take_kernel_counts() {
+        let per_mac = match k.kernel.as_str() {
+            "lstm_cell_bwd_f32" => "-".to_string(),
+            _ => format!("{:.3}", k.instructions as f64 / macs),
+        };
+        println!(
+            "{}: {} launch(es), {} threads, {} thread-instructions, {} per thread, {} per multiply-add",
+            k.kernel,
+            k.launches,
+            k.threads,
+            k.instructions,
+            k.instructions / k.threads.max(1),
+            per_mac
+        );
+    }
+    dev.free(bufs.dc).unwrap();
+    free(&mut dev, &bufs);
+}
+
 /// The instruction forms the new kernels added (tests/kernels/persistent_forms.cu),
 /// checked against Rust; tests/sim_coverage.rs requires every form of
 /// kernels/ to have such a check.

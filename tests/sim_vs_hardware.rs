@@ -994,7 +994,8 @@ fn cases() -> Vec<Case> {
     });
 
     // lstm_forms: clz.b64, neg.s64, 64-bit compares, or.pred, rcp.rn.f32
-    // (correctly rounded: exact, subnormal results included), min.u32.
+    // (correctly rounded: exact, subnormal results included), min.u32,
+    // ld.global.nc.v4.f32 (out_f's second half: a read back as float4s).
     let n = 100;
     let w = common::lstm_forms_words(n);
     let a = f32s(n, 19, &F32_EDGES, -120, 120);
@@ -1010,7 +1011,7 @@ fn cases() -> Vec<Case> {
             input("a", &a),
             input("u", &u),
             output("out_w", 5 * n, exact(U64)),
-            output("out_f", n, exact(F32)),
+            output("out_f", 2 * n, exact(F32)),
             output("out_u", n, exact(U32)),
             Param::U32(n as u32),
         ],
