@@ -434,10 +434,12 @@ fn simulated_cost_per_step_at_the_keras_shape() {
 /// (about what each warp issues) and per multiply-add of the recurrent
 /// product, for the tiled forward, the cell backward and the tiled
 /// `lstm_dh_bwd_f32`. B = 8 is one block row of the tiled kernels, as each
-/// block has at B = 128. The counts are exact and repeatable, so they are
-/// held to bounds just above what the float4 weight loads give (2.07 and
-/// 3.01 per multiply-add; the scalar loads gave 4.18 and 4.86): a change
-/// that loses the fast loads fails here. Its table: `cargo test --release
+/// block has at B = 128, where there is about one block per SM: a step
+/// then lasts about as long as one warp's instruction stream, which is what
+/// the count per thread measures. The counts are exact and repeatable, so
+/// the per-thread ones are held to bounds just above the current design's
+/// (see `PER_THREAD`): a change that loses the float4 weight loads, or
+/// lengthens a warp's stream, fails here. Its table: `cargo test --release
 /// --test lstm_persistent simulated_cost_of_the_per_step -- --nocapture`.
 #[test]
 fn simulated_cost_of_the_per_step_kernels_at_h256() {
@@ -463,17 +465,21 @@ fn simulated_cost_of_the_per_step_kernels_at_h256() {
     dev.take_kernel_counts();
     l.fwd_step(&mut dev, dims, &bufs, 1).unwrap();
     l.bwd_step(&mut dev, dims, &bufs, 1).unwrap();
+    // PTX instructions per thread as measured; the bound is 5% above. Before,
+    // at this shape, with 4 rows a thread and 2 warps a block: 17,108 /
+    // 19,917 with scalar weight loads, 8,461 / 12,345 with float4s.
+    const PER_THREAD: [(&str, u64); 2] = [("lstm_cell_fwd_f32", 5057), ("lstm_dh_bwd_f32", 6538)];
     let macs = (b * h * 4 * h) as f64;
     for k in dev.take_kernel_counts() {
         let per_mac = k.instructions as f64 / macs;
-        let bound = match k.kernel.as_str() {
-            "lstm_cell_fwd_f32" => 2.2,
-            "lstm_dh_bwd_f32" => 3.2,
-            _ => f64::INFINITY,
-        };
+        let per_thread = k.instructions / k.threads.max(1);
+        let bound = PER_THREAD
+            .iter()
+            .find(|(name, _)| *name == k.kernel)
+            .map_or(u64::MAX, |(_, n)| n + n / 20);
         assert!(
-            per_mac <= bound,
-            "{}: {per_mac:.3} thread-instructions per multiply-add, above {bound}",
+            per_thread <= bound,
+            "{}: {per_thread} thread-instructions per thread, above {bound}",
             k.kernel
         );
         println!(
@@ -482,8 +488,8 @@ fn simulated_cost_of_the_per_step_kernels_at_h256() {
             k.launches,
             k.threads,
             k.instructions,
-            k.instructions / k.threads.max(1),
-            if bound.is_finite() {
+            per_thread,
+            if bound < u64::MAX {
                 format!("{per_mac:.3}")
             } else {
                 "-".into()
