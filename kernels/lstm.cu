@@ -1,8 +1,9 @@
 // The LSTM cell, one time step per launch, forward and backward (BPTT), and
 // the weight gradients: the device twin of src/cpu forward::recurrence and
-// backward::{recurrence_backward, weight_grads}. These per-step kernels are
-// the simple, obviously-right version; a persistent fast path is checked
-// against them later.
+// backward::{recurrence_backward, weight_grads}. They run the recurrence
+// where the persistent kernels (lstm_persistent.cu) do not fit (H > 128),
+// and both give the same bits, checked against each other and against the
+// CPU.
 //
 // Gate order along every 4H axis (Keras): i, f, c(g), o; q*H + j is gate q
 // of unit j.

@@ -42,9 +42,9 @@
 // arithmetic, dc carried in a register), thread (p, k) sums
 // dz[p*H + m] * R[k, p*H + m] over m (m < ms from shared memory, laid out
 // transposed so a warp reads consecutive k, then m >= ms from registers);
-// after a barrier thread k adds the four partial sums into dh_{t-1}[k]. The
-// sum runs in another order than lstm_dh_bwd_f32's (four partial sums), so
-// the backward agrees with the per-step kernels to rounding, not bit for bit.
+// after a barrier thread k adds the four partial sums into dh_{t-1}[k]
+// (((p0 + p1) + p2) + p3). lstm_dh_bwd_f32 sums in this order too, so the
+// backward gives the per-step kernels' bits (tests/lstm_persistent.rs).
 //
 // Two forms, one template flag (SEQ), so the window form's code is exactly
 // what it was before the sequence form existed (same PTX):
