@@ -31,7 +31,7 @@
 #   op         the bundle's lstm_op (benches/lstm_op.rs, LSTM_OP_DEVICE=cuda):
 #              ops::LstmCuda forward + backward on cudarc buffers against
 #              nn.LSTM on cuDNN (strict fp32) on the same tensors, N = 1, 2,
-#              H = 128, 256, one-hot and dense; fails when a result differs
+#              H = 128, 256, 512, one-hot and dense; fails when a result differs
 #              from PyTorch's by more than 1e-4 of its tensor's largest value
 #   profile    ncu (--clock-control none) over one training step's kernels,
 #              the persistent kernels' stall reasons, PyTorch's step, and
@@ -351,7 +351,7 @@ if want op; then
     RESULT[op]="FAIL (no lstm_op in the bundle)" SECS[op]=0
     MISSING+=("op: no lstm_op or bench_lstm_op.py in $BUNDLE (scripts/gpu-bundle.sh puts them there)")
   else
-    # One round of 20 runs a case, the 8 cases' PyTorch side in one Python
+    # One round of 20 runs a case, the 12 cases' PyTorch side in one Python
     # process (its start, torch and CUDA, costs seconds; the runs, ms).
     run op 90 env LSTM_OP_DEVICE=cuda LSTM_OP_ROUNDS=1 LSTM_OP_REPS=20 LSTM_OP_REQUIRE_TORCH=1 \
       CHARLSTM_PYTHON="$PY" LSTM_OP_SCRIPT="$BUNDLE/bench_lstm_op.py" "$BUNDLE/lstm_op"
