@@ -304,6 +304,29 @@ extern "C" __global__ void lstm_cell_dense_fwd_f32(const float* __restrict__ zx,
 // dy null: dh_t = dh (the window form); else dh_t = dh + dy, the gradient
 // arriving at this step from outside the recurrence (the sequence form; the
 // CPU's order). Overwrites dz [B, 4H] and dc_prev [B, H].
+// The cell backward of element (b, j) = idx of one step, given dh_t (dy
+// added) and dc_{t+1}: writes dz[b, 4 gates of j] and dc_prev[idx]. One
+// body for lstm_cell_bwd_f32 and the fused lstm_dh_cell_bwd_f32, so both
+// give the same bits.
+__device__ __forceinline__ void cell_bwd_at(const float* __restrict__ gates,
+                                            const float* __restrict__ c,
+                                            const float* __restrict__ c_prev, float dht,
+                                            float dc_next, unsigned b, unsigned j, unsigned H,
+                                            float* __restrict__ dz, float* dc_prev) {
+  const size_t G = 4 * (size_t)H, idx = (size_t)b * H + j;
+  const float* gr = gates + (size_t)b * G;
+  const float gi = gr[j], gf = gr[H + j], gg = gr[2 * H + j], go = gr[3 * H + j];
+  const float tc = tanhf(c[idx]);
+  const float cp = c_prev ? c_prev[idx] : 0.0f;
+  const float dc = dc_next + dht * go * (1.0f - tc * tc);
+  float* dzr = dz + (size_t)b * G;
+  dzr[j] = dc * gg * (gi * (1.0f - gi));
+  dzr[H + j] = dc * cp * (gf * (1.0f - gf));
+  dzr[2 * H + j] = dc * gi * (1.0f - gg * gg);
+  dzr[3 * H + j] = dht * tc * (go * (1.0f - go));
+  dc_prev[idx] = dc * gf;
+}
+
 extern "C" __global__ void lstm_cell_bwd_f32(const float* __restrict__ gates,
                                              const float* __restrict__ c,
                                              const float* __restrict__ c_prev,  // nullable
@@ -314,21 +337,10 @@ extern "C" __global__ void lstm_cell_bwd_f32(const float* __restrict__ gates,
                                              float* __restrict__ dz,
                                              float* dc_prev) {
   const size_t n = (size_t)B * H, stride = (size_t)gridDim.x * blockDim.x;
-  const size_t G = 4 * (size_t)H;
   for (size_t idx = (size_t)blockIdx.x * blockDim.x + threadIdx.x; idx < n; idx += stride) {
     const unsigned b = (unsigned)(idx / H), j = (unsigned)(idx % H);
-    const float* gr = gates + (size_t)b * G;
-    const float gi = gr[j], gf = gr[H + j], gg = gr[2 * H + j], go = gr[3 * H + j];
-    const float tc = tanhf(c[idx]);
-    const float cp = c_prev ? c_prev[idx] : 0.0f;
     const float dht = dy ? dh[idx] + dy[idx] : dh[idx];
-    const float dc = (dc_next ? dc_next[idx] : 0.0f) + dht * go * (1.0f - tc * tc);
-    float* dzr = dz + (size_t)b * G;
-    dzr[j] = dc * gg * (gi * (1.0f - gi));
-    dzr[H + j] = dc * cp * (gf * (1.0f - gf));
-    dzr[2 * H + j] = dc * gi * (1.0f - gg * gg);
-    dzr[3 * H + j] = dht * tc * (go * (1.0f - go));
-    dc_prev[idx] = dc * gf;
+    cell_bwd_at(gates, c, c_prev, dht, dc_next ? dc_next[idx] : 0.0f, b, j, H, dz, dc_prev);
   }
 }
 
@@ -339,10 +351,26 @@ extern "C" __global__ void lstm_cell_bwd_f32(const float* __restrict__ gates,
 // q*H + m0 + mm] (rows padded to LS_XB_STRIDE) and ws[mm*LS_WB_STRIDE +
 // q*LS_WB_Q + u] = R[k0 + u, q*H + m0 + mm], the weights as float4s where
 // the forward loads them so. Overwrites dh_prev.
-extern "C" __global__ void lstm_dh_bwd_f32(const float* __restrict__ dz,
-                                           const float* __restrict__ recurrent_kernel,
-                                           unsigned B, unsigned H,
-                                           float* __restrict__ dh_prev) {
+//
+// FUSED (lstm_dh_cell_bwd_f32, steps t = T-1 .. 1 of the per-step
+// backward): instead of writing dh_{t-1}, the thread that summed element
+// (b, k) of it runs step t-1's cell backward on it at once (cell_bwd_at,
+// the same bits as lstm_cell_bwd_f32): dh = dh_{t-1} (+ dy[b, k] of step
+// t-1 when dy is set), dc read and overwritten in place (dc_t in, dc_{t-1}
+// out, element (b, k) by its one thread), dz_prev [B, 4H] = dz of step
+// t-1, gates / c / c_prev step t-1's (c_prev null at t-1 = 0 without c0).
+// Every element a thread reads outside the tile's reduction is its own,
+// so blocks need nothing from each other within a launch; the next launch
+// reads dz_prev whole. A backward step is then one launch, not two.
+template <bool FUSED>
+__device__ __forceinline__ void lstm_dh_bwd(const float* __restrict__ dz,
+                                            const float* __restrict__ recurrent_kernel,
+                                            unsigned B, unsigned H, float* __restrict__ dh_prev,
+                                            const float* __restrict__ gates,
+                                            const float* __restrict__ c,
+                                            const float* __restrict__ c_prev,
+                                            const float* __restrict__ dy, float* dc,
+                                            float* __restrict__ dz_prev) {
   __shared__ __align__(16) float xs[LS_KC][LS_XB_STRIDE];  // [mm][q * LS_BLOCK_ROWS + row]
   __shared__ float ws[LS_KC * LS_WB_STRIDE];
   const size_t G = 4 * (size_t)H;
@@ -432,9 +460,39 @@ extern "C" __global__ void lstm_dh_bwd_f32(const float* __restrict__ dz,
 #pragma unroll
   for (int r = 0; r < LS_ROWS; ++r) {
     const unsigned b = rb + grp * LS_ROWS + r;
-    if (b < B && k < H)
-      dh_prev[(size_t)b * H + k] = ((acc[r][0] + acc[r][1]) + acc[r][2]) + acc[r][3];
+    if (b >= B || k >= H) continue;
+    const size_t idx = (size_t)b * H + k;
+    const float dh = ((acc[r][0] + acc[r][1]) + acc[r][2]) + acc[r][3];
+    if (!FUSED) {
+      dh_prev[idx] = dh;
+      continue;
+    }
+    const float dht = dy ? dh + dy[idx] : dh;
+    cell_bwd_at(gates, c, c_prev, dht, dc[idx], b, k, H, dz_prev, dc);
   }
+}
+
+extern "C" __global__ void lstm_dh_bwd_f32(const float* __restrict__ dz,
+                                           const float* __restrict__ recurrent_kernel,
+                                           unsigned B, unsigned H,
+                                           float* __restrict__ dh_prev) {
+  lstm_dh_bwd<false>(dz, recurrent_kernel, B, H, dh_prev, nullptr, nullptr, nullptr, nullptr,
+                     nullptr, nullptr);
+}
+
+// Step t of the per-step backward for t >= 1 (see FUSED above): dz = step
+// t's dz [B, 4H]; gates, c, c_prev (nullable), dy (nullable) step t-1's;
+// dc in-out [B, H]; overwrites dz_prev = step t-1's dz [B, 4H] and dc.
+extern "C" __global__ void lstm_dh_cell_bwd_f32(const float* __restrict__ dz,
+                                                const float* __restrict__ recurrent_kernel,
+                                                unsigned B, unsigned H,
+                                                const float* __restrict__ gates,
+                                                const float* __restrict__ c,
+                                                const float* __restrict__ c_prev,  // nullable
+                                                const float* __restrict__ dy,      // nullable
+                                                float* dc,
+                                                float* __restrict__ dz_prev) {
+  lstm_dh_bwd<true>(dz, recurrent_kernel, B, H, nullptr, gates, c, c_prev, dy, dc, dz_prev);
 }
 
 // All three LSTM weight gradients from the saved h, cls and dz of all T

@@ -5,8 +5,9 @@
 //!   the same order), at every rows-per-block and at H where the weights are
 //!   all in registers (H <= 24) or split between shared memory and registers;
 //! - so does the backward: dz of every step, and in the sequence form (h0,
-//!   c0, dy, dh_T, dc_T given) dh_{-1} and dc_{-1} (the per-step
-//!   `lstm_dh_bwd_f32` sums in the persistent kernel's order);
+//!   c0, dy, dh_T, dc_T given) dh_{-1} and dc_{-1}, the same bits from
+//!   `bwd_step` (two launches a step), the fused per-step chain (one) and
+//!   the persistent kernel (the per-step kernels sum dh in its order);
 //! - forward and backward against the f64 CPU reference (`cpu::trace`) with
 //!   the bounds of the per-step kernels (the selftest's checks);
 //! - the plan: which shapes fit, the fallback to the per-step kernels, and
@@ -166,13 +167,26 @@ fn forward_bit_identical<D: GpuDevice>(dev: &mut D, seed: u64, full: bool) {
     }
 }
 
+/// Which kernels run the recurrence's backward.
+#[derive(Clone, Copy, Debug)]
+enum Back {
+    /// The persistent backward, at this many rows per block.
+    Persistent(Option<usize>),
+    /// The per-step path as `LstmLauncher` runs it: `lstm_dh_cell_bwd_f32`,
+    /// one launch a step.
+    Fused,
+    /// `bwd_step` T times: `lstm_cell_bwd_f32` and `lstm_dh_bwd_f32`, two
+    /// launches a step.
+    Steps,
+}
+
 /// dz of every step and, in the sequence form (`seq`: the seed of its
 /// random h0, c0, dy, dh_T and dc_T), dh_{-1} and dc_{-1}, as bits, after
-/// `l`'s backward from the per-step forward's saved state.
+/// the backward `how` from the per-step forward's saved state.
 fn backward_bits<D: GpuDevice>(
     dev: &mut D,
     case: &Case,
-    l: LstmLauncher,
+    how: Back,
     seq: Option<u64>,
 ) -> Vec<Vec<u32>> {
     let (_, h, b, t) = case.shape.vhbt();
@@ -195,11 +209,20 @@ fn backward_bits<D: GpuDevice>(
     launcher(LstmPath::PerStep, None)
         .forward(dev, dims, &bufs)
         .unwrap();
-    match l.plan(dev, dims).unwrap() {
-        Some(plan) => plan.backward(dev, dims, &bufs).unwrap(),
-        None => (0..t)
-            .rev()
-            .for_each(|s| l.bwd_step(dev, dims, &bufs, s).unwrap()),
+    match how {
+        Back::Persistent(rows) => {
+            let l = launcher(LstmPath::Persistent, rows);
+            let plan = l.plan(dev, dims).unwrap().expect("the shape fits");
+            plan.backward(dev, dims, &bufs).unwrap()
+        }
+        Back::Fused => launcher(LstmPath::PerStep, None)
+            .recurrence_backward(dev, dims, &bufs)
+            .unwrap(),
+        Back::Steps => (0..t).rev().for_each(|s| {
+            launcher(LstmPath::PerStep, None)
+                .bwd_step(dev, dims, &bufs, s)
+                .unwrap()
+        }),
     }
     let mut outs = vec![(bufs.dz, t * b * 4 * h)];
     if seq.is_some() {
@@ -229,23 +252,24 @@ fn backward_bit_identical<D: GpuDevice>(dev: &mut D, seed: u64, full: bool) {
         };
         let case = Case::random(shape, &mut stream).unwrap();
         for seq in [None, Some(rng.next_u64())] {
-            let fast = launcher(LstmPath::Persistent, rows);
-            let want = backward_bits(dev, &case, launcher(LstmPath::PerStep, None), seq);
-            let got = backward_bits(dev, &case, fast, seq);
-            for (name, (g, w)) in ["dz", "dh_-1", "dc_-1"].iter().zip(got.iter().zip(&want)) {
-                let first = g.iter().zip(w).position(|(a, b)| a != b);
-                assert!(
-                    first.is_none(),
-                    "{shape} rows {rows:?} {}: {name}[{}] = {:e}, per-step {:e}",
-                    if seq.is_some() {
-                        "sequence form"
-                    } else {
-                        "window form"
-                    },
-                    first.unwrap(),
-                    f32::from_bits(g[first.unwrap()]),
-                    f32::from_bits(w[first.unwrap()])
-                );
+            let want = backward_bits(dev, &case, Back::Steps, seq);
+            for how in [Back::Fused, Back::Persistent(rows)] {
+                let got = backward_bits(dev, &case, how, seq);
+                for (name, (g, w)) in ["dz", "dh_-1", "dc_-1"].iter().zip(got.iter().zip(&want)) {
+                    let first = g.iter().zip(w).position(|(a, b)| a != b);
+                    assert!(
+                        first.is_none(),
+                        "{shape} {how:?} {}: {name}[{}] = {:e}, bwd_step {:e}",
+                        if seq.is_some() {
+                            "sequence form"
+                        } else {
+                            "window form"
+                        },
+                        first.unwrap(),
+                        f32::from_bits(g[first.unwrap()]),
+                        f32::from_bits(w[first.unwrap()])
+                    );
+                }
             }
         }
     }
@@ -464,14 +488,21 @@ fn simulated_cost_of_the_per_step_kernels_at_h256() {
     l.fwd_step(&mut dev, dims, &bufs, 0).unwrap();
     dev.take_kernel_counts();
     l.fwd_step(&mut dev, dims, &bufs, 1).unwrap();
+    // Two steps back: lstm_cell_bwd_f32 at t = 1, lstm_dh_cell_bwd_f32 (t = 1
+    // to 0); then bwd_step(1)'s lstm_dh_bwd_f32 alone, for comparison.
+    l.recurrence_backward(&mut dev, dims, &bufs).unwrap();
     l.bwd_step(&mut dev, dims, &bufs, 1).unwrap();
     // PTX instructions per thread as measured; the bound is 5% above. Before,
     // at this shape, with 4 rows a thread and 2 warps a block: 17,108 /
     // 19,917 with scalar weight loads, 8,461 / 12,345 with float4s.
-    const PER_THREAD: [(&str, u64); 2] = [("lstm_cell_fwd_f32", 5057), ("lstm_dh_bwd_f32", 6538)];
+    const PER_THREAD: [(&str, u64); 3] = [
+        ("lstm_cell_fwd_f32", 5057),
+        ("lstm_dh_bwd_f32", 6538),
+        ("lstm_dh_cell_bwd_f32", 6714),
+    ];
     let macs = (b * h * 4 * h) as f64;
     for k in dev.take_kernel_counts() {
-        let per_mac = k.instructions as f64 / macs;
+        let per_mac = k.instructions as f64 / k.launches as f64 / macs;
         let per_thread = k.instructions / k.threads.max(1);
         let bound = PER_THREAD
             .iter()

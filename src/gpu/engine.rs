@@ -18,8 +18,8 @@
 //!    (see [`super::lstm::LstmPath`]);
 //! 3. `head_fwd_bwd_f32` + `head_wgrad_bwd_f32`: loss (summed on the
 //!    device), dh_{T-1}, the dense gradients;
-//! 4. `lstm_persistent_bwd_f32` once, or `lstm_cell_bwd_f32` +
-//!    `lstm_dh_bwd_f32` x T; then the weight gradients;
+//! 4. `lstm_persistent_bwd_f32` once, or `lstm_cell_bwd_f32` once and
+//!    `lstm_dh_cell_bwd_f32` x (T - 1); then the weight gradients;
 //! 5. with `--clip-norm`, `grad_norm_clip_f32` (one block: the global norm,
 //!    then the scaling, in place); without it, nothing is launched;
 //! 6. `rmsprop_update_f32` over all parameters;

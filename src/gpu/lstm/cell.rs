@@ -8,7 +8,7 @@ use super::{LstmBuffers, LstmDims, LstmLauncher, Sizes};
 use crate::error::Result;
 use crate::gpu::contract::lstm::{
     LS_BLOCK_ROWS, LS_THREADS, LS_UNITS, LstmCellBwdF32, LstmCellDenseFwdF32, LstmCellFwdF32,
-    LstmDhBwdF32, LstmWgradBwdF32,
+    LstmDhBwdF32, LstmDhCellBwdF32, LstmWgradBwdF32,
 };
 use crate::gpu::device::{DeviceError, DevicePtr, GpuDevice, LaunchConfig, blocks_for};
 
@@ -117,7 +117,8 @@ impl LstmLauncher {
     /// dh_{t-1}. Sequence form (`dy` set): `dh` is the recurrent part of
     /// dh_t (dh_T at t = T-1), to which the cell adds `dy[t]`; `dc` is read
     /// at every step (dc_T at t = T-1); at t = 0 `dh` and `dc` become dh_{-1}
-    /// and dc_{-1}.
+    /// and dc_{-1}. Two launches a step; [`bwd_steps`](Self::bwd_steps) runs
+    /// all T steps with the same results in T - 1 fewer.
     pub fn bwd_step<D: GpuDevice>(
         &self,
         dev: &mut D,
@@ -130,9 +131,73 @@ impl LstmLauncher {
         };
         // Checked before the first launch, so a bad shape launches nothing.
         let dh_grid = Self::tile_grid(Self::DH, dims)?;
+        self.cell_bwd(dev, dims, bufs, t, s)?;
+        if t == 0 && bufs.dy == DevicePtr::NULL {
+            return Ok(()); // dh_{-1} is not needed in the window form
+        }
+        self.dh_bwd(dev, dims, bufs, t, s, dh_grid)
+    }
+
+    /// The whole per-step backward, steps T-1 down to 0, with
+    /// [`bwd_step`](Self::bwd_step)'s inputs and results (the same bits)
+    /// in T launches (T + 1 in the sequence form) instead of 2T: after step
+    /// T-1's cell backward, each `lstm_dh_cell_bwd_f32` launch sums dh_{t-1}
+    /// and runs step t-1's cell backward on it in the same threads; the
+    /// sequence form's dh_{-1} is one `lstm_dh_bwd_f32` at the end. `dh` is
+    /// read at T-1 and written only at t = 0 of the sequence form.
+    pub fn bwd_steps<D: GpuDevice>(
+        &self,
+        dev: &mut D,
+        dims: LstmDims,
+        bufs: &LstmBuffers,
+    ) -> Result<()> {
+        let Some(last) = dims.seq_len.checked_sub(1) else {
+            return Ok(());
+        };
+        let Some(s) = self.step_sizes(Self::BWD, dims, last)? else {
+            return Ok(());
+        };
+        let grid = Self::tile_grid(Self::DH_CELL, dims)?;
+        self.cell_bwd(dev, dims, bufs, last, s)?;
+        let (h, g) = (dims.hidden, 4 * dims.hidden);
+        for t in (1..dims.seq_len).rev() {
+            // dz step t (whole, from the launch before), recurrent_kernel; then step t-1's
+            // gates, c, c_prev (c0 or null at t-1 = 0), dy (null in the window form), dc in-out
+            // element-wise, dz of step t-1 written. One tile a block.
+            let args = LstmDhCellBwdF32 {
+                dz: dims.at(bufs.dz, t, g),
+                recurrent_kernel: bufs.recurrent_kernel,
+                B: s.b,
+                H: s.h,
+                gates: dims.at(bufs.gates, t - 1, g),
+                c: dims.at(bufs.c, t - 1, h),
+                c_prev: dims.before(bufs.c, t - 1, h, bufs.c0),
+                dy: match bufs.dy {
+                    DevicePtr::NULL => DevicePtr::NULL,
+                    dy => dims.at(dy, t - 1, h),
+                },
+                dc: bufs.dc,
+                dz_prev: dims.at(bufs.dz, t - 1, g),
+            };
+            args.launch(dev, Self::DH_CELL, grid)?;
+        }
+        if bufs.dy == DevicePtr::NULL {
+            return Ok(()); // dh_{-1} is not needed in the window form
+        }
+        self.dh_bwd(dev, dims, bufs, 0, s, grid)
+    }
+
+    /// `lstm_cell_bwd_f32` at step `t`: dz[t] and dc from `dh` (+ dy[t]).
+    fn cell_bwd<D: GpuDevice>(
+        &self,
+        dev: &mut D,
+        dims: LstmDims,
+        bufs: &LstmBuffers,
+        t: usize,
+        s: Sizes,
+    ) -> Result<()> {
         let (h, g) = (dims.hidden, 4 * dims.hidden);
         let seq = bufs.dy != DevicePtr::NULL;
-        let c_prev = dims.before(bufs.c, t, h, bufs.c0);
         let dc_next = if t + 1 == dims.seq_len && !seq {
             DevicePtr::NULL
         } else {
@@ -142,36 +207,44 @@ impl LstmLauncher {
             true => dims.at(bufs.dy, t, h),
             false => DevicePtr::NULL,
         };
-        let dz = dims.at(bufs.dz, t, g);
         // `gates` / `c` / `dz` / `dy` are step t of the t-major buffers (dy null in the window
         // form), c_prev step t-1 (c0 or null at t = 0); dc is read and written in place by the
         // same thread. Grid-stride over B*H.
         let args = LstmCellBwdF32 {
             gates: dims.at(bufs.gates, t, g),
             c: dims.at(bufs.c, t, h),
-            c_prev,
+            c_prev: dims.before(bufs.c, t, h, bufs.c0),
             dh: bufs.dh,
             dy,
             dc_next,
             B: s.b,
             H: s.h,
-            dz,
+            dz: dims.at(bufs.dz, t, g),
             dc_prev: bufs.dc,
         };
-        args.launch(dev, Self::BWD, self.step_grid(dims))?;
-        if t == 0 && !seq {
-            return Ok(()); // dh_{-1} is not needed in the window form
-        }
-        // Reads the dz[t] written just above (same stream, so ordered) and overwrites dh, which the
-        // cell launch above has finished reading. One tile a block.
+        args.launch(dev, Self::BWD, self.step_grid(dims))
+    }
+
+    /// `lstm_dh_bwd_f32` at step `t`: `dh` = dz[t] @ recurrent_kernel^T.
+    fn dh_bwd<D: GpuDevice>(
+        &self,
+        dev: &mut D,
+        dims: LstmDims,
+        bufs: &LstmBuffers,
+        t: usize,
+        s: Sizes,
+        grid: LaunchConfig,
+    ) -> Result<()> {
+        // Reads dz[t], written by the launch before (same stream, so ordered), and overwrites dh,
+        // which that launch has finished reading. One tile a block.
         let args = LstmDhBwdF32 {
-            dz,
+            dz: dims.at(bufs.dz, t, 4 * dims.hidden),
             recurrent_kernel: bufs.recurrent_kernel,
             B: s.b,
             H: s.h,
             dh_prev: bufs.dh,
         };
-        args.launch(dev, Self::DH, dh_grid)
+        args.launch(dev, Self::DH, grid)
     }
 
     /// `lstm_wgrad_bwd_f32`: one thread per output, each summing all T*B

@@ -251,6 +251,7 @@ impl Default for LstmLauncher {
 }
 
 /// The kernel-facing u32 sizes, checked.
+#[derive(Clone, Copy)]
 struct Sizes {
     b: u32,
     t: u32,
@@ -264,6 +265,7 @@ impl LstmLauncher {
     const DENSE_FWD: &'static str = "lstm_cell_dense_fwd_f32";
     const BWD: &'static str = "lstm_cell_bwd_f32";
     const DH: &'static str = "lstm_dh_bwd_f32";
+    const DH_CELL: &'static str = "lstm_dh_cell_bwd_f32";
     const WGRAD: &'static str = "lstm_wgrad_bwd_f32";
 
     fn sizes(&self, kernel: &'static str, dims: LstmDims) -> Result<Sizes> {
@@ -365,13 +367,27 @@ impl LstmLauncher {
         self.reference_wgrad(dev, dims, bufs, s)
     }
 
-    /// The whole backward: steps T-1..0, one persistent launch or 2T - 1
-    /// (window form) / 2T (sequence form) per-step launches, then
-    /// [`wgrad`](Self::wgrad). Window form: `dh` must hold dh_{T-1} from
-    /// the head; the per-step path leaves scratch in `dh` and `dc`, the
-    /// persistent one leaves them as they were. Sequence form (`dy` set):
-    /// `dh`, `dc` hold dh_T, dc_T and get dh_{-1}, dc_{-1} on both paths.
+    /// The whole backward: [`recurrence_backward`](Self::recurrence_backward),
+    /// then [`wgrad`](Self::wgrad).
     pub fn backward<D: GpuDevice>(
+        &self,
+        dev: &mut D,
+        dims: LstmDims,
+        bufs: &LstmBuffers,
+    ) -> Result<()> {
+        self.recurrence_backward(dev, dims, bufs)?;
+        self.wgrad(dev, dims, bufs)
+    }
+
+    /// The recurrence's backward, steps T-1..0: dz of every step (and the
+    /// sequence form's dh_{-1}, dc_{-1}), one persistent launch or T (window
+    /// form) / T + 1 (sequence form) per-step launches
+    /// ([`bwd_steps`](Self::bwd_steps)). Window form: `dh` must hold
+    /// dh_{T-1} from the head; the per-step path leaves scratch in `dc`,
+    /// the persistent one leaves `dh` and `dc` as they were. Sequence form
+    /// (`dy` set): `dh`, `dc` hold dh_T, dc_T and get dh_{-1}, dc_{-1} on
+    /// both paths.
+    pub fn recurrence_backward<D: GpuDevice>(
         &self,
         dev: &mut D,
         dims: LstmDims,
@@ -380,11 +396,8 @@ impl LstmLauncher {
         self.sizes(Self::BWD, dims)?;
         bufs.check_backward(Self::BWD)?;
         match self.plan(dev, dims)? {
-            Some(plan) => plan.backward(dev, dims, bufs)?,
-            None => (0..dims.seq_len)
-                .rev()
-                .try_for_each(|t| self.bwd_step(dev, dims, bufs, t))?,
+            Some(plan) => plan.backward(dev, dims, bufs),
+            None => self.bwd_steps(dev, dims, bufs),
         }
-        self.wgrad(dev, dims, bufs)
     }
 }

@@ -7,7 +7,7 @@
 //! | [`check_grad_clip`] | `grad_norm_clip_f32` | `cpu::clip_grad_norm::<f32>` |
 //! | [`check_head`] | `head_fwd_bwd_f32`, `head_wgrad_bwd_f32` | `cpu::trace::<f64>` |
 //! | [`check_lstm_forward`] | `lstm_cell_fwd_f32` over T steps | `cpu::trace::<f64>` |
-//! | [`check_lstm_backward`] | `lstm_cell_bwd_f32`, `lstm_dh_bwd_f32`, `lstm_wgrad_bwd_f32`, `wgrad_{rk,cls}_partial_f32`, `wgrad_reduce_f32` | `cpu::trace::<f64>` |
+//! | [`check_lstm_backward`] | `lstm_cell_bwd_f32`, `lstm_dh_cell_bwd_f32`, `lstm_wgrad_bwd_f32`, `wgrad_{rk,cls}_partial_f32`, `wgrad_reduce_f32` | `cpu::trace::<f64>` |
 //!
 //! The head and the backward are fed the reference's own inputs (h_{T-1};
 //! the forward state and dh_{T-1}), rounded to f32, not the device's
@@ -324,7 +324,10 @@ fn lstm_kernel_names<D: GpuDevice>(
 ) -> Result<(&'static str, &'static str)> {
     Ok(match launcher.plan(dev, dims)? {
         Some(plan) => plan.kernels(),
-        None => ("lstm_cell_fwd_f32", "lstm_cell_bwd_f32 + lstm_dh_bwd_f32"),
+        None => (
+            "lstm_cell_fwd_f32",
+            "lstm_cell_bwd_f32 + lstm_dh_cell_bwd_f32",
+        ),
     })
 }
 

@@ -10,7 +10,7 @@
 //! | [`check_sequence`] forward | `lstm_persistent*_seq_fwd_f32` or `lstm_cell_fwd_f32` from h0, c0 | `ops::Lstm::forward::<f64>` |
 //! | head | `head_rows_fwd_bwd_f32`, `head_wgrad_bwd_f32`, `loss_rows_sum_f32` over T*B rows | [`head_rows`] |
 //! | bookkeeping | `batch_stream_targets_u32`, `stream_state_carry_f32` | the corpus; the saved state (exact) |
-//! | backward | `lstm_persistent*_seq_bwd_f32` or `lstm_cell_bwd_f32` + `lstm_dh_bwd_f32` with dy; `lstm_wgrad_bwd_f32` and the fast path with h0 | `ops::Lstm::backward::<f64>` |
+//! | backward | `lstm_persistent*_seq_bwd_f32` or `lstm_cell_bwd_f32` + `lstm_dh_cell_bwd_f32` + `lstm_dh_bwd_f32` with dy; `lstm_wgrad_bwd_f32` and the fast path with h0 | `ops::Lstm::backward::<f64>` |
 //!
 //! As in `kernels.rs`, each stage is fed the reference's own inputs
 //! (rounded to f32) where the reference exposes them, so a failing row names
@@ -210,7 +210,10 @@ pub fn check_sequence<D: GpuDevice>(
         };
         let (fwd, bwd) = match plan {
             Some(plan) => plan.kernels_for(true, true),
-            None => ("lstm_cell_fwd_f32", "lstm_cell_bwd_f32 + lstm_dh_bwd_f32"),
+            None => (
+                "lstm_cell_fwd_f32",
+                "lstm_cell_bwd_f32 + lstm_dh_cell_bwd_f32 + lstm_dh_bwd_f32",
+            ),
         };
         launcher.forward(dev, dims, &lb)?;
         dev.synchronize()?;
