@@ -122,6 +122,35 @@ static_assert(LS_XF_STRIDE >= LS_BLOCK_ROWS && LS_XF_STRIDE % 4 == 0 &&
 #define LS_X_BWD (4 * LS_BLOCK_ROWS * LS_KC / LS_THREADS)
 #define LS_W (4 * LS_UNITS * LS_KC / LS_THREADS)
 
+// The chunk loop of both tiled kernels: chunk c's values are fetched into
+// registers (fetch(k0)) while chunk c-1 is multiplied, stored to shared
+// memory between two barriers (store()), then multiplied (step(kk) for
+// each staged index, in order, the last chunk cut at H).
+template <class Fetch, class Store, class Step>
+__device__ __forceinline__ void staged_chunks(unsigned H, Fetch fetch, Store store, Step step) {
+  fetch(0u);
+  for (unsigned k0 = 0; k0 < H; k0 += LS_KC) {
+    __syncthreads();  // every thread is done reading the previous chunk
+    store();
+    __syncthreads();
+    if (k0 + LS_KC < H) fetch(k0 + LS_KC);  // in flight during the FMAs below
+    if (H - k0 >= LS_KC) {
+#pragma unroll
+      for (unsigned kk = 0; kk < LS_KC; ++kk) step(kk);
+    } else {
+      for (unsigned kk = 0; kk < H - k0; ++kk) step(kk);
+    }
+  }
+}
+
+// dst[0..4) = the four lanes of v (a float4 weight load into prefetch registers).
+__device__ __forceinline__ void unpack4(float* dst, float4 v) {
+  dst[0] = v.x;
+  dst[1] = v.y;
+  dst[2] = v.z;
+  dst[3] = v.w;
+}
+
 // One step forward. h_prev / c_prev null means zeros (t = 0). Thread (b, j)
 // writes gates[b, q*H + j] for q = 0..3, c[b, j], h[b, j]; thread (b, 0) also
 // writes cls[b]. DENSE (lstm_cell_dense_fwd_f32, a layer above the first):
@@ -179,12 +208,8 @@ __device__ __forceinline__ void lstm_cell_fwd(const unsigned long long* __restri
 #pragma unroll
         for (int i = 0; i < LS_W / 4; ++i) {
           const unsigned v = tid + i * LS_THREADS, row = v / (LS_UNITS / 4);
-          const float4 w = *(const float4*)(recurrent_kernel + (size_t)(k0 + row / 4) * G +
-                                            row % 4 * H + j0 + v % (LS_UNITS / 4) * 4);
-          pw[4 * i] = w.x;
-          pw[4 * i + 1] = w.y;
-          pw[4 * i + 2] = w.z;
-          pw[4 * i + 3] = w.w;
+          unpack4(pw + 4 * i, *(const float4*)(recurrent_kernel + (size_t)(k0 + row / 4) * G +
+                                               row % 4 * H + j0 + v % (LS_UNITS / 4) * 4));
         }
         return;
       }
@@ -205,9 +230,7 @@ __device__ __forceinline__ void lstm_cell_fwd(const unsigned long long* __restri
         for (int r = 0; r < LS_ROWS; ++r) acc[r][q] += hr[r] * w;
       }
     };
-    fetch(0);
-    for (unsigned k0 = 0; k0 < H; k0 += LS_KC) {
-      __syncthreads();  // every thread is done reading the previous chunk
+    auto store = [&]() {
 #pragma unroll
       for (int i = 0; i < LS_X_FWD; ++i) {
         const unsigned e = tid + i * LS_THREADS;
@@ -222,15 +245,8 @@ __device__ __forceinline__ void lstm_cell_fwd(const unsigned long long* __restri
 #pragma unroll
         for (int i = 0; i < LS_W; ++i) ws[tid + i * LS_THREADS] = pw[i];
       }
-      __syncthreads();
-      if (k0 + LS_KC < H) fetch(k0 + LS_KC);  // in flight during the FMAs below
-      if (H - k0 >= LS_KC) {
-#pragma unroll
-        for (unsigned kk = 0; kk < LS_KC; ++kk) step(kk);
-      } else {
-        for (unsigned kk = 0; kk < H - k0; ++kk) step(kk);
-      }
-    }
+    };
+    staged_chunks(H, fetch, store, step);
   }
 
 #pragma unroll
@@ -399,12 +415,8 @@ __device__ __forceinline__ void lstm_dh_bwd(const float* __restrict__ dz,
 #pragma unroll
       for (int i = 0; i < LS_W / 4; ++i) {
         const unsigned v = tid + i * LS_THREADS, rest = v / (LS_KC / 4);
-        const float4 w = *(const float4*)(recurrent_kernel + (size_t)(k0 + rest / 4) * G +
-                                          rest % 4 * H + m0 + v % (LS_KC / 4) * 4);
-        pw[4 * i] = w.x;
-        pw[4 * i + 1] = w.y;
-        pw[4 * i + 2] = w.z;
-        pw[4 * i + 3] = w.w;
+        unpack4(pw + 4 * i, *(const float4*)(recurrent_kernel + (size_t)(k0 + rest / 4) * G +
+                                             rest % 4 * H + m0 + v % (LS_KC / 4) * 4));
       }
       return;
     }
@@ -425,9 +437,7 @@ __device__ __forceinline__ void lstm_dh_bwd(const float* __restrict__ dz,
       for (int r = 0; r < LS_ROWS; ++r) acc[r][q] += d[r] * w;
     }
   };
-  fetch(0);
-  for (unsigned m0 = 0; m0 < H; m0 += LS_KC) {
-    __syncthreads();  // every thread is done reading the previous chunk
+  auto store = [&]() {
 #pragma unroll
     for (int i = 0; i < LS_X_BWD; ++i) {
       const unsigned e = tid + i * LS_THREADS;
@@ -448,15 +458,8 @@ __device__ __forceinline__ void lstm_dh_bwd(const float* __restrict__ dz,
         ws[e % LS_KC * LS_WB_STRIDE + e / LS_KC % 4 * LS_WB_Q + e / (4 * LS_KC)] = pw[i];
       }
     }
-    __syncthreads();
-    if (m0 + LS_KC < H) fetch(m0 + LS_KC);  // in flight during the FMAs below
-    if (H - m0 >= LS_KC) {
-#pragma unroll
-      for (unsigned mm = 0; mm < LS_KC; ++mm) step(mm);
-    } else {
-      for (unsigned mm = 0; mm < H - m0; ++mm) step(mm);
-    }
-  }
+  };
+  staged_chunks(H, fetch, store, step);
 #pragma unroll
   for (int r = 0; r < LS_ROWS; ++r) {
     const unsigned b = rb + grp * LS_ROWS + r;

@@ -139,17 +139,27 @@ fn shapes(rng: &mut Rng, full: bool) -> Vec<(usize, usize, usize, usize, Option<
     v
 }
 
+/// A random case at each of [`shapes`], with its rows per block.
+fn cases(rng: &mut Rng, stream: &mut RngStream, full: bool) -> Vec<(Case, Option<usize>)> {
+    shapes(rng, full)
+        .into_iter()
+        .map(|(vocab, hidden, batch, seq_len, rows)| {
+            let shape = Shape {
+                vocab,
+                hidden,
+                batch,
+                seq_len,
+            };
+            (Case::random(shape, stream).unwrap(), rows)
+        })
+        .collect()
+}
+
 fn forward_bit_identical<D: GpuDevice>(dev: &mut D, seed: u64, full: bool) {
     let mut rng = Rng(seed);
     let mut stream = RngStream::new(seed, Purpose::Sample, 1);
-    for (vocab, hidden, batch, seq_len, rows) in shapes(&mut rng, full) {
-        let shape = Shape {
-            vocab,
-            hidden,
-            batch,
-            seq_len,
-        };
-        let case = Case::random(shape, &mut stream).unwrap();
+    for (case, rows) in cases(&mut rng, &mut stream, full) {
+        let shape = case.shape;
         let fast = launcher(LstmPath::Persistent, rows);
         assert!(fast.plan(dev, case.lstm_dims()).unwrap().is_some());
         let want = forward_bits(dev, &case, launcher(LstmPath::PerStep, None));
@@ -243,14 +253,8 @@ fn backward_bits<D: GpuDevice>(
 fn backward_bit_identical<D: GpuDevice>(dev: &mut D, seed: u64, full: bool) {
     let mut rng = Rng(seed ^ 0xb4c4);
     let mut stream = RngStream::new(seed, Purpose::Sample, 3);
-    for (vocab, hidden, batch, seq_len, rows) in shapes(&mut rng, full) {
-        let shape = Shape {
-            vocab,
-            hidden,
-            batch,
-            seq_len,
-        };
-        let case = Case::random(shape, &mut stream).unwrap();
+    for (case, rows) in cases(&mut rng, &mut stream, full) {
+        let shape = case.shape;
         for seq in [None, Some(rng.next_u64())] {
             let want = backward_bits(dev, &case, Back::Steps, seq);
             for how in [Back::Fused, Back::Persistent(rows)] {
@@ -278,14 +282,7 @@ fn backward_bit_identical<D: GpuDevice>(dev: &mut D, seed: u64, full: bool) {
 fn against_cpu<D: GpuDevice>(dev: &mut D, seed: u64, full: bool) {
     let mut rng = Rng(seed ^ 0x5eed);
     let mut stream = RngStream::new(seed, Purpose::Sample, 2);
-    for (vocab, hidden, batch, seq_len, rows) in shapes(&mut rng, full) {
-        let shape = Shape {
-            vocab,
-            hidden,
-            batch,
-            seq_len,
-        };
-        let case = Case::random(shape, &mut stream).unwrap();
+    for (case, rows) in cases(&mut rng, &mut stream, full) {
         let l = launcher(LstmPath::Persistent, rows);
         let mut out = check_lstm_forward_with(dev, &case, l).unwrap();
         out.extend(check_lstm_backward_with(dev, &case, l).unwrap());

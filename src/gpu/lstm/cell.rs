@@ -172,10 +172,7 @@ impl LstmLauncher {
                 gates: dims.at(bufs.gates, t - 1, g),
                 c: dims.at(bufs.c, t - 1, h),
                 c_prev: dims.before(bufs.c, t - 1, h, bufs.c0),
-                dy: match bufs.dy {
-                    DevicePtr::NULL => DevicePtr::NULL,
-                    dy => dims.at(dy, t - 1, h),
-                },
+                dy: dims.at_or_null(bufs.dy, t - 1, h),
                 dc: bufs.dc,
                 dz_prev: dims.at(bufs.dz, t - 1, g),
             };
@@ -197,15 +194,10 @@ impl LstmLauncher {
         s: Sizes,
     ) -> Result<()> {
         let (h, g) = (dims.hidden, 4 * dims.hidden);
-        let seq = bufs.dy != DevicePtr::NULL;
-        let dc_next = if t + 1 == dims.seq_len && !seq {
+        let dc_next = if t + 1 == dims.seq_len && bufs.dy == DevicePtr::NULL {
             DevicePtr::NULL
         } else {
             bufs.dc
-        };
-        let dy = match seq {
-            true => dims.at(bufs.dy, t, h),
-            false => DevicePtr::NULL,
         };
         // `gates` / `c` / `dz` / `dy` are step t of the t-major buffers (dy null in the window
         // form), c_prev step t-1 (c0 or null at t = 0); dc is read and written in place by the
@@ -215,7 +207,7 @@ impl LstmLauncher {
             c: dims.at(bufs.c, t, h),
             c_prev: dims.before(bufs.c, t, h, bufs.c0),
             dh: bufs.dh,
-            dy,
+            dy: dims.at_or_null(bufs.dy, t, h),
             dc_next,
             B: s.b,
             H: s.h,

@@ -194,6 +194,15 @@ impl LstmDims {
         buf.offset(t * self.step_bytes(width))
     }
 
+    /// [`at`](Self::at) of an optional buffer: NULL stays NULL (`dy` in the
+    /// window form).
+    pub fn at_or_null(&self, buf: DevicePtr, t: usize, width: usize) -> DevicePtr {
+        match buf {
+            DevicePtr::NULL => DevicePtr::NULL,
+            buf => self.at(buf, t, width),
+        }
+    }
+
     /// Pointer to step `t - 1`, or `initial` at `t = 0` (the initial
     /// state; NULL, zeros for the kernels, in the window form).
     pub fn before(&self, buf: DevicePtr, t: usize, width: usize, initial: DevicePtr) -> DevicePtr {
