@@ -193,7 +193,7 @@ for (i, k, g, b), m in sorted(seen.items()):
     done
     if [[ -s $WORK/profile-stack.txt ]]; then
       echo
-      echo "== profile-stack (ncu durations, informational: the first 600 launches of bench --layers 2 --hidden 256, summed by kernel; full CSV in gpu-check.tgz) =="
+      echo "== profile-stack (ncu durations, informational: the first 300 launches of bench --layers 2 --hidden 256 (about one training step), summed by kernel; full CSV in gpu-check.tgz) =="
       "$PY" -c 'import csv, sys
 scale = {"ns": 1e-3, "nsecond": 1e-3, "us": 1.0, "usecond": 1.0, "ms": 1e3, "msecond": 1e3}
 by = {}
@@ -380,7 +380,7 @@ if want profile; then
     # The two-layer H = 256 step (per-step recurrence, no persistent kernel
     # fits): every launch's duration only (one ncu pass each), summed by
     # kernel in summary.txt, so the slowest kernel of that path is named.
-    run profile-stack 60 ncu --clock-control none --launch-count 600 \
+    run profile-stack 60 ncu --clock-control none --launch-count 300 \
       --metrics gpu__time_duration.sum --print-units base --csv --page details \
       "$BIN" bench --device cuda --corpus "$CORPUS" --layers 2 --hidden 256 --steps 1 \
       --slice-batches 1 --gen-length 2
