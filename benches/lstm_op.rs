@@ -14,19 +14,19 @@
 //! kernel rows; one-hot rows for PyTorch, which has no index input) and
 //! dense (random; both return dx then). f32, random weights, dY random at
 //! every step, no initial state, no dropout. The op is timed here (one
-//! warm-up, then the median of LSTM_OP_REPS runs, default 5; the best of LSTM_OP_ROUNDS such
-//! medians, default 3, each side's rounds alternating with the other's),
-//! through `forward_into` / `backward_into` reusing the buffers of the run
-//! before, as a training loop would (on a GPU: `LstmCuda::forward` /
-//! `backward` on device buffers allocated once, each run ended by a stream
-//! synchronisation; class indices go from the host, as that API takes
-//! them); then scripts/bench_lstm_op.py (LSTM_OP_SCRIPT to name another
-//! copy), one process a round for all the cases, times nn.LSTM the same
-//! way on the tensors this bench wrote, and
-//! reports the largest difference to the op's y and gradients (relative to
-//! the tensor's largest value), which checks the PyTorch weight mapping of
-//! docs/lstm-op.md as well. Both use LSTM_OP_THREADS threads (default 1)
-//! on the CPU.
+//! warm-up, then the median of LSTM_OP_REPS runs, default 5; the best of
+//! LSTM_OP_ROUNDS such medians, default 3, each side's rounds alternating
+//! with the other's), through `forward_into` / `backward_into` reusing the
+//! buffers of the run before, as a training loop would (on a GPU:
+//! `LstmCuda::forward` / `backward` on device buffers allocated once, each
+//! run ended by a stream synchronisation; class indices go from the host,
+//! as that API takes them); then scripts/bench_lstm_op.py (LSTM_OP_SCRIPT
+//! to name another copy), one process a round for all the cases, times
+//! nn.LSTM the same way on the tensors this bench wrote, and reports the
+//! largest difference to the op's y and gradients (relative to the tensor's
+//! largest value), which checks the PyTorch weight mapping of
+//! docs/lstm-op.md as well. Both use LSTM_OP_THREADS threads (default 1) on
+//! the CPU.
 //!
 //! Prints a table: each side's median in ms and PyTorch / ours (above 1 =
 //! the op is faster). Without a Python that has torch, the op's column

@@ -95,9 +95,10 @@
 #define LS_BLOCK_ROWS 8    // batch rows per block = LS_ROWS * LS_GROUPS
 #define LS_KC 32           // reduction indices staged per chunk
 // Row strides (floats) of the staged rows' operand: a multiple of 4 (16-byte
-// rows; a thread reads its rows as one float2) that is not a multiple of 32, so the
-// transposing store (consecutive threads, consecutive k / m) spreads over
-// 8 banks instead of 4 (forward, 8 rows) or 1 (backward, 4 x 8 rows).
+// rows, so a thread's float2 of rows is aligned) that is not a multiple of
+// 32, so the transposing store (consecutive threads, consecutive k / m)
+// spreads over 8 banks instead of 4 (forward, 8 rows) or 1 (backward, 4 x 8
+// rows).
 #define LS_XF_STRIDE 12    // forward: LS_BLOCK_ROWS + 4
 #define LS_XB_STRIDE 36    // backward: 4 * LS_BLOCK_ROWS + 4
 // The backward's staged weights, ws[mm * LS_WB_STRIDE + q * LS_WB_Q + u]:
@@ -314,12 +315,6 @@ extern "C" __global__ void lstm_cell_dense_fwd_f32(const float* __restrict__ zx,
                       h_prev, c_prev, gates, c, h, nullptr);
 }
 
-// One step backward through the cell. dc_next null means zero (t = T-1);
-// dc_next and dc_prev may be the same buffer (each thread reads its element
-// before writing it). c_prev null means zeros (t = 0, no initial state).
-// dy null: dh_t = dh (the window form); else dh_t = dh + dy, the gradient
-// arriving at this step from outside the recurrence (the sequence form; the
-// CPU's order). Overwrites dz [B, 4H] and dc_prev [B, H].
 // The cell backward of element (b, j) = idx of one step, given dh_t (dy
 // added) and dc_{t+1}: writes dz[b, 4 gates of j] and dc_prev[idx]. One
 // body for lstm_cell_bwd_f32 and the fused lstm_dh_cell_bwd_f32, so both
@@ -343,6 +338,12 @@ __device__ __forceinline__ void cell_bwd_at(const float* __restrict__ gates,
   dc_prev[idx] = dc * gf;
 }
 
+// One step backward through the cell. dc_next null means zero (t = T-1);
+// dc_next and dc_prev may be the same buffer (each thread reads its element
+// before writing it). c_prev null means zeros (t = 0, no initial state).
+// dy null: dh_t = dh (the window form); else dh_t = dh + dy, the gradient
+// arriving at this step from outside the recurrence (the sequence form; the
+// CPU's order). Overwrites dz [B, 4H] and dc_prev [B, H].
 extern "C" __global__ void lstm_cell_bwd_f32(const float* __restrict__ gates,
                                              const float* __restrict__ c,
                                              const float* __restrict__ c_prev,  // nullable

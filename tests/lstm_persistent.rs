@@ -216,23 +216,18 @@ fn backward_bits<D: GpuDevice>(
         None => bufs.dc = dev.upload_new_f32(&vec![0.0; b * h]).unwrap(),
     }
     extra.push(bufs.dc);
-    launcher(LstmPath::PerStep, None)
-        .forward(dev, dims, &bufs)
-        .unwrap();
+    let per_step = launcher(LstmPath::PerStep, None);
+    per_step.forward(dev, dims, &bufs).unwrap();
     match how {
         Back::Persistent(rows) => {
             let l = launcher(LstmPath::Persistent, rows);
             let plan = l.plan(dev, dims).unwrap().expect("the shape fits");
             plan.backward(dev, dims, &bufs).unwrap()
         }
-        Back::Fused => launcher(LstmPath::PerStep, None)
-            .recurrence_backward(dev, dims, &bufs)
-            .unwrap(),
-        Back::Steps => (0..t).rev().for_each(|s| {
-            launcher(LstmPath::PerStep, None)
-                .bwd_step(dev, dims, &bufs, s)
-                .unwrap()
-        }),
+        Back::Fused => per_step.recurrence_backward(dev, dims, &bufs).unwrap(),
+        Back::Steps => (0..t)
+            .rev()
+            .for_each(|s| per_step.bwd_step(dev, dims, &bufs, s).unwrap()),
     }
     let mut outs = vec![(bufs.dz, t * b * 4 * h)];
     if seq.is_some() {
@@ -453,8 +448,8 @@ fn simulated_cost_per_step_at_the_keras_shape() {
 /// What one step of the per-step path (the recurrence above H = 128) costs
 /// on the simulator at H = 256: thread-instructions per launch, per thread
 /// (about what each warp issues) and per multiply-add of the recurrent
-/// product, for the tiled forward, the cell backward and the tiled
-/// `lstm_dh_bwd_f32`. B = 8 is one block row of the tiled kernels, as each
+/// product, for the tiled forward, the cell backward, the tiled
+/// `lstm_dh_bwd_f32` and the fused `lstm_dh_cell_bwd_f32`. B = 8 is one block row of the tiled kernels, as each
 /// block has at B = 128, where there is about one block per SM: a step
 /// then lasts about as long as one warp's instruction stream, which is what
 /// the count per thread measures. The counts are exact and repeatable, so

@@ -1,5 +1,6 @@
 //! The per-step path of the LSTM: one launch of `kernels/lstm.cu` per time
-//! step, forward (`lstm_cell_fwd_f32`) and backward (`lstm_cell_bwd_f32` +
+//! step, forward (`lstm_cell_fwd_f32`) and backward (`lstm_cell_bwd_f32`
+//! once, then `lstm_dh_cell_bwd_f32`; `bwd_step`'s two-launch form uses
 //! `lstm_dh_bwd_f32`), and the reference weight gradients
 //! (`lstm_wgrad_bwd_f32`). The persistent kernels are checked against it;
 //! where they do not fit (H > 128), it is the recurrence.
@@ -19,7 +20,8 @@ impl LstmLauncher {
     }
 
     /// The tiled recurrent products (`lstm_cell_fwd_f32`,
-    /// `lstm_cell_dense_fwd_f32`, `lstm_dh_bwd_f32`): a block per
+    /// `lstm_cell_dense_fwd_f32`, `lstm_dh_bwd_f32`,
+    /// `lstm_dh_cell_bwd_f32`): a block per
     /// `LS_UNITS` units and `LS_BLOCK_ROWS` batch rows, `LS_THREADS`
     /// threads, no grid-stride (the grid covers B x H).
     fn tile_grid(kernel: &'static str, dims: LstmDims) -> Result<LaunchConfig> {
@@ -182,6 +184,15 @@ impl LstmLauncher {
             return Ok(()); // dh_{-1} is not needed in the window form
         }
         self.dh_bwd(dev, dims, bufs, 0, s, grid)
+    }
+
+    /// The kernels [`bwd_steps`](Self::bwd_steps) runs, as report rows name
+    /// them: the sequence form (`seq`, dy set) adds the final dh_{-1}.
+    pub fn per_step_backward_kernels(seq: bool) -> &'static str {
+        match seq {
+            true => "lstm_cell_bwd_f32 + lstm_dh_cell_bwd_f32 + lstm_dh_bwd_f32",
+            false => "lstm_cell_bwd_f32 + lstm_dh_cell_bwd_f32",
+        }
     }
 
     /// `lstm_cell_bwd_f32` at step `t`: dz[t] and dc from `dh` (+ dy[t]).

@@ -326,7 +326,7 @@ fn lstm_kernel_names<D: GpuDevice>(
         Some(plan) => plan.kernels(),
         None => (
             "lstm_cell_fwd_f32",
-            "lstm_cell_bwd_f32 + lstm_dh_cell_bwd_f32",
+            LstmLauncher::per_step_backward_kernels(false),
         ),
     })
 }

@@ -212,7 +212,7 @@ pub fn check_sequence<D: GpuDevice>(
             Some(plan) => plan.kernels_for(true, true),
             None => (
                 "lstm_cell_fwd_f32",
-                "lstm_cell_bwd_f32 + lstm_dh_cell_bwd_f32 + lstm_dh_bwd_f32",
+                LstmLauncher::per_step_backward_kernels(true),
             ),
         };
         launcher.forward(dev, dims, &lb)?;

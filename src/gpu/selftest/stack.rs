@@ -283,7 +283,7 @@ pub fn check_stack<D: GpuDevice>(
     };
     let bwd = |l: usize| match plan {
         Some(plan) => plan.kernels_for(seq, seq || l + 1 < n).1,
-        None => "lstm_cell_bwd_f32 + lstm_dh_cell_bwd_f32",
+        None => LstmLauncher::per_step_backward_kernels(seq || l + 1 < n),
     };
     let mut ws = StackWorkspace::default();
     let result = Buffers::scope(dev, |dev, bufs| {
