@@ -1,8 +1,9 @@
 //! Compiles every `kernels/*.cu` (and, with the `test-kernels` feature the
 //! tests turn on, the simulator's test kernels in `tests/kernels/*.cu`) to
-//! PTX with nvcc, assembles that PTX for sm_90 with
+//! PTX with nvcc (compute_90 for sources named `*_sm90.cu`, which use
+//! thread-block clusters), assembles that PTX for sm_90 with
 //! ptxas (reporting spills as warnings), and embeds both: the PTX as text
-//! (the simulator runs it) and a fatbin of sm_90 SASS + that same compute_80
+//! (the simulator runs it) and a fatbin of sm_90 SASS + that same
 //! PTX (the GPU loads it: the driver takes the SASS on an H100/H200 and
 //! JIT-compiles the PTX on any other GPU, so no process on a Hopper pays
 //! for JIT-compiling ~380 KB of unrolled PTX at start).
@@ -30,6 +31,19 @@ use std::process::Command;
 /// Hopper-only code is guarded by `__CUDA_ARCH__` in the sources.
 const PTX_ARCH: &str = "compute_80";
 const CHECK_ARCH: &str = "sm_90";
+/// A source whose name ends in `_sm90` is compiled to compute_90 PTX: it
+/// uses what only Hopper has (thread-block clusters, `__cluster_dims__`),
+/// which compute_80 PTX cannot express.
+const HOPPER_SUFFIX: &str = "_sm90";
+
+/// The PTX architecture of kernel source `stem`.
+fn ptx_arch(stem: &str) -> &'static str {
+    if stem.ends_with(HOPPER_SUFFIX) {
+        "compute_90"
+    } else {
+        PTX_ARCH
+    }
+}
 
 fn main() {
     for var in [
@@ -137,7 +151,12 @@ fn main() {
                 run(
                     fixed_layout(&nvcc)
                         .current_dir(&src_dir)
-                        .args(["--ptx", "-O3", &format!("-arch={PTX_ARCH}"), "-std=c++17"])
+                        .args([
+                            "--ptx",
+                            "-O3",
+                            &format!("-arch={}", ptx_arch(&stem)),
+                            "-std=c++17",
+                        ])
                         .args(["-I", ".", "-o", &name, &format!("{stem}.cu")]),
                     &format!("nvcc on {}", src.display()),
                 );
@@ -158,7 +177,7 @@ fn main() {
                                 ))
                                 .arg(format!(
                                     "--image3=kind=ptx,sm={},file={}",
-                                    sm_number(PTX_ARCH),
+                                    sm_number(ptx_arch(&stem)),
                                     ptx.display()
                                 )),
                             &format!("fatbinary on {stem}"),
@@ -516,15 +535,14 @@ fn contract_of(path: &Path) -> (String, Vec<String>) {
         rest = &rest[at + "extern \"C\" __global__ void".len()..];
         let open = rest.find('(').expect("kernel parameter list");
         let mut head = rest[..open].trim();
-        if head.starts_with("__launch_bounds__") {
-            // `__launch_bounds__(a, b) name(`: skip the bounds' parentheses.
-            let close = rest.find(')').expect("launch bounds");
+        rest = &rest[open..];
+        while head.starts_with("__launch_bounds__") || head.starts_with("__cluster_dims__") {
+            // `__launch_bounds__(a, b) name(`: skip the attribute's parentheses.
+            let close = rest.find(')').expect("the attribute's arguments");
             rest = &rest[close + 1..];
             let open2 = rest.find('(').expect("kernel parameter list");
             head = rest[..open2].trim();
             rest = &rest[open2..];
-        } else {
-            rest = &rest[open..];
         }
         let name = head.to_string();
         let close = rest.find(')').expect("end of kernel parameters");

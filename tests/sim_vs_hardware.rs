@@ -300,6 +300,26 @@ const EXCLUDED: &[(&str, &str, &str)] = &[
         "planted shfl.sync whose mask names lanes that do not exist: undefined behaviour",
     ),
     (
+        "cluster_forms_sm90",
+        "bug_cluster_no_barrier",
+        "planted race on another block's shared memory: its output is undefined",
+    ),
+    (
+        "cluster_forms_sm90",
+        "bug_cluster_rank",
+        "planted mapa to a rank outside the cluster: undefined behaviour, may fault",
+    ),
+    (
+        "cluster_forms_sm90",
+        "bug_cluster_early_exit",
+        "planted read of an exited block's shared memory: undefined behaviour, may fault",
+    ),
+    (
+        "cluster_forms_sm90",
+        "bug_cluster_wait_only",
+        "planted cluster barrier wait with no arrive: undefined behaviour, may hang",
+    ),
+    (
         "bugs",
         "bug_misaligned",
         "planted misaligned 16-byte load: a misaligned-address fault kills the CUDA context",
@@ -1057,6 +1077,37 @@ fn cases() -> Vec<Case> {
         params: vec![output("out", 64, exact(F32)), Param::U32(3), Param::U32(2)],
     });
 
+    // cluster_forms_sm90 (compute_90 PTX): the cluster special registers,
+    // another block's shared memory through mapa + ld/st.shared::cluster and
+    // through a generic address from mapa.u64, the cluster barrier; two
+    // clusters of 4 blocks each.
+    v.push(Case {
+        module: "cluster_forms_sm90",
+        kernel: "cluster_regs",
+        grid: 8,
+        block: 32,
+        shared_bytes: 0,
+        params: vec![output("out", 8 * 8, exact(U32))],
+    });
+    let x = f32s(8 * 64, 21, &F32_EDGES, -60, 60);
+    v.push(Case {
+        module: "cluster_forms_sm90",
+        kernel: "cluster_pull",
+        grid: 8,
+        block: 64,
+        shared_bytes: 0,
+        params: vec![input("in", &x), output("out", 8 * 128, exact(F32))],
+    });
+    let x = f32s(8 * 32, 22, &F32_EDGES, -60, 60);
+    v.push(Case {
+        module: "cluster_forms_sm90",
+        kernel: "cluster_gather",
+        grid: 8,
+        block: 32,
+        shared_bytes: 0,
+        params: vec![input("in", &x), output("out", 8 * 32, exact(F32))],
+    });
+
     // grid_barrier: a spin-wait across blocks, which needs every block resident
     // at once: 6 blocks of 64 threads are co-resident on any GPU (an H200 has
     // 132 SMs; one SM holds them all). Last in the table: if it ever hung, every
@@ -1396,13 +1447,21 @@ fn global_functions(src: &str) -> Vec<(String, bool)> {
         .map(|(at, _)| {
             let decl_start = code[..at].rfind([';', '}', '{']).map_or(0, |p| p + 1);
             let extern_c = code[decl_start..at].contains("extern \"C\"");
-            let head = &code[at..at + code[at..].find('(').expect("a parameter list")];
-            let name = head
-                .trim_end()
-                .rsplit(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-                .next()
-                .unwrap_or_default();
-            (name.to_string(), extern_c)
+            // The name is the identifier before the first `(` that does not
+            // open an attribute's arguments (`__cluster_dims__(4, 1, 1)`).
+            let mut from = at;
+            loop {
+                let open = from + code[from..].find('(').expect("a parameter list");
+                let name = code[from..open]
+                    .trim_end()
+                    .rsplit(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                    .next()
+                    .unwrap_or_default();
+                if !matches!(name, "__launch_bounds__" | "__cluster_dims__") {
+                    break (name.to_string(), extern_c);
+                }
+                from = open + code[open..].find(')').expect("the attribute's arguments") + 1;
+            }
         })
         .collect()
 }
@@ -1558,9 +1617,14 @@ fn rules_judge_as_documented() {
     assert_eq!(I32.ordinal(0xffff_ffff), -1);
     assert_eq!(
         global_functions(
-            "/* __global__ x( */ extern \"C\" __global__ void k1(int a) {}\n__global__ void k2(float* p);"
+            "/* __global__ x( */ extern \"C\" __global__ void k1(int a) {}\n__global__ void k2(float* p);\n\
+             extern \"C\" __global__ void __cluster_dims__(4, 1, 1) k3(int a) {}"
         ),
-        vec![("k1".to_string(), true), ("k2".to_string(), false)]
+        vec![
+            ("k1".to_string(), true),
+            ("k2".to_string(), false),
+            ("k3".to_string(), true)
+        ]
     );
 }
 

@@ -11,7 +11,7 @@ use crate::error::{Error, Result};
 pub struct Module {
     /// The file stem (`lstm` for `kernels/lstm.cu`).
     pub name: &'static str,
-    /// compute_80 PTX, as nvcc emitted it.
+    /// compute_80 PTX (compute_90 for `*_sm90.cu`), as nvcc emitted it.
     pub ptx: &'static str,
     /// sm_90 SASS assembled from `ptx` by ptxas, plus `ptx` itself.
     pub fatbin: Option<&'static [u8]>,

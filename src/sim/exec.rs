@@ -9,7 +9,7 @@
 use super::arith::setp;
 use super::num::*;
 use super::parse::{Bin, Op, Rnd, Space, Src, Ty};
-use super::{LOCAL_WIN, Launch, SHARED_WIN, Simulator, TState, half};
+use super::{CLUSTER_SHIFT, LOCAL_WIN, Launch, SHARED_WIN, Simulator, TState, half};
 use crate::error::Result;
 
 /// Runs `$body` once per set bit of `$mask` with `$t` the lane's slot.
@@ -259,6 +259,8 @@ impl<'k> Launch<'k> {
             | Op::Shfl { .. }
             | Op::Vote { .. }
             | Op::Fence { .. }
+            | Op::ClusterArrive
+            | Op::ClusterWait
             | Op::Exit => {
                 each!(w0, lanes & !on, |t| {
                     self.pc[t] = pc + 1;
@@ -405,6 +407,27 @@ impl<'k> Launch<'k> {
                 };
                 self.wr(t, *d, v);
             }
+            Op::Mapa {
+                generic,
+                d,
+                a,
+                rank,
+            } => {
+                let (a, rank) = (self.rd(t, *a), self.rd(t, *rank));
+                let win = if *generic { SHARED_WIN } else { 0 };
+                let bad = |what: &str| format!("mapa of {a:#x} to rank {rank}: {what}");
+                if rank >= u64::from(self.csize) {
+                    return Err(
+                        self.fail(t, bad(&format!("the cluster has {} blocks", self.csize)))
+                    );
+                }
+                let off = a.wrapping_sub(win);
+                if off >> CLUSTER_SHIFT > u64::from(self.csize) {
+                    return Err(self.fail(t, bad("not a shared-memory address")));
+                }
+                let mapped = (rank + 1) << CLUSTER_SHIFT | off & ((1 << CLUSTER_SHIFT) - 1);
+                self.wr(t, *d, win + mapped);
+            }
             Op::Bfe { ty, d, a, b, c } => {
                 let bits = ty.bytes() * 8;
                 let (a, pos, len) = (
@@ -476,6 +499,12 @@ impl<'k> Launch<'k> {
                 self.st[t] = TState::Warp;
                 return self.try_warp(t);
             }
+            Op::ClusterArrive => {
+                let released = self.cluster_arrive(t)?;
+                self.pc[t] = next;
+                return Ok(released);
+            }
+            Op::ClusterWait => return self.cluster_wait(t),
             Op::Fence { gpu } => {
                 if *gpu {
                     let b = self.block_of(t);
@@ -483,10 +512,11 @@ impl<'k> Launch<'k> {
                 }
             }
             Op::Exit => {
+                self.cluster_exit(t);
                 self.st[t] = TState::Done;
                 let b = self.block_of(t);
                 self.blocks[b].done += 1;
-                let mut rel = self.try_release_bar(b);
+                let mut rel = self.try_release_bar(b) | self.try_release_cluster(b);
                 // A lane waiting on a collective that names this one must now fail.
                 let w0 = t & !31;
                 for u in w0..w0 + 32 {

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use super::parse::{Kernel, Src, Sreg};
 use super::{
-    BlockSt, DEFAULT_SHARED_PER_BLOCK, Launch, LaunchStats, MAX_BLOCK, MAX_GRID,
+    BlockSt, DEFAULT_SHARED_PER_BLOCK, Launch, LaunchStats, MAX_BLOCK, MAX_CLUSTER, MAX_GRID,
     MAX_THREADS_PER_BLOCK, ParamValue, RESIDENT_THREADS, Simulator, err,
 };
 use crate::error::{Error, Result};
@@ -60,7 +60,10 @@ impl Simulator {
         }
         self.launch_id += 1;
         let nblocks = grid[0] as u64 * grid[1] as u64 * grid[2] as u64;
-        let per_wave = (RESIDENT_THREADS / tpb as u64).max(1);
+        // Clusters lie along x (checked), so a cluster is `csize`
+        // consecutive blocks, and a wave holds whole clusters.
+        let csize = k.cluster.map_or(1, |c| c[0]);
+        let per_wave = (RESIDENT_THREADS / tpb as u64 / u64::from(csize)).max(1) * u64::from(csize);
         let mut l = Launch {
             k,
             name: kernel,
@@ -76,6 +79,10 @@ impl Simulator {
             tps: tpb.next_multiple_of(32),
             blocks: (0..nblocks).map(|_| BlockSt::default()).collect(),
             shared: Vec::new(),
+            cshared: Vec::new(),
+            csize,
+            cl_pending: Vec::new(),
+            in_limbo: 0,
             first_block: 0,
             local: Vec::new(),
             launch_id: self.launch_id,
@@ -150,6 +157,34 @@ impl Simulator {
                 "block {block:?} is not the kernel's .reqntid {req:?}"
             ));
         }
+        if let Some(c) = k.cluster {
+            let n = c[0] * c[1] * c[2];
+            if n == 0 {
+                return refuse(format!("cluster dims {c:?} are empty"));
+            }
+            if n > MAX_CLUSTER {
+                return refuse(format!(
+                    "clusters of {n} blocks ({c:?}), more than the portable {MAX_CLUSTER} \
+                     (larger ones need the non-portable cluster attribute, which the \
+                     simulator does not model)"
+                ));
+            }
+            if let Some(axis) = (0..3).find(|&i| !grid[i].is_multiple_of(c[i])) {
+                return refuse(format!(
+                    "grid {grid:?} is not a whole number of clusters {c:?} along {}",
+                    ["x", "y", "z"][axis]
+                ));
+            }
+            if c[1] != 1 || c[2] != 1 {
+                return Err(err(
+                    kernel,
+                    format!(
+                        "clusters {c:?}: the simulator runs clusters along x only \
+                         (.reqnctapercluster N, 1, 1)"
+                    ),
+                ));
+            }
+        }
         let allowed = self.dynamic_shared_of(kernel, k);
         if shared_bytes > allowed {
             return refuse(format!(
@@ -220,6 +255,18 @@ impl<'k> Launch<'k> {
                     Sreg::Nctaid(i) => self.grid[i as usize] as u64,
                     Sreg::LaneId => (tl % 32) as u64,
                     Sreg::WarpId => (tl / 32) as u64,
+                    // Clusters lie along x (checked at launch).
+                    Sreg::ClusterCtarank => (b % self.csize) as u64,
+                    Sreg::ClusterNctarank => self.csize as u64,
+                    Sreg::ClusterCtaid(0) => (dim3(b, self.grid, 0) as u32 % self.csize) as u64,
+                    Sreg::ClusterCtaid(_) => 0,
+                    Sreg::ClusterNctaid(0) => self.csize as u64,
+                    Sreg::ClusterNctaid(_) => 1,
+                    Sreg::ClusterId(0) => (dim3(b, self.grid, 0) as u32 / self.csize) as u64,
+                    Sreg::ClusterId(i) => dim3(b, self.grid, i),
+                    Sreg::NclusterId(0) => (self.grid[0] / self.csize) as u64,
+                    Sreg::NclusterId(i) => self.grid[i as usize] as u64,
+                    Sreg::IsExplicitCluster => self.k.cluster.is_some() as u64,
                 }
             }
         }

@@ -3,7 +3,9 @@
 
 use super::parse::Space;
 use super::shadow::{Accessor, Entry, SPLIT};
-use super::{Acc, BlockSt, LOCAL_WIN, Launch, Region, SHARED_WIN, Simulator, WIN_SIZE};
+use super::{
+    Acc, BlockSt, CLUSTER_SHIFT, LOCAL_WIN, Launch, Region, SHARED_WIN, Simulator, WIN_SIZE,
+};
 use crate::error::{Error, Result};
 
 impl<'k> Launch<'k> {
@@ -20,8 +22,9 @@ impl<'k> Launch<'k> {
         val: u64,
     ) -> Result<u64> {
         let (space, a) = match space {
+            // The generic window holds the `.shared::cluster` one.
             Space::Generic if (SHARED_WIN..SHARED_WIN + WIN_SIZE).contains(&addr) => {
-                (Space::Shared, addr - SHARED_WIN)
+                (Space::Cluster, addr - SHARED_WIN)
             }
             Space::Generic if (LOCAL_WIN..LOCAL_WIN + WIN_SIZE).contains(&addr) => {
                 (Space::Local, addr - LOCAL_WIN)
@@ -52,16 +55,24 @@ impl<'k> Launch<'k> {
         // The place is named only when an access fails: formatting it on
         // every access cost more than the access.
         let (done, place) = match space {
-            Space::Shared => {
-                let r = &mut self.shared[me.block - self.first_block as usize];
-                if a + w as u64 > r.data.len() as u64 {
-                    let n = r.data.len();
-                    return Err(self.fail(t, format!("out-of-bounds shared-memory access of {w} bytes at shared address {a:#x} (the block has {n} bytes of shared memory)")));
+            Space::Shared | Space::Cluster => {
+                let (b, off) = self.shared_target(t, space, a, w)?;
+                if self.cl_pending[t] != 0 {
+                    return Err(self.fail(t, "shared-memory access between barrier.cluster.arrive and barrier.cluster.wait: the simulator's race check does not model accesses there (wait first)".into()));
                 }
-                (
-                    access(r, a, w, acc, val, Some((blocks, tpb, me))),
-                    Place::Shared,
-                )
+                let wb = b - self.first_block as usize;
+                let shadow = Some((&blocks[..], tpb, me));
+                let done = if self.csize > 1 {
+                    access(&mut self.cshared[wb], off, w, acc, val, shadow)
+                } else {
+                    access(&mut self.shared[wb], off, w, acc, val, shadow)
+                };
+                let place = if b == me.block {
+                    Place::Shared
+                } else {
+                    Place::SharedOf((b % self.csize as usize) as u32)
+                };
+                (done, place)
             }
             Space::Local => {
                 if t >= self.local.len() {
@@ -122,6 +133,46 @@ impl<'k> Launch<'k> {
         }
     }
 
+    /// The block (grid-wide) and offset of a `w`-byte shared access by
+    /// slot `t` at address `a` of `space` (`.shared`: the block's own;
+    /// `.shared::cluster`: any block's of the cluster, see
+    /// [`CLUSTER_SHIFT`]), bounds-checked.
+    pub(super) fn shared_target(
+        &self,
+        t: usize,
+        space: Space,
+        a: u64,
+        w: u32,
+    ) -> Result<(usize, u64)> {
+        let me = self.block_of(t);
+        let (b, off) = match (space, a >> CLUSTER_SHIFT) {
+            (Space::Cluster, r) if r > 0 => {
+                let rank = r - 1;
+                if rank >= u64::from(self.csize) {
+                    return Err(self.fail(t, format!("shared::cluster access at {a:#x}: rank {rank} is outside the cluster of {} blocks", self.csize)));
+                }
+                (
+                    self.cluster_of(me).start + rank as usize,
+                    a & ((1 << CLUSTER_SHIFT) - 1),
+                )
+            }
+            _ => (me, a),
+        };
+        if b != me && self.blocks[b].done == self.tpb {
+            return Err(self.fail(t, format!("shared::cluster access at {a:#x} to block rank {} of the cluster, which has exited: its shared memory is gone (a block whose shared memory others use must wait for them, e.g. a cluster barrier before it exits)", b % self.csize as usize)));
+        }
+        let n = self.shared_bytes as u64;
+        if off + w as u64 > n {
+            let whose = if b == me {
+                "the block".to_string()
+            } else {
+                format!("block rank {} of the cluster", b % self.csize as usize)
+            };
+            return Err(self.fail(t, format!("out-of-bounds shared-memory access of {w} bytes at shared address {a:#x} ({whose} has {n} bytes of shared memory)")));
+        }
+        Ok((b, off))
+    }
+
     /// The accessor `t` as the race shadow records it.
     #[inline(always)]
     pub(super) fn accessor(&self, t: usize) -> Accessor {
@@ -158,7 +209,7 @@ impl<'k> Launch<'k> {
         };
         self.fail(
             t,
-            format!("data race on {place} (byte offset {i}): this {verb} conflicts with a {kind} by {other} with no barrier (bar.sync in a block, gpu-scope fence across blocks) between them"),
+            format!("data race on {place} (byte offset {i}): this {verb} conflicts with a {kind} by {other} with no barrier between them (bar.sync in a block, barrier.cluster in a cluster, a gpu-scope fence across blocks)"),
         )
     }
 }
@@ -167,6 +218,8 @@ impl<'k> Launch<'k> {
 #[derive(Clone, Copy)]
 pub(super) enum Place {
     Shared,
+    /// Another block's, by its rank in the cluster.
+    SharedOf(u32),
     Local,
     Global(u64),
 }
@@ -175,6 +228,7 @@ impl std::fmt::Display for Place {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Place::Shared => f.write_str("shared"),
+            Place::SharedOf(r) => write!(f, "shared (block rank {r} of the cluster)"),
             Place::Local => f.write_str("local"),
             Place::Global(a) => write!(f, "global {a:#x}"),
         }

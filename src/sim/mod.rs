@@ -35,6 +35,23 @@
 //! `fence.*.gpu`) since — a heuristic that accepts fence-published data behind
 //! a grid barrier. Accesses that are all atomic never conflict.
 //!
+//! Thread-block clusters (`.reqnctapercluster`, `__cluster_dims__`; without
+//! it every block is a cluster of one, as on a GPU): a cluster is that many
+//! consecutive blocks along x, always resident together. A block reaches
+//! another's shared memory through `mapa` (`.shared::cluster` addresses are
+//! `(rank + 1) << 24 | offset`, the generic ones that plus the shared
+//! window) and `ld`/`st.shared::cluster` or generic accesses, with the same
+//! bounds, initialisation and race checks as its own, and fails on a rank
+//! outside the cluster or a block that has exited. The cluster barrier
+//! (`barrier.cluster.arrive` `.release`, `barrier.cluster.wait` `.acquire`)
+//! completes a phase when every thread of the cluster that has not exited
+//! has arrived; that moves every member block's barrier and fence epochs
+//! on, so it orders shared and global accesses within the cluster. A launch
+//! with clusters of several blocks keeps the full shadow entry for shared
+//! memory (the compact one has no room for another block's thread). The
+//! model cannot place a shared access made between a thread's arrive and its
+//! wait, so it refuses one.
+//!
 //! Implemented PTX (anything else is a parse error naming the instruction):
 //! - data movement: `mov` (incl. `{a, b}` pack/unpack), `ld`/`st` (global,
 //!   shared static and dynamic, local, param, generic; `.v2`/`.v4`; `.nc`),
@@ -56,9 +73,16 @@
 //!   calls; the call-sequence `{ }` scopes nvcc emits);
 //! - collectives as rendezvous: `bar.sync`/`barrier.sync` 0,
 //!   `bar.warp.sync`, `shfl.sync` (`up down bfly idx`), `vote.sync` (`all any
-//!   uni ballot`).
+//!   uni ballot`);
+//! - clusters (above): `%cluster_ctarank`, `%cluster_nctarank`,
+//!   `%clusterid`, `%nclusterid`, `%cluster_ctaid`, `%cluster_nctaid`,
+//!   `%is_explicit_cluster`; `mapa` (`.shared::cluster` and generic);
+//!   `ld`/`st.shared::cluster` (`.shared::cta` = `.shared`);
+//!   `barrier.cluster.arrive`/`.wait` (`.aligned`).
 //!
-//! Not supported: recursion and indirect calls, `.shared` inside a `.func`,
+//! Not supported: clusters along y or z, clusters sized at launch
+//! (`.maxclusterrank`) or above 8 blocks, `barrier.cluster.arrive.relaxed`,
+//! recursion and indirect calls, `.shared` inside a `.func`,
 //! module-scope `.global`/`.const` variables, named barriers other than 0,
 //! `setp` combining forms and packed `setp.*x2`, non-`.rn` f64 arithmetic and
 //! float `cvt`, `min/max.NaN`/`.xorsign`, float atomic `min/max`, half
@@ -108,12 +132,19 @@ pub const DEFAULT_SHARED_PER_BLOCK: u32 = 48 * 1024;
 pub const MAX_BLOCK: [u32; 3] = [1024, 1024, 64];
 /// Threads per block, all dimensions together.
 pub const MAX_THREADS_PER_BLOCK: u32 = 1024;
+/// Blocks in a thread-block cluster without the non-portable opt-in.
+pub const MAX_CLUSTER: u32 = 8;
 /// Grid dimensions (x, y, z).
 pub const MAX_GRID: [u32; 3] = [(1 << 31) - 1, 65535, 65535];
 const GLOBAL_BASE: u64 = 0x1_0000_0000;
 const SHARED_WIN: u64 = 0x7e00_0000_0000;
 const LOCAL_WIN: u64 = 0x7f00_0000_0000;
 const WIN_SIZE: u64 = 1 << 32;
+/// A `.shared::cluster` address is `(rank + 1) << CLUSTER_SHIFT | offset`
+/// (what `mapa` returns); one below `1 << CLUSTER_SHIFT` is the block's
+/// own (a plain shared address), as the `.shared::cta` window lies inside
+/// the `.shared::cluster` one. A block has at most 227 KiB.
+const CLUSTER_SHIFT: u32 = 24;
 
 /// A kernel argument, laid out per the kernel's `.param` declarations.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -191,6 +222,8 @@ enum TState {
     Run,
     Bar,
     Warp,
+    /// At `barrier.cluster.wait`, its phase not complete.
+    ClusterWait,
     Done,
 }
 
@@ -209,6 +242,10 @@ struct BlockSt {
     fence_epoch: u32,
     at_bar: u32,
     done: u32,
+    /// Threads of the block between `barrier.cluster.arrive` and its wait.
+    arrived: u32,
+    /// Cluster barrier phases completed (kept on every block of the cluster).
+    cl_phase: u32,
 }
 
 struct Launch<'k> {
@@ -229,7 +266,19 @@ struct Launch<'k> {
     /// two blocks (the padding lanes are born exited).
     tps: u32,
     blocks: Vec<BlockSt>,
+    /// The wave's blocks' shared memory, race-checked within the block
+    /// (clusters of one block)...
     shared: Vec<Region<Near>>,
+    /// ... or, in a launch with clusters of several blocks, with the full
+    /// entry, whose check also orders accesses across blocks (sched.rs).
+    cshared: Vec<Region<Sh>>,
+    /// Blocks per cluster (1 without `.reqnctapercluster`).
+    csize: u32,
+    /// Per thread slot: the cluster barrier phase it arrived at + 1, until
+    /// its wait (0: not arrived).
+    cl_pending: Vec<u32>,
+    /// Threads between `barrier.cluster.arrive` and its wait, in all.
+    in_limbo: u32,
     first_block: u32,
     local: Vec<Region>,
     launch_id: u32,

@@ -22,9 +22,15 @@ impl<'k> Launch<'k> {
             })
             .collect();
         self.frames = vec![Vec::new(); n];
-        self.shared = (b0..b1)
-            .map(|_| Region::new(self.shared_bytes as usize, false))
-            .collect();
+        self.cl_pending = vec![0; n];
+        let bytes = self.shared_bytes as usize;
+        if self.csize > 1 {
+            self.shared = Vec::new();
+            self.cshared = (b0..b1).map(|_| Region::new(bytes, false)).collect();
+        } else {
+            self.shared = (b0..b1).map(|_| Region::new(bytes, false)).collect();
+            self.cshared = Vec::new();
+        }
         self.local = (0..if self.k.local_bytes > 0 { n } else { 0 })
             .map(|_| Region::new(self.k.local_bytes as usize, false))
             .collect();
@@ -148,8 +154,23 @@ impl<'k> Launch<'k> {
             return false;
         }
         bs.at_bar = 0;
+        self.next_bar_epoch(b);
+        let t0 = (b - self.first_block as usize) * self.tps as usize;
+        for t in t0..t0 + self.tpb as usize {
+            if self.st[t] == TState::Bar {
+                self.st[t] = TState::Run;
+                self.pc[t] += 1;
+            }
+        }
+        true
+    }
+
+    /// Block `b`'s threads all passed a barrier: accesses before it no
+    /// longer conflict with accesses after it.
+    fn next_bar_epoch(&mut self, b: usize) {
+        let bs = &mut self.blocks[b];
         bs.bar_epoch += 1;
-        if bs.bar_epoch.is_multiple_of(SWEEP_EVERY) {
+        if bs.bar_epoch.is_multiple_of(SWEEP_EVERY) && self.csize == 1 {
             let now = bs.bar_epoch;
             let r = &mut self.shared[b - self.first_block as usize];
             shadow::sweep(
@@ -157,11 +178,88 @@ impl<'k> Launch<'k> {
                 now,
             );
         }
-        let t0 = (b - self.first_block as usize) * self.tps as usize;
-        for t in t0..t0 + self.tpb as usize {
-            if self.st[t] == TState::Bar {
-                self.st[t] = TState::Run;
-                self.pc[t] += 1;
+    }
+
+    /// The grid-wide indices of the blocks of `b`'s cluster.
+    pub(super) fn cluster_of(&self, b: usize) -> std::ops::Range<usize> {
+        let first = b - b % self.csize as usize;
+        first..first + self.csize as usize
+    }
+
+    /// `barrier.cluster.arrive` by slot `t`; true when it completed the phase.
+    pub(super) fn cluster_arrive(&mut self, t: usize) -> Result<bool> {
+        if self.cl_pending[t] != 0 {
+            return Err(self.fail(
+                t,
+                "barrier.cluster.arrive again before this thread's barrier.cluster.wait".into(),
+            ));
+        }
+        let b = self.block_of(t);
+        self.cl_pending[t] = self.blocks[b].cl_phase + 1;
+        self.blocks[b].arrived += 1;
+        self.in_limbo += 1;
+        Ok(self.try_release_cluster(b))
+    }
+
+    /// `barrier.cluster.wait` by slot `t`: on when the phase it arrived in
+    /// is complete, else it waits (state [`TState::ClusterWait`]).
+    pub(super) fn cluster_wait(&mut self, t: usize) -> Result<bool> {
+        let pending = self.cl_pending[t];
+        if pending == 0 {
+            return Err(self.fail(
+                t,
+                "barrier.cluster.wait without a barrier.cluster.arrive before it".into(),
+            ));
+        }
+        if self.blocks[self.block_of(t)].cl_phase >= pending {
+            self.cl_pending[t] = 0;
+            self.in_limbo -= 1;
+            self.pc[t] += 1;
+        } else {
+            self.st[t] = TState::ClusterWait;
+        }
+        Ok(false)
+    }
+
+    /// Slot `t` exits: an arrival it has not waited for stops counting
+    /// (the barrier waits for the threads that have not exited).
+    pub(super) fn cluster_exit(&mut self, t: usize) {
+        let pending = std::mem::take(&mut self.cl_pending[t]);
+        if pending != 0 {
+            self.in_limbo -= 1;
+            let b = self.block_of(t);
+            if pending == self.blocks[b].cl_phase + 1 {
+                self.blocks[b].arrived -= 1;
+            }
+        }
+    }
+
+    /// Completes the cluster barrier's phase of block `b`'s cluster when
+    /// every thread of it that has not exited has arrived: every block's
+    /// barrier and fence epochs move on (the barrier orders the cluster's
+    /// shared and global accesses, `.release` / `.acquire`), and its
+    /// waiting threads run on.
+    pub(super) fn try_release_cluster(&mut self, b: usize) -> bool {
+        let members = self.cluster_of(b);
+        let (arrived, done) = members.clone().fold((0, 0), |(a, d), m| {
+            (a + self.blocks[m].arrived, d + self.blocks[m].done)
+        });
+        if arrived == 0 || arrived + done < self.csize * self.tpb {
+            return false;
+        }
+        for m in members {
+            self.blocks[m].arrived = 0;
+            self.blocks[m].cl_phase += 1;
+            self.blocks[m].fence_epoch += 1;
+            self.next_bar_epoch(m);
+            let t0 = (m - self.first_block as usize) * self.tps as usize;
+            for t in t0..t0 + self.tpb as usize {
+                if self.st[t] == TState::ClusterWait {
+                    self.st[t] = TState::Run;
+                    self.cl_pending[t] = 0;
+                    self.in_limbo -= 1;
+                    self.pc[t] += 1;
+                }
             }
         }
         true

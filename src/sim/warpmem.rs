@@ -34,9 +34,12 @@ impl<'k> Launch<'k> {
                 me.ld(sim, t, op)
             }
         };
+        // Shared accesses between a cluster barrier's arrive and wait are
+        // refused lane by lane (`mem`); `.shared::cluster` ones go there too.
         if ty.bytes() != 4
             || !matches!(n, 1 | 2 | 4)
             || !matches!(space, Space::Shared | Space::Global)
+            || space == Space::Shared && self.in_limbo > 0
         {
             let mut m = on;
             while m != 0 {
@@ -134,12 +137,11 @@ impl<'k> Launch<'k> {
             addrs,
             n,
         };
-        let (done, race) = if space == Space::Shared {
-            run.go(
-                &mut self.shared[me.block - self.first_block as usize],
-                on,
-                vals,
-            )
+        let wb = me.block - self.first_block as usize;
+        let (done, race) = if space == Space::Shared && self.csize > 1 {
+            run.go(&mut self.cshared[wb], on, vals)
+        } else if space == Space::Shared {
+            run.go(&mut self.shared[wb], on, vals)
         } else {
             match sim.allocs.range_mut(..=first).next_back() {
                 Some((&b, r)) => {

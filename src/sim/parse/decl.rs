@@ -78,16 +78,32 @@ pub(super) struct Unit {
 pub(super) struct Bounds {
     pub(super) maxntid: Option<[u32; 3]>,
     pub(super) reqntid: Option<[u32; 3]>,
+    /// `.reqnctapercluster` (`__cluster_dims__`): blocks per cluster.
+    pub(super) cluster: Option<[u32; 3]>,
 }
 
 impl Bounds {
-    /// Reads `.maxntid x[, y[, z]]` or `.reqntid ...` (missing dimensions
-    /// are 1); other lines are not bounds.
+    /// Reads `.maxntid x[, y[, z]]`, `.reqntid ...` or `.reqnctapercluster
+    /// ...` (missing dimensions are 1) and `.explicitcluster` (which
+    /// `.reqnctapercluster` implies); other lines are not bounds.
+    /// `.maxclusterrank` (a cluster shape chosen at launch) is refused: the
+    /// simulator's launch takes no cluster attribute.
     pub(super) fn read(&mut self, line: &str, ln: u32) -> std::result::Result<bool, String> {
+        if line.starts_with(".explicitcluster") {
+            return Ok(true);
+        }
+        if line.starts_with(".maxclusterrank") {
+            return Err(format!(
+                "line {ln}: {line:?}: clusters sized at launch are not supported; give the \
+                 kernel `__cluster_dims__` (`.reqnctapercluster`)"
+            ));
+        }
         let (slot, rest) = if let Some(r) = line.strip_prefix(".maxntid") {
             (&mut self.maxntid, r)
         } else if let Some(r) = line.strip_prefix(".reqntid") {
             (&mut self.reqntid, r)
+        } else if let Some(r) = line.strip_prefix(".reqnctapercluster") {
+            (&mut self.cluster, r)
         } else {
             return Ok(false);
         };
@@ -253,24 +269,26 @@ pub fn parse_module(src: &str) -> PResult<Module> {
             if proto {
                 continue;
             }
-            // Body: from `{` to the matching `}`; inner scopes (call sequences,
-            // one-line `{ ... }` from inline asm) stay in it.
-            let mut depth = 0;
+            // Body: from `{` to the matching `}`; inner scopes (call
+            // sequences, `{ ... }` from inline asm or nvcc's own, which may
+            // open on one line and close at the end of another:
+            // `{ .reg .b64 %tmp;` ... `cvta.shared.u64 %rd, %tmp; }`) stay
+            // in it.
+            let mut depth = 0usize;
             let mut body = Vec::new();
             while i < lines.len() {
                 let (bl, braw) = &lines[i];
                 i += 1;
                 let t = braw.trim();
-                if t.starts_with('{') && !(depth > 0 && t.ends_with('}')) {
-                    depth += 1;
-                    if depth == 1 {
-                        continue;
-                    }
-                } else if t.starts_with('}') {
-                    depth -= 1;
-                    if depth == 0 {
-                        break;
-                    }
+                let code = t.split("//").next().unwrap_or("");
+                let (opens, closes) = (code.matches('{').count(), code.matches('}').count());
+                if depth == 0 && t == "{" {
+                    depth = 1;
+                    continue;
+                }
+                depth = (depth + opens).saturating_sub(closes);
+                if depth == 0 {
+                    break;
                 }
                 body.push((*bl, t.to_string()));
             }

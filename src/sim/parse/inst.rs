@@ -198,6 +198,7 @@ impl Ctx {
             "cvta" => {
                 need(2)?;
                 let space = match Space::named_in(mods) {
+                    Some(Space::SharedCta) => Space::Shared,
                     Some(s @ (Space::Global | Space::Shared | Space::Local)) => s,
                     _ => return Err(unknown()),
                 };
@@ -297,6 +298,32 @@ impl Ctx {
                         .labels
                         .get(ops[0].as_str())
                         .ok_or_else(|| format!("unknown label {:?}", ops[0]))?,
+                }
+            }
+            "barrier" if has("cluster") => {
+                // A `.relaxed` arrive orders no memory, which the race
+                // check's model of the barrier (sched.rs) assumes it does.
+                if !ops.is_empty() || has("relaxed") {
+                    return Err(unknown());
+                }
+                match (has("arrive"), has("wait")) {
+                    (true, false) => Op::ClusterArrive,
+                    (false, true) => Op::ClusterWait,
+                    _ => return Err(unknown()),
+                }
+            }
+            "mapa" => {
+                need(3)?;
+                let generic = match Space::named_in(mods) {
+                    Some(Space::Cluster) => false,
+                    None => true,
+                    Some(_) => return Err(unknown()),
+                };
+                Op::Mapa {
+                    generic,
+                    d: self.dst(&ops[0])?,
+                    a: self.src(&ops[1], ty)?,
+                    rank: self.src(&ops[2], Ty::U32)?,
                 }
             }
             "bar" | "barrier" => {
@@ -412,6 +439,7 @@ impl Ctx {
 fn space_of(mods: &[&str], sym_space: Option<Space>) -> Space {
     match (mods.iter().find_map(|m| Space::from_ptx(m)), sym_space) {
         (None, Some(s)) | (Some(Space::Param), Some(s @ Space::Local)) => s,
+        (Some(Space::SharedCta), _) => Space::Shared,
         (s, _) => s.unwrap_or(Space::Generic),
     }
 }

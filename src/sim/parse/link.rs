@@ -15,7 +15,15 @@ use super::types::*;
 
 /// Directives pass 1 passes over: the launch bounds are read before the
 /// body (decl.rs); a `.param` here is a call sequence's, declared in pass 2.
-const IGNORED: [&str; 5] = [".pragma", ".maxntid", ".reqntid", ".minnctapersm", ".param"];
+const IGNORED: [&str; 7] = [
+    ".pragma",
+    ".maxntid",
+    ".reqntid",
+    ".minnctapersm",
+    ".param",
+    ".explicitcluster",
+    ".reqnctapercluster",
+];
 
 /// A symbol declared in a `{ }` scope and what it hid, restored at `}`.
 type Shadowed = (String, Option<(Space, i64)>);
@@ -244,5 +252,6 @@ pub(super) fn link_kernel(
         funcs: l.funcs,
         maxntid: u.bounds.maxntid.map(|d| d.iter().product()),
         reqntid: u.bounds.reqntid,
+        cluster: u.bounds.cluster,
     })
 }

@@ -59,9 +59,16 @@ impl Ctx {
                 Some(("ntid", x)) => d(x).map(Sreg::Ntid),
                 Some(("ctaid", x)) => d(x).map(Sreg::Ctaid),
                 Some(("nctaid", x)) => d(x).map(Sreg::Nctaid),
+                Some(("clusterid", x)) => d(x).map(Sreg::ClusterId),
+                Some(("nclusterid", x)) => d(x).map(Sreg::NclusterId),
+                Some(("cluster_ctaid", x)) => d(x).map(Sreg::ClusterCtaid),
+                Some(("cluster_nctaid", x)) => d(x).map(Sreg::ClusterNctaid),
                 _ => match dim {
                     "laneid" => Some(Sreg::LaneId),
                     "warpid" => Some(Sreg::WarpId),
+                    "cluster_ctarank" => Some(Sreg::ClusterCtarank),
+                    "cluster_nctarank" => Some(Sreg::ClusterNctarank),
+                    "is_explicit_cluster" => Some(Sreg::IsExplicitCluster),
                     _ => None,
                 },
             };

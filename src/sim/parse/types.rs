@@ -102,6 +102,20 @@ pub enum Sreg {
     Nctaid(u8),
     LaneId,
     WarpId,
+    /// `%cluster_ctarank`: the block's rank in its cluster.
+    ClusterCtarank,
+    /// `%cluster_nctarank`: blocks in a cluster.
+    ClusterNctarank,
+    /// `%clusterid`: the cluster's index in the grid of clusters.
+    ClusterId(u8),
+    /// `%nclusterid`: the grid of clusters.
+    NclusterId(u8),
+    /// `%cluster_ctaid`: the block's index within its cluster.
+    ClusterCtaid(u8),
+    /// `%cluster_nctaid`: the cluster's shape.
+    ClusterNctaid(u8),
+    /// `%is_explicit_cluster`: launched with clusters declared.
+    IsExplicitCluster,
 }
 
 /// A source operand.
@@ -119,6 +133,11 @@ ptx_enum! {
         Local = "local",
         Param = "param",
         Const = "const",
+        /// `.shared::cluster`: any block's of the cluster, by the addresses
+        /// `mapa` returns (the own block's plain shared addresses too).
+        Cluster = "shared::cluster",
+        /// `.shared::cta`, the same as `.shared`.
+        SharedCta = "shared::cta",
         ;
         Generic,
     }
@@ -391,6 +410,18 @@ pub enum Op {
         negate: bool,
         mask: Src,
     },
+    /// `mapa.shared::cluster` (`generic` false) or `mapa` on generic
+    /// addresses: `a` as it is in block `rank` of the cluster.
+    Mapa {
+        generic: bool,
+        d: u16,
+        a: Src,
+        rank: Src,
+    },
+    /// `barrier.cluster.arrive` (`.release`, `.aligned`).
+    ClusterArrive,
+    /// `barrier.cluster.wait` (`.acquire`, `.aligned`).
+    ClusterWait,
     /// `membar.gl`/`fence.*.gpu|sys` (`gpu` true) or CTA-scope fences.
     Fence {
         gpu: bool,
@@ -438,6 +469,9 @@ pub struct Kernel {
     pub maxntid: Option<u32>,
     /// `.reqntid`: the only block shape the kernel may be launched with.
     pub reqntid: Option<[u32; 3]>,
+    /// `.reqnctapercluster` (`__cluster_dims__`): blocks per thread-block
+    /// cluster; without it every block is a cluster of one, as on a GPU.
+    pub cluster: Option<[u32; 3]>,
 }
 
 /// A linked device function: entry point and the per-thread local slots
