@@ -9,7 +9,8 @@
 //! LSTM_OP_DEVICE=cuda cargo bench --bench lstm_op      # a GPU (scripts/gpu-check.sh's op part)
 //! ```
 //!
-//! Cases: T = 60, B = 128, In = 57, H = 128 and 256 (and 512 on a GPU),
+//! Cases: T = 60, B = 128, In = 57, H = 128 and 256 (and on a GPU 512, and
+//! 256 again with the forward on the cluster kernel, "+cl": LstmPath::Cluster),
 //! N = 1 and 2, the input one-hot (class indices for the op, which gathers
 //! kernel rows; one-hot rows for PyTorch, which has no index input) and
 //! dense (random; both return dx then). f32, random weights, dY random at
@@ -40,6 +41,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use charlstm_cuda::gpu::CudaDevice;
+use charlstm_cuda::gpu::lstm::LstmPath;
 use charlstm_cuda::ops::{
     CudaLayer, CudaLayerGrads, LayerParams, Lstm, LstmCuda, LstmGrads, LstmInput, LstmOutput, Mode,
 };
@@ -73,11 +75,19 @@ struct Case {
     layers: usize,
     hidden: usize,
     dense: bool,
+    /// On a GPU: the forward on the cluster kernel (`LstmPath::Cluster`),
+    /// not the default path.
+    cluster: bool,
 }
 
 impl Case {
     fn input(&self) -> &'static str {
-        if self.dense { "dense" } else { "one-hot" }
+        match (self.dense, self.cluster) {
+            (false, false) => "one-hot",
+            (true, false) => "dense",
+            (false, true) => "one-hot+cl",
+            (true, true) => "dense+cl",
+        }
     }
 
     /// The case as messages name it.
@@ -176,9 +186,10 @@ fn time_cpu(d: &Data, dense: bool, threads: usize, reps: usize) -> (f64, Vec<f32
 fn time_cuda(
     stream: &Arc<CudaStream>,
     d: &Data,
-    dense: bool,
+    case: &Case,
     reps: usize,
 ) -> Result<(f64, Vec<f32>, LstmGrads<f32>), String> {
+    let dense = case.dense;
     let e = |e: &dyn std::fmt::Display| e.to_string();
     let up = |v: &[f32]| stream.clone_htod(v).map_err(|x| e(&x));
     let zeros = |n: usize| stream.alloc_zeros::<f32>(n).map_err(|x| e(&x));
@@ -197,6 +208,9 @@ fn time_cuda(
         })
         .collect();
     let mut op = LstmCuda::new(&d.lstm, stream.clone()).map_err(|x| e(&x))?;
+    if case.cluster {
+        op = op.with_path(LstmPath::Cluster);
+    }
     let (x, dy) = (up(&d.x)?, up(&d.dy)?);
     let state = n * B * h;
     let (mut y, mut h_n, mut c_n) = (zeros(T * B * h)?, zeros(state)?, zeros(state)?);
@@ -271,7 +285,7 @@ fn run_ours(case: &Case, dev: &Device, reps: usize, path: &std::path::Path) -> R
     let d = data(case);
     let (time, y, grads) = match dev {
         Device::Cpu { threads } => time_cpu(&d, case.dense, *threads, reps),
-        Device::Cuda(stream) => time_cuda(stream, &d, case.dense, reps)?,
+        Device::Cuda(stream) => time_cuda(stream, &d, case, reps)?,
     };
     let h = case.hidden;
     let mut tensors: Vec<(String, Vec<usize>, Vec<f32>)> = vec![
@@ -438,6 +452,21 @@ fn main() {
                     layers,
                     hidden,
                     dense,
+                    cluster: false,
+                });
+            }
+        }
+    }
+    // On a GPU, H = 256 again with the forward on the cluster kernel
+    // (never run on a GPU before; not yet the default path).
+    if let Device::Cuda(_) = dev {
+        for layers in [1, 2] {
+            for dense in [false, true] {
+                cases.push(Case {
+                    layers,
+                    hidden: 256,
+                    dense,
+                    cluster: true,
                 });
             }
         }

@@ -14,6 +14,24 @@
 // 1 / (1 + exp(-x)), with IEEE expf (not __expf).
 __device__ __forceinline__ float sigmoidf_(float x) { return 1.0f / (1.0f + expf(-x)); }
 
+// The LSTM cell's backward at one (row, unit), lstm.cu's header math: from
+// the activated gates, c_t, c_{t-1}, dh_t and dc_{t+1}, the four gates' dz
+// and dc_t * f (the dc carried to step t-1). The per-step and the cluster
+// kernels call it; lstm_persistent.cu spells the same operations out in the
+// same order (same bits, tests/lstm_persistent.rs), left as the H100 ran
+// and timed it (calling this reorders its PTX).
+struct CellGrads {
+  float zi, zf, zg, zo, dc_prev;
+};
+__device__ __forceinline__ CellGrads lstm_cell_grads(float gi, float gf, float gg, float go,
+                                                     float c_t, float c_prev, float dht,
+                                                     float dc_next) {
+  const float tc = tanhf(c_t);
+  const float dc = dc_next + dht * go * (1.0f - tc * tc);
+  return {dc * gg * (gi * (1.0f - gi)), dc * c_prev * (gf * (1.0f - gf)),
+          dc * gi * (1.0f - gg * gg), dht * tc * (go * (1.0f - go)), dc * gf};
+}
+
 __device__ __forceinline__ float warp_reduce_sum(float x) {
 #pragma unroll
   for (int o = 16; o > 0; o >>= 1) x += __shfl_xor_sync(CHARLSTM_FULL_MASK, x, o);

@@ -326,16 +326,14 @@ __device__ __forceinline__ void cell_bwd_at(const float* __restrict__ gates,
                                             float* __restrict__ dz, float* dc_prev) {
   const size_t G = 4 * (size_t)H, idx = (size_t)b * H + j;
   const float* gr = gates + (size_t)b * G;
-  const float gi = gr[j], gf = gr[H + j], gg = gr[2 * H + j], go = gr[3 * H + j];
-  const float tc = tanhf(c[idx]);
-  const float cp = c_prev ? c_prev[idx] : 0.0f;
-  const float dc = dc_next + dht * go * (1.0f - tc * tc);
+  const CellGrads g = lstm_cell_grads(gr[j], gr[H + j], gr[2 * H + j], gr[3 * H + j], c[idx],
+                                      c_prev ? c_prev[idx] : 0.0f, dht, dc_next);
   float* dzr = dz + (size_t)b * G;
-  dzr[j] = dc * gg * (gi * (1.0f - gi));
-  dzr[H + j] = dc * cp * (gf * (1.0f - gf));
-  dzr[2 * H + j] = dc * gi * (1.0f - gg * gg);
-  dzr[3 * H + j] = dht * tc * (go * (1.0f - go));
-  dc_prev[idx] = dc * gf;
+  dzr[j] = g.zi;
+  dzr[H + j] = g.zf;
+  dzr[2 * H + j] = g.zg;
+  dzr[3 * H + j] = g.zo;
+  dc_prev[idx] = g.dc_prev;
 }
 
 // One step backward through the cell. dc_next null means zero (t = T-1);

@@ -2,7 +2,8 @@
 //! CPU `ops::Lstm::<f64>` on the same inputs: every output (y, h_n, c_n)
 //! and every gradient (dX, dh0, dc0, each layer's three weight gradients)
 //! within a tolerance, all of them NaN-poisoned before the call, at small
-//! shapes (T 4..6, B 2..4, H 8..32, N 1..3, In != H), with and without
+//! shapes (T 3..6, B 2..4, H 8..64, N 1..3, In != H), each on the per-step,
+//! persistent and (H a multiple of 64) cluster-forward paths, with and without
 //! h0/c0 and dh_n/dc_n, dropout 0 and 0.3 in training (the same Philox
 //! masks) and in evaluation, dense and class-index input. On the simulator
 //! here; the two `cuda` tests run such cases on a GPU (through `CudaDevice`
@@ -310,12 +311,14 @@ fn case(t: usize, b: usize, input: usize, h: usize, n: usize, p: f64, states: bo
 }
 
 /// The cases of one test, each on the per-step and the persistent kernels
-/// (where H is a multiple of 8).
+/// (where H is a multiple of 8) and the cluster forward (a multiple of 64).
 fn cases_on<D: GpuDevice>(dev: &mut D, cases: &[Case]) {
     let mut rng = Rng(seed());
     for &c in cases {
-        for path in [LstmPath::PerStep, LstmPath::Persistent] {
-            if path == LstmPath::Persistent && c.h % 8 != 0 {
+        for path in [LstmPath::PerStep, LstmPath::Persistent, LstmPath::Cluster] {
+            if path == LstmPath::Persistent && c.h % 8 != 0
+                || path == LstmPath::Cluster && c.h % 64 != 0
+            {
                 continue;
             }
             run_case(dev, Case { path, ..c }, &mut rng);
@@ -351,6 +354,7 @@ fn two_layers_with_dropout_match_cpu_on_the_simulator() {
         &[
             case(5, 3, 7, 16, 2, 0.3, true),
             case(4, 4, 16, 8, 2, 0.3, false),
+            case(3, 3, 9, 64, 2, 0.3, true),
         ],
     );
 }
@@ -431,6 +435,7 @@ fn lstm_device_op_matches_cpu_on_cuda() {
             case(5, 3, 7, 16, 2, 0.3, true),
             case(6, 4, 4, 32, 3, 0.0, false),
             case(60, 64, 57, 128, 2, 0.25, true),
+            case(20, 16, 57, 256, 2, 0.25, true),
         ],
     );
 }

@@ -495,3 +495,37 @@ fn generation_from_weights_falls_back_too() {
     let sim = device::generate(Backend::Sim, &p, &req).unwrap();
     assert_eq!(sim, want);
 }
+
+/// A device without thread-block clusters (a GPU before Hopper; here the
+/// simulator behind a wrapper that keeps the trait's default) refuses the
+/// cluster path with an error naming why and what to use instead, before
+/// anything launches; `Auto` plans no cluster kernel there.
+#[test]
+fn the_cluster_path_needs_a_device_with_clusters() {
+    use charlstm_cuda::gpu::lstm::{LstmDims, LstmLauncher, LstmPath};
+    let dev = Limited::new();
+    assert!(!dev.clusters());
+    let dims = LstmDims {
+        batch: 4,
+        seq_len: 3,
+        hidden: 256,
+        vocab: 9,
+        words_per_row: 1,
+    };
+    let cluster = LstmLauncher {
+        path: LstmPath::Cluster,
+        ..LstmLauncher::default()
+    };
+    let e = cluster.cluster_plan(&dev, dims).unwrap_err().to_string();
+    assert!(
+        e.contains("no thread-block clusters") && e.contains("LstmPath::Auto"),
+        "{e}"
+    );
+    assert!(
+        LstmLauncher::default()
+            .cluster_plan(&dev, dims)
+            .unwrap()
+            .is_none()
+    );
+    assert!(dev.launched.is_empty());
+}

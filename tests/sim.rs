@@ -813,3 +813,111 @@ fn broadcast_reads_are_checked_as_every_lane_would_be() {
         );
     }
 }
+
+/// `prmt.b32` as the PTX ISA defines its default mode: result byte i is
+/// byte (nibble i of s) & 7 of {b, a} (a's bytes first), replaced by that
+/// byte's sign spread over 8 bits when the nibble's top bit is set.
+fn prmt(a: u32, b: u32, s: u32) -> u32 {
+    let bytes = u64::from(b) << 32 | u64::from(a);
+    (0..4).fold(0, |v, i| {
+        let nib = (s >> (4 * i)) & 0xf;
+        let byte = (bytes >> (8 * (nib & 7))) as u32 & 0xff;
+        let out = match (nib & 8 != 0, byte & 0x80 != 0) {
+            (false, _) => byte,
+            (true, true) => 0xff,
+            (true, false) => 0,
+        };
+        v | out << (8 * i)
+    })
+}
+
+#[test]
+fn prmt_matches_the_ptx_definition() {
+    let Some(mut s) = sim("byte_forms", 0) else {
+        return;
+    };
+    // Every nibble value in every position, then random words and selectors.
+    let n = 64 + 300;
+    let mut sel: Vec<u32> = (0..64u32)
+        .map(|k| (k % 16) * 0x1111 + (k / 16) * 0x1000_0000)
+        .collect();
+    sel.extend(lcg(300, 9));
+    let a: Vec<u32> = (0..n as u32)
+        .map(|i| 0x80ff_7f01 ^ i.wrapping_mul(0x0101_0101))
+        .collect();
+    let mut b = lcg(n, 10);
+    b[0] = 0x8000_8000;
+    let (da, db, ds) = (up(&mut s, &a), up(&mut s, &b), up(&mut s, &sel));
+    let out = s.alloc(2 * n * 4).unwrap();
+    s.launch(
+        "prmt_forms",
+        [2, 1, 1],
+        [256, 1, 1],
+        0,
+        &[
+            P::Ptr(da),
+            P::Ptr(db),
+            P::Ptr(ds),
+            P::Ptr(out),
+            P::U32(n as u32),
+        ],
+    )
+    .unwrap();
+    let r: Vec<u32> = down(&s, out, 2 * n);
+    for i in 0..n {
+        let masked = prmt(a[i], b[i], sel[i] & 0x7777);
+        let raw = prmt(a[i], b[i], sel[i]);
+        assert_eq!(
+            r[2 * i],
+            masked,
+            "__byte_perm({:#x}, {:#x}, {:#x})",
+            a[i],
+            b[i],
+            sel[i]
+        );
+        assert_eq!(
+            r[2 * i + 1],
+            raw,
+            "prmt({:#x}, {:#x}, {:#x})",
+            a[i],
+            b[i],
+            sel[i]
+        );
+    }
+}
+
+#[test]
+fn sixteen_bit_compares_match_rust() {
+    let Some(mut s) = sim("byte_forms", 0) else {
+        return;
+    };
+    let n = 300;
+    let a = lcg(n, 11);
+    // Equal low halves with different high halves, equal words, random.
+    let b: Vec<u32> = lcg(n, 12)
+        .iter()
+        .zip(&a)
+        .enumerate()
+        .map(|(i, (&r, &x))| match i % 3 {
+            0 => (x & 0xffff) | (r & 0xffff_0000),
+            1 => x,
+            _ => r,
+        })
+        .collect();
+    let (da, db) = (up(&mut s, &a), up(&mut s, &b));
+    let out = s.alloc(3 * n * 4).unwrap();
+    s.launch(
+        "short_forms",
+        [2, 1, 1],
+        [256, 1, 1],
+        0,
+        &[P::Ptr(da), P::Ptr(db), P::Ptr(out), P::U32(n as u32)],
+    )
+    .unwrap();
+    let r: Vec<u32> = down(&s, out, 3 * n);
+    for i in 0..n {
+        let (x, y) = (a[i] as u16 as i16, b[i] as u16 as i16);
+        let want = [a[i] & 0xffff, u32::from(x == y), u32::from(x != y)];
+        assert_eq!(r[3 * i..3 * i + 3], want, "{:#x} {:#x}", a[i], b[i]);
+    }
+}

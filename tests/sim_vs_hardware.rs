@@ -1077,6 +1077,54 @@ fn cases() -> Vec<Case> {
         params: vec![output("out", 64, exact(F32)), Param::U32(3), Param::U32(2)],
     });
 
+    // byte_forms/prmt_forms: prmt.b32 through __byte_perm and raw, every selector
+    // nibble with and without its sign bit.
+    let n = 256;
+    let mut sel: Vec<u32> = (0..64u32)
+        .map(|k| (k % 16) * 0x1111 + (k / 16) * 0x1000_0000)
+        .collect();
+    sel.extend(u32s(n - 64, 23));
+    v.push(Case {
+        module: "byte_forms",
+        kernel: "prmt_forms",
+        grid: 2,
+        block: 128,
+        shared_bytes: 0,
+        params: vec![
+            input("a", &u32s(n, 24)),
+            input("b", &u32s(n, 25)),
+            input("s", &sel),
+            output("out", 2 * n, exact(U32)),
+            Param::U32(n as u32),
+        ],
+    });
+    // short_forms: cvt.u16.u32, setp.eq.s16 / setp.ne.s16; every third pair
+    // equal in the low half only, every third equal.
+    let a = u32s(n, 26);
+    let b: Vec<u32> = u32s(n, 27)
+        .iter()
+        .zip(&a)
+        .enumerate()
+        .map(|(i, (&r, &x))| match i % 3 {
+            0 => (x & 0xffff) | (r & 0xffff_0000),
+            1 => x,
+            _ => r,
+        })
+        .collect();
+    v.push(Case {
+        module: "byte_forms",
+        kernel: "short_forms",
+        grid: 2,
+        block: 128,
+        shared_bytes: 0,
+        params: vec![
+            input("a", &a),
+            input("b", &b),
+            output("out", 3 * n, exact(U32)),
+            Param::U32(n as u32),
+        ],
+    });
+
     // cluster_forms_sm90 (compute_90 PTX): the cluster special registers,
     // another block's shared memory through mapa + ld/st.shared::cluster and
     // through a generic address from mapa.u64, the cluster barrier; two

@@ -67,6 +67,8 @@ pub struct CudaDevice {
     name: String,
     max_shared: u32,
     multiprocessors: u32,
+    /// Compute capability 9.0 or newer: thread-block clusters.
+    clusters: bool,
     modules: HashMap<String, Arc<CudaModule>>,
     /// Keyed by symbol: symbols are unique across our modules (`{op}_{direction}_{dtype}`).
     kernels: HashMap<String, Kernel>,
@@ -192,12 +194,16 @@ impl CudaDevice {
         let sms = ctx
             .attribute(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)
             .map_err(describe)?;
+        let major = ctx
+            .attribute(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR)
+            .map_err(describe)?;
         Ok(CudaDevice {
             ctx,
             stream,
             name,
             max_shared: u32::try_from(max_shared).unwrap_or(DEFAULT_SHARED_BYTES),
             multiprocessors: u32::try_from(sms).unwrap_or(1).max(1),
+            clusters: major >= 9,
             modules: HashMap::new(),
             kernels: HashMap::new(),
             allocations: BTreeMap::new(),
@@ -540,6 +546,10 @@ impl GpuDevice for CudaDevice {
 
     fn multiprocessors(&self) -> u32 {
         self.multiprocessors
+    }
+
+    fn clusters(&self) -> bool {
+        self.clusters
     }
 
     fn time<F: FnOnce(&mut Self) -> Result<()>>(&mut self, f: F) -> Result<f64> {

@@ -141,6 +141,12 @@ pub trait GpuDevice: Send {
     /// Streaming multiprocessors: the persistent LSTM kernels spread a
     /// batch over them, one block each.
     fn multiprocessors(&self) -> u32;
+    /// Whether kernels may use thread-block clusters (compute capability
+    /// 9.0, Hopper, and newer; the simulator): the cluster LSTM kernels
+    /// need them. The default is `false`.
+    fn clusters(&self) -> bool {
+        false
+    }
     /// Whether [`begin_capture`](Self::begin_capture) works on this device.
     /// The default (a device that cannot capture) is `false`, and the GPU
     /// engine then launches every step.
@@ -247,6 +253,7 @@ impl<D: GpuDevice> GpuDevice for &mut D {
         ref name() -> String;
         ref max_shared_bytes() -> u32;
         ref multiprocessors() -> u32;
+        ref clusters() -> bool;
         ref can_capture() -> bool;
         mut alloc(bytes: usize) -> Result<DevicePtr>;
         mut alloc_zeroed(bytes: usize) -> Result<DevicePtr>;

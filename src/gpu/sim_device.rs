@@ -266,6 +266,12 @@ impl GpuDevice for SimDevice {
         MULTIPROCESSORS
     }
 
+    /// The simulator runs clusters (`.reqnctapercluster`, `mapa`, the
+    /// cluster barrier) with its race and bounds checks.
+    fn clusters(&self) -> bool {
+        true
+    }
+
     fn time<F: FnOnce(&mut Self) -> Result<()>>(&mut self, f: F) -> Result<f64> {
         self.not_capturing("time")?;
         let start = std::time::Instant::now();

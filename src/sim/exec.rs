@@ -407,6 +407,25 @@ impl<'k> Launch<'k> {
                 };
                 self.wr(t, *d, v);
             }
+            Op::Prmt { d, a, b, c } => {
+                // Bytes 0-3 are a's, 4-7 b's; result byte i is the byte
+                // that nibble i of c names (its low 3 bits), or that byte's
+                // sign spread over 8 bits when the nibble's top bit is set.
+                let (a, b, sel) = (self.rd(t, *a), self.rd(t, *b), self.rd(t, *c));
+                let bytes = (b & 0xffff_ffff) << 32 | (a & 0xffff_ffff);
+                let mut v = 0u64;
+                for i in 0..4 {
+                    let nib = (sel >> (4 * i)) & 0xf;
+                    let byte = (bytes >> (8 * (nib & 7))) & 0xff;
+                    let out = if nib & 8 != 0 {
+                        if byte & 0x80 != 0 { 0xff } else { 0 }
+                    } else {
+                        byte
+                    };
+                    v |= out << (8 * i);
+                }
+                self.wr(t, *d, v);
+            }
             Op::Mapa {
                 generic,
                 d,

@@ -59,7 +59,7 @@
 //!   f16/bf16/f32/f64 types (`.rni`/`.rzi`/`.rmi`/`.rpi`, `.sat`, `.ftz`);
 //! - integer: `add sub mul(.lo/.hi/.wide) mad(.lo/.hi/.wide) div rem and or
 //!   xor not shl shr min max abs neg popc clz brev bfe bfi selp setp` on
-//!   8-64-bit types, predicate `and/or/xor/not`;
+//!   8-64-bit types, `prmt.b32` (default mode), predicate `and/or/xor/not`;
 //! - f32: `add sub mul` (`.rn/.rz/.rm/.rp`, `.ftz`, `.sat`), `fma/mad`, `div`,
 //!   `min max copysign abs neg`, `sqrt rsqrt rcp` and the approximate `ex2 lg2
 //!   tanh sin cos sqrt rcp` (within their documented error), `setp` (ordered

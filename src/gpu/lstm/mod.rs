@@ -35,12 +35,14 @@
 //! `X^T @ dz` is the caller's GEMM, as is `dX = dz @ kernel^T`).
 
 pub mod cell;
+pub mod cluster;
 pub mod persistent;
 pub mod stack;
 pub mod wgrad;
 
 use super::device::{DeviceError, DevicePtr, GpuDevice, check_whole_warps, kernel_u32};
 use crate::error::Result;
+use cluster::ClusterPlan;
 use persistent::PersistentPlan;
 use wgrad::WgradLauncher;
 
@@ -224,6 +226,12 @@ pub enum LstmPath {
     PerStep,
     /// The persistent kernels, or an error naming why the shape does not fit.
     Persistent,
+    /// The forward and the backward recurrence as one launch each on a
+    /// thread-block cluster per group of rows ([`cluster`], Hopper, H a
+    /// multiple of 64 up to 256 at 8 rows a cluster), or an error naming
+    /// why the shape does not fit. Not chosen by `Auto` until it has run
+    /// on a GPU.
+    Cluster,
 }
 
 /// Block sizes of the LSTM kernels (multiples of 32, at most 1024).
@@ -310,7 +318,10 @@ impl LstmLauncher {
     /// The persistent kernels' plan for `dims` on `dev`, or `None` when the
     /// per-step kernels run it (chosen, or the shape does not fit `Auto`).
     pub fn plan<D: GpuDevice>(&self, dev: &D, dims: LstmDims) -> Result<Option<PersistentPlan>> {
-        if self.path == LstmPath::PerStep || dims.batch == 0 || dims.seq_len == 0 {
+        if matches!(self.path, LstmPath::PerStep | LstmPath::Cluster)
+            || dims.batch == 0
+            || dims.seq_len == 0
+        {
             return Ok(None);
         }
         let rows = self
@@ -353,10 +364,43 @@ impl LstmLauncher {
             }
             .into());
         }
+        if let Some(plan) = self.cluster_plan(dev, dims)? {
+            return plan.forward(dev, dims, bufs);
+        }
         if let Some(plan) = self.plan(dev, dims)? {
             return plan.forward(dev, dims, bufs);
         }
         (0..dims.seq_len).try_for_each(|t| self.fwd_step(dev, dims, bufs, t))
+    }
+
+    /// The cluster forward's plan when the path is [`LstmPath::Cluster`]
+    /// (an error naming why the shape does not fit), else `None`.
+    pub fn cluster_plan<D: GpuDevice>(
+        &self,
+        dev: &D,
+        dims: LstmDims,
+    ) -> Result<Option<ClusterPlan>> {
+        if self.path != LstmPath::Cluster || dims.batch == 0 || dims.seq_len == 0 {
+            return Ok(None);
+        }
+        let refuse = |what: String| DeviceError::BadArguments {
+            kernel: "lstm_cluster_fwd_f32",
+            what,
+        };
+        if !dev.clusters() {
+            return Err(refuse(format!(
+                "{} has no thread-block clusters (compute capability 9.0, Hopper, or newer): \
+                 use LstmPath::Auto",
+                dev.name()
+            ))
+            .into());
+        }
+        let rows = self
+            .rows_per_block
+            .unwrap_or_else(|| ClusterPlan::rows_for(dims.batch, dev.multiprocessors()));
+        ClusterPlan::new(dims, dev.max_shared_bytes(), rows)
+            .map(Some)
+            .map_err(|what| refuse(what).into())
     }
 
     /// The three LSTM weight gradients from `h`, `cls` and `dz` of all T
@@ -404,6 +448,9 @@ impl LstmLauncher {
     ) -> Result<()> {
         self.sizes(Self::BWD, dims)?;
         bufs.check_backward(Self::BWD)?;
+        if let Some(plan) = self.cluster_plan(dev, dims)? {
+            return plan.backward(dev, dims, bufs);
+        }
         match self.plan(dev, dims)? {
             Some(plan) => plan.backward(dev, dims, bufs),
             None => self.bwd_steps(dev, dims, bufs),

@@ -307,6 +307,44 @@ pub fn run<D: GpuDevice>(dev: &mut D, shapes: SelftestShapes, seed: u64) -> Resu
         let name = "lstm stack (2 layers, dropout)";
         record(name, &p, check_stack(dev, case, &mut rng))?;
     }
+    // The cluster kernels (Hopper; the simulator), at H = 256 (their
+    // compiled-in build) and H = 64 (the generic one), two rows and three
+    // steps: the window form forward and backward, the sequence form, and
+    // a 2-layer stack with dropout.
+    if dev.clusters() {
+        let cluster = LstmLauncher {
+            path: LstmPath::Cluster,
+            ..LstmLauncher::default()
+        };
+        for hidden in [256, 64] {
+            let p = Shape {
+                hidden,
+                batch: k.batch.min(2),
+                seq_len: k.seq_len.min(3),
+                ..k
+            };
+            let pcase = Case::random(p, &mut rng)?;
+            let (fwd_name, bwd_name) = match cluster.cluster_plan(dev, pcase.lstm_dims()) {
+                Ok(Some(plan)) => plan.kernels(),
+                _ => ("lstm_cluster_fwd_f32", "lstm_cluster_bwd_f32"),
+            };
+            let fwd = check_lstm_forward_with(dev, &pcase, cluster);
+            record(fwd_name, &p, fwd)?;
+            let bwd = check_lstm_backward_with(dev, &pcase, cluster);
+            record(bwd_name, &p, bwd)?;
+            let seq = check_sequence(dev, p, cluster, true, &mut rng);
+            record(&format!("{fwd_name} (sequence form)"), &p, seq)?;
+            let case = StackCase {
+                shape: p,
+                layers: 2,
+                p: 0.25,
+                window: true,
+                path: LstmPath::Cluster,
+            };
+            let name = "lstm stack (2 layers, dropout, cluster kernels)";
+            record(name, &p, check_stack(dev, case, &mut rng))?;
+        }
+    }
     record("batch_select_u32", &"", check_batch_select(dev, &mut rng))?;
     record("loss_log_append_f32", &"", check_loss_log(dev, &mut rng))?;
     let (t, steps) = (shapes.training, shapes.steps);

@@ -192,6 +192,7 @@ pub fn check_sequence<D: GpuDevice>(
     let grads = lstm.backward(&weights, out, &head.dh, Some(&dh_t), Some(&dc_t))?;
     let dims = case.dims();
     let plan = launcher.plan(dev, dims)?;
+    let cluster = launcher.cluster_plan(dev, dims)?;
     Buffers::scope(dev, |dev, bufs| {
         let p = &case.params;
         let mut lb = LstmBuffers {
@@ -208,9 +209,10 @@ pub fn check_sequence<D: GpuDevice>(
             cls: bufs.u32s(dev, &vec![u32::MAX; t * b])?,
             ..LstmBuffers::default()
         };
-        let (fwd, bwd) = match plan {
-            Some(plan) => plan.kernels_for(true, true),
-            None => (
+        let (fwd, bwd) = match (cluster, plan) {
+            (Some(c), _) => c.kernels(),
+            (None, Some(plan)) => plan.kernels_for(true, true),
+            (None, None) => (
                 "lstm_cell_fwd_f32",
                 LstmLauncher::per_step_backward_kernels(true),
             ),

@@ -274,16 +274,20 @@ pub fn check_stack<D: GpuDevice>(
         ..StackLauncher::default()
     };
     let plan = launcher.lstm.plan(dev, dims.layer(0))?;
+    let cluster = launcher.lstm.cluster_plan(dev, dims.layer(0))?;
     let seq = !case.window;
     // Layer l's kernels: the top layer's backward is the window form's in
-    // the window form, every other layer's the sequence form's.
-    let (fwd0, fwd_dense) = match plan {
-        Some(plan) => (plan.kernels_for(seq, seq).0, plan.dense_forward()),
-        None => ("lstm_cell_fwd_f32", "lstm_cell_dense_fwd_f32"),
+    // the window form, every other layer's the sequence form's (the
+    // cluster kernels take both forms, and a dense input, as arguments).
+    let (fwd0, fwd_dense) = match (cluster, plan) {
+        (Some(c), _) => (c.kernels().0, c.kernels().0),
+        (None, Some(plan)) => (plan.kernels_for(seq, seq).0, plan.dense_forward()),
+        (None, None) => ("lstm_cell_fwd_f32", "lstm_cell_dense_fwd_f32"),
     };
-    let bwd = |l: usize| match plan {
-        Some(plan) => plan.kernels_for(seq, seq || l + 1 < n).1,
-        None => LstmLauncher::per_step_backward_kernels(seq || l + 1 < n),
+    let bwd = |l: usize| match (cluster, plan) {
+        (Some(c), _) => c.kernels().1,
+        (None, Some(plan)) => plan.kernels_for(seq, seq || l + 1 < n).1,
+        (None, None) => LstmLauncher::per_step_backward_kernels(seq || l + 1 < n),
     };
     let mut ws = StackWorkspace::default();
     let result = Buffers::scope(dev, |dev, bufs| {

@@ -312,6 +312,20 @@ impl Ctx {
                     _ => return Err(unknown()),
                 }
             }
+            "prmt" => {
+                need(4)?;
+                // The modes (.f4e, .b4e, .rc8, .ecl, .ecr, .rc16) pick bytes
+                // by other rules.
+                if mods != ["b32"] {
+                    return Err(unknown());
+                }
+                Op::Prmt {
+                    d: self.dst(&ops[0])?,
+                    a: self.src(&ops[1], Ty::B32)?,
+                    b: self.src(&ops[2], Ty::B32)?,
+                    c: self.src(&ops[3], Ty::B32)?,
+                }
+            }
             "mapa" => {
                 need(3)?;
                 let generic = match Space::named_in(mods) {

@@ -418,6 +418,13 @@ pub enum Op {
         a: Src,
         rank: Src,
     },
+    /// `prmt.b32` (the default mode): bytes of {b, a} picked by c's nibbles.
+    Prmt {
+        d: u16,
+        a: Src,
+        b: Src,
+        c: Src,
+    },
     /// `barrier.cluster.arrive` (`.release`, `.aligned`).
     ClusterArrive,
     /// `barrier.cluster.wait` (`.acquire`, `.aligned`).
