@@ -457,12 +457,26 @@ fn main() {
             }
         }
     }
-    // On a GPU, H = 256 again with the forward on the cluster kernel
-    // (never run on a GPU before; not yet the default path).
+    let table = Table {
+        dev: &dev,
+        reps,
+        rounds,
+        python: &python,
+        script: &script,
+        require_torch,
+        max_diff,
+        dir: dir.path(),
+    };
+    let mut problems = Vec::new();
+    let mut missing = table.run(&cases, "").unwrap_or_else(|why| fail(&why));
+    // On a GPU, H = 256 again with the recurrence on the cluster kernels
+    // (LstmPath::Cluster: never run on a GPU before, not yet the default),
+    // after the table above so that a failure here cannot lose it.
     if let Device::Cuda(_) = dev {
+        let mut cl = Vec::new();
         for layers in [1, 2] {
             for dense in [false, true] {
-                cases.push(Case {
+                cl.push(Case {
                     layers,
                     hidden: 256,
                     dense,
@@ -470,69 +484,98 @@ fn main() {
                 });
             }
         }
-    }
-    let paths: Vec<_> = (0..cases.len())
-        .map(|i| dir.path().join(format!("case{i}.safetensors")))
-        .collect();
-    // Each side's best median over the rounds, the two sides alternating
-    // (every case of ours, then every case of PyTorch's), so that a burst
-    // of other load on the machine cannot fall on one side only.
-    let mut ours = vec![f64::INFINITY; cases.len()];
-    let mut torch: Vec<Option<(f64, f64)>> = vec![None; cases.len()];
-    let mut missing = None;
-    for _ in 0..rounds {
-        for ((case, path), best) in cases.iter().zip(&paths).zip(&mut ours) {
-            let t = run_ours(case, &dev, reps, path)
-                .unwrap_or_else(|why| fail(&format!("{}: the op failed: {why}", case.label())));
-            *best = best.min(t);
-        }
-        if missing.is_some() {
-            continue;
-        }
-        match run_torch(&python, &script, &paths) {
-            Ok(results) => {
-                for (slot, (t, d)) in torch.iter_mut().zip(results) {
-                    *slot = Some(match *slot {
-                        Some((best, _)) => (t.min(best), d),
-                        None => (t, d),
-                    });
-                }
-            }
-            Err(why) => {
-                if require_torch {
-                    fail(&format!(
-                        "{why}; LSTM_OP_REQUIRE_TORCH=1 wants the PyTorch column"
-                    ));
-                }
-                missing = Some(why);
-            }
-        }
-    }
-    let mut over = Vec::new();
-    for ((case, ours), torch) in cases.iter().zip(&ours).zip(&torch) {
-        let (layers, hidden, input) = (case.layers, case.hidden, case.input());
-        match torch {
-            Some((t, diff)) => {
-                println!(
-                    "{layers:>2} {hidden:>4} {input:8} {:>10.2} {:>10.2} {:>7.2}x {diff:>12.1e}",
-                    ours * 1e3,
-                    t * 1e3,
-                    t / ours
-                );
-                if diff.is_nan() || *diff > max_diff {
-                    over.push(format!("{}: {diff:.1e}", case.label()));
-                }
-            }
-            None => println!("{layers:>2} {hidden:>4} {input:8} {:>10.2}", ours * 1e3),
+        match table.run(&cl, "cl") {
+            Ok(m) => missing = missing.or(m),
+            Err(why) => problems.push(why),
         }
     }
     if let Some(why) = missing {
         println!("no PyTorch column: {why} (set CHARLSTM_PYTHON to a Python with torch)");
     }
-    if !over.is_empty() {
-        fail(&format!(
-            "PyTorch differs from the op by more than LSTM_OP_MAX_DIFF={max_diff:e} in {}",
-            over.join(", ")
-        ));
+    if !problems.is_empty() {
+        fail(&problems.join("; "));
+    }
+}
+
+/// What one table of cases runs with.
+struct Table<'a> {
+    dev: &'a Device,
+    reps: usize,
+    rounds: usize,
+    python: &'a str,
+    script: &'a str,
+    require_torch: bool,
+    max_diff: f64,
+    dir: &'a std::path::Path,
+}
+
+impl Table<'_> {
+    /// Times `cases` (case files named with `tag`), prints their rows;
+    /// returns why there is no PyTorch column, or an error naming the cases
+    /// that failed or differ from PyTorch by more than `max_diff`.
+    fn run(&self, cases: &[Case], tag: &str) -> Result<Option<String>, String> {
+        let paths: Vec<_> = (0..cases.len())
+            .map(|i| self.dir.join(format!("case{tag}{i}.safetensors")))
+            .collect();
+        // Each side's best median over the rounds, the two sides alternating
+        // (every case of ours, then every case of PyTorch's), so that a burst
+        // of other load on the machine cannot fall on one side only.
+        let mut ours = vec![f64::INFINITY; cases.len()];
+        let mut torch: Vec<Option<(f64, f64)>> = vec![None; cases.len()];
+        let mut missing = None;
+        for _ in 0..self.rounds {
+            for ((case, path), best) in cases.iter().zip(&paths).zip(&mut ours) {
+                let t = run_ours(case, self.dev, self.reps, path)
+                    .map_err(|why| format!("{}: the op failed: {why}", case.label()))?;
+                *best = best.min(t);
+            }
+            if missing.is_some() {
+                continue;
+            }
+            match run_torch(self.python, self.script, &paths) {
+                Ok(results) => {
+                    for (slot, (t, d)) in torch.iter_mut().zip(results) {
+                        *slot = Some(match *slot {
+                            Some((best, _)) => (t.min(best), d),
+                            None => (t, d),
+                        });
+                    }
+                }
+                Err(why) => {
+                    if self.require_torch {
+                        return Err(format!(
+                            "{why}; LSTM_OP_REQUIRE_TORCH=1 wants the PyTorch column"
+                        ));
+                    }
+                    missing = Some(why);
+                }
+            }
+        }
+        let mut over = Vec::new();
+        for ((case, ours), torch) in cases.iter().zip(&ours).zip(&torch) {
+            let (layers, hidden, input) = (case.layers, case.hidden, case.input());
+            match torch {
+                Some((t, diff)) => {
+                    println!(
+                        "{layers:>2} {hidden:>4} {input:8} {:>10.2} {:>10.2} {:>7.2}x {diff:>12.1e}",
+                        ours * 1e3,
+                        t * 1e3,
+                        t / ours
+                    );
+                    if diff.is_nan() || *diff > self.max_diff {
+                        over.push(format!("{}: {diff:.1e}", case.label()));
+                    }
+                }
+                None => println!("{layers:>2} {hidden:>4} {input:8} {:>10.2}", ours * 1e3),
+            }
+        }
+        if !over.is_empty() {
+            return Err(format!(
+                "PyTorch differs from the op by more than LSTM_OP_MAX_DIFF={:e} in {}",
+                self.max_diff,
+                over.join(", ")
+            ));
+        }
+        Ok(missing)
     }
 }
