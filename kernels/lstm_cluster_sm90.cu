@@ -63,29 +63,29 @@ __device__ __forceinline__ unsigned rows_per_group(unsigned rows, unsigned group
   return need <= 1 ? 1 : need <= 2 ? 2 : need <= 4 ? 4 : 8;
 }
 
-// acc[i] += sum over k = 0..n-1, in order, of x[i * xs + k] * w[k * ws],
-// for RPT rows of x (16-byte aligned, n a multiple of 4): one weight load
-// serves every row.
+// acc[i] += sum over k = 0..n-1, in order, of x[i * xs + k] * w_k, for RPT
+// rows of x (16-byte aligned, n a multiple of 4), where w_k .. w_{k+3} is
+// the float4 w[k / 4 * ws]: one weight load serves four k and every row.
 template <unsigned RPT>
-__device__ __forceinline__ void dot_rows(const float* x, unsigned xs, const float* w,
+__device__ __forceinline__ void dot_rows(const float* x, unsigned xs, const float4* w,
                                          unsigned ws, unsigned n, float* acc) {
 #pragma unroll 4
-  for (unsigned k = 0; k < n; k += 4, w += 4 * ws) {
-    const float w0 = w[0], w1 = w[ws], w2 = w[2 * ws], w3 = w[3 * ws];
+  for (unsigned k = 0; k < n; k += 4, w += ws) {
+    const float4 wv = *w;
 #pragma unroll
     for (unsigned i = 0; i < RPT; ++i) {
       const float4 v = *(const float4*)(x + i * xs + k);
-      acc[i] += v.x * w0;
-      acc[i] += v.y * w1;
-      acc[i] += v.z * w2;
-      acc[i] += v.w * w3;
+      acc[i] += v.x * wv.x;
+      acc[i] += v.y * wv.y;
+      acc[i] += v.z * wv.z;
+      acc[i] += v.w * wv.w;
     }
   }
 }
 
 // dot_rows with the row count chosen at run time (rpt from rows_per_group).
 __device__ __forceinline__ void dot_rows_n(unsigned rpt, const float* x, unsigned xs,
-                                           const float* w, unsigned ws, unsigned n,
+                                           const float4* w, unsigned ws, unsigned n,
                                            float* acc) {
   switch (rpt) {
     case 1: dot_rows<1>(x, xs, w, ws, n, acc); break;
@@ -116,14 +116,17 @@ __device__ __forceinline__ void lstm_cluster_fwd(
   const unsigned nrows = min(rows, B - b0);
   const unsigned rpt = rows_per_group(rows, ngrp), rp = rpt * ngrp;
   const bool dense = zx != nullptr;
-  float* rs = smem;                              // [H][W]  this block's columns of R
+  float* rs = smem;                              // [H/4][W][4]  this block's columns of R
   float* hbuf = rs + (size_t)H * W;              // [2][rp][H]  h_{t-1}, h_t
   float* gs = hbuf + 2 * rp * H;                 // [rows][W]  activated gates
   unsigned* xs = (unsigned*)(gs + rows * W);     // [T][rows]  input classes
 
+  // rs[(k/4 * W + l) * 4 + k%4] = R[k, column l]: a thread's four weights
+  // of four consecutive k in one float4.
   for (unsigned i = tid; i < H * W; i += nt) {
     const unsigned k = i / W, l = i % W;
-    rs[i] = recurrent_kernel[(size_t)k * G + l / U * H + rank * U + l % U];
+    rs[((k / 4) * W + l) * 4 + k % 4] =
+        recurrent_kernel[(size_t)k * G + l / U * H + rank * U + l % U];
   }
   // Rows past the cluster's last are summed but never written: zero.
   for (unsigned i = nrows * H + tid; i < rp * H; i += nt) hbuf[i] = hbuf[rp * H + i] = 0.0f;
@@ -153,7 +156,7 @@ __device__ __forceinline__ void lstm_cluster_fwd(
     float acc[LC_MAX_ROWS];
 #pragma unroll
     for (unsigned i = 0; i < LC_MAX_ROWS; ++i) acc[i] = 0.0f;
-    if (t > 0 || h0 != nullptr) dot_rows_n(rpt, hp + grp * rpt * H, H, rs + lc, W, H, acc);
+    if (t > 0 || h0 != nullptr) dot_rows_n(rpt, hp + grp * rpt * H, H, (const float4*)rs + lc, W, H, acc);
 #pragma unroll
     for (unsigned i = 0; i < LC_MAX_ROWS; ++i) {
       const unsigned r = grp * rpt + i;
@@ -234,13 +237,16 @@ __device__ __forceinline__ void lstm_cluster_bwd(
   const unsigned b0 = blockIdx.x / LC_BLOCKS * rows;
   const unsigned nrows = min(rows, B - b0);
   const unsigned rpt = rows_per_group(rows, ngrp), rp = rpt * ngrp;
-  float* rt = smem;                          // [4H][U]  rt[col*U + kk] = R[r*U + kk, col]
+  float* rt = smem;                          // [4H/4][U][4]  R[r*U + kk, col]: see below
   float* dzbuf = rt + (size_t)G * U;         // [2][rp][4H]  dz of the step, every unit
   float* part = dzbuf + 2 * rp * G;          // [rp][4][U]  partial sums of dh_{t-1}
 
+  // rt[(cm/4 * U + kk) * 4 + cm%4] = R[r*U + kk, cm]: four consecutive
+  // gate columns of unit kk in one float4 (H % 4 == 0: never across gates).
   for (unsigned i = tid; i < U * G; i += nt) {
     const unsigned k = i / G, cm = i % G;
-    rt[(size_t)cm * U + k] = recurrent_kernel[(size_t)(rank * U + k) * G + cm];
+    rt[((size_t)(cm / 4) * U + k) * 4 + cm % 4] =
+        recurrent_kernel[(size_t)(rank * U + k) * G + cm];
   }
   // Rows past the cluster's last are summed but never written: zero.
   for (unsigned i = nrows * G + tid; i < rp * G; i += nt) dzbuf[i] = dzbuf[rp * G + i] = 0.0f;
@@ -317,7 +323,8 @@ __device__ __forceinline__ void lstm_cluster_bwd(
     float acc[LC_MAX_ROWS];
 #pragma unroll
     for (unsigned i = 0; i < LC_MAX_ROWS; ++i) acc[i] = 0.0f;
-    dot_rows_n(rpt, dzs + grp * rpt * G + q * H, G, rt + (size_t)q * H * U + kk, U, H, acc);
+    dot_rows_n(rpt, dzs + grp * rpt * G + q * H, G, (const float4*)rt + q * H / 4 * U + kk, U,
+               H, acc);
 #pragma unroll
     for (unsigned i = 0; i < LC_MAX_ROWS; ++i) {
       const unsigned r = grp * rpt + i;
