@@ -122,9 +122,10 @@ impl ClusterPlan {
             .find(|&r| fits(r))
             .ok_or_else(|| {
                 format!(
-                    "H = {h}: a block's share of the weights ({} bytes of shared memory \
-                     forward, {} backward, with one row) exceeds the device's {limit} bytes \
-                     per block",
+                    "H = {h}, T = {}: even with one row a cluster a block needs {} bytes of \
+                     shared memory forward and {} backward (its share of the weights, the row \
+                     buffers, T input classes), more than the device's {limit} per block",
+                    dims.seq_len,
                     Self::fwd_shared_bytes(h, 1, dims.seq_len),
                     Self::bwd_shared_bytes(h, 1)
                 )
@@ -263,7 +264,17 @@ mod tests {
         let e = ClusterPlan::new(dims(8, 200), 227 * 1024, 8).unwrap_err();
         assert!(e.contains("multiple of 64"), "{e}");
         let e = ClusterPlan::new(dims(8, 512), 227 * 1024, 8).unwrap_err();
-        assert!(e.contains("exceeds"), "{e}");
+        assert!(e.contains("more than the device's"), "{e}");
+        // A long sequence: the classes no longer fit beside the weights.
+        let long = LstmDims {
+            seq_len: 30_000,
+            ..dims(8, 256)
+        };
+        let e = ClusterPlan::new(long, 227 * 1024, 8).unwrap_err();
+        assert!(
+            e.contains("T = 30000") && e.contains("T input classes"),
+            "{e}"
+        );
         let e = ClusterPlan::new(dims(8, 1024), 227 * 1024, 8).unwrap_err();
         assert!(e.contains("threads"), "{e}");
     }
