@@ -3,6 +3,8 @@
 
 #![allow(clippy::manual_checked_ops)] // the kernel tests `y != 0 ? x / y : 0` literally
 
+mod common;
+
 use charlstm_cuda::gpu::ptx;
 use charlstm_cuda::sim::{ParamValue as P, Simulator};
 
@@ -838,10 +840,7 @@ fn prmt_matches_the_ptx_definition() {
     };
     // Every nibble value in every position, then random words and selectors.
     let n = 64 + 300;
-    let mut sel: Vec<u32> = (0..64u32)
-        .map(|k| (k % 16) * 0x1111 + (k / 16) * 0x1000_0000)
-        .collect();
-    sel.extend(lcg(300, 9));
+    let sel = common::prmt_selectors(&lcg(300, 9));
     let a: Vec<u32> = (0..n as u32)
         .map(|i| 0x80ff_7f01 ^ i.wrapping_mul(0x0101_0101))
         .collect();
@@ -893,17 +892,7 @@ fn sixteen_bit_compares_match_rust() {
     };
     let n = 300;
     let a = lcg(n, 11);
-    // Equal low halves with different high halves, equal words, random.
-    let b: Vec<u32> = lcg(n, 12)
-        .iter()
-        .zip(&a)
-        .enumerate()
-        .map(|(i, (&r, &x))| match i % 3 {
-            0 => (x & 0xffff) | (r & 0xffff_0000),
-            1 => x,
-            _ => r,
-        })
-        .collect();
+    let b = common::short_forms_b(&a, &lcg(n, 12));
     let (da, db) = (up(&mut s, &a), up(&mut s, &b));
     let out = s.alloc(3 * n * 4).unwrap();
     s.launch(

@@ -1080,10 +1080,7 @@ fn cases() -> Vec<Case> {
     // byte_forms/prmt_forms: prmt.b32 through __byte_perm and raw, every selector
     // nibble with and without its sign bit.
     let n = 256;
-    let mut sel: Vec<u32> = (0..64u32)
-        .map(|k| (k % 16) * 0x1111 + (k / 16) * 0x1000_0000)
-        .collect();
-    sel.extend(u32s(n - 64, 23));
+    let sel = common::prmt_selectors(&u32s(n - 64, 23));
     v.push(Case {
         module: "byte_forms",
         kernel: "prmt_forms",
@@ -1101,16 +1098,7 @@ fn cases() -> Vec<Case> {
     // short_forms: cvt.u16.u32, setp.eq.s16 / setp.ne.s16; every third pair
     // equal in the low half only, every third equal.
     let a = u32s(n, 26);
-    let b: Vec<u32> = u32s(n, 27)
-        .iter()
-        .zip(&a)
-        .enumerate()
-        .map(|(i, (&r, &x))| match i % 3 {
-            0 => (x & 0xffff) | (r & 0xffff_0000),
-            1 => x,
-            _ => r,
-        })
-        .collect();
+    let b = common::short_forms_b(&a, &u32s(n, 27));
     v.push(Case {
         module: "byte_forms",
         kernel: "short_forms",

@@ -205,6 +205,32 @@ pub fn lstm_forms_words(n: usize) -> Vec<u64> {
     w
 }
 
+/// The selectors tests/kernels/byte_forms.cu's prmt_forms reads: every
+/// nibble value (0-15, the sign-spreading top bit included) in every byte
+/// position, then `random`. The simulator's test and the hardware
+/// comparison share them.
+pub fn prmt_selectors(random: &[u32]) -> Vec<u32> {
+    (0..64u32)
+        .map(|k| (k % 16) * 0x1111 + (k / 16) * 0x1000_0000)
+        .chain(random.iter().copied())
+        .collect()
+}
+
+/// The second operands of byte_forms.cu's short_forms for the words `a`:
+/// every third equal to its `a` in the low half only (the high half from
+/// `random`), every third equal, the rest `random`.
+pub fn short_forms_b(a: &[u32], random: &[u32]) -> Vec<u32> {
+    a.iter()
+        .zip(random)
+        .enumerate()
+        .map(|(i, (&x, &r))| match i % 3 {
+            0 => (x & 0xffff) | (r & 0xffff_0000),
+            1 => x,
+            _ => r,
+        })
+        .collect()
+}
+
 /// The inputs of tests/kernels/persistent_forms.cu: `n` u32 pairs (equal,
 /// smaller, larger and low-byte-equal) and `n` u64 pairs (equal or
 /// rotated). The simulator's test and the hardware comparison share them.
