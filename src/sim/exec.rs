@@ -9,7 +9,7 @@
 use super::arith::setp;
 use super::num::*;
 use super::parse::{Bin, Op, Rnd, Space, Src, Ty};
-use super::{CLUSTER_SHIFT, LOCAL_WIN, Launch, SHARED_WIN, Simulator, TState, half};
+use super::{LOCAL_WIN, Launch, SHARED_WIN, Simulator, TState, cluster_addr, cluster_split, half};
 use crate::error::Result;
 
 /// Runs `$body` once per set bit of `$mask` with `$t` the lane's slot.
@@ -440,12 +440,11 @@ impl<'k> Launch<'k> {
                         self.fail(t, bad(&format!("the cluster has {} blocks", self.csize)))
                     );
                 }
-                let off = a.wrapping_sub(win);
-                if off >> CLUSTER_SHIFT > u64::from(self.csize) {
+                let (from, off) = cluster_split(a.wrapping_sub(win));
+                if from.is_some_and(|r| r >= u64::from(self.csize)) {
                     return Err(self.fail(t, bad("not a shared-memory address")));
                 }
-                let mapped = (rank + 1) << CLUSTER_SHIFT | off & ((1 << CLUSTER_SHIFT) - 1);
-                self.wr(t, *d, win + mapped);
+                self.wr(t, *d, win + cluster_addr(rank, off));
             }
             Op::Bfe { ty, d, a, b, c } => {
                 let bits = ty.bytes() * 8;

@@ -4,7 +4,7 @@
 use super::parse::Space;
 use super::shadow::{Accessor, Entry, SPLIT};
 use super::{
-    Acc, BlockSt, CLUSTER_SHIFT, LOCAL_WIN, Launch, Region, SHARED_WIN, Simulator, WIN_SIZE,
+    Acc, BlockSt, LOCAL_WIN, Launch, Region, SHARED_WIN, Simulator, WIN_SIZE, cluster_split,
 };
 use crate::error::{Error, Result};
 
@@ -136,7 +136,7 @@ impl<'k> Launch<'k> {
     /// The block (grid-wide) and offset of a `w`-byte shared access by
     /// slot `t` at address `a` of `space` (`.shared`: the block's own;
     /// `.shared::cluster`: any block's of the cluster, see
-    /// [`CLUSTER_SHIFT`]), bounds-checked.
+    /// [`super::CLUSTER_SHIFT`]), bounds-checked.
     pub(super) fn shared_target(
         &self,
         t: usize,
@@ -145,16 +145,12 @@ impl<'k> Launch<'k> {
         w: u32,
     ) -> Result<(usize, u64)> {
         let me = self.block_of(t);
-        let (b, off) = match (space, a >> CLUSTER_SHIFT) {
-            (Space::Cluster, r) if r > 0 => {
-                let rank = r - 1;
+        let (b, off) = match (space, cluster_split(a)) {
+            (Space::Cluster, (Some(rank), off)) => {
                 if rank >= u64::from(self.csize) {
                     return Err(self.fail(t, format!("shared::cluster access at {a:#x}: rank {rank} is outside the cluster of {} blocks", self.csize)));
                 }
-                (
-                    self.cluster_of(me).start + rank as usize,
-                    a & ((1 << CLUSTER_SHIFT) - 1),
-                )
+                (self.cluster_of(me).start + rank as usize, off)
             }
             _ => (me, a),
         };

@@ -146,6 +146,21 @@ const WIN_SIZE: u64 = 1 << 32;
 /// the `.shared::cluster` one. A block has at most 227 KiB.
 const CLUSTER_SHIFT: u32 = 24;
 
+/// The `.shared::cluster` address of byte `off` of the block of rank `rank`.
+fn cluster_addr(rank: u64, off: u64) -> u64 {
+    (rank + 1) << CLUSTER_SHIFT | off
+}
+
+/// A `.shared::cluster` address as (the rank it names, or `None` for the
+/// block's own plain shared address; the offset in that block).
+fn cluster_split(a: u64) -> (Option<u64>, u64) {
+    let off = a & ((1 << CLUSTER_SHIFT) - 1);
+    match a >> CLUSTER_SHIFT {
+        0 => (None, off),
+        r => (Some(r - 1), off),
+    }
+}
+
 /// A kernel argument, laid out per the kernel's `.param` declarations.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum ParamValue {
