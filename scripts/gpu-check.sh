@@ -27,7 +27,9 @@
 #              graph), then charlstm-cuda bench --device cuda --layers 2
 #              --hidden 256 --pytorch ...: training steps, an epoch slice and
 #              generation of the two-layer model, side by side (no whole
-#              epochs; its JSON stays in gpu-check.tgz)
+#              epochs; its JSON stays in gpu-check.tgz); then stack-cluster,
+#              the same bench with --recurrence cluster (the thread-block
+#              cluster kernels, Hopper only) against the same PyTorch numbers
 #   op         the bundle's lstm_op (benches/lstm_op.rs, LSTM_OP_DEVICE=cuda):
 #              ops::LstmCuda forward + backward on cudarc buffers against
 #              nn.LSTM on cuDNN (strict fp32) on the same tensors, N = 1, 2,
@@ -167,6 +169,11 @@ for r in d["rows"]:
       echo
       echo "== two layers of 256 (bench --layers 2 --hidden 256, cuda) vs PyTorch nn.LSTM(num_layers=2), one run =="
       grep -v '^note: ' "$WORK/stack.err"
+    fi
+    if [[ -s $WORK/stack-cluster.err ]]; then
+      echo
+      echo "== the same on the cluster kernels (bench ... --recurrence cluster), one run =="
+      grep -v '^note: ' "$WORK/stack-cluster.err"
     fi
     if [[ -s $WORK/op.out ]]; then
       echo
@@ -343,6 +350,7 @@ if want stack; then
   pytorch_part stack-pytorch 90 "${common[@]}" "${stack_job[@]}" --variants fp32-eager,fp32-graph \
     && stack_pt=(--pytorch "$WORK/stack-pytorch.json")
   bench_part stack "${common[@]}" "${stack_job[@]}" "${stack_pt[@]}"
+  bench_part stack-cluster "${common[@]}" "${stack_job[@]}" --recurrence cluster "${stack_pt[@]}"
 fi
 
 if want op; then

@@ -29,7 +29,7 @@ use serde::Serialize;
 
 use crate::corpus::{OneHotCorpus, Windows, epoch_order};
 use crate::device::Device;
-use crate::engine::{Backend, Engine};
+use crate::engine::{Backend, Engine, LstmPath};
 use crate::error::{Error, Result};
 use crate::model::{Hyper, init_stacked};
 use crate::rundir::EpochRow;
@@ -60,6 +60,10 @@ pub struct BenchConfig {
     /// report its time and mean loss.
     #[serde(default)]
     pub full_epoch: bool,
+    /// Which kernels run the recurrence on the device rows (`--recurrence`;
+    /// the cpu row has one recurrence).
+    #[serde(default)]
+    pub recurrence: LstmPath,
 }
 
 impl Default for BenchConfig {
@@ -70,6 +74,7 @@ impl Default for BenchConfig {
             gen_length: 400,
             temperatures: vec![0.2, 0.5, 1.0, 1.2],
             full_epoch: false,
+            recurrence: LstmPath::Auto,
         }
     }
 }
@@ -202,7 +207,15 @@ pub fn run(
     for &backend in backends {
         let params = init_stacked(v, hyper.hidden, hyper.layers, hyper.seed);
         let ms = params.zeros_like();
-        let made = Device::Exact(backend).open_engine(corpus, hyper, params, ms);
+        let path = recurrence_on(backend, config.recurrence);
+        let made = Device::Exact(backend)
+            .open_engine(corpus, hyper, params, ms)
+            .and_then(|(mut engine, note)| {
+                if path != LstmPath::Auto {
+                    engine.set_lstm_path(path)?;
+                }
+                Ok((engine, note))
+            });
         let (mut engine, note) = match made {
             Ok(e) => e,
             Err(e) => {
@@ -231,7 +244,7 @@ pub fn run(
             .zip(row.generate_stateful_s)
             .map(|(window, stateful)| window / stateful);
         if config.full_epoch {
-            let (seconds, loss) = whole_epoch(corpus, hyper, backend)?;
+            let (seconds, loss) = whole_epoch(corpus, hyper, backend, path)?;
             row.epoch_s = Some(seconds);
             row.epoch_loss = Some(loss);
         }
@@ -260,7 +273,20 @@ pub fn run(
 /// runs (so whatever it does to keep the device busy counts here too),
 /// without an output directory or after-epoch samples: (seconds, mean loss)
 /// as its epoch event reports them.
-fn whole_epoch(corpus: &OneHotCorpus, hyper: &Hyper, backend: Backend) -> Result<(f64, f64)> {
+/// The recurrence `asked` on `backend`: the CPU has one (`Auto`).
+fn recurrence_on(backend: Backend, asked: LstmPath) -> LstmPath {
+    match backend {
+        Backend::Cpu => LstmPath::Auto,
+        Backend::Cuda | Backend::Sim => asked,
+    }
+}
+
+fn whole_epoch(
+    corpus: &OneHotCorpus,
+    hyper: &Hyper,
+    backend: Backend,
+    path: LstmPath,
+) -> Result<(f64, f64)> {
     struct LastEpoch(Option<(f64, f64)>);
     impl Observer for LastEpoch {
         fn on_epoch(&mut self, e: &EpochRow) -> Control {
@@ -278,6 +304,7 @@ fn whole_epoch(corpus: &OneHotCorpus, hyper: &Hyper, backend: Backend) -> Result
             ..TrainConfig::default()
         })
         .backend(backend)
+        .lstm_path(path)
         .build()?;
     let mut last = LastEpoch(None);
     trainer.run(&mut last)?;

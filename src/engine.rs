@@ -4,6 +4,7 @@
 //! a `--device` opens is `crate::device`'s one decision.
 
 use std::fmt;
+use std::str::FromStr;
 
 use crate::error::{Error, Result};
 use crate::model::Params;
@@ -214,6 +215,24 @@ pub trait Engine: Send {
         Ok(())
     }
 
+    /// Which kernels run the recurrence from the next step on (see
+    /// [`LstmPath`]), checked against the engine's batch shape: an error
+    /// names why a path cannot run it. The default (an engine with one
+    /// recurrence, the CPU's) takes `Auto` only.
+    fn set_lstm_path(&mut self, path: LstmPath) -> Result<()> {
+        match path {
+            LstmPath::Auto => Ok(()),
+            other => Err(Error::InvalidArgument {
+                name: "--recurrence",
+                what: format!(
+                    "{other} chooses device kernels, and the {} backend has one recurrence: \
+                     leave it at auto, or train with --device cuda or sim",
+                    self.backend()
+                ),
+            }),
+        }
+    }
+
     /// Mean loss of the windows starting at `starts`, without updating anything.
     fn eval_batch(&mut self, starts: &[u32]) -> Result<f32>;
     /// Next-character probabilities [B, V] for `x` = [B, seq_len] class indices.
@@ -276,6 +295,69 @@ pub fn mean_loss(
         sum += f64::from(loss) * chunk.len() as f64;
     }
     Ok(sum / starts.len() as f64)
+}
+
+/// Which device kernels run the LSTM recurrence (`--recurrence`). A choice
+/// of speed, never of results: every path sums in the same order, so a
+/// training run gives the same bits on each (the kernels' bit-identity
+/// tests hold them to it). The CPU engine has one recurrence and takes
+/// only `Auto`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LstmPath {
+    /// The persistent kernels where the shape fits (`PersistentPlan::new`
+    /// in `gpu::lstm`: H <= 128 today), else the per-step kernels.
+    #[default]
+    Auto,
+    /// The per-step kernels: T launches forward, T backward.
+    PerStep,
+    /// The persistent kernels, or an error naming why the shape does not fit.
+    Persistent,
+    /// The forward and the backward recurrence as one launch each on a
+    /// thread-block cluster per group of rows (`gpu::lstm::cluster`:
+    /// Hopper, H a multiple of 64 up to 256 at 8 rows a cluster), or an
+    /// error naming why the shape does not fit. Not chosen by `Auto` until
+    /// it has run on a GPU.
+    Cluster,
+}
+
+impl LstmPath {
+    /// Every path, in the order `--recurrence` lists them.
+    pub const ALL: [LstmPath; 4] = [
+        LstmPath::Auto,
+        LstmPath::PerStep,
+        LstmPath::Persistent,
+        LstmPath::Cluster,
+    ];
+
+    /// The name users type after `--recurrence`.
+    pub fn name(self) -> &'static str {
+        match self {
+            LstmPath::Auto => "auto",
+            LstmPath::PerStep => "per-step",
+            LstmPath::Persistent => "persistent",
+            LstmPath::Cluster => "cluster",
+        }
+    }
+}
+
+impl fmt::Display for LstmPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for LstmPath {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        LstmPath::ALL
+            .into_iter()
+            .find(|p| p.name() == s)
+            .ok_or_else(|| Error::InvalidArgument {
+                name: "--recurrence",
+                what: format!("{s:?} (expected auto, per-step, persistent or cluster)"),
+            })
+    }
 }
 
 /// The compute backends.

@@ -425,6 +425,7 @@ pub fn example(name: &str) -> Option<&'static str> {
         "divergence.factor" => "2",
         "divergence.action" => "stop",
         "device" => "auto",
+        "--recurrence" => "auto",
         "format" => "keras",
         "lstm.layers" => "2",
         "lstm.input" => "57",

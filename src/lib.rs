@@ -113,7 +113,7 @@ pub mod train;
 
 pub use corpus::{OneHotCorpus, Streams, Vocab, Windows};
 pub use device::Device;
-pub use engine::{Backend, Engine, StreamBatch};
+pub use engine::{Backend, Engine, LstmPath, StreamBatch};
 pub use error::{Error, Result};
 pub use inference::Model;
 pub use interop::Format;

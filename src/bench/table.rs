@@ -8,6 +8,7 @@
 use std::fmt;
 
 use super::{BenchReport, BenchRow, Comparison, PytorchVariant};
+use crate::engine::LstmPath;
 
 fn num(x: Option<f64>, scale: f64) -> String {
     x.map_or("-".into(), |x| format!("{:.3}", x * scale))
@@ -21,7 +22,7 @@ impl fmt::Display for BenchReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "V={} H={}{} B={} T={}; {} windows, {} batches/epoch; {} steps, slice of {} batches, {} x {} chars{}",
+            "V={} H={}{} B={} T={}; {} windows, {} batches/epoch; {} steps, slice of {} batches, {} x {} chars{}{}",
             self.vocab,
             self.hidden,
             match (self.layers, self.dropout) {
@@ -41,6 +42,10 @@ impl fmt::Display for BenchReport {
                 "; one whole epoch each"
             } else {
                 ""
+            },
+            match self.config.recurrence {
+                LstmPath::Auto => String::new(),
+                path => format!("; recurrence {path} on the devices"),
             }
         )?;
         // The PyTorch label (`pytorch (cuDNN, fp32, graph)`) may be wider.

@@ -108,6 +108,9 @@ const DEVICES: [&str; 4] = ["auto", "cpu", "cuda", "sim"];
 // The values `--mode` takes (`TrainMode`).
 const TRAIN_MODES: [&str; 2] = ["window", "stream"];
 
+// The values `--recurrence` takes (`LstmPath`).
+const RECURRENCES: [&str; 4] = ["auto", "per-step", "persistent", "cluster"];
+
 // The values `--gen-mode` takes (`sample::GenMode`).
 const GEN_MODES: [&str; 2] = ["window", "stateful"];
 
@@ -279,6 +282,12 @@ pub struct TrainArgs {
     /// Compute backend: auto, cpu, cuda or sim [default: auto; with --resume: the run's].
     #[arg(long, value_parser = devices(""))]
     pub device: Option<String>,
+    /// Which kernels run the LSTM recurrence on cuda or sim: auto (persistent where H fits,
+    /// else per-step), per-step, persistent, or cluster (Hopper, H a multiple of 64 up to
+    /// 256). Speed only: every choice gives the same weights [default: auto; not kept on
+    /// --resume].
+    #[arg(long, value_name = "KERNELS", value_parser = RECURRENCES)]
+    pub recurrence: Option<String>,
     /// No progress bar.
     #[arg(long, short)]
     pub quiet: bool,
@@ -398,6 +407,10 @@ pub struct BenchArgs {
     /// Characters per window.
     #[arg(long, default_value_t = 60)]
     pub maxlen: usize,
+    /// Which kernels run the LSTM recurrence on the cuda and sim rows (as train's
+    /// --recurrence; the cpu row has one).
+    #[arg(long, value_name = "KERNELS", default_value = "auto", value_parser = RECURRENCES)]
+    pub recurrence: String,
     /// Also train one whole shuffled epoch per backend (a fresh model, as
     /// `train --epochs 1`): its time and mean loss.
     #[arg(long)]

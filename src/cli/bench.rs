@@ -47,6 +47,7 @@ pub fn bench(a: BenchArgs) -> Result<ExitCode> {
         gen_length: a.gen_length,
         temperatures: a.temperatures.clone(),
         full_epoch: a.full_epoch,
+        recurrence: a.recurrence.parse()?,
     };
     // Read before the (long) measurement, so that a bad file fails at once;
     // whether it ran the same job needs the report, so that check runs after.

@@ -58,6 +58,7 @@ struct TrainFile {
     #[serde(alias = "keep-case")]
     keep_case: Option<bool>,
     device: Option<String>,
+    recurrence: Option<String>,
     quiet: Option<bool>,
     json: Option<bool>,
 }
@@ -145,6 +146,7 @@ pub fn apply(a: &mut TrainArgs, matches: &ArgMatches) -> Result<()> {
     take!(gen_mode, some);
     take!(keep_case);
     take!(device, some);
+    take!(recurrence, some);
     take!(quiet);
     take!(json);
     if let Some(p) = file.corpus

@@ -4,13 +4,13 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
-use charlstm_cuda::Device;
 use charlstm_cuda::corpus::OneHotCorpus;
 use charlstm_cuda::corpus::embedded::{self, NIETZSCHE_NAME};
 use charlstm_cuda::model::{BUILT_IN_SOURCE, Checkpoint, Hyper, RunRecord};
 use charlstm_cuda::rundir::{BEST_CHECKPOINT, LAST_CHECKPOINT};
 use charlstm_cuda::sample::{GenMode, check_length};
 use charlstm_cuda::train::{DivergenceGuard, TrainConfig, TrainMode, Trainer};
+use charlstm_cuda::{Device, LstmPath};
 use charlstm_cuda::{Error, Result};
 
 use super::args::{PrepareArgs, TrainArgs};
@@ -358,6 +358,7 @@ pub fn train(a: TrainArgs) -> Result<ExitCode> {
         .or(saved.and_then(|r| r.device.as_deref()))
         .unwrap_or("auto")
         .parse()?;
+    let lstm_path: LstmPath = a.recurrence.as_deref().unwrap_or("auto").parse()?;
     let corpus = load_corpus(corpus_arg.as_deref(), hyper.lowercase)?;
     let corpus_path = corpus_arg.clone().unwrap_or_else(|| NIETZSCHE_NAME.into());
     if corpus.lowercase() != hyper.lowercase && checkpoint.is_none() {
@@ -406,6 +407,7 @@ pub fn train(a: TrainArgs) -> Result<ExitCode> {
     let builder = Trainer::builder(&corpus)
         .config(config)
         .device(device)
+        .lstm_path(lstm_path)
         .corpus_source(source);
     let mut trainer = match checkpoint {
         // The flags were checked against the run above; clipping may change too.

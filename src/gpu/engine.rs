@@ -63,11 +63,12 @@
 
 use super::batch::BatchLauncher;
 use super::device::{DeviceError, DevicePtr, GpuDevice};
+use super::lstm::{LstmDims, LstmLauncher};
 use super::model::GpuModel;
 use super::rmsprop::{GradClipLauncher, RmsPropLauncher};
 use crate::corpus::OneHotCorpus;
 use crate::cpu::RmsProp;
-use crate::engine::{Backend, Batch, Engine, EpochOrder, StreamBatch};
+use crate::engine::{Backend, Batch, Engine, EpochOrder, LstmPath, StreamBatch};
 use crate::error::{Error, Result};
 use crate::model::{Hyper, ParamLayout, Params};
 use crate::ops::Mode;
@@ -377,6 +378,42 @@ impl<D: GpuDevice> Engine for GpuEngine<'_, D> {
 
     fn set_learning_rate(&mut self, lr: f32) -> Result<()> {
         self.optimizer.lr = f64::from(lr);
+        Ok(())
+    }
+
+    /// Checked at the window batch's shape, layer 0's and (a stack) a dense
+    /// layer's; a stream batch's L is checked when it comes. The path is in
+    /// the captured step's key, so the next step captures it anew.
+    fn set_lstm_path(&mut self, path: LstmPath) -> Result<()> {
+        let lstm = LstmLauncher {
+            path,
+            ..self.model.lstm
+        };
+        let layer0 = self.model.dims(self.batch_size, self.maxlen);
+        let dense = LstmDims::dense(self.batch_size, self.maxlen, layer0.hidden);
+        let shapes = if self.model.layers() > 1 {
+            &[layer0, dense][..]
+        } else {
+            &[layer0][..]
+        };
+        let dev = &self.model.device;
+        for &dims in shapes {
+            let fits = lstm.cluster_plan(dev, dims).and(lstm.plan(dev, dims));
+            if let Err(why) = fits {
+                return Err(Error::InvalidArgument {
+                    name: "--recurrence",
+                    what: format!(
+                        "{path} cannot run B = {}, T = {}, H = {} on {}: {why}; auto runs every \
+                         shape the kernels take",
+                        dims.batch,
+                        dims.seq_len,
+                        dims.hidden,
+                        dev.name()
+                    ),
+                });
+            }
+        }
+        self.model.lstm = lstm;
         Ok(())
     }
 

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use super::trainer::{TrainConfig, Trainer};
 use crate::corpus::{OneHotCorpus, Split, Streams};
 use crate::device::Device;
-use crate::engine::{Backend, Engine};
+use crate::engine::{Backend, Engine, LstmPath};
 use crate::error::{Error, Result};
 use crate::inference::Model;
 use crate::model::{
@@ -59,6 +59,7 @@ pub struct TrainerBuilder<'c> {
     epochs: Option<usize>,
     config: TrainConfig,
     device: Device,
+    lstm_path: LstmPath,
     start: Start<'c>,
     corpus_source: Option<String>,
 }
@@ -72,6 +73,7 @@ impl<'c> Trainer<'c> {
             epochs: None,
             config: TrainConfig::default(),
             device: Device::Auto,
+            lstm_path: LstmPath::Auto,
             start: Start::Fresh,
             corpus_source: None,
         }
@@ -108,6 +110,16 @@ impl<'c> TrainerBuilder<'c> {
     /// Shorthand for `device(Device::Exact(backend))`.
     pub fn backend(self, backend: Backend) -> Self {
         self.device(Device::Exact(backend))
+    }
+
+    /// Which device kernels run the recurrence (`--recurrence`; see
+    /// [`LstmPath`]): a choice of speed, the same bits on every path.
+    /// Anything but `Auto` needs a device engine (`cuda` or `sim`), and
+    /// `build` refuses a path that cannot run the batch's shape, naming why.
+    /// Not kept in the run: a resumed run starts from `Auto` again.
+    pub fn lstm_path(mut self, path: LstmPath) -> Self {
+        self.lstm_path = path;
+        self
     }
 
     /// Epochs in total (with [`resume`](Self::resume): the new total);
@@ -268,6 +280,7 @@ impl<'c> TrainerBuilder<'c> {
             });
         }
         let device = self.device;
+        let lstm_path = self.lstm_path;
         let split = Split::new(corpus.rows(), config.val_fraction)?;
         if config.val_fraction > 0.0 {
             split.check(hyper.maxlen, hyper.step, hyper.batch)?;
@@ -363,6 +376,9 @@ impl<'c> TrainerBuilder<'c> {
             }
         };
         let (mut engine, mut state) = (engine, state);
+        if lstm_path != LstmPath::Auto {
+            engine.set_lstm_path(lstm_path)?;
+        }
         // A stream epoch stopped inside: its next batch carries this state
         // in (the engine keeps it; the trainer's state does not).
         if let Some(st) = state.stream.take() {

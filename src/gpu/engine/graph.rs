@@ -170,6 +170,7 @@ impl<D: GpuDevice> GpuEngine<'_, D> {
         key.extend(b.all().iter().map(|p| p.0));
         key.extend(self.model.stack_ws.addresses().map(|p| p.0));
         key.push(self.model.dropout_step.0);
+        key.push(self.model.lstm.path as u64);
         key
     }
 

@@ -46,6 +46,8 @@ use cluster::ClusterPlan;
 use persistent::PersistentPlan;
 use wgrad::WgradLauncher;
 
+pub use crate::engine::LstmPath;
+
 const F32: usize = std::mem::size_of::<f32>();
 
 /// Device buffers of the LSTM over one batch. Shapes (row-major, Keras):
@@ -213,25 +215,6 @@ impl LstmDims {
             _ => self.at(buf, t - 1, width),
         }
     }
-}
-
-/// Which kernels run the recurrence.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum LstmPath {
-    /// The persistent kernels where the shape fits (see
-    /// [`PersistentPlan::new`]), else the per-step kernels.
-    #[default]
-    Auto,
-    /// The per-step kernels: T launches forward, 2T backward.
-    PerStep,
-    /// The persistent kernels, or an error naming why the shape does not fit.
-    Persistent,
-    /// The forward and the backward recurrence as one launch each on a
-    /// thread-block cluster per group of rows ([`cluster`], Hopper, H a
-    /// multiple of 64 up to 256 at 8 rows a cluster), or an error naming
-    /// why the shape does not fit. Not chosen by `Auto` until it has run
-    /// on a GPU.
-    Cluster,
 }
 
 /// Block sizes of the LSTM kernels (multiples of 32, at most 1024).
