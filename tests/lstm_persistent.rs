@@ -17,100 +17,17 @@
 //! replays).
 
 mod common;
-use charlstm_cuda::model::Tensor;
+use common::lstm::{Form, bits, forward_bits, free, launcher, upload};
 use common::{Rng, assert_all_pass, seed};
 
-use charlstm_cuda::gpu::device::{DevicePtr, GpuDevice};
+use charlstm_cuda::gpu::device::GpuDevice;
 use charlstm_cuda::gpu::lstm::persistent::{KREG, PersistentPlan};
-use charlstm_cuda::gpu::lstm::{LstmBuffers, LstmDims, LstmLauncher, LstmPath};
+use charlstm_cuda::gpu::lstm::{LstmDims, LstmLauncher, LstmPath};
 use charlstm_cuda::gpu::selftest::{
     Case, Shape, check_lstm_backward_with, check_lstm_forward_with,
 };
 use charlstm_cuda::gpu::{CudaDevice, SimDevice, ptx};
 use charlstm_cuda::sample::{Purpose, RngStream};
-
-fn launcher(path: LstmPath, rows: Option<usize>) -> LstmLauncher {
-    LstmLauncher {
-        path,
-        rows_per_block: rows,
-        ..LstmLauncher::default()
-    }
-}
-
-/// The case's inputs on the device, the forward's outputs poisoned (NaN,
-/// u32::MAX) and dh_{T-1} from the CPU reference for the backward, whose
-/// dz is poisoned too.
-fn upload<D: GpuDevice>(dev: &mut D, case: &Case) -> LstmBuffers {
-    let (_, h, b, t) = case.shape.vhbt();
-    let f32s = |dev: &mut D, data: &[f32]| dev.upload_new_f32(data).unwrap();
-    let nan = |n: usize| vec![f32::NAN; n];
-    let dh_last: Vec<f32> = case.want.dh_last.iter().map(|&x| x as f32).collect();
-    let words: &[u8] = bytemuck::cast_slice(case.corpus.words());
-    LstmBuffers {
-        corpus_words: dev.upload_new(words).unwrap(),
-        starts: dev.upload_new_u32(&case.starts).unwrap(),
-        kernel: f32s(dev, &case.params[Tensor::Kernel]),
-        recurrent_kernel: f32s(dev, &case.params[Tensor::RecurrentKernel]),
-        bias: f32s(dev, &case.params[Tensor::Bias]),
-        gates: f32s(dev, &nan(t * b * 4 * h)),
-        c: f32s(dev, &nan(t * b * h)),
-        h: f32s(dev, &nan(t * b * h)),
-        cls: dev.upload_new_u32(&vec![u32::MAX; t * b]).unwrap(),
-        dz: f32s(dev, &nan(t * b * 4 * h)),
-        dh: f32s(dev, &dh_last),
-        dc: DevicePtr::NULL,
-        d_kernel: DevicePtr::NULL,
-        d_recurrent_kernel: DevicePtr::NULL,
-        d_bias: DevicePtr::NULL,
-        wgrad_scratch: DevicePtr::NULL,
-        h0: DevicePtr::NULL,
-        c0: DevicePtr::NULL,
-        dy: DevicePtr::NULL,
-        zx: DevicePtr::NULL,
-    }
-}
-
-/// Frees what [`upload`] allocated.
-fn free<D: GpuDevice>(dev: &mut D, bufs: &LstmBuffers) {
-    for p in [
-        bufs.corpus_words,
-        bufs.starts,
-        bufs.kernel,
-        bufs.recurrent_kernel,
-        bufs.bias,
-        bufs.gates,
-        bufs.c,
-        bufs.h,
-        bufs.cls,
-        bufs.dz,
-        bufs.dh,
-    ] {
-        dev.free(p).unwrap();
-    }
-}
-
-/// gates, c, h (as bits) and cls after `launcher`'s forward over `case`,
-/// outputs poisoned with NaN first.
-fn forward_bits<D: GpuDevice>(dev: &mut D, case: &Case, l: LstmLauncher) -> Vec<Vec<u32>> {
-    let (_, h, b, t) = case.shape.vhbt();
-    let bufs = upload(dev, case);
-    l.forward(dev, case.lstm_dims(), &bufs).unwrap();
-    let mut out = Vec::new();
-    for (p, n) in [
-        (bufs.gates, t * b * 4 * h),
-        (bufs.c, t * b * h),
-        (bufs.h, t * b * h),
-    ] {
-        let v = dev.download_vec_f32(p, n).unwrap();
-        out.push(v.iter().map(|x| x.to_bits()).collect());
-    }
-    let mut cls = vec![0u32; t * b];
-    dev.download(bufs.cls, bytemuck::cast_slice_mut(&mut cls))
-        .unwrap();
-    out.push(cls);
-    free(dev, &bufs);
-    out
-}
 
 /// Shapes (V, H, B, T, rows per block): every rows-per-block, H all in
 /// registers (8, 24, 32) and split between shared memory and registers (64,
@@ -162,8 +79,14 @@ fn forward_bit_identical<D: GpuDevice>(dev: &mut D, seed: u64, full: bool) {
         let shape = case.shape;
         let fast = launcher(LstmPath::Persistent, rows);
         assert!(fast.plan(dev, case.lstm_dims()).unwrap().is_some());
-        let want = forward_bits(dev, &case, launcher(LstmPath::PerStep, None));
-        let got = forward_bits(dev, &case, fast);
+        let want = forward_bits(
+            dev,
+            &case,
+            Form::Window,
+            0,
+            launcher(LstmPath::PerStep, None),
+        );
+        let got = forward_bits(dev, &case, Form::Window, 0, fast);
         for (name, (g, w)) in ["gates", "c", "h", "cls"].iter().zip(got.iter().zip(&want)) {
             let first = g.iter().zip(w).position(|(a, b)| a != b);
             assert!(
@@ -201,21 +124,15 @@ fn backward_bits<D: GpuDevice>(
 ) -> Vec<Vec<u32>> {
     let (_, h, b, t) = case.shape.vhbt();
     let dims = case.lstm_dims();
-    let mut bufs = upload(dev, case);
-    let mut extra = Vec::new();
-    match seq {
-        Some(s) => {
-            let mut rng = Rng(s);
-            bufs.h0 = dev.upload_new_f32(&rng.vec(b * h, 1.0)).unwrap();
-            bufs.c0 = dev.upload_new_f32(&rng.vec(b * h, 1.0)).unwrap();
-            bufs.dy = dev.upload_new_f32(&rng.vec(t * b * h, 1.0)).unwrap();
-            dev.upload_f32(bufs.dh, &rng.vec(b * h, 1.0)).unwrap();
-            bufs.dc = dev.upload_new_f32(&rng.vec(b * h, 1.0)).unwrap();
-            extra.extend([bufs.h0, bufs.c0, bufs.dy]);
-        }
-        None => bufs.dc = dev.upload_new_f32(&vec![0.0; b * h]).unwrap(),
+    let mut bufs = upload(dev, case, Form::Window, 0);
+    if let Some(s) = seq {
+        let mut rng = Rng(s);
+        bufs.h0 = dev.upload_new_f32(&rng.vec(b * h, 1.0)).unwrap();
+        bufs.c0 = dev.upload_new_f32(&rng.vec(b * h, 1.0)).unwrap();
+        bufs.dy = dev.upload_new_f32(&rng.vec(t * b * h, 1.0)).unwrap();
+        dev.upload_f32(bufs.dh, &rng.vec(b * h, 1.0)).unwrap();
+        dev.upload_f32(bufs.dc, &rng.vec(b * h, 1.0)).unwrap();
     }
-    extra.push(bufs.dc);
     let per_step = launcher(LstmPath::PerStep, None);
     per_step.forward(dev, dims, &bufs).unwrap();
     match how {
@@ -233,16 +150,9 @@ fn backward_bits<D: GpuDevice>(
     if seq.is_some() {
         outs.extend([(bufs.dh, b * h), (bufs.dc, b * h)]);
     }
-    let bits = outs
-        .into_iter()
-        .map(|(p, n)| {
-            let v = dev.download_vec_f32(p, n).unwrap();
-            v.iter().map(|x| x.to_bits()).collect()
-        })
-        .collect();
+    let out = bits(dev, &outs);
     free(dev, &bufs);
-    extra.into_iter().for_each(|p| dev.free(p).unwrap());
-    bits
+    out
 }
 
 fn backward_bit_identical<D: GpuDevice>(dev: &mut D, seed: u64, full: bool) {
@@ -422,7 +332,7 @@ fn simulated_cost_per_step_at_the_keras_shape() {
             .plan(&dev, case.lstm_dims())
             .unwrap()
             .expect("H = 128 runs persistent");
-        let bufs = upload(&mut dev, &case);
+        let bufs = upload(&mut dev, &case, Form::Window, 0);
         plan.forward(&mut dev, case.lstm_dims(), &bufs).unwrap();
         let fwd = dev.last_launch().unwrap();
         plan.backward(&mut dev, case.lstm_dims(), &bufs).unwrap();
@@ -475,8 +385,7 @@ fn simulated_cost_of_the_per_step_kernels_at_h256() {
     let mut dev = SimDevice::new(0);
     let dims = case.lstm_dims();
     let l = launcher(LstmPath::PerStep, None);
-    let mut bufs = upload(&mut dev, &case);
-    bufs.dc = dev.upload_new_f32(&vec![0.0; b * h]).unwrap();
+    let bufs = upload(&mut dev, &case, Form::Window, 0);
     l.fwd_step(&mut dev, dims, &bufs, 0).unwrap();
     dev.take_kernel_counts();
     l.fwd_step(&mut dev, dims, &bufs, 1).unwrap();
@@ -519,7 +428,6 @@ fn simulated_cost_of_the_per_step_kernels_at_h256() {
             }
         );
     }
-    dev.free(bufs.dc).unwrap();
     free(&mut dev, &bufs);
 }
 
@@ -603,7 +511,7 @@ fn full_shape_forward_speed_on_the_simulator() {
     };
     let mut stream = RngStream::new(1, Purpose::Sample, 3);
     let case = Case::random(shape, &mut stream).unwrap();
-    let bufs = upload(&mut dev, &case);
+    let bufs = upload(&mut dev, &case, Form::Window, 0);
     let l = launcher(LstmPath::Persistent, None);
     let started = std::time::Instant::now();
     l.forward(&mut dev, case.lstm_dims(), &bufs).unwrap();

@@ -192,6 +192,12 @@ fn a_path_changed_between_steps_is_captured_anew() {
     assert_eq!(switched.3, (0, 4), "persistent, cluster launches (cluster)");
 }
 
+fn says(msg: &str, wants: &[&str]) {
+    for want in wants {
+        assert!(msg.contains(want), "{want:?} not in: {msg}");
+    }
+}
+
 /// The refusals: named by the flag, saying why and what to do instead,
 /// when the run is built (not at its first step).
 #[test]
@@ -213,26 +219,35 @@ fn a_path_that_cannot_run_the_job_is_refused_when_the_run_is_built() {
         }
     };
     let cpu = build(Backend::Cpu, 64, LstmPath::Cluster);
-    for want in [
-        "--recurrence",
-        "cluster",
-        "cpu",
-        "auto",
-        "--device cuda or sim",
-    ] {
-        assert!(cpu.contains(want), "{want:?} not in: {cpu}");
-    }
+    says(
+        &cpu,
+        &[
+            "--recurrence",
+            "cluster",
+            "cpu",
+            "auto",
+            "--device cuda or sim",
+        ],
+    );
     if !kernels() {
         return;
     }
     let h32 = build(Backend::Sim, 32, LstmPath::Cluster);
-    for want in ["--recurrence", "cluster cannot run", "H = 32", "multiple of 64", "auto runs"] {
-        assert!(h32.contains(want), "{want:?} not in: {h32}");
-    }
+    says(
+        &h32,
+        &[
+            "--recurrence",
+            "cluster cannot run",
+            "H = 32",
+            "multiple of 64",
+            "auto runs",
+        ],
+    );
     let h512 = build(Backend::Sim, 512, LstmPath::Persistent);
-    for want in ["persistent cannot run", "lstm_persistent", "H = 512"] {
-        assert!(h512.contains(want), "{want:?} not in: {h512}");
-    }
+    says(
+        &h512,
+        &["persistent cannot run", "lstm_persistent", "H = 512"],
+    );
     // Auto and per-step run any shape the kernels take.
     for path in [LstmPath::Auto, LstmPath::PerStep] {
         let hy = Hyper {

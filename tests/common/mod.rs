@@ -3,6 +3,7 @@
 
 #[cfg(feature = "cli")]
 pub mod cli;
+pub mod lstm;
 
 use std::path::{Path, PathBuf};
 
