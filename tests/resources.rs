@@ -518,7 +518,7 @@ fn the_cluster_path_needs_a_device_with_clusters() {
     };
     let e = cluster.cluster_plan(&dev, dims).unwrap_err().to_string();
     assert!(
-        e.contains("no thread-block clusters") && e.contains("LstmPath::Auto"),
+        e.contains("runs no thread-block clusters") && e.contains("LstmPath::Auto"),
         "{e}"
     );
     assert!(

@@ -1447,7 +1447,15 @@ fn cuda_simulator_matches_hardware() {
     let sim = run_all(&mut SimDevice::new(1), &cases);
     let mut report = Report::default();
     for (case, sim) in cases.iter().zip(&sim) {
-        let hw = run_case(&mut gpu, case);
+        // Cluster kernels where the GPU runs none (before Hopper, or
+        // CHARLSTM_NO_CLUSTERS set after they hung): a failed line, not a launch.
+        let hw = match case.module.ends_with("_sm90") && !gpu.clusters() {
+            true => Err(format!(
+                "not run: {} runs no thread-block clusters here",
+                gpu.name()
+            )),
+            false => run_case(&mut gpu, case),
+        };
         report.case(case, ("sim", sim), ("gpu", &hw));
     }
     report.finish("sim-vs-hardware");

@@ -60,6 +60,19 @@ struct Kernel {
     shared_opt_in: u32,
 }
 
+/// Set (to anything), the GPU reports no thread-block clusters, so that
+/// every cluster path refuses at once instead of launching. The GPU check
+/// sets it when the cluster kernels hang (a barrier that never completes
+/// cannot be interrupted from the host), so that one hang costs one part's
+/// time limit, not every later part's.
+pub const NO_CLUSTERS: &str = "CHARLSTM_NO_CLUSTERS";
+
+/// Whether a device of compute capability `major` runs clusters, given the
+/// value of [`NO_CLUSTERS`].
+fn clusters_on(major: i32, no_clusters: Option<std::ffi::OsString>) -> bool {
+    major >= 9 && no_clusters.is_none()
+}
+
 /// A GPU behind the device seam: one context, one stream.
 pub struct CudaDevice {
     ctx: Arc<CudaContext>,
@@ -67,7 +80,8 @@ pub struct CudaDevice {
     name: String,
     max_shared: u32,
     multiprocessors: u32,
-    /// Compute capability 9.0 or newer: thread-block clusters.
+    /// Thread-block clusters: compute capability 9.0 or newer, and not
+    /// turned off ([`NO_CLUSTERS`]).
     clusters: bool,
     modules: HashMap<String, Arc<CudaModule>>,
     /// Keyed by symbol: symbols are unique across our modules (`{op}_{direction}_{dtype}`).
@@ -203,7 +217,7 @@ impl CudaDevice {
             name,
             max_shared: u32::try_from(max_shared).unwrap_or(DEFAULT_SHARED_BYTES),
             multiprocessors: u32::try_from(sms).unwrap_or(1).max(1),
-            clusters: major >= 9,
+            clusters: clusters_on(major, std::env::var_os(NO_CLUSTERS)),
             modules: HashMap::new(),
             kernels: HashMap::new(),
             allocations: BTreeMap::new(),
@@ -716,6 +730,15 @@ fn intern(name: &str) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn clusters_need_hopper_and_can_be_turned_off() {
+        assert!(clusters_on(9, None));
+        assert!(clusters_on(10, None));
+        assert!(!clusters_on(8, None));
+        assert!(!clusters_on(9, Some("1".into())));
+        assert!(!clusters_on(9, Some("".into())));
+    }
 
     /// On a machine without a driver or a GPU both answer with a reason; on
     /// one with a GPU, a GPU that does not exist still does. Neither panics.

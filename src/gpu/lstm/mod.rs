@@ -40,6 +40,7 @@ pub mod persistent;
 pub mod stack;
 pub mod wgrad;
 
+use super::cuda_device::NO_CLUSTERS;
 use super::device::{DeviceError, DevicePtr, GpuDevice, check_whole_warps, kernel_u32};
 use crate::error::Result;
 use cluster::ClusterPlan;
@@ -372,8 +373,8 @@ impl LstmLauncher {
         };
         if !dev.clusters() {
             return Err(refuse(format!(
-                "{} has no thread-block clusters (compute capability 9.0, Hopper, or newer): \
-                 use LstmPath::Auto",
+                "{} runs no thread-block clusters here (they need compute capability 9.0, \
+                 Hopper, or newer, and {NO_CLUSTERS} unset): use LstmPath::Auto",
                 dev.name()
             ))
             .into());
