@@ -269,10 +269,6 @@ pub fn run(
     })
 }
 
-/// One epoch of a fresh model through [`Trainer::run`], the loop `train`
-/// runs (so whatever it does to keep the device busy counts here too),
-/// without an output directory or after-epoch samples: (seconds, mean loss)
-/// as its epoch event reports them.
 /// The recurrence `asked` on `backend`: the CPU has one (`Auto`).
 fn recurrence_on(backend: Backend, asked: LstmPath) -> LstmPath {
     match backend {
@@ -281,6 +277,10 @@ fn recurrence_on(backend: Backend, asked: LstmPath) -> LstmPath {
     }
 }
 
+/// One epoch of a fresh model through [`Trainer::run`], the loop `train`
+/// runs (so whatever it does to keep the device busy counts here too),
+/// without an output directory or after-epoch samples: (seconds, mean loss)
+/// as its epoch event reports them.
 fn whole_epoch(
     corpus: &OneHotCorpus,
     hyper: &Hyper,
