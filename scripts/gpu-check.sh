@@ -41,7 +41,8 @@
 #              from PyTorch's by more than 1e-4 of its tensor's largest value
 #   profile    ncu (--clock-control none) over one training step's kernels,
 #              the persistent kernels' stall reasons, PyTorch's step, and
-#              (profile-stack) every kernel's duration in the two-layer H = 256
+#              (profile-stack, and profile-stack-cluster on the cluster
+#              kernels) every kernel's duration in the two-layer H = 256
 #              step, summed by kernel; when ncu is there and time is left;
 #              informational, never fails the check
 #
@@ -202,9 +203,11 @@ for (i, k, g, b), m in sorted(seen.items()):
           m.get("Compute (SM) Throughput", "?"), m.get("Memory Throughput", "?")))
 ' "$WORK/$prof.txt" 2>/dev/null || echo "(could not read the CSV)"
     done
-    if [[ -s $WORK/profile-stack.txt ]]; then
+    for prof in profile-stack profile-stack-cluster; do
+      [[ -s $WORK/$prof.txt ]] || continue
+      launches=${CMDLINE[$prof]#*--launch-count }
       echo
-      echo "== profile-stack (ncu durations, informational: the first 300 launches of bench --layers 2 --hidden 256 (about one training step), summed by kernel; full CSV in gpu-check.tgz) =="
+      echo "== $prof (ncu durations, informational: the first ${launches%% *} launches of bench --layers 2 --hidden 256${CMDLINE[$prof]##*--hidden 256}, summed by kernel; full CSV in gpu-check.tgz) =="
       "$PY" -c 'import csv, sys
 scale = {"ns": 1e-3, "nsecond": 1e-3, "us": 1.0, "usecond": 1.0, "ms": 1e3, "msecond": 1e3}
 by = {}
@@ -217,8 +220,8 @@ total = sum(t for _, t in by.values())
 print("%-40s %8s %10s %10s %6s" % ("kernel", "launches", "mean us", "total us", "share"))
 for k, (n, t) in sorted(by.items(), key=lambda kv: -kv[1][1]):
     print("%-40.40s %8d %10.1f %10.1f %5.1f%%" % (k, n, t / n, t, 100 * t / total))
-' "$WORK/profile-stack.txt" 2>/dev/null || echo "(could not read the CSV)"
-    fi
+' "$WORK/$prof.txt" 2>/dev/null || echo "(could not read the CSV)"
+    done
     echo
     echo "commands (bundle $BUNDLE${PACKED:+, unpacked from $PACKED, removed at exit}, outputs in $OUT):"
     for k in "${ORDER[@]}"; do [[ $k == test-* ]] || echo "  $k: ${CMDLINE[$k]:-}"; done
@@ -425,6 +428,15 @@ if want profile; then
       "$BIN" bench --device cuda --corpus "$CORPUS" --layers 2 --hidden 256 --steps 1 \
       --slice-batches 1 --gen-length 2
     cp "$WORK/profile-stack.out" "$WORK/profile-stack.txt"
+    # The same step with the recurrence on the cluster kernels (fewer
+    # launches a step: 120 cover more than one).
+    if [[ -z ${CHARLSTM_NO_CLUSTERS:-} ]]; then
+      run profile-stack-cluster 60 ncu --clock-control none --launch-count 120 \
+        --metrics gpu__time_duration.sum --print-units base --csv --page details \
+        "$BIN" bench --device cuda --corpus "$CORPUS" --layers 2 --hidden 256 --steps 1 \
+        --slice-batches 1 --gen-length 2 --recurrence cluster
+      cp "$WORK/profile-stack-cluster.out" "$WORK/profile-stack-cluster.txt"
+    fi
     # Which cuDNN kernels nn.LSTM runs here (persistent or not) and what
     # one PyTorch training step costs, kernel by kernel (strict fp32, eager).
     if [[ -f $BUNDLE/bench_pytorch.py ]]; then
