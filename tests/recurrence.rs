@@ -6,7 +6,8 @@
 //! captured anew. A path that cannot run the shape, or any path but auto on
 //! the CPU, is refused when the run is built, naming why and the fix; the
 //! CLI and a config file take the flag, and `bench` applies it to its
-//! device rows only.
+//! device rows only. `CHARLSTM_NO_CLUSTERS` turns the cluster kernels off
+//! (the selftest's rows, the path) with a note naming it.
 
 mod common;
 use common::cli::{Dir, ok, run, small_text, stderr, stdout};
@@ -426,5 +427,63 @@ fn bench_applies_the_path_to_its_device_rows() {
         stderr(&o).contains("recurrence cluster on the devices"),
         "{}",
         stderr(&o)
+    );
+}
+
+/// `CHARLSTM_NO_CLUSTERS` (what the GPU check sets when the cluster
+/// kernels hang) on the simulator, as on a GPU: the device reports no
+/// clusters, so the selftest leaves the cluster rows out and says so, and
+/// `--recurrence cluster` is refused at once, naming the variable.
+#[test]
+fn no_clusters_turns_the_cluster_kernels_off_and_says_so() {
+    if !kernels() {
+        return;
+    }
+    let selftest = |off: bool| {
+        let mut c = common::cli::bin();
+        c.args(["selftest", "--device", "sim", "--seed", "3", "--json"]);
+        if off {
+            c.env("CHARLSTM_NO_CLUSTERS", "1");
+        }
+        let o = c.output().expect("the binary starts");
+        assert!(o.status.success(), "{}", stderr(&o));
+        let json: serde_json::Value = serde_json::from_str(&stdout(&o)).expect("json");
+        let cluster_rows = json["rows"]
+            .as_array()
+            .expect("rows")
+            .iter()
+            .filter(|r| r["kernel"].as_str().is_some_and(|k| k.contains("cluster")))
+            .count();
+        (json["clusters"].clone(), cluster_rows, stderr(&o))
+    };
+    let (on, off) = (selftest(false), selftest(true));
+    assert_eq!(on.0, true);
+    assert!(on.1 >= 6, "{} cluster rows with clusters on", on.1);
+    assert!(!on.2.contains("runs no thread-block clusters"), "{}", on.2);
+    assert_eq!(off.0, false);
+    assert_eq!(off.1, 0, "cluster rows with CHARLSTM_NO_CLUSTERS set");
+    says(
+        &off.2,
+        &[
+            "runs no thread-block clusters",
+            "CHARLSTM_NO_CLUSTERS",
+            "left out",
+        ],
+    );
+
+    let d = Dir::new();
+    let args = cli_train(&d, &["--device", "sim", "--recurrence", "cluster"]);
+    let o = common::cli::bin()
+        .args(&args)
+        .env("CHARLSTM_NO_CLUSTERS", "1")
+        .output()
+        .expect("the binary starts");
+    assert!(
+        !o.status.success(),
+        "cluster with CHARLSTM_NO_CLUSTERS succeeded"
+    );
+    says(
+        &stderr(&o),
+        &["--recurrence", "CHARLSTM_NO_CLUSTERS", "auto runs"],
     );
 }

@@ -6,6 +6,7 @@
 use std::process::ExitCode;
 use std::time::Instant;
 
+use charlstm_cuda::gpu::cuda_device::NO_CLUSTERS;
 use charlstm_cuda::gpu::selftest::{self, FullShape, Phase, SelftestShapes};
 use charlstm_cuda::gpu::{CudaDevice, GpuDevice, SimDevice, ptx};
 use charlstm_cuda::{Backend, Device};
@@ -125,6 +126,13 @@ fn report<D: GpuDevice>(mut dev: D, checks: Checks, seed: u64, json: bool) -> Re
         }
         println!();
     }
+    let clusters = dev.clusters();
+    if !clusters && matches!(checks, Checks::All(_)) {
+        eprintln!(
+            "note: {name} runs no thread-block clusters here (compute capability below 9.0, or \
+             {NO_CLUSTERS} set): the cluster kernels' rows are left out"
+        );
+    }
     let started = Instant::now();
     let (report, phases): (_, Vec<Phase>) = match checks {
         Checks::All(shapes) => (selftest::run(&mut dev, shapes, seed)?, Vec::new()),
@@ -143,6 +151,7 @@ fn report<D: GpuDevice>(mut dev: D, checks: Checks, seed: u64, json: bool) -> Re
             "seconds": seconds,
             "passed": report.all_passed(),
             "failed": failed,
+            "clusters": clusters,
             "rows": report.rows,
         });
         match checks {

@@ -60,8 +60,9 @@ struct Kernel {
     shared_opt_in: u32,
 }
 
-/// Set (to anything), the GPU reports no thread-block clusters, so that
-/// every cluster path refuses at once instead of launching. The GPU check
+/// Set (to anything), the GPU (and the simulator, `SimDevice`) reports no
+/// thread-block clusters, so that every cluster path refuses at once
+/// instead of launching. The GPU check
 /// sets it when the cluster kernels hang (a barrier that never completes
 /// cannot be interrupted from the host), so that one hang costs one part's
 /// time limit, not every later part's.

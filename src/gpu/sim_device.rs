@@ -13,6 +13,7 @@
 //! `replay` runs the recorded list in order through the same paths an
 //! uncaptured launch takes.
 
+use super::cuda_device::NO_CLUSTERS;
 use super::device::{
     DevicePtr, GpuDevice, GraphId, KernelArg, KernelCount, LaunchConfig, refused_while_capturing,
 };
@@ -56,6 +57,8 @@ pub struct SimDevice {
     capturing: Option<Vec<Recorded>>,
     graphs: HashMap<u64, Vec<Recorded>>,
     next_graph: u64,
+    /// False where [`NO_CLUSTERS`] is set, as on a GPU.
+    clusters: bool,
 }
 
 impl SimDevice {
@@ -70,6 +73,7 @@ impl SimDevice {
             capturing: None,
             graphs: HashMap::new(),
             next_graph: 1,
+            clusters: std::env::var_os(NO_CLUSTERS).is_none(),
         }
     }
 
@@ -267,9 +271,11 @@ impl GpuDevice for SimDevice {
     }
 
     /// The simulator runs clusters (`.reqnctapercluster`, `mapa`, the
-    /// cluster barrier) with its race and bounds checks.
+    /// cluster barrier) with its race and bounds checks; [`NO_CLUSTERS`]
+    /// turns them off as it does on a GPU, so that what it changes can be
+    /// checked here.
     fn clusters(&self) -> bool {
-        true
+        self.clusters
     }
 
     fn time<F: FnOnce(&mut Self) -> Result<()>>(&mut self, f: F) -> Result<f64> {
