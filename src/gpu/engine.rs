@@ -398,8 +398,7 @@ impl<D: GpuDevice> Engine for GpuEngine<'_, D> {
         };
         let dev = &self.model.device;
         for &dims in shapes {
-            let fits = lstm.cluster_plan(dev, dims).and(lstm.plan(dev, dims));
-            if let Err(why) = fits {
+            if let Err(why) = lstm.check_fits(dev, dims) {
                 return Err(Error::InvalidArgument {
                     name: "--recurrence",
                     what: format!(

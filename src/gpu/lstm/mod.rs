@@ -387,6 +387,18 @@ impl LstmLauncher {
             .map_err(|what| refuse(what).into())
     }
 
+    /// Whether the path can run `dims` on `dev`: the error [`forward`]
+    /// and [`recurrence_backward`] would give for it, without launching
+    /// anything (the plans they choose from, in their order).
+    ///
+    /// [`forward`]: Self::forward
+    /// [`recurrence_backward`]: Self::recurrence_backward
+    pub fn check_fits<D: GpuDevice>(&self, dev: &D, dims: LstmDims) -> Result<()> {
+        self.cluster_plan(dev, dims)?;
+        self.plan(dev, dims)?;
+        Ok(())
+    }
+
     /// The three LSTM weight gradients from `h`, `cls` and `dz` of all T
     /// steps, overwriting `d_kernel`, `d_recurrent_kernel` and `d_bias`:
     /// the fast path ([`wgrad`]) when `wgrad_scratch` is set and the
