@@ -16,7 +16,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use charlstm_cuda::engine::Batch;
-use charlstm_cuda::gpu::{CudaDevice, GpuDevice, GpuEngine, GpuModel, SimDevice, ptx};
+use charlstm_cuda::gpu::{CudaDevice, GpuDevice, GpuEngine, GpuModel, SimDevice};
 use charlstm_cuda::model::{Checkpoint, Hyper, Params, TrainMode, init_stacked};
 use charlstm_cuda::rundir::LAST_CHECKPOINT;
 use charlstm_cuda::sample::{GenMode, GenerateRequest, Strategy, no_progress};
@@ -62,13 +62,6 @@ fn config(mode: TrainMode, out: Option<&Path>) -> TrainConfig {
 }
 
 const STREAM: TrainMode = TrainMode::Stream { seq_len: 6 };
-
-fn kernels() -> bool {
-    if !ptx::BUILT_WITH_KERNELS {
-        println!("SKIPPED: built without kernels");
-    }
-    ptx::BUILT_WITH_KERNELS
-}
 
 /// Records the loss of every batch, in order.
 struct Losses(Arc<Mutex<Vec<f32>>>);
@@ -127,7 +120,7 @@ fn trains_as_the_cpu_does(device: Backend, hyper: Hyper, mode: TrainMode) {
 
 #[test]
 fn two_layers_with_dropout_train_on_the_simulator_as_on_the_cpu() {
-    if !kernels() {
+    if !common::kernels() {
         return;
     }
     for mode in [TrainMode::Window, STREAM] {
@@ -137,7 +130,7 @@ fn two_layers_with_dropout_train_on_the_simulator_as_on_the_cpu() {
 
 #[test]
 fn three_layers_train_on_the_simulator_as_on_the_cpu() {
-    if !kernels() {
+    if !common::kernels() {
         return;
     }
     for mode in [TrainMode::Window, STREAM] {
@@ -166,7 +159,7 @@ fn stacks_train_on_cuda_as_on_the_cpu() {
 /// replay draws the next step's masks).
 #[test]
 fn a_stack_replays_its_step_graph_bit_for_bit() {
-    if !kernels() {
+    if !common::kernels() {
         return;
     }
     let corpus = OneHotCorpus::from_text(&words(60), true).expect("corpus");
@@ -199,7 +192,7 @@ fn a_stack_replays_its_step_graph_bit_for_bit() {
 /// the samples come from the device stack, one step a character.
 #[test]
 fn stateful_samples_of_a_stack_on_a_device_are_drawn() {
-    if !kernels() {
+    if !common::kernels() {
         return;
     }
     let corpus = OneHotCorpus::from_text(&words(100), true).expect("corpus");
@@ -251,7 +244,7 @@ impl Observer for StopAt {
 /// batches at a time, and a stop takes effect only inside an epoch.
 #[test]
 fn a_stacked_stream_run_on_the_simulator_resumes_bit_for_bit() {
-    if !kernels() {
+    if !common::kernels() {
         return;
     }
     let corpus = OneHotCorpus::from_text(&words(420), true).expect("corpus");
@@ -304,7 +297,7 @@ fn a_stacked_stream_run_on_the_simulator_resumes_bit_for_bit() {
 /// stateful mode naming the fix.
 #[test]
 fn a_stack_predicts_and_samples_on_the_simulator() {
-    if !kernels() {
+    if !common::kernels() {
         return;
     }
     let (v, h) = (9, 16);
@@ -379,7 +372,7 @@ fn stateful_stack_matches_cpu<D: GpuDevice>(dev: impl Fn() -> D, backend: Backen
 
 #[test]
 fn a_stack_samples_statefully_on_the_simulator_as_on_the_cpu() {
-    if kernels() {
+    if common::kernels() {
         stateful_stack_matches_cpu(|| SimDevice::new(5), Backend::Sim);
     }
 }

@@ -18,7 +18,7 @@ use common::{Rng, seed};
 use charlstm_cuda::gpu::device::GpuDevice;
 use charlstm_cuda::gpu::lstm::{LstmDims, LstmLauncher, LstmPath};
 use charlstm_cuda::gpu::selftest::{Case, Shape};
-use charlstm_cuda::gpu::{CudaDevice, SimDevice, ptx};
+use charlstm_cuda::gpu::{CudaDevice, SimDevice};
 use charlstm_cuda::sample::{Purpose, RngStream};
 
 /// dz of every step and, in the sequence form (`seq`: random h0, c0, dy,
@@ -135,8 +135,7 @@ fn backward_bit_identical<D: GpuDevice>(dev: &mut D, seed: u64, full: bool) {
 
 #[test]
 fn forward_is_bit_identical_to_the_per_step_kernels_on_the_simulator() {
-    if !ptx::BUILT_WITH_KERNELS {
-        println!("SKIPPED: built without kernels");
+    if !common::kernels() {
         return;
     }
     let s = seed();
@@ -145,8 +144,7 @@ fn forward_is_bit_identical_to_the_per_step_kernels_on_the_simulator() {
 
 #[test]
 fn backward_is_bit_identical_to_the_per_step_kernels_on_the_simulator() {
-    if !ptx::BUILT_WITH_KERNELS {
-        println!("SKIPPED: built without kernels");
+    if !common::kernels() {
         return;
     }
     let s = seed();
@@ -171,8 +169,7 @@ fn cluster_backward_is_bit_identical_to_the_per_step_kernels_on_cuda() {
 
 #[test]
 fn shapes_the_cluster_forward_cannot_run_fail_clearly() {
-    if !ptx::BUILT_WITH_KERNELS {
-        println!("SKIPPED: built without kernels");
+    if !common::kernels() {
         return;
     }
     let dev = SimDevice::new(1);
@@ -216,8 +213,7 @@ fn shapes_the_cluster_forward_cannot_run_fail_clearly() {
 /// simulated_cost -- --nocapture`.
 #[test]
 fn simulated_cost_per_step_at_h256() {
-    if !ptx::BUILT_WITH_KERNELS {
-        println!("SKIPPED: built without kernels");
+    if !common::kernels() {
         return;
     }
     let (h, b) = (256, 8);

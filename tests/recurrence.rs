@@ -15,17 +15,10 @@ use common::cli::{Dir, ok, run, small_text, stderr, stdout};
 use std::sync::{Arc, Mutex};
 
 use charlstm_cuda::engine::Batch;
-use charlstm_cuda::gpu::{CudaDevice, GpuDevice, GpuEngine, SimDevice, ptx};
+use charlstm_cuda::gpu::{CudaDevice, GpuDevice, GpuEngine, SimDevice};
 use charlstm_cuda::model::{Hyper, Params, TrainMode, init_stacked};
 use charlstm_cuda::train::{BatchEvent, Control, Observer};
 use charlstm_cuda::{Backend, Engine, LstmPath, OneHotCorpus, TrainConfig, Trainer};
-
-fn kernels() -> bool {
-    if !ptx::BUILT_WITH_KERNELS {
-        println!("SKIPPED: built without kernels");
-    }
-    ptx::BUILT_WITH_KERNELS
-}
 
 /// About 3,000 characters of words.
 fn text() -> String {
@@ -118,7 +111,7 @@ fn every_path_trains_to_the_same_bits(backend: Backend, hidden: usize, paths: &[
 
 #[test]
 fn every_recurrence_trains_to_the_same_bits_on_the_simulator() {
-    if kernels() {
+    if common::kernels() {
         let paths = [LstmPath::PerStep, LstmPath::Persistent, LstmPath::Cluster];
         every_path_trains_to_the_same_bits(Backend::Sim, 64, &paths);
     }
@@ -143,7 +136,7 @@ fn every_recurrence_trains_to_the_same_bits_on_cuda() {
 /// the bits of steps that never changed, and the change captured a new graph.
 #[test]
 fn a_path_changed_between_steps_is_captured_anew() {
-    if !kernels() {
+    if !common::kernels() {
         return;
     }
     let corpus = OneHotCorpus::from_text(&text(), true).expect("corpus");
@@ -230,7 +223,7 @@ fn a_path_that_cannot_run_the_job_is_refused_when_the_run_is_built() {
             "--device cuda or sim",
         ],
     );
-    if !kernels() {
+    if !common::kernels() {
         return;
     }
     let h32 = build(Backend::Sim, 32, LstmPath::Cluster);
@@ -349,7 +342,7 @@ fn train_takes_the_flag_and_the_config_key() {
     let args = cli_train(&d, &["--device", "cpu", "--recurrence", "auto"]);
     ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
 
-    if !kernels() {
+    if !common::kernels() {
         return;
     }
     // A stack on the cluster kernels, its after-epoch samples (window
@@ -407,14 +400,14 @@ fn bench_applies_the_path_to_its_device_rows() {
         "cluster",
         "--device",
     ];
-    args.push(if kernels() { "cpu,sim" } else { "cpu" });
+    args.push(if common::kernels() { "cpu,sim" } else { "cpu" });
     let o = ok(&args);
     let json: serde_json::Value = serde_json::from_str(&stdout(&o)).expect("json");
     assert_eq!(json["config"]["recurrence"], "cluster");
     let rows = json["rows"].as_array().expect("rows");
     assert_eq!(rows[0]["backend"], "cpu");
     assert_eq!(rows[0]["available"], true, "{}", rows[0]);
-    if kernels() {
+    if common::kernels() {
         // H = 32 is not a multiple of 64: the sim row says so.
         assert_eq!(rows[1]["available"], false, "{}", rows[1]);
         let note = rows[1]["note"].as_str().expect("note");
@@ -436,7 +429,7 @@ fn bench_applies_the_path_to_its_device_rows() {
 /// `--recurrence cluster` is refused at once, naming the variable.
 #[test]
 fn no_clusters_turns_the_cluster_kernels_off_and_says_so() {
-    if !kernels() {
+    if !common::kernels() {
         return;
     }
     let selftest = |off: bool| {

@@ -14,6 +14,15 @@ use charlstm_cuda::model::{Hyper, Params, init_params};
 use charlstm_cuda::sample::{Purpose, RngStream};
 use charlstm_cuda::{Backend, Device, Engine, OneHotCorpus, Windows};
 
+/// Whether this build embeds the kernels; says SKIPPED when it does not
+/// (scripts/gpu-check.sh counts a SKIPPED binary as a failure).
+pub fn kernels() -> bool {
+    if !charlstm_cuda::gpu::ptx::BUILT_WITH_KERNELS {
+        println!("SKIPPED: built without kernels");
+    }
+    charlstm_cuda::gpu::ptx::BUILT_WITH_KERNELS
+}
+
 /// The shared Nietzsche corpus, wherever this checkout sits relative to it;
 /// `None` (after saying SKIPPED) when it is absent.
 pub fn nietzsche_file() -> Option<PathBuf> {
