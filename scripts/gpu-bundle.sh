@@ -29,7 +29,9 @@
 # GPU_BUNDLE_PROFILE=dev builds the binary in the dev profile instead of
 # release: CI uses it to run this script whole without a second optimised
 # build (the test binaries are dev-profile either way: only their *cuda*
-# tests run on the GPU, and those spend their time in the kernels).
+# tests run on the GPU, and those spend their time in the kernels), and
+# packs with xz -1 instead of -6: 4 s instead of 21 s on CI's two cores,
+# ~33 MB instead of ~13 MB (under the limit below either way).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DEST=${1:-gpu-bundle}
@@ -116,7 +118,9 @@ fi
 
 rm -rf "$DEST"
 mkdir -p "$DEST"
-tar -C "$STAGE" -cf - . | xz -6 -T0 >"$DEST/payload.tar.xz"
+level=6
+[[ $PROFILE == dev ]] && level=1
+tar -C "$STAGE" -cf - . | xz -"$level" -T0 >"$DEST/payload.tar.xz"
 cp scripts/gpu-check.sh "$STAGE/MANIFEST" "$DEST/"
 
 # What travels to the device machine: this folder and the tracked files.

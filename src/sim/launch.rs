@@ -72,7 +72,7 @@ impl Simulator {
             tpb,
             nregs: k.nregs.max(1),
             params: pbuf,
-            regs: Vec::new(),
+            regs: std::mem::take(&mut self.spare.regs),
             pc: Vec::new(),
             st: Vec::new(),
             frames: Vec::new(),
@@ -91,11 +91,18 @@ impl Simulator {
             rng: self.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1,
         };
         let mut b0 = 0;
-        while b0 < nblocks {
+        let mut ran = Ok(());
+        while b0 < nblocks && ran.is_ok() {
             let b1 = (b0 + per_wave).min(nblocks);
-            l.run_wave(self, b0 as u32, b1 as u32)?;
+            ran = l.run_wave(self, b0 as u32, b1 as u32);
             b0 = b1;
         }
+        let spare = &mut self.spare;
+        spare.regs = std::mem::take(&mut l.regs);
+        spare.shared.append(&mut l.shared);
+        spare.cshared.append(&mut l.cshared);
+        spare.local.append(&mut l.local);
+        ran?;
         Ok(LaunchStats {
             instructions: l.instructions,
             threads: nblocks * tpb as u64,

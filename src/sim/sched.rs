@@ -2,7 +2,9 @@
 //! seeded), lanes of a warp in lockstep, deadlock and endless-loop detection, and `bar.sync` release.
 
 use super::shadow::{self, SWEEP_EVERY};
-use super::{BLOCK_PASSES, Launch, RESIDENT_THREADS, Region, SLICE, Simulator, TState, err};
+use super::{
+    BLOCK_PASSES, Launch, REG_POISON, RESIDENT_THREADS, SLICE, Simulator, TState, err, regions,
+};
 use crate::error::Result;
 
 impl<'k> Launch<'k> {
@@ -10,7 +12,9 @@ impl<'k> Launch<'k> {
         let tps = self.tps as usize;
         let n = (b1 - b0) as usize * tps;
         self.first_block = b0;
-        self.regs = vec![0; n * self.nregs];
+        if self.regs.len() < n * self.nregs {
+            self.regs.resize(n * self.nregs, REG_POISON);
+        }
         self.pc = vec![0; n];
         self.st = (0..n)
             .map(|t| {
@@ -24,16 +28,18 @@ impl<'k> Launch<'k> {
         self.frames = vec![Vec::new(); n];
         self.cl_pending = vec![0; n];
         let bytes = self.shared_bytes as usize;
+        let spare = &mut sim.spare;
+        spare.shared.append(&mut self.shared);
+        spare.cshared.append(&mut self.cshared);
+        spare.local.append(&mut self.local);
+        let nb = (b1 - b0) as usize;
         if self.csize > 1 {
-            self.shared = Vec::new();
-            self.cshared = (b0..b1).map(|_| Region::new(bytes, false)).collect();
+            self.cshared = regions(&mut spare.cshared, nb, bytes);
         } else {
-            self.shared = (b0..b1).map(|_| Region::new(bytes, false)).collect();
-            self.cshared = Vec::new();
+            self.shared = regions(&mut spare.shared, nb, bytes);
         }
-        self.local = (0..if self.k.local_bytes > 0 { n } else { 0 })
-            .map(|_| Region::new(self.k.local_bytes as usize, false))
-            .collect();
+        let local = self.k.local_bytes as usize;
+        self.local = regions(&mut spare.local, if local > 0 { n } else { 0 }, local);
         let wpb = tps / 32;
         let mut blocks: Vec<usize> = (0..(b1 - b0) as usize).collect();
         let mut warps: Vec<usize> = (0..wpb).collect();
