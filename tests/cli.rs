@@ -416,8 +416,7 @@ fn device_cuda_and_auto_follow_the_gpu() {
 /// the CPU (the kernel reproduces the CPU's f32 update bit for bit).
 #[test]
 fn device_sim_trains_and_matches_cpu() {
-    if !charlstm_cuda::gpu::ptx::BUILT_WITH_KERNELS {
-        eprintln!("SKIPPED: built without kernels");
+    if !common::kernels() {
         return;
     }
     let d = Dir::new();

@@ -4,13 +4,15 @@
 //! against it, refusal of nonsense values, and checkpoints with and without
 //! the field.
 
+mod common;
+
 use charlstm_cuda::model::Tensor;
 use std::path::Path;
 use std::process::Command;
 
 use charlstm_cuda::cpu::{CpuEngine, RmsProp, clip_grad_norm};
 use charlstm_cuda::gpu::rmsprop::GradClipLauncher;
-use charlstm_cuda::gpu::{DevicePtr, GpuDevice, GpuEngine, SimDevice, ptx};
+use charlstm_cuda::gpu::{DevicePtr, GpuDevice, GpuEngine, SimDevice};
 use charlstm_cuda::model::ParamLayout;
 use charlstm_cuda::model::{Checkpoint, Grads, Hyper, Params, TENSOR_NAMES, init_params};
 use charlstm_cuda::{Backend, Engine};
@@ -159,8 +161,7 @@ fn random_grads(n: usize, seed: u32) -> Vec<f32> {
 /// multiples of them; below the bound nothing changes, bit for bit.
 #[test]
 fn sim_clip_kernel_matches_the_cpu() {
-    if !ptx::BUILT_WITH_KERNELS {
-        eprintln!("SKIPPED: built without kernels");
+    if !common::kernels() {
         return;
     }
     let mut dev = SimDevice::new(3);
@@ -220,8 +221,7 @@ fn sim_clip_kernel_matches_the_cpu() {
 /// two steps, gradients (clipped) and weights within the GPU tests' bound.
 #[test]
 fn sim_engine_with_clipping_matches_the_cpu_engine() {
-    if !ptx::BUILT_WITH_KERNELS {
-        eprintln!("SKIPPED: built without kernels");
+    if !common::kernels() {
         return;
     }
     let corpus = OneHotCorpus::from_text(&text(), true).unwrap();

@@ -29,8 +29,7 @@ use charlstm_cuda::sample::{Purpose, RngStream};
 
 #[test]
 fn a_training_step_and_generation_match_the_cpu_at_the_keras_shape_on_the_simulator() {
-    if !ptx::BUILT_WITH_KERNELS {
-        println!("SKIPPED: built without kernels");
+    if !common::kernels() {
         return;
     }
     if cfg!(debug_assertions) {

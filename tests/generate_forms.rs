@@ -21,8 +21,7 @@ fn upload(s: &mut Simulator, bytes: &[u8]) -> u64 {
 }
 
 fn forms_sim() -> Option<Simulator> {
-    if !ptx::BUILT_WITH_KERNELS {
-        println!("SKIPPED: built without kernels (no nvcc at build time)");
+    if !common::kernels() {
         return None;
     }
     let mut s = Simulator::new(11);

@@ -23,7 +23,7 @@ use charlstm_cuda::Backend;
 use charlstm_cuda::cpu::CpuModel;
 use charlstm_cuda::gpu::device::{DeviceError, DevicePtr, GpuDevice};
 use charlstm_cuda::gpu::generate::{GenerateBuffers, GenerateDims, GenerateLauncher};
-use charlstm_cuda::gpu::{CudaDevice, GpuModel, SimDevice, ptx, selftest};
+use charlstm_cuda::gpu::{CudaDevice, GpuModel, SimDevice, selftest};
 use charlstm_cuda::model::ParamLayout;
 use charlstm_cuda::model::Params;
 use charlstm_cuda::sample::{IndexGenerator, Strategy};
@@ -348,8 +348,7 @@ fn generation_cases<D: GpuDevice>(
 
 #[test]
 fn generation_matches_the_cpu_generator_on_the_simulator() {
-    if !ptx::BUILT_WITH_KERNELS {
-        println!("SKIPPED: built without kernels (no nvcc at build time)");
+    if !common::kernels() {
         return;
     }
     let seed = seed();
@@ -470,8 +469,7 @@ fn stateful_cases<D: GpuDevice>(
 
 #[test]
 fn stateful_generation_matches_the_cpu_generator_on_the_simulator() {
-    if !ptx::BUILT_WITH_KERNELS {
-        println!("SKIPPED: built without kernels (no nvcc at build time)");
+    if !common::kernels() {
         return;
     }
     let seed = seed();
@@ -553,8 +551,7 @@ fn writes_everything<D: GpuDevice>(dev: &mut D, rng: &mut Rng, mode: GenMode) ->
 
 #[test]
 fn every_output_is_written_and_the_checks_stay_silent() {
-    if !ptx::BUILT_WITH_KERNELS {
-        println!("SKIPPED: built without kernels (no nvcc at build time)");
+    if !common::kernels() {
         return;
     }
     let seed = seed();
@@ -694,8 +691,7 @@ fn launcher_checks_arguments_like_the_cpu_generator() {
 /// characters.
 #[test]
 fn stateful_too_large_for_shared_memory_steps_over_predict() {
-    if !ptx::BUILT_WITH_KERNELS {
-        println!("SKIPPED: built without kernels (no nvcc at build time)");
+    if !common::kernels() {
         return;
     }
     let (v, h) = (20_000, 8);
@@ -729,8 +725,7 @@ fn stateful_too_large_for_shared_memory_steps_over_predict() {
 #[test]
 #[ignore]
 fn simulated_cost_at_the_keras_shape() {
-    if !ptx::BUILT_WITH_KERNELS {
-        println!("SKIPPED: built without kernels (no nvcc at build time)");
+    if !common::kernels() {
         return;
     }
     let mut rng = Rng(1);

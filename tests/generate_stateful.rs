@@ -273,8 +273,7 @@ fn cli_generate_gen_mode() {
 /// that is below one in 10^4 runs.
 #[test]
 fn cli_stateful_on_the_simulator_equals_the_cpu() {
-    if !ptx::BUILT_WITH_KERNELS {
-        println!("SKIPPED: built without kernels (no nvcc at build time)");
+    if !common::kernels() {
         return;
     }
     let dir = Dir::new();

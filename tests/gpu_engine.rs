@@ -17,7 +17,7 @@ use common::{Rng, seed};
 use charlstm_cuda::corpus::OneHotCorpus;
 use charlstm_cuda::cpu::CpuEngine;
 use charlstm_cuda::engine::Batch;
-use charlstm_cuda::gpu::{CudaDevice, GpuDevice, GpuEngine, SimDevice, ptx};
+use charlstm_cuda::gpu::{CudaDevice, GpuDevice, GpuEngine, SimDevice};
 use charlstm_cuda::model::{Hyper, Params, TENSOR_NAMES, init_params};
 use charlstm_cuda::sample::Strategy;
 use charlstm_cuda::{Backend, Engine};
@@ -273,8 +273,7 @@ fn cases(rng: &mut Rng, full: bool) -> Vec<Case> {
 
 #[test]
 fn gpu_engine_matches_cpu_for_three_steps() {
-    if !ptx::BUILT_WITH_KERNELS {
-        println!("SKIPPED: built without kernels");
+    if !common::kernels() {
         return;
     }
     let seed = seed();
@@ -304,8 +303,7 @@ fn cuda_engine_matches_cpu_for_three_steps() {
 /// bits, and a resume in mid-epoch (`position > 0`) must too.
 #[test]
 fn epoch_order_and_uploaded_starts_agree_bit_for_bit() {
-    if !ptx::BUILT_WITH_KERNELS {
-        println!("SKIPPED: built without kernels");
+    if !common::kernels() {
         return;
     }
     let seed = seed();
@@ -350,8 +348,7 @@ fn epoch_order_and_uploaded_starts_agree_bit_for_bit() {
 
 #[test]
 fn bad_starts_are_an_error_not_a_device_fault() {
-    if !ptx::BUILT_WITH_KERNELS {
-        println!("SKIPPED: built without kernels");
+    if !common::kernels() {
         return;
     }
     let mut rng = Rng(1);
@@ -400,8 +397,7 @@ fn bad_starts_are_an_error_not_a_device_fault() {
 /// target is refused by `begin_epoch` on the device, where it is checked.
 #[test]
 fn next_batch_outside_the_epoch_order_is_an_error() {
-    if !ptx::BUILT_WITH_KERNELS {
-        println!("SKIPPED: built without kernels");
+    if !common::kernels() {
         return;
     }
     let mut rng = Rng(3);

@@ -26,7 +26,7 @@ use common::{Rng, seed};
 use charlstm_cuda::corpus::OneHotCorpus;
 use charlstm_cuda::cpu::RmsProp;
 use charlstm_cuda::gpu::selftest::head_rows;
-use charlstm_cuda::gpu::{GpuEngine, SimDevice, ptx};
+use charlstm_cuda::gpu::{GpuEngine, SimDevice};
 use charlstm_cuda::model::{Hyper, Params, TENSOR_NAMES, Tensor, init_params};
 use charlstm_cuda::ops::{LayerWeights, Lstm, LstmInput, Mode};
 use charlstm_cuda::{Backend, Engine, StreamBatch};
@@ -133,8 +133,7 @@ fn narrow(x: &[f64]) -> Vec<f32> {
 
 #[test]
 fn stream_steps_match_the_cpu_reference_on_the_simulator() {
-    if !ptx::BUILT_WITH_KERNELS {
-        println!("SKIPPED: built without kernels");
+    if !common::kernels() {
         return;
     }
     let seed = seed();

@@ -24,7 +24,7 @@ use charlstm_cuda::gpu::batch::BatchLauncher;
 use charlstm_cuda::gpu::engine::GraphStats;
 use charlstm_cuda::gpu::{
     CudaDevice, DeviceError, DevicePtr, GpuDevice, GpuEngine, GraphId, KernelArg, LaunchConfig,
-    SimDevice, ptx,
+    SimDevice,
 };
 use charlstm_cuda::model::{Hyper, Params, init_params};
 use charlstm_cuda::{Backend, Engine, StreamBatch};
@@ -35,16 +35,9 @@ const H: usize = 8;
 const B: usize = 4;
 const T: usize = 4;
 
-fn kernels_built() -> bool {
-    if !ptx::BUILT_WITH_KERNELS {
-        println!("SKIPPED: built without kernels");
-    }
-    ptx::BUILT_WITH_KERNELS
-}
-
 /// A GPU, or `None` after saying SKIPPED.
 fn gpu() -> Option<CudaDevice> {
-    if !kernels_built() {
+    if !common::kernels() {
         return None;
     }
     match CudaDevice::new(0) {
@@ -179,7 +172,7 @@ fn replay_matches_launches<D: GpuDevice>(with: D, without: D, seed: u64, exact_l
 
 #[test]
 fn graph_replay_equals_launches_bit_for_bit() {
-    if !kernels_built() {
+    if !common::kernels() {
         return;
     }
     let seed = seed();
@@ -263,7 +256,7 @@ impl GpuDevice for CannotInstantiate {
 /// every step (the failed one too) runs launched: the same bits as graphs off.
 #[test]
 fn a_failed_capture_falls_back_to_launches() {
-    if !kernels_built() {
+    if !common::kernels() {
         return;
     }
     let seed = seed();
@@ -282,7 +275,7 @@ fn a_failed_capture_falls_back_to_launches() {
 /// by step (a second engine, the same seed and steps).
 #[test]
 fn a_queue_longer_than_the_device_log_loses_nothing() {
-    if !kernels_built() {
+    if !common::kernels() {
         return;
     }
     let seed = seed();
@@ -365,7 +358,7 @@ fn recorded_list_replays_in_order<D: GpuDevice>(mut dev: D) -> Result<()> {
 
 #[test]
 fn a_recorded_list_replays_in_order() {
-    if kernels_built() {
+    if common::kernels() {
         recorded_list_replays_in_order(SimDevice::new(3)).expect("replay");
     }
 }
@@ -418,7 +411,7 @@ fn capture_refuses_host_work<D: GpuDevice>(mut dev: D) -> Result<()> {
 
 #[test]
 fn capture_refuses_host_transfers_with_a_clear_error() {
-    if kernels_built() {
+    if common::kernels() {
         capture_refuses_host_work(SimDevice::new(4)).expect("capture");
     }
 }
@@ -454,7 +447,7 @@ fn queued_uploads_land_in_order<D: GpuDevice>(mut dev: D) -> Result<()> {
 
 #[test]
 fn queued_uploads_land_in_order_on_the_simulator() {
-    if kernels_built() {
+    if common::kernels() {
         queued_uploads_land_in_order(SimDevice::new(4)).expect("uploads");
     }
 }
@@ -574,7 +567,7 @@ fn stream_replay_matches_launches<D: GpuDevice>(with: D, without: D, seed: u64) 
 
 #[test]
 fn stream_graph_replay_equals_launches_bit_for_bit() {
-    if !kernels_built() {
+    if !common::kernels() {
         return;
     }
     let seed = seed();
@@ -593,7 +586,7 @@ fn cuda_stream_graph_replay_equals_launches_bit_for_bit() {
 /// kept and runs launched: the same bits as graphs off.
 #[test]
 fn a_failed_stream_capture_falls_back_to_launches() {
-    if !kernels_built() {
+    if !common::kernels() {
         return;
     }
     let seed = seed();

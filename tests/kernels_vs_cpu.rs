@@ -65,8 +65,7 @@ fn all_kernels_match_cpu<D: GpuDevice>(dev: &mut D, seed: u64) {
 
 #[test]
 fn kernels_match_cpu_on_cuda() {
-    if !ptx::BUILT_WITH_KERNELS {
-        println!("SKIPPED: built without kernels (run bash scripts/setup-cuda.sh)");
+    if !common::kernels() {
         return;
     }
     let mut dev = match charlstm_cuda::gpu::CudaDevice::new(0) {

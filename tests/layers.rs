@@ -413,8 +413,7 @@ fn two_layers_with_dropout_train_on_the_cpu_and_resume_bit_for_bit() {
 /// the device: tests/gpu_layers.rs).
 #[test]
 fn the_simulator_predicts_a_stack_as_the_cpu_does() {
-    if !charlstm_cuda::gpu::ptx::BUILT_WITH_KERNELS {
-        println!("SKIPPED: built without kernels");
+    if !common::kernels() {
         return;
     }
     let params = init_stacked(5, 4, 2, 1);

@@ -56,8 +56,7 @@ fn all_cases<D: GpuDevice>(dev: &mut D, seed: u64, full: bool) {
 
 #[test]
 fn lstm_kernels_match_cpu_on_the_simulator() {
-    if !ptx::BUILT_WITH_KERNELS {
-        println!("SKIPPED: built without kernels");
+    if !common::kernels() {
         return;
     }
     let seed = seed();
@@ -139,8 +138,7 @@ fn launcher_rejects_bad_dims() {
 /// checked against Rust.
 #[test]
 fn lstm_instruction_forms_match_rust() {
-    if !ptx::BUILT_WITH_KERNELS {
-        println!("SKIPPED: built without kernels");
+    if !common::kernels() {
         return;
     }
     let mut s = Simulator::new(5);

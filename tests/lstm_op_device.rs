@@ -16,7 +16,7 @@ use common::{Rng, seed};
 
 use charlstm_cuda::Error;
 use charlstm_cuda::gpu::lstm::LstmPath;
-use charlstm_cuda::gpu::{CudaDevice, DevicePtr, GpuDevice, SimDevice, ptx};
+use charlstm_cuda::gpu::{CudaDevice, DevicePtr, GpuDevice, SimDevice};
 use charlstm_cuda::ops::{
     DeviceGrads, DeviceLayer, DeviceOutput, DeviceSlice, LayerParams, Lstm, LstmDevice, LstmGrads,
     LstmInput, Mode,
@@ -327,8 +327,7 @@ fn cases_on<D: GpuDevice>(dev: &mut D, cases: &[Case]) {
 }
 
 fn sim() -> Option<SimDevice> {
-    if !ptx::BUILT_WITH_KERNELS {
-        println!("SKIPPED: built without kernels");
+    if !common::kernels() {
         return None;
     }
     Some(SimDevice::new(seed()))

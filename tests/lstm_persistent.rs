@@ -200,8 +200,7 @@ fn against_cpu<D: GpuDevice>(dev: &mut D, seed: u64, full: bool) {
 }
 
 fn sim() -> Option<(SimDevice, u64)> {
-    if !ptx::BUILT_WITH_KERNELS {
-        println!("SKIPPED: built without kernels");
+    if !common::kernels() {
         return None;
     }
     let s = seed();
@@ -313,8 +312,7 @@ fn shapes_the_persistent_kernels_cannot_run_fall_back_or_fail_clearly() {
 #[test]
 #[ignore]
 fn simulated_cost_per_step_at_the_keras_shape() {
-    if !ptx::BUILT_WITH_KERNELS {
-        println!("SKIPPED: built without kernels");
+    if !common::kernels() {
         return;
     }
     let mut stream = RngStream::new(3, Purpose::Sample, 3);
@@ -369,8 +367,7 @@ fn simulated_cost_per_step_at_the_keras_shape() {
 /// --test lstm_persistent simulated_cost_of_the_per_step -- --nocapture`.
 #[test]
 fn simulated_cost_of_the_per_step_kernels_at_h256() {
-    if !ptx::BUILT_WITH_KERNELS {
-        println!("SKIPPED: built without kernels");
+    if !common::kernels() {
         return;
     }
     let (h, b) = (256, 8);
@@ -436,8 +433,7 @@ fn simulated_cost_of_the_per_step_kernels_at_h256() {
 /// kernels/ to have such a check.
 #[test]
 fn new_instruction_forms_match_rust() {
-    if !ptx::BUILT_WITH_KERNELS {
-        println!("SKIPPED: built without kernels");
+    if !common::kernels() {
         return;
     }
     use charlstm_cuda::sim::{ParamValue as P, Simulator};
@@ -498,8 +494,7 @@ fn new_instruction_forms_match_rust() {
 #[test]
 #[ignore = "a measurement (about a minute in release), not a check"]
 fn full_shape_forward_speed_on_the_simulator() {
-    if !ptx::BUILT_WITH_KERNELS {
-        println!("SKIPPED: built without kernels");
+    if !common::kernels() {
         return;
     }
     let mut dev = SimDevice::new(0);

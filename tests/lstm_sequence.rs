@@ -20,7 +20,7 @@ use common::{assert_all_pass, seed};
 
 use charlstm_cuda::gpu::lstm::{LstmLauncher, LstmPath};
 use charlstm_cuda::gpu::selftest::{Shape, check_sequence};
-use charlstm_cuda::gpu::{CudaDevice, GpuDevice, SimDevice, ptx};
+use charlstm_cuda::gpu::{CudaDevice, GpuDevice, SimDevice};
 use charlstm_cuda::sample::{Purpose, RngStream};
 
 fn launcher(path: LstmPath) -> LstmLauncher {
@@ -31,8 +31,7 @@ fn launcher(path: LstmPath) -> LstmLauncher {
 }
 
 fn run(shapes: &[(usize, usize, usize, usize)], stream: u32) {
-    if !ptx::BUILT_WITH_KERNELS {
-        println!("SKIPPED: built without kernels");
+    if !common::kernels() {
         return;
     }
     run_on(&mut SimDevice::new(seed()), shapes, stream);

@@ -4,6 +4,8 @@
 //! the kernels' shared memory (a wrapper with a small limit). Each is a
 //! clear error, or a working fallback, and leaves nothing behind.
 
+mod common;
+
 use charlstm_cuda::sample::{GenMode, GenerateRequest};
 use std::collections::HashMap;
 use std::io::Write;
@@ -13,10 +15,10 @@ use std::process::Command;
 use charlstm_cuda::cpu::CpuEngine;
 use charlstm_cuda::device;
 use charlstm_cuda::engine::Batch;
+use charlstm_cuda::gpu::SimDevice;
 use charlstm_cuda::gpu::{
     DeviceError, DevicePtr, GpuDevice, GpuEngine, GpuModel, KernelArg, LaunchConfig,
 };
-use charlstm_cuda::gpu::{SimDevice, ptx};
 use charlstm_cuda::model::{Checkpoint, Hyper, Params, init_params};
 use charlstm_cuda::sample::Strategy;
 use charlstm_cuda::{Backend, Engine};
@@ -312,8 +314,7 @@ fn workflow<D: GpuDevice>(dev: D, corpus: &OneHotCorpus, hy: &Hyper) -> Result<(
 /// allocation made before it is freed.
 #[test]
 fn out_of_device_memory_at_any_allocation_is_an_error_and_leaks_nothing() {
-    if !ptx::BUILT_WITH_KERNELS {
-        eprintln!("SKIPPED: built without kernels");
+    if !common::kernels() {
         return;
     }
     let corpus = corpus(12, 60);
@@ -353,8 +354,7 @@ fn out_of_device_memory_at_any_allocation_is_an_error_and_leaks_nothing() {
 /// is allocated.
 #[test]
 fn a_corpus_larger_than_device_memory_is_a_clear_error() {
-    if !ptx::BUILT_WITH_KERNELS {
-        eprintln!("SKIPPED: built without kernels");
+    if !common::kernels() {
         return;
     }
     let corpus = corpus(100, 3000); // 2 words a row: 49,600 bytes
@@ -421,8 +421,7 @@ fn a_vocabulary_too_large_for_the_kernels_is_refused_before_training() {
 /// back to the sampling loop over predict: same draws as the CPU engine.
 #[test]
 fn generation_falls_back_when_its_kernel_does_not_fit() {
-    if !ptx::BUILT_WITH_KERNELS {
-        eprintln!("SKIPPED: built without kernels");
+    if !common::kernels() {
         return;
     }
     let corpus = corpus(300, 400);
@@ -463,8 +462,7 @@ fn generation_falls_back_when_its_kernel_does_not_fit() {
 /// kernel does fit.
 #[test]
 fn generation_from_weights_falls_back_too() {
-    if !ptx::BUILT_WITH_KERNELS {
-        eprintln!("SKIPPED: built without kernels");
+    if !common::kernels() {
         return;
     }
     let p = init_params(300, 16, 9);

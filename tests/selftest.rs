@@ -108,8 +108,7 @@ impl GpuDevice for Faulty {
 /// A fresh seed (printed), or `None` (after saying SKIPPED) in a build
 /// without kernels.
 fn sim_seed() -> Option<u64> {
-    if !ptx::BUILT_WITH_KERNELS {
-        println!("SKIPPED: built without kernels");
+    if !common::kernels() {
         return None;
     }
     Some(seed())

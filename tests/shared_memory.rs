@@ -10,6 +10,8 @@
 //! H = 256, the other shape that filled shared memory to the byte, is in
 //! tests/generate_kernel.rs).
 
+mod common;
+
 use charlstm_cuda::gpu::device::{DeviceError, GpuDevice, SCRATCH_FLOATS};
 use charlstm_cuda::gpu::head::{HeadBuffers, HeadDims, HeadLauncher};
 use charlstm_cuda::gpu::{CudaDevice, DevicePtr, SimDevice, ptx};
@@ -50,8 +52,7 @@ fn shared_use() -> Vec<(String, bool, bool)> {
 
 #[test]
 fn kernels_with_dynamic_shared_memory_declare_no_static_shared_memory() {
-    if !ptx::BUILT_WITH_KERNELS {
-        println!("SKIPPED: built without kernels");
+    if !common::kernels() {
         return;
     }
     let uses = shared_use();
@@ -80,8 +81,7 @@ fn kernels_with_dynamic_shared_memory_declare_no_static_shared_memory() {
 /// plus dynamic exceeds the block limit is refused, naming both.
 #[test]
 fn simulator_refuses_static_plus_dynamic_above_the_limit() {
-    if !ptx::BUILT_WITH_KERNELS {
-        println!("SKIPPED: built without kernels");
+    if !common::kernels() {
         return;
     }
     let mut s = Simulator::new(0);
@@ -271,8 +271,7 @@ fn head_at_its_largest_vocabulary<D: GpuDevice>(dev: &mut D) -> Result<()> {
 
 #[test]
 fn head_at_its_largest_vocabulary_on_the_simulator() {
-    if !ptx::BUILT_WITH_KERNELS {
-        println!("SKIPPED: built without kernels");
+    if !common::kernels() {
         return;
     }
     head_at_its_largest_vocabulary(&mut SimDevice::new(3)).unwrap();

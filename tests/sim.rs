@@ -9,8 +9,7 @@ use charlstm_cuda::gpu::ptx;
 use charlstm_cuda::sim::{ParamValue as P, Simulator};
 
 fn sim(module: &str, seed: u64) -> Option<Simulator> {
-    if !ptx::BUILT_WITH_KERNELS {
-        eprintln!("SKIPPED: built without kernels");
+    if !common::kernels() {
         return None;
     }
     let mut s = Simulator::new(seed);

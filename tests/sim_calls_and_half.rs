@@ -1,12 +1,13 @@
 //! The PTX simulator on `call` to `.func` (tests/kernels/calls.cu) and on
 //! f16/bf16 arithmetic (tests/kernels/half_ops.cu), against Rust.
 
+mod common;
+
 use charlstm_cuda::gpu::ptx;
 use charlstm_cuda::sim::{ParamValue as P, Simulator};
 
 fn sim(module: &str) -> Option<Simulator> {
-    if !ptx::BUILT_WITH_KERNELS {
-        eprintln!("SKIPPED: built without kernels");
+    if !common::kernels() {
         return None;
     }
     let mut s = Simulator::new(0);
@@ -325,8 +326,7 @@ fn half_arithmetic_bit_exact() {
 /// (259 - 2^-100 -> 259) and then to bf16 (-> 260) would be wrong: once, it is 258.
 #[test]
 fn bf16_sm90_forms_and_fma_rounded_once() {
-    if !ptx::BUILT_WITH_KERNELS {
-        eprintln!("SKIPPED: built without kernels");
+    if !common::kernels() {
         return;
     }
     const PTX: &str = "
@@ -408,8 +408,7 @@ fn bf16_sm90_forms_and_fma_rounded_once() {
 
 #[test]
 fn recursive_call_is_refused_naming_it() {
-    if !ptx::BUILT_WITH_KERNELS {
-        eprintln!("SKIPPED: built without kernels");
+    if !common::kernels() {
         return;
     }
     const PTX: &str = "

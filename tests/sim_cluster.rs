@@ -7,12 +7,13 @@
 //! memory, a wait without an arrive). `tests/sim_vs_hardware.rs` runs the
 //! race-free kernels on a GPU against the simulator.
 
+mod common;
+
 use charlstm_cuda::gpu::ptx;
 use charlstm_cuda::sim::{ParamValue as P, Simulator};
 
 fn sim(seed: u64) -> Option<Simulator> {
-    if !ptx::BUILT_WITH_KERNELS {
-        eprintln!("SKIPPED: built without kernels");
+    if !common::kernels() {
         return None;
     }
     let mut s = Simulator::new(seed);

@@ -2,6 +2,8 @@
 //! whose results are computed independently, the coverage kernel itself, and
 //! the explicitly rounded f64 forms of the gradient-clipping kernel.
 
+mod common;
+
 use std::collections::BTreeSet;
 
 use charlstm_cuda::gpu::ptx;
@@ -28,8 +30,7 @@ fn forms(text: &str) -> BTreeSet<String> {
 
 #[test]
 fn every_form_used_by_the_kernels_has_a_test_kernel() {
-    if !ptx::BUILT_WITH_KERNELS {
-        eprintln!("SKIPPED: built without kernels");
+    if !common::kernels() {
         return;
     }
     let used: BTreeSet<String> = ptx::MODULES.iter().flat_map(|m| forms(m.ptx)).collect();
@@ -55,8 +56,7 @@ fn every_form_used_by_the_kernels_has_a_test_kernel() {
 
 #[test]
 fn coverage_kernel_matches_rust() {
-    if !ptx::BUILT_WITH_KERNELS {
-        eprintln!("SKIPPED: built without kernels");
+    if !common::kernels() {
         return;
     }
     let mut s = Simulator::new(3);
@@ -131,8 +131,7 @@ fn coverage_kernel_matches_rust() {
 /// bit against Rust (which never fuses and narrows to nearest even).
 #[test]
 fn rounded_f64_products_and_narrowing_match_rust() {
-    if !ptx::BUILT_WITH_KERNELS {
-        eprintln!("SKIPPED: built without kernels");
+    if !common::kernels() {
         return;
     }
     let mut s = Simulator::new(5);

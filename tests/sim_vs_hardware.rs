@@ -1409,18 +1409,11 @@ impl Report {
 // The tests
 // ---------------------------------------------------------------------------
 
-fn built_with_kernels() -> bool {
-    if !ptx::BUILT_WITH_KERNELS {
-        println!("SKIPPED: built without kernels (no nvcc at build time)");
-    }
-    ptx::BUILT_WITH_KERNELS
-}
-
 /// The whole table on two simulators that interleave threads differently,
 /// compared with the GPU check's rules: the harness itself, in CI.
 #[test]
 fn simulator_runs_every_case() {
-    if !built_with_kernels() {
+    if !common::kernels() {
         return;
     }
     let cases = cases();
@@ -1432,7 +1425,7 @@ fn simulator_runs_every_case() {
 /// The GPU check: GPU 0 against the simulator.
 #[test]
 fn cuda_simulator_matches_hardware() {
-    if !built_with_kernels() {
+    if !common::kernels() {
         return;
     }
     let mut gpu = match CudaDevice::new(0) {
@@ -1676,7 +1669,7 @@ fn rules_judge_as_documented() {
 /// wrote and a failed launch, and names them.
 #[test]
 fn differences_are_reported() {
-    if !built_with_kernels() {
+    if !common::kernels() {
         return;
     }
     let cases: Vec<Case> = cases()

@@ -22,13 +22,12 @@ use charlstm_cuda::gpu::lstm::stack::{
 };
 use charlstm_cuda::gpu::lstm::{LstmLauncher, LstmPath};
 use charlstm_cuda::gpu::selftest::{Shape, StackCase, check_dropout, check_gemm, check_stack};
-use charlstm_cuda::gpu::{CudaDevice, GpuDevice, SimDevice, ptx};
+use charlstm_cuda::gpu::{CudaDevice, GpuDevice, SimDevice};
 use charlstm_cuda::ops::Mode;
 use charlstm_cuda::sample::{Purpose, RngStream};
 
 fn sim() -> Option<SimDevice> {
-    if !ptx::BUILT_WITH_KERNELS {
-        println!("SKIPPED: built without kernels");
+    if !common::kernels() {
         return None;
     }
     Some(SimDevice::new(seed()))

@@ -412,8 +412,7 @@ fn a_resumed_run_stops_where_an_uninterrupted_one_does() {
 /// (tests/gpu_engine.rs: `1e-5 max|ref| + 1e-4 |ref|`).
 #[test]
 fn the_validation_loss_on_the_simulator_equals_the_cpus() {
-    if !charlstm_cuda::gpu::ptx::BUILT_WITH_KERNELS {
-        eprintln!("SKIPPED: built without kernels");
+    if !common::kernels() {
         return;
     }
     let corpus = OneHotCorpus::from_text(&small_text(), true).expect("corpus");

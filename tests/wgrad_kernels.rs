@@ -19,7 +19,7 @@ use charlstm_cuda::gpu::device::{DevicePtr, GpuDevice, KernelArg, LaunchConfig};
 use charlstm_cuda::gpu::lstm::wgrad::WgradLauncher;
 use charlstm_cuda::gpu::lstm::{LstmBuffers, LstmDims, LstmLauncher};
 use charlstm_cuda::gpu::selftest::{BOUND_F32_KERNEL, Case, SelftestRow, Shape};
-use charlstm_cuda::gpu::{CudaDevice, SimDevice, ptx};
+use charlstm_cuda::gpu::{CudaDevice, SimDevice};
 use charlstm_cuda::model::TENSOR_NAMES;
 use charlstm_cuda::sample::{Purpose, RngStream};
 
@@ -285,8 +285,7 @@ fn one_split_is_the_reference_to_the_bit_on_cuda() {
 }
 
 fn sim_seed() -> Option<u64> {
-    if !ptx::BUILT_WITH_KERNELS {
-        println!("SKIPPED: built without kernels");
+    if !common::kernels() {
         return None;
     }
     Some(seed())
