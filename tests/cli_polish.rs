@@ -250,6 +250,22 @@ fn config_file_values_are_used_and_flags_override_them() {
         metrics.lines().all(|l| l.contains("\"batches\":2")),
         "{metrics}"
     );
+
+    // `resume = true` is the bare --resume: the run in the file's `out`.
+    let again = dir.path().join("again.toml");
+    std::fs::write(
+        &again,
+        "out = \"from-file\"\nresume = true\nepochs = 3\nquiet = true\n",
+    )
+    .expect("write config");
+    let o = Command::new(env!("CARGO_BIN_EXE_charlstm-cuda"))
+        .current_dir(cwd.path())
+        .args(["train", "--config", s(&again)])
+        .output()
+        .expect("runs");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let ckpt = charlstm_cuda::Checkpoint::load(&out.join("last.safetensors")).expect("ckpt");
+    assert_eq!(ckpt.state.epochs_done, 3, "resumed to the file's epochs");
 }
 
 #[test]

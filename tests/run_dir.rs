@@ -4,7 +4,7 @@
 #![cfg(unix)]
 
 mod common;
-use common::cli::{bin, ok, run, small_text, snapshot, stderr};
+use common::cli::{Dir, bin, ok, run, small_text, snapshot, stderr, tensors};
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -198,5 +198,42 @@ fn a_torn_last_line_is_repaired_before_the_next_append() {
         rows.iter().filter(|r| r["epoch"] == 1).count(),
         rows_before,
         "the row that only lacked its newline is kept"
+    );
+}
+
+/// `--resume DIR` is `--out DIR --resume` (char-rnn's `-init_from` names
+/// what to continue): the same run, the same weights. A checkpoint file,
+/// or a second directory in `--out`, is refused, naming the fix, and
+/// changes nothing.
+#[test]
+fn resume_takes_the_run_directory_as_its_value() {
+    let d = Dir::new();
+    let text = d.write("small.txt", small_text().as_bytes());
+    let (a, b) = (d.s("a"), d.s("b"));
+    for out in [&a, &b] {
+        ok(&train_args(&text, out, "1"));
+    }
+    ok(&["train", "--resume", &a, "--epochs", "2", "--quiet"]);
+    ok(&["train", "--out", &b, "--resume", "--epochs", "2", "--quiet"]);
+    let weights = |run: &str| tensors(&Path::new(run).join("last.safetensors"));
+    assert!(
+        weights(&a) == weights(&b),
+        "--resume DIR and --out DIR --resume trained differently"
+    );
+
+    let before = snapshot(Path::new(&a));
+    let file = format!("{a}/last.safetensors");
+    let err = refused(&run(&["train", "--resume", &file, "--epochs", "3"]));
+    assert!(
+        err.contains("is a file") && err.contains("run's directory") && err.contains(&a),
+        "{err}"
+    );
+    let err = refused(&run(&[
+        "train", "--resume", &a, "--out", &b, "--epochs", "3",
+    ]));
+    assert!(err.contains("give the run's directory once"), "{err}");
+    assert!(
+        before == snapshot(Path::new(&a)),
+        "a refused --resume changed the run"
     );
 }

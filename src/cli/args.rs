@@ -202,9 +202,10 @@ pub struct TrainArgs {
     /// Directory for checkpoints and metrics [default: runs/<corpus name>].
     #[arg(long)]
     pub out: Option<PathBuf>,
-    /// Continue the run saved in --out (same corpus, settings, data order and random streams).
-    #[arg(long)]
-    pub resume: bool,
+    /// Continue the run saved in --out, or in DIR (same corpus, settings, data order and
+    /// random streams).
+    #[arg(long, value_name = "DIR", num_args = 0..=1)]
+    pub resume: Option<Option<PathBuf>>,
     /// Epochs in total (with --resume: the new total) [default: 60].
     #[arg(long)]
     pub epochs: Option<usize>,

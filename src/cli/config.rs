@@ -122,7 +122,12 @@ pub fn apply(a: &mut TrainArgs, matches: &ArgMatches) -> Result<()> {
             }
         };
     }
-    take!(resume);
+    // `resume = true` is the bare flag (the run in `out`).
+    if let Some(r) = file.resume
+        && !flag("resume")
+    {
+        a.resume = r.then_some(None);
+    }
     take!(epochs, some);
     take!(batch_size, some);
     take!(steps_per_epoch, some);

@@ -185,7 +185,47 @@ fn resumed_corpus(
     }
 }
 
-pub fn train(a: TrainArgs) -> Result<ExitCode> {
+/// Whether the run resumes; `--resume DIR` (as char-rnn's `-init_from`
+/// names what to continue) is `--resume --out DIR`.
+fn resume_dir(a: &mut TrainArgs) -> Result<bool> {
+    let Some(given) = a.resume.take() else {
+        return Ok(false);
+    };
+    a.resume = Some(None);
+    let Some(dir) = given else {
+        return Ok(true);
+    };
+    if dir.is_file() {
+        let parent = dir.parent().filter(|p| !p.as_os_str().is_empty());
+        return Err(Error::InvalidArgument {
+            name: "--resume",
+            what: format!(
+                "{} is a file; --resume takes the run's directory{} (it continues from the \
+                 directory's {LAST_CHECKPOINT})",
+                dir.display(),
+                parent.map_or(String::new(), |p| format!(", here {}", shell_word(p)))
+            ),
+        });
+    }
+    match &a.out {
+        Some(out) if *out != dir => Err(Error::InvalidArgument {
+            name: "--resume",
+            what: format!(
+                "names the run {} and --out names {}: give the run's directory once, as \
+                 --resume DIR or as --out DIR --resume",
+                dir.display(),
+                out.display()
+            ),
+        }),
+        _ => {
+            a.out = Some(dir);
+            Ok(true)
+        }
+    }
+}
+
+pub fn train(mut a: TrainArgs) -> Result<ExitCode> {
+    let resuming = resume_dir(&mut a)?;
     // Before anything is read or written: a typo here would otherwise
     // surface only after the first epoch, as an hour of sampling.
     if let Some(n) = a.gen_length {
@@ -194,13 +234,13 @@ pub fn train(a: TrainArgs) -> Result<ExitCode> {
     let gen_mode: GenMode = a.gen_mode.as_deref().unwrap_or("window").parse()?;
     // A new run's mode is checked before anything is read; a resumed run
     // takes its own (below), which --seq-len alone may restate.
-    if a.mode.is_some() || !a.resume {
+    if a.mode.is_some() || !resuming {
         TrainMode::parse(a.mode.as_deref().unwrap_or("window"), a.seq_len)?;
     }
     let corpus_path = a.corpus.clone().unwrap_or_else(|| NIETZSCHE_NAME.into());
     let out = a.out.clone().unwrap_or_else(|| default_out(&corpus_path));
     let last = out.join(LAST_CHECKPOINT);
-    let checkpoint = if a.resume {
+    let checkpoint = if resuming {
         if !last.exists() {
             return Err(Error::InvalidArgument {
                 name: "--resume",
@@ -450,7 +490,7 @@ pub fn train(a: TrainArgs) -> Result<ExitCode> {
             "; gradients clipped to norm {c}"
         )),
         stack_note(&h),
-        if a.resume {
+        if resuming {
             format!(
                 " (resuming after epoch {}, batch {})",
                 st.epochs_done, st.batch
