@@ -240,8 +240,9 @@ const REG_POISON: u64 = 0x7FF4_DEAD_7FC0_7E01;
 /// What a launch leaves for the next: its registers and its blocks' shared
 /// and local memory. Fresh pages cost the kernel a page fault each, which
 /// took a third of the simulator's time (the selftest: 3.6 s of 10.2 s in
-/// the kernel, two thirds of the faults on register writes); reused ones
-/// cost a memset.
+/// the kernel, two thirds of the faults on register writes). Reused,
+/// registers cost nothing (not cleared, [`REG_POISON`]) and shared and
+/// local memory a memset.
 #[derive(Default)]
 struct Spare {
     regs: Vec<u64>,
