@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use super::parse::{Kernel, Src, Sreg};
 use super::{
     BlockSt, DEFAULT_SHARED_PER_BLOCK, Launch, LaunchStats, MAX_BLOCK, MAX_CLUSTER, MAX_GRID,
-    MAX_THREADS_PER_BLOCK, ParamValue, RESIDENT_THREADS, Simulator, err,
+    MAX_THREADS_PER_BLOCK, ParamValue, RESIDENT_THREADS, Simulator, Spare, err,
 };
 use crate::error::{Error, Result};
 
@@ -97,11 +97,8 @@ impl Simulator {
             ran = l.run_wave(self, b0 as u32, b1 as u32);
             b0 = b1;
         }
-        let spare = &mut self.spare;
-        spare.regs = std::mem::take(&mut l.regs);
-        spare.shared.append(&mut l.shared);
-        spare.cshared.append(&mut l.cshared);
-        spare.local.append(&mut l.local);
+        self.spare.regs = std::mem::take(&mut l.regs);
+        l.spare_regions(&mut self.spare);
         ran?;
         Ok(LaunchStats {
             instructions: l.instructions,
@@ -206,6 +203,14 @@ impl Simulator {
 }
 
 impl<'k> Launch<'k> {
+    /// Its blocks' shared and local memory into `spare`, for the next wave
+    /// or launch.
+    pub(super) fn spare_regions(&mut self, spare: &mut Spare) {
+        spare.shared.append(&mut self.shared);
+        spare.cshared.append(&mut self.cshared);
+        spare.local.append(&mut self.local);
+    }
+
     pub(super) fn where_(&self, t: usize) -> String {
         let (b, tl) = self.coords(self.gid(t));
         let line = self

@@ -219,7 +219,9 @@ impl<E: Entry> Region<E> {
         }
     }
 
-    /// [`Region::new`] again, in the allocations this one already has.
+    /// [`Region::new`] again, in the allocations this one already has
+    /// (`new` keeps `vec!`: a fresh allocation's zeroed pages cost nothing
+    /// until they are touched, which a device allocation may never be).
     fn renew(&mut self, bytes: usize, zeroed: bool) {
         self.data.clear();
         self.data.resize(bytes, 0);

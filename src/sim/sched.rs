@@ -29,9 +29,7 @@ impl<'k> Launch<'k> {
         self.cl_pending = vec![0; n];
         let bytes = self.shared_bytes as usize;
         let spare = &mut sim.spare;
-        spare.shared.append(&mut self.shared);
-        spare.cshared.append(&mut self.cshared);
-        spare.local.append(&mut self.local);
+        self.spare_regions(spare);
         let nb = (b1 - b0) as usize;
         if self.csize > 1 {
             self.cshared = regions(&mut spare.cshared, nb, bytes);
@@ -41,7 +39,7 @@ impl<'k> Launch<'k> {
         let local = self.k.local_bytes as usize;
         self.local = regions(&mut spare.local, if local > 0 { n } else { 0 }, local);
         let wpb = tps / 32;
-        let mut blocks: Vec<usize> = (0..(b1 - b0) as usize).collect();
+        let mut blocks: Vec<usize> = (0..nb).collect();
         let mut warps: Vec<usize> = (0..wpb).collect();
         let mut live = n;
         while live > 0 {
