@@ -188,12 +188,10 @@ fn resumed_corpus(
 /// Whether the run resumes; `--resume DIR` (as char-rnn's `-init_from`
 /// names what to continue) is `--resume --out DIR`.
 fn resume_dir(a: &mut TrainArgs) -> Result<bool> {
-    let Some(given) = a.resume.take() else {
-        return Ok(false);
-    };
-    a.resume = Some(None);
-    let Some(dir) = given else {
-        return Ok(true);
+    let dir = match &a.resume {
+        None => return Ok(false),
+        Some(None) => return Ok(true),
+        Some(Some(dir)) => dir.clone(),
     };
     if dir.is_file() {
         let parent = dir.parent().filter(|p| !p.as_os_str().is_empty());
