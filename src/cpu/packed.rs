@@ -25,7 +25,7 @@
 //! [`PackedB::gemm`] is the crate's [`gemm`] on the unpacked view.
 
 use super::Scalar;
-use super::scalar::{View, gemm};
+use super::scalar::{View, gemm, span};
 use super::workspace::{run_or_spawn, split_range};
 
 /// Columns per panel: two 16-float AVX-512 registers.
@@ -229,27 +229,59 @@ pub(crate) fn gemm_cols<F: Scalar>(
         gemm((m, k, n), a, b, F::zero(), c, (n, 1));
         return;
     }
-    // Threads write disjoint column blocks of C's rows: each into its own
-    // [m, w] block, copied into C after the join.
-    let mut blocks: Vec<Vec<F>> = parts
-        .iter()
-        .map(|(j0, j1)| vec![F::zero(); m * (j1 - j0)])
-        .collect();
+    // Each thread writes its column block straight into C's rows (row
+    // stride n): no block of its own to allocate (512 KB a thread for a
+    // [256, 1024] gradient, fresh pages from the system every call) and
+    // copy back after the join.
+    let c = ColumnBlocks(c.as_mut_ptr());
     std::thread::scope(|scope| {
         let last = parts.len() - 1;
-        for (p, (&(j0, j1), block)) in parts.iter().zip(blocks.iter_mut()).enumerate() {
+        for (p, &(j0, j1)) in parts.iter().enumerate() {
             let job = move || {
                 let w = j1 - j0;
                 let b = View::new(&b.data[j0 * b.cs..], b.rs, b.cs);
-                gemm((m, k, w), a, b, F::zero(), block, (w, 1));
+                // Bounds as `gemm` checks them (C's checked above).
+                assert!(
+                    span(m, k, a.rs, a.cs) <= a.data.len()
+                        && span(k, w, b.rs, b.cs) <= b.data.len(),
+                    "gemm_cols: A or B out of bounds"
+                );
+                // SAFETY: A and B are in bounds (asserted); C's elements
+                // (i, j0..j1), i < m, lie in `c` (len >= m * n) and no
+                // other thread's block holds any of them; `c` is a unique
+                // borrow held for the whole scope, so nothing else reads
+                // or writes them meanwhile, and it aliases neither A nor B.
+                unsafe {
+                    F::gemm_raw(
+                        m,
+                        k,
+                        w,
+                        (a.data.as_ptr(), a.rs as isize, a.cs as isize),
+                        (b.data.as_ptr(), b.rs as isize, b.cs as isize),
+                        F::zero(),
+                        (c.at(j0), n as isize, 1),
+                    )
+                }
             };
             run_or_spawn(scope, p == last, job);
         }
     });
-    for ((j0, j1), block) in parts.into_iter().zip(&blocks) {
-        for (row, src) in c.chunks_exact_mut(n).zip(block.chunks_exact(j1 - j0)) {
-            row[j0..j1].copy_from_slice(src);
-        }
+}
+
+/// C's base pointer, shared by the threads of [`gemm_cols`], each writing
+/// only its own columns.
+#[derive(Clone, Copy)]
+struct ColumnBlocks<F>(*mut F);
+
+// SAFETY: `gemm_cols` hands each thread a disjoint set of C's elements.
+unsafe impl<F: Send> Send for ColumnBlocks<F> {}
+unsafe impl<F: Send> Sync for ColumnBlocks<F> {}
+
+impl<F> ColumnBlocks<F> {
+    /// Column j of row 0. A method, so that a closure captures the whole
+    /// (Send) struct, not its raw pointer field.
+    fn at(self, j: usize) -> *mut F {
+        self.0.wrapping_add(j)
     }
 }
 

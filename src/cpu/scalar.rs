@@ -178,7 +178,7 @@ impl<'a, F> View<'a, F> {
 }
 
 /// Index one past the last element a `rows x cols` view with these strides touches.
-fn span(rows: usize, cols: usize, rs: usize, cs: usize) -> usize {
+pub(crate) fn span(rows: usize, cols: usize, rs: usize, cs: usize) -> usize {
     if rows == 0 || cols == 0 {
         0
     } else {
