@@ -50,6 +50,9 @@ struct Case {
     classes: Vec<u32>,
     h0: Vec<f64>,
     c0: Vec<f64>,
+    /// h0 and c0 passed to the op; false: `None` (the zero state, whose
+    /// first step the op skips).
+    given_state: bool,
     t: usize,
     b: usize,
 }
@@ -64,8 +67,24 @@ impl Case {
             classes: (0..t * b).map(|_| rng.range(0, i) as u32).collect(),
             h0: vec64(&mut rng, n * b * h, 0.5),
             c0: vec64(&mut rng, n * b * h, 0.5),
+            given_state: true,
             t,
             b,
+        }
+    }
+
+    /// The same case started from `None`, the zero state.
+    fn starting_at_zero(mut self) -> Self {
+        self.h0.fill(0.0);
+        self.c0.fill(0.0);
+        self.given_state = false;
+        self
+    }
+
+    fn state(&self) -> (Option<&[f64]>, Option<&[f64]>) {
+        match self.given_state {
+            true => (Some(&self.h0), Some(&self.c0)),
+            false => (None, None),
         }
     }
 
@@ -89,8 +108,9 @@ fn dot(a: &[f64], b: &[f64]) -> f64 {
 }
 
 fn loss(lstm: &Lstm, c: &Case, mode: Mode, l: &Loss) -> f64 {
+    let (h0, c0) = c.state();
     let out = lstm
-        .forward(&views(&c.layers), c.input(), Some(&c.h0), Some(&c.c0), mode)
+        .forward(&views(&c.layers), c.input(), h0, c0, mode)
         .unwrap();
     dot(out.y(), &l.r) + dot(out.h_n(), &l.r2) + dot(out.c_n(), &l.r3)
 }
@@ -122,9 +142,8 @@ fn gradcheck(label: &str, lstm: &Lstm, c: &Case, mode: Mode, seed: u64) -> f64 {
         r3: vec64(&mut rng, n * b * h, 1.0),
     };
     let w = views(&c.layers);
-    let out = lstm
-        .forward(&w, c.input(), Some(&c.h0), Some(&c.c0), mode)
-        .unwrap();
+    let (h0, c0) = c.state();
+    let out = lstm.forward(&w, c.input(), h0, c0, mode).unwrap();
     let g = lstm
         .backward(&w, out, &l.r, Some(&l.r2), Some(&l.r3))
         .unwrap();
@@ -149,8 +168,32 @@ fn gradcheck(label: &str, lstm: &Lstm, c: &Case, mode: Mode, seed: u64) -> f64 {
     if let Some(dx) = &g.dx {
         check("dx".into(), dx, &|q, i| &mut q.dense.as_mut().unwrap()[i]);
     }
-    check("dh0".into(), &g.dh0, &|q, i| &mut q.h0[i]);
-    check("dc0".into(), &g.dc0, &|q, i| &mut q.c0[i]);
+    if c.given_state {
+        check("dh0".into(), &g.dh0, &|q, i| &mut q.h0[i]);
+        check("dc0".into(), &g.dc0, &|q, i| &mut q.c0[i]);
+    } else {
+        // No state to perturb: the zero state passed explicitly, which
+        // runs every product, gives the same gradients.
+        let out = lstm
+            .forward(&w, c.input(), Some(&c.h0), Some(&c.c0), mode)
+            .unwrap();
+        let given = lstm
+            .backward(&w, out, &l.r, Some(&l.r2), Some(&l.r3))
+            .unwrap();
+        let close = |a: &[f64], b: &[f64]| a.iter().zip(b).all(|(x, y)| (x - y).abs() <= 1e-12);
+        assert!(
+            close(&g.dh0, &given.dh0) && close(&g.dc0, &given.dc0),
+            "{label}: dh0, dc0"
+        );
+        for (k, (a, b)) in g.layers.iter().zip(&given.layers).enumerate() {
+            assert!(
+                close(&a.kernel, &b.kernel)
+                    && close(&a.recurrent_kernel, &b.recurrent_kernel)
+                    && close(&a.bias, &b.bias),
+                "{label}: layer {k}'s gradients from None and from zeros"
+            );
+        }
+    }
     for (k, lg) in g.layers.iter().enumerate() {
         check(format!("layer {k} kernel"), &lg.kernel, &|q, i| {
             &mut q.layers[k].kernel[i]
@@ -197,6 +240,45 @@ fn gradients_two_and_three_layers() {
         gradcheck(&format!("N={n} dense"), &lstm, &dense, Mode::Eval, 3);
         let one_hot = Case::new(&lstm, (3, 2), false, 20 + n as u64);
         gradcheck(&format!("N={n} one-hot"), &lstm, &one_hot, Mode::Eval, 4);
+    }
+}
+
+/// From `None` (h_0 = c_0 = 0) the op skips step 0's products with h_0,
+/// forward and in d recurrent_kernel; a single step leaves that gradient
+/// exactly zero.
+#[test]
+fn gradients_from_the_zero_state() {
+    for (n, t) in [(1, 4), (2, 3), (2, 1)] {
+        let lstm = Lstm::new(n, 4, 3).unwrap();
+        let dense = Case::new(&lstm, (t, 2), true, 50 + t as u64).starting_at_zero();
+        gradcheck(
+            &format!("N={n} T={t} dense, zero state"),
+            &lstm,
+            &dense,
+            Mode::Eval,
+            7,
+        );
+        let one_hot = Case::new(&lstm, (t, 3), false, 60 + t as u64).starting_at_zero();
+        gradcheck(
+            &format!("N={n} T={t} one-hot, zero state"),
+            &lstm,
+            &one_hot,
+            Mode::Eval,
+            8,
+        );
+        if t == 1 {
+            let w = views(&dense.layers);
+            let out = lstm
+                .forward(&w, dense.input(), None, None, Mode::Eval)
+                .unwrap();
+            let dy = vec![1.0; dense.b * lstm.hidden()];
+            let g = lstm.backward(&w, out, &dy, None, None).unwrap();
+            assert!(
+                g.layers
+                    .iter()
+                    .all(|l| l.recurrent_kernel.iter().all(|&v| v == 0.0))
+            );
+        }
     }
 }
 

@@ -71,7 +71,9 @@ pub(crate) struct Shape {
 
 /// The forward over all T steps (`rk`: recurrent_kernel [H, 4H] packed,
 /// [`PackedB`]). `c` and `h` come with the initial state in slot 0; every
-/// other slot, and `gates` and `tc`, is overwritten.
+/// other slot, and `gates` and `tc`, is overwritten. `h0_zero`: h's slot 0
+/// is all zeros (no initial state given), so step 0's product is zero and
+/// is not computed (1/T of the recurrence's multiply-adds).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn forward<F: Scalar>(
     rk: &PackedB<'_, F>,
@@ -80,7 +82,7 @@ pub(crate) fn forward<F: Scalar>(
     c: &mut [F],
     tc: &mut [F],
     h: &mut [F],
-    s: Shape,
+    (s, h0_zero): (Shape, bool),
     threads: usize,
 ) {
     let (hh, g) = (s.h, 4 * s.h);
@@ -105,12 +107,17 @@ pub(crate) fn forward<F: Scalar>(
             };
             let job = move || {
                 for t in 0..s.t {
-                    rk.gemm(
-                        b1 - b0,
-                        View::new(rows.h.get(t), hh, 1),
-                        rows.gates.get_mut(t),
-                        g,
-                    );
+                    if t == 0 && h0_zero {
+                        // What the kernel would write: its sums start at +0.
+                        rows.gates.get_mut(0).fill(F::zero());
+                    } else {
+                        rk.gemm(
+                            b1 - b0,
+                            View::new(rows.h.get(t), hh, 1),
+                            rows.gates.get_mut(t),
+                            g,
+                        );
+                    }
                     cells(&mut rows, input, t, s);
                 }
             };

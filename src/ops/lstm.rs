@@ -172,6 +172,9 @@ pub struct LstmOutput<F> {
     pack: Vec<F>,
     /// Set by a backward: the gates are gradients now.
     spent: bool,
+    /// The forward ran from h_0 = 0 (`h0` not given): step 0's products
+    /// with h_0 are zero and skipped, forward and in d recurrent_kernel.
+    h0_zero: bool,
 }
 
 impl<F> Default for LstmOutput<F> {
@@ -187,6 +190,7 @@ impl<F> Default for LstmOutput<F> {
             down: Vec::new(),
             pack: Vec::new(),
             spent: true,
+            h0_zero: false,
         }
     }
 }
@@ -379,6 +383,7 @@ impl Lstm {
         // no forward until the end.
         out.sizes = [self.layers, self.input, h, t, b];
         out.spent = true;
+        out.h0_zero = h0.is_none();
         match (x.data, &mut out.input) {
             (InputData::Dense(d), OwnedInput::Dense(v)) => copy_into(v, d),
             (InputData::Classes(c), OwnedInput::Classes(v)) => copy_into(v, c),
@@ -463,7 +468,7 @@ impl Lstm {
                 &mut tape.c,
                 &mut tape.tc,
                 &mut tape.h,
-                shape,
+                (shape, h0.is_none()),
                 threads,
             );
             tape.keep.clear();
@@ -562,6 +567,7 @@ impl Lstm {
         if !dense {
             grads.dx = None;
         }
+        let h0_zero = out.h0_zero;
         let (input, tapes, down, pack) =
             (&out.input, &mut out.layers, &mut out.down, &mut out.pack);
         for l in (0..n).rev() {
@@ -584,11 +590,14 @@ impl Lstm {
             let dz = &tape.gates;
             let i = self.layer_input(l);
             let lg = &mut grads.layers[l];
+            // d recurrent_kernel = sum over steps of h_{t-1}^T dz_t; step 0
+            // adds nothing when h_0 = 0.
+            let skip = if h0_zero { b } else { 0 };
             gemm_cols(
                 threads,
-                (h, k, g),
-                View::new(&tape.h, 1, h),
-                View::new(dz, g, 1),
+                (h, k - skip, g),
+                View::new(&tape.h[skip * h..], 1, h),
+                View::new(&dz[skip * g..], g, 1),
                 sized(&mut lg.recurrent_kernel, h * g),
             );
             let x_l = match (l, input) {
