@@ -5,7 +5,9 @@
 //! body twice more, with AVX-512F (16 wide) and with AVX2 (8 wide), and
 //! picks the widest the CPU has (AVX-512 took 3 ms of CPU time off a stream
 //! batch's cells). All copies give bit-identical results: Rust never
-//! contracts `a * b + c` into an FMA, so the width changes, not the rounding.
+//! contracts `a * b + c` into an FMA, so the width changes, not the rounding;
+//! an explicit `mul_add` rounds once in every build (an FMA instruction in
+//! these two, which both enable FMA; libm's `fmaf` in the baseline).
 
 /// Defines `fn $name<F: Scalar>(args)` running `$body`, in an AVX-512F or
 /// AVX2 build of it when the CPU supports one, else in the baseline build.
@@ -16,7 +18,7 @@ macro_rules! simd_dispatch {
             #[inline(always)]
             fn body<F: Scalar>($($a: $t),*) $body
             #[cfg(target_arch = "x86_64")]
-            #[target_feature(enable = "avx2")]
+            #[target_feature(enable = "avx2,fma")]
             fn avx2<F: Scalar>($($a: $t),*) {
                 body($($a),*)
             }
@@ -32,9 +34,11 @@ macro_rules! simd_dispatch {
                 return unsafe { avx512($($a),*) };
             }
             #[cfg(target_arch = "x86_64")]
-            if std::arch::is_x86_feature_detected!("avx2") {
-                // SAFETY: `avx2` only requires the AVX2 instructions, which
-                // the CPU was just found to support.
+            if std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("fma")
+            {
+                // SAFETY: `avx2` only requires the AVX2 and FMA
+                // instructions, which the CPU was just found to support.
                 return unsafe { avx2($($a),*) };
             }
             body($($a),*)
