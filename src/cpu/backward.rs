@@ -118,12 +118,14 @@ pub(super) fn weight_grads<F: Scalar>(
 ) {
     let (h, g, v, k) = (d.h, 4 * d.h, d.v, d.b * d.t);
     let [mut dk_rest, dr, _, d_dense_kernel, d_dense_bias] = grads.tensors_mut();
-    // d recurrent_kernel: the k = t*B + b order is fixed.
+    // d recurrent_kernel: the k = t*B + b order is fixed. Step 0's rows
+    // (h_{-1} = 0) add nothing and are left out.
+    let skip = d.b;
     gemm_cols(
         threads,
-        (h, k, g),
-        View::new(hprev, 1, h),
-        View::new(dz, g, 1),
+        (h, k - skip, g),
+        View::new(&hprev[skip * h..], 1, h),
+        View::new(&dz[skip * g..], g, 1),
         dr,
     );
     std::thread::scope(|scope| {
