@@ -99,6 +99,27 @@ simd_dispatch! {
     }
 }
 
+/// d recurrent_kernel [H, 4H] = the sum over rows k = t*B + b, in that
+/// fixed order, of `hprev[k]^T dz[k]` (`hprev` [T*B, H] holding h_{t-1},
+/// `dz` [T*B, 4H]), split across threads by columns ([`gemm_cols`]).
+/// `h0_zero`: h_{-1} = 0, so step 0's B rows add nothing and are left out.
+pub(crate) fn recurrent_kernel_grad<F: Scalar>(
+    threads: usize,
+    (hprev, dz): (&[F], &[F]),
+    (k, b, h): (usize, usize, usize),
+    h0_zero: bool,
+    out: &mut [F],
+) {
+    let (g, skip) = (4 * h, if h0_zero { b } else { 0 });
+    gemm_cols(
+        threads,
+        (h, k - skip, g),
+        View::new(&hprev[skip * h..], 1, h),
+        View::new(&dz[skip * g..], g, 1),
+        out,
+    );
+}
+
 /// The five gradient tensors from the backward's buffers, over all B rows.
 ///
 /// `hprev` [T*B, H], `dz` [T*B, 4H], `hlast` [B, H], `dlogits` [B, V], `x` [B, T].
@@ -118,16 +139,7 @@ pub(super) fn weight_grads<F: Scalar>(
 ) {
     let (h, g, v, k) = (d.h, 4 * d.h, d.v, d.b * d.t);
     let [mut dk_rest, dr, _, d_dense_kernel, d_dense_bias] = grads.tensors_mut();
-    // d recurrent_kernel: the k = t*B + b order is fixed. Step 0's rows
-    // (h_{-1} = 0) add nothing and are left out.
-    let skip = d.b;
-    gemm_cols(
-        threads,
-        (h, k - skip, g),
-        View::new(&hprev[skip * h..], 1, h),
-        View::new(&dz[skip * g..], g, 1),
-        dr,
-    );
+    recurrent_kernel_grad(threads, (hprev, dz), (k, d.b, h), true, dr);
     std::thread::scope(|scope| {
         let classes = split_classes(x, v, threads);
         for (ti, (v0, v1)) in classes.enumerate() {

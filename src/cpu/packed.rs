@@ -25,7 +25,7 @@
 //! [`PackedB::gemm`] is the crate's [`gemm`] on the unpacked view.
 
 use super::Scalar;
-use super::scalar::{View, gemm, span};
+use super::scalar::{View, gemm, gemm_to};
 use super::workspace::{run_or_spawn, split_range};
 
 /// Columns per panel: two 16-float AVX-512 registers.
@@ -240,28 +240,11 @@ pub(crate) fn gemm_cols<F: Scalar>(
             let job = move || {
                 let w = j1 - j0;
                 let b = View::new(&b.data[j0 * b.cs..], b.rs, b.cs);
-                // Bounds as `gemm` checks them (C's checked above).
-                assert!(
-                    span(m, k, a.rs, a.cs) <= a.data.len()
-                        && span(k, w, b.rs, b.cs) <= b.data.len(),
-                    "gemm_cols: A or B out of bounds"
-                );
-                // SAFETY: A and B are in bounds (asserted); C's elements
-                // (i, j0..j1), i < m, lie in `c` (len >= m * n) and no
-                // other thread's block holds any of them; `c` is a unique
-                // borrow held for the whole scope, so nothing else reads
-                // or writes them meanwhile, and it aliases neither A nor B.
-                unsafe {
-                    F::gemm_raw(
-                        m,
-                        k,
-                        w,
-                        (a.data.as_ptr(), a.rs as isize, a.cs as isize),
-                        (b.data.as_ptr(), b.rs as isize, b.cs as isize),
-                        F::zero(),
-                        (c.at(j0), n as isize, 1),
-                    )
-                }
+                // SAFETY: C's elements (i, j0..j1), i < m, lie in `c` (len
+                // >= m * n, asserted) and no other thread's block holds any
+                // of them; `c` is a unique borrow held for the whole scope,
+                // so nothing else reads or writes them meanwhile.
+                unsafe { gemm_to((m, k, w), a, b, F::zero(), (c.at(j0), n, 1)) }
             };
             run_or_spawn(scope, p == last, job);
         }

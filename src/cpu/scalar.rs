@@ -178,7 +178,7 @@ impl<'a, F> View<'a, F> {
 }
 
 /// Index one past the last element a `rows x cols` view with these strides touches.
-pub(crate) fn span(rows: usize, cols: usize, rs: usize, cs: usize) -> usize {
+fn span(rows: usize, cols: usize, rs: usize, cs: usize) -> usize {
     if rows == 0 || cols == 0 {
         0
     } else {
@@ -201,6 +201,30 @@ pub(crate) fn gemm<F: Scalar>(
     (rsc, csc): (usize, usize),
 ) {
     assert!(
+        span(m, n, rsc, csc) <= c.len(),
+        "gemm: C [{m}x{n}] out of bounds"
+    );
+    // SAFETY: the assert keeps every addressed element of C inside `c`, a
+    // unique borrow, so nothing else touches it and it aliases neither A nor B.
+    unsafe { gemm_to((m, k, n), a, b, beta, (c.as_mut_ptr(), rsc, csc)) }
+}
+
+/// [`gemm`] into a C the caller addresses by pointer: for threads that each
+/// write their own elements of one C ([`super::packed::gemm_cols`]). A and B
+/// are bounds-checked here.
+///
+/// # Safety
+/// The `m x n` elements `c.0 + i * rsc + j * csc` lie in one allocation, and
+/// nothing else reads or writes them during the call (so C aliases neither A
+/// nor B).
+pub(crate) unsafe fn gemm_to<F: Scalar>(
+    (m, k, n): (usize, usize, usize),
+    a: View<'_, F>,
+    b: View<'_, F>,
+    beta: F,
+    (c, rsc, csc): (*mut F, usize, usize),
+) {
+    assert!(
         span(m, k, a.rs, a.cs) <= a.data.len(),
         "gemm: A [{m}x{k}] out of bounds"
     );
@@ -208,13 +232,9 @@ pub(crate) fn gemm<F: Scalar>(
         span(k, n, b.rs, b.cs) <= b.data.len(),
         "gemm: B [{k}x{n}] out of bounds"
     );
-    assert!(
-        span(m, n, rsc, csc) <= c.len(),
-        "gemm: C [{m}x{n}] out of bounds"
-    );
     let s = |x: usize| isize::try_from(x).expect("gemm: stride overflows isize");
-    // SAFETY: the three asserts above keep every addressed element inside its
-    // slice; `c` is a unique borrow, so it aliases neither `a` nor `b`.
+    // SAFETY: the asserts keep A and B inside their slices; the caller
+    // vouches for C.
     unsafe {
         F::gemm_raw(
             m,
@@ -223,7 +243,7 @@ pub(crate) fn gemm<F: Scalar>(
             (a.data.as_ptr(), s(a.rs), s(a.cs)),
             (b.data.as_ptr(), s(b.rs), s(b.cs)),
             beta,
-            (c.as_mut_ptr(), s(rsc), s(csc)),
+            (c, s(rsc), s(csc)),
         )
     }
 }

@@ -29,8 +29,9 @@ macro_rules! simd_dispatch {
             }
             #[cfg(target_arch = "x86_64")]
             if std::arch::is_x86_feature_detected!("avx512f") {
-                // SAFETY: `avx512` only requires the AVX-512F instructions,
-                // which the CPU was just found to support.
+                // SAFETY: `avx512` only requires the AVX-512F instructions
+                // and those it implies (AVX2, FMA; every AVX-512F CPU has
+                // them), which the CPU was just found to support.
                 return unsafe { avx512($($a),*) };
             }
             #[cfg(target_arch = "x86_64")]

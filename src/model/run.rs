@@ -86,7 +86,8 @@ impl CorpusRecord {
 /// only NaN/inf losses count; JSON has no infinity).
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct DivergenceRecord {
-    /// Epoch loss above `factor` x the best one (and 0.1 above it) is divergence.
+    /// Epoch loss above `factor` x the best one (and
+    /// [`MIN_LOSS_JUMP`](crate::train::MIN_LOSS_JUMP) above it) is divergence.
     pub factor: Option<f64>,
     /// `stop` or `rollback`.
     pub action: String,

@@ -37,7 +37,9 @@
 use super::check;
 use super::dropout::{self, Mode};
 use crate::cpu::Scalar;
-use crate::cpu::backward::{ClassLayout, scatter_rows, split_classes, sum_rows, sum_rows_split};
+use crate::cpu::backward::{
+    ClassLayout, recurrent_kernel_grad, scatter_rows, split_classes, sum_rows, sum_rows_split,
+};
 use crate::cpu::layer::{self, InputTerm, Shape};
 use crate::cpu::packed::{PackedB, gemm_cols};
 use crate::cpu::scalar::View;
@@ -590,16 +592,8 @@ impl Lstm {
             let dz = &tape.gates;
             let i = self.layer_input(l);
             let lg = &mut grads.layers[l];
-            // d recurrent_kernel = sum over steps of h_{t-1}^T dz_t; step 0
-            // adds nothing when h_0 = 0.
-            let skip = if h0_zero { b } else { 0 };
-            gemm_cols(
-                threads,
-                (h, k - skip, g),
-                View::new(&tape.h[skip * h..], 1, h),
-                View::new(&dz[skip * g..], g, 1),
-                sized(&mut lg.recurrent_kernel, h * g),
-            );
+            let d_rk = sized(&mut lg.recurrent_kernel, h * g);
+            recurrent_kernel_grad(threads, (&tape.h, dz), (k, b, h), h0_zero, d_rk);
             let x_l = match (l, input) {
                 (0, OwnedInput::Dense(d)) => d,
                 (0, OwnedInput::Classes(classes)) => {
