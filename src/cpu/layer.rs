@@ -16,8 +16,9 @@
 //! With the initial state in slot 0, `h[B*H..]` is the layer's output
 //! sequence [T, B, H] and `h[..T*B*H]` the h_{t-1} operand [T*B, H] of the
 //! `recurrent_kernel` gradient GEMM, both without a copy. The input term
-//! (`x_t @ kernel + bias`) comes precomputed for all steps ([`InputTerm`]),
-//! so a step costs one [n, H] x [H, 4H] GEMM and the cell.
+//! (`x_t @ kernel + bias`) is a gathered row for a one-hot input, else a
+//! product each step ahead of the recurrent one ([`InputTerm`]), so a step
+//! costs one or two GEMMs of the thread's rows and the cell.
 
 use super::packed::PackedB;
 use super::scalar::View;
@@ -34,29 +35,29 @@ pub(crate) enum InputTerm<'a, F> {
     Gather { xb: &'a [F], classes: &'a [u32] },
     /// Any other input: the product itself, [T, B, 4H].
     Dense(&'a [F]),
-    /// The product without its bias, [T, B, 4H], and the bias [4H]: added
-    /// row by row in the cells, not by a pass over all T*B rows before
-    /// (a serial write of 31 MB at T*B = 7680, 4H = 1024).
-    Product { xw: &'a [F], bias: &'a [F] },
+    /// Any other input (`x` [T, B, `width`], a dense layer 0 or the layer
+    /// below's output), its product with `kernel` (packed) computed step by
+    /// step: each step's rows into the gates ahead of the recurrent
+    /// product, which adds on; `bias` [4H] is added in the cells. One
+    /// product of all T*B rows ahead would write [T, B, 4H] (31 MB at T*B =
+    /// 7680, 4H = 1024) for the cells to read back from L3, a step later.
+    Step {
+        x: &'a [F],
+        width: usize,
+        kernel: PackedB<'a, F>,
+        bias: &'a [F],
+    },
 }
 
 impl<'a, F> InputTerm<'a, F> {
-    /// The 4H values of row `k = t*B + b`, in `buf` where they are a sum.
+    /// The 4H values the cells add to row `k = t*B + b`'s gates.
     #[inline(always)]
-    fn row<'b>(&self, k: usize, g: usize, buf: &'b mut [F]) -> &'b [F]
-    where
-        'a: 'b,
-        F: Scalar,
-    {
+    fn row(&self, k: usize, g: usize) -> &'a [F] {
         match *self {
             InputTerm::Gather { xb, classes } => &xb[classes[k] as usize * g..][..g],
             InputTerm::Dense(z) => &z[k * g..][..g],
-            InputTerm::Product { xw, bias } => {
-                for ((o, &p), &b) in buf.iter_mut().zip(&xw[k * g..][..g]).zip(bias) {
-                    *o = p + b;
-                }
-                buf
-            }
+            // The product is in the gates already.
+            InputTerm::Step { bias, .. } => bias,
         }
     }
 }
@@ -99,24 +100,30 @@ pub(crate) fn forward<F: Scalar>(
             (gates, c, tc, h) = (g1, c1, t1, h1);
             let mut rows = Rows {
                 b0,
-                xrow: vec![F::zero(); g],
                 gates: g0,
                 c: c0,
                 tc: t0,
                 h: h0,
             };
             let job = move || {
+                let n = b1 - b0;
                 for t in 0..s.t {
-                    if t == 0 && h0_zero {
-                        // What the kernel would write: its sums start at +0.
-                        rows.gates.get_mut(0).fill(F::zero());
-                    } else {
-                        rk.gemm(
-                            b1 - b0,
-                            View::new(rows.h.get(t), hh, 1),
-                            rows.gates.get_mut(t),
-                            g,
-                        );
+                    let h_prev = View::new(rows.h.get(t), hh, 1);
+                    match input {
+                        InputTerm::Step {
+                            x, width, kernel, ..
+                        } => {
+                            let x_t = View::new(&x[(t * s.b + b0) * width..], width, 1);
+                            kernel.gemm(n, x_t, rows.gates.get_mut(t), g);
+                            if t > 0 || !h0_zero {
+                                rk.gemm_add(n, h_prev, rows.gates.get_mut(t), g);
+                            }
+                        }
+                        _ if t == 0 && h0_zero => {
+                            // What the kernel would write: its sums start at +0.
+                            rows.gates.get_mut(0).fill(F::zero());
+                        }
+                        _ => rk.gemm(n, h_prev, rows.gates.get_mut(t), g),
                     }
                     cells(&mut rows, input, t, s);
                 }
@@ -129,8 +136,6 @@ pub(crate) fn forward<F: Scalar>(
 /// One thread's rows `[b0, b0 + n)` of every buffer.
 struct Rows<'a, F> {
     b0: usize,
-    /// A row of the input term where it is computed ([`InputTerm::row`]).
-    xrow: Vec<F>,
     gates: Steps<'a, F>,
     c: Steps<'a, F>,
     tc: Steps<'a, F>,
@@ -148,7 +153,7 @@ simd_dispatch! {
         let h_all = r.h.get_mut(t + 1);
         let c_all = r.c.get_mut(t + 1);
         for (b, z) in z_all.chunks_exact_mut(g).enumerate() {
-            let xrow = input.row(t * s.b + r.b0 + b, g, &mut r.xrow);
+            let xrow = input.row(t * s.b + r.b0 + b, g);
             let c = &mut c_all[b * hh..][..hh];
             let tc = &mut tc_all[b * hh..][..hh];
             let out = &mut h_all[b * hh..][..hh];
@@ -163,6 +168,10 @@ simd_dispatch! {
 /// recurrence (the layer above, a loss at every step), added to dh at each
 /// step. `dh`, `dc` [B, H] hold dh_T, dc_T (the final state's gradient) on
 /// entry and dh_0, dc_0 (the initial state's) on return. `gates` becomes dz.
+/// `dx`: the kernel^T ([4H, In], packed) and the [T, B, In] buffer where
+/// the input's gradient dz_t @ kernel^T goes, step by step while dz_t is in
+/// cache (one product of all T*B rows after would read dz's 31 MB back
+/// from L3); each row's sum is the same either way.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn backward<F: Scalar>(
     recurrent_kernel: &[F],
@@ -171,8 +180,8 @@ pub(crate) fn backward<F: Scalar>(
     c: &[F],
     tc: &[F],
     dy: &[F],
-    dh: &mut [F],
-    dc: &mut [F],
+    (dh, dc): (&mut [F], &mut [F]),
+    dx: Option<(PackedB<'_, F>, &mut [F])>,
     s: Shape,
     threads: usize,
 ) {
@@ -181,12 +190,24 @@ pub(crate) fn backward<F: Scalar>(
     let rkt = PackedB::recurrent_t(recurrent_kernel, hh, pack);
     let rkt = &rkt;
     let mut gates = Steps::new(gates, s.t, s.b, g);
+    let (kernel_t, mut dx) = match dx {
+        Some((k, buf)) => {
+            let width = buf.len() / (s.t * s.b);
+            (Some((k, width)), Some(Steps::new(buf, s.t, s.b, width)))
+        }
+        None => (None, None),
+    };
     let (mut dh, mut dc) = (dh, dc);
     std::thread::scope(|scope| {
         for (b0, b1) in split_range(s.b, threads.max(1), 1) {
             let n = b1 - b0;
             let (mine, rest) = gates.split_at(n);
             gates = rest;
+            let mut dx_mine = dx.take().map(|d| {
+                let (mine, rest) = d.split_at(n);
+                dx = Some(rest);
+                mine
+            });
             let (dh_mine, dh_rest) = std::mem::take(&mut dh).split_at_mut(n * hh);
             let (dc_mine, dc_rest) = std::mem::take(&mut dc).split_at_mut(n * hh);
             (dh, dc) = (dh_rest, dc_rest);
@@ -199,8 +220,12 @@ pub(crate) fn backward<F: Scalar>(
             let job = move || {
                 for t in (0..s.t).rev() {
                     cells_backward(&mut rows, c, tc, dy, t, s);
+                    let dz = View::new(rows.dz.get(t), g, 1);
                     // dh_{t-1} = dz_t @ recurrent_kernel^T; at t = 0 that is dh_0.
-                    rkt.gemm(n, View::new(rows.dz.get(t), g, 1), rows.dh, hh);
+                    rkt.gemm(n, dz, rows.dh, hh);
+                    if let (Some((kt, width)), Some(dx)) = (kernel_t, dx_mine.as_mut()) {
+                        kt.gemm(n, dz, dx.get_mut(t), width);
+                    }
                 }
             };
             run_or_spawn(scope, b1 == s.b, job);

@@ -13,7 +13,7 @@
 //! the AVX-512/AVX2 dispatch of the element-wise loops, `packed.rs` the
 //! recurrence's products with the weights packed once per call, `cell.rs` the LSTM cell of
 //! one row (shared with `layer.rs`, the sequence-level recurrence of
-//! [`crate::ops::Lstm`]), `rmsprop.rs` the optimizer, `stream.rs` stream (truncated-BPTT)
+//! [`crate::ops::Lstm`]), `pages.rs` the large buffers' huge pages, `rmsprop.rs` the optimizer, `stream.rs` stream (truncated-BPTT)
 //! training: a loss at every step and a carried state,
 //! `trace.rs` the intermediate tensors the kernel checks compare against,
 //! `stacked.rs` the model of N > 1 LSTM layers (through [`crate::ops::Lstm`]).
@@ -29,6 +29,7 @@ mod fastmath;
 mod forward;
 pub(crate) mod layer;
 pub(crate) mod packed;
+pub(crate) mod pages;
 mod rmsprop;
 pub(crate) mod scalar;
 mod stacked;

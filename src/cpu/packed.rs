@@ -9,11 +9,12 @@
 //! stream-mode batch's time went to packing (perf, `examples/stream_bench`).
 //! Packed once per batch, each step reads B straight from its panels.
 //!
-//! The same packing serves the products of many rows against one weight
-//! matrix ([`PackedB::gemm_rows`]: a dense layer's `X @ kernel` and
-//! `dz @ kernel^T`, the stream head's products), where `matrixmultiply`
-//! would also repack B per call and ran ~20 % slower (`dz @ kernel^T` at
-//! T*B = 7680, 2 x 256 units: 19.0 -> 15.5 ms).
+//! The same packing serves a dense layer's input products (`x_t @ kernel`
+//! ahead of each forward step, `dz_t @ kernel^T` after each backward one:
+//! [`PackedB::gemm_add`] sums the first with the recurrent product) and the
+//! stream head's, where `matrixmultiply` would also repack B per call and
+//! ran ~20 % slower (`dz @ kernel^T` at T*B = 7680, 2 x 256 units: 19.0 ->
+//! 15.5 ms, as one product of all rows).
 //!
 //! Layout: panels of [`NR`] columns; panel j holds columns `j*NR ..` of every
 //! row k at `data[(j*K + k)*NR ..][..NR]`, the last panel zero-padded.
@@ -132,46 +133,28 @@ impl<'a, F: Scalar> PackedB<'a, F> {
     /// `C[m, n] = A[m, k] @ B` (C only written): A any strided view, C
     /// row-major with row stride `ldc`.
     pub fn gemm(&self, m: usize, a: View<'_, F>, c: &mut [F], ldc: usize) {
+        self.product(m, a, (c, ldc), false);
+    }
+
+    /// `C[m, n] += A[m, k] @ B`: each element's chain of FMAs goes on from
+    /// C's value, so a product over [A1 | A2] and [B1; B2] is `gemm` of the
+    /// first halves then `gemm_add` of the second, to the bit.
+    pub fn gemm_add(&self, m: usize, a: View<'_, F>, c: &mut [F], ldc: usize) {
+        self.product(m, a, (c, ldc), true);
+    }
+
+    fn product(&self, m: usize, a: View<'_, F>, (c, ldc): (&mut [F], usize), add: bool) {
         let (k, n) = (self.k, self.n);
         if self.panels.is_empty() {
-            gemm((m, k, n), a, self.view, F::zero(), c, (ldc, 1));
+            let beta = if add { F::one() } else { F::zero() };
+            gemm((m, k, n), a, self.view, beta, c, (ldc, 1));
             return;
         }
         // SAFETY: `panels` is non-empty only when `F::packed_kernel()` said
         // the kernel runs, and holds n.div_ceil(NR) panels of k rows of NR.
-        unsafe { kernel((m, k, n), a, self.panels.as_ptr(), (c, ldc)) }
-    }
-
-    /// [`gemm`](Self::gemm) over many rows (`C[m, n] = A @ B`, C row-major
-    /// with row stride n), rows split across `threads` and taken
-    /// [`ROW_BLOCK`] at a time: a block of A stays in L1/L2 while every panel
-    /// of B passes, as in a recurrence's step. Each element is the same sum
-    /// whatever the split.
-    pub fn gemm_rows(&self, threads: usize, m: usize, a: View<'_, F>, c: &mut [F]) {
-        let n = self.n;
-        assert!(c.len() >= m * n, "gemm_rows: C [{m}x{n}] out of bounds");
-        std::thread::scope(|scope| {
-            let mut rest = &mut c[..m * n];
-            for (i0, i1) in split_range(m, threads.max(1), 1) {
-                let (mine, tail) = std::mem::take(&mut rest).split_at_mut((i1 - i0) * n);
-                rest = tail;
-                let job = move || {
-                    for (r0, c) in (i0..i1)
-                        .step_by(ROW_BLOCK)
-                        .zip(mine.chunks_mut(ROW_BLOCK * n))
-                    {
-                        let a = View::new(&a.data[r0 * a.rs..], a.rs, a.cs);
-                        self.gemm(c.len() / n, a, c, n);
-                    }
-                };
-                run_or_spawn(scope, i1 == m, job);
-            }
-        });
+        unsafe { kernel((m, k, n), a, self.panels.as_ptr(), (c, ldc), add) }
     }
 }
-
-/// Rows of A per call of the kernel in [`PackedB::gemm_rows`].
-const ROW_BLOCK: usize = 64;
 
 /// Where a store's panels start: its first 64-byte boundary (the store
 /// holds 16 values more than the panels; the same offset on every call for
@@ -190,6 +173,7 @@ unsafe fn kernel<F: Scalar>(
     a: View<'_, F>,
     b: *const F,
     (c, ldc): (&mut [F], usize),
+    add: bool,
 ) {
     if m == 0 || n == 0 {
         return;
@@ -204,7 +188,7 @@ unsafe fn kernel<F: Scalar>(
     );
     let a = (a.data.as_ptr(), a.rs, a.cs);
     // SAFETY: the asserts bound A and C; the caller vouches for B and the CPU.
-    unsafe { F::gemm_panels_raw((m, k, n), a, b, (c.as_mut_ptr(), ldc)) }
+    unsafe { F::gemm_panels_raw((m, k, n), a, b, (c.as_mut_ptr(), ldc), add) }
 }
 
 /// `C[m, n] = A[m, k] @ B[k, n]` into a row-major C, its columns split
@@ -269,7 +253,7 @@ impl<F> ColumnBlocks<F> {
 }
 
 /// The f32 kernel behind [`Scalar::gemm_panels_raw`]: `C[m, n] = A @ B`
-/// panel by panel, [`MR`] rows of C at a time.
+/// (`C += A @ B` where `add`) panel by panel, [`MR`] rows of C at a time.
 ///
 /// # Safety
 /// The CPU has AVX-512F. A's element (i, q) is at `a + i * rs + q * cs`
@@ -283,6 +267,7 @@ pub(crate) unsafe fn gemm_f32_avx512(
     (a, rs, cs): (*const f32, usize, usize),
     b: *const f32,
     (c, ldc): (*mut f32, usize),
+    add: bool,
 ) {
     for j in 0..n.div_ceil(NR) {
         let cols = NR.min(n - j * NR);
@@ -299,18 +284,18 @@ pub(crate) unsafe fn gemm_f32_avx512(
                 let b = b.add(j * k * NR);
                 let c = (c.add(i * ldc + j * NR), ldc);
                 match rows {
-                    12 => tile::<12>(k, a, b, c, cols),
-                    11 => tile::<11>(k, a, b, c, cols),
-                    10 => tile::<10>(k, a, b, c, cols),
-                    9 => tile::<9>(k, a, b, c, cols),
-                    8 => tile::<8>(k, a, b, c, cols),
-                    7 => tile::<7>(k, a, b, c, cols),
-                    6 => tile::<6>(k, a, b, c, cols),
-                    5 => tile::<5>(k, a, b, c, cols),
-                    4 => tile::<4>(k, a, b, c, cols),
-                    3 => tile::<3>(k, a, b, c, cols),
-                    2 => tile::<2>(k, a, b, c, cols),
-                    _ => tile::<1>(k, a, b, c, cols),
+                    12 => tile::<12>(k, a, b, c, cols, add),
+                    11 => tile::<11>(k, a, b, c, cols, add),
+                    10 => tile::<10>(k, a, b, c, cols, add),
+                    9 => tile::<9>(k, a, b, c, cols, add),
+                    8 => tile::<8>(k, a, b, c, cols, add),
+                    7 => tile::<7>(k, a, b, c, cols, add),
+                    6 => tile::<6>(k, a, b, c, cols, add),
+                    5 => tile::<5>(k, a, b, c, cols, add),
+                    4 => tile::<4>(k, a, b, c, cols, add),
+                    3 => tile::<3>(k, a, b, c, cols, add),
+                    2 => tile::<2>(k, a, b, c, cols, add),
+                    _ => tile::<1>(k, a, b, c, cols, add),
                 }
             }
             i += rows;
@@ -319,7 +304,7 @@ pub(crate) unsafe fn gemm_f32_avx512(
 }
 
 /// R rows x `cols` (<= NR) columns of C from R rows of A and one panel of
-/// B (row q at `b + q * NR`).
+/// B (row q at `b + q * NR`), written over C or (`add`) added to it.
 ///
 /// # Safety
 /// As [`gemm_f32_avx512`], for this tile.
@@ -332,6 +317,7 @@ unsafe fn tile<const R: usize>(
     b: *const f32,
     (c, ldc): (*mut f32, usize),
     cols: usize,
+    add: bool,
 ) {
     use std::arch::x86_64::*;
     // Columns past `cols` are outside B and C: masked loads and stores.
@@ -341,6 +327,17 @@ unsafe fn tile<const R: usize>(
     };
     let (m0, m1) = (mask(0), mask(16));
     let mut acc = [[_mm512_setzero_ps(); 2]; R];
+    if add {
+        // The chain of FMAs goes on from C's value (`PackedB::gemm_add`).
+        for (r, acc) in acc.iter_mut().enumerate() {
+            // SAFETY: the masks keep the loads to C's `cols` columns of row r.
+            unsafe {
+                let row = c.add(r * ldc);
+                acc[0] = _mm512_maskz_loadu_ps(m0, row);
+                acc[1] = _mm512_maskz_loadu_ps(m1, row.add(16));
+            }
+        }
+    }
     // One k: B's row at `$b` times A's element `$at` of each row `$r`.
     macro_rules! step {
         ($r:ident => $at:expr, $b:expr) => {{
@@ -486,11 +483,13 @@ mod tests {
         }
     }
 
-    /// Over many rows, split across any thread count and taken in blocks,
-    /// the product has the bits of one unsplit [`PackedB::gemm`].
+    /// `gemm` of [A1 | A2] and [B1; B2] is `gemm` of the first halves then
+    /// `gemm_add` of the second, to the bit (the forward's input and
+    /// recurrent products); in f64, where the plain GEMM runs, to rounding.
     #[test]
-    fn row_split_changes_no_bit() {
-        let (m, k, n) = (301, 40, 70);
+    fn gemm_add_goes_on_from_c() {
+        let (m, k1, k2, n) = (13, 20, 37, 70);
+        let k = k1 + k2;
         let a: Vec<f32> = (0..m * k)
             .map(|i| ((i * 7919) % 997) as f32 / 997.0 - 0.5)
             .collect();
@@ -498,13 +497,27 @@ mod tests {
             .map(|i| ((i * 104729) % 991) as f32 / 991.0 - 0.5)
             .collect();
         let mut store = Vec::new();
-        let packed = PackedB::new(View::new(&b[..], n, 1), (k, n), &mut store);
-        let mut whole = vec![f32::NAN; m * n];
-        packed.gemm(m, View::new(&a, k, 1), &mut whole, n);
-        for threads in [1, 2, 3, 5] {
-            let mut split = vec![f32::NAN; m * n];
-            packed.gemm_rows(threads, m, View::new(&a, k, 1), &mut split);
-            assert_eq!(bits(&whole), bits(&split), "{threads} threads");
+        let whole = PackedB::new(View::new(&b, n, 1), (k, n), &mut store);
+        let mut want = vec![f32::NAN; m * n];
+        whole.gemm(m, View::new(&a, k, 1), &mut want, n);
+        let (mut s1, mut s2) = (Vec::new(), Vec::new());
+        let top = PackedB::new(View::new(&b, n, 1), (k1, n), &mut s1);
+        let bottom = PackedB::new(View::new(&b[k1 * n..], n, 1), (k2, n), &mut s2);
+        let mut got = vec![f32::NAN; m * n];
+        top.gemm(m, View::new(&a, k, 1), &mut got, n);
+        bottom.gemm_add(m, View::new(&a[k1..], k, 1), &mut got, n);
+        assert_eq!(bits(&want), bits(&got));
+
+        let a64: Vec<f64> = a.iter().map(|&x| f64::from(x)).collect();
+        let b64: Vec<f64> = b.iter().map(|&x| f64::from(x)).collect();
+        let (mut s1, mut s2) = (Vec::new(), Vec::new());
+        let top = PackedB::new(View::new(&b64, n, 1), (k1, n), &mut s1);
+        let bottom = PackedB::new(View::new(&b64[k1 * n..], n, 1), (k2, n), &mut s2);
+        let mut got = vec![f64::NAN; m * n];
+        top.gemm(m, View::new(&a64, k, 1), &mut got, n);
+        bottom.gemm_add(m, View::new(&a64[k1..], k, 1), &mut got, n);
+        for (g, w) in got.iter().zip(&want) {
+            assert!((g - f64::from(*w)).abs() < 1e-5, "{g} vs {w}");
         }
     }
 

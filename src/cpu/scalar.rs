@@ -37,7 +37,7 @@ pub trait Scalar: num_traits::Float + Default + Send + Sync + std::fmt::Debug + 
         false
     }
 
-    /// `C[m, n] = A[m, k] @ B`, B in panels of
+    /// `C[m, n] = A[m, k] @ B` (`C += A @ B` where `add`), B in panels of
     /// [`super::packed::NR`] columns: `super::packed::gemm_f32_avx512`.
     ///
     /// # Safety
@@ -50,8 +50,9 @@ pub trait Scalar: num_traits::Float + Default + Send + Sync + std::fmt::Debug + 
         a: (*const Self, usize, usize),
         b: *const Self,
         c: (*mut Self, usize),
+        add: bool,
     ) {
-        let _ = (mkn, a, b, c);
+        let _ = (mkn, a, b, c, add);
         unreachable!("gemm_panels_raw without a packed kernel")
     }
 
@@ -108,12 +109,13 @@ impl Scalar for f32 {
         a: (*const f32, usize, usize),
         b: *const f32,
         c: (*mut f32, usize),
+        add: bool,
     ) {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: the caller upholds `gemm_panels_raw`'s contract, which
         // includes the AVX-512F check of `packed_kernel`.
         unsafe {
-            super::packed::gemm_f32_avx512(mkn, a, b, c)
+            super::packed::gemm_f32_avx512(mkn, a, b, c, add)
         }
         #[cfg(not(target_arch = "x86_64"))]
         {

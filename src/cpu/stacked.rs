@@ -157,7 +157,7 @@ pub fn stacked_loss_and_grads_into<F: Scalar>(
     sum_rows(d_dense_bias, dlogits);
     if ws.dy_shape != (seq_len, b, h) {
         ws.dy.clear();
-        ws.dy.resize(seq_len * b * h, F::zero());
+        super::pages::resize(&mut ws.dy, seq_len * b * h, F::zero());
         ws.dy_shape = (seq_len, b, h);
     }
     gemm(

@@ -24,8 +24,8 @@
 //! order whatever the chunking. Threads own row ranges of every slot
 //! through [`Steps`].
 
-use super::Scalar;
 use super::steps::Steps;
+use super::{Scalar, pages};
 
 /// Below this many rows per thread, splitting a batch costs more than it saves.
 const MIN_ROWS_PER_THREAD: usize = 16;
@@ -165,10 +165,10 @@ impl<F: Scalar> Workspace<F> {
             self.xb.extend(row.iter().zip(bias).map(|(&k, &b)| k + b));
         }
         let zero = F::zero();
-        self.gates.resize(d.b * d.s * g, zero);
-        self.cs.resize(d.b * d.s * d.h, zero);
-        self.tcs.resize(d.b * d.s * d.h, zero);
-        self.hprev.resize(d.b * d.s * d.h, zero);
+        pages::resize(&mut self.gates, d.b * d.s * g, zero);
+        pages::resize(&mut self.cs, d.b * d.s * d.h, zero);
+        pages::resize(&mut self.tcs, d.b * d.s * d.h, zero);
+        pages::resize(&mut self.hprev, d.b * d.s * d.h, zero);
         self.hlast.resize(d.b * d.h, zero);
         self.probs.resize(d.b * d.v, zero);
         self.dh.resize(d.b * d.h, zero);

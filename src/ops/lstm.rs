@@ -164,12 +164,14 @@ pub struct LstmOutput<F> {
     layers: Vec<LayerTape<F>>,
     h_n: Vec<F>,
     c_n: Vec<F>,
-    /// The forward's `X @ kernel` of a dense layer, [T*B, 4H].
+    /// A dense layer's kernel packed for the forward's steps.
     scratch: Vec<F>,
     /// A one-hot layer 0's `kernel + bias` rows (or a generation step's).
     table: Vec<F>,
-    /// The backward's gradient passed down, [T*B, H].
+    /// The backward's gradient passed down, [T*B, H], and the one the
+    /// layer above passed (they swap from layer to layer).
     down: Vec<F>,
+    up: Vec<F>,
     /// A recurrent_kernel packed for the recurrence's steps (`cpu::packed`).
     pack: Vec<F>,
     /// Set by a backward: the gates are gradients now.
@@ -190,6 +192,7 @@ impl<F> Default for LstmOutput<F> {
             scratch: Vec::new(),
             table: Vec::new(),
             down: Vec::new(),
+            up: Vec::new(),
             pack: Vec::new(),
             spent: true,
             h0_zero: false,
@@ -261,7 +264,7 @@ pub struct LstmGrads<F> {
 /// `v` resized to `n` without keeping its values' meaning: the caller
 /// overwrites every element (growing allocates once, later calls reuse).
 fn sized<F: Scalar>(v: &mut Vec<F>, n: usize) -> &mut Vec<F> {
-    v.resize(n, F::zero());
+    crate::cpu::pages::resize(v, n, F::zero());
     v
 }
 
@@ -400,9 +403,9 @@ impl Lstm {
         let scale = F::one() / (F::one() - F::of(self.dropout));
         let (shape, state) = (Shape { t, b, h }, b * h);
         out.layers.resize_with(self.layers, LayerTape::default);
-        // Each buffer keeps its size from call to call: one buffer for
-        // tables of V rows and products of T*B rows would be cut and
-        // zero-filled again (31 MB at T*B = 7680, 4H = 1024) every call.
+        // Each buffer keeps its own contents' size from call to call: the
+        // class table, the dense kernel's panels and the recurrent
+        // kernel's are packed into three.
         let (input, tapes, scratch, table, pack) = (
             &out.input,
             &mut out.layers,
@@ -430,10 +433,11 @@ impl Lstm {
             };
             let input_term = match (x_l, input) {
                 (Some(x_l), _) => {
-                    let rows = (t * b, self.layer_input(l), g);
-                    input_gemm(x_l, w, rows, threads, (scratch, pack));
-                    InputTerm::Product {
-                        xw: &scratch[..],
+                    let width = self.layer_input(l);
+                    InputTerm::Step {
+                        x: x_l,
+                        width,
+                        kernel: PackedB::new(View::new(w.kernel, g, 1), (width, g), scratch),
                         bias: w.bias,
                     }
                 }
@@ -570,13 +574,28 @@ impl Lstm {
             grads.dx = None;
         }
         let h0_zero = out.h0_zero;
-        let (input, tapes, down, pack) =
-            (&out.input, &mut out.layers, &mut out.down, &mut out.pack);
+        let (input, tapes, pack, scratch) =
+            (&out.input, &mut out.layers, &mut out.pack, &mut out.scratch);
+        let (down, up) = (&mut out.down, &mut out.up);
         for l in (0..n).rev() {
             let w = &weights[l];
             let (below, rest) = tapes.split_at_mut(l);
             let tape = &mut rest[0];
-            let d_up = if l + 1 == n { dy } else { &down[..] };
+            // What the layer above passed down is this layer's `up`.
+            std::mem::swap(down, up);
+            let d_up = if l + 1 == n { dy } else { &up[..] };
+            let i = self.layer_input(l);
+            // dX_l = dz @ kernel^T, step by step in the recurrence: the
+            // input gradient, or the one passed down.
+            let dx = match (l, dense) {
+                (0, false) => None,
+                (0, true) => Some(grads.dx.get_or_insert_with(Vec::new)),
+                _ => Some(&mut *down),
+            }
+            .map(|d_in| {
+                let kernel_t = PackedB::new(View::new(w.kernel, 1, g), (g, i), scratch);
+                (kernel_t, &mut sized(d_in, k * i)[..])
+            });
             layer::backward(
                 w.recurrent_kernel,
                 pack,
@@ -584,13 +603,15 @@ impl Lstm {
                 &tape.c,
                 &tape.tc,
                 d_up,
-                &mut grads.dh0[l * state..][..state],
-                &mut grads.dc0[l * state..][..state],
+                (
+                    &mut grads.dh0[l * state..][..state],
+                    &mut grads.dc0[l * state..][..state],
+                ),
+                dx,
                 shape,
                 threads,
             );
             let dz = &tape.gates;
-            let i = self.layer_input(l);
             let lg = &mut grads.layers[l];
             let d_rk = sized(&mut lg.recurrent_kernel, h * g);
             recurrent_kernel_grad(threads, (&tape.h, dz), (k, b, h), h0_zero, d_rk);
@@ -605,22 +626,15 @@ impl Lstm {
                 }
                 _ => layer_output(&below[l - 1], state),
             };
+            let d_kernel = sized(&mut lg.kernel, i * g);
             gemm_cols(
                 threads,
                 (i, k, g),
                 View::new(x_l, 1, i),
                 View::new(dz, g, 1),
-                sized(&mut lg.kernel, i * g),
+                d_kernel,
             );
             sum_rows_split(threads, sized(&mut lg.bias, g), dz);
-            // dX_l = dz @ kernel^T: the input gradient, or the one passed down.
-            let d_in = if l == 0 {
-                grads.dx.get_or_insert_with(Vec::new)
-            } else {
-                &mut *down
-            };
-            let kernel_t = PackedB::new(View::new(w.kernel, 1, g), (g, i), pack);
-            kernel_t.gemm_rows(threads, k, View::new(dz, g, 1), sized(d_in, k * i));
             if l > 0 && !below[l - 1].keep.is_empty() {
                 for (d, &kept) in down.iter_mut().zip(&below[l - 1].keep) {
                     *d = if kept { *d * scale } else { F::zero() };
@@ -645,19 +659,6 @@ fn layer_output<F>(tape: &LayerTape<F>, state: usize) -> &[F] {
     } else {
         &tape.dropped
     }
-}
-
-/// `z = X @ kernel` for all `rows` = T*B rows at once, [T*B, 4H] (the
-/// bias is added in the cells, [`InputTerm::Product`]).
-fn input_gemm<F: Scalar>(
-    x: &[F],
-    w: &LayerWeights<'_, F>,
-    (rows, i, g): (usize, usize, usize),
-    threads: usize,
-    (z, pack): (&mut Vec<F>, &mut Vec<F>),
-) {
-    let kernel = PackedB::new(View::new(w.kernel, g, 1), (i, g), pack);
-    kernel.gemm_rows(threads, rows, View::new(x, i, 1), sized(z, rows * g));
 }
 
 /// `kernel + bias`, one row per class: what a one-hot row times the kernel is.
