@@ -8,8 +8,8 @@
 //! `MADV_HUGEPAGE`), and many systems do so only where asked
 //! (`/sys/kernel/mm/transparent_hugepage/enabled` = `[madvise]`, as on the
 //! machine the measurements in docs/measured.md come from). Asked for every
-//! buffer of 4 MB or more: the stacked step 2-3 % faster (docs/measured.md,
-//! 2026-12-06, evening).
+//! buffer of 4 MB or more: the step 2-5 % faster (docs/measured.md,
+//! "2026-12-06 (20:08 UTC on)").
 //!
 //! The advice is a hint: where the kernel declines it, or elsewhere than
 //! Linux, the buffers are ordinary ones and every result is the same.
