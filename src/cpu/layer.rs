@@ -33,7 +33,8 @@ pub(crate) enum InputTerm<'a, F> {
     /// A one-hot input: row `classes[t*B + b]` of `xb` ([classes, 4H],
     /// `kernel + bias`), the gather that stands for the product.
     Gather { xb: &'a [F], classes: &'a [u32] },
-    /// Any other input: the product itself, [T, B, 4H].
+    /// The sums ready for every row, [T, B, 4H] (a one-hot generation
+    /// step's `kernel + bias` rows).
     Dense(&'a [F]),
     /// Any other input (`x` [T, B, `width`], a dense layer 0 or the layer
     /// below's output), its product with `kernel` (packed) computed step by

@@ -403,9 +403,8 @@ impl Lstm {
         let scale = F::one() / (F::one() - F::of(self.dropout));
         let (shape, state) = (Shape { t, b, h }, b * h);
         out.layers.resize_with(self.layers, LayerTape::default);
-        // Each buffer keeps its own contents' size from call to call: the
-        // class table, the dense kernel's panels and the recurrent
-        // kernel's are packed into three.
+        // The class table, the dense kernel's panels and the recurrent
+        // kernel's each have a buffer of their own, kept from call to call.
         let (input, tapes, scratch, table, pack) = (
             &out.input,
             &mut out.layers,
