@@ -483,6 +483,23 @@ mod tests {
         }
     }
 
+    /// `A @ B` over k = k1 + k2 as `gemm` of the first k1 then `gemm_add`
+    /// of the rest (A `[m, k]`, B `[k, n]`, both row-major).
+    fn split_k<F: Scalar>(
+        a: &[F],
+        b: &[F],
+        (m, k1, k2, n): (usize, usize, usize, usize),
+    ) -> Vec<F> {
+        let k = k1 + k2;
+        let (mut s1, mut s2) = (Vec::new(), Vec::new());
+        let top = PackedB::new(View::new(b, n, 1), (k1, n), &mut s1);
+        let bottom = PackedB::new(View::new(&b[k1 * n..], n, 1), (k2, n), &mut s2);
+        let mut c = vec![F::of(f64::NAN); m * n];
+        top.gemm(m, View::new(a, k, 1), &mut c, n);
+        bottom.gemm_add(m, View::new(&a[k1..], k, 1), &mut c, n);
+        c
+    }
+
     /// `gemm` of [A1 | A2] and [B1; B2] is `gemm` of the first halves then
     /// `gemm_add` of the second, to the bit (the forward's input and
     /// recurrent products); in f64, where the plain GEMM runs, to rounding.
@@ -500,22 +517,10 @@ mod tests {
         let whole = PackedB::new(View::new(&b, n, 1), (k, n), &mut store);
         let mut want = vec![f32::NAN; m * n];
         whole.gemm(m, View::new(&a, k, 1), &mut want, n);
-        let (mut s1, mut s2) = (Vec::new(), Vec::new());
-        let top = PackedB::new(View::new(&b, n, 1), (k1, n), &mut s1);
-        let bottom = PackedB::new(View::new(&b[k1 * n..], n, 1), (k2, n), &mut s2);
-        let mut got = vec![f32::NAN; m * n];
-        top.gemm(m, View::new(&a, k, 1), &mut got, n);
-        bottom.gemm_add(m, View::new(&a[k1..], k, 1), &mut got, n);
-        assert_eq!(bits(&want), bits(&got));
+        assert_eq!(bits(&want), bits(&split_k(&a, &b, (m, k1, k2, n))));
 
-        let a64: Vec<f64> = a.iter().map(|&x| f64::from(x)).collect();
-        let b64: Vec<f64> = b.iter().map(|&x| f64::from(x)).collect();
-        let (mut s1, mut s2) = (Vec::new(), Vec::new());
-        let top = PackedB::new(View::new(&b64, n, 1), (k1, n), &mut s1);
-        let bottom = PackedB::new(View::new(&b64[k1 * n..], n, 1), (k2, n), &mut s2);
-        let mut got = vec![f64::NAN; m * n];
-        top.gemm(m, View::new(&a64, k, 1), &mut got, n);
-        bottom.gemm_add(m, View::new(&a64[k1..], k, 1), &mut got, n);
+        let wide = |v: &[f32]| v.iter().map(|&x| f64::from(x)).collect::<Vec<_>>();
+        let got = split_k(&wide(&a), &wide(&b), (m, k1, k2, n));
         for (g, w) in got.iter().zip(&want) {
             assert!((g - f64::from(*w)).abs() < 1e-5, "{g} vs {w}");
         }
