@@ -191,23 +191,20 @@ pub(crate) fn backward<F: Scalar>(
     let rkt = PackedB::recurrent_t(recurrent_kernel, hh, pack);
     let rkt = &rkt;
     let mut gates = Steps::new(gates, s.t, s.b, g);
-    let (kernel_t, mut dx) = match dx {
-        Some((k, buf)) => {
-            let width = buf.len() / (s.t * s.b);
-            (Some((k, width)), Some(Steps::new(buf, s.t, s.b, width)))
-        }
-        None => (None, None),
-    };
+    let mut dx = dx.map(|(kernel_t, buf)| {
+        let width = buf.len() / (s.t * s.b);
+        (kernel_t, width, Steps::new(buf, s.t, s.b, width))
+    });
     let (mut dh, mut dc) = (dh, dc);
     std::thread::scope(|scope| {
         for (b0, b1) in split_range(s.b, threads.max(1), 1) {
             let n = b1 - b0;
             let (mine, rest) = gates.split_at(n);
             gates = rest;
-            let mut dx_mine = dx.take().map(|d| {
+            let mut dx_mine = dx.take().map(|(kernel_t, width, d)| {
                 let (mine, rest) = d.split_at(n);
-                dx = Some(rest);
-                mine
+                dx = Some((kernel_t, width, rest));
+                (kernel_t, width, mine)
             });
             let (dh_mine, dh_rest) = std::mem::take(&mut dh).split_at_mut(n * hh);
             let (dc_mine, dc_rest) = std::mem::take(&mut dc).split_at_mut(n * hh);
@@ -224,8 +221,8 @@ pub(crate) fn backward<F: Scalar>(
                     let dz = View::new(rows.dz.get(t), g, 1);
                     // dh_{t-1} = dz_t @ recurrent_kernel^T; at t = 0 that is dh_0.
                     rkt.gemm(n, dz, rows.dh, hh);
-                    if let (Some((kt, width)), Some(dx)) = (kernel_t, dx_mine.as_mut()) {
-                        kt.gemm(n, dz, dx.get_mut(t), width);
+                    if let Some((kernel_t, width, dx)) = dx_mine.as_mut() {
+                        kernel_t.gemm(n, dz, dx.get_mut(t), *width);
                     }
                 }
             };
