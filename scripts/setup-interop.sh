@@ -9,7 +9,7 @@
 # reached (a sandbox that allows PyPI only), PyPI's build is the fallback:
 # slower to install, the same checks. Keras 3 comes without TensorFlow
 # (~600 MB more): the check scripts run it on the PyTorch backend unless
-# TensorFlow is importable (e.g. CHARLSTM_PYTHON=/work/venv-tf/bin/python).
+# TensorFlow is importable (e.g. CHARLSTM_PYTHON=.venv-peers/bin/python, scripts/peers/setup.sh).
 #
 # Idempotent: a second run checks the stamp and exits. Prints the Python's
 # path on its last line; `.ci/run` puts it in CHARLSTM_PYTHON.

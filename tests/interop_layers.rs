@@ -5,7 +5,7 @@
 //! `tests/fixtures/keras_layers_check.py` with `CHARLSTM_KERAS_PYTHON`,
 //! else `CHARLSTM_PYTHON` (scripts/setup-interop.sh installs Keras, run on
 //! the PyTorch backend without TensorFlow), else
-//! `/work/venv-tf/bin/python`, see scripts/peers/README.md):
+//! `.venv-peers/bin/python`, see scripts/peers/README.md):
 //! next-character probabilities of a 2-layer model within 1e-5 of the CPU
 //! reference, of our export and of the framework's own file imported.
 
@@ -167,7 +167,8 @@ fn a_two_layer_model_predicts_in_pytorch_like_the_cpu_reference() {
 
 #[test]
 fn a_two_layer_model_predicts_in_keras_like_the_cpu_reference() {
-    let fallback = std::env::var("CHARLSTM_PYTHON").unwrap_or("/work/venv-tf/bin/python".into());
+    let peers = concat!(env!("CARGO_MANIFEST_DIR"), "/.venv-peers/bin/python");
+    let fallback = std::env::var("CHARLSTM_PYTHON").unwrap_or(peers.into());
     let Some(python) = python_with("CHARLSTM_KERAS_PYTHON", &fallback, "keras") else {
         return;
     };
