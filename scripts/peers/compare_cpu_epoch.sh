@@ -7,6 +7,8 @@
 # VENV: the peers' venv (default .venv-peers, made by scripts/peers/setup.sh).
 # --steps N: N batches each and N characters per temperature instead of an
 # epoch and 400 (a smoke run: CI runs it with 2).
+# CHARLSTM_BIN: a release binary to run instead of building one (CI's, whose
+# library carries the test build's features, so a plain build would redo it).
 set -euo pipefail
 usage="usage: $0 CORPUS [VENV] [--steps N]"
 root="$(cd "$(dirname "$0")/../.." && pwd)"
@@ -36,13 +38,18 @@ if [ -n "$steps" ]; then
   peer_args=(--steps "$steps")
   ours_args=(--steps-per-epoch "$steps" --gen-length "$steps")
 fi
-cargo build --release --manifest-path "$root/Cargo.toml" >&2
+bin="${CHARLSTM_BIN:-}"
+if [ -z "$bin" ]; then
+  cargo build --release --manifest-path "$root/Cargo.toml" >&2
+  bin="${CARGO_TARGET_DIR:-$root/target}/release/charlstm-cuda"
+fi
+[ -x "$bin" ] || { echo "CHARLSTM_BIN=$bin: not an executable; unset it to build one" >&2; exit 2; }
 out="$(mktemp -d)"
 trap 'rm -rf "$out"' EXIT
 for s in pytorch_cpu_epoch keras_epoch; do
   PYTHONUNBUFFERED=1 "$venv/bin/python" "$root/scripts/peers/$s.py" "$corpus" "${peer_args[@]}" | grep '^{'
 done
-"${CARGO_TARGET_DIR:-$root/target}/release/charlstm-cuda" train --corpus "$corpus" --epochs 1 --device cpu --quiet \
+"$bin" train --corpus "$corpus" --epochs 1 --device cpu --quiet \
   --out "$out" "${ours_args[@]}" >/dev/null
 python3 - "$out/metrics.jsonl" <<'PY'
 import json, sys
