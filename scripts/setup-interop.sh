@@ -11,11 +11,14 @@
 # (~600 MB more): the check scripts run it on the PyTorch backend unless
 # TensorFlow is importable (e.g. CHARLSTM_PYTHON=.venv-peers/bin/python, scripts/peers/setup.sh).
 #
+#   bash scripts/setup-interop.sh [VENV]   # default VENV: .venv-interop
+#
 # Idempotent: a second run checks the stamp and exits. Prints the Python's
 # path on its last line; `.ci/run` puts it in CHARLSTM_PYTHON.
+# scripts/peers/setup.sh starts from it and adds TensorFlow.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
-dest="$root/.venv-interop"
+dest="${1:-$root/.venv-interop}"
 torch_pin="torch==2.15.0"
 pins=(safetensors==0.8.0 numpy==2.4.6 keras==3.15.1)
 stamp="$dest/.installed"

@@ -6,16 +6,15 @@
 #
 #   bash scripts/peers/setup.sh [VENV]
 #
-# torch comes from PyTorch's CPU index, as in scripts/setup-interop.sh: a
-# ~180 MB wheel where PyPI's Linux wheel is the CUDA build with ~4 GB of
-# nvidia-* packages that a CPU peer never loads. Where that index cannot be
-# reached, PyPI's build is the fallback (the same torch on the CPU).
-# About a minute and 2.5 GB, mostly TensorFlow.
+# The venv starts as scripts/setup-interop.sh makes one (torch from
+# PyTorch's CPU index, PyPI's CUDA build where that index cannot be
+# reached; numpy, Keras), then TensorFlow is added. A VENV that
+# setup-interop.sh already made is kept: CI gives it the interop venv, so
+# only TensorFlow is installed (~30 s). About a minute and 2.5 GB from
+# nothing, mostly TensorFlow (7 GB with PyPI's torch).
 #
-# A VENV that exists is installed into, not replaced: CI gives it the
-# interop venv (scripts/setup-interop.sh), whose torch is the one pinned
-# here, so only TensorFlow is added (~30 s). Idempotent: a second run
-# checks the stamp and exits. Prints the Python's path on its last line.
+# Idempotent: a second run checks the stamp and exits. Prints the Python's
+# path on its last line.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
@@ -28,26 +27,16 @@ if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && [ -x "$dest/bin/python"
   echo "$dest/bin/python"
   exit 0
 fi
-
-python="${PYTHON:-python3}"
-if ! command -v "$python" >/dev/null; then
-  echo "peers/setup.sh: $python not found; install Python 3.11 (with venv) first" >&2
+interop_torch="$(sed -n 's/^torch_pin="\(.*\)"$/\1/p' "$root/scripts/setup-interop.sh")"
+if [ "$interop_torch" != "$(grep '^torch==' "$reqs")" ]; then
+  echo "peers/setup.sh: requirements.txt pins $(grep '^torch==' "$reqs"), scripts/setup-interop.sh $interop_torch; make them one" >&2
   exit 1
 fi
-[ -x "$dest/bin/python" ] || "$python" -m venv "$dest"
-pip=("$dest/bin/python" -m pip install --quiet --disable-pip-version-check --no-cache-dir)
-torch_pin="$(grep -E '^torch==' "$reqs")"
-cpu_index="${CHARLSTM_TORCH_INDEX:-https://download.pytorch.org/whl/cpu}"
-if "$dest/bin/python" -m pip show torch 2>/dev/null | grep "^Version: ${torch_pin#torch==}\(+.*\)\?$" >/dev/null; then
-  : # the pinned torch is there (CPU or CUDA build)
-elif ! "${pip[@]}" --retries 1 --timeout 30 --index-url "$cpu_index" "$torch_pin"; then
-  echo "peers/setup.sh: $cpu_index unreachable; installing PyPI's torch (CUDA build, ~4 GB) instead" >&2
-  "${pip[@]}" "$torch_pin"
-fi
-# torch==X matches the CPU index's X+cpu (a local version label), so pip
-# keeps it and installs the rest.
-"${pip[@]}" -r "$reqs"
-"$dest/bin/python" -c "import tensorflow as tf, keras, torch, numpy
+python="$(bash "$root/scripts/setup-interop.sh" "$dest" | tail -n 1)"
+# requirements.txt's torch==X is the interop venv's (X+cpu from the CPU
+# index matches it: a local version label), so pip keeps it.
+"$python" -m pip install --quiet --disable-pip-version-check --no-cache-dir -r "$reqs"
+"$python" -c "import tensorflow as tf, keras, torch, numpy
 print('peers/setup.sh: tensorflow', tf.__version__, 'keras', keras.__version__, 'torch', torch.__version__, 'numpy', numpy.__version__)" >&2
 echo "$want" > "$stamp"
-echo "$dest/bin/python"
+echo "$python"
