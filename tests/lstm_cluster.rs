@@ -16,6 +16,7 @@ use common::lstm::{Form, bits, forward_bits, free, launcher, upload};
 use common::{Rng, seed};
 
 use charlstm_cuda::gpu::device::GpuDevice;
+use charlstm_cuda::gpu::lstm::cluster::ClusterPlan;
 use charlstm_cuda::gpu::lstm::{LstmDims, LstmLauncher, LstmPath};
 use charlstm_cuda::gpu::selftest::{Case, Shape};
 use charlstm_cuda::gpu::{CudaDevice, SimDevice};
@@ -74,7 +75,11 @@ fn first_difference(names: &[&str], got: &[Vec<u32>], want: &[Vec<u32>]) -> Opti
 
 /// (V, H, B, T, rows per cluster): the smallest H (64: 8 row groups a
 /// block), 128, 192 (two row groups of 96 columns), 256 (the stack's),
-/// partial last clusters, one row a cluster, V > 64.
+/// partial last clusters, one row a cluster, V > 64; and each count of
+/// rows a row group sums that a plan can give (1, 2 and 4: the kernels'
+/// `dot_rows<RPT>` builds; 8 needs more rows than fit), 4 at H = 256 with
+/// 8 rows a cluster being what a GPU runs at B = 128
+/// (`rows_a_group_covers_every_build` holds the list to that).
 fn shapes(full: bool) -> Vec<(usize, usize, usize, usize, Option<usize>)> {
     let mut v = vec![
         (5, 64, 3, 3, Some(2)),
@@ -82,6 +87,9 @@ fn shapes(full: bool) -> Vec<(usize, usize, usize, usize, Option<usize>)> {
         (12, 192, 5, 2, Some(2)),
         (57, 256, 3, 3, Some(2)),
         (9, 256, 1, 2, Some(1)),
+        (20, 128, 8, 2, Some(8)),
+        (57, 256, 3, 2, Some(3)),
+        (57, 256, 11, 3, Some(8)),
     ];
     if full {
         v.push((57, 256, 128, 60, None));
@@ -131,6 +139,35 @@ fn backward_bit_identical<D: GpuDevice>(dev: &mut D, seed: u64, full: bool) {
             }
         }
     }
+}
+
+/// Rows a row group sums for `rows` a cluster at `hidden`: the kernels'
+/// `rows_per_group`, read off the plan's padded row count (one row pads to
+/// one a group).
+fn rows_a_group(hidden: usize, rows: usize) -> usize {
+    ClusterPlan::padded_rows(hidden, rows) / ClusterPlan::padded_rows(hidden, 1)
+}
+
+#[test]
+fn rows_a_group_covers_every_build() {
+    // The simulator's plans, as the bit-identity tests make them.
+    let dev = SimDevice::new(0);
+    let mut seen: Vec<usize> = cases(1, false)
+        .iter()
+        .map(|(case, rows)| {
+            let plan = launcher(LstmPath::Cluster, *rows)
+                .cluster_plan(&dev, case.lstm_dims())
+                .unwrap()
+                .expect("the cluster path runs every case");
+            rows_a_group(case.shape.hidden, plan.rows)
+        })
+        .collect();
+    seen.sort_unstable();
+    seen.dedup();
+    assert_eq!(seen, [1, 2, 4], "rows a row group the cases reach");
+    // What a GPU's B = 128 runs (132 SMs: 16 clusters of 8 rows) is one of them.
+    assert_eq!(ClusterPlan::rows_for(128, 132), 8);
+    assert_eq!(rows_a_group(256, 8), 4);
 }
 
 #[test]
