@@ -253,7 +253,8 @@ type Shape = (usize, usize, usize, usize, usize);
 /// case 7 runs the H = 128 build; case 8 is H = 256 at maxlen 60, where
 /// the block's state plus the rows that fit fill shared memory to within a
 /// few hundred bytes of the limit (a budget that misses any byte the
-/// kernel uses fails the launch there); then `extra`, then random shapes
+/// kernel uses fails the launch there); case 9 a block of 32 threads with
+/// H and maxlen 33; then `extra`, then random shapes
 /// (H <= 16). Returns (characters compared, ties).
 fn generation_cases<D: GpuDevice>(
     dev: &mut D,
@@ -272,6 +273,7 @@ fn generation_cases<D: GpuDevice>(
         (12, 28, 3, 3, 5),
         (20, 128, 3, 3, 4),
         (57, 256, 60, 2, 1),
+        (5, 33, 33, 33, 2),
     ];
     shapes.extend_from_slice(extra);
     for _ in 0..4 {
@@ -287,9 +289,11 @@ fn generation_cases<D: GpuDevice>(
     let (mut compared, mut ties) = (0, 0);
     for (i, shape) in shapes.into_iter().enumerate() {
         let case = random_case(rng, shape);
-        // Case 1 with blocks narrower than 4H and V: the strided loops.
+        // Cases 1, 6 and 9 with blocks narrower than 4H and V: the strided
+        // loops; in case 9 also narrower than H and maxlen (the cell's and
+        // the window's copy loops go round twice).
         let l = match i {
-            1 | 6 => GenerateLauncher {
+            1 | 6 | 9 => GenerateLauncher {
                 max_block: 32,
                 ..GenerateLauncher::default()
             },
@@ -392,7 +396,8 @@ fn generation_matches_the_cpu_generator_on_cuda() {
 /// state); V small and 57; H = 8 and 32 for a few hundred characters;
 /// case 4 with blocks narrower than 4H and V (the strided loops), case 5
 /// with 3 shared rows (the rest from global memory), case 6 the H = 128
-/// build briefly; then `extra`, then random small shapes. Returns
+/// build briefly, case 7 a block of 32 threads with H = 33 (the cell's
+/// loop goes round twice); then `extra`, then random small shapes. Returns
 /// (characters compared, ties).
 fn stateful_cases<D: GpuDevice>(
     dev: &mut D,
@@ -408,6 +413,7 @@ fn stateful_cases<D: GpuDevice>(
         (70, 16, 4, 9, 30),
         (40, 64, 3, 2, 20),
         (57, 128, 10, 70, 30),
+        (5, 33, 4, 6, 20),
     ];
     shapes.extend_from_slice(extra);
     for _ in 0..3 {
@@ -423,7 +429,7 @@ fn stateful_cases<D: GpuDevice>(
     for (i, shape) in shapes.into_iter().enumerate() {
         let case = random_case_in(rng, shape, GenMode::Stateful);
         let l = match i {
-            4 => GenerateLauncher {
+            4 | 7 => GenerateLauncher {
                 max_block: 32,
                 ..GenerateLauncher::default()
             },

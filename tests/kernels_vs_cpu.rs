@@ -16,7 +16,7 @@ use charlstm_cuda::gpu::device::{DeviceError, DevicePtr, GpuDevice, KernelArg, L
 use charlstm_cuda::gpu::head::{HeadBuffers, HeadDims, HeadLauncher};
 use charlstm_cuda::gpu::ptx;
 use charlstm_cuda::gpu::rmsprop::RmsPropLauncher;
-use charlstm_cuda::gpu::selftest::{Case, Shape, check_head, check_rmsprop};
+use charlstm_cuda::gpu::selftest::{Case, Shape, check_head, check_rmsprop, check_targets};
 use charlstm_cuda::model::ParamLayout;
 use charlstm_cuda::model::Params;
 use charlstm_cuda::sample::{Purpose, RngStream};
@@ -49,6 +49,8 @@ fn all_kernels_match_cpu<D: GpuDevice>(dev: &mut D, seed: u64) {
         (3, 33, 57, true),
         (2, 5, 300, true),
         (4, 128, 65, true),
+        // H above the block: h's copy into shared memory goes round twice.
+        (1, 257, 2, true),
     ];
     shapes.push((rng.range(1, 9), rng.range(1, 80), rng.range(2, 300), false));
     for (b, h, v, with_probs) in shapes {
@@ -61,6 +63,15 @@ fn all_kernels_match_cpu<D: GpuDevice>(dev: &mut D, seed: u64) {
         let case = Case::random(shape, &mut stream).unwrap();
         assert_all_pass(check_head(dev, &case, with_probs).unwrap());
     }
+    // The targets of more windows than one block of 128 threads.
+    let shape = Shape {
+        vocab: 2,
+        hidden: 1,
+        batch: 129,
+        seq_len: 1,
+    };
+    let case = Case::random(shape, &mut stream).unwrap();
+    assert_all_pass(check_targets(dev, &case).unwrap());
 }
 
 #[test]

@@ -75,16 +75,18 @@ fn first_difference(names: &[&str], got: &[Vec<u32>], want: &[Vec<u32>]) -> Opti
 
 /// (V, H, B, T, rows per cluster): the smallest H (64: 8 row groups a
 /// block), 128, 192 (two row groups of 96 columns), 256 (the stack's),
-/// partial last clusters, one row a cluster, V > 64; and each count of
-/// rows a row group sums that a plan can give (1, 2 and 4: the kernels'
-/// `dot_rows<RPT>` builds; 8 needs more rows than fit), 4 at H = 256 with
-/// 8 rows a cluster being what a GPU runs at B = 128
-/// (`rows_a_group_covers_every_build` holds the list to that).
+/// partial last clusters, one row a cluster, V > 64; and in both builds
+/// (H = 256 compiled in, and H from the launch) each count of rows a row
+/// group sums that a plan can give (1, 2 and 4: the kernels'
+/// `dot_rows<RPT>`; 8 needs one row group and more rows than fit in shared
+/// memory), 4 at H = 256 with 8 rows a cluster being what a GPU runs at
+/// B = 128 (`rows_a_group_covers_every_build` holds the list to that).
 fn shapes(full: bool) -> Vec<(usize, usize, usize, usize, Option<usize>)> {
     let mut v = vec![
         (5, 64, 3, 3, Some(2)),
         (70, 128, 2, 2, None),
         (12, 192, 5, 2, Some(2)),
+        (12, 192, 5, 2, Some(5)),
         (57, 256, 3, 3, Some(2)),
         (9, 256, 1, 2, Some(1)),
         (20, 128, 8, 2, Some(8)),
@@ -152,19 +154,31 @@ fn rows_a_group(hidden: usize, rows: usize) -> usize {
 fn rows_a_group_covers_every_build() {
     // The simulator's plans, as the bit-identity tests make them.
     let dev = SimDevice::new(0);
-    let mut seen: Vec<usize> = cases(1, false)
+    // (H compiled in, rows a row group) of every case.
+    let mut seen: Vec<(bool, usize)> = cases(1, false)
         .iter()
         .map(|(case, rows)| {
             let plan = launcher(LstmPath::Cluster, *rows)
                 .cluster_plan(&dev, case.lstm_dims())
                 .unwrap()
                 .expect("the cluster path runs every case");
-            rows_a_group(case.shape.hidden, plan.rows)
+            (plan.specialized, rows_a_group(case.shape.hidden, plan.rows))
         })
         .collect();
     seen.sort_unstable();
     seen.dedup();
-    assert_eq!(seen, [1, 2, 4], "rows a row group the cases reach");
+    let want = [
+        (false, 1),
+        (false, 2),
+        (false, 4),
+        (true, 1),
+        (true, 2),
+        (true, 4),
+    ];
+    assert_eq!(
+        seen, want,
+        "(H = 256's build, rows a row group) the cases reach"
+    );
     // What a GPU's B = 128 runs (132 SMs: 16 clusters of 8 rows) is one of them.
     assert_eq!(ClusterPlan::rows_for(128, 132), 8);
     assert_eq!(rows_a_group(256, 8), 4);

@@ -40,6 +40,10 @@ fn shapes(rng: &mut Rng, full: bool) -> Vec<(usize, usize, usize, usize, Option<
         (66, 72, 7, 2, Some(3)),
         (9, 32, 2, 3, None),
         (57, 128, 2, 3, Some(1)),
+        // H = 128's build with a partial last block (3 rows in blocks of
+        // 2), and with one step (the backward's c_{t-1} is c_first).
+        (5, 128, 3, 2, None),
+        (5, 128, 1, 1, Some(1)),
     ];
     for _ in 0..2 {
         v.push((

@@ -73,6 +73,11 @@ fn small_shapes_match_cpu_on_the_simulator() {
             (9, 12, 3, 5),
             (20, 8, 8, 17),
             (33, 32, 1, 17),
+            // H = 64 > 56: the generic build's weights split between
+            // shared memory (8 rows) and registers (56).
+            (5, 64, 1, 2),
+            // V above the block: the head over rows loops over the classes.
+            (300, 8, 1, 1),
         ],
         1,
     );
