@@ -143,13 +143,6 @@ fn backward_bit_identical<D: GpuDevice>(dev: &mut D, seed: u64, full: bool) {
     }
 }
 
-/// Rows a row group sums for `rows` a cluster at `hidden`: the kernels'
-/// `rows_per_group`, read off the plan's padded row count (one row pads to
-/// one a group).
-fn rows_a_group(hidden: usize, rows: usize) -> usize {
-    ClusterPlan::padded_rows(hidden, rows) / ClusterPlan::padded_rows(hidden, 1)
-}
-
 #[test]
 fn rows_a_group_covers_every_build() {
     // The simulator's plans, as the bit-identity tests make them.
@@ -162,7 +155,10 @@ fn rows_a_group_covers_every_build() {
                 .cluster_plan(&dev, case.lstm_dims())
                 .unwrap()
                 .expect("the cluster path runs every case");
-            (plan.specialized, rows_a_group(case.shape.hidden, plan.rows))
+            (
+                plan.specialized,
+                ClusterPlan::rows_per_group(case.shape.hidden, plan.rows),
+            )
         })
         .collect();
     seen.sort_unstable();
@@ -181,7 +177,7 @@ fn rows_a_group_covers_every_build() {
     );
     // What a GPU's B = 128 runs (132 SMs: 16 clusters of 8 rows) is one of them.
     assert_eq!(ClusterPlan::rows_for(128, 132), 8);
-    assert_eq!(rows_a_group(256, 8), 4);
+    assert_eq!(ClusterPlan::rows_per_group(256, 8), 4);
 }
 
 #[test]

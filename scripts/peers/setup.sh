@@ -28,8 +28,9 @@ if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && [ -x "$dest/bin/python"
   exit 0
 fi
 interop_torch="$(sed -n 's/^torch_pin="\(.*\)"$/\1/p' "$root/scripts/setup-interop.sh")"
-if [ "$interop_torch" != "$(grep '^torch==' "$reqs")" ]; then
-  echo "peers/setup.sh: requirements.txt pins $(grep '^torch==' "$reqs"), scripts/setup-interop.sh $interop_torch; make them one" >&2
+peers_torch="$(grep '^torch==' "$reqs")"
+if [ "$interop_torch" != "$peers_torch" ]; then
+  echo "peers/setup.sh: requirements.txt pins $peers_torch, scripts/setup-interop.sh $interop_torch; make them one" >&2
   exit 1
 fi
 python="$(bash "$root/scripts/setup-interop.sh" "$dest" | tail -n 1)"

@@ -53,12 +53,22 @@ impl ClusterPlan {
         (w, (MAX_THREADS / w.max(1)).max(1) * w)
     }
 
-    /// Rows of a block's row buffers: `rows` padded to whole row groups of
-    /// 1, 2, 4 or 8 rows (the kernel's `rows_per_group`).
-    pub fn padded_rows(hidden: usize, rows: usize) -> usize {
+    /// Row groups a block has: its threads over its gate columns.
+    fn row_groups(hidden: usize) -> usize {
         let (w, threads) = Self::columns_and_threads(hidden);
-        let groups = threads / w;
-        rows.div_ceil(groups).next_power_of_two() * groups
+        threads / w
+    }
+
+    /// Rows each row group sums, 1, 2, 4 or 8 (the kernel's
+    /// `rows_per_group`, which picks its `dot_rows` build).
+    pub fn rows_per_group(hidden: usize, rows: usize) -> usize {
+        rows.div_ceil(Self::row_groups(hidden)).next_power_of_two()
+    }
+
+    /// Rows of a block's row buffers: `rows` padded to whole row groups of
+    /// [`Self::rows_per_group`] rows.
+    pub fn padded_rows(hidden: usize, rows: usize) -> usize {
+        Self::rows_per_group(hidden, rows) * Self::row_groups(hidden)
     }
 
     /// A forward block's shared memory: its columns of the weights, two h
@@ -259,6 +269,9 @@ mod tests {
         assert_eq!(ClusterPlan::padded_rows(256, 1), 2);
         assert_eq!(ClusterPlan::padded_rows(64, 3), 8);
         assert_eq!(ClusterPlan::padded_rows(320, 3), 4);
+        // H = 256: two row groups of 128 columns.
+        let per_group = [1, 2, 3, 5, 8].map(|r| ClusterPlan::rows_per_group(256, r));
+        assert_eq!(per_group, [1, 1, 2, 4, 4]);
         let p = ClusterPlan::new(dims(5, 192), 227 * 1024, 2).unwrap();
         assert_eq!((p.rows, p.clusters, p.threads), (2, 3, 192));
         let e = ClusterPlan::new(dims(8, 200), 227 * 1024, 8).unwrap_err();
