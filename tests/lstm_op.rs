@@ -429,6 +429,25 @@ fn dropout_masks_keep_one_minus_p_and_repeat_by_key() {
     );
 }
 
+/// A mask too large for the counter, T * B overflowing included, is an
+/// error naming the fix, not a panic or a wrapped size.
+#[test]
+fn oversized_dropout_masks_are_errors() {
+    for (t, b, h) in [
+        (usize::MAX, 2, 8),
+        (1 << 20, 1 << 12, 8),
+        (1, 1, usize::MAX),
+    ] {
+        let e = dropout::mask(0.5, (9, 0), 0, (t, b, h))
+            .expect_err("too large")
+            .to_string();
+        assert!(
+            e.contains("lstm.dropout") && e.contains("smaller calls"),
+            "({t}, {b}, {h}): {e}"
+        );
+    }
+}
+
 /// The documented counter, spelled out with the bare Philox block.
 #[test]
 fn dropout_mask_follows_the_documented_counter() {

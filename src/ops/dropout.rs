@@ -87,14 +87,21 @@ pub(crate) fn check_call(p: f64, rows: usize, h: usize) -> Result<usize> {
 /// (`(t * B + b) * H + j`), `true` = kept: the counter layout above.
 ///
 /// Errors when p is outside [0, 1), or when T·B·ceil(H/4) does not fit the
-/// counter's 32-bit block word.
+/// counter's 32-bit block word (T·B overflowing included).
 pub fn mask(
     p: f64,
     (seed, step): (u64, u32),
     layer: u32,
     (t, b, h): (usize, usize, usize),
 ) -> Result<Vec<bool>> {
-    let blocks = check_call(p, t * b, h)?;
+    let rows = t.checked_mul(b).ok_or_else(|| Error::InvalidArgument {
+        name: "lstm.dropout",
+        what: format!(
+            "a dropout mask of T * B = {t} * {b} rows overflows; split the batch or the \
+             sequence into smaller calls"
+        ),
+    })?;
+    let blocks = check_call(p, rows, h)?;
     let blocks_per_row = h.div_ceil(4);
     let (philox, thr) = (Philox::new(seed), threshold(p));
     let mut out = Vec::with_capacity(t * b * h);
