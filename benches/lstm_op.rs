@@ -40,13 +40,13 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Instant;
 
+use charlstm_cuda::cudarc::driver::{CudaContext, CudaSlice, CudaStream};
 use charlstm_cuda::gpu::CudaDevice;
 use charlstm_cuda::gpu::lstm::LstmPath;
 use charlstm_cuda::ops::{
     CudaLayer, CudaLayerGrads, LayerParams, Lstm, LstmCuda, LstmGrads, LstmInput, LstmOutput, Mode,
 };
 use charlstm_cuda::rng::{Purpose, RngStream};
-use cudarc::driver::{CudaContext, CudaSlice, CudaStream};
 use safetensors::tensor::{Dtype, TensorView};
 
 const T: usize = 60;

@@ -76,7 +76,11 @@
 //! the caller's slices (dense or class-index input, initial states, a
 //! gradient at every step, dropout between layers), for a crate that brings
 //! its own data, loss and optimizer; `examples/lstm_op.rs` trains a small
-//! model that way.
+//! model that way. On a GPU, [`ops::LstmCuda`] runs it on the caller's
+//! cudarc stream and `CudaSlice`s, without copies; the cudarc it is built
+//! against is re-exported as [`cudarc`], so a caller names the very types
+//! it takes (`charlstm_cuda::cudarc::driver::CudaSlice`) whatever cudarc
+//! version its own manifest asks for.
 //!
 //! # Cargo features
 //!
@@ -112,6 +116,9 @@ pub mod stateful;
 pub mod train;
 
 pub use corpus::{OneHotCorpus, Streams, Vocab, Windows};
+/// The cudarc this crate is built against: the types [`ops::LstmCuda`] and
+/// [`gpu::CudaDevice::on_stream`] take (`Arc<CudaStream>`, `CudaSlice<f32>`).
+pub use cudarc;
 pub use device::Device;
 pub use engine::{Backend, Engine, LstmPath, StreamBatch};
 pub use error::{Error, Result};

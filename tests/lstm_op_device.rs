@@ -527,7 +527,11 @@ fn bad_shapes_are_errors_naming_the_argument() {
 
 /// `LstmCuda` the way a cudarc crate calls it: its own context, stream and
 /// `CudaSlice`s, nothing uploaded through our device.
-fn cudarc_case(stream: &std::sync::Arc<cudarc::driver::CudaStream>, c: Case, rng: &mut Rng) {
+fn cudarc_case(
+    stream: &std::sync::Arc<charlstm_cuda::cudarc::driver::CudaStream>,
+    c: Case,
+    rng: &mut Rng,
+) {
     use charlstm_cuda::ops::{CudaLayer, CudaLayerGrads, LstmCuda};
     let (t, b, h, n, g) = (c.t, c.b, c.h, c.n, 4 * c.h);
     let d = data(c, rng);
@@ -584,7 +588,7 @@ fn cudarc_case(stream: &std::sync::Arc<cudarc::driver::CudaStream>, c: Case, rng
     )
     .unwrap();
     drop(grads);
-    let down = |s: &cudarc::driver::CudaSlice<f32>| stream.clone_dtoh(s).unwrap();
+    let down = |s: &charlstm_cuda::cudarc::driver::CudaSlice<f32>| stream.clone_dtoh(s).unwrap();
     let mut got = [&y, &h_n, &c_n, &dx, &dh0, &dc0].map(down);
     if c.classes {
         got[3].clear(); // no dX for a class input
@@ -599,7 +603,7 @@ fn lstm_cuda_on_the_callers_stream_matches_cpu_on_cuda() {
         println!("SKIPPED: no GPU ({why})");
         return;
     }
-    let ctx = cudarc::driver::CudaContext::new(0).unwrap();
+    let ctx = charlstm_cuda::cudarc::driver::CudaContext::new(0).unwrap();
     let stream = ctx.new_stream().unwrap();
     let mut rng = Rng(seed());
     let classes = Case {
