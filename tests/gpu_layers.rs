@@ -5,9 +5,9 @@
 //! dropout masks keyed by the run's step on both); a stream run with
 //! layers stopped inside an epoch and resumed on the simulator equals the
 //! one never stopped (the carried [N, B, H] state and the step restored);
-//! prediction and window-mode generation of a stack on the device, and a
-//! clear refusal of stateful generation there. The `*cuda*` twin runs the
-//! same comparison on a GPU (the GPU bundle runs it).
+//! prediction of a stack on the device, and its generation in window and
+//! stateful mode (the latter drawing the CPU's characters). The `*cuda*`
+//! twin runs the same comparison on a GPU (the GPU bundle runs it).
 
 mod common;
 use common::cli::{Dir, tensors};
@@ -293,8 +293,8 @@ fn a_stacked_stream_run_on_the_simulator_resumes_bit_for_bit() {
 }
 
 /// A stack's next-character probabilities on the simulator are the CPU's
-/// (to rounding); it samples in window mode over predict and refuses
-/// stateful mode naming the fix.
+/// (to rounding); it samples in window mode over predict and in stateful
+/// mode from the carried state.
 #[test]
 fn a_stack_predicts_and_samples_on_the_simulator() {
     if !common::kernels() {

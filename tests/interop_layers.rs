@@ -6,8 +6,9 @@
 //! else `CHARLSTM_PYTHON` (scripts/setup-interop.sh installs Keras, run on
 //! the PyTorch backend without TensorFlow), else
 //! `.venv-peers/bin/python`, see scripts/peers/README.md):
-//! next-character probabilities of a 2-layer model within 1e-5 of the CPU
-//! reference, of our export and of the framework's own file imported.
+//! next-character probabilities of 2- and 3-layer models within 1e-5 of
+//! the CPU reference, of our export and of the framework's own file
+//! imported.
 
 mod common;
 
@@ -124,12 +125,18 @@ fn max_error(ours: &[Vec<f32>], theirs: &Value, what: &str) -> f64 {
 }
 
 #[test]
-fn a_two_layer_model_predicts_in_pytorch_like_the_cpu_reference() {
+fn stacks_of_two_and_three_layers_predict_in_pytorch_like_the_cpu_reference() {
     let Some(python) = python_with("CHARLSTM_PYTHON", "python3", "torch, safetensors") else {
         return;
     };
+    for layers in [2, 3] {
+        pytorch_predicts_like_the_cpu(&python, layers);
+    }
+}
+
+fn pytorch_predicts_like_the_cpu(python: &str, layers: usize) {
     let dir = tempfile::tempdir().expect("dir");
-    let m = model(2, 16, 21);
+    let m = model(layers, 16, 21 + layers as u64);
     let v = m.vocab().len();
     let torch_file = dir.path().join("ours.safetensors");
     let make_torch = dir.path().join("native.safetensors");
@@ -140,40 +147,50 @@ fn a_two_layer_model_predicts_in_pytorch_like_the_cpu_reference() {
         .map(|&len| (0..len).map(|_| rng.range(0, v) as u32).collect())
         .collect();
     let request = json!({
-        "windows": windows, "vocab": v, "hidden": 16, "layers": 2, "dropout": 0.3,
+        "windows": windows, "vocab": v, "hidden": 16, "layers": layers, "dropout": 0.3,
         "seed": 3, "torch_file": torch_file, "make_torch": make_torch,
     });
-    let got = run_script(&python, "torch_layers_check.py", &request);
-    println!("versions: {}", got["versions"]);
+    let got = run_script(python, "torch_layers_check.py", &request);
+    println!("{layers} layers, versions: {}", got["versions"]);
     let predict = |model: &Model| -> Vec<Vec<f32>> {
         windows
             .iter()
             .map(|w| model.predict_indices(w, w.len()).expect("predict"))
             .collect()
     };
-    max_error(&predict(&m), &got["torch"]["probs"], "PyTorch, our export");
+    max_error(
+        &predict(&m),
+        &got["torch"]["probs"],
+        &format!("PyTorch, our {layers}-layer export"),
+    );
     let with_vocab = ImportOptions {
         vocab: Some(m.vocab().clone()),
         ..ImportOptions::default()
     };
     let native = interop::import(&make_torch, Format::Pytorch, &with_vocab).expect("import");
-    assert_eq!(native.layers(), 2);
+    assert_eq!(native.layers(), layers);
     max_error(
         &predict(&native),
         &got["torch_native"]["probs"],
-        "PyTorch's own 2-layer file, imported",
+        &format!("PyTorch's own {layers}-layer file, imported"),
     );
 }
 
 #[test]
-fn a_two_layer_model_predicts_in_keras_like_the_cpu_reference() {
+fn stacks_of_two_and_three_layers_predict_in_keras_like_the_cpu_reference() {
     let peers = concat!(env!("CARGO_MANIFEST_DIR"), "/.venv-peers/bin/python");
     let fallback = std::env::var("CHARLSTM_PYTHON").unwrap_or(peers.into());
     let Some(python) = python_with("CHARLSTM_KERAS_PYTHON", &fallback, "keras") else {
         return;
     };
+    for layers in [2, 3] {
+        keras_predicts_like_the_cpu(&python, layers);
+    }
+}
+
+fn keras_predicts_like_the_cpu(python: &str, layers: usize) {
     let dir = tempfile::tempdir().expect("dir");
-    let m = model(2, 8, 23);
+    let m = model(layers, 8, 21 + layers as u64);
     let v = m.vocab().len();
     let keras_file = dir.path().join("ours.npz");
     let make_keras = dir.path().join("native.npz");
@@ -184,29 +201,33 @@ fn a_two_layer_model_predicts_in_keras_like_the_cpu_reference() {
         .map(|&len| (0..len).map(|_| rng.range(0, v) as u32).collect())
         .collect();
     let request = json!({
-        "windows": windows, "vocab": v, "hidden": 8, "layers": 2,
+        "windows": windows, "vocab": v, "hidden": 8, "layers": layers,
         "keras_file": keras_file, "make_keras": make_keras,
     });
-    let got = run_script(&python, "keras_layers_check.py", &request);
-    println!("versions: {}", got["versions"]);
+    let got = run_script(python, "keras_layers_check.py", &request);
+    println!("{layers} layers, versions: {}", got["versions"]);
     let predict = |model: &Model| -> Vec<Vec<f32>> {
         windows
             .iter()
             .map(|w| model.predict_indices(w, w.len()).expect("predict"))
             .collect()
     };
-    max_error(&predict(&m), &got["keras"]["probs"], "Keras, our export");
-    // np.savez's arr_0 .. arr_7, in get_weights() order.
+    max_error(
+        &predict(&m),
+        &got["keras"]["probs"],
+        &format!("Keras, our {layers}-layer export"),
+    );
+    // np.savez's arr_0 .., in get_weights() order.
     let with_vocab = ImportOptions {
         vocab: Some(m.vocab().clone()),
         ..ImportOptions::default()
     };
     let native = interop::import(&make_keras, Format::Keras, &with_vocab).expect("import");
-    assert_eq!(native.layers(), 2);
+    assert_eq!(native.layers(), layers);
     max_error(
         &predict(&native),
         &got["keras_native"]["probs"],
-        "Keras' own 2-layer np.savez, imported",
+        &format!("Keras' own {layers}-layer np.savez, imported"),
     );
 }
 

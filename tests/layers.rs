@@ -2,7 +2,8 @@
 //! their errors, the parameter layout and its names, initialisation,
 //! checkpoints, the CPU engine's loss and gradients (f64 central
 //! differences, with dropout), training and resuming, stateful generation,
-//! and the device engines' refusal.
+//! evaluation without dropout, a checkpoint from before stacks, and the
+//! refusal of parameters that do not match the engine's stack.
 
 mod common;
 
@@ -224,6 +225,72 @@ fn checkpoints_hold_every_layer_and_a_missing_one_is_named() {
         text.contains("`lstm_2.recurrent_kernel` is missing") && text.contains("3 LSTM layers"),
         "{text}"
     );
+}
+
+/// A checkpoint written before stacks existed loads unchanged: one layer,
+/// every tensor read from its old name with its bits, and written back under
+/// the same names with no `layers` or `dropout` key. The file is
+/// `Checkpoint::save`'s output at 39f4106 (2026-11-29), the fuzz seed
+/// `seed-unicode` of that commit (tests/fixtures/README.md).
+#[test]
+fn a_checkpoint_from_before_stacks_loads_unchanged() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/checkpoint-2026-11-29.safetensors");
+    let bytes = std::fs::read(&path).expect("the fixture");
+    let file = safetensors::SafeTensors::deserialize(&bytes).expect("parse");
+    let hyper_json = |bytes: &[u8]| {
+        let (_, header) = safetensors::SafeTensors::read_metadata(bytes).expect("meta");
+        header.metadata().as_ref().expect("metadata")["hyper"].clone()
+    };
+    let hyper_json_old = hyper_json(&bytes);
+    assert!(
+        !hyper_json_old.contains("layers") && !hyper_json_old.contains("dropout"),
+        "the fixture is not of the old format: {hyper_json_old}"
+    );
+    let mut old_names: Vec<String> = file.names().into_iter().map(str::to_string).collect();
+    old_names.sort();
+
+    let c = Checkpoint::load(&path).expect("an old checkpoint loads");
+    assert_eq!(
+        (c.hyper.layers, c.hyper.dropout, c.params.layers),
+        (1, 0.0, 1)
+    );
+    assert_eq!(c.vocab, [' ', '.', 'a', 'é', '😀']);
+    assert_eq!((c.params.vocab, c.params.hidden), (5, 2));
+    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    for t in c.params.layout().named() {
+        for (prefix, p) in [("", &c.params), ("rmsprop.", &c.rmsprop)] {
+            let name = format!("{prefix}{}", t.name);
+            let view = file.tensor(&name).unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(view.shape(), &t.shape[..], "{name}");
+            let want: Vec<f32> = view
+                .data()
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes(b.try_into().expect("4 bytes")))
+                .collect();
+            assert_eq!(bits(&p.flat()[t.range.clone()]), bits(&want), "{name}");
+        }
+    }
+    assert_eq!(old_names.len(), 2 * c.params.layout().named().len());
+
+    let dir = tempfile::tempdir().expect("dir");
+    let again = dir.path().join("again.safetensors");
+    c.save(&again).expect("save");
+    let bytes = std::fs::read(&again).expect("read");
+    let written = hyper_json(&bytes);
+    assert!(
+        !written.contains("layers") && !written.contains("dropout"),
+        "{written}"
+    );
+    let mut names: Vec<String> = safetensors::SafeTensors::deserialize(&bytes)
+        .expect("parse")
+        .names()
+        .into_iter()
+        .map(str::to_string)
+        .collect();
+    names.sort();
+    assert_eq!(names, old_names, "layer 0 keeps the old names");
+    assert_eq!(Checkpoint::load(&again).expect("load"), c);
 }
 
 /// Random f64 parameters of a stack, every tensor uniform in [-scale, scale).
