@@ -19,6 +19,10 @@
 //   stream_state_carry_f32    after a stream step: the final (h, c) of the
 //                        batch into the carried state the next batch
 //                        starts from.
+//   op_classes_onehot_u32     the LSTM op's class indices (src/gpu/op.rs)
+//                        into the packed one-hot rows and row starts its
+//                        layer 0 reads as a corpus, so indices already on
+//                        the device never go through the host.
 //
 // All are exact (no arithmetic on floats), so a replayed step sees
 // bit for bit what an uncaptured one does.
@@ -105,4 +109,40 @@ extern "C" __global__ void stream_state_carry_f32(const float* __restrict__ h_la
     state[i] = h_last[i];
     state[(size_t)n + i] = c_last[i];
   }
+}
+
+// The LSTM op's class indices as its one-hot layer 0 reads them
+// (src/gpu/op.rs, `LstmDevice::forward_classes*`): classes [T, B], index
+// k = t*B + b, becomes row b*T + t of words [B*T, words_per_row] (bit
+// classes[k] % 64 of word classes[k] / 64 set, every other bit of the row
+// clear: `corpus::onehot`'s packing), and starts[b] = b*T, so batch row b's
+// window is its T rows. An index >= In sets no bit; for each such index
+// *bad_count += 1 and *first_bad = min(*first_bad, k), which the host sets
+// to 0 and 0xffffffff before the launch and reads before the recurrence
+// runs. Grid-stride over T*B*words_per_row (one thread a word), then over
+// B for starts. OVERWRITES words and starts. The host guarantees
+// T*B*words_per_row fits in 32 bits.
+extern "C" __global__ void op_classes_onehot_u32(const unsigned* __restrict__ classes,
+                                                 unsigned T, unsigned B, unsigned In,
+                                                 unsigned words_per_row,
+                                                 unsigned long long* __restrict__ words,
+                                                 unsigned* __restrict__ starts,
+                                                 unsigned* __restrict__ bad_count,
+                                                 unsigned* __restrict__ first_bad) {
+  const unsigned stride = gridDim.x * blockDim.x;
+  const unsigned n = T * B * words_per_row;
+  for (unsigned i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) {
+    const unsigned k = i / words_per_row, w = i % words_per_row;
+    const unsigned c = classes[k];
+    unsigned long long word = 0;
+    if (c < In) {
+      if (c / 64 == w) word = 1ull << (c % 64);
+    } else if (w == 0) {
+      atomicAdd(bad_count, 1u);
+      atomicMin(first_bad, k);
+    }
+    const unsigned t = k / B, b = k % B;
+    words[((size_t)b * T + t) * words_per_row + w] = word;
+  }
+  for (unsigned b = blockIdx.x * blockDim.x + threadIdx.x; b < B; b += stride) starts[b] = b * T;
 }

@@ -5,7 +5,8 @@
 //! shapes (T 3..6, B 2..4, H 8..64, N 1..3, In != H), each on the per-step,
 //! persistent and (H a multiple of 64) cluster-forward paths, with and without
 //! h0/c0 and dh_n/dc_n, dropout 0 and 0.3 in training (the same Philox
-//! masks) and in evaluation, dense and class-index input. On the simulator
+//! masks) and in evaluation, dense and class-index input (on the host, and
+//! on the device: the same bits). On the simulator
 //! here; the two `cuda` tests run such cases on a GPU (through `CudaDevice`
 //! and through `LstmCuda` on the test's own cudarc stream) and skip without
 //! one. Bad shapes are errors.
@@ -409,6 +410,125 @@ fn class_indices_match_cpu_on_the_simulator() {
     op.free(&mut dev).unwrap();
 }
 
+/// Class indices already on the device (`forward_classes_device`, packed
+/// there by `op_classes_onehot_u32`) give the host indices' results bit for
+/// bit, forward and backward, two u64 words a one-hot row (In = 70), with
+/// dropout; an index not below In is an error naming the first and the
+/// count, with no forward left for a backward; a wrong length is a shape
+/// error.
+#[test]
+fn class_indices_on_the_device_give_the_host_indices_bits_on_the_simulator() {
+    let Some(mut dev) = sim() else { return };
+    let mut rng = Rng(seed());
+    let (t, b, i, h, n) = (5, 3, 70, 16, 2);
+    let lstm = Lstm::new(n, i, h).unwrap().with_dropout(0.3).unwrap();
+    let g = 4 * h;
+    let weights: Vec<DeviceLayer> = (0..n)
+        .map(|l| DeviceLayer {
+            kernel: up(&mut dev, &rng.vec(lstm.layer_input(l) * g, 0.6)),
+            recurrent_kernel: up(&mut dev, &rng.vec(h * g, 0.6)),
+            bias: up(&mut dev, &rng.vec(g, 0.6)),
+        })
+        .collect();
+    let classes: Vec<u32> = (0..t * b).map(|_| rng.range(0, i) as u32).collect();
+    let up_u32 = |dev: &mut SimDevice, v: &[u32]| {
+        let p = dev.alloc(v.len() * 4).unwrap();
+        dev.upload_u32(p, v).unwrap();
+        DeviceSlice::new(p, v.len())
+    };
+    let on_device = up_u32(&mut dev, &classes);
+    let dy = up(&mut dev, &rng.vec(t * b * h, 0.1));
+    let mode = Mode::Train {
+        seed: rng.next_u64(),
+        step: 3,
+    };
+    let bits = |v: Vec<f32>| v.into_iter().map(f32::to_bits).collect::<Vec<_>>();
+    let mut run = |device: bool| {
+        let mut op = LstmDevice::new(&lstm);
+        let dev = &mut dev;
+        let state = n * b * h;
+        let out = DeviceOutput {
+            y: poisoned(dev, t * b * h),
+            h_n: poisoned(dev, state),
+            c_n: poisoned(dev, state),
+        };
+        match device {
+            true => {
+                op.forward_classes_device(dev, &weights, on_device, (t, b), None, None, mode, &out)
+            }
+            false => op.forward_classes(dev, &weights, &classes, (t, b), None, None, mode, &out),
+        }
+        .unwrap();
+        let gl: Vec<DeviceLayer> = (0..n)
+            .map(|l| DeviceLayer {
+                kernel: poisoned(dev, lstm.layer_input(l) * g),
+                recurrent_kernel: poisoned(dev, h * g),
+                bias: poisoned(dev, g),
+            })
+            .collect();
+        let grads = DeviceGrads {
+            dx: None,
+            dh0: poisoned(dev, state),
+            dc0: poisoned(dev, state),
+            layers: &gl,
+        };
+        op.backward(dev, &weights, dy, None, None, &grads).unwrap();
+        let mut all = vec![out.y, out.h_n, out.c_n, grads.dh0, grads.dc0];
+        all.extend(
+            gl.iter()
+                .flat_map(|l| [l.kernel, l.recurrent_kernel, l.bias]),
+        );
+        let got: Vec<Vec<u32>> = all.into_iter().map(|s| bits(down(dev, s))).collect();
+        op.free(dev).unwrap();
+        got
+    };
+    let (host, device) = (run(false), run(true));
+    assert!(host.iter().flatten().all(|&x| !f32::from_bits(x).is_nan()));
+    assert_eq!(host, device, "device indices vs host indices");
+
+    let mut op = LstmDevice::new(&lstm);
+    let out = DeviceOutput {
+        y: poisoned(&mut dev, t * b * h),
+        h_n: poisoned(&mut dev, n * b * h),
+        c_n: poisoned(&mut dev, n * b * h),
+    };
+    let mut bad = classes.clone();
+    (bad[4], bad[9]) = (1000, i as u32); // k = 4: t = 1, b = 1
+    let bad = up_u32(&mut dev, &bad);
+    let r = op.forward_classes_device(&mut dev, &weights, bad, (t, b), None, None, mode, &out);
+    let e = r.expect_err("indices out of range").to_string();
+    assert!(
+        e.contains("2 class index(es)")
+            && e.contains("In = 70")
+            && e.contains("t = 1, b = 1, is 1000"),
+        "{e}"
+    );
+    let grads = DeviceGrads {
+        dx: None,
+        dh0: poisoned(&mut dev, n * b * h),
+        dc0: poisoned(&mut dev, n * b * h),
+        layers: &weights,
+    };
+    let r = op.backward(&mut dev, &weights, dy, None, None, &grads);
+    assert!(
+        matches!(
+            &r,
+            Err(Error::InvalidArgument {
+                name: "backward",
+                ..
+            })
+        ),
+        "a refused forward left a tape: {r:?}"
+    );
+    let short = DeviceSlice::new(on_device.ptr, t * b - 1);
+    let r = op.forward_classes_device(&mut dev, &weights, short, (t, b), None, None, mode, &out);
+    assert!(
+        matches!(&r, Err(Error::Shape { name, .. }) if name == "x"),
+        "{r:?}"
+    );
+    op.free(&mut dev).unwrap();
+}
+
 #[test]
 fn eval_mode_has_no_dropout_on_the_simulator() {
     let Some(mut dev) = sim() else { return };
@@ -527,9 +647,12 @@ fn bad_shapes_are_errors_naming_the_argument() {
 
 /// `LstmCuda` the way a cudarc crate calls it: its own context, stream and
 /// `CudaSlice`s, nothing uploaded through our device.
+/// A class case's indices go from the host, or (`on_device`) from the
+/// caller's own `CudaSlice<u32>`.
 fn cudarc_case(
     stream: &std::sync::Arc<charlstm_cuda::cudarc::driver::CudaStream>,
     c: Case,
+    on_device: bool,
     rng: &mut Rng,
 ) {
     use charlstm_cuda::ops::{CudaLayer, CudaLayerGrads, LstmCuda};
@@ -561,6 +684,10 @@ fn cudarc_case(
     let (h0, c0, out) = (h0.as_ref(), c0.as_ref(), (&mut y, &mut h_n, &mut c_n));
     match &d.cls {
         None => op.forward(&weights, &x, (t, b), h0, c0, d.mode, out),
+        Some(cls) if on_device => {
+            let cls = stream.clone_htod(cls).unwrap();
+            op.forward_classes_device(&weights, &cls, (t, b), h0, c0, d.mode, out)
+        }
         Some(cls) => op.forward_classes(&weights, cls, (t, b), h0, c0, d.mode, out),
     }
     .unwrap();
@@ -610,11 +737,12 @@ fn lstm_cuda_on_the_callers_stream_matches_cpu_on_cuda() {
         classes: true,
         ..case(6, 4, 9, 32, 2, 0.3, true)
     };
-    for c in [
-        case(5, 3, 7, 16, 2, 0.3, true),
-        case(60, 64, 57, 128, 2, 0.25, false),
-        classes,
+    for (c, on_device) in [
+        (case(5, 3, 7, 16, 2, 0.3, true), false),
+        (case(60, 64, 57, 128, 2, 0.25, false), false),
+        (classes, false),
+        (classes, true),
     ] {
-        cudarc_case(&stream, c, &mut rng);
+        cudarc_case(&stream, c, on_device, &mut rng);
     }
 }

@@ -5,7 +5,8 @@
 //! ([`super::GpuEngine`]).
 
 use super::contract::batch::{
-    BatchSelectU32, BatchStreamTargetsU32, BatchTargetsU32, LossLogAppendF32, StreamStateCarryF32,
+    BatchSelectU32, BatchStreamTargetsU32, BatchTargetsU32, LossLogAppendF32, OpClassesOnehotU32,
+    StreamStateCarryF32,
 };
 use super::device::{
     DeviceError, DevicePtr, GpuDevice, LaunchConfig, blocks_for, check_whole_warps, kernel_u32,
@@ -32,6 +33,7 @@ impl BatchLauncher {
     const TARGETS: &'static str = BatchTargetsU32::KERNELS[0];
     const STREAM_TARGETS: &'static str = BatchStreamTargetsU32::KERNELS[0];
     const CARRY: &'static str = StreamStateCarryF32::KERNELS[0];
+    const CLASSES: &'static str = OpClassesOnehotU32::KERNELS[0];
 
     /// `starts[i] = order[*cursor + i]` for `i < n`, then `*cursor += n`.
     /// The caller guarantees `*cursor + n` is within `order` and `starts`
@@ -179,6 +181,50 @@ impl BatchLauncher {
         args.launch(
             dev,
             Self::STREAM_TARGETS,
+            LaunchConfig::linear(blocks_for(n, 128, 65_535), 128, 0),
+        )
+    }
+
+    /// The LSTM op's class indices `classes` `[T, B]` (u32) into `words`
+    /// (`[B*T, ceil(inputs/64)]` u64 one-hot rows, row `b*T + t`) and
+    /// `starts` (`[B]` u32, `b*T`), the corpus its one-hot layer 0 reads.
+    /// An index `>= inputs` sets no bit; `bad` = (count, first) u32s, which
+    /// the caller sets to 0 and `u32::MAX` first, get the number of such
+    /// indices and the smallest `t*B + b` among them.
+    pub fn op_classes<D: GpuDevice>(
+        &self,
+        dev: &mut D,
+        classes: DevicePtr,
+        (seq_len, batch, inputs): (usize, usize, usize),
+        (words, starts): (DevicePtr, DevicePtr),
+        (bad_count, first_bad): (DevicePtr, DevicePtr),
+    ) -> Result<()> {
+        let to_u32 = |x: usize, name: &str| kernel_u32(Self::CLASSES, name, x);
+        let wpr = inputs.div_ceil(64);
+        let n = seq_len
+            .checked_mul(batch)
+            .and_then(|r| r.checked_mul(wpr))
+            .unwrap_or(usize::MAX);
+        to_u32(n, "T*B*words_per_row")?;
+        if n == 0 {
+            return Ok(());
+        }
+        // classes holds T*B u32s, words T*B*wpr u64s, starts B u32s;
+        // grid-stride over the words, then over B.
+        let args = OpClassesOnehotU32 {
+            classes,
+            T: to_u32(seq_len, "T")?,
+            B: to_u32(batch, "B")?,
+            In: to_u32(inputs, "In")?,
+            words_per_row: to_u32(wpr, "words_per_row")?,
+            words,
+            starts,
+            bad_count,
+            first_bad,
+        };
+        args.launch(
+            dev,
+            Self::CLASSES,
             LaunchConfig::linear(blocks_for(n, 128, 65_535), 128, 0),
         )
     }

@@ -14,11 +14,13 @@
 //! The stack's own layer 0 reads a packed one-hot corpus; for a dense
 //! input this op hands it a dense layer 0 instead (its `zx` set, V = 0), so
 //! every layer runs the stack's dense kernels and the stack is called
-//! unchanged. Class indices ([`LstmDevice::forward_classes`], host `[T, B]`)
-//! go the stack's own way: packed here into one-hot rows (row `b * T + t`,
+//! unchanged. Class indices `[T, B]` (on the host,
+//! [`LstmDevice::forward_classes`], uploaded as u32s; or on the device,
+//! [`LstmDevice::forward_classes_device`]) go the stack's own way:
+//! `op_classes_onehot_u32` packs them into one-hot rows (row `b * T + t`,
 //! bit `class % 64` of word `class / 64`, as `corpus::onehot` packs them),
-//! uploaded, and read by the one-hot kernels (V = In), whose backward
-//! scatters d kernel_0 by class; there is no dX then.
+//! read by the one-hot kernels (V = In), whose backward scatters d kernel_0
+//! by class; there is no dX then.
 //!
 //! The op owns its tape (every layer's gates and states, a copy of X, the
 //! dropout masks' key) between a forward and its backward, as the CPU's
@@ -26,6 +28,7 @@
 //! buffers, which are never freed or kept.
 
 use crate::error::{Error, Result};
+use crate::gpu::batch::BatchLauncher;
 use crate::gpu::device::{DevicePtr, GpuDevice};
 use crate::gpu::dropout::{DropoutLauncher, DropoutMask};
 use crate::gpu::gemm::{GemmDims, GemmForm, GemmLauncher};
@@ -109,7 +112,10 @@ struct Tape {
 #[derive(Clone, Copy, Debug)]
 enum Input<'a> {
     Dense(DeviceSlice),
+    /// Class indices on the host, checked there.
     Classes(&'a [u32]),
+    /// Class indices on the device (`len` u32s), checked there.
+    DeviceClasses(DeviceSlice),
 }
 
 /// The buffers of layer 0's dense input, sized for `cap` = (T, B).
@@ -128,13 +134,17 @@ struct Layer0 {
     h0: DevicePtr,
     c0: DevicePtr,
     /// `[T * B, ceil(In / 64)]` u64 packed one-hot rows of a class input,
-    /// and `[B]` u32 row starts; allocated at the first class call.
+    /// `[B]` u32 row starts, `[T * B]` u32 indices uploaded from the host,
+    /// and the (count, first) u32s of out-of-range indices that
+    /// `op_classes_onehot_u32` reports; allocated at the first class call.
     onehot: DevicePtr,
     starts: DevicePtr,
+    classes: DevicePtr,
+    bad: DevicePtr,
 }
 
 impl Layer0 {
-    fn ptrs(&self) -> [DevicePtr; 7] {
+    fn ptrs(&self) -> [DevicePtr; 9] {
         [
             self.zx,
             self.x,
@@ -143,6 +153,8 @@ impl Layer0 {
             self.c0,
             self.onehot,
             self.starts,
+            self.classes,
+            self.bad,
         ]
     }
 }
@@ -283,6 +295,8 @@ impl LstmDevice {
         if classes {
             self.layer0.onehot = dev.alloc(rows * self.lstm.input().div_ceil(64) * 8)?;
             self.layer0.starts = dev.alloc(b * 4)?;
+            self.layer0.classes = dev.alloc(rows * 4)?;
+            self.layer0.bad = dev.alloc(2 * 4)?;
         }
         self.layer0.cap = (t, b);
         Ok(())
@@ -329,6 +343,28 @@ impl LstmDevice {
         self.run_forward(dev, weights, input, seq_batch, (h0, c0), mode, out)
     }
 
+    /// [`forward_classes`](Self::forward_classes) over class indices
+    /// already on the device: `x` holds `[T, B]` u32s (its `len` counts
+    /// u32s, as it counts f32s elsewhere: both are 4 bytes). They are checked on the device: before the recurrence runs,
+    /// this waits for the device once and reads back two u32s (how many
+    /// indices are not below In, and the first); any is an error naming it,
+    /// and nothing else runs.
+    #[allow(clippy::too_many_arguments)]
+    pub fn forward_classes_device<D: GpuDevice>(
+        &mut self,
+        dev: &mut D,
+        weights: &[DeviceLayer],
+        x: DeviceSlice,
+        seq_batch: (usize, usize),
+        h0: Option<DeviceSlice>,
+        c0: Option<DeviceSlice>,
+        mode: Mode,
+        out: &DeviceOutput,
+    ) -> Result<()> {
+        let input = Input::DeviceClasses(x);
+        self.run_forward(dev, weights, input, seq_batch, (h0, c0), mode, out)
+    }
+
     #[allow(clippy::too_many_arguments)]
     fn run_forward<D: GpuDevice>(
         &mut self,
@@ -357,8 +393,11 @@ impl LstmDevice {
                 check::len("x", x.len, shape, t * b * i)?;
             }
             Input::Classes(x) => check::classes(&self.lstm, x, (t, b))?,
+            Input::DeviceClasses(x) => {
+                check::len("x", x.len, || format!("[T, B] = [{t}, {b}]"), t * b)?;
+            }
         }
-        let classes = matches!(input, Input::Classes(_));
+        let classes = !matches!(input, Input::Dense(_));
         let state = |name: &str, s: Option<DeviceSlice>| match s {
             None => Ok(()),
             Some(s) => check_state(&self.lstm, name, s, b),
@@ -397,16 +436,9 @@ impl LstmDevice {
                 gemm.run(dev, GemmForm::NN, zx_dims, w0, l0.zx, l0.scratch)?;
                 self.launcher.forward(dev, dims, &bufs, mode)?;
             }
-            Input::Classes(x) => {
-                let wpr = i.div_ceil(64);
-                let mut words = vec![0u64; t * b * wpr];
-                for (k, &class) in x.iter().enumerate() {
-                    let (c, row) = (class as usize, (k % b) * t + k / b);
-                    words[row * wpr + c / 64] |= 1 << (c % 64);
-                }
-                let starts: Vec<u32> = (0..b as u32).map(|r| r * t as u32).collect();
-                dev.upload(l0.onehot, bytemuck::cast_slice(&words))?;
-                dev.upload_u32(l0.starts, &starts)?;
+            Input::Classes(_) | Input::DeviceClasses(_) => {
+                self.onehot_rows(dev, input, (t, b))?;
+                let l0 = &self.layer0;
                 (io.corpus_words, io.starts) = (l0.onehot, l0.starts);
                 let bufs = self.ws.buffers(dims, &io)?;
                 self.launcher.forward(dev, dims, &bufs, mode)?;
@@ -541,6 +573,56 @@ impl LstmDevice {
     }
 
     /// The stack's buffers with layer 0 dense: it reads [`Layer0::zx`].
+    /// Layer 0's one-hot rows and row starts from class indices
+    /// (`op_classes_onehot_u32`): host indices, checked already, are
+    /// uploaded first; device indices are checked by the kernel's count,
+    /// read back here (the one wait), an error naming the first bad one.
+    fn onehot_rows<D: GpuDevice>(
+        &self,
+        dev: &mut D,
+        input: Input<'_>,
+        (t, b): (usize, usize),
+    ) -> Result<()> {
+        let (l0, i) = (&self.layer0, self.lstm.input());
+        let (src, on_device) = match input {
+            Input::Classes(x) => {
+                dev.upload_u32(l0.classes, x)?;
+                (l0.classes, false)
+            }
+            Input::DeviceClasses(x) => (x.ptr, true),
+            Input::Dense(_) => unreachable!("onehot_rows of a dense input"),
+        };
+        dev.upload_u32(l0.bad, &[0, u32::MAX])?;
+        let bad = (l0.bad, l0.bad.offset(4));
+        BatchLauncher::default().op_classes(dev, src, (t, b, i), (l0.onehot, l0.starts), bad)?;
+        if !on_device {
+            return Ok(());
+        }
+        let mut found = [0u32; 2];
+        dev.download(l0.bad, bytemuck::cast_slice_mut(&mut found))?;
+        let [count, first] = found;
+        if count == 0 {
+            return Ok(());
+        }
+        let mut class = [0u32];
+        dev.download(
+            src.offset(first as usize * 4),
+            bytemuck::cast_slice_mut(&mut class),
+        )?;
+        let first = first as usize;
+        Err(Error::InvalidArgument {
+            name: "x",
+            what: format!(
+                "{count} class index(es) on the device are not below In = {i}, the number of \
+                 classes the Lstm was made for; the first, at t = {}, b = {}, is {}; pass \
+                 indices in 0..{i} or make the Lstm with a larger input",
+                first / b,
+                first % b,
+                class[0],
+            ),
+        })
+    }
+
     fn layer0_bufs(&self, dims: StackDims, io: &StackIo) -> Result<StackBuffers> {
         let mut bufs = self.ws.buffers(dims, io)?;
         bufs.layers[0].zx = self.layer0.zx;

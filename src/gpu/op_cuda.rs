@@ -25,11 +25,13 @@ use crate::ops::{Lstm, Mode};
 
 const F32: usize = std::mem::size_of::<f32>();
 
-/// The input of a forward: the caller's dense `[T, B, In]` (a slice, or
-/// once registered, our view of it) or class indices on the host.
-enum Input<'a, X> {
+/// The input of a forward: the caller's dense `[T, B, In]` or class
+/// indices `[T, B]` on the device (slices, or once registered, our views of
+/// them), or class indices on the host.
+enum Input<'a, X, C> {
     Dense(X),
     Classes(&'a [u32]),
+    DeviceClasses(C),
 }
 
 /// One layer's weights as the caller's slices (layouts of
@@ -81,12 +83,14 @@ impl<'s> Call<'s> {
         Ok(DeviceSlice::new(p, len))
     }
 
-    fn read(
+    /// A slice of 4-byte elements (f32, or u32 class indices).
+    fn read<T>(
         &mut self,
         dev: &mut CudaDevice,
         stream: &'s CudaStream,
-        s: &'s CudaSlice<f32>,
+        s: &'s CudaSlice<T>,
     ) -> Result<DeviceSlice> {
+        const { assert!(std::mem::size_of::<T>() == F32) };
         let (ptr, guard) = s.device_ptr(stream);
         self.guards.push(guard);
         self.register(dev, (ptr, s.len()))
@@ -203,11 +207,36 @@ impl LstmCuda {
         self.run_forward(weights, Input::Classes(x), seq_batch, h0, c0, mode, out)
     }
 
+    /// [`forward_classes`](Self::forward_classes) over indices already on
+    /// the device, `x` `[T, B]` ([`LstmDevice::forward_classes_device`]):
+    /// nothing goes through the host but the check's two u32s, for which
+    /// this call waits once, after the indices are packed and before the
+    /// recurrence is queued. An index not below In is an error naming the
+    /// first, and nothing else runs.
+    #[allow(clippy::too_many_arguments)]
+    pub fn forward_classes_device(
+        &mut self,
+        weights: &[CudaLayer<'_>],
+        x: &CudaSlice<u32>,
+        seq_batch: (usize, usize),
+        h0: Option<&CudaSlice<f32>>,
+        c0: Option<&CudaSlice<f32>>,
+        mode: Mode,
+        out: (
+            &mut CudaSlice<f32>,
+            &mut CudaSlice<f32>,
+            &mut CudaSlice<f32>,
+        ),
+    ) -> Result<()> {
+        let x = Input::DeviceClasses(x);
+        self.run_forward(weights, x, seq_batch, h0, c0, mode, out)
+    }
+
     #[allow(clippy::too_many_arguments)]
     fn run_forward(
         &mut self,
         weights: &[CudaLayer<'_>],
-        x: Input<'_, &CudaSlice<f32>>,
+        x: Input<'_, &CudaSlice<f32>, &CudaSlice<u32>>,
         seq_batch: (usize, usize),
         h0: Option<&CudaSlice<f32>>,
         c0: Option<&CudaSlice<f32>>,
@@ -228,6 +257,7 @@ impl LstmCuda {
             let x = match x {
                 Input::Dense(x) => Input::Dense(call.read(dev, stream, x)?),
                 Input::Classes(x) => Input::Classes(x),
+                Input::DeviceClasses(x) => Input::DeviceClasses(call.read(dev, stream, x)?),
             };
             let h0 = call.read_opt(dev, stream, h0)?;
             let c0 = call.read_opt(dev, stream, c0)?;
@@ -239,6 +269,9 @@ impl LstmCuda {
             match x {
                 Input::Dense(x) => op.forward(dev, &w, x, seq_batch, h0, c0, mode, &out),
                 Input::Classes(x) => op.forward_classes(dev, &w, x, seq_batch, h0, c0, mode, &out),
+                Input::DeviceClasses(x) => {
+                    op.forward_classes_device(dev, &w, x, seq_batch, h0, c0, mode, &out)
+                }
             }
         })();
         call.finish(&mut self.dev, result)

@@ -1,13 +1,16 @@
 //! The captured step's two bookkeeping kernels (`kernels/batch.cu`), both
 //! exact copies, checked exactly against what they must copy: the batch's
 //! starts selected at a device cursor (`batch_select_u32`) and the loss log
-//! (`loss_log_append_f32`), including a full log's overflow.
+//! (`loss_log_append_f32`), including a full log's overflow; and the LSTM
+//! op's class indices packed into one-hot rows (`op_classes_onehot_u32`),
+//! exactly as the host packs them.
 
 use super::report::SelftestRow;
 use super::{BOUND_EXACT, Buffers, Rows};
 use crate::error::Result;
 use crate::gpu::batch::BatchLauncher;
 use crate::gpu::device::GpuDevice;
+use crate::gpu::selftest::Shape;
 use crate::sample::RngStream;
 
 /// Window starts selected: more than two blocks' worth, so the kernel's
@@ -66,6 +69,55 @@ pub fn check_loss_log<D: GpuDevice>(dev: &mut D, rng: &mut RngStream) -> Result<
         let (mut rows, kernel) = (Rows::new(shape), "loss_log_append_f32");
         rows.compare(kernel, "log", &got, &losses[..LOG_CAPACITY], BOUND_EXACT);
         rows.compare(kernel, "count", &count, &[losses.len() as u32], BOUND_EXACT);
+        Ok(rows.rows)
+    })
+}
+
+/// `op_classes_onehot_u32` on random class indices `[T, B]` of the shape
+/// (In = V), two of them out of range: the one-hot rows (row `b*T + t`)
+/// and row starts exactly as the host packs them, the two setting no bit,
+/// counted, and the first of them named. Every output starts poisoned (all
+/// bits set).
+pub fn check_op_classes<D: GpuDevice>(
+    dev: &mut D,
+    shape: Shape,
+    rng: &mut RngStream,
+) -> Result<Vec<SelftestRow>> {
+    let (inputs, b, t) = (shape.vocab, shape.batch, shape.seq_len);
+    let n = t * b;
+    let mut classes: Vec<u32> = (0..n).map(|_| rng.below(inputs as u64) as u32).collect();
+    let first = n / 2;
+    classes[first] = inputs as u32 + 5;
+    classes[n - 1] = u32::MAX;
+    let wpr = inputs.div_ceil(64);
+    let mut words = vec![0u64; n * wpr];
+    for (k, &c) in classes.iter().enumerate() {
+        if (c as usize) < inputs {
+            let row = (k % b) * t + k / b;
+            words[row * wpr + c as usize / 64] |= 1 << (c % 64);
+        }
+    }
+    let want_words: &[u32] = bytemuck::cast_slice(&words);
+    let want_starts: Vec<u32> = (0..b as u32).map(|r| r * t as u32).collect();
+    let bad_want = [2, first as u32];
+    Buffers::scope(dev, |dev, bufs| {
+        let d_classes = bufs.u32s(dev, &classes)?;
+        let d_words = bufs.u32s(dev, &vec![u32::MAX; want_words.len()])?;
+        let d_starts = bufs.u32s(dev, &vec![u32::MAX; b])?;
+        let d_bad = bufs.u32s(dev, &[0, u32::MAX])?;
+        let bad = (d_bad, d_bad.offset(4));
+        let launcher = BatchLauncher::default();
+        launcher.op_classes(dev, d_classes, (t, b, inputs), (d_words, d_starts), bad)?;
+        let mut got_words = vec![0u32; want_words.len()];
+        dev.download(d_words, bytemuck::cast_slice_mut(&mut got_words))?;
+        let mut got_starts = vec![0u32; b];
+        dev.download(d_starts, bytemuck::cast_slice_mut(&mut got_starts))?;
+        let mut got_bad = [0u32; 2];
+        dev.download(d_bad, bytemuck::cast_slice_mut(&mut got_bad))?;
+        let (mut rows, kernel) = (Rows::new(shape), "op_classes_onehot_u32");
+        rows.compare(kernel, "words", &got_words, want_words, BOUND_EXACT);
+        rows.compare(kernel, "starts", &got_starts, &want_starts, BOUND_EXACT);
+        rows.compare(kernel, "bad", &got_bad, &bad_want, BOUND_EXACT);
         Ok(rows.rows)
     })
 }

@@ -40,7 +40,7 @@ mod sequence;
 mod stack;
 mod training;
 
-pub use batch::{check_batch_select, check_loss_log};
+pub use batch::{check_batch_select, check_loss_log, check_op_classes};
 pub use full_shape::{FullShape, FullShapeReport, Phase, run_full_shape};
 pub use generate::{
     TIE_REL, check_generate, check_generate_with, check_targets, generate_kernel, strategies,
@@ -346,6 +346,11 @@ pub fn run<D: GpuDevice>(dev: &mut D, shapes: SelftestShapes, seed: u64) -> Resu
         }
     }
     record("batch_select_u32", &"", check_batch_select(dev, &mut rng))?;
+    record(
+        "op_classes_onehot_u32",
+        &k,
+        check_op_classes(dev, k, &mut rng),
+    )?;
     record("loss_log_append_f32", &"", check_loss_log(dev, &mut rng))?;
     let (t, steps) = (shapes.training, shapes.steps);
     record("GpuEngine", &t, check_training(dev, t, steps, seed))?;
