@@ -114,6 +114,16 @@ impl RngStream {
         }
     }
 
+    /// The same stream from its `block`-th Philox block on (its `4 * block`-th
+    /// 32-bit word): what [`new`](Self::new) gives after that many words, so
+    /// threads can draw disjoint parts of one stream and give its values.
+    pub fn from_block(seed: u64, purpose: Purpose, stream: u32, block: u64) -> Self {
+        RngStream {
+            index: block,
+            ..Self::new(seed, purpose, stream)
+        }
+    }
+
     /// Next 32 random bits.
     pub fn next_u32(&mut self) -> u32 {
         if self.used == 4 {
@@ -148,7 +158,10 @@ impl RngStream {
         }
     }
 
-    /// Standard normal draw (Box-Muller, the cosine half).
+    /// Standard normal draw (Box-Muller, the cosine half). It takes one
+    /// whole block (two `next_f64`, four words), so from a block boundary
+    /// the i-th normal is block i's: [`from_block`](Self::from_block) can
+    /// start a thread at any of them.
     pub fn next_normal(&mut self) -> f64 {
         let u1 = 1.0 - self.next_f64(); // (0, 1], so ln is finite
         let u2 = self.next_f64();
@@ -161,6 +174,21 @@ mod tests {
     use super::*;
 
     // Known-answer vectors of Random123's kat_vectors for philox4x32_10.
+    #[test]
+    fn from_block_is_the_stream_after_that_many_blocks() {
+        let mut whole = RngStream::new(7, Purpose::Init, 3);
+        let normals: Vec<u64> = (0..10).map(|_| whole.next_normal().to_bits()).collect();
+        for start in [0, 1, 6] {
+            let mut part = RngStream::from_block(7, Purpose::Init, 3, start as u64);
+            let rest: Vec<u64> = (start..10).map(|_| part.next_normal().to_bits()).collect();
+            assert_eq!(rest, normals[start..], "from block {start}");
+        }
+        let mut words = RngStream::new(7, Purpose::Init, 3);
+        let skipped: Vec<u32> = (0..12).map(|_| words.next_u32()).collect();
+        let mut part = RngStream::from_block(7, Purpose::Init, 3, 2);
+        assert_eq!(part.next_u32(), skipped[8]);
+    }
+
     #[test]
     fn known_answers() {
         assert_eq!(
