@@ -119,9 +119,9 @@ extern "C" __global__ void stream_state_carry_f32(const float* __restrict__ h_la
 // window is its T rows. An index >= In sets no bit; for each such index
 // *bad_count += 1 and *first_bad = min(*first_bad, k), which the host sets
 // to 0 and 0xffffffff before the launch and reads before the recurrence
-// runs. Grid-stride over T*B*words_per_row (one thread a word), then over
-// B for starts. OVERWRITES words and starts. The host guarantees
-// T*B*words_per_row fits in 32 bits.
+// runs. One thread a word, grid-stride in the order of words (so a warp's
+// stores are contiguous; the reads of classes are T*B u32s, a fraction of
+// the words), then over B for starts. OVERWRITES words and starts.
 extern "C" __global__ void op_classes_onehot_u32(const unsigned* __restrict__ classes,
                                                  unsigned T, unsigned B, unsigned In,
                                                  unsigned words_per_row,
@@ -129,10 +129,13 @@ extern "C" __global__ void op_classes_onehot_u32(const unsigned* __restrict__ cl
                                                  unsigned* __restrict__ starts,
                                                  unsigned* __restrict__ bad_count,
                                                  unsigned* __restrict__ first_bad) {
-  const unsigned stride = gridDim.x * blockDim.x;
-  const unsigned n = T * B * words_per_row;
-  for (unsigned i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) {
-    const unsigned k = i / words_per_row, w = i % words_per_row;
+  const size_t stride = (size_t)gridDim.x * blockDim.x;
+  const size_t n = (size_t)T * B * words_per_row;
+  for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) {
+    const size_t row = i / words_per_row;
+    const unsigned w = (unsigned)(i % words_per_row);
+    const unsigned b = (unsigned)(row / T), t = (unsigned)(row % T);
+    const unsigned k = t * B + b;
     const unsigned c = classes[k];
     unsigned long long word = 0;
     if (c < In) {
@@ -141,8 +144,8 @@ extern "C" __global__ void op_classes_onehot_u32(const unsigned* __restrict__ cl
       atomicAdd(bad_count, 1u);
       atomicMin(first_bad, k);
     }
-    const unsigned t = k / B, b = k % B;
-    words[((size_t)b * T + t) * words_per_row + w] = word;
+    words[i] = word;
   }
-  for (unsigned b = blockIdx.x * blockDim.x + threadIdx.x; b < B; b += stride) starts[b] = b * T;
+  for (size_t b = (size_t)blockIdx.x * blockDim.x + threadIdx.x; b < B; b += stride)
+    starts[b] = (unsigned)b * T;
 }

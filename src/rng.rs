@@ -173,7 +173,6 @@ impl RngStream {
 mod tests {
     use super::*;
 
-    // Known-answer vectors of Random123's kat_vectors for philox4x32_10.
     #[test]
     fn from_block_is_the_stream_after_that_many_blocks() {
         let mut whole = RngStream::new(7, Purpose::Init, 3);
@@ -189,6 +188,7 @@ mod tests {
         assert_eq!(part.next_u32(), skipped[8]);
     }
 
+    // Known-answer vectors of Random123's kat_vectors for philox4x32_10.
     #[test]
     fn known_answers() {
         assert_eq!(

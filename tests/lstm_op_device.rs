@@ -410,12 +410,15 @@ fn class_indices_match_cpu_on_the_simulator() {
     op.free(&mut dev).unwrap();
 }
 
-/// Class indices already on the device (`forward_classes_device`, packed
-/// there by `op_classes_onehot_u32`) give the host indices' results bit for
-/// bit, forward and backward, two u64 words a one-hot row (In = 70), with
-/// dropout; an index not below In is an error naming the first and the
-/// count, with no forward left for a backward; a wrong length is a shape
-/// error.
+/// Class indices already on the device (`forward_classes_device`) give the
+/// host indices' results bit for bit, forward and backward, with dropout
+/// and two u64 words a one-hot row (In = 70, an index in each word). Both
+/// go through `op_classes_onehot_u32`; its packing is checked against the
+/// host's by the selftest and, through the CPU op, by
+/// `class_indices_match_cpu_on_the_simulator`. An index not below In is an
+/// error naming the first and the count, after which the op has no forward
+/// for a backward and serves the next call as before; a wrong length is a
+/// shape error.
 #[test]
 fn class_indices_on_the_device_give_the_host_indices_bits_on_the_simulator() {
     let Some(mut dev) = sim() else { return };
@@ -430,7 +433,8 @@ fn class_indices_on_the_device_give_the_host_indices_bits_on_the_simulator() {
             bias: up(&mut dev, &rng.vec(g, 0.6)),
         })
         .collect();
-    let classes: Vec<u32> = (0..t * b).map(|_| rng.range(0, i) as u32).collect();
+    let mut classes: Vec<u32> = (0..t * b).map(|_| rng.range(0, i) as u32).collect();
+    (classes[2], classes[7]) = (3, 67);
     let up_u32 = |dev: &mut SimDevice, v: &[u32]| {
         let p = dev.alloc(v.len() * 4).unwrap();
         dev.upload_u32(p, v).unwrap();
@@ -486,17 +490,23 @@ fn class_indices_on_the_device_give_the_host_indices_bits_on_the_simulator() {
     assert!(host.iter().flatten().all(|&x| !f32::from_bits(x).is_nan()));
     assert_eq!(host, device, "device indices vs host indices");
 
+    // One op: a good forward, a refused one, then good calls again.
     let mut op = LstmDevice::new(&lstm);
     let out = DeviceOutput {
         y: poisoned(&mut dev, t * b * h),
         h_n: poisoned(&mut dev, n * b * h),
         c_n: poisoned(&mut dev, n * b * h),
     };
+    let fwd = |op: &mut LstmDevice, dev: &mut SimDevice, x: DeviceSlice| {
+        op.forward_classes_device(dev, &weights, x, (t, b), None, None, mode, &out)
+    };
+    fwd(&mut op, &mut dev, on_device).unwrap();
     let mut bad = classes.clone();
     (bad[4], bad[9]) = (1000, i as u32); // k = 4: t = 1, b = 1
     let bad = up_u32(&mut dev, &bad);
-    let r = op.forward_classes_device(&mut dev, &weights, bad, (t, b), None, None, mode, &out);
-    let e = r.expect_err("indices out of range").to_string();
+    let e = fwd(&mut op, &mut dev, bad)
+        .expect_err("indices out of range")
+        .to_string();
     assert!(
         e.contains("2 class index(es)")
             && e.contains("In = 70")
@@ -518,10 +528,18 @@ fn class_indices_on_the_device_give_the_host_indices_bits_on_the_simulator() {
                 ..
             })
         ),
-        "a refused forward left a tape: {r:?}"
+        "the refused forward left the good one's tape: {r:?}"
     );
+    fwd(&mut op, &mut dev, on_device).unwrap();
+    assert_eq!(
+        bits(down(&mut dev, out.y)),
+        host[0],
+        "y after a refused call"
+    );
+    let r = fwd(&mut op, &mut dev, bad);
+    assert!(r.is_err(), "the count was not reset: {r:?}");
     let short = DeviceSlice::new(on_device.ptr, t * b - 1);
-    let r = op.forward_classes_device(&mut dev, &weights, short, (t, b), None, None, mode, &out);
+    let r = fwd(&mut op, &mut dev, short);
     assert!(
         matches!(&r, Err(Error::Shape { name, .. }) if name == "x"),
         "{r:?}"

@@ -185,12 +185,9 @@ impl BatchLauncher {
         )
     }
 
-    /// The LSTM op's class indices `classes` `[T, B]` (u32) into `words`
-    /// (`[B*T, ceil(inputs/64)]` u64 one-hot rows, row `b*T + t`) and
-    /// `starts` (`[B]` u32, `b*T`), the corpus its one-hot layer 0 reads.
-    /// An index `>= inputs` sets no bit; `bad` = (count, first) u32s, which
-    /// the caller sets to 0 and `u32::MAX` first, get the number of such
-    /// indices and the smallest `t*B + b` among them.
+    /// `op_classes_onehot_u32` (its contract: kernels/batch.cu) on
+    /// `classes` `[T, B]` for an op of `inputs` classes, into `words` and
+    /// `starts`; `bad` = its (count, first) u32s, which the caller resets.
     pub fn op_classes<D: GpuDevice>(
         &self,
         dev: &mut D,
@@ -201,16 +198,12 @@ impl BatchLauncher {
     ) -> Result<()> {
         let to_u32 = |x: usize, name: &str| kernel_u32(Self::CLASSES, name, x);
         let wpr = inputs.div_ceil(64);
-        let n = seq_len
-            .checked_mul(batch)
-            .and_then(|r| r.checked_mul(wpr))
-            .unwrap_or(usize::MAX);
-        to_u32(n, "T*B*words_per_row")?;
+        // k = t*B + b is a u32 in the kernel; the words' index is not.
+        to_u32(seq_len.saturating_mul(batch), "T*B")?;
+        let n = seq_len * batch * wpr;
         if n == 0 {
             return Ok(());
         }
-        // classes holds T*B u32s, words T*B*wpr u64s, starts B u32s;
-        // grid-stride over the words, then over B.
         let args = OpClassesOnehotU32 {
             classes,
             T: to_u32(seq_len, "T")?,

@@ -133,10 +133,9 @@ struct Layer0 {
     /// the caller may reuse its buffers in between.
     h0: DevicePtr,
     c0: DevicePtr,
-    /// `[T * B, ceil(In / 64)]` u64 packed one-hot rows of a class input,
-    /// `[B]` u32 row starts, `[T * B]` u32 indices uploaded from the host,
-    /// and the (count, first) u32s of out-of-range indices that
-    /// `op_classes_onehot_u32` reports; allocated at the first class call.
+    /// A class input's buffers, allocated at the first class call: the
+    /// one-hot rows, row starts and bad-index (count, first) u32s of
+    /// `op_classes_onehot_u32`, and `[T * B]` u32 indices from the host.
     onehot: DevicePtr,
     starts: DevicePtr,
     classes: DevicePtr,
@@ -345,10 +344,10 @@ impl LstmDevice {
 
     /// [`forward_classes`](Self::forward_classes) over class indices
     /// already on the device: `x` holds `[T, B]` u32s (its `len` counts
-    /// u32s, as it counts f32s elsewhere: both are 4 bytes). They are checked on the device: before the recurrence runs,
-    /// this waits for the device once and reads back two u32s (how many
-    /// indices are not below In, and the first); any is an error naming it,
-    /// and nothing else runs.
+    /// u32s, as it counts f32s elsewhere: both are 4 bytes). They are
+    /// checked on the device: before the recurrence is queued, this waits
+    /// for the device once to read back how many indices are not below In
+    /// and the first; any is an error naming it, and nothing else runs.
     #[allow(clippy::too_many_arguments)]
     pub fn forward_classes_device<D: GpuDevice>(
         &mut self,
@@ -572,11 +571,9 @@ impl LstmDevice {
         Ok(())
     }
 
-    /// The stack's buffers with layer 0 dense: it reads [`Layer0::zx`].
-    /// Layer 0's one-hot rows and row starts from class indices
-    /// (`op_classes_onehot_u32`): host indices, checked already, are
-    /// uploaded first; device indices are checked by the kernel's count,
-    /// read back here (the one wait), an error naming the first bad one.
+    /// Layer 0's one-hot rows and row starts from class indices: host
+    /// indices (checked already) are queued up first; for device ones the
+    /// kernel's count of bad indices is read back, the call's one wait.
     fn onehot_rows<D: GpuDevice>(
         &self,
         dev: &mut D,
@@ -586,13 +583,13 @@ impl LstmDevice {
         let (l0, i) = (&self.layer0, self.lstm.input());
         let (src, on_device) = match input {
             Input::Classes(x) => {
-                dev.upload_u32(l0.classes, x)?;
+                dev.upload_queued(l0.classes, bytemuck::cast_slice(x))?;
                 (l0.classes, false)
             }
             Input::DeviceClasses(x) => (x.ptr, true),
             Input::Dense(_) => unreachable!("onehot_rows of a dense input"),
         };
-        dev.upload_u32(l0.bad, &[0, u32::MAX])?;
+        dev.upload_queued(l0.bad, bytemuck::cast_slice(&[0u32, u32::MAX]))?;
         let bad = (l0.bad, l0.bad.offset(4));
         BatchLauncher::default().op_classes(dev, src, (t, b, i), (l0.onehot, l0.starts), bad)?;
         if !on_device {
@@ -623,6 +620,7 @@ impl LstmDevice {
         })
     }
 
+    /// The stack's buffers with layer 0 dense: it reads [`Layer0::zx`].
     fn layer0_bufs(&self, dims: StackDims, io: &StackIo) -> Result<StackBuffers> {
         let mut bufs = self.ws.buffers(dims, io)?;
         bufs.layers[0].zx = self.layer0.zx;

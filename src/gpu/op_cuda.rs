@@ -1,7 +1,9 @@
 //! [`LstmCuda`]: the device op ([`super::op::LstmDevice`]) for a crate
 //! that already runs cudarc: on the caller's [`CudaStream`] (our kernels
-//! load into its context) over the caller's [`CudaSlice<f32>`]s, with no
-//! host copy. Each call registers the slices it is given as external
+//! load into its context) over the caller's [`CudaSlice`]s (f32 tensors,
+//! u32 class indices), with no copy of them through the host (a forward on
+//! device class indices reads back two u32s of its check). Each call
+//! registers the slices it is given as external
 //! regions of a [`CudaDevice`] (bounds-checked as our own allocations,
 //! never freed by us) and unregisters them before it returns; the shapes
 //! are checked by the op from the slices' lengths.
@@ -186,9 +188,9 @@ impl LstmCuda {
 
     /// [`forward`](Self::forward) over class indices `[T, B]` standing for
     /// one-hot rows ([`LstmDevice::forward_classes`]): layer 0 reads row
-    /// `x[t * B + b]` of its kernel. The indices are on the host (they
-    /// travel as a bitmask of T*B*In bits, one upload on the stream); the
-    /// backward of such a forward has no dX (pass `dx: None`).
+    /// `x[t * B + b]` of its kernel. The indices are on the host, checked
+    /// there and queued up on the stream as T*B u32s; the backward of such a
+    /// forward has no dX (pass `dx: None`).
     #[allow(clippy::too_many_arguments)]
     pub fn forward_classes(
         &mut self,

@@ -83,7 +83,7 @@ fn orthogonal(rows: usize, cols: usize, seed: u64, stream: u32) -> Vec<f32> {
 /// many threads as there are cores in runs of neighbours: normal i is
 /// Philox block i whichever thread draws it (`RngStream::next_normal`), so
 /// the values are the single thread's (at H = 1024, 4.2 M log + cos, about
-/// a fifth of the initialisation on one thread).
+/// 15 % of the initialisation's samples, all on one thread before).
 fn normals(len: usize, seed: u64, stream: u32) -> Vec<f64> {
     let threads = if len < 1 << 16 {
         1
@@ -859,7 +859,7 @@ mod tests {
     /// every value the textbook's. `CHARLSTM_INIT_SIZES=128,256` picks the
     /// H (CI runs those two: seconds, where 1024 takes minutes).
     #[test]
-    #[ignore = "a measurement: minutes, release only"]
+    #[ignore = "a measurement: minutes at H = 1024 (CI runs it at 128 and 256)"]
     fn timings_side_by_side() {
         let threads = std::thread::available_parallelism().map_or(1, |t| t.get());
         println!("{:?}, {threads} threads available", Isa::best());

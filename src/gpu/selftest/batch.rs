@@ -1,9 +1,9 @@
-//! The captured step's two bookkeeping kernels (`kernels/batch.cu`), both
-//! exact copies, checked exactly against what they must copy: the batch's
+//! The exact kernels of `kernels/batch.cu`, checked exactly: the captured
+//! step's two bookkeeping kernels against what they must copy, the batch's
 //! starts selected at a device cursor (`batch_select_u32`) and the loss log
-//! (`loss_log_append_f32`), including a full log's overflow; and the LSTM
-//! op's class indices packed into one-hot rows (`op_classes_onehot_u32`),
-//! exactly as the host packs them.
+//! with a full log's overflow (`loss_log_append_f32`); and the LSTM op's
+//! class indices packed into one-hot rows (`op_classes_onehot_u32`) against
+//! the host's packing.
 
 use super::report::SelftestRow;
 use super::{BOUND_EXACT, Buffers, Rows};
@@ -74,10 +74,9 @@ pub fn check_loss_log<D: GpuDevice>(dev: &mut D, rng: &mut RngStream) -> Result<
 }
 
 /// `op_classes_onehot_u32` on random class indices `[T, B]` of the shape
-/// (In = V), two of them out of range: the one-hot rows (row `b*T + t`)
-/// and row starts exactly as the host packs them, the two setting no bit,
-/// counted, and the first of them named. Every output starts poisoned (all
-/// bits set).
+/// (In = V), two of them out of range: the one-hot rows and row starts
+/// exactly as the host packs them, the two setting no bit, counted, and the
+/// first of them named. Every output starts poisoned (all bits set).
 pub fn check_op_classes<D: GpuDevice>(
     dev: &mut D,
     shape: Shape,
@@ -86,9 +85,11 @@ pub fn check_op_classes<D: GpuDevice>(
     let (inputs, b, t) = (shape.vocab, shape.batch, shape.seq_len);
     let n = t * b;
     let mut classes: Vec<u32> = (0..n).map(|_| rng.below(inputs as u64) as u32).collect();
+    // Two out of range (one when there is only one index), the first at n / 2.
     let first = n / 2;
-    classes[first] = inputs as u32 + 5;
     classes[n - 1] = u32::MAX;
+    classes[first] = inputs as u32 + 5;
+    let bad_count = if first == n - 1 { 1 } else { 2 };
     let wpr = inputs.div_ceil(64);
     let mut words = vec![0u64; n * wpr];
     for (k, &c) in classes.iter().enumerate() {
@@ -99,7 +100,7 @@ pub fn check_op_classes<D: GpuDevice>(
     }
     let want_words: &[u32] = bytemuck::cast_slice(&words);
     let want_starts: Vec<u32> = (0..b as u32).map(|r| r * t as u32).collect();
-    let bad_want = [2, first as u32];
+    let bad_want = [bad_count, first as u32];
     Buffers::scope(dev, |dev, bufs| {
         let d_classes = bufs.u32s(dev, &classes)?;
         let d_words = bufs.u32s(dev, &vec![u32::MAX; want_words.len()])?;
