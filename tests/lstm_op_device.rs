@@ -53,6 +53,18 @@ fn poisoned<D: GpuDevice>(dev: &mut D, n: usize) -> DeviceSlice {
     up(dev, &vec![f32::NAN; n])
 }
 
+/// Every layer's weight gradients of `lstm`, NaN-poisoned.
+fn poisoned_layers<D: GpuDevice>(dev: &mut D, lstm: &Lstm) -> Vec<DeviceLayer> {
+    let (h, g) = (lstm.hidden(), 4 * lstm.hidden());
+    (0..lstm.layers())
+        .map(|l| DeviceLayer {
+            kernel: poisoned(dev, lstm.layer_input(l) * g),
+            recurrent_kernel: poisoned(dev, h * g),
+            bias: poisoned(dev, g),
+        })
+        .collect()
+}
+
 fn down<D: GpuDevice>(dev: &mut D, s: DeviceSlice) -> Vec<f32> {
     if s.len == 0 {
         return Vec::new();
@@ -212,7 +224,7 @@ fn run_case<D: GpuDevice>(dev: &mut D, c: Case, rng: &mut Rng) {
 /// One case on `op` (made for the case's N, In, H and p; its workspace
 /// may hold any earlier call's).
 fn run_case_on<D: GpuDevice>(dev: &mut D, c: Case, rng: &mut Rng, op: &mut LstmDevice) {
-    let (t, b, h, n, g) = (c.t, c.b, c.h, c.n, 4 * c.h);
+    let (t, b, h, n) = (c.t, c.b, c.h, c.n);
     let d = data(c, rng);
     let want = want(&d, (t, b));
     let (lstm, params, mode, state) = (&d.lstm, &d.params, d.mode, n * b * h);
@@ -225,13 +237,7 @@ fn run_case_on<D: GpuDevice>(dev: &mut D, c: Case, rng: &mut Rng, op: &mut LstmD
             bias: up(dev, &p.bias),
         })
         .collect();
-    let gl: Vec<DeviceLayer> = (0..n)
-        .map(|l| DeviceLayer {
-            kernel: poisoned(dev, lstm.layer_input(l) * g),
-            recurrent_kernel: poisoned(dev, h * g),
-            bias: poisoned(dev, g),
-        })
-        .collect();
+    let gl = poisoned_layers(dev, lstm);
     let xd = up(dev, x);
     let opt_up = |dev: &mut D, s: &Option<Vec<f32>>| s.as_deref().map(|s| up(dev, s));
     let (h0d, c0d) = (opt_up(dev, h0), opt_up(dev, c0));
@@ -463,13 +469,7 @@ fn class_indices_on_the_device_give_the_host_indices_bits_on_the_simulator() {
             false => op.forward_classes(dev, &weights, &classes, (t, b), None, None, mode, &out),
         }
         .unwrap();
-        let gl: Vec<DeviceLayer> = (0..n)
-            .map(|l| DeviceLayer {
-                kernel: poisoned(dev, lstm.layer_input(l) * g),
-                recurrent_kernel: poisoned(dev, h * g),
-                bias: poisoned(dev, g),
-            })
-            .collect();
+        let gl = poisoned_layers(dev, &lstm);
         let grads = DeviceGrads {
             dx: None,
             dh0: poisoned(dev, state),

@@ -589,7 +589,10 @@ impl LstmDevice {
             Input::DeviceClasses(x) => (x.ptr, true),
             Input::Dense(_) => unreachable!("onehot_rows of a dense input"),
         };
-        dev.upload_queued(l0.bad, bytemuck::cast_slice(&[0u32, u32::MAX]))?;
+        if on_device {
+            // Host indices were checked: their kernel leaves the flags alone.
+            dev.upload_queued(l0.bad, bytemuck::cast_slice(&[0u32, u32::MAX]))?;
+        }
         let bad = (l0.bad, l0.bad.offset(4));
         BatchLauncher::default().op_classes(dev, src, (t, b, i), (l0.onehot, l0.starts), bad)?;
         if !on_device {
@@ -610,9 +613,9 @@ impl LstmDevice {
         Err(Error::InvalidArgument {
             name: "x",
             what: format!(
-                "{count} class index(es) on the device are not below In = {i}, the number of \
-                 classes the Lstm was made for; the first, at t = {}, b = {}, is {}; pass \
-                 indices in 0..{i} or make the Lstm with a larger input",
+                "{count} class index(es) on the device are not below {}; the first, at t = {}, \
+                 b = {}, is {}",
+                check::class_limit(i),
                 first / b,
                 first % b,
                 class[0],

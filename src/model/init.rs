@@ -85,12 +85,17 @@ fn orthogonal(rows: usize, cols: usize, seed: u64, stream: u32) -> Vec<f32> {
 /// the values are the single thread's (at H = 1024, 4.2 M log + cos, about
 /// 15 % of the initialisation's samples, all on one thread before).
 fn normals(len: usize, seed: u64, stream: u32) -> Vec<f64> {
-    let threads = if len < 1 << 16 {
+    normals_on(threads_from(len, 1 << 16), len, seed, stream)
+}
+
+/// One thread a core for work on `len` values, one below `min`, where a
+/// thread costs more than it saves.
+fn threads_from(len: usize, min: usize) -> usize {
+    if len < min {
         1
     } else {
         std::thread::available_parallelism().map_or(1, |t| t.get())
-    };
-    normals_on(threads, len, seed, stream)
+    }
 }
 
 /// [`normals`] on `threads` threads.
@@ -122,13 +127,7 @@ fn normals_on(threads: usize, len: usize, seed: u64, stream: u32) -> Vec<f64> {
 /// Only the loop order differs, for the cache: see [`Strips`] and
 /// [`householder`].
 fn thin_q_positive(a: Vec<f64>, m: usize, n: usize) -> Vec<f64> {
-    // Below this many elements a thread costs more than it saves.
-    let threads = if m * n < 1 << 18 {
-        1
-    } else {
-        std::thread::available_parallelism().map_or(1, |t| t.get())
-    };
-    thin_q_positive_on(threads, a, m, n)
+    thin_q_positive_on(threads_from(m * n, 1 << 18), a, m, n)
 }
 
 /// [`thin_q_positive`] on `threads` threads, with the widest vectors this

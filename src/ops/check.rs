@@ -128,12 +128,21 @@ pub(crate) fn classes(lstm: &Lstm, c: &[u32], (t, b): (usize, usize)) -> Result<
         Some(k) => Err(Error::InvalidArgument {
             name: "x",
             what: format!(
-                "class {} at t = {}, b = {} is not below In = {i}, the number of classes the \
-                 Lstm was made for; pass indices in 0..{i} or make the Lstm with a larger input",
+                "class {} at t = {}, b = {} is not below {}",
                 c[k],
                 k / b,
                 k % b,
+                class_limit(i)
             ),
         }),
     }
+}
+
+/// What a class index must stay below, and the fix: the end of the error
+/// for a bad index, on the host or (`gpu::op`) found on the device.
+pub(crate) fn class_limit(inputs: usize) -> String {
+    format!(
+        "In = {inputs}, the number of classes the Lstm was made for; pass indices in \
+         0..{inputs} or make the Lstm with a larger input"
+    )
 }
