@@ -6,6 +6,11 @@
 //! ```sh
 //! cargo run --release --example stacked_step -- [layers 2] [hidden 256] [steps 10] [dropout 0]
 //! ```
+//!
+//! With `CHARLSTM_LOCKSTEP=1` each step (the untimed first one too) waits
+//! for a line on stdin and prints `step <seconds>` when done:
+//! `scripts/lockstep.py` alternates it step by step with another program,
+//! so that both see the same moments of a noisy host.
 
 use std::time::Instant;
 
@@ -58,28 +63,73 @@ fn main() -> charlstm_cuda::Result<()> {
     let last_start = (corpus.rows() - hyper.maxlen - 1) as u64;
     let mut times = Vec::with_capacity(steps);
     let mut loss = 0.0;
+    let mut lockstep = Lockstep::from_env();
     // One untimed step: the buffers are sized on the first.
     for step in 0..=steps {
         let starts: Vec<u32> = (0..hyper.batch)
             .map(|_| rng.below(last_start) as u32)
             .collect();
+        if !lockstep.wait() {
+            break;
+        }
         let t = Instant::now();
         loss = engine.train_batch(&starts)?;
+        let s = t.elapsed().as_secs_f64();
+        lockstep.done(s);
         if step > 0 {
-            times.push(t.elapsed().as_secs_f64());
+            times.push(s);
         }
+    }
+    if times.is_empty() {
+        return Err(charlstm_cuda::Error::InvalidArgument {
+            name: "CHARLSTM_LOCKSTEP",
+            what: "stdin closed before a timed step; scripts/lockstep.py drives this mode".into(),
+        });
     }
     times.sort_by(f64::total_cmp);
     println!(
         "{{\"impl\": \"charlstm-cuda cpu\", \"layers\": {layers}, \"hidden\": {hidden}, \
-         \"vocab\": {v}, \"batch\": {}, \"maxlen\": {}, \"dropout\": {dropout}, \"steps\": {steps}, \
+         \"vocab\": {v}, \"batch\": {}, \"maxlen\": {}, \"dropout\": {dropout}, \"steps\": {}, \
          \"train_step_s_median\": {:.4}, \"train_step_s_min\": {:.4}, \"last_loss\": {loss:.4}, \
          \"threads\": {}}}",
         hyper.batch,
         hyper.maxlen,
+        times.len(),
         times[times.len() / 2],
         times[0],
         std::thread::available_parallelism().map_or(1, |t| t.get())
     );
     Ok(())
+}
+
+/// The step-by-step handshake of `CHARLSTM_LOCKSTEP=1` (off: no waits, no
+/// lines).
+struct Lockstep(Option<std::io::StdinLock<'static>>);
+
+impl Lockstep {
+    fn from_env() -> Self {
+        let on = std::env::var_os("CHARLSTM_LOCKSTEP").is_some_and(|v| v == "1");
+        Lockstep(on.then(|| std::io::stdin().lock()))
+    }
+
+    /// Waits for the driver's line; false once stdin is closed (the driver
+    /// is done with this program).
+    fn wait(&mut self) -> bool {
+        use std::io::BufRead;
+        let Some(stdin) = self.0.as_mut() else {
+            return true;
+        };
+        let mut line = String::new();
+        matches!(stdin.read_line(&mut line), Ok(n) if n > 0)
+    }
+
+    fn done(&self, seconds: f64) {
+        use std::io::Write;
+        if self.0.is_some() {
+            let mut out = std::io::stdout().lock();
+            // The driver reads one line a step; a closed pipe ends the run at
+            // the next wait.
+            let _ = writeln!(out, "step {seconds:.6}").and_then(|()| out.flush());
+        }
+    }
 }

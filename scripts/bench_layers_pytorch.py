@@ -7,8 +7,13 @@ built-in Nietzsche text (lower-cased), the loss read back every step as
 charlstm-cuda does. Prints one JSON line.
 
 Usage: python3 scripts/bench_layers_pytorch.py CORPUS.txt [layers 2] [hidden 256] [steps 10] [dropout 0]
+
+With CHARLSTM_LOCKSTEP=1 each step (the untimed first one too) waits for a
+line on stdin and prints "step <seconds>" when done, as the example does:
+scripts/lockstep.py alternates the two step by step.
 """
 import json
+import os
 import sys
 import time
 
@@ -41,10 +46,13 @@ net.train()
 opt = torch.optim.RMSprop(net.parameters(), lr=0.01, alpha=0.9, eps=1e-7)
 eye = torch.eye(v)
 offsets = torch.arange(maxlen)
+lockstep = os.environ.get("CHARLSTM_LOCKSTEP") == "1"
 times = []
 loss = None
 for step in range(steps + 1):
     starts = torch.randint(0, len(data) - maxlen - 1, (batch,))
+    if lockstep and not sys.stdin.readline():
+        break
     t = time.perf_counter()
     x = eye[data[starts[:, None] + offsets]]
     y = data[starts + maxlen]
@@ -53,12 +61,17 @@ for step in range(steps + 1):
     loss.backward()
     opt.step()
     last = loss.item()
+    took = time.perf_counter() - t
+    if lockstep:
+        print(f"step {took:.6f}", flush=True)
     if step > 0:
-        times.append(time.perf_counter() - t)
+        times.append(took)
+if not times:
+    sys.exit("bench_layers_pytorch.py: stdin closed before a timed step; scripts/lockstep.py drives CHARLSTM_LOCKSTEP=1")
 times.sort()
 print(json.dumps({
     "impl": "pytorch cpu", "torch": torch.__version__, "layers": layers, "hidden": hidden,
-    "vocab": v, "batch": batch, "maxlen": maxlen, "dropout": dropout, "steps": steps,
+    "vocab": v, "batch": batch, "maxlen": maxlen, "dropout": dropout, "steps": len(times),
     "train_step_s_median": round(times[len(times) // 2], 4), "train_step_s_min": round(times[0], 4),
     "last_loss": round(last, 4), "threads": torch.get_num_threads(),
 }))
