@@ -135,67 +135,101 @@ fn main() {
     let (ptxas, fatbinary) = (exe("ptxas"), exe("fatbinary"));
     let src_dir = flat_sources(&out, sources.iter().chain(&test_sources), &root);
 
-    let compile = |files: &[PathBuf]| -> Vec<Module> {
-        files
-            .iter()
-            .map(|src| {
-                let stem = src
-                    .file_stem()
-                    .and_then(|s| s.to_str())
-                    .expect("UTF-8 kernel file name")
-                    .to_string();
-                let ptx = out.join(format!("{stem}.ptx"));
-                // The same strings on every machine (see `flat_sources`),
-                // then moved into place.
-                let name = format!("{stem}.ptx");
+    let compile = |src: &PathBuf| -> Module {
+        let stem = src
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .expect("UTF-8 kernel file name")
+            .to_string();
+        let ptx = out.join(format!("{stem}.ptx"));
+        // The same strings on every machine (see `flat_sources`),
+        // then moved into place.
+        let name = format!("{stem}.ptx");
+        run(
+            fixed_layout(&nvcc)
+                .current_dir(&src_dir)
+                .args([
+                    "--ptx",
+                    "-O3",
+                    &format!("-arch={}", ptx_arch(&stem)),
+                    "-std=c++17",
+                ])
+                .args(["-I", ".", "-o", &name, &format!("{stem}.cu")]),
+            &format!("nvcc on {}", src.display()),
+        );
+        fs::rename(src_dir.join(&name), &ptx).expect("move the PTX into OUT_DIR");
+        let fatbin = ptxas.exists().then(|| {
+            let cubin = out.join(format!("{stem}.{CHECK_ARCH}.cubin"));
+            assemble(&ptxas, &ptx, &cubin, &stem);
+            fatbinary.exists().then(|| {
+                let fatbin = out.join(format!("{stem}.fatbin"));
                 run(
-                    fixed_layout(&nvcc)
-                        .current_dir(&src_dir)
-                        .args([
-                            "--ptx",
-                            "-O3",
-                            &format!("-arch={}", ptx_arch(&stem)),
-                            "-std=c++17",
-                        ])
-                        .args(["-I", ".", "-o", &name, &format!("{stem}.cu")]),
-                    &format!("nvcc on {}", src.display()),
+                    Command::new(&fatbinary)
+                        .arg("--64")
+                        .arg(format!("--create={}", fatbin.display()))
+                        .arg(format!(
+                            "--image3=kind=elf,sm={},file={}",
+                            sm_number(CHECK_ARCH),
+                            cubin.display()
+                        ))
+                        .arg(format!(
+                            "--image3=kind=ptx,sm={},file={}",
+                            sm_number(ptx_arch(&stem)),
+                            ptx.display()
+                        )),
+                    &format!("fatbinary on {stem}"),
                 );
-                fs::rename(src_dir.join(&name), &ptx).expect("move the PTX into OUT_DIR");
-                let fatbin = ptxas.exists().then(|| {
-                    let cubin = out.join(format!("{stem}.{CHECK_ARCH}.cubin"));
-                    assemble(&ptxas, &ptx, &cubin, &stem);
-                    fatbinary.exists().then(|| {
-                        let fatbin = out.join(format!("{stem}.fatbin"));
-                        run(
-                            Command::new(&fatbinary)
-                                .arg("--64")
-                                .arg(format!("--create={}", fatbin.display()))
-                                .arg(format!(
-                                    "--image3=kind=elf,sm={},file={}",
-                                    sm_number(CHECK_ARCH),
-                                    cubin.display()
-                                ))
-                                .arg(format!(
-                                    "--image3=kind=ptx,sm={},file={}",
-                                    sm_number(ptx_arch(&stem)),
-                                    ptx.display()
-                                )),
-                            &format!("fatbinary on {stem}"),
-                        );
-                        fatbin
-                    })
-                });
-                Module {
-                    name: stem,
-                    ptx,
-                    fatbin: fatbin.flatten(),
-                }
+                fatbin
             })
-            .collect()
+        });
+        Module {
+            name: stem,
+            ptx,
+            fatbin: fatbin.flatten(),
+        }
     };
-    let modules = compile(&sources);
-    let test_modules = compile(&test_sources);
+    let all: Vec<PathBuf> = sources.iter().chain(&test_sources).cloned().collect();
+    let mut modules = parallel_map(&all, compile);
+    let test_modules = modules.split_off(sources.len());
     write_registry(&out, "nvcc", &modules, &test_modules);
+}
+
+/// `f` of every item, in order, on up to cargo's job count of threads
+/// (`NUM_JOBS`; else the machine's cores). Why: nvcc, ptxas and fatbinary
+/// use one core each, and the 27 kernel files (with the test kernels) took
+/// 19-20 s one after another on this project's 2-core machine, 8.5-11 s
+/// on two threads, on every build that compiles them (each profile and
+/// feature set: CI has about ten). Each file's commands and outputs are its
+/// own, so the order they run in changes no byte
+/// (`scripts/build-kernels.sh --check`).
+fn parallel_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let workers = env::var("NUM_JOBS")
+        .ok()
+        .and_then(|n| n.parse::<usize>().ok())
+        .or_else(|| std::thread::available_parallelism().ok().map(|n| n.get()))
+        .unwrap_or(1)
+        .clamp(1, items.len().max(1));
+    let next = AtomicUsize::new(0);
+    let done: Mutex<Vec<Option<R>>> = Mutex::new(items.iter().map(|_| None).collect());
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            scope.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(item) = items.get(i) else { break };
+                    let r = f(item);
+                    done.lock().expect("no worker panics holding the lock")[i] = Some(r);
+                }
+            });
+        }
+    });
+    done.into_inner()
+        .expect("no worker panics holding the lock")
+        .into_iter()
+        .map(|r| r.expect("every item was mapped"))
+        .collect()
 }
 
 /// Where scripts/build-kernels.sh commits the compiled kernels: `NAME.ptx`
