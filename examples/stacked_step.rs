@@ -12,6 +12,9 @@
 //! `scripts/lockstep.py` alternates it step by step with another program,
 //! so that both see the same moments of a noisy host.
 
+#[path = "shared/lockstep.rs"]
+mod lockstep;
+
 use std::time::Instant;
 
 use charlstm_cuda::corpus::embedded::nietzsche;
@@ -19,6 +22,7 @@ use charlstm_cuda::cpu::CpuEngine;
 use charlstm_cuda::model::{Hyper, init_stacked};
 use charlstm_cuda::rng::{Purpose, RngStream};
 use charlstm_cuda::{Engine, OneHotCorpus};
+use lockstep::Lockstep;
 
 const USAGE: &str = "usage: stacked_step [layers 2] [hidden 256] [steps >= 1, 10] [dropout 0]";
 
@@ -100,36 +104,4 @@ fn main() -> charlstm_cuda::Result<()> {
         std::thread::available_parallelism().map_or(1, |t| t.get())
     );
     Ok(())
-}
-
-/// The step-by-step handshake of `CHARLSTM_LOCKSTEP=1` (off: no waits, no
-/// lines).
-struct Lockstep(Option<std::io::StdinLock<'static>>);
-
-impl Lockstep {
-    fn from_env() -> Self {
-        let on = std::env::var_os("CHARLSTM_LOCKSTEP").is_some_and(|v| v == "1");
-        Lockstep(on.then(|| std::io::stdin().lock()))
-    }
-
-    /// Waits for the driver's line; false once stdin is closed (the driver
-    /// is done with this program).
-    fn wait(&mut self) -> bool {
-        use std::io::BufRead;
-        let Some(stdin) = self.0.as_mut() else {
-            return true;
-        };
-        let mut line = String::new();
-        matches!(stdin.read_line(&mut line), Ok(n) if n > 0)
-    }
-
-    fn done(&self, seconds: f64) {
-        use std::io::Write;
-        if self.0.is_some() {
-            let mut out = std::io::stdout().lock();
-            // The driver reads one line a step; a closed pipe ends the run at
-            // the next wait.
-            let _ = writeln!(out, "step {seconds:.6}").and_then(|()| out.flush());
-        }
-    }
 }

@@ -16,6 +16,14 @@
 //! validation split; the Python is `--python`, else `CHARLSTM_PYTHON`,
 //! else `.venv-interop/bin/python`. Both sides use every core (torch's
 //! default threads, our engine's); the loss is read every step on both.
+//!
+//! With `CHARLSTM_LOCKSTEP=1` only our side runs, each batch (the untimed
+//! ones too) waiting for a line on stdin and printing `step <seconds>`:
+//! `scripts/lockstep.py` then alternates it batch by batch with
+//! `scripts/bench_stream.py`, which takes the same handshake.
+
+#[path = "shared/lockstep.rs"]
+mod lockstep;
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -25,6 +33,7 @@ use charlstm_cuda::corpus::Split;
 use charlstm_cuda::cpu::CpuEngine;
 use charlstm_cuda::model::init_params;
 use charlstm_cuda::{Engine, Error, Hyper, OneHotCorpus, Params, Result, StreamBatch, Streams};
+use lockstep::Lockstep;
 
 const WARMUP: usize = 2;
 
@@ -73,19 +82,32 @@ fn main() -> Result<()> {
     let mut engine = CpuEngine::new(&corpus, &hyper, params, zeros)?;
     let mut times = Vec::new();
     let mut losses = Vec::new();
+    let mut lockstep = Lockstep::from_env();
     for k in 0..WARMUP + batches {
         let starts = streams.starts(0, k);
+        if !lockstep.wait() {
+            break;
+        }
         let started = Instant::now();
         let loss = engine.queue_train_stream(StreamBatch {
             starts: &starts,
             seq_len,
             carry: k > 0,
         })?;
+        let took = started.elapsed().as_secs_f64();
+        lockstep.done(took);
         if k >= WARMUP {
-            times.push(started.elapsed().as_secs_f64());
+            times.push(took);
             losses.push(loss.unwrap_or(f32::NAN));
         }
     }
+    if times.is_empty() {
+        return Err(bad(format!(
+            "stdin closed before a timed batch (the first {WARMUP} are untimed); \
+             scripts/lockstep.py drives CHARLSTM_LOCKSTEP=1"
+        )));
+    }
+    let batches = times.len();
     times.sort_by(f64::total_cmp);
     let ours = times[times.len() / 2];
     println!(
@@ -98,6 +120,10 @@ fn main() -> Result<()> {
         losses[0],
         losses[losses.len() - 1]
     );
+    if lockstep.is_on() {
+        // The driver runs the PyTorch side itself, in turn with ours.
+        return Ok(());
+    }
     let output = Command::new(&python)
         .arg("scripts/bench_stream.py")
         .args(["--corpus", &corpus_path.to_string_lossy()])

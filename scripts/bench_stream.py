@@ -22,10 +22,15 @@ version and threads.
 Usage: python3 scripts/bench_stream.py --corpus nietzsche.txt [--batch 128]
        [--seq-len 60] [--hidden 128] [--batches 20] [--warmup 2]
        [--val-fraction 0.1] [--threads N]
+
+With CHARLSTM_LOCKSTEP=1 each batch (the untimed ones too) waits for a
+line on stdin and prints "step <seconds>" when done, as the example does
+then: scripts/lockstep.py alternates the two batch by batch.
 """
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import time
@@ -71,8 +76,11 @@ def main():
     steps = torch.arange(L + 1).unsqueeze(1)
     state = None
     times, losses = [], []
+    lockstep = os.environ.get("CHARLSTM_LOCKSTEP") == "1"
     for k in range(total):
         rows = ids[base.unsqueeze(0) + k * L + steps]  # [L + 1, B]
+        if lockstep and not sys.stdin.readline():
+            break
         started = time.perf_counter()
         x = F.one_hot(rows[:-1], V).float()
         y = rows[1:]
@@ -84,9 +92,15 @@ def main():
         opt.step()
         value = loss.item()
         state = (h.detach(), c.detach())
+        took = time.perf_counter() - started
+        if lockstep:
+            print(f"step {took:.6f}", flush=True)
         if k >= a.warmup:
-            times.append(time.perf_counter() - started)
+            times.append(took)
             losses.append(value)
+    if not times:
+        sys.exit(f"bench_stream.py: stdin closed before a timed batch (the first {a.warmup} are untimed); "
+                 "scripts/lockstep.py drives CHARLSTM_LOCKSTEP=1")
     print(json.dumps({
         "batch_s_median": statistics.median(times),
         "batch_s_mean": statistics.fmean(times),

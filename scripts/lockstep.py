@@ -6,26 +6,40 @@ This project's machine is a shared VM: a step's time moves by 30 % from one
 minute to the next, so two programs run one after the other (each for its
 own 10 or 20 steps) can differ by more than the effect being measured.
 Here both run at once, each waiting for its turn: step i of A, then step i
-of B (B then A on odd rounds, so neither always goes first), with a pause
-after each step (PyTorch's OpenMP threads spin a while after a parallel
-region; the pause keeps that off the other program's step). Each round
-gives one ratio B / A of two steps taken seconds apart; the median of those
-ratios is the result.
+of B (B then A on odd rounds, so neither always goes first). Each round
+gives one ratio B / A of two steps taken moments apart; the median of
+those ratios is the result.
+
+After each step the driver waits until that program has gone quiet (its
+threads' CPU time, /proc/PID/task/*/schedstat, grows by under 0.2 ms in 2
+ms), then starts the other's. Why: PyTorch's OpenMP threads spin for a
+while after its step (libgomp's default), and without the wait that spin
+competes with the next program's step. Measured 2026-12-07, stream mode
+(examples/stream_bench against scripts/bench_stream.py, 40 rounds, no
+wait): our batch took 17-19 ms (median per run) right after our own step,
+25-27 ms right after PyTorch's. A fixed pause instead (--gap) lets the
+cores idle, and the next step starts cold: two copies of stream_bench
+against each other gave 34.5-36 ms a batch with 0.1 s pauses, 26-27 ms
+without. The settle time of every step is kept in the JSON.
 
 Both programs take the handshake of CHARLSTM_LOCKSTEP=1 (set here): before
 each step they read a line from stdin, after it they print "step <seconds>".
-examples/stacked_step.rs and scripts/bench_layers_pytorch.py do. Each must
-be told to run at least --steps timed steps (plus its untimed first one,
-which is left out here as there).
+examples/stacked_step.rs and scripts/bench_layers_pytorch.py do, and
+examples/stream_bench.rs (then without its PyTorch side) and
+scripts/bench_stream.py. Each must be told to run at least --steps timed
+steps after its untimed first one (the first round is left out here).
 
 Usage:
-  python3 scripts/lockstep.py [--steps 20] [--gap 0.1] [--json FILE] \\
+  python3 scripts/lockstep.py [--steps 20] [--gap 0] [--json FILE] \\
       NAME_A 'COMMAND A' NAME_B 'COMMAND B'
 
-Example (docs/measured.md):
-  python3 scripts/lockstep.py --steps 30 \\
-      ours './target/release/examples/stacked_step 2 256 30 0' \\
-      pytorch '.venv-interop/bin/python scripts/bench_layers_pytorch.py ../shared/corpus/nietzsche.txt 2 256 30 0'
+Examples (docs/measured.md):
+  python3 scripts/lockstep.py --steps 40 \\
+      ours './target/release/examples/stacked_step 2 256 40 0' \\
+      pytorch '.venv-interop/bin/python scripts/bench_layers_pytorch.py ../shared/corpus/nietzsche.txt 2 256 40 0'
+  python3 scripts/lockstep.py --steps 40 \\
+      ours './target/release/examples/stream_bench --corpus ../shared/corpus/nietzsche.txt --batches 40' \\
+      pytorch '.venv-interop/bin/python scripts/bench_stream.py --corpus ../shared/corpus/nietzsche.txt --batches 40'
 
 Prints a line per round and a summary line; --json also writes the rounds
 and the summary (temp file, fsync, rename).
@@ -53,6 +67,39 @@ def fail(msg):
             p.kill()
             p.wait()
     sys.exit(f"lockstep.py: {msg}")
+
+
+def cpu_ns(pid):
+    """CPU time of all the threads of `pid` so far, ns; None without /proc."""
+    total, seen = 0, False
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return None
+    for t in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{t}/schedstat") as f:
+                total += int(f.read().split()[0])
+            seen = True
+        except (OSError, ValueError, IndexError):
+            pass  # a thread that ended meanwhile
+    return total if seen else None
+
+
+def settle(pid, window=0.002, busy_ns=200_000, limit=1.0):
+    """Waits until `pid` uses under busy_ns of CPU in a window (at most
+    `limit` s); returns the seconds waited."""
+    start = time.perf_counter()
+    prev = cpu_ns(pid)
+    if prev is None:
+        return 0.0
+    while time.perf_counter() - start < limit:
+        time.sleep(window)
+        now = cpu_ns(pid)
+        if now is None or now - prev < busy_ns:
+            break
+        prev = now
+    return time.perf_counter() - start
 
 
 class Program:
@@ -125,7 +172,7 @@ def write_json(path, value):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--steps", type=int, default=20, help="timed rounds (after one untimed)")
-    ap.add_argument("--gap", type=float, default=0.1, help="seconds of pause after each step")
+    ap.add_argument("--gap", type=float, default=0.0, help="seconds of pause after each step (default none)")
     ap.add_argument("--json", help="also write the rounds and summary here")
     ap.add_argument("name_a")
     ap.add_argument("command_a")
@@ -136,8 +183,12 @@ def main():
     STEPS = args.steps
     if args.steps < 1:
         fail(f"--steps {args.steps}: at least 1 timed round is needed")
-    if args.name_a == args.name_b or "ratio" in (args.name_a, args.name_b):
-        fail(f"the names {args.name_a!r} and {args.name_b!r} must differ (and not be 'ratio'): they label the columns")
+    reserved = {"round", "first", "ratio", "settle_s"}
+    if args.name_a == args.name_b or reserved & {args.name_a, args.name_b}:
+        fail(
+            f"the names {args.name_a!r} and {args.name_b!r} must differ and not be one of "
+            f"{', '.join(sorted(reserved))}: they label the columns"
+        )
     if not args.gap >= 0:
         fail(f"--gap {args.gap}: give 0 or more seconds")
     a = Program(args.name_a, args.command_a)
@@ -145,24 +196,28 @@ def main():
     rounds = []
     for i in range(args.steps + 1):
         order = (a, b) if i % 2 == 0 else (b, a)
-        took = {}
+        took, settled = {}, {}
         for p in order:
             took[p.name] = p.step()
+            settled[p.name] = round(settle(p.proc.pid), 4)
             time.sleep(args.gap)
         if i == 0:
             continue  # both size their buffers on the first step
         ta, tb = took[a.name], took[b.name]
-        rounds.append({"round": i, "first": order[0].name, a.name: ta, b.name: tb, "ratio": tb / ta})
+        rounds.append({"round": i, "first": order[0].name, a.name: ta, b.name: tb, "ratio": tb / ta, "settle_s": settled})
         print(f"round {i:3} {a.name} {ta:.4f} s  {b.name} {tb:.4f} s  {b.name} / {a.name} {tb / ta:.3f}", flush=True)
     summary_a, summary_b = a.finish(), b.finish()
     ratios = sorted(r["ratio"] for r in rounds)
-    q = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else [ratios[0]] * 3
+    # Inclusive: quartiles within the range, whatever the number of rounds.
+    q = statistics.quantiles(ratios, n=4, method="inclusive") if len(ratios) > 1 else [ratios[0]] * 3
     summary = {
         "rounds": len(rounds),
         f"{a.name}_median_s": round(statistics.median(r[a.name] for r in rounds), 4),
         f"{a.name}_min_s": round(min(r[a.name] for r in rounds), 4),
         f"{b.name}_median_s": round(statistics.median(r[b.name] for r in rounds), 4),
         f"{b.name}_min_s": round(min(r[b.name] for r in rounds), 4),
+        f"{a.name}_settle_s_median": round(statistics.median(r["settle_s"][a.name] for r in rounds), 4),
+        f"{b.name}_settle_s_median": round(statistics.median(r["settle_s"][b.name] for r in rounds), 4),
         "ratio_median": round(q[1], 3),
         "ratio_quartiles": [round(q[0], 3), round(q[2], 3)],
         "ratio_range": [round(ratios[0], 3), round(ratios[-1], 3)],
