@@ -10,17 +10,18 @@ of B (B then A on odd rounds, so neither always goes first). Each round
 gives one ratio B / A of two steps taken moments apart; the median of
 those ratios is the result.
 
-After each step the driver waits until that program has gone quiet (its
-threads' CPU time, /proc/PID/task/*/schedstat, grows by under 0.2 ms in 2
-ms), then starts the other's. Why: PyTorch's OpenMP threads spin for a
-while after its step (libgomp's default), and without the wait that spin
-competes with the next program's step. Measured 2026-12-07, stream mode
-(examples/stream_bench against scripts/bench_stream.py, 40 rounds, no
-wait): our batch took 17-19 ms (median per run) right after our own step,
-25-27 ms right after PyTorch's. A fixed pause instead (--gap) lets the
-cores idle, and the next step starts cold: two copies of stream_bench
-against each other gave 34.5-36 ms a batch with 0.1 s pauses, 26-27 ms
-without. The settle time of every step is kept in the JSON.
+After each step the driver waits until that program has gone quiet (the
+CPU time of its threads and its children's, /proc/PID/task/*/schedstat,
+grows by under 0.2 ms in 2 ms), then starts the other's. Why: PyTorch's
+OpenMP threads spin for a while after its step (libgomp's default), and
+without the wait that spin competes with the next program's step.
+Measured 2026-12-07, stream mode (examples/stream_bench against
+scripts/bench_stream.py, 40 rounds, no wait): our batch took 17-19 ms
+(median per run) right after our own step, 25-27 ms right after
+PyTorch's. A fixed pause instead (--gap) lets the cores idle, and the
+next step starts cold: two copies of stream_bench against each other gave
+34.5-36 ms a batch with 0.1 s pauses, 26-27 ms without. The settle time
+of every step is kept in the JSON.
 
 Both programs take the handshake of CHARLSTM_LOCKSTEP=1 (set here): before
 each step they read a line from stdin, after it they print "step <seconds>".
@@ -70,19 +71,24 @@ def fail(msg):
 
 
 def cpu_ns(pid):
-    """CPU time of all the threads of `pid` so far, ns; None without /proc."""
-    total, seen = 0, False
-    try:
-        tasks = os.listdir(f"/proc/{pid}/task")
-    except OSError:
-        return None
-    for t in tasks:
+    """CPU time so far of every thread of `pid` and of its descendants (a
+    `cargo run` wrapper's child does the work), ns; None without /proc."""
+    total, seen, todo = 0, False, [pid]
+    while todo:
+        p = todo.pop()
         try:
-            with open(f"/proc/{pid}/task/{t}/schedstat") as f:
-                total += int(f.read().split()[0])
-            seen = True
-        except (OSError, ValueError, IndexError):
-            pass  # a thread that ended meanwhile
+            tasks = os.listdir(f"/proc/{p}/task")
+        except OSError:
+            continue  # ended meanwhile, or no /proc
+        for t in tasks:
+            try:
+                with open(f"/proc/{p}/task/{t}/schedstat") as f:
+                    total += int(f.read().split()[0])
+                seen = True
+                with open(f"/proc/{p}/task/{t}/children") as f:
+                    todo.extend(int(c) for c in f.read().split())
+            except (OSError, ValueError, IndexError):
+                pass  # a thread that ended meanwhile; a kernel without children files
     return total if seen else None
 
 
