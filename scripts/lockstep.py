@@ -21,7 +21,8 @@ scripts/bench_stream.py, 40 rounds, no wait): our batch took 17-19 ms
 PyTorch's. A fixed pause instead (--gap) lets the cores idle, and the
 next step starts cold: two copies of stream_bench against each other gave
 34.5-36 ms a batch with 0.1 s pauses, 26-27 ms without. The settle time
-of every step is kept in the JSON.
+of every step is kept in the JSON. Without /proc (not Linux) there is
+no such wait; --gap is then the only choice.
 
 Both programs take the handshake of CHARLSTM_LOCKSTEP=1 (set here): before
 each step they read a line from stdin, after it they print "step <seconds>".
