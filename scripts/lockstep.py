@@ -58,7 +58,6 @@ import time
 
 
 RUNNING = []
-STEPS = None  # --steps, for the messages
 
 
 def fail(msg):
@@ -110,8 +109,8 @@ def settle(pid, window=0.002, busy_ns=200_000, limit=1.0):
 
 
 class Program:
-    def __init__(self, name, command):
-        self.name = name
+    def __init__(self, name, command, want):
+        self.name, self.want = name, want  # want: --steps, for the message below
         argv = shlex.split(command)
         if not argv:
             fail(f"the command of {name!r} is empty; give the program and its arguments in one quoted string")
@@ -136,7 +135,7 @@ class Program:
                 code = self.proc.wait()
                 fail(
                     f"{self.name!r} ended (exit {code}) after {self.steps} steps, its untimed first one included "
-                    f"(anything it wrote to stderr is above). Give it at least --steps ({STEPS}) timed steps, "
+                    f"(anything it wrote to stderr is above). Give it at least --steps ({self.want}) timed steps, "
                     "and check that it takes CHARLSTM_LOCKSTEP=1"
                 )
             if line.startswith("step "):
@@ -186,11 +185,10 @@ def main():
     ap.add_argument("name_b")
     ap.add_argument("command_b")
     args = ap.parse_args()
-    global STEPS
-    STEPS = args.steps
     if args.steps < 1:
         fail(f"--steps {args.steps}: at least 1 timed round is needed")
-    reserved = {"round", "first", "ratio", "settle_s"}
+    # Keys of a round, and of the JSON file's top level.
+    reserved = {"round", "first", "ratio", "settle_s", "summary", "rounds"}
     if args.name_a == args.name_b or reserved & {args.name_a, args.name_b}:
         fail(
             f"the names {args.name_a!r} and {args.name_b!r} must differ and not be one of "
@@ -198,8 +196,8 @@ def main():
         )
     if not args.gap >= 0:
         fail(f"--gap {args.gap}: give 0 or more seconds")
-    a = Program(args.name_a, args.command_a)
-    b = Program(args.name_b, args.command_b)
+    a = Program(args.name_a, args.command_a, args.steps)
+    b = Program(args.name_b, args.command_b, args.steps)
     rounds = []
     for i in range(args.steps + 1):
         order = (a, b) if i % 2 == 0 else (b, a)
@@ -217,14 +215,13 @@ def main():
     ratios = sorted(r["ratio"] for r in rounds)
     # Inclusive: quartiles within the range, whatever the number of rounds.
     q = statistics.quantiles(ratios, n=4, method="inclusive") if len(ratios) > 1 else [ratios[0]] * 3
-    summary = {
-        "rounds": len(rounds),
-        f"{a.name}_median_s": round(statistics.median(r[a.name] for r in rounds), 4),
-        f"{a.name}_min_s": round(min(r[a.name] for r in rounds), 4),
-        f"{b.name}_median_s": round(statistics.median(r[b.name] for r in rounds), 4),
-        f"{b.name}_min_s": round(min(r[b.name] for r in rounds), 4),
-        f"{a.name}_settle_s_median": round(statistics.median(r["settle_s"][a.name] for r in rounds), 4),
-        f"{b.name}_settle_s_median": round(statistics.median(r["settle_s"][b.name] for r in rounds), 4),
+    summary = {"rounds": len(rounds)}
+    for name in (a.name, b.name):
+        times = [r[name] for r in rounds]
+        summary[f"{name}_median_s"] = round(statistics.median(times), 4)
+        summary[f"{name}_min_s"] = round(min(times), 4)
+        summary[f"{name}_settle_s_median"] = round(statistics.median(r["settle_s"][name] for r in rounds), 4)
+    summary |= {
         "ratio_median": round(q[1], 3),
         "ratio_quartiles": [round(q[0], 3), round(q[2], 3)],
         "ratio_range": [round(ratios[0], 3), round(ratios[-1], 3)],
