@@ -665,35 +665,13 @@ fn f32_agrees_with_f64() {
             TRAIN,
         )
         .unwrap();
-    let close = |name: &str, a: &[f32], b: &[f64]| {
-        assert_eq!(a.len(), b.len(), "{name}");
-        let scale = b.iter().fold(1.0f64, |m, v| m.max(v.abs()));
-        let worst = a
-            .iter()
-            .zip(b)
-            .map(|(&x, &y)| (f64::from(x) - y).abs())
-            .fold(0.0, f64::max);
-        assert!(
-            worst <= 1e-5 * scale,
-            "{name}: f32 off by {worst:.2e} (scale {scale:.2e})"
-        );
-    };
+    let close = |name: &str, a: &[f32], b: &[f64]| close_within(1e-5, name, a, b);
     close("y", out32.y(), out64.y());
     close("c_n", out32.c_n(), out64.c_n());
     let g64 = lstm.backward(&w64, out64, &dy, None, None).unwrap();
     let g32 = lstm.backward(&w32, out32, &dy32, None, None).unwrap();
     close("dx", g32.dx.as_ref().unwrap(), g64.dx.as_ref().unwrap());
-    close("dh0", &g32.dh0, &g64.dh0);
-    close("dc0", &g32.dc0, &g64.dc0);
-    for (k, (a, b)) in g32.layers.iter().zip(&g64.layers).enumerate() {
-        close(&format!("layer {k} kernel"), &a.kernel, &b.kernel);
-        close(
-            &format!("layer {k} recurrent_kernel"),
-            &a.recurrent_kernel,
-            &b.recurrent_kernel,
-        );
-        close(&format!("layer {k} bias"), &a.bias, &b.bias);
-    }
+    grads_within(1e-5, "", &g32, &g64);
 }
 
 /// Every malformed call is an error that names the argument and the fix.
@@ -839,24 +817,9 @@ fn f32_agrees_with_f64_through_the_packed_products() {
     let (t, b, i, h) = (5, 36, 24, 40);
     let mut rng = Rng(41);
     let lstm = Lstm::new(2, i, h).expect("sizes").with_threads(2);
-    let layers: Vec<LayerParams<f32>> = (0..2)
-        .map(|l| LayerParams {
-            kernel: rng.vec(lstm.layer_input(l) * 4 * h, 0.3),
-            recurrent_kernel: rng.vec(h * 4 * h, 0.3),
-            bias: rng.vec(4 * h, 0.3),
-        })
-        .collect();
+    let (layers, layers64) = random_f32_layers(&lstm, &mut rng);
     let x = rng.vec(t * b * i, 1.0);
     let dy = rng.vec(t * b * h, 1.0);
-    let wide = |v: &[f32]| v.iter().map(|&a| f64::from(a)).collect::<Vec<f64>>();
-    let layers64: Vec<LayerParams<f64>> = layers
-        .iter()
-        .map(|p| LayerParams {
-            kernel: wide(&p.kernel),
-            recurrent_kernel: wide(&p.recurrent_kernel),
-            bias: wide(&p.bias),
-        })
-        .collect();
     let w32: Vec<LayerWeights<'_, f32>> = layers.iter().map(|p| p.weights()).collect();
     let w64: Vec<LayerWeights<'_, f64>> = layers64.iter().map(|p| p.weights()).collect();
     let (x64, dy64) = (wide(&x), wide(&dy));
@@ -866,32 +829,114 @@ fn f32_agrees_with_f64_through_the_packed_products() {
     let out64 = lstm
         .forward(&w64, LstmInput::dense(&x64, t, b), None, None, Mode::Eval)
         .expect("forward f64");
-    let close = |what: &str, a: &[f32], e: &[f64]| {
-        assert_eq!(a.len(), e.len(), "{what}");
-        let scale = e.iter().fold(1.0f64, |m, v| m.max(v.abs()));
-        let worst = a
-            .iter()
-            .zip(e)
-            .map(|(&a, &e)| (f64::from(a) - e).abs())
-            .fold(0.0f64, f64::max);
-        assert!(
-            worst <= 1e-4 * scale,
-            "{what}: off by {worst} (scale {scale})"
-        );
-    };
-    close("y", out32.y(), out64.y());
-    close("h_n", out32.h_n(), out64.h_n());
+    assert_close("y", out32.y(), out64.y());
+    assert_close("h_n", out32.h_n(), out64.h_n());
     let g32 = lstm
         .backward(&w32, out32, &dy, None, None)
         .expect("backward f32");
     let g64 = lstm
         .backward(&w64, out64, &dy64, None, None)
         .expect("backward f64");
-    close(
+    assert_close(
         "dx",
         g32.dx.as_deref().expect("dx"),
         g64.dx.as_deref().expect("dx"),
     );
+    grads_within(1e-4, "", &g32, &g64);
+}
+
+/// The weight gradients of the f32 op, computed inside the backward a step
+/// behind it where the packed kernel runs (`cpu::step_grads`: the one-hot
+/// layer's scatter and every bias included), against the f64 op's, taken
+/// after the backward: a one-hot first layer under a dense one, from a
+/// given state and from zero, on 2 and 3 threads (the third owns no
+/// columns of the [40 x 160] gradients' 32-column panels, but rows).
+#[test]
+fn f32_one_hot_weight_gradients_agree_with_f64() {
+    let (t, b, v, h) = (6, 36, 11, 40);
+    let mut rng = Rng(43);
+    let (layers, layers64) = random_f32_layers(&Lstm::new(2, v, h).expect("sizes"), &mut rng);
+    let classes: Vec<u32> = (0..t * b).map(|k| ((k * 7 + k / 5) % v) as u32).collect();
+    let dy = rng.vec(t * b * h, 1.0);
+    let h0 = rng.vec(2 * b * h, 0.5);
+    let w32: Vec<LayerWeights<'_, f32>> = layers.iter().map(|p| p.weights()).collect();
+    let w64: Vec<LayerWeights<'_, f64>> = layers64.iter().map(|p| p.weights()).collect();
+    let (dy64, h064) = (wide(&dy), wide(&h0));
+    for (threads, from_state) in [(2, false), (2, true), (3, true)] {
+        let lstm = Lstm::new(2, v, h).expect("sizes").with_threads(threads);
+        let (s32, s64) = if from_state {
+            (Some(&h0[..]), Some(&h064[..]))
+        } else {
+            (None, None)
+        };
+        let out32 = lstm
+            .forward(&w32, LstmInput::classes(&classes, t, b), s32, None, TRAIN)
+            .expect("forward f32");
+        let out64 = lstm
+            .forward(&w64, LstmInput::classes(&classes, t, b), s64, None, TRAIN)
+            .expect("forward f64");
+        let g32 = lstm
+            .backward(&w32, out32, &dy, None, None)
+            .expect("backward f32");
+        let g64 = lstm
+            .backward(&w64, out64, &dy64, None, None)
+            .expect("backward f64");
+        let label = format!("{threads} threads, from a state: {from_state}, ");
+        grads_within(1e-4, &label, &g32, &g64);
+    }
+}
+
+/// Random weights of `lstm`'s layers in f32 (uniform in +-0.3), and the
+/// same values in f64.
+fn random_f32_layers(lstm: &Lstm, rng: &mut Rng) -> (Vec<LayerParams<f32>>, Vec<LayerParams<f64>>) {
+    let h = lstm.hidden();
+    let layers: Vec<LayerParams<f32>> = (0..lstm.layers())
+        .map(|l| LayerParams {
+            kernel: rng.vec(lstm.layer_input(l) * 4 * h, 0.3),
+            recurrent_kernel: rng.vec(h * 4 * h, 0.3),
+            bias: rng.vec(4 * h, 0.3),
+        })
+        .collect();
+    let layers64 = layers
+        .iter()
+        .map(|p| LayerParams {
+            kernel: wide(&p.kernel),
+            recurrent_kernel: wide(&p.recurrent_kernel),
+            bias: wide(&p.bias),
+        })
+        .collect();
+    (layers, layers64)
+}
+
+fn wide(v: &[f32]) -> Vec<f64> {
+    v.iter().map(|&a| f64::from(a)).collect()
+}
+
+/// f32 results within 1e-4 of the f64 ones, relative to max(1, max |f64|).
+fn assert_close(what: &str, a: &[f32], e: &[f64]) {
+    close_within(1e-4, what, a, e);
+}
+
+/// f32 results within `tol` of the f64 ones, relative to max(1, max |f64|).
+fn close_within(tol: f64, what: &str, a: &[f32], e: &[f64]) {
+    assert_eq!(a.len(), e.len(), "{what}");
+    let scale = e.iter().fold(1.0f64, |m, v| m.max(v.abs()));
+    let worst = a
+        .iter()
+        .zip(e)
+        .map(|(&a, &e)| (f64::from(a) - e).abs())
+        .fold(0.0f64, f64::max);
+    assert!(
+        worst <= tol * scale,
+        "{what}: f32 off by {worst:.2e} (scale {scale:.2e})"
+    );
+}
+
+/// [`close_within`] for dh0, dc0 and every layer's weight gradients.
+fn grads_within(tol: f64, label: &str, g32: &LstmGrads<f32>, g64: &LstmGrads<f64>) {
+    let close = |what: &str, a: &[f32], e: &[f64]| {
+        close_within(tol, &format!("{label}{what}"), a, e);
+    };
     close("dh0", &g32.dh0, &g64.dh0);
     close("dc0", &g32.dc0, &g64.dc0);
     for (l, (a, e)) in g32.layers.iter().zip(&g64.layers).enumerate() {

@@ -18,10 +18,14 @@
 //! `recurrent_kernel` gradient GEMM, both without a copy. The input term
 //! (`x_t @ kernel + bias`) is a gathered row for a one-hot input, else a
 //! product each step ahead of the recurrent one ([`InputTerm`]), so a step
-//! costs one or two GEMMs of the thread's rows and the cell.
+//! costs one or two GEMMs of the thread's rows and the cell. In the
+//! backward the threads also own columns of the weight gradients, which
+//! they add up a step behind the recurrence ([`StepGrads`]).
 
+use super::packed::NR;
 use super::packed::PackedB;
 use super::scalar::View;
+use super::step_grads::{GradTargets, StepGrads};
 use super::steps::Steps;
 use super::workspace::{run_or_spawn, split_range};
 use super::{Scalar, cell};
@@ -173,6 +177,10 @@ simd_dispatch! {
 /// the input's gradient dz_t @ kernel^T goes, step by step while dz_t is in
 /// cache (one product of all T*B rows after would read dz's 31 MB back
 /// from L3); each row's sum is the same either way.
+///
+/// `grads`: the layer's weight gradients, computed a step behind the
+/// recurrence from dz in cache ([`StepGrads`]; only where the packed
+/// kernel runs), with the scratch buffer they use.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn backward<F: Scalar>(
     recurrent_kernel: &[F],
@@ -183,6 +191,7 @@ pub(crate) fn backward<F: Scalar>(
     dy: &[F],
     (dh, dc): (&mut [F], &mut [F]),
     dx: Option<(PackedB<'_, F>, &mut [F])>,
+    grads: Option<(GradTargets<'_, F>, &mut Vec<F>)>,
     s: Shape,
     threads: usize,
 ) {
@@ -191,14 +200,31 @@ pub(crate) fn backward<F: Scalar>(
     let rkt = PackedB::recurrent_t(recurrent_kernel, hh, pack);
     let rkt = &rkt;
     let mut gates = Steps::new(gates, s.t, s.b, g);
+    // Threads own rows in the recurrence and columns of the gradients.
+    let row_parts: Vec<(usize, usize)> = split_range(s.b, threads.max(1), 1).collect();
+    let cols: Vec<(usize, usize)> = split_range(g, threads.max(1), NR).collect();
+    let (step_grads, scratch) = match grads {
+        Some((targets, scratch)) => {
+            let sg = StepGrads::new(targets, gates.reader(), hh, &row_parts);
+            let widest = cols.iter().map(|(j0, j1)| j1 - j0).max().unwrap_or(0);
+            let per = sg.scratch_len(widest);
+            super::pages::resize(scratch, per * row_parts.len(), F::zero());
+            (Some(sg), &mut scratch[..])
+        }
+        None => (None, &mut [][..]),
+    };
+    let per = scratch.len() / row_parts.len();
+    let (step_grads, mut scratch) = (step_grads.as_ref(), scratch);
     let mut dx = dx.map(|(kernel_t, buf)| {
         let width = buf.len() / (s.t * s.b);
         (kernel_t, width, Steps::new(buf, s.t, s.b, width))
     });
     let (mut dh, mut dc) = (dh, dc);
     std::thread::scope(|scope| {
-        for (b0, b1) in split_range(s.b, threads.max(1), 1) {
+        for (p, (&(b0, b1), &my_cols)) in row_parts.iter().zip(&cols).enumerate() {
             let n = b1 - b0;
+            let (my_scratch, scratch_rest) = std::mem::take(&mut scratch).split_at_mut(per);
+            scratch = scratch_rest;
             let (mine, rest) = gates.split_at(n);
             gates = rest;
             let mut dx_mine = dx.take().map(|(kernel_t, width, d)| {
@@ -216,6 +242,10 @@ pub(crate) fn backward<F: Scalar>(
                 dc: dc_mine,
             };
             let job = move || {
+                let _guard = step_grads.map(StepGrads::guard);
+                if let Some(sg) = step_grads {
+                    sg.zero(my_cols);
+                }
                 for t in (0..s.t).rev() {
                     cells_backward(&mut rows, c, tc, dy, t, s);
                     let dz = View::new(rows.dz.get(t), g, 1);
@@ -224,6 +254,17 @@ pub(crate) fn backward<F: Scalar>(
                     if let Some((kernel_t, width, dx)) = dx_mine.as_mut() {
                         kernel_t.gemm(n, dz, dx.get_mut(t), *width);
                     }
+                    if let Some(sg) = step_grads {
+                        sg.finished(p, t);
+                        // A step behind: every thread has most likely
+                        // finished it, so the wait is rare.
+                        if t + 1 < s.t {
+                            sg.add_step(t + 1, my_cols, my_scratch);
+                        }
+                    }
+                }
+                if let Some(sg) = step_grads {
+                    sg.add_step(0, my_cols, my_scratch);
                 }
             };
             run_or_spawn(scope, b1 == s.b, job);

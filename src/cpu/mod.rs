@@ -16,7 +16,9 @@
 //! [`crate::ops::Lstm`]), `pages.rs` the large buffers' huge pages, `rmsprop.rs` the optimizer, `stream.rs` stream (truncated-BPTT)
 //! training: a loss at every step and a carried state,
 //! `trace.rs` the intermediate tensors the kernel checks compare against,
-//! `stacked.rs` the model of N > 1 LSTM layers (through [`crate::ops::Lstm`]).
+//! `stacked.rs` the model of N > 1 LSTM layers (through [`crate::ops::Lstm`]),
+//! `step_grads.rs` that recurrence's weight gradients, a step at a time
+//! inside its backward.
 
 #[macro_use]
 mod simd;
@@ -33,6 +35,7 @@ pub(crate) mod pages;
 mod rmsprop;
 pub(crate) mod scalar;
 mod stacked;
+pub(crate) mod step_grads;
 mod steps;
 mod stream;
 mod trace;

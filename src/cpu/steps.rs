@@ -93,6 +93,80 @@ impl<'a, F> Steps<'a, F> {
     }
 }
 
+/// Read access to every row of the buffer a [`Steps`] and its splits view,
+/// for threads that read rows other threads have finished writing (the
+/// weight gradients of [`super::step_grads`]): raw, so the writers' views
+/// stay valid; the caller synchronises.
+pub(crate) struct StepsReader<'a, F> {
+    ptr: *const F,
+    slots: usize,
+    batch: usize,
+    width: usize,
+    _borrow: PhantomData<&'a [F]>,
+}
+
+impl<F> Clone for StepsReader<'_, F> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<F> Copy for StepsReader<'_, F> {}
+
+// SAFETY: reading goes only through `row`, whose caller vouches that no
+// thread writes the row meanwhile and that its writes happened before.
+unsafe impl<F: Sync> Send for StepsReader<'_, F> {}
+unsafe impl<F: Sync> Sync for StepsReader<'_, F> {}
+
+impl<'a, F> StepsReader<'a, F> {
+    pub fn slots(&self) -> usize {
+        self.slots
+    }
+
+    pub fn batch(&self) -> usize {
+        self.batch
+    }
+
+    pub fn width(&self) -> usize {
+        self.width
+    }
+
+    /// Row `b` of slot `s`, `width` elements.
+    ///
+    /// # Safety
+    /// No thread writes the row while the slice lives, and the writes
+    /// before happened-before this call (a release / acquire pair).
+    pub unsafe fn row(&self, s: usize, b: usize) -> &'a [F] {
+        assert!(
+            s < self.slots && b < self.batch,
+            "StepsReader::row({s}, {b})"
+        );
+        // SAFETY: the row lies in the buffer `Steps::new` borrowed for 'a
+        // (asserted above); the caller vouches for the rest.
+        unsafe {
+            std::slice::from_raw_parts(self.ptr.add((s * self.batch + b) * self.width), self.width)
+        }
+    }
+}
+
+impl<'a, F> Steps<'a, F> {
+    /// A reader of the whole buffer (every row, whichever view writes it),
+    /// made before the views are split off.
+    pub fn reader(&self) -> StepsReader<'a, F> {
+        assert!(
+            self.b0 == 0 && self.n == self.batch,
+            "Steps::reader of a split view"
+        );
+        StepsReader {
+            ptr: self.ptr,
+            slots: self.slots,
+            batch: self.batch,
+            width: self.width,
+            _borrow: PhantomData,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -19,8 +19,10 @@
 //! Backward, top layer first: the recurrence ([`crate::cpu::layer`]) takes
 //! dY (or the gradient of the layer above's input) at every step plus the
 //! final state's gradient, and leaves dz [T*B, 4H] and the initial state's
-//! gradient; then, as GEMMs over all T*B rows in one fixed order (so the
-//! result does not depend on the thread count):
+//! gradient; the weight gradients are sums over all T*B rows in one fixed
+//! order (so the result does not depend on the thread count), computed a
+//! step behind the recurrence from dz in cache where the packed kernel runs
+//! ([`crate::cpu::step_grads`]), else as GEMMs after it:
 //!
 //! ```text
 //! d recurrent_kernel = [h_0 .. h_{T-1}]^T @ dz     [H, T*B] @ [T*B, 4H]
@@ -43,6 +45,7 @@ use crate::cpu::backward::{
 use crate::cpu::layer::{self, InputTerm, Shape};
 use crate::cpu::packed::{PackedB, gemm_cols};
 use crate::cpu::scalar::View;
+use crate::cpu::step_grads::{GradInput, GradTargets};
 use crate::cpu::workspace::{run_or_spawn, threads_for};
 use crate::error::{Error, Result};
 
@@ -174,6 +177,8 @@ pub struct LstmOutput<F> {
     up: Vec<F>,
     /// A recurrent_kernel packed for the recurrence's steps (`cpu::packed`).
     pack: Vec<F>,
+    /// The weight gradients' panels and strips (`cpu::step_grads`).
+    step_scratch: Vec<F>,
     /// Set by a backward: the gates are gradients now.
     spent: bool,
     /// The forward ran from h_0 = 0 (`h0` not given): step 0's products
@@ -194,6 +199,7 @@ impl<F> Default for LstmOutput<F> {
             down: Vec::new(),
             up: Vec::new(),
             pack: Vec::new(),
+            step_scratch: Vec::new(),
             spent: true,
             h0_zero: false,
         }
@@ -575,6 +581,7 @@ impl Lstm {
         let h0_zero = out.h0_zero;
         let (input, tapes, pack, scratch) =
             (&out.input, &mut out.layers, &mut out.pack, &mut out.scratch);
+        let step_scratch = &mut out.step_scratch;
         let (down, up) = (&mut out.down, &mut out.up);
         for l in (0..n).rev() {
             let w = &weights[l];
@@ -595,6 +602,30 @@ impl Lstm {
                 let kernel_t = PackedB::new(View::new(w.kernel, 1, g), (g, i), scratch);
                 (kernel_t, &mut sized(d_in, k * i)[..])
             });
+            let lg = &mut grads.layers[l];
+            let targets = GradTargets {
+                h: &tape.h,
+                h0_zero,
+                input: match (l, input) {
+                    (0, OwnedInput::Dense(d)) => GradInput::Dense { x: d, width: i },
+                    (0, OwnedInput::Classes(classes)) => GradInput::Classes(classes),
+                    _ => GradInput::Dense {
+                        x: layer_output(&below[l - 1], state),
+                        width: i,
+                    },
+                },
+                d_rk: sized(&mut lg.recurrent_kernel, h * g),
+                d_kernel: sized(&mut lg.kernel, i * g),
+                d_bias: sized(&mut lg.bias, g),
+            };
+            // Where the packed kernel runs, the weight gradients are
+            // computed inside the backward, a step behind it, from dz in
+            // cache (`cpu::step_grads`); elsewhere after it.
+            let (in_step, after) = if F::packed_kernel() {
+                (Some((targets, &mut *step_scratch)), None)
+            } else {
+                (None, Some(targets))
+            };
             layer::backward(
                 w.recurrent_kernel,
                 pack,
@@ -607,33 +638,13 @@ impl Lstm {
                     &mut grads.dc0[l * state..][..state],
                 ),
                 dx,
+                in_step,
                 shape,
                 threads,
             );
-            let dz = &tape.gates;
-            let lg = &mut grads.layers[l];
-            let d_rk = sized(&mut lg.recurrent_kernel, h * g);
-            recurrent_kernel_grad(threads, (&tape.h, dz), (k, b, h), h0_zero, d_rk);
-            let x_l = match (l, input) {
-                (0, OwnedInput::Dense(d)) => d,
-                (0, OwnedInput::Classes(classes)) => {
-                    let dk = sized(&mut lg.kernel, i * g);
-                    scatter_by_class(dk, classes, b, dz, (i, g), threads);
-                    // Every dz row went to exactly one row of d kernel.
-                    sum_rows(sized(&mut lg.bias, g), &lg.kernel);
-                    continue;
-                }
-                _ => layer_output(&below[l - 1], state),
-            };
-            let d_kernel = sized(&mut lg.kernel, i * g);
-            gemm_cols(
-                threads,
-                (i, k, g),
-                View::new(x_l, 1, i),
-                View::new(dz, g, 1),
-                d_kernel,
-            );
-            sum_rows_split(threads, sized(&mut lg.bias, g), dz);
+            if let Some(targets) = after {
+                weight_grads_after(targets, &tape.gates, (k, b, h), threads);
+            }
             if l > 0 && !below[l - 1].keep.is_empty() {
                 for (d, &kept) in down.iter_mut().zip(&below[l - 1].keep) {
                     *d = if kept { *d * scale } else { F::zero() };
@@ -641,6 +652,37 @@ impl Lstm {
             }
         }
         Ok(())
+    }
+}
+
+/// A layer's weight gradients from dz [T*B, 4H] after its backward,
+/// through `matrixmultiply`: where the packed kernel does not run (f64,
+/// CPUs without AVX-512F).
+fn weight_grads_after<F: Scalar>(
+    t: GradTargets<'_, F>,
+    dz: &[F],
+    (k, b, h): (usize, usize, usize),
+    threads: usize,
+) {
+    let g = 4 * h;
+    recurrent_kernel_grad(threads, (t.h, dz), (k, b, h), t.h0_zero, t.d_rk);
+    match t.input {
+        GradInput::Classes(classes) => {
+            let i = t.d_kernel.len() / g;
+            scatter_by_class(t.d_kernel, classes, b, dz, (i, g), threads);
+            // Every dz row went to exactly one row of d kernel.
+            sum_rows(t.d_bias, t.d_kernel);
+        }
+        GradInput::Dense { x, width } => {
+            gemm_cols(
+                threads,
+                (width, k, g),
+                View::new(x, 1, width),
+                View::new(dz, g, 1),
+                t.d_kernel,
+            );
+            sum_rows_split(threads, t.d_bias, dz);
+        }
     }
 }
 

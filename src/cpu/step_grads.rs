@@ -1,0 +1,406 @@
+//! A layer's weight gradients a step at a time, inside the backward
+//! ([`super::layer::backward`]), while dz_t is in cache.
+//!
+//! Why: done after the backward, d recurrent_kernel and d kernel read dz
+//! ([T*B, 4H], 31 MB at T*B = 7680, 4H = 1024) back from memory through
+//! `matrixmultiply`, which packs it again for every product (and X^T once
+//! per thread), and the bias sum and a one-hot layer's scatter read it once
+//! more each: at `--layers 2 --hidden 256` the weight gradients ran at
+//! 62-70 G multiply-adds a second per thread where the packed kernel runs
+//! at about 100 (docs/measured.md, 2026-12-07). Here each thread, right
+//! after its rows' backward step t, packs its columns of dz_{t+1} (the
+//! step before, which every thread has finished) into the kernel's panels
+//! (256 KB a thread at B = 128, 512 columns) and adds that step's
+//! products, bias and scatter into its columns of the gradients.
+//!
+//! Threads own rows in the recurrence and columns here: a gradient's
+//! columns need every row of dz_t, so a thread waits until every other
+//! thread has finished step t (a counter each; the lag of one step makes
+//! the wait rare). The price is that coupling: where the threads share
+//! cores with other work, one that is descheduled holds up the others
+//! every step, not once a layer (4 threads on 2 cores: the op up to ~10 %
+//! slower than with the weight gradients after the backward at H = 256,
+//! docs/measured.md).
+//!
+//! Measured in lockstep against the gradients after the backward
+//! (2026-12-07, 2 cores): the `--layers 2 --hidden 256` step 0.954-0.962
+//! of the time, a stream batch 0.92-0.97; on one core 0.945-0.968.
+//!
+//! Sums: each element is one chain of fused multiply-adds (adds for the
+//! bias and the scatter) over the steps in the backward's order (t from T-1
+//! down), rows b in increasing order within a step, from zero. Neither the
+//! row split nor the column split changes it, so the gradients do not
+//! depend on the thread count. (They differ from the `matrixmultiply`
+//! products of the other path, which sum blocks of k apart, in the last
+//! bits.)
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use super::Scalar;
+use super::packed::NR;
+use super::steps::StepsReader;
+
+/// Rows of A per strip: the packed kernel's tile height.
+const MR: usize = 12;
+
+/// The layer's input as its kernel's gradient reads it.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum GradInput<'a, F> {
+    /// `x` [T, B, `width`]: d kernel = x^T @ dz.
+    Dense { x: &'a [F], width: usize },
+    /// Class indices [T, B] of a one-hot input: d kernel's row c is the sum
+    /// of the dz rows of class c.
+    Classes(&'a [u32]),
+}
+
+/// What a layer's weight gradients read besides dz, and where they go
+/// (overwritten).
+pub(crate) struct GradTargets<'a, F> {
+    /// h [T+1, B, H]: slot t is h_{t-1}, d recurrent_kernel's X.
+    pub h: &'a [F],
+    /// h_0 is zero: step 0 adds nothing to d recurrent_kernel.
+    pub h0_zero: bool,
+    pub input: GradInput<'a, F>,
+    /// [H, 4H].
+    pub d_rk: &'a mut [F],
+    /// [In, 4H] (In = `width`, or the number of classes).
+    pub d_kernel: &'a mut [F],
+    /// [4H].
+    pub d_bias: &'a mut [F],
+}
+
+/// A gradient's base pointer, shared by the threads, each writing only
+/// its own columns.
+#[derive(Clone, Copy)]
+struct Out<F>(*mut F);
+
+// SAFETY: `StepGrads` hands each thread a disjoint set of columns of every
+// gradient, and the gradients are unique borrows held for its lifetime.
+unsafe impl<F: Send> Send for Out<F> {}
+unsafe impl<F: Send> Sync for Out<F> {}
+
+/// B, H of the layer, and In.
+#[derive(Clone, Copy, Debug)]
+struct Dims {
+    b: usize,
+    h: usize,
+    input: usize,
+}
+
+/// The gradients of one backward call, shared by its threads.
+pub(crate) struct StepGrads<'a, F> {
+    h: &'a [F],
+    h0_zero: bool,
+    input: GradInput<'a, F>,
+    d_rk: Out<F>,
+    d_kernel: Out<F>,
+    d_bias: Out<F>,
+    dz: StepsReader<'a, F>,
+    dims: Dims,
+    /// Per row thread: the steps it has not finished (T down to 0).
+    left: Vec<AtomicUsize>,
+    /// Set by a thread that panicked, so that none waits for it forever.
+    abort: AtomicBool,
+    _borrow: std::marker::PhantomData<&'a mut [F]>,
+}
+
+// SAFETY: the raw pointers are the gradients' unique borrows for 'a, each
+// written by one thread per column; `dz` is read only where its writer has
+// said it is done (`left`, release / acquire).
+unsafe impl<F: Send + Sync> Sync for StepGrads<'_, F> {}
+
+impl<'a, F: Scalar> StepGrads<'a, F> {
+    /// The gradients `t` of a layer of `h` units whose dz the backward
+    /// writes into what `dz` reads ([T, B, 4H]), its rows split into
+    /// `rows` (empty ranges included; every row thread runs every step).
+    pub fn new(
+        t: GradTargets<'a, F>,
+        dz: StepsReader<'a, F>,
+        h: usize,
+        rows: &[(usize, usize)],
+    ) -> Self {
+        let (steps, b) = (dz.slots(), dz.batch());
+        let g = 4 * h;
+        let input = match t.input {
+            GradInput::Dense { x, width } => {
+                assert!(
+                    x.len() >= steps * b * width,
+                    "StepGrads: x is not [{steps}, {b}, {width}]"
+                );
+                width
+            }
+            GradInput::Classes(c) => {
+                assert_eq!(
+                    c.len(),
+                    steps * b,
+                    "StepGrads: classes are not [{steps}, {b}]"
+                );
+                t.d_kernel.len() / g
+            }
+        };
+        assert_eq!(dz.width(), g, "StepGrads: dz is not [.., {g}]");
+        assert!(
+            t.h.len() >= steps * b * h,
+            "StepGrads: h is not [{}, {b}, {h}]",
+            steps + 1
+        );
+        assert_eq!(
+            t.d_rk.len(),
+            h * g,
+            "StepGrads: d recurrent_kernel is not [{h}, {g}]"
+        );
+        assert_eq!(
+            t.d_kernel.len(),
+            input * g,
+            "StepGrads: d kernel is not [{input}, {g}]"
+        );
+        assert_eq!(t.d_bias.len(), g, "StepGrads: d bias is not [{g}]");
+        StepGrads {
+            h: t.h,
+            h0_zero: t.h0_zero,
+            input: t.input,
+            d_rk: Out(t.d_rk.as_mut_ptr()),
+            d_kernel: Out(t.d_kernel.as_mut_ptr()),
+            d_bias: Out(t.d_bias.as_mut_ptr()),
+            dz,
+            dims: Dims { b, h, input },
+            left: rows.iter().map(|_| AtomicUsize::new(steps)).collect(),
+            abort: AtomicBool::new(false),
+            _borrow: std::marker::PhantomData,
+        }
+    }
+
+    /// Scratch values one thread needs for `cols` columns.
+    pub fn scratch_len(&self, cols: usize) -> usize {
+        let d = self.dims;
+        let widest = d.h.max(if matches!(self.input, GradInput::Dense { .. }) {
+            d.input
+        } else {
+            0
+        });
+        cols.div_ceil(NR) * NR * d.b + widest.div_ceil(MR) * MR * d.b + 16
+    }
+
+    /// Row thread `me` has finished its backward step `t`.
+    pub fn finished(&self, me: usize, t: usize) {
+        self.left[me].store(t, Ordering::Release);
+    }
+
+    /// Marks the call as failed when dropped while the thread unwinds:
+    /// the other threads stop waiting for this one and panic too.
+    pub fn guard(&self) -> AbortOnPanic<'_> {
+        AbortOnPanic(&self.abort)
+    }
+
+    /// Zeroes columns `j0..j1` of every gradient (before the first step).
+    pub fn zero(&self, (j0, j1): (usize, usize)) {
+        let d = self.dims;
+        let g = 4 * d.h;
+        for (out, rows) in [(self.d_rk, d.h), (self.d_kernel, d.input), (self.d_bias, 1)] {
+            for r in 0..rows {
+                // SAFETY: row r's columns j0..j1 lie in the gradient (its
+                // shape asserted in `new`) and belong to this caller.
+                unsafe { cols_mut(out, r * g, (j0, j1)) }.fill(F::zero());
+            }
+        }
+    }
+
+    /// Adds step `s` to columns `j0..j1` of every gradient, once every row
+    /// thread has finished that step. `scratch`: [`scratch_len`](Self::scratch_len).
+    pub fn add_step(&self, s: usize, (j0, j1): (usize, usize), scratch: &mut [F]) {
+        if j1 == j0 {
+            return;
+        }
+        self.wait_for(s);
+        let d = self.dims;
+        let g = 4 * d.h;
+        let w = j1 - j0;
+        let start = scratch.as_ptr().align_offset(64).min(16);
+        let (panels, strips) = scratch[start..].split_at_mut(w.div_ceil(NR) * NR * d.b);
+        for b in 0..d.b {
+            // SAFETY: every row thread has finished step s (`wait_for`), so
+            // its dz rows are final and none writes them again.
+            let row = &unsafe { self.dz.row(s, b) }[j0..j1];
+            for (q, part) in row.chunks(NR).enumerate() {
+                copy_short::<F, NR>(&mut panels[(q * d.b + b) * NR..][..part.len()], part);
+            }
+            // SAFETY: columns j0..j1 of d bias are this caller's.
+            let bias = unsafe { cols_mut(self.d_bias, 0, (j0, j1)) };
+            add_row(bias, row);
+            if let GradInput::Classes(classes) = self.input {
+                let c = classes[s * d.b + b] as usize;
+                assert!(c < d.input, "class {c} of {} in the input", d.input);
+                // SAFETY: columns j0..j1 of d kernel's row c (c < its rows,
+                // asserted) are this caller's.
+                add_row(unsafe { cols_mut(self.d_kernel, c * g, (j0, j1)) }, row);
+            }
+        }
+        if s > 0 || !self.h0_zero {
+            let x = &self.h[s * d.b * d.h..][..d.b * d.h];
+            self.product(x, d.h, panels, strips, self.d_rk, (j0, j1));
+        }
+        if let GradInput::Dense { x, width } = self.input {
+            let x = &x[s * d.b * width..][..d.b * width];
+            self.product(x, width, panels, strips, self.d_kernel, (j0, j1));
+        }
+    }
+
+    /// `C[:, j0..j1] += x^T @ panels`, x [B, m] one step's rows.
+    fn product(
+        &self,
+        x: &[F],
+        m: usize,
+        panels: &[F],
+        strips: &mut [F],
+        c: Out<F>,
+        (j0, j1): (usize, usize),
+    ) {
+        let (b, g) = (self.dims.b, 4 * self.dims.h);
+        for s in 0..m.div_ceil(MR) {
+            let rows = MR.min(m - s * MR);
+            let strip = &mut strips[s * MR * b..][..rows * b];
+            for (k, dst) in strip.chunks_exact_mut(rows).enumerate() {
+                copy_short::<F, MR>(dst, &x[k * m + s * MR..][..rows]);
+            }
+        }
+        for s in 0..m.div_ceil(MR) {
+            let rows = MR.min(m - s * MR);
+            let a = &strips[s * MR * b..][..rows * b];
+            // SAFETY: `F::packed_kernel()` (the caller builds a StepGrads only
+            // then); A is [rows, b] at strides (1, rows) inside `a`; the
+            // panels hold columns j0..j1 of b rows; C's rows s*MR.. columns
+            // j0..j1 lie in the gradient and are this caller's.
+            unsafe {
+                F::gemm_panels_raw(
+                    (rows, b, j1 - j0),
+                    (a.as_ptr(), 1, rows),
+                    panels.as_ptr(),
+                    (c.0.add(s * MR * g + j0), g),
+                    true,
+                )
+            }
+        }
+    }
+
+    /// Waits until every row thread has finished step `s`.
+    fn wait_for(&self, s: usize) {
+        for left in &self.left {
+            let mut spins = 0u32;
+            while left.load(Ordering::Acquire) > s {
+                if self.abort.load(Ordering::Relaxed) {
+                    panic!("another thread of the LSTM backward panicked");
+                }
+                spins += 1;
+                // A few microseconds of spinning, then the core goes to
+                // whoever needs it: on a loaded machine the thread waited
+                // for may be the one queued behind this one. (4096 spins
+                // before yielding measured the same on two free cores,
+                // and slower with 4 threads on 2 cores.)
+                if spins < 64 {
+                    std::hint::spin_loop();
+                } else {
+                    std::thread::yield_now();
+                }
+            }
+        }
+    }
+}
+
+/// See [`StepGrads::guard`].
+pub(crate) struct AbortOnPanic<'g>(&'g AtomicBool);
+
+impl Drop for AbortOnPanic<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.store(true, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Columns `j0..j1` of the row starting at `at` of a gradient.
+///
+/// # Safety
+/// `out.0 + at + j1` lies in the gradient, and no other thread touches
+/// those elements meanwhile.
+unsafe fn cols_mut<'x, F>(out: Out<F>, at: usize, (j0, j1): (usize, usize)) -> &'x mut [F] {
+    // SAFETY: as the caller vouches.
+    unsafe { std::slice::from_raw_parts_mut(out.0.add(at + j0), j1 - j0) }
+}
+
+simd_dispatch! {
+    /// `dst += src`, element by element.
+    fn add_row<F: Scalar>(dst: &mut [F], src: &[F]) {
+        for (d, &v) in dst.iter_mut().zip(src) {
+            *d = *d + v;
+        }
+    }
+}
+
+/// `dst = src` for a panel's or a strip's row: where it is of `N` values,
+/// a fixed-size copy (vector moves), not a memmove call (which took 7 % of
+/// the step for these 48- and 128-byte rows).
+#[inline(always)]
+fn copy_short<F: Copy, const N: usize>(dst: &mut [F], src: &[F]) {
+    match (<&mut [F; N]>::try_from(&mut *dst), <&[F; N]>::try_from(src)) {
+        (Ok(d), Ok(s)) => *d = *s,
+        _ => dst.copy_from_slice(src),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cpu::steps::Steps;
+
+    /// A thread that panics does not leave the others waiting for it: they
+    /// panic too, naming why, and the call returns.
+    #[test]
+    fn a_panicking_thread_stops_the_waits() {
+        let (t, b, h) = (3, 4, 8);
+        let mut dz = vec![0f32; t * b * 4 * h];
+        let hs = vec![0f32; (t + 1) * b * h];
+        let x = vec![0f32; t * b * 2];
+        let (mut d_rk, mut d_kernel, mut d_bias) = (
+            vec![0f32; h * 4 * h],
+            vec![0f32; 2 * 4 * h],
+            vec![0f32; 4 * h],
+        );
+        let steps = Steps::new(&mut dz, t, b, 4 * h);
+        let rows = [(0, 2), (2, 4)];
+        let sg = StepGrads::new(
+            GradTargets {
+                h: &hs,
+                h0_zero: true,
+                input: GradInput::Dense { x: &x, width: 2 },
+                d_rk: &mut d_rk,
+                d_kernel: &mut d_kernel,
+                d_bias: &mut d_bias,
+            },
+            steps.reader(),
+            h,
+            &rows,
+        );
+        let mut scratch = vec![0f32; sg.scratch_len(16)];
+        let sg = &sg;
+        let waiter = std::thread::scope(|s| {
+            let failing = s.spawn(move || {
+                let _guard = sg.guard();
+                panic!("planted");
+            });
+            let waiting = s.spawn(move || {
+                let _guard = sg.guard();
+                sg.finished(1, 0);
+                sg.add_step(0, (0, 16), &mut scratch);
+            });
+            assert!(failing.join().is_err());
+            waiting.join()
+        });
+        let payload = waiter.expect_err("the waiting thread returned");
+        let text = payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        assert!(text.contains("another thread"), "{text}");
+    }
+}
