@@ -544,15 +544,7 @@ fn results_do_not_depend_on_the_thread_count() {
     let (t, b, i, h) = (7, 40, 9, 12);
     let base = Lstm::new(2, i, h).unwrap().with_dropout(0.2).unwrap();
     let c = Case::new(&base, (t, b), true, 60);
-    let layers32: Vec<LayerParams<f32>> = c
-        .layers
-        .iter()
-        .map(|l| LayerParams {
-            kernel: l.kernel.iter().map(|&v| v as f32).collect(),
-            recurrent_kernel: l.recurrent_kernel.iter().map(|&v| v as f32).collect(),
-            bias: l.bias.iter().map(|&v| v as f32).collect(),
-        })
-        .collect();
+    let layers32 = map_layers(&c.layers, |&v| v as f32);
     let w: Vec<_> = layers32.iter().map(LayerParams::weights).collect();
     let x: Vec<f32> = c
         .dense
@@ -634,15 +626,7 @@ fn f32_agrees_with_f64() {
     let c = Case::new(&lstm, (9, 5), true, 90);
     let w64 = views(&c.layers);
     let to32 = |v: &[f64]| v.iter().map(|&x| x as f32).collect::<Vec<f32>>();
-    let l32: Vec<LayerParams<f32>> = c
-        .layers
-        .iter()
-        .map(|l| LayerParams {
-            kernel: to32(&l.kernel),
-            recurrent_kernel: to32(&l.recurrent_kernel),
-            bias: to32(&l.bias),
-        })
-        .collect();
+    let l32 = map_layers(&c.layers, |&x| x as f32);
     let w32: Vec<_> = l32.iter().map(LayerParams::weights).collect();
     let (x64, h0, c0) = (c.dense.clone().unwrap(), &c.h0, &c.c0);
     let dy = vec64(&mut Rng(91), 9 * 5 * 8, 1.0);
@@ -897,15 +881,21 @@ fn random_f32_layers(lstm: &Lstm, rng: &mut Rng) -> (Vec<LayerParams<f32>>, Vec<
             bias: rng.vec(4 * h, 0.3),
         })
         .collect();
-    let layers64 = layers
-        .iter()
-        .map(|p| LayerParams {
-            kernel: wide(&p.kernel),
-            recurrent_kernel: wide(&p.recurrent_kernel),
-            bias: wide(&p.bias),
-        })
-        .collect();
+    let layers64 = map_layers(&layers, |&a| f64::from(a));
     (layers, layers64)
+}
+
+/// Every weight of `layers` through `f` (f64 to f32 or back).
+fn map_layers<A, B>(layers: &[LayerParams<A>], f: impl Fn(&A) -> B) -> Vec<LayerParams<B>> {
+    let map = |v: &[A]| v.iter().map(&f).collect();
+    layers
+        .iter()
+        .map(|l| LayerParams {
+            kernel: map(&l.kernel),
+            recurrent_kernel: map(&l.recurrent_kernel),
+            bias: map(&l.bias),
+        })
+        .collect()
 }
 
 fn wide(v: &[f32]) -> Vec<f64> {

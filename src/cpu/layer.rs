@@ -203,18 +203,18 @@ pub(crate) fn backward<F: Scalar>(
     // Threads own rows in the recurrence and columns of the gradients.
     let row_parts: Vec<(usize, usize)> = split_range(s.b, threads.max(1), 1).collect();
     let cols: Vec<(usize, usize)> = split_range(g, threads.max(1), NR).collect();
-    let (step_grads, scratch) = match grads {
+    // Each thread's share of the gradients' scratch: `per` values.
+    let (step_grads, mut scratch, per) = match grads {
         Some((targets, scratch)) => {
             let sg = StepGrads::new(targets, gates.reader(), hh, &row_parts);
             let widest = cols.iter().map(|(j0, j1)| j1 - j0).max().unwrap_or(0);
             let per = sg.scratch_len(widest);
             super::pages::resize(scratch, per * row_parts.len(), F::zero());
-            (Some(sg), &mut scratch[..])
+            (Some(sg), &mut scratch[..], per)
         }
-        None => (None, &mut [][..]),
+        None => (None, &mut [][..], 0),
     };
-    let per = scratch.len() / row_parts.len();
-    let (step_grads, mut scratch) = (step_grads.as_ref(), scratch);
+    let step_grads = step_grads.as_ref();
     let mut dx = dx.map(|(kernel_t, buf)| {
         let width = buf.len() / (s.t * s.b);
         (kernel_t, width, Steps::new(buf, s.t, s.b, width))

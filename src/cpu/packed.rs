@@ -34,7 +34,7 @@ pub(crate) const NR: usize = 32;
 /// Rows of C per micro-tile: 12 x 2 accumulator registers of the 32, each
 /// row's A read through its own pointer (8 rows: 81, 12: 92, 14: 83 G
 /// multiply-adds per second on a recurrence step's shape, one core).
-const MR: usize = 12;
+pub(crate) const MR: usize = 12;
 
 /// B `[K, N]` ready for [`PackedB::gemm`]: packed into the caller's buffer
 /// where the kernel runs, else the view itself.
@@ -73,13 +73,8 @@ impl<'a, F: Scalar> PackedB<'a, F> {
             for kk in 0..k {
                 let dst = &mut store[(j * k + kk) * NR..][..cols];
                 let at = kk * b.rs + j * NR * b.cs;
-                if b.cs == 1 && cols == NR {
-                    // A fixed-size copy: two vector moves, not a memmove call.
-                    let dst: &mut [F; NR] = dst.try_into().expect("NR columns");
-                    let src: &[F; NR] = b.data[at..][..NR].try_into().expect("NR columns");
-                    *dst = *src;
-                } else if b.cs == 1 {
-                    dst.copy_from_slice(&b.data[at..][..cols]);
+                if b.cs == 1 {
+                    copy_short::<F, NR>(dst, &b.data[at..][..cols]);
                 } else {
                     for (c, d) in dst.iter_mut().enumerate() {
                         *d = b.data[at + c * b.cs];
@@ -153,6 +148,17 @@ impl<'a, F: Scalar> PackedB<'a, F> {
         // SAFETY: `panels` is non-empty only when `F::packed_kernel()` said
         // the kernel runs, and holds n.div_ceil(NR) panels of k rows of NR.
         unsafe { kernel((m, k, n), a, self.panels.as_ptr(), (c, ldc), add) }
+    }
+}
+
+/// `dst = src` for a panel's row (or a strip's, `cpu::step_grads`): where
+/// it is of `N` values, a fixed-size copy (vector moves), not a memmove
+/// call (which took 7 % of a stacked step for those 48- and 128-byte rows).
+#[inline(always)]
+pub(crate) fn copy_short<F: Copy, const N: usize>(dst: &mut [F], src: &[F]) {
+    match (<&mut [F; N]>::try_from(&mut *dst), <&[F; N]>::try_from(src)) {
+        (Ok(d), Ok(s)) => *d = *s,
+        _ => dst.copy_from_slice(src),
     }
 }
 

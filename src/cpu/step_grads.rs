@@ -37,11 +37,8 @@
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use super::Scalar;
-use super::packed::NR;
+use super::packed::{MR, NR, copy_short};
 use super::steps::StepsReader;
-
-/// Rows of A per strip: the packed kernel's tile height.
-const MR: usize = 12;
 
 /// The layer's input as its kernel's gradient reads it.
 #[derive(Clone, Copy, Debug)]
@@ -333,17 +330,6 @@ simd_dispatch! {
         for (d, &v) in dst.iter_mut().zip(src) {
             *d = *d + v;
         }
-    }
-}
-
-/// `dst = src` for a panel's or a strip's row: where it is of `N` values,
-/// a fixed-size copy (vector moves), not a memmove call (which took 7 % of
-/// the step for these 48- and 128-byte rows).
-#[inline(always)]
-fn copy_short<F: Copy, const N: usize>(dst: &mut [F], src: &[F]) {
-    match (<&mut [F; N]>::try_from(&mut *dst), <&[F; N]>::try_from(src)) {
-        (Ok(d), Ok(s)) => *d = *s,
-        _ => dst.copy_from_slice(src),
     }
 }
 
