@@ -20,7 +20,7 @@
 //! product each step ahead of the recurrent one ([`InputTerm`]), so a step
 //! costs one or two GEMMs of the thread's rows and the cell. In the
 //! backward the threads also own columns of the weight gradients, which
-//! they add up a step behind the recurrence ([`StepGrads`]).
+//! they add up a few steps behind the recurrence ([`StepGrads`]).
 
 use super::packed::NR;
 use super::packed::PackedB;
@@ -178,7 +178,7 @@ simd_dispatch! {
 /// cache (one product of all T*B rows after would read dz's 31 MB back
 /// from L3); each row's sum is the same either way.
 ///
-/// `grads`: the layer's weight gradients, computed a step behind the
+/// `grads`: the layer's weight gradients, computed a few steps behind the
 /// recurrence from dz in cache ([`StepGrads`]; only where the packed
 /// kernel runs), with the scratch buffer they use.
 #[allow(clippy::too_many_arguments)]
@@ -206,8 +206,8 @@ pub(crate) fn backward<F: Scalar>(
     // Each thread's share of the gradients' scratch: `per` values.
     let (step_grads, mut scratch, per) = match grads {
         Some((targets, scratch)) => {
-            let sg = StepGrads::new(targets, gates.reader(), hh, &row_parts);
             let widest = cols.iter().map(|(j0, j1)| j1 - j0).max().unwrap_or(0);
+            let sg = StepGrads::new(targets, gates.reader(), hh, &row_parts, widest);
             let per = sg.scratch_len(widest);
             super::pages::resize(scratch, per * row_parts.len(), F::zero());
             (Some(sg), &mut scratch[..], per)
@@ -256,15 +256,13 @@ pub(crate) fn backward<F: Scalar>(
                     }
                     if let Some(sg) = step_grads {
                         sg.finished(p, t);
-                        // A step behind: every thread has most likely
-                        // finished it, so the wait is rare.
-                        if t + 1 < s.t {
-                            sg.add_step(t + 1, my_cols, my_scratch);
+                        if let Some(steps) = sg.due(t) {
+                            sg.add_steps(steps, my_cols, my_scratch);
                         }
                     }
                 }
                 if let Some(sg) = step_grads {
-                    sg.add_step(0, my_cols, my_scratch);
+                    sg.add_steps((0, 0), my_cols, my_scratch);
                 }
             };
             run_or_spawn(scope, b1 == s.b, job);

@@ -17,8 +17,8 @@
 //! training: a loss at every step and a carried state,
 //! `trace.rs` the intermediate tensors the kernel checks compare against,
 //! `stacked.rs` the model of N > 1 LSTM layers (through [`crate::ops::Lstm`]),
-//! `step_grads.rs` that recurrence's weight gradients, a step at a time
-//! inside its backward.
+//! `step_grads.rs` that recurrence's weight gradients, a few steps at a
+//! time inside its backward.
 
 #[macro_use]
 mod simd;

@@ -21,7 +21,7 @@
 //! final state's gradient, and leaves dz [T*B, 4H] and the initial state's
 //! gradient; the weight gradients are sums over all T*B rows in one fixed
 //! order (so the result does not depend on the thread count), computed a
-//! step behind the recurrence from dz in cache where the packed kernel runs
+//! few steps behind the recurrence from dz in cache where the packed kernel runs
 //! ([`crate::cpu::step_grads`]), else as GEMMs after it:
 //!
 //! ```text
@@ -622,7 +622,7 @@ impl Lstm {
                 d_bias: sized(&mut lg.bias, g),
             };
             // Where the packed kernel runs, the weight gradients are
-            // computed inside the backward, a step behind it, from dz in
+            // computed inside the backward, a few steps behind it, from dz in
             // cache (`cpu::step_grads`); elsewhere after it.
             let (in_step, after) = if F::packed_kernel() {
                 (Some((targets, &mut *step_scratch)), None)
