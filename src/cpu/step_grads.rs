@@ -325,12 +325,14 @@ impl<'a, F: Scalar> StepGrads<'a, F> {
         (j0, j1): (usize, usize),
     ) {
         let (bs, g) = (self.dims.b, 4 * self.dims.h);
-        for s in 0..m.div_ceil(MR) {
-            let rows = MR.min(m - s * MR);
-            let strip = &mut strips[s * MR * b..][..rows * b];
-            for (k, dst) in strip.chunks_exact_mut(rows).enumerate() {
-                let row = (hi - k / bs) * bs + k % bs;
-                copy_short::<F, MR>(dst, &x[row * m + s * MR..][..rows]);
+        // Row by row, each row read once in order. Strip by strip (every
+        // row read 48 bytes at a time, the reads 1 KB apart at m = 256)
+        // took 2.9 ms a thread and training step at layer 1 against 1.8.
+        for k in 0..b {
+            let row = &x[((hi - k / bs) * bs + k % bs) * m..][..m];
+            for (s, part) in row.chunks(MR).enumerate() {
+                let rows = part.len();
+                copy_short::<F, MR>(&mut strips[s * MR * b + k * rows..][..rows], part);
             }
         }
         for s in 0..m.div_ceil(MR) {
