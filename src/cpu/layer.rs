@@ -208,7 +208,7 @@ pub(crate) fn backward<F: Scalar>(
         Some((targets, scratch)) => {
             let widest = cols.iter().map(|(j0, j1)| j1 - j0).max().unwrap_or(0);
             let sg = StepGrads::new(targets, gates.reader(), hh, &row_parts, widest);
-            let per = sg.scratch_len(widest);
+            let per = sg.scratch_len();
             super::pages::resize(scratch, per * row_parts.len(), F::zero());
             (Some(sg), &mut scratch[..], per)
         }

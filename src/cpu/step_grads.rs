@@ -15,13 +15,14 @@
 //! products, bias and scatter into its columns of the gradients.
 //!
 //! Threads own rows in the recurrence and columns here: a gradient's
-//! columns need every row of dz_t, so a thread waits until every other
-//! thread has finished step t (a counter each; the lag of one step makes
-//! the wait rare). The price is that coupling: where the threads share
-//! cores with other work, one that is descheduled holds up the others
-//! every step, not once a layer (4 threads on 2 cores: the op up to ~10 %
-//! slower than with the weight gradients after the backward at H = 256,
-//! docs/measured.md).
+//! columns need every row of dz_t, so before each product a thread waits
+//! until every other thread has finished its steps (a counter each; the
+//! lag of one step makes the wait rare). The price is that coupling:
+//! where the threads share cores with other work, one that is descheduled
+//! holds up the others every few steps, not once a layer (4 threads on 2
+//! cores, a wait every step: the op up to ~10 % slower than with the
+//! weight gradients after the backward at H = 256; a wait every group of
+//! steps took 3-6 % off that, docs/measured.md).
 //!
 //! Measured in lockstep against the gradients after the backward
 //! (2026-12-07, 2 cores): the `--layers 2 --hidden 256` step 0.954-0.962
@@ -111,6 +112,8 @@ pub(crate) struct StepGrads<'a, F> {
     d_bias: Out<F>,
     dz: StepsReader<'a, F>,
     dims: Dims,
+    /// The most columns a thread adds up.
+    cols: usize,
     /// Steps a product takes (the last group may be shorter; step 0 is
     /// always a group of its own).
     group: usize,
@@ -185,6 +188,7 @@ impl<'a, F: Scalar> StepGrads<'a, F> {
             d_bias: Out(t.d_bias.as_mut_ptr()),
             dz,
             dims: Dims { b, h, input },
+            cols,
             group,
             left: rows.iter().map(|_| AtomicUsize::new(steps)).collect(),
             abort: AtomicBool::new(false),
@@ -192,8 +196,8 @@ impl<'a, F: Scalar> StepGrads<'a, F> {
         }
     }
 
-    /// Scratch values one thread needs for the `cols` of [`new`](Self::new).
-    pub fn scratch_len(&self, cols: usize) -> usize {
+    /// Scratch values one thread needs for its columns.
+    pub fn scratch_len(&self) -> usize {
         let d = self.dims;
         let widest = d.h.max(if matches!(self.input, GradInput::Dense { .. }) {
             d.input
@@ -201,7 +205,7 @@ impl<'a, F: Scalar> StepGrads<'a, F> {
             0
         });
         let k = self.group * d.b;
-        cols.div_ceil(NR) * NR * k + widest.div_ceil(MR) * MR * k + 16
+        self.cols.div_ceil(NR) * NR * k + widest.div_ceil(MR) * MR * k + 16
     }
 
     /// The steps to add once step `t` is finished, `(hi, lo)` (`hi >= lo`,
@@ -260,6 +264,11 @@ impl<'a, F: Scalar> StepGrads<'a, F> {
             hi >= lo && hi - lo < self.group && (lo > 0 || hi == 0),
             "StepGrads::add_steps: steps {hi} down to {lo}"
         );
+        assert!(
+            j1 >= j0 && j1 - j0 <= self.cols,
+            "StepGrads::add_steps: columns {j0}..{j1}, more than the {} of `new`",
+            self.cols
+        );
         if j1 == j0 {
             return;
         }
@@ -271,6 +280,8 @@ impl<'a, F: Scalar> StepGrads<'a, F> {
         let rows = (hi - lo + 1) * d.b;
         let start = scratch.as_ptr().align_offset(64).min(16);
         let (panels, strips) = scratch[start..].split_at_mut(w.div_ceil(NR) * NR * rows);
+        // SAFETY: columns j0..j1 of d bias are this caller's.
+        let bias = unsafe { cols_mut(self.d_bias, 0, (j0, j1)) };
         for k in 0..rows {
             let (s, b) = (hi - k / d.b, k % d.b);
             // SAFETY: every row thread has finished step lo (`wait_for`),
@@ -280,8 +291,6 @@ impl<'a, F: Scalar> StepGrads<'a, F> {
             for (q, part) in row.chunks(NR).enumerate() {
                 copy_short::<F, NR>(&mut panels[(q * rows + k) * NR..][..part.len()], part);
             }
-            // SAFETY: columns j0..j1 of d bias are this caller's.
-            let bias = unsafe { cols_mut(self.d_bias, 0, (j0, j1)) };
             add_row(bias, row);
             if let GradInput::Classes(classes) = self.input {
                 let c = classes[s * d.b + b] as usize;
@@ -442,7 +451,7 @@ mod tests {
             &rows,
             16,
         );
-        let mut scratch = vec![0f32; sg.scratch_len(16)];
+        let mut scratch = vec![0f32; sg.scratch_len()];
         let sg = &sg;
         let waiter = std::thread::scope(|s| {
             let failing = s.spawn(move || {
@@ -497,7 +506,7 @@ mod tests {
             sg = sg.with_group(group);
         }
         let chosen = sg.group;
-        let mut scratch = vec![f32::NAN; sg.scratch_len(cols.1 - cols.0)];
+        let mut scratch = vec![f32::NAN; sg.scratch_len()];
         sg.zero(cols);
         for s in (0..t).rev() {
             sg.finished(0, s);

@@ -302,9 +302,10 @@ impl Lstm {
 
     /// Uses at most `threads` threads (0 = one per available core, as long
     /// as each gets 16 batch rows). Results do not depend on it. On the
-    /// f32 fast path the backward's threads wait for each other every step
-    /// (they share the weight gradients' work step by step), so where they
-    /// would share cores with other busy work, fewer threads can be faster.
+    /// f32 fast path the backward's threads wait for each other every few
+    /// steps (they share the weight gradients' work a few steps at a time),
+    /// so where they would share cores with other busy work, fewer threads
+    /// can be faster.
     pub fn with_threads(mut self, threads: usize) -> Self {
         self.threads = threads;
         self
