@@ -33,10 +33,11 @@ pub fn export(a: ExportArgs) -> Result<ExitCode> {
     create_parent(&a.output)?;
     interop::export(&model, format, &a.output)?;
     println!(
-        "{}: {format} weights, V={} H={} maxlen={}{}",
+        "{}: {format} weights, V={} H={} N={} maxlen={}{}",
         a.output.display(),
         model.vocab().len(),
         model.hidden(),
+        model.layers(),
         model.maxlen(),
         if model.lowercase() {
             ", lower-cased input"
@@ -69,11 +70,12 @@ pub fn import(a: ImportArgs) -> Result<ExitCode> {
     create_parent(&a.output)?;
     model.save(&a.output)?;
     println!(
-        "{}: checkpoint from {format} weights {}, V={} H={} maxlen={}",
+        "{}: checkpoint from {format} weights {}, V={} H={} N={} maxlen={}",
         a.output.display(),
         a.file.display(),
         model.vocab().len(),
         model.hidden(),
+        model.layers(),
         model.maxlen()
     );
     Ok(ExitCode::SUCCESS)
