@@ -10,7 +10,7 @@
 
 mod common;
 
-use charlstm_cuda::model::Tensor;
+use charlstm_cuda::model::{ParamLayout, Params, Tensor};
 use std::path::Path;
 use std::process::{Command, Stdio};
 
@@ -266,6 +266,36 @@ fn cli_export_and_import() {
     let o = bin(&["export", "--checkpoint", &s(&ckpt), "-o", "weights.h5"]);
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("--format"));
+}
+
+/// `export` and `import` say how many layers the weights hold, in both
+/// formats (a stack's file is not the notebook's).
+#[test]
+fn cli_export_and_import_name_the_layers() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = |p: &Path| p.to_str().unwrap().to_string();
+    let vocab = Vocab::from_text("the will to power; truth, and a free spirit? 0123");
+    let mut rng = common::Rng(5);
+    let mut params = Params::<f32>::zeros_for(ParamLayout::stacked(vocab.len(), 6, 3));
+    params.flat_mut().iter_mut().for_each(|x| *x = rng.f32(0.5));
+    let ckpt = dir.path().join("stack.safetensors");
+    Model::new(params, vocab, 12, true)
+        .unwrap()
+        .save(&ckpt)
+        .unwrap();
+    for file in ["w.safetensors", "w.npz"] {
+        let weights = dir.path().join(file);
+        let o = bin(&["export", "--checkpoint", &s(&ckpt), "-o", &s(&weights)]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let out = String::from_utf8_lossy(&o.stdout);
+        assert!(out.contains(" H=6 N=3 "), "export of {file}: {out}");
+        let back = dir.path().join(format!("back-{file}.safetensors"));
+        let o = bin(&["import", &s(&weights), "-o", &s(&back)]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let out = String::from_utf8_lossy(&o.stdout);
+        assert!(out.contains(" H=6 N=3 "), "import of {file}: {out}");
+        assert_eq!(Model::load(&back).unwrap().layers(), 3);
+    }
 }
 
 /// `CHARLSTM_PYTHON` (or python3) when it can import torch; otherwise says

@@ -59,43 +59,6 @@ fn a_stack_exports_and_imports_exactly_in_pytorch_names() {
     assert_eq!(back.layers(), 3);
 }
 
-/// `export` and `import` on the command line say how many layers the
-/// weights hold, in both formats (a stack's file is not the notebook's).
-#[test]
-fn the_cli_names_the_layers_it_exported_and_imported() {
-    let dir = tempfile::tempdir().expect("dir");
-    let ckpt = dir.path().join("stack.safetensors");
-    model(3, 6, 1).save(&ckpt).expect("save");
-    let run = |args: &[&Path]| -> String {
-        let o = Command::new(env!("CARGO_BIN_EXE_charlstm-cuda"))
-            .args(args)
-            .output()
-            .expect("run charlstm-cuda");
-        let text = String::from_utf8_lossy(&o.stdout).into_owned();
-        assert!(
-            o.status.success(),
-            "{args:?}: {text}{}",
-            String::from_utf8_lossy(&o.stderr)
-        );
-        text
-    };
-    for file in ["w.safetensors", "w.npz"] {
-        let weights = dir.path().join(file);
-        let back = dir.path().join(format!("back-{file}.safetensors"));
-        let out = run(&[
-            Path::new("export"),
-            Path::new("--checkpoint"),
-            &ckpt,
-            Path::new("--output"),
-            &weights,
-        ]);
-        assert!(out.contains(" H=6 N=3 "), "export of {file}: {out}");
-        let out = run(&[Path::new("import"), &weights, Path::new("--output"), &back]);
-        assert!(out.contains(" H=6 N=3 "), "import of {file}: {out}");
-        assert_eq!(Model::load(&back).expect("load").layers(), 3);
-    }
-}
-
 /// The Python in `var` (or `default`) when it can import `modules`.
 fn python_with(var: &str, default: &str, modules: &str) -> Option<String> {
     let python = std::env::var(var).unwrap_or_else(|_| default.into());

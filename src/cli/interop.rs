@@ -33,12 +33,9 @@ pub fn export(a: ExportArgs) -> Result<ExitCode> {
     create_parent(&a.output)?;
     interop::export(&model, format, &a.output)?;
     println!(
-        "{}: {format} weights, V={} H={} N={} maxlen={}{}",
+        "{}: {format} weights, {}{}",
         a.output.display(),
-        model.vocab().len(),
-        model.hidden(),
-        model.layers(),
-        model.maxlen(),
+        sizes(&model),
         if model.lowercase() {
             ", lower-cased input"
         } else {
@@ -70,15 +67,24 @@ pub fn import(a: ImportArgs) -> Result<ExitCode> {
     create_parent(&a.output)?;
     model.save(&a.output)?;
     println!(
-        "{}: checkpoint from {format} weights {}, V={} H={} N={} maxlen={}",
+        "{}: checkpoint from {format} weights {}, {}",
         a.output.display(),
         a.file.display(),
+        sizes(&model)
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// What `export` and `import` say of the model: vocabulary, units, layers
+/// and window length.
+fn sizes(model: &Model) -> String {
+    format!(
+        "V={} H={} N={} maxlen={}",
         model.vocab().len(),
         model.hidden(),
         model.layers(),
         model.maxlen()
-    );
-    Ok(ExitCode::SUCCESS)
+    )
 }
 
 /// The vocabulary (and, from a checkpoint, maxlen) of a checkpoint, a

@@ -283,7 +283,7 @@ impl<'a, F: Scalar> StepGrads<'a, F> {
         // SAFETY: columns j0..j1 of d bias are this caller's.
         let bias = unsafe { cols_mut(self.d_bias, 0, (j0, j1)) };
         for k in 0..rows {
-            let (s, b) = (hi - k / d.b, k % d.b);
+            let (s, b) = self.group_row(hi, k);
             // SAFETY: every row thread has finished step lo (`wait_for`),
             // and so every step above it (they run from T-1 down): dz's
             // rows of step s >= lo are final and none writes them again.
@@ -322,6 +322,12 @@ impl<'a, F: Scalar> StepGrads<'a, F> {
         }
     }
 
+    /// Row `k` of a group's product from step `hi` down: (step, batch
+    /// row). The order of every sum: step hi's B rows, then step hi-1's, ...
+    fn group_row(&self, hi: usize, k: usize) -> (usize, usize) {
+        (hi - k / self.dims.b, k % self.dims.b)
+    }
+
     /// `C[:, j0..j1] += X^T @ panels`, X [b, m] the `b` rows of x ([T, B,
     /// m]) in the panels' order: step hi's B rows, then step hi-1's, ...
     fn product(
@@ -338,7 +344,8 @@ impl<'a, F: Scalar> StepGrads<'a, F> {
         // row read 48 bytes at a time, the reads 1 KB apart at m = 256)
         // took 2.9 ms a thread and training step at layer 1 against 1.8.
         for k in 0..b {
-            let row = &x[((hi - k / bs) * bs + k % bs) * m..][..m];
+            let (s, r) = self.group_row(hi, k);
+            let row = &x[(s * bs + r) * m..][..m];
             for (s, part) in row.chunks(MR).enumerate() {
                 let rows = part.len();
                 copy_short::<F, MR>(&mut strips[s * MR * b + k * rows..][..rows], part);
@@ -582,19 +589,17 @@ mod tests {
                 );
                 // The sums themselves, in f64, on the columns computed.
                 let dz_at = |s: usize, r: usize, j: usize| f64::from(dz[(s * b + r) * g + j]);
+                // Every (step, row) from step `first` on.
+                let rows = |first: usize| (first..t).flat_map(move |s| (0..b).map(move |r| (s, r)));
                 for j in cols.0..cols.1 {
-                    let bias: f64 = (0..t)
-                        .flat_map(|s| (0..b).map(move |r| (s, r)))
-                        .map(|(s, r)| dz_at(s, r, j))
-                        .sum();
+                    let bias: f64 = rows(0).map(|(s, r)| dz_at(s, r, j)).sum();
                     assert!(
                         (f64::from(one.2[j]) - bias).abs() < 1e-4,
                         "d bias column {j}"
                     );
                     for i in 0..h {
                         let first = usize::from(h0_zero);
-                        let want: f64 = (first..t)
-                            .flat_map(|s| (0..b).map(move |r| (s, r)))
+                        let want: f64 = rows(first)
                             .map(|(s, r)| f64::from(hs[(s * b + r) * h + i]) * dz_at(s, r, j))
                             .sum();
                         assert!(
@@ -603,8 +608,7 @@ mod tests {
                         );
                     }
                     for i in 0..inputs {
-                        let want: f64 = (0..t)
-                            .flat_map(|s| (0..b).map(move |r| (s, r)))
+                        let want: f64 = rows(0)
                             .map(|(s, r)| match input {
                                 GradInput::Dense { x, width } => {
                                     f64::from(x[(s * b + r) * width + i]) * dz_at(s, r, j)
