@@ -494,3 +494,75 @@ fn a_stopped_generation_returns_the_prefix_of_the_full_one() {
     assert_eq!(reports, 1);
     assert_eq!(sim.len(), 2);
 }
+
+/// A run directory where a checkpoint is asked for (`generate
+/// --checkpoint runs/x`, as `report --out` and `train --resume` take the
+/// directory) stands for its last.safetensors, said on stderr with
+/// best.safetensors named where there is one; a directory that holds no
+/// run is refused with what to pass instead.
+#[test]
+fn a_run_directory_stands_for_its_last_checkpoint() {
+    let dir = Dir::new();
+    std::fs::create_dir(dir.path("run")).expect("mkdir");
+    let file = uniform_model(&dir, "run/last.safetensors", 8, 5);
+    let run_dir = dir.s("run");
+    let sample = |ckpt: &str| {
+        ok(&[
+            "generate",
+            "--checkpoint",
+            ckpt,
+            "--seed-text",
+            "ab",
+            "--device",
+            "cpu",
+            "--length",
+            "20",
+            "--temperature",
+            "0.5",
+            "--raw",
+        ])
+    };
+    let (from_dir, from_file) = (sample(&run_dir), sample(&file));
+    assert_eq!(stdout(&from_dir), stdout(&from_file), "the same model");
+    let said = stderr(&from_dir);
+    assert!(said.contains(&file) && !said.contains("best"), "{said}");
+    assert!(
+        !stderr(&from_file).contains("using"),
+        "{}",
+        stderr(&from_file)
+    );
+
+    uniform_model(&dir, "run/best.safetensors", 8, 5);
+    let said = stderr(&sample(&run_dir));
+    assert!(said.contains(&dir.s("run/best.safetensors")), "{said}");
+
+    // inspect, eval and export read the same file.
+    let shown = stdout(&ok(&["inspect", &run_dir]));
+    assert!(shown.contains(&file), "{shown}");
+    let text = dir.write("t.txt", "ab c ab ca bc".repeat(40).as_bytes());
+    let eval = |ckpt: &str| {
+        stdout(&ok(&[
+            "eval",
+            "--checkpoint",
+            ckpt,
+            "--corpus",
+            &text,
+            "--device",
+            "cpu",
+        ]))
+    };
+    assert_eq!(eval(&run_dir), eval(&file));
+    let out = dir.s("w.npz");
+    ok(&["export", "--checkpoint", &run_dir, "-o", &out]);
+    assert!(dir.path("w.npz").is_file());
+
+    std::fs::create_dir(dir.path("empty")).expect("mkdir");
+    let o = run(&["generate", "--checkpoint", &dir.s("empty"), "--length", "5"]);
+    let line = the_error(&o, "a directory with no run");
+    assert!(line.contains("no last.safetensors"), "{line}");
+    assert!(
+        stderr(&o).contains("hint: pass a checkpoint file"),
+        "{}",
+        stderr(&o)
+    );
+}

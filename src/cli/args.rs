@@ -133,7 +133,8 @@ pub enum FormatArg {
 
 #[derive(Args, Debug)]
 pub struct ExportArgs {
-    /// A checkpoint written by `train` or `import`.
+    /// A checkpoint written by `train` or `import`, or a run directory
+    /// of `train` (its last.safetensors).
     #[arg(long)]
     pub checkpoint: PathBuf,
     /// keras or pytorch [default: from the output's extension, .npz or .safetensors].
@@ -309,7 +310,8 @@ pub enum StrategyArg {
 
 #[derive(Args, Debug)]
 pub struct GenerateArgs {
-    /// A checkpoint written by `train`.
+    /// A checkpoint written by `train`, or a run directory of `train`
+    /// (its last.safetensors).
     #[arg(long)]
     pub checkpoint: PathBuf,
     /// Text to start from (default: a random window of --corpus, else a random character).
@@ -355,7 +357,8 @@ pub struct GenerateArgs {
 
 #[derive(Args, Debug)]
 pub struct EvalArgs {
-    /// A checkpoint written by `train`.
+    /// A checkpoint written by `train`, or a run directory of `train`
+    /// (its last.safetensors).
     #[arg(long)]
     pub checkpoint: PathBuf,
     /// Text (or prepared corpus) to evaluate on.

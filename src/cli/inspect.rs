@@ -15,7 +15,8 @@ use super::printer::count;
 /// `inspect`: the checkpoint and the output form.
 #[derive(Args, Debug)]
 pub struct InspectArgs {
-    /// A checkpoint written by `train` or `import`.
+    /// A checkpoint written by `train` or `import`, or a run directory
+    /// of `train` (its last.safetensors).
     #[arg(value_hint = ValueHint::FilePath)]
     pub checkpoint: PathBuf,
     /// Print one JSON object instead of the table.

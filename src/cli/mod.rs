@@ -14,11 +14,13 @@ mod report;
 mod selftest;
 mod train;
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::parser::ValueSource;
 use clap::{ArgMatches, CommandFactory, FromArgMatches};
 
+use charlstm_cuda::rundir::{BEST_CHECKPOINT, LAST_CHECKPOINT};
 use charlstm_cuda::{Error, Result};
 
 pub use args::{Cli, Command};
@@ -51,21 +53,69 @@ fn run(matches: &ArgMatches) -> Result<ExitCode> {
             }
             train::train(*a)
         }
-        Command::Generate(a) => {
+        Command::Generate(mut a) => {
             if let Some((_, sub)) = matches.subcommand() {
                 strategy_takes_temperatures(&a, sub)?;
             }
+            a.checkpoint = checkpoint_in(a.checkpoint)?;
             generate::generate(a)
         }
-        Command::Eval(a) => generate::eval(a),
-        Command::Inspect(a) => inspect::inspect(a),
+        Command::Eval(mut a) => {
+            a.checkpoint = checkpoint_in(a.checkpoint)?;
+            generate::eval(a)
+        }
+        Command::Inspect(mut a) => {
+            a.checkpoint = checkpoint_in(a.checkpoint)?;
+            inspect::inspect(a)
+        }
         Command::Bench(a) => bench::bench(a),
         Command::Selftest(a) => selftest::selftest(a),
         Command::Report(a) => report::report(a),
         Command::Completions(a) => report::completions(a),
-        Command::Export(a) => interop::export(a),
+        Command::Export(mut a) => {
+            a.checkpoint = checkpoint_in(a.checkpoint)?;
+            interop::export(a)
+        }
         Command::Import(a) => interop::import(a),
     }
+}
+
+/// A run directory of `train` given where a checkpoint is asked for
+/// (`generate --checkpoint runs/nietzsche`) stands for its newest
+/// checkpoint, last.safetensors, the one `--resume` reads. Said on stderr
+/// (stdout may be a `--json` document), naming best.safetensors where the
+/// run kept one, since that may be the one wanted. Any other path is left
+/// for the command to open.
+fn checkpoint_in(path: PathBuf) -> Result<PathBuf> {
+    if !path.is_dir() {
+        return Ok(path);
+    }
+    let last = path.join(LAST_CHECKPOINT);
+    if !last.is_file() {
+        return Err(Error::Conflict {
+            what: format!(
+                "{} is a directory with no {LAST_CHECKPOINT} in it, not a checkpoint",
+                path.display()
+            ),
+            fix: "pass a checkpoint file (.safetensors) written by train or import, or the \
+                  directory of a train run (--out)"
+                .into(),
+        });
+    }
+    let best = path.join(BEST_CHECKPOINT);
+    let also = if best.is_file() {
+        format!(
+            "; the best validation loss is in {}: pass that to use it",
+            best.display()
+        )
+    } else {
+        String::new()
+    };
+    eprintln!(
+        "using {}, the run's newest checkpoint{also}",
+        last.display()
+    );
+    Ok(last)
 }
 
 /// `--temperature` typed with `--strategy greedy` or `uniform` would be
